@@ -1,0 +1,148 @@
+use std::fmt;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{EmailAddress, PasswordHash};
+use crate::secret::TokenHash;
+
+/// The stable identifier of an account, the `sub` of its access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AccountId(Uuid);
+
+impl AccountId {
+    /// Wraps an identifier drawn by the domain or read back from trusted storage.
+    pub const fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A person's account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    id: AccountId,
+    email: EmailAddress,
+    password_hash: PasswordHash,
+    email_verified_at: Option<OffsetDateTime>,
+    created_at: OffsetDateTime,
+}
+
+impl Account {
+    /// A new account whose email address is not verified yet.
+    pub fn new_unverified(id: AccountId, email: EmailAddress, password_hash: PasswordHash, now: OffsetDateTime) -> Self {
+        Self { id, email, password_hash, email_verified_at: None, created_at: now }
+    }
+
+    /// Rebuilds an account read back from trusted storage; no rule is checked again.
+    pub fn from_storage(
+        id: AccountId,
+        email: EmailAddress,
+        password_hash: PasswordHash,
+        email_verified_at: Option<OffsetDateTime>,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self { id, email, password_hash, email_verified_at, created_at }
+    }
+
+    /// The account's identifier.
+    pub fn id(&self) -> AccountId {
+        self.id
+    }
+
+    /// The normalised email address.
+    pub fn email(&self) -> &EmailAddress {
+        &self.email
+    }
+
+    /// The stored password hash.
+    pub fn password_hash(&self) -> &PasswordHash {
+        &self.password_hash
+    }
+
+    /// When the owner proved control of the address, if they did.
+    pub fn email_verified_at(&self) -> Option<OffsetDateTime> {
+        self.email_verified_at
+    }
+
+    /// Whether the owner proved control of the address.
+    pub fn is_email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
+    }
+
+    /// When the account was created.
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.created_at
+    }
+}
+
+/// A stored email verification token: only its digest, never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationTokenRecord {
+    hash: TokenHash,
+    account_id: AccountId,
+    expires_at: OffsetDateTime,
+    used_at: Option<OffsetDateTime>,
+}
+
+/// The state a verification token is in at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VerificationTokenState {
+    Usable,
+    AlreadyUsed,
+    Expired,
+}
+
+impl VerificationTokenRecord {
+    /// A fresh, unused token for `account_id`.
+    pub fn issue(hash: TokenHash, account_id: AccountId, expires_at: OffsetDateTime) -> Self {
+        Self { hash, account_id, expires_at, used_at: None }
+    }
+
+    /// Rebuilds a token record read back from trusted storage.
+    pub fn from_storage(hash: TokenHash, account_id: AccountId, expires_at: OffsetDateTime, used_at: Option<OffsetDateTime>) -> Self {
+        Self { hash, account_id, expires_at, used_at }
+    }
+
+    /// The digest of the token.
+    pub fn hash(&self) -> &TokenHash {
+        &self.hash
+    }
+
+    /// The account the token verifies.
+    pub fn account_id(&self) -> AccountId {
+        self.account_id
+    }
+
+    /// When the token stops working.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+
+    /// When the token was used, if it was.
+    pub fn used_at(&self) -> Option<OffsetDateTime> {
+        self.used_at
+    }
+
+    /// A used token keeps answering "verified" (the link is idempotent) even once expired; an
+    /// unused one works only before its expiry.
+    pub(crate) fn state_at(&self, now: OffsetDateTime) -> VerificationTokenState {
+        if self.used_at.is_some() {
+            VerificationTokenState::AlreadyUsed
+        } else if now >= self.expires_at {
+            VerificationTokenState::Expired
+        } else {
+            VerificationTokenState::Usable
+        }
+    }
+}

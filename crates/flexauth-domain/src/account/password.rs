@@ -1,0 +1,189 @@
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::InfraError;
+
+/// The fewest characters a new password may have (NIST SP 800-63B §3.1.1.2).
+pub const PASSWORD_MIN_CHARS: usize = 8;
+
+/// The most bytes a password may have. It bounds the work one request can ask of the hasher
+/// (hash-DoS) while letting 64 characters of any script through, as NIST asks: 64 four-byte
+/// characters are 256 bytes.
+pub const PASSWORD_MAX_BYTES: usize = 256;
+
+/// A password as typed at login. Only the byte cap applies, so that an account whose password
+/// predates a policy change can still log in.
+pub struct Password(SecretString);
+
+/// A password chosen at sign-up or reset, which passed the whole policy.
+pub struct NewPassword(Password);
+
+/// Why a password is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    /// Fewer than [`PASSWORD_MIN_CHARS`] characters.
+    #[error("the password must have at least 8 characters")]
+    TooShort,
+    /// More than [`PASSWORD_MAX_BYTES`] bytes.
+    #[error("the password must not exceed 256 bytes")]
+    TooLong,
+    /// On the list of passwords attackers try first.
+    #[error("the password is too common")]
+    TooCommon,
+}
+
+impl Password {
+    /// Accepts any password within the byte cap.
+    ///
+    /// # Errors
+    /// [`PasswordError::TooLong`].
+    pub fn parse(text: String) -> Result<Self, PasswordError> {
+        if text.len() > PASSWORD_MAX_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Self(SecretString::from(text)))
+    }
+
+    /// The plaintext, for the hasher only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl NewPassword {
+    /// Applies the whole policy: byte cap, minimum length, common-password list. There are no
+    /// composition rules (NIST SP 800-63B: they do not make passwords stronger).
+    ///
+    /// # Errors
+    /// [`PasswordError::TooLong`], [`PasswordError::TooShort`], [`PasswordError::TooCommon`].
+    pub fn parse(text: String) -> Result<Self, PasswordError> {
+        let password = Password::parse(text)?;
+        let plain = password.expose();
+        if plain.chars().count() < PASSWORD_MIN_CHARS {
+            return Err(PasswordError::TooShort);
+        }
+        if is_common(plain) {
+            return Err(PasswordError::TooCommon);
+        }
+        Ok(Self(password))
+    }
+
+    /// The validated password.
+    pub fn as_password(&self) -> &Password {
+        &self.0
+    }
+}
+
+fn is_common(password: &str) -> bool {
+    static COMMON: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    let common = COMMON.get_or_init(|| include_str!("common-passwords.txt").lines().collect());
+    common.contains(password.to_lowercase().as_str())
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword(<redacted>)")
+    }
+}
+
+/// A password hash in PHC string format (`$argon2id$v=19$…`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Wraps a PHC string produced by a [`PasswordHasher`] or read back from trusted storage.
+    pub fn from_phc(phc: String) -> Self {
+        Self(phc)
+    }
+
+    /// The PHC string, for storage and verification.
+    pub fn as_phc(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+/// Slow, salted password hashing.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes `password` with a fresh salt.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the hashing pool fails.
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, InfraError>;
+
+    /// Whether `password` matches `hash`.
+    ///
+    /// # Errors
+    /// [`InfraError`] when `hash` is not a PHC string this hasher understands, or the pool fails.
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, InfraError>;
+
+    /// Spends the same time as [`PasswordHasher::verify`] against a hash that matches no
+    /// password, so that a login for an unknown email cannot be told apart by its timing.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the pool fails.
+    async fn verify_against_dummy(&self, password: &Password) -> Result<(), InfraError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_password_needs_eight_characters_not_bytes() {
+        assert_eq!(NewPassword::parse("short".into()).err(), Some(PasswordError::TooShort));
+        assert!(NewPassword::parse("correct horse".into()).is_ok());
+        // Eight characters of a non-Latin script are accepted even though they are many bytes.
+        assert!(NewPassword::parse("секретик".into()).is_ok());
+    }
+
+    #[test]
+    fn new_password_allows_at_least_64_characters_of_any_script() {
+        assert!(NewPassword::parse("語".repeat(64)).is_ok());
+        assert!(NewPassword::parse("😀".repeat(64)).is_ok());
+        assert_eq!(NewPassword::parse("a".repeat(257)).err(), Some(PasswordError::TooLong));
+    }
+
+    #[test]
+    fn new_password_refuses_common_passwords_in_any_case() {
+        assert_eq!(NewPassword::parse("password".into()).err(), Some(PasswordError::TooCommon));
+        assert_eq!(NewPassword::parse("PassWord1".into()).err(), Some(PasswordError::TooCommon));
+        assert_eq!(NewPassword::parse("12345678".into()).err(), Some(PasswordError::TooCommon));
+    }
+
+    #[test]
+    fn new_password_has_no_composition_rules() {
+        assert!(NewPassword::parse("all lower case words here".into()).is_ok());
+    }
+
+    #[test]
+    fn login_password_only_enforces_the_byte_cap() {
+        assert!(Password::parse("short".into()).is_ok());
+        assert_eq!(Password::parse("a".repeat(257)).err(), Some(PasswordError::TooLong));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let password = Password::parse("hunter2hunter2".into()).unwrap();
+        assert_eq!(format!("{password:?}"), "Password(<redacted>)");
+        let hash = PasswordHash::from_phc("$argon2id$v=19$secret".into());
+        assert_eq!(format!("{hash:?}"), "PasswordHash(<redacted>)");
+    }
+}

@@ -1,0 +1,14 @@
+//! Email: the messages flexauth sends, the outbox they wait in, and the delivery rules.
+
+mod delivery;
+mod model;
+mod ports;
+mod templates;
+
+pub use delivery::{retry_delay, DeliveryReport, DeliveryService, DeliverySettings};
+pub use model::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
+pub use ports::{MailTransport, Outbox, SendError};
+pub use templates::{account_exists_email, verification_email};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use ports::{MockMailTransport, MockOutbox};

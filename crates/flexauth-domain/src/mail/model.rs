@@ -1,0 +1,121 @@
+use std::fmt;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::account::EmailAddress;
+
+/// What an email is for; stored with the message so operators can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailKind {
+    /// The link that proves control of an address after sign-up or on request.
+    Verification,
+    /// Sent instead of a verification email when someone signs up with a registered address.
+    AccountExists,
+}
+
+impl EmailKind {
+    /// The stable name stored in the outbox.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Verification => "verification",
+            Self::AccountExists => "account_exists",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "verification" => Some(Self::Verification),
+            "account_exists" => Some(Self::AccountExists),
+            _ => None,
+        }
+    }
+}
+
+/// A rendered email, ready to be queued and sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutgoingEmail {
+    id: Uuid,
+    kind: EmailKind,
+    to: EmailAddress,
+    subject: String,
+    text_body: String,
+    html_body: String,
+}
+
+impl OutgoingEmail {
+    /// Builds a message; `id` becomes its `Message-ID`, so a receiving server can recognise a
+    /// retry of the same message.
+    pub fn new(id: Uuid, kind: EmailKind, to: EmailAddress, subject: String, text_body: String, html_body: String) -> Self {
+        Self { id, kind, to, subject, text_body, html_body }
+    }
+
+    /// The message identifier.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// What the message is for.
+    pub fn kind(&self) -> EmailKind {
+        self.kind
+    }
+
+    /// The recipient.
+    pub fn to(&self) -> &EmailAddress {
+        &self.to
+    }
+
+    /// The subject line.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The plain-text body.
+    pub fn text_body(&self) -> &str {
+        &self.text_body
+    }
+
+    /// The HTML body.
+    pub fn html_body(&self) -> &str {
+        &self.html_body
+    }
+}
+
+impl fmt::Debug for OutgoingEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The bodies hold single-use links, which are secrets until used.
+        f.debug_struct("OutgoingEmail").field("id", &self.id).field("kind", &self.kind).field("to", &self.to).finish_non_exhaustive()
+    }
+}
+
+/// Proof that one delivery worker holds an outbox entry for a while; marking the entry sent or
+/// rescheduling it needs the same lease, so a worker whose lease ran out cannot overwrite the
+/// work of the one that took over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseId(Uuid);
+
+impl LeaseId {
+    /// Wraps a lease identifier.
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+/// An outbox entry claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    /// The message to deliver.
+    pub email: OutgoingEmail,
+    /// Delivery attempts made before this one.
+    pub attempts: u32,
+    /// The lease under which this worker holds the entry.
+    pub lease: LeaseId,
+    /// When the entry was queued.
+    pub queued_at: OffsetDateTime,
+}

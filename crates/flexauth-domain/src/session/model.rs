@@ -1,0 +1,331 @@
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::account::AccountId;
+use crate::secret::TokenHash;
+
+/// The identifier of a session, the `sid` of its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    /// Wraps an identifier drawn by the domain or read back from trusted storage.
+    pub const fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The secret inside a refresh token: 256 bits. Only its [`TokenHash`] is stored.
+///
+/// The first secret of a session is random. Each rotation derives the next one from the
+/// presented secret and a random nonce that is stored with the session. The server can thus
+/// rebuild the current token, byte for byte, for someone who presents its direct parent inside
+/// the grace window, without ever storing a usable token: the database holds digests and
+/// nonces, and neither yields a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshSecret([u8; 32]);
+
+/// The random value mixed into a rotation; stored in plain with the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationNonce([u8; 16]);
+
+impl RotationNonce {
+    /// Wraps random bytes, or bytes read back from trusted storage.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes, for storage.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl RefreshSecret {
+    /// Wraps random bytes, or the bytes decoded from a token the signer verified.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw bytes, for the token signer only.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The digest stored in place of the secret.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+
+    /// The secret that replaces this one in a rotation under `nonce`.
+    pub fn child(&self, nonce: &RotationNonce) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"flexauth refresh rotation v1\0");
+        hasher.update(self.0);
+        hasher.update(nonce.0);
+        Self(hasher.finalize().into())
+    }
+
+    /// The `jti` of the access token issued together with this refresh secret. Deriving it
+    /// makes the pair reproducible for the grace window; it reveals nothing about the secret.
+    pub fn access_token_id(&self) -> Uuid {
+        let mut hasher = Sha256::new();
+        hasher.update(b"flexauth access jti v1\0");
+        hasher.update(self.0);
+        let digest: [u8; 32] = hasher.finalize().into();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
+impl fmt::Debug for RefreshSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefreshSecret(<redacted>)")
+    }
+}
+
+/// Why a session ended before its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    /// The user logged out.
+    Logout,
+    /// A spent refresh token was presented: someone else may hold the session's tokens.
+    RefreshTokenReuse,
+}
+
+impl RevocationReason {
+    /// The stable name stored with the session.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::RefreshTokenReuse => "refresh_token_reuse",
+        }
+    }
+}
+
+/// The columns of a stored session, as storage hands them back. Build a [`Session`] from it
+/// with [`Session::from_storage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub id: SessionId,
+    pub account_id: AccountId,
+    pub created_at: OffsetDateTime,
+    /// The absolute end of the session, whatever the rotations.
+    pub expires_at: OffsetDateTime,
+    pub current_hash: TokenHash,
+    pub current_issued_at: OffsetDateTime,
+    pub current_expires_at: OffsetDateTime,
+    /// The digest of the current token's parent, if the session has rotated.
+    pub previous_hash: Option<TokenHash>,
+    /// The nonce that derived the current secret from its parent.
+    pub rotation_nonce: Option<RotationNonce>,
+    /// How many rotations the session went through.
+    pub generation: i64,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A login session: one lineage of refresh tokens, of which only the newest is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session(StoredSession);
+
+/// What presenting a refresh token to a session means at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshDecision {
+    /// The live token: rotate it.
+    Rotate,
+    /// The direct parent of the live token, inside the grace window: a second tab or a retry
+    /// that lost the race. Answer with the current pair again.
+    ReplayCurrent,
+    /// A spent token outside the grace window: the lineage leaked; revoke the session.
+    Reused,
+    /// The session was revoked earlier.
+    Revoked,
+    /// The token or the session is past its lifetime.
+    Expired,
+}
+
+/// A compare-and-swap rotation: it applies only if the session's live token is still
+/// `expected_current`, which makes exactly one of several concurrent refreshes win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub session_id: SessionId,
+    pub expected_current: TokenHash,
+    pub new_current: TokenHash,
+    pub nonce: RotationNonce,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub generation: i64,
+}
+
+impl Session {
+    /// A session opened at `now` with `secret` as its first refresh secret.
+    pub fn start(id: SessionId, account_id: AccountId, secret: &RefreshSecret, now: OffsetDateTime, refresh_ttl: Duration, lifetime: Duration) -> Self {
+        let expires_at = now + lifetime;
+        Self(StoredSession {
+            id,
+            account_id,
+            created_at: now,
+            expires_at,
+            current_hash: secret.hash(),
+            current_issued_at: now,
+            current_expires_at: (now + refresh_ttl).min(expires_at),
+            previous_hash: None,
+            rotation_nonce: None,
+            generation: 0,
+            revoked_at: None,
+        })
+    }
+
+    /// Rebuilds a session read back from trusted storage; no rule is checked again.
+    pub fn from_storage(stored: StoredSession) -> Self {
+        Self(stored)
+    }
+
+    /// The stored form, for the repository.
+    pub fn stored(&self) -> &StoredSession {
+        &self.0
+    }
+
+    /// The session identifier.
+    pub fn id(&self) -> SessionId {
+        self.0.id
+    }
+
+    /// The account the session belongs to.
+    pub fn account_id(&self) -> AccountId {
+        self.0.account_id
+    }
+
+    /// Decides what presenting a refresh secret with digest `presented` means at `now`.
+    pub fn decide(&self, presented: &TokenHash, now: OffsetDateTime, grace: Duration) -> RefreshDecision {
+        let s = &self.0;
+        if s.revoked_at.is_some() {
+            return RefreshDecision::Revoked;
+        }
+        if now >= s.expires_at {
+            return RefreshDecision::Expired;
+        }
+        if *presented == s.current_hash {
+            return if now >= s.current_expires_at { RefreshDecision::Expired } else { RefreshDecision::Rotate };
+        }
+        if s.previous_hash.as_ref() == Some(presented) && now < s.current_issued_at + grace {
+            return RefreshDecision::ReplayCurrent;
+        }
+        RefreshDecision::Reused
+    }
+
+    /// The rotation that replaces the live token by `child` (derived under `nonce`) at `now`.
+    pub fn rotation(&self, child: &RefreshSecret, nonce: RotationNonce, now: OffsetDateTime, refresh_ttl: Duration) -> Rotation {
+        Rotation {
+            session_id: self.0.id,
+            expected_current: self.0.current_hash,
+            new_current: child.hash(),
+            nonce,
+            issued_at: now,
+            expires_at: (now + refresh_ttl).min(self.0.expires_at),
+            generation: self.0.generation + 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2026-05-01 10:00 UTC);
+
+    fn secret(byte: u8) -> RefreshSecret {
+        RefreshSecret::from_bytes([byte; 32])
+    }
+
+    fn session() -> Session {
+        Session::start(SessionId::from_uuid(Uuid::nil()), AccountId::from_uuid(Uuid::nil()), &secret(1), T0, Duration::days(30), Duration::days(90))
+    }
+
+    fn rotated(session: &Session, parent: &RefreshSecret, now: OffsetDateTime) -> (Session, RefreshSecret) {
+        let nonce = RotationNonce::from_bytes([5; 16]);
+        let child = parent.child(&nonce);
+        let rotation = session.rotation(&child, nonce, now, Duration::days(30));
+        let mut stored = session.stored().clone();
+        stored.previous_hash = Some(stored.current_hash);
+        stored.current_hash = rotation.new_current;
+        stored.current_issued_at = rotation.issued_at;
+        stored.current_expires_at = rotation.expires_at;
+        stored.rotation_nonce = Some(nonce);
+        stored.generation = rotation.generation;
+        (Session::from_storage(stored), child)
+    }
+
+    const GRACE: Duration = Duration::seconds(10);
+
+    #[test]
+    fn the_live_token_rotates() {
+        assert_eq!(session().decide(&secret(1).hash(), T0, GRACE), RefreshDecision::Rotate);
+    }
+
+    #[test]
+    fn the_direct_parent_inside_the_grace_window_replays_the_current_pair() {
+        let (session, _) = rotated(&session(), &secret(1), T0);
+        assert_eq!(session.decide(&secret(1).hash(), T0 + Duration::seconds(9), GRACE), RefreshDecision::ReplayCurrent);
+    }
+
+    #[test]
+    fn the_direct_parent_after_the_grace_window_is_reuse() {
+        let (session, _) = rotated(&session(), &secret(1), T0);
+        assert_eq!(session.decide(&secret(1).hash(), T0 + Duration::seconds(10), GRACE), RefreshDecision::Reused);
+    }
+
+    #[test]
+    fn a_grandparent_is_reuse_even_inside_the_grace_window() {
+        let (once, child) = rotated(&session(), &secret(1), T0);
+        let (twice, _) = rotated(&once, &child, T0 + Duration::seconds(1));
+        assert_eq!(twice.decide(&secret(1).hash(), T0 + Duration::seconds(2), GRACE), RefreshDecision::Reused);
+    }
+
+    #[test]
+    fn a_revoked_session_refuses_even_its_live_token() {
+        let mut stored = session().stored().clone();
+        stored.revoked_at = Some(T0);
+        assert_eq!(Session::from_storage(stored).decide(&secret(1).hash(), T0, GRACE), RefreshDecision::Revoked);
+    }
+
+    #[test]
+    fn tokens_expire_with_their_ttl_and_sessions_with_their_lifetime() {
+        assert_eq!(session().decide(&secret(1).hash(), T0 + Duration::days(30), GRACE), RefreshDecision::Expired);
+        let mut stored = session().stored().clone();
+        stored.current_expires_at = T0 + Duration::days(200);
+        assert_eq!(Session::from_storage(stored).decide(&secret(1).hash(), T0 + Duration::days(90), GRACE), RefreshDecision::Expired);
+    }
+
+    #[test]
+    fn a_rotation_never_outlives_the_session() {
+        let rotation = session().rotation(&secret(2), RotationNonce::from_bytes([0; 16]), T0 + Duration::days(80), Duration::days(30));
+        assert_eq!(rotation.expires_at, T0 + Duration::days(90));
+        assert_eq!(rotation.generation, 1);
+    }
+
+    #[test]
+    fn child_derivation_is_deterministic_and_depends_on_the_nonce() {
+        let a = RotationNonce::from_bytes([1; 16]);
+        let b = RotationNonce::from_bytes([2; 16]);
+        assert_eq!(secret(1).child(&a), secret(1).child(&a));
+        assert_ne!(secret(1).child(&a), secret(1).child(&b));
+        assert_ne!(secret(1).child(&a).hash(), secret(1).hash());
+    }
+}

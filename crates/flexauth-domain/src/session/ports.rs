@@ -1,0 +1,38 @@
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{RevocationReason, Rotation, Session, SessionId};
+use crate::InfraError;
+
+/// Storage of sessions.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SessionRepository: Send + Sync {
+    /// Stores a new session.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn create(&self, session: &Session) -> Result<(), InfraError>;
+
+    /// The session with identifier `id`, revoked or not, if it exists.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn find(&self, id: SessionId) -> Result<Option<Session>, InfraError>;
+
+    /// Applies `rotation` if, at the instant of the write, the session is not revoked and its
+    /// live token is still `rotation.expected_current` (an atomic compare-and-swap, also across
+    /// instances). Returns whether it applied; on success the old live token becomes the
+    /// previous one and the nonce is stored.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn rotate(&self, rotation: &Rotation) -> Result<bool, InfraError>;
+
+    /// Revokes session `id` at `now` unless it is revoked already. Returns whether this call
+    /// revoked it.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn revoke(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> Result<bool, InfraError>;
+}

@@ -1,0 +1,547 @@
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use super::{
+    AccessClaims, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository, TokenPair, TokenRejection,
+    TokenSigner,
+};
+use crate::account::{AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
+use crate::runtime::{random_array, random_uuid, Clock, SecureRandom};
+use crate::InfraError;
+
+/// Lifetimes and windows of the session rules.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// How long an access token is valid (3600 s by default).
+    pub access_ttl: Duration,
+    /// How long a refresh token is valid if it is not rotated (30 days by default).
+    pub refresh_ttl: Duration,
+    /// The absolute lifetime of a session, however often it is refreshed.
+    pub session_lifetime: Duration,
+    /// How long after a rotation the direct parent still gets the current pair back.
+    pub reuse_grace: Duration,
+    /// Clock difference tolerated between the instance that issued a token and the one that
+    /// checks its `nbf`.
+    pub clock_leeway: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::hours(1),
+            refresh_ttl: Duration::days(30),
+            session_lifetime: Duration::days(90),
+            reuse_grace: Duration::seconds(10),
+            clock_leeway: Duration::seconds(30),
+        }
+    }
+}
+
+/// Who made an authenticated request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    /// The account.
+    pub account_id: AccountId,
+    /// The session whose access token was presented.
+    pub session_id: SessionId,
+}
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown email or wrong password; the two are indistinguishable, timing included.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// The password is right but the email address is not verified yet.
+    #[error("the email address is not verified")]
+    EmailNotVerified,
+    /// Storage, hashing or signing failed.
+    #[error("login failed")]
+    Unexpected(#[from] InfraError),
+}
+
+/// Why a refresh (or a logout by refresh token) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Not a refresh token this server issued, or its session is gone.
+    #[error("the refresh token is invalid: {0}")]
+    InvalidToken(TokenRejection),
+    /// The token or its session is past its lifetime.
+    #[error("the refresh token has expired")]
+    Expired,
+    /// The session was revoked (logout, or an earlier reuse).
+    #[error("the session was revoked")]
+    Revoked,
+    /// A spent token was presented: the session is now revoked. An audit event.
+    #[error("a spent refresh token was presented; the session is revoked")]
+    Reused {
+        /// The account whose session was revoked.
+        account_id: AccountId,
+        /// The revoked session.
+        session_id: SessionId,
+    },
+    /// Storage or signing failed.
+    #[error("refresh failed")]
+    Unexpected(#[from] InfraError),
+}
+
+/// Why an access token does not authenticate a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticateError {
+    /// The token failed a format, type, key, signature or party check.
+    #[error(transparent)]
+    Rejected(#[from] TokenRejection),
+    /// The token is past its `exp`.
+    #[error("the access token has expired")]
+    Expired,
+    /// The token's `nbf` lies in the future.
+    #[error("the access token is not valid yet")]
+    NotYetValid,
+}
+
+/// Login, refresh, logout and request authentication.
+#[derive(Clone)]
+pub struct SessionService {
+    accounts: Arc<dyn AccountRepository>,
+    sessions: Arc<dyn SessionRepository>,
+    hasher: Arc<dyn PasswordHasher>,
+    signer: Arc<dyn TokenSigner>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn SecureRandom>,
+    settings: SessionSettings,
+}
+
+impl std::fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// Concurrent refreshes of one token can make a rotation lose its compare-and-swap; the loser
+/// re-reads the session and then finds itself the grace-window parent. Two re-reads settle any
+/// honest race; more means something else is wrong.
+const ROTATION_ATTEMPTS: usize = 3;
+
+impl SessionService {
+    /// Wires the service to its ports.
+    pub fn new(
+        accounts: Arc<dyn AccountRepository>,
+        sessions: Arc<dyn SessionRepository>,
+        hasher: Arc<dyn PasswordHasher>,
+        signer: Arc<dyn TokenSigner>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn SecureRandom>,
+        settings: SessionSettings,
+    ) -> Self {
+        Self { accounts, sessions, hasher, signer, clock, random, settings }
+    }
+
+    /// The session settings in force.
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// Checks the credentials and opens a session.
+    ///
+    /// # Errors
+    /// [`LoginError::InvalidCredentials`] for an unknown email or a wrong password, after the
+    /// same hashing work; [`LoginError::EmailNotVerified`] only once the password is proven
+    /// right; [`LoginError::Unexpected`].
+    pub async fn login(&self, email: &EmailAddress, password: &Password) -> Result<TokenPair, LoginError> {
+        let Some(account) = self.accounts.find_by_email(email).await? else {
+            self.hasher.verify_against_dummy(password).await?;
+            return Err(LoginError::InvalidCredentials);
+        };
+        if !self.hasher.verify(password, account.password_hash()).await? {
+            return Err(LoginError::InvalidCredentials);
+        }
+        if !account.is_email_verified() {
+            return Err(LoginError::EmailNotVerified);
+        }
+        let now = self.clock.now();
+        let secret = RefreshSecret::from_bytes(random_array(self.random.as_ref()));
+        let session_id = SessionId::from_uuid(random_uuid(self.random.as_ref()));
+        let session = Session::start(session_id, account.id(), &secret, now, self.settings.refresh_ttl, self.settings.session_lifetime);
+        self.sessions.create(&session).await?;
+        let stored = session.stored();
+        Ok(self.issue_pair(account.id(), session_id, &secret, stored.current_issued_at, stored.current_expires_at)?)
+    }
+
+    /// Rotates a refresh token: the presented one is spent and a new pair is returned. The
+    /// direct parent of the live token, within the grace window, gets the live pair again,
+    /// byte for byte; any other spent token revokes the whole session.
+    ///
+    /// # Errors
+    /// [`RefreshError::InvalidToken`], [`RefreshError::Expired`], [`RefreshError::Revoked`],
+    /// [`RefreshError::Reused`] (the session is revoked when this returns), or
+    /// [`RefreshError::Unexpected`].
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+        let claims = self.signer.verify_refresh(refresh_token).map_err(RefreshError::InvalidToken)?;
+        let now = self.clock.now();
+        if now >= claims.expires_at {
+            return Err(RefreshError::Expired);
+        }
+        let presented = claims.secret.hash();
+        for _ in 0..ROTATION_ATTEMPTS {
+            let session = self.session_of(&claims).await?;
+            match session.decide(&presented, now, self.settings.reuse_grace) {
+                RefreshDecision::Rotate => {
+                    let nonce = RotationNonce::from_bytes(random_array(self.random.as_ref()));
+                    let child = claims.secret.child(&nonce);
+                    let rotation = session.rotation(&child, nonce, now, self.settings.refresh_ttl);
+                    if self.sessions.rotate(&rotation).await? {
+                        return Ok(self.issue_pair(claims.account_id, claims.session_id, &child, rotation.issued_at, rotation.expires_at)?);
+                    }
+                }
+                RefreshDecision::ReplayCurrent => {
+                    let stored = session.stored();
+                    let current = stored.rotation_nonce.map(|nonce| claims.secret.child(&nonce));
+                    // The derivation must lead to the stored digest; if it does not, the row
+                    // and the token disagree, and the only safe reading is reuse.
+                    if let Some(current) = current.filter(|secret| secret.hash() == stored.current_hash) {
+                        return Ok(self.issue_pair(claims.account_id, claims.session_id, &current, stored.current_issued_at, stored.current_expires_at)?);
+                    }
+                    return Err(self.revoke_for_reuse(&session, now).await);
+                }
+                RefreshDecision::Reused => return Err(self.revoke_for_reuse(&session, now).await),
+                RefreshDecision::Revoked => return Err(RefreshError::Revoked),
+                RefreshDecision::Expired => return Err(RefreshError::Expired),
+            }
+        }
+        Err(RefreshError::Unexpected(InfraError::new("the session kept changing during rotation")))
+    }
+
+    /// Revokes the session of a refresh token. A spent token still names its session, and
+    /// ending that session is what its holder asked for, so any token of the session works.
+    ///
+    /// # Errors
+    /// [`RefreshError::InvalidToken`] or [`RefreshError::Unexpected`].
+    pub async fn logout_with_refresh_token(&self, refresh_token: &str) -> Result<(), RefreshError> {
+        let claims = self.signer.verify_refresh(refresh_token).map_err(RefreshError::InvalidToken)?;
+        let session = self.session_of(&claims).await?;
+        self.sessions.revoke(session.id(), self.clock.now(), RevocationReason::Logout).await?;
+        Ok(())
+    }
+
+    /// Revokes the session an authenticated request came from.
+    ///
+    /// # Errors
+    /// [`InfraError`] when storage fails.
+    pub async fn logout(&self, principal: &Principal) -> Result<(), InfraError> {
+        self.sessions.revoke(principal.session_id, self.clock.now(), RevocationReason::Logout).await?;
+        Ok(())
+    }
+
+    /// Authenticates a request by its access token, without touching storage.
+    ///
+    /// # Errors
+    /// [`AuthenticateError::Rejected`], [`AuthenticateError::Expired`] or
+    /// [`AuthenticateError::NotYetValid`].
+    pub fn authenticate(&self, access_token: &str) -> Result<Principal, AuthenticateError> {
+        let claims = self.signer.verify_access(access_token)?;
+        let now = self.clock.now();
+        if now >= claims.expires_at {
+            return Err(AuthenticateError::Expired);
+        }
+        if now + self.settings.clock_leeway < claims.issued_at {
+            return Err(AuthenticateError::NotYetValid);
+        }
+        Ok(Principal { account_id: claims.account_id, session_id: claims.session_id })
+    }
+
+    async fn session_of(&self, claims: &RefreshClaims) -> Result<Session, RefreshError> {
+        let session = self.sessions.find(claims.session_id).await?;
+        session.filter(|session| session.account_id() == claims.account_id).ok_or(RefreshError::InvalidToken(TokenRejection::Malformed))
+    }
+
+    async fn revoke_for_reuse(&self, session: &Session, now: OffsetDateTime) -> RefreshError {
+        match self.sessions.revoke(session.id(), now, RevocationReason::RefreshTokenReuse).await {
+            Ok(_) => RefreshError::Reused { account_id: session.account_id(), session_id: session.id() },
+            Err(cause) => RefreshError::Unexpected(cause),
+        }
+    }
+
+    fn issue_pair(
+        &self,
+        account_id: AccountId,
+        session_id: SessionId,
+        secret: &RefreshSecret,
+        issued_at: OffsetDateTime,
+        refresh_expires_at: OffsetDateTime,
+    ) -> Result<TokenPair, InfraError> {
+        let access = AccessClaims { account_id, session_id, token_id: secret.access_token_id(), issued_at, expires_at: issued_at + self.settings.access_ttl };
+        let refresh = RefreshClaims { account_id, session_id, secret: secret.clone(), issued_at, expires_at: refresh_expires_at };
+        Ok(TokenPair {
+            access_token: self.signer.sign_access(&access)?,
+            refresh_token: self.signer.sign_refresh(&refresh)?,
+            expires_in: self.settings.access_ttl.whole_seconds(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{Account, MockAccountRepository, MockPasswordHasher, PasswordHash};
+    use crate::runtime::{MockClock, MockSecureRandom};
+    use crate::session::{MockSessionRepository, MockTokenSigner, StoredSession};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Mutex;
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 08:00 UTC);
+    const ACCOUNT: AccountId = AccountId::from_uuid(Uuid::from_u128(1));
+    const SESSION: SessionId = SessionId::from_uuid(Uuid::from_u128(2));
+
+    /// A signer whose tokens are readable strings, so tests can see exactly what was signed.
+    fn readable_signer() -> MockTokenSigner {
+        let mut signer = MockTokenSigner::new();
+        signer.expect_sign_access().returning(|claims| Ok(format!("at:{}:{}", claims.token_id, claims.issued_at.unix_timestamp())));
+        signer.expect_sign_refresh().returning(|claims| Ok(format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(claims.secret.expose()), claims.issued_at.unix_timestamp())));
+        signer.expect_verify_refresh().returning(|token| {
+            let secret = token.strip_prefix("rt:").and_then(|rest| rest.split(':').next()).ok_or(TokenRejection::Malformed)?;
+            let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(secret).ok().and_then(|b| b.try_into().ok()).ok_or(TokenRejection::Malformed)?;
+            Ok(RefreshClaims { account_id: ACCOUNT, session_id: SESSION, secret: RefreshSecret::from_bytes(bytes), issued_at: NOW, expires_at: NOW + Duration::days(30) })
+        });
+        signer
+    }
+
+    fn refresh_token_for(secret: &RefreshSecret) -> String {
+        format!("rt:{}:0", URL_SAFE_NO_PAD.encode(secret.expose()))
+    }
+
+    struct Ports {
+        accounts: MockAccountRepository,
+        sessions: MockSessionRepository,
+        hasher: MockPasswordHasher,
+        signer: MockTokenSigner,
+        now: OffsetDateTime,
+    }
+
+    impl Ports {
+        fn new() -> Self {
+            Self { accounts: MockAccountRepository::new(), sessions: MockSessionRepository::new(), hasher: MockPasswordHasher::new(), signer: readable_signer(), now: NOW }
+        }
+
+        fn service(self) -> SessionService {
+            let mut clock = MockClock::new();
+            clock.expect_now().return_const(self.now);
+            let counter = AtomicU8::new(100);
+            let mut random = MockSecureRandom::new();
+            random.expect_fill().returning(move |buffer| buffer.fill(counter.fetch_add(1, Ordering::Relaxed)));
+            SessionService::new(
+                Arc::new(self.accounts),
+                Arc::new(self.sessions),
+                Arc::new(self.hasher),
+                Arc::new(self.signer),
+                Arc::new(clock),
+                Arc::new(random),
+                SessionSettings::default(),
+            )
+        }
+    }
+
+    fn account(verified: bool) -> Account {
+        Account::from_storage(ACCOUNT, EmailAddress::parse("ann@example.com").unwrap(), PasswordHash::from_phc("h".into()), verified.then_some(NOW), NOW)
+    }
+
+    fn credentials() -> (EmailAddress, Password) {
+        (EmailAddress::parse("ann@example.com").unwrap(), Password::parse("a long enough passphrase".into()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn login_with_an_unknown_email_spends_a_dummy_verification_and_fails_like_a_wrong_password() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_email().returning(|_| Ok(None));
+        ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
+        ports.sessions.expect_create().never();
+        let (email, password) = credentials();
+        assert!(matches!(ports.service().login(&email, &password).await, Err(LoginError::InvalidCredentials)));
+    }
+
+    #[tokio::test]
+    async fn login_fails_with_a_wrong_password_even_for_an_unverified_account() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+        ports.hasher.expect_verify().returning(|_, _| Ok(false));
+        let (email, password) = credentials();
+        assert!(matches!(ports.service().login(&email, &password).await, Err(LoginError::InvalidCredentials)));
+    }
+
+    #[tokio::test]
+    async fn login_fails_when_email_is_not_verified() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+        ports.hasher.expect_verify().returning(|_, _| Ok(true));
+        ports.sessions.expect_create().never();
+        let (email, password) = credentials();
+        assert!(matches!(ports.service().login(&email, &password).await, Err(LoginError::EmailNotVerified)));
+    }
+
+    #[tokio::test]
+    async fn login_opens_a_session_and_returns_a_one_hour_pair() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        ports.hasher.expect_verify().returning(|_, _| Ok(true));
+        ports
+            .sessions
+            .expect_create()
+            .withf(|session| {
+                let s = session.stored();
+                s.account_id == ACCOUNT && s.current_expires_at == NOW + Duration::days(30) && s.expires_at == NOW + Duration::days(90) && s.generation == 0
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let (email, password) = credentials();
+        let pair = ports.service().login(&email, &password).await.unwrap();
+        assert_eq!(pair.expires_in, 3600);
+        assert!(pair.access_token.starts_with("at:"));
+        assert!(pair.refresh_token.starts_with("rt:"));
+    }
+
+    fn live_session(secret: &RefreshSecret) -> Session {
+        Session::start(SESSION, ACCOUNT, secret, NOW - Duration::minutes(5), Duration::days(30), Duration::days(90))
+    }
+
+    /// The session as the winning rotation left it, `seconds_ago` before NOW.
+    fn rotated_session(parent: &RefreshSecret, nonce: RotationNonce, seconds_ago: i64) -> Session {
+        let child = parent.child(&nonce);
+        let mut stored: StoredSession = live_session(parent).stored().clone();
+        stored.previous_hash = Some(parent.hash());
+        stored.current_hash = child.hash();
+        stored.current_issued_at = NOW - Duration::seconds(seconds_ago);
+        stored.rotation_nonce = Some(nonce);
+        stored.generation = 1;
+        Session::from_storage(stored)
+    }
+
+    #[tokio::test]
+    async fn refresh_rotates_the_live_token_with_a_compare_and_swap() {
+        let secret = RefreshSecret::from_bytes([1; 32]);
+        let mut ports = Ports::new();
+        let session = live_session(&secret);
+        ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+        let expected = secret.hash();
+        ports
+            .sessions
+            .expect_rotate()
+            .withf(move |rotation| rotation.expected_current == expected && rotation.issued_at == NOW && rotation.generation == 1)
+            .times(1)
+            .returning(|_| Ok(true));
+        let pair = ports.service().refresh(&refresh_token_for(&secret)).await.unwrap();
+        assert_ne!(pair.refresh_token, refresh_token_for(&secret));
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_loses_the_race_gets_the_winners_pair_byte_for_byte() {
+        let secret = RefreshSecret::from_bytes([1; 32]);
+        let winner_nonce = RotationNonce::from_bytes([42; 16]);
+        let winner = secret.child(&winner_nonce);
+
+        let mut ports = Ports::new();
+        // First read: still live. The CAS then fails because another request rotated it;
+        // the second read shows the winner's rotation.
+        let reads = Mutex::new(vec![rotated_session(&secret, winner_nonce, 0), live_session(&secret)]);
+        ports.sessions.expect_find().times(2).returning(move |_| Ok(reads.lock().unwrap().pop()));
+        ports.sessions.expect_rotate().times(1).returning(|_| Ok(false));
+        ports.sessions.expect_revoke().never();
+        let pair = ports.service().refresh(&refresh_token_for(&secret)).await.unwrap();
+        assert_eq!(pair.refresh_token, format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(winner.expose()), NOW.unix_timestamp()));
+        assert_eq!(pair.access_token, format!("at:{}:{}", winner.access_token_id(), NOW.unix_timestamp()));
+    }
+
+    #[tokio::test]
+    async fn the_parent_token_inside_the_grace_window_gets_the_current_pair_again() {
+        let secret = RefreshSecret::from_bytes([1; 32]);
+        let nonce = RotationNonce::from_bytes([7; 16]);
+        let mut ports = Ports::new();
+        let session = rotated_session(&secret, nonce, 9);
+        ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+        ports.sessions.expect_rotate().never();
+        ports.sessions.expect_revoke().never();
+        let service = ports.service();
+        let first = service.refresh(&refresh_token_for(&secret)).await.unwrap();
+        let second = service.refresh(&refresh_token_for(&secret)).await.unwrap();
+        assert_eq!(first, second);
+        assert!(first.refresh_token.starts_with(&format!("rt:{}", URL_SAFE_NO_PAD.encode(secret.child(&nonce).expose()))));
+    }
+
+    #[tokio::test]
+    async fn reuse_of_a_spent_token_revokes_the_whole_session() {
+        let secret = RefreshSecret::from_bytes([1; 32]);
+        let mut ports = Ports::new();
+        let session = rotated_session(&secret, RotationNonce::from_bytes([7; 16]), 11);
+        ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+        ports.sessions.expect_rotate().never();
+        ports
+            .sessions
+            .expect_revoke()
+            .with(mockall::predicate::eq(SESSION), mockall::predicate::eq(NOW), mockall::predicate::eq(RevocationReason::RefreshTokenReuse))
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        let outcome = ports.service().refresh(&refresh_token_for(&secret)).await;
+        assert!(matches!(outcome, Err(RefreshError::Reused { account_id: ACCOUNT, session_id: SESSION })));
+    }
+
+    #[tokio::test]
+    async fn a_token_of_a_revoked_session_is_refused() {
+        let secret = RefreshSecret::from_bytes([1; 32]);
+        let mut stored = live_session(&secret).stored().clone();
+        stored.revoked_at = Some(NOW - Duration::minutes(1));
+        let mut ports = Ports::new();
+        ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
+        ports.sessions.expect_rotate().never();
+        assert!(matches!(ports.service().refresh(&refresh_token_for(&secret)).await, Err(RefreshError::Revoked)));
+    }
+
+    #[tokio::test]
+    async fn a_token_naming_an_unknown_session_is_invalid() {
+        let mut ports = Ports::new();
+        ports.sessions.expect_find().returning(|_| Ok(None));
+        let outcome = ports.service().refresh(&refresh_token_for(&RefreshSecret::from_bytes([1; 32]))).await;
+        assert!(matches!(outcome, Err(RefreshError::InvalidToken(_))));
+    }
+
+    fn signer_returning(claims: AccessClaims) -> MockTokenSigner {
+        let mut signer = MockTokenSigner::new();
+        signer.expect_verify_access().returning(move |_| Ok(claims.clone()));
+        signer
+    }
+
+    fn access_claims(issued_at: OffsetDateTime) -> AccessClaims {
+        AccessClaims { account_id: ACCOUNT, session_id: SESSION, token_id: Uuid::nil(), issued_at, expires_at: issued_at + Duration::hours(1) }
+    }
+
+    #[test]
+    fn authenticate_accepts_a_token_inside_its_lifetime() {
+        let mut ports = Ports::new();
+        ports.signer = signer_returning(access_claims(NOW - Duration::minutes(59)));
+        assert_eq!(ports.service().authenticate("t").unwrap(), Principal { account_id: ACCOUNT, session_id: SESSION });
+    }
+
+    #[test]
+    fn authenticate_refuses_an_expired_token() {
+        let mut ports = Ports::new();
+        ports.signer = signer_returning(access_claims(NOW - Duration::hours(1)));
+        assert!(matches!(ports.service().authenticate("t"), Err(AuthenticateError::Expired)));
+    }
+
+    #[test]
+    fn authenticate_refuses_a_token_from_the_future_beyond_the_leeway() {
+        let mut ports = Ports::new();
+        ports.signer = signer_returning(access_claims(NOW + Duration::minutes(5)));
+        assert!(matches!(ports.service().authenticate("t"), Err(AuthenticateError::NotYetValid)));
+    }
+
+    #[test]
+    fn authenticate_passes_on_the_signers_rejection() {
+        let mut ports = Ports::new();
+        ports.signer = MockTokenSigner::new();
+        ports.signer.expect_verify_access().returning(|_| Err(TokenRejection::WrongType));
+        assert!(matches!(ports.service().authenticate("t"), Err(AuthenticateError::Rejected(TokenRejection::WrongType))));
+    }
+}
