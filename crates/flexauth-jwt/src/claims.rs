@@ -1,0 +1,27 @@
+//! The JSON payloads of flexauth's tokens. Field order is the serialisation order, which keeps
+//! signing deterministic.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AccessJwt {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub sid: String,
+}
+
+/// `rti` carries the refresh secret; only its digest is stored server-side.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RefreshJwt {
+    pub iss: String,
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub sid: String,
+    pub rti: String,
+}

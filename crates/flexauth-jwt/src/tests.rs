@@ -1,0 +1,187 @@
+use super::*;
+use time::macros::datetime;
+use uuid::Uuid;
+
+const RFC8410_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+
+fn settings() -> JwtSettings {
+    JwtSettings { issuer: "https://auth.example.com".into(), audience: "flexauth".into() }
+}
+
+fn key() -> SigningKeyPair {
+    SigningKeyPair::from_pem(&SigningKeyPair::generate_pem().unwrap()).unwrap()
+}
+
+fn access_claims() -> AccessClaims {
+    let issued_at = datetime!(2026-01-01 0:00 UTC);
+    AccessClaims {
+        account_id: AccountId::from_uuid(Uuid::from_u128(1)),
+        session_id: SessionId::from_uuid(Uuid::from_u128(2)),
+        token_id: Uuid::from_u128(3),
+        issued_at,
+        expires_at: issued_at + time::Duration::hours(1),
+    }
+}
+
+fn refresh_claims() -> RefreshClaims {
+    let issued_at = datetime!(2026-01-01 0:00 UTC);
+    RefreshClaims {
+        account_id: AccountId::from_uuid(Uuid::from_u128(1)),
+        session_id: SessionId::from_uuid(Uuid::from_u128(2)),
+        secret: RefreshSecret::from_bytes([9; 32]),
+        issued_at,
+        expires_at: issued_at + time::Duration::days(30),
+    }
+}
+
+fn decode_part(token: &str, index: usize) -> serde_json::Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+#[test]
+fn access_tokens_carry_the_header_and_claims_of_the_contract() {
+    let key = key();
+    let tokens = JwtTokens::new(&key, &[], settings());
+    let token = tokens.sign_access(&access_claims()).unwrap();
+    assert!(token.starts_with("eyJ"));
+    let header = decode_part(&token, 0);
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["kid"], key.kid());
+    let claims = decode_part(&token, 1);
+    assert_eq!(claims["iss"], "https://auth.example.com");
+    assert_eq!(claims["aud"], "flexauth");
+    assert_eq!(claims["sub"], Uuid::from_u128(1).to_string());
+    assert_eq!(claims["sid"], Uuid::from_u128(2).to_string());
+    assert_eq!(claims["jti"], Uuid::from_u128(3).to_string());
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
+    assert_eq!(claims["nbf"], claims["iat"]);
+    assert_eq!(tokens.verify_access(&token).unwrap(), access_claims());
+}
+
+#[test]
+fn signing_is_deterministic() {
+    let tokens = JwtTokens::new(&key(), &[], settings());
+    assert_eq!(tokens.sign_access(&access_claims()).unwrap(), tokens.sign_access(&access_claims()).unwrap());
+    assert_eq!(tokens.sign_refresh(&refresh_claims()).unwrap(), tokens.sign_refresh(&refresh_claims()).unwrap());
+}
+
+#[test]
+fn refresh_tokens_round_trip_and_look_like_jwts() {
+    let tokens = JwtTokens::new(&key(), &[], settings());
+    let token = tokens.sign_refresh(&refresh_claims()).unwrap();
+    assert!(token.starts_with("eyJ"));
+    assert_eq!(decode_part(&token, 0)["typ"], "rt+jwt");
+    assert_eq!(tokens.verify_refresh(&token).unwrap(), refresh_claims());
+}
+
+#[test]
+fn a_refresh_token_is_never_an_access_token_nor_the_reverse() {
+    let tokens = JwtTokens::new(&key(), &[], settings());
+    let access = tokens.sign_access(&access_claims()).unwrap();
+    let refresh = tokens.sign_refresh(&refresh_claims()).unwrap();
+    assert_eq!(tokens.verify_access(&refresh), Err(TokenRejection::WrongType));
+    assert_eq!(tokens.verify_refresh(&access), Err(TokenRejection::WrongType));
+}
+
+#[test]
+fn a_tampered_payload_fails_the_signature_check() {
+    let tokens = JwtTokens::new(&key(), &[], settings());
+    let token = tokens.sign_access(&access_claims()).unwrap();
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut claims = decode_part(&token, 1);
+    claims["sub"] = serde_json::json!(Uuid::from_u128(99).to_string());
+    parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+    assert_eq!(tokens.verify_access(&parts.join(".")), Err(TokenRejection::BadSignature));
+}
+
+#[test]
+fn an_unsigned_alg_none_token_is_refused() {
+    let tokens = JwtTokens::new(&key(), &[], settings());
+    let token = tokens.sign_access(&access_claims()).unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
+    assert!(tokens.verify_access(&format!("{header}.{payload}.")).is_err());
+}
+
+#[test]
+fn a_token_signed_by_a_foreign_key_is_refused_even_under_our_kid() {
+    let ours = key();
+    let tokens = JwtTokens::new(&ours, &[], settings());
+    let foreign = JwtTokens::new(&key(), &[], settings());
+    let forged = foreign.sign_access(&access_claims()).unwrap();
+    assert_eq!(tokens.verify_access(&forged), Err(TokenRejection::UnknownKey));
+
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(ACCESS_TOKEN_TYPE.into());
+    header.kid = Some(ours.kid().to_owned());
+    let payload = decode_part(&forged, 1);
+    let foreign_key = key();
+    let forged_with_our_kid = jsonwebtoken::encode(&header, &payload, &EncodingKey::from_ed_der(foreign_key.private_pkcs8_der())).unwrap();
+    assert_eq!(tokens.verify_access(&forged_with_our_kid), Err(TokenRejection::BadSignature));
+}
+
+#[test]
+fn an_hmac_token_keyed_with_our_public_key_is_refused() {
+    let ours = key();
+    let tokens = JwtTokens::new(&ours, &[], settings());
+    let payload = decode_part(&tokens.sign_access(&access_claims()).unwrap(), 1);
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some(ACCESS_TOKEN_TYPE.into());
+    header.kid = Some(ours.kid().to_owned());
+    let confused = jsonwebtoken::encode(&header, &payload, &EncodingKey::from_secret(ours.public_key())).unwrap();
+    assert_eq!(tokens.verify_access(&confused), Err(TokenRejection::WrongType));
+}
+
+#[test]
+fn tokens_for_another_issuer_or_audience_are_refused() {
+    let key = key();
+    let ours = JwtTokens::new(&key, &[], settings());
+    let other_issuer = JwtTokens::new(&key, &[], JwtSettings { issuer: "https://evil.example".into(), audience: "flexauth".into() });
+    let other_audience = JwtTokens::new(&key, &[], JwtSettings { issuer: "https://auth.example.com".into(), audience: "billing".into() });
+    assert_eq!(ours.verify_access(&other_issuer.sign_access(&access_claims()).unwrap()), Err(TokenRejection::WrongParty));
+    assert_eq!(ours.verify_access(&other_audience.sign_access(&access_claims()).unwrap()), Err(TokenRejection::WrongParty));
+}
+
+#[test]
+fn garbage_is_malformed() {
+    let tokens = JwtTokens::new(&key(), &[], settings());
+    for garbage in ["", "abc", "a.b.c", "eyJhbGciOiJFZERTQSJ9.e30.", "fo_live_123"] {
+        assert!(tokens.verify_access(garbage).is_err(), "{garbage}");
+        assert!(tokens.verify_refresh(garbage).is_err(), "{garbage}");
+    }
+}
+
+#[test]
+fn a_retiring_key_still_verifies_tokens_it_signed() {
+    let old = key();
+    let new = key();
+    let before = JwtTokens::new(&old, &[], settings()).sign_access(&access_claims()).unwrap();
+    let after_rotation = JwtTokens::new(&new, std::slice::from_ref(&old), settings());
+    assert_eq!(after_rotation.verify_access(&before).unwrap(), access_claims());
+    assert_eq!(after_rotation.jwks().keys.len(), 2);
+}
+
+#[test]
+fn an_openssl_style_pem_loads_with_a_stable_thumbprint_kid() {
+    let key = SigningKeyPair::from_pem(RFC8410_PEM).unwrap();
+    let public_hex: String = key.public_key().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(public_hex, "19bf44096984cdfe8541bac167dc3b96c85086aa30b6b6cb0c5c38ad703166e1");
+    assert_eq!(SigningKeyPair::from_pem(RFC8410_PEM).unwrap().kid(), key.kid());
+    let jwk = key.jwk();
+    assert_eq!((jwk.kty, jwk.crv, jwk.alg, jwk.usage), ("OKP", "Ed25519", "EdDSA", "sig"));
+}
+
+#[test]
+fn a_pem_that_is_not_ed25519_is_refused() {
+    assert!(matches!(SigningKeyPair::from_pem("not a pem"), Err(KeyError::NotEd25519Pem)));
+}
+
+#[test]
+fn debug_output_never_shows_the_private_key() {
+    let key = key();
+    let debug = format!("{key:?}");
+    assert!(debug.contains(key.kid()));
+    assert!(!debug.contains("private"));
+}
