@@ -1,1 +1,197 @@
-//! placeholder
+//! flexauth's storage adapter: diesel over PostgreSQL (production, any number of instances)
+//! or an embedded SQLite file (development, the default).
+//!
+//! Both backends share one schema of portable column types (UUIDs as text, instants as Unix
+//! milliseconds, digests as bytes) and one source text of queries: [`with_connection!`]
+//! compiles each query once per backend. libpq and SQLite are built from source (with a
+//! vendored OpenSSL for PostgreSQL TLS), so building needs no system database library. The
+//! pool is blocking (r2d2) and every query runs on tokio's blocking pool. This crate must not
+//! depend on a web framework and holds no business rule: it stores what the domain decided.
+
+mod accounts;
+mod error;
+mod outbox;
+mod rows;
+mod schema;
+mod sessions;
+mod signing_keys;
+mod usage;
+
+#[cfg(feature = "test-db")]
+pub mod test_db;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection as _;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ManageConnection, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection as _, ConnectionError};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
+
+pub use error::StoreError;
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// Serialises concurrent migrations of several instances starting at once on PostgreSQL.
+const MIGRATION_LOCK_KEY: i64 = 0x666c_6578_6175_7468; // "flexauth"
+
+/// Which database to use.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// A PostgreSQL connection URL (`postgres://…`; `?sslmode=require` for TLS).
+    Postgres(String),
+    /// The path of an SQLite database file, created if missing.
+    Sqlite(PathBuf),
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A PostgreSQL URL may carry a password.
+        match self {
+            Self::Postgres(_) => f.write_str("Postgres(<url>)"),
+            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+        }
+    }
+}
+
+/// A connection to either backend.
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Postgres(_) => "DbConnection::Postgres",
+            Self::Sqlite(_) => "DbConnection::Sqlite",
+        })
+    }
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection of whichever backend `$connection`
+/// is: the body is compiled once per backend, so it may use any diesel feature both support.
+#[macro_export]
+macro_rules! with_connection {
+    ($connection:expr, |$c:ident| $body:expr) => {
+        match $connection {
+            $crate::DbConnection::Postgres($c) => $body,
+            $crate::DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+struct Manager {
+    config: DatabaseConfig,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<DbConnection, StoreError> {
+        match &self.config {
+            DatabaseConfig::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
+            DatabaseConfig::Sqlite(path) => {
+                let path = path.to_str().ok_or_else(|| StoreError::Connection(ConnectionError::InvalidConnectionUrl("the SQLite path is not UTF-8".into())))?;
+                let mut connection = SqliteConnection::establish(path)?;
+                // WAL lets readers proceed during a write; the busy timeout makes a second
+                // process on the same file wait for the lock instead of failing at once.
+                connection.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")?;
+                Ok(DbConnection::Sqlite(connection))
+            }
+        }
+    }
+
+    fn is_valid(&self, connection: &mut DbConnection) -> Result<(), StoreError> {
+        with_connection!(connection, |c| c.batch_execute("SELECT 1"))?;
+        Ok(())
+    }
+
+    fn has_broken(&self, _connection: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+/// The store: a connection pool and the repositories the domain's ports ask for.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<Manager>,
+    backend: &'static str,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a pool on `config`, failing fast if the database cannot be reached.
+    ///
+    /// # Errors
+    /// [`StoreError::Pool`] when no connection could be made within ten seconds.
+    pub fn connect(config: DatabaseConfig) -> Result<Self, StoreError> {
+        let (backend, max_size) = match &config {
+            DatabaseConfig::Postgres(_) => ("postgres", 10),
+            // SQLite allows one writer at a time; one pooled connection per process makes
+            // writes queue in the pool instead of failing with SQLITE_BUSY.
+            DatabaseConfig::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(StoreError::Io)?;
+                }
+                ("sqlite", 1)
+            }
+        };
+        let pool = Pool::builder().max_size(max_size).connection_timeout(Duration::from_secs(10)).build(Manager { config })?;
+        Ok(Self { pool, backend })
+    }
+
+    /// `"postgres"` or `"sqlite"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Applies the pending migrations of the backend. Safe to run from several instances at
+    /// once: on PostgreSQL they take turns under an advisory lock.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a migration fails; that migration's transaction is rolled back.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        self.run(|connection| match connection {
+            DbConnection::Postgres(c) => {
+                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+                let applied = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|done| done.len()).map_err(StoreError::Migration);
+                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+                applied
+            }
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|done| done.len()).map_err(StoreError::Migration),
+        })
+        .await
+    }
+
+    /// Checks that the database answers, for readiness probes.
+    ///
+    /// # Errors
+    /// [`StoreError`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|connection| Ok(with_connection!(connection, |c| c.batch_execute("SELECT 1"))?)).await
+    }
+
+    /// Runs blocking database work on tokio's blocking pool with a pooled connection.
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = pool.get()?;
+            work(&mut connection)
+        })
+        .await?
+    }
+}

@@ -45,11 +45,11 @@ pub trait AccountRepository: Send + Sync {
     async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, InfraError>;
 
     /// Stores a new verification token for its account, deleting the account's earlier unused
-    /// tokens (the newest link is the one that works), and queues `email`.
+    /// tokens (the newest link is the one that works), and queues `email` at `now`.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn replace_verification_token(&self, token: &VerificationTokenRecord, email: &OutgoingEmail) -> Result<(), InfraError>;
+    async fn replace_verification_token(&self, token: &VerificationTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError>;
 
     /// The verification token stored under `hash`, if any.
     ///

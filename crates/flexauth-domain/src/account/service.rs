@@ -98,7 +98,7 @@ impl AccountService {
             Ok(()) => Ok(()),
             Err(CreateAccountError::EmailTaken) => {
                 let notice = account_exists_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
-                self.outbox.enqueue(&notice).await?;
+                self.outbox.enqueue(&notice, now).await?;
                 Ok(())
             }
             Err(CreateAccountError::Unexpected(cause)) => Err(cause.into()),
@@ -137,10 +137,11 @@ impl AccountService {
         if account.is_email_verified() {
             return Ok(());
         }
+        let now = self.clock.now();
         let token = LinkToken::generate(self.random.as_ref());
-        let record = VerificationTokenRecord::issue(token.hash(), account.id(), self.clock.now() + self.settings.verification_ttl);
+        let record = VerificationTokenRecord::issue(token.hash(), account.id(), now + self.settings.verification_ttl);
         let mail = self.verification_mail(account.email().clone(), &token);
-        self.accounts.replace_verification_token(&record, &mail).await
+        self.accounts.replace_verification_token(&record, &mail, now).await
     }
 
     /// The account with identifier `id`, if it still exists.
@@ -225,7 +226,7 @@ mod tests {
     async fn signup_with_a_taken_email_succeeds_and_notifies_the_owner() {
         let mut ports = Ports::new();
         ports.accounts.expect_create_unverified().returning(|_, _, _| Err(CreateAccountError::EmailTaken));
-        ports.outbox.expect_enqueue().withf(|mail| mail.kind() == EmailKind::AccountExists && mail.to().as_str() == "ann@example.com").times(1).returning(|_| Ok(()));
+        ports.outbox.expect_enqueue().withf(|mail, now| *now == NOW && mail.kind() == EmailKind::AccountExists && mail.to().as_str() == "ann@example.com").times(1).returning(|_, _| Ok(()));
         ports.service().signup(email(), &password()).await.unwrap();
     }
 
@@ -235,7 +236,7 @@ mod tests {
         ports.hasher = MockPasswordHasher::new();
         ports.hasher.expect_hash().times(1).returning(|_| Ok(PasswordHash::from_phc("x".into())));
         ports.accounts.expect_create_unverified().returning(|_, _, _| Err(CreateAccountError::EmailTaken));
-        ports.outbox.expect_enqueue().returning(|_| Ok(()));
+        ports.outbox.expect_enqueue().returning(|_, _| Ok(()));
         ports.service().signup(email(), &password()).await.unwrap();
     }
 
@@ -299,7 +300,7 @@ mod tests {
         ports.accounts.expect_find_by_email().returning(|email| {
             Ok(Some(Account::from_storage(AccountId::from_uuid(uuid::Uuid::nil()), email.clone(), PasswordHash::from_phc("x".into()), None, NOW)))
         });
-        ports.accounts.expect_replace_verification_token().withf(|token, mail| token.expires_at() == NOW + Duration::hours(24) && mail.kind() == EmailKind::Verification).times(1).returning(|_, _| Ok(()));
+        ports.accounts.expect_replace_verification_token().withf(|token, mail, now| *now == NOW && token.expires_at() == NOW + Duration::hours(24) && mail.kind() == EmailKind::Verification).times(1).returning(|_, _, _| Ok(()));
         ports.service().resend_verification(&email()).await.unwrap();
     }
 }

@@ -9,11 +9,11 @@ use crate::InfraError;
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Queues `email` for delivery as soon as possible.
+    /// Queues `email` for delivery from `now` on.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is queued then.
-    async fn enqueue(&self, email: &OutgoingEmail) -> Result<(), InfraError>;
+    async fn enqueue(&self, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError>;
 
     /// Claims up to `limit` entries that are due at `now` and not leased by another worker,
     /// leasing each to the caller under `lease` until `lease_until`. Two workers, in this

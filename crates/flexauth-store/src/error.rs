@@ -1,0 +1,27 @@
+use flexauth_domain::InfraError;
+
+/// What can go wrong in the store. It reaches the domain only as the cause inside an
+/// [`InfraError`], converted in one place below.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not connect to the database: {0}")]
+    Connection(#[from] diesel::ConnectionError),
+    #[error("no database connection available: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the database task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("a stored row is inconsistent: {0}")]
+    CorruptRow(&'static str),
+    #[error("could not prepare the database directory: {0}")]
+    Io(std::io::Error),
+}
+
+impl From<StoreError> for InfraError {
+    fn from(error: StoreError) -> Self {
+        InfraError::new(error)
+    }
+}

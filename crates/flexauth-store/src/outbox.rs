@@ -1,0 +1,116 @@
+use async_trait::async_trait;
+use diesel::prelude::*;
+use flexauth_domain::mail::{LeaseId, Outbox, OutboxEntry, OutgoingEmail};
+use flexauth_domain::InfraError;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::rows::{millis, NewOutboxRow, OutboxRow};
+use crate::schema::outbox;
+use crate::{with_connection, Store, StoreError};
+
+/// Keeps what operators see of a delivery error short; SMTP replies can be long.
+fn truncate(error: &str) -> String {
+    error.chars().take(500).collect()
+}
+
+#[async_trait]
+impl Outbox for Store {
+    async fn enqueue(&self, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError> {
+        let row = NewOutboxRow::new(email, now);
+        self.run(move |connection| Ok(with_connection!(connection, |c| diesel::insert_into(outbox::table).values(&row).execute(c))?)).await?;
+        Ok(())
+    }
+
+    async fn claim_due(&self, now: OffsetDateTime, lease: LeaseId, lease_until: OffsetDateTime, limit: u32) -> Result<Vec<OutboxEntry>, InfraError> {
+        let now = millis(now);
+        let lease_until = millis(lease_until);
+        let lease_text = lease.as_uuid().to_string();
+        let rows = self
+            .run(move |connection| {
+                with_connection!(connection, |c| {
+                    let candidates: Vec<String> = outbox::table
+                        .filter(outbox::sent_at.is_null())
+                        .filter(outbox::failed_at.is_null())
+                        .filter(outbox::next_attempt_at.le(now))
+                        .filter(outbox::lease_until.is_null().or(outbox::lease_until.le(now)))
+                        .order(outbox::next_attempt_at.asc())
+                        .limit(i64::from(limit))
+                        .select(outbox::id)
+                        .load(c)?;
+                    let mut claimed = Vec::with_capacity(candidates.len());
+                    for id in candidates {
+                        // Each claim is a compare-and-swap on the lease, so of several
+                        // workers (in this process or on other instances) exactly one wins
+                        // an entry, on PostgreSQL and SQLite alike.
+                        let won = diesel::update(
+                            outbox::table
+                                .find(&id)
+                                .filter(outbox::sent_at.is_null())
+                                .filter(outbox::failed_at.is_null())
+                                .filter(outbox::lease_until.is_null().or(outbox::lease_until.le(now))),
+                        )
+                        .set((outbox::lease_id.eq(&lease_text), outbox::lease_until.eq(lease_until)))
+                        .execute(c)?;
+                        if won == 1 {
+                            claimed.push(outbox::table.find(&id).select(OutboxRow::as_select()).first(c)?);
+                        }
+                    }
+                    Ok::<_, StoreError>(claimed)
+                })
+            })
+            .await?;
+        Ok(rows.into_iter().map(|row| row.into_entry(lease)).collect::<Result<_, _>>()?)
+    }
+
+    async fn mark_sent(&self, id: Uuid, lease: LeaseId, now: OffsetDateTime) -> Result<(), InfraError> {
+        let (id, lease, now) = (id.to_string(), lease.as_uuid().to_string(), millis(now));
+        self.run(move |connection| {
+            Ok(with_connection!(connection, |c| diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
+                .set((
+                    outbox::sent_at.eq(now),
+                    outbox::text_body.eq(None::<String>),
+                    outbox::html_body.eq(None::<String>),
+                    outbox::lease_until.eq(None::<i64>),
+                ))
+                .execute(c))?)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn schedule_retry(&self, id: Uuid, lease: LeaseId, next_attempt_at: OffsetDateTime, error: &str) -> Result<(), InfraError> {
+        let (id, lease, next, error) = (id.to_string(), lease.as_uuid().to_string(), millis(next_attempt_at), truncate(error));
+        self.run(move |connection| {
+            Ok(with_connection!(connection, |c| diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
+                .set((
+                    outbox::attempts.eq(outbox::attempts + 1),
+                    outbox::next_attempt_at.eq(next),
+                    outbox::last_error.eq(&error),
+                    outbox::lease_id.eq(None::<String>),
+                    outbox::lease_until.eq(None::<i64>),
+                ))
+                .execute(c))?)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, id: Uuid, lease: LeaseId, now: OffsetDateTime, error: &str) -> Result<(), InfraError> {
+        let (id, lease, now, error) = (id.to_string(), lease.as_uuid().to_string(), millis(now), truncate(error));
+        self.run(move |connection| {
+            Ok(with_connection!(connection, |c| diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
+                .set((
+                    outbox::failed_at.eq(now),
+                    outbox::attempts.eq(outbox::attempts + 1),
+                    outbox::last_error.eq(&error),
+                    outbox::text_body.eq(None::<String>),
+                    outbox::html_body.eq(None::<String>),
+                    outbox::lease_until.eq(None::<i64>),
+                ))
+                .execute(c))?)
+        })
+        .await?;
+        Ok(())
+    }
+}

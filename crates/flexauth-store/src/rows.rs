@@ -1,0 +1,217 @@
+//! Row structs and their conversions to and from domain types. Domain types carry no diesel
+//! derives; everything storage-shaped lives here.
+
+use diesel::prelude::*;
+use flexauth_domain::account::{Account, AccountId, EmailAddress, PasswordHash, VerificationTokenRecord};
+use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
+use flexauth_domain::secret::TokenHash;
+use flexauth_domain::session::{RotationNonce, Session, SessionId, StoredSession};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::schema::{accounts, email_verification_tokens, outbox, sessions};
+use crate::StoreError;
+
+pub(crate) fn millis(instant: OffsetDateTime) -> i64 {
+    // Unix milliseconds fit an i64 for the next 292 million years.
+    (instant.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn instant(millis: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).map_err(|_| StoreError::CorruptRow("timestamp out of range"))
+}
+
+fn optional_instant(millis: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+    millis.map(instant).transpose()
+}
+
+pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|_| StoreError::CorruptRow("identifier is not a UUID"))
+}
+
+fn token_hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| StoreError::CorruptRow("digest is not 32 bytes"))?;
+    Ok(TokenHash::from_storage(bytes))
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = accounts)]
+pub(crate) struct AccountRow {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub email_verified_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl From<&Account> for AccountRow {
+    fn from(account: &Account) -> Self {
+        Self {
+            id: account.id().to_string(),
+            email: account.email().as_str().to_owned(),
+            password_hash: account.password_hash().as_phc().to_owned(),
+            email_verified_at: account.email_verified_at().map(millis),
+            created_at: millis(account.created_at()),
+        }
+    }
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+
+    fn try_from(row: AccountRow) -> Result<Self, StoreError> {
+        Ok(Account::from_storage(
+            AccountId::from_uuid(parse_uuid(&row.id)?),
+            EmailAddress::from_storage(row.email),
+            PasswordHash::from_phc(row.password_hash),
+            optional_instant(row.email_verified_at)?,
+            instant(row.created_at)?,
+        ))
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = email_verification_tokens)]
+pub(crate) struct VerificationTokenRow {
+    pub token_hash: Vec<u8>,
+    pub account_id: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+impl From<&VerificationTokenRecord> for VerificationTokenRow {
+    fn from(token: &VerificationTokenRecord) -> Self {
+        Self {
+            token_hash: token.hash().as_bytes().to_vec(),
+            account_id: token.account_id().to_string(),
+            expires_at: millis(token.expires_at()),
+            used_at: token.used_at().map(millis),
+        }
+    }
+}
+
+impl TryFrom<VerificationTokenRow> for VerificationTokenRecord {
+    type Error = StoreError;
+
+    fn try_from(row: VerificationTokenRow) -> Result<Self, StoreError> {
+        Ok(VerificationTokenRecord::from_storage(
+            token_hash(&row.token_hash)?,
+            AccountId::from_uuid(parse_uuid(&row.account_id)?),
+            instant(row.expires_at)?,
+            optional_instant(row.used_at)?,
+        ))
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub(crate) struct SessionRow {
+    pub id: String,
+    pub account_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub current_hash: Vec<u8>,
+    pub current_issued_at: i64,
+    pub current_expires_at: i64,
+    pub previous_hash: Option<Vec<u8>>,
+    pub rotation_nonce: Option<Vec<u8>>,
+    pub generation: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl From<&Session> for SessionRow {
+    fn from(session: &Session) -> Self {
+        let s = session.stored();
+        Self {
+            id: s.id.to_string(),
+            account_id: s.account_id.to_string(),
+            created_at: millis(s.created_at),
+            expires_at: millis(s.expires_at),
+            current_hash: s.current_hash.as_bytes().to_vec(),
+            current_issued_at: millis(s.current_issued_at),
+            current_expires_at: millis(s.current_expires_at),
+            previous_hash: s.previous_hash.map(|hash| hash.as_bytes().to_vec()),
+            rotation_nonce: s.rotation_nonce.map(|nonce| nonce.as_bytes().to_vec()),
+            generation: s.generation,
+            revoked_at: s.revoked_at.map(millis),
+        }
+    }
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+
+    fn try_from(row: SessionRow) -> Result<Self, StoreError> {
+        let rotation_nonce = row
+            .rotation_nonce
+            .map(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).map(RotationNonce::from_bytes).map_err(|_| StoreError::CorruptRow("nonce is not 16 bytes")))
+            .transpose()?;
+        Ok(Session::from_storage(StoredSession {
+            id: SessionId::from_uuid(parse_uuid(&row.id)?),
+            account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
+            created_at: instant(row.created_at)?,
+            expires_at: instant(row.expires_at)?,
+            current_hash: token_hash(&row.current_hash)?,
+            current_issued_at: instant(row.current_issued_at)?,
+            current_expires_at: instant(row.current_expires_at)?,
+            previous_hash: row.previous_hash.as_deref().map(token_hash).transpose()?,
+            rotation_nonce,
+            generation: row.generation,
+            revoked_at: optional_instant(row.revoked_at)?,
+        }))
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = outbox)]
+pub(crate) struct NewOutboxRow {
+    pub id: String,
+    pub kind: &'static str,
+    pub recipient: String,
+    pub subject: String,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+    pub queued_at: i64,
+    pub next_attempt_at: i64,
+    pub attempts: i32,
+}
+
+impl NewOutboxRow {
+    pub(crate) fn new(email: &OutgoingEmail, now: OffsetDateTime) -> Self {
+        Self {
+            id: email.id().to_string(),
+            kind: email.kind().as_str(),
+            recipient: email.to().as_str().to_owned(),
+            subject: email.subject().to_owned(),
+            text_body: Some(email.text_body().to_owned()),
+            html_body: Some(email.html_body().to_owned()),
+            queued_at: millis(now),
+            next_attempt_at: millis(now),
+            attempts: 0,
+        }
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub(crate) struct OutboxRow {
+    pub id: String,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+    pub queued_at: i64,
+    pub attempts: i32,
+}
+
+impl OutboxRow {
+    pub(crate) fn into_entry(self, lease: LeaseId) -> Result<OutboxEntry, StoreError> {
+        let kind = EmailKind::from_stored(&self.kind).ok_or(StoreError::CorruptRow("unknown email kind"))?;
+        let (Some(text), Some(html)) = (self.text_body, self.html_body) else {
+            return Err(StoreError::CorruptRow("a pending email has no body"));
+        };
+        let email = OutgoingEmail::new(parse_uuid(&self.id)?, kind, EmailAddress::from_storage(self.recipient), self.subject, text, html);
+        Ok(OutboxEntry { email, attempts: u32::try_from(self.attempts).unwrap_or(0), lease, queued_at: instant(self.queued_at)? })
+    }
+}

@@ -1,0 +1,72 @@
+//! The tables, as declared by the migrations of both backends.
+
+diesel::table! {
+    accounts (id) {
+        id -> Text,
+        email -> Text,
+        password_hash -> Text,
+        email_verified_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    email_verification_tokens (token_hash) {
+        token_hash -> Binary,
+        account_id -> Text,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        account_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        current_hash -> Binary,
+        current_issued_at -> BigInt,
+        current_expires_at -> BigInt,
+        previous_hash -> Nullable<Binary>,
+        rotation_nonce -> Nullable<Binary>,
+        generation -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        kind -> Text,
+        recipient -> Text,
+        subject -> Text,
+        text_body -> Nullable<Text>,
+        html_body -> Nullable<Text>,
+        queued_at -> BigInt,
+        next_attempt_at -> BigInt,
+        attempts -> Integer,
+        lease_id -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        sent_at -> Nullable<BigInt>,
+        failed_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    signing_keys (slot) {
+        slot -> Text,
+        private_key_pem -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage_counters (account_id, day) {
+        account_id -> Text,
+        day -> Text,
+        requests -> BigInt,
+    }
+}

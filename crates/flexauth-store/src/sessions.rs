@@ -1,0 +1,68 @@
+use async_trait::async_trait;
+use diesel::prelude::*;
+use flexauth_domain::session::{RevocationReason, Rotation, Session, SessionId, SessionRepository};
+use flexauth_domain::InfraError;
+use time::OffsetDateTime;
+
+use crate::rows::{millis, SessionRow};
+use crate::schema::sessions;
+use crate::{with_connection, Store};
+
+#[async_trait]
+impl SessionRepository for Store {
+    async fn create(&self, session: &Session) -> Result<(), InfraError> {
+        let row = SessionRow::from(session);
+        self.run(move |connection| Ok(with_connection!(connection, |c| diesel::insert_into(sessions::table).values(&row).execute(c))?)).await?;
+        Ok(())
+    }
+
+    async fn find(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
+        let id = id.to_string();
+        let row = self
+            .run(move |connection| Ok(with_connection!(connection, |c| sessions::table.find(&id).select(SessionRow::as_select()).first(c).optional())?))
+            .await?;
+        Ok(row.map(Session::try_from).transpose()?)
+    }
+
+    async fn rotate(&self, rotation: &Rotation) -> Result<bool, InfraError> {
+        let id = rotation.session_id.to_string();
+        let expected = rotation.expected_current.as_bytes().to_vec();
+        let new_current = rotation.new_current.as_bytes().to_vec();
+        let nonce = rotation.nonce.as_bytes().to_vec();
+        let (issued_at, expires_at, generation) = (millis(rotation.issued_at), millis(rotation.expires_at), rotation.generation);
+        // The filter on the live digest is the compare-and-swap: under concurrent rotations
+        // PostgreSQL re-checks it after the first writer commits, SQLite serialises writers,
+        // and either way only one UPDATE matches.
+        let updated = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| diesel::update(
+                    sessions::table.find(&id).filter(sessions::current_hash.eq(&expected)).filter(sessions::revoked_at.is_null())
+                )
+                .set((
+                    sessions::previous_hash.eq(&expected),
+                    sessions::current_hash.eq(&new_current),
+                    sessions::rotation_nonce.eq(&nonce),
+                    sessions::current_issued_at.eq(issued_at),
+                    sessions::current_expires_at.eq(expires_at),
+                    sessions::generation.eq(generation),
+                ))
+                .execute(c))?)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn revoke(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> Result<bool, InfraError> {
+        let id = id.to_string();
+        let now = millis(now);
+        let updated = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
+                    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
+                    .execute(c))?)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+}
+

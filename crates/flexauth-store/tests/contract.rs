@@ -1,0 +1,275 @@
+//! The store contract: every scenario runs against SQLite and against PostgreSQL (a fresh
+//! database per test), and both must behave the same.
+
+
+use flexauth_domain::account::{Account, AccountId, AccountRepository, CreateAccountError, EmailAddress, PasswordHash, VerificationTokenRecord};
+use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
+use flexauth_domain::secret::TokenHash;
+use flexauth_domain::session::{RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository};
+use flexauth_domain::usage::UsageRepository;
+use flexauth_store::Store;
+use time::macros::{date, datetime};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+const NOW: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
+
+macro_rules! contract {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let db = flexauth_store::test_db::TestDatabase::sqlite().await;
+                    super::$scenario(db.store()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(db) = flexauth_store::test_db::TestDatabase::postgres().await {
+                        super::$scenario(db.store()).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    an_account_is_found_by_email_and_id,
+    a_taken_email_is_refused_and_nothing_is_written,
+    verifying_marks_the_token_used_and_the_account_verified_once,
+    a_new_verification_token_replaces_the_unused_ones,
+    a_session_round_trips,
+    rotation_is_a_compare_and_swap,
+    concurrent_rotations_have_exactly_one_winner,
+    a_revoked_session_cannot_rotate,
+    an_outbox_entry_is_leased_to_one_worker_at_a_time,
+    concurrent_workers_never_claim_the_same_entry,
+    a_sent_email_loses_its_bodies_and_is_never_claimed_again,
+    a_retry_waits_for_its_time_and_counts_the_attempt,
+    usage_counts_per_account_and_day,
+    the_first_stored_signing_key_wins,
+);
+
+fn email(text: &str) -> EmailAddress {
+    EmailAddress::parse(text).unwrap()
+}
+
+fn new_account(address: &str) -> Account {
+    Account::new_unverified(AccountId::from_uuid(Uuid::new_v4()), email(address), PasswordHash::from_phc("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into()), NOW)
+}
+
+fn mail_to(address: &str) -> OutgoingEmail {
+    OutgoingEmail::new(Uuid::new_v4(), EmailKind::Verification, email(address), "Verify".into(), "text https://x/verify?token=t".into(), "<p>html</p>".into())
+}
+
+fn token_for(account: &Account, seed: u8) -> VerificationTokenRecord {
+    VerificationTokenRecord::issue(TokenHash::of(&[seed; 32]), account.id(), NOW + Duration::hours(24))
+}
+
+async fn claim_all(store: &Store, at: OffsetDateTime) -> Vec<OutgoingEmail> {
+    let lease = LeaseId::from_uuid(Uuid::new_v4());
+    store.claim_due(at, lease, at + Duration::minutes(5), 100).await.unwrap().into_iter().map(|entry| entry.email).collect()
+}
+
+async fn stored_account(store: &Store) -> Account {
+    let account = new_account("owner@example.com");
+    store.create_unverified(&account, &token_for(&account, 1), &mail_to("owner@example.com")).await.unwrap();
+    account
+}
+
+async fn an_account_is_found_by_email_and_id(store: &Store) {
+    let account = stored_account(store).await;
+    let by_email = store.find_by_email(&email("OWNER@example.com")).await.unwrap().unwrap();
+    assert_eq!(by_email.id(), account.id());
+    assert_eq!(by_email.email().as_str(), "owner@example.com");
+    assert_eq!(by_email.password_hash(), account.password_hash());
+    assert_eq!(by_email.created_at(), NOW);
+    assert!(!by_email.is_email_verified());
+    assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().email().as_str(), "owner@example.com");
+    assert!(store.find_by_email(&email("nobody@example.com")).await.unwrap().is_none());
+}
+
+async fn a_taken_email_is_refused_and_nothing_is_written(store: &Store) {
+    stored_account(store).await;
+    let twin = new_account("owner@example.com");
+    let outcome = store.create_unverified(&twin, &token_for(&twin, 2), &mail_to("owner@example.com")).await;
+    assert!(matches!(outcome, Err(CreateAccountError::EmailTaken)));
+    assert!(store.find_by_id(twin.id()).await.unwrap().is_none());
+    assert!(store.find_verification_token(&TokenHash::of(&[2; 32])).await.unwrap().is_none());
+    assert_eq!(claim_all(store, NOW).await.len(), 1, "only the first account's email is queued");
+}
+
+async fn verifying_marks_the_token_used_and_the_account_verified_once(store: &Store) {
+    let account = stored_account(store).await;
+    let hash = TokenHash::of(&[1; 32]);
+    let token = store.find_verification_token(&hash).await.unwrap().unwrap();
+    assert_eq!(token.account_id(), account.id());
+    assert_eq!(token.used_at(), None);
+    store.mark_email_verified(&hash, NOW).await.unwrap();
+    store.mark_email_verified(&hash, NOW + Duration::hours(1)).await.unwrap();
+    assert_eq!(store.find_verification_token(&hash).await.unwrap().unwrap().used_at(), Some(NOW));
+    assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().email_verified_at(), Some(NOW));
+}
+
+async fn a_new_verification_token_replaces_the_unused_ones(store: &Store) {
+    let account = stored_account(store).await;
+    store.replace_verification_token(&token_for(&account, 9), &mail_to("owner@example.com"), NOW).await.unwrap();
+    assert!(store.find_verification_token(&TokenHash::of(&[1; 32])).await.unwrap().is_none());
+    assert!(store.find_verification_token(&TokenHash::of(&[9; 32])).await.unwrap().is_some());
+    assert_eq!(claim_all(store, NOW).await.len(), 2);
+}
+
+fn new_session(account: &Account, secret: &RefreshSecret) -> Session {
+    Session::start(SessionId::from_uuid(Uuid::new_v4()), account.id(), secret, NOW, Duration::days(30), Duration::days(90))
+}
+
+async fn a_session_round_trips(store: &Store) {
+    let account = stored_account(store).await;
+    let session = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
+    store.create(&session).await.unwrap();
+    assert_eq!(store.find(session.id()).await.unwrap(), Some(session));
+    assert_eq!(store.find(SessionId::from_uuid(Uuid::new_v4())).await.unwrap(), None);
+}
+
+async fn rotation_is_a_compare_and_swap(store: &Store) {
+    let account = stored_account(store).await;
+    let parent = RefreshSecret::from_bytes([3; 32]);
+    let session = new_session(&account, &parent);
+    store.create(&session).await.unwrap();
+    let nonce = RotationNonce::from_bytes([4; 16]);
+    let child = parent.child(&nonce);
+    let rotation = session.rotation(&child, nonce, NOW + Duration::minutes(1), Duration::days(30));
+    assert!(store.rotate(&rotation).await.unwrap());
+    assert!(!store.rotate(&rotation).await.unwrap(), "the same expected digest cannot win twice");
+    let stored = store.find(session.id()).await.unwrap().unwrap();
+    let s = stored.stored();
+    assert_eq!(s.current_hash, child.hash());
+    assert_eq!(s.previous_hash, Some(parent.hash()));
+    assert_eq!(s.rotation_nonce, Some(nonce));
+    assert_eq!(s.current_issued_at, NOW + Duration::minutes(1));
+    assert_eq!(s.generation, 1);
+}
+
+async fn concurrent_rotations_have_exactly_one_winner(store: &Store) {
+    let account = stored_account(store).await;
+    let parent = RefreshSecret::from_bytes([3; 32]);
+    let session = new_session(&account, &parent);
+    store.create(&session).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20u8 {
+        let store = store.clone();
+        let nonce = RotationNonce::from_bytes([i; 16]);
+        let rotation = session.rotation(&parent.child(&nonce), nonce, NOW, Duration::days(30));
+        tasks.push(tokio::spawn(async move { store.rotate(&rotation).await.unwrap() }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().generation, 1);
+}
+
+async fn a_revoked_session_cannot_rotate(store: &Store) {
+    let account = stored_account(store).await;
+    let parent = RefreshSecret::from_bytes([3; 32]);
+    let session = new_session(&account, &parent);
+    store.create(&session).await.unwrap();
+    assert!(store.revoke(session.id(), NOW, RevocationReason::RefreshTokenReuse).await.unwrap());
+    assert!(!store.revoke(session.id(), NOW + Duration::hours(1), RevocationReason::Logout).await.unwrap());
+    let nonce = RotationNonce::from_bytes([4; 16]);
+    assert!(!store.rotate(&session.rotation(&parent.child(&nonce), nonce, NOW, Duration::days(30))).await.unwrap());
+    assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
+}
+
+async fn an_outbox_entry_is_leased_to_one_worker_at_a_time(store: &Store) {
+    store.enqueue(&mail_to("a@example.com"), NOW).await.unwrap();
+    let first = claim_all(store, NOW).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].to().as_str(), "a@example.com");
+    assert!(claim_all(store, NOW + Duration::minutes(4)).await.is_empty(), "leased to the first worker");
+    assert_eq!(claim_all(store, NOW + Duration::minutes(5)).await.len(), 1, "claimable again once the lease ran out");
+}
+
+async fn concurrent_workers_never_claim_the_same_entry(store: &Store) {
+    for i in 0..30 {
+        store.enqueue(&mail_to(&format!("user{i}@example.com")), NOW).await.unwrap();
+    }
+    let mut workers = Vec::new();
+    for _ in 0..5 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            // Workers racing for the same candidates win fewer than they asked for, so each
+            // keeps claiming until nothing is left.
+            let mut mine = Vec::new();
+            loop {
+                let lease = LeaseId::from_uuid(Uuid::new_v4());
+                let batch = store.claim_due(NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
+                if batch.is_empty() {
+                    break mine;
+                }
+                mine.extend(batch);
+            }
+        }));
+    }
+    let mut claimed: Vec<Uuid> = Vec::new();
+    for worker in workers {
+        claimed.extend(worker.await.unwrap().into_iter().map(|entry| entry.email.id()));
+    }
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "an entry was claimed twice");
+    assert_eq!(total, 30);
+}
+
+async fn a_sent_email_loses_its_bodies_and_is_never_claimed_again(store: &Store) {
+    let mail = mail_to("a@example.com");
+    store.enqueue(&mail, NOW).await.unwrap();
+    let lease = LeaseId::from_uuid(Uuid::new_v4());
+    let entries = store.claim_due(NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
+    assert_eq!(entries[0].email, mail);
+    // A worker whose lease was taken over cannot mark the entry.
+    store.mark_sent(mail.id(), LeaseId::from_uuid(Uuid::new_v4()), NOW).await.unwrap();
+    assert_eq!(claim_all(store, NOW + Duration::minutes(6)).await.len(), 1);
+
+    let lease = LeaseId::from_uuid(Uuid::new_v4());
+    store.claim_due(NOW + Duration::minutes(12), lease, NOW + Duration::minutes(17), 10).await.unwrap();
+    store.mark_sent(mail.id(), lease, NOW + Duration::minutes(12)).await.unwrap();
+    assert!(claim_all(store, NOW + Duration::days(1)).await.is_empty());
+}
+
+async fn a_retry_waits_for_its_time_and_counts_the_attempt(store: &Store) {
+    let mail = mail_to("a@example.com");
+    store.enqueue(&mail, NOW).await.unwrap();
+    let lease = LeaseId::from_uuid(Uuid::new_v4());
+    store.claim_due(NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
+    store.schedule_retry(mail.id(), lease, NOW + Duration::seconds(2), "connection refused").await.unwrap();
+    assert!(claim_all(store, NOW + Duration::seconds(1)).await.is_empty());
+    let lease = LeaseId::from_uuid(Uuid::new_v4());
+    let entries = store.claim_due(NOW + Duration::seconds(2), lease, NOW + Duration::minutes(5), 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].attempts, 1);
+    store.mark_failed(mail.id(), lease, NOW, "550 no such user").await.unwrap();
+    assert!(claim_all(store, NOW + Duration::days(1)).await.is_empty());
+}
+
+async fn usage_counts_per_account_and_day(store: &Store) {
+    let account = stored_account(store).await;
+    assert_eq!(store.record_request(account.id(), date!(2026 - 11 - 27)).await.unwrap(), 1);
+    assert_eq!(store.record_request(account.id(), date!(2026 - 11 - 27)).await.unwrap(), 2);
+    assert_eq!(store.record_request(account.id(), date!(2026 - 11 - 28)).await.unwrap(), 1);
+}
+
+async fn the_first_stored_signing_key_wins(store: &Store) {
+    let first = store.shared_signing_key("first pem".into(), NOW).await.unwrap();
+    let second = store.shared_signing_key("second pem".into(), NOW).await.unwrap();
+    assert_eq!(first, "first pem");
+    assert_eq!(second, "first pem");
+}
+
