@@ -1,1 +1,46 @@
-fn main() {}
+//! The `flexauth` binary: `flexauth` (or `flexauth serve`) serves, `flexauth migrate` only
+//! migrates.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use flexauth_server::config::{Cli, Command, LogFormat};
+use flexauth_server::startup::{self, Application};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match cli.config.resolve() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("flexauth: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(settings.log_format);
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => startup::migrate(&settings).await.map(|_| ()),
+        Command::Serve => match Application::build(&settings).await {
+            Ok(app) => app.run_until_stopped().await.map_err(|source| startup::StartupError::Bind { address: settings.bind.to_string(), source }),
+            Err(error) => Err(error),
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("flexauth: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The bearer-token extractor for protected endpoints.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use flexauth_domain::session::Principal;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The caller of a protected endpoint, authenticated by a JWT access token.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated(pub Principal);
+
+/// The token of an `Authorization: Bearer …` header; `None` without such a header.
+///
+/// # Errors
+/// [`ApiError::InvalidToken`] for an `Authorization` header that is not a bearer token.
+pub fn bearer_token(request: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken("the Authorization header must be `Bearer <token>`"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::InvalidToken("the Authorization header must be `Bearer <token>`"));
+    }
+    Ok(Some(token.trim()))
+}
+
+fn authenticate(request: &HttpRequest) -> Result<Authenticated, ApiError> {
+    let state = request.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
+    let token = bearer_token(request)?.ok_or(ApiError::MissingToken)?;
+    Ok(Authenticated(state.sessions.authenticate(token)?))
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(authenticate(request))
+    }
+}

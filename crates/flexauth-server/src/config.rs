@@ -1,0 +1,312 @@
+//! Configuration: environment variables, each overridable by a command-line flag. Values are
+//! taken as text and validated here, so a bad one stops the start with one line that names the
+//! variable and the flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use flexauth_argon2::Argon2Settings;
+use flexauth_store::DatabaseConfig;
+use time::Duration;
+use url::Url;
+
+/// flexauth: email + password accounts, JWT access tokens, rotating refresh tokens.
+#[derive(Debug, Parser)]
+#[command(name = "flexauth", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: RawConfig,
+}
+
+/// What to do; serving is the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+/// The configuration as given, before validation.
+#[derive(Debug, Clone, Args)]
+pub struct RawConfig {
+    /// Address to listen on.
+    #[arg(long, env = "FLEXAUTH_BIND", default_value = "127.0.0.1:8080", global = true)]
+    pub bind: String,
+    /// Base URL of links in emails and `iss` of tokens.
+    #[arg(long, env = "FLEXAUTH_PUBLIC_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub public_url: String,
+    /// Directory of the SQLite file, the mail files and other local state.
+    #[arg(long, env = "FLEXAUTH_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// `postgres://…` selects PostgreSQL; unset, an SQLite file in the data directory is used.
+    #[arg(long, env = "FLEXAUTH_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// `smtp://host:port` (lettre URL syntax); unset, mail is written as .eml files.
+    #[arg(long, env = "FLEXAUTH_SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of every email.
+    #[arg(long, env = "FLEXAUTH_MAIL_FROM", default_value = "flexauth <no-reply@localhost>", global = true)]
+    pub mail_from: String,
+    /// PEM file with the Ed25519 private key that signs tokens; unset, a key is generated once
+    /// and stored in the database.
+    #[arg(long, env = "FLEXAUTH_SIGNING_KEY_FILE", global = true)]
+    pub signing_key_file: Option<PathBuf>,
+    /// `aud` of access tokens.
+    #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_AUDIENCE", default_value = "flexauth", global = true)]
+    pub access_token_audience: String,
+    /// Access token lifetime (seconds, or with a unit: 15m, 1h).
+    #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_TTL", default_value = "3600", global = true)]
+    pub access_token_ttl: String,
+    /// Refresh token lifetime without rotation.
+    #[arg(long, env = "FLEXAUTH_REFRESH_TOKEN_TTL", default_value = "30d", global = true)]
+    pub refresh_token_ttl: String,
+    /// Absolute session lifetime, however often it is refreshed.
+    #[arg(long, env = "FLEXAUTH_SESSION_LIFETIME", default_value = "90d", global = true)]
+    pub session_lifetime: String,
+    /// How long after a rotation the previous refresh token still gets the current pair.
+    #[arg(long, env = "FLEXAUTH_REFRESH_REUSE_GRACE", default_value = "10s", global = true)]
+    pub refresh_reuse_grace: String,
+    /// How long a verification link works.
+    #[arg(long, env = "FLEXAUTH_VERIFICATION_TTL", default_value = "24h", global = true)]
+    pub verification_ttl: String,
+    /// argon2id memory cost in KiB.
+    #[arg(long, env = "FLEXAUTH_ARGON2_MEMORY_KIB", default_value = "19456", global = true)]
+    pub argon2_memory_kib: String,
+    /// argon2id passes.
+    #[arg(long, env = "FLEXAUTH_ARGON2_ITERATIONS", default_value = "2", global = true)]
+    pub argon2_iterations: String,
+    /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningKeySource {
+    File(PathBuf),
+    /// Generated on first start and stored in the database, shared by all instances.
+    Generated,
+}
+
+/// Where mail goes.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MailConfig {
+    Smtp { url: String },
+    Files { dir: PathBuf },
+}
+
+impl std::fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The URL may carry SMTP credentials.
+            Self::Smtp { .. } => f.write_str("Smtp(<url>)"),
+            Self::Files { dir } => f.debug_struct("Files").field("dir", dir).finish(),
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub public_url: Url,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub mail: MailConfig,
+    pub mail_from: String,
+    pub signing_key: SigningKeySource,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub session_lifetime: Duration,
+    pub refresh_reuse_grace: Duration,
+    pub verification_ttl: Duration,
+    pub argon2: Argon2Settings,
+    pub log_format: LogFormat,
+    /// How often the delivery worker looks for due emails.
+    pub outbox_poll_interval: std::time::Duration,
+    /// HTTP worker threads.
+    pub http_workers: usize,
+}
+
+/// A configuration value that cannot be used; its message is the one line printed at start.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable} (--{flag}): {reason}")]
+pub struct ConfigError {
+    variable: &'static str,
+    flag: &'static str,
+    reason: String,
+}
+
+fn invalid(variable: &'static str, flag: &'static str, reason: impl std::fmt::Display) -> ConfigError {
+    ConfigError { variable, flag, reason: reason.to_string() }
+}
+
+/// Parses `3600`, `90s`, `15m`, `1h` or `30d` into a positive duration.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit_seconds) = match text.char_indices().last() {
+        Some((index, 's')) => (&text[..index], 1),
+        Some((index, 'm')) => (&text[..index], 60),
+        Some((index, 'h')) => (&text[..index], 3_600),
+        Some((index, 'd')) => (&text[..index], 86_400),
+        _ => (text, 1),
+    };
+    let amount: i64 = digits.parse().map_err(|_| format!("`{text}` is not a duration such as 3600, 90s, 15m, 1h or 30d"))?;
+    if amount <= 0 {
+        return Err(format!("`{text}` must be positive"));
+    }
+    amount.checked_mul(unit_seconds).filter(|seconds| *seconds <= 10 * 365 * 86_400).map(Duration::seconds).ok_or_else(|| format!("`{text}` is longer than ten years"))
+}
+
+fn parse_positive_u32(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(value) if value > 0 => Ok(value),
+        _ => Err(format!("`{text}` is not a positive whole number")),
+    }
+}
+
+impl RawConfig {
+    /// Validates every value.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        let bind = self.bind.trim().parse().map_err(|error| invalid("FLEXAUTH_BIND", "bind", format!("`{}`: {error}", self.bind)))?;
+        let public_url = Url::parse(self.public_url.trim()).map_err(|error| invalid("FLEXAUTH_PUBLIC_URL", "public-url", format!("`{}`: {error}", self.public_url)))?;
+        if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
+            return Err(invalid("FLEXAUTH_PUBLIC_URL", "public-url", "must be an http:// or https:// URL"));
+        }
+        if public_url.query().is_some() || public_url.fragment().is_some() {
+            return Err(invalid("FLEXAUTH_PUBLIC_URL", "public-url", "must not have a query or fragment"));
+        }
+        let database = match self.database_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
+            None => DatabaseConfig::Sqlite(self.data_dir.join("flexauth.sqlite3")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => DatabaseConfig::Postgres(url.to_owned()),
+            Some(url) if url.starts_with("sqlite://") => DatabaseConfig::Sqlite(PathBuf::from(&url["sqlite://".len()..])),
+            Some(_) => return Err(invalid("FLEXAUTH_DATABASE_URL", "database-url", "must start with postgres://, postgresql:// or sqlite://")),
+        };
+        let mail = match self.smtp_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
+            Some(url) => MailConfig::Smtp { url: url.to_owned() },
+            None => MailConfig::Files { dir: self.data_dir.join("mail") },
+        };
+        let signing_key = match &self.signing_key_file {
+            Some(path) => SigningKeySource::File(path.clone()),
+            None => SigningKeySource::Generated,
+        };
+        let audience = self.access_token_audience.trim().to_owned();
+        if audience.is_empty() {
+            return Err(invalid("FLEXAUTH_ACCESS_TOKEN_AUDIENCE", "access-token-audience", "must not be empty"));
+        }
+        let log_format = match self.log_format.trim() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(invalid("FLEXAUTH_LOG_FORMAT", "log-format", format!("`{other}` is neither text nor json"))),
+        };
+        let argon2 = Argon2Settings {
+            memory_kib: parse_positive_u32(&self.argon2_memory_kib).map_err(|reason| invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", reason))?,
+            iterations: parse_positive_u32(&self.argon2_iterations).map_err(|reason| invalid("FLEXAUTH_ARGON2_ITERATIONS", "argon2-iterations", reason))?,
+            ..Argon2Settings::default()
+        };
+        if argon2.memory_kib < 8 {
+            return Err(invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", "must be at least 8"));
+        }
+        Ok(Settings {
+            bind,
+            public_url,
+            data_dir: self.data_dir.clone(),
+            database,
+            mail,
+            mail_from: self.mail_from.clone(),
+            signing_key,
+            audience,
+            access_token_ttl: parse_duration(&self.access_token_ttl).map_err(|reason| invalid("FLEXAUTH_ACCESS_TOKEN_TTL", "access-token-ttl", reason))?,
+            refresh_token_ttl: parse_duration(&self.refresh_token_ttl).map_err(|reason| invalid("FLEXAUTH_REFRESH_TOKEN_TTL", "refresh-token-ttl", reason))?,
+            session_lifetime: parse_duration(&self.session_lifetime).map_err(|reason| invalid("FLEXAUTH_SESSION_LIFETIME", "session-lifetime", reason))?,
+            refresh_reuse_grace: parse_duration(&self.refresh_reuse_grace).map_err(|reason| invalid("FLEXAUTH_REFRESH_REUSE_GRACE", "refresh-reuse-grace", reason))?,
+            verification_ttl: parse_duration(&self.verification_ttl).map_err(|reason| invalid("FLEXAUTH_VERIFICATION_TTL", "verification-ttl", reason))?,
+            argon2,
+            log_format,
+            outbox_poll_interval: std::time::Duration::from_secs(1),
+            http_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        })
+    }
+}
+
+impl Settings {
+    /// The public URL without a trailing slash, as it appears in links and in `iss`.
+    pub fn public_base(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(args: &[&str]) -> RawConfig {
+        let mut argv = vec!["flexauth"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().config
+    }
+
+    #[test]
+    fn defaults_give_sqlite_in_the_data_dir_mail_files_and_a_generated_key() {
+        // Run with a clean environment for the variables under test.
+        let settings = raw(&["--data-dir", "/tmp/fa"]).resolve().unwrap();
+        assert_eq!(settings.database, DatabaseConfig::Sqlite(PathBuf::from("/tmp/fa/flexauth.sqlite3")));
+        assert_eq!(settings.mail, MailConfig::Files { dir: PathBuf::from("/tmp/fa/mail") });
+        assert_eq!(settings.signing_key, SigningKeySource::Generated);
+        assert_eq!(settings.access_token_ttl, Duration::hours(1));
+        assert_eq!(settings.refresh_token_ttl, Duration::days(30));
+        assert_eq!(settings.refresh_reuse_grace, Duration::seconds(10));
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::seconds(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::minutes(15)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::hours(2)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-5").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("99999999999d").is_err());
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_flag_in_one_line() {
+        let error = raw(&["--bind", "not-an-address"]).resolve().unwrap_err().to_string();
+        assert!(error.starts_with("invalid FLEXAUTH_BIND (--bind): "), "{error}");
+        assert!(!error.contains('\n'));
+        let error = raw(&["--access-token-ttl", "forever"]).resolve().unwrap_err().to_string();
+        assert!(error.starts_with("invalid FLEXAUTH_ACCESS_TOKEN_TTL (--access-token-ttl): "), "{error}");
+        let error = raw(&["--database-url", "mysql://x"]).resolve().unwrap_err().to_string();
+        assert!(error.starts_with("invalid FLEXAUTH_DATABASE_URL"), "{error}");
+        let error = raw(&["--public-url", "ftp://x"]).resolve().unwrap_err().to_string();
+        assert!(error.starts_with("invalid FLEXAUTH_PUBLIC_URL"), "{error}");
+    }
+
+    #[test]
+    fn postgres_urls_select_postgres() {
+        let settings = raw(&["--database-url", "postgres://u@db/flexauth?sslmode=require"]).resolve().unwrap();
+        assert_eq!(settings.database, DatabaseConfig::Postgres("postgres://u@db/flexauth?sslmode=require".into()));
+    }
+
+    #[test]
+    fn migrate_is_a_subcommand_and_serve_the_default() {
+        assert_eq!(Cli::try_parse_from(["flexauth"]).unwrap().command, None);
+        assert_eq!(Cli::try_parse_from(["flexauth", "migrate"]).unwrap().command, Some(Command::Migrate));
+        assert_eq!(Cli::try_parse_from(["flexauth", "serve", "--bind", "0.0.0.0:9"]).unwrap().config.bind, "0.0.0.0:9");
+    }
+}

@@ -1,0 +1,247 @@
+//! The one place where failures become HTTP responses: every domain error is matched
+//! explicitly to a status and a stable `code`.
+
+use std::fmt::Write as _;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use flexauth_domain::account::{EmailError, PasswordError, SignupError, VerifyEmailError};
+use flexauth_domain::session::{AuthenticateError, LoginError, RefreshError, TokenRejection};
+use flexauth_domain::InfraError;
+use serde_json::json;
+
+use crate::request_id;
+
+/// An error answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON for this endpoint: {0}")]
+    InvalidJson(String),
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than 16 KiB")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    InvalidEmail(EmailError),
+    #[error("{0}")]
+    InvalidPassword(PasswordError),
+    #[error("the token is malformed or unknown")]
+    InvalidVerificationToken,
+    #[error("the verification link has expired; request a new one")]
+    VerificationTokenExpired,
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("verify your email address before logging in")]
+    EmailNotVerified,
+    #[error("the refresh token is invalid")]
+    InvalidRefreshToken,
+    #[error("the refresh token has expired; log in again")]
+    RefreshTokenExpired,
+    #[error("the session has ended; log in again")]
+    SessionRevoked,
+    #[error("this refresh token was already used; the session is revoked, log in again")]
+    RefreshTokenReused,
+    /// No credentials on an endpoint that needs them.
+    #[error("this endpoint requires a bearer token")]
+    MissingToken,
+    /// Credentials that do not authenticate; the description goes into `WWW-Authenticate`.
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("the database is not reachable")]
+    NotReady,
+    #[error("unexpected failure")]
+    Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// The stable, documented code of the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::InvalidEmail(_) => "invalid_email",
+            Self::InvalidPassword(PasswordError::TooShort) => "password_too_short",
+            Self::InvalidPassword(PasswordError::TooLong) => "password_too_long",
+            Self::InvalidPassword(PasswordError::TooCommon) => "password_too_common",
+            Self::InvalidVerificationToken => "invalid_verification_token",
+            Self::VerificationTokenExpired => "verification_token_expired",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::EmailNotVerified => "email_not_verified",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenExpired => "refresh_token_expired",
+            Self::SessionRevoked => "session_revoked",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotReady => "not_ready",
+            Self::Unexpected(_) => "internal_error",
+        }
+    }
+
+    /// The message shown to the client. Unexpected failures get a fixed sentence: their cause
+    /// goes to the log only.
+    fn client_message(&self) -> String {
+        match self {
+            Self::Unexpected(_) => {
+                let mut message = String::from("An unexpected error occurred.");
+                if let Some(id) = request_id::current() {
+                    let _ = write!(message, " Quote request id {id} when reporting it.");
+                }
+                message
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Formats an error and its causes on one line, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(chain, ": {cause}");
+        source = cause.source();
+    }
+    chain
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson(_)
+            | Self::InvalidEmail(_)
+            | Self::InvalidPassword(_)
+            | Self::InvalidVerificationToken
+            | Self::VerificationTokenExpired => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidCredentials
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenExpired
+            | Self::SessionRevoked
+            | Self::RefreshTokenReused
+            | Self::MissingToken
+            | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::EmailNotVerified => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Unexpected(cause) = self {
+            tracing::error!(error.chain = %error_chain(cause.as_ref()), "request failed unexpectedly");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        // RFC 6750 §3: a protected resource names the scheme, and the error once a token was
+        // offered.
+        let challenge = match self {
+            Self::MissingToken => Some(r#"Bearer realm="flexauth""#.to_owned()),
+            Self::InvalidToken(description) => Some(format!(r#"Bearer realm="flexauth", error="invalid_token", error_description="{description}""#)),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|challenge| HeaderValue::from_str(&challenge).ok()) {
+            response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        response.json(json!({ "error": { "code": self.code(), "message": self.client_message() } }))
+    }
+}
+
+impl From<InfraError> for ApiError {
+    fn from(error: InfraError) -> Self {
+        Self::Unexpected(Box::new(error))
+    }
+}
+
+impl From<EmailError> for ApiError {
+    fn from(error: EmailError) -> Self {
+        Self::InvalidEmail(error)
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(error: PasswordError) -> Self {
+        Self::InvalidPassword(error)
+    }
+}
+
+impl From<SignupError> for ApiError {
+    fn from(error: SignupError) -> Self {
+        match error {
+            SignupError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<VerifyEmailError> for ApiError {
+    fn from(error: VerifyEmailError) -> Self {
+        match error {
+            VerifyEmailError::InvalidToken => Self::InvalidVerificationToken,
+            VerifyEmailError::Expired => Self::VerificationTokenExpired,
+            VerifyEmailError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::InvalidCredentials => Self::InvalidCredentials,
+            LoginError::EmailNotVerified => Self::EmailNotVerified,
+            LoginError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(error: RefreshError) -> Self {
+        match error {
+            RefreshError::InvalidToken(_) => Self::InvalidRefreshToken,
+            RefreshError::Expired => Self::RefreshTokenExpired,
+            RefreshError::Revoked => Self::SessionRevoked,
+            RefreshError::Reused { account_id, session_id } => {
+                // An audit event: a spent refresh token came back, so someone else may hold
+                // the session's tokens.
+                tracing::warn!(target: "flexauth::audit", event = "refresh_token_reuse", %account_id, %session_id, "spent refresh token presented; session revoked");
+                Self::RefreshTokenReused
+            }
+            RefreshError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<AuthenticateError> for ApiError {
+    fn from(error: AuthenticateError) -> Self {
+        Self::InvalidToken(match error {
+            AuthenticateError::Expired => "the access token has expired",
+            AuthenticateError::NotYetValid => "the access token is not valid yet",
+            AuthenticateError::Rejected(TokenRejection::Malformed) => "the access token is malformed",
+            AuthenticateError::Rejected(TokenRejection::WrongType) => "the token is not an access token",
+            AuthenticateError::Rejected(TokenRejection::UnknownKey) => "the access token was signed by an unknown key",
+            AuthenticateError::Rejected(TokenRejection::BadSignature) => "the access token signature is invalid",
+            AuthenticateError::Rejected(TokenRejection::WrongParty) => "the access token was issued for another party",
+        })
+    }
+}
+
+/// Turns actix's JSON extractor failures into the error envelope.
+pub fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError;
+    match error {
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge,
+        JsonPayloadError::Deserialize(cause) => ApiError::InvalidJson(cause.to_string()),
+        other => ApiError::InvalidJson(other.to_string()),
+    }
+}

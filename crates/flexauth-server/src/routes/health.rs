@@ -1,0 +1,37 @@
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use super::Data;
+use crate::error::{error_chain, ApiError};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct Status {
+    status: &'static str,
+}
+
+/// Liveness: the process answers.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Data { data: Status { status: "ok" } })
+}
+
+/// Readiness: the database answers.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(HttpResponse::Ok().json(Data { data: Status { status: "ready" } })),
+        Err(error) => {
+            tracing::warn!(error.chain = %error_chain(&error), "readiness check failed");
+            Err(ApiError::NotReady)
+        }
+    }
+}
+
+/// The public keys that verify access tokens. Resource servers cache them for a while.
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().insert_header(("cache-control", "public, max-age=300")).json(state.tokens.jwks())
+}
+
+/// Every unknown path.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,34 @@
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use super::Data;
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct Usage {
+    account_id: String,
+    auth_method: &'static str,
+    session_id: Option<String>,
+    key_id: Option<String>,
+    day: String,
+    requests_today: u64,
+}
+
+/// The seed's example of a protected endpoint: who is calling, and how much.
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
+pub async fn usage(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let principal = caller.0;
+    let report = state.usage.record(principal.account_id).await?;
+    Ok(HttpResponse::Ok().json(Data {
+        data: Usage {
+            account_id: principal.account_id.to_string(),
+            auth_method: "jwt",
+            session_id: Some(principal.session_id.to_string()),
+            key_id: None,
+            day: report.day.to_string(),
+            requests_today: report.requests_today,
+        },
+    }))
+}

@@ -1,0 +1,29 @@
+//! The system clock and the operating system's random source, behind the domain's ports.
+
+use flexauth_domain::runtime::{Clock, SecureRandom};
+use time::OffsetDateTime;
+
+/// Reads the system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// The operating system's CSPRNG (getrandom).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsRandom;
+
+impl SecureRandom for OsRandom {
+    #[allow(clippy::panic)]
+    fn fill(&self, buffer: &mut [u8]) {
+        // Without randomness no token can be issued safely; the port's contract is to stop
+        // rather than hand out predictable secrets.
+        if let Err(error) = getrandom::getrandom(buffer) {
+            panic!("the operating system's random source failed: {error}");
+        }
+    }
+}

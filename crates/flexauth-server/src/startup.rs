@@ -1,0 +1,205 @@
+//! Builds the adapters, the services and the HTTP server from validated settings.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpServer, ResponseError};
+use flexauth_argon2::{Argon2ConfigError, Argon2Hasher};
+use flexauth_domain::account::{AccountService, AccountSettings};
+use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
+use flexauth_domain::runtime::{Clock, SecureRandom};
+use flexauth_domain::session::{SessionService, SessionSettings};
+use flexauth_domain::usage::UsageService;
+use flexauth_jwt::{JwtSettings, JwtTokens, KeyError, SigningKeyPair};
+use flexauth_mail::{FileMailer, MailConfigError, SmtpMailer};
+use flexauth_store::{Store, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{MailConfig, Settings, SigningKeySource};
+use crate::error::{json_error, ApiError};
+use crate::runtime::{OsRandom, SystemClock};
+use crate::state::AppState;
+use crate::{request_id, routes, worker};
+
+/// Largest request body accepted; every request of the API fits in a fraction of it.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// Why the server could not start. Each message is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot read FLEXAUTH_SIGNING_KEY_FILE {path}: {source}")]
+    SigningKeyFile { path: String, source: std::io::Error },
+    #[error("signing key: {0}")]
+    SigningKey(#[from] KeyError),
+    #[error("mail: {0}")]
+    Mail(#[from] MailConfigError),
+    #[error("password hashing: {0}")]
+    Argon2(#[from] Argon2ConfigError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: String, source: std::io::Error },
+}
+
+/// A built server, listening, not yet running.
+pub struct Application {
+    port: u16,
+    server: Server,
+    shutdown: watch::Sender<bool>,
+    worker: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+/// Connects to the database and applies pending migrations.
+///
+/// # Errors
+/// [`StartupError::Store`].
+pub async fn migrate(settings: &Settings) -> Result<Store, StartupError> {
+    let store = Store::connect(settings.database.clone())?;
+    let applied = store.migrate().await?;
+    tracing::info!(backend = store.backend(), applied, "database migrated");
+    Ok(store)
+}
+
+async fn signing_key(settings: &Settings, store: &Store, clock: &dyn Clock) -> Result<SigningKeyPair, StartupError> {
+    let pem = match &settings.signing_key {
+        SigningKeySource::File(path) => {
+            tokio::fs::read_to_string(path).await.map_err(|source| StartupError::SigningKeyFile { path: path.display().to_string(), source })?
+        }
+        SigningKeySource::Generated => {
+            tracing::warn!(
+                "FLEXAUTH_SIGNING_KEY_FILE is not set: signing with a key generated once and stored in the database; \
+                 set a key file in production"
+            );
+            store.shared_signing_key(SigningKeyPair::generate_pem()?, clock.now()).await?
+        }
+    };
+    let key = SigningKeyPair::from_pem(&pem)?;
+    tracing::info!(kid = key.kid(), "signing key loaded");
+    Ok(key)
+}
+
+fn mail_transport(settings: &Settings) -> Result<Arc<dyn MailTransport>, StartupError> {
+    Ok(match &settings.mail {
+        MailConfig::Smtp { url } => Arc::new(SmtpMailer::new(url, &settings.mail_from)?),
+        MailConfig::Files { dir } => {
+            tracing::warn!(dir = %dir.display(), "FLEXAUTH_SMTP_URL is not set: emails are written as .eml files, not sent");
+            Arc::new(FileMailer::new(dir.clone(), &settings.mail_from)?)
+        }
+    })
+}
+
+/// Answers actix's own error responses (unknown method, unreadable body…) in the error
+/// envelope too, unless a handler already wrote a body of its own.
+fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    if response.response().headers().contains_key(header::CONTENT_TYPE) {
+        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
+    }
+    let status = response.status();
+    let error = match status.as_u16() {
+        404 => ApiError::NotFound,
+        405 => ApiError::MethodNotAllowed,
+        413 => ApiError::PayloadTooLarge,
+        415 => ApiError::UnsupportedMediaType,
+        400..=499 => ApiError::InvalidJson(status.canonical_reason().unwrap_or("bad request").to_lowercase()),
+        _ => ApiError::Unexpected(format!("the framework answered {status}").into()),
+    };
+    let (request, _) = response.into_parts();
+    let mut replacement = error.error_response();
+    *replacement.status_mut() = status;
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(request, replacement).map_into_right_body()))
+}
+
+impl Application {
+    /// Migrates the database, loads or creates the signing key, wires the services, starts the
+    /// delivery worker and binds the listener.
+    ///
+    /// # Errors
+    /// A [`StartupError`] naming what could not be set up.
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let store = migrate(settings).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let random: Arc<dyn SecureRandom> = Arc::new(OsRandom);
+        let key = signing_key(settings, &store, clock.as_ref()).await?;
+        let public_base = settings.public_base();
+        let tokens = Arc::new(JwtTokens::new(&key, &[], JwtSettings { issuer: public_base.clone(), audience: settings.audience.clone() }));
+        let argon2 = settings.argon2;
+        let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await.map_err(|error| StartupError::Store(error.into()))??);
+        let transport = mail_transport(settings)?;
+        let shared = Arc::new(store.clone());
+
+        let accounts = AccountService::new(
+            shared.clone(),
+            shared.clone(),
+            hasher.clone(),
+            clock.clone(),
+            random.clone(),
+            AccountSettings { public_url: public_base, verification_ttl: settings.verification_ttl },
+        );
+        let session_settings = SessionSettings {
+            access_ttl: settings.access_token_ttl,
+            refresh_ttl: settings.refresh_token_ttl,
+            session_lifetime: settings.session_lifetime,
+            reuse_grace: settings.refresh_reuse_grace,
+            ..SessionSettings::default()
+        };
+        let sessions = SessionService::new(shared.clone(), shared.clone(), hasher, tokens.clone(), clock.clone(), random.clone(), session_settings);
+        let usage = UsageService::new(shared.clone(), clock.clone());
+        let delivery = DeliveryService::new(shared, transport, clock, random, DeliverySettings::default());
+        let state = web::Data::new(AppState { accounts, sessions, usage, tokens, store });
+
+        let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(|error, _| json_error(error).into()))
+                .app_data(web::PayloadConfig::new(BODY_LIMIT))
+                .wrap(ErrorHandlers::new().default_handler(envelope_for_framework_errors))
+                .wrap(from_fn(request_id::middleware))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(settings.http_workers)
+        .shutdown_timeout(10)
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?
+        .run();
+
+        let (shutdown, stopped) = watch::channel(false);
+        let worker = worker::spawn(delivery, settings.outbox_poll_interval, stopped);
+        tracing::info!(address = %settings.bind, port, "flexauth listening");
+        Ok(Self { port, server, shutdown, worker })
+    }
+
+    /// The port the server listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn server_handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server stops (SIGTERM, SIGINT or a handle), then stops the delivery
+    /// worker after its current pass.
+    ///
+    /// # Errors
+    /// The server's I/O error.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let outcome = self.server.await;
+        let _ = self.shutdown.send(true);
+        let _ = self.worker.await;
+        outcome
+    }
+}

@@ -1,0 +1,21 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use flexauth_domain::account::AccountService;
+use flexauth_domain::session::SessionService;
+use flexauth_domain::usage::UsageService;
+use flexauth_jwt::JwtTokens;
+use flexauth_store::Store;
+
+/// The services the handlers call, and the few adapters they read directly.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub accounts: AccountService,
+    pub sessions: SessionService,
+    pub usage: UsageService,
+    /// For the JWKS endpoint.
+    pub tokens: Arc<JwtTokens>,
+    /// For the readiness probe.
+    pub store: Store,
+}
