@@ -1,0 +1,66 @@
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{unique_email, TestEnv};
+
+/// Every malformed request gets a 4xx with the error envelope and its stable code; none gets a
+/// 5xx, and none writes anything.
+#[actix_web::test]
+async fn bad_input_gets_a_4xx_with_a_stable_code() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let json = Some("application/json");
+    let huge = format!(r#"{{"email":"{}@example.com","password":"x"}}"#, "a".repeat(20 * 1024));
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+        ("/v1/auth/signup", json, b"{not json".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/signup", json, b"".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/signup", json, br#"{"email":"a@example.com"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/signup", json, br#"{"email":5,"password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/signup", json, br#"[1,2,3]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/signup", Some("text/plain"), br#"{"email":"a@example.com","password":"long enough pass"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        ("/v1/auth/signup", None, br#"{"email":"a@example.com","password":"long enough pass"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        ("/v1/auth/signup", json, huge.into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        ("/v1/auth/signup", json, br#"{"email":"not-an-email","password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
+        ("/v1/auth/signup", json, br#"{"email":"","password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
+        ("/v1/auth/signup", json, br#"{"email":"a@example.com","password":"short"}"#.to_vec(), StatusCode::BAD_REQUEST, "password_too_short"),
+        ("/v1/auth/signup", json, br#"{"email":"a@example.com","password":"password123"}"#.to_vec(), StatusCode::BAD_REQUEST, "password_too_common"),
+        ("/v1/auth/signup", json, format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "p".repeat(300)).into_bytes(), StatusCode::BAD_REQUEST, "password_too_long"),
+        ("/v1/auth/login", json, format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "p".repeat(300)).into_bytes(), StatusCode::BAD_REQUEST, "password_too_long"),
+        ("/v1/auth/login", json, br#"{"email":"@@","password":"whatever pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
+        ("/v1/auth/login", json, br#"{"password":"whatever pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/refresh", json, br#"{"refresh_token":"garbage"}"#.to_vec(), StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+        ("/v1/auth/refresh", json, br#"{"refresh_token":""}"#.to_vec(), StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+        ("/v1/auth/refresh", json, br#"{}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/verify", json, br#"{"token":"\u0000\u0001"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_verification_token"),
+        ("/v1/auth/verify/resend", json, br#"{"email":"nope"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
+        ("/v1/auth/logout", json, br#"{"refresh_token":"garbage"}"#.to_vec(), StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+        ("/v1/auth/logout", json, b"{oops".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/nowhere", json, b"{}".to_vec(), StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (path, content_type, body, status, code) in cases {
+        let shown = String::from_utf8_lossy(&body).chars().take(80).collect::<String>();
+        let reply = app.post_raw(path, content_type, body).await;
+        assert_eq!((reply.status, reply.code()), (status, code), "POST {path} {shown}: {}", reply.text);
+        assert!(reply.body["error"]["message"].is_string());
+        assert!(reply.headers.contains_key("x-request-id"));
+    }
+    let me = app.get("/v1/auth/me").await;
+    assert_eq!((me.status, me.code()), (StatusCode::UNAUTHORIZED, "missing_token"));
+    let wrong_scheme = app.client.get(app.url("/v1/usage")).insert_header(("authorization", "Basic dXNlcjpwYXNz")).send().await.unwrap();
+    assert_eq!(wrong_scheme.status(), StatusCode::UNAUTHORIZED);
+
+    // Nothing above reached the outbox or created an account.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(env.smtp().messages().is_empty());
+    assert_eq!(app.post("/v1/auth/signup", json!({ "email": unique_email("after"), "password": "long enough pass" })).await.status, StatusCode::ACCEPTED);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn health_and_readiness_answer() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    assert_eq!(app.get("/healthz").await.body, json!({ "data": { "status": "ok" } }));
+    assert_eq!(app.get("/readyz").await.body, json!({ "data": { "status": "ready" } }));
+    app.stop().await;
+}

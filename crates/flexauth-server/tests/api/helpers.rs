@@ -1,0 +1,221 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use awc::http::header::HeaderMap;
+use flexauth_mail::test_smtp::{ReceivedMessage, SmtpSink};
+use flexauth_server::config::{Cli, Settings};
+use flexauth_server::startup::Application;
+use flexauth_store::test_db::TestDatabase;
+use flexauth_store::{DatabaseConfig, Store};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const PUBLIC_URL: &str = "http://auth.flexauth.test";
+
+/// What several instances share: one database, one data directory, one SMTP server.
+pub struct TestEnv {
+    pub db: TestDatabase,
+    pub smtp: Option<SmtpSink>,
+    pub smtp_addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// PostgreSQL when configured (the CI case), else SQLite.
+    pub async fn new() -> Self {
+        let db = match TestDatabase::postgres().await {
+            Some(db) => db,
+            None => TestDatabase::sqlite().await,
+        };
+        let smtp = SmtpSink::start().await.unwrap();
+        let smtp_addr = smtp.addr();
+        Self { db, smtp: Some(smtp), smtp_addr, data_dir: tempfile::tempdir().unwrap() }
+    }
+
+    /// Whether the shared database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.db.config(), DatabaseConfig::Postgres(_))
+    }
+
+    pub fn store(&self) -> &Store {
+        self.db.store()
+    }
+
+    pub fn smtp(&self) -> &SmtpSink {
+        self.smtp.as_ref().expect("the SMTP server is running")
+    }
+
+    /// Simulates a mail server outage.
+    pub fn stop_smtp(&mut self) {
+        if let Some(smtp) = self.smtp.take() {
+            smtp.stop();
+        }
+    }
+
+    /// Ends the outage on the same address.
+    pub async fn restart_smtp(&mut self) {
+        self.smtp = Some(SmtpSink::start_on(self.smtp_addr).await.unwrap());
+    }
+
+    pub fn settings(&self, extra: &[&str]) -> Settings {
+        let database_url = match self.db.config() {
+            DatabaseConfig::Postgres(url) => url.clone(),
+            DatabaseConfig::Sqlite(path) => format!("sqlite://{}", path.display()),
+        };
+        let smtp_url = format!("smtp://{}", self.smtp_addr);
+        let data_dir = self.data_dir.path().display().to_string();
+        let mut args = vec![
+            "flexauth",
+            "--bind",
+            "127.0.0.1:0",
+            "--public-url",
+            PUBLIC_URL,
+            "--data-dir",
+            &data_dir,
+            "--database-url",
+            &database_url,
+            "--smtp-url",
+            &smtp_url,
+        ];
+        args.extend_from_slice(extra);
+        let mut settings = Cli::try_parse_from(args).unwrap().config.resolve().unwrap();
+        settings.outbox_poll_interval = Duration::from_millis(100);
+        settings.http_workers = 2;
+        settings
+    }
+
+    pub async fn spawn(&self) -> TestApp {
+        self.spawn_with(&[]).await
+    }
+
+    /// Starts one more instance on the shared database, with extra command-line flags.
+    pub async fn spawn_with(&self, extra: &[&str]) -> TestApp {
+        let app = Application::build(&self.settings(extra)).await.unwrap();
+        let port = app.port();
+        let handle = app.server_handle();
+        tokio::spawn(app.run_until_stopped());
+        TestApp { address: format!("http://127.0.0.1:{port}"), handle, client: awc::Client::builder().timeout(Duration::from_secs(60)).finish() }
+    }
+}
+
+use clap::Parser as _;
+
+/// One running instance.
+pub struct TestApp {
+    pub address: String,
+    pub handle: ServerHandle,
+    pub client: awc::Client,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
+    }
+}
+
+async fn read(mut response: awc::ClientResponse<impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin>) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.body().limit(1 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply { status, headers, body, text }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        read(self.client.post(self.url(path)).send_json(&body).await.unwrap()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        let mut request = self.client.post(self.url(path));
+        if let Some(content_type) = content_type {
+            request = request.insert_header(("content-type", content_type));
+        }
+        read(request.send_body(body).await.unwrap()).await
+    }
+
+    pub async fn post_with_bearer(&self, path: &str, token: &str) -> Reply {
+        read(self.client.post(self.url(path)).bearer_auth(token).send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        read(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn get_with_bearer(&self, path: &str, token: &str) -> Reply {
+        read(self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()).await
+    }
+
+    pub async fn signup(&self, email: &str) -> Reply {
+        self.post("/v1/auth/signup", json!({ "email": email, "password": PASSWORD })).await
+    }
+
+    pub async fn login(&self, email: &str) -> Reply {
+        self.post("/v1/auth/login", json!({ "email": email, "password": PASSWORD })).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.post("/v1/auth/refresh", json!({ "refresh_token": refresh_token })).await
+    }
+
+    /// Signs up, follows the link of the verification email, and logs in; returns the login
+    /// response's `data`.
+    pub async fn verified_login(&self, env: &TestEnv, email: &str) -> Value {
+        assert_eq!(self.signup(email).await.status, StatusCode::ACCEPTED);
+        let mail = wait_for_mail_to(env.smtp(), email).await;
+        let verified = self.get(&verify_path(&mail)).await;
+        assert_eq!(verified.status, StatusCode::OK, "{}", verified.text);
+        let login = self.login(email).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+        login.body["data"].clone()
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// The path and query of the verification link in `mail`, to be opened on any instance.
+pub fn verify_path(mail: &ReceivedMessage) -> String {
+    let link = mail.first_link().expect("the email has a link");
+    let path = link.strip_prefix(PUBLIC_URL).expect("the link points at the public URL");
+    path.to_owned()
+}
+
+pub fn token_of(mail: &ReceivedMessage) -> String {
+    verify_path(mail).split_once("token=").unwrap().1.to_owned()
+}
+
+/// Waits for the first email to `address`.
+pub async fn wait_for_mail_to(smtp: &SmtpSink, address: &str) -> ReceivedMessage {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(mail) = mails_to(smtp, address).into_iter().next() {
+            return mail;
+        }
+        assert!(std::time::Instant::now() < deadline, "no email to {address} arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn mails_to(smtp: &SmtpSink, address: &str) -> Vec<ReceivedMessage> {
+    smtp.messages().into_iter().filter(|mail| mail.rcpt_to.iter().any(|to| to == address)).collect()
+}
+
+pub fn unique_email(prefix: &str) -> String {
+    format!("{prefix}-{}@example.com", uuid::Uuid::new_v4().simple())
+}

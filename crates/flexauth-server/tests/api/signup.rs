@@ -1,0 +1,129 @@
+use actix_web::http::StatusCode;
+use flexauth_domain::account::{AccountRepository, EmailAddress};
+use serde_json::json;
+
+use crate::helpers::{mails_to, token_of, unique_email, verify_path, wait_for_mail_to, TestEnv, PASSWORD};
+
+#[actix_web::test]
+async fn signup_stores_an_unverified_account_and_sends_a_verification_email() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("new");
+    let reply = app.signup(&email).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert!(reply.headers.contains_key("x-request-id"));
+
+    let account = env.store().find_by_email(&EmailAddress::parse(&email).unwrap()).await.unwrap().expect("the account row exists");
+    assert!(!account.is_email_verified());
+    assert!(account.password_hash().as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+
+    let mail = wait_for_mail_to(env.smtp(), &email).await;
+    assert_eq!(mail.subject().as_deref(), Some("Verify your email address"));
+    assert!(mail.data.contains("text/html") && mail.data.contains("text/plain"));
+    assert!(mail.first_link().unwrap().starts_with("http://auth.flexauth.test/v1/auth/verify?token="));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn signup_answers_the_same_for_a_taken_email_and_tells_the_owner() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("taken");
+    let first = app.signup(&email).await;
+    let second = app.post("/v1/auth/signup", json!({ "email": email.to_uppercase(), "password": "another long password" })).await;
+    assert_eq!((first.status, &first.body), (second.status, &second.body));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while mails_to(env.smtp(), &email).len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut subjects: Vec<String> = mails_to(env.smtp(), &email).iter().filter_map(|mail| mail.subject()).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["Verify your email address", "You already have an account"]);
+    // The second password did not replace the first.
+    let login = app.login(&email).await;
+    assert_eq!(login.code(), "email_not_verified");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn the_link_verifies_once_and_stays_harmless_afterwards() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("link");
+    app.signup(&email).await;
+    let mail = wait_for_mail_to(env.smtp(), &email).await;
+
+    assert_eq!(app.login(&email).await.code(), "email_not_verified");
+    let page = app.get(&verify_path(&mail)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
+    assert!(page.text.contains("Your email address is verified"));
+    let again = app.post("/v1/auth/verify", json!({ "token": token_of(&mail) })).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, json!({ "data": { "email_verified": true } }));
+
+    let account = env.store().find_by_email(&EmailAddress::parse(&email).unwrap()).await.unwrap().unwrap();
+    assert!(account.is_email_verified());
+    assert_eq!(app.login(&email).await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_bad_or_replaced_link_is_refused() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let garbage = app.get("/v1/auth/verify?token=not-a-token").await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    assert!(garbage.text.contains("not valid"));
+    assert_eq!(app.post("/v1/auth/verify", json!({ "token": "A".repeat(43) })).await.code(), "invalid_verification_token");
+    assert_eq!(app.get("/v1/auth/verify").await.status, StatusCode::BAD_REQUEST);
+
+    let email = unique_email("resend");
+    app.signup(&email).await;
+    let first = wait_for_mail_to(env.smtp(), &email).await;
+    let resent = app.post("/v1/auth/verify/resend", json!({ "email": email })).await;
+    assert_eq!(resent.status, StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while mails_to(env.smtp(), &email).len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let second = mails_to(env.smtp(), &email).into_iter().find(|mail| token_of(mail) != token_of(&first)).expect("a second link");
+    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&first) })).await.code(), "invalid_verification_token");
+    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn resend_answers_the_same_for_unknown_unverified_and_verified_addresses() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let verified = unique_email("verified");
+    app.verified_login(&env, &verified).await;
+    let unverified = unique_email("unverified");
+    app.signup(&unverified).await;
+    let replies = [
+        app.post("/v1/auth/verify/resend", json!({ "email": unique_email("nobody") })).await,
+        app.post("/v1/auth/verify/resend", json!({ "email": unverified })).await,
+        app.post("/v1/auth/verify/resend", json!({ "email": verified })).await,
+    ];
+    for reply in &replies {
+        assert_eq!((reply.status, &reply.body), (replies[0].status, &replies[0].body));
+    }
+    assert_eq!(replies[0].status, StatusCode::ACCEPTED);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn wrong_password_and_unknown_email_get_the_same_401() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("login");
+    app.verified_login(&env, &email).await;
+    let wrong = app.post("/v1/auth/login", json!({ "email": email, "password": "not the password" })).await;
+    let unknown = app.post("/v1/auth/login", json!({ "email": unique_email("ghost"), "password": PASSWORD })).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!((wrong.status, &wrong.body), (unknown.status, &unknown.body));
+    assert_eq!(wrong.code(), "invalid_credentials");
+    app.stop().await;
+}
