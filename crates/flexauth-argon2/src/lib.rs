@@ -91,7 +91,8 @@ impl Argon2Hasher {
         let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None).map_err(Argon2ConfigError::InvalidParams)?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let unknown = SaltString::generate(&mut OsRng);
-        let dummy_hash = argon2.hash_password(unknown.as_str().as_bytes(), &SaltString::generate(&mut OsRng)).map_err(Argon2ConfigError::DummyHash)?.to_string();
+        let dummy_hash =
+            argon2.hash_password(unknown.as_str().as_bytes(), &SaltString::generate(&mut OsRng)).map_err(Argon2ConfigError::DummyHash)?.to_string();
         Ok(Self { argon2, permits: Arc::new(Semaphore::new(settings.max_concurrent)), dummy_hash: dummy_hash.into() })
     }
 

@@ -58,7 +58,5 @@ pub enum MailConfigError {
 
 /// Parses the configured sender mailbox, shared by both transports.
 pub(crate) fn parse_from(from: &str) -> Result<lettre::message::Mailbox, MailConfigError> {
-    from.trim()
-        .parse()
-        .map_err(|reason| MailConfigError::InvalidFrom { reason })
+    from.trim().parse().map_err(|reason| MailConfigError::InvalidFrom { reason })
 }

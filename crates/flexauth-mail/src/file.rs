@@ -31,10 +31,7 @@ impl FileMailer {
         let from = parse_from(from)?;
         // Creating the directory now makes a wrong path stop the server at startup rather than
         // fail every delivery later.
-        std::fs::create_dir_all(&dir).map_err(|reason| MailConfigError::MailDirectory {
-            path: dir.clone(),
-            reason,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(|reason| MailConfigError::MailDirectory { path: dir.clone(), reason })?;
         Ok(Self { dir, from })
     }
 
@@ -52,19 +49,11 @@ impl MailTransport for FileMailer {
         // The file is written under a temporary name and renamed, so that a mail client or a
         // test never reads half a message, and a retry replaces the file in one step.
         let partial = self.dir.join(format!("{}.eml.partial", email.id()));
-        let failed = |action: &str, error: std::io::Error| {
-            SendError::Transient(format!("cannot {action} {}: {error}", path.display()))
-        };
+        let failed = |action: &str, error: std::io::Error| SendError::Transient(format!("cannot {action} {}: {error}", path.display()));
         // Created again in case someone cleaned up the directory while the server ran.
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(|error| failed("create the directory of", error))?;
-        tokio::fs::write(&partial, message.formatted())
-            .await
-            .map_err(|error| failed("write", error))?;
-        tokio::fs::rename(&partial, &path)
-            .await
-            .map_err(|error| failed("write", error))?;
+        tokio::fs::create_dir_all(&self.dir).await.map_err(|error| failed("create the directory of", error))?;
+        tokio::fs::write(&partial, message.formatted()).await.map_err(|error| failed("write", error))?;
+        tokio::fs::rename(&partial, &path).await.map_err(|error| failed("write", error))?;
 
         let message_id = email.id();
         let kind = email.kind().as_str();
@@ -99,12 +88,8 @@ mod tests {
     fn email(id: u128) -> (OutgoingEmail, String) {
         let token = LinkToken::parse(TOKEN).unwrap();
         let to = EmailAddress::parse("ann@example.com").unwrap();
-        let email =
-            verification_email(Uuid::from_u128(id), to, "http://localhost:8080", &token, 24);
-        (
-            email,
-            format!("http://localhost:8080/v1/auth/verify?token={TOKEN}"),
-        )
+        let email = verification_email(Uuid::from_u128(id), to, "http://localhost:8080", &token, 24);
+        (email, format!("http://localhost:8080/v1/auth/verify?token={TOKEN}"))
     }
 
     #[tokio::test]
@@ -118,27 +103,12 @@ mod tests {
         // A retry replaces the file instead of adding one.
         mailer.send(&email).await.unwrap();
 
-        let entries: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            entries,
-            vec![std::ffi::OsString::from(format!("{}.eml", email.id()))]
-        );
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+        assert_eq!(entries, vec![std::ffi::OsString::from(format!("{}.eml", email.id()))]);
         let data = std::fs::read_to_string(dir.join(format!("{}.eml", email.id()))).unwrap();
-        assert_eq!(
-            mime::header(&data, "Subject").as_deref(),
-            Some("Verify your email address")
-        );
-        assert_eq!(
-            mime::header(&data, "Message-ID"),
-            Some(format!("<{}@flexauth>", email.id()))
-        );
-        assert_eq!(
-            mime::header(&data, "To").as_deref(),
-            Some("ann@example.com")
-        );
+        assert_eq!(mime::header(&data, "Subject").as_deref(), Some("Verify your email address"));
+        assert_eq!(mime::header(&data, "Message-ID"), Some(format!("<{}@flexauth>", email.id())));
+        assert_eq!(mime::header(&data, "To").as_deref(), Some("ann@example.com"));
         assert_eq!(mime::first_link(&data), Some(link));
         assert!(data.contains("\r\n"), "RFC 5322 wants CRLF line ends");
     }
@@ -161,15 +131,9 @@ mod tests {
 
         assert_eq!(verification_logs.lines().count(), 1, "{verification_logs}");
         assert!(verification_logs.contains(" INFO "), "{verification_logs}");
-        assert!(
-            verification_logs.contains(&format!("{}.eml", verification.id())),
-            "{verification_logs}"
-        );
+        assert!(verification_logs.contains(&format!("{}.eml", verification.id())), "{verification_logs}");
         assert!(verification_logs.contains(&link), "{verification_logs}");
-        assert!(
-            notice_logs.contains(&format!("{}.eml", notice.id())),
-            "{notice_logs}"
-        );
+        assert!(notice_logs.contains(&format!("{}.eml", notice.id())), "{notice_logs}");
         assert!(!notice_logs.contains("link"), "{notice_logs}");
         assert!(all_logs.contains("example.com"), "{all_logs}");
         assert!(!all_logs.contains("ann@"), "{all_logs}");
@@ -206,9 +170,6 @@ mod tests {
         let blocker = root.path().join("file");
         std::fs::write(&blocker, b"").unwrap();
         let error = FileMailer::new(blocker.join("mail"), "no-reply@localhost").unwrap_err();
-        assert!(
-            matches!(error, MailConfigError::MailDirectory { .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, MailConfigError::MailDirectory { .. }), "{error:?}");
     }
 }

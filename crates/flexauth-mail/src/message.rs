@@ -21,17 +21,13 @@ pub(crate) fn message_id(email: &OutgoingEmail) -> String {
 pub(crate) fn build_message(from: &Mailbox, email: &OutgoingEmail) -> Result<Message, SendError> {
     // The error names neither the address nor the bodies: the reason ends up in the outbox,
     // which operators read.
-    let address: Address = email.to().as_str().parse().map_err(|_| {
-        SendError::Permanent("the recipient address is not accepted by the mail library".to_owned())
-    })?;
+    let address: Address =
+        email.to().as_str().parse().map_err(|_| SendError::Permanent("the recipient address is not accepted by the mail library".to_owned()))?;
     Message::builder()
         .message_id(Some(message_id(email)))
         .from(from.clone())
         .to(Mailbox::new(None, address))
         .subject(email.subject())
-        .multipart(MultiPart::alternative_plain_html(
-            email.text_body().to_owned(),
-            email.html_body().to_owned(),
-        ))
+        .multipart(MultiPart::alternative_plain_html(email.text_body().to_owned(), email.html_body().to_owned()))
         .map_err(|error| SendError::Permanent(format!("the message cannot be built: {error}")))
 }

@@ -20,10 +20,7 @@ struct Header {
 /// decoded.
 pub(crate) fn header(data: &str, name: &str) -> Option<String> {
     let (headers, _) = split(data);
-    headers
-        .into_iter()
-        .find(|header| header.name.eq_ignore_ascii_case(name))
-        .map(|header| decode_words(&header.value))
+    headers.into_iter().find(|header| header.name.eq_ignore_ascii_case(name)).map(|header| decode_words(&header.value))
 }
 
 /// The first `http://` or `https://` link a reader would see: plain-text parts are searched
@@ -31,22 +28,14 @@ pub(crate) fn header(data: &str, name: &str) -> Option<String> {
 pub(crate) fn first_link(data: &str) -> Option<String> {
     let mut leaves = Vec::new();
     collect_leaves(data, &mut leaves);
-    let (plain, other): (Vec<_>, Vec<_>) = leaves
-        .into_iter()
-        .partition(|(content_type, _)| content_type.starts_with("text/plain"));
-    plain
-        .iter()
-        .chain(other.iter())
-        .find_map(|(_, text)| crate::link::first_link(text).map(str::to_owned))
+    let (plain, other): (Vec<_>, Vec<_>) = leaves.into_iter().partition(|(content_type, _)| content_type.starts_with("text/plain"));
+    plain.iter().chain(other.iter()).find_map(|(_, text)| crate::link::first_link(text).map(str::to_owned))
 }
 
 /// Splits an entity into its headers and its body. An entity without headers starts with the
 /// empty line.
 fn split(data: &str) -> (Vec<Header>, &str) {
-    let (head, body) = if let Some(body) = data
-        .strip_prefix("\r\n")
-        .or_else(|| data.strip_prefix('\n'))
-    {
+    let (head, body) = if let Some(body) = data.strip_prefix("\r\n").or_else(|| data.strip_prefix('\n')) {
         ("", body)
     } else if let Some(index) = data.find("\r\n\r\n") {
         (&data[..index], &data[index + 4..])
@@ -64,10 +53,7 @@ fn split(data: &str) -> (Vec<Header>, &str) {
                 last.value.push_str(line);
             }
         } else if let Some((name, value)) = line.split_once(':') {
-            headers.push(Header {
-                name: name.trim().to_owned(),
-                value: value.trim_start().to_owned(),
-            });
+            headers.push(Header { name: name.trim().to_owned(), value: value.trim_start().to_owned() });
         }
     }
     for header in &mut headers {
@@ -77,19 +63,14 @@ fn split(data: &str) -> (Vec<Header>, &str) {
 }
 
 fn find<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|header| header.name.eq_ignore_ascii_case(name))
-        .map(|header| header.value.as_str())
+    headers.iter().find(|header| header.name.eq_ignore_ascii_case(name)).map(|header| header.value.as_str())
 }
 
 /// Walks the entity tree and collects each single part as (lower-case content type, decoded
 /// text).
 fn collect_leaves(data: &str, leaves: &mut Vec<(String, String)>) {
     let (headers, body) = split(data);
-    let content_type = find(&headers, "Content-Type")
-        .unwrap_or("text/plain")
-        .to_ascii_lowercase();
+    let content_type = find(&headers, "Content-Type").unwrap_or("text/plain").to_ascii_lowercase();
     if content_type.starts_with("multipart/") {
         if let Some(boundary) = find(&headers, "Content-Type").and_then(boundary) {
             for part in parts(body, &boundary) {
@@ -98,19 +79,12 @@ fn collect_leaves(data: &str, leaves: &mut Vec<(String, String)>) {
             return;
         }
     }
-    let encoding = find(&headers, "Content-Transfer-Encoding")
-        .unwrap_or("7bit")
-        .to_ascii_lowercase();
+    let encoding = find(&headers, "Content-Transfer-Encoding").unwrap_or("7bit").to_ascii_lowercase();
     let bytes = match encoding.as_str() {
         "quoted-printable" => decode_quoted_printable(body, false),
         "base64" => {
-            let compact: String = body
-                .chars()
-                .filter(|character| !character.is_ascii_whitespace())
-                .collect();
-            STANDARD
-                .decode(compact)
-                .unwrap_or_else(|_| body.as_bytes().to_vec())
+            let compact: String = body.chars().filter(|character| !character.is_ascii_whitespace()).collect();
+            STANDARD.decode(compact).unwrap_or_else(|_| body.as_bytes().to_vec())
         }
         _ => body.as_bytes().to_vec(),
     };
@@ -122,9 +96,7 @@ fn collect_leaves(data: &str, leaves: &mut Vec<(String, String)>) {
 fn boundary(content_type: &str) -> Option<String> {
     content_type.split(';').skip(1).find_map(|parameter| {
         let (name, value) = parameter.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| value.trim().trim_matches('"').to_owned())
+        name.trim().eq_ignore_ascii_case("boundary").then(|| value.trim().trim_matches('"').to_owned())
     })
 }
 
@@ -169,21 +141,13 @@ fn decode_quoted_printable(text: &str, underscore_is_space: bool) -> Vec<u8> {
                 index += 2;
                 continue;
             }
-            if let Some(value) = rest
-                .get(..2)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            {
+            if let Some(value) = rest.get(..2).and_then(|hex| std::str::from_utf8(hex).ok()).and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
                 decoded.push(value);
                 index += 3;
                 continue;
             }
         }
-        decoded.push(if underscore_is_space && byte == b'_' {
-            b' '
-        } else {
-            byte
-        });
+        decoded.push(if underscore_is_space && byte == b'_' { b' ' } else { byte });
         index += 1;
     }
     decoded
@@ -227,15 +191,15 @@ mod tests {
     #[test]
     fn quoted_printable_soft_breaks_and_escapes_are_undone() {
         let encoded = "see https://a.example/verify?token=3DabcdefghijklmnopqrstuvwxyzABCDEFGHIJKL=\r\nMNOPQ-_ now\r\n";
-        assert_eq!(String::from_utf8(decode_quoted_printable(encoded, false)).unwrap(), "see https://a.example/verify?token=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ-_ now\r\n");
+        assert_eq!(
+            String::from_utf8(decode_quoted_printable(encoded, false)).unwrap(),
+            "see https://a.example/verify?token=abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ-_ now\r\n"
+        );
     }
 
     #[test]
     fn encoded_words_are_decoded() {
-        assert_eq!(
-            decode_words("=?utf-8?b?VsOpcmlmaWV6?= =?utf-8?q?_l=E2=80=99adresse?= now"),
-            "Vérifiez l’adresse now"
-        );
+        assert_eq!(decode_words("=?utf-8?b?VsOpcmlmaWV6?= =?utf-8?q?_l=E2=80=99adresse?= now"), "Vérifiez l’adresse now");
         assert_eq!(decode_words("Plain   subject"), "Plain subject");
     }
 
@@ -245,14 +209,8 @@ mod tests {
         let data = format!(
             "Subject: x\r\nContent-Type: multipart/alternative;\r\n boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/html\r\n\r\n<a href=\"https://html.example/\">x</a>\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{text}\r\n--b1--\r\n"
         );
-        assert_eq!(
-            first_link(&data).as_deref(),
-            Some("https://a.example/v?token=xyz")
-        );
+        assert_eq!(first_link(&data).as_deref(), Some("https://a.example/v?token=xyz"));
         assert_eq!(header(&data, "subject").as_deref(), Some("x"));
-        assert_eq!(
-            header(&data, "content-type").as_deref(),
-            Some("multipart/alternative; boundary=\"b1\"")
-        );
+        assert_eq!(header(&data, "content-type").as_deref(), Some("multipart/alternative; boundary=\"b1\""));
     }
 }

@@ -36,10 +36,7 @@ pub struct SmtpMailer {
 impl fmt::Debug for SmtpMailer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // lettre's transport would print the credentials, so only the server and sender show.
-        f.debug_struct("SmtpMailer")
-            .field("server", &self.server)
-            .field("from", &self.from.to_string())
-            .finish_non_exhaustive()
+        f.debug_struct("SmtpMailer").field("server", &self.server).field("from", &self.from.to_string()).finish_non_exhaustive()
     }
 }
 
@@ -65,16 +62,10 @@ impl SmtpMailer {
         // lettre parses the URL once more; the check above exists to name what is wrong in
         // our own terms, and what it accepts lettre accepts too.
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|error| MailConfigError::Transport {
-                reason: error.to_string(),
-            })?
+            .map_err(|error| MailConfigError::Transport { reason: error.to_string() })?
             .timeout(Some(SMTP_TIMEOUT))
             .build();
-        Ok(Self {
-            transport,
-            from,
-            server,
-        })
+        Ok(Self { transport, from, server })
     }
 }
 
@@ -82,29 +73,15 @@ impl SmtpMailer {
 /// user without a password, silently ignore) and returns `host:port` for logs.
 fn check_url(url: &str) -> Result<String, MailConfigError> {
     let parsed = Url::parse(url.trim()).map_err(|reason| MailConfigError::InvalidUrl { reason })?;
-    let host = parsed
-        .host_str()
-        .filter(|host| !host.is_empty())
-        .ok_or(MailConfigError::MissingHost)?;
-    let tls = parsed
-        .query_pairs()
-        .find(|(key, _)| key == "tls")
-        .map(|(_, value)| value.into_owned());
+    let host = parsed.host_str().filter(|host| !host.is_empty()).ok_or(MailConfigError::MissingHost)?;
+    let tls = parsed.query_pairs().find(|(key, _)| key == "tls").map(|(_, value)| value.into_owned());
     // The default ports are lettre's: 25 for plain SMTP, 587 for STARTTLS, 465 for SMTPS.
     let default_port = match (parsed.scheme(), tls.as_deref()) {
         ("smtp", None) => 25,
         ("smtp", Some("required" | "opportunistic")) => 587,
-        ("smtp", Some(other)) => {
-            return Err(MailConfigError::UnsupportedTls {
-                value: other.to_owned(),
-            })
-        }
+        ("smtp", Some(other)) => return Err(MailConfigError::UnsupportedTls { value: other.to_owned() }),
         ("smtps", _) => 465,
-        (other, _) => {
-            return Err(MailConfigError::UnsupportedScheme {
-                scheme: other.to_owned(),
-            })
-        }
+        (other, _) => return Err(MailConfigError::UnsupportedScheme { scheme: other.to_owned() }),
     };
     if !parsed.username().is_empty() && parsed.password().is_none() {
         return Err(MailConfigError::MissingPassword);
@@ -183,15 +160,9 @@ mod tests {
     #[test]
     fn default_ports_follow_the_scheme() {
         assert_eq!(check_url("smtp://mx.example").unwrap(), "mx.example:25");
-        assert_eq!(
-            check_url("smtp://mx.example?tls=required").unwrap(),
-            "mx.example:587"
-        );
+        assert_eq!(check_url("smtp://mx.example?tls=required").unwrap(), "mx.example:587");
         assert_eq!(check_url("smtps://mx.example").unwrap(), "mx.example:465");
-        assert_eq!(
-            check_url("smtps://mx.example:2465").unwrap(),
-            "mx.example:2465"
-        );
+        assert_eq!(check_url("smtps://mx.example:2465").unwrap(), "mx.example:2465");
     }
 
     /// Builds a mailer from `url`, expecting a refusal that does not repeat the password.
@@ -204,37 +175,18 @@ mod tests {
 
     #[test]
     fn refuses_bad_urls_by_name_without_repeating_the_password() {
-        assert!(matches!(
-            refused("not a url"),
-            MailConfigError::InvalidUrl { .. }
-        ));
-        assert!(matches!(
-            refused("smtp://user:hunter2@mx.example:99999"),
-            MailConfigError::InvalidUrl { .. }
-        ));
-        assert!(matches!(
-            refused("smtp://user:hunter2@:25"),
-            MailConfigError::InvalidUrl { .. } | MailConfigError::MissingHost
-        ));
-        assert!(
-            matches!(refused("http://user:hunter2@mx.example"), MailConfigError::UnsupportedScheme { scheme } if scheme == "http")
-        );
-        assert!(
-            matches!(refused("smtp://user:hunter2@mx.example?tls=always"), MailConfigError::UnsupportedTls { value } if value == "always")
-        );
-        assert!(matches!(
-            refused("smtp://user@mx.example"),
-            MailConfigError::MissingPassword
-        ));
+        assert!(matches!(refused("not a url"), MailConfigError::InvalidUrl { .. }));
+        assert!(matches!(refused("smtp://user:hunter2@mx.example:99999"), MailConfigError::InvalidUrl { .. }));
+        assert!(matches!(refused("smtp://user:hunter2@:25"), MailConfigError::InvalidUrl { .. } | MailConfigError::MissingHost));
+        assert!(matches!(refused("http://user:hunter2@mx.example"), MailConfigError::UnsupportedScheme { scheme } if scheme == "http"));
+        assert!(matches!(refused("smtp://user:hunter2@mx.example?tls=always"), MailConfigError::UnsupportedTls { value } if value == "always"));
+        assert!(matches!(refused("smtp://user@mx.example"), MailConfigError::MissingPassword));
     }
 
     #[test]
     fn refuses_a_sender_that_is_not_a_mailbox() {
         let error = SmtpMailer::new("smtp://localhost", "flexauth no-reply").unwrap_err();
-        assert!(
-            matches!(error, MailConfigError::InvalidFrom { .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, MailConfigError::InvalidFrom { .. }), "{error:?}");
     }
 
     #[test]
@@ -298,32 +250,14 @@ mod sink_tests {
         let message = &messages[0];
         assert_eq!(message.mail_from, "no-reply@localhost");
         assert_eq!(message.rcpt_to, vec!["ann@example.com".to_owned()]);
-        assert_eq!(
-            message.subject().as_deref(),
-            Some("Verify your email address")
-        );
-        assert_eq!(
-            message.message_id(),
-            Some(format!("<{}@flexauth>", email.id()))
-        );
-        assert_eq!(
-            message.header("From").as_deref(),
-            Some("flexauth <no-reply@localhost>")
-        );
-        assert!(message
-            .header("Content-Type")
-            .unwrap()
-            .starts_with("multipart/alternative"));
+        assert_eq!(message.subject().as_deref(), Some("Verify your email address"));
+        assert_eq!(message.message_id(), Some(format!("<{}@flexauth>", email.id())));
+        assert_eq!(message.header("From").as_deref(), Some("flexauth <no-reply@localhost>"));
+        assert!(message.header("Content-Type").unwrap().starts_with("multipart/alternative"));
         assert_eq!(message.first_link(), Some(link()));
         // What lettre does with the template's long lines, and why `first_link` decodes: the
         // raw data holds the link only in pieces.
-        assert!(
-            message
-                .data
-                .contains("Content-Transfer-Encoding: quoted-printable"),
-            "{}",
-            message.data
-        );
+        assert!(message.data.contains("Content-Transfer-Encoding: quoted-printable"), "{}", message.data);
         assert!(!message.data.contains(&link()));
     }
 
@@ -360,16 +294,10 @@ mod sink_tests {
 
         let sink = SmtpSink::start_on(addr).await.unwrap();
         let to = EmailAddress::parse("bob@example.org").unwrap();
-        mailer
-            .send(&account_exists_email(Uuid::from_u128(3), to, PUBLIC_URL))
-            .await
-            .unwrap();
+        mailer.send(&account_exists_email(Uuid::from_u128(3), to, PUBLIC_URL)).await.unwrap();
         let messages = sink.wait_for(1, Duration::from_secs(5)).await;
         assert_eq!(messages.len(), 1);
-        assert_eq!(
-            messages[0].subject().as_deref(),
-            Some("You already have an account")
-        );
+        assert_eq!(messages[0].subject().as_deref(), Some("You already have an account"));
         assert_eq!(messages[0].first_link().as_deref(), Some(PUBLIC_URL));
     }
 
@@ -381,14 +309,8 @@ mod sink_tests {
 
         let error = mailer.send(&verification(1)).await.unwrap_err();
 
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
-        let SendError::Transient(reason) = error else {
-            panic!("expected a transient failure, got {error:?}")
-        };
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let SendError::Transient(reason) = error else { panic!("expected a transient failure, got {error:?}") };
         assert!(!reason.contains(TOKEN), "{reason}");
     }
 
@@ -399,9 +321,7 @@ mod sink_tests {
 
         sink.reject_recipients(Some(550));
         let error = mailer.send(&verification(1)).await.unwrap_err();
-        let SendError::Permanent(reason) = &error else {
-            panic!("expected a permanent failure, got {error:?}")
-        };
+        let SendError::Permanent(reason) = &error else { panic!("expected a permanent failure, got {error:?}") };
         assert!(reason.contains("550"), "{reason}");
         assert!(!reason.contains(TOKEN), "{reason}");
 

@@ -18,10 +18,7 @@ impl CapturedLogs {
 
 impl io::Write for CapturedLogs {
     fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buffer);
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buffer);
         Ok(buffer.len())
     }
 
@@ -41,10 +38,6 @@ impl MakeWriter<'_> for CapturedLogs {
 /// Routes this thread's events to a buffer; `#[tokio::test]` runs the whole test on one thread.
 pub(crate) fn capture() -> (CapturedLogs, DefaultGuard) {
     let logs = CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
+    let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).with_max_level(tracing::Level::TRACE).finish();
     (logs, tracing::subscriber::set_default(subscriber))
 }

@@ -167,7 +167,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     if amount <= 0 {
         return Err(format!("`{text}` must be positive"));
     }
-    amount.checked_mul(unit_seconds).filter(|seconds| *seconds <= 10 * 365 * 86_400).map(Duration::seconds).ok_or_else(|| format!("`{text}` is longer than ten years"))
+    amount
+        .checked_mul(unit_seconds)
+        .filter(|seconds| *seconds <= 10 * 365 * 86_400)
+        .map(Duration::seconds)
+        .ok_or_else(|| format!("`{text}` is longer than ten years"))
 }
 
 fn parse_positive_u32(text: &str) -> Result<u32, String> {
@@ -184,7 +188,8 @@ impl RawConfig {
     /// The first [`ConfigError`] found.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
         let bind = self.bind.trim().parse().map_err(|error| invalid("FLEXAUTH_BIND", "bind", format!("`{}`: {error}", self.bind)))?;
-        let public_url = Url::parse(self.public_url.trim()).map_err(|error| invalid("FLEXAUTH_PUBLIC_URL", "public-url", format!("`{}`: {error}", self.public_url)))?;
+        let public_url =
+            Url::parse(self.public_url.trim()).map_err(|error| invalid("FLEXAUTH_PUBLIC_URL", "public-url", format!("`{}`: {error}", self.public_url)))?;
         if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
             return Err(invalid("FLEXAUTH_PUBLIC_URL", "public-url", "must be an http:// or https:// URL"));
         }
@@ -234,7 +239,8 @@ impl RawConfig {
             access_token_ttl: parse_duration(&self.access_token_ttl).map_err(|reason| invalid("FLEXAUTH_ACCESS_TOKEN_TTL", "access-token-ttl", reason))?,
             refresh_token_ttl: parse_duration(&self.refresh_token_ttl).map_err(|reason| invalid("FLEXAUTH_REFRESH_TOKEN_TTL", "refresh-token-ttl", reason))?,
             session_lifetime: parse_duration(&self.session_lifetime).map_err(|reason| invalid("FLEXAUTH_SESSION_LIFETIME", "session-lifetime", reason))?,
-            refresh_reuse_grace: parse_duration(&self.refresh_reuse_grace).map_err(|reason| invalid("FLEXAUTH_REFRESH_REUSE_GRACE", "refresh-reuse-grace", reason))?,
+            refresh_reuse_grace: parse_duration(&self.refresh_reuse_grace)
+                .map_err(|reason| invalid("FLEXAUTH_REFRESH_REUSE_GRACE", "refresh-reuse-grace", reason))?,
             verification_ttl: parse_duration(&self.verification_ttl).map_err(|reason| invalid("FLEXAUTH_VERIFICATION_TTL", "verification-ttl", reason))?,
             argon2,
             log_format,

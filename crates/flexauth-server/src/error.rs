@@ -116,11 +116,9 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_)
-            | Self::InvalidEmail(_)
-            | Self::InvalidPassword(_)
-            | Self::InvalidVerificationToken
-            | Self::VerificationTokenExpired => StatusCode::BAD_REQUEST,
+            Self::InvalidJson(_) | Self::InvalidEmail(_) | Self::InvalidPassword(_) | Self::InvalidVerificationToken | Self::VerificationTokenExpired => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InvalidCredentials

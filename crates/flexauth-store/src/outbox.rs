@@ -67,12 +67,9 @@ impl Outbox for Store {
         let (id, lease, now) = (id.to_string(), lease.as_uuid().to_string(), millis(now));
         self.run(move |connection| {
             Ok(with_connection!(connection, |c| diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
-                .set((
-                    outbox::sent_at.eq(now),
-                    outbox::text_body.eq(None::<String>),
-                    outbox::html_body.eq(None::<String>),
-                    outbox::lease_until.eq(None::<i64>),
-                ))
+                .set(
+                    (outbox::sent_at.eq(now), outbox::text_body.eq(None::<String>), outbox::html_body.eq(None::<String>), outbox::lease_until.eq(None::<i64>),)
+                )
                 .execute(c))?)
         })
         .await?;

@@ -65,4 +65,3 @@ impl SessionRepository for Store {
         Ok(updated == 1)
     }
 }
-

@@ -1,6 +1,8 @@
 //! The store contract: every scenario runs against SQLite and against PostgreSQL (a fresh
 //! database per test), and both must behave the same.
 
+// Test support code outside #[test] functions may unwrap: a failure is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use flexauth_domain::account::{Account, AccountId, AccountRepository, CreateAccountError, EmailAddress, PasswordHash, VerificationTokenRecord};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
@@ -60,7 +62,12 @@ fn email(text: &str) -> EmailAddress {
 }
 
 fn new_account(address: &str) -> Account {
-    Account::new_unverified(AccountId::from_uuid(Uuid::new_v4()), email(address), PasswordHash::from_phc("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into()), NOW)
+    Account::new_unverified(
+        AccountId::from_uuid(Uuid::new_v4()),
+        email(address),
+        PasswordHash::from_phc("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into()),
+        NOW,
+    )
 }
 
 fn mail_to(address: &str) -> OutgoingEmail {
@@ -272,4 +279,3 @@ async fn the_first_stored_signing_key_wins(store: &Store) {
     assert_eq!(first, "first pem");
     assert_eq!(second, "first pem");
 }
-

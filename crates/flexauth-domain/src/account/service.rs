@@ -226,7 +226,12 @@ mod tests {
     async fn signup_with_a_taken_email_succeeds_and_notifies_the_owner() {
         let mut ports = Ports::new();
         ports.accounts.expect_create_unverified().returning(|_, _, _| Err(CreateAccountError::EmailTaken));
-        ports.outbox.expect_enqueue().withf(|mail, now| *now == NOW && mail.kind() == EmailKind::AccountExists && mail.to().as_str() == "ann@example.com").times(1).returning(|_, _| Ok(()));
+        ports
+            .outbox
+            .expect_enqueue()
+            .withf(|mail, now| *now == NOW && mail.kind() == EmailKind::AccountExists && mail.to().as_str() == "ann@example.com")
+            .times(1)
+            .returning(|_, _| Ok(()));
         ports.service().signup(email(), &password()).await.unwrap();
     }
 
@@ -300,7 +305,12 @@ mod tests {
         ports.accounts.expect_find_by_email().returning(|email| {
             Ok(Some(Account::from_storage(AccountId::from_uuid(uuid::Uuid::nil()), email.clone(), PasswordHash::from_phc("x".into()), None, NOW)))
         });
-        ports.accounts.expect_replace_verification_token().withf(|token, mail, now| *now == NOW && token.expires_at() == NOW + Duration::hours(24) && mail.kind() == EmailKind::Verification).times(1).returning(|_, _, _| Ok(()));
+        ports
+            .accounts
+            .expect_replace_verification_token()
+            .withf(|token, mail, now| *now == NOW && token.expires_at() == NOW + Duration::hours(24) && mail.kind() == EmailKind::Verification)
+            .times(1)
+            .returning(|_, _, _| Ok(()));
         ports.service().resend_verification(&email()).await.unwrap();
     }
 }

@@ -61,7 +61,13 @@ impl std::fmt::Debug for DeliveryService {
 
 impl DeliveryService {
     /// Wires the service to its ports.
-    pub fn new(outbox: Arc<dyn Outbox>, transport: Arc<dyn MailTransport>, clock: Arc<dyn Clock>, random: Arc<dyn SecureRandom>, settings: DeliverySettings) -> Self {
+    pub fn new(
+        outbox: Arc<dyn Outbox>,
+        transport: Arc<dyn MailTransport>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn SecureRandom>,
+        settings: DeliverySettings,
+    ) -> Self {
         Self { outbox, transport, clock, random, settings }
     }
 

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccessClaims, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository, TokenPair, TokenRejection,
-    TokenSigner,
+    AccessClaims, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository, TokenPair,
+    TokenRejection, TokenSigner,
 };
 use crate::account::{AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
 use crate::runtime::{random_array, random_uuid, Clock, SecureRandom};
@@ -301,11 +301,19 @@ mod tests {
     fn readable_signer() -> MockTokenSigner {
         let mut signer = MockTokenSigner::new();
         signer.expect_sign_access().returning(|claims| Ok(format!("at:{}:{}", claims.token_id, claims.issued_at.unix_timestamp())));
-        signer.expect_sign_refresh().returning(|claims| Ok(format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(claims.secret.expose()), claims.issued_at.unix_timestamp())));
+        signer
+            .expect_sign_refresh()
+            .returning(|claims| Ok(format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(claims.secret.expose()), claims.issued_at.unix_timestamp())));
         signer.expect_verify_refresh().returning(|token| {
             let secret = token.strip_prefix("rt:").and_then(|rest| rest.split(':').next()).ok_or(TokenRejection::Malformed)?;
             let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(secret).ok().and_then(|b| b.try_into().ok()).ok_or(TokenRejection::Malformed)?;
-            Ok(RefreshClaims { account_id: ACCOUNT, session_id: SESSION, secret: RefreshSecret::from_bytes(bytes), issued_at: NOW, expires_at: NOW + Duration::days(30) })
+            Ok(RefreshClaims {
+                account_id: ACCOUNT,
+                session_id: SESSION,
+                secret: RefreshSecret::from_bytes(bytes),
+                issued_at: NOW,
+                expires_at: NOW + Duration::days(30),
+            })
         });
         signer
     }
@@ -324,7 +332,13 @@ mod tests {
 
     impl Ports {
         fn new() -> Self {
-            Self { accounts: MockAccountRepository::new(), sessions: MockSessionRepository::new(), hasher: MockPasswordHasher::new(), signer: readable_signer(), now: NOW }
+            Self {
+                accounts: MockAccountRepository::new(),
+                sessions: MockSessionRepository::new(),
+                hasher: MockPasswordHasher::new(),
+                signer: readable_signer(),
+                now: NOW,
+            }
         }
 
         fn service(self) -> SessionService {

@@ -40,10 +40,7 @@ pub struct SmtpSink {
 
 impl std::fmt::Debug for SmtpSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpSink")
-            .field("addr", &self.addr)
-            .field("messages", &self.messages.borrow().len())
-            .finish_non_exhaustive()
+        f.debug_struct("SmtpSink").field("addr", &self.addr).field("messages", &self.messages.borrow().len()).finish_non_exhaustive()
     }
 }
 
@@ -74,17 +71,9 @@ impl SmtpSink {
         let addr = listener.local_addr()?;
         let (sender, messages) = watch::channel(Vec::new());
         let rcpt_reply = Arc::new(AtomicU16::new(0));
-        let shared = Shared {
-            messages: Arc::new(sender),
-            rcpt_reply: Arc::clone(&rcpt_reply),
-        };
+        let shared = Shared { messages: Arc::new(sender), rcpt_reply: Arc::clone(&rcpt_reply) };
         let server = tokio::spawn(accept_loop(listener, shared));
-        Ok(Self {
-            addr,
-            messages,
-            rcpt_reply,
-            server,
-        })
+        Ok(Self { addr, messages, rcpt_reply, server })
     }
 
     /// The address the sink listens on.
@@ -107,11 +96,7 @@ impl SmtpSink {
     pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<ReceivedMessage> {
         let mut messages = self.messages.clone();
         // Both a timeout and a stopped server end the wait; the caller checks the count.
-        let _ = tokio::time::timeout(
-            timeout,
-            messages.wait_for(|received| received.len() >= count),
-        )
-        .await;
+        let _ = tokio::time::timeout(timeout, messages.wait_for(|received| received.len() >= count)).await;
         self.messages()
     }
 
@@ -184,9 +169,7 @@ struct Envelope {
 async fn serve(stream: TcpStream, shared: Shared) -> io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
-    writer
-        .write_all(b"220 flexauth-test-smtp ESMTP ready\r\n")
-        .await?;
+    writer.write_all(b"220 flexauth-test-smtp ESMTP ready\r\n").await?;
     let mut envelope = Envelope::default();
     let mut line = Vec::new();
     loop {
@@ -200,16 +183,11 @@ async fn serve(stream: TcpStream, shared: Shared) -> io::Result<()> {
         let reply: String = match verb.to_ascii_uppercase().as_str() {
             // 8BITMIME and SMTPUTF8 make lettre's MAIL FROM parameters legal should it need
             // them; STARTTLS and AUTH are deliberately absent, so the client stays in plain text.
-            "EHLO" => {
-                "250-flexauth-test-smtp greets you\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".into()
-            }
+            "EHLO" => "250-flexauth-test-smtp greets you\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".into(),
             "HELO" => "250 flexauth-test-smtp\r\n".into(),
             "MAIL" => match path_after(argument, "FROM:") {
                 Some(from) => {
-                    envelope = Envelope {
-                        mail_from: Some(from),
-                        rcpt_to: Vec::new(),
-                    };
+                    envelope = Envelope { mail_from: Some(from), rcpt_to: Vec::new() };
                     "250 2.1.0 OK\r\n".into()
                 }
                 None => "501 5.5.4 syntax: MAIL FROM:<address>\r\n".into(),
@@ -229,20 +207,12 @@ async fn serve(stream: TcpStream, shared: Shared) -> io::Result<()> {
                 if envelope.mail_from.is_none() || envelope.rcpt_to.is_empty() {
                     "503 5.5.1 RCPT first\r\n".into()
                 } else {
-                    writer
-                        .write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n")
-                        .await?;
+                    writer.write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n").await?;
                     let data = read_data(&mut reader).await?;
                     let Envelope { mail_from, rcpt_to } = std::mem::take(&mut envelope);
-                    let message = ReceivedMessage {
-                        mail_from: mail_from.unwrap_or_default(),
-                        rcpt_to,
-                        data,
-                    };
+                    let message = ReceivedMessage { mail_from: mail_from.unwrap_or_default(), rcpt_to, data };
                     // Stored before the reply, so a client whose send returned finds it.
-                    shared
-                        .messages
-                        .send_modify(|messages| messages.push(message));
+                    shared.messages.send_modify(|messages| messages.push(message));
                     "250 2.0.0 OK queued\r\n".into()
                 }
             }
@@ -284,10 +254,7 @@ async fn read_data<R: AsyncBufReadExt + Unpin>(reader: &mut R) -> io::Result<Str
     loop {
         line.clear();
         if reader.read_until(b'\n', &mut line).await? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed during DATA",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed during DATA"));
         }
         if line == b".\r\n" || line == b".\n" {
             return Ok(String::from_utf8_lossy(&data).into_owned());
@@ -303,15 +270,9 @@ mod tests {
 
     #[test]
     fn paths_are_read_with_or_without_brackets_and_parameters() {
-        assert_eq!(
-            path_after("FROM:<a@b.example> BODY=8BITMIME", "FROM:").as_deref(),
-            Some("a@b.example")
-        );
+        assert_eq!(path_after("FROM:<a@b.example> BODY=8BITMIME", "FROM:").as_deref(), Some("a@b.example"));
         assert_eq!(path_after("from: <>", "FROM:").as_deref(), Some(""));
-        assert_eq!(
-            path_after("TO:c@d.example", "TO:").as_deref(),
-            Some("c@d.example")
-        );
+        assert_eq!(path_after("TO:c@d.example", "TO:").as_deref(), Some("c@d.example"));
         assert_eq!(path_after("<c@d.example>", "TO:"), None);
     }
 
@@ -349,10 +310,7 @@ mod tests {
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].mail_from, "a@b.example");
         assert_eq!(messages[0].rcpt_to, vec!["c@d.example".to_owned()]);
-        assert_eq!(
-            messages[0].data,
-            "Subject: hi\r\n\r\n.starts with a dot\r\n"
-        );
+        assert_eq!(messages[0].data, "Subject: hi\r\n\r\n.starts with a dot\r\n");
         assert_eq!(messages[0].subject().as_deref(), Some("hi"));
     }
 }

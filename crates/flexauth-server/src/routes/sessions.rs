@@ -59,8 +59,7 @@ pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web:
         if body.is_empty() {
             return Err(ApiError::MissingToken);
         }
-        let body: RefreshBody =
-            serde_json::from_slice(&body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))?;
+        let body: RefreshBody = serde_json::from_slice(&body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))?;
         state.sessions.logout_with_refresh_token(&body.refresh_token).await?;
     }
     Ok(HttpResponse::NoContent().finish())

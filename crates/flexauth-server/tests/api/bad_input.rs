@@ -3,6 +3,9 @@ use serde_json::json;
 
 use crate::helpers::{unique_email, TestEnv};
 
+/// Path, content type, body, expected status, expected code.
+type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+
 /// Every malformed request gets a 4xx with the error envelope and its stable code; none gets a
 /// 5xx, and none writes anything.
 #[actix_web::test]
@@ -11,21 +14,45 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
     let app = env.spawn().await;
     let json = Some("application/json");
     let huge = format!(r#"{{"email":"{}@example.com","password":"x"}}"#, "a".repeat(20 * 1024));
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("/v1/auth/signup", json, b"{not json".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/signup", json, b"".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/signup", json, br#"{"email":"a@example.com"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/signup", json, br#"{"email":5,"password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/signup", json, br#"[1,2,3]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/auth/signup", Some("text/plain"), br#"{"email":"a@example.com","password":"long enough pass"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        ("/v1/auth/signup", None, br#"{"email":"a@example.com","password":"long enough pass"}"#.to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (
+            "/v1/auth/signup",
+            Some("text/plain"),
+            br#"{"email":"a@example.com","password":"long enough pass"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/v1/auth/signup",
+            None,
+            br#"{"email":"a@example.com","password":"long enough pass"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
         ("/v1/auth/signup", json, huge.into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         ("/v1/auth/signup", json, br#"{"email":"not-an-email","password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
         ("/v1/auth/signup", json, br#"{"email":"","password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
         ("/v1/auth/signup", json, br#"{"email":"a@example.com","password":"short"}"#.to_vec(), StatusCode::BAD_REQUEST, "password_too_short"),
         ("/v1/auth/signup", json, br#"{"email":"a@example.com","password":"password123"}"#.to_vec(), StatusCode::BAD_REQUEST, "password_too_common"),
-        ("/v1/auth/signup", json, format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "p".repeat(300)).into_bytes(), StatusCode::BAD_REQUEST, "password_too_long"),
-        ("/v1/auth/login", json, format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "p".repeat(300)).into_bytes(), StatusCode::BAD_REQUEST, "password_too_long"),
+        (
+            "/v1/auth/signup",
+            json,
+            format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "p".repeat(300)).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "password_too_long",
+        ),
+        (
+            "/v1/auth/login",
+            json,
+            format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "p".repeat(300)).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            "password_too_long",
+        ),
         ("/v1/auth/login", json, br#"{"email":"@@","password":"whatever pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
         ("/v1/auth/login", json, br#"{"password":"whatever pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/refresh", json, br#"{"refresh_token":"garbage"}"#.to_vec(), StatusCode::UNAUTHORIZED, "invalid_refresh_token"),

@@ -1,6 +1,9 @@
 //! Black-box tests of the HTTP API: real servers on port 0, a real database (PostgreSQL when
 //! FLEXAUTH_TEST_POSTGRES_URL is set, else SQLite) and a real SMTP server in-process.
 
+// Test support code outside #[test] functions may unwrap: a failure is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod helpers;
 
 mod bad_input;

@@ -36,7 +36,10 @@ async fn access_tokens_verify_with_nothing_but_the_jwks() {
     let jwks = app.get("/.well-known/jwks.json").await;
     assert_eq!(jwks.status, StatusCode::OK);
     let key = &jwks.body["keys"][0];
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str(), key["use"].as_str()), (Some("OKP"), Some("Ed25519"), Some("EdDSA"), Some("sig")));
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str(), key["use"].as_str()),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"), Some("sig"))
+    );
     assert!(verify_with_jwks(access, &jwks.body));
 
     let header = part(access, 0);

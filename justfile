@@ -1,0 +1,50 @@
+# flexauth's tasks. CI (.ci/run) calls the same commands.
+
+# PostgreSQL used by `test-all` and `run-postgres`; tests create and drop their own databases on it.
+pg_url := env_var_or_default("FLEXAUTH_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the server with embedded SQLite, mail written to ./data/mail and a generated dev key.
+run:
+    cargo run -p flexauth-server
+
+# Run the server against the local PostgreSQL (database flexauth_dev, created if missing).
+run-postgres: db-up
+    psql "{{pg_url}}" -tc "SELECT 1 FROM pg_database WHERE datname = 'flexauth_dev'" | grep -q 1 || psql "{{pg_url}}" -c "CREATE DATABASE flexauth_dev"
+    FLEXAUTH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/flexauth_dev" cargo run -p flexauth-server
+
+# Apply migrations only.
+migrate:
+    cargo run -p flexauth-server -- migrate
+
+# All tests; the PostgreSQL ones are skipped unless FLEXAUTH_TEST_POSTGRES_URL is set.
+test:
+    cargo test --workspace
+
+# All tests with the PostgreSQL ones required, as CI runs them.
+test-all: db-up
+    FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
+
+# Formatting, clippy with warnings denied, and the domain's dependency rule.
+lint: check-domain
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Fail if flexauth-domain depends on a framework, database, runtime, mail, JWT or hashing crate.
+check-domain:
+    ./.ci/check-domain-deps
+
+# Start the local PostgreSQL cluster if it is down.
+db-up:
+    pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+
+# What CI runs.
+ci:
+    bash .ci/run
