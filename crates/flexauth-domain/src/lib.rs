@@ -9,7 +9,10 @@
 //! the rules against the `mocks` feature's mockall mocks.
 
 pub mod account;
+pub mod api_key;
+pub mod bearer;
 pub mod mail;
+pub mod principal;
 pub mod runtime;
 pub mod secret;
 pub mod session;

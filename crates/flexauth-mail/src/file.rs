@@ -88,7 +88,7 @@ mod tests {
     fn email(id: u128) -> (OutgoingEmail, String) {
         let token = LinkToken::parse(TOKEN).unwrap();
         let to = EmailAddress::parse("ann@example.com").unwrap();
-        let email = verification_email(Uuid::from_u128(id), to, "http://localhost:8080", &token, 24);
+        let email = verification_email(Uuid::from_u128(id), to, "http://localhost:8080", &token, time::Duration::hours(24));
         (email, format!("http://localhost:8080/v1/auth/verify?token={TOKEN}"))
     }
 

@@ -30,4 +30,4 @@ pub mod test_smtp;
 
 pub use error::MailConfigError;
 pub use file::FileMailer;
-pub use smtp::{SmtpMailer, SMTP_TIMEOUT};
+pub use smtp::{SmtpMailer, SEND_DEADLINE, SMTP_TIMEOUT};

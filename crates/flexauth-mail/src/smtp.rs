@@ -16,6 +16,10 @@ use crate::message::build_message;
 /// lease must be longer, so that a slow send finishes before another worker may take the entry.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most one whole send may take, all SMTP steps together. The delivery worker's lease
+/// covers a batch of sends, so it must exceed the batch size times this deadline.
+pub const SEND_DEADLINE: Duration = Duration::from_secs(60);
+
 /// The longest failure reason kept; a chatty server's multi-line reply is cut here so that the
 /// outbox column and the log line stay readable.
 const MAX_REASON_LEN: usize = 500;
@@ -123,7 +127,14 @@ impl MailTransport for SmtpMailer {
         let message = build_message(&self.from, email).inspect_err(|error| {
             tracing::error!(%message_id, kind, recipient_domain, %error, "email cannot be built");
         })?;
-        match self.transport.send(message).await {
+        let outcome = match tokio::time::timeout(SEND_DEADLINE, self.transport.send(message)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(%message_id, kind, recipient_domain, server = %self.server, "email not delivered: the send took longer than its deadline");
+                return Err(SendError::Transient(format!("the SMTP exchange took longer than {} s", SEND_DEADLINE.as_secs())));
+            }
+        };
+        match outcome {
             Ok(_) => {
                 tracing::info!(%message_id, kind, recipient_domain, server = %self.server, "email handed to the SMTP server");
                 Ok(())
@@ -222,7 +233,7 @@ mod sink_tests {
     fn verification(id: u128) -> OutgoingEmail {
         let token = LinkToken::parse(TOKEN).unwrap();
         let to = EmailAddress::parse("Ann@Example.com").unwrap();
-        verification_email(Uuid::from_u128(id), to, PUBLIC_URL, &token, 24)
+        verification_email(Uuid::from_u128(id), to, PUBLIC_URL, &token, time::Duration::hours(24))
     }
 
     fn link() -> String {

@@ -1,23 +1,23 @@
-//! The bearer-token extractor for protected endpoints.
-
-use std::future::{ready, Ready};
+//! The bearer-credential extractor for protected endpoints.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use flexauth_domain::session::Principal;
+use flexauth_domain::principal::Principal;
+use futures_util::future::LocalBoxFuture;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The caller of a protected endpoint, authenticated by a JWT access token.
+/// The caller of a protected endpoint, authenticated by a JWT access token or an API key.
+/// Operations reserved to JWT callers are refused by the domain services themselves.
 #[derive(Debug, Clone, Copy)]
 pub struct Authenticated(pub Principal);
 
-/// The token of an `Authorization: Bearer …` header; `None` without such a header.
+/// The credential of an `Authorization: Bearer …` header; `None` without such a header.
 ///
 /// # Errors
-/// [`ApiError::InvalidToken`] for an `Authorization` header that is not a bearer token.
+/// [`ApiError::InvalidToken`] for an `Authorization` header that is not a bearer credential.
 pub fn bearer_token(request: &HttpRequest) -> Result<Option<&str>, ApiError> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
@@ -30,17 +30,17 @@ pub fn bearer_token(request: &HttpRequest) -> Result<Option<&str>, ApiError> {
     Ok(Some(token.trim()))
 }
 
-fn authenticate(request: &HttpRequest) -> Result<Authenticated, ApiError> {
-    let state = request.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
-    let token = bearer_token(request)?.ok_or(ApiError::MissingToken)?;
-    Ok(Authenticated(state.sessions.authenticate(token)?))
-}
-
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(request: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        ready(authenticate(request))
+        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let credential = bearer_token(request).map(|token| token.map(str::to_owned));
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
+            let credential = credential?.ok_or(ApiError::MissingToken)?;
+            Ok(Authenticated(state.bearer.authenticate(&credential).await?))
+        })
     }
 }

@@ -73,6 +73,13 @@ pub struct RawConfig {
     /// How long a verification link works.
     #[arg(long, env = "FLEXAUTH_VERIFICATION_TTL", default_value = "24h", global = true)]
     pub verification_ttl: String,
+    /// How long a password reset link works.
+    #[arg(long, env = "FLEXAUTH_PASSWORD_RESET_TTL", default_value = "1h", global = true)]
+    pub password_reset_ttl: String,
+    /// `true` to look the session up on every request made with an access token, so revoked
+    /// sessions are refused at once instead of when their access tokens expire.
+    #[arg(long, env = "FLEXAUTH_VERIFY_SESSION_ON_REQUEST", default_value = "false", global = true)]
+    pub verify_session_on_request: String,
     /// argon2id memory cost in KiB.
     #[arg(long, env = "FLEXAUTH_ARGON2_MEMORY_KIB", default_value = "19456", global = true)]
     pub argon2_memory_kib: String,
@@ -132,6 +139,8 @@ pub struct Settings {
     pub session_lifetime: Duration,
     pub refresh_reuse_grace: Duration,
     pub verification_ttl: Duration,
+    pub password_reset_ttl: Duration,
+    pub verify_session_on_request: bool,
     pub argon2: Argon2Settings,
     pub log_format: LogFormat,
     /// How often the delivery worker looks for due emails.
@@ -242,6 +251,15 @@ impl RawConfig {
             refresh_reuse_grace: parse_duration(&self.refresh_reuse_grace)
                 .map_err(|reason| invalid("FLEXAUTH_REFRESH_REUSE_GRACE", "refresh-reuse-grace", reason))?,
             verification_ttl: parse_duration(&self.verification_ttl).map_err(|reason| invalid("FLEXAUTH_VERIFICATION_TTL", "verification-ttl", reason))?,
+            password_reset_ttl: parse_duration(&self.password_reset_ttl)
+                .map_err(|reason| invalid("FLEXAUTH_PASSWORD_RESET_TTL", "password-reset-ttl", reason))?,
+            verify_session_on_request: match self.verify_session_on_request.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(invalid("FLEXAUTH_VERIFY_SESSION_ON_REQUEST", "verify-session-on-request", format!("`{other}` is neither true nor false")))
+                }
+            },
             argon2,
             log_format,
             outbox_poll_interval: std::time::Duration::from_secs(1),

@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use flexauth_domain::account::{EmailError, PasswordError, SignupError, VerifyEmailError};
-use flexauth_domain::session::{AuthenticateError, LoginError, RefreshError, TokenRejection};
+use flexauth_domain::account::{AccountLookupError, ChangePasswordError, EmailError, PasswordError, ResetPasswordError, SignupError, VerifyEmailError};
+use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, RevokeApiKeyError};
+use flexauth_domain::principal::SessionRequired;
+use flexauth_domain::session::{AuthenticateError, LoginError, ManageSessionsError, RefreshError, TokenRejection};
 use flexauth_domain::InfraError;
 use serde_json::json;
 
@@ -48,6 +50,25 @@ pub enum ApiError {
     /// Credentials that do not authenticate; the description goes into `WWW-Authenticate`.
     #[error("{0}")]
     InvalidToken(&'static str),
+    #[error("{0}")]
+    InvalidApiKeyName(ApiKeyNameError),
+    #[error("expires_at must be an RFC 3339 instant in the future")]
+    InvalidExpiry,
+    #[error("scope must be \"current\", \"others\" or \"global\"")]
+    InvalidScope,
+    #[error("the reset link is not valid; request a new one")]
+    InvalidResetToken,
+    #[error("the reset link has expired; request a new one")]
+    ResetTokenExpired,
+    #[error("the current password is wrong")]
+    InvalidCurrentPassword,
+    /// The operation needs a person's JWT, not an API key.
+    #[error("this operation requires a JWT access token; API keys cannot perform it")]
+    JwtRequired,
+    #[error("no such API key")]
+    ApiKeyNotFound,
+    #[error("no such session")]
+    SessionNotFound,
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -79,6 +100,15 @@ impl ApiError {
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::MissingToken => "missing_token",
             Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidApiKeyName(_) => "invalid_api_key_name",
+            Self::InvalidExpiry => "invalid_expiry",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidResetToken => "invalid_reset_token",
+            Self::ResetTokenExpired => "reset_token_expired",
+            Self::InvalidCurrentPassword => "invalid_current_password",
+            Self::JwtRequired => "jwt_required",
+            Self::ApiKeyNotFound => "api_key_not_found",
+            Self::SessionNotFound => "session_not_found",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotReady => "not_ready",
@@ -116,9 +146,19 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::InvalidJson(_) | Self::InvalidEmail(_) | Self::InvalidPassword(_) | Self::InvalidVerificationToken | Self::VerificationTokenExpired => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidJson(_)
+            | Self::InvalidEmail(_)
+            | Self::InvalidPassword(_)
+            | Self::InvalidVerificationToken
+            | Self::VerificationTokenExpired
+            | Self::InvalidApiKeyName(_)
+            | Self::InvalidExpiry
+            | Self::InvalidScope
+            | Self::InvalidResetToken
+            | Self::ResetTokenExpired
+            | Self::InvalidCurrentPassword => StatusCode::BAD_REQUEST,
+            Self::JwtRequired => StatusCode::FORBIDDEN,
+            Self::ApiKeyNotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InvalidCredentials
@@ -143,9 +183,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         // RFC 6750 §3: a protected resource names the scheme, and the error once a token was
         // offered.
+        // Every 401 names the scheme (RFC 9110 §15.5.2), also where the credentials were a
+        // password or a refresh token.
         let challenge = match self {
-            Self::MissingToken => Some(r#"Bearer realm="flexauth""#.to_owned()),
             Self::InvalidToken(description) => Some(format!(r#"Bearer realm="flexauth", error="invalid_token", error_description="{description}""#)),
+            other if other.status_code() == StatusCode::UNAUTHORIZED => Some(r#"Bearer realm="flexauth""#.to_owned()),
             _ => None,
         };
         if let Some(value) = challenge.and_then(|challenge| HeaderValue::from_str(&challenge).ok()) {
@@ -222,14 +264,90 @@ impl From<RefreshError> for ApiError {
 impl From<AuthenticateError> for ApiError {
     fn from(error: AuthenticateError) -> Self {
         Self::InvalidToken(match error {
-            AuthenticateError::Expired => "the access token has expired",
+            AuthenticateError::Expired => "the credential has expired",
             AuthenticateError::NotYetValid => "the access token is not valid yet",
+            AuthenticateError::SessionRevoked => "the session of the access token was revoked",
+            AuthenticateError::MalformedApiKey => "the API key is malformed",
+            AuthenticateError::UnknownApiKey => "the API key is not valid",
             AuthenticateError::Rejected(TokenRejection::Malformed) => "the access token is malformed",
             AuthenticateError::Rejected(TokenRejection::WrongType) => "the token is not an access token",
             AuthenticateError::Rejected(TokenRejection::UnknownKey) => "the access token was signed by an unknown key",
             AuthenticateError::Rejected(TokenRejection::BadSignature) => "the access token signature is invalid",
             AuthenticateError::Rejected(TokenRejection::WrongParty) => "the access token was issued for another party",
+            AuthenticateError::Unexpected(cause) => return cause.into(),
         })
+    }
+}
+
+impl From<SessionRequired> for ApiError {
+    fn from(_: SessionRequired) -> Self {
+        Self::JwtRequired
+    }
+}
+
+impl From<ApiKeyNameError> for ApiError {
+    fn from(error: ApiKeyNameError) -> Self {
+        Self::InvalidApiKeyName(error)
+    }
+}
+
+impl From<CreateApiKeyError> for ApiError {
+    fn from(error: CreateApiKeyError) -> Self {
+        match error {
+            CreateApiKeyError::SessionRequired(required) => required.into(),
+            CreateApiKeyError::ExpiryInPast => Self::InvalidExpiry,
+            CreateApiKeyError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<RevokeApiKeyError> for ApiError {
+    fn from(error: RevokeApiKeyError) -> Self {
+        match error {
+            RevokeApiKeyError::SessionRequired(required) => required.into(),
+            RevokeApiKeyError::NotFound => Self::ApiKeyNotFound,
+            RevokeApiKeyError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<ManageSessionsError> for ApiError {
+    fn from(error: ManageSessionsError) -> Self {
+        match error {
+            ManageSessionsError::SessionRequired(required) => required.into(),
+            ManageSessionsError::NotFound => Self::SessionNotFound,
+            ManageSessionsError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<ResetPasswordError> for ApiError {
+    fn from(error: ResetPasswordError) -> Self {
+        match error {
+            ResetPasswordError::InvalidToken => Self::InvalidResetToken,
+            ResetPasswordError::Expired => Self::ResetTokenExpired,
+            ResetPasswordError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<ChangePasswordError> for ApiError {
+    fn from(error: ChangePasswordError) -> Self {
+        match error {
+            ChangePasswordError::SessionRequired(required) => required.into(),
+            ChangePasswordError::WrongPassword => Self::InvalidCurrentPassword,
+            ChangePasswordError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<AccountLookupError> for ApiError {
+    fn from(error: AccountLookupError) -> Self {
+        match error {
+            AccountLookupError::SessionRequired(required) => required.into(),
+            AccountLookupError::Gone => Self::InvalidToken("the account no longer exists"),
+            AccountLookupError::Unexpected(cause) => cause.into(),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => startup::migrate(&settings).await.map(|_| ()),
         Command::Serve => match Application::build(&settings).await {
-            Ok(app) => app.run_until_stopped().await.map_err(|source| startup::StartupError::Bind { address: settings.bind.to_string(), source }),
+            Ok(app) => app.run_until_stopped().await.map_err(startup::StartupError::Serve),
             Err(error) => Err(error),
         },
     };

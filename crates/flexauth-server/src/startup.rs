@@ -9,6 +9,8 @@ use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer, ResponseError};
 use flexauth_argon2::{Argon2ConfigError, Argon2Hasher};
 use flexauth_domain::account::{AccountService, AccountSettings};
+use flexauth_domain::api_key::ApiKeyService;
+use flexauth_domain::bearer::BearerAuthenticator;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
 use flexauth_domain::runtime::{Clock, SecureRandom};
 use flexauth_domain::session::{SessionService, SessionSettings};
@@ -31,16 +33,20 @@ const BODY_LIMIT: usize = 16 * 1024;
 /// Why the server could not start. Each message is one line for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("database: {0}")]
+    #[error("database (FLEXAUTH_DATABASE_URL): {0}")]
     Store(#[from] StoreError),
     #[error("cannot read FLEXAUTH_SIGNING_KEY_FILE {path}: {source}")]
     SigningKeyFile { path: String, source: std::io::Error },
-    #[error("signing key: {0}")]
+    #[error("invalid signing key (FLEXAUTH_SIGNING_KEY_FILE): {0}")]
     SigningKey(#[from] KeyError),
-    #[error("mail: {0}")]
+    #[error("invalid mail settings (FLEXAUTH_SMTP_URL, FLEXAUTH_MAIL_FROM): {0}")]
     Mail(#[from] MailConfigError),
-    #[error("password hashing: {0}")]
+    #[error("invalid argon2 settings (FLEXAUTH_ARGON2_MEMORY_KIB, FLEXAUTH_ARGON2_ITERATIONS): {0}")]
     Argon2(#[from] Argon2ConfigError),
+    #[error("the password hashing set-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
 }
@@ -98,10 +104,16 @@ fn mail_transport(settings: &Settings) -> Result<Arc<dyn MailTransport>, Startup
     })
 }
 
-/// Answers actix's own error responses (unknown method, unreadable body…) in the error
-/// envelope too, unless a handler already wrote a body of its own.
+/// Answers actix's own error responses (an oversized or unreadable body…), which are plain
+/// text, in the error envelope too; flexauth's JSON errors and HTML pages pass unchanged.
 fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    if response.response().headers().contains_key(header::CONTENT_TYPE) {
+    let ours = response
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json") || value.starts_with("text/html"));
+    if ours {
         return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
     }
     let status = response.status();
@@ -133,7 +145,7 @@ impl Application {
         let public_base = settings.public_base();
         let tokens = Arc::new(JwtTokens::new(&key, &[], JwtSettings { issuer: public_base.clone(), audience: settings.audience.clone() }));
         let argon2 = settings.argon2;
-        let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await.map_err(|error| StartupError::Store(error.into()))??);
+        let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await??);
         let transport = mail_transport(settings)?;
         let shared = Arc::new(store.clone());
 
@@ -143,19 +155,22 @@ impl Application {
             hasher.clone(),
             clock.clone(),
             random.clone(),
-            AccountSettings { public_url: public_base, verification_ttl: settings.verification_ttl },
+            AccountSettings { public_url: public_base, verification_ttl: settings.verification_ttl, password_reset_ttl: settings.password_reset_ttl },
         );
         let session_settings = SessionSettings {
             access_ttl: settings.access_token_ttl,
             refresh_ttl: settings.refresh_token_ttl,
             session_lifetime: settings.session_lifetime,
             reuse_grace: settings.refresh_reuse_grace,
+            verify_session_on_request: settings.verify_session_on_request,
             ..SessionSettings::default()
         };
         let sessions = SessionService::new(shared.clone(), shared.clone(), hasher, tokens.clone(), clock.clone(), random.clone(), session_settings);
         let usage = UsageService::new(shared.clone(), clock.clone());
+        let api_keys = ApiKeyService::new(shared.clone(), clock.clone(), random.clone());
+        let bearer = BearerAuthenticator::new(sessions.clone(), api_keys.clone());
         let delivery = DeliveryService::new(shared, transport, clock, random, DeliverySettings::default());
-        let state = web::Data::new(AppState { accounts, sessions, usage, tokens, store });
+        let state = web::Data::new(AppState { accounts, sessions, api_keys, bearer, usage, tokens, store });
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?.port();

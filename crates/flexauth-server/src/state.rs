@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use flexauth_domain::account::AccountService;
+use flexauth_domain::api_key::ApiKeyService;
+use flexauth_domain::bearer::BearerAuthenticator;
 use flexauth_domain::session::SessionService;
 use flexauth_domain::usage::UsageService;
 use flexauth_jwt::JwtTokens;
@@ -13,6 +15,8 @@ use flexauth_store::Store;
 pub struct AppState {
     pub accounts: AccountService,
     pub sessions: SessionService,
+    pub api_keys: ApiKeyService,
+    pub bearer: BearerAuthenticator,
     pub usage: UsageService,
     /// For the JWKS endpoint.
     pub tokens: Arc<JwtTokens>,

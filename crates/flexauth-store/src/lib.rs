@@ -9,6 +9,7 @@
 //! depend on a web framework and holds no business rule: it stores what the domain decided.
 
 mod accounts;
+mod api_keys;
 mod error;
 mod outbox;
 mod rows;
@@ -99,8 +100,10 @@ impl ManageConnection for Manager {
                 let path = path.to_str().ok_or_else(|| StoreError::Connection(ConnectionError::InvalidConnectionUrl("the SQLite path is not UTF-8".into())))?;
                 let mut connection = SqliteConnection::establish(path)?;
                 // WAL lets readers proceed during a write; the busy timeout makes a second
-                // process on the same file wait for the lock instead of failing at once.
-                connection.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")?;
+                // process on the same file wait for the lock instead of failing at once;
+                // secure_delete overwrites deleted content (such as the cleared bodies of sent
+                // emails, which held links) instead of leaving it in free pages.
+                connection.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")?;
                 Ok(DbConnection::Sqlite(connection))
             }
         }

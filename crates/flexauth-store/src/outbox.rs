@@ -60,7 +60,16 @@ impl Outbox for Store {
                 })
             })
             .await?;
-        Ok(rows.into_iter().map(|row| row.into_entry(lease)).collect::<Result<_, _>>()?)
+        // A row this instance cannot read (a kind added by a newer version during a rolling
+        // upgrade) must not hold up the others: it stays leased and another instance takes it
+        // once the lease runs out.
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let id = row.id.clone();
+                row.into_entry(lease).inspect_err(|error| tracing::error!(outbox_id = %id, %error, "outbox entry skipped: it cannot be read")).ok()
+            })
+            .collect())
     }
 
     async fn mark_sent(&self, id: Uuid, lease: LeaseId, now: OffsetDateTime) -> Result<(), InfraError> {

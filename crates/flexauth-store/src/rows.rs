@@ -2,15 +2,20 @@
 //! derives; everything storage-shaped lives here.
 
 use diesel::prelude::*;
-use flexauth_domain::account::{Account, AccountId, EmailAddress, PasswordHash, VerificationTokenRecord};
+use flexauth_domain::account::{Account, AccountId, EmailAddress, LinkTokenRecord, PasswordHash};
+use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName};
 use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
-use flexauth_domain::session::{RotationNonce, Session, SessionId, StoredSession};
+use flexauth_domain::session::{ClientInfo, RotationNonce, Session, SessionId, StoredSession};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::schema::{accounts, email_verification_tokens, outbox, sessions};
+use crate::schema::{accounts, api_keys, email_verification_tokens, outbox, password_reset_tokens, sessions};
 use crate::StoreError;
+
+fn optional_millis(instant: Option<OffsetDateTime>) -> Option<i64> {
+    instant.map(millis)
+}
 
 pub(crate) fn millis(instant: OffsetDateTime) -> i64 {
     // Unix milliseconds fit an i64 for the next 292 million years.
@@ -50,7 +55,7 @@ impl From<&Account> for AccountRow {
             id: account.id().to_string(),
             email: account.email().as_str().to_owned(),
             password_hash: account.password_hash().as_phc().to_owned(),
-            email_verified_at: account.email_verified_at().map(millis),
+            email_verified_at: optional_millis(account.email_verified_at()),
             created_at: millis(account.created_at()),
         }
     }
@@ -79,8 +84,8 @@ pub(crate) struct VerificationTokenRow {
     pub used_at: Option<i64>,
 }
 
-impl From<&VerificationTokenRecord> for VerificationTokenRow {
-    fn from(token: &VerificationTokenRecord) -> Self {
+impl From<&LinkTokenRecord> for VerificationTokenRow {
+    fn from(token: &LinkTokenRecord) -> Self {
         Self {
             token_hash: token.hash().as_bytes().to_vec(),
             account_id: token.account_id().to_string(),
@@ -90,16 +95,88 @@ impl From<&VerificationTokenRecord> for VerificationTokenRow {
     }
 }
 
-impl TryFrom<VerificationTokenRow> for VerificationTokenRecord {
+impl TryFrom<VerificationTokenRow> for LinkTokenRecord {
     type Error = StoreError;
 
     fn try_from(row: VerificationTokenRow) -> Result<Self, StoreError> {
-        Ok(VerificationTokenRecord::from_storage(
+        Ok(LinkTokenRecord::from_storage(
             token_hash(&row.token_hash)?,
             AccountId::from_uuid(parse_uuid(&row.account_id)?),
             instant(row.expires_at)?,
             optional_instant(row.used_at)?,
         ))
+    }
+}
+
+/// The same columns as [`VerificationTokenRow`], in the reset token table.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = password_reset_tokens)]
+pub(crate) struct PasswordResetRow {
+    pub token_hash: Vec<u8>,
+    pub account_id: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+impl From<&LinkTokenRecord> for PasswordResetRow {
+    fn from(token: &LinkTokenRecord) -> Self {
+        let row = VerificationTokenRow::from(token);
+        Self { token_hash: row.token_hash, account_id: row.account_id, expires_at: row.expires_at, used_at: row.used_at }
+    }
+}
+
+impl TryFrom<PasswordResetRow> for LinkTokenRecord {
+    type Error = StoreError;
+
+    fn try_from(row: PasswordResetRow) -> Result<Self, StoreError> {
+        LinkTokenRecord::try_from(VerificationTokenRow {
+            token_hash: row.token_hash,
+            account_id: row.account_id,
+            expires_at: row.expires_at,
+            used_at: row.used_at,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = api_keys)]
+pub(crate) struct ApiKeyRow {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+impl From<&ApiKey> for ApiKeyRow {
+    fn from(key: &ApiKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            account_id: key.account_id.to_string(),
+            name: key.name.as_str().to_owned(),
+            prefix: key.prefix.clone(),
+            created_at: millis(key.created_at),
+            last_used_at: optional_millis(key.last_used_at),
+            expires_at: optional_millis(key.expires_at),
+        }
+    }
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: ApiKeyRow) -> Result<Self, StoreError> {
+        Ok(ApiKey {
+            id: ApiKeyId::from_uuid(parse_uuid(&row.id)?),
+            account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
+            name: ApiKeyName::from_storage(row.name),
+            prefix: row.prefix,
+            created_at: instant(row.created_at)?,
+            last_used_at: optional_instant(row.last_used_at)?,
+            expires_at: optional_instant(row.expires_at)?,
+        })
     }
 }
 
@@ -117,6 +194,8 @@ pub(crate) struct SessionRow {
     pub rotation_nonce: Option<Vec<u8>>,
     pub generation: i64,
     pub revoked_at: Option<i64>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
 }
 
 impl From<&Session> for SessionRow {
@@ -134,6 +213,8 @@ impl From<&Session> for SessionRow {
             rotation_nonce: s.rotation_nonce.map(|nonce| nonce.as_bytes().to_vec()),
             generation: s.generation,
             revoked_at: s.revoked_at.map(millis),
+            user_agent: s.client.user_agent.clone(),
+            ip: s.client.ip.clone(),
         }
     }
 }
@@ -158,6 +239,7 @@ impl TryFrom<SessionRow> for Session {
             rotation_nonce,
             generation: row.generation,
             revoked_at: optional_instant(row.revoked_at)?,
+            client: ClientInfo { user_agent: row.user_agent, ip: row.ip },
         }))
     }
 }

@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
+use flexauth_domain::account::AccountId;
 use flexauth_domain::session::{RevocationReason, Rotation, Session, SessionId, SessionRepository};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
@@ -63,5 +64,40 @@ impl SessionRepository for Store {
             })
             .await?;
         Ok(updated == 1)
+    }
+
+    async fn list_live(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<Session>, InfraError> {
+        let account_id = account_id.to_string();
+        let now = millis(now);
+        let rows = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| sessions::table
+                    .filter(sessions::account_id.eq(&account_id))
+                    .filter(sessions::revoked_at.is_null())
+                    .filter(sessions::expires_at.gt(now))
+                    .filter(sessions::current_expires_at.gt(now))
+                    .order((sessions::created_at.desc(), sessions::id.asc()))
+                    .select(SessionRow::as_select())
+                    .load(c))?)
+            })
+            .await?;
+        Ok(rows.into_iter().map(Session::try_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn revoke_all(&self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime, reason: RevocationReason) -> Result<u64, InfraError> {
+        let account_id = account_id.to_string();
+        // No session id is the empty string, so "keep nothing" needs no second query shape.
+        let keep = keep.map(|id| id.to_string()).unwrap_or_default();
+        let now = millis(now);
+        let revoked = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| diesel::update(
+                    sessions::table.filter(sessions::account_id.eq(&account_id)).filter(sessions::id.ne(&keep)).filter(sessions::revoked_at.is_null())
+                )
+                .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
+                .execute(c))?)
+            })
+            .await?;
+        Ok(u64::try_from(revoked).unwrap_or(0))
     }
 }

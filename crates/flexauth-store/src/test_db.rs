@@ -76,6 +76,31 @@ impl TestDatabase {
         &self.store
     }
 
+    /// The live content of the database as text, the way an operator's backup would hold
+    /// it: `pg_dump --data-only` on PostgreSQL, a `VACUUM INTO` copy on SQLite (which, unlike
+    /// the raw file, holds no freed pages).
+    ///
+    /// # Panics
+    /// When the dump cannot be made; this is test support.
+    #[allow(clippy::expect_used, clippy::panic)]
+    pub async fn dump(&self) -> String {
+        match (&self.config, &self.cleanup) {
+            (DatabaseConfig::Postgres(url), _) => {
+                let output = std::process::Command::new("pg_dump").args(["--data-only", "--no-owner", url.as_str()]).output().expect("pg_dump runs");
+                assert!(output.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&output.stderr));
+                String::from_utf8_lossy(&output.stdout).into_owned()
+            }
+            (DatabaseConfig::Sqlite(path), Cleanup::Sqlite(dir)) => {
+                let copy = dir.path().join(format!("dump-{}.sqlite3", uuid::Uuid::new_v4().simple()));
+                let mut connection = diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).expect("open SQLite");
+                connection.batch_execute(&format!("VACUUM INTO '{}'", copy.display())).expect("VACUUM INTO");
+                let bytes = std::fs::read(&copy).expect("read the copy");
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            _ => panic!("an SQLite test database lives in its temporary directory"),
+        }
+    }
+
     /// How to connect to this database again, e.g. from a second server instance.
     pub fn config(&self) -> &DatabaseConfig {
         &self.config

@@ -4,10 +4,11 @@
 // Test support code outside #[test] functions may unwrap: a failure is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use flexauth_domain::account::{Account, AccountId, AccountRepository, CreateAccountError, EmailAddress, PasswordHash, VerificationTokenRecord};
+use flexauth_domain::account::{Account, AccountId, AccountRepository, CreateAccountError, EmailAddress, LinkTokenRecord, PasswordHash};
+use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
-use flexauth_domain::session::{RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository};
+use flexauth_domain::session::{ClientInfo, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository};
 use flexauth_domain::usage::UsageRepository;
 use flexauth_store::Store;
 use time::macros::{date, datetime};
@@ -55,6 +56,11 @@ contract!(
     a_retry_waits_for_its_time_and_counts_the_attempt,
     usage_counts_per_account_and_day,
     the_first_stored_signing_key_wins,
+    an_api_key_is_found_by_its_digest_until_revoked,
+    api_keys_are_listed_per_account_and_touched,
+    a_password_reset_spends_its_token_once_and_ends_every_session,
+    a_password_change_keeps_only_the_callers_session,
+    live_sessions_are_listed_and_revoked_in_bulk,
 );
 
 fn email(text: &str) -> EmailAddress {
@@ -74,8 +80,8 @@ fn mail_to(address: &str) -> OutgoingEmail {
     OutgoingEmail::new(Uuid::new_v4(), EmailKind::Verification, email(address), "Verify".into(), "text https://x/verify?token=t".into(), "<p>html</p>".into())
 }
 
-fn token_for(account: &Account, seed: u8) -> VerificationTokenRecord {
-    VerificationTokenRecord::issue(TokenHash::of(&[seed; 32]), account.id(), NOW + Duration::hours(24))
+fn token_for(account: &Account, seed: u8) -> LinkTokenRecord {
+    LinkTokenRecord::issue(TokenHash::of(&[seed; 32]), account.id(), NOW + Duration::hours(24))
 }
 
 async fn claim_all(store: &Store, at: OffsetDateTime) -> Vec<OutgoingEmail> {
@@ -132,13 +138,21 @@ async fn a_new_verification_token_replaces_the_unused_ones(store: &Store) {
 }
 
 fn new_session(account: &Account, secret: &RefreshSecret) -> Session {
-    Session::start(SessionId::from_uuid(Uuid::new_v4()), account.id(), secret, NOW, Duration::days(30), Duration::days(90))
+    Session::start(
+        SessionId::from_uuid(Uuid::new_v4()),
+        account.id(),
+        secret,
+        NOW,
+        Duration::days(30),
+        Duration::days(90),
+        ClientInfo::new(Some("curl/8.0"), Some("192.0.2.7".into())),
+    )
 }
 
 async fn a_session_round_trips(store: &Store) {
     let account = stored_account(store).await;
     let session = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
-    store.create(&session).await.unwrap();
+    SessionRepository::create(store, &session).await.unwrap();
     assert_eq!(store.find(session.id()).await.unwrap(), Some(session));
     assert_eq!(store.find(SessionId::from_uuid(Uuid::new_v4())).await.unwrap(), None);
 }
@@ -147,7 +161,7 @@ async fn rotation_is_a_compare_and_swap(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    store.create(&session).await.unwrap();
+    SessionRepository::create(store, &session).await.unwrap();
     let nonce = RotationNonce::from_bytes([4; 16]);
     let child = parent.child(&nonce);
     let rotation = session.rotation(&child, nonce, NOW + Duration::minutes(1), Duration::days(30));
@@ -166,7 +180,7 @@ async fn concurrent_rotations_have_exactly_one_winner(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    store.create(&session).await.unwrap();
+    SessionRepository::create(store, &session).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..20u8 {
         let store = store.clone();
@@ -186,9 +200,9 @@ async fn a_revoked_session_cannot_rotate(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    store.create(&session).await.unwrap();
-    assert!(store.revoke(session.id(), NOW, RevocationReason::RefreshTokenReuse).await.unwrap());
-    assert!(!store.revoke(session.id(), NOW + Duration::hours(1), RevocationReason::Logout).await.unwrap());
+    SessionRepository::create(store, &session).await.unwrap();
+    assert!(SessionRepository::revoke(store, session.id(), NOW, RevocationReason::RefreshTokenReuse).await.unwrap());
+    assert!(!SessionRepository::revoke(store, session.id(), NOW + Duration::hours(1), RevocationReason::Logout).await.unwrap());
     let nonce = RotationNonce::from_bytes([4; 16]);
     assert!(!store.rotate(&session.rotation(&parent.child(&nonce), nonce, NOW, Duration::days(30))).await.unwrap());
     assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
@@ -278,4 +292,109 @@ async fn the_first_stored_signing_key_wins(store: &Store) {
     let second = store.shared_signing_key("second pem".into(), NOW).await.unwrap();
     assert_eq!(first, "first pem");
     assert_eq!(second, "first pem");
+}
+
+fn api_key(account: &Account, name: &str) -> ApiKey {
+    ApiKey {
+        id: ApiKeyId::from_uuid(Uuid::new_v4()),
+        account_id: account.id(),
+        name: ApiKeyName::parse(name).unwrap(),
+        prefix: "fo_live_abcd".into(),
+        created_at: NOW,
+        last_used_at: None,
+        expires_at: Some(NOW + Duration::days(365)),
+    }
+}
+
+async fn an_api_key_is_found_by_its_digest_until_revoked(store: &Store) {
+    let account = stored_account(store).await;
+    let key = api_key(&account, "ci");
+    let hash = TokenHash::of(b"fo_live_secret");
+    ApiKeyRepository::create(store, &key, &hash).await.unwrap();
+    assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), Some(key.clone()));
+    assert_eq!(store.find_active_by_hash(&TokenHash::of(b"other")).await.unwrap(), None);
+    let stranger = AccountId::from_uuid(Uuid::new_v4());
+    assert!(!ApiKeyRepository::revoke(store, stranger, key.id, NOW).await.unwrap(), "only the owner revokes");
+    assert!(ApiKeyRepository::revoke(store, account.id(), key.id, NOW).await.unwrap());
+    assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), None);
+    assert!(!ApiKeyRepository::revoke(store, account.id(), key.id, NOW).await.unwrap());
+}
+
+async fn api_keys_are_listed_per_account_and_touched(store: &Store) {
+    let account = stored_account(store).await;
+    let first = api_key(&account, "first");
+    let second = ApiKey { created_at: NOW + Duration::seconds(1), ..api_key(&account, "second") };
+    ApiKeyRepository::create(store, &second, &TokenHash::of(b"2")).await.unwrap();
+    ApiKeyRepository::create(store, &first, &TokenHash::of(b"1")).await.unwrap();
+    store.touch(first.id, NOW + Duration::minutes(3)).await.unwrap();
+    let listed = ApiKeyRepository::list(store, account.id()).await.unwrap();
+    assert_eq!(listed.iter().map(|key| key.name.as_str()).collect::<Vec<_>>(), ["first", "second"]);
+    assert_eq!(listed[0].last_used_at, Some(NOW + Duration::minutes(3)));
+    assert!(ApiKeyRepository::list(store, AccountId::from_uuid(Uuid::new_v4())).await.unwrap().is_empty());
+}
+
+async fn a_password_reset_spends_its_token_once_and_ends_every_session(store: &Store) {
+    let account = stored_account(store).await;
+    let sessions = [new_session(&account, &RefreshSecret::from_bytes([1; 32])), new_session(&account, &RefreshSecret::from_bytes([2; 32]))];
+    for session in &sessions {
+        SessionRepository::create(store, session).await.unwrap();
+    }
+    let token = LinkTokenRecord::issue(TokenHash::of(b"reset"), account.id(), NOW + Duration::hours(1));
+    store.create_password_reset(&token, &mail_to("owner@example.com"), NOW).await.unwrap();
+    assert_eq!(store.find_password_reset(&TokenHash::of(b"reset")).await.unwrap(), Some(token));
+
+    let new_hash = PasswordHash::from_phc("$argon2id$new".into());
+    let confirmation = mail_to("owner@example.com");
+    assert!(store.reset_password(&TokenHash::of(b"reset"), &new_hash, NOW, &confirmation).await.unwrap());
+    assert!(!store.reset_password(&TokenHash::of(b"reset"), &PasswordHash::from_phc("$argon2id$other".into()), NOW, &confirmation).await.unwrap());
+
+    let account = store.find_by_id(account.id()).await.unwrap().unwrap();
+    assert_eq!(account.password_hash(), &new_hash);
+    assert!(account.is_email_verified(), "the reset link proved control of the address");
+    assert_eq!(store.find_password_reset(&TokenHash::of(b"reset")).await.unwrap().unwrap().used_at(), Some(NOW));
+    for session in &sessions {
+        assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
+    }
+    // The verification email, the reset email and one confirmation.
+    assert_eq!(claim_all(store, NOW).await.len(), 3);
+}
+
+async fn a_password_change_keeps_only_the_callers_session(store: &Store) {
+    let account = stored_account(store).await;
+    let mine = new_session(&account, &RefreshSecret::from_bytes([1; 32]));
+    let other = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
+    SessionRepository::create(store, &mine).await.unwrap();
+    SessionRepository::create(store, &other).await.unwrap();
+    let new_hash = PasswordHash::from_phc("$argon2id$changed".into());
+    store.change_password(account.id(), &new_hash, mine.id(), NOW, &mail_to("owner@example.com")).await.unwrap();
+    assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().password_hash(), &new_hash);
+    assert_eq!(store.find(mine.id()).await.unwrap().unwrap().stored().revoked_at, None);
+    assert_eq!(store.find(other.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
+}
+
+async fn live_sessions_are_listed_and_revoked_in_bulk(store: &Store) {
+    let account = stored_account(store).await;
+    let older = new_session(&account, &RefreshSecret::from_bytes([1; 32]));
+    let newer = Session::start(
+        SessionId::from_uuid(Uuid::new_v4()),
+        account.id(),
+        &RefreshSecret::from_bytes([2; 32]),
+        NOW + Duration::minutes(1),
+        Duration::days(30),
+        Duration::days(90),
+        ClientInfo::default(),
+    );
+    let revoked = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
+    for session in [&older, &newer, &revoked] {
+        SessionRepository::create(store, session).await.unwrap();
+    }
+    SessionRepository::revoke(store, revoked.id(), NOW, RevocationReason::Logout).await.unwrap();
+    let live = store.list_live(account.id(), NOW + Duration::minutes(2)).await.unwrap();
+    assert_eq!(live.iter().map(Session::id).collect::<Vec<_>>(), [newer.id(), older.id()]);
+    assert_eq!(live[1].stored().client, ClientInfo { user_agent: Some("curl/8.0".into()), ip: Some("192.0.2.7".into()) });
+    assert!(store.list_live(account.id(), NOW + Duration::days(31)).await.unwrap().is_empty(), "expired sessions are not live");
+
+    assert_eq!(store.revoke_all(account.id(), Some(newer.id()), NOW, RevocationReason::Logout).await.unwrap(), 1);
+    assert_eq!(store.revoke_all(account.id(), None, NOW, RevocationReason::Logout).await.unwrap(), 1);
+    assert!(store.list_live(account.id(), NOW).await.unwrap().is_empty());
 }

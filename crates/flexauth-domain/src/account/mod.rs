@@ -7,10 +7,10 @@ mod ports;
 mod service;
 
 pub use email::{EmailAddress, EmailError};
-pub use model::{Account, AccountId, VerificationTokenRecord};
+pub use model::{Account, AccountId, LinkTokenRecord};
 pub use password::{NewPassword, Password, PasswordError, PasswordHash, PasswordHasher, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
 pub use ports::{AccountRepository, CreateAccountError};
-pub use service::{AccountService, AccountSettings, SignupError, VerifyEmailError, VerifyOutcome};
+pub use service::{AccountLookupError, AccountService, AccountSettings, ChangePasswordError, ResetPasswordError, SignupError, VerifyEmailError, VerifyOutcome};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use password::MockPasswordHasher;

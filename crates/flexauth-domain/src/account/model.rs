@@ -86,9 +86,10 @@ impl Account {
     }
 }
 
-/// A stored email verification token: only its digest, never the token itself.
+/// A stored single-use link token (email verification, password reset): only its digest,
+/// never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerificationTokenRecord {
+pub struct LinkTokenRecord {
     hash: TokenHash,
     account_id: AccountId,
     expires_at: OffsetDateTime,
@@ -97,13 +98,13 @@ pub struct VerificationTokenRecord {
 
 /// The state a verification token is in at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum VerificationTokenState {
+pub(crate) enum LinkTokenState {
     Usable,
     AlreadyUsed,
     Expired,
 }
 
-impl VerificationTokenRecord {
+impl LinkTokenRecord {
     /// A fresh, unused token for `account_id`.
     pub fn issue(hash: TokenHash, account_id: AccountId, expires_at: OffsetDateTime) -> Self {
         Self { hash, account_id, expires_at, used_at: None }
@@ -136,13 +137,13 @@ impl VerificationTokenRecord {
 
     /// A used token keeps answering "verified" (the link is idempotent) even once expired; an
     /// unused one works only before its expiry.
-    pub(crate) fn state_at(&self, now: OffsetDateTime) -> VerificationTokenState {
+    pub(crate) fn state_at(&self, now: OffsetDateTime) -> LinkTokenState {
         if self.used_at.is_some() {
-            VerificationTokenState::AlreadyUsed
+            LinkTokenState::AlreadyUsed
         } else if now >= self.expires_at {
-            VerificationTokenState::Expired
+            LinkTokenState::Expired
         } else {
-            VerificationTokenState::Usable
+            LinkTokenState::Usable
         }
     }
 }

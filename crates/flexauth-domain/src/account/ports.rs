@@ -1,9 +1,10 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{Account, AccountId, EmailAddress, VerificationTokenRecord};
+use super::{Account, AccountId, EmailAddress, LinkTokenRecord, PasswordHash};
 use crate::mail::OutgoingEmail;
 use crate::secret::TokenHash;
+use crate::session::SessionId;
 use crate::InfraError;
 
 /// Why an account could not be created.
@@ -30,7 +31,7 @@ pub trait AccountRepository: Send + Sync {
     /// [`CreateAccountError::EmailTaken`] when the email address is registered already (a
     /// unique violation, also under concurrent sign-ups); [`CreateAccountError::Unexpected`]
     /// otherwise. Nothing is written in either case.
-    async fn create_unverified(&self, account: &Account, token: &VerificationTokenRecord, email: &OutgoingEmail) -> Result<(), CreateAccountError>;
+    async fn create_unverified(&self, account: &Account, token: &LinkTokenRecord, email: &OutgoingEmail) -> Result<(), CreateAccountError>;
 
     /// The account registered under `email`, if any.
     ///
@@ -49,13 +50,13 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn replace_verification_token(&self, token: &VerificationTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError>;
+    async fn replace_verification_token(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError>;
 
     /// The verification token stored under `hash`, if any.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<VerificationTokenRecord>, InfraError>;
+    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<LinkTokenRecord>, InfraError>;
 
     /// Marks the token as used and its account as verified at `now`, in one transaction.
     /// Already used tokens and already verified accounts keep their first timestamps.
@@ -63,4 +64,45 @@ pub trait AccountRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
     async fn mark_email_verified(&self, hash: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError>;
+
+    /// Stores a password reset token and queues the email that carries it, in one transaction.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails; nothing is written then.
+    async fn create_password_reset(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError>;
+
+    /// The password reset token stored under `hash`, if any.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn find_password_reset(&self, hash: &TokenHash) -> Result<Option<LinkTokenRecord>, InfraError>;
+
+    /// In one transaction: spends the reset token (only if still unused), sets the account's
+    /// password hash, marks its email verified (the link proved control of it), revokes every
+    /// session of the account, and queues `confirmation`. Returns false, writing nothing, when
+    /// the token was spent already (a concurrent reset won).
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails; nothing is written then.
+    async fn reset_password(
+        &self,
+        hash: &TokenHash,
+        password_hash: &PasswordHash,
+        now: OffsetDateTime,
+        confirmation: &OutgoingEmail,
+    ) -> Result<bool, InfraError>;
+
+    /// In one transaction: sets the account's password hash, revokes every session of the
+    /// account except `keep`, and queues `confirmation`.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails; nothing is written then.
+    async fn change_password(
+        &self,
+        account_id: AccountId,
+        password_hash: &PasswordHash,
+        keep: SessionId,
+        now: OffsetDateTime,
+        confirmation: &OutgoingEmail,
+    ) -> Result<(), InfraError>;
 }

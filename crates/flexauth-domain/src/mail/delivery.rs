@@ -9,8 +9,10 @@ use crate::InfraError;
 /// How the delivery worker paces itself.
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
-    /// How long a claimed entry stays reserved for one worker. It must exceed the transport's
-    /// own timeout, so that a slow send finishes before anyone else may take the entry.
+    /// How long a claimed batch stays reserved for one worker. The batch is sent one message
+    /// after another, so the lease must exceed `batch_size` times the transport's deadline for
+    /// one send; otherwise a slow pass could outlive its lease and another worker could send
+    /// the same message again.
     pub lease: Duration,
     /// How many entries one pass claims.
     pub batch_size: u32,
@@ -18,7 +20,8 @@ pub struct DeliverySettings {
 
 impl Default for DeliverySettings {
     fn default() -> Self {
-        Self { lease: Duration::minutes(5), batch_size: 20 }
+        // With the SMTP transport's 60-second deadline per send: 5 × 60 s < 10 minutes.
+        Self { lease: Duration::minutes(10), batch_size: 5 }
     }
 }
 
@@ -149,7 +152,7 @@ mod tests {
     #[tokio::test]
     async fn a_delivered_email_is_marked_sent() {
         let mut outbox = MockOutbox::new();
-        outbox.expect_claim_due().with(eq(NOW), always(), eq(NOW + Duration::minutes(5)), eq(20)).returning(|_, _, _, _| Ok(vec![entry(0)]));
+        outbox.expect_claim_due().with(eq(NOW), always(), eq(NOW + Duration::minutes(10)), eq(5)).returning(|_, _, _, _| Ok(vec![entry(0)]));
         outbox.expect_mark_sent().with(eq(Uuid::from_u128(7)), always(), eq(NOW)).times(1).returning(|_, _, _| Ok(()));
         let mut transport = MockMailTransport::new();
         transport.expect_send().times(1).returning(|_| Ok(()));

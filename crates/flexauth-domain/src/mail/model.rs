@@ -12,6 +12,10 @@ pub enum EmailKind {
     Verification,
     /// Sent instead of a verification email when someone signs up with a registered address.
     AccountExists,
+    /// The link that lets the owner choose a new password.
+    PasswordReset,
+    /// Confirms that the password was reset or changed.
+    PasswordChanged,
 }
 
 impl EmailKind {
@@ -20,6 +24,8 @@ impl EmailKind {
         match self {
             Self::Verification => "verification",
             Self::AccountExists => "account_exists",
+            Self::PasswordReset => "password_reset",
+            Self::PasswordChanged => "password_changed",
         }
     }
 
@@ -28,6 +34,8 @@ impl EmailKind {
         match name {
             "verification" => Some(Self::Verification),
             "account_exists" => Some(Self::AccountExists),
+            "password_reset" => Some(Self::PasswordReset),
+            "password_changed" => Some(Self::PasswordChanged),
             _ => None,
         }
     }

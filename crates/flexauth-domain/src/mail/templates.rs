@@ -1,5 +1,6 @@
 //! The emails flexauth writes. Links point at the configured public URL.
 
+use time::Duration;
 use uuid::Uuid;
 
 use super::{EmailKind, OutgoingEmail};
@@ -7,16 +8,17 @@ use crate::account::EmailAddress;
 use crate::secret::LinkToken;
 
 /// The email that carries the verification link.
-pub fn verification_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, valid_hours: i64) -> OutgoingEmail {
+pub fn verification_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, valid_for: Duration) -> OutgoingEmail {
+    let valid_for = human_duration(valid_for);
     let link = format!("{}/v1/auth/verify?token={}", public_url.trim_end_matches('/'), token.expose());
     let text = format!(
-        "Welcome!\n\nConfirm your email address by opening this link:\n\n{link}\n\nThe link works once and expires in {valid_hours} hours. \
+        "Welcome!\n\nConfirm your email address by opening this link:\n\n{link}\n\nThe link works once and expires in {valid_for}. \
          If you did not sign up, ignore this email.\n"
     );
     let html = format!(
         "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Welcome!</p>\
          <p>Confirm your email address:</p><p><a href=\"{href}\">Verify my email address</a></p>\
-         <p>The link works once and expires in {valid_hours} hours. If you did not sign up, ignore this email.</p></body></html>",
+         <p>The link works once and expires in {valid_for}. If you did not sign up, ignore this email.</p></body></html>",
         href = escape_html(&link)
     );
     OutgoingEmail::new(id, EmailKind::Verification, to, "Verify your email address".to_owned(), text, html)
@@ -37,6 +39,48 @@ pub fn account_exists_email(id: Uuid, to: EmailAddress, public_url: &str) -> Out
         base = escape_html(base)
     );
     OutgoingEmail::new(id, EmailKind::AccountExists, to, "You already have an account".to_owned(), text, html)
+}
+
+/// The email that carries the password reset link.
+pub fn password_reset_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, valid_for: Duration) -> OutgoingEmail {
+    let valid_for = human_duration(valid_for);
+    let link = format!("{}/v1/auth/password/reset?token={}", public_url.trim_end_matches('/'), token.expose());
+    let text = format!(
+        "Someone asked to reset the password of your account.\n\nChoose a new password here:\n\n{link}\n\nThe link works once and expires in \
+         {valid_for}. If you did not ask for it, ignore this email: your password stays as it is.\n"
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to reset the password of your account.</p>\
+         <p><a href=\"{href}\">Choose a new password</a></p><p>The link works once and expires in {valid_for}. \
+         If you did not ask for it, ignore this email: your password stays as it is.</p></body></html>",
+        href = escape_html(&link)
+    );
+    OutgoingEmail::new(id, EmailKind::PasswordReset, to, "Reset your password".to_owned(), text, html)
+}
+
+/// Confirms a password reset or change, so an owner who did not make it learns of it.
+pub fn password_changed_email(id: Uuid, to: EmailAddress, public_url: &str) -> OutgoingEmail {
+    let base = public_url.trim_end_matches('/');
+    let text = format!(
+        "The password of your account at {base} was just changed, and your other sessions were logged out.\n\n\
+         If you did not do this, reset your password at once and check your account.\n"
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>The password of your account at {base} was just changed, \
+         and your other sessions were logged out.</p><p>If you did not do this, reset your password at once and check your account.</p></body></html>",
+        base = escape_html(base)
+    );
+    OutgoingEmail::new(id, EmailKind::PasswordChanged, to, "Your password was changed".to_owned(), text, html)
+}
+
+/// "24 hours", "1 hour", "30 minutes": how long a link works, in the largest whole unit.
+fn human_duration(duration: Duration) -> String {
+    let (amount, unit) = if duration.whole_hours() >= 1 && duration.whole_minutes() % 60 == 0 {
+        (duration.whole_hours(), "hour")
+    } else {
+        (duration.whole_minutes().max(1), "minute")
+    };
+    format!("{amount} {unit}{}", if amount == 1 { "" } else { "s" })
 }
 
 fn escape_html(text: &str) -> String {
@@ -65,11 +109,21 @@ mod tests {
         random.expect_fill().returning(|buffer| buffer.fill(3));
         let token = LinkToken::generate(&random);
         let to = EmailAddress::parse("ann@example.com").unwrap();
-        let email = verification_email(Uuid::nil(), to, "https://auth.example.com/", &token, 24);
+        let email = verification_email(Uuid::nil(), to, "https://auth.example.com/", &token, Duration::hours(24));
+        assert!(email.text_body().contains("expires in 24 hours"));
         let link = format!("https://auth.example.com/v1/auth/verify?token={}", token.expose());
         assert!(email.text_body().contains(&link));
         assert!(email.html_body().contains(&link));
         assert_eq!(email.kind(), EmailKind::Verification);
+    }
+
+    #[test]
+    fn link_lifetimes_read_naturally() {
+        assert_eq!(human_duration(Duration::hours(24)), "24 hours");
+        assert_eq!(human_duration(Duration::hours(1)), "1 hour");
+        assert_eq!(human_duration(Duration::minutes(30)), "30 minutes");
+        assert_eq!(human_duration(Duration::minutes(90)), "90 minutes");
+        assert_eq!(human_duration(Duration::seconds(20)), "1 minute");
     }
 
     #[test]

@@ -6,9 +6,9 @@ mod ports;
 mod service;
 mod tokens;
 
-pub use model::{RefreshDecision, RefreshSecret, RevocationReason, Rotation, RotationNonce, Session, SessionId, StoredSession};
+pub use model::{ClientInfo, RefreshDecision, RefreshSecret, RevocationReason, Rotation, RotationNonce, Session, SessionId, StoredSession};
 pub use ports::SessionRepository;
-pub use service::{AuthenticateError, LoginError, Principal, RefreshError, SessionService, SessionSettings};
+pub use service::{AuthenticateError, LoginError, LogoutScope, ManageSessionsError, RefreshError, SessionService, SessionSettings, SessionSummary};
 pub use tokens::{AccessClaims, RefreshClaims, TokenPair, TokenRejection, TokenSigner};
 
 #[cfg(any(test, feature = "mocks"))]

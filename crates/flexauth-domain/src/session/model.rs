@@ -99,6 +99,22 @@ impl fmt::Debug for RefreshSecret {
     }
 }
 
+/// Where a login came from, kept with the session so its owner can recognise it in a list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The `User-Agent` header, cut to 256 characters.
+    pub user_agent: Option<String>,
+    /// The client's IP address as the server saw it.
+    pub ip: Option<String>,
+}
+
+impl ClientInfo {
+    /// Keeps what a session list needs, bounded in size.
+    pub fn new(user_agent: Option<&str>, ip: Option<String>) -> Self {
+        Self { user_agent: user_agent.map(|agent| agent.chars().filter(|c| !c.is_control()).take(256).collect()), ip }
+    }
+}
+
 /// Why a session ended before its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevocationReason {
@@ -106,6 +122,10 @@ pub enum RevocationReason {
     Logout,
     /// A spent refresh token was presented: someone else may hold the session's tokens.
     RefreshTokenReuse,
+    /// The password was reset by email: every session ends.
+    PasswordReset,
+    /// The password was changed: every other session ends.
+    PasswordChange,
 }
 
 impl RevocationReason {
@@ -114,6 +134,8 @@ impl RevocationReason {
         match self {
             Self::Logout => "logout",
             Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::PasswordReset => "password_reset",
+            Self::PasswordChange => "password_change",
         }
     }
 }
@@ -137,6 +159,8 @@ pub struct StoredSession {
     /// How many rotations the session went through.
     pub generation: i64,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Where the login came from.
+    pub client: ClientInfo,
 }
 
 /// A login session: one lineage of refresh tokens, of which only the newest is live.
@@ -174,7 +198,15 @@ pub struct Rotation {
 
 impl Session {
     /// A session opened at `now` with `secret` as its first refresh secret.
-    pub fn start(id: SessionId, account_id: AccountId, secret: &RefreshSecret, now: OffsetDateTime, refresh_ttl: Duration, lifetime: Duration) -> Self {
+    pub fn start(
+        id: SessionId,
+        account_id: AccountId,
+        secret: &RefreshSecret,
+        now: OffsetDateTime,
+        refresh_ttl: Duration,
+        lifetime: Duration,
+        client: ClientInfo,
+    ) -> Self {
         let expires_at = now + lifetime;
         Self(StoredSession {
             id,
@@ -188,6 +220,7 @@ impl Session {
             rotation_nonce: None,
             generation: 0,
             revoked_at: None,
+            client,
         })
     }
 
@@ -209,6 +242,12 @@ impl Session {
     /// The account the session belongs to.
     pub fn account_id(&self) -> AccountId {
         self.0.account_id
+    }
+
+    /// Whether the session can still be refreshed at `now` (not revoked, not past its
+    /// lifetime or its live token's expiry).
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.0.revoked_at.is_none() && now < self.0.expires_at && now < self.0.current_expires_at
     }
 
     /// Decides what presenting a refresh secret with digest `presented` means at `now`.
@@ -255,7 +294,15 @@ mod tests {
     }
 
     fn session() -> Session {
-        Session::start(SessionId::from_uuid(Uuid::nil()), AccountId::from_uuid(Uuid::nil()), &secret(1), T0, Duration::days(30), Duration::days(90))
+        Session::start(
+            SessionId::from_uuid(Uuid::nil()),
+            AccountId::from_uuid(Uuid::nil()),
+            &secret(1),
+            T0,
+            Duration::days(30),
+            Duration::days(90),
+            ClientInfo::default(),
+        )
     }
 
     fn rotated(session: &Session, parent: &RefreshSecret, now: OffsetDateTime) -> (Session, RefreshSecret) {

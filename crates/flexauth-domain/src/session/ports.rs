@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{RevocationReason, Rotation, Session, SessionId};
+use crate::account::AccountId;
 use crate::InfraError;
 
 /// Storage of sessions.
@@ -35,4 +36,17 @@ pub trait SessionRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn revoke(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> Result<bool, InfraError>;
+
+    /// The account's sessions that are not revoked and not past their lifetime at `now`,
+    /// newest first.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn list_live(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<Session>, InfraError>;
+
+    /// Revokes every live session of the account except `keep`; returns how many it revoked.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn revoke_all(&self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime, reason: RevocationReason) -> Result<u64, InfraError>;
 }

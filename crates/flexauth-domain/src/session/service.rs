@@ -3,10 +3,11 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccessClaims, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository, TokenPair,
+    AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository, TokenPair,
     TokenRejection, TokenSigner,
 };
 use crate::account::{AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
+use crate::principal::{AuthMethod, Principal, SessionRequired};
 use crate::runtime::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
@@ -24,6 +25,10 @@ pub struct SessionSettings {
     /// Clock difference tolerated between the instance that issued a token and the one that
     /// checks its `nbf`.
     pub clock_leeway: Duration,
+    /// Look the session up on every request authenticated by an access token, so that a
+    /// revoked session's access tokens stop working at once instead of at their `exp`. Costs
+    /// one indexed read per request.
+    pub verify_session_on_request: bool,
 }
 
 impl Default for SessionSettings {
@@ -34,17 +39,9 @@ impl Default for SessionSettings {
             session_lifetime: Duration::days(90),
             reuse_grace: Duration::seconds(10),
             clock_leeway: Duration::seconds(30),
+            verify_session_on_request: false,
         }
     }
-}
-
-/// Who made an authenticated request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Principal {
-    /// The account.
-    pub account_id: AccountId,
-    /// The session whose access token was presented.
-    pub session_id: SessionId,
 }
 
 /// Why a login failed.
@@ -86,18 +83,64 @@ pub enum RefreshError {
     Unexpected(#[from] InfraError),
 }
 
-/// Why an access token does not authenticate a request.
+/// Why a bearer credential does not authenticate a request.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthenticateError {
-    /// The token failed a format, type, key, signature or party check.
+    /// The access token failed a format, type, key, signature or party check.
     #[error(transparent)]
     Rejected(#[from] TokenRejection),
-    /// The token is past its `exp`.
-    #[error("the access token has expired")]
+    /// The access token is past its `exp`, or the API key past its expiry.
+    #[error("the credential has expired")]
     Expired,
     /// The token's `nbf` lies in the future.
     #[error("the access token is not valid yet")]
     NotYetValid,
+    /// The session of the access token was revoked (only checked when
+    /// [`SessionSettings::verify_session_on_request`] is on).
+    #[error("the session was revoked")]
+    SessionRevoked,
+    /// Not of the API key format, or its checksum is wrong.
+    #[error("the API key is malformed")]
+    MalformedApiKey,
+    /// No live API key has this secret (never issued, revoked, or its account is gone).
+    #[error("the API key is not valid")]
+    UnknownApiKey,
+    /// Storage failed.
+    #[error("authentication failed")]
+    Unexpected(#[from] InfraError),
+}
+
+/// Which sessions a logout ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogoutScope {
+    /// The caller's session.
+    #[default]
+    Current,
+    /// Every session of the account but the caller's.
+    Others,
+    /// Every session of the account.
+    Global,
+}
+
+/// Why listing or revoking sessions failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManageSessionsError {
+    /// Sessions are managed with a JWT only.
+    #[error(transparent)]
+    SessionRequired(#[from] SessionRequired),
+    /// No such session belongs to the caller.
+    #[error("no such session")]
+    NotFound,
+    #[error("managing sessions failed")]
+    Unexpected(#[from] InfraError),
+}
+
+/// A live session as its owner sees it in a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub session: Session,
+    /// Whether the caller's access token belongs to it.
+    pub current: bool,
 }
 
 /// Login, refresh, logout and request authentication.
@@ -148,7 +191,7 @@ impl SessionService {
     /// [`LoginError::InvalidCredentials`] for an unknown email or a wrong password, after the
     /// same hashing work; [`LoginError::EmailNotVerified`] only once the password is proven
     /// right; [`LoginError::Unexpected`].
-    pub async fn login(&self, email: &EmailAddress, password: &Password) -> Result<TokenPair, LoginError> {
+    pub async fn login(&self, email: &EmailAddress, password: &Password, client: ClientInfo) -> Result<TokenPair, LoginError> {
         let Some(account) = self.accounts.find_by_email(email).await? else {
             self.hasher.verify_against_dummy(password).await?;
             return Err(LoginError::InvalidCredentials);
@@ -162,7 +205,7 @@ impl SessionService {
         let now = self.clock.now();
         let secret = RefreshSecret::from_bytes(random_array(self.random.as_ref()));
         let session_id = SessionId::from_uuid(random_uuid(self.random.as_ref()));
-        let session = Session::start(session_id, account.id(), &secret, now, self.settings.refresh_ttl, self.settings.session_lifetime);
+        let session = Session::start(session_id, account.id(), &secret, now, self.settings.refresh_ttl, self.settings.session_lifetime, client);
         self.sessions.create(&session).await?;
         let stored = session.stored();
         Ok(self.issue_pair(account.id(), session_id, &secret, stored.current_issued_at, stored.current_expires_at)?)
@@ -224,21 +267,57 @@ impl SessionService {
         Ok(())
     }
 
-    /// Revokes the session an authenticated request came from.
+    /// Ends the caller's session, the account's other sessions, or all of them.
     ///
     /// # Errors
-    /// [`InfraError`] when storage fails.
-    pub async fn logout(&self, principal: &Principal) -> Result<(), InfraError> {
-        self.sessions.revoke(principal.session_id, self.clock.now(), RevocationReason::Logout).await?;
+    /// [`ManageSessionsError::SessionRequired`] for an API key; `Unexpected` when storage fails.
+    pub async fn logout(&self, caller: &Principal, scope: LogoutScope) -> Result<(), ManageSessionsError> {
+        let current = caller.require_session()?;
+        let now = self.clock.now();
+        match scope {
+            LogoutScope::Current => {
+                self.sessions.revoke(current, now, RevocationReason::Logout).await?;
+            }
+            LogoutScope::Others => {
+                self.sessions.revoke_all(caller.account_id, Some(current), now, RevocationReason::Logout).await?;
+            }
+            LogoutScope::Global => {
+                self.sessions.revoke_all(caller.account_id, None, now, RevocationReason::Logout).await?;
+            }
+        }
         Ok(())
     }
 
-    /// Authenticates a request by its access token, without touching storage.
+    /// The caller's live sessions, the current one marked.
     ///
     /// # Errors
-    /// [`AuthenticateError::Rejected`], [`AuthenticateError::Expired`] or
-    /// [`AuthenticateError::NotYetValid`].
-    pub fn authenticate(&self, access_token: &str) -> Result<Principal, AuthenticateError> {
+    /// [`ManageSessionsError::SessionRequired`] for an API key; `Unexpected` when storage fails.
+    pub async fn list(&self, caller: &Principal) -> Result<Vec<SessionSummary>, ManageSessionsError> {
+        let current = caller.require_session()?;
+        let sessions = self.sessions.list_live(caller.account_id, self.clock.now()).await?;
+        Ok(sessions.into_iter().map(|session| SessionSummary { current: session.id() == current, session }).collect())
+    }
+
+    /// Revokes one of the caller's sessions.
+    ///
+    /// # Errors
+    /// [`ManageSessionsError::NotFound`] when no such session of the caller exists (another
+    /// account's session is reported the same way), `SessionRequired`, or `Unexpected`.
+    pub async fn revoke(&self, caller: &Principal, id: SessionId) -> Result<(), ManageSessionsError> {
+        caller.require_session()?;
+        let session = self.sessions.find(id).await?.filter(|session| session.account_id() == caller.account_id).ok_or(ManageSessionsError::NotFound)?;
+        self.sessions.revoke(session.id(), self.clock.now(), RevocationReason::Logout).await?;
+        Ok(())
+    }
+
+    /// Authenticates a request by its access token: a signature check, and a session lookup
+    /// only when [`SessionSettings::verify_session_on_request`] is on.
+    ///
+    /// # Errors
+    /// [`AuthenticateError::Rejected`], [`AuthenticateError::Expired`],
+    /// [`AuthenticateError::NotYetValid`], [`AuthenticateError::SessionRevoked`] or
+    /// [`AuthenticateError::Unexpected`].
+    pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthenticateError> {
         let claims = self.signer.verify_access(access_token)?;
         let now = self.clock.now();
         if now >= claims.expires_at {
@@ -247,7 +326,13 @@ impl SessionService {
         if now + self.settings.clock_leeway < claims.issued_at {
             return Err(AuthenticateError::NotYetValid);
         }
-        Ok(Principal { account_id: claims.account_id, session_id: claims.session_id })
+        if self.settings.verify_session_on_request {
+            let live = self.sessions.find(claims.session_id).await?.is_some_and(|session| session.is_live(now));
+            if !live {
+                return Err(AuthenticateError::SessionRevoked);
+            }
+        }
+        Ok(Principal { account_id: claims.account_id, method: AuthMethod::Session(claims.session_id) })
     }
 
     async fn session_of(&self, claims: &RefreshClaims) -> Result<Session, RefreshError> {
@@ -363,6 +448,10 @@ mod tests {
         Account::from_storage(ACCOUNT, EmailAddress::parse("ann@example.com").unwrap(), PasswordHash::from_phc("h".into()), verified.then_some(NOW), NOW)
     }
 
+    fn session_caller() -> Principal {
+        Principal { account_id: ACCOUNT, method: AuthMethod::Session(SESSION) }
+    }
+
     fn credentials() -> (EmailAddress, Password) {
         (EmailAddress::parse("ann@example.com").unwrap(), Password::parse("a long enough passphrase".into()).unwrap())
     }
@@ -374,7 +463,7 @@ mod tests {
         ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
         ports.sessions.expect_create().never();
         let (email, password) = credentials();
-        assert!(matches!(ports.service().login(&email, &password).await, Err(LoginError::InvalidCredentials)));
+        assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
     }
 
     #[tokio::test]
@@ -383,7 +472,7 @@ mod tests {
         ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
         ports.hasher.expect_verify().returning(|_, _| Ok(false));
         let (email, password) = credentials();
-        assert!(matches!(ports.service().login(&email, &password).await, Err(LoginError::InvalidCredentials)));
+        assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
     }
 
     #[tokio::test]
@@ -393,7 +482,7 @@ mod tests {
         ports.hasher.expect_verify().returning(|_, _| Ok(true));
         ports.sessions.expect_create().never();
         let (email, password) = credentials();
-        assert!(matches!(ports.service().login(&email, &password).await, Err(LoginError::EmailNotVerified)));
+        assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::EmailNotVerified)));
     }
 
     #[tokio::test]
@@ -411,14 +500,14 @@ mod tests {
             .times(1)
             .returning(|_| Ok(()));
         let (email, password) = credentials();
-        let pair = ports.service().login(&email, &password).await.unwrap();
+        let pair = ports.service().login(&email, &password, ClientInfo::default()).await.unwrap();
         assert_eq!(pair.expires_in, 3600);
         assert!(pair.access_token.starts_with("at:"));
         assert!(pair.refresh_token.starts_with("rt:"));
     }
 
     fn live_session(secret: &RefreshSecret) -> Session {
-        Session::start(SESSION, ACCOUNT, secret, NOW - Duration::minutes(5), Duration::days(30), Duration::days(90))
+        Session::start(SESSION, ACCOUNT, secret, NOW - Duration::minutes(5), Duration::days(30), Duration::days(90), ClientInfo::default())
     }
 
     /// The session as the winning rotation left it, `seconds_ago` before NOW.
@@ -530,32 +619,76 @@ mod tests {
         AccessClaims { account_id: ACCOUNT, session_id: SESSION, token_id: Uuid::nil(), issued_at, expires_at: issued_at + Duration::hours(1) }
     }
 
-    #[test]
-    fn authenticate_accepts_a_token_inside_its_lifetime() {
+    #[tokio::test]
+    async fn authenticate_accepts_a_token_inside_its_lifetime_without_touching_storage() {
         let mut ports = Ports::new();
         ports.signer = signer_returning(access_claims(NOW - Duration::minutes(59)));
-        assert_eq!(ports.service().authenticate("t").unwrap(), Principal { account_id: ACCOUNT, session_id: SESSION });
+        ports.sessions.expect_find().never();
+        assert_eq!(ports.service().authenticate("t").await.unwrap(), session_caller());
     }
 
-    #[test]
-    fn authenticate_refuses_an_expired_token() {
+    #[tokio::test]
+    async fn authenticate_refuses_an_expired_token() {
         let mut ports = Ports::new();
         ports.signer = signer_returning(access_claims(NOW - Duration::hours(1)));
-        assert!(matches!(ports.service().authenticate("t"), Err(AuthenticateError::Expired)));
+        assert!(matches!(ports.service().authenticate("t").await, Err(AuthenticateError::Expired)));
     }
 
-    #[test]
-    fn authenticate_refuses_a_token_from_the_future_beyond_the_leeway() {
+    #[tokio::test]
+    async fn authenticate_refuses_a_token_from_the_future_beyond_the_leeway() {
         let mut ports = Ports::new();
         ports.signer = signer_returning(access_claims(NOW + Duration::minutes(5)));
-        assert!(matches!(ports.service().authenticate("t"), Err(AuthenticateError::NotYetValid)));
+        assert!(matches!(ports.service().authenticate("t").await, Err(AuthenticateError::NotYetValid)));
     }
 
-    #[test]
-    fn authenticate_passes_on_the_signers_rejection() {
+    #[tokio::test]
+    async fn authenticate_passes_on_the_signers_rejection() {
         let mut ports = Ports::new();
         ports.signer = MockTokenSigner::new();
         ports.signer.expect_verify_access().returning(|_| Err(TokenRejection::WrongType));
-        assert!(matches!(ports.service().authenticate("t"), Err(AuthenticateError::Rejected(TokenRejection::WrongType))));
+        assert!(matches!(ports.service().authenticate("t").await, Err(AuthenticateError::Rejected(TokenRejection::WrongType))));
+    }
+
+    #[tokio::test]
+    async fn with_the_session_check_on_a_revoked_sessions_access_token_is_refused_at_once() {
+        let mut ports = Ports::new();
+        ports.signer = signer_returning(access_claims(NOW - Duration::minutes(1)));
+        let mut stored = live_session(&RefreshSecret::from_bytes([1; 32])).stored().clone();
+        stored.revoked_at = Some(NOW - Duration::seconds(1));
+        ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
+        let mut service = ports.service();
+        service.settings.verify_session_on_request = true;
+        assert!(matches!(service.authenticate("t").await, Err(AuthenticateError::SessionRevoked)));
+    }
+
+    #[tokio::test]
+    async fn logout_scopes_revoke_the_current_the_others_or_all() {
+        use mockall::predicate::{always, eq};
+        let mut ports = Ports::new();
+        ports.sessions.expect_revoke().with(eq(SESSION), eq(NOW), eq(RevocationReason::Logout)).times(1).returning(|_, _, _| Ok(true));
+        ports.sessions.expect_revoke_all().with(eq(ACCOUNT), eq(Some(SESSION)), eq(NOW), always()).times(1).returning(|_, _, _, _| Ok(2));
+        ports.sessions.expect_revoke_all().with(eq(ACCOUNT), eq(None), eq(NOW), always()).times(1).returning(|_, _, _, _| Ok(3));
+        let service = ports.service();
+        service.logout(&session_caller(), LogoutScope::Current).await.unwrap();
+        service.logout(&session_caller(), LogoutScope::Others).await.unwrap();
+        service.logout(&session_caller(), LogoutScope::Global).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn another_accounts_session_cannot_be_revoked_and_looks_absent() {
+        let mut ports = Ports::new();
+        let mut stored = live_session(&RefreshSecret::from_bytes([1; 32])).stored().clone();
+        stored.account_id = AccountId::from_uuid(Uuid::from_u128(77));
+        ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
+        ports.sessions.expect_revoke().never();
+        assert!(matches!(ports.service().revoke(&session_caller(), SESSION).await, Err(ManageSessionsError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn an_api_key_cannot_manage_sessions() {
+        let caller = Principal { account_id: ACCOUNT, method: AuthMethod::ApiKey(crate::api_key::ApiKeyId::from_uuid(Uuid::nil())) };
+        let service = Ports::new().service();
+        assert!(matches!(service.list(&caller).await, Err(ManageSessionsError::SessionRequired(_))));
+        assert!(matches!(service.logout(&caller, LogoutScope::Global).await, Err(ManageSessionsError::SessionRequired(_))));
     }
 }

@@ -1,11 +1,10 @@
-use actix_web::http::header::ContentType;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use flexauth_domain::account::{EmailAddress, NewPassword, VerifyOutcome};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 
-use super::{Data, Message};
+use super::{pages, rfc3339, Data, Message};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -63,21 +62,17 @@ pub async fn verify_link(state: web::Data<AppState>, query: Result<web::Query<Ve
         Some(token) => state.accounts.verify_email(&token).await.map_err(ApiError::from),
         None => Err(ApiError::InvalidVerificationToken),
     };
-    let (mut response, title, text) = match outcome {
-        Ok(VerifyOutcome::Verified) => (HttpResponse::Ok(), "Email verified", "Your email address is verified. You can close this page and log in."),
-        Ok(VerifyOutcome::AlreadyVerified) => (HttpResponse::Ok(), "Email verified", "Your email address was already verified. You can log in."),
+    match outcome {
+        Ok(VerifyOutcome::Verified) => pages::message(StatusCode::OK, "Email verified", "Your email address is verified. You can close this page and log in."),
+        Ok(VerifyOutcome::AlreadyVerified) => pages::message(StatusCode::OK, "Email verified", "Your email address was already verified. You can log in."),
         Err(ApiError::VerificationTokenExpired) => {
-            (HttpResponse::BadRequest(), "Link expired", "This verification link has expired. Ask for a new one from the app you signed up in.")
+            pages::message(StatusCode::BAD_REQUEST, "Link expired", "This verification link has expired. Ask for a new one from the app you signed up in.")
         }
         Err(ApiError::InvalidVerificationToken) => {
-            (HttpResponse::BadRequest(), "Invalid link", "This verification link is not valid. Use the newest link you received.")
+            pages::message(StatusCode::BAD_REQUEST, "Invalid link", "This verification link is not valid. Use the newest link you received.")
         }
-        Err(other) => return actix_web::ResponseError::error_response(&other),
-    };
-    response.content_type(ContentType::html()).insert_header(("cache-control", "no-store")).body(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{title}</title></head><body style=\"font-family:sans-serif;max-width:32rem;margin:4rem auto\"><h1>{title}</h1><p>{text}</p></body></html>"
-    ))
+        Err(other) => actix_web::ResponseError::error_response(&other),
+    }
 }
 
 #[tracing::instrument(skip_all)]
@@ -97,9 +92,13 @@ pub struct Me {
 
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
-    let account = state.accounts.account(caller.0.account_id).await?.ok_or(ApiError::InvalidToken("the account no longer exists"))?;
-    let created_at = account.created_at().format(&Rfc3339).map_err(|error| ApiError::Unexpected(Box::new(error)))?;
+    let account = state.accounts.me(&caller.0).await?;
     Ok(HttpResponse::Ok().json(Data {
-        data: Me { id: account.id().to_string(), email: account.email().as_str().to_owned(), email_verified: account.is_email_verified(), created_at },
+        data: Me {
+            id: account.id().to_string(),
+            email: account.email().as_str().to_owned(),
+            email_verified: account.is_email_verified(),
+            created_at: rfc3339(account.created_at())?,
+        },
     }))
 }

@@ -2,30 +2,52 @@
 //! one service method and map the result.
 
 mod accounts;
+mod api_keys;
 mod health;
+mod pages;
+mod passwords;
 mod sessions;
 mod usage;
 
-use actix_web::web;
+use actix_web::{guard, web};
 use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 pub use health::not_found;
 
-/// Registers every endpoint.
+use crate::error::ApiError;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Registers every endpoint. Each path is one resource, so a known path asked with another
+/// method answers 405 rather than 404.
 pub fn configure(config: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(health::method_not_allowed));
     config
-        .route("/v1/auth/signup", web::post().to(accounts::signup))
-        .route("/v1/auth/verify", web::get().to(accounts::verify_link))
-        .route("/v1/auth/verify", web::post().to(accounts::verify))
-        .route("/v1/auth/verify/resend", web::post().to(accounts::resend_verification))
-        .route("/v1/auth/me", web::get().to(accounts::me))
-        .route("/v1/auth/login", web::post().to(sessions::login))
-        .route("/v1/auth/refresh", web::post().to(sessions::refresh))
-        .route("/v1/auth/logout", web::post().to(sessions::logout))
-        .route("/v1/usage", web::get().to(usage::usage))
-        .route("/.well-known/jwks.json", web::get().to(health::jwks))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz));
+        .service(resource("/v1/auth/signup").route(web::post().to(accounts::signup)))
+        .service(resource("/v1/auth/verify").route(web::get().to(accounts::verify_link)).route(web::post().to(accounts::verify)))
+        .service(resource("/v1/auth/verify/resend").route(web::post().to(accounts::resend_verification)))
+        .service(resource("/v1/auth/me").route(web::get().to(accounts::me)))
+        .service(resource("/v1/auth/login").route(web::post().to(sessions::login)))
+        .service(resource("/v1/auth/refresh").route(web::post().to(sessions::refresh)))
+        .service(resource("/v1/auth/logout").route(web::post().to(sessions::logout)))
+        .service(resource("/v1/auth/sessions").route(web::get().to(sessions::list)))
+        .service(resource("/v1/auth/sessions/{id}").route(web::delete().to(sessions::revoke)))
+        .service(resource("/v1/auth/password/forgot").route(web::post().to(passwords::forgot)))
+        .service(
+            resource("/v1/auth/password/reset")
+                .route(web::get().to(passwords::reset_form))
+                .route(web::post().guard(guard::Header("content-type", FORM)).to(passwords::reset_from_form))
+                .route(web::post().to(passwords::reset)),
+        )
+        .service(resource("/v1/auth/password/change").route(web::post().to(passwords::change)))
+        .service(resource("/v1/api-keys").route(web::post().to(api_keys::create)).route(web::get().to(api_keys::list)))
+        .service(resource("/v1/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
+        .service(resource("/v1/usage").route(web::get().to(usage::usage)))
+        .service(resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)));
 }
 
 /// The success envelope.
@@ -38,4 +60,13 @@ pub struct Data<T> {
 #[derive(Debug, Serialize)]
 pub struct Message {
     pub message: &'static str,
+}
+
+/// Instants in responses are RFC 3339.
+fn rfc3339(instant: OffsetDateTime) -> Result<String, ApiError> {
+    instant.format(&Rfc3339).map_err(|error| ApiError::Unexpected(Box::new(error)))
+}
+
+fn optional_rfc3339(instant: Option<OffsetDateTime>) -> Result<Option<String>, ApiError> {
+    instant.map(rfc3339).transpose()
 }

@@ -1,10 +1,10 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use flexauth_domain::account::{EmailAddress, Password};
-use flexauth_domain::session::TokenPair;
+use flexauth_domain::session::{ClientInfo, LogoutScope, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
-use super::Data;
-use crate::auth::bearer_token;
+use super::{rfc3339, Data};
+use crate::auth::{bearer_token, Authenticated};
 use crate::error::{json_error, ApiError};
 use crate::state::AppState;
 
@@ -36,11 +36,14 @@ fn tokens(pair: TokenPair) -> HttpResponse {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn login(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = Password::parse(password)?;
-    Ok(tokens(state.sessions.login(&email, &password).await?))
+    // The peer address, not a forwarded header: flexauth cannot know which proxies to trust.
+    let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
+    let client = ClientInfo::new(user_agent, request.peer_addr().map(|address| address.ip().to_string()));
+    Ok(tokens(state.sessions.login(&email, &password, client).await?))
 }
 
 #[tracing::instrument(skip_all)]
@@ -48,19 +51,75 @@ pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshBody>) -
     Ok(tokens(state.sessions.refresh(&body.refresh_token).await?))
 }
 
-/// Logs out the session of the bearer access token or, without one, of the refresh token in
-/// the body.
+#[derive(Deserialize, Default)]
+pub struct LogoutBody {
+    refresh_token: Option<String>,
+    scope: Option<String>,
+}
+
+fn scope(text: Option<&str>) -> Result<LogoutScope, ApiError> {
+    match text {
+        None | Some("current") => Ok(LogoutScope::Current),
+        Some("others") => Ok(LogoutScope::Others),
+        Some("global") => Ok(LogoutScope::Global),
+        Some(_) => Err(ApiError::InvalidScope),
+    }
+}
+
+/// With a bearer access token: ends the caller's session, or with `{"scope": "others"}` /
+/// `{"scope": "global"}` the account's other sessions or all of them. Without one: ends the
+/// session of the `refresh_token` in the body.
 #[tracing::instrument(skip_all)]
 pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    if let Some(token) = bearer_token(&request)? {
-        let principal = state.sessions.authenticate(token)?;
-        state.sessions.logout(&principal).await?;
+    let body: LogoutBody = if body.is_empty() {
+        LogoutBody::default()
     } else {
-        if body.is_empty() {
-            return Err(ApiError::MissingToken);
-        }
-        let body: RefreshBody = serde_json::from_slice(&body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))?;
-        state.sessions.logout_with_refresh_token(&body.refresh_token).await?;
+        serde_json::from_slice(&body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))?
+    };
+    if let Some(token) = bearer_token(&request)? {
+        let scope = scope(body.scope.as_deref())?;
+        let caller = state.bearer.authenticate(token).await?;
+        state.sessions.logout(&caller, scope).await?;
+    } else {
+        let refresh_token = body.refresh_token.ok_or(ApiError::MissingToken)?;
+        state.sessions.logout_with_refresh_token(&refresh_token).await?;
     }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Serialize)]
+pub struct SessionView {
+    id: String,
+    created_at: String,
+    last_refreshed_at: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    current: bool,
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
+pub async fn list(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+    let sessions = state.sessions.list(&caller.0).await?;
+    let views = sessions
+        .into_iter()
+        .map(|summary| {
+            let stored = summary.session.stored();
+            Ok(SessionView {
+                id: stored.id.to_string(),
+                created_at: rfc3339(stored.created_at)?,
+                last_refreshed_at: rfc3339(stored.current_issued_at)?,
+                user_agent: stored.client.user_agent.clone(),
+                ip: stored.client.ip.clone(),
+                current: summary.current,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(HttpResponse::Ok().json(Data { data: views }))
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
+pub async fn revoke(state: web::Data<AppState>, caller: Authenticated, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&path).map(SessionId::from_uuid).map_err(|_| ApiError::SessionNotFound)?;
+    state.sessions.revoke(&caller.0, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,4 +1,5 @@
 use actix_web::{web, HttpResponse};
+use flexauth_domain::principal::AuthMethod;
 use serde::Serialize;
 
 use super::Data;
@@ -16,17 +17,21 @@ pub struct Usage {
     requests_today: u64,
 }
 
-/// The seed's example of a protected endpoint: who is calling, and how much.
+/// The seed's example of a protected endpoint: who is calling, how, and how much.
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
 pub async fn usage(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let principal = caller.0;
     let report = state.usage.record(principal.account_id).await?;
+    let (auth_method, session_id, key_id) = match principal.method {
+        AuthMethod::Session(session_id) => ("jwt", Some(session_id.to_string()), None),
+        AuthMethod::ApiKey(key_id) => ("api_key", None, Some(key_id.to_string())),
+    };
     Ok(HttpResponse::Ok().json(Data {
         data: Usage {
             account_id: principal.account_id.to_string(),
-            auth_method: "jwt",
-            session_id: Some(principal.session_id.to_string()),
-            key_id: None,
+            auth_method,
+            session_id,
+            key_id,
             day: report.day.to_string(),
             requests_today: report.requests_today,
         },

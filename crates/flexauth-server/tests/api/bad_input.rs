@@ -71,6 +71,10 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
         assert!(reply.body["error"]["message"].is_string());
         assert!(reply.headers.contains_key("x-request-id"));
     }
+    let wrong_method = app.get("/v1/auth/login").await;
+    assert_eq!((wrong_method.status, wrong_method.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    let oversized_logout = app.post_raw("/v1/auth/logout", json, vec![b' '; 20 * 1024]).await;
+    assert_eq!((oversized_logout.status, oversized_logout.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
     let me = app.get("/v1/auth/me").await;
     assert_eq!((me.status, me.code()), (StatusCode::UNAUTHORIZED, "missing_token"));
     let wrong_scheme = app.client.get(app.url("/v1/usage")).insert_header(("authorization", "Basic dXNlcjpwYXNz")).send().await.unwrap();

@@ -152,6 +152,24 @@ impl TestApp {
         read(self.client.post(self.url(path)).bearer_auth(token).send().await.unwrap()).await
     }
 
+    pub async fn post_json_with_bearer(&self, path: &str, token: &str, body: Value) -> Reply {
+        read(self.client.post(self.url(path)).bearer_auth(token).send_json(&body).await.unwrap()).await
+    }
+
+    pub async fn delete_with_bearer(&self, path: &str, token: &str) -> Reply {
+        read(self.client.delete(self.url(path)).bearer_auth(token).send().await.unwrap()).await
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Reply {
+        read(self.client.post(self.url(path)).send_form(&form).await.unwrap()).await
+    }
+
+    /// Logs in as a given client, so sessions can be told apart.
+    pub async fn login_as(&self, email: &str, password: &str, user_agent: &str) -> Reply {
+        let request = self.client.post(self.url("/v1/auth/login")).insert_header(("user-agent", user_agent));
+        read(request.send_json(&json!({ "email": email, "password": password })).await.unwrap()).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         read(self.client.get(self.url(path)).send().await.unwrap()).await
     }
@@ -189,11 +207,23 @@ impl TestApp {
     }
 }
 
-/// The path and query of the verification link in `mail`, to be opened on any instance.
+/// The path and query of the link in `mail`, to be opened on any instance.
 pub fn verify_path(mail: &ReceivedMessage) -> String {
     let link = mail.first_link().expect("the email has a link");
     let path = link.strip_prefix(PUBLIC_URL).expect("the link points at the public URL");
     path.to_owned()
+}
+
+/// Waits for the first email to `address` with `subject`.
+pub async fn wait_for_subject(smtp: &SmtpSink, address: &str, subject: &str) -> ReceivedMessage {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(mail) = mails_to(smtp, address).into_iter().find(|mail| mail.subject().as_deref() == Some(subject)) {
+            return mail;
+        }
+        assert!(std::time::Instant::now() < deadline, "no email \"{subject}\" to {address} arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub fn token_of(mail: &ReceivedMessage) -> String {

@@ -6,9 +6,13 @@
 
 mod helpers;
 
+mod api_keys;
 mod bad_input;
 mod mail;
+mod passwords;
 mod scale_out;
+mod secrets_at_rest;
+mod session_management;
 mod sessions;
 mod signup;
 mod tokens;

@@ -24,25 +24,44 @@ async fn signup_stores_an_unverified_account_and_sends_a_verification_email() {
     app.stop().await;
 }
 
+async fn wait_for_mails(env: &TestEnv, email: &str, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while mails_to(env.smtp(), email).len() < count && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut subjects: Vec<String> = mails_to(env.smtp(), email).iter().filter_map(|mail| mail.subject()).collect();
+    subjects.sort();
+    subjects
+}
+
 #[actix_web::test]
 async fn signup_answers_the_same_for_a_taken_email_and_tells_the_owner() {
     let env = TestEnv::new().await;
     let app = env.spawn().await;
     let email = unique_email("taken");
-    let first = app.signup(&email).await;
-    let second = app.post("/v1/auth/signup", json!({ "email": email.to_uppercase(), "password": "another long password" })).await;
-    assert_eq!((first.status, &first.body), (second.status, &second.body));
-
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while mails_to(env.smtp(), &email).len() < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let mut subjects: Vec<String> = mails_to(env.smtp(), &email).iter().filter_map(|mail| mail.subject()).collect();
-    subjects.sort();
-    assert_eq!(subjects, ["Verify your email address", "You already have an account"]);
+    app.verified_login(&env, &email).await;
+    let fresh = app.signup(&unique_email("fresh")).await;
+    let taken = app.post("/v1/auth/signup", json!({ "email": email.to_uppercase(), "password": "another long password" })).await;
+    assert_eq!((fresh.status, &fresh.body), (taken.status, &taken.body));
+    assert_eq!(wait_for_mails(&env, &email, 2).await, ["Verify your email address", "You already have an account"]);
     // The second password did not replace the first.
-    let login = app.login(&email).await;
-    assert_eq!(login.code(), "email_not_verified");
+    assert_eq!(app.post("/v1/auth/login", json!({ "email": email, "password": "another long password" })).await.code(), "invalid_credentials");
+    assert_eq!(app.login(&email).await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn signing_up_again_before_verifying_sends_a_fresh_link_that_replaces_the_first() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("again");
+    app.signup(&email).await;
+    let first = wait_for_mail_to(env.smtp(), &email).await;
+    assert_eq!(app.signup(&email).await.status, StatusCode::ACCEPTED);
+    assert_eq!(wait_for_mails(&env, &email, 2).await, ["Verify your email address", "Verify your email address"]);
+    let second = mails_to(env.smtp(), &email).into_iter().find(|mail| token_of(mail) != token_of(&first)).expect("a second link");
+    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&first) })).await.code(), "invalid_verification_token");
+    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.status, StatusCode::OK);
     app.stop().await;
 }
 

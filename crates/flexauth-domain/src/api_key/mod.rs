@@ -1,0 +1,14 @@
+//! API keys: long-lived credentials for servers, pipelines and backend services.
+
+mod model;
+mod ports;
+mod secret;
+mod service;
+
+pub use model::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyNameError};
+pub use ports::ApiKeyRepository;
+pub use secret::{ApiKeySecret, MalformedApiKey, API_KEY_PREFIX};
+pub use service::{ApiKeyService, CreateApiKeyError, RevokeApiKeyError, LAST_USED_RESOLUTION};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use ports::MockApiKeyRepository;

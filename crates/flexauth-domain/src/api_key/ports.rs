@@ -1,0 +1,44 @@
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{ApiKey, ApiKeyId};
+use crate::account::AccountId;
+use crate::secret::TokenHash;
+use crate::InfraError;
+
+/// Storage of API keys, by the SHA-256 of their secret.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync {
+    /// Stores a new key under the digest of its secret.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn create(&self, key: &ApiKey, hash: &TokenHash) -> Result<(), InfraError>;
+
+    /// The key whose secret has digest `hash`, unless it was revoked or its account is gone.
+    /// One indexed lookup, never cached, so a revocation takes effect on the next request on
+    /// every instance.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn find_active_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, InfraError>;
+
+    /// The account's keys that are not revoked, oldest first.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn list(&self, account_id: AccountId) -> Result<Vec<ApiKey>, InfraError>;
+
+    /// Revokes key `id` of `account_id` at `now`; returns whether such a live key existed.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime) -> Result<bool, InfraError>;
+
+    /// Records that key `id` was used at `now`.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn touch(&self, id: ApiKeyId, now: OffsetDateTime) -> Result<(), InfraError>;
+}

@@ -1,0 +1,248 @@
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use super::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository, ApiKeySecret};
+use crate::principal::{AuthMethod, Principal, SessionRequired};
+use crate::runtime::{random_uuid, Clock, SecureRandom};
+use crate::session::AuthenticateError;
+use crate::InfraError;
+
+/// `last_used_at` is written at most once per this interval per key, so a busy key does not
+/// cost a database write on every request.
+pub const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
+
+/// Why a key could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateApiKeyError {
+    /// Keys are managed with a JWT only: a key cannot mint keys.
+    #[error(transparent)]
+    SessionRequired(#[from] SessionRequired),
+    /// The requested expiry is not in the future.
+    #[error("the expiry must be in the future")]
+    ExpiryInPast,
+    #[error("creating the key failed")]
+    Unexpected(#[from] InfraError),
+}
+
+/// Why a key could not be revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeApiKeyError {
+    #[error(transparent)]
+    SessionRequired(#[from] SessionRequired),
+    /// No live key with this id belongs to the caller.
+    #[error("no such API key")]
+    NotFound,
+    #[error("revoking the key failed")]
+    Unexpected(#[from] InfraError),
+}
+
+/// Creating, listing, revoking and authenticating API keys.
+#[derive(Clone)]
+pub struct ApiKeyService {
+    keys: Arc<dyn ApiKeyRepository>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn SecureRandom>,
+}
+
+impl std::fmt::Debug for ApiKeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyService").finish_non_exhaustive()
+    }
+}
+
+impl ApiKeyService {
+    /// Wires the service to its ports.
+    pub fn new(keys: Arc<dyn ApiKeyRepository>, clock: Arc<dyn Clock>, random: Arc<dyn SecureRandom>) -> Self {
+        Self { keys, clock, random }
+    }
+
+    /// Creates a key for the caller's account. The secret is returned here and never again.
+    ///
+    /// # Errors
+    /// [`CreateApiKeyError`].
+    pub async fn create(&self, caller: &Principal, name: ApiKeyName, expires_at: Option<OffsetDateTime>) -> Result<(ApiKey, ApiKeySecret), CreateApiKeyError> {
+        caller.require_session()?;
+        let now = self.clock.now();
+        if expires_at.is_some_and(|expires_at| expires_at <= now) {
+            return Err(CreateApiKeyError::ExpiryInPast);
+        }
+        let secret = ApiKeySecret::generate(self.random.as_ref());
+        let key = ApiKey {
+            id: ApiKeyId::from_uuid(random_uuid(self.random.as_ref())),
+            account_id: caller.account_id,
+            name,
+            prefix: secret.display_prefix().to_owned(),
+            created_at: now,
+            last_used_at: None,
+            expires_at,
+        };
+        self.keys.create(&key, &secret.hash()).await?;
+        Ok((key, secret))
+    }
+
+    /// The caller's live keys.
+    ///
+    /// # Errors
+    /// [`SessionRequired`] for an API key caller; [`InfraError`] inside `Unexpected`.
+    pub async fn list(&self, caller: &Principal) -> Result<Vec<ApiKey>, CreateApiKeyError> {
+        caller.require_session()?;
+        Ok(self.keys.list(caller.account_id).await?)
+    }
+
+    /// Revokes one of the caller's keys, effective on the next request on every instance.
+    ///
+    /// # Errors
+    /// [`RevokeApiKeyError`].
+    pub async fn revoke(&self, caller: &Principal, id: ApiKeyId) -> Result<(), RevokeApiKeyError> {
+        caller.require_session()?;
+        if self.keys.revoke(caller.account_id, id, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(RevokeApiKeyError::NotFound)
+        }
+    }
+
+    /// Authenticates a request by API key. A key with a wrong checksum is refused before any
+    /// lookup.
+    ///
+    /// # Errors
+    /// [`AuthenticateError::MalformedApiKey`], [`AuthenticateError::UnknownApiKey`],
+    /// [`AuthenticateError::Expired`], or [`AuthenticateError::Unexpected`].
+    pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthenticateError> {
+        let secret = ApiKeySecret::parse(presented).map_err(|_| AuthenticateError::MalformedApiKey)?;
+        let key = self.keys.find_active_by_hash(&secret.hash()).await?.ok_or(AuthenticateError::UnknownApiKey)?;
+        let now = self.clock.now();
+        if key.is_expired(now) {
+            return Err(AuthenticateError::Expired);
+        }
+        if key.last_used_at.is_none_or(|last| now - last >= LAST_USED_RESOLUTION) {
+            self.keys.touch(key.id, now).await?;
+        }
+        Ok(Principal { account_id: key.account_id, method: AuthMethod::ApiKey(key.id) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::AccountId;
+    use crate::api_key::{ApiKeyNameError, MockApiKeyRepository};
+    use crate::runtime::{MockClock, MockSecureRandom};
+    use crate::session::SessionId;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    const NOW: OffsetDateTime = datetime!(2026-07-01 12:00 UTC);
+    const ACCOUNT: AccountId = AccountId::from_uuid(Uuid::from_u128(1));
+
+    fn service(keys: MockApiKeyRepository) -> ApiKeyService {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(NOW);
+        let counter = AtomicU8::new(0);
+        let mut random = MockSecureRandom::new();
+        random.expect_fill().returning(move |buffer| buffer.iter_mut().for_each(|b| *b = counter.fetch_add(13, Ordering::Relaxed)));
+        ApiKeyService::new(Arc::new(keys), Arc::new(clock), Arc::new(random))
+    }
+
+    fn jwt_caller() -> Principal {
+        Principal { account_id: ACCOUNT, method: AuthMethod::Session(SessionId::from_uuid(Uuid::from_u128(2))) }
+    }
+
+    fn key_caller() -> Principal {
+        Principal { account_id: ACCOUNT, method: AuthMethod::ApiKey(ApiKeyId::from_uuid(Uuid::from_u128(3))) }
+    }
+
+    fn stored(last_used_at: Option<OffsetDateTime>, expires_at: Option<OffsetDateTime>) -> ApiKey {
+        ApiKey {
+            id: ApiKeyId::from_uuid(Uuid::from_u128(9)),
+            account_id: ACCOUNT,
+            name: ApiKeyName::parse("ci").unwrap(),
+            prefix: "fo_live_abcd".into(),
+            created_at: NOW - Duration::days(1),
+            last_used_at,
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn creating_a_key_stores_only_its_digest_and_returns_the_secret_once() {
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_create()
+            .withf(|key, hash| key.account_id == ACCOUNT && key.prefix.starts_with("fo_live_") && key.expires_at.is_none() && hash.as_bytes().len() == 32)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let (key, secret) = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
+        assert!(secret.expose().starts_with(&key.prefix));
+    }
+
+    #[tokio::test]
+    async fn an_api_key_cannot_mint_keys() {
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_create().never();
+        let outcome = service(keys).create(&key_caller(), ApiKeyName::parse("ci").unwrap(), None).await;
+        assert!(matches!(outcome, Err(CreateApiKeyError::SessionRequired(_))));
+    }
+
+    #[tokio::test]
+    async fn an_expiry_in_the_past_is_refused() {
+        let outcome = service(MockApiKeyRepository::new()).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), Some(NOW)).await;
+        assert!(matches!(outcome, Err(CreateApiKeyError::ExpiryInPast)));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_key_is_refused_without_a_lookup() {
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_find_active_by_hash().never();
+        let outcome = service(keys).authenticate("fo_live_0000000000000000000000000000000000000a").await;
+        assert!(matches!(outcome, Err(AuthenticateError::MalformedApiKey)));
+    }
+
+    fn valid_key_text() -> String {
+        let mut random = MockSecureRandom::new();
+        random.expect_fill().returning(|buffer| buffer.fill(5));
+        ApiKeySecret::generate(&random).expose().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_known_key_authenticates_and_records_its_use_at_most_once_a_minute() {
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_find_active_by_hash().returning(|_| Ok(Some(stored(Some(NOW - Duration::seconds(59)), None))));
+        keys.expect_touch().never();
+        let principal = service(keys).authenticate(&valid_key_text()).await.unwrap();
+        assert_eq!(principal.method, AuthMethod::ApiKey(ApiKeyId::from_uuid(Uuid::from_u128(9))));
+
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_find_active_by_hash().returning(|_| Ok(Some(stored(Some(NOW - Duration::minutes(1)), None))));
+        keys.expect_touch().with(mockall::predicate::always(), mockall::predicate::eq(NOW)).times(1).returning(|_, _| Ok(()));
+        service(keys).authenticate(&valid_key_text()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unknown_or_expired_key_is_refused() {
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_find_active_by_hash().returning(|_| Ok(None));
+        assert!(matches!(service(keys).authenticate(&valid_key_text()).await, Err(AuthenticateError::UnknownApiKey)));
+
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_find_active_by_hash().returning(|_| Ok(Some(stored(None, Some(NOW)))));
+        keys.expect_touch().never();
+        assert!(matches!(service(keys).authenticate(&valid_key_text()).await, Err(AuthenticateError::Expired)));
+    }
+
+    #[tokio::test]
+    async fn revoking_an_unknown_key_is_not_found() {
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_revoke().returning(|_, _, _| Ok(false));
+        assert!(matches!(service(keys).revoke(&jwt_caller(), ApiKeyId::from_uuid(Uuid::nil())).await, Err(RevokeApiKeyError::NotFound)));
+    }
+
+    #[test]
+    fn key_names_are_trimmed_and_bounded() {
+        assert_eq!(ApiKeyName::parse("  CI  ").unwrap().as_str(), "CI");
+        assert_eq!(ApiKeyName::parse(" "), Err(ApiKeyNameError::Empty));
+        assert_eq!(ApiKeyName::parse(&"x".repeat(101)), Err(ApiKeyNameError::TooLong));
+        assert_eq!(ApiKeyName::parse("a\u{0}b"), Err(ApiKeyNameError::ControlCharacters));
+    }
+}

@@ -1,0 +1,120 @@
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use flexauth_domain::account::{EmailAddress, NewPassword, Password};
+use flexauth_domain::secret::LinkToken;
+use serde::{Deserialize, Serialize};
+
+use super::{pages, Data, Message};
+use crate::auth::Authenticated;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct ForgotBody {
+    email: String,
+}
+
+#[derive(Deserialize)]
+pub struct ResetBody {
+    token: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct ResetQuery {
+    token: String,
+}
+
+#[derive(Deserialize)]
+pub struct ChangeBody {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Serialize)]
+pub struct Reset {
+    password_reset: bool,
+}
+
+/// The same words whether or not the address has an account.
+const FORGOT_ACCEPTED: Message = Message { message: "If this address has an account, a link to reset its password is on its way." };
+
+#[tracing::instrument(skip_all)]
+pub async fn forgot(state: web::Data<AppState>, body: web::Json<ForgotBody>) -> Result<HttpResponse, ApiError> {
+    let email = EmailAddress::parse(&body.email)?;
+    state.accounts.forgot_password(&email).await?;
+    Ok(HttpResponse::Accepted().json(Data { data: FORGOT_ACCEPTED }))
+}
+
+fn reset_token(text: &str) -> Result<LinkToken, ApiError> {
+    LinkToken::parse(text).map_err(|_| ApiError::InvalidResetToken)
+}
+
+/// The page behind the link: a form, if the link still works. Opening it spends nothing, so
+/// mail scanners that prefetch links do no harm.
+#[tracing::instrument(skip_all)]
+pub async fn reset_form(state: web::Data<AppState>, query: Result<web::Query<ResetQuery>, actix_web::Error>) -> HttpResponse {
+    let token = query.map_err(|_| ApiError::InvalidResetToken).and_then(|query| reset_token(&query.token));
+    let checked = match &token {
+        Ok(token) => state.accounts.check_password_reset(token).await.map_err(ApiError::from),
+        Err(_) => Err(ApiError::InvalidResetToken),
+    };
+    match (checked, token) {
+        (Ok(()), Ok(token)) => pages::page(
+            StatusCode::OK,
+            "Choose a new password",
+            &format!(
+                "<form method=\"post\" action=\"/v1/auth/password/reset\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+                 <p><label>New password<br><input type=\"password\" name=\"password\" minlength=\"8\" required autocomplete=\"new-password\"></label></p>\
+                 <p><button type=\"submit\">Set password</button></p></form>",
+                pages::escape(&token.expose())
+            ),
+        ),
+        (Err(error), _) => error_page(error),
+        (Ok(()), Err(error)) => error_page(error),
+    }
+}
+
+fn error_page(error: ApiError) -> HttpResponse {
+    match error {
+        ApiError::ResetTokenExpired => pages::message(StatusCode::BAD_REQUEST, "Link expired", "This reset link has expired. Ask for a new one."),
+        ApiError::InvalidResetToken => {
+            pages::message(StatusCode::BAD_REQUEST, "Invalid link", "This reset link is not valid or was used already. Ask for a new one.")
+        }
+        ApiError::InvalidPassword(reason) => pages::message(StatusCode::BAD_REQUEST, "Password refused", &format!("{reason}. Go back and choose another.")),
+        other => actix_web::ResponseError::error_response(&other),
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn reset(state: web::Data<AppState>, body: web::Json<ResetBody>) -> Result<HttpResponse, ApiError> {
+    let ResetBody { token, password } = body.into_inner();
+    let token = reset_token(&token)?;
+    let password = NewPassword::parse(password)?;
+    state.accounts.reset_password(&token, &password).await?;
+    Ok(HttpResponse::Ok().json(Data { data: Reset { password_reset: true } }))
+}
+
+/// The form of [`reset_form`] posts here and gets a page back.
+#[tracing::instrument(skip_all)]
+pub async fn reset_from_form(state: web::Data<AppState>, form: Result<web::Form<ResetBody>, actix_web::Error>) -> HttpResponse {
+    let outcome = async {
+        let ResetBody { token, password } = form.map_err(|_| ApiError::InvalidResetToken)?.into_inner();
+        let token = reset_token(&token)?;
+        let password = NewPassword::parse(password)?;
+        state.accounts.reset_password(&token, &password).await.map_err(ApiError::from)
+    };
+    match outcome.await {
+        Ok(()) => pages::message(StatusCode::OK, "Password changed", "Your password is changed and every session was logged out. You can log in now."),
+        Err(error) => error_page(error),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
+pub async fn change(state: web::Data<AppState>, caller: Authenticated, body: web::Json<ChangeBody>) -> Result<HttpResponse, ApiError> {
+    let ChangeBody { current_password, new_password } = body.into_inner();
+    let current = Password::parse(current_password)?;
+    let new = NewPassword::parse(new_password)?;
+    state.accounts.change_password(&caller.0, &current, &new).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

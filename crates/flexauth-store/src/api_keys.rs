@@ -1,0 +1,79 @@
+use async_trait::async_trait;
+use diesel::prelude::*;
+use flexauth_domain::account::AccountId;
+use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyRepository};
+use flexauth_domain::secret::TokenHash;
+use flexauth_domain::InfraError;
+use time::OffsetDateTime;
+
+use crate::rows::{millis, ApiKeyRow};
+use crate::schema::{accounts, api_keys};
+use crate::{with_connection, Store};
+
+#[async_trait]
+impl ApiKeyRepository for Store {
+    async fn create(&self, key: &ApiKey, hash: &TokenHash) -> Result<(), InfraError> {
+        let row = ApiKeyRow::from(key);
+        let hash = hash.as_bytes().to_vec();
+        self.run(move |connection| {
+            Ok(with_connection!(connection, |c| diesel::insert_into(api_keys::table).values((&row, api_keys::key_hash.eq(&hash))).execute(c))?)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn find_active_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, InfraError> {
+        let hash = hash.as_bytes().to_vec();
+        // The inner join drops keys whose account is gone.
+        let row = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| api_keys::table
+                    .inner_join(accounts::table)
+                    .filter(api_keys::key_hash.eq(&hash))
+                    .filter(api_keys::revoked_at.is_null())
+                    .select(ApiKeyRow::as_select())
+                    .first(c)
+                    .optional())?)
+            })
+            .await?;
+        Ok(row.map(ApiKey::try_from).transpose()?)
+    }
+
+    async fn list(&self, account_id: AccountId) -> Result<Vec<ApiKey>, InfraError> {
+        let account_id = account_id.to_string();
+        let rows = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| api_keys::table
+                    .filter(api_keys::account_id.eq(&account_id))
+                    .filter(api_keys::revoked_at.is_null())
+                    .order((api_keys::created_at.asc(), api_keys::id.asc()))
+                    .select(ApiKeyRow::as_select())
+                    .load(c))?)
+            })
+            .await?;
+        Ok(rows.into_iter().map(ApiKey::try_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime) -> Result<bool, InfraError> {
+        let (account_id, id, now) = (account_id.to_string(), id.to_string(), millis(now));
+        let updated = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| diesel::update(
+                    api_keys::table.find(&id).filter(api_keys::account_id.eq(&account_id)).filter(api_keys::revoked_at.is_null())
+                )
+                .set(api_keys::revoked_at.eq(now))
+                .execute(c))?)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn touch(&self, id: ApiKeyId, now: OffsetDateTime) -> Result<(), InfraError> {
+        let (id, now) = (id.to_string(), millis(now));
+        self.run(move |connection| {
+            Ok(with_connection!(connection, |c| diesel::update(api_keys::table.find(&id)).set(api_keys::last_used_at.eq(now)).execute(c))?)
+        })
+        .await?;
+        Ok(())
+    }
+}
