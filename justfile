@@ -28,6 +28,10 @@ test:
 test-all: db-up
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
 
+# Load benchmark over loopback (release build, PostgreSQL): throughput and latency per scenario, as ratios against the stateless JWT baseline of the same run.
+bench: db-up
+    FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" cargo bench -p flexauth-server --bench load
+
 # Formatting, clippy with warnings denied, and the domain's dependency rule.
 lint: check-domain
     cargo fmt --all --check

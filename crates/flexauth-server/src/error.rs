@@ -7,7 +7,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use flexauth_domain::account::{AccountLookupError, ChangePasswordError, EmailError, PasswordError, ResetPasswordError, SignupError, VerifyEmailError};
-use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, RevokeApiKeyError};
+use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError};
 use flexauth_domain::principal::SessionRequired;
 use flexauth_domain::session::{AuthenticateError, LoginError, ManageSessionsError, RefreshError, TokenRejection};
 use flexauth_domain::InfraError;
@@ -297,6 +297,15 @@ impl From<CreateApiKeyError> for ApiError {
             CreateApiKeyError::SessionRequired(required) => required.into(),
             CreateApiKeyError::ExpiryInPast => Self::InvalidExpiry,
             CreateApiKeyError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<ListApiKeysError> for ApiError {
+    fn from(error: ListApiKeysError) -> Self {
+        match error {
+            ListApiKeysError::SessionRequired(required) => required.into(),
+            ListApiKeysError::Unexpected(cause) => cause.into(),
         }
     }
 }

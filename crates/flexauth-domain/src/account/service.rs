@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use super::model::LinkTokenState;
 use super::{Account, AccountId, AccountRepository, CreateAccountError, EmailAddress, LinkTokenRecord, NewPassword, Password, PasswordHasher};
@@ -231,9 +231,13 @@ impl AccountService {
     /// # Errors
     /// [`ResetPasswordError`].
     pub async fn check_password_reset(&self, token: &LinkToken) -> Result<(), ResetPasswordError> {
+        self.usable_reset(token, self.clock.now()).await.map(|_| ())
+    }
+
+    async fn usable_reset(&self, token: &LinkToken, now: OffsetDateTime) -> Result<LinkTokenRecord, ResetPasswordError> {
         let record = self.accounts.find_password_reset(&token.hash()).await?.ok_or(ResetPasswordError::InvalidToken)?;
-        match record.state_at(self.clock.now()) {
-            LinkTokenState::Usable => Ok(()),
+        match record.state_at(now) {
+            LinkTokenState::Usable => Ok(record),
             LinkTokenState::AlreadyUsed => Err(ResetPasswordError::InvalidToken),
             LinkTokenState::Expired => Err(ResetPasswordError::Expired),
         }
@@ -245,18 +249,14 @@ impl AccountService {
     /// # Errors
     /// [`ResetPasswordError`].
     pub async fn reset_password(&self, token: &LinkToken, password: &NewPassword) -> Result<(), ResetPasswordError> {
-        self.check_password_reset(token).await?;
-        let hash = token.hash();
-        let Some(record) = self.accounts.find_password_reset(&hash).await? else {
-            return Err(ResetPasswordError::InvalidToken);
-        };
+        let now = self.clock.now();
+        let record = self.usable_reset(token, now).await?;
         let Some(account) = self.accounts.find_by_id(record.account_id()).await? else {
             return Err(ResetPasswordError::InvalidToken);
         };
         let password_hash = self.hasher.hash(password.as_password()).await?;
-        let now = self.clock.now();
         let confirmation = password_changed_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
-        if self.accounts.reset_password(&hash, &password_hash, now, &confirmation).await? {
+        if self.accounts.reset_password(record.hash(), &password_hash, now, &confirmation).await? {
             Ok(())
         } else {
             Err(ResetPasswordError::InvalidToken)

@@ -37,6 +37,15 @@ pub enum RevokeApiKeyError {
     Unexpected(#[from] InfraError),
 }
 
+/// Why the caller's keys could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListApiKeysError {
+    #[error(transparent)]
+    SessionRequired(#[from] SessionRequired),
+    #[error("listing the keys failed")]
+    Unexpected(#[from] InfraError),
+}
+
 /// Creating, listing, revoking and authenticating API keys.
 #[derive(Clone)]
 pub struct ApiKeyService {
@@ -84,8 +93,8 @@ impl ApiKeyService {
     /// The caller's live keys.
     ///
     /// # Errors
-    /// [`SessionRequired`] for an API key caller; [`InfraError`] inside `Unexpected`.
-    pub async fn list(&self, caller: &Principal) -> Result<Vec<ApiKey>, CreateApiKeyError> {
+    /// [`ListApiKeysError`].
+    pub async fn list(&self, caller: &Principal) -> Result<Vec<ApiKey>, ListApiKeysError> {
         caller.require_session()?;
         Ok(self.keys.list(caller.account_id).await?)
     }

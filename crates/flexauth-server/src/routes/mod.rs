@@ -38,7 +38,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(
             resource("/v1/auth/password/reset")
                 .route(web::get().to(passwords::reset_form))
-                .route(web::post().guard(guard::Header("content-type", FORM)).to(passwords::reset_from_form))
+                .route(web::post().guard(guard::fn_guard(is_form)).to(passwords::reset_from_form))
                 .route(web::post().to(passwords::reset)),
         )
         .service(resource("/v1/auth/password/change").route(web::post().to(passwords::change)))
@@ -48,6 +48,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)));
+}
+
+/// Whether the request body is an HTML form submission (with or without a charset).
+fn is_form(context: &guard::GuardContext<'_>) -> bool {
+    context.head().headers().get("content-type").and_then(|value| value.to_str().ok()).is_some_and(|value| value.starts_with(FORM))
 }
 
 /// The success envelope.

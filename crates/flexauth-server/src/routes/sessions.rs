@@ -77,8 +77,8 @@ pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web:
         serde_json::from_slice(&body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))?
     };
     if let Some(token) = bearer_token(&request)? {
-        let scope = scope(body.scope.as_deref())?;
         let caller = state.bearer.authenticate(token).await?;
+        let scope = scope(body.scope.as_deref())?;
         state.sessions.logout(&caller, scope).await?;
     } else {
         let refresh_token = body.refresh_token.ok_or(ApiError::MissingToken)?;
