@@ -55,6 +55,10 @@ pub struct RawConfig {
     /// and stored in the database.
     #[arg(long, env = "FLEXAUTH_SIGNING_KEY_FILE", global = true)]
     pub signing_key_file: Option<PathBuf>,
+    /// Comma-separated PEM files of earlier signing keys: they no longer sign but still verify,
+    /// so tokens issued before a key rotation keep working until they expire.
+    #[arg(long, env = "FLEXAUTH_RETIRING_KEY_FILES", global = true)]
+    pub retiring_key_files: Option<String>,
     /// `aud` of access tokens.
     #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_AUDIENCE", default_value = "flexauth", global = true)]
     pub access_token_audience: String,
@@ -133,6 +137,7 @@ pub struct Settings {
     pub mail: MailConfig,
     pub mail_from: String,
     pub signing_key: SigningKeySource,
+    pub retiring_keys: Vec<PathBuf>,
     pub audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -244,6 +249,14 @@ impl RawConfig {
             mail,
             mail_from: self.mail_from.clone(),
             signing_key,
+            retiring_keys: self
+                .retiring_key_files
+                .iter()
+                .flat_map(|list| list.split(','))
+                .map(str::trim)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from)
+                .collect(),
             audience,
             access_token_ttl: parse_duration(&self.access_token_ttl).map_err(|reason| invalid("FLEXAUTH_ACCESS_TOKEN_TTL", "access-token-ttl", reason))?,
             refresh_token_ttl: parse_duration(&self.refresh_token_ttl).map_err(|reason| invalid("FLEXAUTH_REFRESH_TOKEN_TTL", "refresh-token-ttl", reason))?,

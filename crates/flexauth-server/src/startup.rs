@@ -35,10 +35,12 @@ const BODY_LIMIT: usize = 16 * 1024;
 pub enum StartupError {
     #[error("database (FLEXAUTH_DATABASE_URL): {0}")]
     Store(#[from] StoreError),
-    #[error("cannot read FLEXAUTH_SIGNING_KEY_FILE {path}: {source}")]
+    #[error("cannot read key file {path} (FLEXAUTH_SIGNING_KEY_FILE or FLEXAUTH_RETIRING_KEY_FILES): {source}")]
     SigningKeyFile { path: String, source: std::io::Error },
-    #[error("invalid signing key (FLEXAUTH_SIGNING_KEY_FILE): {0}")]
+    #[error("cannot create the development signing key: {0}")]
     SigningKey(#[from] KeyError),
+    #[error("invalid key in {path} (FLEXAUTH_SIGNING_KEY_FILE or FLEXAUTH_RETIRING_KEY_FILES): {source}")]
+    KeyFile { path: String, source: KeyError },
     #[error("invalid mail settings (FLEXAUTH_SMTP_URL, FLEXAUTH_MAIL_FROM): {0}")]
     Mail(#[from] MailConfigError),
     #[error("invalid argon2 settings (FLEXAUTH_ARGON2_MEMORY_KIB, FLEXAUTH_ARGON2_ITERATIONS): {0}")]
@@ -76,22 +78,31 @@ pub async fn migrate(settings: &Settings) -> Result<Store, StartupError> {
     Ok(store)
 }
 
-async fn signing_key(settings: &Settings, store: &Store, clock: &dyn Clock) -> Result<SigningKeyPair, StartupError> {
-    let pem = match &settings.signing_key {
-        SigningKeySource::File(path) => {
-            tokio::fs::read_to_string(path).await.map_err(|source| StartupError::SigningKeyFile { path: path.display().to_string(), source })?
-        }
+async fn read_key_file(path: &std::path::Path) -> Result<SigningKeyPair, StartupError> {
+    let pem = tokio::fs::read_to_string(path).await.map_err(|source| StartupError::SigningKeyFile { path: path.display().to_string(), source })?;
+    SigningKeyPair::from_pem(&pem).map_err(|source| StartupError::KeyFile { path: path.display().to_string(), source })
+}
+
+/// The key that signs, and the retiring keys that only verify.
+async fn signing_keys(settings: &Settings, store: &Store, clock: &dyn Clock) -> Result<(SigningKeyPair, Vec<SigningKeyPair>), StartupError> {
+    let signing = match &settings.signing_key {
+        SigningKeySource::File(path) => read_key_file(path).await?,
         SigningKeySource::Generated => {
             tracing::warn!(
                 "FLEXAUTH_SIGNING_KEY_FILE is not set: signing with a key generated once and stored in the database; \
                  set a key file in production"
             );
-            store.shared_signing_key(SigningKeyPair::generate_pem()?, clock.now()).await?
+            SigningKeyPair::from_pem(&store.shared_signing_key(SigningKeyPair::generate_pem()?, clock.now()).await?)?
         }
     };
-    let key = SigningKeyPair::from_pem(&pem)?;
-    tracing::info!(kid = key.kid(), "signing key loaded");
-    Ok(key)
+    let mut retiring = Vec::with_capacity(settings.retiring_keys.len());
+    for path in &settings.retiring_keys {
+        let key = read_key_file(path).await?;
+        tracing::info!(kid = key.kid(), "retiring key loaded: it verifies tokens but signs none");
+        retiring.push(key);
+    }
+    tracing::info!(kid = signing.kid(), "signing key loaded");
+    Ok((signing, retiring))
 }
 
 fn mail_transport(settings: &Settings) -> Result<Arc<dyn MailTransport>, StartupError> {
@@ -141,9 +152,9 @@ impl Application {
         let store = migrate(settings).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let random: Arc<dyn SecureRandom> = Arc::new(OsRandom);
-        let key = signing_key(settings, &store, clock.as_ref()).await?;
+        let (key, retiring) = signing_keys(settings, &store, clock.as_ref()).await?;
         let public_base = settings.public_base();
-        let tokens = Arc::new(JwtTokens::new(&key, &[], JwtSettings { issuer: public_base.clone(), audience: settings.audience.clone() }));
+        let tokens = Arc::new(JwtTokens::new(&key, &retiring, JwtSettings { issuer: public_base.clone(), audience: settings.audience.clone() }));
         let argon2 = settings.argon2;
         let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await??);
         let transport = mail_transport(settings)?;

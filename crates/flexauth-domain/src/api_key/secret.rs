@@ -1,5 +1,7 @@
 use std::fmt;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::runtime::SecureRandom;
 use crate::secret::TokenHash;
 
@@ -19,8 +21,16 @@ const DISPLAY_PREFIX_LEN: usize = API_KEY_PREFIX.len() + 4;
 /// base62 CRC32 of those characters. The checksum lets a scanner tell a real key from noise
 /// offline, and lets flexauth refuse a mistyped key without a database lookup. It is shown to
 /// its owner once; only its SHA-256 is stored.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKeySecret(String);
+#[derive(Clone)]
+pub struct ApiKeySecret(SecretString);
+
+impl PartialEq for ApiKeySecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for ApiKeySecret {}
 
 /// The text is not an API key flexauth could have issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +76,7 @@ impl ApiKeySecret {
             }
         }
         let checksum = base62_fixed(crc32(body.as_bytes()));
-        Self(format!("{API_KEY_PREFIX}{body}{checksum}"))
+        Self(SecretString::from(format!("{API_KEY_PREFIX}{body}{checksum}")))
     }
 
     /// Checks the form and checksum of a presented key.
@@ -82,7 +92,7 @@ impl ApiKeySecret {
         if base62_fixed(crc32(body.as_bytes())) != checksum {
             return Err(MalformedApiKey);
         }
-        Ok(Self(text.to_owned()))
+        Ok(Self(SecretString::from(text)))
     }
 
     /// Whether `text` looks like an API key rather than a JWT, to route a bearer token.
@@ -92,17 +102,17 @@ impl ApiKeySecret {
 
     /// The digest stored in place of the key.
     pub fn hash(&self) -> TokenHash {
-        TokenHash::of(self.0.as_bytes())
+        TokenHash::of(self.expose().as_bytes())
     }
 
     /// The first characters, stored and listed so owners can tell their keys apart.
     pub fn display_prefix(&self) -> &str {
-        &self.0[..DISPLAY_PREFIX_LEN]
+        &self.expose()[..DISPLAY_PREFIX_LEN]
     }
 
     /// The key itself, to show its owner once.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 

@@ -116,5 +116,6 @@ pub async fn change(state: web::Data<AppState>, caller: Authenticated, body: web
     let current = Password::parse(current_password)?;
     let new = NewPassword::parse(new_password)?;
     state.accounts.change_password(&caller.0, &current, &new).await?;
+    tracing::info!(target: "flexauth::audit", event = "password_changed", account_id = %caller.0.account_id, "password changed; other sessions revoked");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -80,6 +80,7 @@ pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web:
         let caller = state.bearer.authenticate(token).await?;
         let scope = scope(body.scope.as_deref())?;
         state.sessions.logout(&caller, scope).await?;
+        tracing::info!(target: "flexauth::audit", event = "logout", account_id = %caller.account_id, ?scope, "logged out");
     } else {
         let refresh_token = body.refresh_token.ok_or(ApiError::MissingToken)?;
         state.sessions.logout_with_refresh_token(&refresh_token).await?;
@@ -121,5 +122,6 @@ pub async fn list(state: web::Data<AppState>, caller: Authenticated) -> Result<H
 pub async fn revoke(state: web::Data<AppState>, caller: Authenticated, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&path).map(SessionId::from_uuid).map_err(|_| ApiError::SessionNotFound)?;
     state.sessions.revoke(&caller.0, id).await?;
+    tracing::info!(target: "flexauth::audit", event = "session_revoked", account_id = %caller.0.account_id, session_id = %id, "session revoked by its owner");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -133,3 +133,39 @@ async fn forged_and_misused_tokens_get_401_invalid_token() {
     assert_eq!(missing.headers.get("www-authenticate").unwrap(), r#"Bearer realm="flexauth""#);
     app.stop().await;
 }
+
+/// Rotating the signing key logs nobody out: the old key, configured as retiring, still
+/// verifies the tokens it signed while the new key signs everything new.
+#[actix_web::test]
+async fn a_key_rotation_with_the_old_key_retiring_logs_nobody_out() {
+    let env = TestEnv::new().await;
+    let before = env.spawn().await;
+    let session = before.verified_login(&env, &unique_email("rotation")).await;
+    before.stop().await;
+
+    let old_pem = env.store().shared_signing_key("unused candidate".into(), OffsetDateTime::now_utc()).await.unwrap();
+    let old_kid = SigningKeyPair::from_pem(&old_pem).unwrap().kid().to_owned();
+    let keys = tempfile::tempdir().unwrap();
+    let old_file = keys.path().join("old.pem");
+    let new_file = keys.path().join("new.pem");
+    std::fs::write(&old_file, &old_pem).unwrap();
+    std::fs::write(&new_file, SigningKeyPair::generate_pem().unwrap()).unwrap();
+    let (old_path, new_path) = (old_file.display().to_string(), new_file.display().to_string());
+
+    let rotated = env.spawn_with(&["--signing-key-file", &new_path, "--retiring-key-files", &old_path]).await;
+    let jwks = rotated.get("/.well-known/jwks.json").await.body;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(usage_with(&rotated, session["access_token"].as_str().unwrap()).await.status, StatusCode::OK);
+    let refreshed = rotated.refresh(session["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+    let new_access = refreshed.body["data"]["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(part(&new_access, 0)["kid"], old_kid.as_str(), "new tokens are signed with the new key");
+    assert!(verify_with_jwks(&new_access, &jwks));
+    rotated.stop().await;
+
+    // Once the old key is retired for good, its tokens stop verifying.
+    let retired = env.spawn_with(&["--signing-key-file", &new_path]).await;
+    assert_invalid_token(&usage_with(&retired, session["access_token"].as_str().unwrap()).await);
+    assert_eq!(usage_with(&retired, &new_access).await.status, StatusCode::OK);
+    retired.stop().await;
+}
