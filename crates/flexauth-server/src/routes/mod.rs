@@ -23,31 +23,31 @@ const FORM: &str = "application/x-www-form-urlencoded";
 /// Registers every endpoint. Each path is one resource, so a known path asked with another
 /// method answers 405 rather than 404.
 pub fn configure(config: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(health::method_not_allowed));
+    let resource = |path: &str, allow: &'static str| web::resource(path.to_owned()).default_service(web::to(move || health::method_not_allowed(allow)));
     config
-        .service(resource("/v1/auth/signup").route(web::post().to(accounts::signup)))
-        .service(resource("/v1/auth/verify").route(web::get().to(accounts::verify_link)).route(web::post().to(accounts::verify)))
-        .service(resource("/v1/auth/verify/resend").route(web::post().to(accounts::resend_verification)))
-        .service(resource("/v1/auth/me").route(web::get().to(accounts::me)))
-        .service(resource("/v1/auth/login").route(web::post().to(sessions::login)))
-        .service(resource("/v1/auth/refresh").route(web::post().to(sessions::refresh)))
-        .service(resource("/v1/auth/logout").route(web::post().to(sessions::logout)))
-        .service(resource("/v1/auth/sessions").route(web::get().to(sessions::list)))
-        .service(resource("/v1/auth/sessions/{id}").route(web::delete().to(sessions::revoke)))
-        .service(resource("/v1/auth/password/forgot").route(web::post().to(passwords::forgot)))
+        .service(resource("/v1/auth/signup", "POST").route(web::post().to(accounts::signup)))
+        .service(resource("/v1/auth/verify", "GET, POST").route(web::get().to(accounts::verify_link)).route(web::post().to(accounts::verify)))
+        .service(resource("/v1/auth/verify/resend", "POST").route(web::post().to(accounts::resend_verification)))
+        .service(resource("/v1/auth/me", "GET").route(web::get().to(accounts::me)))
+        .service(resource("/v1/auth/login", "POST").route(web::post().to(sessions::login)))
+        .service(resource("/v1/auth/refresh", "POST").route(web::post().to(sessions::refresh)))
+        .service(resource("/v1/auth/logout", "POST").route(web::post().to(sessions::logout)))
+        .service(resource("/v1/auth/sessions", "GET").route(web::get().to(sessions::list)))
+        .service(resource("/v1/auth/sessions/{id}", "DELETE").route(web::delete().to(sessions::revoke)))
+        .service(resource("/v1/auth/password/forgot", "POST").route(web::post().to(passwords::forgot)))
         .service(
-            resource("/v1/auth/password/reset")
+            resource("/v1/auth/password/reset", "GET, POST")
                 .route(web::get().to(passwords::reset_form))
                 .route(web::post().guard(guard::fn_guard(is_form)).to(passwords::reset_from_form))
                 .route(web::post().to(passwords::reset)),
         )
-        .service(resource("/v1/auth/password/change").route(web::post().to(passwords::change)))
-        .service(resource("/v1/api-keys").route(web::post().to(api_keys::create)).route(web::get().to(api_keys::list)))
-        .service(resource("/v1/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
-        .service(resource("/v1/usage").route(web::get().to(usage::usage)))
-        .service(resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
-        .service(resource("/healthz").route(web::get().to(health::healthz)))
-        .service(resource("/readyz").route(web::get().to(health::readyz)));
+        .service(resource("/v1/auth/password/change", "POST").route(web::post().to(passwords::change)))
+        .service(resource("/v1/api-keys", "GET, POST").route(web::post().to(api_keys::create)).route(web::get().to(api_keys::list)))
+        .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
+        .service(resource("/v1/usage", "GET").route(web::get().to(usage::usage)))
+        .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(health::jwks)))
+        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)));
 }
 
 /// Whether the request body is an HTML form submission (with or without a charset).

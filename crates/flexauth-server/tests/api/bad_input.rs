@@ -73,6 +73,7 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
     }
     let wrong_method = app.get("/v1/auth/login").await;
     assert_eq!((wrong_method.status, wrong_method.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    assert_eq!(wrong_method.headers.get("allow").unwrap(), "POST");
     let oversized_logout = app.post_raw("/v1/auth/logout", json, vec![b' '; 20 * 1024]).await;
     assert_eq!((oversized_logout.status, oversized_logout.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
     let me = app.get("/v1/auth/me").await;
