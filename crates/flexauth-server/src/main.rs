@@ -38,8 +38,10 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error}");
-            eprintln!("flexauth: {error}");
+            // libpq and others write multi-line messages; the operator gets one line.
+            let line = error.to_string().lines().map(str::trim).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ");
+            tracing::error!("{line}");
+            eprintln!("flexauth: {line}");
             ExitCode::FAILURE
         }
     }
