@@ -10,6 +10,14 @@ pub struct Status {
     status: &'static str,
 }
 
+/// The OpenAPI description of this API, the one in `docs/`, compiled in.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("cache-control", "public, max-age=300"))
+        .body(include_str!("../../../../docs/openapi.json"))
+}
+
 /// Liveness: the process answers.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Data { data: Status { status: "ok" } })

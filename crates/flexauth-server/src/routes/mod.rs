@@ -46,6 +46,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
         .service(resource("/v1/usage", "GET").route(web::get().to(usage::usage)))
         .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(health::jwks)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(health::openapi)))
         .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(health::readyz)));
 }

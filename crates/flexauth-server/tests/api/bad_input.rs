@@ -96,3 +96,27 @@ async fn health_and_readiness_answer() {
     assert_eq!(app.get("/readyz").await.body, json!({ "data": { "status": "ready" } }));
     app.stop().await;
 }
+
+/// Every operation of the published OpenAPI description exists with its method: none answers
+/// 404 or 405.
+#[actix_web::test]
+async fn every_operation_of_the_openapi_description_is_served() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let document = app.get("/openapi.json").await;
+    assert_eq!(document.status, StatusCode::OK);
+    let paths = document.body["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 18);
+    let mut operations = 0;
+    for (path, item) in paths {
+        let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
+        for method in item.as_object().unwrap().keys().filter(|key| ["get", "post", "delete", "put", "patch"].contains(&key.as_str())) {
+            let request = app.client.request(method.to_uppercase().parse().unwrap(), app.url(&concrete));
+            let status = request.send().await.unwrap().status();
+            assert!(status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {status}");
+            operations += 1;
+        }
+    }
+    assert!(operations >= 21);
+    app.stop().await;
+}
