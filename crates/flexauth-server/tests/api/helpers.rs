@@ -214,32 +214,38 @@ pub fn verify_path(mail: &ReceivedMessage) -> String {
     path.to_owned()
 }
 
-/// Waits for the first email to `address` with `subject`.
-pub async fn wait_for_subject(smtp: &SmtpSink, address: &str, subject: &str) -> ReceivedMessage {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(mail) = mails_to(smtp, address).into_iter().find(|mail| mail.subject().as_deref() == Some(subject)) {
-            return mail;
-        }
-        assert!(std::time::Instant::now() < deadline, "no email \"{subject}\" to {address} arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
+/// The token in the link of `mail`.
 pub fn token_of(mail: &ReceivedMessage) -> String {
     verify_path(mail).split_once("token=").unwrap().1.to_owned()
 }
 
-/// Waits for the first email to `address`.
-pub async fn wait_for_mail_to(smtp: &SmtpSink, address: &str) -> ReceivedMessage {
+/// Polls `probe` until it yields a value, for at most 20 seconds (mail goes through the outbox
+/// worker, so it arrives a moment after the request that queued it).
+pub async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(mail) = mails_to(smtp, address).into_iter().next() {
-            return mail;
+        if let Some(value) = probe() {
+            return value;
         }
-        assert!(std::time::Instant::now() < deadline, "no email to {address} arrived");
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits for the first email to `address` with `subject`.
+pub async fn wait_for_subject(smtp: &SmtpSink, address: &str, subject: &str) -> ReceivedMessage {
+    eventually(&format!("an email \"{subject}\" to {address}"), || mails_to(smtp, address).into_iter().find(|mail| mail.subject().as_deref() == Some(subject)))
+        .await
+}
+
+/// Waits for the first email to `address`.
+pub async fn wait_for_mail_to(smtp: &SmtpSink, address: &str) -> ReceivedMessage {
+    eventually(&format!("an email to {address}"), || mails_to(smtp, address).into_iter().next()).await
+}
+
+/// Waits until `count` emails to `address` arrived, and returns them.
+pub async fn wait_for_mails(smtp: &SmtpSink, address: &str, count: usize) -> Vec<ReceivedMessage> {
+    eventually(&format!("{count} emails to {address}"), || Some(mails_to(smtp, address)).filter(|mails| mails.len() >= count)).await
 }
 
 pub fn mails_to(smtp: &SmtpSink, address: &str) -> Vec<ReceivedMessage> {

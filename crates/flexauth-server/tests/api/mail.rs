@@ -2,14 +2,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 
-use crate::helpers::{mails_to, unique_email, TestEnv};
-
-async fn wait_until(mut done: impl FnMut() -> bool, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !done() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::helpers::{eventually, mails_to, unique_email, TestEnv};
 
 #[actix_web::test]
 async fn signups_succeed_while_smtp_is_down_and_every_email_arrives_once_it_returns() {
@@ -25,7 +18,7 @@ async fn signups_succeed_while_smtp_is_down_and_every_email_arrives_once_it_retu
     // Let the worker fail at least once against the dead server.
     tokio::time::sleep(Duration::from_millis(500)).await;
     env.restart_smtp().await;
-    wait_until(|| env.smtp().messages().len() >= 5, Duration::from_secs(30)).await;
+    eventually("5 emails", || (env.smtp().messages().len() >= 5).then_some(())).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     for address in &addresses {
         assert_eq!(mails_to(env.smtp(), address).len(), 1, "exactly one email to {address}");
@@ -47,7 +40,7 @@ async fn queued_emails_survive_a_restart_and_are_sent_exactly_once() {
 
     env.restart_smtp().await;
     let second = env.spawn().await;
-    wait_until(|| env.smtp().messages().len() >= 3, Duration::from_secs(30)).await;
+    eventually("3 emails", || (env.smtp().messages().len() >= 3).then_some(())).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     for address in &addresses {
         assert_eq!(mails_to(env.smtp(), address).len(), 1, "exactly one email to {address}");
