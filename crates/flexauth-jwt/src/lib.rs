@@ -98,11 +98,6 @@ impl JwtTokens {
         &self.jwks
     }
 
-    /// The settings in force.
-    pub fn settings(&self) -> &JwtSettings {
-        &self.settings
-    }
-
     fn header(&self, typ: &str) -> Header {
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(typ.to_owned());

@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn defaults_give_sqlite_in_the_data_dir_mail_files_and_a_generated_key() {
-        // Run with a clean environment for the variables under test.
+        // clap also reads FLEXAUTH_* variables: this expects none of them set, as in CI.
         let settings = raw(&["--data-dir", "/tmp/fa"]).resolve().unwrap();
         assert_eq!(settings.database, DatabaseConfig::Sqlite(PathBuf::from("/tmp/fa/flexauth.sqlite3")));
         assert_eq!(settings.mail, MailConfig::Files { dir: PathBuf::from("/tmp/fa/mail") });

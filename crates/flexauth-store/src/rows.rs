@@ -283,7 +283,6 @@ pub(crate) struct OutboxRow {
     pub subject: String,
     pub text_body: Option<String>,
     pub html_body: Option<String>,
-    pub queued_at: i64,
     pub attempts: i32,
 }
 
@@ -294,6 +293,6 @@ impl OutboxRow {
             return Err(StoreError::CorruptRow("a pending email has no body"));
         };
         let email = OutgoingEmail::new(parse_uuid(&self.id)?, kind, EmailAddress::from_storage(self.recipient), self.subject, text, html);
-        Ok(OutboxEntry { email, attempts: u32::try_from(self.attempts).unwrap_or(0), lease, queued_at: instant(self.queued_at)? })
+        Ok(OutboxEntry { email, attempts: u32::try_from(self.attempts).unwrap_or(0), lease })
     }
 }

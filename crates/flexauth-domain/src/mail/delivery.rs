@@ -129,7 +129,7 @@ mod tests {
             "t".into(),
             "h".into(),
         );
-        OutboxEntry { email, attempts, lease: LeaseId::from_uuid(Uuid::nil()), queued_at: NOW }
+        OutboxEntry { email, attempts, lease: LeaseId::from_uuid(Uuid::nil()) }
     }
 
     fn service(outbox: MockOutbox, transport: MockMailTransport) -> DeliveryService {

@@ -1,6 +1,5 @@
 use std::fmt;
 
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::account::EmailAddress;
@@ -124,6 +123,4 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// The lease under which this worker holds the entry.
     pub lease: LeaseId,
-    /// When the entry was queued.
-    pub queued_at: OffsetDateTime,
 }

@@ -83,7 +83,8 @@ fn human_duration(duration: Duration) -> String {
     format!("{amount} {unit}{}", if amount == 1 { "" } else { "s" })
 }
 
-fn escape_html(text: &str) -> String {
+/// Escapes text for HTML, for the emails here and for any page that shows user-facing text.
+pub fn escape_html(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {

@@ -180,11 +180,6 @@ impl SessionService {
         Self { accounts, sessions, hasher, signer, clock, random, settings }
     }
 
-    /// The session settings in force.
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
-    }
-
     /// Checks the credentials and opens a session.
     ///
     /// # Errors

@@ -4,16 +4,10 @@ use flexauth_domain::account::{EmailAddress, NewPassword, VerifyOutcome};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
 
-use super::{pages, rfc3339, Data, Message};
+use super::{pages, rfc3339, Credentials, Data, Message};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-pub struct Credentials {
-    email: String,
-    password: String,
-}
 
 #[derive(Deserialize)]
 pub struct EmailBody {

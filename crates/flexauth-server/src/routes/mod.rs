@@ -56,6 +56,13 @@ fn is_form(context: &guard::GuardContext<'_>) -> bool {
     context.head().headers().get("content-type").and_then(|value| value.to_str().ok()).is_some_and(|value| value.starts_with(FORM))
 }
 
+/// An email and a password, as signup and login take them.
+#[derive(serde::Deserialize)]
+pub(crate) struct Credentials {
+    email: String,
+    password: String,
+}
+
 /// The success envelope.
 #[derive(Debug, Serialize)]
 pub struct Data<T> {

@@ -3,20 +3,7 @@
 use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-
-/// Escapes text for HTML.
-pub fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            other => other.to_string(),
-        })
-        .collect()
-}
+pub use flexauth_domain::mail::escape_html as escape;
 
 /// A page with a title and a body of trusted markup. The links that lead here carry tokens in
 /// their query, so the page forbids referrers, caching, scripts and foreign form targets.

@@ -3,16 +3,10 @@ use flexauth_domain::account::{EmailAddress, Password};
 use flexauth_domain::session::{ClientInfo, LogoutScope, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
-use super::{rfc3339, Data};
+use super::{rfc3339, Credentials, Data};
 use crate::auth::{bearer_token, Authenticated};
 use crate::error::{json_error, ApiError};
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-pub struct Credentials {
-    email: String,
-    password: String,
-}
 
 #[derive(Deserialize)]
 pub struct RefreshBody {
