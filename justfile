@@ -45,9 +45,9 @@ fmt:
 check-domain:
     ./.ci/check-domain-deps
 
-# Start the local PostgreSQL cluster if it is down.
+# Install (if missing), configure and start PostgreSQL on 127.0.0.1:5432 with trust auth for loopback.
 db-up:
-    pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+    ./scripts/db-up
 
 # What CI runs.
 ci:
