@@ -40,3 +40,68 @@ impl Principal {
         }
     }
 }
+
+/// Proof that the caller's session was found live in storage during this request: not ended
+/// by logout, a password reset or reuse detection. Only [`crate::session::SessionService`]
+/// makes one, after the lookup; the operations that manage an account take it as an argument,
+/// so none of them can run on a signature check alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveSession {
+    account_id: AccountId,
+    session_id: SessionId,
+    authenticated_at: time::OffsetDateTime,
+}
+
+/// The operation needs a recent authentication: the session must have logged in or re-entered
+/// its password within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this operation needs a recent authentication; re-enter the password")]
+pub struct ReauthenticationRequired;
+
+impl LiveSession {
+    pub(crate) fn new(account_id: AccountId, session_id: SessionId, authenticated_at: time::OffsetDateTime) -> Self {
+        Self { account_id, session_id, authenticated_at }
+    }
+
+    /// The account acting.
+    pub fn account_id(&self) -> AccountId {
+        self.account_id
+    }
+
+    /// The caller's session.
+    pub fn session_id(&self) -> SessionId {
+        self.session_id
+    }
+
+    /// When the session last proved its password (login or re-authentication).
+    pub fn authenticated_at(&self) -> time::OffsetDateTime {
+        self.authenticated_at
+    }
+
+    /// Whether the session proved its password within `window` before `now`.
+    ///
+    /// # Errors
+    /// [`ReauthenticationRequired`] when it did not.
+    pub fn require_recent_authentication(&self, now: time::OffsetDateTime, window: time::Duration) -> Result<(), ReauthenticationRequired> {
+        if now - self.authenticated_at <= window {
+            Ok(())
+        } else {
+            Err(ReauthenticationRequired)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_recent_authentication_is_one_within_the_window() {
+        let at = datetime!(2026-03-01 09:00 UTC);
+        let live = LiveSession::new(AccountId::from_uuid(uuid::Uuid::nil()), SessionId::from_uuid(uuid::Uuid::nil()), at);
+        let window = time::Duration::minutes(10);
+        assert_eq!(live.require_recent_authentication(at + window, window), Ok(()));
+        assert_eq!(live.require_recent_authentication(at + window + time::Duration::seconds(1), window), Err(ReauthenticationRequired));
+    }
+}

@@ -31,7 +31,7 @@ impl FileMailer {
         let from = parse_from(from)?;
         // Creating the directory now makes a wrong path stop the server at startup rather than
         // fail every delivery later.
-        std::fs::create_dir_all(&dir).map_err(|reason| MailConfigError::MailDirectory { path: dir.clone(), reason })?;
+        private_dir(&dir).map_err(|reason| MailConfigError::MailDirectory { path: dir.clone(), reason })?;
         Ok(Self { dir, from })
     }
 
@@ -39,6 +39,33 @@ impl FileMailer {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Creates `dir` (and missing parents) readable by the owner only, and narrows an existing
+/// one to that: the files in it hold live verification and reset links.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Writes `bytes` to a new file readable by the owner only, whatever the umask.
+async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).await?;
+    file.write_all(bytes).await?;
+    file.flush().await
 }
 
 #[async_trait]
@@ -51,8 +78,12 @@ impl MailTransport for FileMailer {
         let partial = self.dir.join(format!("{}.eml.partial", email.id()));
         let failed = |action: &str, error: std::io::Error| SendError::Transient(format!("cannot {action} {}: {error}", path.display()));
         // Created again in case someone cleaned up the directory while the server ran.
-        tokio::fs::create_dir_all(&self.dir).await.map_err(|error| failed("create the directory of", error))?;
-        tokio::fs::write(&partial, message.formatted()).await.map_err(|error| failed("write", error))?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || private_dir(&dir))
+            .await
+            .map_err(|error| SendError::Transient(format!("the file writer stopped: {error}")))?
+            .map_err(|error| failed("create the directory of", error))?;
+        write_private(&partial, &message.formatted()).await.map_err(|error| failed("write", error))?;
         tokio::fs::rename(&partial, &path).await.map_err(|error| failed("write", error))?;
 
         let message_id = email.id();

@@ -3,7 +3,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use flexauth_domain::principal::Principal;
+use flexauth_domain::principal::{LiveSession, Principal};
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::ApiError;
@@ -41,6 +41,26 @@ impl FromRequest for Authenticated {
             let state = state.ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
             let credential = credential?.ok_or(ApiError::MissingToken)?;
             Ok(Authenticated(state.bearer.authenticate(&credential).await?))
+        })
+    }
+}
+
+/// The caller of an endpoint that manages the account (keys, sessions, the password): a JWT
+/// whose session was found live in storage during this request.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveCaller(pub LiveSession);
+
+impl FromRequest for LiveCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let authenticated = Authenticated::from_request(request, payload);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
+            let Authenticated(principal) = authenticated.await?;
+            Ok(LiveCaller(state.sessions.require_live(&principal).await?))
         })
     }
 }

@@ -84,6 +84,9 @@ pub struct RawConfig {
     /// sessions are refused at once instead of when their access tokens expire.
     #[arg(long, env = "FLEXAUTH_VERIFY_SESSION_ON_REQUEST", default_value = "false", global = true)]
     pub verify_session_on_request: String,
+    /// How recently a session must have proved its password to create an API key.
+    #[arg(long, env = "FLEXAUTH_REAUTHENTICATION_WINDOW", default_value = "10m", global = true)]
+    pub reauthentication_window: String,
     /// argon2id memory cost in KiB.
     #[arg(long, env = "FLEXAUTH_ARGON2_MEMORY_KIB", default_value = "19456", global = true)]
     pub argon2_memory_kib: String,
@@ -146,6 +149,7 @@ pub struct Settings {
     pub verification_ttl: Duration,
     pub password_reset_ttl: Duration,
     pub verify_session_on_request: bool,
+    pub reauthentication_window: Duration,
     pub argon2: Argon2Settings,
     pub log_format: LogFormat,
     /// How often the delivery worker looks for due emails.
@@ -273,6 +277,8 @@ impl RawConfig {
                     return Err(invalid("FLEXAUTH_VERIFY_SESSION_ON_REQUEST", "verify-session-on-request", format!("`{other}` is neither true nor false")))
                 }
             },
+            reauthentication_window: parse_duration(&self.reauthentication_window)
+                .map_err(|reason| invalid("FLEXAUTH_REAUTHENTICATION_WINDOW", "reauthentication-window", reason))?,
             argon2,
             log_format,
             outbox_poll_interval: std::time::Duration::from_secs(1),

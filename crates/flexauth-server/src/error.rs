@@ -8,8 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use flexauth_domain::account::{AccountLookupError, ChangePasswordError, EmailError, PasswordError, ResetPasswordError, SignupError, VerifyEmailError};
 use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError};
-use flexauth_domain::principal::SessionRequired;
-use flexauth_domain::session::{AuthenticateError, LoginError, ManageSessionsError, RefreshError, TokenRejection};
+use flexauth_domain::principal::{ReauthenticationRequired, SessionRequired};
+use flexauth_domain::session::{AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError, TokenRejection};
 use flexauth_domain::InfraError;
 use serde_json::json;
 
@@ -32,6 +32,12 @@ pub enum ApiError {
     InvalidVerificationToken,
     #[error("the verification link has expired; request a new one")]
     VerificationTokenExpired,
+    /// The confirmation must choose the password (a resent link, or several pending sign-ups).
+    #[error("choose a password to confirm your email address with this link")]
+    PasswordRequired,
+    /// Creating an API key needs a recent authentication.
+    #[error("re-enter your password at /v1/auth/reauthenticate, then try again")]
+    ReauthenticationRequired,
     #[error("invalid email or password")]
     InvalidCredentials,
     #[error("verify your email address before logging in")]
@@ -92,6 +98,8 @@ impl ApiError {
             Self::InvalidPassword(PasswordError::TooCommon) => "password_too_common",
             Self::InvalidVerificationToken => "invalid_verification_token",
             Self::VerificationTokenExpired => "verification_token_expired",
+            Self::PasswordRequired => "password_required",
+            Self::ReauthenticationRequired => "reauthentication_required",
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailNotVerified => "email_not_verified",
             Self::InvalidRefreshToken => "invalid_refresh_token",
@@ -151,13 +159,14 @@ impl ResponseError for ApiError {
             | Self::InvalidPassword(_)
             | Self::InvalidVerificationToken
             | Self::VerificationTokenExpired
+            | Self::PasswordRequired
             | Self::InvalidApiKeyName(_)
             | Self::InvalidExpiry
             | Self::InvalidScope
             | Self::InvalidResetToken
             | Self::ResetTokenExpired
             | Self::InvalidCurrentPassword => StatusCode::BAD_REQUEST,
-            Self::JwtRequired => StatusCode::FORBIDDEN,
+            Self::JwtRequired | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::ApiKeyNotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -229,6 +238,7 @@ impl From<VerifyEmailError> for ApiError {
         match error {
             VerifyEmailError::InvalidToken => Self::InvalidVerificationToken,
             VerifyEmailError::Expired => Self::VerificationTokenExpired,
+            VerifyEmailError::PasswordRequired => Self::PasswordRequired,
             VerifyEmailError::Unexpected(cause) => cause.into(),
         }
     }
@@ -285,6 +295,32 @@ impl From<SessionRequired> for ApiError {
     }
 }
 
+impl From<ReauthenticationRequired> for ApiError {
+    fn from(_: ReauthenticationRequired) -> Self {
+        Self::ReauthenticationRequired
+    }
+}
+
+impl From<LiveSessionError> for ApiError {
+    fn from(error: LiveSessionError) -> Self {
+        match error {
+            LiveSessionError::SessionRequired(required) => required.into(),
+            LiveSessionError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
+            LiveSessionError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<ReauthenticateError> for ApiError {
+    fn from(error: ReauthenticateError) -> Self {
+        match error {
+            ReauthenticateError::WrongPassword => Self::InvalidCurrentPassword,
+            ReauthenticateError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
+            ReauthenticateError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
 impl From<ApiKeyNameError> for ApiError {
     fn from(error: ApiKeyNameError) -> Self {
         Self::InvalidApiKeyName(error)
@@ -294,7 +330,8 @@ impl From<ApiKeyNameError> for ApiError {
 impl From<CreateApiKeyError> for ApiError {
     fn from(error: CreateApiKeyError) -> Self {
         match error {
-            CreateApiKeyError::SessionRequired(required) => required.into(),
+            CreateApiKeyError::ReauthenticationRequired(required) => required.into(),
+            CreateApiKeyError::AccountGone => Self::InvalidToken("the account no longer exists"),
             CreateApiKeyError::ExpiryInPast => Self::InvalidExpiry,
             CreateApiKeyError::Unexpected(cause) => cause.into(),
         }
@@ -304,7 +341,6 @@ impl From<CreateApiKeyError> for ApiError {
 impl From<ListApiKeysError> for ApiError {
     fn from(error: ListApiKeysError) -> Self {
         match error {
-            ListApiKeysError::SessionRequired(required) => required.into(),
             ListApiKeysError::Unexpected(cause) => cause.into(),
         }
     }
@@ -313,7 +349,6 @@ impl From<ListApiKeysError> for ApiError {
 impl From<RevokeApiKeyError> for ApiError {
     fn from(error: RevokeApiKeyError) -> Self {
         match error {
-            RevokeApiKeyError::SessionRequired(required) => required.into(),
             RevokeApiKeyError::NotFound => Self::ApiKeyNotFound,
             RevokeApiKeyError::Unexpected(cause) => cause.into(),
         }
@@ -324,6 +359,7 @@ impl From<ManageSessionsError> for ApiError {
     fn from(error: ManageSessionsError) -> Self {
         match error {
             ManageSessionsError::SessionRequired(required) => required.into(),
+            ManageSessionsError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
             ManageSessionsError::NotFound => Self::SessionNotFound,
             ManageSessionsError::Unexpected(cause) => cause.into(),
         }
@@ -343,8 +379,9 @@ impl From<ResetPasswordError> for ApiError {
 impl From<ChangePasswordError> for ApiError {
     fn from(error: ChangePasswordError) -> Self {
         match error {
-            ChangePasswordError::SessionRequired(required) => required.into(),
             ChangePasswordError::WrongPassword => Self::InvalidCurrentPassword,
+            // A reset won the race and ended this session too.
+            ChangePasswordError::CredentialsChanged => Self::SessionRevoked,
             ChangePasswordError::Unexpected(cause) => cause.into(),
         }
     }

@@ -9,7 +9,7 @@ use actix_web::middleware::{from_fn, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer, ResponseError};
 use flexauth_argon2::{Argon2ConfigError, Argon2Hasher};
 use flexauth_domain::account::{AccountService, AccountSettings};
-use flexauth_domain::api_key::ApiKeyService;
+use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
 use flexauth_domain::bearer::BearerAuthenticator;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
 use flexauth_domain::runtime::{Clock, SecureRandom};
@@ -51,6 +51,24 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
+    #[error("cannot create the data directory {path} (FLEXAUTH_DATA_DIR): {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+/// Creates the data directory readable by the owner only, and narrows an existing one to that:
+/// it holds the SQLite database and the mail files, whose links are live secrets.
+fn private_data_dir(path: &std::path::Path) -> Result<(), StartupError> {
+    let failed = |source| StartupError::DataDir { path: path.display().to_string(), source };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(failed)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(failed)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(path).map_err(failed)
+    }
 }
 
 /// A built server, listening, not yet running.
@@ -149,8 +167,17 @@ impl Application {
     /// # Errors
     /// A [`StartupError`] naming what could not be set up.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with another clock: the tests move time with it to reach
+    /// expired links, tokens and windows.
+    ///
+    /// # Errors
+    /// A [`StartupError`] naming what could not be set up.
+    pub async fn build_with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        private_data_dir(&settings.data_dir)?;
         let store = migrate(settings).await?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let random: Arc<dyn SecureRandom> = Arc::new(OsRandom);
         let (key, retiring) = signing_keys(settings, &store, clock.as_ref()).await?;
         let public_base = settings.public_base();
@@ -163,10 +190,11 @@ impl Application {
         let accounts = AccountService::new(
             shared.clone(),
             shared.clone(),
+            shared.clone(),
             hasher.clone(),
             clock.clone(),
             random.clone(),
-            AccountSettings { public_url: public_base, verification_ttl: settings.verification_ttl, password_reset_ttl: settings.password_reset_ttl },
+            AccountSettings { public_url: public_base.clone(), verification_ttl: settings.verification_ttl, password_reset_ttl: settings.password_reset_ttl },
         );
         let session_settings = SessionSettings {
             access_ttl: settings.access_token_ttl,
@@ -174,14 +202,23 @@ impl Application {
             session_lifetime: settings.session_lifetime,
             reuse_grace: settings.refresh_reuse_grace,
             verify_session_on_request: settings.verify_session_on_request,
+            public_url: public_base.clone(),
             ..SessionSettings::default()
         };
         let sessions = SessionService::new(shared.clone(), shared.clone(), hasher, tokens.clone(), clock.clone(), random.clone(), session_settings);
         let usage = UsageService::new(shared.clone(), clock.clone());
-        let api_keys = ApiKeyService::new(shared.clone(), clock.clone(), random.clone());
+        let api_keys = ApiKeyService::new(
+            shared.clone(),
+            shared.clone(),
+            clock.clone(),
+            random.clone(),
+            ApiKeySettings { public_url: public_base, reauthentication_window: settings.reauthentication_window },
+        );
         let bearer = BearerAuthenticator::new(sessions.clone(), api_keys.clone());
         let delivery = DeliveryService::new(shared, transport, clock, random, DeliverySettings::default());
-        let state = web::Data::new(AppState { accounts, sessions, api_keys, bearer, usage, tokens, store });
+        let worker_wakeup = Arc::new(tokio::sync::Notify::new());
+        let state =
+            web::Data::new(AppState { accounts: accounts.clone(), sessions, api_keys, bearer, usage, tokens, store, worker_wakeup: worker_wakeup.clone() });
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?.port();
@@ -202,7 +239,7 @@ impl Application {
         .run();
 
         let (shutdown, stopped) = watch::channel(false);
-        let worker = worker::spawn(delivery, settings.outbox_poll_interval, stopped);
+        let worker = worker::spawn(accounts, delivery, settings.outbox_poll_interval, worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, "flexauth listening");
         Ok(Self { port, server, shutdown, worker })
     }

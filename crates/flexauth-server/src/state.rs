@@ -22,4 +22,14 @@ pub struct AppState {
     pub tokens: Arc<JwtTokens>,
     /// For the readiness probe.
     pub store: Store,
+    /// Wakes this instance's background worker after a request it must handle was stored.
+    pub worker_wakeup: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    /// Lets the background worker handle a just-stored account request now rather than at
+    /// its next poll.
+    pub fn wake_worker(&self) {
+        self.worker_wakeup.notify_one();
+    }
 }

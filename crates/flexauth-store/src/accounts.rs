@@ -1,14 +1,15 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
-use flexauth_domain::account::{Account, AccountId, AccountRepository, CreateAccountError, EmailAddress, LinkTokenRecord, PasswordHash};
+use flexauth_domain::account::{
+    Account, AccountId, AccountRepository, CreateAccountError, CredentialChange, EmailAddress, EmailConfirmation, LinkTokenRecord, SessionsToEnd, SignupAttempt,
+};
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
-use flexauth_domain::session::{RevocationReason, SessionId};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, AccountRow, NewOutboxRow, PasswordResetRow, VerificationTokenRow};
+use crate::rows::{millis, AccountRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
 use crate::schema::{accounts, email_verification_tokens, outbox, password_reset_tokens, sessions};
 use crate::{with_connection, Store, StoreError};
 
@@ -18,17 +19,27 @@ fn is_email_taken(info: &dyn DatabaseErrorInformation) -> bool {
     info.constraint_name() == Some("accounts_email_key") || info.message().contains("accounts.email")
 }
 
+/// Runs a transaction whose body returns `Err(RollbackTransaction)` when one of its guards
+/// fails: the writes made so far are undone and the caller learns `false`.
+pub(crate) fn guarded(outcome: Result<(), StoreError>) -> Result<bool, StoreError> {
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(StoreError::Query(DieselError::RollbackTransaction)) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
 #[async_trait]
 impl AccountRepository for Store {
-    async fn create_unverified(&self, account: &Account, token: &LinkTokenRecord, email: &OutgoingEmail) -> Result<(), CreateAccountError> {
+    async fn create_unverified(&self, account: &Account, attempt: &SignupAttempt, email: &OutgoingEmail) -> Result<(), CreateAccountError> {
         let account_row = AccountRow::from(account);
-        let token_row = VerificationTokenRow::from(token);
+        let attempt_row = SignupAttemptRow::from(attempt);
         let outbox_row = NewOutboxRow::new(email, account.created_at());
         let outcome = self
             .run(move |connection| {
                 with_connection!(connection, |c| c.transaction(|c| {
                     diesel::insert_into(accounts::table).values(&account_row).execute(c)?;
-                    diesel::insert_into(email_verification_tokens::table).values(&token_row).execute(c)?;
+                    diesel::insert_into(email_verification_tokens::table).values(&attempt_row).execute(c)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
                     Ok::<_, DieselError>(())
                 }))
@@ -62,18 +73,22 @@ impl AccountRepository for Store {
         Ok(row.map(Account::try_from).transpose()?)
     }
 
-    async fn replace_verification_token(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError> {
-        let token_row = VerificationTokenRow::from(token);
+    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<(), InfraError> {
+        let attempt_row = SignupAttemptRow::from(attempt);
         let outbox_row = NewOutboxRow::new(email, now);
         self.run(move |connection| {
             with_connection!(connection, |c| c.transaction(|c| {
-                diesel::delete(
-                    email_verification_tokens::table
-                        .filter(email_verification_tokens::account_id.eq(&token_row.account_id))
-                        .filter(email_verification_tokens::used_at.is_null()),
-                )
-                .execute(c)?;
-                diesel::insert_into(email_verification_tokens::table).values(&token_row).execute(c)?;
+                diesel::insert_into(email_verification_tokens::table).values(&attempt_row).execute(c)?;
+                let unused: Vec<Vec<u8>> = email_verification_tokens::table
+                    .filter(email_verification_tokens::account_id.eq(&attempt_row.account_id))
+                    .filter(email_verification_tokens::used_at.is_null())
+                    .order((email_verification_tokens::created_at.desc(), email_verification_tokens::token_hash.asc()))
+                    .select(email_verification_tokens::token_hash)
+                    .load(c)?;
+                let dropped: Vec<Vec<u8>> = unused.into_iter().filter(|hash| *hash != attempt_row.token_hash).skip(keep.saturating_sub(1) as usize).collect();
+                if !dropped.is_empty() {
+                    diesel::delete(email_verification_tokens::table.filter(email_verification_tokens::token_hash.eq_any(&dropped))).execute(c)?;
+                }
                 diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
                 Ok::<_, DieselError>(())
             }))
@@ -83,42 +98,68 @@ impl AccountRepository for Store {
         Ok(())
     }
 
-    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<LinkTokenRecord>, InfraError> {
+    async fn find_signup_attempt(&self, hash: &TokenHash) -> Result<Option<SignupAttempt>, InfraError> {
         let hash = hash.as_bytes().to_vec();
         let row = self
             .run(move |connection| {
-                Ok(with_connection!(connection, |c| email_verification_tokens::table
-                    .find(&hash)
-                    .select(VerificationTokenRow::as_select())
-                    .first(c)
-                    .optional())?)
+                Ok(with_connection!(connection, |c| email_verification_tokens::table.find(&hash).select(SignupAttemptRow::as_select()).first(c).optional())?)
             })
             .await?;
-        Ok(row.map(LinkTokenRecord::try_from).transpose()?)
+        Ok(row.map(SignupAttempt::try_from).transpose()?)
     }
 
-    async fn mark_email_verified(&self, hash: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError> {
-        let hash = hash.as_bytes().to_vec();
+    async fn pending_signup_attempts(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<SignupAttempt>, InfraError> {
+        let account_id = account_id.to_string();
         let now = millis(now);
-        self.run(move |connection| {
-            with_connection!(connection, |c| c.transaction(|c| {
-                let account_id: Option<String> =
-                    email_verification_tokens::table.find(&hash).select(email_verification_tokens::account_id).first(c).optional()?;
-                let Some(account_id) = account_id else {
-                    return Ok(());
-                };
-                diesel::update(email_verification_tokens::table.find(&hash).filter(email_verification_tokens::used_at.is_null()))
-                    .set(email_verification_tokens::used_at.eq(now))
+        let rows = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| email_verification_tokens::table
+                    .filter(email_verification_tokens::account_id.eq(&account_id))
+                    .filter(email_verification_tokens::used_at.is_null())
+                    .filter(email_verification_tokens::expires_at.gt(now))
+                    .order((email_verification_tokens::created_at.desc(), email_verification_tokens::token_hash.asc()))
+                    .select(SignupAttemptRow::as_select())
+                    .load(c))?)
+            })
+            .await?;
+        Ok(rows.into_iter().map(SignupAttempt::try_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn confirm_email(&self, confirmation: &EmailConfirmation) -> Result<bool, InfraError> {
+        let account_id = confirmation.account_id.to_string();
+        let attempt = confirmation.attempt.as_bytes().to_vec();
+        let password_hash = confirmation.password_hash.as_phc().to_owned();
+        let now = millis(confirmation.confirmed_at);
+        let outcome = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    let spent = diesel::update(email_verification_tokens::table.find(&attempt).filter(email_verification_tokens::used_at.is_null()))
+                        .set(email_verification_tokens::used_at.eq(now))
+                        .execute(c)?;
+                    // Only an unverified account takes a password from a sign-up link: once
+                    // verified, its password changes by reset or change only.
+                    let activated = diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))
+                        .set((
+                            accounts::password_hash.eq(&password_hash),
+                            accounts::email_verified_at.eq(now),
+                            accounts::credential_version.eq(accounts::credential_version + 1),
+                        ))
+                        .execute(c)?;
+                    if spent == 0 || activated == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    diesel::delete(
+                        email_verification_tokens::table
+                            .filter(email_verification_tokens::account_id.eq(&account_id))
+                            .filter(email_verification_tokens::used_at.is_null()),
+                    )
                     .execute(c)?;
-                diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))
-                    .set(accounts::email_verified_at.eq(now))
-                    .execute(c)?;
-                Ok::<_, DieselError>(())
-            }))
-            .map_err(StoreError::from)
-        })
-        .await?;
-        Ok(())
+                    Ok::<_, DieselError>(())
+                }))
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(guarded(outcome)?)
     }
 
     async fn create_password_reset(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError> {
@@ -146,77 +187,70 @@ impl AccountRepository for Store {
         Ok(row.map(LinkTokenRecord::try_from).transpose()?)
     }
 
-    async fn reset_password(
-        &self,
-        hash: &TokenHash,
-        password_hash: &PasswordHash,
-        now: OffsetDateTime,
-        confirmation: &OutgoingEmail,
-    ) -> Result<bool, InfraError> {
-        let hash = hash.as_bytes().to_vec();
-        let password_hash = password_hash.as_phc().to_owned();
-        let outbox_row = NewOutboxRow::new(confirmation, now);
-        let now = millis(now);
-        let reset = self
+    async fn apply_credential_change(&self, change: &CredentialChange) -> Result<bool, InfraError> {
+        let account_id = change.account_id.to_string();
+        let password_hash = change.password_hash.as_phc().to_owned();
+        let expected_version = change.expected_version;
+        let reset_link = change.reset_link.map(|hash| hash.as_bytes().to_vec());
+        // No session id is the empty string, so "end them all" needs no second query shape.
+        let keep = match change.end_sessions {
+            SessionsToEnd::All => String::new(),
+            SessionsToEnd::AllExcept(id) => id.to_string(),
+        };
+        let reason = change.reason.as_str();
+        let verify_email = change.verify_email;
+        let outbox_row = NewOutboxRow::new(&change.notice, change.at);
+        let now = millis(change.at);
+        let outcome = self
             .run(move |connection| {
                 with_connection!(connection, |c| c.transaction(|c| {
-                    // Spending the token first makes a concurrent second reset find it used
-                    // and write nothing.
-                    let spent = diesel::update(password_reset_tokens::table.find(&hash).filter(password_reset_tokens::used_at.is_null()))
-                        .set(password_reset_tokens::used_at.eq(now))
-                        .execute(c)?;
-                    if spent == 0 {
-                        return Ok(false);
+                    if let Some(link) = &reset_link {
+                        let spent = diesel::update(password_reset_tokens::table.find(link).filter(password_reset_tokens::used_at.is_null()))
+                            .set(password_reset_tokens::used_at.eq(now))
+                            .execute(c)?;
+                        if spent == 0 {
+                            return Err(DieselError::RollbackTransaction);
+                        }
                     }
-                    let account_id: String = password_reset_tokens::table.find(&hash).select(password_reset_tokens::account_id).first(c)?;
+                    // The account row first: it is the lock a concurrent login takes before it
+                    // inserts its session (see SessionRepository::create).
+                    let set = (accounts::password_hash.eq(&password_hash), accounts::credential_version.eq(accounts::credential_version + 1));
+                    let updated = match expected_version {
+                        Some(version) => {
+                            diesel::update(accounts::table.find(&account_id).filter(accounts::credential_version.eq(version))).set(set).execute(c)?
+                        }
+                        None => diesel::update(accounts::table.find(&account_id)).set(set).execute(c)?,
+                    };
+                    if updated == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    if verify_email {
+                        diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))
+                            .set(accounts::email_verified_at.eq(now))
+                            .execute(c)?;
+                    }
                     diesel::update(
                         password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&account_id)).filter(password_reset_tokens::used_at.is_null()),
                     )
                     .set(password_reset_tokens::used_at.eq(now))
                     .execute(c)?;
-                    diesel::update(accounts::table.find(&account_id)).set(accounts::password_hash.eq(&password_hash)).execute(c)?;
-                    diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))
-                        .set(accounts::email_verified_at.eq(now))
-                        .execute(c)?;
-                    diesel::update(sessions::table.filter(sessions::account_id.eq(&account_id)).filter(sessions::revoked_at.is_null()))
-                        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(RevocationReason::PasswordReset.as_str())))
-                        .execute(c)?;
+                    diesel::delete(
+                        email_verification_tokens::table
+                            .filter(email_verification_tokens::account_id.eq(&account_id))
+                            .filter(email_verification_tokens::used_at.is_null()),
+                    )
+                    .execute(c)?;
+                    diesel::update(
+                        sessions::table.filter(sessions::account_id.eq(&account_id)).filter(sessions::id.ne(&keep)).filter(sessions::revoked_at.is_null()),
+                    )
+                    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
+                    .execute(c)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
-                    Ok::<_, DieselError>(true)
+                    Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
             })
-            .await?;
-        Ok(reset)
-    }
-
-    async fn change_password(
-        &self,
-        account_id: AccountId,
-        password_hash: &PasswordHash,
-        keep: SessionId,
-        now: OffsetDateTime,
-        confirmation: &OutgoingEmail,
-    ) -> Result<(), InfraError> {
-        let account_id = account_id.to_string();
-        let keep = keep.to_string();
-        let password_hash = password_hash.as_phc().to_owned();
-        let outbox_row = NewOutboxRow::new(confirmation, now);
-        let now = millis(now);
-        self.run(move |connection| {
-            with_connection!(connection, |c| c.transaction(|c| {
-                diesel::update(accounts::table.find(&account_id)).set(accounts::password_hash.eq(&password_hash)).execute(c)?;
-                diesel::update(
-                    sessions::table.filter(sessions::account_id.eq(&account_id)).filter(sessions::id.ne(&keep)).filter(sessions::revoked_at.is_null()),
-                )
-                .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(RevocationReason::PasswordChange.as_str())))
-                .execute(c)?;
-                diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
-                Ok::<_, DieselError>(())
-            }))
-            .map_err(StoreError::from)
-        })
-        .await?;
-        Ok(())
+            .await;
+        Ok(guarded(outcome)?)
     }
 }

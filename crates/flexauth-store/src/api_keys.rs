@@ -2,21 +2,28 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use flexauth_domain::account::AccountId;
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyRepository};
+use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, ApiKeyRow};
-use crate::schema::{accounts, api_keys};
-use crate::{with_connection, Store};
+use crate::rows::{millis, ApiKeyRow, NewOutboxRow};
+use crate::schema::{accounts, api_keys, outbox};
+use crate::{with_connection, Store, StoreError};
 
 #[async_trait]
 impl ApiKeyRepository for Store {
-    async fn create(&self, key: &ApiKey, hash: &TokenHash) -> Result<(), InfraError> {
+    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail) -> Result<(), InfraError> {
         let row = ApiKeyRow::from(key);
         let hash = hash.as_bytes().to_vec();
+        let outbox_row = NewOutboxRow::new(notice, key.created_at);
         self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::insert_into(api_keys::table).values((&row, api_keys::key_hash.eq(&hash))).execute(c))?)
+            with_connection!(connection, |c| c.transaction(|c| {
+                diesel::insert_into(api_keys::table).values((&row, api_keys::key_hash.eq(&hash))).execute(c)?;
+                diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
+                Ok::<_, diesel::result::Error>(())
+            }))
+            .map_err(StoreError::from)
         })
         .await?;
         Ok(())

@@ -12,6 +12,7 @@ mod accounts;
 mod api_keys;
 mod error;
 mod outbox;
+mod requests;
 mod rows;
 mod schema;
 mod sessions;
@@ -119,6 +120,29 @@ impl ManageConnection for Manager {
     }
 }
 
+/// Creates the SQLite file (and a missing parent directory) readable by the owner only, and
+/// narrows an existing one to that, before SQLite opens it: SQLite gives its `-wal` and `-shm`
+/// files the permissions of the database file, so all three stay private whatever the umask.
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+        if let Some(parent) = parent.filter(|parent| !parent.exists()) {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+        }
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    {
+        if let Some(parent) = parent {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map(|_| ())
+    }
+}
+
 /// The store: a connection pool and the repositories the domain's ports ask for.
 #[derive(Clone)]
 pub struct Store {
@@ -143,9 +167,7 @@ impl Store {
             // SQLite allows one writer at a time; one pooled connection per process makes
             // writes queue in the pool instead of failing with SQLITE_BUSY.
             DatabaseConfig::Sqlite(path) => {
-                if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(StoreError::Io)?;
-                }
+                create_private_file(path).map_err(StoreError::Io)?;
                 ("sqlite", 1)
             }
         };

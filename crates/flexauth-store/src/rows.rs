@@ -2,7 +2,7 @@
 //! derives; everything storage-shaped lives here.
 
 use diesel::prelude::*;
-use flexauth_domain::account::{Account, AccountId, EmailAddress, LinkTokenRecord, PasswordHash};
+use flexauth_domain::account::{Account, AccountId, AccountRequest, AccountRequestKind, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt};
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName};
 use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
@@ -10,7 +10,7 @@ use flexauth_domain::session::{ClientInfo, RotationNonce, Session, SessionId, St
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::schema::{accounts, api_keys, email_verification_tokens, outbox, password_reset_tokens, sessions};
+use crate::schema::{account_requests, accounts, api_keys, email_verification_tokens, outbox, password_reset_tokens, sessions};
 use crate::StoreError;
 
 fn optional_millis(instant: Option<OffsetDateTime>) -> Option<i64> {
@@ -47,6 +47,7 @@ pub(crate) struct AccountRow {
     pub password_hash: String,
     pub email_verified_at: Option<i64>,
     pub created_at: i64,
+    pub credential_version: i64,
 }
 
 impl From<&Account> for AccountRow {
@@ -57,6 +58,7 @@ impl From<&Account> for AccountRow {
             password_hash: account.password_hash().as_phc().to_owned(),
             email_verified_at: optional_millis(account.email_verified_at()),
             created_at: millis(account.created_at()),
+            credential_version: account.credential_version(),
         }
     }
 }
@@ -71,44 +73,93 @@ impl TryFrom<AccountRow> for Account {
             PasswordHash::from_phc(row.password_hash),
             optional_instant(row.email_verified_at)?,
             instant(row.created_at)?,
+            row.credential_version,
         ))
     }
 }
 
+/// A sign-up attempt: its verification link and the password chosen with it.
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = email_verification_tokens)]
-pub(crate) struct VerificationTokenRow {
+pub(crate) struct SignupAttemptRow {
     pub token_hash: Vec<u8>,
     pub account_id: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    pub password_hash: Option<String>,
+    pub created_at: i64,
 }
 
-impl From<&LinkTokenRecord> for VerificationTokenRow {
-    fn from(token: &LinkTokenRecord) -> Self {
+impl From<&SignupAttempt> for SignupAttemptRow {
+    fn from(attempt: &SignupAttempt) -> Self {
+        let link = attempt.link();
         Self {
-            token_hash: token.hash().as_bytes().to_vec(),
-            account_id: token.account_id().to_string(),
-            expires_at: millis(token.expires_at()),
-            used_at: token.used_at().map(millis),
+            token_hash: link.hash().as_bytes().to_vec(),
+            account_id: link.account_id().to_string(),
+            expires_at: millis(link.expires_at()),
+            used_at: link.used_at().map(millis),
+            password_hash: attempt.password_hash().map(|hash| hash.as_phc().to_owned()),
+            created_at: millis(attempt.created_at()),
         }
     }
 }
 
-impl TryFrom<VerificationTokenRow> for LinkTokenRecord {
+impl TryFrom<SignupAttemptRow> for SignupAttempt {
     type Error = StoreError;
 
-    fn try_from(row: VerificationTokenRow) -> Result<Self, StoreError> {
-        Ok(LinkTokenRecord::from_storage(
+    fn try_from(row: SignupAttemptRow) -> Result<Self, StoreError> {
+        let link = LinkTokenRecord::from_storage(
             token_hash(&row.token_hash)?,
             AccountId::from_uuid(parse_uuid(&row.account_id)?),
             instant(row.expires_at)?,
             optional_instant(row.used_at)?,
-        ))
+        );
+        Ok(SignupAttempt::from_storage(link, row.password_hash.map(PasswordHash::from_phc), instant(row.created_at)?))
     }
 }
 
-/// The same columns as [`VerificationTokenRow`], in the reset token table.
+/// A stored account request.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = account_requests)]
+pub(crate) struct AccountRequestRow {
+    pub id: String,
+    pub kind: String,
+    pub email: String,
+    pub password_hash: Option<String>,
+    pub requested_at: i64,
+}
+
+impl From<&AccountRequest> for AccountRequestRow {
+    fn from(request: &AccountRequest) -> Self {
+        let password_hash = match &request.kind {
+            AccountRequestKind::Signup { password_hash } => Some(password_hash.as_phc().to_owned()),
+            AccountRequestKind::ResendVerification | AccountRequestKind::ForgotPassword => None,
+        };
+        Self {
+            id: request.id.to_string(),
+            kind: request.kind.as_str().to_owned(),
+            email: request.email.as_str().to_owned(),
+            password_hash,
+            requested_at: millis(request.requested_at),
+        }
+    }
+}
+
+impl TryFrom<AccountRequestRow> for AccountRequest {
+    type Error = StoreError;
+
+    fn try_from(row: AccountRequestRow) -> Result<Self, StoreError> {
+        let kind = match (row.kind.as_str(), row.password_hash) {
+            ("signup", Some(phc)) => AccountRequestKind::Signup { password_hash: PasswordHash::from_phc(phc) },
+            ("resend_verification", _) => AccountRequestKind::ResendVerification,
+            ("forgot_password", _) => AccountRequestKind::ForgotPassword,
+            _ => return Err(StoreError::CorruptRow("unknown account request")),
+        };
+        Ok(AccountRequest { id: parse_uuid(&row.id)?, email: EmailAddress::from_storage(row.email), kind, requested_at: instant(row.requested_at)? })
+    }
+}
+
+/// A reset link's columns.
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = password_reset_tokens)]
 pub(crate) struct PasswordResetRow {
@@ -120,8 +171,12 @@ pub(crate) struct PasswordResetRow {
 
 impl From<&LinkTokenRecord> for PasswordResetRow {
     fn from(token: &LinkTokenRecord) -> Self {
-        let row = VerificationTokenRow::from(token);
-        Self { token_hash: row.token_hash, account_id: row.account_id, expires_at: row.expires_at, used_at: row.used_at }
+        Self {
+            token_hash: token.hash().as_bytes().to_vec(),
+            account_id: token.account_id().to_string(),
+            expires_at: millis(token.expires_at()),
+            used_at: token.used_at().map(millis),
+        }
     }
 }
 
@@ -129,12 +184,12 @@ impl TryFrom<PasswordResetRow> for LinkTokenRecord {
     type Error = StoreError;
 
     fn try_from(row: PasswordResetRow) -> Result<Self, StoreError> {
-        LinkTokenRecord::try_from(VerificationTokenRow {
-            token_hash: row.token_hash,
-            account_id: row.account_id,
-            expires_at: row.expires_at,
-            used_at: row.used_at,
-        })
+        Ok(LinkTokenRecord::from_storage(
+            token_hash(&row.token_hash)?,
+            AccountId::from_uuid(parse_uuid(&row.account_id)?),
+            instant(row.expires_at)?,
+            optional_instant(row.used_at)?,
+        ))
     }
 }
 
@@ -196,6 +251,7 @@ pub(crate) struct SessionRow {
     pub revoked_at: Option<i64>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    pub authenticated_at: i64,
 }
 
 impl From<&Session> for SessionRow {
@@ -215,6 +271,7 @@ impl From<&Session> for SessionRow {
             revoked_at: s.revoked_at.map(millis),
             user_agent: s.client.user_agent.clone(),
             ip: s.client.ip.clone(),
+            authenticated_at: millis(s.authenticated_at),
         }
     }
 }
@@ -240,6 +297,7 @@ impl TryFrom<SessionRow> for Session {
             generation: row.generation,
             revoked_at: optional_instant(row.revoked_at)?,
             client: ClientInfo { user_agent: row.user_agent, ip: row.ip },
+            authenticated_at: instant(row.authenticated_at)?,
         }))
     }
 }

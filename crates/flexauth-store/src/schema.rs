@@ -7,6 +7,7 @@ diesel::table! {
         password_hash -> Text,
         email_verified_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        credential_version -> BigInt,
     }
 }
 
@@ -16,6 +17,8 @@ diesel::table! {
         account_id -> Text,
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        password_hash -> Nullable<Text>,
+        created_at -> BigInt,
     }
 }
 
@@ -35,6 +38,7 @@ diesel::table! {
         revoked_reason -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
+        authenticated_at -> BigInt,
     }
 }
 
@@ -96,5 +100,17 @@ diesel::table! {
         account_id -> Text,
         day -> Text,
         requests -> BigInt,
+    }
+}
+
+diesel::table! {
+    account_requests (id) {
+        id -> Text,
+        kind -> Text,
+        email -> Text,
+        password_hash -> Nullable<Text>,
+        requested_at -> BigInt,
+        lease_id -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
     }
 }

@@ -1,20 +1,75 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
+use diesel::result::Error as DieselError;
 use flexauth_domain::account::AccountId;
+use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::session::{RevocationReason, Rotation, Session, SessionId, SessionRepository};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, SessionRow};
-use crate::schema::sessions;
-use crate::{with_connection, Store};
+use crate::accounts::guarded;
+use crate::rows::{millis, NewOutboxRow, SessionRow};
+use crate::schema::{accounts, outbox, sessions};
+use crate::{with_connection, Store, StoreError};
 
 #[async_trait]
 impl SessionRepository for Store {
-    async fn create(&self, session: &Session) -> Result<(), InfraError> {
+    async fn create(&self, session: &Session, credential_version: i64) -> Result<bool, InfraError> {
         let row = SessionRow::from(session);
-        self.run(move |connection| Ok(with_connection!(connection, |c| diesel::insert_into(sessions::table).values(&row).execute(c))?)).await?;
-        Ok(())
+        let outcome = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    // A write to the account row, even one that changes nothing, locks it until
+                    // commit on PostgreSQL (SQLite serialises writers): a password change or
+                    // reset, which writes that row first, waits for this session and then ends
+                    // it, or it committed first and this guard finds the version moved.
+                    let current = diesel::update(accounts::table.find(&row.account_id).filter(accounts::credential_version.eq(credential_version)))
+                        .set(accounts::credential_version.eq(credential_version))
+                        .execute(c)?;
+                    if current == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    diesel::insert_into(sessions::table).values(&row).execute(c)?;
+                    Ok::<_, DieselError>(())
+                }))
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(guarded(outcome)?)
+    }
+
+    async fn revoke_with_notice(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason, notice: &OutgoingEmail) -> Result<bool, InfraError> {
+        let id = id.to_string();
+        let outbox_row = NewOutboxRow::new(notice, now);
+        let now = millis(now);
+        let revoked = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    let revoked = diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
+                        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
+                        .execute(c)?;
+                    if revoked == 1 {
+                        diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
+                    }
+                    Ok::<_, DieselError>(revoked == 1)
+                }))
+                .map_err(StoreError::from)
+            })
+            .await?;
+        Ok(revoked)
+    }
+
+    async fn mark_authenticated(&self, id: SessionId, now: OffsetDateTime) -> Result<bool, InfraError> {
+        let id = id.to_string();
+        let now = millis(now);
+        let updated = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
+                    .set(sessions::authenticated_at.eq(now))
+                    .execute(c))?)
+            })
+            .await?;
+        Ok(updated == 1)
     }
 
     async fn find(&self, id: SessionId) -> Result<Option<Session>, InfraError> {

@@ -4,7 +4,10 @@
 // Test support code outside #[test] functions may unwrap: a failure is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use flexauth_domain::account::{Account, AccountId, AccountRepository, CreateAccountError, EmailAddress, LinkTokenRecord, PasswordHash};
+use flexauth_domain::account::{
+    Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError, CredentialChange, EmailAddress,
+    EmailConfirmation, LinkTokenRecord, PasswordHash, SessionsToEnd, SignupAttempt,
+};
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
@@ -44,8 +47,10 @@ macro_rules! contract {
 contract!(
     an_account_is_found_by_email_and_id,
     a_taken_email_is_refused_and_nothing_is_written,
-    verifying_marks_the_token_used_and_the_account_verified_once,
-    a_new_verification_token_replaces_the_unused_ones,
+    confirming_activates_the_attempts_password_and_discards_the_others,
+    only_the_newest_pending_attempts_are_kept,
+    a_session_is_refused_once_the_credential_version_moved,
+    account_requests_are_leased_to_one_worker_and_deleted_once_handled,
     a_session_round_trips,
     rotation_is_a_compare_and_swap,
     concurrent_rotations_have_exactly_one_winner,
@@ -80,8 +85,11 @@ fn mail_to(address: &str) -> OutgoingEmail {
     OutgoingEmail::new(Uuid::new_v4(), EmailKind::Verification, email(address), "Verify".into(), "text https://x/verify?token=t".into(), "<p>html</p>".into())
 }
 
-fn token_for(account: &Account, seed: u8) -> LinkTokenRecord {
-    LinkTokenRecord::issue(TokenHash::of(&[seed; 32]), account.id(), NOW + Duration::hours(24))
+/// A sign-up attempt whose link digest and password are derived from `seed`, made `seed`
+/// seconds after NOW so attempts have an order.
+fn attempt_for(account: &Account, seed: u8) -> SignupAttempt {
+    let link = LinkTokenRecord::issue(TokenHash::of(&[seed; 32]), account.id(), NOW + Duration::hours(24));
+    SignupAttempt::issue(link, Some(PasswordHash::from_phc(format!("attempt {seed}"))), NOW + Duration::seconds(i64::from(seed)))
 }
 
 async fn claim_all(store: &Store, at: OffsetDateTime) -> Vec<OutgoingEmail> {
@@ -91,7 +99,7 @@ async fn claim_all(store: &Store, at: OffsetDateTime) -> Vec<OutgoingEmail> {
 
 async fn stored_account(store: &Store) -> Account {
     let account = new_account("owner@example.com");
-    store.create_unverified(&account, &token_for(&account, 1), &mail_to("owner@example.com")).await.unwrap();
+    store.create_unverified(&account, &attempt_for(&account, 1), &mail_to("owner@example.com")).await.unwrap();
     account
 }
 
@@ -110,31 +118,103 @@ async fn an_account_is_found_by_email_and_id(store: &Store) {
 async fn a_taken_email_is_refused_and_nothing_is_written(store: &Store) {
     stored_account(store).await;
     let twin = new_account("owner@example.com");
-    let outcome = store.create_unverified(&twin, &token_for(&twin, 2), &mail_to("owner@example.com")).await;
+    let outcome = store.create_unverified(&twin, &attempt_for(&twin, 2), &mail_to("owner@example.com")).await;
     assert!(matches!(outcome, Err(CreateAccountError::EmailTaken)));
     assert!(store.find_by_id(twin.id()).await.unwrap().is_none());
-    assert!(store.find_verification_token(&TokenHash::of(&[2; 32])).await.unwrap().is_none());
+    assert!(store.find_signup_attempt(&TokenHash::of(&[2; 32])).await.unwrap().is_none());
     assert_eq!(claim_all(store, NOW).await.len(), 1, "only the first account's email is queued");
 }
 
-async fn verifying_marks_the_token_used_and_the_account_verified_once(store: &Store) {
+async fn confirming_activates_the_attempts_password_and_discards_the_others(store: &Store) {
     let account = stored_account(store).await;
-    let hash = TokenHash::of(&[1; 32]);
-    let token = store.find_verification_token(&hash).await.unwrap().unwrap();
-    assert_eq!(token.account_id(), account.id());
-    assert_eq!(token.used_at(), None);
-    store.mark_email_verified(&hash, NOW).await.unwrap();
-    store.mark_email_verified(&hash, NOW + Duration::hours(1)).await.unwrap();
-    assert_eq!(store.find_verification_token(&hash).await.unwrap().unwrap().used_at(), Some(NOW));
-    assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().email_verified_at(), Some(NOW));
+    for seed in [2, 3] {
+        store.add_signup_attempt(&attempt_for(&account, seed), &mail_to("owner@example.com"), NOW, 3).await.unwrap();
+    }
+    let attempt = store.find_signup_attempt(&TokenHash::of(&[2; 32])).await.unwrap().unwrap();
+    assert_eq!(attempt, attempt_for(&account, 2));
+    let pending = store.pending_signup_attempts(account.id(), NOW).await.unwrap();
+    assert_eq!(pending.iter().map(|attempt| attempt.created_at()).collect::<Vec<_>>(), [3, 2, 1].map(|s| NOW + Duration::seconds(s)));
+
+    let confirmation = EmailConfirmation {
+        account_id: account.id(),
+        attempt: TokenHash::of(&[2; 32]),
+        password_hash: PasswordHash::from_phc("attempt 2".into()),
+        confirmed_at: NOW,
+    };
+    assert!(store.confirm_email(&confirmation).await.unwrap());
+    assert!(!store.confirm_email(&confirmation).await.unwrap(), "a spent link confirms nothing");
+    let stored = store.find_by_id(account.id()).await.unwrap().unwrap();
+    assert_eq!((stored.password_hash().as_phc(), stored.email_verified_at(), stored.credential_version()), ("attempt 2", Some(NOW), 1));
+    assert_eq!(store.find_signup_attempt(&TokenHash::of(&[2; 32])).await.unwrap().unwrap().link().used_at(), Some(NOW));
+    for other in [1, 3] {
+        assert!(store.find_signup_attempt(&TokenHash::of(&[other; 32])).await.unwrap().is_none(), "attempt {other} was discarded");
+    }
+    // A link of a verified account cannot set its password, even if one were left.
+    store.add_signup_attempt(&attempt_for(&account, 4), &mail_to("owner@example.com"), NOW, 3).await.unwrap();
+    let late = EmailConfirmation { attempt: TokenHash::of(&[4; 32]), password_hash: PasswordHash::from_phc("attempt 4".into()), ..confirmation };
+    assert!(!store.confirm_email(&late).await.unwrap());
+    assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().password_hash().as_phc(), "attempt 2");
 }
 
-async fn a_new_verification_token_replaces_the_unused_ones(store: &Store) {
+async fn only_the_newest_pending_attempts_are_kept(store: &Store) {
     let account = stored_account(store).await;
-    store.replace_verification_token(&token_for(&account, 9), &mail_to("owner@example.com"), NOW).await.unwrap();
-    assert!(store.find_verification_token(&TokenHash::of(&[1; 32])).await.unwrap().is_none());
-    assert!(store.find_verification_token(&TokenHash::of(&[9; 32])).await.unwrap().is_some());
-    assert_eq!(claim_all(store, NOW).await.len(), 2);
+    for seed in 2..=5 {
+        store.add_signup_attempt(&attempt_for(&account, seed), &mail_to("owner@example.com"), NOW, 3).await.unwrap();
+    }
+    let pending = store.pending_signup_attempts(account.id(), NOW).await.unwrap();
+    assert_eq!(pending.iter().map(|attempt| attempt.password_hash().unwrap().as_phc().to_owned()).collect::<Vec<_>>(), ["attempt 5", "attempt 4", "attempt 3"]);
+    assert!(store.pending_signup_attempts(account.id(), NOW + Duration::hours(24)).await.unwrap().is_empty(), "expired attempts are not pending");
+    // The first account's email and four more.
+    assert_eq!(claim_all(store, NOW).await.len(), 5);
+}
+
+async fn a_session_is_refused_once_the_credential_version_moved(store: &Store) {
+    let account = stored_account(store).await;
+    let first = new_session(&account, &RefreshSecret::from_bytes([1; 32]));
+    assert!(SessionRepository::create(store, &first, 0).await.unwrap());
+    let change = CredentialChange {
+        account_id: account.id(),
+        password_hash: PasswordHash::from_phc("changed".into()),
+        expected_version: Some(0),
+        reset_link: None,
+        end_sessions: SessionsToEnd::All,
+        reason: RevocationReason::PasswordChange,
+        verify_email: false,
+        notice: mail_to("owner@example.com"),
+        at: NOW,
+    };
+    assert!(store.apply_credential_change(&change).await.unwrap());
+    let late = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
+    assert!(!SessionRepository::create(store, &late, 0).await.unwrap(), "the password checked is no longer the account's");
+    assert_eq!(store.find(late.id()).await.unwrap(), None);
+    assert!(SessionRepository::create(store, &late, 1).await.unwrap());
+    assert!(!store.apply_credential_change(&change).await.unwrap(), "a change against a stale version writes nothing");
+    assert_eq!(store.find(late.id()).await.unwrap().unwrap().stored().revoked_at, None);
+}
+
+async fn account_requests_are_leased_to_one_worker_and_deleted_once_handled(store: &Store) {
+    let requests: Vec<AccountRequest> = [
+        AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("chosen".into()) },
+        AccountRequestKind::ResendVerification,
+        AccountRequestKind::ForgotPassword,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, kind)| AccountRequest { id: Uuid::new_v4(), email: email("owner@example.com"), kind, requested_at: NOW + Duration::seconds(i as i64) })
+    .collect();
+    for request in &requests {
+        store.submit(request).await.unwrap();
+    }
+    let lease = LeaseId::from_uuid(Uuid::new_v4());
+    let claimed = store.claim(NOW, lease, NOW + Duration::minutes(2), 2).await.unwrap();
+    assert_eq!(claimed, requests[..2]);
+    let other = LeaseId::from_uuid(Uuid::new_v4());
+    assert_eq!(store.claim(NOW, other, NOW + Duration::minutes(2), 10).await.unwrap(), requests[2..], "leased requests are not claimed again");
+    store.complete(requests[0].id, other).await.unwrap();
+    store.complete(requests[1].id, lease).await.unwrap();
+    let later = LeaseId::from_uuid(Uuid::new_v4());
+    let reclaimed = store.claim(NOW + Duration::minutes(2), later, NOW + Duration::minutes(4), 10).await.unwrap();
+    assert_eq!(reclaimed, [requests[0].clone(), requests[2].clone()], "a request completed under another lease stays; a handled one is gone");
 }
 
 fn new_session(account: &Account, secret: &RefreshSecret) -> Session {
@@ -152,7 +232,7 @@ fn new_session(account: &Account, secret: &RefreshSecret) -> Session {
 async fn a_session_round_trips(store: &Store) {
     let account = stored_account(store).await;
     let session = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
-    SessionRepository::create(store, &session).await.unwrap();
+    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
     assert_eq!(store.find(session.id()).await.unwrap(), Some(session));
     assert_eq!(store.find(SessionId::from_uuid(Uuid::new_v4())).await.unwrap(), None);
 }
@@ -161,7 +241,7 @@ async fn rotation_is_a_compare_and_swap(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    SessionRepository::create(store, &session).await.unwrap();
+    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
     let nonce = RotationNonce::from_bytes([4; 16]);
     let child = parent.child(&nonce);
     let rotation = session.rotation(&child, nonce, NOW + Duration::minutes(1), Duration::days(30));
@@ -180,7 +260,7 @@ async fn concurrent_rotations_have_exactly_one_winner(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    SessionRepository::create(store, &session).await.unwrap();
+    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
     let mut tasks = Vec::new();
     for i in 0..20u8 {
         let store = store.clone();
@@ -200,7 +280,7 @@ async fn a_revoked_session_cannot_rotate(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    SessionRepository::create(store, &session).await.unwrap();
+    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
     assert!(SessionRepository::revoke(store, session.id(), NOW, RevocationReason::RefreshTokenReuse).await.unwrap());
     assert!(!SessionRepository::revoke(store, session.id(), NOW + Duration::hours(1), RevocationReason::Logout).await.unwrap());
     let nonce = RotationNonce::from_bytes([4; 16]);
@@ -310,7 +390,7 @@ async fn an_api_key_is_found_by_its_digest_until_revoked(store: &Store) {
     let account = stored_account(store).await;
     let key = api_key(&account, "ci");
     let hash = TokenHash::of(b"fo_live_secret");
-    ApiKeyRepository::create(store, &key, &hash).await.unwrap();
+    ApiKeyRepository::create(store, &key, &hash, &mail_to("owner@example.com")).await.unwrap();
     assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), Some(key.clone()));
     assert_eq!(store.find_active_by_hash(&TokenHash::of(b"other")).await.unwrap(), None);
     let stranger = AccountId::from_uuid(Uuid::new_v4());
@@ -324,8 +404,8 @@ async fn api_keys_are_listed_per_account_and_touched(store: &Store) {
     let account = stored_account(store).await;
     let first = api_key(&account, "first");
     let second = ApiKey { created_at: NOW + Duration::seconds(1), ..api_key(&account, "second") };
-    ApiKeyRepository::create(store, &second, &TokenHash::of(b"2")).await.unwrap();
-    ApiKeyRepository::create(store, &first, &TokenHash::of(b"1")).await.unwrap();
+    ApiKeyRepository::create(store, &second, &TokenHash::of(b"2"), &mail_to("owner@example.com")).await.unwrap();
+    ApiKeyRepository::create(store, &first, &TokenHash::of(b"1"), &mail_to("owner@example.com")).await.unwrap();
     store.touch(first.id, NOW + Duration::minutes(3)).await.unwrap();
     let listed = ApiKeyRepository::list(store, account.id()).await.unwrap();
     assert_eq!(listed.iter().map(|key| key.name.as_str()).collect::<Vec<_>>(), ["first", "second"]);
@@ -337,16 +417,32 @@ async fn a_password_reset_spends_its_token_once_and_ends_every_session(store: &S
     let account = stored_account(store).await;
     let sessions = [new_session(&account, &RefreshSecret::from_bytes([1; 32])), new_session(&account, &RefreshSecret::from_bytes([2; 32]))];
     for session in &sessions {
-        SessionRepository::create(store, session).await.unwrap();
+        assert!(SessionRepository::create(store, session, 0).await.unwrap());
     }
     let token = LinkTokenRecord::issue(TokenHash::of(b"reset"), account.id(), NOW + Duration::hours(1));
     store.create_password_reset(&token, &mail_to("owner@example.com"), NOW).await.unwrap();
     assert_eq!(store.find_password_reset(&TokenHash::of(b"reset")).await.unwrap(), Some(token));
 
+    let other_link = LinkTokenRecord::issue(TokenHash::of(b"older reset"), account.id(), NOW + Duration::hours(1));
+    store.create_password_reset(&other_link, &mail_to("owner@example.com"), NOW).await.unwrap();
+
     let new_hash = PasswordHash::from_phc("$argon2id$new".into());
-    let confirmation = mail_to("owner@example.com");
-    assert!(store.reset_password(&TokenHash::of(b"reset"), &new_hash, NOW, &confirmation).await.unwrap());
-    assert!(!store.reset_password(&TokenHash::of(b"reset"), &PasswordHash::from_phc("$argon2id$other".into()), NOW, &confirmation).await.unwrap());
+    let reset = CredentialChange {
+        account_id: account.id(),
+        password_hash: new_hash.clone(),
+        expected_version: None,
+        reset_link: Some(TokenHash::of(b"reset")),
+        end_sessions: SessionsToEnd::All,
+        reason: RevocationReason::PasswordReset,
+        verify_email: true,
+        notice: mail_to("owner@example.com"),
+        at: NOW,
+    };
+    assert!(store.apply_credential_change(&reset).await.unwrap());
+    let again = CredentialChange { password_hash: PasswordHash::from_phc("$argon2id$other".into()), notice: mail_to("owner@example.com"), ..reset };
+    assert!(!store.apply_credential_change(&again).await.unwrap());
+    assert_eq!(store.find_password_reset(&TokenHash::of(b"older reset")).await.unwrap().unwrap().used_at(), Some(NOW), "every reset link is spent");
+    assert!(store.pending_signup_attempts(account.id(), NOW).await.unwrap().is_empty(), "no sign-up link outlives the reset");
 
     let account = store.find_by_id(account.id()).await.unwrap().unwrap();
     assert_eq!(account.password_hash(), &new_hash);
@@ -355,18 +451,29 @@ async fn a_password_reset_spends_its_token_once_and_ends_every_session(store: &S
     for session in &sessions {
         assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
     }
-    // The verification email, the reset email and one confirmation.
-    assert_eq!(claim_all(store, NOW).await.len(), 3);
+    // The verification email, the two reset emails and one notice.
+    assert_eq!(claim_all(store, NOW).await.len(), 4);
 }
 
 async fn a_password_change_keeps_only_the_callers_session(store: &Store) {
     let account = stored_account(store).await;
     let mine = new_session(&account, &RefreshSecret::from_bytes([1; 32]));
     let other = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
-    SessionRepository::create(store, &mine).await.unwrap();
-    SessionRepository::create(store, &other).await.unwrap();
+    assert!(SessionRepository::create(store, &mine, 0).await.unwrap());
+    assert!(SessionRepository::create(store, &other, 0).await.unwrap());
     let new_hash = PasswordHash::from_phc("$argon2id$changed".into());
-    store.change_password(account.id(), &new_hash, mine.id(), NOW, &mail_to("owner@example.com")).await.unwrap();
+    let change = CredentialChange {
+        account_id: account.id(),
+        password_hash: new_hash.clone(),
+        expected_version: Some(0),
+        reset_link: None,
+        end_sessions: SessionsToEnd::AllExcept(mine.id()),
+        reason: RevocationReason::PasswordChange,
+        verify_email: false,
+        notice: mail_to("owner@example.com"),
+        at: NOW,
+    };
+    assert!(store.apply_credential_change(&change).await.unwrap());
     assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().password_hash(), &new_hash);
     assert_eq!(store.find(mine.id()).await.unwrap().unwrap().stored().revoked_at, None);
     assert_eq!(store.find(other.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
@@ -386,7 +493,7 @@ async fn live_sessions_are_listed_and_revoked_in_bulk(store: &Store) {
     );
     let revoked = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
     for session in [&older, &newer, &revoked] {
-        SessionRepository::create(store, session).await.unwrap();
+        assert!(SessionRepository::create(store, session, 0).await.unwrap());
     }
     SessionRepository::revoke(store, revoked.id(), NOW, RevocationReason::Logout).await.unwrap();
     let live = store.list_live(account.id(), NOW + Duration::minutes(2)).await.unwrap();

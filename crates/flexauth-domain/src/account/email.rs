@@ -1,10 +1,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A syntactically valid email address, normalised to lower case.
+/// A syntactically valid email address, normalised to lower case with its domain in ASCII.
 ///
 /// flexauth treats addresses case-insensitively, as every mail provider in practice does, so
-/// `Ann@Example.com` and `ann@example.com` are one account.
+/// `Ann@Example.com` and `ann@example.com` are one account. An internationalised domain is
+/// stored in its IDNA (punycode) form, so `ann@bücher.example` and `ann@xn--bcher-kva.example`
+/// are one account too; the local part is kept as typed, lower-cased.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct EmailAddress(String);
 
@@ -44,7 +46,13 @@ impl EmailAddress {
         if parsed.display_part() != "" || !parsed.domain().contains('.') || parsed.domain().starts_with('[') {
             return Err(EmailError::Invalid);
         }
-        Ok(Self(trimmed.to_lowercase()))
+        let (local, domain) = trimmed.rsplit_once('@').ok_or(EmailError::Invalid)?;
+        let domain = idna::domain_to_ascii(domain).map_err(|_| EmailError::Invalid)?;
+        let normalised = format!("{}@{domain}", local.to_lowercase());
+        if normalised.len() > MAX_EMAIL_LEN {
+            return Err(EmailError::TooLong);
+        }
+        Ok(Self(normalised))
     }
 
     /// Rebuilds an address read back from trusted storage, where it was stored normalised.
@@ -91,6 +99,14 @@ mod tests {
         assert_eq!(EmailAddress::parse("ann@@example.com"), Err(EmailError::Invalid));
         let long = format!("{}@example.com", "a".repeat(250));
         assert_eq!(EmailAddress::parse(&long), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn an_internationalised_domain_is_one_account_in_either_form() {
+        let unicode = EmailAddress::parse("Ann@B\u{00FC}cher.Example").unwrap();
+        let ascii = EmailAddress::parse("ann@xn--bcher-kva.example").unwrap();
+        assert_eq!(unicode, ascii);
+        assert_eq!(unicode.as_str(), "ann@xn--bcher-kva.example");
     }
 
     #[test]

@@ -1,18 +1,28 @@
-//! Accounts: email addresses, passwords and their policy, email verification, sign-up.
+//! Accounts: email addresses, passwords and their policy, sign-up attempts and email
+//! verification, password reset and change.
 
 mod email;
 mod model;
 mod password;
+mod plan;
 mod ports;
+mod request;
 mod service;
 
 pub use email::{EmailAddress, EmailError};
-pub use model::{Account, AccountId, LinkTokenRecord};
+pub use model::{Account, AccountId, LinkTokenRecord, SignupAttempt};
 pub use password::{NewPassword, Password, PasswordError, PasswordHash, PasswordHasher, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
+pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 pub use ports::{AccountRepository, CreateAccountError};
-pub use service::{AccountLookupError, AccountService, AccountSettings, ChangePasswordError, ResetPasswordError, SignupError, VerifyEmailError, VerifyOutcome};
+pub use request::{AccountRequest, AccountRequestKind, AccountRequestQueue};
+pub use service::{
+    pending_password_hashes, AccountLookupError, AccountService, AccountSettings, ChangePasswordError, ConfirmationPage, ResetPasswordError, SignupError,
+    VerifyEmailError, VerifyOutcome, MAX_PENDING_SIGNUP_ATTEMPTS,
+};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use password::MockPasswordHasher;
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::MockAccountRepository;
+#[cfg(any(test, feature = "mocks"))]
+pub use request::MockAccountRequestQueue;

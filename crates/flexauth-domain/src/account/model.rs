@@ -36,12 +36,15 @@ pub struct Account {
     password_hash: PasswordHash,
     email_verified_at: Option<OffsetDateTime>,
     created_at: OffsetDateTime,
+    credential_version: i64,
 }
 
 impl Account {
-    /// A new account whose email address is not verified yet.
+    /// A new account whose email address is not verified yet. Until it is, `password_hash` is
+    /// only a placeholder: logins check the pending sign-up attempts, and confirming the address
+    /// sets the password of the attempt it confirms.
     pub fn new_unverified(id: AccountId, email: EmailAddress, password_hash: PasswordHash, now: OffsetDateTime) -> Self {
-        Self { id, email, password_hash, email_verified_at: None, created_at: now }
+        Self { id, email, password_hash, email_verified_at: None, created_at: now, credential_version: 0 }
     }
 
     /// Rebuilds an account read back from trusted storage; no rule is checked again.
@@ -51,8 +54,16 @@ impl Account {
         password_hash: PasswordHash,
         email_verified_at: Option<OffsetDateTime>,
         created_at: OffsetDateTime,
+        credential_version: i64,
     ) -> Self {
-        Self { id, email, password_hash, email_verified_at, created_at }
+        Self { id, email, password_hash, email_verified_at, created_at, credential_version }
+    }
+
+    /// A counter that grows with every change of the password. A session opened or a password
+    /// changed after checking the old credential commits only if the counter still has the value
+    /// read with it, so nothing begun before a reset survives the reset.
+    pub fn credential_version(&self) -> i64 {
+        self.credential_version
     }
 
     /// The account's identifier.
@@ -145,5 +156,42 @@ impl LinkTokenRecord {
         } else {
             LinkTokenState::Usable
         }
+    }
+}
+
+/// One sign-up attempt on an address that is not verified yet: the link sent for it and, when
+/// the attempt came from a sign-up, the hash of the password chosen there. A resent link carries
+/// no password: whoever confirms with it chooses one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignupAttempt {
+    link: LinkTokenRecord,
+    password_hash: Option<PasswordHash>,
+    created_at: OffsetDateTime,
+}
+
+impl SignupAttempt {
+    /// A fresh attempt, its link unused.
+    pub fn issue(link: LinkTokenRecord, password_hash: Option<PasswordHash>, now: OffsetDateTime) -> Self {
+        Self { link, password_hash, created_at: now }
+    }
+
+    /// Rebuilds an attempt read back from trusted storage.
+    pub fn from_storage(link: LinkTokenRecord, password_hash: Option<PasswordHash>, created_at: OffsetDateTime) -> Self {
+        Self { link, password_hash, created_at }
+    }
+
+    /// The link of the attempt.
+    pub fn link(&self) -> &LinkTokenRecord {
+        &self.link
+    }
+
+    /// The password chosen at sign-up, if the attempt came from one.
+    pub fn password_hash(&self) -> Option<&PasswordHash> {
+        self.password_hash.as_ref()
+    }
+
+    /// When the attempt was made.
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.created_at
     }
 }

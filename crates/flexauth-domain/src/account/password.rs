@@ -17,6 +17,9 @@ pub const PASSWORD_MAX_BYTES: usize = 256;
 
 /// A password as typed at login. Only the byte cap applies, so that an account whose password
 /// predates a policy change can still log in.
+///
+/// The text is NFKC-normalised (NIST SP 800-63B §5.1.1.2), so a password typed with a composed
+/// "Å" on one device and "A" plus a combining ring on another is the same password.
 pub struct Password(SecretString);
 
 /// A password chosen at sign-up or reset, which passed the whole policy.
@@ -45,7 +48,13 @@ impl Password {
         if text.len() > PASSWORD_MAX_BYTES {
             return Err(PasswordError::TooLong);
         }
-        Ok(Self(SecretString::from(text)))
+        let normalised = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(&text).into_owned();
+        // Normalisation can lengthen a text (a ligature becomes two letters), so the cap is
+        // checked again on what is hashed.
+        if normalised.len() > PASSWORD_MAX_BYTES {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Self(SecretString::from(normalised)))
     }
 
     /// The plaintext, for the hasher only.
@@ -177,6 +186,14 @@ mod tests {
     fn login_password_only_enforces_the_byte_cap() {
         assert!(Password::parse("short".into()).is_ok());
         assert_eq!(Password::parse("a".repeat(257)).err(), Some(PasswordError::TooLong));
+    }
+
+    #[test]
+    fn passwords_are_nfkc_normalised_so_every_keyboard_types_the_same_one() {
+        let composed = Password::parse("\u{00C5}ngstr\u{00F6}m".into()).unwrap();
+        let decomposed = Password::parse("A\u{030A}ngstro\u{0308}m".into()).unwrap();
+        assert_eq!(composed.expose(), decomposed.expose());
+        assert_eq!(Password::parse("\u{FB01}ne".into()).unwrap().expose(), "fine");
     }
 
     #[test]

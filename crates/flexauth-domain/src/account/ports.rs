@@ -1,10 +1,10 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{Account, AccountId, EmailAddress, LinkTokenRecord, PasswordHash};
+use super::plan::{CredentialChange, EmailConfirmation};
+use super::{Account, AccountId, EmailAddress, LinkTokenRecord, SignupAttempt};
 use crate::mail::OutgoingEmail;
 use crate::secret::TokenHash;
-use crate::session::SessionId;
 use crate::InfraError;
 
 /// Why an account could not be created.
@@ -18,20 +18,20 @@ pub enum CreateAccountError {
     Unexpected(#[from] InfraError),
 }
 
-/// Storage of accounts and their email verification tokens.
+/// Storage of accounts, their sign-up attempts and their reset links.
 ///
 /// Every method that also takes an [`OutgoingEmail`] writes it to the outbox in the same
 /// transaction as the change that caused it: either both are stored or neither is.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait AccountRepository: Send + Sync {
-    /// Stores a new unverified account, its verification token and the verification email.
+    /// Stores a new unverified account, its first sign-up attempt and the verification email.
     ///
     /// # Errors
     /// [`CreateAccountError::EmailTaken`] when the email address is registered already (a
     /// unique violation, also under concurrent sign-ups); [`CreateAccountError::Unexpected`]
     /// otherwise. Nothing is written in either case.
-    async fn create_unverified(&self, account: &Account, token: &LinkTokenRecord, email: &OutgoingEmail) -> Result<(), CreateAccountError>;
+    async fn create_unverified(&self, account: &Account, attempt: &SignupAttempt, email: &OutgoingEmail) -> Result<(), CreateAccountError>;
 
     /// The account registered under `email`, if any.
     ///
@@ -45,64 +45,58 @@ pub trait AccountRepository: Send + Sync {
     /// [`InfraError`] when the store fails.
     async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, InfraError>;
 
-    /// Stores a new verification token for its account, deleting the account's earlier unused
-    /// tokens (the newest link is the one that works), and queues `email` at `now`.
+    /// Stores one more sign-up attempt for its account and queues `email` at `now`. Of the
+    /// account's unused attempts only the newest `keep` stay; older ones are deleted.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn replace_verification_token(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError>;
+    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<(), InfraError>;
 
-    /// The verification token stored under `hash`, if any.
+    /// The sign-up attempt whose link has digest `hash`, used or not, if it exists.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn find_verification_token(&self, hash: &TokenHash) -> Result<Option<LinkTokenRecord>, InfraError>;
+    async fn find_signup_attempt(&self, hash: &TokenHash) -> Result<Option<SignupAttempt>, InfraError>;
 
-    /// Marks the token as used and its account as verified at `now`, in one transaction.
-    /// Already used tokens and already verified accounts keep their first timestamps.
+    /// The account's attempts whose links are unused and unexpired at `now`, newest first.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn pending_signup_attempts(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<SignupAttempt>, InfraError>;
+
+    /// In one transaction, if the attempt's link is still unused: spends it, sets the account's
+    /// password, marks the address verified (keeping an earlier verification time), moves the
+    /// credential version on, and deletes every other unused attempt of the account. Returns
+    /// false, writing nothing, when the link was spent already.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn mark_email_verified(&self, hash: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError>;
+    async fn confirm_email(&self, confirmation: &EmailConfirmation) -> Result<bool, InfraError>;
 
-    /// Stores a password reset token and queues the email that carries it, in one transaction.
+    /// Stores a password reset link and queues the email that carries it, in one transaction.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
     async fn create_password_reset(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError>;
 
-    /// The password reset token stored under `hash`, if any.
+    /// The password reset link stored under `hash`, if any.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn find_password_reset(&self, hash: &TokenHash) -> Result<Option<LinkTokenRecord>, InfraError>;
 
-    /// In one transaction: spends the reset token (only if still unused), sets the account's
-    /// password hash, marks its email verified (the link proved control of it), revokes every
-    /// session of the account, and queues `confirmation`. Returns false, writing nothing, when
-    /// the token was spent already (a concurrent reset won).
+    /// Carries out `change` in one transaction: checks its guards (the reset link still
+    /// unused, the credential version unchanged), sets the password and moves the credential
+    /// version on, verifies the address if asked, spends every unused reset link and deletes
+    /// every unused sign-up attempt of the account (so no link from before the change can set
+    /// a password afterwards), ends the sessions it names, and queues its notice. Returns false, writing
+    /// nothing, when a guard failed.
+    ///
+    /// The account row is written before the sessions, so that a login that checked the old
+    /// credential either commits its session first (and the change ends it) or finds the
+    /// version moved and commits nothing.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn reset_password(
-        &self,
-        hash: &TokenHash,
-        password_hash: &PasswordHash,
-        now: OffsetDateTime,
-        confirmation: &OutgoingEmail,
-    ) -> Result<bool, InfraError>;
-
-    /// In one transaction: sets the account's password hash, revokes every session of the
-    /// account except `keep`, and queues `confirmation`.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails; nothing is written then.
-    async fn change_password(
-        &self,
-        account_id: AccountId,
-        password_hash: &PasswordHash,
-        keep: SessionId,
-        now: OffsetDateTime,
-        confirmation: &OutgoingEmail,
-    ) -> Result<(), InfraError>;
+    async fn apply_credential_change(&self, change: &CredentialChange) -> Result<bool, InfraError>;
 }

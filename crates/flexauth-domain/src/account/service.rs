@@ -3,12 +3,26 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::model::LinkTokenState;
-use super::{Account, AccountId, AccountRepository, CreateAccountError, EmailAddress, LinkTokenRecord, NewPassword, Password, PasswordHasher};
-use crate::mail::{account_exists_email, password_changed_email, password_reset_email, verification_email, Outbox};
-use crate::principal::{Principal, SessionRequired};
+use super::plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
+use super::{
+    Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError, EmailAddress, LinkTokenRecord,
+    NewPassword, Password, PasswordHash, PasswordHasher, SignupAttempt,
+};
+use crate::mail::{account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email, LeaseId, Outbox};
+use crate::principal::{LiveSession, Principal, SessionRequired};
 use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::secret::LinkToken;
+use crate::session::RevocationReason;
 use crate::InfraError;
+
+/// How many unused sign-up attempts an unverified address keeps; a further attempt drops the
+/// oldest. It bounds the hashes a login on an unverified address may check.
+pub const MAX_PENDING_SIGNUP_ATTEMPTS: u32 = 3;
+
+/// How long the worker holds a claimed account request before another may take it over.
+const REQUEST_LEASE: Duration = Duration::minutes(2);
+/// How many requests one worker pass claims.
+const REQUEST_BATCH: u32 = 20;
 
 /// Settings of the account use cases.
 #[derive(Debug, Clone)]
@@ -21,16 +35,16 @@ pub struct AccountSettings {
     pub password_reset_ttl: Duration,
 }
 
-/// Why a sign-up failed. Only infrastructure can make it fail: a taken address looks like a
-/// success to the caller.
+/// Why a sign-up (or a resend or forgot request) was not accepted. Only infrastructure can
+/// make it fail: a taken address looks like a success to the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {
     /// Storage or hashing failed; nothing was written.
-    #[error("sign-up failed")]
+    #[error("the request failed")]
     Unexpected(#[from] InfraError),
 }
 
-/// What a verification link did.
+/// What a confirmation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyOutcome {
     /// The address is now verified.
@@ -39,16 +53,32 @@ pub enum VerifyOutcome {
     AlreadyVerified,
 }
 
+/// What the page behind a verification link shows; opening it changes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmationPage {
+    /// One button that confirms, activating the password chosen at sign-up.
+    ConfirmButton,
+    /// A password field and a button: this link was resent, or other sign-ups for the address
+    /// are pending, so the person confirming chooses the password that becomes active.
+    ChoosePassword,
+    /// The link was used; the address is verified.
+    AlreadyVerified,
+}
+
 /// Why a verification link was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyEmailError {
-    /// No such token was ever issued, or a newer link replaced it.
+    /// No such token was ever issued, or a confirmation with another link discarded it.
     #[error("the verification token is not valid")]
     InvalidToken,
     /// The token expired before it was used.
     #[error("the verification token has expired")]
     Expired,
-    /// Storage failed.
+    /// This confirmation must choose the password: the link was resent, or other sign-ups for
+    /// the address are pending.
+    #[error("choose a password to confirm with this link")]
+    PasswordRequired,
+    /// Storage or hashing failed.
     #[error("verification failed")]
     Unexpected(#[from] InfraError),
 }
@@ -56,7 +86,7 @@ pub enum VerifyEmailError {
 /// Why a password reset link was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ResetPasswordError {
-    /// Never issued, or used already.
+    /// Never issued, used already, or spent by a later password change or reset.
     #[error("the reset token is not valid")]
     InvalidToken,
     /// The link expired before it was used.
@@ -69,12 +99,13 @@ pub enum ResetPasswordError {
 /// Why a password change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangePasswordError {
-    /// Changing the password needs a JWT, not an API key.
-    #[error(transparent)]
-    SessionRequired(#[from] SessionRequired),
     /// The current password given is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
+    /// The password changed (a reset) between the check of the current one and the write;
+    /// the reset ended this session too.
+    #[error("the password was changed meanwhile")]
+    CredentialsChanged,
     #[error("changing the password failed")]
     Unexpected(#[from] InfraError),
 }
@@ -91,10 +122,25 @@ pub enum AccountLookupError {
     Unexpected(#[from] InfraError),
 }
 
+/// The hashes a login on an unverified account checks: the passwords of its pending sign-up
+/// attempts, newest first, at most [`MAX_PENDING_SIGNUP_ATTEMPTS`].
+pub fn pending_password_hashes(attempts: &[SignupAttempt]) -> Vec<PasswordHash> {
+    attempts.iter().filter_map(SignupAttempt::password_hash).take(MAX_PENDING_SIGNUP_ATTEMPTS as usize).cloned().collect()
+}
+
+/// Whether confirming with `attempt` needs the person to choose the password: always for a
+/// resent link (nobody chose one for it), and whenever another attempt is pending, since then
+/// nothing tells whose attempt this link is, and the password that becomes active must be one
+/// the confirming person chose.
+fn confirmation_needs_password(attempt: &SignupAttempt, pending: &[SignupAttempt]) -> bool {
+    attempt.password_hash().is_none() || pending.iter().any(|other| other.link().hash() != attempt.link().hash())
+}
+
 /// Sign-up, email verification, password reset and change, account lookup.
 #[derive(Clone)]
 pub struct AccountService {
     accounts: Arc<dyn AccountRepository>,
+    requests: Arc<dyn AccountRequestQueue>,
     outbox: Arc<dyn Outbox>,
     hasher: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
@@ -112,86 +158,182 @@ impl AccountService {
     /// Wires the service to its ports.
     pub fn new(
         accounts: Arc<dyn AccountRepository>,
+        requests: Arc<dyn AccountRequestQueue>,
         outbox: Arc<dyn Outbox>,
         hasher: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
         settings: AccountSettings,
     ) -> Self {
-        Self { accounts, outbox, hasher, clock, random, settings }
+        Self { accounts, requests, outbox, hasher, clock, random, settings }
     }
 
-    /// Creates an unverified account and queues its verification email. When the address is
-    /// registered already, the caller sees the same success, so sign-up cannot be used to find
-    /// out who has an account: the owner of a verified account is sent a notice, the owner of
-    /// an unverified one a fresh verification link (the new password is ignored either way).
-    /// The password is hashed in every case, so all take the same time.
+    /// Accepts a sign-up: hashes the password and stores one request, whatever the address.
+    /// The worker ([`AccountService::handle_due_requests`]) then creates the account, adds an
+    /// attempt to an unverified one, or tells the owner of a verified one, so neither the
+    /// answer nor its timing reveals whether the address has an account.
     ///
     /// # Errors
     /// [`SignupError::Unexpected`] when hashing or storage fails.
     pub async fn signup(&self, email: EmailAddress, password: &NewPassword) -> Result<(), SignupError> {
         let password_hash = self.hasher.hash(password.as_password()).await?;
+        self.submit(email, AccountRequestKind::Signup { password_hash }).await
+    }
+
+    /// Accepts a request for a new verification link, with the same work for every address.
+    ///
+    /// # Errors
+    /// [`SignupError::Unexpected`] when storage fails.
+    pub async fn resend_verification(&self, email: EmailAddress) -> Result<(), SignupError> {
+        self.submit(email, AccountRequestKind::ResendVerification).await
+    }
+
+    /// Accepts a request for a password reset link, with the same work for every address.
+    ///
+    /// # Errors
+    /// [`SignupError::Unexpected`] when storage fails.
+    pub async fn forgot_password(&self, email: EmailAddress) -> Result<(), SignupError> {
+        self.submit(email, AccountRequestKind::ForgotPassword).await
+    }
+
+    async fn submit(&self, email: EmailAddress, kind: AccountRequestKind) -> Result<(), SignupError> {
+        let request = AccountRequest { id: random_uuid(self.random.as_ref()), email, kind, requested_at: self.clock.now() };
+        Ok(self.requests.submit(&request).await?)
+    }
+
+    /// Handles the account requests waiting in the queue; returns how many it handled. A
+    /// request whose handling fails stays queued and is tried again after its lease.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the queue fails.
+    pub async fn handle_due_requests(&self) -> Result<usize, InfraError> {
         let now = self.clock.now();
-        let account = Account::new_unverified(AccountId::from_uuid(random_uuid(self.random.as_ref())), email, password_hash, now);
-        let token = LinkToken::generate(self.random.as_ref());
-        let record = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.verification_ttl);
-        let mail = self.verification_mail(account.email().clone(), &token);
-        match self.accounts.create_unverified(&account, &record, &mail).await {
-            Ok(()) => Ok(()),
-            Err(CreateAccountError::EmailTaken) => match self.accounts.find_by_email(account.email()).await? {
-                Some(existing) if !existing.is_email_verified() => Ok(self.send_new_verification(&existing).await?),
-                _ => {
-                    let notice = account_exists_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
-                    self.outbox.enqueue(&notice, now).await?;
-                    Ok(())
+        let lease = LeaseId::from_uuid(random_uuid(self.random.as_ref()));
+        let requests = self.requests.claim(now, lease, now + REQUEST_LEASE, REQUEST_BATCH).await?;
+        let mut handled = 0;
+        for request in requests {
+            self.handle(&request).await?;
+            self.requests.complete(request.id, lease).await?;
+            handled += 1;
+        }
+        Ok(handled)
+    }
+
+    async fn handle(&self, request: &AccountRequest) -> Result<(), InfraError> {
+        let now = self.clock.now();
+        let existing = self.accounts.find_by_email(&request.email).await?;
+        match (&request.kind, existing) {
+            (AccountRequestKind::Signup { password_hash }, None) => {
+                let account =
+                    Account::new_unverified(AccountId::from_uuid(random_uuid(self.random.as_ref())), request.email.clone(), password_hash.clone(), now);
+                let (attempt, mail) = self.new_attempt(&account, Some(password_hash.clone()), now);
+                match self.accounts.create_unverified(&account, &attempt, &mail).await {
+                    Ok(()) => Ok(()),
+                    // Another instance created the account a moment ago: this becomes one more
+                    // attempt on it.
+                    Err(CreateAccountError::EmailTaken) => match self.accounts.find_by_email(&request.email).await? {
+                        Some(account) => self.add_attempt(&account, Some(password_hash.clone()), now).await,
+                        None => Err(InfraError::new("the account vanished while signing up")),
+                    },
+                    Err(CreateAccountError::Unexpected(cause)) => Err(cause),
                 }
-            },
-            Err(CreateAccountError::Unexpected(cause)) => Err(cause.into()),
+            }
+            (AccountRequestKind::Signup { password_hash }, Some(account)) if !account.is_email_verified() => {
+                self.add_attempt(&account, Some(password_hash.clone()), now).await
+            }
+            (AccountRequestKind::Signup { .. }, Some(account)) => {
+                let notice = account_exists_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
+                self.outbox.enqueue(&notice, now).await
+            }
+            (AccountRequestKind::ResendVerification, Some(account)) if !account.is_email_verified() => self.add_attempt(&account, None, now).await,
+            (AccountRequestKind::ForgotPassword, Some(account)) => {
+                let token = LinkToken::generate(self.random.as_ref());
+                let record = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.password_reset_ttl);
+                let mail = password_reset_email(
+                    random_uuid(self.random.as_ref()),
+                    account.email().clone(),
+                    &self.settings.public_url,
+                    &token,
+                    self.settings.password_reset_ttl,
+                );
+                self.accounts.create_password_reset(&record, &mail, now).await
+            }
+            // Nothing to send: an unknown address, or a resend for a verified one.
+            (AccountRequestKind::ResendVerification | AccountRequestKind::ForgotPassword, _) => Ok(()),
         }
     }
 
-    /// Spends a verification token. A token that was used already answers
-    /// [`VerifyOutcome::AlreadyVerified`], so opening the link twice is harmless.
+    fn new_attempt(&self, account: &Account, password_hash: Option<PasswordHash>, now: OffsetDateTime) -> (SignupAttempt, crate::mail::OutgoingEmail) {
+        let token = LinkToken::generate(self.random.as_ref());
+        let link = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.verification_ttl);
+        let mail =
+            verification_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url, &token, self.settings.verification_ttl);
+        (SignupAttempt::issue(link, password_hash, now), mail)
+    }
+
+    async fn add_attempt(&self, account: &Account, password_hash: Option<PasswordHash>, now: OffsetDateTime) -> Result<(), InfraError> {
+        let (attempt, mail) = self.new_attempt(account, password_hash, now);
+        self.accounts.add_signup_attempt(&attempt, &mail, now, MAX_PENDING_SIGNUP_ATTEMPTS).await
+    }
+
+    /// What the page behind a verification link shows. Opening the link (as a mail scanner
+    /// does) spends nothing.
     ///
     /// # Errors
     /// [`VerifyEmailError::InvalidToken`], [`VerifyEmailError::Expired`] or
     /// [`VerifyEmailError::Unexpected`].
-    pub async fn verify_email(&self, token: &LinkToken) -> Result<VerifyOutcome, VerifyEmailError> {
-        let hash = token.hash();
-        let record = self.accounts.find_verification_token(&hash).await?.ok_or(VerifyEmailError::InvalidToken)?;
+    pub async fn confirmation_page(&self, token: &LinkToken) -> Result<ConfirmationPage, VerifyEmailError> {
         let now = self.clock.now();
-        match record.state_at(now) {
-            LinkTokenState::AlreadyUsed => Ok(VerifyOutcome::AlreadyVerified),
+        let Some(attempt) = self.usable_attempt(token, now).await? else {
+            return Ok(ConfirmationPage::AlreadyVerified);
+        };
+        let pending = self.accounts.pending_signup_attempts(attempt.link().account_id(), now).await?;
+        Ok(if confirmation_needs_password(&attempt, &pending) { ConfirmationPage::ChoosePassword } else { ConfirmationPage::ConfirmButton })
+    }
+
+    /// The attempt behind `token` if its link can still confirm; `None` if it was used.
+    async fn usable_attempt(&self, token: &LinkToken, now: OffsetDateTime) -> Result<Option<SignupAttempt>, VerifyEmailError> {
+        let attempt = self.accounts.find_signup_attempt(&token.hash()).await?.ok_or(VerifyEmailError::InvalidToken)?;
+        match attempt.link().state_at(now) {
+            LinkTokenState::AlreadyUsed => Ok(None),
             LinkTokenState::Expired => Err(VerifyEmailError::Expired),
-            LinkTokenState::Usable => {
-                self.accounts.mark_email_verified(&hash, now).await?;
-                Ok(VerifyOutcome::Verified)
-            }
+            LinkTokenState::Usable => Ok(Some(attempt)),
         }
     }
 
-    /// Queues a new verification email when `email` belongs to an unverified account, and does
-    /// nothing otherwise; the caller cannot tell which happened.
+    /// Confirms an address with a verification link. The password that becomes active is the
+    /// attempt's own when the link came from the only pending sign-up; otherwise `password`
+    /// must be given, and it becomes the password. Every other pending attempt is discarded. A
+    /// link used before answers [`VerifyOutcome::AlreadyVerified`].
     ///
     /// # Errors
-    /// [`InfraError`] when storage fails.
-    pub async fn resend_verification(&self, email: &EmailAddress) -> Result<(), InfraError> {
-        let Some(account) = self.accounts.find_by_email(email).await? else {
-            return Ok(());
-        };
-        if account.is_email_verified() {
-            return Ok(());
-        }
-        self.send_new_verification(&account).await
-    }
-
-    /// Replaces the account's verification link with a new one and queues it.
-    async fn send_new_verification(&self, account: &Account) -> Result<(), InfraError> {
+    /// [`VerifyEmailError::InvalidToken`], [`VerifyEmailError::Expired`],
+    /// [`VerifyEmailError::PasswordRequired`] or [`VerifyEmailError::Unexpected`].
+    pub async fn confirm_email(&self, token: &LinkToken, password: Option<&NewPassword>) -> Result<VerifyOutcome, VerifyEmailError> {
         let now = self.clock.now();
-        let token = LinkToken::generate(self.random.as_ref());
-        let record = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.verification_ttl);
-        let mail = self.verification_mail(account.email().clone(), &token);
-        self.accounts.replace_verification_token(&record, &mail, now).await
+        let Some(attempt) = self.usable_attempt(token, now).await? else {
+            return Ok(VerifyOutcome::AlreadyVerified);
+        };
+        let password_hash = match (password, attempt.password_hash()) {
+            (Some(chosen), _) => self.hasher.hash(chosen.as_password()).await?,
+            (None, Some(own)) => {
+                let pending = self.accounts.pending_signup_attempts(attempt.link().account_id(), now).await?;
+                if confirmation_needs_password(&attempt, &pending) {
+                    return Err(VerifyEmailError::PasswordRequired);
+                }
+                own.clone()
+            }
+            (None, None) => return Err(VerifyEmailError::PasswordRequired),
+        };
+        let confirmation = EmailConfirmation { account_id: attempt.link().account_id(), attempt: *attempt.link().hash(), password_hash, confirmed_at: now };
+        if self.accounts.confirm_email(&confirmation).await? {
+            return Ok(VerifyOutcome::Verified);
+        }
+        // A concurrent confirmation with this link won; with another link, this one is gone.
+        match self.usable_attempt(token, now).await? {
+            None => Ok(VerifyOutcome::AlreadyVerified),
+            Some(_) => Err(VerifyEmailError::InvalidToken),
+        }
     }
 
     /// The caller's own account (JWT callers only, like every account operation).
@@ -201,28 +343,6 @@ impl AccountService {
     pub async fn me(&self, caller: &Principal) -> Result<Account, AccountLookupError> {
         caller.require_session()?;
         self.accounts.find_by_id(caller.account_id).await?.ok_or(AccountLookupError::Gone)
-    }
-
-    /// Queues a password reset email when `email` has an account, and does nothing otherwise;
-    /// the caller cannot tell which happened.
-    ///
-    /// # Errors
-    /// [`InfraError`] when storage fails.
-    pub async fn forgot_password(&self, email: &EmailAddress) -> Result<(), InfraError> {
-        let Some(account) = self.accounts.find_by_email(email).await? else {
-            return Ok(());
-        };
-        let now = self.clock.now();
-        let token = LinkToken::generate(self.random.as_ref());
-        let record = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.password_reset_ttl);
-        let mail = password_reset_email(
-            random_uuid(self.random.as_ref()),
-            account.email().clone(),
-            &self.settings.public_url,
-            &token,
-            self.settings.password_reset_ttl,
-        );
-        self.accounts.create_password_reset(&record, &mail, now).await
     }
 
     /// Checks a reset link without spending it, so the page behind it can show the form or
@@ -243,8 +363,9 @@ impl AccountService {
         }
     }
 
-    /// Sets a new password with a reset link: the link is spent, every session ends, and the
-    /// owner gets a confirmation email.
+    /// Sets a new password with a reset link: the link and every other reset link of the
+    /// account are spent, every session ends, the address counts as verified, and the owner is
+    /// told by email.
     ///
     /// # Errors
     /// [`ResetPasswordError`].
@@ -255,8 +376,18 @@ impl AccountService {
             return Err(ResetPasswordError::InvalidToken);
         };
         let password_hash = self.hasher.hash(password.as_password()).await?;
-        let confirmation = password_changed_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
-        if self.accounts.reset_password(record.hash(), &password_hash, now, &confirmation).await? {
+        let change = CredentialChange {
+            account_id: account.id(),
+            password_hash,
+            expected_version: None,
+            reset_link: Some(*record.hash()),
+            end_sessions: SessionsToEnd::All,
+            reason: RevocationReason::PasswordReset,
+            verify_email: true,
+            notice: password_was_reset_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url),
+            at: now,
+        };
+        if self.accounts.apply_credential_change(&change).await? {
             Ok(())
         } else {
             Err(ResetPasswordError::InvalidToken)
@@ -264,42 +395,56 @@ impl AccountService {
     }
 
     /// Changes the caller's password after checking the current one; the caller's session
-    /// stays, every other session ends, and the owner gets a confirmation email.
+    /// stays, every other session ends, every outstanding reset link is spent, and the owner is
+    /// told by email. The change commits only if no other change (a reset) came between the
+    /// check and the write.
     ///
     /// # Errors
     /// [`ChangePasswordError`].
-    pub async fn change_password(&self, caller: &Principal, current: &Password, new: &NewPassword) -> Result<(), ChangePasswordError> {
-        let keep = caller.require_session()?;
-        let account = self.accounts.find_by_id(caller.account_id).await?.ok_or(ChangePasswordError::WrongPassword)?;
+    pub async fn change_password(&self, caller: &LiveSession, current: &Password, new: &NewPassword) -> Result<(), ChangePasswordError> {
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(ChangePasswordError::WrongPassword)?;
         if !self.hasher.verify(current, account.password_hash()).await? {
             return Err(ChangePasswordError::WrongPassword);
         }
         let password_hash = self.hasher.hash(new.as_password()).await?;
-        let confirmation = password_changed_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
-        self.accounts.change_password(account.id(), &password_hash, keep, self.clock.now(), &confirmation).await?;
-        Ok(())
-    }
-
-    fn verification_mail(&self, to: EmailAddress, token: &LinkToken) -> crate::mail::OutgoingEmail {
-        verification_email(random_uuid(self.random.as_ref()), to, &self.settings.public_url, token, self.settings.verification_ttl)
+        let change = CredentialChange {
+            account_id: account.id(),
+            password_hash,
+            expected_version: Some(account.credential_version()),
+            reset_link: None,
+            end_sessions: SessionsToEnd::AllExcept(caller.session_id()),
+            reason: RevocationReason::PasswordChange,
+            verify_email: false,
+            notice: password_changed_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url),
+            at: self.clock.now(),
+        };
+        if self.accounts.apply_credential_change(&change).await? {
+            Ok(())
+        } else {
+            Err(ChangePasswordError::CredentialsChanged)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{MockAccountRepository, MockPasswordHasher, PasswordHash};
+    use crate::account::{MockAccountRepository, MockAccountRequestQueue, MockPasswordHasher};
     use crate::mail::{EmailKind, MockOutbox};
     use crate::runtime::{MockClock, MockSecureRandom};
     use crate::secret::TokenHash;
+    use crate::session::SessionId;
     use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Mutex;
     use time::macros::datetime;
-    use time::OffsetDateTime;
+    use uuid::Uuid;
 
     const NOW: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
+    const ACCOUNT: AccountId = AccountId::from_uuid(Uuid::nil());
 
     struct Ports {
         accounts: MockAccountRepository,
+        requests: MockAccountRequestQueue,
         outbox: MockOutbox,
         hasher: MockPasswordHasher,
     }
@@ -307,8 +452,16 @@ mod tests {
     impl Ports {
         fn new() -> Self {
             let mut hasher = MockPasswordHasher::new();
-            hasher.expect_hash().returning(|_| Ok(PasswordHash::from_phc("$argon2id$fake".into())));
-            Self { accounts: MockAccountRepository::new(), outbox: MockOutbox::new(), hasher }
+            hasher.expect_hash().returning(|password| Ok(PasswordHash::from_phc(format!("hash of {}", password.expose()))));
+            Self { accounts: MockAccountRepository::new(), requests: MockAccountRequestQueue::new(), outbox: MockOutbox::new(), hasher }
+        }
+
+        /// The worker's side: `request` is the one queued request.
+        fn with_request(mut self, kind: AccountRequestKind) -> Self {
+            let request = AccountRequest { id: Uuid::from_u128(9), email: email(), kind, requested_at: NOW };
+            self.requests.expect_claim().times(1).returning(move |_, _, _, _| Ok(vec![request.clone()]));
+            self.requests.expect_complete().withf(|id, _| *id == Uuid::from_u128(9)).times(1).returning(|_, _| Ok(()));
+            self
         }
 
         fn service(self) -> AccountService {
@@ -323,7 +476,15 @@ mod tests {
                 verification_ttl: Duration::hours(24),
                 password_reset_ttl: Duration::hours(1),
             };
-            AccountService::new(Arc::new(self.accounts), Arc::new(self.outbox), Arc::new(self.hasher), Arc::new(clock), Arc::new(random), settings)
+            AccountService::new(
+                Arc::new(self.accounts),
+                Arc::new(self.requests),
+                Arc::new(self.outbox),
+                Arc::new(self.hasher),
+                Arc::new(clock),
+                Arc::new(random),
+                settings,
+            )
         }
     }
 
@@ -331,236 +492,280 @@ mod tests {
         EmailAddress::parse("ann@example.com").unwrap()
     }
 
-    fn password() -> NewPassword {
-        NewPassword::parse("a long enough passphrase".into()).unwrap()
+    fn password(text: &str) -> NewPassword {
+        NewPassword::parse(text.into()).unwrap()
     }
 
-    #[tokio::test]
-    async fn signup_stores_the_account_with_a_24_hour_token_and_the_verification_email() {
-        let mut ports = Ports::new();
-        ports
-            .accounts
-            .expect_create_unverified()
-            .withf(|account, token, mail| {
-                !account.is_email_verified()
-                    && token.account_id() == account.id()
-                    && token.expires_at() == NOW + Duration::hours(24)
-                    && mail.kind() == EmailKind::Verification
-                    && mail.to() == account.email()
-            })
-            .times(1)
-            .returning(|_, _, _| Ok(()));
-        ports.outbox.expect_enqueue().never();
-        ports.service().signup(email(), &password()).await.unwrap();
+    fn account(verified: bool) -> Account {
+        Account::from_storage(ACCOUNT, email(), PasswordHash::from_phc("stored".into()), verified.then_some(NOW), NOW, 7)
     }
 
-    #[tokio::test]
-    async fn signup_with_the_email_of_an_unverified_account_sends_a_fresh_link_instead() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_create_unverified().returning(|_, _, _| Err(CreateAccountError::EmailTaken));
-        ports.accounts.expect_find_by_email().returning(|email| {
-            Ok(Some(Account::from_storage(AccountId::from_uuid(uuid::Uuid::nil()), email.clone(), PasswordHash::from_phc("x".into()), None, NOW)))
-        });
-        ports.accounts.expect_replace_verification_token().withf(|_, mail, _| mail.kind() == EmailKind::Verification).times(1).returning(|_, _, _| Ok(()));
-        ports.outbox.expect_enqueue().never();
-        ports.service().signup(email(), &password()).await.unwrap();
+    fn attempt(name: &str, password_hash: Option<&str>, used_at: Option<OffsetDateTime>, expires_at: OffsetDateTime) -> SignupAttempt {
+        let link = LinkTokenRecord::from_storage(TokenHash::of(name.as_bytes()), ACCOUNT, expires_at, used_at);
+        SignupAttempt::from_storage(link, password_hash.map(|phc| PasswordHash::from_phc(phc.into())), NOW)
     }
 
-    #[tokio::test]
-    async fn signup_with_a_taken_email_succeeds_and_notifies_the_owner() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_create_unverified().returning(|_, _, _| Err(CreateAccountError::EmailTaken));
-        ports.accounts.expect_find_by_email().returning(|email| {
-            Ok(Some(Account::from_storage(AccountId::from_uuid(uuid::Uuid::nil()), email.clone(), PasswordHash::from_phc("x".into()), Some(NOW), NOW)))
-        });
-        ports
-            .outbox
-            .expect_enqueue()
-            .withf(|mail, now| *now == NOW && mail.kind() == EmailKind::AccountExists && mail.to().as_str() == "ann@example.com")
-            .times(1)
-            .returning(|_, _| Ok(()));
-        ports.service().signup(email(), &password()).await.unwrap();
+    fn pending(name: &str, password_hash: Option<&str>) -> SignupAttempt {
+        attempt(name, password_hash, None, NOW + Duration::hours(1))
     }
 
-    #[tokio::test]
-    async fn signup_hashes_the_password_even_when_the_email_is_taken() {
-        let mut ports = Ports::new();
-        ports.hasher = MockPasswordHasher::new();
-        ports.hasher.expect_hash().times(1).returning(|_| Ok(PasswordHash::from_phc("x".into())));
-        ports.accounts.expect_create_unverified().returning(|_, _, _| Err(CreateAccountError::EmailTaken));
-        ports.accounts.expect_find_by_email().returning(|_| Ok(None));
-        ports.outbox.expect_enqueue().returning(|_, _| Ok(()));
-        ports.service().signup(email(), &password()).await.unwrap();
-    }
-
-    fn token_record(expires_at: OffsetDateTime, used_at: Option<OffsetDateTime>) -> LinkTokenRecord {
-        LinkTokenRecord::from_storage(TokenHash::of(b"t"), AccountId::from_uuid(uuid::Uuid::nil()), expires_at, used_at)
-    }
-
+    /// The token whose link is the attempt called `name` in these tests.
     fn some_token() -> LinkToken {
         LinkToken::parse(&"A".repeat(43)).unwrap()
     }
 
     #[tokio::test]
-    async fn verify_marks_the_account_verified_with_a_fresh_token() {
+    async fn signup_resend_and_forgot_store_one_request_and_never_look_the_address_up() {
         let mut ports = Ports::new();
-        ports.accounts.expect_find_verification_token().returning(|_| Ok(Some(token_record(NOW + Duration::hours(1), None))));
-        ports.accounts.expect_mark_email_verified().with(mockall::predicate::always(), mockall::predicate::eq(NOW)).times(1).returning(|_, _| Ok(()));
-        assert_eq!(ports.service().verify_email(&some_token()).await.unwrap(), VerifyOutcome::Verified);
-    }
-
-    #[tokio::test]
-    async fn verify_fails_when_the_token_expired() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_verification_token().returning(|_| Ok(Some(token_record(NOW, None))));
-        ports.accounts.expect_mark_email_verified().never();
-        assert!(matches!(ports.service().verify_email(&some_token()).await, Err(VerifyEmailError::Expired)));
-    }
-
-    #[tokio::test]
-    async fn verify_is_idempotent_for_a_used_token() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_verification_token().returning(|_| Ok(Some(token_record(NOW - Duration::hours(1), Some(NOW - Duration::hours(2))))));
-        ports.accounts.expect_mark_email_verified().never();
-        assert_eq!(ports.service().verify_email(&some_token()).await.unwrap(), VerifyOutcome::AlreadyVerified);
-    }
-
-    #[tokio::test]
-    async fn verify_fails_for_an_unknown_token() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_verification_token().returning(|_| Ok(None));
-        assert!(matches!(ports.service().verify_email(&some_token()).await, Err(VerifyEmailError::InvalidToken)));
-    }
-
-    #[tokio::test]
-    async fn resend_does_nothing_for_an_unknown_or_verified_address() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_by_email().times(1).returning(|_| Ok(None));
-        ports.accounts.expect_replace_verification_token().never();
-        ports.service().resend_verification(&email()).await.unwrap();
-
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_by_email().returning(|email| {
-            Ok(Some(Account::from_storage(AccountId::from_uuid(uuid::Uuid::nil()), email.clone(), PasswordHash::from_phc("x".into()), Some(NOW), NOW)))
+        let kinds = Arc::new(Mutex::new(Vec::new()));
+        let seen = kinds.clone();
+        ports.requests.expect_submit().times(3).returning(move |request| {
+            seen.lock().unwrap().push((request.kind.clone(), request.email.as_str().to_owned(), request.requested_at));
+            Ok(())
         });
-        ports.accounts.expect_replace_verification_token().never();
-        ports.service().resend_verification(&email()).await.unwrap();
+        ports.accounts.expect_find_by_email().never();
+        let service = ports.service();
+        service.signup(email(), &password("a long enough passphrase")).await.unwrap();
+        service.resend_verification(email()).await.unwrap();
+        service.forgot_password(email()).await.unwrap();
+        let kinds = kinds.lock().unwrap().clone();
+        assert_eq!(
+            kinds,
+            vec![
+                (
+                    AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("hash of a long enough passphrase".into()) },
+                    "ann@example.com".into(),
+                    NOW
+                ),
+                (AccountRequestKind::ResendVerification, "ann@example.com".into(), NOW),
+                (AccountRequestKind::ForgotPassword, "ann@example.com".into(), NOW),
+            ]
+        );
     }
 
     #[tokio::test]
-    async fn resend_replaces_the_token_of_an_unverified_account() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_by_email().returning(|email| {
-            Ok(Some(Account::from_storage(AccountId::from_uuid(uuid::Uuid::nil()), email.clone(), PasswordHash::from_phc("x".into()), None, NOW)))
-        });
+    async fn a_signup_for_a_new_address_creates_the_account_with_an_attempt_that_carries_its_password() {
+        let mut ports = Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("chosen".into()) });
+        ports.accounts.expect_find_by_email().returning(|_| Ok(None));
         ports
             .accounts
-            .expect_replace_verification_token()
-            .withf(|token, mail, now| *now == NOW && token.expires_at() == NOW + Duration::hours(24) && mail.kind() == EmailKind::Verification)
+            .expect_create_unverified()
+            .withf(|account, attempt, mail| {
+                !account.is_email_verified()
+                    && attempt.link().account_id() == account.id()
+                    && attempt.link().expires_at() == NOW + Duration::hours(24)
+                    && attempt.password_hash().map(PasswordHash::as_phc) == Some("chosen")
+                    && mail.kind() == EmailKind::Verification
+                    && mail.to() == account.email()
+            })
             .times(1)
             .returning(|_, _, _| Ok(()));
-        ports.service().resend_verification(&email()).await.unwrap();
+        assert_eq!(ports.service().handle_due_requests().await.unwrap(), 1);
     }
 
-    fn stored_account() -> Account {
-        Account::from_storage(AccountId::from_uuid(uuid::Uuid::nil()), email(), PasswordHash::from_phc("stored".into()), Some(NOW), NOW)
+    #[tokio::test]
+    async fn a_signup_for_an_unverified_address_adds_an_attempt_and_keeps_the_newest_three() {
+        let mut ports = Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("second".into()) });
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+        ports
+            .accounts
+            .expect_add_signup_attempt()
+            .withf(|attempt, mail, now, keep| {
+                attempt.password_hash().map(PasswordHash::as_phc) == Some("second") && mail.kind() == EmailKind::Verification && *now == NOW && *keep == 3
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        ports.outbox.expect_enqueue().never();
+        ports.service().handle_due_requests().await.unwrap();
     }
 
-    fn session_caller() -> Principal {
-        Principal {
-            account_id: AccountId::from_uuid(uuid::Uuid::nil()),
-            method: crate::principal::AuthMethod::Session(crate::session::SessionId::from_uuid(uuid::Uuid::from_u128(5))),
+    #[tokio::test]
+    async fn a_signup_for_a_verified_address_changes_nothing_and_tells_the_owner() {
+        let mut ports = Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("other".into()) });
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        ports.accounts.expect_add_signup_attempt().never();
+        ports.outbox.expect_enqueue().withf(|mail, now| *now == NOW && mail.kind() == EmailKind::AccountExists).times(1).returning(|_, _| Ok(()));
+        ports.service().handle_due_requests().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_resend_adds_an_attempt_without_a_password_and_only_for_an_unverified_address() {
+        let mut ports = Ports::new().with_request(AccountRequestKind::ResendVerification);
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+        ports.accounts.expect_add_signup_attempt().withf(|attempt, _, _, _| attempt.password_hash().is_none()).times(1).returning(|_, _, _, _| Ok(()));
+        ports.service().handle_due_requests().await.unwrap();
+
+        for found in [None, Some(account(true))] {
+            let mut ports = Ports::new().with_request(AccountRequestKind::ResendVerification);
+            ports.accounts.expect_find_by_email().returning(move |_| Ok(found.clone()));
+            ports.accounts.expect_add_signup_attempt().never();
+            ports.outbox.expect_enqueue().never();
+            ports.service().handle_due_requests().await.unwrap();
         }
     }
 
     #[tokio::test]
-    async fn forgot_password_queues_a_one_hour_link_only_for_a_known_address() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_by_email().times(1).returning(|_| Ok(Some(stored_account())));
+    async fn forgot_queues_a_one_hour_link_only_for_a_known_address() {
+        let mut ports = Ports::new().with_request(AccountRequestKind::ForgotPassword);
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
         ports
             .accounts
             .expect_create_password_reset()
             .withf(|token, mail, now| {
-                *now == NOW
-                    && token.expires_at() == NOW + Duration::hours(1)
-                    && mail.kind() == EmailKind::PasswordReset
-                    && mail.text_body().contains("/v1/auth/password/reset?token=")
+                *now == NOW && token.expires_at() == NOW + Duration::hours(1) && mail.text_body().contains("/v1/auth/password/reset?token=")
             })
             .times(1)
             .returning(|_, _, _| Ok(()));
-        ports.service().forgot_password(&email()).await.unwrap();
+        ports.service().handle_due_requests().await.unwrap();
 
-        let mut ports = Ports::new();
+        let mut ports = Ports::new().with_request(AccountRequestKind::ForgotPassword);
         ports.accounts.expect_find_by_email().returning(|_| Ok(None));
         ports.accounts.expect_create_password_reset().never();
-        ports.service().forgot_password(&email()).await.unwrap();
+        ports.service().handle_due_requests().await.unwrap();
     }
 
     #[tokio::test]
-    async fn checking_a_reset_link_spends_nothing() {
+    async fn the_only_pending_signup_confirms_with_one_button_and_activates_its_own_password() {
         let mut ports = Ports::new();
-        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(token_record(NOW + Duration::minutes(30), None))));
-        ports.accounts.expect_reset_password().never();
-        ports.service().check_password_reset(&some_token()).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_used_or_expired_reset_link_is_refused() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(token_record(NOW + Duration::minutes(30), Some(NOW)))));
-        assert!(matches!(ports.service().reset_password(&some_token(), &password()).await, Err(ResetPasswordError::InvalidToken)));
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(token_record(NOW, None))));
-        assert!(matches!(ports.service().reset_password(&some_token(), &password()).await, Err(ResetPasswordError::Expired)));
-    }
-
-    #[tokio::test]
-    async fn a_reset_sets_the_new_hash_and_confirms_by_email() {
-        let mut ports = Ports::new();
-        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(token_record(NOW + Duration::minutes(30), None))));
-        ports.accounts.expect_find_by_id().returning(|_| Ok(Some(stored_account())));
+        ports.accounts.expect_find_signup_attempt().returning(|_| Ok(Some(pending("mine", Some("my hash")))));
+        ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![pending("mine", Some("my hash"))]));
         ports
             .accounts
-            .expect_reset_password()
-            .withf(|_, hash, now, mail| hash.as_phc() == "$argon2id$fake" && *now == NOW && mail.kind() == EmailKind::PasswordChanged)
+            .expect_confirm_email()
+            .withf(|confirmation| confirmation.password_hash.as_phc() == "my hash" && confirmation.confirmed_at == NOW && confirmation.account_id == ACCOUNT)
             .times(1)
-            .returning(|_, _, _, _| Ok(true));
-        ports.service().reset_password(&some_token(), &password()).await.unwrap();
+            .returning(|_| Ok(true));
+        let service = ports.service();
+        assert_eq!(service.confirmation_page(&some_token()).await.unwrap(), ConfirmationPage::ConfirmButton);
+        assert_eq!(service.confirm_email(&some_token(), None).await.unwrap(), VerifyOutcome::Verified);
     }
 
     #[tokio::test]
-    async fn a_reset_that_loses_a_race_is_refused() {
+    async fn with_several_pending_signups_the_confirming_person_chooses_the_password() {
         let mut ports = Ports::new();
-        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(token_record(NOW + Duration::minutes(30), None))));
-        ports.accounts.expect_find_by_id().returning(|_| Ok(Some(stored_account())));
-        ports.accounts.expect_reset_password().returning(|_, _, _, _| Ok(false));
-        assert!(matches!(ports.service().reset_password(&some_token(), &password()).await, Err(ResetPasswordError::InvalidToken)));
+        ports.accounts.expect_find_signup_attempt().returning(|_| Ok(Some(pending("mine", Some("my hash")))));
+        ports
+            .accounts
+            .expect_pending_signup_attempts()
+            .returning(|_, _| Ok(vec![pending("attacker", Some("attacker hash")), pending("mine", Some("my hash"))]));
+        ports
+            .accounts
+            .expect_confirm_email()
+            .withf(|confirmation| confirmation.password_hash.as_phc() == "hash of typed at confirmation")
+            .times(1)
+            .returning(|_| Ok(true));
+        let service = ports.service();
+        assert_eq!(service.confirmation_page(&some_token()).await.unwrap(), ConfirmationPage::ChoosePassword);
+        assert!(matches!(service.confirm_email(&some_token(), None).await, Err(VerifyEmailError::PasswordRequired)));
+        let chosen = password("typed at confirmation");
+        assert_eq!(service.confirm_email(&some_token(), Some(&chosen)).await.unwrap(), VerifyOutcome::Verified);
     }
 
     #[tokio::test]
-    async fn changing_the_password_needs_the_current_one_and_keeps_the_callers_session() {
+    async fn a_resent_link_always_asks_for_the_password() {
         let mut ports = Ports::new();
-        ports.accounts.expect_find_by_id().returning(|_| Ok(Some(stored_account())));
+        ports.accounts.expect_find_signup_attempt().returning(|_| Ok(Some(pending("resent", None))));
+        ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![pending("resent", None)]));
+        ports.accounts.expect_confirm_email().never();
+        let service = ports.service();
+        assert_eq!(service.confirmation_page(&some_token()).await.unwrap(), ConfirmationPage::ChoosePassword);
+        assert!(matches!(service.confirm_email(&some_token(), None).await, Err(VerifyEmailError::PasswordRequired)));
+    }
+
+    #[tokio::test]
+    async fn used_expired_and_unknown_links_confirm_nothing() {
+        let mut ports = Ports::new();
+        ports
+            .accounts
+            .expect_find_signup_attempt()
+            .returning(|_| Ok(Some(attempt("used", Some("h"), Some(NOW - Duration::hours(2)), NOW - Duration::hours(1)))));
+        ports.accounts.expect_confirm_email().never();
+        let service = ports.service();
+        assert_eq!(service.confirm_email(&some_token(), None).await.unwrap(), VerifyOutcome::AlreadyVerified);
+        assert_eq!(service.confirmation_page(&some_token()).await.unwrap(), ConfirmationPage::AlreadyVerified);
+
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_signup_attempt().returning(|_| Ok(Some(attempt("old", Some("h"), None, NOW))));
+        assert!(matches!(ports.service().confirm_email(&some_token(), None).await, Err(VerifyEmailError::Expired)));
+
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_signup_attempt().returning(|_| Ok(None));
+        assert!(matches!(ports.service().confirmation_page(&some_token()).await, Err(VerifyEmailError::InvalidToken)));
+    }
+
+    fn reset_record(used_at: Option<OffsetDateTime>, expires_at: OffsetDateTime) -> LinkTokenRecord {
+        LinkTokenRecord::from_storage(TokenHash::of(b"reset"), ACCOUNT, expires_at, used_at)
+    }
+
+    #[tokio::test]
+    async fn a_reset_ends_every_session_spends_its_link_verifies_the_address_and_tells_the_owner() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(None, NOW + Duration::minutes(30)))));
+        ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
+        ports
+            .accounts
+            .expect_apply_credential_change()
+            .withf(|change| {
+                change.password_hash.as_phc() == "hash of a brand new passphrase"
+                    && change.expected_version.is_none()
+                    && change.reset_link == Some(TokenHash::of(b"reset"))
+                    && change.end_sessions == SessionsToEnd::All
+                    && change.reason == RevocationReason::PasswordReset
+                    && change.verify_email
+                    && change.notice.kind() == EmailKind::PasswordWasReset
+                    && change.at == NOW
+            })
+            .times(1)
+            .returning(|_| Ok(true));
+        ports.service().reset_password(&some_token(), &password("a brand new passphrase")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_used_expired_or_outraced_reset_link_is_refused() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(Some(NOW), NOW + Duration::minutes(30)))));
+        assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase")).await, Err(ResetPasswordError::InvalidToken)));
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(None, NOW))));
+        assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase")).await, Err(ResetPasswordError::Expired)));
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(None, NOW + Duration::minutes(30)))));
+        ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
+        ports.accounts.expect_apply_credential_change().returning(|_| Ok(false));
+        assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase")).await, Err(ResetPasswordError::InvalidToken)));
+    }
+
+    fn caller() -> LiveSession {
+        LiveSession::new(ACCOUNT, SessionId::from_uuid(Uuid::from_u128(5)), NOW)
+    }
+
+    #[tokio::test]
+    async fn a_change_needs_the_current_password_keeps_the_callers_session_and_commits_only_on_the_version_it_checked() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
         ports.hasher.expect_verify().returning(|password, _| Ok(password.expose() == "the current one"));
         ports
             .accounts
-            .expect_change_password()
-            .withf(|_, _, keep, _, mail| *keep == crate::session::SessionId::from_uuid(uuid::Uuid::from_u128(5)) && mail.kind() == EmailKind::PasswordChanged)
-            .times(1)
-            .returning(|_, _, _, _, _| Ok(()));
+            .expect_apply_credential_change()
+            .withf(|change| {
+                change.expected_version == Some(7)
+                    && change.reset_link.is_none()
+                    && change.end_sessions == SessionsToEnd::AllExcept(SessionId::from_uuid(Uuid::from_u128(5)))
+                    && change.reason == RevocationReason::PasswordChange
+                    && !change.verify_email
+                    && change.notice.kind() == EmailKind::PasswordChanged
+            })
+            .times(2)
+            .returning({
+                let outcomes = Mutex::new(vec![false, true]);
+                move |_| Ok(outcomes.lock().unwrap().pop().unwrap_or(false))
+            });
         let service = ports.service();
-        let wrong = service.change_password(&session_caller(), &Password::parse("not it".into()).unwrap(), &password()).await;
+        let wrong = service.change_password(&caller(), &Password::parse("not it".into()).unwrap(), &password("a brand new passphrase")).await;
         assert!(matches!(wrong, Err(ChangePasswordError::WrongPassword)));
-        service.change_password(&session_caller(), &Password::parse("the current one".into()).unwrap(), &password()).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn an_api_key_cannot_change_the_password() {
-        let caller = Principal {
-            account_id: AccountId::from_uuid(uuid::Uuid::nil()),
-            method: crate::principal::AuthMethod::ApiKey(crate::api_key::ApiKeyId::from_uuid(uuid::Uuid::nil())),
-        };
-        let outcome = Ports::new().service().change_password(&caller, &Password::parse("x".into()).unwrap(), &password()).await;
-        assert!(matches!(outcome, Err(ChangePasswordError::SessionRequired(_))));
+        let current = Password::parse("the current one".into()).unwrap();
+        service.change_password(&caller(), &current, &password("a brand new passphrase")).await.unwrap();
+        let raced = service.change_password(&caller(), &current, &password("a brand new passphrase")).await;
+        assert!(matches!(raced, Err(ChangePasswordError::CredentialsChanged)));
     }
 }

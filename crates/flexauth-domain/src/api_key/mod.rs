@@ -8,7 +8,7 @@ mod service;
 pub use model::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyNameError};
 pub use ports::ApiKeyRepository;
 pub use secret::{ApiKeySecret, MalformedApiKey, API_KEY_PREFIX};
-pub use service::{ApiKeyService, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError, LAST_USED_RESOLUTION};
+pub use service::{ApiKeyService, ApiKeySettings, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError, LAST_USED_RESOLUTION};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::MockApiKeyRepository;

@@ -3,6 +3,7 @@ use time::OffsetDateTime;
 
 use super::{ApiKey, ApiKeyId};
 use crate::account::AccountId;
+use crate::mail::OutgoingEmail;
 use crate::secret::TokenHash;
 use crate::InfraError;
 
@@ -10,11 +11,12 @@ use crate::InfraError;
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync {
-    /// Stores a new key under the digest of its secret.
+    /// Stores a new key under the digest of its secret and queues `notice` to its owner, in
+    /// one transaction.
     ///
     /// # Errors
-    /// [`InfraError`] when the store fails.
-    async fn create(&self, key: &ApiKey, hash: &TokenHash) -> Result<(), InfraError>;
+    /// [`InfraError`] when the store fails; nothing is written then.
+    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail) -> Result<(), InfraError>;
 
     /// The key whose secret has digest `hash`, unless it was revoked or its account is gone.
     /// One indexed lookup, never cached, so a revocation takes effect on the next request on

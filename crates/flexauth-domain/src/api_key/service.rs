@@ -3,7 +3,9 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository, ApiKeySecret};
-use crate::principal::{AuthMethod, Principal, SessionRequired};
+use crate::account::AccountRepository;
+use crate::mail::api_key_created_email;
+use crate::principal::{AuthMethod, LiveSession, Principal, ReauthenticationRequired};
 use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::session::AuthenticateError;
 use crate::InfraError;
@@ -12,12 +14,31 @@ use crate::InfraError;
 /// cost a database write on every request.
 pub const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
 
+/// Settings of the API key rules.
+#[derive(Debug, Clone)]
+pub struct ApiKeySettings {
+    /// Base URL named in the email that tells the owner of a new key.
+    pub public_url: String,
+    /// How recently the session must have proved its password to create a key (10 minutes by
+    /// default): a key never expires, so a stolen access token must not be able to mint one.
+    pub reauthentication_window: Duration,
+}
+
+impl Default for ApiKeySettings {
+    fn default() -> Self {
+        Self { public_url: "http://127.0.0.1:8080".to_owned(), reauthentication_window: Duration::minutes(10) }
+    }
+}
+
 /// Why a key could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateApiKeyError {
-    /// Keys are managed with a JWT only: a key cannot mint keys.
+    /// The session has not proved its password recently enough.
     #[error(transparent)]
-    SessionRequired(#[from] SessionRequired),
+    ReauthenticationRequired(#[from] ReauthenticationRequired),
+    /// The account was deleted meanwhile.
+    #[error("the account no longer exists")]
+    AccountGone,
     /// The requested expiry is not in the future.
     #[error("the expiry must be in the future")]
     ExpiryInPast,
@@ -28,8 +49,6 @@ pub enum CreateApiKeyError {
 /// Why a key could not be revoked.
 #[derive(Debug, thiserror::Error)]
 pub enum RevokeApiKeyError {
-    #[error(transparent)]
-    SessionRequired(#[from] SessionRequired),
     /// No live key with this id belongs to the caller.
     #[error("no such API key")]
     NotFound,
@@ -40,8 +59,6 @@ pub enum RevokeApiKeyError {
 /// Why the caller's keys could not be listed.
 #[derive(Debug, thiserror::Error)]
 pub enum ListApiKeysError {
-    #[error(transparent)]
-    SessionRequired(#[from] SessionRequired),
     #[error("listing the keys failed")]
     Unexpected(#[from] InfraError),
 }
@@ -50,8 +67,10 @@ pub enum ListApiKeysError {
 #[derive(Clone)]
 pub struct ApiKeyService {
     keys: Arc<dyn ApiKeyRepository>,
+    accounts: Arc<dyn AccountRepository>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
+    settings: ApiKeySettings,
 }
 
 impl std::fmt::Debug for ApiKeyService {
@@ -62,31 +81,47 @@ impl std::fmt::Debug for ApiKeyService {
 
 impl ApiKeyService {
     /// Wires the service to its ports.
-    pub fn new(keys: Arc<dyn ApiKeyRepository>, clock: Arc<dyn Clock>, random: Arc<dyn SecureRandom>) -> Self {
-        Self { keys, clock, random }
+    pub fn new(
+        keys: Arc<dyn ApiKeyRepository>,
+        accounts: Arc<dyn AccountRepository>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn SecureRandom>,
+        settings: ApiKeySettings,
+    ) -> Self {
+        Self { keys, accounts, clock, random, settings }
     }
 
-    /// Creates a key for the caller's account. The secret is returned here and never again.
+    /// Creates a key for the caller's account and tells the owner by email, in the same
+    /// transaction. The session must have proved its password within the re-authentication
+    /// window. The secret is returned here and never again.
     ///
     /// # Errors
     /// [`CreateApiKeyError`].
-    pub async fn create(&self, caller: &Principal, name: ApiKeyName, expires_at: Option<OffsetDateTime>) -> Result<(ApiKey, ApiKeySecret), CreateApiKeyError> {
-        caller.require_session()?;
+    pub async fn create(
+        &self,
+        caller: &LiveSession,
+        name: ApiKeyName,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<(ApiKey, ApiKeySecret), CreateApiKeyError> {
         let now = self.clock.now();
+        caller.require_recent_authentication(now, self.settings.reauthentication_window)?;
         if expires_at.is_some_and(|expires_at| expires_at <= now) {
             return Err(CreateApiKeyError::ExpiryInPast);
         }
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(CreateApiKeyError::AccountGone)?;
         let secret = ApiKeySecret::generate(self.random.as_ref());
         let key = ApiKey {
             id: ApiKeyId::from_uuid(random_uuid(self.random.as_ref())),
-            account_id: caller.account_id,
+            account_id: caller.account_id(),
             name,
             prefix: secret.display_prefix().to_owned(),
             created_at: now,
             last_used_at: None,
             expires_at,
         };
-        self.keys.create(&key, &secret.hash()).await?;
+        let notice =
+            api_key_created_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url, key.name.as_str(), &key.prefix);
+        self.keys.create(&key, &secret.hash(), &notice).await?;
         Ok((key, secret))
     }
 
@@ -94,18 +129,16 @@ impl ApiKeyService {
     ///
     /// # Errors
     /// [`ListApiKeysError`].
-    pub async fn list(&self, caller: &Principal) -> Result<Vec<ApiKey>, ListApiKeysError> {
-        caller.require_session()?;
-        Ok(self.keys.list(caller.account_id).await?)
+    pub async fn list(&self, caller: &LiveSession) -> Result<Vec<ApiKey>, ListApiKeysError> {
+        Ok(self.keys.list(caller.account_id()).await?)
     }
 
     /// Revokes one of the caller's keys, effective on the next request on every instance.
     ///
     /// # Errors
     /// [`RevokeApiKeyError`].
-    pub async fn revoke(&self, caller: &Principal, id: ApiKeyId) -> Result<(), RevokeApiKeyError> {
-        caller.require_session()?;
-        if self.keys.revoke(caller.account_id, id, self.clock.now()).await? {
+    pub async fn revoke(&self, caller: &LiveSession, id: ApiKeyId) -> Result<(), RevokeApiKeyError> {
+        if self.keys.revoke(caller.account_id(), id, self.clock.now()).await? {
             Ok(())
         } else {
             Err(RevokeApiKeyError::NotFound)
@@ -135,8 +168,9 @@ impl ApiKeyService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::AccountId;
+    use crate::account::{Account, AccountId, EmailAddress, MockAccountRepository, PasswordHash};
     use crate::api_key::{ApiKeyNameError, MockApiKeyRepository};
+    use crate::mail::EmailKind;
     use crate::runtime::{MockClock, MockSecureRandom};
     use crate::session::SessionId;
     use std::sync::atomic::{AtomicU8, Ordering};
@@ -152,15 +186,20 @@ mod tests {
         let counter = AtomicU8::new(0);
         let mut random = MockSecureRandom::new();
         random.expect_fill().returning(move |buffer| buffer.iter_mut().for_each(|b| *b = counter.fetch_add(13, Ordering::Relaxed)));
-        ApiKeyService::new(Arc::new(keys), Arc::new(clock), Arc::new(random))
+        let mut accounts = MockAccountRepository::new();
+        accounts.expect_find_by_id().returning(|id| {
+            Ok(Some(Account::from_storage(id, EmailAddress::parse("ann@example.com").unwrap(), PasswordHash::from_phc("x".into()), Some(NOW), NOW, 0)))
+        });
+        ApiKeyService::new(Arc::new(keys), Arc::new(accounts), Arc::new(clock), Arc::new(random), ApiKeySettings::default())
     }
 
-    fn jwt_caller() -> Principal {
-        Principal { account_id: ACCOUNT, method: AuthMethod::Session(SessionId::from_uuid(Uuid::from_u128(2))) }
+    /// A live session that logged in `ago` before now.
+    fn jwt_caller_authenticated(ago: Duration) -> LiveSession {
+        LiveSession::new(ACCOUNT, SessionId::from_uuid(Uuid::from_u128(2)), NOW - ago)
     }
 
-    fn key_caller() -> Principal {
-        Principal { account_id: ACCOUNT, method: AuthMethod::ApiKey(ApiKeyId::from_uuid(Uuid::from_u128(3))) }
+    fn jwt_caller() -> LiveSession {
+        jwt_caller_authenticated(Duration::minutes(1))
     }
 
     fn stored(last_used_at: Option<OffsetDateTime>, expires_at: Option<OffsetDateTime>) -> ApiKey {
@@ -179,19 +218,29 @@ mod tests {
     async fn creating_a_key_stores_only_its_digest_and_returns_the_secret_once() {
         let mut keys = MockApiKeyRepository::new();
         keys.expect_create()
-            .withf(|key, hash| key.account_id == ACCOUNT && key.prefix.starts_with("fo_live_") && key.expires_at.is_none() && hash.as_bytes().len() == 32)
+            .withf(|key, hash, notice| {
+                key.account_id == ACCOUNT
+                    && key.prefix.starts_with("fo_live_")
+                    && key.expires_at.is_none()
+                    && hash.as_bytes().len() == 32
+                    && notice.kind() == EmailKind::ApiKeyCreated
+                    && notice.to().as_str() == "ann@example.com"
+                    && notice.text_body().contains(&key.prefix)
+            })
             .times(1)
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(()));
         let (key, secret) = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
         assert!(secret.expose().starts_with(&key.prefix));
     }
 
     #[tokio::test]
-    async fn an_api_key_cannot_mint_keys() {
+    async fn creating_a_key_needs_an_authentication_within_ten_minutes() {
         let mut keys = MockApiKeyRepository::new();
-        keys.expect_create().never();
-        let outcome = service(keys).create(&key_caller(), ApiKeyName::parse("ci").unwrap(), None).await;
-        assert!(matches!(outcome, Err(CreateApiKeyError::SessionRequired(_))));
+        keys.expect_create().times(1).returning(|_, _, _| Ok(()));
+        let service = service(keys);
+        let stale = service.create(&jwt_caller_authenticated(Duration::minutes(11)), ApiKeyName::parse("ci").unwrap(), None).await;
+        assert!(matches!(stale, Err(CreateApiKeyError::ReauthenticationRequired(_))));
+        service.create(&jwt_caller_authenticated(Duration::minutes(10)), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
     }
 
     #[tokio::test]

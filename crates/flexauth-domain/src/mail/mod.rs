@@ -8,7 +8,10 @@ mod templates;
 pub use delivery::{retry_delay, DeliveryReport, DeliveryService, DeliverySettings};
 pub use model::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
 pub use ports::{MailTransport, Outbox, SendError};
-pub use templates::{account_exists_email, escape_html, password_changed_email, password_reset_email, verification_email};
+pub use templates::{
+    account_exists_email, api_key_created_email, escape_html, password_changed_email, password_reset_email, password_was_reset_email,
+    refresh_token_reuse_email, verification_email,
+};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{MockMailTransport, MockOutbox};

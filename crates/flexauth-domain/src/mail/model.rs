@@ -13,8 +13,14 @@ pub enum EmailKind {
     AccountExists,
     /// The link that lets the owner choose a new password.
     PasswordReset,
-    /// Confirms that the password was reset or changed.
+    /// Confirms that the password was changed by its owner.
     PasswordChanged,
+    /// Tells the owner that the password was reset by email and every session ended.
+    PasswordWasReset,
+    /// Tells the owner that an API key was created, so a key minted by someone else is seen.
+    ApiKeyCreated,
+    /// Tells the owner that a spent refresh token came back and the session was ended.
+    RefreshTokenReuse,
 }
 
 impl EmailKind {
@@ -25,6 +31,9 @@ impl EmailKind {
             Self::AccountExists => "account_exists",
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
+            Self::PasswordWasReset => "password_was_reset",
+            Self::ApiKeyCreated => "api_key_created",
+            Self::RefreshTokenReuse => "refresh_token_reuse",
         }
     }
 
@@ -35,6 +44,9 @@ impl EmailKind {
             "account_exists" => Some(Self::AccountExists),
             "password_reset" => Some(Self::PasswordReset),
             "password_changed" => Some(Self::PasswordChanged),
+            "password_was_reset" => Some(Self::PasswordWasReset),
+            "api_key_created" => Some(Self::ApiKeyCreated),
+            "refresh_token_reuse" => Some(Self::RefreshTokenReuse),
             _ => None,
         }
     }

@@ -12,13 +12,13 @@ pub fn verification_email(id: Uuid, to: EmailAddress, public_url: &str, token: &
     let valid_for = human_duration(valid_for);
     let link = format!("{}/v1/auth/verify?token={}", public_url.trim_end_matches('/'), token.expose());
     let text = format!(
-        "Welcome!\n\nConfirm your email address by opening this link:\n\n{link}\n\nThe link works once and expires in {valid_for}. \
-         If you did not sign up, ignore this email.\n"
+        "Welcome!\n\nConfirm your email address by opening this link and pressing the button on the page:\n\n{link}\n\n\
+         The link works once and expires in {valid_for}. If you did not sign up, ignore this email: without the button, nothing happens.\n"
     );
     let html = format!(
         "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Welcome!</p>\
-         <p>Confirm your email address:</p><p><a href=\"{href}\">Verify my email address</a></p>\
-         <p>The link works once and expires in {valid_for}. If you did not sign up, ignore this email.</p></body></html>",
+         <p>Confirm your email address: open the link and press the button on the page.</p><p><a href=\"{href}\">Verify my email address</a></p>\
+         <p>The link works once and expires in {valid_for}. If you did not sign up, ignore this email: without the button, nothing happens.</p></body></html>",
         href = escape_html(&link)
     );
     OutgoingEmail::new(id, EmailKind::Verification, to, "Verify your email address".to_owned(), text, html)
@@ -71,6 +71,58 @@ pub fn password_changed_email(id: Uuid, to: EmailAddress, public_url: &str) -> O
         base = escape_html(base)
     );
     OutgoingEmail::new(id, EmailKind::PasswordChanged, to, "Your password was changed".to_owned(), text, html)
+}
+
+/// Tells the owner that the password was reset through a link sent to this address.
+pub fn password_was_reset_email(id: Uuid, to: EmailAddress, public_url: &str) -> OutgoingEmail {
+    notice(
+        id,
+        EmailKind::PasswordWasReset,
+        to,
+        "Your password was reset",
+        &format!(
+            "The password of your account at {} was just reset with a link sent to this address, and every session was logged out.",
+            public_url.trim_end_matches('/')
+        ),
+        "If you did not do this, someone can read your email: secure your mailbox, then reset your password again.",
+    )
+}
+
+/// Tells the owner that an API key was created, with its name and visible prefix.
+pub fn api_key_created_email(id: Uuid, to: EmailAddress, public_url: &str, key_name: &str, key_prefix: &str) -> OutgoingEmail {
+    notice(
+        id,
+        EmailKind::ApiKeyCreated,
+        to,
+        "A new API key was created",
+        &format!(
+            "An API key named \"{key_name}\" (starting with {key_prefix}) was just created for your account at {}. API keys do not expire.",
+            public_url.trim_end_matches('/')
+        ),
+        "If you did not create it, revoke it in your account, change your password and log out your other sessions.",
+    )
+}
+
+/// Tells the owner that a spent refresh token was presented and its session ended.
+pub fn refresh_token_reuse_email(id: Uuid, to: EmailAddress, public_url: &str) -> OutgoingEmail {
+    notice(
+        id,
+        EmailKind::RefreshTokenReuse,
+        to,
+        "Someone may have a copy of your session",
+        &format!(
+            "A refresh token of one of your sessions at {} was used after it had been replaced. Someone may have a copy of your token, so that session was logged out.",
+            public_url.trim_end_matches('/')
+        ),
+        "If you use several devices, log in again where you were logged out. If this keeps happening, change your password and check your devices.",
+    )
+}
+
+/// A notice of two paragraphs, in both bodies.
+fn notice(id: Uuid, kind: EmailKind, to: EmailAddress, subject: &str, what: &str, advice: &str) -> OutgoingEmail {
+    let text = format!("{what}\n\n{advice}\n");
+    let html = format!("<!doctype html><html><body style=\"font-family:sans-serif\"><p>{}</p><p>{}</p></body></html>", escape_html(what), escape_html(advice));
+    OutgoingEmail::new(id, kind, to, subject.to_owned(), text, html)
 }
 
 /// "24 hours", "1 hour", "30 minutes": how long a link works, in the largest whole unit.

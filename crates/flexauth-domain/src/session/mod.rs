@@ -8,7 +8,10 @@ mod tokens;
 
 pub use model::{ClientInfo, RefreshDecision, RefreshSecret, RevocationReason, Rotation, RotationNonce, Session, SessionId, StoredSession};
 pub use ports::SessionRepository;
-pub use service::{AuthenticateError, LoginError, LogoutScope, ManageSessionsError, RefreshError, SessionService, SessionSettings, SessionSummary};
+pub use service::{
+    AuthenticateError, LiveSessionError, LoginError, LogoutScope, ManageSessionsError, ReauthenticateError, RefreshError, SessionService, SessionSettings,
+    SessionSummary,
+};
 pub use tokens::{AccessClaims, RefreshClaims, TokenPair, TokenRejection, TokenSigner};
 
 #[cfg(any(test, feature = "mocks"))]

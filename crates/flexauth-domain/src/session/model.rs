@@ -161,6 +161,8 @@ pub struct StoredSession {
     pub revoked_at: Option<OffsetDateTime>,
     /// Where the login came from.
     pub client: ClientInfo,
+    /// When the session last proved the password: its login, or a re-authentication.
+    pub authenticated_at: OffsetDateTime,
 }
 
 /// A login session: one lineage of refresh tokens, of which only the newest is live.
@@ -221,6 +223,7 @@ impl Session {
             generation: 0,
             revoked_at: None,
             client,
+            authenticated_at: now,
         })
     }
 

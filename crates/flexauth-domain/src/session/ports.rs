@@ -3,17 +3,22 @@ use time::OffsetDateTime;
 
 use super::{RevocationReason, Rotation, Session, SessionId};
 use crate::account::AccountId;
+use crate::mail::OutgoingEmail;
 use crate::InfraError;
 
 /// Storage of sessions.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait SessionRepository: Send + Sync {
-    /// Stores a new session.
+    /// Stores a new session, but only if the account's credential version is still
+    /// `credential_version`, the one read with the password that was just checked. Returns
+    /// false, storing nothing, when the password changed in between (a reset committed during
+    /// the login). The check and the insert are one transaction that locks the account row, so
+    /// a concurrent reset either sees the new session (and ends it) or makes this return false.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn create(&self, session: &Session) -> Result<(), InfraError>;
+    async fn create(&self, session: &Session, credential_version: i64) -> Result<bool, InfraError>;
 
     /// The session with identifier `id`, revoked or not, if it exists.
     ///
@@ -36,6 +41,21 @@ pub trait SessionRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn revoke(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> Result<bool, InfraError>;
+
+    /// Revokes session `id` like [`SessionRepository::revoke`] and, in the same transaction,
+    /// queues `notice` to its owner. Returns whether this call revoked it; the notice is queued
+    /// only then.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails; nothing is written then.
+    async fn revoke_with_notice(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason, notice: &OutgoingEmail) -> Result<bool, InfraError>;
+
+    /// Records that session `id` proved the password again at `now`, unless it is revoked.
+    /// Returns whether it did.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn mark_authenticated(&self, id: SessionId, now: OffsetDateTime) -> Result<bool, InfraError>;
 
     /// The account's sessions that are not revoked and not past their lifetime at `now`,
     /// newest first.

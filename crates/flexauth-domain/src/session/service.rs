@@ -6,8 +6,9 @@ use super::{
     AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository, TokenPair,
     TokenRejection, TokenSigner,
 };
-use crate::account::{AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
-use crate::principal::{AuthMethod, Principal, SessionRequired};
+use crate::account::{pending_password_hashes, AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
+use crate::mail::refresh_token_reuse_email;
+use crate::principal::{AuthMethod, LiveSession, Principal, SessionRequired};
 use crate::runtime::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
@@ -27,8 +28,11 @@ pub struct SessionSettings {
     pub clock_leeway: Duration,
     /// Look the session up on every request authenticated by an access token, so that a
     /// revoked session's access tokens stop working at once instead of at their `exp`. Costs
-    /// one indexed read per request.
+    /// one indexed read per request. The operations that manage an account look the session
+    /// up whatever this says.
     pub verify_session_on_request: bool,
+    /// Base URL named in the emails the session rules send (reuse detection).
+    pub public_url: String,
 }
 
 impl Default for SessionSettings {
@@ -40,6 +44,7 @@ impl Default for SessionSettings {
             reuse_grace: Duration::seconds(10),
             clock_leeway: Duration::seconds(30),
             verify_session_on_request: false,
+            public_url: "http://127.0.0.1:8080".to_owned(),
         }
     }
 }
@@ -122,12 +127,42 @@ pub enum LogoutScope {
     Global,
 }
 
+/// Why an operation that manages the account cannot run for this caller.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveSessionError {
+    /// The caller used an API key; managing the account needs a person's JWT.
+    #[error(transparent)]
+    SessionRequired(#[from] SessionRequired),
+    /// The access token's signature is fine, but its session has ended (logout, password
+    /// reset or change, reuse detection) or expired.
+    #[error("the session of the access token has ended")]
+    SessionEnded,
+    #[error("looking up the session failed")]
+    Unexpected(#[from] InfraError),
+}
+
+/// Why a re-authentication failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReauthenticateError {
+    /// The password is not the account's.
+    #[error("the password is wrong")]
+    WrongPassword,
+    /// The session ended meanwhile.
+    #[error("the session has ended")]
+    SessionEnded,
+    #[error("re-authentication failed")]
+    Unexpected(#[from] InfraError),
+}
+
 /// Why listing or revoking sessions failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ManageSessionsError {
     /// Sessions are managed with a JWT only.
     #[error(transparent)]
     SessionRequired(#[from] SessionRequired),
+    /// The caller's own session has ended.
+    #[error("the session of the access token has ended")]
+    SessionEnded,
     /// No such session belongs to the caller.
     #[error("no such session")]
     NotFound,
@@ -191,17 +226,33 @@ impl SessionService {
             self.hasher.verify_against_dummy(password).await?;
             return Err(LoginError::InvalidCredentials);
         };
-        if !self.hasher.verify(password, account.password_hash()).await? {
+        if !account.is_email_verified() {
+            // The account's own hash is only a placeholder until a confirmation sets it: the
+            // passwords in play are those of the pending sign-up attempts.
+            let candidates = pending_password_hashes(&self.accounts.pending_signup_attempts(account.id(), self.clock.now()).await?);
+            if candidates.is_empty() {
+                self.hasher.verify_against_dummy(password).await?;
+                return Err(LoginError::InvalidCredentials);
+            }
+            for candidate in &candidates {
+                if self.hasher.verify(password, candidate).await? {
+                    return Err(LoginError::EmailNotVerified);
+                }
+            }
             return Err(LoginError::InvalidCredentials);
         }
-        if !account.is_email_verified() {
-            return Err(LoginError::EmailNotVerified);
+        if !self.hasher.verify(password, account.password_hash()).await? {
+            return Err(LoginError::InvalidCredentials);
         }
         let now = self.clock.now();
         let secret = RefreshSecret::from_bytes(random_array(self.random.as_ref()));
         let session_id = SessionId::from_uuid(random_uuid(self.random.as_ref()));
         let session = Session::start(session_id, account.id(), &secret, now, self.settings.refresh_ttl, self.settings.session_lifetime, client);
-        self.sessions.create(&session).await?;
+        if !self.sessions.create(&session, account.credential_version()).await? {
+            // The password was reset while this one was being checked: it is not the
+            // account's password any more.
+            return Err(LoginError::InvalidCredentials);
+        }
         let stored = session.stored();
         Ok(self.issue_pair(account.id(), session_id, &secret, stored.current_issued_at, stored.current_expires_at)?)
     }
@@ -269,27 +320,67 @@ impl SessionService {
     pub async fn logout(&self, caller: &Principal, scope: LogoutScope) -> Result<(), ManageSessionsError> {
         let current = caller.require_session()?;
         let now = self.clock.now();
-        match scope {
-            LogoutScope::Current => {
-                self.sessions.revoke(current, now, RevocationReason::Logout).await?;
-            }
-            LogoutScope::Others => {
-                self.sessions.revoke_all(caller.account_id, Some(current), now, RevocationReason::Logout).await?;
-            }
-            LogoutScope::Global => {
-                self.sessions.revoke_all(caller.account_id, None, now, RevocationReason::Logout).await?;
-            }
+        if scope == LogoutScope::Current {
+            // Ending one's own session needs no live check: an ended session stays ended.
+            self.sessions.revoke(current, now, RevocationReason::Logout).await?;
+            return Ok(());
         }
+        // Ending other sessions manages the account: a token of an ended session may not.
+        let live = self.require_live(caller).await.map_err(|error| match error {
+            LiveSessionError::SessionRequired(required) => ManageSessionsError::SessionRequired(required),
+            LiveSessionError::SessionEnded => ManageSessionsError::SessionEnded,
+            LiveSessionError::Unexpected(cause) => ManageSessionsError::Unexpected(cause),
+        })?;
+        let keep = if scope == LogoutScope::Others { Some(live.session_id()) } else { None };
+        self.sessions.revoke_all(live.account_id(), keep, now, RevocationReason::Logout).await?;
         Ok(())
+    }
+
+    /// Checks that the caller's session is live in storage, whatever
+    /// [`SessionSettings::verify_session_on_request`] says: one indexed lookup. The operations
+    /// that manage an account (keys, sessions, the password) take the [`LiveSession`] it
+    /// returns.
+    ///
+    /// # Errors
+    /// [`LiveSessionError::SessionRequired`] for an API key, [`LiveSessionError::SessionEnded`]
+    /// for a session that was revoked or expired, [`LiveSessionError::Unexpected`].
+    pub async fn require_live(&self, caller: &Principal) -> Result<LiveSession, LiveSessionError> {
+        let session_id = caller.require_session()?;
+        let now = self.clock.now();
+        let session = self.sessions.find(session_id).await?.filter(|session| session.account_id() == caller.account_id && session.is_live(now));
+        let session = session.ok_or(LiveSessionError::SessionEnded)?;
+        Ok(LiveSession::new(session.account_id(), session.id(), session.stored().authenticated_at))
+    }
+
+    /// Renews the caller's recent authentication by checking the account's password, for the
+    /// operations that need one (creating an API key).
+    ///
+    /// # Errors
+    /// [`ReauthenticateError::WrongPassword`], [`ReauthenticateError::SessionEnded`] or
+    /// [`ReauthenticateError::Unexpected`].
+    pub async fn reauthenticate(&self, caller: &LiveSession, password: &Password) -> Result<OffsetDateTime, ReauthenticateError> {
+        let Some(account) = self.accounts.find_by_id(caller.account_id()).await? else {
+            self.hasher.verify_against_dummy(password).await?;
+            return Err(ReauthenticateError::SessionEnded);
+        };
+        if !self.hasher.verify(password, account.password_hash()).await? {
+            return Err(ReauthenticateError::WrongPassword);
+        }
+        let now = self.clock.now();
+        if self.sessions.mark_authenticated(caller.session_id(), now).await? {
+            Ok(now)
+        } else {
+            Err(ReauthenticateError::SessionEnded)
+        }
     }
 
     /// The caller's live sessions, the current one marked.
     ///
     /// # Errors
     /// [`ManageSessionsError::SessionRequired`] for an API key; `Unexpected` when storage fails.
-    pub async fn list(&self, caller: &Principal) -> Result<Vec<SessionSummary>, ManageSessionsError> {
-        let current = caller.require_session()?;
-        let sessions = self.sessions.list_live(caller.account_id, self.clock.now()).await?;
+    pub async fn list(&self, caller: &LiveSession) -> Result<Vec<SessionSummary>, ManageSessionsError> {
+        let current = caller.session_id();
+        let sessions = self.sessions.list_live(caller.account_id(), self.clock.now()).await?;
         Ok(sessions.into_iter().map(|session| SessionSummary { current: session.id() == current, session }).collect())
     }
 
@@ -298,9 +389,8 @@ impl SessionService {
     /// # Errors
     /// [`ManageSessionsError::NotFound`] when no such session of the caller exists (another
     /// account's session is reported the same way), `SessionRequired`, or `Unexpected`.
-    pub async fn revoke(&self, caller: &Principal, id: SessionId) -> Result<(), ManageSessionsError> {
-        caller.require_session()?;
-        let session = self.sessions.find(id).await?.filter(|session| session.account_id() == caller.account_id).ok_or(ManageSessionsError::NotFound)?;
+    pub async fn revoke(&self, caller: &LiveSession, id: SessionId) -> Result<(), ManageSessionsError> {
+        let session = self.sessions.find(id).await?.filter(|session| session.account_id() == caller.account_id()).ok_or(ManageSessionsError::NotFound)?;
         self.sessions.revoke(session.id(), self.clock.now(), RevocationReason::Logout).await?;
         Ok(())
     }
@@ -335,8 +425,18 @@ impl SessionService {
         session.filter(|session| session.account_id() == claims.account_id).ok_or(RefreshError::InvalidToken(TokenRejection::Malformed))
     }
 
+    /// Ends a session whose spent token came back and tells its owner, who may be the only
+    /// one able to tell an attacker's copy from a second device of their own.
     async fn revoke_for_reuse(&self, session: &Session, now: OffsetDateTime) -> RefreshError {
-        match self.sessions.revoke(session.id(), now, RevocationReason::RefreshTokenReuse).await {
+        let revoked = match self.accounts.find_by_id(session.account_id()).await {
+            Ok(Some(account)) => {
+                let notice = refresh_token_reuse_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
+                self.sessions.revoke_with_notice(session.id(), now, RevocationReason::RefreshTokenReuse, &notice).await
+            }
+            Ok(None) => self.sessions.revoke(session.id(), now, RevocationReason::RefreshTokenReuse).await,
+            Err(cause) => Err(cause),
+        };
+        match revoked {
             Ok(_) => RefreshError::Reused { account_id: session.account_id(), session_id: session.id() },
             Err(cause) => RefreshError::Unexpected(cause),
         }
@@ -363,7 +463,8 @@ impl SessionService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{Account, MockAccountRepository, MockPasswordHasher, PasswordHash};
+    use crate::account::{Account, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, PasswordHash, SignupAttempt};
+    use crate::mail::EmailKind;
     use crate::runtime::{MockClock, MockSecureRandom};
     use crate::session::{MockSessionRepository, MockTokenSigner, StoredSession};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -440,7 +541,13 @@ mod tests {
     }
 
     fn account(verified: bool) -> Account {
-        Account::from_storage(ACCOUNT, EmailAddress::parse("ann@example.com").unwrap(), PasswordHash::from_phc("h".into()), verified.then_some(NOW), NOW)
+        Account::from_storage(ACCOUNT, EmailAddress::parse("ann@example.com").unwrap(), PasswordHash::from_phc("h".into()), verified.then_some(NOW), NOW, 4)
+    }
+
+    /// A pending sign-up attempt whose password hashes to `phc`.
+    fn attempt(phc: &str) -> SignupAttempt {
+        let link = LinkTokenRecord::issue(crate::secret::TokenHash::of(phc.as_bytes()), ACCOUNT, NOW + Duration::hours(1));
+        SignupAttempt::issue(link, Some(PasswordHash::from_phc(phc.into())), NOW)
     }
 
     fn session_caller() -> Principal {
@@ -465,19 +572,44 @@ mod tests {
     async fn login_fails_with_a_wrong_password_even_for_an_unverified_account() {
         let mut ports = Ports::new();
         ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
-        ports.hasher.expect_verify().returning(|_, _| Ok(false));
+        ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![attempt("first"), attempt("second")]));
+        ports.hasher.expect_verify().times(2).returning(|_, _| Ok(false));
         let (email, password) = credentials();
         assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
     }
 
     #[tokio::test]
-    async fn login_fails_when_email_is_not_verified() {
+    async fn login_fails_when_email_is_not_verified_for_the_password_of_any_pending_attempt() {
         let mut ports = Ports::new();
         ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
-        ports.hasher.expect_verify().returning(|_, _| Ok(true));
+        ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![attempt("newest"), attempt("older")]));
+        // The account row's placeholder hash ("h") is never what decides.
+        ports.hasher.expect_verify().returning(|_, hash| Ok(hash.as_phc() == "older"));
         ports.sessions.expect_create().never();
         let (email, password) = credentials();
         assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::EmailNotVerified)));
+    }
+
+    #[tokio::test]
+    async fn login_on_an_unverified_account_without_pending_attempts_costs_one_dummy_hash() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+        ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![]));
+        ports.hasher.expect_verify().never();
+        ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
+        let (email, password) = credentials();
+        assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+    }
+
+    #[tokio::test]
+    async fn a_login_whose_password_was_reset_during_the_check_opens_no_session() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        ports.hasher.expect_verify().returning(|_, _| Ok(true));
+        // The store refuses the insert: the credential version is no longer 4.
+        ports.sessions.expect_create().withf(|_, version| *version == 4).times(1).returning(|_, _| Ok(false));
+        let (email, password) = credentials();
+        assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
     }
 
     #[tokio::test]
@@ -488,12 +620,17 @@ mod tests {
         ports
             .sessions
             .expect_create()
-            .withf(|session| {
+            .withf(|session, version| {
                 let s = session.stored();
-                s.account_id == ACCOUNT && s.current_expires_at == NOW + Duration::days(30) && s.expires_at == NOW + Duration::days(90) && s.generation == 0
+                s.account_id == ACCOUNT
+                    && s.current_expires_at == NOW + Duration::days(30)
+                    && s.expires_at == NOW + Duration::days(90)
+                    && s.generation == 0
+                    && s.authenticated_at == NOW
+                    && *version == 4
             })
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_, _| Ok(true));
         let (email, password) = credentials();
         let pair = ports.service().login(&email, &password, ClientInfo::default()).await.unwrap();
         assert_eq!(pair.expires_in, 3600);
@@ -575,12 +712,19 @@ mod tests {
         let session = rotated_session(&secret, RotationNonce::from_bytes([7; 16]), 11);
         ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
         ports.sessions.expect_rotate().never();
+        ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
         ports
             .sessions
-            .expect_revoke()
-            .with(mockall::predicate::eq(SESSION), mockall::predicate::eq(NOW), mockall::predicate::eq(RevocationReason::RefreshTokenReuse))
+            .expect_revoke_with_notice()
+            .withf(|id, now, reason, notice| {
+                *id == SESSION
+                    && *now == NOW
+                    && *reason == RevocationReason::RefreshTokenReuse
+                    && notice.kind() == EmailKind::RefreshTokenReuse
+                    && notice.to().as_str() == "ann@example.com"
+            })
             .times(1)
-            .returning(|_, _, _| Ok(true));
+            .returning(|_, _, _, _| Ok(true));
         let outcome = ports.service().refresh(&refresh_token_for(&secret)).await;
         assert!(matches!(outcome, Err(RefreshError::Reused { account_id: ACCOUNT, session_id: SESSION })));
     }
@@ -660,6 +804,8 @@ mod tests {
     async fn logout_scopes_revoke_the_current_the_others_or_all() {
         use mockall::predicate::{always, eq};
         let mut ports = Ports::new();
+        let session = live_session(&RefreshSecret::from_bytes([1; 32]));
+        ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
         ports.sessions.expect_revoke().with(eq(SESSION), eq(NOW), eq(RevocationReason::Logout)).times(1).returning(|_, _, _| Ok(true));
         ports.sessions.expect_revoke_all().with(eq(ACCOUNT), eq(Some(SESSION)), eq(NOW), always()).times(1).returning(|_, _, _, _| Ok(2));
         ports.sessions.expect_revoke_all().with(eq(ACCOUNT), eq(None), eq(NOW), always()).times(1).returning(|_, _, _, _| Ok(3));
@@ -676,14 +822,50 @@ mod tests {
         stored.account_id = AccountId::from_uuid(Uuid::from_u128(77));
         ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
         ports.sessions.expect_revoke().never();
-        assert!(matches!(ports.service().revoke(&session_caller(), SESSION).await, Err(ManageSessionsError::NotFound)));
+        let caller = LiveSession::new(ACCOUNT, SESSION, NOW);
+        assert!(matches!(ports.service().revoke(&caller, SESSION).await, Err(ManageSessionsError::NotFound)));
     }
 
     #[tokio::test]
     async fn an_api_key_cannot_manage_sessions() {
         let caller = Principal { account_id: ACCOUNT, method: AuthMethod::ApiKey(crate::api_key::ApiKeyId::from_uuid(Uuid::nil())) };
         let service = Ports::new().service();
-        assert!(matches!(service.list(&caller).await, Err(ManageSessionsError::SessionRequired(_))));
+        assert!(matches!(service.require_live(&caller).await, Err(LiveSessionError::SessionRequired(_))));
         assert!(matches!(service.logout(&caller, LogoutScope::Global).await, Err(ManageSessionsError::SessionRequired(_))));
+    }
+
+    #[tokio::test]
+    async fn a_token_of_an_ended_session_is_not_live_whatever_the_per_request_setting() {
+        let mut ports = Ports::new();
+        let mut stored = live_session(&RefreshSecret::from_bytes([1; 32])).stored().clone();
+        stored.revoked_at = Some(NOW - Duration::seconds(1));
+        ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
+        ports.sessions.expect_revoke_all().never();
+        let service = ports.service();
+        assert!(!service.settings.verify_session_on_request);
+        assert!(matches!(service.require_live(&session_caller()).await, Err(LiveSessionError::SessionEnded)));
+        assert!(matches!(service.logout(&session_caller(), LogoutScope::Global).await, Err(ManageSessionsError::SessionEnded)));
+    }
+
+    #[tokio::test]
+    async fn a_live_session_carries_the_time_of_its_last_authentication() {
+        let mut ports = Ports::new();
+        let session = live_session(&RefreshSecret::from_bytes([1; 32]));
+        ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+        let live = ports.service().require_live(&session_caller()).await.unwrap();
+        assert_eq!((live.session_id(), live.authenticated_at()), (SESSION, NOW - Duration::minutes(5)));
+    }
+
+    #[tokio::test]
+    async fn reauthentication_checks_the_password_and_renews_the_sessions_authentication_time() {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
+        ports.hasher.expect_verify().returning(|password, _| Ok(password.expose() == "right one"));
+        ports.sessions.expect_mark_authenticated().with(mockall::predicate::eq(SESSION), mockall::predicate::eq(NOW)).times(1).returning(|_, _| Ok(true));
+        let service = ports.service();
+        let caller = LiveSession::new(ACCOUNT, SESSION, NOW - Duration::hours(1));
+        let wrong = service.reauthenticate(&caller, &Password::parse("wrong one".into()).unwrap()).await;
+        assert!(matches!(wrong, Err(ReauthenticateError::WrongPassword)));
+        assert_eq!(service.reauthenticate(&caller, &Password::parse("right one".into()).unwrap()).await.unwrap(), NOW);
     }
 }

@@ -5,7 +5,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{optional_rfc3339, rfc3339, Data};
-use crate::auth::Authenticated;
+use crate::auth::LiveCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -46,8 +46,8 @@ fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
     })
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
-pub async fn create(state: web::Data<AppState>, caller: Authenticated, body: web::Json<CreateBody>) -> Result<HttpResponse, ApiError> {
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+pub async fn create(state: web::Data<AppState>, caller: LiveCaller, body: web::Json<CreateBody>) -> Result<HttpResponse, ApiError> {
     let CreateBody { name, expires_at } = body.into_inner();
     let name = ApiKeyName::parse(&name)?;
     let expires_at = expires_at.map(|text| OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| ApiError::InvalidExpiry)).transpose()?;
@@ -58,16 +58,16 @@ pub async fn create(state: web::Data<AppState>, caller: Authenticated, body: web
         .json(Data { data: CreatedKey { view: view(&key)?, key: secret.expose().to_owned() } }))
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
-pub async fn list(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
     let keys = state.api_keys.list(&caller.0).await?;
     Ok(HttpResponse::Ok().json(Data { data: keys.iter().map(view).collect::<Result<Vec<_>, _>>()? }))
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
-pub async fn revoke(state: web::Data<AppState>, caller: Authenticated, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&path).map(ApiKeyId::from_uuid).map_err(|_| ApiError::ApiKeyNotFound)?;
     state.api_keys.revoke(&caller.0, id).await?;
-    tracing::info!(target: "flexauth::audit", event = "api_key_revoked", account_id = %caller.0.account_id, key_id = %id, "API key revoked");
+    tracing::info!(target: "flexauth::audit", event = "api_key_revoked", account_id = %caller.0.account_id(), key_id = %id, "API key revoked");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -26,12 +26,18 @@ pub fn configure(config: &mut web::ServiceConfig) {
     let resource = |path: &str, allow: &'static str| web::resource(path.to_owned()).default_service(web::to(move || health::method_not_allowed(allow)));
     config
         .service(resource("/v1/auth/signup", "POST").route(web::post().to(accounts::signup)))
-        .service(resource("/v1/auth/verify", "GET, POST").route(web::get().to(accounts::verify_link)).route(web::post().to(accounts::verify)))
+        .service(
+            resource("/v1/auth/verify", "GET, POST")
+                .route(web::get().to(accounts::confirmation_page))
+                .route(web::post().guard(guard::fn_guard(is_form)).to(accounts::confirm_from_form))
+                .route(web::post().to(accounts::verify)),
+        )
         .service(resource("/v1/auth/verify/resend", "POST").route(web::post().to(accounts::resend_verification)))
         .service(resource("/v1/auth/me", "GET").route(web::get().to(accounts::me)))
         .service(resource("/v1/auth/login", "POST").route(web::post().to(sessions::login)))
         .service(resource("/v1/auth/refresh", "POST").route(web::post().to(sessions::refresh)))
         .service(resource("/v1/auth/logout", "POST").route(web::post().to(sessions::logout)))
+        .service(resource("/v1/auth/reauthenticate", "POST").route(web::post().to(sessions::reauthenticate)))
         .service(resource("/v1/auth/sessions", "GET").route(web::get().to(sessions::list)))
         .service(resource("/v1/auth/sessions/{id}", "DELETE").route(web::delete().to(sessions::revoke)))
         .service(resource("/v1/auth/password/forgot", "POST").route(web::post().to(passwords::forgot)))

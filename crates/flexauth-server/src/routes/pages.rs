@@ -24,3 +24,35 @@ pub fn page(status: StatusCode, title: &str, body_html: &str) -> HttpResponse {
 pub fn message(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     page(status, title, &format!("<p>{}</p>", escape(text)))
 }
+
+/// The page behind a verification link: a form that POSTs the token, with one button and,
+/// where the confirmation must choose the password, a password field (and `error` beside it
+/// after a refused choice). It works without JavaScript.
+pub fn confirmation_form(token: &flexauth_domain::secret::LinkToken, choose_password: bool, error: Option<&str>) -> HttpResponse {
+    let explanation = if choose_password {
+        "Choose the password for your account to confirm this address. It may be the one you chose when you signed up; \
+         if several sign-ups were made with this address, only the password you enter here will work."
+    } else {
+        "Press the button to confirm that this email address is yours. If you did not sign up, close this page: nothing happens without the button."
+    };
+    let password_field = if choose_password {
+        format!(
+            "<p><label for=\"password\">Password (at least 8 characters)</label><br>\
+             <input id=\"password\" type=\"password\" name=\"password\" minlength=\"8\" maxlength=\"256\" required autocomplete=\"new-password\"></p>{}",
+            error.map(|error| format!("<p role=\"alert\">{}</p>", escape(error))).unwrap_or_default()
+        )
+    } else {
+        String::new()
+    };
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    page(
+        status,
+        "Confirm your email address",
+        &format!(
+            "<p>{}</p><form method=\"post\" action=\"/v1/auth/verify\"><input type=\"hidden\" name=\"token\" value=\"{}\">{password_field}\
+             <p><button type=\"submit\">Confirm my email address</button></p></form>",
+            escape(explanation),
+            escape(&token.expose())
+        ),
+    )
+}

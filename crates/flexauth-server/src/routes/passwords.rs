@@ -5,7 +5,7 @@ use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
 
 use super::{pages, Data, Message};
-use crate::auth::Authenticated;
+use crate::auth::LiveCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -42,7 +42,8 @@ const FORGOT_ACCEPTED: Message = Message { message: "If this address has an acco
 #[tracing::instrument(skip_all)]
 pub async fn forgot(state: web::Data<AppState>, body: web::Json<ForgotBody>) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&body.email)?;
-    state.accounts.forgot_password(&email).await?;
+    state.accounts.forgot_password(email).await?;
+    state.wake_worker();
     Ok(HttpResponse::Accepted().json(Data { data: FORGOT_ACCEPTED }))
 }
 
@@ -110,12 +111,12 @@ pub async fn reset_from_form(state: web::Data<AppState>, form: Result<web::Form<
     }
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
-pub async fn change(state: web::Data<AppState>, caller: Authenticated, body: web::Json<ChangeBody>) -> Result<HttpResponse, ApiError> {
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+pub async fn change(state: web::Data<AppState>, caller: LiveCaller, body: web::Json<ChangeBody>) -> Result<HttpResponse, ApiError> {
     let ChangeBody { current_password, new_password } = body.into_inner();
     let current = Password::parse(current_password)?;
     let new = NewPassword::parse(new_password)?;
     state.accounts.change_password(&caller.0, &current, &new).await?;
-    tracing::info!(target: "flexauth::audit", event = "password_changed", account_id = %caller.0.account_id, "password changed; other sessions revoked");
+    tracing::info!(target: "flexauth::audit", event = "password_changed", account_id = %caller.0.account_id(), "password changed; other sessions revoked");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,7 +4,7 @@ use flexauth_domain::session::{ClientInfo, LogoutScope, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
 use super::{rfc3339, Credentials, Data};
-use crate::auth::{bearer_token, Authenticated};
+use crate::auth::{bearer_token, LiveCaller};
 use crate::error::{json_error, ApiError};
 use crate::state::AppState;
 
@@ -92,8 +92,8 @@ pub struct SessionView {
     current: bool,
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
-pub async fn list(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
     let sessions = state.sessions.list(&caller.0).await?;
     let views = sessions
         .into_iter()
@@ -112,10 +112,29 @@ pub async fn list(state: web::Data<AppState>, caller: Authenticated) -> Result<H
     Ok(HttpResponse::Ok().json(Data { data: views }))
 }
 
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
-pub async fn revoke(state: web::Data<AppState>, caller: Authenticated, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&path).map(SessionId::from_uuid).map_err(|_| ApiError::SessionNotFound)?;
     state.sessions.revoke(&caller.0, id).await?;
-    tracing::info!(target: "flexauth::audit", event = "session_revoked", account_id = %caller.0.account_id, session_id = %id, "session revoked by its owner");
+    tracing::info!(target: "flexauth::audit", event = "session_revoked", account_id = %caller.0.account_id(), session_id = %id, "session revoked by its owner");
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct ReauthenticateBody {
+    password: String,
+}
+
+#[derive(Serialize)]
+pub struct Reauthenticated {
+    authenticated_at: String,
+}
+
+/// Renews the session's recent authentication with the account's password, for the operations
+/// that need one (creating an API key).
+#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+pub async fn reauthenticate(state: web::Data<AppState>, caller: LiveCaller, body: web::Json<ReauthenticateBody>) -> Result<HttpResponse, ApiError> {
+    let password = Password::parse(body.into_inner().password)?;
+    let authenticated_at = state.sessions.reauthenticate(&caller.0, &password).await?;
+    Ok(HttpResponse::Ok().json(Data { data: Reauthenticated { authenticated_at: rfc3339(authenticated_at)? } }))
 }

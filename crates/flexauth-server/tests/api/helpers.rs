@@ -4,7 +4,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use awc::http::header::HeaderMap;
-use flexauth_mail::test_smtp::{ReceivedMessage, SmtpSink};
+pub use flexauth_mail::test_smtp::ReceivedMessage;
+use flexauth_mail::test_smtp::SmtpSink;
 use flexauth_server::config::{Cli, Settings};
 use flexauth_server::startup::Application;
 use flexauth_store::test_db::TestDatabase;
@@ -195,8 +196,7 @@ impl TestApp {
     pub async fn verified_login(&self, env: &TestEnv, email: &str) -> Value {
         assert_eq!(self.signup(email).await.status, StatusCode::ACCEPTED);
         let mail = wait_for_mail_to(env.smtp(), email).await;
-        let verified = self.get(&verify_path(&mail)).await;
-        assert_eq!(verified.status, StatusCode::OK, "{}", verified.text);
+        confirm_in_browser(self, &mail, PASSWORD).await;
         let login = self.login(email).await;
         assert_eq!(login.status, StatusCode::OK, "{}", login.text);
         login.body["data"].clone()
@@ -254,4 +254,50 @@ pub fn mails_to(smtp: &SmtpSink, address: &str) -> Vec<ReceivedMessage> {
 
 pub fn unique_email(prefix: &str) -> String {
     format!("{prefix}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// Starts an instance as `cargo run` does: embedded SQLite and mail files in `data_dir`, a
+/// generated key, nothing else configured.
+pub async fn spawn_embedded(data_dir: &std::path::Path) -> TestApp {
+    let data_dir = data_dir.display().to_string();
+    let args = ["flexauth", "--bind", "127.0.0.1:0", "--public-url", PUBLIC_URL, "--data-dir", &data_dir];
+    let mut settings = Cli::try_parse_from(args).unwrap().config.resolve().unwrap();
+    settings.outbox_poll_interval = Duration::from_millis(100);
+    settings.http_workers = 2;
+    let app = Application::build(&settings).await.unwrap();
+    let port = app.port();
+    let handle = app.server_handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp { address: format!("http://127.0.0.1:{port}"), handle, client: awc::Client::builder().timeout(Duration::from_secs(60)).finish() }
+}
+
+/// The value of attribute `name` in the first tag of `html` that has `marker` in it.
+fn attribute_near(html: &str, marker: &str, name: &str) -> Option<String> {
+    let at = html.find(marker)?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = start + tag[start..].find('"')?;
+    Some(tag[start..end].replace("&amp;", "&").replace("&quot;", "\"").replace("&#39;", "'"))
+}
+
+/// Opens the verification link of `mail` as a person in a browser does: loads the page and, if
+/// it shows a form, submits it, typing `password` into its password field when it has one.
+/// Returns the page the person ends up on.
+pub async fn confirm_in_browser(app: &TestApp, mail: &ReceivedMessage, password: &str) -> Reply {
+    let page = app.get(&verify_path(mail)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    if !page.text.contains("<form") {
+        return page;
+    }
+    let action = attribute_near(&page.text, "<form", "action").expect("the form has an action");
+    let mut fields = vec![("token".to_owned(), attribute_near(&page.text, "name=\"token\"", "value").expect("the form carries the token"))];
+    if page.text.contains("name=\"password\"") {
+        fields.push(("password".to_owned(), password.to_owned()));
+    }
+    let form: Vec<(&str, &str)> = fields.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    let confirmed = app.post_form(&action, &form).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+    confirmed
 }

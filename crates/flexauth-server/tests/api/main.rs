@@ -15,4 +15,5 @@ mod secrets_at_rest;
 mod session_management;
 mod sessions;
 mod signup;
+mod takeover;
 mod tokens;

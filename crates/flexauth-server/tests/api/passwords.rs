@@ -43,7 +43,7 @@ async fn a_password_reset_by_email_works_once_and_ends_every_session() {
     let twice = app.post("/v1/auth/password/reset", json!({ "token": token_of(&mail), "password": "yet another passphrase" })).await;
     assert_eq!((twice.status, twice.code()), (StatusCode::BAD_REQUEST, "invalid_reset_token"));
     assert_eq!(app.get(&link).await.status, StatusCode::BAD_REQUEST);
-    wait_for_subject(env.smtp(), &email, "Your password was changed").await;
+    wait_for_subject(env.smtp(), &email, "Your password was reset").await;
     app.stop().await;
 }
 

@@ -28,7 +28,7 @@ async fn a_database_dump_holds_no_plaintext_secret() {
     let reset_token = token_of(&wait_for_subject(env.smtp(), &email, "Reset your password").await);
     let new_password = "the replacement passphrase";
     assert_eq!(app.post("/v1/auth/password/reset", json!({ "token": reset_token, "password": new_password })).await.status, StatusCode::OK);
-    wait_for_subject(env.smtp(), &email, "Your password was changed").await;
+    wait_for_subject(env.smtp(), &email, "Your password was reset").await;
     // Sent emails lose their bodies once the worker has recorded the delivery.
     let deadline = Instant::now() + Duration::from_secs(10);
     let secrets = [

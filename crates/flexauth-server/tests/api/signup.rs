@@ -2,7 +2,7 @@ use actix_web::http::StatusCode;
 use flexauth_domain::account::{AccountRepository, EmailAddress};
 use serde_json::json;
 
-use crate::helpers::{mails_to, token_of, unique_email, verify_path, wait_for_mail_to, wait_for_mails, TestEnv, PASSWORD};
+use crate::helpers::{confirm_in_browser, mails_to, token_of, unique_email, verify_path, wait_for_mail_to, wait_for_mails, TestEnv, PASSWORD};
 
 #[actix_web::test]
 async fn signup_stores_an_unverified_account_and_sends_a_verification_email() {
@@ -13,11 +13,13 @@ async fn signup_stores_an_unverified_account_and_sends_a_verification_email() {
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     assert!(reply.headers.contains_key("x-request-id"));
 
+    // The worker creates the account from the stored request; the email follows it.
+    let mail = wait_for_mail_to(env.smtp(), &email).await;
     let account = env.store().find_by_email(&EmailAddress::parse(&email).unwrap()).await.unwrap().expect("the account row exists");
     assert!(!account.is_email_verified());
-    assert!(account.password_hash().as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-
-    let mail = wait_for_mail_to(env.smtp(), &email).await;
+    let attempts = env.store().pending_signup_attempts(account.id(), time::OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].password_hash().unwrap().as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     assert_eq!(mail.subject().as_deref(), Some("Verify your email address"));
     assert!(mail.data.contains("text/html") && mail.data.contains("text/plain"));
     assert!(mail.first_link().unwrap().starts_with("http://auth.flexauth.test/v1/auth/verify?token="));
@@ -47,7 +49,7 @@ async fn signup_answers_the_same_for_a_taken_email_and_tells_the_owner() {
 }
 
 #[actix_web::test]
-async fn signing_up_again_before_verifying_sends_a_fresh_link_that_replaces_the_first() {
+async fn signing_up_again_before_verifying_sends_a_second_link_and_either_confirms_with_a_chosen_password() {
     let env = TestEnv::new().await;
     let app = env.spawn().await;
     let email = unique_email("again");
@@ -56,8 +58,15 @@ async fn signing_up_again_before_verifying_sends_a_fresh_link_that_replaces_the_
     assert_eq!(app.signup(&email).await.status, StatusCode::ACCEPTED);
     assert_eq!(subjects(&env, &email, 2).await, ["Verify your email address", "Verify your email address"]);
     let second = mails_to(env.smtp(), &email).into_iter().find(|mail| token_of(mail) != token_of(&first)).expect("a second link");
-    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&first) })).await.code(), "invalid_verification_token");
-    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.status, StatusCode::OK);
+    // With two attempts pending, a link alone does not say whose password to activate.
+    let bare = app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await;
+    assert_eq!((bare.status, bare.code()), (StatusCode::BAD_REQUEST, "password_required"));
+    let chosen = app.post("/v1/auth/verify", json!({ "token": token_of(&first), "password": "chosen while confirming" })).await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.text);
+    // Confirming discarded the other attempt's link.
+    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.code(), "invalid_verification_token");
+    assert_eq!(app.login(&email).await.code(), "invalid_credentials");
+    assert_eq!(app.post("/v1/auth/login", json!({ "email": email, "password": "chosen while confirming" })).await.status, StatusCode::OK);
     app.stop().await;
 }
 
@@ -73,7 +82,9 @@ async fn the_link_verifies_once_and_stays_harmless_afterwards() {
     let page = app.get(&verify_path(&mail)).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.headers.get("content-type").unwrap().to_str().unwrap().starts_with("text/html"));
-    assert!(page.text.contains("Your email address is verified"));
+    assert!(!page.text.contains("name=\"password\""), "the only sign-up confirms with one button");
+    let confirmed = confirm_in_browser(&app, &mail, "unused: the page asks for no password").await;
+    assert!(confirmed.text.contains("Your email address is verified"), "{}", confirmed.text);
     let again = app.post("/v1/auth/verify", json!({ "token": token_of(&mail) })).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body, json!({ "data": { "email_verified": true } }));
@@ -101,8 +112,12 @@ async fn a_bad_or_replaced_link_is_refused() {
     assert_eq!(resent.status, StatusCode::ACCEPTED);
     wait_for_mails(env.smtp(), &email, 2).await;
     let second = mails_to(env.smtp(), &email).into_iter().find(|mail| token_of(mail) != token_of(&first)).expect("a second link");
+    // Nobody chose a password for the resent link: it confirms only with one.
+    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.code(), "password_required");
+    let weak = app.post("/v1/auth/verify", json!({ "token": token_of(&second), "password": "short" })).await;
+    assert_eq!(weak.code(), "password_too_short");
+    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second), "password": "picked on the page" })).await.status, StatusCode::OK);
     assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&first) })).await.code(), "invalid_verification_token");
-    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.status, StatusCode::OK);
     app.stop().await;
 }
 

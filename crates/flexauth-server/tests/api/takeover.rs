@@ -1,0 +1,256 @@
+//! The account-takeover paths, tried as an attacker would: signing up first, mail scanners,
+//! stolen access tokens after a recovery, stale reset links, readable files, silent changes.
+
+use actix_web::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{confirm_in_browser, mails_to, token_of, unique_email, verify_path, wait_for_mails, wait_for_subject, TestApp, TestEnv};
+
+const ATTACKER_PASSWORD: &str = "the attacker chose this";
+const OWNER_PASSWORD: &str = "the owner chose this one";
+
+async fn signup(app: &TestApp, email: &str, password: &str) {
+    let reply = app.post("/v1/auth/signup", json!({ "email": email, "password": password })).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+}
+
+async fn login_status(app: &TestApp, email: &str, password: &str) -> StatusCode {
+    app.post("/v1/auth/login", json!({ "email": email, "password": password })).await.status
+}
+
+/// Waits for the `count`-th verification email to `email` and returns the newest.
+async fn newest_verification(env: &TestEnv, email: &str, count: usize) -> crate::helpers::ReceivedMessage {
+    let mails = wait_for_mails(env.smtp(), email, count).await;
+    let verifications: Vec<_> = mails.into_iter().filter(|mail| mail.subject().as_deref() == Some("Verify your email address")).collect();
+    assert!(verifications.len() >= count, "expected {count} verification emails, got {}", verifications.len());
+    verifications.last().cloned().unwrap()
+}
+
+#[actix_web::test]
+async fn an_attacker_who_signs_up_first_cannot_log_in_once_the_owner_confirms() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("victim");
+    signup(&app, &email, ATTACKER_PASSWORD).await;
+    newest_verification(&env, &email, 1).await;
+    signup(&app, &email, OWNER_PASSWORD).await;
+    let newest = newest_verification(&env, &email, 2).await;
+    confirm_in_browser(&app, &newest, OWNER_PASSWORD).await;
+    assert_eq!(login_status(&app, &email, ATTACKER_PASSWORD).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_status(&app, &email, OWNER_PASSWORD).await, StatusCode::OK);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn an_attacker_who_signs_up_after_the_owner_cannot_log_in_once_the_owner_confirms() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("victim");
+    signup(&app, &email, OWNER_PASSWORD).await;
+    newest_verification(&env, &email, 1).await;
+    signup(&app, &email, ATTACKER_PASSWORD).await;
+    // The owner opens the newest link in the inbox, which is the one the attacker caused.
+    let newest = newest_verification(&env, &email, 2).await;
+    confirm_in_browser(&app, &newest, OWNER_PASSWORD).await;
+    assert_eq!(login_status(&app, &email, ATTACKER_PASSWORD).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(login_status(&app, &email, OWNER_PASSWORD).await, StatusCode::OK);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_resend_between_the_signups_does_not_help_the_attacker_in_either_order() {
+    for attacker_first in [true, false] {
+        let env = TestEnv::new().await;
+        let app = env.spawn().await;
+        let email = unique_email("victim");
+        let (first, second) = if attacker_first { (ATTACKER_PASSWORD, OWNER_PASSWORD) } else { (OWNER_PASSWORD, ATTACKER_PASSWORD) };
+        signup(&app, &email, first).await;
+        newest_verification(&env, &email, 1).await;
+        assert_eq!(app.post("/v1/auth/verify/resend", json!({ "email": email })).await.status, StatusCode::ACCEPTED);
+        newest_verification(&env, &email, 2).await;
+        signup(&app, &email, second).await;
+        let newest = newest_verification(&env, &email, 3).await;
+        // Whichever link the owner opens, the password that ends up active is the owner's.
+        for mail in [newest, newest_verification(&env, &email, 2).await] {
+            confirm_in_browser(&app, &mail, OWNER_PASSWORD).await;
+        }
+        assert_eq!(login_status(&app, &email, ATTACKER_PASSWORD).await, StatusCode::UNAUTHORIZED, "attacker first: {attacker_first}");
+        assert_eq!(login_status(&app, &email, OWNER_PASSWORD).await, StatusCode::OK, "attacker first: {attacker_first}");
+        app.stop().await;
+    }
+}
+
+#[actix_web::test]
+async fn a_mail_scanner_opening_the_links_verifies_nothing_and_spends_nothing() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("scanned");
+    signup(&app, &email, OWNER_PASSWORD).await;
+    let mail = newest_verification(&env, &email, 1).await;
+    let link = app.url(&verify_path(&mail));
+    for _ in 0..2 {
+        let page = app.get(&verify_path(&mail)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let head = app.client.head(&link).send().await.unwrap();
+        assert!(head.status().is_success() || head.status() == StatusCode::METHOD_NOT_ALLOWED, "HEAD answered {}", head.status());
+    }
+    assert_eq!(app.post("/v1/auth/login", json!({ "email": email, "password": OWNER_PASSWORD })).await.code(), "email_not_verified");
+    // The page offers the one button that confirms.
+    let page = app.get(&verify_path(&mail)).await;
+    assert!(page.text.contains("<form method=\"post\""), "{}", page.text);
+    assert!(page.text.contains("Confirm my email address"));
+    confirm_in_browser(&app, &mail, OWNER_PASSWORD).await;
+    assert_eq!(login_status(&app, &email, OWNER_PASSWORD).await, StatusCode::OK);
+    app.stop().await;
+}
+
+fn access(session: &Value) -> String {
+    session["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Every account-management endpoint, called with `token`; returns each answer's status.
+async fn management_statuses(app: &TestApp, token: &str) -> Vec<(&'static str, StatusCode)> {
+    vec![
+        ("create key", app.post_json_with_bearer("/v1/api-keys", token, json!({ "name": "persistence" })).await.status),
+        ("list keys", app.get_with_bearer("/v1/api-keys", token).await.status),
+        ("delete key", app.delete_with_bearer(&format!("/v1/api-keys/{}", uuid::Uuid::new_v4()), token).await.status),
+        ("list sessions", app.get_with_bearer("/v1/auth/sessions", token).await.status),
+        ("delete session", app.delete_with_bearer(&format!("/v1/auth/sessions/{}", uuid::Uuid::new_v4()), token).await.status),
+        (
+            "change password",
+            app.post_json_with_bearer(
+                "/v1/auth/password/change",
+                token,
+                json!({ "current_password": "whatever it was", "new_password": "taken over for good" }),
+            )
+            .await
+            .status,
+        ),
+        ("logout others", app.post_json_with_bearer("/v1/auth/logout", token, json!({ "scope": "others" })).await.status),
+        ("logout global", app.post_json_with_bearer("/v1/auth/logout", token, json!({ "scope": "global" })).await.status),
+    ]
+}
+
+fn assert_all_unauthorized(statuses: &[(&str, StatusCode)], after: &str) {
+    let allowed: Vec<_> = statuses.iter().filter(|(_, status)| *status != StatusCode::UNAUTHORIZED).collect();
+    assert!(allowed.is_empty(), "after {after}, a stolen access token still got: {allowed:?}");
+}
+
+#[actix_web::test]
+async fn a_stolen_access_token_manages_nothing_after_a_reset_a_logout_or_reuse_detection() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("stolen");
+    let stolen = app.verified_login(&env, &email).await;
+
+    app.post("/v1/auth/password/forgot", json!({ "email": email })).await;
+    let reset_mail = wait_for_subject(env.smtp(), &email, "Reset your password").await;
+    let reset = app.post("/v1/auth/password/reset", json!({ "token": token_of(&reset_mail), "password": "the owner took it back" })).await;
+    assert_eq!(reset.status, StatusCode::OK);
+    assert_all_unauthorized(&management_statuses(&app, &access(&stolen)).await, "a password reset");
+
+    let session = app.post("/v1/auth/login", json!({ "email": email, "password": "the owner took it back" })).await.body["data"].clone();
+    assert_eq!(app.post_with_bearer("/v1/auth/logout", &access(&session)).await.status, StatusCode::NO_CONTENT);
+    assert_all_unauthorized(&management_statuses(&app, &access(&session)).await, "a logout");
+
+    let session = app.post("/v1/auth/login", json!({ "email": email, "password": "the owner took it back" })).await.body["data"].clone();
+    let first_refresh = session["refresh_token"].as_str().unwrap();
+    let rotated = app.refresh(first_refresh).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    // Outside the grace window the parent counts as reused; a grandparent does at once.
+    let rotated_again = app.refresh(rotated.body["data"]["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(rotated_again.status, StatusCode::OK);
+    assert_eq!(app.refresh(first_refresh).await.code(), "refresh_token_reused");
+    assert_all_unauthorized(&management_statuses(&app, &access(&rotated_again.body["data"])).await, "reuse detection");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_reset_link_from_before_a_password_change_no_longer_works() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("stale");
+    let session = app.verified_login(&env, &email).await;
+    app.post("/v1/auth/password/forgot", json!({ "email": email })).await;
+    let stale = wait_for_subject(env.smtp(), &email, "Reset your password").await;
+    let change = app
+        .post_json_with_bearer(
+            "/v1/auth/password/change",
+            &access(&session),
+            json!({ "current_password": crate::helpers::PASSWORD, "new_password": "changed since the link" }),
+        )
+        .await;
+    assert_eq!(change.status, StatusCode::NO_CONTENT, "{}", change.text);
+    let reply = app.post("/v1/auth/password/reset", json!({ "token": token_of(&stale), "password": "an old link's choice" })).await;
+    assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "invalid_reset_token"));
+    assert_eq!(login_status(&app, &email, "changed since the link").await, StatusCode::OK);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn the_owner_is_told_of_a_new_api_key_a_reset_and_reuse_detection() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("told");
+    let session = app.verified_login(&env, &email).await;
+    let created = app.post_json_with_bearer("/v1/api-keys", &access(&session), json!({ "name": "ci" })).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let key_mail = wait_for_subject(env.smtp(), &email, "A new API key was created").await;
+    assert!(key_mail.data.contains("ci"));
+
+    let rotated = app.refresh(session["refresh_token"].as_str().unwrap()).await;
+    app.refresh(rotated.body["data"]["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(app.refresh(session["refresh_token"].as_str().unwrap()).await.code(), "refresh_token_reused");
+    wait_for_subject(env.smtp(), &email, "Someone may have a copy of your session").await;
+
+    app.post("/v1/auth/password/forgot", json!({ "email": email })).await;
+    let reset_mail = wait_for_subject(env.smtp(), &email, "Reset your password").await;
+    app.post("/v1/auth/password/reset", json!({ "token": token_of(&reset_mail), "password": "the owner took it back" })).await;
+    wait_for_subject(env.smtp(), &email, "Your password was reset").await;
+    assert!(mails_to(env.smtp(), &email).len() >= 5);
+    app.stop().await;
+}
+
+#[cfg(unix)]
+#[actix_web::test]
+async fn on_sqlite_nothing_in_the_data_directory_is_readable_by_other_users() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().join("flexauth-data");
+    let app = crate::helpers::spawn_embedded(&dir).await;
+    let email = unique_email("files");
+    signup(&app, &email, OWNER_PASSWORD).await;
+    let mail_dir = dir.join("mail");
+    crate::helpers::eventually("a mail file", || std::fs::read_dir(&mail_dir).ok().and_then(|mut entries| entries.next()).and_then(Result::ok)).await;
+    let mut checked = Vec::new();
+    let mut pending = vec![dir.clone()];
+    while let Some(path) = pending.pop() {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} has mode {:o}", path.display(), mode & 0o777);
+        checked.push(path.clone());
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
+        }
+    }
+    let names: Vec<String> = checked.iter().filter_map(|path| path.file_name()).map(|name| name.to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|name| name.ends_with(".sqlite3")), "{names:?}");
+    assert!(names.iter().any(|name| name.ends_with("-wal")), "{names:?}");
+    assert!(names.iter().any(|name| name.ends_with(".eml")), "{names:?}");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_password_typed_in_another_unicode_form_and_an_idn_domain_in_either_form_are_the_same() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let local = format!("idn-{}", uuid::Uuid::new_v4().simple());
+    // "Å" as one code point, and as "A" followed by a combining ring.
+    let composed = "\u{00C5}ngstr\u{00F6}m passphrase";
+    let decomposed = "A\u{030A}ngstro\u{0308}m passphrase";
+    signup(&app, &format!("{local}@b\u{00FC}cher.example"), composed).await;
+    let mail = wait_for_mails(env.smtp(), &format!("{local}@xn--bcher-kva.example"), 1).await.remove(0);
+    confirm_in_browser(&app, &mail, composed).await;
+    assert_eq!(login_status(&app, &format!("{local}@xn--bcher-kva.example"), decomposed).await, StatusCode::OK);
+    assert_eq!(login_status(&app, &format!("{local}@B\u{00DC}CHER.example"), composed).await, StatusCode::OK);
+    app.stop().await;
+}
