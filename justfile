@@ -32,6 +32,11 @@ test-all: db-up
 bench: db-up
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" cargo bench -p flexauth-server --bench load
 
+# Median latency of signup, resend and forgot for known vs unknown addresses, and their ratio (release build, outside the server process).
+bench-enumeration:
+    cargo build --release -p flexauth-server
+    ./scripts/bench-enumeration
+
 # Formatting, clippy with warnings denied, and the domain's dependency rule.
 lint: check-domain
     cargo fmt --all --check

@@ -1,5 +1,8 @@
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use flexauth_domain::runtime::Clock;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
@@ -93,7 +96,12 @@ impl TestEnv {
 
     /// Starts one more instance on the shared database, with extra command-line flags.
     pub async fn spawn_with(&self, extra: &[&str]) -> TestApp {
-        let app = Application::build(&self.settings(extra)).await.unwrap();
+        self.spawn_with_clock(extra, Arc::new(TestClock::default())).await
+    }
+
+    /// Starts an instance whose clock the test moves.
+    pub async fn spawn_with_clock(&self, extra: &[&str], clock: Arc<TestClock>) -> TestApp {
+        let app = Application::build_with_clock(&self.settings(extra), clock).await.unwrap();
         let port = app.port();
         let handle = app.server_handle();
         tokio::spawn(app.run_until_stopped());
@@ -102,6 +110,26 @@ impl TestEnv {
 }
 
 use clap::Parser as _;
+
+/// The real time moved on by however much the test asked: links, tokens and windows expire
+/// without waiting.
+#[derive(Default)]
+pub struct TestClock {
+    ahead: Mutex<time::Duration>,
+}
+
+impl TestClock {
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: time::Duration) {
+        *self.ahead.lock().unwrap() += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + *self.ahead.lock().unwrap()
+    }
+}
 
 /// One running instance.
 pub struct TestApp {

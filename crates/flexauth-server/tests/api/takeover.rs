@@ -254,3 +254,42 @@ async fn a_password_typed_in_another_unicode_form_and_an_idn_domain_in_either_fo
     assert_eq!(login_status(&app, &format!("{local}@B\u{00DC}CHER.example"), composed).await, StatusCode::OK);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn creating_an_api_key_needs_a_login_or_a_password_entered_within_ten_minutes() {
+    let env = TestEnv::new().await;
+    let clock = std::sync::Arc::new(crate::helpers::TestClock::default());
+    let app = env.spawn_with_clock(&[], clock.clone()).await;
+    let email = unique_email("recent");
+    let session = app.verified_login(&env, &email).await;
+    let token = access(&session);
+    clock.advance(time::Duration::minutes(11));
+    let stale = app.post_json_with_bearer("/v1/api-keys", &token, json!({ "name": "late" })).await;
+    assert_eq!((stale.status, stale.code()), (StatusCode::FORBIDDEN, "reauthentication_required"));
+    // Listing needs a live session only.
+    assert_eq!(app.get_with_bearer("/v1/api-keys", &token).await.status, StatusCode::OK);
+    let wrong = app.post_json_with_bearer("/v1/auth/reauthenticate", &token, json!({ "password": "not the password" })).await;
+    assert_eq!((wrong.status, wrong.code()), (StatusCode::BAD_REQUEST, "invalid_current_password"));
+    let renewed = app.post_json_with_bearer("/v1/auth/reauthenticate", &token, json!({ "password": crate::helpers::PASSWORD })).await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
+    assert!(renewed.body["data"]["authenticated_at"].is_string());
+    assert_eq!(app.post_json_with_bearer("/v1/api-keys", &token, json!({ "name": "now" })).await.status, StatusCode::CREATED);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn an_expired_verification_link_shows_why_and_confirms_nothing() {
+    let env = TestEnv::new().await;
+    let clock = std::sync::Arc::new(crate::helpers::TestClock::default());
+    let app = env.spawn_with_clock(&[], clock.clone()).await;
+    let email = unique_email("expired");
+    signup(&app, &email, OWNER_PASSWORD).await;
+    let mail = newest_verification(&env, &email, 1).await;
+    clock.advance(time::Duration::hours(24));
+    let page = app.get(&verify_path(&mail)).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.text.contains("Link expired"), "{}", page.text);
+    let reply = app.post("/v1/auth/verify", json!({ "token": token_of(&mail) })).await;
+    assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "verification_token_expired"));
+    app.stop().await;
+}
