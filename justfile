@@ -24,9 +24,10 @@ migrate:
 test:
     cargo test --workspace
 
-# All tests with the PostgreSQL ones required, as CI runs them.
+# All tests with the PostgreSQL ones required, and the API suite again on SQLite, as CI runs them.
 test-all: db-up
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
+    FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 FLEXAUTH_TEST_API_BACKEND=sqlite cargo test --workspace --test api
 
 # Load benchmark over loopback (release build, PostgreSQL): throughput and latency per scenario, as ratios against the stateless JWT baseline of the same run.
 bench: db-up

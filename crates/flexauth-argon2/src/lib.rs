@@ -6,6 +6,7 @@
 //! allocating `burst × memory cost` at once. This crate must not depend on a web framework or a
 //! database.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -71,6 +72,8 @@ pub struct Argon2Hasher {
     permits: Arc<Semaphore>,
     /// A hash of a random password nobody knows, verified against for unknown emails.
     dummy_hash: Arc<str>,
+    /// argon2 computations finished (hashes and verifications, the dummy ones included).
+    computations: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -93,14 +96,31 @@ impl Argon2Hasher {
         let unknown = SaltString::generate(&mut OsRng);
         let dummy_hash =
             argon2.hash_password(unknown.as_str().as_bytes(), &SaltString::generate(&mut OsRng)).map_err(Argon2ConfigError::DummyHash)?.to_string();
-        Ok(Self { argon2, permits: Arc::new(Semaphore::new(settings.max_concurrent)), dummy_hash: dummy_hash.into() })
+        Ok(Self {
+            argon2,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent)),
+            dummy_hash: dummy_hash.into(),
+            computations: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// How many argon2 computations (hashes and verifications, the dummy ones included) this
+    /// hasher has finished: the work behind logins, for tests and metrics.
+    pub fn computations(&self) -> u64 {
+        self.computations.load(Ordering::Relaxed)
     }
 
     /// Runs `work` on the blocking pool once a permit is free.
     async fn run_bounded<T: Send + 'static>(&self, work: impl FnOnce(&Argon2<'static>) -> Result<T, HashingError> + Send + 'static) -> Result<T, HashingError> {
         let _permit = self.permits.acquire().await.map_err(|_| HashingError::PoolClosed)?;
         let argon2 = self.argon2.clone();
-        tokio::task::spawn_blocking(move || work(&argon2)).await?
+        let computations = Arc::clone(&self.computations);
+        tokio::task::spawn_blocking(move || {
+            let outcome = work(&argon2);
+            computations.fetch_add(1, Ordering::Relaxed);
+            outcome
+        })
+        .await?
     }
 
     async fn verify_phc(&self, password: &Password, phc: Arc<str>) -> Result<bool, HashingError> {
@@ -182,9 +202,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_dummy_verification_is_one_real_argon2_verification_at_the_configured_cost() {
+        let hasher = cheap();
+        // The dummy hash has the cost of every other hash, so verifying against it costs the same.
+        assert!(hasher.dummy_hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{}", hasher.dummy_hash);
+        assert_eq!(hasher.computations(), 0);
+        hasher.verify_against_dummy(&password("anything at all")).await.unwrap();
+        assert_eq!(hasher.computations(), 1, "an unknown-email login must spend one argon2 verification");
+        let hash = hasher.hash(&password("anything at all")).await.unwrap();
+        assert!(!hasher.verify(&password("something else"), &hash).await.unwrap());
+        assert_eq!(hasher.computations(), 3);
+    }
+
+    #[tokio::test]
     async fn a_corrupt_stored_hash_is_an_error_not_a_mismatch() {
         let outcome = cheap().verify(&password("x"), &PasswordHash::from_phc("not a phc string".into())).await;
-        assert!(outcome.is_err());
+        let error = outcome.expect_err("a corrupt hash is an error");
+        assert!(std::error::Error::source(&error).is_some_and(|cause| cause.to_string().starts_with("the stored hash is not a valid PHC string")), "{error:?}");
     }
 
     #[test]

@@ -64,6 +64,12 @@ async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     #[cfg(unix)]
     options.mode(0o600);
     let mut file = options.open(path).await?;
+    // A file left over from a crash keeps its old mode through `open`.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).await?;
+    }
     file.write_all(bytes).await?;
     file.flush().await
 }

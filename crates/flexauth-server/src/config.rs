@@ -321,10 +321,10 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::seconds(90)));
         assert_eq!(parse_duration("15m"), Ok(Duration::minutes(15)));
         assert_eq!(parse_duration("2h"), Ok(Duration::hours(2)));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("-5").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("99999999999d").is_err());
+        assert_eq!(parse_duration("0"), Err("`0` must be positive".to_owned()));
+        assert_eq!(parse_duration("-5"), Err("`-5` must be positive".to_owned()));
+        assert_eq!(parse_duration("soon"), Err("`soon` is not a duration such as 3600, 90s, 15m, 1h or 30d".to_owned()));
+        assert_eq!(parse_duration("99999999999d"), Err("`99999999999d` is longer than ten years".to_owned()));
     }
 
     #[test]

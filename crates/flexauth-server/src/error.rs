@@ -332,6 +332,7 @@ impl From<CreateApiKeyError> for ApiError {
         match error {
             CreateApiKeyError::ReauthenticationRequired(required) => required.into(),
             CreateApiKeyError::AccountGone => Self::InvalidToken("the account no longer exists"),
+            CreateApiKeyError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
             CreateApiKeyError::ExpiryInPast => Self::InvalidExpiry,
             CreateApiKeyError::Unexpected(cause) => cause.into(),
         }

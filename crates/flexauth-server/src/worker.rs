@@ -25,7 +25,12 @@ pub fn spawn(
         loop {
             let mut busy = false;
             match accounts.handle_due_requests().await {
-                Ok(handled) => busy |= handled > 0,
+                Ok(report) => {
+                    for (request_id, error) in &report.failed {
+                        tracing::error!(%request_id, error.chain = %error_chain(error), "account request failed; it is tried again after its lease");
+                    }
+                    busy |= report.handled > 0;
+                }
                 Err(error) => tracing::error!(error.chain = %error_chain(&error), "account request pass failed"),
             }
             match delivery.deliver_due().await {

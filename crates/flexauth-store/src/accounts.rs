@@ -73,29 +73,39 @@ impl AccountRepository for Store {
         Ok(row.map(Account::try_from).transpose()?)
     }
 
-    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<(), InfraError> {
+    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<bool, InfraError> {
         let attempt_row = SignupAttemptRow::from(attempt);
         let outbox_row = NewOutboxRow::new(email, now);
-        self.run(move |connection| {
-            with_connection!(connection, |c| c.transaction(|c| {
-                diesel::insert_into(email_verification_tokens::table).values(&attempt_row).execute(c)?;
-                let unused: Vec<Vec<u8>> = email_verification_tokens::table
-                    .filter(email_verification_tokens::account_id.eq(&attempt_row.account_id))
-                    .filter(email_verification_tokens::used_at.is_null())
-                    .order((email_verification_tokens::created_at.desc(), email_verification_tokens::token_hash.asc()))
-                    .select(email_verification_tokens::token_hash)
-                    .load(c)?;
-                let dropped: Vec<Vec<u8>> = unused.into_iter().filter(|hash| *hash != attempt_row.token_hash).skip(keep.saturating_sub(1) as usize).collect();
-                if !dropped.is_empty() {
-                    diesel::delete(email_verification_tokens::table.filter(email_verification_tokens::token_hash.eq_any(&dropped))).execute(c)?;
-                }
-                diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
-                Ok::<_, DieselError>(())
-            }))
-            .map_err(StoreError::from)
-        })
-        .await?;
-        Ok(())
+        let outcome = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    // Takes the account row's lock and checks, under it, that the address is still
+                    // unverified: an attempt added after a confirmation would only mail a dead link.
+                    let unverified = diesel::update(accounts::table.find(&attempt_row.account_id).filter(accounts::email_verified_at.is_null()))
+                        .set(accounts::credential_version.eq(accounts::credential_version))
+                        .execute(c)?;
+                    if unverified == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    diesel::insert_into(email_verification_tokens::table).values(&attempt_row).execute(c)?;
+                    let unused: Vec<Vec<u8>> = email_verification_tokens::table
+                        .filter(email_verification_tokens::account_id.eq(&attempt_row.account_id))
+                        .filter(email_verification_tokens::used_at.is_null())
+                        .order((email_verification_tokens::created_at.desc(), email_verification_tokens::token_hash.asc()))
+                        .select(email_verification_tokens::token_hash)
+                        .load(c)?;
+                    let dropped: Vec<Vec<u8>> =
+                        unused.into_iter().filter(|hash| *hash != attempt_row.token_hash).skip(keep.saturating_sub(1) as usize).collect();
+                    if !dropped.is_empty() {
+                        diesel::delete(email_verification_tokens::table.filter(email_verification_tokens::token_hash.eq_any(&dropped))).execute(c)?;
+                    }
+                    diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
+                    Ok::<_, DieselError>(())
+                }))
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(guarded(outcome)?)
     }
 
     async fn find_signup_attempt(&self, hash: &TokenHash) -> Result<Option<SignupAttempt>, InfraError> {
@@ -133,11 +143,11 @@ impl AccountRepository for Store {
         let outcome = self
             .run(move |connection| {
                 with_connection!(connection, |c| c.transaction(|c| {
-                    let spent = diesel::update(email_verification_tokens::table.find(&attempt).filter(email_verification_tokens::used_at.is_null()))
-                        .set(email_verification_tokens::used_at.eq(now))
-                        .execute(c)?;
-                    // Only an unverified account takes a password from a sign-up link: once
-                    // verified, its password changes by reset or change only.
+                    // The account row first, as in every transaction that writes it: two
+                    // confirmations (or a confirmation and a reset) then queue on that one
+                    // lock instead of deadlocking on each other's link rows. Only an
+                    // unverified account takes a password from a sign-up link: once verified,
+                    // its password changes by reset or change only.
                     let activated = diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))
                         .set((
                             accounts::password_hash.eq(&password_hash),
@@ -145,7 +155,13 @@ impl AccountRepository for Store {
                             accounts::credential_version.eq(accounts::credential_version + 1),
                         ))
                         .execute(c)?;
-                    if spent == 0 || activated == 0 {
+                    if activated == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    let spent = diesel::update(email_verification_tokens::table.find(&attempt).filter(email_verification_tokens::used_at.is_null()))
+                        .set(email_verification_tokens::used_at.eq(now))
+                        .execute(c)?;
+                    if spent == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
                     diesel::delete(
@@ -204,16 +220,10 @@ impl AccountRepository for Store {
         let outcome = self
             .run(move |connection| {
                 with_connection!(connection, |c| c.transaction(|c| {
-                    if let Some(link) = &reset_link {
-                        let spent = diesel::update(password_reset_tokens::table.find(link).filter(password_reset_tokens::used_at.is_null()))
-                            .set(password_reset_tokens::used_at.eq(now))
-                            .execute(c)?;
-                        if spent == 0 {
-                            return Err(DieselError::RollbackTransaction);
-                        }
-                    }
                     // The account row first: it is the lock a concurrent login takes before it
-                    // inserts its session (see SessionRepository::create).
+                    // inserts its session (see SessionRepository::create), and taking it before
+                    // any link row makes two resets, or a reset and a change, queue on it
+                    // rather than deadlock.
                     let set = (accounts::password_hash.eq(&password_hash), accounts::credential_version.eq(accounts::credential_version + 1));
                     let updated = match expected_version {
                         Some(version) => {
@@ -223,6 +233,14 @@ impl AccountRepository for Store {
                     };
                     if updated == 0 {
                         return Err(DieselError::RollbackTransaction);
+                    }
+                    if let Some(link) = &reset_link {
+                        let spent = diesel::update(password_reset_tokens::table.find(link).filter(password_reset_tokens::used_at.is_null()))
+                            .set(password_reset_tokens::used_at.eq(now))
+                            .execute(c)?;
+                        if spent == 0 {
+                            return Err(DieselError::RollbackTransaction);
+                        }
                     }
                     if verify_email {
                         diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))

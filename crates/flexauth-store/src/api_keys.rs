@@ -4,29 +4,41 @@ use flexauth_domain::account::AccountId;
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyRepository};
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
+use flexauth_domain::session::SessionId;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::rows::{millis, ApiKeyRow, NewOutboxRow};
-use crate::schema::{accounts, api_keys, outbox};
+use crate::schema::{accounts, api_keys, outbox, sessions};
 use crate::{with_connection, Store, StoreError};
 
 #[async_trait]
 impl ApiKeyRepository for Store {
-    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail) -> Result<(), InfraError> {
+    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId) -> Result<bool, InfraError> {
         let row = ApiKeyRow::from(key);
         let hash = hash.as_bytes().to_vec();
         let outbox_row = NewOutboxRow::new(notice, key.created_at);
-        self.run(move |connection| {
-            with_connection!(connection, |c| c.transaction(|c| {
-                diesel::insert_into(api_keys::table).values((&row, api_keys::key_hash.eq(&hash))).execute(c)?;
-                diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
-                Ok::<_, diesel::result::Error>(())
-            }))
-            .map_err(StoreError::from)
-        })
-        .await?;
-        Ok(())
+        let session = created_by.to_string();
+        let outcome = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    // A no-op write locks the session row until commit: a reset that revokes the
+                    // session either commits first (and this finds it revoked) or waits for the
+                    // key and the notice to be stored.
+                    let live = diesel::update(sessions::table.find(&session).filter(sessions::revoked_at.is_null()))
+                        .set(sessions::generation.eq(sessions::generation))
+                        .execute(c)?;
+                    if live == 0 {
+                        return Err(diesel::result::Error::RollbackTransaction);
+                    }
+                    diesel::insert_into(api_keys::table).values((&row, api_keys::key_hash.eq(&hash))).execute(c)?;
+                    diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
+                    Ok::<_, diesel::result::Error>(())
+                }))
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(crate::accounts::guarded(outcome)?)
     }
 
     async fn find_active_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, InfraError> {

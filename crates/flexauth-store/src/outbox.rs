@@ -42,12 +42,15 @@ impl Outbox for Store {
                     for id in candidates {
                         // Each claim is a compare-and-swap on the lease, so of several
                         // workers (in this process or on other instances) exactly one wins
-                        // an entry, on PostgreSQL and SQLite alike.
+                        // an entry, on PostgreSQL and SQLite alike. It checks again that the
+                        // entry is due: another worker may have tried it and scheduled a
+                        // retry since the candidates were read.
                         let won = diesel::update(
                             outbox::table
                                 .find(&id)
                                 .filter(outbox::sent_at.is_null())
                                 .filter(outbox::failed_at.is_null())
+                                .filter(outbox::next_attempt_at.le(now))
                                 .filter(outbox::lease_until.is_null().or(outbox::lease_until.le(now))),
                         )
                         .set((outbox::lease_id.eq(&lease_text), outbox::lease_until.eq(lease_until)))

@@ -10,13 +10,28 @@ use crate::{DatabaseConfig, Store};
 /// The variable naming a PostgreSQL server (any database on it) tests may create databases on,
 /// e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
 pub const POSTGRES_URL_VAR: &str = "FLEXAUTH_TEST_POSTGRES_URL";
-/// Set to `1` to make the PostgreSQL tests fail instead of skipping when the server is not
-/// configured, as CI does.
+/// Set to `1`, `true` or `yes` (any case) to make the PostgreSQL tests fail instead of skipping
+/// when the server is not configured, as CI does; `0`, `false`, `no` or unset lets them skip.
+/// Any other value stops the tests, so a typo cannot switch the requirement off.
 pub const REQUIRE_POSTGRES_VAR: &str = "FLEXAUTH_TEST_REQUIRE_POSTGRES";
 
 enum Cleanup {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
+}
+
+/// Whether [`REQUIRE_POSTGRES_VAR`] asks for PostgreSQL.
+///
+/// # Panics
+/// When the variable holds something that is not a yes or a no.
+#[allow(clippy::panic)]
+pub fn postgres_required() -> bool {
+    match std::env::var(REQUIRE_POSTGRES_VAR).map(|value| value.trim().to_ascii_lowercase()) {
+        Err(_) => false,
+        Ok(value) if ["1", "true", "yes"].contains(&value.as_str()) => true,
+        Ok(value) if ["", "0", "false", "no"].contains(&value.as_str()) => false,
+        Ok(value) => panic!("{REQUIRE_POSTGRES_VAR}={value:?} is neither a yes (1, true, yes) nor a no (0, false, no)"),
+    }
 }
 
 /// A migrated database that disappears when dropped.
@@ -54,8 +69,8 @@ impl TestDatabase {
     #[allow(clippy::expect_used, clippy::panic)]
     pub async fn postgres() -> Option<Self> {
         let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-            if std::env::var(REQUIRE_POSTGRES_VAR).is_ok_and(|value| value == "1") {
-                panic!("{REQUIRE_POSTGRES_VAR}=1 but {POSTGRES_URL_VAR} is not set");
+            if postgres_required() {
+                panic!("{REQUIRE_POSTGRES_VAR} is set but {POSTGRES_URL_VAR} is not");
             }
             eprintln!("skipping a PostgreSQL test: {POSTGRES_URL_VAR} is not set");
             return None;
@@ -101,6 +116,24 @@ impl TestDatabase {
         }
     }
 
+    /// Makes the database vanish under the running servers, as an outage would: on PostgreSQL
+    /// the database is dropped and its connections ended; returns false on SQLite, whose open
+    /// file cannot be taken away from a connection.
+    ///
+    /// # Panics
+    /// When PostgreSQL refuses; this is test support.
+    #[allow(clippy::expect_used)]
+    pub fn take_away(&self) -> bool {
+        match &self.cleanup {
+            Cleanup::Postgres { admin_url, name } => {
+                let mut admin = PgConnection::establish(admin_url).expect("connect to the PostgreSQL test server");
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop the test database");
+                true
+            }
+            Cleanup::Sqlite(_) => false,
+        }
+    }
+
     /// How to connect to this database again, e.g. from a second server instance.
     pub fn config(&self) -> &DatabaseConfig {
         &self.config
@@ -116,4 +149,27 @@ impl Drop for TestDatabase {
             }
         }
     }
+}
+
+/// The text and HTML bodies of outbox entry `id` as stored, for tests that check what a sent
+/// email leaves behind; `None` when no such entry exists.
+///
+/// # Panics
+/// When the query fails; this is test support.
+#[allow(clippy::expect_used)]
+pub async fn outbox_bodies(store: &Store, id: uuid::Uuid) -> Option<(Option<String>, Option<String>)> {
+    use diesel::prelude::*;
+
+    use crate::schema::outbox;
+    let id = id.to_string();
+    store
+        .run(move |connection| {
+            Ok(crate::with_connection!(connection, |c| outbox::table
+                .find(&id)
+                .select((outbox::text_body, outbox::html_body))
+                .first::<(Option<String>, Option<String>)>(c)
+                .optional())?)
+        })
+        .await
+        .expect("read the outbox entry")
 }

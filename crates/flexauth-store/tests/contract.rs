@@ -339,9 +339,12 @@ async fn a_sent_email_loses_its_bodies_and_is_never_claimed_again(store: &Store)
     store.mark_sent(mail.id(), LeaseId::from_uuid(Uuid::new_v4()), NOW).await.unwrap();
     assert_eq!(claim_all(store, NOW + Duration::minutes(6)).await.len(), 1);
 
+    let stored = flexauth_store::test_db::outbox_bodies(store, mail.id()).await;
+    assert_eq!(stored, Some((Some(mail.text_body().to_owned()), Some(mail.html_body().to_owned()))), "unsent, the bodies stay");
     let lease = LeaseId::from_uuid(Uuid::new_v4());
     store.claim_due(NOW + Duration::minutes(12), lease, NOW + Duration::minutes(17), 10).await.unwrap();
     store.mark_sent(mail.id(), lease, NOW + Duration::minutes(12)).await.unwrap();
+    assert_eq!(flexauth_store::test_db::outbox_bodies(store, mail.id()).await, Some((None, None)), "the link-bearing bodies are gone");
     assert!(claim_all(store, NOW + Duration::days(1)).await.is_empty());
 }
 
@@ -358,6 +361,7 @@ async fn a_retry_waits_for_its_time_and_counts_the_attempt(store: &Store) {
     assert_eq!(entries[0].attempts, 1);
     store.mark_failed(mail.id(), lease, NOW, "550 no such user").await.unwrap();
     assert!(claim_all(store, NOW + Duration::days(1)).await.is_empty());
+    assert_eq!(flexauth_store::test_db::outbox_bodies(store, mail.id()).await, Some((None, None)), "a given-up email keeps no link either");
 }
 
 async fn usage_counts_per_account_and_day(store: &Store) {
@@ -386,11 +390,19 @@ fn api_key(account: &Account, name: &str) -> ApiKey {
     }
 }
 
+/// A live session of `account` to create keys with.
+async fn creator(store: &Store, account: &Account) -> SessionId {
+    let session = new_session(account, &RefreshSecret::from_bytes([9; 32]));
+    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
+    session.id()
+}
+
 async fn an_api_key_is_found_by_its_digest_until_revoked(store: &Store) {
     let account = stored_account(store).await;
     let key = api_key(&account, "ci");
     let hash = TokenHash::of(b"fo_live_secret");
-    ApiKeyRepository::create(store, &key, &hash, &mail_to("owner@example.com")).await.unwrap();
+    let session = creator(store, &account).await;
+    assert!(ApiKeyRepository::create(store, &key, &hash, &mail_to("owner@example.com"), session).await.unwrap());
     assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), Some(key.clone()));
     assert_eq!(store.find_active_by_hash(&TokenHash::of(b"other")).await.unwrap(), None);
     let stranger = AccountId::from_uuid(Uuid::new_v4());
@@ -404,8 +416,15 @@ async fn api_keys_are_listed_per_account_and_touched(store: &Store) {
     let account = stored_account(store).await;
     let first = api_key(&account, "first");
     let second = ApiKey { created_at: NOW + Duration::seconds(1), ..api_key(&account, "second") };
-    ApiKeyRepository::create(store, &second, &TokenHash::of(b"2"), &mail_to("owner@example.com")).await.unwrap();
-    ApiKeyRepository::create(store, &first, &TokenHash::of(b"1"), &mail_to("owner@example.com")).await.unwrap();
+    let session = creator(store, &account).await;
+    ApiKeyRepository::create(store, &second, &TokenHash::of(b"2"), &mail_to("owner@example.com"), session).await.unwrap();
+    ApiKeyRepository::create(store, &first, &TokenHash::of(b"1"), &mail_to("owner@example.com"), session).await.unwrap();
+    SessionRepository::revoke(store, session, NOW, RevocationReason::PasswordReset).await.unwrap();
+    let late = api_key(&account, "late");
+    assert!(
+        !ApiKeyRepository::create(store, &late, &TokenHash::of(b"3"), &mail_to("owner@example.com"), session).await.unwrap(),
+        "a revoked session creates no key"
+    );
     store.touch(first.id, NOW + Duration::minutes(3)).await.unwrap();
     let listed = ApiKeyRepository::list(store, account.id()).await.unwrap();
     assert_eq!(listed.iter().map(|key| key.name.as_str()).collect::<Vec<_>>(), ["first", "second"]);

@@ -6,13 +6,11 @@ ALTER TABLE accounts ADD COLUMN credential_version BIGINT NOT NULL DEFAULT 0;
 -- chosen in it (NULL for a resent link, confirmed by choosing a password on the page).
 ALTER TABLE email_verification_tokens ADD COLUMN password_hash TEXT;
 ALTER TABLE email_verification_tokens ADD COLUMN created_at BIGINT NOT NULL DEFAULT 0;
--- Links issued before attempts existed were the account's own: they activate its password.
--- An already verified account keeps none, so no old link can set a password.
+-- Links issued before attempts existed carry no password: the account's stored one may be an
+-- earlier sign-up's (someone else's), so whoever confirms with such a link chooses the
+-- password. An already verified account keeps none, so no old link can set a password.
 DELETE FROM email_verification_tokens
 WHERE used_at IS NULL AND account_id IN (SELECT id FROM accounts WHERE email_verified_at IS NOT NULL);
-UPDATE email_verification_tokens
-SET password_hash = (SELECT password_hash FROM accounts WHERE accounts.id = email_verification_tokens.account_id)
-WHERE used_at IS NULL;
 
 -- When the session last proved the password: its login, or a re-authentication.
 ALTER TABLE sessions ADD COLUMN authenticated_at BIGINT NOT NULL DEFAULT 0;

@@ -16,8 +16,8 @@ pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 pub use ports::{AccountRepository, CreateAccountError};
 pub use request::{AccountRequest, AccountRequestKind, AccountRequestQueue};
 pub use service::{
-    pending_password_hashes, AccountLookupError, AccountService, AccountSettings, ChangePasswordError, ConfirmationPage, ResetPasswordError, SignupError,
-    VerifyEmailError, VerifyOutcome, MAX_PENDING_SIGNUP_ATTEMPTS,
+    pending_password_hashes, AccountLookupError, AccountService, AccountSettings, ChangePasswordError, ConfirmationPage, RequestsReport, ResetPasswordError,
+    SignupError, VerifyEmailError, VerifyOutcome, MAX_PENDING_SIGNUP_ATTEMPTS,
 };
 
 #[cfg(any(test, feature = "mocks"))]

@@ -45,12 +45,14 @@ pub trait AccountRepository: Send + Sync {
     /// [`InfraError`] when the store fails.
     async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, InfraError>;
 
-    /// Stores one more sign-up attempt for its account and queues `email` at `now`. Of the
-    /// account's unused attempts only the newest `keep` stay; older ones are deleted.
+    /// Stores one more sign-up attempt for its account and queues `email` at `now`, if the
+    /// account is still unverified at the instant of the write. Of the account's unused
+    /// attempts only the newest `keep` stay; older ones are deleted. Returns false, writing
+    /// nothing, when the address was verified meanwhile.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<(), InfraError>;
+    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<bool, InfraError>;
 
     /// The sign-up attempt whose link has digest `hash`, used or not, if it exists.
     ///

@@ -24,6 +24,15 @@ const REQUEST_LEASE: Duration = Duration::minutes(2);
 /// How many requests one worker pass claims.
 const REQUEST_BATCH: u32 = 20;
 
+/// What one pass over the account requests did.
+#[derive(Debug, Default)]
+pub struct RequestsReport {
+    /// Requests handled and removed from the queue.
+    pub handled: usize,
+    /// Requests whose handling failed, with the cause; they are tried again after their lease.
+    pub failed: Vec<(uuid::Uuid, InfraError)>,
+}
+
 /// Settings of the account use cases.
 #[derive(Debug, Clone)]
 pub struct AccountSettings {
@@ -56,8 +65,12 @@ pub enum VerifyOutcome {
 /// What the page behind a verification link shows; opening it changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmationPage {
-    /// One button that confirms, activating the password chosen at sign-up.
-    ConfirmButton,
+    /// One button that confirms, activating the password chosen at the sign-up made at this
+    /// instant (shown, so that someone who did not sign up then can tell).
+    ConfirmButton {
+        /// When the sign-up was made.
+        signed_up_at: OffsetDateTime,
+    },
     /// A password field and a button: this link was resent, or other sign-ups for the address
     /// are pending, so the person confirming chooses the password that becomes active.
     ChoosePassword,
@@ -201,22 +214,27 @@ impl AccountService {
         Ok(self.requests.submit(&request).await?)
     }
 
-    /// Handles the account requests waiting in the queue; returns how many it handled. A
-    /// request whose handling fails stays queued and is tried again after its lease.
+    /// Handles the account requests waiting in the queue. A request whose handling fails
+    /// stays queued and is tried again after its lease; the others of the batch go on.
     ///
     /// # Errors
-    /// [`InfraError`] when the queue fails.
-    pub async fn handle_due_requests(&self) -> Result<usize, InfraError> {
+    /// [`InfraError`] when the queue cannot be read.
+    pub async fn handle_due_requests(&self) -> Result<RequestsReport, InfraError> {
         let now = self.clock.now();
         let lease = LeaseId::from_uuid(random_uuid(self.random.as_ref()));
         let requests = self.requests.claim(now, lease, now + REQUEST_LEASE, REQUEST_BATCH).await?;
-        let mut handled = 0;
+        let mut report = RequestsReport::default();
         for request in requests {
-            self.handle(&request).await?;
-            self.requests.complete(request.id, lease).await?;
-            handled += 1;
+            let outcome = match self.handle(&request).await {
+                Ok(()) => self.requests.complete(request.id, lease).await,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(()) => report.handled += 1,
+                Err(error) => report.failed.push((request.id, error)),
+            }
         }
-        Ok(handled)
+        Ok(report)
     }
 
     async fn handle(&self, request: &AccountRequest) -> Result<(), InfraError> {
@@ -272,8 +290,18 @@ impl AccountService {
     }
 
     async fn add_attempt(&self, account: &Account, password_hash: Option<PasswordHash>, now: OffsetDateTime) -> Result<(), InfraError> {
+        let signup = password_hash.is_some();
         let (attempt, mail) = self.new_attempt(account, password_hash, now);
-        self.accounts.add_signup_attempt(&attempt, &mail, now, MAX_PENDING_SIGNUP_ATTEMPTS).await
+        if self.accounts.add_signup_attempt(&attempt, &mail, now, MAX_PENDING_SIGNUP_ATTEMPTS).await? {
+            return Ok(());
+        }
+        // The address was confirmed meanwhile: a sign-up now meets a verified account, and a
+        // resend has nothing left to do.
+        if signup {
+            let notice = account_exists_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
+            self.outbox.enqueue(&notice, now).await?;
+        }
+        Ok(())
     }
 
     /// What the page behind a verification link shows. Opening the link (as a mail scanner
@@ -288,7 +316,11 @@ impl AccountService {
             return Ok(ConfirmationPage::AlreadyVerified);
         };
         let pending = self.accounts.pending_signup_attempts(attempt.link().account_id(), now).await?;
-        Ok(if confirmation_needs_password(&attempt, &pending) { ConfirmationPage::ChoosePassword } else { ConfirmationPage::ConfirmButton })
+        Ok(if confirmation_needs_password(&attempt, &pending) {
+            ConfirmationPage::ChoosePassword
+        } else {
+            ConfirmationPage::ConfirmButton { signed_up_at: attempt.created_at() }
+        })
     }
 
     /// The attempt behind `token` if its link can still confirm; `None` if it was used.
@@ -560,7 +592,7 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _| Ok(()));
-        assert_eq!(ports.service().handle_due_requests().await.unwrap(), 1);
+        assert_eq!(ports.service().handle_due_requests().await.unwrap().handled, 1);
     }
 
     #[tokio::test]
@@ -574,9 +606,40 @@ mod tests {
                 attempt.password_hash().map(PasswordHash::as_phc) == Some("second") && mail.kind() == EmailKind::Verification && *now == NOW && *keep == 3
             })
             .times(1)
-            .returning(|_, _, _, _| Ok(()));
+            .returning(|_, _, _, _| Ok(true));
         ports.outbox.expect_enqueue().never();
         ports.service().handle_due_requests().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_signup_that_meets_a_confirmation_committed_meanwhile_tells_the_owner_instead() {
+        let mut ports = Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("late".into()) });
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+        ports.accounts.expect_add_signup_attempt().times(1).returning(|_, _, _, _| Ok(false));
+        ports.outbox.expect_enqueue().withf(|mail, _| mail.kind() == EmailKind::AccountExists).times(1).returning(|_, _| Ok(()));
+        ports.service().handle_due_requests().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_that_fails_stays_queued_and_the_rest_of_the_batch_goes_on() {
+        let mut ports = Ports::new();
+        let requests: Vec<AccountRequest> =
+            [1u128, 2].map(|n| AccountRequest { id: Uuid::from_u128(n), email: email(), kind: AccountRequestKind::ForgotPassword, requested_at: NOW }).into();
+        ports.requests.expect_claim().returning(move |_, _, _, _| Ok(requests.clone()));
+        ports.requests.expect_complete().withf(|id, _| *id == Uuid::from_u128(2)).times(1).returning(|_, _| Ok(()));
+        let lookups = Mutex::new(0);
+        ports.accounts.expect_find_by_email().returning(move |_| {
+            let mut count = lookups.lock().unwrap();
+            *count += 1;
+            if *count == 1 {
+                Err(InfraError::new("the database blinked"))
+            } else {
+                Ok(None)
+            }
+        });
+        let report = ports.service().handle_due_requests().await.unwrap();
+        assert_eq!(report.handled, 1);
+        assert_eq!(report.failed.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [Uuid::from_u128(1)]);
     }
 
     #[tokio::test]
@@ -592,7 +655,7 @@ mod tests {
     async fn a_resend_adds_an_attempt_without_a_password_and_only_for_an_unverified_address() {
         let mut ports = Ports::new().with_request(AccountRequestKind::ResendVerification);
         ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
-        ports.accounts.expect_add_signup_attempt().withf(|attempt, _, _, _| attempt.password_hash().is_none()).times(1).returning(|_, _, _, _| Ok(()));
+        ports.accounts.expect_add_signup_attempt().withf(|attempt, _, _, _| attempt.password_hash().is_none()).times(1).returning(|_, _, _, _| Ok(true));
         ports.service().handle_due_requests().await.unwrap();
 
         for found in [None, Some(account(true))] {
@@ -636,7 +699,7 @@ mod tests {
             .times(1)
             .returning(|_| Ok(true));
         let service = ports.service();
-        assert_eq!(service.confirmation_page(&some_token()).await.unwrap(), ConfirmationPage::ConfirmButton);
+        assert_eq!(service.confirmation_page(&some_token()).await.unwrap(), ConfirmationPage::ConfirmButton { signed_up_at: NOW });
         assert_eq!(service.confirm_email(&some_token(), None).await.unwrap(), VerifyOutcome::Verified);
     }
 

@@ -5,6 +5,7 @@ use super::{ApiKey, ApiKeyId};
 use crate::account::AccountId;
 use crate::mail::OutgoingEmail;
 use crate::secret::TokenHash;
+use crate::session::SessionId;
 use crate::InfraError;
 
 /// Storage of API keys, by the SHA-256 of their secret.
@@ -12,11 +13,13 @@ use crate::InfraError;
 #[async_trait]
 pub trait ApiKeyRepository: Send + Sync {
     /// Stores a new key under the digest of its secret and queues `notice` to its owner, in
-    /// one transaction.
+    /// one transaction, if session `created_by` is still unrevoked at the instant of the write
+    /// (a reset that ends the session a moment earlier stops the key). Returns false, writing
+    /// nothing, when the session was revoked.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail) -> Result<(), InfraError>;
+    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId) -> Result<bool, InfraError>;
 
     /// The key whose secret has digest `hash`, unless it was revoked or its account is gone.
     /// One indexed lookup, never cached, so a revocation takes effect on the next request on

@@ -39,6 +39,9 @@ pub enum CreateApiKeyError {
     /// The account was deleted meanwhile.
     #[error("the account no longer exists")]
     AccountGone,
+    /// The caller's session ended (a reset, a logout) before the key was stored.
+    #[error("the session has ended")]
+    SessionEnded,
     /// The requested expiry is not in the future.
     #[error("the expiry must be in the future")]
     ExpiryInPast,
@@ -121,7 +124,9 @@ impl ApiKeyService {
         };
         let notice =
             api_key_created_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url, key.name.as_str(), &key.prefix);
-        self.keys.create(&key, &secret.hash(), &notice).await?;
+        if !self.keys.create(&key, &secret.hash(), &notice, caller.session_id()).await? {
+            return Err(CreateApiKeyError::SessionEnded);
+        }
         Ok((key, secret))
     }
 
@@ -218,7 +223,7 @@ mod tests {
     async fn creating_a_key_stores_only_its_digest_and_returns_the_secret_once() {
         let mut keys = MockApiKeyRepository::new();
         keys.expect_create()
-            .withf(|key, hash, notice| {
+            .withf(|key, hash, notice, _| {
                 key.account_id == ACCOUNT
                     && key.prefix.starts_with("fo_live_")
                     && key.expires_at.is_none()
@@ -228,7 +233,7 @@ mod tests {
                     && notice.text_body().contains(&key.prefix)
             })
             .times(1)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_, _, _, _| Ok(true));
         let (key, secret) = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
         assert!(secret.expose().starts_with(&key.prefix));
     }
@@ -236,11 +241,19 @@ mod tests {
     #[tokio::test]
     async fn creating_a_key_needs_an_authentication_within_ten_minutes() {
         let mut keys = MockApiKeyRepository::new();
-        keys.expect_create().times(1).returning(|_, _, _| Ok(()));
+        keys.expect_create().times(1).returning(|_, _, _, _| Ok(true));
         let service = service(keys);
         let stale = service.create(&jwt_caller_authenticated(Duration::minutes(11)), ApiKeyName::parse("ci").unwrap(), None).await;
         assert!(matches!(stale, Err(CreateApiKeyError::ReauthenticationRequired(_))));
         service.create(&jwt_caller_authenticated(Duration::minutes(10)), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_key_whose_session_ended_before_the_write_is_not_created() {
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_create().withf(|_, _, _, session| *session == SessionId::from_uuid(Uuid::from_u128(2))).times(1).returning(|_, _, _, _| Ok(false));
+        let outcome = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await;
+        assert!(matches!(outcome, Err(CreateApiKeyError::SessionEnded)));
     }
 
     #[tokio::test]

@@ -3,15 +3,17 @@
 //!
 //! It speaks the part of SMTP that lettre's client uses (greeting, `EHLO`/`HELO`, `MAIL FROM`,
 //! `RCPT TO`, `DATA`, `RSET`, `NOOP`, `QUIT`), offers no `STARTTLS` and no authentication, and
-//! keeps every accepted message in memory. Stopping it and starting another on the same
-//! address simulates a mail server outage. Only for tests: it has no limits on line length or
-//! message size.
+//! keeps every accepted message in memory. [`SmtpSink::pause`] simulates a mail server outage
+//! without giving up the port (which a parallel test could take meanwhile): every connection
+//! is answered `421` and closed, and counted, so a test can wait for the client's failed
+//! attempts instead of sleeping. Only for tests: it has no limits on line length or message
+//! size.
 
 mod received;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ pub struct SmtpSink {
     addr: SocketAddr,
     messages: watch::Receiver<Vec<ReceivedMessage>>,
     rcpt_reply: Arc<AtomicU16>,
+    paused: Arc<AtomicBool>,
+    refused: watch::Receiver<u64>,
     server: JoinHandle<()>,
 }
 
@@ -49,6 +53,9 @@ impl std::fmt::Debug for SmtpSink {
 struct Shared {
     messages: Arc<watch::Sender<Vec<ReceivedMessage>>>,
     rcpt_reply: Arc<AtomicU16>,
+    paused: Arc<AtomicBool>,
+    refused: Arc<watch::Sender<u64>>,
+    refused_total: Arc<AtomicU64>,
 }
 
 impl SmtpSink {
@@ -71,9 +78,41 @@ impl SmtpSink {
         let addr = listener.local_addr()?;
         let (sender, messages) = watch::channel(Vec::new());
         let rcpt_reply = Arc::new(AtomicU16::new(0));
-        let shared = Shared { messages: Arc::new(sender), rcpt_reply: Arc::clone(&rcpt_reply) };
+        let paused = Arc::new(AtomicBool::new(false));
+        let (refused_sender, refused) = watch::channel(0);
+        let shared = Shared {
+            messages: Arc::new(sender),
+            rcpt_reply: Arc::clone(&rcpt_reply),
+            paused: Arc::clone(&paused),
+            refused: Arc::new(refused_sender),
+            refused_total: Arc::new(AtomicU64::new(0)),
+        };
         let server = tokio::spawn(accept_loop(listener, shared));
-        Ok(Self { addr, messages, rcpt_reply, server })
+        Ok(Self { addr, messages, rcpt_reply, paused, refused, server })
+    }
+
+    /// Starts an outage: from now on every connection gets `421` and is closed, while the
+    /// port stays bound.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the outage.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// How many connections were refused during outages so far.
+    pub fn refused_connections(&self) -> u64 {
+        *self.refused.borrow()
+    }
+
+    /// Waits until at least `count` connections were refused, or until `timeout` passed;
+    /// returns the count by then.
+    pub async fn wait_for_refusals(&self, count: u64, timeout: Duration) -> u64 {
+        let mut refused = self.refused.clone();
+        let _ = tokio::time::timeout(timeout, refused.wait_for(|refused| *refused >= count)).await;
+        self.refused_connections()
     }
 
     /// The address the sink listens on.
@@ -167,6 +206,13 @@ struct Envelope {
 }
 
 async fn serve(stream: TcpStream, shared: Shared) -> io::Result<()> {
+    if shared.paused.load(Ordering::SeqCst) {
+        let (_, mut writer) = stream.into_split();
+        let outcome = writer.write_all(b"421 4.3.2 flexauth-test-smtp is unavailable (simulated outage)\r\n").await;
+        let total = shared.refused_total.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.refused.send_replace(total);
+        return outcome;
+    }
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     writer.write_all(b"220 flexauth-test-smtp ESMTP ready\r\n").await?;
@@ -312,5 +358,20 @@ mod tests {
         assert_eq!(messages[0].rcpt_to, vec!["c@d.example".to_owned()]);
         assert_eq!(messages[0].data, "Subject: hi\r\n\r\n.starts with a dot\r\n");
         assert_eq!(messages[0].subject().as_deref(), Some("hi"));
+    }
+
+    #[tokio::test]
+    async fn a_paused_sink_refuses_and_counts_connections_on_the_same_port() {
+        let sink = SmtpSink::start().await.unwrap();
+        sink.pause();
+        let stream = TcpStream::connect(sink.addr()).await.unwrap();
+        let mut lines = BufReader::new(stream).lines();
+        assert!(lines.next_line().await.unwrap().unwrap().starts_with("421"));
+        assert_eq!(sink.wait_for_refusals(1, Duration::from_secs(5)).await, 1);
+        sink.resume();
+        let stream = TcpStream::connect(sink.addr()).await.unwrap();
+        let mut lines = BufReader::new(stream).lines();
+        assert!(lines.next_line().await.unwrap().unwrap().starts_with("220"));
+        assert_eq!(sink.refused_connections(), 1);
     }
 }

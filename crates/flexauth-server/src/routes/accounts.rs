@@ -70,8 +70,8 @@ pub async fn confirmation_page(state: web::Data<AppState>, query: Result<web::Qu
         return link_error_page(VerifyEmailError::InvalidToken);
     };
     match state.accounts.confirmation_page(&token).await {
-        Ok(ConfirmationPage::ConfirmButton) => pages::confirmation_form(&token, false, None),
-        Ok(ConfirmationPage::ChoosePassword) => pages::confirmation_form(&token, true, None),
+        Ok(ConfirmationPage::ConfirmButton { signed_up_at }) => pages::confirmation_form(&token, pages::Confirmation::Button { signed_up_at }),
+        Ok(ConfirmationPage::ChoosePassword) => pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: None }),
         Ok(ConfirmationPage::AlreadyVerified) => pages::message(StatusCode::OK, "Email verified", "Your email address was already verified. You can log in."),
         Err(error) => link_error_page(error),
     }
@@ -88,7 +88,7 @@ pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::For
         Ok(parsed) => parsed,
         Err(ApiError::InvalidPassword(reason)) => {
             return match LinkToken::parse(&token_text) {
-                Ok(token) => pages::confirmation_form(&token, true, Some(&reason.to_string())),
+                Ok(token) => pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: Some(&reason.to_string()) }),
                 Err(_) => link_error_page(VerifyEmailError::InvalidToken),
             };
         }
@@ -98,7 +98,7 @@ pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::For
         Ok(VerifyOutcome::Verified) => pages::message(StatusCode::OK, "Email verified", "Your email address is verified. You can close this page and log in."),
         Ok(VerifyOutcome::AlreadyVerified) => pages::message(StatusCode::OK, "Email verified", "Your email address was already verified. You can log in."),
         // Another sign-up for the address arrived after the page was shown.
-        Err(VerifyEmailError::PasswordRequired) => pages::confirmation_form(&token, true, None),
+        Err(VerifyEmailError::PasswordRequired) => pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: None }),
         Err(error) => link_error_page(error),
     }
 }

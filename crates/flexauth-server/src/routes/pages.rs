@@ -25,34 +25,54 @@ pub fn message(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     page(status, title, &format!("<p>{}</p>", escape(text)))
 }
 
+/// What the confirmation page asks of the person.
+#[derive(Debug, Clone, Copy)]
+pub enum Confirmation<'a> {
+    /// Only the button; the sign-up it confirms was made at `signed_up_at`.
+    Button { signed_up_at: time::OffsetDateTime },
+    /// A password field and the button, with `error` beside the field after a refused choice.
+    ChoosePassword { error: Option<&'a str> },
+}
+
 /// The page behind a verification link: a form that POSTs the token, with one button and,
-/// where the confirmation must choose the password, a password field (and `error` beside it
-/// after a refused choice). It works without JavaScript.
-pub fn confirmation_form(token: &flexauth_domain::secret::LinkToken, choose_password: bool, error: Option<&str>) -> HttpResponse {
-    let explanation = if choose_password {
-        "Choose the password for your account to confirm this address. It may be the one you chose when you signed up; \
-         if several sign-ups were made with this address, only the password you enter here will work."
-    } else {
-        "Press the button to confirm that this email address is yours. If you did not sign up, close this page: nothing happens without the button."
+/// where the confirmation must choose the password, a password field. It works without
+/// JavaScript. The form's action is relative, so it also works under a path prefix of the
+/// public URL.
+pub fn confirmation_form(token: &flexauth_domain::secret::LinkToken, confirmation: Confirmation<'_>) -> HttpResponse {
+    let (explanation, password_field, status) = match confirmation {
+        Confirmation::Button { signed_up_at } => (
+            format!(
+                "Someone signed up with this email address on {}. If it was you, press the button to confirm the address; \
+                 if it was not, close this page: nothing happens without the button.",
+                signed_up_at.format(SIGNED_UP_AT).unwrap_or_else(|_| "an earlier date".to_owned())
+            ),
+            String::new(),
+            StatusCode::OK,
+        ),
+        Confirmation::ChoosePassword { error } => (
+            "Choose the password for your account to confirm this address. It may be the one you chose when you signed up; \
+             if several sign-ups were made with this address, only the password you enter here will work."
+                .to_owned(),
+            format!(
+                "<p><label for=\"password\">Password (at least 8 characters)</label><br>\
+                 <input id=\"password\" type=\"password\" name=\"password\" minlength=\"8\" maxlength=\"256\" required autocomplete=\"new-password\"></p>{}",
+                error.map(|error| format!("<p role=\"alert\">{}</p>", escape(error))).unwrap_or_default()
+            ),
+            if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
+        ),
     };
-    let password_field = if choose_password {
-        format!(
-            "<p><label for=\"password\">Password (at least 8 characters)</label><br>\
-             <input id=\"password\" type=\"password\" name=\"password\" minlength=\"8\" maxlength=\"256\" required autocomplete=\"new-password\"></p>{}",
-            error.map(|error| format!("<p role=\"alert\">{}</p>", escape(error))).unwrap_or_default()
-        )
-    } else {
-        String::new()
-    };
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     page(
         status,
         "Confirm your email address",
         &format!(
-            "<p>{}</p><form method=\"post\" action=\"/v1/auth/verify\"><input type=\"hidden\" name=\"token\" value=\"{}\">{password_field}\
+            "<p>{}</p><form method=\"post\" action=\"verify\"><input type=\"hidden\" name=\"token\" value=\"{}\">{password_field}\
              <p><button type=\"submit\">Confirm my email address</button></p></form>",
-            escape(explanation),
+            escape(&explanation),
             escape(&token.expose())
         ),
     )
 }
+
+/// "1 December 2026 at 19:28 UTC".
+const SIGNED_UP_AT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[day padding:none] [month repr:long] [year] at [hour]:[minute] UTC");

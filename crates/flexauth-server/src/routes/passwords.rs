@@ -65,7 +65,7 @@ pub async fn reset_form(state: web::Data<AppState>, query: Result<web::Query<Res
             StatusCode::OK,
             "Choose a new password",
             &format!(
-                "<form method=\"post\" action=\"/v1/auth/password/reset\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+                "<form method=\"post\" action=\"reset\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
                  <p><label>New password<br><input type=\"password\" name=\"password\" minlength=\"8\" required autocomplete=\"new-password\"></label></p>\
                  <p><button type=\"submit\">Set password</button></p></form>",
                 pages::escape(&token.expose())

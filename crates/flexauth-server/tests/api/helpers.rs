@@ -18,24 +18,49 @@ use serde_json::{json, Value};
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const PUBLIC_URL: &str = "http://auth.flexauth.test";
 
+/// Chooses the database of the API tests: `sqlite` or `postgres`.
+pub const API_BACKEND_VAR: &str = "FLEXAUTH_TEST_API_BACKEND";
+
+/// Removes the developer's own `FLEXAUTH_*` settings (but not the `FLEXAUTH_TEST_*` ones) from
+/// the process environment, once, before any instance is configured: the command-line parser
+/// reads those variables, and a test must see only the flags it passes.
+fn clean_environment() {
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    CLEANED.call_once(|| {
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with("FLEXAUTH_") && !name.starts_with("FLEXAUTH_TEST_") {
+                std::env::remove_var(&name);
+            }
+        }
+    });
+}
+
 /// What several instances share: one database, one data directory, one SMTP server.
 pub struct TestEnv {
     pub db: TestDatabase,
-    pub smtp: Option<SmtpSink>,
+    pub smtp: SmtpSink,
     pub smtp_addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
 }
 
 impl TestEnv {
-    /// PostgreSQL when configured (the CI case), else SQLite.
+    /// The backend named by `FLEXAUTH_TEST_API_BACKEND` (`sqlite` or `postgres`); unset,
+    /// PostgreSQL when configured, else SQLite. CI runs this suite once with each.
     pub async fn new() -> Self {
-        let db = match TestDatabase::postgres().await {
-            Some(db) => db,
-            None => TestDatabase::sqlite().await,
+        clean_environment();
+        let db = match std::env::var(API_BACKEND_VAR).as_deref() {
+            Ok("sqlite") => TestDatabase::sqlite().await,
+            Ok("postgres") => TestDatabase::postgres().await.expect("FLEXAUTH_TEST_API_BACKEND=postgres needs FLEXAUTH_TEST_POSTGRES_URL"),
+            Ok(other) => panic!("{API_BACKEND_VAR}={other:?}: expected sqlite or postgres"),
+            Err(_) => match TestDatabase::postgres().await {
+                Some(db) => db,
+                None => TestDatabase::sqlite().await,
+            },
         };
         let smtp = SmtpSink::start().await.unwrap();
         let smtp_addr = smtp.addr();
-        Self { db, smtp: Some(smtp), smtp_addr, data_dir: tempfile::tempdir().unwrap() }
+        Self { db, smtp, smtp_addr, data_dir: tempfile::tempdir().unwrap() }
     }
 
     /// Whether the shared database is PostgreSQL.
@@ -48,19 +73,7 @@ impl TestEnv {
     }
 
     pub fn smtp(&self) -> &SmtpSink {
-        self.smtp.as_ref().expect("the SMTP server is running")
-    }
-
-    /// Simulates a mail server outage.
-    pub fn stop_smtp(&mut self) {
-        if let Some(smtp) = self.smtp.take() {
-            smtp.stop();
-        }
-    }
-
-    /// Ends the outage on the same address.
-    pub async fn restart_smtp(&mut self) {
-        self.smtp = Some(SmtpSink::start_on(self.smtp_addr).await.unwrap());
+        &self.smtp
     }
 
     pub fn settings(&self, extra: &[&str]) -> Settings {
@@ -111,14 +124,21 @@ impl TestEnv {
 
 use clap::Parser as _;
 
-/// The real time moved on by however much the test asked: links, tokens and windows expire
-/// without waiting.
+/// The real time moved on by however much the test asked, so links, tokens and windows expire
+/// without waiting; or, frozen, an instant that does not move at all (no UTC midnight passes
+/// during the test).
 #[derive(Default)]
 pub struct TestClock {
+    frozen_at: Option<time::OffsetDateTime>,
     ahead: Mutex<time::Duration>,
 }
 
 impl TestClock {
+    /// A clock that stays at the instant of its creation until advanced.
+    pub fn frozen() -> Self {
+        Self { frozen_at: Some(time::OffsetDateTime::now_utc()), ahead: Mutex::default() }
+    }
+
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: time::Duration) {
         *self.ahead.lock().unwrap() += by;
@@ -127,7 +147,7 @@ impl TestClock {
 
 impl Clock for TestClock {
     fn now(&self) -> time::OffsetDateTime {
-        time::OffsetDateTime::now_utc() + *self.ahead.lock().unwrap()
+        self.frozen_at.unwrap_or_else(time::OffsetDateTime::now_utc) + *self.ahead.lock().unwrap()
     }
 }
 
@@ -287,6 +307,7 @@ pub fn unique_email(prefix: &str) -> String {
 /// Starts an instance as `cargo run` does: embedded SQLite and mail files in `data_dir`, a
 /// generated key, nothing else configured.
 pub async fn spawn_embedded(data_dir: &std::path::Path) -> TestApp {
+    clean_environment();
     let data_dir = data_dir.display().to_string();
     let args = ["flexauth", "--bind", "127.0.0.1:0", "--public-url", PUBLIC_URL, "--data-dir", &data_dir];
     let mut settings = Cli::try_parse_from(args).unwrap().config.resolve().unwrap();
@@ -320,6 +341,9 @@ pub async fn confirm_in_browser(app: &TestApp, mail: &ReceivedMessage, password:
         return page;
     }
     let action = attribute_near(&page.text, "<form", "action").expect("the form has an action");
+    // A relative action resolves against the page's directory, as a browser does.
+    let path = verify_path(mail);
+    let action = if action.starts_with('/') { action } else { format!("{}{action}", &path[..path.split('?').next().unwrap_or("").rfind('/').unwrap() + 1]) };
     let mut fields = vec![("token".to_owned(), attribute_near(&page.text, "name=\"token\"", "value").expect("the form carries the token"))];
     if page.text.contains("name=\"password\"") {
         fields.push(("password".to_owned(), password.to_owned()));

@@ -8,6 +8,7 @@ mod helpers;
 
 mod api_keys;
 mod bad_input;
+mod error_codes;
 mod mail;
 mod passwords;
 mod scale_out;

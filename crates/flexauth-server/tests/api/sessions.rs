@@ -2,7 +2,9 @@ use actix_web::http::StatusCode;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::{unique_email, TestEnv};
+use std::sync::Arc;
+
+use crate::helpers::{unique_email, TestClock, TestEnv};
 
 fn tokens(data: &Value) -> (String, String) {
     (data["access_token"].as_str().unwrap().to_owned(), data["refresh_token"].as_str().unwrap().to_owned())
@@ -11,7 +13,8 @@ fn tokens(data: &Value) -> (String, String) {
 #[actix_web::test]
 async fn login_returns_exactly_the_contract_shape_and_the_token_opens_usage_and_me() {
     let env = TestEnv::new().await;
-    let app = env.spawn().await;
+    // Frozen, so the day of the usage counter cannot change between two requests.
+    let app = env.spawn_with_clock(&[], Arc::new(TestClock::frozen())).await;
     let email = unique_email("flow");
     let data = app.verified_login(&env, &email).await;
     let mut keys: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
@@ -58,10 +61,11 @@ async fn refresh_rotates_and_the_parent_inside_the_grace_window_gets_the_same_pa
 #[actix_web::test]
 async fn reuse_after_the_grace_window_revokes_the_whole_session() {
     let env = TestEnv::new().await;
-    let app = env.spawn_with(&["--refresh-reuse-grace", "1s"]).await;
+    let clock = Arc::new(TestClock::default());
+    let app = env.spawn_with_clock(&[], clock.clone()).await;
     let (_, first) = tokens(&app.verified_login(&env, &unique_email("reuse")).await);
     let (_, second) = tokens(&app.refresh(&first).await.body["data"]);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(time::Duration::seconds(10));
 
     let reuse = app.refresh(&first).await;
     assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);

@@ -138,6 +138,15 @@ async fn resend_answers_the_same_for_unknown_unverified_and_verified_addresses()
         assert_eq!((reply.status, &reply.body), (replies[0].status, &replies[0].body));
     }
     assert_eq!(replies[0].status, StatusCode::ACCEPTED);
+    // Only the unverified address got a new link: a signup after the resends, handled after
+    // them, marks the point by which every resend was handled.
+    let marker = unique_email("marker");
+    app.signup(&marker).await;
+    wait_for_mail_to(env.smtp(), &marker).await;
+    let subjects_of = |address: &str| mails_to(env.smtp(), address).iter().filter_map(|mail| mail.subject()).collect::<Vec<_>>();
+    assert_eq!(subjects_of(&unverified), ["Verify your email address", "Verify your email address"]);
+    assert_eq!(subjects_of(&verified), ["Verify your email address"], "a verified address gets no new link");
+    assert_eq!(env.smtp().messages().len(), 4, "nothing went to the unknown address");
     app.stop().await;
 }
 

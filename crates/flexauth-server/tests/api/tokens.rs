@@ -155,6 +155,8 @@ async fn a_key_rotation_with_the_old_key_retiring_logs_nobody_out() {
     let rotated = env.spawn_with(&["--signing-key-file", &new_path, "--retiring-key-files", &old_path]).await;
     let jwks = rotated.get("/.well-known/jwks.json").await.body;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    // A resource server holding only the JWKS still accepts the token the old key signed.
+    assert!(verify_with_jwks(session["access_token"].as_str().unwrap(), &jwks), "the old token verifies through the published JWKS");
     assert_eq!(usage_with(&rotated, session["access_token"].as_str().unwrap()).await.status, StatusCode::OK);
     let refreshed = rotated.refresh(session["refresh_token"].as_str().unwrap()).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
@@ -165,6 +167,9 @@ async fn a_key_rotation_with_the_old_key_retiring_logs_nobody_out() {
 
     // Once the old key is retired for good, its tokens stop verifying.
     let retired = env.spawn_with(&["--signing-key-file", &new_path]).await;
+    let jwks = retired.get("/.well-known/jwks.json").await.body;
+    assert!(!verify_with_jwks(session["access_token"].as_str().unwrap(), &jwks), "a retired key leaves the JWKS");
+    assert!(verify_with_jwks(&new_access, &jwks));
     assert_invalid_token(&usage_with(&retired, session["access_token"].as_str().unwrap()).await);
     assert_eq!(usage_with(&retired, &new_access).await.status, StatusCode::OK);
     retired.stop().await;

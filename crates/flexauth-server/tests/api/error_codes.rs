@@ -1,0 +1,145 @@
+//! Every error code of docs/api.md, answered over HTTP with its documented status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{token_of, unique_email, wait_for_mail_to, wait_for_mails, wait_for_subject, Reply, TestClock, TestEnv, PASSWORD};
+
+/// The error codes of the table in docs/api.md, with their statuses.
+fn documented_codes() -> BTreeMap<String, u16> {
+    let api = include_str!("../../../../docs/api.md");
+    let table = api.split("## Error codes").nth(1).expect("docs/api.md has an error code table");
+    table
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let status = cells.get(2)?.parse().ok()?;
+            Some((code.to_owned(), status))
+        })
+        .collect()
+}
+
+/// The codes seen so far, with the status each came with.
+#[derive(Default)]
+struct Seen(BTreeMap<String, u16>);
+
+impl Seen {
+    fn record(&mut self, what: &str, reply: &Reply, expected: &str) {
+        assert_eq!(reply.code(), expected, "{what}: {}", reply.text);
+        assert!(reply.headers.contains_key("x-request-id"), "{what}: no x-request-id");
+        if reply.status == StatusCode::UNAUTHORIZED {
+            let challenge = reply.headers.get("www-authenticate").map(|value| value.to_str().unwrap().to_owned()).unwrap_or_default();
+            assert!(challenge.starts_with("Bearer"), "{what}: 401 without a Bearer challenge");
+            if expected == "invalid_token" {
+                assert!(challenge.contains("error=\"invalid_token\""), "{what}: {challenge}");
+            }
+        }
+        self.0.insert(expected.to_owned(), reply.status.as_u16());
+    }
+}
+
+#[actix_web::test]
+async fn every_documented_error_code_is_answered_over_http_with_its_status() {
+    let env = TestEnv::new().await;
+    let clock = Arc::new(TestClock::default());
+    let app = env.spawn_with_clock(&[], clock.clone()).await;
+    let mut seen = Seen::default();
+    let json_type = Some("application/json");
+
+    seen.record("broken JSON", &app.post_raw("/v1/auth/login", json_type, b"{".to_vec()).await, "invalid_json");
+    seen.record("text body", &app.post_raw("/v1/auth/login", Some("text/plain"), b"hi".to_vec()).await, "unsupported_media_type");
+    seen.record("20 KiB", &app.post_raw("/v1/auth/login", json_type, vec![b' '; 20 * 1024]).await, "payload_too_large");
+    seen.record("bad email", &app.post("/v1/auth/signup", json!({ "email": "nope", "password": PASSWORD })).await, "invalid_email");
+    let fresh = unique_email("codes");
+    seen.record("short", &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "short" })).await, "password_too_short");
+    seen.record("long", &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "p".repeat(300) })).await, "password_too_long");
+    seen.record("common", &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "password1" })).await, "password_too_common");
+    seen.record("unknown link", &app.post("/v1/auth/verify", json!({ "token": "A".repeat(43) })).await, "invalid_verification_token");
+    seen.record(
+        "unknown reset",
+        &app.post("/v1/auth/password/reset", json!({ "token": "A".repeat(43), "password": "a new passphrase" })).await,
+        "invalid_reset_token",
+    );
+    seen.record("no credentials", &app.get("/v1/auth/me").await, "missing_token");
+    seen.record("garbage token", &app.get_with_bearer("/v1/usage", "garbage").await, "invalid_token");
+    seen.record("garbage refresh", &app.refresh("garbage").await, "invalid_refresh_token");
+    seen.record("no such path", &app.get("/v1/nowhere").await, "not_found");
+    seen.record("wrong method", &app.get("/v1/auth/login").await, "method_not_allowed");
+
+    let owner = unique_email("owner");
+    let session = app.verified_login(&env, &owner).await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let refresh = session["refresh_token"].as_str().unwrap().to_owned();
+    seen.record("wrong password", &app.post("/v1/auth/login", json!({ "email": owner, "password": "not the password" })).await, "invalid_credentials");
+    let wrong_current =
+        app.post_json_with_bearer("/v1/auth/password/change", &access, json!({ "current_password": "not it", "new_password": "a new passphrase" })).await;
+    seen.record("wrong current password", &wrong_current, "invalid_current_password");
+    seen.record("empty key name", &app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "" })).await, "invalid_api_key_name");
+    let past = app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "old", "expires_at": "2001-01-01T00:00:00Z" })).await;
+    seen.record("expiry in the past", &past, "invalid_expiry");
+    seen.record("bad scope", &app.post_json_with_bearer("/v1/auth/logout", &access, json!({ "scope": "everyone" })).await, "invalid_scope");
+    seen.record("no such key", &app.delete_with_bearer(&format!("/v1/api-keys/{}", uuid::Uuid::new_v4()), &access).await, "api_key_not_found");
+    let no_session = app.delete_with_bearer(&format!("/v1/auth/sessions/{}", uuid::Uuid::new_v4()), &access).await;
+    seen.record("no such session", &no_session, "session_not_found");
+    let key = app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "codes" })).await.body["data"]["key"].as_str().unwrap().to_owned();
+    seen.record("API key on /me", &app.get_with_bearer("/v1/auth/me", &key).await, "jwt_required");
+
+    let rotated = app.refresh(&refresh).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
+    let newest = app.refresh(&rotated).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
+    seen.record("grandparent refresh token", &app.refresh(&refresh).await, "refresh_token_reused");
+    seen.record("refresh after reuse", &app.refresh(&newest).await, "session_revoked");
+
+    let pending = unique_email("pending");
+    app.post("/v1/auth/signup", json!({ "email": pending, "password": PASSWORD })).await;
+    let first_link = wait_for_mail_to(env.smtp(), &pending).await;
+    seen.record("unverified login", &app.post("/v1/auth/login", json!({ "email": pending, "password": PASSWORD })).await, "email_not_verified");
+    app.post("/v1/auth/signup", json!({ "email": pending, "password": "another passphrase" })).await;
+    wait_for_mails(env.smtp(), &pending, 2).await;
+    seen.record("two pending sign-ups", &app.post("/v1/auth/verify", json!({ "token": token_of(&first_link) })).await, "password_required");
+
+    // Time-dependent codes, in the order their windows close.
+    let later = app.post("/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await.body["data"].clone();
+    let later_access = later["access_token"].as_str().unwrap().to_owned();
+    app.post("/v1/auth/password/forgot", json!({ "email": owner })).await;
+    let reset_link = wait_for_subject(env.smtp(), &owner, "Reset your password").await;
+    clock.advance(time::Duration::minutes(11));
+    seen.record(
+        "stale authentication",
+        &app.post_json_with_bearer("/v1/api-keys", &later_access, json!({ "name": "late" })).await,
+        "reauthentication_required",
+    );
+    clock.advance(time::Duration::hours(1));
+    let expired_reset = app.post("/v1/auth/password/reset", json!({ "token": token_of(&reset_link), "password": "a new passphrase" })).await;
+    seen.record("expired reset link", &expired_reset, "reset_token_expired");
+    clock.advance(time::Duration::hours(24));
+    let expired_link = app.post("/v1/auth/verify", json!({ "token": token_of(&first_link), "password": "chosen late" })).await;
+    seen.record("expired verification link", &expired_link, "verification_token_expired");
+    clock.advance(time::Duration::days(30));
+    seen.record("expired refresh token", &app.refresh(later["refresh_token"].as_str().unwrap()).await, "refresh_token_expired");
+
+    if env.db.take_away() {
+        seen.record("database gone", &app.get("/readyz").await, "not_ready");
+        let failed = app.post("/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;
+        seen.record("database gone", &failed, "internal_error");
+        let message = failed.body["error"]["message"].as_str().unwrap();
+        let request_id = failed.headers.get("x-request-id").unwrap().to_str().unwrap();
+        assert!(message.contains(request_id), "the message quotes the request id: {message}");
+        assert!(!message.to_lowercase().contains("database"), "no cause reaches the client: {message}");
+    } else {
+        eprintln!("not_ready and internal_error are asserted on PostgreSQL only: an SQLite file cannot be taken away from its connection");
+    }
+
+    let documented = documented_codes();
+    let mut expected = documented.clone();
+    if !env.is_postgres() {
+        expected.remove("not_ready");
+        expected.remove("internal_error");
+    }
+    assert_eq!(seen.0, expected, "codes answered (with statuses) differ from docs/api.md");
+    assert!(documented.len() >= 32, "the table was read: {documented:?}");
+    app.stop().await;
+}
