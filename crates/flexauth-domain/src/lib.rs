@@ -11,6 +11,7 @@
 pub mod account;
 pub mod api_key;
 pub mod bearer;
+pub mod limits;
 pub mod mail;
 pub mod principal;
 pub mod runtime;

@@ -84,6 +84,14 @@ pub struct RawConfig {
     /// sessions are refused at once instead of when their access tokens expire.
     #[arg(long, env = "FLEXAUTH_VERIFY_SESSION_ON_REQUEST", default_value = "false", global = true)]
     pub verify_session_on_request: String,
+    /// Comma-separated networks (CIDR) of the proxies in front of flexauth whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the client; from any other peer they are ignored.
+    #[arg(long, env = "FLEXAUTH_TRUSTED_PROXIES", default_value = "", global = true)]
+    pub trusted_proxies: String,
+    /// `on` (the default) or `off`: `off` turns every rate limit and mail cap off, for
+    /// benchmarks and tests that need it.
+    #[arg(long, env = "FLEXAUTH_RATE_LIMITS", default_value = "on", global = true)]
+    pub rate_limits: String,
     /// How recently a session must have proved its password to create an API key.
     #[arg(long, env = "FLEXAUTH_REAUTHENTICATION_WINDOW", default_value = "10m", global = true)]
     pub reauthentication_window: String,
@@ -150,6 +158,8 @@ pub struct Settings {
     pub password_reset_ttl: Duration,
     pub verify_session_on_request: bool,
     pub reauthentication_window: Duration,
+    pub trusted_proxies: Vec<crate::client::Network>,
+    pub rate_limits: bool,
     pub argon2: Argon2Settings,
     pub log_format: LogFormat,
     /// How often the delivery worker looks for due emails.
@@ -276,6 +286,18 @@ impl RawConfig {
                 other => {
                     return Err(invalid("FLEXAUTH_VERIFY_SESSION_ON_REQUEST", "verify-session-on-request", format!("`{other}` is neither true nor false")))
                 }
+            },
+            trusted_proxies: self
+                .trusted_proxies
+                .split(',')
+                .filter(|entry| !entry.trim().is_empty())
+                .map(crate::client::Network::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|reason| invalid("FLEXAUTH_TRUSTED_PROXIES", "trusted-proxies", reason))?,
+            rate_limits: match self.rate_limits.trim() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                other => return Err(invalid("FLEXAUTH_RATE_LIMITS", "rate-limits", format!("`{other}` is neither on nor off"))),
             },
             reauthentication_window: parse_duration(&self.reauthentication_window)
                 .map_err(|reason| invalid("FLEXAUTH_REAUTHENTICATION_WINDOW", "reauthentication-window", reason))?,

@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use flexauth_domain::account::{AccountLookupError, ChangePasswordError, EmailError, PasswordError, ResetPasswordError, SignupError, VerifyEmailError};
 use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError};
+use flexauth_domain::limits::{LimitDecision, RateLimited};
 use flexauth_domain::principal::{ReauthenticationRequired, SessionRequired};
 use flexauth_domain::session::{AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError, TokenRejection};
 use flexauth_domain::InfraError;
@@ -81,6 +82,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the database is not reachable")]
     NotReady,
+    /// Over a rate limit; the decision carries the limit and the wait.
+    #[error("too many attempts; try again in {} seconds", .0.reset_after.whole_seconds())]
+    RateLimited(LimitDecision),
     #[error("unexpected failure")]
     Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -120,6 +124,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotReady => "not_ready",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unexpected(_) => "internal_error",
         }
     }
@@ -181,6 +186,7 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -201,6 +207,14 @@ impl ResponseError for ApiError {
         };
         if let Some(value) = challenge.and_then(|challenge| HeaderValue::from_str(&challenge).ok()) {
             response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        if let Self::RateLimited(decision) = self {
+            // Retry-After (RFC 9110) and the IETF RateLimit-Policy / RateLimit fields.
+            let seconds = decision.reset_after.whole_seconds().max(1);
+            let policy = decision.policy;
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            response.insert_header(("ratelimit-policy", format!("\"{}\";q={};w={}", policy.name, policy.limit, policy.window.whole_seconds())));
+            response.insert_header(("ratelimit", format!("\"{}\";r={};t={seconds}", policy.name, decision.remaining)));
         }
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         response.json(json!({ "error": { "code": self.code(), "message": self.client_message() } }))
@@ -225,9 +239,16 @@ impl From<PasswordError> for ApiError {
     }
 }
 
+impl From<RateLimited> for ApiError {
+    fn from(RateLimited(decision): RateLimited) -> Self {
+        Self::RateLimited(decision)
+    }
+}
+
 impl From<SignupError> for ApiError {
     fn from(error: SignupError) -> Self {
         match error {
+            SignupError::Throttled(limited) => limited.into(),
             SignupError::Unexpected(cause) => cause.into(),
         }
     }
@@ -249,6 +270,7 @@ impl From<LoginError> for ApiError {
         match error {
             LoginError::InvalidCredentials => Self::InvalidCredentials,
             LoginError::EmailNotVerified => Self::EmailNotVerified,
+            LoginError::Throttled(limited) => limited.into(),
             LoginError::Unexpected(cause) => cause.into(),
         }
     }
@@ -260,6 +282,7 @@ impl From<RefreshError> for ApiError {
             RefreshError::InvalidToken(_) => Self::InvalidRefreshToken,
             RefreshError::Expired => Self::RefreshTokenExpired,
             RefreshError::Revoked => Self::SessionRevoked,
+            RefreshError::Throttled(limited) => limited.into(),
             RefreshError::Reused { account_id, session_id } => {
                 // An audit event: a spent refresh token came back, so someone else may hold
                 // the session's tokens.
@@ -316,6 +339,7 @@ impl From<ReauthenticateError> for ApiError {
         match error {
             ReauthenticateError::WrongPassword => Self::InvalidCurrentPassword,
             ReauthenticateError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
+            ReauthenticateError::Throttled(limited) => limited.into(),
             ReauthenticateError::Unexpected(cause) => cause.into(),
         }
     }
@@ -372,6 +396,7 @@ impl From<ResetPasswordError> for ApiError {
         match error {
             ResetPasswordError::InvalidToken => Self::InvalidResetToken,
             ResetPasswordError::Expired => Self::ResetTokenExpired,
+            ResetPasswordError::Throttled(limited) => limited.into(),
             ResetPasswordError::Unexpected(cause) => cause.into(),
         }
     }

@@ -4,6 +4,7 @@
 //! [`error::ApiError`]). It is the only crate that knows about HTTP.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod request_id;

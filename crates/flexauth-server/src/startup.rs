@@ -11,6 +11,7 @@ use flexauth_argon2::{Argon2ConfigError, Argon2Hasher};
 use flexauth_domain::account::{AccountService, AccountSettings};
 use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
 use flexauth_domain::bearer::BearerAuthenticator;
+use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
 use flexauth_domain::runtime::{Clock, SecureRandom};
 use flexauth_domain::session::{SessionService, SessionSettings};
@@ -187,14 +188,21 @@ impl Application {
         let transport = mail_transport(settings)?;
         let shared = Arc::new(store.clone());
 
+        let limits = LimitSettings { enabled: settings.rate_limits, ..LimitSettings::default() };
         let accounts = AccountService::new(
             shared.clone(),
             shared.clone(),
             shared.clone(),
             hasher.clone(),
+            shared.clone(),
             clock.clone(),
             random.clone(),
-            AccountSettings { public_url: public_base.clone(), verification_ttl: settings.verification_ttl, password_reset_ttl: settings.password_reset_ttl },
+            AccountSettings {
+                limits: limits.clone(),
+                public_url: public_base.clone(),
+                verification_ttl: settings.verification_ttl,
+                password_reset_ttl: settings.password_reset_ttl,
+            },
         );
         let session_settings = SessionSettings {
             access_ttl: settings.access_token_ttl,
@@ -203,9 +211,11 @@ impl Application {
             reuse_grace: settings.refresh_reuse_grace,
             verify_session_on_request: settings.verify_session_on_request,
             public_url: public_base.clone(),
+            limits,
             ..SessionSettings::default()
         };
-        let sessions = SessionService::new(shared.clone(), shared.clone(), hasher, tokens.clone(), clock.clone(), random.clone(), session_settings);
+        let sessions =
+            SessionService::new(shared.clone(), shared.clone(), hasher, tokens.clone(), shared.clone(), clock.clone(), random.clone(), session_settings);
         let usage = UsageService::new(shared.clone(), clock.clone());
         let api_keys = ApiKeyService::new(
             shared.clone(),
@@ -217,8 +227,25 @@ impl Application {
         let bearer = BearerAuthenticator::new(sessions.clone(), api_keys.clone());
         let delivery = DeliveryService::new(shared, transport, clock, random, DeliverySettings::default());
         let worker_wakeup = Arc::new(tokio::sync::Notify::new());
-        let state =
-            web::Data::new(AppState { accounts: accounts.clone(), sessions, api_keys, bearer, usage, tokens, store, worker_wakeup: worker_wakeup.clone() });
+        let state = web::Data::new(AppState {
+            accounts: accounts.clone(),
+            sessions,
+            api_keys,
+            bearer,
+            usage,
+            tokens,
+            store,
+            worker_wakeup: worker_wakeup.clone(),
+            trusted_proxies: settings.trusted_proxies.clone().into(),
+        });
+        if settings.trusted_proxies.is_empty() {
+            tracing::info!("client addresses: the TCP peer (FLEXAUTH_TRUSTED_PROXIES is empty; forwarding headers are ignored)");
+        } else {
+            tracing::info!(proxies = settings.trusted_proxies.len(), "client addresses: forwarded by the trusted proxies, else the TCP peer");
+        }
+        if !settings.rate_limits {
+            tracing::warn!("FLEXAUTH_RATE_LIMITS=off: no rate limit and no mail cap applies");
+        }
 
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?.port();

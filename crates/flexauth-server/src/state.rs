@@ -24,9 +24,16 @@ pub struct AppState {
     pub store: Store,
     /// Wakes this instance's background worker after a request it must handle was stored.
     pub worker_wakeup: Arc<tokio::sync::Notify>,
+    /// The proxies whose forwarding headers name the client.
+    pub trusted_proxies: Arc<[crate::client::Network]>,
 }
 
 impl AppState {
+    /// The address of the client that made `request`, as text for the domain.
+    pub fn client_address(&self, request: &actix_web::HttpRequest) -> Option<String> {
+        crate::client::client_address(request, &self.trusted_proxies).map(|address| address.to_string())
+    }
+
     /// Lets the background worker handle a just-stored account request now rather than at
     /// its next poll.
     pub fn wake_worker(&self) {

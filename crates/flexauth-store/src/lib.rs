@@ -12,6 +12,7 @@ mod accounts;
 mod api_keys;
 mod error;
 mod outbox;
+mod rate_limits;
 mod requests;
 mod rows;
 mod schema;

@@ -114,3 +114,11 @@ diesel::table! {
         lease_until -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    rate_limits (key) {
+        key -> Text,
+        window_start -> BigInt,
+        hits -> BigInt,
+    }
+}

@@ -121,6 +121,22 @@ impl SessionRepository for Store {
         Ok(updated == 1)
     }
 
+    async fn logged_in_from(&self, account_id: AccountId, ip: &str, since: OffsetDateTime) -> Result<bool, InfraError> {
+        let (account_id, ip, since) = (account_id.to_string(), ip.to_owned(), millis(since));
+        let found: Option<String> = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| sessions::table
+                    .filter(sessions::account_id.eq(&account_id))
+                    .filter(sessions::ip.eq(&ip))
+                    .filter(sessions::created_at.ge(since))
+                    .select(sessions::id)
+                    .first(c)
+                    .optional())?)
+            })
+            .await?;
+        Ok(found.is_some())
+    }
+
     async fn list_live(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<Session>, InfraError> {
         let account_id = account_id.to_string();
         let now = millis(now);

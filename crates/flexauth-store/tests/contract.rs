@@ -9,6 +9,7 @@ use flexauth_domain::account::{
     EmailConfirmation, LinkTokenRecord, PasswordHash, SessionsToEnd, SignupAttempt,
 };
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository};
+use flexauth_domain::limits::{LimitPolicy, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{ClientInfo, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository};
@@ -66,6 +67,8 @@ contract!(
     a_password_reset_spends_its_token_once_and_ends_every_session,
     a_password_change_keeps_only_the_callers_session,
     live_sessions_are_listed_and_revoked_in_bulk,
+    rate_limit_counters_count_per_window_and_start_over,
+    concurrent_hits_are_all_counted,
 );
 
 fn email(text: &str) -> EmailAddress {
@@ -523,4 +526,40 @@ async fn live_sessions_are_listed_and_revoked_in_bulk(store: &Store) {
     assert_eq!(store.revoke_all(account.id(), Some(newer.id()), NOW, RevocationReason::Logout).await.unwrap(), 1);
     assert_eq!(store.revoke_all(account.id(), None, NOW, RevocationReason::Logout).await.unwrap(), 1);
     assert!(store.list_live(account.id(), NOW).await.unwrap().is_empty());
+}
+
+const THREE_A_MINUTE: LimitPolicy = LimitPolicy { name: "contract", limit: 3, window: Duration::minutes(1) };
+
+async fn rate_limit_counters_count_per_window_and_start_over(store: &Store) {
+    let at = NOW + Duration::seconds(10);
+    assert!(store.peek("a", &THREE_A_MINUTE, at).await.unwrap().allowed);
+    for expected_remaining in [2, 1, 0] {
+        let decision = store.hit("a", &THREE_A_MINUTE, at).await.unwrap();
+        assert!(decision.allowed);
+        assert_eq!(decision.remaining, expected_remaining);
+    }
+    let fourth = store.hit("a", &THREE_A_MINUTE, at).await.unwrap();
+    assert!(!fourth.allowed);
+    assert_eq!(fourth.reset_after, Duration::seconds(50));
+    assert!(!store.peek("a", &THREE_A_MINUTE, at).await.unwrap().allowed, "peeking counts nothing but sees the count");
+    assert!(store.hit("b", &THREE_A_MINUTE, at).await.unwrap().allowed, "keys count apart");
+    assert!(store.hit("a", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap().allowed, "the next window starts over");
+    store.reset("a", &THREE_A_MINUTE).await.unwrap();
+    assert_eq!(store.peek("a", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap().remaining, 2);
+}
+
+async fn concurrent_hits_are_all_counted(store: &Store) {
+    let policy = LimitPolicy { name: "contract", limit: 1000, window: Duration::hours(1) };
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.hit("shared", &policy, NOW).await.unwrap() }));
+    }
+    let mut remaining: Vec<u32> = Vec::new();
+    for task in tasks {
+        remaining.push(task.await.unwrap().remaining);
+    }
+    remaining.sort_unstable();
+    // Each of the 40 hits saw a different count: none was lost or doubled.
+    assert_eq!(remaining, (960..1000).collect::<Vec<u32>>());
 }

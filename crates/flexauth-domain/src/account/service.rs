@@ -8,7 +8,10 @@ use super::{
     Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError, EmailAddress, LinkTokenRecord,
     NewPassword, Password, PasswordHash, PasswordHasher, SignupAttempt,
 };
-use crate::mail::{account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email, LeaseId, Outbox};
+use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
+use crate::mail::{
+    account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email, EmailKind, LeaseId, Outbox,
+};
 use crate::principal::{LiveSession, Principal, SessionRequired};
 use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::secret::LinkToken;
@@ -42,12 +45,17 @@ pub struct AccountSettings {
     pub verification_ttl: Duration,
     /// How long a password reset link works.
     pub password_reset_ttl: Duration,
+    /// The limits on requests per address and emails per recipient.
+    pub limits: LimitSettings,
 }
 
 /// Why a sign-up (or a resend or forgot request) was not accepted. Only infrastructure can
 /// make it fail: a taken address looks like a success to the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {
+    /// Too many such requests from this client address; nothing was stored.
+    #[error(transparent)]
+    Throttled(#[from] RateLimited),
     /// Storage or hashing failed; nothing was written.
     #[error("the request failed")]
     Unexpected(#[from] InfraError),
@@ -105,6 +113,9 @@ pub enum ResetPasswordError {
     /// The link expired before it was used.
     #[error("the reset token has expired")]
     Expired,
+    /// Too many resets from this client address; nothing was checked.
+    #[error(transparent)]
+    Throttled(#[from] RateLimited),
     #[error("resetting the password failed")]
     Unexpected(#[from] InfraError),
 }
@@ -156,6 +167,7 @@ pub struct AccountService {
     requests: Arc<dyn AccountRequestQueue>,
     outbox: Arc<dyn Outbox>,
     hasher: Arc<dyn PasswordHasher>,
+    limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
     settings: AccountSettings,
@@ -169,16 +181,44 @@ impl std::fmt::Debug for AccountService {
 
 impl AccountService {
     /// Wires the service to its ports.
+    // One argument per port, each a distinct capability: bundling them into a struct would
+    // only rename the same list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         accounts: Arc<dyn AccountRepository>,
         requests: Arc<dyn AccountRequestQueue>,
         outbox: Arc<dyn Outbox>,
         hasher: Arc<dyn PasswordHasher>,
+        limiter: Arc<dyn RateLimiter>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
         settings: AccountSettings,
     ) -> Self {
-        Self { accounts, requests, outbox, hasher, clock, random, settings }
+        Self { accounts, requests, outbox, hasher, limiter, clock, random, settings }
+    }
+
+    /// Counts one request that sends mail or spends a hash against the client's address.
+    async fn count_request(&self, client_address: Option<&str>) -> Result<(), SignupError> {
+        let limits = &self.settings.limits;
+        if let (true, Some(address)) = (limits.enabled, client_address) {
+            let decision = self.limiter.hit(&address_key(address), &limits.mail_requests_per_address, self.clock.now()).await?;
+            if !decision.allowed {
+                return Err(RateLimited(decision).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether one more email of `kind` may go to `to` now; counts it if so. Past the cap the
+    /// request is handled as usual but queues nothing, so a flood of requests cannot flood a
+    /// mailbox, and the caller cannot tell.
+    async fn within_mail_cap(&self, kind: EmailKind, to: &EmailAddress, now: OffsetDateTime) -> Result<bool, InfraError> {
+        let limits = &self.settings.limits;
+        if !limits.enabled {
+            return Ok(true);
+        }
+        let decision = self.limiter.hit(&format!("{}:{}", kind.as_str(), to.as_str()), &limits.emails_per_recipient, now).await?;
+        Ok(decision.allowed)
     }
 
     /// Accepts a sign-up: hashes the password and stores one request, whatever the address.
@@ -187,8 +227,10 @@ impl AccountService {
     /// answer nor its timing reveals whether the address has an account.
     ///
     /// # Errors
-    /// [`SignupError::Unexpected`] when hashing or storage fails.
-    pub async fn signup(&self, email: EmailAddress, password: &NewPassword) -> Result<(), SignupError> {
+    /// [`SignupError::Throttled`] past the per-address limit, [`SignupError::Unexpected`]
+    /// when hashing or storage fails.
+    pub async fn signup(&self, email: EmailAddress, password: &NewPassword, client_address: Option<&str>) -> Result<(), SignupError> {
+        self.count_request(client_address).await?;
         let password_hash = self.hasher.hash(password.as_password()).await?;
         self.submit(email, AccountRequestKind::Signup { password_hash }).await
     }
@@ -197,7 +239,8 @@ impl AccountService {
     ///
     /// # Errors
     /// [`SignupError::Unexpected`] when storage fails.
-    pub async fn resend_verification(&self, email: EmailAddress) -> Result<(), SignupError> {
+    pub async fn resend_verification(&self, email: EmailAddress, client_address: Option<&str>) -> Result<(), SignupError> {
+        self.count_request(client_address).await?;
         self.submit(email, AccountRequestKind::ResendVerification).await
     }
 
@@ -205,7 +248,8 @@ impl AccountService {
     ///
     /// # Errors
     /// [`SignupError::Unexpected`] when storage fails.
-    pub async fn forgot_password(&self, email: EmailAddress) -> Result<(), SignupError> {
+    pub async fn forgot_password(&self, email: EmailAddress, client_address: Option<&str>) -> Result<(), SignupError> {
+        self.count_request(client_address).await?;
         self.submit(email, AccountRequestKind::ForgotPassword).await
     }
 
@@ -240,6 +284,18 @@ impl AccountService {
     async fn handle(&self, request: &AccountRequest) -> Result<(), InfraError> {
         let now = self.clock.now();
         let existing = self.accounts.find_by_email(&request.email).await?;
+        let mail_kind = match (&request.kind, &existing) {
+            (AccountRequestKind::Signup { .. }, Some(account)) if account.is_email_verified() => Some(EmailKind::AccountExists),
+            (AccountRequestKind::Signup { .. }, _) => Some(EmailKind::Verification),
+            (AccountRequestKind::ResendVerification, Some(account)) if !account.is_email_verified() => Some(EmailKind::Verification),
+            (AccountRequestKind::ForgotPassword, Some(_)) => Some(EmailKind::PasswordReset),
+            (AccountRequestKind::ResendVerification | AccountRequestKind::ForgotPassword, _) => None,
+        };
+        if let Some(kind) = mail_kind {
+            if !self.within_mail_cap(kind, &request.email, now).await? {
+                return Ok(());
+            }
+        }
         match (&request.kind, existing) {
             (AccountRequestKind::Signup { password_hash }, None) => {
                 let account =
@@ -401,7 +457,11 @@ impl AccountService {
     ///
     /// # Errors
     /// [`ResetPasswordError`].
-    pub async fn reset_password(&self, token: &LinkToken, password: &NewPassword) -> Result<(), ResetPasswordError> {
+    pub async fn reset_password(&self, token: &LinkToken, password: &NewPassword, client_address: Option<&str>) -> Result<(), ResetPasswordError> {
+        self.count_request(client_address).await.map_err(|error| match error {
+            SignupError::Throttled(limited) => ResetPasswordError::Throttled(limited),
+            SignupError::Unexpected(cause) => ResetPasswordError::Unexpected(cause),
+        })?;
         let now = self.clock.now();
         let record = self.usable_reset(token, now).await?;
         let Some(account) = self.accounts.find_by_id(record.account_id()).await? else {
@@ -479,13 +539,20 @@ mod tests {
         requests: MockAccountRequestQueue,
         outbox: MockOutbox,
         hasher: MockPasswordHasher,
+        limiter: crate::limits::MockRateLimiter,
     }
 
     impl Ports {
         fn new() -> Self {
             let mut hasher = MockPasswordHasher::new();
             hasher.expect_hash().returning(|password| Ok(PasswordHash::from_phc(format!("hash of {}", password.expose()))));
-            Self { accounts: MockAccountRepository::new(), requests: MockAccountRequestQueue::new(), outbox: MockOutbox::new(), hasher }
+            Self {
+                accounts: MockAccountRepository::new(),
+                requests: MockAccountRequestQueue::new(),
+                outbox: MockOutbox::new(),
+                hasher,
+                limiter: crate::limits::unlimited(),
+            }
         }
 
         /// The worker's side: `request` is the one queued request.
@@ -507,12 +574,14 @@ mod tests {
                 public_url: "https://auth.example.com".into(),
                 verification_ttl: Duration::hours(24),
                 password_reset_ttl: Duration::hours(1),
+                limits: LimitSettings::default(),
             };
             AccountService::new(
                 Arc::new(self.accounts),
                 Arc::new(self.requests),
                 Arc::new(self.outbox),
                 Arc::new(self.hasher),
+                Arc::new(self.limiter),
                 Arc::new(clock),
                 Arc::new(random),
                 settings,
@@ -557,9 +626,9 @@ mod tests {
         });
         ports.accounts.expect_find_by_email().never();
         let service = ports.service();
-        service.signup(email(), &password("a long enough passphrase")).await.unwrap();
-        service.resend_verification(email()).await.unwrap();
-        service.forgot_password(email()).await.unwrap();
+        service.signup(email(), &password("a long enough passphrase"), Some("192.0.2.7")).await.unwrap();
+        service.resend_verification(email(), Some("192.0.2.7")).await.unwrap();
+        service.forgot_password(email(), None).await.unwrap();
         let kinds = kinds.lock().unwrap().clone();
         assert_eq!(
             kinds,
@@ -780,22 +849,28 @@ mod tests {
             })
             .times(1)
             .returning(|_| Ok(true));
-        ports.service().reset_password(&some_token(), &password("a brand new passphrase")).await.unwrap();
+        ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await.unwrap();
     }
 
     #[tokio::test]
     async fn a_used_expired_or_outraced_reset_link_is_refused() {
         let mut ports = Ports::new();
         ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(Some(NOW), NOW + Duration::minutes(30)))));
-        assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase")).await, Err(ResetPasswordError::InvalidToken)));
+        assert!(matches!(
+            ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await,
+            Err(ResetPasswordError::InvalidToken)
+        ));
         let mut ports = Ports::new();
         ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(None, NOW))));
-        assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase")).await, Err(ResetPasswordError::Expired)));
+        assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await, Err(ResetPasswordError::Expired)));
         let mut ports = Ports::new();
         ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(None, NOW + Duration::minutes(30)))));
         ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
         ports.accounts.expect_apply_credential_change().returning(|_| Ok(false));
-        assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase")).await, Err(ResetPasswordError::InvalidToken)));
+        assert!(matches!(
+            ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await,
+            Err(ResetPasswordError::InvalidToken)
+        ));
     }
 
     fn caller() -> LiveSession {
@@ -830,5 +905,36 @@ mod tests {
         service.change_password(&caller(), &current, &password("a brand new passphrase")).await.unwrap();
         let raced = service.change_password(&caller(), &current, &password("a brand new passphrase")).await;
         assert!(matches!(raced, Err(ChangePasswordError::CredentialsChanged)));
+    }
+
+    #[tokio::test]
+    async fn past_the_mail_cap_a_request_is_handled_as_usual_but_queues_nothing() {
+        let mut ports = Ports::new().with_request(AccountRequestKind::ForgotPassword);
+        let mut limiter = crate::limits::MockRateLimiter::new();
+        limiter
+            .expect_hit()
+            .withf(|key, policy, _| key == "password_reset:ann@example.com" && policy.name == "emails_per_recipient")
+            .times(1)
+            .returning(|_, policy, _| Ok(crate::limits::LimitDecision { policy: *policy, allowed: false, remaining: 0, reset_after: Duration::minutes(30) }));
+        ports.limiter = limiter;
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        ports.accounts.expect_create_password_reset().never();
+        assert_eq!(ports.service().handle_due_requests().await.unwrap().handled, 1, "the request is done with");
+    }
+
+    #[tokio::test]
+    async fn an_address_past_its_request_limit_is_refused_before_hashing_or_storing() {
+        let mut ports = Ports::new();
+        let mut limiter = crate::limits::MockRateLimiter::new();
+        limiter
+            .expect_hit()
+            .withf(|key, policy, _| key == "192.0.2.7" && policy.name == "mail_requests_per_address")
+            .returning(|_, policy, _| Ok(crate::limits::LimitDecision { policy: *policy, allowed: false, remaining: 0, reset_after: Duration::minutes(3) }));
+        ports.limiter = limiter;
+        ports.hasher = MockPasswordHasher::new();
+        ports.hasher.expect_hash().never();
+        ports.requests.expect_submit().never();
+        let outcome = ports.service().signup(email(), &password("a long enough passphrase"), Some("192.0.2.7")).await;
+        assert!(matches!(outcome, Err(SignupError::Throttled(_))));
     }
 }

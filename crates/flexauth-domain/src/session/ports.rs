@@ -57,6 +57,13 @@ pub trait SessionRepository: Send + Sync {
     /// [`InfraError`] when the store fails.
     async fn mark_authenticated(&self, id: SessionId, now: OffsetDateTime) -> Result<bool, InfraError>;
 
+    /// Whether the account logged in from client address `ip` (as stored with its sessions) at
+    /// or after `since`: such a client is known to the account.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn logged_in_from(&self, account_id: AccountId, ip: &str, since: OffsetDateTime) -> Result<bool, InfraError>;
+
     /// The account's sessions that are not revoked and not past their lifetime at `now`,
     /// newest first.
     ///

@@ -7,6 +7,7 @@ use super::{
     TokenRejection, TokenSigner,
 };
 use crate::account::{pending_password_hashes, AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
+use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
 use crate::principal::{AuthMethod, LiveSession, Principal, SessionRequired};
 use crate::runtime::{random_array, random_uuid, Clock, SecureRandom};
@@ -33,6 +34,8 @@ pub struct SessionSettings {
     pub verify_session_on_request: bool,
     /// Base URL named in the emails the session rules send (reuse detection).
     pub public_url: String,
+    /// The limits on logins, refreshes and re-authentications.
+    pub limits: LimitSettings,
 }
 
 impl Default for SessionSettings {
@@ -45,6 +48,7 @@ impl Default for SessionSettings {
             clock_leeway: Duration::seconds(30),
             verify_session_on_request: false,
             public_url: "http://127.0.0.1:8080".to_owned(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -58,6 +62,10 @@ pub enum LoginError {
     /// The password is right but the email address is not verified yet.
     #[error("the email address is not verified")]
     EmailNotVerified,
+    /// Too many failed logins from this address, or on this account from clients it does not
+    /// know; nothing was checked.
+    #[error(transparent)]
+    Throttled(#[from] RateLimited),
     /// Storage, hashing or signing failed.
     #[error("login failed")]
     Unexpected(#[from] InfraError),
@@ -75,6 +83,9 @@ pub enum RefreshError {
     /// The session was revoked (logout, or an earlier reuse).
     #[error("the session was revoked")]
     Revoked,
+    /// The session refreshes too often.
+    #[error(transparent)]
+    Throttled(#[from] RateLimited),
     /// A spent token was presented: the session is now revoked. An audit event.
     #[error("a spent refresh token was presented; the session is revoked")]
     Reused {
@@ -150,6 +161,9 @@ pub enum ReauthenticateError {
     /// The session ended meanwhile.
     #[error("the session has ended")]
     SessionEnded,
+    /// Too many re-authentications of this session.
+    #[error(transparent)]
+    Throttled(#[from] RateLimited),
     #[error("re-authentication failed")]
     Unexpected(#[from] InfraError),
 }
@@ -185,6 +199,7 @@ pub struct SessionService {
     sessions: Arc<dyn SessionRepository>,
     hasher: Arc<dyn PasswordHasher>,
     signer: Arc<dyn TokenSigner>,
+    limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
     settings: SessionSettings,
@@ -203,16 +218,20 @@ const ROTATION_ATTEMPTS: usize = 3;
 
 impl SessionService {
     /// Wires the service to its ports.
+    // One argument per port, each a distinct capability: bundling them into a struct would
+    // only rename the same list.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         accounts: Arc<dyn AccountRepository>,
         sessions: Arc<dyn SessionRepository>,
         hasher: Arc<dyn PasswordHasher>,
         signer: Arc<dyn TokenSigner>,
+        limiter: Arc<dyn RateLimiter>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
         settings: SessionSettings,
     ) -> Self {
-        Self { accounts, sessions, hasher, signer, clock, random, settings }
+        Self { accounts, sessions, hasher, signer, limiter, clock, random, settings }
     }
 
     /// Checks the credentials and opens a session.
@@ -222,14 +241,81 @@ impl SessionService {
     /// same hashing work; [`LoginError::EmailNotVerified`] only once the password is proven
     /// right; [`LoginError::Unexpected`].
     pub async fn login(&self, email: &EmailAddress, password: &Password, client: ClientInfo) -> Result<TokenPair, LoginError> {
-        let Some(account) = self.accounts.find_by_email(email).await? else {
+        let now = self.clock.now();
+        let limits = &self.settings.limits;
+        let address = client.ip.as_deref().map(address_key);
+        if limits.enabled {
+            if let Some(address) = &address {
+                let decision = self.limiter.peek(address, &limits.login_failures_per_address, now).await?;
+                if !decision.allowed {
+                    return Err(RateLimited(decision).into());
+                }
+            }
+        }
+        let found = self.accounts.find_by_email(email).await?;
+        let mut under_attack = false;
+        if limits.enabled {
+            // Counted per address typed, whether or not it has an account, so the limit itself
+            // tells nothing. A client that logged in to the account from the same address
+            // before is exempt: an attack from elsewhere never locks the owner out.
+            let decision = self.limiter.peek(email.as_str(), &limits.login_failures_per_account, now).await?;
+            if !decision.allowed {
+                under_attack = true;
+                let known = match (&found, &client.ip) {
+                    (Some(account), Some(ip)) => self.sessions.logged_in_from(account.id(), ip, now - limits.known_client_for).await?,
+                    _ => false,
+                };
+                if !known {
+                    return Err(RateLimited(decision).into());
+                }
+            }
+        }
+        match self.check_password(found, password, now).await {
+            Err(LoginError::InvalidCredentials) => {
+                self.count_failure(email, address.as_deref(), now).await?;
+                Err(LoginError::InvalidCredentials)
+            }
+            Err(other) => Err(other),
+            Ok(account) => {
+                // A success clears a few typos; it does not clear an attack in progress, or
+                // every login of the exempt owner would hand the attacker a fresh allowance.
+                if limits.enabled && !under_attack {
+                    self.limiter.reset(email.as_str(), &limits.login_failures_per_account).await?;
+                }
+                self.open_session(&account, client, now).await
+            }
+        }
+    }
+
+    /// Counts a failed login against the address and the account typed.
+    async fn count_failure(&self, email: &EmailAddress, address: Option<&str>, now: OffsetDateTime) -> Result<(), InfraError> {
+        let limits = &self.settings.limits;
+        if !limits.enabled {
+            return Ok(());
+        }
+        if let Some(address) = address {
+            self.limiter.hit(address, &limits.login_failures_per_address, now).await?;
+        }
+        self.limiter.hit(email.as_str(), &limits.login_failures_per_account, now).await?;
+        Ok(())
+    }
+
+    /// Checks `password` against the account found (or a dummy hash for none), with the same
+    /// hashing work either way.
+    async fn check_password(
+        &self,
+        found: Option<crate::account::Account>,
+        password: &Password,
+        now: OffsetDateTime,
+    ) -> Result<crate::account::Account, LoginError> {
+        let Some(account) = found else {
             self.hasher.verify_against_dummy(password).await?;
             return Err(LoginError::InvalidCredentials);
         };
         if !account.is_email_verified() {
             // The account's own hash is only a placeholder until a confirmation sets it: the
             // passwords in play are those of the pending sign-up attempts.
-            let candidates = pending_password_hashes(&self.accounts.pending_signup_attempts(account.id(), self.clock.now()).await?);
+            let candidates = pending_password_hashes(&self.accounts.pending_signup_attempts(account.id(), now).await?);
             if candidates.is_empty() {
                 self.hasher.verify_against_dummy(password).await?;
                 return Err(LoginError::InvalidCredentials);
@@ -244,7 +330,11 @@ impl SessionService {
         if !self.hasher.verify(password, account.password_hash()).await? {
             return Err(LoginError::InvalidCredentials);
         }
-        let now = self.clock.now();
+        Ok(account)
+    }
+
+    /// Opens a session for `account`, whose password was just checked.
+    async fn open_session(&self, account: &crate::account::Account, client: ClientInfo, now: OffsetDateTime) -> Result<TokenPair, LoginError> {
         let secret = RefreshSecret::from_bytes(random_array(self.random.as_ref()));
         let session_id = SessionId::from_uuid(random_uuid(self.random.as_ref()));
         let session = Session::start(session_id, account.id(), &secret, now, self.settings.refresh_ttl, self.settings.session_lifetime, client);
@@ -270,6 +360,13 @@ impl SessionService {
         let now = self.clock.now();
         if now >= claims.expires_at {
             return Err(RefreshError::Expired);
+        }
+        let limits = &self.settings.limits;
+        if limits.enabled {
+            let decision = self.limiter.hit(&claims.session_id.to_string(), &limits.refreshes_per_session, now).await?;
+            if !decision.allowed {
+                return Err(RateLimited(decision).into());
+            }
         }
         let presented = claims.secret.hash();
         for _ in 0..ROTATION_ATTEMPTS {
@@ -359,6 +456,13 @@ impl SessionService {
     /// [`ReauthenticateError::WrongPassword`], [`ReauthenticateError::SessionEnded`] or
     /// [`ReauthenticateError::Unexpected`].
     pub async fn reauthenticate(&self, caller: &LiveSession, password: &Password) -> Result<OffsetDateTime, ReauthenticateError> {
+        let limits = &self.settings.limits;
+        if limits.enabled {
+            let decision = self.limiter.hit(&caller.session_id().to_string(), &limits.reauthentications_per_session, self.clock.now()).await?;
+            if !decision.allowed {
+                return Err(RateLimited(decision).into());
+            }
+        }
         let Some(account) = self.accounts.find_by_id(caller.account_id()).await? else {
             self.hasher.verify_against_dummy(password).await?;
             return Err(ReauthenticateError::SessionEnded);
@@ -508,6 +612,7 @@ mod tests {
         sessions: MockSessionRepository,
         hasher: MockPasswordHasher,
         signer: MockTokenSigner,
+        limiter: crate::limits::MockRateLimiter,
         now: OffsetDateTime,
     }
 
@@ -518,6 +623,7 @@ mod tests {
                 sessions: MockSessionRepository::new(),
                 hasher: MockPasswordHasher::new(),
                 signer: readable_signer(),
+                limiter: crate::limits::unlimited(),
                 now: NOW,
             }
         }
@@ -533,6 +639,7 @@ mod tests {
                 Arc::new(self.sessions),
                 Arc::new(self.hasher),
                 Arc::new(self.signer),
+                Arc::new(self.limiter),
                 Arc::new(clock),
                 Arc::new(random),
                 SessionSettings::default(),
@@ -867,5 +974,69 @@ mod tests {
         let wrong = service.reauthenticate(&caller, &Password::parse("wrong one".into()).unwrap()).await;
         assert!(matches!(wrong, Err(ReauthenticateError::WrongPassword)));
         assert_eq!(service.reauthenticate(&caller, &Password::parse("right one".into()).unwrap()).await.unwrap(), NOW);
+    }
+
+    /// A limiter whose counter under `over` (a key prefix) is past its limit; every other key is
+    /// within it. Hits are recorded in `hits`.
+    fn limiter_over(over: &'static str, hits: Arc<Mutex<Vec<String>>>) -> crate::limits::MockRateLimiter {
+        use crate::limits::{LimitDecision, LimitPolicy};
+        let decide = move |key: &str, policy: &LimitPolicy| LimitDecision {
+            policy: *policy,
+            allowed: !key.starts_with(over),
+            remaining: 0,
+            reset_after: Duration::seconds(42),
+        };
+        let mut limiter = crate::limits::MockRateLimiter::new();
+        limiter.expect_peek().returning(move |key, policy, _| Ok(decide(key, policy)));
+        limiter.expect_hit().returning(move |key, policy, _| {
+            hits.lock().unwrap().push(format!("{}:{key}", policy.name));
+            Ok(decide(key, policy))
+        });
+        limiter.expect_reset().returning(|_, _| Ok(()));
+        limiter
+    }
+
+    fn client_at(ip: &str) -> ClientInfo {
+        ClientInfo::new(Some("test"), Some(ip.into()))
+    }
+
+    #[tokio::test]
+    async fn an_address_past_its_failed_login_limit_is_refused_before_any_hashing() {
+        let mut ports = Ports::new();
+        ports.limiter = limiter_over("192.0.2.7", Arc::default());
+        ports.accounts.expect_find_by_email().never();
+        ports.hasher.expect_verify().never();
+        ports.hasher.expect_verify_against_dummy().never();
+        let (email, password) = credentials();
+        let outcome = ports.service().login(&email, &password, client_at("192.0.2.7")).await;
+        assert!(matches!(outcome, Err(LoginError::Throttled(limited)) if limited.0.reset_after == Duration::seconds(42)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_login_counts_against_the_address_and_the_account_typed_known_or_not() {
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let mut ports = Ports::new();
+        ports.limiter = limiter_over("nothing", hits.clone());
+        ports.accounts.expect_find_by_email().returning(|_| Ok(None));
+        ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
+        let (email, password) = credentials();
+        let outcome = ports.service().login(&email, &password, client_at("2001:db8:1:2::77")).await;
+        assert!(matches!(outcome, Err(LoginError::InvalidCredentials)));
+        assert_eq!(*hits.lock().unwrap(), ["login_failures_per_address:2001:db8:1:2::/64", "login_failures_per_account:ann@example.com"]);
+    }
+
+    #[tokio::test]
+    async fn an_account_under_attack_refuses_unknown_clients_but_not_one_that_logged_in_before() {
+        let mut ports = Ports::new();
+        ports.limiter = limiter_over("ann@example.com", Arc::default());
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        ports.sessions.expect_logged_in_from().returning(|_, ip, since| Ok(ip == "198.51.100.1" && since == NOW - Duration::days(30)));
+        ports.hasher.expect_verify().returning(|_, _| Ok(true));
+        ports.sessions.expect_create().times(1).returning(|_, _| Ok(true));
+        let service = ports.service();
+        let (email, password) = credentials();
+        let stranger = service.login(&email, &password, client_at("203.0.113.9")).await;
+        assert!(matches!(stranger, Err(LoginError::Throttled(_))), "even with the right password, an unknown client waits");
+        service.login(&email, &password, client_at("198.51.100.1")).await.unwrap();
     }
 }

@@ -1,5 +1,5 @@
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use flexauth_domain::account::{ConfirmationPage, EmailAddress, NewPassword, VerifyEmailError, VerifyOutcome};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
@@ -19,11 +19,11 @@ const SIGNUP_ACCEPTED: Message = Message { message: "Check your inbox: a link to
 const RESEND_ACCEPTED: Message = Message { message: "If this address belongs to an unverified account, a new verification link is on its way." };
 
 #[tracing::instrument(skip_all)]
-pub async fn signup(state: web::Data<AppState>, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn signup(state: web::Data<AppState>, request: HttpRequest, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = NewPassword::parse(password)?;
-    state.accounts.signup(email, &password).await?;
+    state.accounts.signup(email, &password, state.client_address(&request).as_deref()).await?;
     state.wake_worker();
     Ok(HttpResponse::Accepted().json(Data { data: SIGNUP_ACCEPTED }))
 }
@@ -117,9 +117,9 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn resend_verification(state: web::Data<AppState>, body: web::Json<EmailBody>) -> Result<HttpResponse, ApiError> {
+pub async fn resend_verification(state: web::Data<AppState>, request: HttpRequest, body: web::Json<EmailBody>) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&body.email)?;
-    state.accounts.resend_verification(email).await?;
+    state.accounts.resend_verification(email, state.client_address(&request).as_deref()).await?;
     state.wake_worker();
     Ok(HttpResponse::Accepted().json(Data { data: RESEND_ACCEPTED }))
 }

@@ -1,5 +1,5 @@
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use flexauth_domain::account::{EmailAddress, NewPassword, Password};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
@@ -40,9 +40,9 @@ pub struct Reset {
 const FORGOT_ACCEPTED: Message = Message { message: "If this address has an account, a link to reset its password is on its way." };
 
 #[tracing::instrument(skip_all)]
-pub async fn forgot(state: web::Data<AppState>, body: web::Json<ForgotBody>) -> Result<HttpResponse, ApiError> {
+pub async fn forgot(state: web::Data<AppState>, request: HttpRequest, body: web::Json<ForgotBody>) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&body.email)?;
-    state.accounts.forgot_password(email).await?;
+    state.accounts.forgot_password(email, state.client_address(&request).as_deref()).await?;
     state.wake_worker();
     Ok(HttpResponse::Accepted().json(Data { data: FORGOT_ACCEPTED }))
 }
@@ -88,22 +88,22 @@ fn error_page(error: ApiError) -> HttpResponse {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn reset(state: web::Data<AppState>, body: web::Json<ResetBody>) -> Result<HttpResponse, ApiError> {
+pub async fn reset(state: web::Data<AppState>, request: HttpRequest, body: web::Json<ResetBody>) -> Result<HttpResponse, ApiError> {
     let ResetBody { token, password } = body.into_inner();
     let token = reset_token(&token)?;
     let password = NewPassword::parse(password)?;
-    state.accounts.reset_password(&token, &password).await?;
+    state.accounts.reset_password(&token, &password, state.client_address(&request).as_deref()).await?;
     Ok(HttpResponse::Ok().json(Data { data: Reset { password_reset: true } }))
 }
 
 /// The form of [`reset_form`] posts here and gets a page back.
 #[tracing::instrument(skip_all)]
-pub async fn reset_from_form(state: web::Data<AppState>, form: Result<web::Form<ResetBody>, actix_web::Error>) -> HttpResponse {
+pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, form: Result<web::Form<ResetBody>, actix_web::Error>) -> HttpResponse {
     let outcome = async {
         let ResetBody { token, password } = form.map_err(|_| ApiError::InvalidResetToken)?.into_inner();
         let token = reset_token(&token)?;
         let password = NewPassword::parse(password)?;
-        state.accounts.reset_password(&token, &password).await.map_err(ApiError::from)
+        state.accounts.reset_password(&token, &password, state.client_address(&request).as_deref()).await.map_err(ApiError::from)
     };
     match outcome.await {
         Ok(()) => pages::message(StatusCode::OK, "Password changed", "Your password is changed and every session was logged out. You can log in now."),

@@ -34,9 +34,9 @@ pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: web::
     let Credentials { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = Password::parse(password)?;
-    // The peer address, not a forwarded header: flexauth cannot know which proxies to trust.
+    // The peer, or the address trusted proxies forwarded (FLEXAUTH_TRUSTED_PROXIES).
     let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
-    let client = ClientInfo::new(user_agent, request.peer_addr().map(|address| address.ip().to_string()));
+    let client = ClientInfo::new(user_agent, state.client_address(&request));
     Ok(tokens(state.sessions.login(&email, &password, client).await?))
 }
 

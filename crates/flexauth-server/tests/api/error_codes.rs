@@ -121,6 +121,14 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     clock.advance(time::Duration::days(30));
     seen.record("expired refresh token", &app.refresh(later["refresh_token"].as_str().unwrap()).await, "refresh_token_expired");
 
+    // Ten failed logins from this address use up its allowance; the eleventh is limited.
+    for _ in 0..10 {
+        app.post("/v1/auth/login", json!({ "email": unique_email("spray"), "password": "not it" })).await;
+    }
+    let limited = app.post("/v1/auth/login", json!({ "email": unique_email("spray"), "password": "not it" })).await;
+    assert!(limited.headers.contains_key("retry-after"));
+    seen.record("the eleventh failed login", &limited, "rate_limited");
+
     if env.db.take_away() {
         seen.record("database gone", &app.get("/readyz").await, "not_ready");
         let failed = app.post("/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;

@@ -189,6 +189,11 @@ impl TestApp {
         read(self.client.post(self.url(path)).send_json(&body).await.unwrap()).await
     }
 
+    /// A POST as relayed by a proxy that saw the client at `client` (`X-Forwarded-For`).
+    pub async fn post_from(&self, client: &str, path: &str, body: Value) -> Reply {
+        read(self.client.post(self.url(path)).insert_header(("x-forwarded-for", client)).send_json(&body).await.unwrap()).await
+    }
+
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
         let mut request = self.client.post(self.url(path));
         if let Some(content_type) = content_type {

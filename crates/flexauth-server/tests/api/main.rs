@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod abuse;
 mod api_keys;
 mod bad_input;
 mod error_codes;

@@ -1,0 +1,183 @@
+//! Rate limits: how many attempts of a kind a client (an address, an account, a session) may
+//! make in a window, decided against counters that every instance shares.
+
+use async_trait::async_trait;
+use time::{Duration, OffsetDateTime};
+
+use crate::InfraError;
+
+/// One limit: at most `limit` attempts per `window`, counted per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitPolicy {
+    /// The stable name of the limit, in keys and in the `RateLimit-Policy` header.
+    pub name: &'static str,
+    /// Attempts allowed per window.
+    pub limit: u32,
+    /// The length of a window.
+    pub window: Duration,
+}
+
+/// What a counter said about one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitDecision {
+    /// The limit that decided.
+    pub policy: LimitPolicy,
+    /// Whether the attempt is within the limit.
+    pub allowed: bool,
+    /// Attempts left in this window after this one.
+    pub remaining: u32,
+    /// Time until the window ends and the count starts again.
+    pub reset_after: Duration,
+}
+
+impl LimitDecision {
+    /// The decision of a counter at `count` attempts in the window that started at
+    /// `window_start`, seen at `now`.
+    pub fn of_count(policy: LimitPolicy, count: u64, window_start: OffsetDateTime, now: OffsetDateTime) -> Self {
+        let limit = u64::from(policy.limit);
+        let reset_after = (window_start + policy.window - now).max(Duration::seconds(1));
+        Self { policy, allowed: count <= limit, remaining: u32::try_from(limit.saturating_sub(count)).unwrap_or(0), reset_after }
+    }
+}
+
+/// The start of the fixed window of `policy` that contains `now`: windows are aligned to the
+/// Unix epoch, so every instance computes the same one.
+pub fn window_start(policy: &LimitPolicy, now: OffsetDateTime) -> OffsetDateTime {
+    let window = policy.window.whole_seconds().max(1);
+    let seconds = now.unix_timestamp();
+    OffsetDateTime::from_unix_timestamp(seconds - seconds.rem_euclid(window)).unwrap_or(now)
+}
+
+/// Counters of attempts, shared by every instance on the same database.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one attempt under `key` in the current window of `policy` (one statement, so
+    /// concurrent instances never lose a count) and says whether it is within the limit.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn hit(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError>;
+
+    /// Says whether one more attempt under `key` would be within the limit, counting nothing.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn peek(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError>;
+
+    /// Forgets the attempts counted under `key` (a successful login clears its account's
+    /// failures).
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn reset(&self, key: &str, policy: &LimitPolicy) -> Result<(), InfraError>;
+}
+
+/// Every limit flexauth applies, with its defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// `false` turns every limit off (benchmarks, and tests that need it).
+    pub enabled: bool,
+    /// Failed logins per client address.
+    pub login_failures_per_address: LimitPolicy,
+    /// Failed logins per account (per email address typed, known or not), for clients that
+    /// never logged in to it.
+    pub login_failures_per_account: LimitPolicy,
+    /// Sign-ups, resends, forgot and reset requests per client address (each sends mail or
+    /// spends a hash).
+    pub mail_requests_per_address: LimitPolicy,
+    /// Re-authentications per session.
+    pub reauthentications_per_session: LimitPolicy,
+    /// Refreshes per session.
+    pub refreshes_per_session: LimitPolicy,
+    /// Emails of one kind (verification, reset, account-exists notice) per recipient.
+    pub emails_per_recipient: LimitPolicy,
+    /// How long a successful login keeps its client address known to the account, exempt
+    /// from the per-account limit.
+    pub known_client_for: Duration,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login_failures_per_address: LimitPolicy { name: "login_failures_per_address", limit: 10, window: Duration::minutes(1) },
+            login_failures_per_account: LimitPolicy { name: "login_failures_per_account", limit: 5, window: Duration::minutes(15) },
+            mail_requests_per_address: LimitPolicy { name: "mail_requests_per_address", limit: 30, window: Duration::minutes(10) },
+            reauthentications_per_session: LimitPolicy { name: "reauthentications_per_session", limit: 5, window: Duration::minutes(15) },
+            refreshes_per_session: LimitPolicy { name: "refreshes_per_session", limit: 60, window: Duration::minutes(1) },
+            emails_per_recipient: LimitPolicy { name: "emails_per_recipient", limit: 3, window: Duration::hours(1) },
+            known_client_for: Duration::days(30),
+        }
+    }
+}
+
+/// The attempt is over a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many attempts; try again later")]
+pub struct RateLimited(pub LimitDecision);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const POLICY: LimitPolicy = LimitPolicy { name: "test", limit: 3, window: Duration::minutes(1) };
+
+    #[test]
+    fn windows_are_aligned_so_every_instance_counts_in_the_same_one() {
+        assert_eq!(window_start(&POLICY, datetime!(2026-12-01 10:00:59 UTC)), datetime!(2026-12-01 10:00 UTC));
+        assert_eq!(window_start(&POLICY, datetime!(2026-12-01 10:01:00 UTC)), datetime!(2026-12-01 10:01 UTC));
+    }
+
+    #[test]
+    fn the_attempt_past_the_limit_is_refused_until_the_window_ends() {
+        let start = datetime!(2026-12-01 10:00 UTC);
+        let third = LimitDecision::of_count(POLICY, 3, start, start + Duration::seconds(20));
+        assert!(third.allowed);
+        assert_eq!(third.remaining, 0);
+        let fourth = LimitDecision::of_count(POLICY, 4, start, start + Duration::seconds(20));
+        assert!(!fourth.allowed);
+        assert_eq!(fourth.reset_after, Duration::seconds(40));
+    }
+}
+
+/// The part of a client address that limits count by: the whole IPv4 address, the /64 prefix
+/// of an IPv6 one (a single client usually holds a whole /64, so counting per address would
+/// let it rotate through 2^64 of them). Text that is not an IP address counts as itself.
+pub fn address_key(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let segments = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", segments[0], segments[1], segments[2], segments[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or_else(|| address.to_owned(), |v4| v4.to_string()),
+        Ok(ip) => ip.to_string(),
+        Err(_) => address.to_owned(),
+    }
+}
+
+/// A limiter mock that allows everything and counts nothing, for tests of rules that are not
+/// about limits.
+#[cfg(any(test, feature = "mocks"))]
+pub fn unlimited() -> MockRateLimiter {
+    let mut limiter = MockRateLimiter::new();
+    let allowed = |policy: &LimitPolicy| LimitDecision { policy: *policy, allowed: true, remaining: policy.limit, reset_after: policy.window };
+    limiter.expect_hit().returning(move |_, policy, _| Ok(allowed(policy)));
+    limiter.expect_peek().returning(move |_, policy, _| Ok(allowed(policy)));
+    limiter.expect_reset().returning(|_, _| Ok(()));
+    limiter
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::address_key;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_prefix_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(address_key("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
+        assert_eq!(address_key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_key("192.0.2.7"), "192.0.2.7");
+    }
+}

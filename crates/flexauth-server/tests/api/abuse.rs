@@ -1,0 +1,171 @@
+//! Abuse resistance: guessing, spraying and flooding, tried as an attacker would, against the
+//! limits that must stop them without ever locking the owner out.
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{confirm_in_browser, mails_to, unique_email, wait_for_mail_to, Reply, TestApp, TestEnv, PASSWORD};
+
+const PROXY: &[&str] = &["--trusted-proxies", "127.0.0.1/32"];
+
+fn assert_limited(reply: &Reply, what: &str) {
+    assert_eq!((reply.status, reply.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{what}: {}", reply.text);
+    let header = |name: &str| reply.headers.get(name).unwrap_or_else(|| panic!("{what}: no {name} header")).to_str().unwrap().to_owned();
+    let retry_after: i64 = header("retry-after").parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{what}: Retry-After {retry_after}");
+    assert!(header("ratelimit-policy").contains(";q="), "{what}");
+    assert!(header("ratelimit").contains(";r=0;t="), "{what}");
+}
+
+async fn wrong_login(app: &TestApp, client: Option<&str>, email: &str) -> Reply {
+    let body = json!({ "email": email, "password": "not the password" });
+    match client {
+        Some(client) => app.post_from(client, "/v1/auth/login", body).await,
+        None => app.post("/v1/auth/login", body).await,
+    }
+}
+
+/// Signs up and confirms `email` through the proxy as client `client`.
+async fn verified_from(env: &TestEnv, app: &TestApp, client: &str, email: &str) {
+    let reply = app.post_from(client, "/v1/auth/signup", json!({ "email": email, "password": PASSWORD })).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    confirm_in_browser(app, &wait_for_mail_to(env.smtp(), email).await, PASSWORD).await;
+}
+
+#[actix_web::test]
+async fn guessing_one_account_and_spraying_unknown_emails_are_limited_at_the_same_count() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let victim = unique_email("guessed");
+    app.verified_login(&env, &victim).await;
+    for attempt in 1..=10 {
+        assert_eq!(wrong_login(&app, None, &victim).await.code(), "invalid_credentials", "guess {attempt}");
+    }
+    assert_limited(&wrong_login(&app, None, &victim).await, "the 11th guess");
+    // The right password does not get through either, and a forged header changes nothing.
+    assert_limited(&app.login(&victim).await, "the right password from the limited address");
+    let spoofed = app.post_from("198.51.100.77", "/v1/auth/login", json!({ "email": victim, "password": PASSWORD })).await;
+    assert_limited(&spoofed, "an untrusted X-Forwarded-For");
+    app.stop().await;
+
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    for attempt in 1..=10 {
+        assert_eq!(wrong_login(&app, None, &unique_email("sprayed")).await.code(), "invalid_credentials", "spray {attempt}");
+    }
+    assert_limited(&wrong_login(&app, None, &unique_email("sprayed")).await, "the 11th sprayed email");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_count() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_with(PROXY).await;
+    // Distinct emails, so that only the per-address count is at work.
+    for _ in 0..10 {
+        wrong_login(&app, Some("198.51.100.1"), &unique_email("proxied")).await;
+    }
+    assert_limited(&wrong_login(&app, Some("198.51.100.1"), &unique_email("proxied")).await, "the 11th failure of 198.51.100.1");
+    assert_eq!(wrong_login(&app, Some("198.51.100.2"), &unique_email("proxied")).await.code(), "invalid_credentials", "another client behind the proxy");
+    // A client cannot pick its address by prepending one: the proxy's view is the rightmost.
+    let prepended = app.post_from("198.51.100.2, 198.51.100.1", "/v1/auth/login", json!({ "email": unique_email("proxied"), "password": "x" })).await;
+    assert_limited(&prepended, "the limited client behind a forged first hop");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn fifty_accounts_logging_in_from_one_address_within_a_minute_are_not_throttled() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_with(PROXY).await;
+    let emails: Vec<String> = (0..50).map(|i| unique_email(&format!("office{i}"))).collect();
+    for (i, email) in emails.iter().enumerate() {
+        verified_from(&env, &app, &format!("10.20.{}.{}", i / 200, i % 200 + 1), email).await;
+    }
+    for email in &emails {
+        let login = app.post_from("203.0.113.50", "/v1/auth/login", json!({ "email": email, "password": PASSWORD })).await;
+        assert_eq!(login.status, StatusCode::OK, "{email}: {}", login.text);
+    }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn two_hundred_guesses_from_forty_addresses_get_nowhere_while_the_owner_logs_in() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_with(PROXY).await;
+    let owner = unique_email("besieged");
+    verified_from(&env, &app, "192.0.2.100", &owner).await;
+    let first = app.post_from("192.0.2.100", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let mut limited = 0;
+    for round in 0..5 {
+        for attacker in 0..40 {
+            let client = format!("203.0.113.{}", attacker + 1);
+            let reply = wrong_login(&app, Some(&client), &owner).await;
+            assert_ne!(reply.status, StatusCode::OK);
+            limited += usize::from(reply.status == StatusCode::TOO_MANY_REQUESTS);
+            if attacker == 20 {
+                let owner_login = app.post_from("192.0.2.100", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;
+                assert_eq!(owner_login.status, StatusCode::OK, "the owner during round {round}: {}", owner_login.text);
+            }
+        }
+    }
+    // Five guesses before the account's limit; the owner's logins do not reopen it.
+    assert_eq!(limited, 195, "guesses limited of 200");
+    // Even the right password, from an address the account does not know, waits.
+    let lucky = app.post_from("203.0.113.99", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;
+    assert_limited(&lucky, "the right password from a stranger during the attack");
+    let after = app.post_from("192.0.2.100", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;
+    assert_eq!(after.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn twenty_resets_and_ten_signups_for_one_address_deliver_at_most_six_emails() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_with(PROXY).await;
+    let target = unique_email("flooded");
+    for i in 0..10 {
+        let reply = app.post_from(&format!("10.30.0.{}", i + 1), "/v1/auth/signup", json!({ "email": target, "password": PASSWORD })).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+    }
+    for i in 0..20 {
+        let reply = app.post_from(&format!("10.31.0.{}", i + 1), "/v1/auth/password/forgot", json!({ "email": target })).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "capped requests answer as usual");
+    }
+    // The worker handles requests in order: once this one's email is there, all were handled.
+    let sentinel = unique_email("sentinel");
+    app.post_from("10.32.0.1", "/v1/auth/password/forgot", json!({ "email": target })).await;
+    app.post_from("10.32.0.2", "/v1/auth/signup", json!({ "email": sentinel, "password": PASSWORD })).await;
+    wait_for_mail_to(env.smtp(), &sentinel).await;
+    let delivered = mails_to(env.smtp(), &target);
+    assert!(delivered.len() <= 6, "{} emails reached the flooded address", delivered.len());
+    assert_eq!(delivered.iter().filter(|mail| mail.subject().as_deref() == Some("Verify your email address")).count(), 3);
+    assert_eq!(delivered.iter().filter(|mail| mail.subject().as_deref() == Some("Reset your password")).count(), 3);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn alternating_between_two_instances_does_not_raise_the_allowance() {
+    let env = TestEnv::new().await;
+    let instances = [env.spawn_with(PROXY).await, env.spawn_with(PROXY).await];
+    for attempt in 0..10 {
+        let reply = wrong_login(&instances[attempt % 2], Some("198.51.100.40"), &unique_email("alternated")).await;
+        assert_eq!(reply.code(), "invalid_credentials", "failure {}", attempt + 1);
+    }
+    assert_limited(&wrong_login(&instances[0], Some("198.51.100.40"), &unique_email("alternated")).await, "the 11th failure, on instance 0");
+    assert_limited(&wrong_login(&instances[1], Some("198.51.100.40"), &unique_email("alternated")).await, "the 12th failure, on instance 1");
+    for instance in &instances {
+        instance.stop().await;
+    }
+}
+
+#[actix_web::test]
+async fn with_limits_off_nothing_is_limited() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_with(&["--rate-limits", "off"]).await;
+    let email = unique_email("unlimited");
+    for _ in 0..12 {
+        assert_eq!(wrong_login(&app, None, &email).await.code(), "invalid_credentials");
+    }
+    app.stop().await;
+}
