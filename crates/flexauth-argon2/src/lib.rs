@@ -1,24 +1,35 @@
 //! flexauth's password hashing adapter: argon2id behind the domain's `PasswordHasher` port.
 //!
-//! Hashing is deliberately slow and memory-hungry, so it never runs on the async executor: each
-//! hash runs on tokio's blocking pool, and a semaphore bounds how many run at once. A burst of
-//! logins therefore queues instead of starving other requests of executor threads or
-//! allocating `burst × memory cost` at once. This crate must not depend on a web framework or a
-//! database.
+//! Hashing is deliberately slow and memory-hungry, so it never runs on the async executor, nor
+//! on tokio's blocking pool (whose dozens of threads would each keep an argon2 block of their
+//! own): a fixed set of worker threads (one per core by default) each own one block of
+//! `memory_kib` that they reuse for every hash. The pool's memory is therefore `workers ×
+//! memory_kib`, allocated once. In front of the workers sits a bounded queue; when it is full,
+//! or a job has waited longer than [`MAX_WAIT`], the caller gets [`HashError::Overloaded`] at once
+//! and nothing is hashed. A job whose caller went away (its future dropped) is skipped; a job a
+//! worker has started runs to its end on that worker, so dropping a future never lets more
+//! hashes run at once than there are workers. This crate must not depend on a web framework or
+//! a database.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash as PhcHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash as PhcHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
-use flexauth_domain::account::{Password, PasswordHash, PasswordHasher};
+use flexauth_domain::account::{HashError, Password, PasswordHash, PasswordHasher};
 use flexauth_domain::InfraError;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
-/// The cost parameters of argon2id.
+/// How long a job may wait in the queue before it is answered "overloaded" unhashed: a login
+/// that waited longer would only answer after its client gave up.
+pub const MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// The cost parameters of argon2id and the size of the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Settings {
     /// Memory cost in KiB (OWASP: 19456).
@@ -27,14 +38,16 @@ pub struct Argon2Settings {
     pub iterations: u32,
     /// Degree of parallelism (OWASP: 1).
     pub parallelism: u32,
-    /// How many hashes may run at the same time; each holds `memory_kib` while it runs.
-    pub max_concurrent: usize,
+    /// Worker threads; each holds one block of `memory_kib` for its whole life.
+    pub workers: usize,
+    /// Jobs that may wait for a worker, per worker; one more is refused as overloaded.
+    pub queue_per_worker: usize,
 }
 
 impl Default for Argon2Settings {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, max_concurrent: cores }
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, workers: cores, queue_per_worker: 16 }
     }
 }
 
@@ -46,30 +59,130 @@ pub enum Argon2ConfigError {
     InvalidParams(argon2::Error),
     /// The dummy hash used for unknown-email logins could not be computed.
     #[error("could not compute the dummy hash: {0}")]
-    DummyHash(argon2::password_hash::Error),
-    /// At least one hash must be allowed to run.
-    #[error("max_concurrent must be at least 1")]
-    NoConcurrency,
+    DummyHash(String),
+    /// At least one worker must run.
+    #[error("workers must be at least 1")]
+    NoWorkers,
+    /// A worker thread could not be started.
+    #[error("could not start a hashing worker: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Why one hashing operation failed.
 #[derive(Debug, thiserror::Error)]
 enum HashingError {
     #[error("argon2 failed: {0}")]
-    Argon2(argon2::password_hash::Error),
+    Argon2(argon2::Error),
     #[error("the stored hash is not a valid PHC string: {0}")]
     BadStoredHash(argon2::password_hash::Error),
-    #[error("the hashing task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    #[error("the hashing pool is full")]
+    Overloaded,
     #[error("the hashing pool is closed")]
     PoolClosed,
 }
 
-/// argon2id password hashing on a bounded blocking pool.
+impl From<HashingError> for HashError {
+    fn from(error: HashingError) -> Self {
+        match error {
+            HashingError::Overloaded => HashError::Overloaded,
+            other => HashError::Unexpected(InfraError::new(other)),
+        }
+    }
+}
+
+/// What a worker is asked to do.
+enum Work {
+    Hash { password: SecretString },
+    Verify { password: SecretString, phc: Arc<str> },
+}
+
+/// What a worker answers.
+enum Outcome {
+    Hashed(String),
+    Verified(bool),
+}
+
+struct Job {
+    work: Work,
+    queued_at: Instant,
+    reply: oneshot::Sender<Result<Outcome, HashingError>>,
+}
+
+/// One worker thread's state: the argon2 instance of the configured cost and its memory.
+struct Worker {
+    argon2: Argon2<'static>,
+    params: Params,
+    memory: Vec<Block>,
+    computations: Arc<AtomicU64>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: &Mutex<Receiver<Job>>) {
+        loop {
+            // The lock is held only while taking a job, never while hashing.
+            let job = match jobs.lock() {
+                Ok(receiver) => receiver.recv(),
+                Err(_) => return,
+            };
+            let Ok(job) = job else {
+                // Every sender is gone: the hasher was dropped.
+                return;
+            };
+            if job.reply.is_closed() {
+                continue;
+            }
+            let outcome = if job.queued_at.elapsed() > MAX_WAIT { Err(HashingError::Overloaded) } else { self.work(job.work) };
+            let _ = job.reply.send(outcome);
+        }
+    }
+
+    fn work(&mut self, work: Work) -> Result<Outcome, HashingError> {
+        let outcome = match work {
+            Work::Hash { password } => self.hash(password.expose_secret().as_bytes()).map(Outcome::Hashed),
+            Work::Verify { password, phc } => self.verify(password.expose_secret().as_bytes(), &phc).map(Outcome::Verified),
+        };
+        self.computations.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    fn hash(&mut self, password: &[u8]) -> Result<String, HashingError> {
+        let salt = SaltString::generate(&mut OsRng);
+        let mut salt_bytes = [0u8; 64];
+        let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(HashingError::BadStoredHash)?;
+        let mut out = [0u8; 32];
+        self.argon2.hash_password_into_with_memory(password, salt_raw, &mut out, &mut self.memory).map_err(HashingError::Argon2)?;
+        let params = ParamsString::try_from(&self.params).map_err(HashingError::BadStoredHash)?;
+        let output = Output::new(&out).map_err(HashingError::BadStoredHash)?;
+        Ok(format!("$argon2id$v=19${params}${}${output}", salt.as_str()))
+    }
+
+    fn verify(&mut self, password: &[u8], phc: &str) -> Result<bool, HashingError> {
+        let parsed = PhcHash::new(phc).map_err(HashingError::BadStoredHash)?;
+        let expected = parsed.hash.ok_or(HashingError::BadStoredHash(argon2::password_hash::Error::PhcStringField))?;
+        let salt = parsed.salt.ok_or(HashingError::BadStoredHash(argon2::password_hash::Error::PhcStringField))?;
+        let mut salt_bytes = [0u8; 64];
+        let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(HashingError::BadStoredHash)?;
+        let params = Params::try_from(&parsed).map_err(HashingError::BadStoredHash)?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).map_err(HashingError::BadStoredHash)?;
+        let version = parsed.version.map(Version::try_from).transpose().map_err(HashingError::Argon2)?.unwrap_or(Version::V0x13);
+        let mut out = vec![0u8; expected.len()];
+        if params == self.params && algorithm == Algorithm::Argon2id && version == Version::V0x13 {
+            self.argon2.hash_password_into_with_memory(password, salt_raw, &mut out, &mut self.memory).map_err(HashingError::Argon2)?;
+        } else {
+            // A hash made under earlier settings: memory of its own size, this once.
+            Argon2::new(algorithm, version, params).hash_password_into(password, salt_raw, &mut out).map_err(HashingError::Argon2)?;
+        }
+        // Output compares in constant time.
+        Ok(Output::new(&out).map_err(HashingError::BadStoredHash)? == expected)
+    }
+}
+
+/// argon2id password hashing on a fixed pool of worker threads.
 #[derive(Clone)]
 pub struct Argon2Hasher {
-    argon2: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
+    params: Params,
+    workers: usize,
     /// A hash of a random password nobody knows, verified against for unknown emails.
     dummy_hash: Arc<str>,
     /// argon2 computations finished (hashes and verifications, the dummy ones included).
@@ -78,30 +191,43 @@ pub struct Argon2Hasher {
 
 impl std::fmt::Debug for Argon2Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Argon2Hasher").field("params", self.argon2.params()).finish_non_exhaustive()
+        f.debug_struct("Argon2Hasher").field("params", &self.params).field("workers", &self.workers).finish_non_exhaustive()
     }
 }
 
 impl Argon2Hasher {
-    /// Builds the hasher and computes its dummy hash (one hash's worth of time).
+    /// Starts the workers, each allocating its block once, and computes the dummy hash (one
+    /// hash's worth of time).
     ///
     /// # Errors
-    /// [`Argon2ConfigError`] when the parameters are invalid.
+    /// [`Argon2ConfigError`] when the parameters are invalid or a worker cannot start.
     pub fn new(settings: Argon2Settings) -> Result<Self, Argon2ConfigError> {
-        if settings.max_concurrent == 0 {
-            return Err(Argon2ConfigError::NoConcurrency);
+        if settings.workers == 0 {
+            return Err(Argon2ConfigError::NoWorkers);
         }
         let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None).map_err(Argon2ConfigError::InvalidParams)?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let unknown = SaltString::generate(&mut OsRng);
-        let dummy_hash =
-            argon2.hash_password(unknown.as_str().as_bytes(), &SaltString::generate(&mut OsRng)).map_err(Argon2ConfigError::DummyHash)?.to_string();
-        Ok(Self {
-            argon2,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent)),
-            dummy_hash: dummy_hash.into(),
+        let (jobs, receiver) = sync_channel(settings.workers * settings.queue_per_worker.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        let computations = Arc::new(AtomicU64::new(0));
+        for index in 0..settings.workers {
+            let worker = Worker {
+                argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()),
+                params: params.clone(),
+                memory: vec![Block::default(); params.block_count()],
+                computations: Arc::clone(&computations),
+            };
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new().name(format!("flexauth-argon2-{index}")).spawn(move || worker.run(&receiver)).map_err(Argon2ConfigError::Thread)?;
+        }
+        let mut setup = Worker {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()),
+            params: params.clone(),
+            memory: vec![Block::default(); params.block_count()],
             computations: Arc::new(AtomicU64::new(0)),
-        })
+        };
+        let unknown = SaltString::generate(&mut OsRng);
+        let dummy_hash = setup.hash(unknown.as_str().as_bytes()).map_err(|error| Argon2ConfigError::DummyHash(error.to_string()))?;
+        Ok(Self { jobs, params, workers: settings.workers, dummy_hash: dummy_hash.into(), computations })
     }
 
     /// How many argon2 computations (hashes and verifications, the dummy ones included) this
@@ -110,53 +236,45 @@ impl Argon2Hasher {
         self.computations.load(Ordering::Relaxed)
     }
 
-    /// Runs `work` on the blocking pool once a permit is free.
-    async fn run_bounded<T: Send + 'static>(&self, work: impl FnOnce(&Argon2<'static>) -> Result<T, HashingError> + Send + 'static) -> Result<T, HashingError> {
-        let _permit = self.permits.acquire().await.map_err(|_| HashingError::PoolClosed)?;
-        let argon2 = self.argon2.clone();
-        let computations = Arc::clone(&self.computations);
-        tokio::task::spawn_blocking(move || {
-            let outcome = work(&argon2);
-            computations.fetch_add(1, Ordering::Relaxed);
-            outcome
-        })
-        .await?
+    /// The memory the workers hold, in bytes: workers × the configured cost.
+    pub fn pool_memory_bytes(&self) -> u64 {
+        self.workers as u64 * u64::from(self.params.m_cost()) * 1024
+    }
+
+    async fn submit(&self, work: Work) -> Result<Outcome, HashingError> {
+        let (reply, answer) = oneshot::channel();
+        match self.jobs.try_send(Job { work, queued_at: Instant::now(), reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(HashingError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(HashingError::PoolClosed),
+        }
+        answer.await.map_err(|_| HashingError::PoolClosed)?
     }
 
     async fn verify_phc(&self, password: &Password, phc: Arc<str>) -> Result<bool, HashingError> {
-        let password = SecretString::from(password.expose());
-        self.run_bounded(move |argon2| {
-            let parsed = PhcHash::new(&phc).map_err(HashingError::BadStoredHash)?;
-            match argon2.verify_password(password.expose_secret().as_bytes(), &parsed) {
-                Ok(()) => Ok(true),
-                Err(argon2::password_hash::Error::Password) => Ok(false),
-                Err(other) => Err(HashingError::Argon2(other)),
-            }
-        })
-        .await
+        match self.submit(Work::Verify { password: SecretString::from(password.expose()), phc }).await? {
+            Outcome::Verified(matches) => Ok(matches),
+            Outcome::Hashed(_) => Err(HashingError::PoolClosed),
+        }
     }
 }
 
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
-    async fn hash(&self, password: &Password) -> Result<PasswordHash, InfraError> {
-        let password = SecretString::from(password.expose());
-        let phc = self
-            .run_bounded(move |argon2| {
-                let salt = SaltString::generate(&mut OsRng);
-                argon2.hash_password(password.expose_secret().as_bytes(), &salt).map(|hash| hash.to_string()).map_err(HashingError::Argon2)
-            })
-            .await
-            .map_err(InfraError::new)?;
-        Ok(PasswordHash::from_phc(phc))
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        match self.submit(Work::Hash { password: SecretString::from(password.expose()) }).await? {
+            Outcome::Hashed(phc) => Ok(PasswordHash::from_phc(phc)),
+            Outcome::Verified(_) => Err(HashingError::PoolClosed.into()),
+        }
     }
 
-    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, InfraError> {
-        self.verify_phc(password, Arc::from(hash.as_phc())).await.map_err(InfraError::new)
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashError> {
+        Ok(self.verify_phc(password, Arc::from(hash.as_phc())).await?)
     }
 
-    async fn verify_against_dummy(&self, password: &Password) -> Result<(), InfraError> {
-        self.verify_phc(password, Arc::clone(&self.dummy_hash)).await.map(|_| ()).map_err(InfraError::new)
+    async fn verify_against_dummy(&self, password: &Password) -> Result<(), HashError> {
+        self.verify_phc(password, Arc::clone(&self.dummy_hash)).await?;
+        Ok(())
     }
 }
 
@@ -165,7 +283,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> Argon2Hasher {
-        Argon2Hasher::new(Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1, max_concurrent: 2 }).unwrap()
+        Argon2Hasher::new(Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1, workers: 2, queue_per_worker: 4 }).unwrap()
     }
 
     fn password(text: &str) -> Password {
@@ -218,12 +336,52 @@ mod tests {
     async fn a_corrupt_stored_hash_is_an_error_not_a_mismatch() {
         let outcome = cheap().verify(&password("x"), &PasswordHash::from_phc("not a phc string".into())).await;
         let error = outcome.expect_err("a corrupt hash is an error");
-        assert!(std::error::Error::source(&error).is_some_and(|cause| cause.to_string().starts_with("the stored hash is not a valid PHC string")), "{error:?}");
+        let HashError::Unexpected(cause) = error else { panic!("not overloaded: {error:?}") };
+        assert!(std::error::Error::source(&cause).is_some_and(|cause| cause.to_string().starts_with("the stored hash is not a valid PHC string")), "{cause:?}");
+    }
+
+    #[tokio::test]
+    async fn hashes_of_the_old_argon2_library_path_still_verify() {
+        // A PHC string from the crate's own allocating API, as stored before the worker pool.
+        use argon2::password_hash::PasswordHasher as _;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(1024, 1, 1, None).unwrap());
+        let stored = argon2.hash_password(b"kept from before", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        let hasher = cheap();
+        assert!(hasher.verify(&password("kept from before"), &PasswordHash::from_phc(stored.clone())).await.unwrap());
+        assert!(!hasher.verify(&password("something else"), &PasswordHash::from_phc(stored)).await.unwrap());
+        // And one made under other settings verifies too, with memory of its own.
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(2048, 2, 1, None).unwrap());
+        let older = other.hash_password(b"older settings", &SaltString::generate(&mut OsRng)).unwrap().to_string();
+        assert!(hasher.verify(&password("older settings"), &PasswordHash::from_phc(older)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_overloaded_at_once_and_hashes_nothing_more() {
+        // One worker with room for one waiting job, at a cost that keeps the worker busy.
+        let hasher = Argon2Hasher::new(Argon2Settings { memory_kib: 65_536, iterations: 4, parallelism: 1, workers: 1, queue_per_worker: 1 }).unwrap();
+        let flood: Vec<_> = (0..6)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(&Password::parse("flooding".into()).unwrap()).await })
+            })
+            .collect();
+        let mut overloaded = 0;
+        let mut hashed = 0;
+        for job in flood {
+            match job.await.unwrap() {
+                Ok(_) => hashed += 1,
+                Err(HashError::Overloaded) => overloaded += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert!(overloaded >= 1, "six jobs for one worker and one queue slot: some must be refused");
+        assert_eq!(hasher.computations(), hashed, "refused jobs were not hashed");
+        assert_eq!(hasher.pool_memory_bytes(), 64 * 1024 * 1024);
     }
 
     #[test]
-    fn zero_concurrency_is_refused() {
-        let settings = Argon2Settings { max_concurrent: 0, ..Argon2Settings::default() };
-        assert!(matches!(Argon2Hasher::new(settings), Err(Argon2ConfigError::NoConcurrency)));
+    fn zero_workers_are_refused() {
+        let settings = Argon2Settings { workers: 0, ..Argon2Settings::default() };
+        assert!(matches!(Argon2Hasher::new(settings), Err(Argon2ConfigError::NoWorkers)));
     }
 }

@@ -101,6 +101,10 @@ pub struct RawConfig {
     /// argon2id passes.
     #[arg(long, env = "FLEXAUTH_ARGON2_ITERATIONS", default_value = "2", global = true)]
     pub argon2_iterations: String,
+    /// Password hashing worker threads, each holding one argon2 block (memory cost) for good;
+    /// `0` means one per core. Logins beyond the workers and their queue get 503 at once.
+    #[arg(long, env = "FLEXAUTH_ARGON2_WORKERS", default_value = "0", global = true)]
+    pub argon2_workers: String,
     /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
     #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -250,6 +254,11 @@ impl RawConfig {
         let argon2 = Argon2Settings {
             memory_kib: parse_positive_u32(&self.argon2_memory_kib).map_err(|reason| invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", reason))?,
             iterations: parse_positive_u32(&self.argon2_iterations).map_err(|reason| invalid("FLEXAUTH_ARGON2_ITERATIONS", "argon2-iterations", reason))?,
+            workers: match self.argon2_workers.trim().parse::<usize>() {
+                Ok(0) => Argon2Settings::default().workers,
+                Ok(workers) if workers <= 256 => workers,
+                _ => return Err(invalid("FLEXAUTH_ARGON2_WORKERS", "argon2-workers", format!("`{}` is not a number from 0 to 256", self.argon2_workers))),
+            },
             ..Argon2Settings::default()
         };
         if argon2.memory_kib < 8 {

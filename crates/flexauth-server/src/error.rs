@@ -82,6 +82,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the database is not reachable")]
     NotReady,
+    /// The password hashing pool is full: answered at once, before any hashing.
+    #[error("the server is busy; try again in a moment")]
+    Overloaded,
     /// Over a rate limit; the decision carries the limit and the wait.
     #[error("too many attempts; try again in {} seconds", .0.reset_after.whole_seconds())]
     RateLimited(LimitDecision),
@@ -125,6 +128,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotReady => "not_ready",
             Self::RateLimited(_) => "rate_limited",
+            Self::Overloaded => "overloaded",
             Self::Unexpected(_) => "internal_error",
         }
     }
@@ -185,7 +189,7 @@ impl ResponseError for ApiError {
             Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -207,6 +211,9 @@ impl ResponseError for ApiError {
         };
         if let Some(value) = challenge.and_then(|challenge| HeaderValue::from_str(&challenge).ok()) {
             response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        if let Self::Overloaded = self {
+            response.insert_header((header::RETRY_AFTER, "1"));
         }
         if let Self::RateLimited(decision) = self {
             // Retry-After (RFC 9110) and the IETF RateLimit-Policy / RateLimit fields.
@@ -249,6 +256,7 @@ impl From<SignupError> for ApiError {
     fn from(error: SignupError) -> Self {
         match error {
             SignupError::Throttled(limited) => limited.into(),
+            SignupError::Overloaded => Self::Overloaded,
             SignupError::Unexpected(cause) => cause.into(),
         }
     }
@@ -260,6 +268,7 @@ impl From<VerifyEmailError> for ApiError {
             VerifyEmailError::InvalidToken => Self::InvalidVerificationToken,
             VerifyEmailError::Expired => Self::VerificationTokenExpired,
             VerifyEmailError::PasswordRequired => Self::PasswordRequired,
+            VerifyEmailError::Overloaded => Self::Overloaded,
             VerifyEmailError::Unexpected(cause) => cause.into(),
         }
     }
@@ -271,6 +280,7 @@ impl From<LoginError> for ApiError {
             LoginError::InvalidCredentials => Self::InvalidCredentials,
             LoginError::EmailNotVerified => Self::EmailNotVerified,
             LoginError::Throttled(limited) => limited.into(),
+            LoginError::Overloaded => Self::Overloaded,
             LoginError::Unexpected(cause) => cause.into(),
         }
     }
@@ -340,6 +350,7 @@ impl From<ReauthenticateError> for ApiError {
             ReauthenticateError::WrongPassword => Self::InvalidCurrentPassword,
             ReauthenticateError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
             ReauthenticateError::Throttled(limited) => limited.into(),
+            ReauthenticateError::Overloaded => Self::Overloaded,
             ReauthenticateError::Unexpected(cause) => cause.into(),
         }
     }
@@ -397,6 +408,7 @@ impl From<ResetPasswordError> for ApiError {
             ResetPasswordError::InvalidToken => Self::InvalidResetToken,
             ResetPasswordError::Expired => Self::ResetTokenExpired,
             ResetPasswordError::Throttled(limited) => limited.into(),
+            ResetPasswordError::Overloaded => Self::Overloaded,
             ResetPasswordError::Unexpected(cause) => cause.into(),
         }
     }
@@ -408,6 +420,7 @@ impl From<ChangePasswordError> for ApiError {
             ChangePasswordError::WrongPassword => Self::InvalidCurrentPassword,
             // A reset won the race and ended this session too.
             ChangePasswordError::CredentialsChanged => Self::SessionRevoked,
+            ChangePasswordError::Overloaded => Self::Overloaded,
             ChangePasswordError::Unexpected(cause) => cause.into(),
         }
     }

@@ -185,6 +185,7 @@ impl Application {
         let tokens = Arc::new(JwtTokens::new(&key, &retiring, JwtSettings { issuer: public_base.clone(), audience: settings.audience.clone() }));
         let argon2 = settings.argon2;
         let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await??);
+        tracing::info!(workers = argon2.workers, pool_mib = hasher.pool_memory_bytes() >> 20, "password hashing pool started");
         let transport = mail_transport(settings)?;
         let shared = Arc::new(store.clone());
 
@@ -260,6 +261,14 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.http_workers)
+        // A client gets 5 s to send its request head and 5 s more to close after the answer;
+        // idle keep-alive connections close after 30 s; at most 25k connections per worker.
+        // A slow or idle client cannot pin a connection, and a flood of them cannot exhaust
+        // file descriptors.
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(5))
+        .keep_alive(std::time::Duration::from_secs(30))
+        .max_connections(25_000)
         .shutdown_timeout(10)
         .listen(listener)
         .map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?

@@ -11,7 +11,7 @@ mod service;
 
 pub use email::{EmailAddress, EmailError};
 pub use model::{Account, AccountId, LinkTokenRecord, SignupAttempt};
-pub use password::{NewPassword, Password, PasswordError, PasswordHash, PasswordHasher, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
+pub use password::{HashError, NewPassword, Password, PasswordError, PasswordHash, PasswordHasher, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
 pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 pub use ports::{AccountRepository, CreateAccountError};
 pub use request::{AccountRequest, AccountRequestKind, AccountRequestQueue};

@@ -127,6 +127,18 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
+/// Why a hash or a verification did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The hashing pool is full, or the request waited too long for it: nothing was hashed.
+    /// Callers answer at once that the server is overloaded, rather than queue without bound.
+    #[error("the password hashing pool is overloaded")]
+    Overloaded,
+    /// The hashing backend failed.
+    #[error(transparent)]
+    Unexpected(#[from] InfraError),
+}
+
 /// Slow, salted password hashing.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -134,21 +146,22 @@ pub trait PasswordHasher: Send + Sync {
     /// Hashes `password` with a fresh salt.
     ///
     /// # Errors
-    /// [`InfraError`] when the hashing pool fails.
-    async fn hash(&self, password: &Password) -> Result<PasswordHash, InfraError>;
+    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when it fails.
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
 
     /// Whether `password` matches `hash`.
     ///
     /// # Errors
-    /// [`InfraError`] when `hash` is not a PHC string this hasher understands, or the pool fails.
-    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, InfraError>;
+    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when `hash` is
+    /// not a PHC string this hasher understands, or the pool fails.
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashError>;
 
     /// Spends the same time as [`PasswordHasher::verify`] against a hash that matches no
     /// password, so that a login for an unknown email cannot be told apart by its timing.
     ///
     /// # Errors
-    /// [`InfraError`] when the pool fails.
-    async fn verify_against_dummy(&self, password: &Password) -> Result<(), InfraError>;
+    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when it fails.
+    async fn verify_against_dummy(&self, password: &Password) -> Result<(), HashError>;
 }
 
 #[cfg(test)]

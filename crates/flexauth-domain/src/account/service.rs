@@ -53,6 +53,10 @@ pub struct AccountSettings {
 /// make it fail: a taken address looks like a success to the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {
+    /// The password hashing pool is overloaded; nothing was done.
+    #[error("the server is overloaded")]
+    Overloaded,
+
     /// Too many such requests from this client address; nothing was stored.
     #[error(transparent)]
     Throttled(#[from] RateLimited),
@@ -89,6 +93,10 @@ pub enum ConfirmationPage {
 /// Why a verification link was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyEmailError {
+    /// The password hashing pool is overloaded; nothing was done.
+    #[error("the server is overloaded")]
+    Overloaded,
+
     /// No such token was ever issued, or a confirmation with another link discarded it.
     #[error("the verification token is not valid")]
     InvalidToken,
@@ -107,6 +115,10 @@ pub enum VerifyEmailError {
 /// Why a password reset link was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ResetPasswordError {
+    /// The password hashing pool is overloaded; nothing was done.
+    #[error("the server is overloaded")]
+    Overloaded,
+
     /// Never issued, used already, or spent by a later password change or reset.
     #[error("the reset token is not valid")]
     InvalidToken,
@@ -123,6 +135,10 @@ pub enum ResetPasswordError {
 /// Why a password change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangePasswordError {
+    /// The password hashing pool is overloaded; nothing was done.
+    #[error("the server is overloaded")]
+    Overloaded,
+
     /// The current password given is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
@@ -145,6 +161,22 @@ pub enum AccountLookupError {
     #[error("looking up the account failed")]
     Unexpected(#[from] InfraError),
 }
+
+/// Maps a hashing failure into each use case's error.
+macro_rules! from_hash_error {
+    ($($error:ty),*) => {$(
+        impl From<super::HashError> for $error {
+            fn from(error: super::HashError) -> Self {
+                match error {
+                    super::HashError::Overloaded => Self::Overloaded,
+                    super::HashError::Unexpected(cause) => Self::Unexpected(cause),
+                }
+            }
+        }
+    )*};
+}
+
+from_hash_error!(SignupError, VerifyEmailError, ResetPasswordError, ChangePasswordError);
 
 /// The hashes a login on an unverified account checks: the passwords of its pending sign-up
 /// attempts, newest first, at most [`MAX_PENDING_SIGNUP_ATTEMPTS`].
@@ -460,6 +492,7 @@ impl AccountService {
     pub async fn reset_password(&self, token: &LinkToken, password: &NewPassword, client_address: Option<&str>) -> Result<(), ResetPasswordError> {
         self.count_request(client_address).await.map_err(|error| match error {
             SignupError::Throttled(limited) => ResetPasswordError::Throttled(limited),
+            SignupError::Overloaded => ResetPasswordError::Overloaded,
             SignupError::Unexpected(cause) => ResetPasswordError::Unexpected(cause),
         })?;
         let now = self.clock.now();

@@ -56,6 +56,10 @@ impl Default for SessionSettings {
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
+    /// The password hashing pool is overloaded; nothing was done.
+    #[error("the server is overloaded")]
+    Overloaded,
+
     /// Unknown email or wrong password; the two are indistinguishable, timing included.
     #[error("invalid email or password")]
     InvalidCredentials,
@@ -126,6 +130,24 @@ pub enum AuthenticateError {
     Unexpected(#[from] InfraError),
 }
 
+impl From<crate::account::HashError> for LoginError {
+    fn from(error: crate::account::HashError) -> Self {
+        match error {
+            crate::account::HashError::Overloaded => Self::Overloaded,
+            crate::account::HashError::Unexpected(cause) => Self::Unexpected(cause),
+        }
+    }
+}
+
+impl From<crate::account::HashError> for ReauthenticateError {
+    fn from(error: crate::account::HashError) -> Self {
+        match error {
+            crate::account::HashError::Overloaded => Self::Overloaded,
+            crate::account::HashError::Unexpected(cause) => Self::Unexpected(cause),
+        }
+    }
+}
+
 /// Which sessions a logout ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogoutScope {
@@ -155,6 +177,10 @@ pub enum LiveSessionError {
 /// Why a re-authentication failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReauthenticateError {
+    /// The password hashing pool is overloaded; nothing was done.
+    #[error("the server is overloaded")]
+    Overloaded,
+
     /// The password is not the account's.
     #[error("the password is wrong")]
     WrongPassword,

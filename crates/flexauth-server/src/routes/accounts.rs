@@ -112,6 +112,7 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
         VerifyEmailError::InvalidToken | VerifyEmailError::PasswordRequired => {
             pages::message(StatusCode::BAD_REQUEST, "Invalid link", "This verification link is not valid. Use the newest link you received.")
         }
+        VerifyEmailError::Overloaded => actix_web::ResponseError::error_response(&ApiError::Overloaded),
         VerifyEmailError::Unexpected(cause) => actix_web::ResponseError::error_response(&ApiError::from(cause)),
     }
 }

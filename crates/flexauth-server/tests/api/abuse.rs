@@ -169,3 +169,30 @@ async fn with_limits_off_nothing_is_limited() {
     }
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_login_flood_beyond_the_hash_pool_gets_503_at_once_and_every_accepted_login_succeeds() {
+    let env = TestEnv::new().await;
+    // One worker with sixteen places in its queue, at a cost that keeps it busy for the flood.
+    let app = env.spawn_with(&["--argon2-workers", "1", "--argon2-iterations", "8"]).await;
+    let email = unique_email("flood");
+    app.verified_login(&env, &email).await;
+    let logins = (0..64).map(|_| app.login(&email));
+    let replies = futures_util::future::join_all(logins).await;
+    let mut overloaded = 0;
+    for reply in &replies {
+        match reply.status {
+            StatusCode::OK => assert!(reply.body["data"]["access_token"].is_string()),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(reply.code(), "overloaded", "{}", reply.text);
+                assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
+                overloaded += 1;
+            }
+            other => panic!("a flooded login answered {other}: {}", reply.text),
+        }
+    }
+    assert!(overloaded > 0, "64 logins for 17 places: some must be shed");
+    assert!(overloaded < 64, "the queue's logins were served");
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    app.stop().await;
+}
