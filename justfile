@@ -38,6 +38,11 @@ bench-enumeration:
     cargo build --release -p flexauth-server
     ./scripts/bench-enumeration
 
+# Login floods of 8 and 256 clients: 200s and fast 503s, /healthz latency, peak RSS against workers × argon2 memory + 64 MiB (release build, rate limits off).
+bench-login-flood:
+    cargo build --release -p flexauth-server
+    ./scripts/bench-login-flood
+
 # Formatting, clippy with warnings denied, and the domain's dependency rule.
 lint: check-domain
     cargo fmt --all --check

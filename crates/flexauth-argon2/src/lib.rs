@@ -114,6 +114,7 @@ struct Worker {
     params: Params,
     memory: Vec<Block>,
     computations: Arc<AtomicU64>,
+    extra_allocations: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -166,10 +167,14 @@ impl Worker {
         let algorithm = Algorithm::try_from(parsed.algorithm).map_err(HashingError::BadStoredHash)?;
         let version = parsed.version.map(Version::try_from).transpose().map_err(HashingError::Argon2)?.unwrap_or(Version::V0x13);
         let mut out = vec![0u8; expected.len()];
-        if params == self.params && algorithm == Algorithm::Argon2id && version == Version::V0x13 {
+        // The output length is not part of the cost (the buffer above has the stored length),
+        // so a stored hash of the configured cost reuses this worker's memory.
+        let same_cost = params.m_cost() == self.params.m_cost() && params.t_cost() == self.params.t_cost() && params.p_cost() == self.params.p_cost();
+        if same_cost && algorithm == Algorithm::Argon2id && version == Version::V0x13 {
             self.argon2.hash_password_into_with_memory(password, salt_raw, &mut out, &mut self.memory).map_err(HashingError::Argon2)?;
         } else {
             // A hash made under earlier settings: memory of its own size, this once.
+            self.extra_allocations.fetch_add(1, Ordering::Relaxed);
             Argon2::new(algorithm, version, params).hash_password_into(password, salt_raw, &mut out).map_err(HashingError::Argon2)?;
         }
         // Output compares in constant time.
@@ -187,6 +192,8 @@ pub struct Argon2Hasher {
     dummy_hash: Arc<str>,
     /// argon2 computations finished (hashes and verifications, the dummy ones included).
     computations: Arc<AtomicU64>,
+    /// Verifications of hashes of another cost, which needed memory beyond the pool's.
+    extra_allocations: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -209,12 +216,14 @@ impl Argon2Hasher {
         let (jobs, receiver) = sync_channel(settings.workers * settings.queue_per_worker.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let computations = Arc::new(AtomicU64::new(0));
+        let extra_allocations = Arc::new(AtomicU64::new(0));
         for index in 0..settings.workers {
             let worker = Worker {
                 argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()),
                 params: params.clone(),
                 memory: vec![Block::default(); params.block_count()],
                 computations: Arc::clone(&computations),
+                extra_allocations: Arc::clone(&extra_allocations),
             };
             let receiver = Arc::clone(&receiver);
             std::thread::Builder::new().name(format!("flexauth-argon2-{index}")).spawn(move || worker.run(&receiver)).map_err(Argon2ConfigError::Thread)?;
@@ -224,16 +233,23 @@ impl Argon2Hasher {
             params: params.clone(),
             memory: vec![Block::default(); params.block_count()],
             computations: Arc::new(AtomicU64::new(0)),
+            extra_allocations: Arc::new(AtomicU64::new(0)),
         };
         let unknown = SaltString::generate(&mut OsRng);
         let dummy_hash = setup.hash(unknown.as_str().as_bytes()).map_err(|error| Argon2ConfigError::DummyHash(error.to_string()))?;
-        Ok(Self { jobs, params, workers: settings.workers, dummy_hash: dummy_hash.into(), computations })
+        Ok(Self { jobs, params, workers: settings.workers, dummy_hash: dummy_hash.into(), computations, extra_allocations })
     }
 
     /// How many argon2 computations (hashes and verifications, the dummy ones included) this
     /// hasher has finished: the work behind logins, for tests and metrics.
     pub fn computations(&self) -> u64 {
         self.computations.load(Ordering::Relaxed)
+    }
+
+    /// How many verifications needed memory beyond the pool's: hashes made under other argon2
+    /// settings. At the configured cost, none does.
+    pub fn extra_allocations(&self) -> u64 {
+        self.extra_allocations.load(Ordering::Relaxed)
     }
 
     /// The memory the workers hold, in bytes: workers × the configured cost.
@@ -349,10 +365,15 @@ mod tests {
         let hasher = cheap();
         assert!(hasher.verify(&password("kept from before"), &PasswordHash::from_phc(stored.clone())).await.unwrap());
         assert!(!hasher.verify(&password("something else"), &PasswordHash::from_phc(stored)).await.unwrap());
+        let own = hasher.hash(&password("made here")).await.unwrap();
+        assert!(hasher.verify(&password("made here"), &own).await.unwrap());
+        hasher.verify_against_dummy(&password("anything")).await.unwrap();
+        assert_eq!(hasher.extra_allocations(), 0, "hashes of the configured cost reuse the workers' memory");
         // And one made under other settings verifies too, with memory of its own.
         let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(2048, 2, 1, None).unwrap());
         let older = other.hash_password(b"older settings", &SaltString::generate(&mut OsRng)).unwrap().to_string();
         assert!(hasher.verify(&password("older settings"), &PasswordHash::from_phc(older)).await.unwrap());
+        assert_eq!(hasher.extra_allocations(), 1);
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod api_key;
+pub mod audit;
 pub mod bearer;
 pub mod limits;
 pub mod mail;

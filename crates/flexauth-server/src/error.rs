@@ -63,6 +63,8 @@ pub enum ApiError {
     InvalidExpiry,
     #[error("scope must be \"current\", \"others\" or \"global\"")]
     InvalidScope,
+    #[error("after must be the next cursor of an earlier page, and limit a whole number")]
+    InvalidCursor,
     #[error("the reset link is not valid; request a new one")]
     InvalidResetToken,
     #[error("the reset link has expired; request a new one")]
@@ -118,6 +120,7 @@ impl ApiError {
             Self::InvalidApiKeyName(_) => "invalid_api_key_name",
             Self::InvalidExpiry => "invalid_expiry",
             Self::InvalidScope => "invalid_scope",
+            Self::InvalidCursor => "invalid_cursor",
             Self::InvalidResetToken => "invalid_reset_token",
             Self::ResetTokenExpired => "reset_token_expired",
             Self::InvalidCurrentPassword => "invalid_current_password",
@@ -172,6 +175,7 @@ impl ResponseError for ApiError {
             | Self::InvalidApiKeyName(_)
             | Self::InvalidExpiry
             | Self::InvalidScope
+            | Self::InvalidCursor
             | Self::InvalidResetToken
             | Self::ResetTokenExpired
             | Self::InvalidCurrentPassword => StatusCode::BAD_REQUEST,

@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer, ResponseError};
 use flexauth_argon2::{Argon2ConfigError, Argon2Hasher};
 use flexauth_domain::account::{AccountService, AccountSettings};
 use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
+use flexauth_domain::audit::AuditService;
 use flexauth_domain::bearer::BearerAuthenticator;
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
@@ -215,8 +216,17 @@ impl Application {
             limits,
             ..SessionSettings::default()
         };
-        let sessions =
-            SessionService::new(shared.clone(), shared.clone(), hasher, tokens.clone(), shared.clone(), clock.clone(), random.clone(), session_settings);
+        let sessions = SessionService::new(
+            shared.clone(),
+            shared.clone(),
+            hasher,
+            tokens.clone(),
+            shared.clone(),
+            shared.clone(),
+            clock.clone(),
+            random.clone(),
+            session_settings,
+        );
         let usage = UsageService::new(shared.clone(), clock.clone());
         let api_keys = ApiKeyService::new(
             shared.clone(),
@@ -226,6 +236,7 @@ impl Application {
             ApiKeySettings { public_url: public_base, reauthentication_window: settings.reauthentication_window },
         );
         let bearer = BearerAuthenticator::new(sessions.clone(), api_keys.clone());
+        let audit = AuditService::new(shared.clone());
         let delivery = DeliveryService::new(shared, transport, clock, random, DeliverySettings::default());
         let worker_wakeup = Arc::new(tokio::sync::Notify::new());
         let state = web::Data::new(AppState {
@@ -236,6 +247,7 @@ impl Application {
             usage,
             tokens,
             store,
+            audit,
             worker_wakeup: worker_wakeup.clone(),
             trusted_proxies: settings.trusted_proxies.clone().into(),
         });

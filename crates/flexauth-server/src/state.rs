@@ -18,6 +18,7 @@ pub struct AppState {
     pub api_keys: ApiKeyService,
     pub bearer: BearerAuthenticator,
     pub usage: UsageService,
+    pub audit: flexauth_domain::audit::AuditService,
     /// For the JWKS endpoint.
     pub tokens: Arc<JwtTokens>,
     /// For the readiness probe.

@@ -9,8 +9,8 @@ use flexauth_domain::secret::TokenHash;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, AccountRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
-use crate::schema::{accounts, email_verification_tokens, outbox, password_reset_tokens, sessions};
+use crate::rows::{millis, AccountRow, AuditEventRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
+use crate::schema::{accounts, audit_events, email_verification_tokens, outbox, password_reset_tokens, sessions};
 use crate::{with_connection, Store, StoreError};
 
 /// Whether a unique violation is the one on `accounts.email` (PostgreSQL names the
@@ -216,6 +216,7 @@ impl AccountRepository for Store {
         let reason = change.reason.as_str();
         let verify_email = change.verify_email;
         let outbox_row = NewOutboxRow::new(&change.notice, change.at);
+        let event = AuditEventRow::from(&change.event);
         let now = millis(change.at);
         let outcome = self
             .run(move |connection| {
@@ -264,6 +265,7 @@ impl AccountRepository for Store {
                     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
                     .execute(c)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)

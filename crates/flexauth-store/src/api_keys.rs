@@ -2,19 +2,21 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use flexauth_domain::account::AccountId;
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyRepository};
+use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::SessionId;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, ApiKeyRow, NewOutboxRow};
-use crate::schema::{accounts, api_keys, outbox, sessions};
+use crate::rows::{millis, ApiKeyRow, AuditEventRow, NewOutboxRow};
+use crate::schema::{accounts, api_keys, audit_events, outbox, sessions};
 use crate::{with_connection, Store, StoreError};
 
 #[async_trait]
 impl ApiKeyRepository for Store {
-    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId) -> Result<bool, InfraError> {
+    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId, event: &AuditEvent) -> Result<bool, InfraError> {
+        let event = AuditEventRow::from(event);
         let row = ApiKeyRow::from(key);
         let hash = hash.as_bytes().to_vec();
         let outbox_row = NewOutboxRow::new(notice, key.created_at);
@@ -33,6 +35,7 @@ impl ApiKeyRepository for Store {
                     }
                     diesel::insert_into(api_keys::table).values((&row, api_keys::key_hash.eq(&hash))).execute(c)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     Ok::<_, diesel::result::Error>(())
                 }))
                 .map_err(StoreError::from)
@@ -73,15 +76,21 @@ impl ApiKeyRepository for Store {
         Ok(rows.into_iter().map(ApiKey::try_from).collect::<Result<_, _>>()?)
     }
 
-    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime) -> Result<bool, InfraError> {
+    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, InfraError> {
         let (account_id, id, now) = (account_id.to_string(), id.to_string(), millis(now));
+        let event = AuditEventRow::from(event);
         let updated = self
             .run(move |connection| {
-                Ok(with_connection!(connection, |c| diesel::update(
-                    api_keys::table.find(&id).filter(api_keys::account_id.eq(&account_id)).filter(api_keys::revoked_at.is_null())
-                )
-                .set(api_keys::revoked_at.eq(now))
-                .execute(c))?)
+                with_connection!(connection, |c| c.transaction(|c| {
+                    let updated = diesel::update(api_keys::table.find(&id).filter(api_keys::account_id.eq(&account_id)).filter(api_keys::revoked_at.is_null()))
+                        .set(api_keys::revoked_at.eq(now))
+                        .execute(c)?;
+                    if updated == 1 {
+                        diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    }
+                    Ok::<_, diesel::result::Error>(updated)
+                }))
+                .map_err(StoreError::from)
             })
             .await?;
         Ok(updated == 1)

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod api_keys;
+mod audit;
 mod error;
 mod outbox;
 mod rate_limits;

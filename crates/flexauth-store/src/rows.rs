@@ -354,3 +354,48 @@ impl OutboxRow {
         Ok(OutboxEntry { email, attempts: u32::try_from(self.attempts).unwrap_or(0), lease })
     }
 }
+
+/// A security log entry.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::audit_events)]
+pub(crate) struct AuditEventRow {
+    pub id: String,
+    pub account_id: String,
+    pub kind: String,
+    pub at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub session_id: Option<String>,
+    pub key_id: Option<String>,
+}
+
+impl From<&flexauth_domain::audit::AuditEvent> for AuditEventRow {
+    fn from(event: &flexauth_domain::audit::AuditEvent) -> Self {
+        Self {
+            id: event.id.to_string(),
+            account_id: event.account_id.to_string(),
+            kind: event.kind.as_str().to_owned(),
+            at: millis(event.at),
+            ip: event.client.ip.clone(),
+            user_agent: event.client.user_agent.clone(),
+            session_id: event.session_id.map(|id| id.to_string()),
+            key_id: event.key_id.map(|id| id.to_string()),
+        }
+    }
+}
+
+impl TryFrom<AuditEventRow> for flexauth_domain::audit::AuditEvent {
+    type Error = StoreError;
+
+    fn try_from(row: AuditEventRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: parse_uuid(&row.id)?,
+            account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
+            kind: flexauth_domain::audit::AuditKind::from_stored(&row.kind).ok_or(StoreError::CorruptRow("unknown audit event kind"))?,
+            at: instant(row.at)?,
+            client: ClientInfo { user_agent: row.user_agent, ip: row.ip },
+            session_id: row.session_id.as_deref().map(parse_uuid).transpose()?.map(SessionId::from_uuid),
+            key_id: row.key_id.as_deref().map(parse_uuid).transpose()?.map(ApiKeyId::from_uuid),
+        })
+    }
+}

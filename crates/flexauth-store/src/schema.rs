@@ -122,3 +122,16 @@ diesel::table! {
         hits -> BigInt,
     }
 }
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        account_id -> Text,
+        kind -> Text,
+        at -> BigInt,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        key_id -> Nullable<Text>,
+    }
+}

@@ -2,20 +2,22 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use flexauth_domain::account::AccountId;
+use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::session::{RevocationReason, Rotation, Session, SessionId, SessionRepository};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::accounts::guarded;
-use crate::rows::{millis, NewOutboxRow, SessionRow};
-use crate::schema::{accounts, outbox, sessions};
+use crate::rows::{millis, AuditEventRow, NewOutboxRow, SessionRow};
+use crate::schema::{accounts, audit_events, outbox, sessions};
 use crate::{with_connection, Store, StoreError};
 
 #[async_trait]
 impl SessionRepository for Store {
-    async fn create(&self, session: &Session, credential_version: i64) -> Result<bool, InfraError> {
+    async fn create(&self, session: &Session, credential_version: i64, event: &AuditEvent) -> Result<bool, InfraError> {
         let row = SessionRow::from(session);
+        let event = AuditEventRow::from(event);
         let outcome = self
             .run(move |connection| {
                 with_connection!(connection, |c| c.transaction(|c| {
@@ -30,6 +32,7 @@ impl SessionRepository for Store {
                         return Err(DieselError::RollbackTransaction);
                     }
                     diesel::insert_into(sessions::table).values(&row).execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -38,8 +41,16 @@ impl SessionRepository for Store {
         Ok(guarded(outcome)?)
     }
 
-    async fn revoke_with_notice(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason, notice: &OutgoingEmail) -> Result<bool, InfraError> {
+    async fn revoke_with_notice(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        reason: RevocationReason,
+        notice: &OutgoingEmail,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError> {
         let id = id.to_string();
+        let event = AuditEventRow::from(event);
         let outbox_row = NewOutboxRow::new(notice, now);
         let now = millis(now);
         let revoked = self
@@ -50,6 +61,7 @@ impl SessionRepository for Store {
                         .execute(c)?;
                     if revoked == 1 {
                         diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
+                        diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     }
                     Ok::<_, DieselError>(revoked == 1)
                 }))

@@ -9,6 +9,7 @@ use flexauth_domain::account::{
     EmailConfirmation, LinkTokenRecord, PasswordHash, SessionsToEnd, SignupAttempt,
 };
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository};
+use flexauth_domain::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog};
 use flexauth_domain::limits::{LimitPolicy, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
@@ -69,7 +70,21 @@ contract!(
     live_sessions_are_listed_and_revoked_in_bulk,
     rate_limit_counters_count_per_window_and_start_over,
     concurrent_hits_are_all_counted,
+    the_security_log_pages_newest_first,
 );
+
+/// A security log entry for `account` (the kind does not matter to the store).
+fn login_event(account: &Account) -> AuditEvent {
+    AuditEvent {
+        id: Uuid::new_v4(),
+        account_id: account.id(),
+        kind: AuditKind::LoginSucceeded,
+        at: NOW,
+        client: ClientInfo::new(Some("curl/8.0"), Some("192.0.2.7".into())),
+        session_id: None,
+        key_id: None,
+    }
+}
 
 fn email(text: &str) -> EmailAddress {
     EmailAddress::parse(text).unwrap()
@@ -174,7 +189,7 @@ async fn only_the_newest_pending_attempts_are_kept(store: &Store) {
 async fn a_session_is_refused_once_the_credential_version_moved(store: &Store) {
     let account = stored_account(store).await;
     let first = new_session(&account, &RefreshSecret::from_bytes([1; 32]));
-    assert!(SessionRepository::create(store, &first, 0).await.unwrap());
+    assert!(SessionRepository::create(store, &first, 0, &login_event(&account)).await.unwrap());
     let change = CredentialChange {
         account_id: account.id(),
         password_hash: PasswordHash::from_phc("changed".into()),
@@ -185,12 +200,13 @@ async fn a_session_is_refused_once_the_credential_version_moved(store: &Store) {
         verify_email: false,
         notice: mail_to("owner@example.com"),
         at: NOW,
+        event: login_event(&account),
     };
     assert!(store.apply_credential_change(&change).await.unwrap());
     let late = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
-    assert!(!SessionRepository::create(store, &late, 0).await.unwrap(), "the password checked is no longer the account's");
+    assert!(!SessionRepository::create(store, &late, 0, &login_event(&account)).await.unwrap(), "the password checked is no longer the account's");
     assert_eq!(store.find(late.id()).await.unwrap(), None);
-    assert!(SessionRepository::create(store, &late, 1).await.unwrap());
+    assert!(SessionRepository::create(store, &late, 1, &login_event(&account)).await.unwrap());
     assert!(!store.apply_credential_change(&change).await.unwrap(), "a change against a stale version writes nothing");
     assert_eq!(store.find(late.id()).await.unwrap().unwrap().stored().revoked_at, None);
 }
@@ -235,7 +251,7 @@ fn new_session(account: &Account, secret: &RefreshSecret) -> Session {
 async fn a_session_round_trips(store: &Store) {
     let account = stored_account(store).await;
     let session = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
-    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
+    assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
     assert_eq!(store.find(session.id()).await.unwrap(), Some(session));
     assert_eq!(store.find(SessionId::from_uuid(Uuid::new_v4())).await.unwrap(), None);
 }
@@ -244,7 +260,7 @@ async fn rotation_is_a_compare_and_swap(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
+    assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
     let nonce = RotationNonce::from_bytes([4; 16]);
     let child = parent.child(&nonce);
     let rotation = session.rotation(&child, nonce, NOW + Duration::minutes(1), Duration::days(30));
@@ -263,7 +279,7 @@ async fn concurrent_rotations_have_exactly_one_winner(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
+    assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
     let mut tasks = Vec::new();
     for i in 0..20u8 {
         let store = store.clone();
@@ -283,7 +299,7 @@ async fn a_revoked_session_cannot_rotate(store: &Store) {
     let account = stored_account(store).await;
     let parent = RefreshSecret::from_bytes([3; 32]);
     let session = new_session(&account, &parent);
-    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
+    assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
     assert!(SessionRepository::revoke(store, session.id(), NOW, RevocationReason::RefreshTokenReuse).await.unwrap());
     assert!(!SessionRepository::revoke(store, session.id(), NOW + Duration::hours(1), RevocationReason::Logout).await.unwrap());
     let nonce = RotationNonce::from_bytes([4; 16]);
@@ -396,7 +412,7 @@ fn api_key(account: &Account, name: &str) -> ApiKey {
 /// A live session of `account` to create keys with.
 async fn creator(store: &Store, account: &Account) -> SessionId {
     let session = new_session(account, &RefreshSecret::from_bytes([9; 32]));
-    assert!(SessionRepository::create(store, &session, 0).await.unwrap());
+    assert!(SessionRepository::create(store, &session, 0, &login_event(account)).await.unwrap());
     session.id()
 }
 
@@ -405,14 +421,14 @@ async fn an_api_key_is_found_by_its_digest_until_revoked(store: &Store) {
     let key = api_key(&account, "ci");
     let hash = TokenHash::of(b"fo_live_secret");
     let session = creator(store, &account).await;
-    assert!(ApiKeyRepository::create(store, &key, &hash, &mail_to("owner@example.com"), session).await.unwrap());
+    assert!(ApiKeyRepository::create(store, &key, &hash, &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap());
     assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), Some(key.clone()));
     assert_eq!(store.find_active_by_hash(&TokenHash::of(b"other")).await.unwrap(), None);
     let stranger = AccountId::from_uuid(Uuid::new_v4());
-    assert!(!ApiKeyRepository::revoke(store, stranger, key.id, NOW).await.unwrap(), "only the owner revokes");
-    assert!(ApiKeyRepository::revoke(store, account.id(), key.id, NOW).await.unwrap());
+    assert!(!ApiKeyRepository::revoke(store, stranger, key.id, NOW, &login_event(&account)).await.unwrap(), "only the owner revokes");
+    assert!(ApiKeyRepository::revoke(store, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
     assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), None);
-    assert!(!ApiKeyRepository::revoke(store, account.id(), key.id, NOW).await.unwrap());
+    assert!(!ApiKeyRepository::revoke(store, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
 }
 
 async fn api_keys_are_listed_per_account_and_touched(store: &Store) {
@@ -420,12 +436,12 @@ async fn api_keys_are_listed_per_account_and_touched(store: &Store) {
     let first = api_key(&account, "first");
     let second = ApiKey { created_at: NOW + Duration::seconds(1), ..api_key(&account, "second") };
     let session = creator(store, &account).await;
-    ApiKeyRepository::create(store, &second, &TokenHash::of(b"2"), &mail_to("owner@example.com"), session).await.unwrap();
-    ApiKeyRepository::create(store, &first, &TokenHash::of(b"1"), &mail_to("owner@example.com"), session).await.unwrap();
+    ApiKeyRepository::create(store, &second, &TokenHash::of(b"2"), &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap();
+    ApiKeyRepository::create(store, &first, &TokenHash::of(b"1"), &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap();
     SessionRepository::revoke(store, session, NOW, RevocationReason::PasswordReset).await.unwrap();
     let late = api_key(&account, "late");
     assert!(
-        !ApiKeyRepository::create(store, &late, &TokenHash::of(b"3"), &mail_to("owner@example.com"), session).await.unwrap(),
+        !ApiKeyRepository::create(store, &late, &TokenHash::of(b"3"), &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap(),
         "a revoked session creates no key"
     );
     store.touch(first.id, NOW + Duration::minutes(3)).await.unwrap();
@@ -439,7 +455,7 @@ async fn a_password_reset_spends_its_token_once_and_ends_every_session(store: &S
     let account = stored_account(store).await;
     let sessions = [new_session(&account, &RefreshSecret::from_bytes([1; 32])), new_session(&account, &RefreshSecret::from_bytes([2; 32]))];
     for session in &sessions {
-        assert!(SessionRepository::create(store, session, 0).await.unwrap());
+        assert!(SessionRepository::create(store, session, 0, &login_event(&account)).await.unwrap());
     }
     let token = LinkTokenRecord::issue(TokenHash::of(b"reset"), account.id(), NOW + Duration::hours(1));
     store.create_password_reset(&token, &mail_to("owner@example.com"), NOW).await.unwrap();
@@ -459,6 +475,7 @@ async fn a_password_reset_spends_its_token_once_and_ends_every_session(store: &S
         verify_email: true,
         notice: mail_to("owner@example.com"),
         at: NOW,
+        event: login_event(&account),
     };
     assert!(store.apply_credential_change(&reset).await.unwrap());
     let again = CredentialChange { password_hash: PasswordHash::from_phc("$argon2id$other".into()), notice: mail_to("owner@example.com"), ..reset };
@@ -481,8 +498,8 @@ async fn a_password_change_keeps_only_the_callers_session(store: &Store) {
     let account = stored_account(store).await;
     let mine = new_session(&account, &RefreshSecret::from_bytes([1; 32]));
     let other = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
-    assert!(SessionRepository::create(store, &mine, 0).await.unwrap());
-    assert!(SessionRepository::create(store, &other, 0).await.unwrap());
+    assert!(SessionRepository::create(store, &mine, 0, &login_event(&account)).await.unwrap());
+    assert!(SessionRepository::create(store, &other, 0, &login_event(&account)).await.unwrap());
     let new_hash = PasswordHash::from_phc("$argon2id$changed".into());
     let change = CredentialChange {
         account_id: account.id(),
@@ -494,6 +511,7 @@ async fn a_password_change_keeps_only_the_callers_session(store: &Store) {
         verify_email: false,
         notice: mail_to("owner@example.com"),
         at: NOW,
+        event: login_event(&account),
     };
     assert!(store.apply_credential_change(&change).await.unwrap());
     assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().password_hash(), &new_hash);
@@ -515,7 +533,7 @@ async fn live_sessions_are_listed_and_revoked_in_bulk(store: &Store) {
     );
     let revoked = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
     for session in [&older, &newer, &revoked] {
-        assert!(SessionRepository::create(store, session, 0).await.unwrap());
+        assert!(SessionRepository::create(store, session, 0, &login_event(&account)).await.unwrap());
     }
     SessionRepository::revoke(store, revoked.id(), NOW, RevocationReason::Logout).await.unwrap();
     let live = store.list_live(account.id(), NOW + Duration::minutes(2)).await.unwrap();
@@ -562,4 +580,22 @@ async fn concurrent_hits_are_all_counted(store: &Store) {
     remaining.sort_unstable();
     // Each of the 40 hits saw a different count: none was lost or doubled.
     assert_eq!(remaining, (960..1000).collect::<Vec<u32>>());
+}
+
+async fn the_security_log_pages_newest_first(store: &Store) {
+    let account = stored_account(store).await;
+    let mut written = Vec::new();
+    for i in 0..5 {
+        // Two entries share each millisecond, so the order needs the id too.
+        let event = AuditEvent { at: NOW + Duration::milliseconds(i / 2), kind: AuditKind::LoginFailed, ..login_event(&account) };
+        store.record(&event).await.unwrap();
+        written.push(event);
+    }
+    written.sort_by_key(|event| std::cmp::Reverse((event.at, event.id)));
+    let first = AuditLog::list(store, account.id(), None, 2).await.unwrap();
+    assert_eq!(first, written[..2]);
+    let cursor = AuditCursor { at: first[1].at, id: first[1].id };
+    let second = AuditLog::list(store, account.id(), Some(cursor), 10).await.unwrap();
+    assert_eq!(second, written[2..], "the next page continues exactly after the cursor");
+    assert!(AuditLog::list(store, AccountId::from_uuid(Uuid::new_v4()), None, 10).await.unwrap().is_empty());
 }

@@ -5,6 +5,7 @@
 use time::OffsetDateTime;
 
 use super::{AccountId, PasswordHash};
+use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
 use crate::secret::TokenHash;
 use crate::session::{RevocationReason, SessionId};
@@ -55,4 +56,6 @@ pub struct CredentialChange {
     pub notice: OutgoingEmail,
     /// When the change happens. Every unused reset link of the account is spent at this instant.
     pub at: OffsetDateTime,
+    /// The entry of the owner's security log, stored with the change.
+    pub event: AuditEvent,
 }

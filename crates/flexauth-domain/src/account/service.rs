@@ -8,6 +8,7 @@ use super::{
     Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError, EmailAddress, LinkTokenRecord,
     NewPassword, Password, PasswordHash, PasswordHasher, SignupAttempt,
 };
+use crate::audit::{AuditEvent, AuditKind};
 use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{
     account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email, EmailKind, LeaseId, Outbox,
@@ -15,6 +16,7 @@ use crate::mail::{
 use crate::principal::{LiveSession, Principal, SessionRequired};
 use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::secret::LinkToken;
+use crate::session::ClientInfo;
 use crate::session::RevocationReason;
 use crate::InfraError;
 
@@ -511,6 +513,15 @@ impl AccountService {
             verify_email: true,
             notice: password_was_reset_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url),
             at: now,
+            event: AuditEvent {
+                id: random_uuid(self.random.as_ref()),
+                account_id: account.id(),
+                kind: AuditKind::PasswordReset,
+                at: now,
+                client: ClientInfo::new(None, client_address.map(str::to_owned)),
+                session_id: None,
+                key_id: None,
+            },
         };
         if self.accounts.apply_credential_change(&change).await? {
             Ok(())
@@ -532,6 +543,7 @@ impl AccountService {
             return Err(ChangePasswordError::WrongPassword);
         }
         let password_hash = self.hasher.hash(new.as_password()).await?;
+        let now = self.clock.now();
         let change = CredentialChange {
             account_id: account.id(),
             password_hash,
@@ -541,7 +553,16 @@ impl AccountService {
             reason: RevocationReason::PasswordChange,
             verify_email: false,
             notice: password_changed_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url),
-            at: self.clock.now(),
+            at: now,
+            event: AuditEvent {
+                id: random_uuid(self.random.as_ref()),
+                account_id: account.id(),
+                kind: AuditKind::PasswordChanged,
+                at: now,
+                client: ClientInfo::default(),
+                session_id: Some(caller.session_id()),
+                key_id: None,
+            },
         };
         if self.accounts.apply_credential_change(&change).await? {
             Ok(())

@@ -3,6 +3,7 @@ use time::OffsetDateTime;
 
 use super::{ApiKey, ApiKeyId};
 use crate::account::AccountId;
+use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
 use crate::secret::TokenHash;
 use crate::session::SessionId;
@@ -14,12 +15,12 @@ use crate::InfraError;
 pub trait ApiKeyRepository: Send + Sync {
     /// Stores a new key under the digest of its secret and queues `notice` to its owner, in
     /// one transaction, if session `created_by` is still unrevoked at the instant of the write
-    /// (a reset that ends the session a moment earlier stops the key). Returns false, writing
-    /// nothing, when the session was revoked.
+    /// (a reset that ends the session a moment earlier stops the key), with `event` in the
+    /// security log. Returns false, writing nothing, when the session was revoked.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId) -> Result<bool, InfraError>;
+    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId, event: &AuditEvent) -> Result<bool, InfraError>;
 
     /// The key whose secret has digest `hash`, unless it was revoked or its account is gone.
     /// One indexed lookup, never cached, so a revocation takes effect on the next request on
@@ -35,11 +36,13 @@ pub trait ApiKeyRepository: Send + Sync {
     /// [`InfraError`] when the store fails.
     async fn list(&self, account_id: AccountId) -> Result<Vec<ApiKey>, InfraError>;
 
-    /// Revokes key `id` of `account_id` at `now`; returns whether such a live key existed.
+    /// Revokes key `id` of `account_id` at `now`, storing `event` in the security log in the
+    /// same transaction; returns whether such a live key existed (the event is stored only
+    /// then).
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime) -> Result<bool, InfraError>;
+    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, InfraError>;
 
     /// Records that key `id` was used at `now`.
     ///

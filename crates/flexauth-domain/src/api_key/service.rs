@@ -4,10 +4,12 @@ use time::{Duration, OffsetDateTime};
 
 use super::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository, ApiKeySecret};
 use crate::account::AccountRepository;
+use crate::audit::{AuditEvent, AuditKind};
 use crate::mail::api_key_created_email;
 use crate::principal::{AuthMethod, LiveSession, Principal, ReauthenticationRequired};
 use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::session::AuthenticateError;
+use crate::session::ClientInfo;
 use crate::InfraError;
 
 /// `last_used_at` is written at most once per this interval per key, so a busy key does not
@@ -124,7 +126,16 @@ impl ApiKeyService {
         };
         let notice =
             api_key_created_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url, key.name.as_str(), &key.prefix);
-        if !self.keys.create(&key, &secret.hash(), &notice, caller.session_id()).await? {
+        let event = AuditEvent {
+            id: random_uuid(self.random.as_ref()),
+            account_id: key.account_id,
+            kind: AuditKind::ApiKeyCreated,
+            at: now,
+            client: ClientInfo::default(),
+            session_id: Some(caller.session_id()),
+            key_id: Some(key.id),
+        };
+        if !self.keys.create(&key, &secret.hash(), &notice, caller.session_id(), &event).await? {
             return Err(CreateApiKeyError::SessionEnded);
         }
         Ok((key, secret))
@@ -143,7 +154,17 @@ impl ApiKeyService {
     /// # Errors
     /// [`RevokeApiKeyError`].
     pub async fn revoke(&self, caller: &LiveSession, id: ApiKeyId) -> Result<(), RevokeApiKeyError> {
-        if self.keys.revoke(caller.account_id(), id, self.clock.now()).await? {
+        let now = self.clock.now();
+        let event = AuditEvent {
+            id: random_uuid(self.random.as_ref()),
+            account_id: caller.account_id(),
+            kind: AuditKind::ApiKeyRevoked,
+            at: now,
+            client: ClientInfo::default(),
+            session_id: Some(caller.session_id()),
+            key_id: Some(id),
+        };
+        if self.keys.revoke(caller.account_id(), id, now, &event).await? {
             Ok(())
         } else {
             Err(RevokeApiKeyError::NotFound)
@@ -223,8 +244,10 @@ mod tests {
     async fn creating_a_key_stores_only_its_digest_and_returns_the_secret_once() {
         let mut keys = MockApiKeyRepository::new();
         keys.expect_create()
-            .withf(|key, hash, notice, _| {
-                key.account_id == ACCOUNT
+            .withf(|key, hash, notice, _, event| {
+                event.kind == AuditKind::ApiKeyCreated
+                    && event.key_id == Some(key.id)
+                    && key.account_id == ACCOUNT
                     && key.prefix.starts_with("fo_live_")
                     && key.expires_at.is_none()
                     && hash.as_bytes().len() == 32
@@ -233,7 +256,7 @@ mod tests {
                     && notice.text_body().contains(&key.prefix)
             })
             .times(1)
-            .returning(|_, _, _, _| Ok(true));
+            .returning(|_, _, _, _, _| Ok(true));
         let (key, secret) = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
         assert!(secret.expose().starts_with(&key.prefix));
     }
@@ -241,7 +264,7 @@ mod tests {
     #[tokio::test]
     async fn creating_a_key_needs_an_authentication_within_ten_minutes() {
         let mut keys = MockApiKeyRepository::new();
-        keys.expect_create().times(1).returning(|_, _, _, _| Ok(true));
+        keys.expect_create().times(1).returning(|_, _, _, _, _| Ok(true));
         let service = service(keys);
         let stale = service.create(&jwt_caller_authenticated(Duration::minutes(11)), ApiKeyName::parse("ci").unwrap(), None).await;
         assert!(matches!(stale, Err(CreateApiKeyError::ReauthenticationRequired(_))));
@@ -251,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_whose_session_ended_before_the_write_is_not_created() {
         let mut keys = MockApiKeyRepository::new();
-        keys.expect_create().withf(|_, _, _, session| *session == SessionId::from_uuid(Uuid::from_u128(2))).times(1).returning(|_, _, _, _| Ok(false));
+        keys.expect_create().withf(|_, _, _, session, _| *session == SessionId::from_uuid(Uuid::from_u128(2))).times(1).returning(|_, _, _, _, _| Ok(false));
         let outcome = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await;
         assert!(matches!(outcome, Err(CreateApiKeyError::SessionEnded)));
     }
@@ -305,7 +328,7 @@ mod tests {
     #[tokio::test]
     async fn revoking_an_unknown_key_is_not_found() {
         let mut keys = MockApiKeyRepository::new();
-        keys.expect_revoke().returning(|_, _, _| Ok(false));
+        keys.expect_revoke().returning(|_, _, _, _| Ok(false));
         assert!(matches!(service(keys).revoke(&jwt_caller(), ApiKeyId::from_uuid(Uuid::nil())).await, Err(RevokeApiKeyError::NotFound)));
     }
 

@@ -3,6 +3,7 @@ use time::OffsetDateTime;
 
 use super::{RevocationReason, Rotation, Session, SessionId};
 use crate::account::AccountId;
+use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
 use crate::InfraError;
 
@@ -15,10 +16,11 @@ pub trait SessionRepository: Send + Sync {
     /// false, storing nothing, when the password changed in between (a reset committed during
     /// the login). The check and the insert are one transaction that locks the account row, so
     /// a concurrent reset either sees the new session (and ends it) or makes this return false.
+    /// `event` (the successful login) is stored in the same transaction.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn create(&self, session: &Session, credential_version: i64) -> Result<bool, InfraError>;
+    async fn create(&self, session: &Session, credential_version: i64, event: &AuditEvent) -> Result<bool, InfraError>;
 
     /// The session with identifier `id`, revoked or not, if it exists.
     ///
@@ -43,12 +45,19 @@ pub trait SessionRepository: Send + Sync {
     async fn revoke(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> Result<bool, InfraError>;
 
     /// Revokes session `id` like [`SessionRepository::revoke`] and, in the same transaction,
-    /// queues `notice` to its owner. Returns whether this call revoked it; the notice is queued
-    /// only then.
+    /// queues `notice` to its owner and stores `event` in the security log. Returns whether this
+    /// call revoked it; the notice and the event are stored only then.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn revoke_with_notice(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason, notice: &OutgoingEmail) -> Result<bool, InfraError>;
+    async fn revoke_with_notice(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        reason: RevocationReason,
+        notice: &OutgoingEmail,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError>;
 
     /// Records that session `id` proved the password again at `now`, unless it is revoked.
     /// Returns whether it did.

@@ -7,6 +7,7 @@ use super::{
     TokenRejection, TokenSigner,
 };
 use crate::account::{pending_password_hashes, AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
+use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
 use crate::principal::{AuthMethod, LiveSession, Principal, SessionRequired};
@@ -226,6 +227,7 @@ pub struct SessionService {
     hasher: Arc<dyn PasswordHasher>,
     signer: Arc<dyn TokenSigner>,
     limiter: Arc<dyn RateLimiter>,
+    audit: Arc<dyn AuditLog>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
     settings: SessionSettings,
@@ -253,11 +255,16 @@ impl SessionService {
         hasher: Arc<dyn PasswordHasher>,
         signer: Arc<dyn TokenSigner>,
         limiter: Arc<dyn RateLimiter>,
+        audit: Arc<dyn AuditLog>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
         settings: SessionSettings,
     ) -> Self {
-        Self { accounts, sessions, hasher, signer, limiter, clock, random, settings }
+        Self { accounts, sessions, hasher, signer, limiter, audit, clock, random, settings }
+    }
+
+    fn event(&self, account_id: AccountId, kind: AuditKind, at: OffsetDateTime, client: &ClientInfo, session_id: Option<SessionId>) -> AuditEvent {
+        AuditEvent { id: random_uuid(self.random.as_ref()), account_id, kind, at, client: client.clone(), session_id, key_id: None }
     }
 
     /// Checks the credentials and opens a session.
@@ -292,13 +299,20 @@ impl SessionService {
                     _ => false,
                 };
                 if !known {
+                    if let Some(account) = &found {
+                        self.audit.record(&self.event(account.id(), AuditKind::LoginThrottled, now, &client, None)).await?;
+                    }
                     return Err(RateLimited(decision).into());
                 }
             }
         }
+        let account_id = found.as_ref().map(crate::account::Account::id);
         match self.check_password(found, password, now).await {
             Err(LoginError::InvalidCredentials) => {
                 self.count_failure(email, address.as_deref(), now).await?;
+                if let Some(account_id) = account_id {
+                    self.audit.record(&self.event(account_id, AuditKind::LoginFailed, now, &client, None)).await?;
+                }
                 Err(LoginError::InvalidCredentials)
             }
             Err(other) => Err(other),
@@ -363,8 +377,9 @@ impl SessionService {
     async fn open_session(&self, account: &crate::account::Account, client: ClientInfo, now: OffsetDateTime) -> Result<TokenPair, LoginError> {
         let secret = RefreshSecret::from_bytes(random_array(self.random.as_ref()));
         let session_id = SessionId::from_uuid(random_uuid(self.random.as_ref()));
+        let event = self.event(account.id(), AuditKind::LoginSucceeded, now, &client, Some(session_id));
         let session = Session::start(session_id, account.id(), &secret, now, self.settings.refresh_ttl, self.settings.session_lifetime, client);
-        if !self.sessions.create(&session, account.credential_version()).await? {
+        if !self.sessions.create(&session, account.credential_version(), &event).await? {
             // The password was reset while this one was being checked: it is not the
             // account's password any more.
             return Err(LoginError::InvalidCredentials);
@@ -561,7 +576,8 @@ impl SessionService {
         let revoked = match self.accounts.find_by_id(session.account_id()).await {
             Ok(Some(account)) => {
                 let notice = refresh_token_reuse_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
-                self.sessions.revoke_with_notice(session.id(), now, RevocationReason::RefreshTokenReuse, &notice).await
+                let event = self.event(session.account_id(), AuditKind::RefreshTokenReuse, now, &ClientInfo::default(), Some(session.id()));
+                self.sessions.revoke_with_notice(session.id(), now, RevocationReason::RefreshTokenReuse, &notice, &event).await
             }
             Ok(None) => self.sessions.revoke(session.id(), now, RevocationReason::RefreshTokenReuse).await,
             Err(cause) => Err(cause),
@@ -639,6 +655,7 @@ mod tests {
         hasher: MockPasswordHasher,
         signer: MockTokenSigner,
         limiter: crate::limits::MockRateLimiter,
+        audit: crate::audit::MockAuditLog,
         now: OffsetDateTime,
     }
 
@@ -650,6 +667,11 @@ mod tests {
                 hasher: MockPasswordHasher::new(),
                 signer: readable_signer(),
                 limiter: crate::limits::unlimited(),
+                audit: {
+                    let mut audit = crate::audit::MockAuditLog::new();
+                    audit.expect_record().returning(|_| Ok(()));
+                    audit
+                },
                 now: NOW,
             }
         }
@@ -666,6 +688,7 @@ mod tests {
                 Arc::new(self.hasher),
                 Arc::new(self.signer),
                 Arc::new(self.limiter),
+                Arc::new(self.audit),
                 Arc::new(clock),
                 Arc::new(random),
                 SessionSettings::default(),
@@ -740,7 +763,7 @@ mod tests {
         ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
         ports.hasher.expect_verify().returning(|_, _| Ok(true));
         // The store refuses the insert: the credential version is no longer 4.
-        ports.sessions.expect_create().withf(|_, version| *version == 4).times(1).returning(|_, _| Ok(false));
+        ports.sessions.expect_create().withf(|_, version, _| *version == 4).times(1).returning(|_, _, _| Ok(false));
         let (email, password) = credentials();
         assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
     }
@@ -753,9 +776,11 @@ mod tests {
         ports
             .sessions
             .expect_create()
-            .withf(|session, version| {
+            .withf(|session, version, event| {
                 let s = session.stored();
-                s.account_id == ACCOUNT
+                event.kind == AuditKind::LoginSucceeded
+                    && event.session_id == Some(session.id())
+                    && s.account_id == ACCOUNT
                     && s.current_expires_at == NOW + Duration::days(30)
                     && s.expires_at == NOW + Duration::days(90)
                     && s.generation == 0
@@ -763,7 +788,7 @@ mod tests {
                     && *version == 4
             })
             .times(1)
-            .returning(|_, _| Ok(true));
+            .returning(|_, _, _| Ok(true));
         let (email, password) = credentials();
         let pair = ports.service().login(&email, &password, ClientInfo::default()).await.unwrap();
         assert_eq!(pair.expires_in, 3600);
@@ -849,15 +874,16 @@ mod tests {
         ports
             .sessions
             .expect_revoke_with_notice()
-            .withf(|id, now, reason, notice| {
-                *id == SESSION
+            .withf(|id, now, reason, notice, event| {
+                event.kind == AuditKind::RefreshTokenReuse
+                    && *id == SESSION
                     && *now == NOW
                     && *reason == RevocationReason::RefreshTokenReuse
                     && notice.kind() == EmailKind::RefreshTokenReuse
                     && notice.to().as_str() == "ann@example.com"
             })
             .times(1)
-            .returning(|_, _, _, _| Ok(true));
+            .returning(|_, _, _, _, _| Ok(true));
         let outcome = ports.service().refresh(&refresh_token_for(&secret)).await;
         assert!(matches!(outcome, Err(RefreshError::Reused { account_id: ACCOUNT, session_id: SESSION })));
     }
@@ -1058,7 +1084,7 @@ mod tests {
         ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
         ports.sessions.expect_logged_in_from().returning(|_, ip, since| Ok(ip == "198.51.100.1" && since == NOW - Duration::days(30)));
         ports.hasher.expect_verify().returning(|_, _| Ok(true));
-        ports.sessions.expect_create().times(1).returning(|_, _| Ok(true));
+        ports.sessions.expect_create().times(1).returning(|_, _, _| Ok(true));
         let service = ports.service();
         let (email, password) = credentials();
         let stranger = service.login(&email, &password, client_at("203.0.113.9")).await;

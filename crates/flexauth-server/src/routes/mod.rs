@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api_keys;
+mod events;
 mod health;
 mod pages;
 mod passwords;
@@ -39,6 +40,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/v1/auth/logout", "POST").route(web::post().to(sessions::logout)))
         .service(resource("/v1/auth/reauthenticate", "POST").route(web::post().to(sessions::reauthenticate)))
         .service(resource("/v1/auth/sessions", "GET").route(web::get().to(sessions::list)))
+        .service(resource("/v1/auth/events", "GET").route(web::get().to(events::list)))
         .service(resource("/v1/auth/sessions/{id}", "DELETE").route(web::delete().to(sessions::revoke)))
         .service(resource("/v1/auth/password/forgot", "POST").route(web::post().to(passwords::forgot)))
         .service(

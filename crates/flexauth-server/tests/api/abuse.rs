@@ -196,3 +196,43 @@ async fn a_login_flood_beyond_the_hash_pool_gets_503_at_once_and_every_accepted_
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn the_security_log_shows_the_owner_logins_changes_keys_and_reuse() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_with(PROXY).await;
+    let owner = unique_email("logged");
+    verified_from(&env, &app, "192.0.2.10", &owner).await;
+    assert_eq!(wrong_login(&app, Some("203.0.113.66"), &owner).await.code(), "invalid_credentials");
+    let session = app.post_from("192.0.2.10", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await.body["data"].clone();
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let change = json!({ "current_password": PASSWORD, "new_password": "changed for the log" });
+    assert_eq!(app.post_json_with_bearer("/v1/auth/password/change", &access, change).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "logged key" })).await.status, StatusCode::CREATED);
+    let first = session["refresh_token"].as_str().unwrap();
+    let rotated = app.refresh(first).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
+    app.refresh(&rotated).await;
+    assert_eq!(app.refresh(first).await.code(), "refresh_token_reused");
+
+    // The reuse ended the session, so the owner logs in again to read the log.
+    let reader = app.post_from("192.0.2.10", "/v1/auth/login", json!({ "email": owner, "password": "changed for the log" })).await.body["data"].clone();
+    let reader = reader["access_token"].as_str().unwrap().to_owned();
+    let page = app.get_with_bearer("/v1/auth/events?limit=3", &reader).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let mut events: Vec<serde_json::Value> = page.body["data"]["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 3);
+    let next = page.body["data"]["next"].as_str().expect("a next page").to_owned();
+    let rest = app.get_with_bearer(&format!("/v1/auth/events?after={next}"), &reader).await;
+    events.extend(rest.body["data"]["events"].as_array().unwrap().iter().cloned());
+    let kinds: Vec<&str> = events.iter().map(|event| event["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["login_succeeded", "refresh_token_reuse", "api_key_created", "password_changed", "login_succeeded", "login_failed"], "newest first");
+    assert_eq!(events[5]["ip"], "203.0.113.66", "the failed login names its address");
+    assert_eq!(events[4]["ip"], "192.0.2.10");
+    assert!(events[2]["key_id"].is_string());
+    assert_eq!(app.get_with_bearer("/v1/auth/events?after=garbage", &reader).await.code(), "invalid_cursor");
+    // Another account sees none of it.
+    let stranger = app.verified_login(&env, &unique_email("stranger")).await;
+    let theirs = app.get_with_bearer("/v1/auth/events", stranger["access_token"].as_str().unwrap()).await;
+    assert_eq!(theirs.body["data"]["events"].as_array().unwrap().len(), 1, "only the stranger's own login");
+    app.stop().await;
+}

@@ -81,6 +81,7 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     seen.record("empty key name", &app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "" })).await, "invalid_api_key_name");
     let past = app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "old", "expires_at": "2001-01-01T00:00:00Z" })).await;
     seen.record("expiry in the past", &past, "invalid_expiry");
+    seen.record("bad cursor", &app.get_with_bearer("/v1/auth/events?after=nope", &access).await, "invalid_cursor");
     seen.record("bad scope", &app.post_json_with_bearer("/v1/auth/logout", &access, json!({ "scope": "everyone" })).await, "invalid_scope");
     seen.record("no such key", &app.delete_with_bearer(&format!("/v1/api-keys/{}", uuid::Uuid::new_v4()), &access).await, "api_key_not_found");
     let no_session = app.delete_with_bearer(&format!("/v1/auth/sessions/{}", uuid::Uuid::new_v4()), &access).await;

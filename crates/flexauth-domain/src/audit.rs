@@ -1,0 +1,147 @@
+//! The owner's security log: what happened to an account, when, and from where.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::account::AccountId;
+use crate::api_key::ApiKeyId;
+use crate::principal::LiveSession;
+use crate::session::{ClientInfo, SessionId};
+use crate::InfraError;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    /// A login with the right password opened a session.
+    LoginSucceeded,
+    /// A login with a wrong password.
+    LoginFailed,
+    /// A login refused by a rate limit before its password was checked.
+    LoginThrottled,
+    /// The owner changed the password.
+    PasswordChanged,
+    /// The password was reset by email.
+    PasswordReset,
+    /// An API key was created.
+    ApiKeyCreated,
+    /// An API key was revoked.
+    ApiKeyRevoked,
+    /// A spent refresh token came back; its session was ended.
+    RefreshTokenReuse,
+}
+
+impl AuditKind {
+    /// The stable name stored and shown.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::LoginThrottled => "login_throttled",
+            Self::PasswordChanged => "password_changed",
+            Self::PasswordReset => "password_reset",
+            Self::ApiKeyCreated => "api_key_created",
+            Self::ApiKeyRevoked => "api_key_revoked",
+            Self::RefreshTokenReuse => "refresh_token_reuse",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        [
+            Self::LoginSucceeded,
+            Self::LoginFailed,
+            Self::LoginThrottled,
+            Self::PasswordChanged,
+            Self::PasswordReset,
+            Self::ApiKeyCreated,
+            Self::ApiKeyRevoked,
+            Self::RefreshTokenReuse,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+}
+
+/// One entry of an account's security log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The entry's identifier; with `at` it orders the log.
+    pub id: Uuid,
+    /// The account it is about.
+    pub account_id: AccountId,
+    /// What happened.
+    pub kind: AuditKind,
+    /// When.
+    pub at: OffsetDateTime,
+    /// The client address and user agent of the request that caused it, where there was one.
+    pub client: ClientInfo,
+    /// The session concerned, if any.
+    pub session_id: Option<SessionId>,
+    /// The API key concerned, if any.
+    pub key_id: Option<ApiKeyId>,
+}
+
+/// Where to continue a listing: after the entry at `at` with `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCursor {
+    /// The time of the last entry seen.
+    pub at: OffsetDateTime,
+    /// Its identifier.
+    pub id: Uuid,
+}
+
+/// Storage of the security log.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Stores `event` on its own (events that belong to a change are stored by the change's
+    /// own transaction instead).
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn record(&self, event: &AuditEvent) -> Result<(), InfraError>;
+
+    /// The account's entries older than `after` (all, without one), newest first, at most
+    /// `limit`.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn list(&self, account_id: AccountId, after: Option<AuditCursor>, limit: u32) -> Result<Vec<AuditEvent>, InfraError>;
+}
+
+/// The largest page of the security log.
+pub const MAX_PAGE: u32 = 100;
+
+/// Shows owners their own security log.
+#[derive(Clone)]
+pub struct AuditService {
+    log: Arc<dyn AuditLog>,
+}
+
+impl std::fmt::Debug for AuditService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditService").finish_non_exhaustive()
+    }
+}
+
+impl AuditService {
+    /// Wires the service to its port.
+    pub fn new(log: Arc<dyn AuditLog>) -> Self {
+        Self { log }
+    }
+
+    /// A page of the caller's own log, newest first, and the cursor of the next page when there
+    /// may be one.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    pub async fn list(&self, caller: &LiveSession, after: Option<AuditCursor>, limit: u32) -> Result<(Vec<AuditEvent>, Option<AuditCursor>), InfraError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let events = self.log.list(caller.account_id(), after, limit).await?;
+        let next = (events.len() == limit as usize).then(|| events.last().map(|event| AuditCursor { at: event.at, id: event.id })).flatten();
+        Ok((events, next))
+    }
+}
