@@ -12,6 +12,7 @@ pub mod account;
 pub mod api_key;
 pub mod audit;
 pub mod bearer;
+pub mod housekeeping;
 pub mod limits;
 pub mod mail;
 pub mod principal;

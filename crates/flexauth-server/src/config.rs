@@ -95,6 +95,12 @@ pub struct RawConfig {
     /// How recently a session must have proved its password to create an API key.
     #[arg(long, env = "FLEXAUTH_REAUTHENTICATION_WINDOW", default_value = "10m", global = true)]
     pub reauthentication_window: String,
+    /// How long the owners' security log keeps an entry.
+    #[arg(long, env = "FLEXAUTH_AUDIT_RETENTION", default_value = "90d", global = true)]
+    pub audit_retention: String,
+    /// How long an account that was never verified is kept (once no link of it works).
+    #[arg(long, env = "FLEXAUTH_UNVERIFIED_ACCOUNT_RETENTION", default_value = "7d", global = true)]
+    pub unverified_account_retention: String,
     /// argon2id memory cost in KiB.
     #[arg(long, env = "FLEXAUTH_ARGON2_MEMORY_KIB", default_value = "19456", global = true)]
     pub argon2_memory_kib: String,
@@ -164,6 +170,7 @@ pub struct Settings {
     pub reauthentication_window: Duration,
     pub trusted_proxies: Vec<crate::client::Network>,
     pub rate_limits: bool,
+    pub retention: flexauth_domain::housekeeping::RetentionSettings,
     pub argon2: Argon2Settings,
     pub log_format: LogFormat,
     /// How often the delivery worker looks for due emails.
@@ -307,6 +314,12 @@ impl RawConfig {
                 "on" | "true" | "1" => true,
                 "off" | "false" | "0" => false,
                 other => return Err(invalid("FLEXAUTH_RATE_LIMITS", "rate-limits", format!("`{other}` is neither on nor off"))),
+            },
+            retention: flexauth_domain::housekeeping::RetentionSettings {
+                audit_events: parse_duration(&self.audit_retention).map_err(|reason| invalid("FLEXAUTH_AUDIT_RETENTION", "audit-retention", reason))?,
+                unverified_accounts: parse_duration(&self.unverified_account_retention)
+                    .map_err(|reason| invalid("FLEXAUTH_UNVERIFIED_ACCOUNT_RETENTION", "unverified-account-retention", reason))?,
+                ..flexauth_domain::housekeeping::RetentionSettings::default()
             },
             reauthentication_window: parse_duration(&self.reauthentication_window)
                 .map_err(|reason| invalid("FLEXAUTH_REAUTHENTICATION_WINDOW", "reauthentication-window", reason))?,

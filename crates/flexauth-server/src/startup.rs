@@ -12,6 +12,7 @@ use flexauth_domain::account::{AccountService, AccountSettings};
 use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
 use flexauth_domain::audit::AuditService;
 use flexauth_domain::bearer::BearerAuthenticator;
+use flexauth_domain::housekeeping::HousekeepingService;
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
 use flexauth_domain::runtime::{Clock, SecureRandom};
@@ -237,6 +238,8 @@ impl Application {
         );
         let bearer = BearerAuthenticator::new(sessions.clone(), api_keys.clone());
         let audit = AuditService::new(shared.clone());
+        let shared_housekeeping: Arc<dyn flexauth_domain::housekeeping::Housekeeping> = shared.clone();
+        let clock_for_purge = clock.clone();
         let delivery = DeliveryService::new(shared, transport, clock, random, DeliverySettings::default());
         let worker_wakeup = Arc::new(tokio::sync::Notify::new());
         let state = web::Data::new(AppState {
@@ -287,7 +290,9 @@ impl Application {
         .run();
 
         let (shutdown, stopped) = watch::channel(false);
-        let worker = worker::spawn(accounts, delivery, settings.outbox_poll_interval, worker_wakeup, stopped);
+        let housekeeping = HousekeepingService::new(shared_housekeeping, clock_for_purge, settings.retention);
+        let jobs = worker::Jobs { accounts, delivery, housekeeping };
+        let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, "flexauth listening");
         Ok(Self { port, server, shutdown, worker })
     }

@@ -5,25 +5,55 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flexauth_domain::account::AccountService;
+use flexauth_domain::housekeeping::HousekeepingService;
 use flexauth_domain::mail::DeliveryService;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::error::error_chain;
 
+/// How often the worker purges what retention says is due (and once at start).
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// What the background worker runs.
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    pub accounts: AccountService,
+    pub delivery: DeliveryService,
+    pub housekeeping: HousekeepingService,
+}
+
 /// Runs passes every `interval`, at once again after a pass that did work (so a backlog drains
 /// quickly), and at once when `wakeup` is notified (a request was just accepted on this
-/// instance), until `shutdown` turns true.
-pub fn spawn(
-    accounts: AccountService,
-    delivery: DeliveryService,
-    interval: Duration,
-    wakeup: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+/// instance), until `shutdown` turns true. Every ten minutes a pass also purges what retention
+/// says is due, batch after batch until nothing is left.
+pub fn spawn(jobs: Jobs, interval: Duration, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    let Jobs { accounts, delivery, housekeeping } = jobs;
     tokio::spawn(async move {
+        let mut last_purge: Option<tokio::time::Instant> = None;
         loop {
             let mut busy = false;
+            if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                match housekeeping.purge().await {
+                    Ok(report) if report.total() > 0 => {
+                        tracing::info!(
+                            audit_events = report.audit_events,
+                            sessions = report.sessions,
+                            unverified_accounts = report.unverified_accounts,
+                            links = report.links,
+                            counters = report.counters,
+                            "purge pass"
+                        );
+                        // More may be due: the next pass purges again at once.
+                        busy = true;
+                    }
+                    Ok(_) => last_purge = Some(tokio::time::Instant::now()),
+                    Err(error) => {
+                        tracing::error!(error.chain = %error_chain(&error), "purge pass failed");
+                        last_purge = Some(tokio::time::Instant::now());
+                    }
+                }
+            }
             match accounts.handle_due_requests().await {
                 Ok(report) => {
                     for (request_id, error) in &report.failed {

@@ -12,6 +12,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod error;
+mod housekeeping;
 mod outbox;
 mod rate_limits;
 mod requests;

@@ -135,3 +135,6 @@ diesel::table! {
         key_id -> Nullable<Text>,
     }
 }
+
+// The purge looks for working links of an account inside the account query.
+diesel::allow_tables_to_appear_in_same_query!(accounts, email_verification_tokens);

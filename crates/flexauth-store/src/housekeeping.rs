@@ -1,0 +1,87 @@
+use async_trait::async_trait;
+use diesel::dsl::{exists, not};
+use diesel::prelude::*;
+use flexauth_domain::housekeeping::{Housekeeping, PurgeCutoffs, PurgeReport};
+use flexauth_domain::InfraError;
+
+use crate::rows::millis;
+use crate::schema::{accounts, audit_events, email_verification_tokens, password_reset_tokens, rate_limits, sessions};
+use crate::{with_connection, Store, StoreError};
+
+fn count(deleted: usize) -> u64 {
+    u64::try_from(deleted).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl Housekeeping for Store {
+    async fn purge(&self, cutoffs: &PurgeCutoffs) -> Result<PurgeReport, InfraError> {
+        let now = millis(cutoffs.now);
+        let audit_before = millis(cutoffs.audit_events_before);
+        let ended_before = millis(cutoffs.sessions_ended_before);
+        let unverified_before = millis(cutoffs.unverified_created_before);
+        let spent_before = millis(cutoffs.links_spent_before);
+        let counters_before = millis(cutoffs.counters_before);
+        let batch = i64::from(cutoffs.batch);
+        // Each kind: read one batch of keys, delete those. Another instance purging at once
+        // only finds less to delete.
+        let report = self
+            .run(move |connection| {
+                with_connection!(connection, |c| {
+                    let old_events = audit_events::table.filter(audit_events::at.lt(audit_before)).select(audit_events::id).limit(batch).load::<String>(c)?;
+                    let audit_events = diesel::delete(audit_events::table.filter(audit_events::id.eq_any(old_events))).execute(c)?;
+
+                    let ended = sessions::table
+                        .filter(
+                            sessions::revoked_at.lt(ended_before).or(sessions::expires_at.lt(ended_before)).or(sessions::current_expires_at.lt(ended_before)),
+                        )
+                        .select(sessions::id)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    let sessions = diesel::delete(sessions::table.filter(sessions::id.eq_any(ended))).execute(c)?;
+
+                    let spent_verifications = email_verification_tokens::table
+                        .filter(email_verification_tokens::used_at.lt(spent_before).or(email_verification_tokens::expires_at.lt(spent_before)))
+                        .select(email_verification_tokens::token_hash)
+                        .limit(batch)
+                        .load::<Vec<u8>>(c)?;
+                    let mut links = diesel::delete(email_verification_tokens::table.filter(email_verification_tokens::token_hash.eq_any(spent_verifications)))
+                        .execute(c)?;
+                    let spent_resets = password_reset_tokens::table
+                        .filter(password_reset_tokens::used_at.lt(spent_before).or(password_reset_tokens::expires_at.lt(spent_before)))
+                        .select(password_reset_tokens::token_hash)
+                        .limit(batch)
+                        .load::<Vec<u8>>(c)?;
+                    links += diesel::delete(password_reset_tokens::table.filter(password_reset_tokens::token_hash.eq_any(spent_resets))).execute(c)?;
+
+                    // An unverified account goes once old enough and no link of it still works
+                    // (a resend keeps it); its rows in other tables go with it (ON DELETE CASCADE).
+                    let working_link = email_verification_tokens::table
+                        .filter(email_verification_tokens::account_id.eq(accounts::id))
+                        .filter(email_verification_tokens::used_at.is_null())
+                        .filter(email_verification_tokens::expires_at.gt(now));
+                    let abandoned = accounts::table
+                        .filter(accounts::email_verified_at.is_null())
+                        .filter(accounts::created_at.lt(unverified_before))
+                        .filter(not(exists(working_link)))
+                        .select(accounts::id)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    let unverified_accounts = diesel::delete(accounts::table.filter(accounts::id.eq_any(abandoned))).execute(c)?;
+
+                    let stale =
+                        rate_limits::table.filter(rate_limits::window_start.lt(counters_before)).select(rate_limits::key).limit(batch).load::<String>(c)?;
+                    let counters = diesel::delete(rate_limits::table.filter(rate_limits::key.eq_any(stale))).execute(c)?;
+
+                    Ok::<_, StoreError>(PurgeReport {
+                        audit_events: count(audit_events),
+                        sessions: count(sessions),
+                        unverified_accounts: count(unverified_accounts),
+                        links: count(links),
+                        counters: count(counters),
+                    })
+                })
+            })
+            .await?;
+        Ok(report)
+    }
+}
