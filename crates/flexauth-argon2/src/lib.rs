@@ -79,6 +79,8 @@ enum HashingError {
     Overloaded,
     #[error("the hashing pool is closed")]
     PoolClosed,
+    #[error("a hashing worker panicked; it goes on with the next job")]
+    WorkerPanicked,
 }
 
 impl From<HashingError> for HashError {
@@ -132,7 +134,14 @@ impl Worker {
             if job.reply.is_closed() {
                 continue;
             }
-            let outcome = if job.queued_at.elapsed() > MAX_WAIT { Err(HashingError::Overloaded) } else { self.work(job.work) };
+            let outcome = if job.queued_at.elapsed() > MAX_WAIT {
+                Err(HashingError::Overloaded)
+            } else {
+                // A panic inside argon2 must not take the worker with it: the pool would shrink
+                // for good, and with its last worker every login would fail.
+                let work = job.work;
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(work))).unwrap_or(Err(HashingError::WorkerPanicked))
+            };
             let _ = job.reply.send(outcome);
         }
     }

@@ -65,6 +65,14 @@ pub trait RateLimiter: Send + Sync {
     /// [`InfraError`] when the store fails.
     async fn peek(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError>;
 
+    /// Takes back one attempt counted under `key` in the current window: an attempt counted
+    /// before the work (so that concurrent attempts cannot all slip under the limit) that then
+    /// turned out not to count, such as a login with the right password.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn refund(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<(), InfraError>;
+
     /// Forgets the attempts counted under `key` (a successful login clears its account's
     /// failures).
     ///
@@ -157,6 +165,13 @@ pub fn address_key(address: &str) -> String {
     }
 }
 
+/// The key of a per-account or per-recipient counter: a digest of the normalised address, so
+/// the counters table holds no email address.
+pub fn email_key(email: &crate::account::EmailAddress) -> String {
+    let digest = crate::secret::TokenHash::of(email.as_str().as_bytes());
+    digest.as_bytes()[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// A limiter mock that allows everything and counts nothing, for tests of rules that are not
 /// about limits.
 #[cfg(any(test, feature = "mocks"))]
@@ -166,6 +181,7 @@ pub fn unlimited() -> MockRateLimiter {
     limiter.expect_hit().returning(move |_, policy, _| Ok(allowed(policy)));
     limiter.expect_peek().returning(move |_, policy, _| Ok(allowed(policy)));
     limiter.expect_reset().returning(|_, _| Ok(()));
+    limiter.expect_refund().returning(|_, _, _| Ok(()));
     limiter
 }
 

@@ -5,6 +5,18 @@ use std::net::IpAddr;
 
 use actix_web::HttpRequest;
 
+/// Which forwarding header the trusted proxies write. Only that one is read: a proxy that
+/// appends to one passes the other through from the client untouched, so reading both, or
+/// falling back from one to the other, would let a client name its own address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+}
+
 /// An IP network: an address and a prefix length (`10.0.0.0/8`, `2001:db8::/32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -63,7 +75,7 @@ fn canonical(address: IpAddr) -> IpAddr {
 /// peer itself: forwarding headers are ignored, so a client cannot choose its own address.
 /// From a trusted proxy, the forwarded chain (`Forwarded: for=…`, else `X-Forwarded-For`) read
 /// right to left, skipping trusted hops: the first untrusted one is the client.
-pub fn client_address(request: &HttpRequest, trusted: &[Network]) -> Option<IpAddr> {
+pub fn client_address(request: &HttpRequest, trusted: &[Network], header: ForwardedHeader) -> Option<IpAddr> {
     let peer = canonical(request.peer_addr()?.ip());
     if !trusted.iter().any(|network| network.contains(peer)) {
         return Some(peer);
@@ -71,7 +83,7 @@ pub fn client_address(request: &HttpRequest, trusted: &[Network]) -> Option<IpAd
     // The closest trusted hop seen so far: the answer if the chain runs out, or turns to
     // something that is not an address, before an untrusted hop appears.
     let mut closest = peer;
-    for hop in forwarded_chain(request).iter().rev() {
+    for hop in forwarded_chain(request, header).iter().rev() {
         let Some(hop) = hop.map(canonical) else {
             break;
         };
@@ -84,11 +96,13 @@ pub fn client_address(request: &HttpRequest, trusted: &[Network]) -> Option<IpAd
 }
 
 /// The entries of the forwarded chain, client first; `None` for one that is not an address.
-fn forwarded_chain(request: &HttpRequest) -> Vec<Option<IpAddr>> {
+fn forwarded_chain(request: &HttpRequest, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let headers = request.headers();
-    let forwarded: Vec<&str> = headers.get_all("forwarded").filter_map(|value| value.to_str().ok()).collect();
-    if !forwarded.is_empty() {
-        return forwarded
+    if header == ForwardedHeader::Forwarded {
+        return headers
+            .get_all("forwarded")
+            .filter_map(|value| value.to_str().ok())
+            .collect::<Vec<_>>()
             .iter()
             .flat_map(|value| value.split(','))
             .map(|element| {
@@ -99,7 +113,8 @@ fn forwarded_chain(request: &HttpRequest) -> Vec<Option<IpAddr>> {
             })
             .collect();
     }
-    headers.get_all("x-forwarded-for").filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).map(|hop| hop.trim().parse().ok()).collect()
+    // Some proxies write the port too (`192.0.2.7:4711`, `[2001:db8::1]:443`).
+    headers.get_all("x-forwarded-for").filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).map(parse_forwarded_for).collect()
 }
 
 /// `for=192.0.2.7`, `for="[2001:db8::1]:4711"`, `for="192.0.2.7:4711"`.
@@ -143,22 +158,31 @@ mod tests {
     #[test]
     fn an_untrusted_peer_cannot_choose_its_address() {
         let spoofed = request("203.0.113.5", &[("x-forwarded-for", "198.51.100.1"), ("forwarded", "for=198.51.100.2")]);
-        assert_eq!(client_address(&spoofed, &[]), Some("203.0.113.5".parse().unwrap()));
-        assert_eq!(client_address(&spoofed, &networks(&["10.0.0.0/8"])), Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(client_address(&spoofed, &[], ForwardedHeader::XForwardedFor), Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(client_address(&spoofed, &networks(&["10.0.0.0/8"]), ForwardedHeader::Forwarded), Some("203.0.113.5".parse().unwrap()));
     }
 
     #[test]
     fn behind_trusted_proxies_the_first_untrusted_hop_from_the_right_is_the_client() {
         let trusted = networks(&["10.0.0.0/8"]);
         // The client prepended a fake address; the proxies appended what they saw.
-        let chain = request("10.0.0.2", &[("x-forwarded-for", "1.2.3.4, 198.51.100.9, 10.0.0.7")]);
-        assert_eq!(client_address(&chain, &trusted), Some("198.51.100.9".parse().unwrap()));
+        let xff = ForwardedHeader::XForwardedFor;
+        let chain = request("10.0.0.2", &[("x-forwarded-for", "1.2.3.4, 198.51.100.9:5555, 10.0.0.7")]);
+        assert_eq!(client_address(&chain, &trusted, xff), Some("198.51.100.9".parse().unwrap()), "a hop with a port counts as its address");
         let forwarded = request("10.0.0.2", &[("forwarded", "for=1.2.3.4, for=\"[2001:db8::5]:443\";proto=https")]);
-        assert_eq!(client_address(&forwarded, &trusted), Some("2001:db8::5".parse().unwrap()));
+        assert_eq!(client_address(&forwarded, &trusted, ForwardedHeader::Forwarded), Some("2001:db8::5".parse().unwrap()));
         let none = request("10.0.0.2", &[]);
-        assert_eq!(client_address(&none, &trusted), Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(client_address(&none, &trusted, xff), Some("10.0.0.2".parse().unwrap()));
         // Garbage to the right of every untrusted hop stops the walk at the closest trusted one.
         let garbage = request("10.0.0.2", &[("x-forwarded-for", "198.51.100.9, unknown, 10.0.0.7")]);
-        assert_eq!(client_address(&garbage, &trusted), Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(client_address(&garbage, &trusted, xff), Some("10.0.0.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read_so_the_other_cannot_be_forged_through_the_proxy() {
+        let trusted = networks(&["10.0.0.0/8"]);
+        // The proxy appends to X-Forwarded-For and passes the client's own Forwarded through.
+        let forged = request("10.0.0.2", &[("x-forwarded-for", "198.51.100.9"), ("forwarded", "for=192.0.2.1")]);
+        assert_eq!(client_address(&forged, &trusted, ForwardedHeader::XForwardedFor), Some("198.51.100.9".parse().unwrap()));
     }
 }

@@ -88,6 +88,10 @@ pub struct RawConfig {
     /// `X-Forwarded-For` headers name the client; from any other peer they are ignored.
     #[arg(long, env = "FLEXAUTH_TRUSTED_PROXIES", default_value = "", global = true)]
     pub trusted_proxies: String,
+    /// The header the trusted proxies write: `x-forwarded-for` (the default) or `forwarded`.
+    /// Only that one is read.
+    #[arg(long, env = "FLEXAUTH_FORWARDED_HEADER", default_value = "x-forwarded-for", global = true)]
+    pub forwarded_header: String,
     /// `on` (the default) or `off`: `off` turns every rate limit and mail cap off, for
     /// benchmarks and tests that need it.
     #[arg(long, env = "FLEXAUTH_RATE_LIMITS", default_value = "on", global = true)]
@@ -169,6 +173,7 @@ pub struct Settings {
     pub verify_session_on_request: bool,
     pub reauthentication_window: Duration,
     pub trusted_proxies: Vec<crate::client::Network>,
+    pub forwarded_header: crate::client::ForwardedHeader,
     pub rate_limits: bool,
     pub retention: flexauth_domain::housekeeping::RetentionSettings,
     pub argon2: Argon2Settings,
@@ -310,6 +315,11 @@ impl RawConfig {
                 .map(crate::client::Network::parse)
                 .collect::<Result<_, _>>()
                 .map_err(|reason| invalid("FLEXAUTH_TRUSTED_PROXIES", "trusted-proxies", reason))?,
+            forwarded_header: match self.forwarded_header.trim().to_ascii_lowercase().as_str() {
+                "x-forwarded-for" => crate::client::ForwardedHeader::XForwardedFor,
+                "forwarded" => crate::client::ForwardedHeader::Forwarded,
+                other => return Err(invalid("FLEXAUTH_FORWARDED_HEADER", "forwarded-header", format!("`{other}` is neither x-forwarded-for nor forwarded"))),
+            },
             rate_limits: match self.rate_limits.trim() {
                 "on" | "true" | "1" => true,
                 "off" | "false" | "0" => false,

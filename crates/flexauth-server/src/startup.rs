@@ -253,11 +253,16 @@ impl Application {
             audit,
             worker_wakeup: worker_wakeup.clone(),
             trusted_proxies: settings.trusted_proxies.clone().into(),
+            forwarded_header: settings.forwarded_header,
         });
         if settings.trusted_proxies.is_empty() {
             tracing::info!("client addresses: the TCP peer (FLEXAUTH_TRUSTED_PROXIES is empty; forwarding headers are ignored)");
         } else {
-            tracing::info!(proxies = settings.trusted_proxies.len(), "client addresses: forwarded by the trusted proxies, else the TCP peer");
+            tracing::info!(
+                proxies = settings.trusted_proxies.len(),
+                header = ?settings.forwarded_header,
+                "client addresses: as the trusted proxies forwarded them in this header only, else the TCP peer"
+            );
         }
         if !settings.rate_limits {
             tracing::warn!("FLEXAUTH_RATE_LIMITS=off: no rate limit and no mail cap applies");

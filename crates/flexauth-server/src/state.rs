@@ -27,12 +27,14 @@ pub struct AppState {
     pub worker_wakeup: Arc<tokio::sync::Notify>,
     /// The proxies whose forwarding headers name the client.
     pub trusted_proxies: Arc<[crate::client::Network]>,
+    /// The forwarding header those proxies write.
+    pub forwarded_header: crate::client::ForwardedHeader,
 }
 
 impl AppState {
     /// The address of the client that made `request`, as text for the domain.
     pub fn client_address(&self, request: &actix_web::HttpRequest) -> Option<String> {
-        crate::client::client_address(request, &self.trusted_proxies).map(|address| address.to_string())
+        crate::client::client_address(request, &self.trusted_proxies, self.forwarded_header).map(|address| address.to_string())
     }
 
     /// Lets the background worker handle a just-stored account request now rather than at

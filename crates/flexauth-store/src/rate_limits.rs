@@ -13,17 +13,24 @@ use crate::{with_connection, Store};
 struct Hits {
     #[diesel(sql_type = BigInt)]
     hits: i64,
+    #[diesel(sql_type = BigInt)]
+    window_start: i64,
 }
 
-/// The attempt counter, in one statement that both backends run alike: a new key or a key of
-/// an older window starts at 1, a key of the current window goes up by one. PostgreSQL
-/// serialises concurrent upserts of one key on its row, SQLite serialises writers, so no
-/// attempt is lost between instances.
+/// The attempt counter, in one statement that both backends run alike: a new key, or a key
+/// whose stored window is older than this attempt's, starts at 1 in the new window; otherwise
+/// the count goes up by one and the stored window stays (an attempt that computed its window a
+/// moment before the boundary, then waited, can never move the window back and reset the
+/// count). PostgreSQL serialises concurrent upserts of one key on its row, SQLite serialises
+/// writers, so no attempt is lost between instances.
 const HIT: &str = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $2, 1) \
      ON CONFLICT (key) DO UPDATE SET \
-     hits = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.hits + 1 ELSE 1 END, \
-     window_start = excluded.window_start \
-     RETURNING hits";
+     hits = CASE WHEN excluded.window_start > rate_limits.window_start THEN 1 ELSE rate_limits.hits + 1 END, \
+     window_start = CASE WHEN excluded.window_start > rate_limits.window_start THEN excluded.window_start ELSE rate_limits.window_start END \
+     RETURNING hits, window_start";
+
+/// Takes back one attempt of the current window (a login that turned out right).
+const REFUND: &str = "UPDATE rate_limits SET hits = hits - 1 WHERE key = $1 AND window_start = $2 AND hits > 0";
 
 #[async_trait]
 impl RateLimiter for Store {
@@ -35,7 +42,15 @@ impl RateLimiter for Store {
                 Ok(with_connection!(connection, |c| diesel::sql_query(HIT).bind::<Text, _>(&key).bind::<BigInt, _>(start_millis).get_result::<Hits>(c))?)
             })
             .await?;
-        Ok(LimitDecision::of_count(*policy, u64::try_from(row.hits).unwrap_or(0), start, now))
+        let stored_start = instant(row.window_start)?.max(start);
+        Ok(LimitDecision::of_count(*policy, u64::try_from(row.hits).unwrap_or(0), stored_start, now))
+    }
+
+    async fn refund(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<(), InfraError> {
+        let (key, start) = (format!("{}:{key}", policy.name), millis(window_start(policy, now)));
+        self.run(move |connection| Ok(with_connection!(connection, |c| diesel::sql_query(REFUND).bind::<Text, _>(&key).bind::<BigInt, _>(start).execute(c))?))
+            .await?;
+        Ok(())
     }
 
     async fn peek(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError> {

@@ -9,7 +9,7 @@ use super::{
     NewPassword, Password, PasswordHash, PasswordHasher, SignupAttempt,
 };
 use crate::audit::{AuditEvent, AuditKind};
-use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
+use crate::limits::{address_key, email_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{
     account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email, EmailKind, LeaseId, Outbox,
 };
@@ -251,7 +251,7 @@ impl AccountService {
         if !limits.enabled {
             return Ok(true);
         }
-        let decision = self.limiter.hit(&format!("{}:{}", kind.as_str(), to.as_str()), &limits.emails_per_recipient, now).await?;
+        let decision = self.limiter.hit(&format!("{}:{}", kind.as_str(), email_key(to)), &limits.emails_per_recipient, now).await?;
         Ok(decision.allowed)
     }
 
@@ -523,11 +523,15 @@ impl AccountService {
                 key_id: None,
             },
         };
-        if self.accounts.apply_credential_change(&change).await? {
-            Ok(())
-        } else {
-            Err(ResetPasswordError::InvalidToken)
+        if !self.accounts.apply_credential_change(&change).await? {
+            return Err(ResetPasswordError::InvalidToken);
         }
+        // The owner proved control of the mailbox: failed logins by others no longer hold the
+        // account back.
+        if self.settings.limits.enabled {
+            self.limiter.reset(&email_key(account.email()), &self.settings.limits.login_failures_per_account).await?;
+        }
+        Ok(())
     }
 
     /// Changes the caller's password after checking the current one; the caller's session
@@ -967,7 +971,7 @@ mod tests {
         let mut limiter = crate::limits::MockRateLimiter::new();
         limiter
             .expect_hit()
-            .withf(|key, policy, _| key == "password_reset:ann@example.com" && policy.name == "emails_per_recipient")
+            .withf(|key, policy, _| key == format!("password_reset:{}", email_key(&email())) && policy.name == "emails_per_recipient")
             .times(1)
             .returning(|_, policy, _| Ok(crate::limits::LimitDecision { policy: *policy, allowed: false, remaining: 0, reset_after: Duration::minutes(30) }));
         ports.limiter = limiter;

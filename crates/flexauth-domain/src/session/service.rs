@@ -8,7 +8,7 @@ use super::{
 };
 use crate::account::{pending_password_hashes, AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
-use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
+use crate::limits::{address_key, email_key, LimitPolicy, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
 use crate::principal::{AuthMethod, LiveSession, Principal, SessionRequired};
 use crate::runtime::{random_array, random_uuid, Clock, SecureRandom};
@@ -277,12 +277,14 @@ impl SessionService {
         let now = self.clock.now();
         let limits = &self.settings.limits;
         let address = client.ip.as_deref().map(address_key);
-        if limits.enabled {
-            if let Some(address) = &address {
-                let decision = self.limiter.peek(address, &limits.login_failures_per_address, now).await?;
-                if !decision.allowed {
-                    return Err(RateLimited(decision).into());
-                }
+        let account_key = email_key(email);
+        // Attempts are counted before the password is checked, in one atomic step each, so
+        // that concurrent attempts cannot all pass a limit that none of them has counted yet;
+        // an attempt that turns out not to be a guess is refunded below.
+        if let (true, Some(address)) = (limits.enabled, &address) {
+            let decision = self.limiter.hit(address, &limits.login_failures_per_address, now).await?;
+            if !decision.allowed {
+                return Err(RateLimited(decision).into());
             }
         }
         let found = self.accounts.find_by_email(email).await?;
@@ -291,17 +293,18 @@ impl SessionService {
             // Counted per address typed, whether or not it has an account, so the limit itself
             // tells nothing. A client that logged in to the account from the same address
             // before is exempt: an attack from elsewhere never locks the owner out.
-            let decision = self.limiter.peek(email.as_str(), &limits.login_failures_per_account, now).await?;
+            let decision = self.limiter.hit(&account_key, &limits.login_failures_per_account, now).await?;
             if !decision.allowed {
                 under_attack = true;
-                let known = match (&found, &client.ip) {
-                    (Some(account), Some(ip)) => self.sessions.logged_in_from(account.id(), ip, now - limits.known_client_for).await?,
-                    _ => false,
+                // The same lookup for an unknown email (under an id no account has), so the
+                // time of a throttled answer does not tell whether the account exists.
+                let account_id = found.as_ref().map_or(AccountId::from_uuid(uuid::Uuid::nil()), crate::account::Account::id);
+                let known = match &client.ip {
+                    Some(ip) => self.sessions.logged_in_from(account_id, ip, now - limits.known_client_for).await?,
+                    None => false,
                 };
                 if !known {
-                    if let Some(account) = &found {
-                        self.audit.record(&self.event(account.id(), AuditKind::LoginThrottled, now, &client, None)).await?;
-                    }
+                    self.log_throttled(found.as_ref(), &account_key, &client, now).await?;
                     return Err(RateLimited(decision).into());
                 }
             }
@@ -309,34 +312,56 @@ impl SessionService {
         let account_id = found.as_ref().map(crate::account::Account::id);
         match self.check_password(found, password, now).await {
             Err(LoginError::InvalidCredentials) => {
-                self.count_failure(email, address.as_deref(), now).await?;
                 if let Some(account_id) = account_id {
                     self.audit.record(&self.event(account_id, AuditKind::LoginFailed, now, &client, None)).await?;
                 }
                 Err(LoginError::InvalidCredentials)
             }
-            Err(other) => Err(other),
+            Err(other) => {
+                // The right password of an unverified account, or no check at all: no guess.
+                self.refund(address.as_deref(), &account_key, now).await?;
+                Err(other)
+            }
             Ok(account) => {
+                self.refund(address.as_deref(), &account_key, now).await?;
                 // A success clears a few typos; it does not clear an attack in progress, or
                 // every login of the exempt owner would hand the attacker a fresh allowance.
                 if limits.enabled && !under_attack {
-                    self.limiter.reset(email.as_str(), &limits.login_failures_per_account).await?;
+                    self.limiter.reset(&account_key, &limits.login_failures_per_account).await?;
                 }
                 self.open_session(&account, client, now).await
             }
         }
     }
 
-    /// Counts a failed login against the address and the account typed.
-    async fn count_failure(&self, email: &EmailAddress, address: Option<&str>, now: OffsetDateTime) -> Result<(), InfraError> {
+    /// Takes back the login attempt counted against the address and the account.
+    async fn refund(&self, address: Option<&str>, account_key: &str, now: OffsetDateTime) -> Result<(), InfraError> {
         let limits = &self.settings.limits;
         if !limits.enabled {
             return Ok(());
         }
         if let Some(address) = address {
-            self.limiter.hit(address, &limits.login_failures_per_address, now).await?;
+            self.limiter.refund(address, &limits.login_failures_per_address, now).await?;
         }
-        self.limiter.hit(email.as_str(), &limits.login_failures_per_account, now).await?;
+        self.limiter.refund(account_key, &limits.login_failures_per_account, now).await
+    }
+
+    /// Records a throttled login in the owner's log, at most once per window of the account
+    /// limit, so a flood of refused attempts cannot bury the log.
+    async fn log_throttled(
+        &self,
+        found: Option<&crate::account::Account>,
+        account_key: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError> {
+        let Some(account) = found else {
+            return Ok(());
+        };
+        let once = LimitPolicy { name: "throttle_logged", limit: 1, window: self.settings.limits.login_failures_per_account.window };
+        if self.limiter.hit(account_key, &once, now).await?.allowed {
+            self.audit.record(&self.event(account.id(), AuditKind::LoginThrottled, now, client, None)).await?;
+        }
         Ok(())
     }
 
@@ -1045,7 +1070,13 @@ mod tests {
             Ok(decide(key, policy))
         });
         limiter.expect_reset().returning(|_, _| Ok(()));
+        limiter.expect_refund().returning(|_, _, _| Ok(()));
         limiter
+    }
+
+    /// A key the limiter mock can hold for the whole test.
+    fn leak(key: String) -> &'static str {
+        Box::leak(key.into_boxed_str())
     }
 
     fn client_at(ip: &str) -> ClientInfo {
@@ -1074,13 +1105,14 @@ mod tests {
         let (email, password) = credentials();
         let outcome = ports.service().login(&email, &password, client_at("2001:db8:1:2::77")).await;
         assert!(matches!(outcome, Err(LoginError::InvalidCredentials)));
-        assert_eq!(*hits.lock().unwrap(), ["login_failures_per_address:2001:db8:1:2::/64", "login_failures_per_account:ann@example.com"]);
+        let account_key = email_key(&credentials().0);
+        assert_eq!(*hits.lock().unwrap(), ["login_failures_per_address:2001:db8:1:2::/64".to_owned(), format!("login_failures_per_account:{account_key}")]);
     }
 
     #[tokio::test]
     async fn an_account_under_attack_refuses_unknown_clients_but_not_one_that_logged_in_before() {
         let mut ports = Ports::new();
-        ports.limiter = limiter_over("ann@example.com", Arc::default());
+        ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
         ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
         ports.sessions.expect_logged_in_from().returning(|_, ip, since| Ok(ip == "198.51.100.1" && since == NOW - Duration::days(30)));
         ports.hasher.expect_verify().returning(|_, _| Ok(true));

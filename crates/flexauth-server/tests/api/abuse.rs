@@ -174,7 +174,9 @@ async fn with_limits_off_nothing_is_limited() {
 async fn a_login_flood_beyond_the_hash_pool_gets_503_at_once_and_every_accepted_login_succeeds() {
     let env = TestEnv::new().await;
     // One worker with sixteen places in its queue, at a cost that keeps it busy for the flood.
-    let app = env.spawn_with(&["--argon2-workers", "1", "--argon2-iterations", "8"]).await;
+    // Rate limits off: from one address, more than ten logins in flight at once would be
+    // limited before they reach the pool (in-flight attempts count until they succeed).
+    let app = env.spawn_with(&["--argon2-workers", "1", "--argon2-iterations", "8", "--rate-limits", "off"]).await;
     let email = unique_email("flood");
     app.verified_login(&env, &email).await;
     let logins = (0..64).map(|_| app.login(&email));
@@ -234,5 +236,22 @@ async fn the_security_log_shows_the_owner_logins_changes_keys_and_reuse() {
     let stranger = app.verified_login(&env, &unique_email("stranger")).await;
     let theirs = app.get_with_bearer("/v1/auth/events", stranger["access_token"].as_str().unwrap()).await;
     assert_eq!(theirs.body["data"]["events"].as_array().unwrap().len(), 1, "only the stranger's own login");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn forty_concurrent_guesses_from_one_address_get_no_more_than_the_limit_through() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let guesses = (0..40).map(|i| {
+        let email = unique_email(&format!("racing{i}"));
+        let app = &app;
+        async move { wrong_login(app, None, &email).await }
+    });
+    let replies = futures_util::future::join_all(guesses).await;
+    let checked = replies.iter().filter(|reply| reply.code() == "invalid_credentials").count();
+    let limited = replies.iter().filter(|reply| reply.status == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(checked + limited, 40);
+    assert!(checked <= 10, "{checked} concurrent guesses were checked past a limit of 10");
     app.stop().await;
 }
