@@ -29,7 +29,7 @@ test-all: db-up
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 FLEXAUTH_TEST_API_BACKEND=sqlite cargo test --workspace --test api
 
-# Load benchmark over loopback (release build, PostgreSQL): throughput and latency per scenario, as ratios against the stateless JWT baseline of the same run.
+# Load benchmark over loopback (release build, PostgreSQL, rate limits off): throughput and latency per scenario, as ratios against the stateless JWT baseline of the same run.
 bench: db-up
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" cargo bench -p flexauth-server --bench load
 
