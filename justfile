@@ -43,6 +43,11 @@ bench-login-flood:
     cargo build --release -p flexauth-server
     ./scripts/bench-login-flood
 
+# What the rate limits add per login and per refresh: medians with the limits on and off (release build, outside the server process).
+bench-limiter-cost:
+    cargo build --release -p flexauth-server
+    ./scripts/bench-limiter-cost
+
 # Formatting, clippy with warnings denied, and the domain's dependency rule.
 lint: check-domain
     cargo fmt --all --check

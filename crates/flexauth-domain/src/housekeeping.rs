@@ -84,12 +84,14 @@ pub struct PurgeReport {
     pub unverified_accounts: u64,
     pub links: u64,
     pub counters: u64,
+    /// Device tokens unused for longer than ended sessions are kept.
+    pub devices: u64,
 }
 
 impl PurgeReport {
     /// Everything deleted.
     pub fn total(&self) -> u64 {
-        self.audit_events + self.sessions + self.unverified_accounts + self.links + self.counters
+        self.audit_events + self.sessions + self.unverified_accounts + self.links + self.counters + self.devices
     }
 }
 

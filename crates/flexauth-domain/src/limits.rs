@@ -81,6 +81,13 @@ pub trait RateLimiter: Send + Sync {
     async fn reset(&self, key: &str, policy: &LimitPolicy) -> Result<(), InfraError>;
 }
 
+impl LimitSettings {
+    /// The per-account login limits, shortest window first.
+    pub fn account_login_limits(&self) -> [LimitPolicy; 2] {
+        [self.login_failures_per_account, self.login_failures_per_account_daily]
+    }
+}
+
 /// Every limit flexauth applies, with its defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitSettings {
@@ -91,6 +98,9 @@ pub struct LimitSettings {
     /// Failed logins per account (per email address typed, known or not), for clients that
     /// never logged in to it.
     pub login_failures_per_account: LimitPolicy,
+    /// The same over a day: an attack that waits out the short window meets this one, so the
+    /// wait it is told (`Retry-After`) grows from minutes to hours.
+    pub login_failures_per_account_daily: LimitPolicy,
     /// Sign-ups, resends, forgot and reset requests per client address (each sends mail or
     /// spends a hash).
     pub mail_requests_per_address: LimitPolicy,
@@ -111,6 +121,7 @@ impl Default for LimitSettings {
             enabled: true,
             login_failures_per_address: LimitPolicy { name: "login_failures_per_address", limit: 10, window: Duration::minutes(1) },
             login_failures_per_account: LimitPolicy { name: "login_failures_per_account", limit: 5, window: Duration::minutes(15) },
+            login_failures_per_account_daily: LimitPolicy { name: "login_failures_per_account_daily", limit: 20, window: Duration::days(1) },
             mail_requests_per_address: LimitPolicy { name: "mail_requests_per_address", limit: 30, window: Duration::minutes(10) },
             reauthentications_per_session: LimitPolicy { name: "reauthentications_per_session", limit: 5, window: Duration::minutes(15) },
             refreshes_per_session: LimitPolicy { name: "refreshes_per_session", limit: 60, window: Duration::minutes(1) },

@@ -80,6 +80,43 @@ impl fmt::Debug for LinkToken {
     }
 }
 
+/// A random secret that a browser keeps in an httpOnly cookie after a successful login, so
+/// that the account recognises the device later (the OWASP "device cookie"): a client holding
+/// one is exempt from the account's failed-login limit. 256 bits; only its digest is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceToken(LinkToken);
+
+impl DeviceToken {
+    /// Draws a fresh token.
+    pub fn generate(random: &dyn SecureRandom) -> Self {
+        Self(LinkToken::generate(random))
+    }
+
+    /// Parses the cookie value a client sent back.
+    ///
+    /// # Errors
+    /// [`MalformedToken`] when it is not one flexauth could have issued.
+    pub fn parse(text: &str) -> Result<Self, MalformedToken> {
+        LinkToken::parse(text).map(Self)
+    }
+
+    /// The text form, for the cookie. This is the secret itself.
+    pub fn expose(&self) -> String {
+        self.0.expose()
+    }
+
+    /// The digest stored in place of the token.
+    pub fn hash(&self) -> TokenHash {
+        self.0.hash()
+    }
+}
+
+impl fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceToken(<redacted>)")
+    }
+}
+
 /// The text offered as a token is not one flexauth could have issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the token is malformed")]

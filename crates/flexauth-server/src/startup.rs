@@ -254,6 +254,11 @@ impl Application {
             worker_wakeup: worker_wakeup.clone(),
             trusted_proxies: settings.trusted_proxies.clone().into(),
             forwarded_header: settings.forwarded_header,
+            device_cookie: crate::state::DeviceCookie {
+                path: format!("{}/v1/auth/login", settings.public_url.path().trim_end_matches('/')),
+                secure: settings.public_url.scheme() == "https",
+                max_age: LimitSettings::default().known_client_for.whole_seconds(),
+            },
         });
         if settings.trusted_proxies.is_empty() {
             tracing::info!("client addresses: the TCP peer (FLEXAUTH_TRUSTED_PROXIES is empty; forwarding headers are ignored)");

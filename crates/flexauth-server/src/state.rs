@@ -29,6 +29,36 @@ pub struct AppState {
     pub trusted_proxies: Arc<[crate::client::Network]>,
     /// The forwarding header those proxies write.
     pub forwarded_header: crate::client::ForwardedHeader,
+    /// How the device cookie is set.
+    pub device_cookie: DeviceCookie,
+}
+
+/// The name of the cookie that lets the account recognise a device it logged in from.
+pub const DEVICE_COOKIE: &str = "flexauth_device";
+
+/// The attributes of the device cookie: sent only to the login endpoint, never readable by
+/// scripts, never sent cross-site, `Secure` whenever the public URL is https.
+#[derive(Debug, Clone)]
+pub struct DeviceCookie {
+    /// `Path`: the login endpoint under the public URL's path.
+    pub path: String,
+    /// `Secure`.
+    pub secure: bool,
+    /// `Max-Age` in seconds: as long as a device stays known.
+    pub max_age: i64,
+}
+
+impl DeviceCookie {
+    /// The `Set-Cookie` value that hands `device` to the client.
+    pub fn set(&self, device: &flexauth_domain::secret::DeviceToken) -> String {
+        format!(
+            "{DEVICE_COOKIE}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Strict{}",
+            device.expose(),
+            self.path,
+            self.max_age,
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
 }
 
 impl AppState {

@@ -5,7 +5,7 @@ use flexauth_domain::housekeeping::{Housekeeping, PurgeCutoffs, PurgeReport};
 use flexauth_domain::InfraError;
 
 use crate::rows::millis;
-use crate::schema::{accounts, audit_events, email_verification_tokens, password_reset_tokens, rate_limits, sessions};
+use crate::schema::{accounts, audit_events, email_verification_tokens, known_devices, password_reset_tokens, rate_limits, sessions};
 use crate::{with_connection, Store, StoreError};
 
 fn count(deleted: usize) -> u64 {
@@ -68,6 +68,13 @@ impl Housekeeping for Store {
                         .load::<String>(c)?;
                     let unverified_accounts = diesel::delete(accounts::table.filter(accounts::id.eq_any(abandoned))).execute(c)?;
 
+                    let forgotten = known_devices::table
+                        .filter(known_devices::last_seen_at.lt(ended_before))
+                        .select(known_devices::token_hash)
+                        .limit(batch)
+                        .load::<Vec<u8>>(c)?;
+                    let devices = diesel::delete(known_devices::table.filter(known_devices::token_hash.eq_any(forgotten))).execute(c)?;
+
                     let stale =
                         rate_limits::table.filter(rate_limits::window_start.lt(counters_before)).select(rate_limits::key).limit(batch).load::<String>(c)?;
                     let counters = diesel::delete(rate_limits::table.filter(rate_limits::key.eq_any(stale))).execute(c)?;
@@ -78,6 +85,7 @@ impl Housekeeping for Store {
                         unverified_accounts: count(unverified_accounts),
                         links: count(links),
                         counters: count(counters),
+                        devices: count(devices),
                     })
                 })
             })

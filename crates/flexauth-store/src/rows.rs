@@ -296,7 +296,7 @@ impl TryFrom<SessionRow> for Session {
             rotation_nonce,
             generation: row.generation,
             revoked_at: optional_instant(row.revoked_at)?,
-            client: ClientInfo { user_agent: row.user_agent, ip: row.ip },
+            client: ClientInfo { user_agent: row.user_agent, ip: row.ip, device: None },
             authenticated_at: instant(row.authenticated_at)?,
         }))
     }
@@ -393,7 +393,7 @@ impl TryFrom<AuditEventRow> for flexauth_domain::audit::AuditEvent {
             account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
             kind: flexauth_domain::audit::AuditKind::from_stored(&row.kind).ok_or(StoreError::CorruptRow("unknown audit event kind"))?,
             at: instant(row.at)?,
-            client: ClientInfo { user_agent: row.user_agent, ip: row.ip },
+            client: ClientInfo { user_agent: row.user_agent, ip: row.ip, device: None },
             session_id: row.session_id.as_deref().map(parse_uuid).transpose()?.map(SessionId::from_uuid),
             key_id: row.key_id.as_deref().map(parse_uuid).transpose()?.map(ApiKeyId::from_uuid),
         })

@@ -138,3 +138,12 @@ diesel::table! {
 
 // The purge looks for working links of an account inside the account query.
 diesel::allow_tables_to_appear_in_same_query!(accounts, email_verification_tokens);
+
+diesel::table! {
+    known_devices (token_hash) {
+        token_hash -> Binary,
+        account_id -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}

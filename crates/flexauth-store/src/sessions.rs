@@ -4,13 +4,14 @@ use diesel::result::Error as DieselError;
 use flexauth_domain::account::AccountId;
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
+use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{RevocationReason, Rotation, Session, SessionId, SessionRepository};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::accounts::guarded;
 use crate::rows::{millis, AuditEventRow, NewOutboxRow, SessionRow};
-use crate::schema::{accounts, audit_events, outbox, sessions};
+use crate::schema::{accounts, audit_events, known_devices, outbox, sessions};
 use crate::{with_connection, Store, StoreError};
 
 #[async_trait]
@@ -147,6 +148,47 @@ impl SessionRepository for Store {
             })
             .await?;
         Ok(found.is_some())
+    }
+
+    async fn device_known(&self, account_id: AccountId, device: &TokenHash, since: OffsetDateTime) -> Result<bool, InfraError> {
+        let (account_id, device, since) = (account_id.to_string(), device.as_bytes().to_vec(), millis(since));
+        let found: Option<Vec<u8>> = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| known_devices::table
+                    .find(&device)
+                    .filter(known_devices::account_id.eq(&account_id))
+                    .filter(known_devices::last_seen_at.ge(since))
+                    .select(known_devices::token_hash)
+                    .first(c)
+                    .optional())?)
+            })
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn remember_device(&self, account_id: AccountId, device: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError> {
+        let (account_id, device, now) = (account_id.to_string(), device.as_bytes().to_vec(), millis(now));
+        self.run(move |connection| {
+            with_connection!(connection, |c| {
+                // A token another account holds is left alone: it is never this device's.
+                diesel::insert_into(known_devices::table)
+                    .values((
+                        known_devices::token_hash.eq(&device),
+                        known_devices::account_id.eq(&account_id),
+                        known_devices::created_at.eq(now),
+                        known_devices::last_seen_at.eq(now),
+                    ))
+                    .on_conflict(known_devices::token_hash)
+                    .do_nothing()
+                    .execute(c)?;
+                diesel::update(known_devices::table.find(&device).filter(known_devices::account_id.eq(&account_id)))
+                    .set(known_devices::last_seen_at.eq(now))
+                    .execute(c)?;
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await?;
+        Ok(())
     }
 
     async fn list_live(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<Session>, InfraError> {

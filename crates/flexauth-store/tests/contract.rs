@@ -73,6 +73,7 @@ contract!(
     concurrent_hits_are_all_counted,
     the_security_log_pages_newest_first,
     the_purge_deletes_what_retention_says_and_nothing_else,
+    a_device_is_known_only_to_its_account_and_only_while_recent,
 );
 
 /// A security log entry for `account` (the kind does not matter to the store).
@@ -540,7 +541,7 @@ async fn live_sessions_are_listed_and_revoked_in_bulk(store: &Store) {
     SessionRepository::revoke(store, revoked.id(), NOW, RevocationReason::Logout).await.unwrap();
     let live = store.list_live(account.id(), NOW + Duration::minutes(2)).await.unwrap();
     assert_eq!(live.iter().map(Session::id).collect::<Vec<_>>(), [newer.id(), older.id()]);
-    assert_eq!(live[1].stored().client, ClientInfo { user_agent: Some("curl/8.0".into()), ip: Some("192.0.2.7".into()) });
+    assert_eq!(live[1].stored().client, ClientInfo { user_agent: Some("curl/8.0".into()), ip: Some("192.0.2.7".into()), device: None });
     assert!(store.list_live(account.id(), NOW + Duration::days(31)).await.unwrap().is_empty(), "expired sessions are not live");
 
     assert_eq!(store.revoke_all(account.id(), Some(newer.id()), NOW, RevocationReason::Logout).await.unwrap(), 1);
@@ -652,4 +653,20 @@ async fn the_purge_deletes_what_retention_says_and_nothing_else(store: &Store) {
     assert!(store.find_password_reset(&TokenHash::of(b"spent reset")).await.unwrap().is_none());
     assert_eq!(store.peek("fresh", &THREE_A_MINUTE, NOW).await.unwrap().remaining, 1, "a current counter stays");
     assert_eq!(store.purge(&cutoffs).await.unwrap().total(), 0, "a second pass finds nothing");
+}
+
+async fn a_device_is_known_only_to_its_account_and_only_while_recent(store: &Store) {
+    let account = stored_account(store).await;
+    let other = new_account("other@example.com");
+    store.create_unverified(&other, &attempt_for(&other, 7), &mail_to("other@example.com")).await.unwrap();
+    let device = TokenHash::of(b"device token");
+    assert!(!store.device_known(account.id(), &device, NOW - Duration::days(30)).await.unwrap());
+    store.remember_device(account.id(), &device, NOW).await.unwrap();
+    assert!(store.device_known(account.id(), &device, NOW - Duration::days(30)).await.unwrap());
+    assert!(!store.device_known(account.id(), &device, NOW + Duration::seconds(1)).await.unwrap(), "not seen since");
+    // Another account presenting the same token neither knows it nor takes it over.
+    store.remember_device(other.id(), &device, NOW + Duration::days(1)).await.unwrap();
+    assert!(!store.device_known(other.id(), &device, NOW - Duration::days(30)).await.unwrap());
+    store.remember_device(account.id(), &device, NOW + Duration::days(2)).await.unwrap();
+    assert!(store.device_known(account.id(), &device, NOW + Duration::days(1)).await.unwrap(), "a new login refreshes it");
 }

@@ -529,7 +529,9 @@ impl AccountService {
         // The owner proved control of the mailbox: failed logins by others no longer hold the
         // account back.
         if self.settings.limits.enabled {
-            self.limiter.reset(&email_key(account.email()), &self.settings.limits.login_failures_per_account).await?;
+            for policy in self.settings.limits.account_login_limits() {
+                self.limiter.reset(&email_key(account.email()), &policy).await?;
+            }
         }
         Ok(())
     }

@@ -106,12 +106,15 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
     /// The client's IP address as the server saw it.
     pub ip: Option<String>,
+    /// The device token the client presented (its cookie), if any. Never stored with the
+    /// session: only the login reads it.
+    pub device: Option<crate::secret::DeviceToken>,
 }
 
 impl ClientInfo {
     /// Keeps what a session list needs, bounded in size.
     pub fn new(user_agent: Option<&str>, ip: Option<String>) -> Self {
-        Self { user_agent: user_agent.map(|agent| agent.chars().filter(|c| !c.is_control()).take(256).collect()), ip }
+        Self { user_agent: user_agent.map(|agent| agent.chars().filter(|c| !c.is_control()).take(256).collect()), ip, device: None }
     }
 }
 

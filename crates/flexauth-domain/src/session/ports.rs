@@ -5,6 +5,7 @@ use super::{RevocationReason, Rotation, Session, SessionId};
 use crate::account::AccountId;
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
+use crate::secret::TokenHash;
 use crate::InfraError;
 
 /// Storage of sessions.
@@ -72,6 +73,19 @@ pub trait SessionRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn logged_in_from(&self, account_id: AccountId, ip: &str, since: OffsetDateTime) -> Result<bool, InfraError>;
+
+    /// Whether the device whose token has digest `device` logged in to the account at or after
+    /// `since`.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn device_known(&self, account_id: AccountId, device: &TokenHash, since: OffsetDateTime) -> Result<bool, InfraError>;
+
+    /// Records that the device with digest `device` logged in to the account at `now`.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn remember_device(&self, account_id: AccountId, device: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError>;
 
     /// The account's sessions that are not revoked and not past their lifetime at `now`,
     /// newest first.

@@ -293,16 +293,29 @@ impl SessionService {
             // Counted per address typed, whether or not it has an account, so the limit itself
             // tells nothing. A client that logged in to the account from the same address
             // before is exempt: an attack from elsewhere never locks the owner out.
-            let decision = self.limiter.hit(&account_key, &limits.login_failures_per_account, now).await?;
-            if !decision.allowed {
+            // Both tiers count; a refusal names the longer wait.
+            let mut refused: Option<crate::limits::LimitDecision> = None;
+            for policy in limits.account_login_limits() {
+                let decision = self.limiter.hit(&account_key, &policy, now).await?;
+                if !decision.allowed && refused.is_none_or(|earlier| decision.reset_after > earlier.reset_after) {
+                    refused = Some(decision);
+                }
+            }
+            if let Some(decision) = refused {
                 under_attack = true;
                 // The same lookup for an unknown email (under an id no account has), so the
                 // time of a throttled answer does not tell whether the account exists.
                 let account_id = found.as_ref().map_or(AccountId::from_uuid(uuid::Uuid::nil()), crate::account::Account::id);
-                let known = match &client.ip {
-                    Some(ip) => self.sessions.logged_in_from(account_id, ip, now - limits.known_client_for).await?,
+                let since = now - limits.known_client_for;
+                let known_device = match &client.device {
+                    Some(device) => self.sessions.device_known(account_id, &device.hash(), since).await?,
                     None => false,
                 };
+                let known = known_device
+                    || match &client.ip {
+                        Some(ip) => self.sessions.logged_in_from(account_id, ip, since).await?,
+                        None => false,
+                    };
                 if !known {
                     self.log_throttled(found.as_ref(), &account_key, &client, now).await?;
                     return Err(RateLimited(decision).into());
@@ -327,9 +340,24 @@ impl SessionService {
                 // A success clears a few typos; it does not clear an attack in progress, or
                 // every login of the exempt owner would hand the attacker a fresh allowance.
                 if limits.enabled && !under_attack {
-                    self.limiter.reset(&account_key, &limits.login_failures_per_account).await?;
+                    for policy in limits.account_login_limits() {
+                        self.limiter.reset(&account_key, &policy).await?;
+                    }
                 }
-                self.open_session(&account, client, now).await
+                let presented = client.device.clone();
+                let mut pair = self.open_session(&account, client, now).await?;
+                // A device the account knows keeps its token; any other gets a new one.
+                let since = now - limits.known_client_for;
+                let device = match presented {
+                    Some(device) if self.sessions.device_known(account.id(), &device.hash(), since).await? => device,
+                    _ => {
+                        let fresh = crate::secret::DeviceToken::generate(self.random.as_ref());
+                        pair.new_device = Some(fresh.clone());
+                        fresh
+                    }
+                };
+                self.sessions.remember_device(account.id(), &device.hash(), now).await?;
+                Ok(pair)
             }
         }
     }
@@ -343,7 +371,10 @@ impl SessionService {
         if let Some(address) = address {
             self.limiter.refund(address, &limits.login_failures_per_address, now).await?;
         }
-        self.limiter.refund(account_key, &limits.login_failures_per_account, now).await
+        for policy in limits.account_login_limits() {
+            self.limiter.refund(account_key, &policy, now).await?;
+        }
+        Ok(())
     }
 
     /// Records a throttled login in the owner's log, at most once per window of the account
@@ -627,6 +658,7 @@ impl SessionService {
             access_token: self.signer.sign_access(&access)?,
             refresh_token: self.signer.sign_refresh(&refresh)?,
             expires_in: self.settings.access_ttl.whole_seconds(),
+            new_device: None,
         })
     }
 }
@@ -814,8 +846,11 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _| Ok(true));
+        ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
+        ports.sessions.expect_remember_device().times(1).returning(|_, _, _| Ok(()));
         let (email, password) = credentials();
         let pair = ports.service().login(&email, &password, ClientInfo::default()).await.unwrap();
+        assert!(pair.new_device.is_some(), "a device the account does not know gets a token");
         assert_eq!(pair.expires_in, 3600);
         assert!(pair.access_token.starts_with("at:"));
         assert!(pair.refresh_token.starts_with("rt:"));
@@ -1106,7 +1141,14 @@ mod tests {
         let outcome = ports.service().login(&email, &password, client_at("2001:db8:1:2::77")).await;
         assert!(matches!(outcome, Err(LoginError::InvalidCredentials)));
         let account_key = email_key(&credentials().0);
-        assert_eq!(*hits.lock().unwrap(), ["login_failures_per_address:2001:db8:1:2::/64".to_owned(), format!("login_failures_per_account:{account_key}")]);
+        assert_eq!(
+            *hits.lock().unwrap(),
+            [
+                "login_failures_per_address:2001:db8:1:2::/64".to_owned(),
+                format!("login_failures_per_account:{account_key}"),
+                format!("login_failures_per_account_daily:{account_key}")
+            ]
+        );
     }
 
     #[tokio::test]
@@ -1117,10 +1159,55 @@ mod tests {
         ports.sessions.expect_logged_in_from().returning(|_, ip, since| Ok(ip == "198.51.100.1" && since == NOW - Duration::days(30)));
         ports.hasher.expect_verify().returning(|_, _| Ok(true));
         ports.sessions.expect_create().times(1).returning(|_, _, _| Ok(true));
+        ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
+        ports.sessions.expect_remember_device().returning(|_, _, _| Ok(()));
         let service = ports.service();
         let (email, password) = credentials();
         let stranger = service.login(&email, &password, client_at("203.0.113.9")).await;
         assert!(matches!(stranger, Err(LoginError::Throttled(_))), "even with the right password, an unknown client waits");
         service.login(&email, &password, client_at("198.51.100.1")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_attack_that_waits_out_the_short_window_is_told_to_wait_for_the_daily_one() {
+        use crate::limits::{LimitDecision, LimitPolicy};
+        let mut limiter = crate::limits::MockRateLimiter::new();
+        // The fifteen-minute tier has room again; the daily one is full.
+        limiter.expect_hit().returning(|_, policy: &LimitPolicy, _| {
+            let daily = policy.name == "login_failures_per_account_daily";
+            let reset_after = if daily { Duration::hours(9) } else { Duration::minutes(4) };
+            Ok(LimitDecision { policy: *policy, allowed: !daily, remaining: 0, reset_after })
+        });
+        let mut ports = Ports::new();
+        ports.limiter = limiter;
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        ports.sessions.expect_logged_in_from().returning(|_, _, _| Ok(false));
+        ports.hasher.expect_verify().never();
+        let (email, password) = credentials();
+        let outcome = ports.service().login(&email, &password, client_at("203.0.113.9")).await;
+        assert!(
+            matches!(outcome, Err(LoginError::Throttled(limited)) if limited.0.reset_after == Duration::hours(9) && limited.0.policy.name == "login_failures_per_account_daily")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_account_under_attack_lets_in_a_device_that_logged_in_before_from_any_address() {
+        let mut ports = Ports::new();
+        ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        let known = crate::secret::DeviceToken::parse(&"A".repeat(43)).unwrap();
+        let known_hash = known.hash();
+        ports.sessions.expect_device_known().returning(move |_, device, _| Ok(*device == known_hash));
+        ports.sessions.expect_logged_in_from().returning(|_, _, _| Ok(false));
+        ports.hasher.expect_verify().returning(|_, _| Ok(true));
+        ports.sessions.expect_create().times(1).returning(|_, _, _| Ok(true));
+        ports.sessions.expect_remember_device().times(1).returning(|_, _, _| Ok(()));
+        let service = ports.service();
+        let (email, password) = credentials();
+        let mut client = client_at("203.0.113.200");
+        assert!(matches!(service.login(&email, &password, client.clone()).await, Err(LoginError::Throttled(_))));
+        client.device = Some(known);
+        let pair = service.login(&email, &password, client).await.unwrap();
+        assert!(pair.new_device.is_none(), "a known device keeps its token");
     }
 }

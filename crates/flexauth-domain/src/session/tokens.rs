@@ -45,6 +45,9 @@ pub struct TokenPair {
     pub refresh_token: String,
     /// Seconds the access token is valid for.
     pub expires_in: i64,
+    /// A device token to hand the client (as a cookie) after a login from a device the account
+    /// did not know yet; `None` otherwise, and always after a refresh.
+    pub new_device: Option<crate::secret::DeviceToken>,
 }
 
 impl std::fmt::Debug for TokenPair {

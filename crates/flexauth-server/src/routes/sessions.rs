@@ -36,8 +36,28 @@ pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: web::
     let password = Password::parse(password)?;
     // The peer, or the address trusted proxies forwarded (FLEXAUTH_TRUSTED_PROXIES).
     let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
-    let client = ClientInfo::new(user_agent, state.client_address(&request));
-    Ok(tokens(state.sessions.login(&email, &password, client).await?))
+    let mut client = ClientInfo::new(user_agent, state.client_address(&request));
+    client.device = device_cookie(&request);
+    let pair = state.sessions.login(&email, &password, client).await?;
+    let new_device = pair.new_device.clone();
+    let mut response = tokens(pair);
+    if let Some(device) = new_device {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&state.device_cookie.set(&device)) {
+            response.headers_mut().append(actix_web::http::header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The device token of the `flexauth_device` cookie, if the request carries a well-formed one.
+fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::DeviceToken> {
+    request
+        .headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(crate::state::DEVICE_COOKIE).and_then(|rest| rest.strip_prefix('=')))
+        .and_then(|value| flexauth_domain::secret::DeviceToken::parse(value).ok())
 }
 
 #[tracing::instrument(skip_all)]
