@@ -108,6 +108,11 @@ pub struct LimitSettings {
     pub reauthentications_per_session: LimitPolicy,
     /// Refreshes per session.
     pub refreshes_per_session: LimitPolicy,
+    /// Refreshes per client address: a generous ceiling, since every refresh carries its own
+    /// 256-bit secret and an office shares one address.
+    pub refreshes_per_address: LimitPolicy,
+    /// Re-authentications per client address (each spends a hash).
+    pub reauthentications_per_address: LimitPolicy,
     /// Emails of one kind (verification, reset, account-exists notice) per recipient.
     pub emails_per_recipient: LimitPolicy,
     /// How long a successful login keeps its client address known to the account, exempt
@@ -125,6 +130,8 @@ impl Default for LimitSettings {
             mail_requests_per_address: LimitPolicy { name: "mail_requests_per_address", limit: 30, window: Duration::minutes(10) },
             reauthentications_per_session: LimitPolicy { name: "reauthentications_per_session", limit: 5, window: Duration::minutes(15) },
             refreshes_per_session: LimitPolicy { name: "refreshes_per_session", limit: 60, window: Duration::minutes(1) },
+            refreshes_per_address: LimitPolicy { name: "refreshes_per_address", limit: 600, window: Duration::minutes(1) },
+            reauthentications_per_address: LimitPolicy { name: "reauthentications_per_address", limit: 30, window: Duration::minutes(15) },
             emails_per_recipient: LimitPolicy { name: "emails_per_recipient", limit: 3, window: Duration::hours(1) },
             known_client_for: Duration::days(30),
         }

@@ -452,7 +452,7 @@ impl SessionService {
     /// [`RefreshError::InvalidToken`], [`RefreshError::Expired`], [`RefreshError::Revoked`],
     /// [`RefreshError::Reused`] (the session is revoked when this returns), or
     /// [`RefreshError::Unexpected`].
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
+    pub async fn refresh(&self, refresh_token: &str, client_address: Option<&str>) -> Result<TokenPair, RefreshError> {
         let claims = self.signer.verify_refresh(refresh_token).map_err(RefreshError::InvalidToken)?;
         let now = self.clock.now();
         if now >= claims.expires_at {
@@ -463,6 +463,12 @@ impl SessionService {
             let decision = self.limiter.hit(&claims.session_id.to_string(), &limits.refreshes_per_session, now).await?;
             if !decision.allowed {
                 return Err(RateLimited(decision).into());
+            }
+            if let Some(address) = client_address {
+                let decision = self.limiter.hit(&address_key(address), &limits.refreshes_per_address, now).await?;
+                if !decision.allowed {
+                    return Err(RateLimited(decision).into());
+                }
             }
         }
         let presented = claims.secret.hash();
@@ -552,12 +558,19 @@ impl SessionService {
     /// # Errors
     /// [`ReauthenticateError::WrongPassword`], [`ReauthenticateError::SessionEnded`] or
     /// [`ReauthenticateError::Unexpected`].
-    pub async fn reauthenticate(&self, caller: &LiveSession, password: &Password) -> Result<OffsetDateTime, ReauthenticateError> {
+    pub async fn reauthenticate(&self, caller: &LiveSession, password: &Password, client_address: Option<&str>) -> Result<OffsetDateTime, ReauthenticateError> {
         let limits = &self.settings.limits;
         if limits.enabled {
-            let decision = self.limiter.hit(&caller.session_id().to_string(), &limits.reauthentications_per_session, self.clock.now()).await?;
+            let now = self.clock.now();
+            let decision = self.limiter.hit(&caller.session_id().to_string(), &limits.reauthentications_per_session, now).await?;
             if !decision.allowed {
                 return Err(RateLimited(decision).into());
+            }
+            if let Some(address) = client_address {
+                let decision = self.limiter.hit(&address_key(address), &limits.reauthentications_per_address, now).await?;
+                if !decision.allowed {
+                    return Err(RateLimited(decision).into());
+                }
             }
         }
         let Some(account) = self.accounts.find_by_id(caller.account_id()).await? else {
@@ -885,7 +898,7 @@ mod tests {
             .withf(move |rotation| rotation.expected_current == expected && rotation.issued_at == NOW && rotation.generation == 1)
             .times(1)
             .returning(|_| Ok(true));
-        let pair = ports.service().refresh(&refresh_token_for(&secret)).await.unwrap();
+        let pair = ports.service().refresh(&refresh_token_for(&secret), None).await.unwrap();
         assert_ne!(pair.refresh_token, refresh_token_for(&secret));
     }
 
@@ -902,7 +915,7 @@ mod tests {
         ports.sessions.expect_find().times(2).returning(move |_| Ok(reads.lock().unwrap().pop()));
         ports.sessions.expect_rotate().times(1).returning(|_| Ok(false));
         ports.sessions.expect_revoke().never();
-        let pair = ports.service().refresh(&refresh_token_for(&secret)).await.unwrap();
+        let pair = ports.service().refresh(&refresh_token_for(&secret), None).await.unwrap();
         assert_eq!(pair.refresh_token, format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(winner.expose()), NOW.unix_timestamp()));
         assert_eq!(pair.access_token, format!("at:{}:{}", winner.access_token_id(), NOW.unix_timestamp()));
     }
@@ -917,8 +930,8 @@ mod tests {
         ports.sessions.expect_rotate().never();
         ports.sessions.expect_revoke().never();
         let service = ports.service();
-        let first = service.refresh(&refresh_token_for(&secret)).await.unwrap();
-        let second = service.refresh(&refresh_token_for(&secret)).await.unwrap();
+        let first = service.refresh(&refresh_token_for(&secret), None).await.unwrap();
+        let second = service.refresh(&refresh_token_for(&secret), None).await.unwrap();
         assert_eq!(first, second);
         assert!(first.refresh_token.starts_with(&format!("rt:{}", URL_SAFE_NO_PAD.encode(secret.child(&nonce).expose()))));
     }
@@ -944,7 +957,7 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _, _, _| Ok(true));
-        let outcome = ports.service().refresh(&refresh_token_for(&secret)).await;
+        let outcome = ports.service().refresh(&refresh_token_for(&secret), None).await;
         assert!(matches!(outcome, Err(RefreshError::Reused { account_id: ACCOUNT, session_id: SESSION })));
     }
 
@@ -956,14 +969,14 @@ mod tests {
         let mut ports = Ports::new();
         ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
         ports.sessions.expect_rotate().never();
-        assert!(matches!(ports.service().refresh(&refresh_token_for(&secret)).await, Err(RefreshError::Revoked)));
+        assert!(matches!(ports.service().refresh(&refresh_token_for(&secret), None).await, Err(RefreshError::Revoked)));
     }
 
     #[tokio::test]
     async fn a_token_naming_an_unknown_session_is_invalid() {
         let mut ports = Ports::new();
         ports.sessions.expect_find().returning(|_| Ok(None));
-        let outcome = ports.service().refresh(&refresh_token_for(&RefreshSecret::from_bytes([1; 32]))).await;
+        let outcome = ports.service().refresh(&refresh_token_for(&RefreshSecret::from_bytes([1; 32])), None).await;
         assert!(matches!(outcome, Err(RefreshError::InvalidToken(_))));
     }
 
@@ -1083,9 +1096,9 @@ mod tests {
         ports.sessions.expect_mark_authenticated().with(mockall::predicate::eq(SESSION), mockall::predicate::eq(NOW)).times(1).returning(|_, _| Ok(true));
         let service = ports.service();
         let caller = LiveSession::new(ACCOUNT, SESSION, NOW - Duration::hours(1));
-        let wrong = service.reauthenticate(&caller, &Password::parse("wrong one".into()).unwrap()).await;
+        let wrong = service.reauthenticate(&caller, &Password::parse("wrong one".into()).unwrap(), None).await;
         assert!(matches!(wrong, Err(ReauthenticateError::WrongPassword)));
-        assert_eq!(service.reauthenticate(&caller, &Password::parse("right one".into()).unwrap()).await.unwrap(), NOW);
+        assert_eq!(service.reauthenticate(&caller, &Password::parse("right one".into()).unwrap(), Some("192.0.2.7")).await.unwrap(), NOW);
     }
 
     /// A limiter whose counter under `over` (a key prefix) is past its limit; every other key is

@@ -61,8 +61,8 @@ fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::Devic
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshBody>) -> Result<HttpResponse, ApiError> {
-    Ok(tokens(state.sessions.refresh(&body.refresh_token).await?))
+pub async fn refresh(state: web::Data<AppState>, request: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpResponse, ApiError> {
+    Ok(tokens(state.sessions.refresh(&body.refresh_token, state.client_address(&request).as_deref()).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -153,8 +153,13 @@ pub struct Reauthenticated {
 /// Renews the session's recent authentication with the account's password, for the operations
 /// that need one (creating an API key).
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
-pub async fn reauthenticate(state: web::Data<AppState>, caller: LiveCaller, body: web::Json<ReauthenticateBody>) -> Result<HttpResponse, ApiError> {
+pub async fn reauthenticate(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    caller: LiveCaller,
+    body: web::Json<ReauthenticateBody>,
+) -> Result<HttpResponse, ApiError> {
     let password = Password::parse(body.into_inner().password)?;
-    let authenticated_at = state.sessions.reauthenticate(&caller.0, &password).await?;
+    let authenticated_at = state.sessions.reauthenticate(&caller.0, &password, state.client_address(&request).as_deref()).await?;
     Ok(HttpResponse::Ok().json(Data { data: Reauthenticated { authenticated_at: rfc3339(authenticated_at)? } }))
 }
