@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::account::AccountId;
 use crate::api_key::ApiKeyId;
 use crate::principal::LiveSession;
+use crate::runtime::{random_uuid, SecureRandom};
 use crate::session::{ClientInfo, SessionId};
 use crate::InfraError;
 
@@ -84,6 +85,29 @@ pub struct AuditEvent {
     pub key_id: Option<ApiKeyId>,
 }
 
+impl AuditEvent {
+    /// A new entry about `account_id` at `at`, with a fresh id drawn from `random`, and no
+    /// client, session or key yet.
+    pub fn new(random: &dyn SecureRandom, account_id: AccountId, kind: AuditKind, at: OffsetDateTime) -> Self {
+        Self { id: random_uuid(random), account_id, kind, at, client: ClientInfo::default(), session_id: None, key_id: None }
+    }
+
+    /// The same entry, naming the client of the request that caused it.
+    pub fn from_client(self, client: ClientInfo) -> Self {
+        Self { client: ClientInfo { device: None, ..client }, ..self }
+    }
+
+    /// The same entry, naming the session concerned.
+    pub fn of_session(self, session_id: SessionId) -> Self {
+        Self { session_id: Some(session_id), ..self }
+    }
+
+    /// The same entry, naming the API key concerned.
+    pub fn of_key(self, key_id: ApiKeyId) -> Self {
+        Self { key_id: Some(key_id), ..self }
+    }
+}
+
 /// Where to continue a listing: after the entry at `at` with `id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuditCursor {
@@ -143,5 +167,25 @@ impl AuditService {
         let events = self.log.list(caller.account_id(), after, limit).await?;
         let next = (events.len() == limit as usize).then(|| events.last().map(|event| AuditCursor { at: event.at, id: event.id })).flatten();
         Ok((events, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::MockSecureRandom;
+    use time::macros::datetime;
+
+    #[test]
+    fn an_entry_keeps_the_client_address_and_agent_but_never_its_device_token() {
+        let mut random = MockSecureRandom::new();
+        random.expect_fill().returning(|buffer| buffer.fill(4));
+        let mut client = ClientInfo::new(Some("agent"), Some("192.0.2.7".into()));
+        client.device = Some(crate::secret::DeviceToken::generate(&random));
+        let at = datetime!(2026-12-01 12:00 UTC);
+        let session = SessionId::from_uuid(Uuid::from_u128(3));
+        let event = AuditEvent::new(&random, AccountId::from_uuid(Uuid::nil()), AuditKind::LoginSucceeded, at).from_client(client).of_session(session);
+        assert_eq!(event.client, ClientInfo::new(Some("agent"), Some("192.0.2.7".into())));
+        assert_eq!((event.session_id, event.key_id, event.at), (Some(session), None, at));
     }
 }

@@ -11,22 +11,12 @@ use time::OffsetDateTime;
 
 use crate::rows::{millis, AccountRow, AuditEventRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
 use crate::schema::{accounts, audit_events, email_verification_tokens, outbox, password_reset_tokens, sessions};
-use crate::{with_connection, Store, StoreError};
+use crate::{guarded, with_connection, Store, StoreError};
 
 /// Whether a unique violation is the one on `accounts.email` (PostgreSQL names the
 /// constraint, SQLite names the column in its message).
 fn is_email_taken(info: &dyn DatabaseErrorInformation) -> bool {
     info.constraint_name() == Some("accounts_email_key") || info.message().contains("accounts.email")
-}
-
-/// Runs a transaction whose body returns `Err(RollbackTransaction)` when one of its guards
-/// fails: the writes made so far are undone and the caller learns `false`.
-pub(crate) fn guarded(outcome: Result<(), StoreError>) -> Result<bool, StoreError> {
-    match outcome {
-        Ok(()) => Ok(true),
-        Err(StoreError::Query(DieselError::RollbackTransaction)) => Ok(false),
-        Err(other) => Err(other),
-    }
 }
 
 #[async_trait]

@@ -41,7 +41,7 @@ impl ApiKeyRepository for Store {
                 .map_err(StoreError::from)
             })
             .await;
-        Ok(crate::accounts::guarded(outcome)?)
+        Ok(crate::guarded(outcome)?)
     }
 
     async fn find_active_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, InfraError> {

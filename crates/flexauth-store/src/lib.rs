@@ -146,6 +146,16 @@ fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// Runs a transaction whose body returns `Err(RollbackTransaction)` when one of its guards
+/// fails: the writes made so far are undone and the caller learns `false`.
+pub(crate) fn guarded(outcome: Result<(), StoreError>) -> Result<bool, StoreError> {
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(StoreError::Query(diesel::result::Error::RollbackTransaction)) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
 /// The store: a connection pool and the repositories the domain's ports ask for.
 #[derive(Clone)]
 pub struct Store {

@@ -9,10 +9,9 @@ use flexauth_domain::session::{RevocationReason, Rotation, Session, SessionId, S
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::accounts::guarded;
 use crate::rows::{millis, AuditEventRow, NewOutboxRow, SessionRow};
 use crate::schema::{accounts, audit_events, known_devices, outbox, sessions};
-use crate::{with_connection, Store, StoreError};
+use crate::{guarded, with_connection, Store, StoreError};
 
 #[async_trait]
 impl SessionRepository for Store {

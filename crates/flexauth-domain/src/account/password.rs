@@ -139,6 +139,23 @@ pub enum HashError {
     Unexpected(#[from] InfraError),
 }
 
+/// Maps a hashing failure into each use case's error: overloaded stays overloaded, anything else
+/// is unexpected. Every use case that hashes uses it.
+macro_rules! from_hash_error {
+    ($($error:ty),*) => {$(
+        impl From<$crate::account::HashError> for $error {
+            fn from(error: $crate::account::HashError) -> Self {
+                match error {
+                    $crate::account::HashError::Overloaded => Self::Overloaded,
+                    $crate::account::HashError::Unexpected(cause) => Self::Unexpected(cause),
+                }
+            }
+        }
+    )*};
+}
+
+pub(crate) use from_hash_error;
+
 /// Slow, salted password hashing.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]

@@ -164,21 +164,7 @@ pub enum AccountLookupError {
     Unexpected(#[from] InfraError),
 }
 
-/// Maps a hashing failure into each use case's error.
-macro_rules! from_hash_error {
-    ($($error:ty),*) => {$(
-        impl From<super::HashError> for $error {
-            fn from(error: super::HashError) -> Self {
-                match error {
-                    super::HashError::Overloaded => Self::Overloaded,
-                    super::HashError::Unexpected(cause) => Self::Unexpected(cause),
-                }
-            }
-        }
-    )*};
-}
-
-from_hash_error!(SignupError, VerifyEmailError, ResetPasswordError, ChangePasswordError);
+super::password::from_hash_error!(SignupError, VerifyEmailError, ResetPasswordError, ChangePasswordError);
 
 /// The hashes a login on an unverified account checks: the passwords of its pending sign-up
 /// attempts, newest first, at most [`MAX_PENDING_SIGNUP_ATTEMPTS`].
@@ -513,15 +499,8 @@ impl AccountService {
             verify_email: true,
             notice: password_was_reset_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url),
             at: now,
-            event: AuditEvent {
-                id: random_uuid(self.random.as_ref()),
-                account_id: account.id(),
-                kind: AuditKind::PasswordReset,
-                at: now,
-                client: ClientInfo::new(None, client_address.map(str::to_owned)),
-                session_id: None,
-                key_id: None,
-            },
+            event: AuditEvent::new(self.random.as_ref(), account.id(), AuditKind::PasswordReset, now)
+                .from_client(ClientInfo::new(None, client_address.map(str::to_owned))),
         };
         if !self.accounts.apply_credential_change(&change).await? {
             return Err(ResetPasswordError::InvalidToken);
@@ -560,15 +539,7 @@ impl AccountService {
             verify_email: false,
             notice: password_changed_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url),
             at: now,
-            event: AuditEvent {
-                id: random_uuid(self.random.as_ref()),
-                account_id: account.id(),
-                kind: AuditKind::PasswordChanged,
-                at: now,
-                client: ClientInfo::default(),
-                session_id: Some(caller.session_id()),
-                key_id: None,
-            },
+            event: AuditEvent::new(self.random.as_ref(), account.id(), AuditKind::PasswordChanged, now).of_session(caller.session_id()),
         };
         if self.accounts.apply_credential_change(&change).await? {
             Ok(())

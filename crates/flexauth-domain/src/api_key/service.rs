@@ -9,7 +9,6 @@ use crate::mail::api_key_created_email;
 use crate::principal::{AuthMethod, LiveSession, Principal, ReauthenticationRequired};
 use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::session::AuthenticateError;
-use crate::session::ClientInfo;
 use crate::InfraError;
 
 /// `last_used_at` is written at most once per this interval per key, so a busy key does not
@@ -126,15 +125,7 @@ impl ApiKeyService {
         };
         let notice =
             api_key_created_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url, key.name.as_str(), &key.prefix);
-        let event = AuditEvent {
-            id: random_uuid(self.random.as_ref()),
-            account_id: key.account_id,
-            kind: AuditKind::ApiKeyCreated,
-            at: now,
-            client: ClientInfo::default(),
-            session_id: Some(caller.session_id()),
-            key_id: Some(key.id),
-        };
+        let event = AuditEvent::new(self.random.as_ref(), key.account_id, AuditKind::ApiKeyCreated, now).of_session(caller.session_id()).of_key(key.id);
         if !self.keys.create(&key, &secret.hash(), &notice, caller.session_id(), &event).await? {
             return Err(CreateApiKeyError::SessionEnded);
         }
@@ -155,15 +146,7 @@ impl ApiKeyService {
     /// [`RevokeApiKeyError`].
     pub async fn revoke(&self, caller: &LiveSession, id: ApiKeyId) -> Result<(), RevokeApiKeyError> {
         let now = self.clock.now();
-        let event = AuditEvent {
-            id: random_uuid(self.random.as_ref()),
-            account_id: caller.account_id(),
-            kind: AuditKind::ApiKeyRevoked,
-            at: now,
-            client: ClientInfo::default(),
-            session_id: Some(caller.session_id()),
-            key_id: Some(id),
-        };
+        let event = AuditEvent::new(self.random.as_ref(), caller.account_id(), AuditKind::ApiKeyRevoked, now).of_session(caller.session_id()).of_key(id);
         if self.keys.revoke(caller.account_id(), id, now, &event).await? {
             Ok(())
         } else {

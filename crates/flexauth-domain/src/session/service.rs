@@ -131,23 +131,7 @@ pub enum AuthenticateError {
     Unexpected(#[from] InfraError),
 }
 
-impl From<crate::account::HashError> for LoginError {
-    fn from(error: crate::account::HashError) -> Self {
-        match error {
-            crate::account::HashError::Overloaded => Self::Overloaded,
-            crate::account::HashError::Unexpected(cause) => Self::Unexpected(cause),
-        }
-    }
-}
-
-impl From<crate::account::HashError> for ReauthenticateError {
-    fn from(error: crate::account::HashError) -> Self {
-        match error {
-            crate::account::HashError::Overloaded => Self::Overloaded,
-            crate::account::HashError::Unexpected(cause) => Self::Unexpected(cause),
-        }
-    }
-}
+crate::account::from_hash_error!(LoginError, ReauthenticateError);
 
 /// Which sessions a logout ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -264,7 +248,11 @@ impl SessionService {
     }
 
     fn event(&self, account_id: AccountId, kind: AuditKind, at: OffsetDateTime, client: &ClientInfo, session_id: Option<SessionId>) -> AuditEvent {
-        AuditEvent { id: random_uuid(self.random.as_ref()), account_id, kind, at, client: client.clone(), session_id, key_id: None }
+        let event = AuditEvent::new(self.random.as_ref(), account_id, kind, at).from_client(client.clone());
+        match session_id {
+            Some(session_id) => event.of_session(session_id),
+            None => event,
+        }
     }
 
     /// Checks the credentials and opens a session.
