@@ -1,11 +1,12 @@
 use super::*;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use time::macros::datetime;
 use uuid::Uuid;
 
 const RFC8410_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
 
 fn settings() -> JwtSettings {
-    JwtSettings { issuer: "https://auth.example.com".into(), audience: "flexauth".into() }
+    JwtSettings { issuer: "https://auth.example.com".into(), audience: "flexauth".into(), verified_cache_entries: 1024 }
 }
 
 fn key() -> SigningKeyPair {
@@ -139,8 +140,10 @@ fn an_hmac_token_keyed_with_our_public_key_is_refused() {
 fn tokens_for_another_issuer_or_audience_are_refused() {
     let key = key();
     let ours = JwtTokens::new(&key, &[], settings());
-    let other_issuer = JwtTokens::new(&key, &[], JwtSettings { issuer: "https://evil.example".into(), audience: "flexauth".into() });
-    let other_audience = JwtTokens::new(&key, &[], JwtSettings { issuer: "https://auth.example.com".into(), audience: "billing".into() });
+    let other_issuer =
+        JwtTokens::new(&key, &[], JwtSettings { issuer: "https://evil.example".into(), audience: "flexauth".into(), verified_cache_entries: 1024 });
+    let other_audience =
+        JwtTokens::new(&key, &[], JwtSettings { issuer: "https://auth.example.com".into(), audience: "billing".into(), verified_cache_entries: 1024 });
     assert_eq!(ours.verify_access(&other_issuer.sign_access(&access_claims()).unwrap()), Err(TokenRejection::WrongParty));
     assert_eq!(ours.verify_access(&other_audience.sign_access(&access_claims()).unwrap()), Err(TokenRejection::WrongParty));
 }
@@ -188,4 +191,118 @@ fn debug_output_never_shows_the_private_key() {
     let debug = format!("{key:?}");
     assert!(debug.contains(key.kid()));
     assert!(!debug.contains("private"));
+}
+
+fn current_access_claims(token_id: u128) -> AccessClaims {
+    let issued_at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    AccessClaims { token_id: Uuid::from_u128(token_id), issued_at, expires_at: issued_at + time::Duration::hours(1), ..access_claims() }
+}
+
+#[test]
+fn refresh_tokens_are_signed_with_a_secret_no_jwks_key_verifies() {
+    let key = key();
+    let tokens = JwtTokens::new(&key, &[], settings());
+    let refresh = tokens.sign_refresh(&refresh_claims()).unwrap();
+    let header = decode_part(&refresh, 0);
+    assert_eq!(header["alg"], "HS256");
+    let kid = header["kid"].as_str().unwrap();
+    assert!(tokens.jwks().keys.iter().all(|jwk| jwk.kid != kid), "the refresh kid {kid} must not be a JWKS key id");
+
+    // A resource server that verifies with the published key and forgets to check `typ`
+    // still cannot accept a refresh token: no JWKS key verifies its signature.
+    let public = DecodingKey::from_ed_der(key.public_key());
+    let mut forgets_typ = Validation::new(Algorithm::EdDSA);
+    forgets_typ.validate_exp = false;
+    forgets_typ.validate_aud = false;
+    forgets_typ.required_spec_claims.clear();
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&refresh, &public, &forgets_typ).is_err());
+    // While an access token passes that same check.
+    let access = tokens.sign_access(&access_claims()).unwrap();
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&access, &public, &forgets_typ).is_ok());
+}
+
+#[test]
+fn a_refresh_token_signed_with_ed25519_by_an_earlier_version_still_verifies() {
+    let key = key();
+    let tokens = JwtTokens::new(&key, &[], settings());
+    let payload = decode_part(&tokens.sign_refresh(&refresh_claims()).unwrap(), 1);
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(REFRESH_TOKEN_TYPE.into());
+    header.kid = Some(key.kid().to_owned());
+    let legacy = jsonwebtoken::encode(&header, &payload, &EncodingKey::from_ed_der(key.private_pkcs8_der())).unwrap();
+    assert_eq!(tokens.verify_refresh(&legacy).unwrap(), refresh_claims());
+
+    // The same under a key that signed it before a rotation.
+    let rotated = JwtTokens::new(&self::key(), std::slice::from_ref(&key), settings());
+    assert_eq!(rotated.verify_refresh(&legacy).unwrap(), refresh_claims());
+    assert_eq!(rotated.verify_refresh(&tokens.sign_refresh(&refresh_claims()).unwrap()).unwrap(), refresh_claims());
+}
+
+#[test]
+fn a_refresh_token_keyed_with_anything_but_our_secret_is_refused() {
+    let key = key();
+    let tokens = JwtTokens::new(&key, &[], settings());
+    let genuine = tokens.sign_refresh(&refresh_claims()).unwrap();
+    let header = decode_part(&genuine, 0);
+    let payload = decode_part(&genuine, 1);
+    let mut forged_header = Header::new(Algorithm::HS256);
+    forged_header.typ = Some(REFRESH_TOKEN_TYPE.into());
+    forged_header.kid = Some(header["kid"].as_str().unwrap().to_owned());
+    for secret in [key.public_key().as_slice(), b"", b"flexauth refresh-token secret v1"] {
+        let forged = jsonwebtoken::encode(&forged_header, &payload, &EncodingKey::from_secret(secret)).unwrap();
+        assert_eq!(tokens.verify_refresh(&forged), Err(TokenRejection::BadSignature));
+    }
+    // Another server's key derives another secret.
+    assert_eq!(JwtTokens::new(&self::key(), &[], settings()).verify_refresh(&genuine), Err(TokenRejection::UnknownKey));
+}
+
+#[test]
+fn a_cached_token_is_served_only_for_its_exact_bytes() {
+    let tokens = JwtTokens::new(&key(), &[], settings());
+    let token = tokens.sign_access(&current_access_claims(3)).unwrap();
+    assert_eq!(tokens.verify_access(&token).unwrap(), current_access_claims(3));
+    assert_eq!(tokens.verified.as_ref().unwrap().len(), 1);
+    assert_eq!(tokens.verify_access(&token).unwrap(), current_access_claims(3), "served from the cache");
+    assert_eq!(tokens.verified.as_ref().unwrap().len(), 1);
+
+    // Every single-character change of the cached token is verified in full, and fails.
+    let mut same_bytes = 0;
+    for (index, original) in token.char_indices().filter(|(_, c)| *c != '.') {
+        let replacement = if original == 'A' { 'B' } else { 'A' };
+        let mut tampered = token.clone();
+        tampered.replace_range(index..=index, &replacement.to_string());
+        match tokens.verify_access(&tampered) {
+            Err(_) => {}
+            // Only a change in the unused bits of a part's last base64 character could decode
+            // to the same bytes, and would then carry the very same claims.
+            Ok(claims) => {
+                assert_eq!(claims, current_access_claims(3), "position {index}");
+                same_bytes += 1;
+            }
+        }
+    }
+    assert!(same_bytes <= 3, "{same_bytes} changed tokens were accepted");
+    assert_eq!(tokens.verified.as_ref().unwrap().len(), 1 + same_bytes, "no refused token was cached");
+}
+
+#[test]
+fn expired_tokens_are_never_cached_and_the_cache_stays_bounded() {
+    let tokens = JwtTokens::new(&key(), &[], JwtSettings { verified_cache_entries: 32, ..settings() });
+    // access_claims() expired in 2026-01: verified (the domain judges time), not remembered.
+    let expired = tokens.sign_access(&access_claims()).unwrap();
+    assert_eq!(tokens.verify_access(&expired).unwrap(), access_claims());
+    assert_eq!(tokens.verified.as_ref().unwrap().len(), 0);
+    for token_id in 0..1000 {
+        let token = tokens.sign_access(&current_access_claims(token_id)).unwrap();
+        assert_eq!(tokens.verify_access(&token).unwrap(), current_access_claims(token_id));
+    }
+    assert!(tokens.verified.as_ref().unwrap().len() <= 32 + 16, "{} entries", tokens.verified.as_ref().unwrap().len());
+}
+
+#[test]
+fn a_cache_of_zero_entries_is_no_cache() {
+    let tokens = JwtTokens::new(&key(), &[], JwtSettings { verified_cache_entries: 0, ..settings() });
+    assert!(tokens.verified.is_none());
+    let token = tokens.sign_access(&current_access_claims(1)).unwrap();
+    assert_eq!(tokens.verify_access(&token).unwrap(), current_access_claims(1));
 }

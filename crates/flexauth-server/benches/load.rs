@@ -1,183 +1,117 @@
-//! A load generator over loopback: real flexauth instances (PostgreSQL when
-//! FLEXAUTH_TEST_POSTGRES_URL is set, else SQLite), a fixed number of concurrent keep-alive
-//! clients, interleaved rounds per scenario. It reports throughput and latency, and each
-//! scenario as a ratio against the stateless access-token baseline measured in the same run,
-//! so the figures compare across noisy machines. Run it with `just bench`.
+//! The in-process half of `just bench` (`scripts/bench` is the other half): the limits that
+//! the HTTP figures are divided by, measured on this machine in the same run, and the tokens
+//! the load generator sends. The load itself comes from `wrk`, outside the server process.
+//!
+//! ```text
+//! load keygen                                   an Ed25519 signing key, PKCS#8 PEM, on stdout
+//! load mint KEY ISSUER AUDIENCE ACCOUNT SESSION N   N distinct access tokens, one per line
+//! load verify KEY ISSUER AUDIENCE ITERATIONS    µs per uncached access-token verification, one core
+//! load argon2 THREADS SECONDS                   argon2id hashes/s and verifies/s at flexauth's
+//!                                               default parameters, one thread per core
+//! ```
+//!
+//! Every figure goes to stdout as one JSON object, for the script to read.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_debug_implementations)]
 
-// The API tests' helpers start instances the same way; the benchmark uses a part of them.
-#[allow(dead_code)]
-#[path = "../tests/api/helpers.rs"]
-mod helpers;
-
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
-use futures_util::future::join_all;
-use helpers::{TestApp, TestEnv};
-use serde_json::json;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use flexauth_domain::account::AccountId;
+use flexauth_domain::session::{AccessClaims, SessionId, TokenSigner};
+use flexauth_jwt::{JwtSettings, JwtTokens, SigningKeyPair};
+use time::OffsetDateTime;
 
-const CONCURRENCY: usize = 16;
-const ROUND: Duration = Duration::from_secs(3);
-const ROUNDS: usize = 3;
-
-struct Scenario<'a> {
-    name: &'static str,
-    app: &'a TestApp,
-    path: &'static str,
-    credential: Option<String>,
+fn tokens(key_file: &str, issuer: &str, audience: &str, cache_entries: usize) -> JwtTokens {
+    let pem = std::fs::read_to_string(key_file).expect("read the key file");
+    let key = SigningKeyPair::from_pem(&pem).expect("an Ed25519 PEM key");
+    JwtTokens::new(&key, &[], JwtSettings { issuer: issuer.to_owned(), audience: audience.to_owned(), verified_cache_entries: cache_entries })
 }
 
-struct RoundResult {
-    requests_per_second: f64,
-    latencies: Vec<Duration>,
+fn claims(account: AccountId, session: SessionId, issued_at: OffsetDateTime) -> AccessClaims {
+    AccessClaims { account_id: account, session_id: session, token_id: uuid::Uuid::new_v4(), issued_at, expires_at: issued_at + time::Duration::hours(1) }
 }
 
-async fn round(scenario: &Scenario<'_>) -> RoundResult {
-    let deadline = Instant::now() + ROUND;
-    let clients = (0..CONCURRENCY).map(|_| async {
-        let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-        let mut latencies = Vec::new();
-        while Instant::now() < deadline {
-            let started = Instant::now();
-            let mut request = client.get(scenario.app.url(scenario.path));
-            if let Some(credential) = &scenario.credential {
-                request = request.bearer_auth(credential);
-            }
-            let mut response = request.send().await.expect("request");
-            assert_eq!(response.status(), StatusCode::OK, "{}", scenario.name);
-            response.body().await.expect("body");
-            latencies.push(started.elapsed());
-        }
-        latencies
-    });
+fn mint(args: &[String]) {
+    let [key, issuer, audience, account, session, count] = args else { panic!("mint KEY ISSUER AUDIENCE ACCOUNT SESSION N") };
+    let signer = tokens(key, issuer, audience, 0);
+    let account = AccountId::from_uuid(account.parse().expect("account uuid"));
+    let session = SessionId::from_uuid(session.parse().expect("session uuid"));
+    let now = OffsetDateTime::now_utc();
+    let mut out = String::new();
+    for _ in 0..count.parse::<usize>().expect("N") {
+        out.push_str(&signer.sign_access(&claims(account, session, now)).expect("sign"));
+        out.push('\n');
+    }
+    print!("{out}");
+}
+
+fn verify(args: &[String]) {
+    let [key, issuer, audience, iterations] = args else { panic!("verify KEY ISSUER AUDIENCE ITERATIONS") };
+    // No cache: this is the cost every new token pays once.
+    let signer = tokens(key, issuer, audience, 0);
+    let iterations: usize = iterations.parse().expect("ITERATIONS");
+    let token = signer
+        .sign_access(&claims(AccountId::from_uuid(uuid::Uuid::new_v4()), SessionId::from_uuid(uuid::Uuid::new_v4()), OffsetDateTime::now_utc()))
+        .expect("sign");
+    for _ in 0..iterations / 10 {
+        signer.verify_access(&token).expect("verifies");
+    }
     let started = Instant::now();
-    let latencies: Vec<Duration> = join_all(clients).await.into_iter().flatten().collect();
-    RoundResult { requests_per_second: latencies.len() as f64 / started.elapsed().as_secs_f64(), latencies }
+    for _ in 0..iterations {
+        signer.verify_access(&token).expect("verifies");
+    }
+    let verify_us = started.elapsed().as_secs_f64() * 1e6 / iterations as f64;
+    println!("{{\"verify_us\": {verify_us:.3}}}");
 }
 
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
+fn argon2_rate(args: &[String]) {
+    let [threads, seconds] = args else { panic!("argon2 THREADS SECONDS") };
+    let threads: usize = threads.parse().expect("THREADS");
+    let seconds = Duration::from_secs_f64(seconds.parse().expect("SECONDS"));
+    // flexauth's defaults: argon2id, 19 MiB, 2 passes, 1 lane (the OWASP parameters).
+    let params = Params::new(19_456, 2, 1, None).expect("params");
+    let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let stored = hasher.hash_password(b"a long enough passphrase", &SaltString::generate(&mut OsRng)).expect("hash").to_string();
+    let run = |verify: bool| {
+        let deadline = Instant::now() + seconds;
+        let started = Instant::now();
+        let done: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut count = 0;
+                        while Instant::now() < deadline {
+                            if verify {
+                                let parsed = PasswordHash::new(&stored).expect("parse");
+                                hasher.verify_password(b"a long enough passphrase", &parsed).expect("verifies");
+                            } else {
+                                hasher.hash_password(b"a long enough passphrase", &SaltString::generate(&mut OsRng)).expect("hash");
+                            }
+                            count += 1;
+                        }
+                        count
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|worker| worker.join().expect("worker")).sum()
+        });
+        done as f64 / started.elapsed().as_secs_f64()
+    };
+    let verifies = run(true);
+    let hashes = run(false);
+    println!("{{\"argon2_verify_per_s\": {verifies:.2}, \"argon2_hash_per_s\": {hashes:.2}}}");
 }
 
 fn main() {
-    actix_web::rt::System::new().block_on(run());
-}
-
-async fn run() {
-    let env = TestEnv::new().await;
-    // Rate limits off: the login timing and the login burst below send, from one address, far
-    // more attempts than the per-address limits allow; this measures the server, not the limits.
-    let stateless = env.spawn_with(&["--rate-limits", "off"]).await;
-    let checking = env.spawn_with(&["--verify-session-on-request", "true", "--rate-limits", "off"]).await;
-    let login = stateless.verified_login(&env, "bench@example.com").await;
-    let jwt = login["access_token"].as_str().unwrap().to_owned();
-    let key = stateless.post_json_with_bearer("/v1/api-keys", &jwt, json!({ "name": "bench" })).await.body["data"]["key"].as_str().unwrap().to_owned();
-
-    let backend = if env.is_postgres() { "PostgreSQL" } else { "SQLite" };
-    println!("flexauth load benchmark: {backend}, {CONCURRENCY} concurrent clients, {ROUNDS} interleaved rounds of {} s each", ROUND.as_secs());
-    let scenarios = [
-        Scenario { name: "GET /healthz (no auth, no database)", app: &stateless, path: "/healthz", credential: None },
-        Scenario { name: "GET /v1/auth/me, JWT (baseline)", app: &stateless, path: "/v1/auth/me", credential: Some(jwt.clone()) },
-        Scenario { name: "GET /v1/auth/me, JWT + session check", app: &checking, path: "/v1/auth/me", credential: Some(jwt.clone()) },
-        Scenario { name: "GET /v1/usage, JWT", app: &stateless, path: "/v1/usage", credential: Some(jwt.clone()) },
-        Scenario { name: "GET /v1/usage, JWT + session check", app: &checking, path: "/v1/usage", credential: Some(jwt.clone()) },
-        Scenario { name: "GET /v1/usage, API key", app: &stateless, path: "/v1/usage", credential: Some(key) },
-    ];
-    // Warm up connections, pools and caches once.
-    for scenario in &scenarios {
-        let _ = round(&Scenario { name: scenario.name, app: scenario.app, path: scenario.path, credential: scenario.credential.clone() }).await;
+    let args: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
+    match args.first().map(String::as_str) {
+        Some("keygen") => print!("{}", SigningKeyPair::generate_pem().expect("key")),
+        Some("mint") => mint(&args[1..]),
+        Some("verify") => verify(&args[1..]),
+        Some("argon2") => argon2_rate(&args[1..]),
+        _ => eprintln!("this is the helper of `just bench` (scripts/bench); run that instead"),
     }
-    let mut results: Vec<Vec<RoundResult>> = scenarios.iter().map(|_| Vec::new()).collect();
-    for _ in 0..ROUNDS {
-        for (scenario, collected) in scenarios.iter().zip(results.iter_mut()) {
-            collected.push(round(scenario).await);
-        }
-    }
-    let medians: Vec<f64> = results
-        .iter()
-        .map(|rounds| {
-            let mut rates: Vec<f64> = rounds.iter().map(|round| round.requests_per_second).collect();
-            rates.sort_by(f64::total_cmp);
-            rates[rates.len() / 2]
-        })
-        .collect();
-    let baseline = medians[1];
-    println!("{:<42} {:>10} {:>9} {:>9} {:>16}", "scenario", "req/s", "p50 ms", "p99 ms", "vs baseline");
-    for ((scenario, rounds), median) in scenarios.iter().zip(&results).zip(&medians) {
-        let mut latencies: Vec<Duration> = rounds.iter().flat_map(|round| round.latencies.iter().copied()).collect();
-        latencies.sort();
-        println!(
-            "{:<42} {:>10.0} {:>9.2} {:>9.2} {:>15.2}x",
-            scenario.name,
-            median,
-            percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
-            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-            median / baseline
-        );
-    }
-
-    login_timing(&stateless).await;
-    health_during_login_burst(&stateless).await;
-    stateless.stop().await;
-    checking.stop().await;
-}
-
-/// Sequential logins, so each one's time is the password check alone: an unknown email must
-/// take as long as a wrong password (the dummy hash), or timing would reveal accounts.
-async fn login_timing(app: &TestApp) {
-    const ATTEMPTS: usize = 60;
-    let mut wrong = Vec::new();
-    let mut unknown = Vec::new();
-    for _ in 0..ATTEMPTS {
-        for (email, into) in [("bench@example.com", &mut wrong), ("nobody@example.com", &mut unknown)] {
-            let started = Instant::now();
-            let reply = app.post("/v1/auth/login", json!({ "email": email, "password": "not the password" })).await;
-            assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-            into.push(started.elapsed());
-        }
-    }
-    wrong.sort();
-    unknown.sort();
-    let (wrong_median, unknown_median) = (percentile(&wrong, 0.5), percentile(&unknown, 0.5));
-    println!(
-        "\nlogin, {ATTEMPTS} each, alternating: wrong password p50 {:.2} ms, unknown email p50 {:.2} ms, ratio unknown/wrong {:.2}x",
-        wrong_median.as_secs_f64() * 1000.0,
-        unknown_median.as_secs_f64() * 1000.0,
-        unknown_median.as_secs_f64() / wrong_median.as_secs_f64()
-    );
-}
-
-/// Password hashing runs on a bounded blocking pool, off the executor: requests that need no
-/// hash keep being served while logins saturate the pool.
-async fn health_during_login_burst(app: &TestApp) {
-    let health = Scenario { name: "GET /healthz", app, path: "/healthz", credential: None };
-    let idle = round(&health).await;
-    let deadline = Instant::now() + ROUND;
-    let burst = join_all((0..32).map(|_| async move {
-        let mut logins = 0usize;
-        while Instant::now() < deadline {
-            let reply = app.post("/v1/auth/login", json!({ "email": "bench@example.com", "password": "not the password" })).await;
-            assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-            logins += 1;
-        }
-        logins
-    }));
-    let (under_burst, logins) = futures_util::future::join(round(&health), burst).await;
-    let logins: usize = logins.into_iter().sum();
-    let p99 = |result: &RoundResult| {
-        let mut latencies = result.latencies.clone();
-        latencies.sort();
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
-    };
-    println!(
-        "healthz during a burst of 32 concurrent logins ({:.0} logins/s): {:.0} req/s vs {:.0} idle ({:.2}x), p99 {:.2} ms vs {:.2} ms idle",
-        logins as f64 / ROUND.as_secs_f64(),
-        under_burst.requests_per_second,
-        idle.requests_per_second,
-        under_burst.requests_per_second / idle.requests_per_second,
-        p99(&under_burst),
-        p99(&idle)
-    );
 }

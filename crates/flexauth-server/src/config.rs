@@ -115,6 +115,10 @@ pub struct RawConfig {
     /// `0` means one per core. Logins beyond the workers and their queue get 503 at once.
     #[arg(long, env = "FLEXAUTH_ARGON2_WORKERS", default_value = "0", global = true)]
     pub argon2_workers: String,
+    /// How many verified access tokens each instance remembers, so a client reusing its token
+    /// skips the signature check; `0` turns the cache off.
+    #[arg(long, env = "FLEXAUTH_VERIFIED_TOKEN_CACHE", default_value = "16384", global = true)]
+    pub verified_token_cache: String,
     /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
     #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -177,9 +181,12 @@ pub struct Settings {
     pub rate_limits: bool,
     pub retention: flexauth_domain::housekeeping::RetentionSettings,
     pub argon2: Argon2Settings,
+    pub verified_token_cache: usize,
     pub log_format: LogFormat,
     /// How often the delivery worker looks for due emails.
     pub outbox_poll_interval: std::time::Duration,
+    /// How often the request counts of `/v1/usage` are written: what a crash can lose.
+    pub usage_flush_interval: std::time::Duration,
     /// HTTP worker threads.
     pub http_workers: usize,
 }
@@ -273,6 +280,16 @@ impl RawConfig {
             },
             ..Argon2Settings::default()
         };
+        let verified_token_cache = match self.verified_token_cache.trim().parse::<usize>() {
+            Ok(entries) if entries <= 16_777_216 => entries,
+            _ => {
+                return Err(invalid(
+                    "FLEXAUTH_VERIFIED_TOKEN_CACHE",
+                    "verified-token-cache",
+                    format!("`{}` is not a number of entries from 0 to 16777216", self.verified_token_cache),
+                ))
+            }
+        };
         if argon2.memory_kib < 8 {
             return Err(invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", "must be at least 8"));
         }
@@ -334,8 +351,10 @@ impl RawConfig {
             reauthentication_window: parse_duration(&self.reauthentication_window)
                 .map_err(|reason| invalid("FLEXAUTH_REAUTHENTICATION_WINDOW", "reauthentication-window", reason))?,
             argon2,
+            verified_token_cache,
             log_format,
             outbox_poll_interval: std::time::Duration::from_secs(1),
+            usage_flush_interval: std::time::Duration::from_secs(1),
             http_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         })
     }

@@ -80,6 +80,7 @@ pub struct Application {
     server: Server,
     shutdown: watch::Sender<bool>,
     worker: JoinHandle<()>,
+    usage_flusher: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Application {
@@ -184,7 +185,11 @@ impl Application {
         let random: Arc<dyn SecureRandom> = Arc::new(OsRandom);
         let (key, retiring) = signing_keys(settings, &store, clock.as_ref()).await?;
         let public_base = settings.public_base();
-        let tokens = Arc::new(JwtTokens::new(&key, &retiring, JwtSettings { issuer: public_base.clone(), audience: settings.audience.clone() }));
+        let tokens = Arc::new(JwtTokens::new(
+            &key,
+            &retiring,
+            JwtSettings { issuer: public_base.clone(), audience: settings.audience.clone(), verified_cache_entries: settings.verified_token_cache },
+        ));
         let argon2 = settings.argon2;
         let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await??);
         tracing::info!(workers = argon2.workers, pool_mib = hasher.pool_memory_bytes() >> 20, "password hashing pool started");
@@ -247,7 +252,7 @@ impl Application {
             sessions,
             api_keys,
             bearer,
-            usage,
+            usage: usage.clone(),
             tokens,
             store,
             audit,
@@ -302,9 +307,10 @@ impl Application {
         let (shutdown, stopped) = watch::channel(false);
         let housekeeping = HousekeepingService::new(shared_housekeeping, clock_for_purge, settings.retention);
         let jobs = worker::Jobs { accounts, delivery, housekeeping };
+        let usage_flusher = worker::spawn_usage_flusher(usage, settings.usage_flush_interval, stopped.clone());
         let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, "flexauth listening");
-        Ok(Self { port, server, shutdown, worker })
+        Ok(Self { port, server, shutdown, worker, usage_flusher })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -318,7 +324,7 @@ impl Application {
     }
 
     /// Serves until the server stops (SIGTERM, SIGINT or a handle), then stops the delivery
-    /// worker after its current pass.
+    /// worker after its current pass and writes the request counts not yet written.
     ///
     /// # Errors
     /// The server's I/O error.
@@ -326,6 +332,7 @@ impl Application {
         let outcome = self.server.await;
         let _ = self.shutdown.send(true);
         let _ = self.worker.await;
+        let _ = self.usage_flusher.await;
         outcome
     }
 }

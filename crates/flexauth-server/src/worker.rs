@@ -7,6 +7,7 @@ use std::time::Duration;
 use flexauth_domain::account::AccountService;
 use flexauth_domain::housekeeping::HousekeepingService;
 use flexauth_domain::mail::DeliveryService;
+use flexauth_domain::usage::UsageService;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -84,5 +85,27 @@ pub fn spawn(jobs: Jobs, interval: Duration, wakeup: Arc<Notify>, mut shutdown: 
             }
         }
         tracing::info!("background worker stopped");
+    })
+}
+
+/// Writes the request counts every `interval` (a second in production: what a crash can
+/// lose) and once more when `shutdown` turns true, after the HTTP server has stopped taking
+/// requests, so a graceful stop loses none.
+pub fn spawn_usage_flusher(usage: UsageService, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = ticks.tick() => false,
+                _ = shutdown.changed() => true,
+            };
+            if let Err(error) = usage.flush().await {
+                tracing::error!(error.chain = %error_chain(&error), "writing the request counts failed; they are kept for the next try");
+            }
+            if stopping {
+                break;
+            }
+        }
     })
 }

@@ -1,33 +1,76 @@
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
+use diesel::upsert::excluded;
 use flexauth_domain::account::AccountId;
-use flexauth_domain::usage::UsageRepository;
+use flexauth_domain::usage::{UsageCount, UsageRepository};
 use flexauth_domain::InfraError;
 use time::Date;
 
-use crate::schema::usage_counters;
+use crate::schema::{accounts, usage_counters};
 use crate::{with_connection, Store, StoreError};
 
 #[async_trait]
 impl UsageRepository for Store {
-    async fn record_request(&self, account_id: AccountId, day: Date) -> Result<u64, InfraError> {
-        let account_id = account_id.to_string();
-        let day = day.to_string();
-        let count = self
+    async fn add_requests(&self, batch: &[UsageCount]) -> Result<Vec<UsageCount>, InfraError> {
+        let increments: Vec<(String, String, i64)> =
+            batch.iter().map(|count| (count.account_id.to_string(), count.day.to_string(), i64::try_from(count.requests).unwrap_or(i64::MAX))).collect();
+        let totals = self
             .run(move |connection| {
                 with_connection!(connection, |c| c.transaction(|c| {
+                    let ids: Vec<&String> = increments.iter().map(|(id, _, _)| id).collect();
+                    // An account deleted since its requests were counted takes its counts with
+                    // it; left in the batch, its foreign key would fail every other row too.
+                    let existing: HashSet<String> =
+                        accounts::table.filter(accounts::id.eq_any(&ids)).select(accounts::id).load::<String>(c)?.into_iter().collect();
+                    let rows: Vec<_> = increments
+                        .iter()
+                        .filter(|(id, _, _)| existing.contains(id))
+                        .map(|(id, day, requests)| (usage_counters::account_id.eq(id), usage_counters::day.eq(day), usage_counters::requests.eq(requests)))
+                        .collect();
+                    if rows.is_empty() {
+                        return Ok(Vec::new());
+                    }
                     diesel::insert_into(usage_counters::table)
-                        .values((usage_counters::account_id.eq(&account_id), usage_counters::day.eq(&day), usage_counters::requests.eq(1_i64)))
+                        .values(&rows)
                         .on_conflict((usage_counters::account_id, usage_counters::day))
                         .do_update()
-                        .set(usage_counters::requests.eq(usage_counters::requests + 1))
+                        .set(usage_counters::requests.eq(usage_counters::requests + excluded(usage_counters::requests)))
                         .execute(c)?;
-                    usage_counters::table.find((&account_id, &day)).select(usage_counters::requests).first::<i64>(c)
+                    let days: Vec<&String> = increments.iter().map(|(_, day, _)| day).collect();
+                    let written: HashSet<(&String, &String)> =
+                        increments.iter().filter(|(id, _, _)| existing.contains(id)).map(|(id, day, _)| (id, day)).collect();
+                    let stored = usage_counters::table
+                        .filter(usage_counters::account_id.eq_any(&ids))
+                        .filter(usage_counters::day.eq_any(&days))
+                        .select((usage_counters::account_id, usage_counters::day, usage_counters::requests))
+                        .load::<(String, String, i64)>(c)?;
+                    Ok(stored.into_iter().filter(|(id, day, _)| written.contains(&(id, day))).collect::<Vec<_>>())
                 }))
                 .map_err(|error: DieselError| StoreError::from(error))
             })
             .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        // The stored keys are the texts of the batch's own ids and days.
+        let keys: HashMap<(String, String), (AccountId, Date)> =
+            batch.iter().map(|count| ((count.account_id.to_string(), count.day.to_string()), (count.account_id, count.day))).collect();
+        Ok(totals
+            .into_iter()
+            .filter_map(|(id, day, requests)| {
+                keys.get(&(id, day)).map(|&(account_id, day)| UsageCount { account_id, day, requests: u64::try_from(requests).unwrap_or(0) })
+            })
+            .collect())
+    }
+
+    async fn requests_on(&self, account_id: AccountId, day: Date) -> Result<u64, InfraError> {
+        let key = (account_id.to_string(), day.to_string());
+        let count = self
+            .run(move |connection| {
+                with_connection!(connection, |c| usage_counters::table.find((&key.0, &key.1)).select(usage_counters::requests).first::<i64>(c).optional())
+                    .map_err(StoreError::from)
+            })
+            .await?;
+        Ok(count.map_or(0, |count| u64::try_from(count).unwrap_or(0)))
     }
 }

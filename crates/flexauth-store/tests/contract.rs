@@ -15,7 +15,7 @@ use flexauth_domain::limits::{LimitPolicy, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{ClientInfo, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository};
-use flexauth_domain::usage::UsageRepository;
+use flexauth_domain::usage::{UsageCount, UsageRepository};
 use flexauth_store::Store;
 use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
@@ -388,9 +388,21 @@ async fn a_retry_waits_for_its_time_and_counts_the_attempt(store: &Store) {
 
 async fn usage_counts_per_account_and_day(store: &Store) {
     let account = stored_account(store).await;
-    assert_eq!(store.record_request(account.id(), date!(2026 - 11 - 27)).await.unwrap(), 1);
-    assert_eq!(store.record_request(account.id(), date!(2026 - 11 - 27)).await.unwrap(), 2);
-    assert_eq!(store.record_request(account.id(), date!(2026 - 11 - 28)).await.unwrap(), 1);
+    let other = new_account("other@example.com");
+    store.create_unverified(&other, &attempt_for(&other, 2), &mail_to("other@example.com")).await.unwrap();
+    let (day, next_day) = (date!(2026 - 11 - 27), date!(2026 - 11 - 28));
+    let count = |account: &Account, day, requests| UsageCount { account_id: account.id(), day, requests };
+    assert_eq!(store.requests_on(account.id(), day).await.unwrap(), 0);
+    let mut totals = store.add_requests(&[count(&account, day, 3), count(&other, day, 1)]).await.unwrap();
+    totals.sort_by_key(|total| total.requests);
+    assert_eq!(totals, [count(&other, day, 1), count(&account, day, 3)]);
+    assert_eq!(store.add_requests(&[count(&account, day, 2), count(&account, next_day, 5)]).await.unwrap().len(), 2);
+    assert_eq!(store.requests_on(account.id(), day).await.unwrap(), 5, "increments add up");
+    assert_eq!(store.requests_on(account.id(), next_day).await.unwrap(), 5, "each day counts apart");
+    // An account that no longer exists does not fail the batch: its count is dropped.
+    let gone = new_account("gone@example.com");
+    let totals = store.add_requests(&[count(&gone, day, 4), count(&other, day, 1)]).await.unwrap();
+    assert_eq!(totals, [count(&other, day, 2)]);
 }
 
 async fn the_first_stored_signing_key_wins(store: &Store) {

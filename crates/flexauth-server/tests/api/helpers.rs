@@ -112,13 +112,16 @@ impl TestEnv {
         self.spawn_with_clock(extra, Arc::new(TestClock::default())).await
     }
 
+    /// Starts an instance with settings the command line does not reach.
+    pub async fn spawn_tuned(&self, tune: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings(&[]);
+        tune(&mut settings);
+        TestApp::start(Application::build_with_clock(&settings, Arc::new(TestClock::default())).await.unwrap())
+    }
+
     /// Starts an instance whose clock the test moves.
     pub async fn spawn_with_clock(&self, extra: &[&str], clock: Arc<TestClock>) -> TestApp {
-        let app = Application::build_with_clock(&self.settings(extra), clock).await.unwrap();
-        let port = app.port();
-        let handle = app.server_handle();
-        tokio::spawn(app.run_until_stopped());
-        TestApp { address: format!("http://127.0.0.1:{port}"), handle, client: awc::Client::builder().timeout(Duration::from_secs(60)).finish() }
+        TestApp::start(Application::build_with_clock(&self.settings(extra), clock).await.unwrap())
     }
 }
 
@@ -156,6 +159,7 @@ pub struct TestApp {
     pub address: String,
     pub handle: ServerHandle,
     pub client: awc::Client,
+    running: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 pub struct Reply {
@@ -181,6 +185,18 @@ async fn read(mut response: awc::ClientResponse<impl futures_util::Stream<Item =
 }
 
 impl TestApp {
+    fn start(app: Application) -> Self {
+        let port = app.port();
+        let handle = app.server_handle();
+        let running = tokio::spawn(app.run_until_stopped());
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            handle,
+            client: awc::Client::builder().timeout(Duration::from_secs(60)).finish(),
+            running: Mutex::new(Some(running)),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -255,8 +271,14 @@ impl TestApp {
         login.body["data"].clone()
     }
 
+    /// Stops the instance gracefully and waits until it has finished its shutdown work (the
+    /// worker's last pass, the last write of request counts).
     pub async fn stop(&self) {
         self.handle.stop(true).await;
+        let running = self.running.lock().unwrap().take();
+        if let Some(running) = running {
+            running.await.unwrap().unwrap();
+        }
     }
 }
 
@@ -318,11 +340,7 @@ pub async fn spawn_embedded(data_dir: &std::path::Path) -> TestApp {
     let mut settings = Cli::try_parse_from(args).unwrap().config.resolve().unwrap();
     settings.outbox_poll_interval = Duration::from_millis(100);
     settings.http_workers = 2;
-    let app = Application::build(&settings).await.unwrap();
-    let port = app.port();
-    let handle = app.server_handle();
-    tokio::spawn(app.run_until_stopped());
-    TestApp { address: format!("http://127.0.0.1:{port}"), handle, client: awc::Client::builder().timeout(Duration::from_secs(60)).finish() }
+    TestApp::start(Application::build(&settings).await.unwrap())
 }
 
 /// The value of attribute `name` in the first tag of `html` that has `marker` in it.

@@ -10,6 +10,7 @@ mod abuse;
 mod api_keys;
 mod bad_input;
 mod error_codes;
+mod fast_paths;
 mod mail;
 mod passwords;
 mod scale_out;

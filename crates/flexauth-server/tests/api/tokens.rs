@@ -99,7 +99,7 @@ async fn forged_and_misused_tokens_get_401_invalid_token() {
 
     // A token signed by a key flexauth does not know.
     let foreign_key = SigningKeyPair::from_pem(&SigningKeyPair::generate_pem().unwrap()).unwrap();
-    let settings = JwtSettings { issuer: PUBLIC_URL.into(), audience: "flexauth".into() };
+    let settings = JwtSettings { issuer: PUBLIC_URL.into(), audience: "flexauth".into(), verified_cache_entries: 1024 };
     let foreign = JwtTokens::new(&foreign_key, &[], settings.clone());
     let claims = AccessClaims {
         account_id: AccountId::from_uuid(Uuid::parse_str(part(access, 1)["sub"].as_str().unwrap()).unwrap()),
