@@ -45,7 +45,13 @@ impl ApiKeyRepository for Store {
     }
 
     async fn find_active_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, InfraError> {
-        let hash = hash.as_bytes().to_vec();
+        let digest = *hash.as_bytes();
+        let ticket = match self.api_key_cache.as_ref().map(|cache| cache.get(&digest)) {
+            Some(Ok(key)) => return Ok(Some(key)),
+            Some(Err(ticket)) => ticket,
+            None => None,
+        };
+        let hash = digest.to_vec();
         // The inner join drops keys whose account is gone.
         let row = self
             .run(move |connection| {
@@ -58,7 +64,11 @@ impl ApiKeyRepository for Store {
                     .optional())?)
             })
             .await?;
-        Ok(row.map(ApiKey::try_from).transpose()?)
+        let key = row.map(ApiKey::try_from).transpose()?;
+        if let (Some(cache), Some(ticket), Some(key)) = (&self.api_key_cache, ticket, &key) {
+            cache.fill(ticket, digest, key);
+        }
+        Ok(key)
     }
 
     async fn list(&self, account_id: AccountId) -> Result<Vec<ApiKey>, InfraError> {
@@ -87,21 +97,49 @@ impl ApiKeyRepository for Store {
                         .execute(c)?;
                     if updated == 1 {
                         diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                        // In the transaction: the other instances hear of it exactly when
+                        // the revocation commits.
+                        c.announce_api_key_ended()?;
                     }
                     Ok::<_, diesel::result::Error>(updated)
                 }))
                 .map_err(StoreError::from)
             })
             .await?;
+        if let Some(cache) = &self.api_key_cache {
+            cache.forget_all();
+        }
         Ok(updated == 1)
     }
 
     async fn touch(&self, id: ApiKeyId, now: OffsetDateTime) -> Result<(), InfraError> {
-        let (id, now) = (id.to_string(), millis(now));
+        let key_id = id;
+        let id = id.to_string();
         self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::update(api_keys::table.find(&id)).set(api_keys::last_used_at.eq(now)).execute(c))?)
+            Ok(with_connection!(connection, |c| diesel::update(api_keys::table.find(&id)).set(api_keys::last_used_at.eq(millis(now))).execute(c))?)
         })
         .await?;
+        if let Some(cache) = &self.api_key_cache {
+            cache.touched(key_id, now);
+        }
+        Ok(())
+    }
+}
+
+/// Tells the other instances that an API key ended, so they drop it from their caches.
+trait AnnounceApiKeyEnded {
+    fn announce_api_key_ended(&mut self) -> Result<(), diesel::result::Error>;
+}
+
+impl AnnounceApiKeyEnded for diesel::pg::PgConnection {
+    fn announce_api_key_ended(&mut self) -> Result<(), diesel::result::Error> {
+        diesel::sql_query(format!("NOTIFY {}", crate::api_key_cache::CHANNEL)).execute(self).map(drop)
+    }
+}
+
+/// SQLite serves one process, which has no cache of keys.
+impl AnnounceApiKeyEnded for diesel::sqlite::SqliteConnection {
+    fn announce_api_key_ended(&mut self) -> Result<(), diesel::result::Error> {
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! depend on a web framework and holds no business rule: it stores what the domain decided.
 
 mod accounts;
+mod api_key_cache;
 mod api_keys;
 mod audit;
 mod error;
@@ -93,11 +94,33 @@ struct Manager {
     config: DatabaseConfig,
 }
 
+/// A pooled connection and whether a query found it dead.
+struct Pooled {
+    connection: DbConnection,
+    broken: bool,
+}
+
 impl ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = Pooled;
     type Error = StoreError;
 
-    fn connect(&self) -> Result<DbConnection, StoreError> {
+    fn connect(&self) -> Result<Pooled, StoreError> {
+        let connection = self.open()?;
+        Ok(Pooled { connection, broken: false })
+    }
+
+    fn is_valid(&self, pooled: &mut Pooled) -> Result<(), StoreError> {
+        with_connection!(&mut pooled.connection, |c| c.batch_execute("SELECT 1"))?;
+        Ok(())
+    }
+
+    fn has_broken(&self, pooled: &mut Pooled) -> bool {
+        pooled.broken
+    }
+}
+
+impl Manager {
+    fn open(&self) -> Result<DbConnection, StoreError> {
         match &self.config {
             DatabaseConfig::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
             DatabaseConfig::Sqlite(path) => {
@@ -111,15 +134,6 @@ impl ManageConnection for Manager {
                 Ok(DbConnection::Sqlite(connection))
             }
         }
-    }
-
-    fn is_valid(&self, connection: &mut DbConnection) -> Result<(), StoreError> {
-        with_connection!(connection, |c| c.batch_execute("SELECT 1"))?;
-        Ok(())
-    }
-
-    fn has_broken(&self, _connection: &mut DbConnection) -> bool {
-        false
     }
 }
 
@@ -161,6 +175,8 @@ pub(crate) fn guarded(outcome: Result<(), StoreError>) -> Result<bool, StoreErro
 pub struct Store {
     pool: Pool<Manager>,
     backend: &'static str,
+    /// Active API keys by digest; on PostgreSQL only, where revocations can be broadcast.
+    api_key_cache: Option<std::sync::Arc<api_key_cache::ApiKeyCache>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -175,6 +191,10 @@ impl Store {
     /// # Errors
     /// [`StoreError::Pool`] when no connection could be made within ten seconds.
     pub fn connect(config: DatabaseConfig) -> Result<Self, StoreError> {
+        let api_key_cache = match &config {
+            DatabaseConfig::Postgres(url) => Some(api_key_cache::ApiKeyCache::start(url.clone())),
+            DatabaseConfig::Sqlite(_) => None,
+        };
         let (backend, max_size) = match &config {
             DatabaseConfig::Postgres(_) => ("postgres", 10),
             // SQLite allows one writer at a time; one pooled connection per process makes
@@ -184,8 +204,11 @@ impl Store {
                 ("sqlite", 1)
             }
         };
-        let pool = Pool::builder().max_size(max_size).connection_timeout(Duration::from_secs(10)).build(Manager { config })?;
-        Ok(Self { pool, backend })
+        // No test query on every checkout: it doubled the round trips of every request. A
+        // connection is instead dropped when a query finds it closed (see `run`), so after a
+        // database restart each pooled connection fails one query and is replaced.
+        let pool = Pool::builder().max_size(max_size).connection_timeout(Duration::from_secs(10)).test_on_check_out(false).build(Manager { config })?;
+        Ok(Self { pool, backend, api_key_cache })
     }
 
     /// `"postgres"` or `"sqlite"`.
@@ -227,8 +250,16 @@ impl Store {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut connection = pool.get()?;
-            work(&mut connection)
+            let mut pooled = pool.get()?;
+            let outcome = work(&mut pooled.connection);
+            if let Err(StoreError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ClosedConnection | diesel::result::DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ))) = &outcome
+            {
+                pooled.broken = true;
+            }
+            outcome
         })
         .await?
     }

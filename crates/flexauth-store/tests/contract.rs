@@ -682,3 +682,48 @@ async fn a_device_is_known_only_to_its_account_and_only_while_recent(store: &Sto
     store.remember_device(account.id(), &device, NOW + Duration::days(2)).await.unwrap();
     assert!(store.device_known(account.id(), &device, NOW + Duration::days(1)).await.unwrap(), "a new login refreshes it");
 }
+
+/// Another instance's store on the same PostgreSQL database caches a key; a revocation made
+/// through the first reaches it at once, and so does a revocation it was never told of, once
+/// its listening connection is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::Connection as _;
+
+    let Some(db) = flexauth_store::test_db::TestDatabase::postgres().await else { return };
+    let here = db.store();
+    let there = Store::connect(db.config().clone()).unwrap();
+    let account = stored_account(here).await;
+    let session = creator(here, &account).await;
+    let key = api_key(&account, "cached");
+    let hash = TokenHash::of(b"fo_live_cached");
+    assert!(ApiKeyRepository::create(here, &key, &hash, &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap());
+    for _ in 0..3 {
+        assert_eq!(there.find_active_by_hash(&hash).await.unwrap(), Some(key.clone()));
+    }
+    assert!(ApiKeyRepository::revoke(here, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
+    assert_eq!(there.find_active_by_hash(&hash).await.unwrap(), None, "the other instance's cache dropped it at once");
+
+    // A key ended behind flexauth's back (no notification), after the listener was lost.
+    let second = api_key(&account, "second");
+    let second_hash = TokenHash::of(b"fo_live_second");
+    assert!(ApiKeyRepository::create(here, &second, &second_hash, &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap());
+    assert_eq!(there.find_active_by_hash(&second_hash).await.unwrap(), Some(second.clone()));
+    let flexauth_store::DatabaseConfig::Postgres(url) = db.config().clone() else { unreachable!() };
+    let mut admin = diesel::PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'flexauth-key-cache'",
+        )
+        .unwrap();
+    admin.batch_execute(&format!("UPDATE api_keys SET revoked_at = 0 WHERE id = '{}'", second.id)).unwrap();
+    // The loss is seen at the next read of the socket (the terminated backend closes it) or,
+    // at the latest, when the heartbeat is a second old.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while there.find_active_by_hash(&second_hash).await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "a key revoked while the listener was lost stayed cached");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

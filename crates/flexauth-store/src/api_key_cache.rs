@@ -1,0 +1,242 @@
+//! Active API keys by digest, so that a server calling with its key does not cost a database
+//! read per request, on PostgreSQL.
+//!
+//! The rule the cache must keep is that a revoked key fails on every instance at once. Every
+//! statement that ends a key also sends a notification on [`CHANNEL`] in its transaction, and
+//! each instance keeps one connection listening on it. The cache is cleared whole on every
+//! notification, since revocations are rare and a clear costs only the next lookup of each
+//! key. Pending notifications are read before every cache hit (a non-blocking read of the
+//! listening socket). A background thread sends a heartbeat query on the listening connection
+//! every [`POLL_EVERY`]; the cache is trusted only while the last heartbeat is younger than
+//! [`HEARTBEAT_TRUSTED_FOR`], so a connection that silently stopped delivering (a network
+//! partition sends no close) cannot keep a revoked key alive. While the listening connection
+//! is down, the cache is empty and not used: every lookup goes to the database until it is
+//! back. The connection asks the kernel to give up on unacknowledged data after a second
+//! (`tcp_user_timeout`), so a heartbeat into a partition fails instead of hanging.
+//!
+//! A lookup that missed reads the database and fills the cache only if no notification came
+//! in the meantime (the generation counter), so a key revoked during that read is not put
+//! back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection as _;
+use diesel::pg::PgConnection;
+use diesel::Connection as _;
+use flexauth_domain::api_key::{ApiKey, ApiKeyId};
+use time::OffsetDateTime;
+
+/// The notification channel of ended API keys.
+pub(crate) const CHANNEL: &str = "flexauth_api_keys";
+
+/// How often an idle instance reads its notifications and, when the listening connection was
+/// lost, tries to listen again.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// How old the last successful heartbeat may be for the cache to be used.
+const HEARTBEAT_TRUSTED_FOR: Duration = Duration::from_millis(1000);
+
+/// Keys remembered at most; one more clears the cache.
+const CAPACITY: usize = 65_536;
+
+pub(crate) struct ApiKeyCache {
+    url: String,
+    entries: Mutex<Entries>,
+    listener: Mutex<Option<PgConnection>>,
+    listening: AtomicBool,
+    /// When the listening connection last answered a heartbeat.
+    confirmed_at: Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct Entries {
+    keys: HashMap<[u8; 32], ApiKey>,
+    digests: HashMap<ApiKeyId, [u8; 32]>,
+    /// Counts the clears, so a lookup can tell whether one happened during its read.
+    generation: u64,
+}
+
+/// What a lookup that missed must hand back to [`ApiKeyCache::fill`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(u64);
+
+static LISTENERS_STARTED: AtomicU64 = AtomicU64::new(0);
+
+impl ApiKeyCache {
+    /// Starts listening on `url` (PostgreSQL) and the background thread that keeps listening.
+    pub(crate) fn start(url: String) -> Arc<Self> {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}tcp_user_timeout=1000&application_name=flexauth-key-cache");
+        let cache =
+            Arc::new(Self { url, entries: Mutex::default(), listener: Mutex::new(None), listening: AtomicBool::new(false), confirmed_at: Mutex::new(None) });
+        cache.reconnect();
+        let weak = Arc::downgrade(&cache);
+        let name = format!("flexauth-key-cache-{}", LISTENERS_STARTED.fetch_add(1, Ordering::Relaxed));
+        let spawned = std::thread::Builder::new().name(name).spawn(move || poll_until_dropped(&weak));
+        if let Err(error) = spawned {
+            tracing::error!(%error, "the API key cache cannot watch for revocations; it stays off");
+            cache.lose_listener();
+        }
+        cache
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        // A panic while holding the lock leaves a map of active keys: still true, or cleared
+        // by the next notification.
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn clear(&self) {
+        let mut entries = self.entries();
+        entries.keys.clear();
+        entries.digests.clear();
+        entries.generation += 1;
+    }
+
+    fn lose_listener(&self) {
+        self.listening.store(false, Ordering::Release);
+        self.clear();
+    }
+
+    fn reconnect(&self) {
+        let connected = PgConnection::establish(&self.url).map_err(|error| error.to_string()).and_then(|mut connection| {
+            connection.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(|error| error.to_string())?;
+            Ok(connection)
+        });
+        match connected {
+            Ok(connection) => {
+                *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
+                // Whatever was revoked while nobody listened: start from nothing.
+                self.clear();
+                self.confirm();
+                self.listening.store(true, Ordering::Release);
+            }
+            Err(error) => {
+                if self.listening.load(Ordering::Acquire) {
+                    tracing::warn!(%error, "lost the connection that watches for API key revocations; keys are read from the database until it is back");
+                }
+                self.lose_listener();
+            }
+        }
+    }
+
+    fn confirm(&self) {
+        *self.confirmed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    fn trusted(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+            && self.confirmed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some_and(|at| at.elapsed() < HEARTBEAT_TRUSTED_FOR)
+    }
+
+    /// Sends the heartbeat on the listening connection, then reads what arrived.
+    fn heartbeat(&self) {
+        let beat = {
+            let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match listener.as_mut() {
+                Some(connection) => connection.batch_execute("SELECT 1").is_ok(),
+                None => return,
+            }
+        };
+        if beat {
+            self.confirm();
+            self.read_notifications();
+        } else {
+            *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            tracing::warn!("lost the connection that watches for API key revocations; keys are read from the database until it is back");
+            self.lose_listener();
+        }
+    }
+
+    /// Reads the notifications that arrived, without blocking; clears the cache for any, and
+    /// drops it when the listening connection is gone.
+    fn read_notifications(&self) {
+        let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(connection) = listener.as_mut() else {
+            return;
+        };
+        let mut revoked = false;
+        let mut lost = false;
+        for notification in connection.notifications_iter() {
+            match notification {
+                Ok(_) => revoked = true,
+                Err(_) => {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        if lost {
+            *listener = None;
+            drop(listener);
+            tracing::warn!("lost the connection that watches for API key revocations; keys are read from the database until it is back");
+            self.lose_listener();
+        } else if revoked {
+            self.clear();
+        }
+    }
+
+    /// The cached active key of `digest`, or a ticket for filling the cache after a database
+    /// read. `None` for both when the cache cannot be trusted now.
+    pub(crate) fn get(&self, digest: &[u8; 32]) -> Result<ApiKey, Option<Ticket>> {
+        if !self.trusted() {
+            return Err(None);
+        }
+        self.read_notifications();
+        let entries = self.entries();
+        if !self.trusted() {
+            return Err(None);
+        }
+        entries.keys.get(digest).cloned().ok_or(Some(Ticket(entries.generation)))
+    }
+
+    /// Remembers an active key read from the database, unless the cache was cleared since the
+    /// ticket was taken.
+    pub(crate) fn fill(&self, ticket: Ticket, digest: [u8; 32], key: &ApiKey) {
+        let mut entries = self.entries();
+        if entries.generation != ticket.0 || !self.trusted() {
+            return;
+        }
+        if entries.keys.len() >= CAPACITY {
+            entries.keys.clear();
+            entries.digests.clear();
+        }
+        entries.keys.insert(digest, key.clone());
+        entries.digests.insert(key.id, digest);
+    }
+
+    /// Keeps a cached key's `last_used_at` in step with the database, so the once-a-minute
+    /// write of it is not repeated on every request.
+    pub(crate) fn touched(&self, id: ApiKeyId, now: OffsetDateTime) {
+        let mut entries = self.entries();
+        let Some(digest) = entries.digests.get(&id).copied() else {
+            return;
+        };
+        if let Some(key) = entries.keys.get_mut(&digest) {
+            key.last_used_at = Some(now);
+        }
+    }
+
+    /// Forgets everything at once on this instance, after this instance ended a key (the
+    /// other instances learn it from the notification).
+    pub(crate) fn forget_all(&self) {
+        self.clear();
+    }
+}
+
+fn poll_until_dropped(cache: &Weak<ApiKeyCache>) {
+    loop {
+        std::thread::sleep(POLL_EVERY);
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        if cache.listening.load(Ordering::Acquire) {
+            cache.heartbeat();
+        } else {
+            cache.reconnect();
+        }
+    }
+}
