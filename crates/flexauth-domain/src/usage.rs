@@ -42,11 +42,12 @@ pub trait UsageRepository: Send + Sync {
     /// [`InfraError`] when the store fails; then nothing was added.
     async fn add_requests(&self, batch: &[UsageCount]) -> Result<Vec<UsageCount>, InfraError>;
 
-    /// The stored count of `account_id` for `day`, 0 when there is none.
+    /// The stored count of `account_id` for `day` (0 when there is none), or `None` when the
+    /// account no longer exists.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn requests_on(&self, account_id: AccountId, day: Date) -> Result<u64, InfraError>;
+    async fn requests_on(&self, account_id: AccountId, day: Date) -> Result<Option<u64>, InfraError>;
 }
 
 /// What `/v1/usage` reports about the caller's requests.
@@ -56,6 +57,17 @@ pub struct UsageReport {
     pub day: Date,
     /// Requests on that day, this one included.
     pub requests_today: u64,
+}
+
+/// Why a request could not be counted.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// The caller's account was deleted while its credential was still valid.
+    #[error("the account no longer exists")]
+    AccountGone,
+    /// The store failed.
+    #[error(transparent)]
+    Unexpected(#[from] InfraError),
 }
 
 /// What one [`UsageService::flush`] did.
@@ -109,17 +121,20 @@ impl UsageService {
     }
 
     /// Counts this request and reports today's total. Reads the store only when this
-    /// instance has no counter for the account and day yet.
+    /// instance has no counter for the account and day yet; that read, and every flush, also
+    /// find out whether the account still exists, so the credential of a deleted account
+    /// stops counting within a flush interval.
     ///
     /// # Errors
-    /// [`InfraError`] when the store cannot be read.
-    pub async fn record(&self, account_id: AccountId) -> Result<UsageReport, InfraError> {
+    /// [`UsageError::AccountGone`], or [`UsageError::Unexpected`] when the store cannot be
+    /// read.
+    pub async fn record(&self, account_id: AccountId) -> Result<UsageReport, UsageError> {
         let now = self.clock.now();
         let day = now.date();
         if let Some(report) = self.count(account_id, day, now, None) {
             return Ok(report);
         }
-        let stored = self.usage.requests_on(account_id, day).await?;
+        let stored = self.usage.requests_on(account_id, day).await?.ok_or(UsageError::AccountGone)?;
         Ok(self.count(account_id, day, now, Some(stored)).unwrap_or(UsageReport { day, requests_today: stored + 1 }))
     }
 
@@ -235,7 +250,7 @@ mod tests {
     #[tokio::test]
     async fn requests_are_counted_in_memory_after_one_read_and_written_in_one_batch() {
         let mut repository = MockUsageRepository::new();
-        repository.expect_requests_on().times(1).returning(|_, _| Ok(40));
+        repository.expect_requests_on().times(1).returning(|_, _| Ok(Some(40)));
         repository
             .expect_add_requests()
             .times(1)
@@ -253,7 +268,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_flush_keeps_the_counts_for_the_next() {
         let mut repository = MockUsageRepository::new();
-        repository.expect_requests_on().returning(|_, _| Ok(0));
+        repository.expect_requests_on().returning(|_, _| Ok(Some(0)));
         let mut attempts = 0;
         repository.expect_add_requests().times(2).returning(move |batch| {
             attempts += 1;
@@ -275,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_day_starts_from_the_store_and_nothing_pending_means_no_write() {
         let mut repository = MockUsageRepository::new();
-        repository.expect_requests_on().times(2).returning(|_, day| Ok(if day == time::macros::date!(2026 - 11 - 30) { 9 } else { 0 }));
+        repository.expect_requests_on().times(2).returning(|_, day| Ok(Some(if day == time::macros::date!(2026 - 11 - 30) { 9 } else { 0 })));
         repository.expect_add_requests().times(1).returning(|batch| Ok(batch.to_vec()));
         let (usage, clock) = service(repository);
         assert_eq!(usage.record(account()).await.unwrap().requests_today, 10);
@@ -290,13 +305,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_counts_of_a_deleted_account_are_dropped() {
+    async fn a_deleted_account_is_refused_and_its_counts_are_dropped() {
         let mut repository = MockUsageRepository::new();
-        repository.expect_requests_on().returning(|_, _| Ok(0));
+        let mut reads = 0;
+        repository.expect_requests_on().times(2).returning(move |_, _| {
+            reads += 1;
+            Ok((reads == 1).then_some(0))
+        });
         repository.expect_add_requests().times(1).returning(|_| Ok(Vec::new()));
         let (usage, _) = service(repository);
         usage.record(account()).await.unwrap();
+        // The flush finds the account gone and forgets its counter; the next request reads
+        // the store again and learns the same.
         assert_eq!(usage.flush().await.unwrap(), FlushReport::default());
         assert!(usage.counters().is_empty());
+        assert!(matches!(usage.record(account()).await, Err(UsageError::AccountGone)));
     }
 }

@@ -232,6 +232,15 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<flexauth_domain::usage::UsageError> for ApiError {
+    fn from(error: flexauth_domain::usage::UsageError) -> Self {
+        match error {
+            flexauth_domain::usage::UsageError::AccountGone => Self::InvalidToken("the account no longer exists"),
+            flexauth_domain::usage::UsageError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
 impl From<InfraError> for ApiError {
     fn from(error: InfraError) -> Self {
         Self::Unexpected(Box::new(error))

@@ -1,9 +1,10 @@
 //! Active API keys by digest, so that a server calling with its key does not cost a database
 //! read per request, on PostgreSQL.
 //!
-//! The rule the cache must keep is that a revoked key fails on every instance at once. Every
-//! statement that ends a key also sends a notification on [`CHANNEL`] in its transaction, and
-//! each instance keeps one connection listening on it. The cache is cleared whole on every
+//! The rule the cache must keep is that a revoked key fails on every instance at once. A
+//! trigger on `api_keys` (migration 7) sends a notification on [`CHANNEL`] in every
+//! transaction that updates or deletes keys (a revocation, an account deleted with its keys,
+//! an operator's SQL), and each instance keeps one connection listening on it. The cache is cleared whole on every
 //! notification, since revocations are rare and a clear costs only the next lookup of each
 //! key. Pending notifications are read before every cache hit (a non-blocking read of the
 //! listening socket). A background thread sends a heartbeat query on the listening connection
@@ -29,7 +30,7 @@ use diesel::Connection as _;
 use flexauth_domain::api_key::{ApiKey, ApiKeyId};
 use time::OffsetDateTime;
 
-/// The notification channel of ended API keys.
+/// The notification channel of ended API keys; the trigger of migration 7 names it too.
 pub(crate) const CHANNEL: &str = "flexauth_api_keys";
 
 /// How often an idle instance reads its notifications and, when the listening connection was

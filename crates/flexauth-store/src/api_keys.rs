@@ -97,15 +97,14 @@ impl ApiKeyRepository for Store {
                         .execute(c)?;
                     if updated == 1 {
                         diesel::insert_into(audit_events::table).values(&event).execute(c)?;
-                        // In the transaction: the other instances hear of it exactly when
-                        // the revocation commits.
-                        c.announce_api_key_ended()?;
                     }
                     Ok::<_, diesel::result::Error>(updated)
                 }))
                 .map_err(StoreError::from)
             })
             .await?;
+        // The other instances learn it from the database's trigger (migration 7); this one
+        // need not wait for its own listener.
         if let Some(cache) = &self.api_key_cache {
             cache.forget_all();
         }
@@ -122,24 +121,6 @@ impl ApiKeyRepository for Store {
         if let Some(cache) = &self.api_key_cache {
             cache.touched(key_id, now);
         }
-        Ok(())
-    }
-}
-
-/// Tells the other instances that an API key ended, so they drop it from their caches.
-trait AnnounceApiKeyEnded {
-    fn announce_api_key_ended(&mut self) -> Result<(), diesel::result::Error>;
-}
-
-impl AnnounceApiKeyEnded for diesel::pg::PgConnection {
-    fn announce_api_key_ended(&mut self) -> Result<(), diesel::result::Error> {
-        diesel::sql_query(format!("NOTIFY {}", crate::api_key_cache::CHANNEL)).execute(self).map(drop)
-    }
-}
-
-/// SQLite serves one process, which has no cache of keys.
-impl AnnounceApiKeyEnded for diesel::sqlite::SqliteConnection {
-    fn announce_api_key_ended(&mut self) -> Result<(), diesel::result::Error> {
         Ok(())
     }
 }

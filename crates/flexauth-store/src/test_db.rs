@@ -173,3 +173,20 @@ pub async fn outbox_bodies(store: &Store, id: uuid::Uuid) -> Option<(Option<Stri
         .await
         .expect("read the outbox entry")
 }
+
+/// Deletes an account row as an operator with SQL would, and with it (by the foreign keys)
+/// everything that names it.
+///
+/// # Panics
+/// When the query fails; this is test support.
+#[allow(clippy::expect_used)]
+pub async fn delete_account(store: &Store, id: uuid::Uuid) {
+    use diesel::prelude::*;
+
+    use crate::schema::accounts;
+    let id = id.to_string();
+    store
+        .run(move |connection| Ok(crate::with_connection!(connection, |c| diesel::delete(accounts::table.find(&id)).execute(c))?))
+        .await
+        .expect("delete the account");
+}

@@ -63,14 +63,21 @@ impl UsageRepository for Store {
             .collect())
     }
 
-    async fn requests_on(&self, account_id: AccountId, day: Date) -> Result<u64, InfraError> {
-        let key = (account_id.to_string(), day.to_string());
+    async fn requests_on(&self, account_id: AccountId, day: Date) -> Result<Option<u64>, InfraError> {
+        let (id, day) = (account_id.to_string(), day.to_string());
         let count = self
             .run(move |connection| {
-                with_connection!(connection, |c| usage_counters::table.find((&key.0, &key.1)).select(usage_counters::requests).first::<i64>(c).optional())
-                    .map_err(StoreError::from)
+                with_connection!(connection, |c| {
+                    let exists = accounts::table.find(&id).select(accounts::id).first::<String>(c).optional()?.is_some();
+                    if !exists {
+                        return Ok(None);
+                    }
+                    let stored = usage_counters::table.find((&id, &day)).select(usage_counters::requests).first::<i64>(c).optional()?;
+                    Ok(Some(stored.unwrap_or(0)))
+                })
+                .map_err(|error: DieselError| StoreError::from(error))
             })
             .await?;
-        Ok(count.map_or(0, |count| u64::try_from(count).unwrap_or(0)))
+        Ok(count.map(|count| u64::try_from(count).unwrap_or(0)))
     }
 }

@@ -392,17 +392,18 @@ async fn usage_counts_per_account_and_day(store: &Store) {
     store.create_unverified(&other, &attempt_for(&other, 2), &mail_to("other@example.com")).await.unwrap();
     let (day, next_day) = (date!(2026 - 11 - 27), date!(2026 - 11 - 28));
     let count = |account: &Account, day, requests| UsageCount { account_id: account.id(), day, requests };
-    assert_eq!(store.requests_on(account.id(), day).await.unwrap(), 0);
+    assert_eq!(store.requests_on(account.id(), day).await.unwrap(), Some(0));
     let mut totals = store.add_requests(&[count(&account, day, 3), count(&other, day, 1)]).await.unwrap();
     totals.sort_by_key(|total| total.requests);
     assert_eq!(totals, [count(&other, day, 1), count(&account, day, 3)]);
     assert_eq!(store.add_requests(&[count(&account, day, 2), count(&account, next_day, 5)]).await.unwrap().len(), 2);
-    assert_eq!(store.requests_on(account.id(), day).await.unwrap(), 5, "increments add up");
-    assert_eq!(store.requests_on(account.id(), next_day).await.unwrap(), 5, "each day counts apart");
+    assert_eq!(store.requests_on(account.id(), day).await.unwrap(), Some(5), "increments add up");
+    assert_eq!(store.requests_on(account.id(), next_day).await.unwrap(), Some(5), "each day counts apart");
     // An account that no longer exists does not fail the batch: its count is dropped.
     let gone = new_account("gone@example.com");
     let totals = store.add_requests(&[count(&gone, day, 4), count(&other, day, 1)]).await.unwrap();
     assert_eq!(totals, [count(&other, day, 2)]);
+    assert_eq!(store.requests_on(gone.id(), day).await.unwrap(), None, "no such account");
 }
 
 async fn the_first_stored_signing_key_wins(store: &Store) {
@@ -684,8 +685,8 @@ async fn a_device_is_known_only_to_its_account_and_only_while_recent(store: &Sto
 }
 
 /// Another instance's store on the same PostgreSQL database caches a key; a revocation made
-/// through the first reaches it at once, and so does a revocation it was never told of, once
-/// its listening connection is lost.
+/// through the first reaches it at once, so does an account deleted by hand with its keys,
+/// and so does a change it was never told of, once its listening connection is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
     use diesel::connection::SimpleConnection as _;
@@ -704,6 +705,18 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
     }
     assert!(ApiKeyRepository::revoke(here, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
     assert_eq!(there.find_active_by_hash(&hash).await.unwrap(), None, "the other instance's cache dropped it at once");
+
+    // An account deleted with SQL takes its keys along, and the caches hear of it.
+    let doomed = new_account("doomed@example.com");
+    here.create_unverified(&doomed, &attempt_for(&doomed, 3), &mail_to("doomed@example.com")).await.unwrap();
+    let doomed_session = creator(here, &doomed).await;
+    let doomed_key = api_key(&doomed, "doomed");
+    let doomed_hash = TokenHash::of(b"fo_live_doomed");
+    assert!(ApiKeyRepository::create(here, &doomed_key, &doomed_hash, &mail_to("doomed@example.com"), doomed_session, &login_event(&doomed)).await.unwrap());
+    assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), Some(doomed_key.clone()));
+    assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), Some(doomed_key.clone()));
+    flexauth_store::test_db::delete_account(here, doomed.id().as_uuid()).await;
+    assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), None, "deleted with its account");
 
     // A key ended behind flexauth's back (no notification), after the listener was lost.
     let second = api_key(&account, "second");

@@ -126,3 +126,33 @@ async fn refresh_tokens_are_hmac_signed_and_one_signed_the_old_way_still_refresh
     assert_eq!(app.refresh(successor).await.status, StatusCode::OK);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn the_token_of_a_deleted_account_is_refused_by_usage_as_by_every_endpoint() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let login = app.verified_login(&env, &unique_email("deleted")).await;
+    let access = login["access_token"].as_str().unwrap();
+    let account_id = uuid::Uuid::parse_str(part(access, 1)["sub"].as_str().unwrap()).unwrap();
+    // Counted once while the account exists, then deleted behind flexauth's back.
+    assert_eq!(requests_today(&app.get_with_bearer("/v1/usage", access).await), 1);
+    flexauth_store::test_db::delete_account(env.store(), account_id).await;
+    // The next flush finds the account gone; from then on its token is refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let reply = app.get_with_bearer("/v1/usage", access).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(reply.code(), "invalid_token");
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::OK, "never a 5xx: {}", reply.text);
+        assert!(std::time::Instant::now() < deadline, "the deleted account's token kept working");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A new instance, which never counted for it, refuses it on the first request.
+    let fresh = env.spawn().await;
+    let reply = fresh.get_with_bearer("/v1/usage", access).await;
+    assert_eq!((reply.status, reply.code()), (StatusCode::UNAUTHORIZED, "invalid_token"), "{}", reply.text);
+    app.stop().await;
+    fresh.stop().await;
+}
