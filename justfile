@@ -29,9 +29,9 @@ test-all: db-up
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 FLEXAUTH_TEST_API_BACKEND=sqlite cargo test --workspace --test api
 
-# Load benchmark over loopback (release build, PostgreSQL, rate limits off): throughput and latency per scenario, as ratios against the stateless JWT baseline of the same run.
-bench: db-up
-    FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" cargo bench -p flexauth-server --bench load
+# Load benchmark: release binary on PostgreSQL driven by wrk (installed if missing), every figure as a ratio against a limit measured in the same run (/healthz, pgbench, argon2, Ed25519); writes target/bench/report.md. Args: rounds, seconds per scenario.
+bench rounds="3" seconds="5": db-up
+    FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" ./scripts/bench {{rounds}} {{seconds}}
 
 # Median latency of signup, resend and forgot for known vs unknown addresses, and their ratio (release build, outside the server process).
 bench-enumeration:
