@@ -40,7 +40,10 @@ impl FromRequest for Authenticated {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
             let credential = credential?.ok_or(ApiError::MissingToken)?;
-            Ok(Authenticated(state.bearer.authenticate(&credential).await?))
+            let principal = state.bearer.authenticate(&credential).await?;
+            // The request's log line names the caller's account (never the credential).
+            tracing::Span::current().record("account_id", tracing::field::display(principal.account_id));
+            Ok(Authenticated(principal))
         })
     }
 }

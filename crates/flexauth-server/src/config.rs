@@ -13,7 +13,12 @@ use url::Url;
 
 /// flexauth: email + password accounts, JWT access tokens, rotating refresh tokens.
 #[derive(Debug, Parser)]
-#[command(name = "flexauth", version, about)]
+#[command(
+    name = "flexauth",
+    version,
+    about = "flexauth: an authentication server. Email + password accounts with email verification, JWT access tokens, rotating refresh tokens and API keys.",
+    long_about = None
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -115,6 +120,10 @@ pub struct RawConfig {
     /// `0` means one per core. Logins beyond the workers and their queue get 503 at once.
     #[arg(long, env = "FLEXAUTH_ARGON2_WORKERS", default_value = "0", global = true)]
     pub argon2_workers: String,
+    /// Comma-separated origins (`https://app.example.com`) whose pages may call the API from
+    /// a browser (CORS, with credentials) and use the refresh cookie. Empty: none.
+    #[arg(long, env = "FLEXAUTH_CORS_ORIGINS", default_value = "", global = true)]
+    pub cors_origins: String,
     /// How many verified access tokens each instance remembers, so a client reusing its token
     /// skips the signature check; `0` turns the cache off.
     #[arg(long, env = "FLEXAUTH_VERIFIED_TOKEN_CACHE", default_value = "16384", global = true)]
@@ -182,6 +191,7 @@ pub struct Settings {
     pub retention: flexauth_domain::housekeeping::RetentionSettings,
     pub argon2: Argon2Settings,
     pub verified_token_cache: usize,
+    pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
     /// How often the delivery worker looks for due emails.
     pub outbox_poll_interval: std::time::Duration,
@@ -290,6 +300,7 @@ impl RawConfig {
                 ))
             }
         };
+        let cors_origins = crate::browser::parse_origins(&self.cors_origins).map_err(|reason| invalid("FLEXAUTH_CORS_ORIGINS", "cors-origins", reason))?;
         if argon2.memory_kib < 8 {
             return Err(invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", "must be at least 8"));
         }
@@ -352,6 +363,7 @@ impl RawConfig {
                 .map_err(|reason| invalid("FLEXAUTH_REAUTHENTICATION_WINDOW", "reauthentication-window", reason))?,
             argon2,
             verified_token_cache,
+            cors_origins,
             log_format,
             outbox_poll_interval: std::time::Duration::from_secs(1),
             usage_flush_interval: std::time::Duration::from_secs(1),

@@ -74,6 +74,9 @@ pub enum ApiError {
     /// The operation needs a person's JWT, not an API key.
     #[error("this operation requires a JWT access token; API keys cannot perform it")]
     JwtRequired,
+    /// The refresh cookie was sent from a page of an origin that may not use it.
+    #[error("the refresh cookie may not be used from this origin")]
+    OriginNotAllowed,
     #[error("no such API key")]
     ApiKeyNotFound,
     #[error("no such session")]
@@ -125,6 +128,7 @@ impl ApiError {
             Self::ResetTokenExpired => "reset_token_expired",
             Self::InvalidCurrentPassword => "invalid_current_password",
             Self::JwtRequired => "jwt_required",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::ApiKeyNotFound => "api_key_not_found",
             Self::SessionNotFound => "session_not_found",
             Self::NotFound => "not_found",
@@ -179,7 +183,7 @@ impl ResponseError for ApiError {
             | Self::InvalidResetToken
             | Self::ResetTokenExpired
             | Self::InvalidCurrentPassword => StatusCode::BAD_REQUEST,
-            Self::JwtRequired | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
+            Self::JwtRequired | Self::ReauthenticationRequired | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::ApiKeyNotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -450,12 +454,23 @@ impl From<AccountLookupError> for ApiError {
 }
 
 /// Turns actix's JSON extractor failures into the error envelope.
+/// serde's message, unless it names one of flexauth's internal types ("expected struct
+/// Credentials"): the client is told what the endpoint takes instead.
+fn describe_json_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    if text.contains("struct ") || text.contains("enum ") || text.contains("variant ") {
+        format!("the body must be a JSON object with this endpoint's fields (line {}, column {})", error.line(), error.column())
+    } else {
+        text
+    }
+}
+
 pub fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError;
     match error {
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge,
-        JsonPayloadError::Deserialize(cause) => ApiError::InvalidJson(cause.to_string()),
+        JsonPayloadError::Deserialize(cause) => ApiError::InvalidJson(describe_json_error(&cause)),
         other => ApiError::InvalidJson(other.to_string()),
     }
 }

@@ -4,6 +4,7 @@
 //! [`error::ApiError`]). It is the only crate that knows about HTTP.
 
 pub mod auth;
+pub mod browser;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -34,7 +34,8 @@ fn incoming_id(request: &ServiceRequest) -> Option<String> {
 pub async fn middleware(request: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = incoming_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // The path only: query strings carry tokens (the verification link).
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.path());
+    // account_id is filled in by the bearer extractor once the caller is known.
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.path(), account_id = tracing::field::Empty);
     let started = Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.call(request).instrument(span.clone())).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -181,6 +181,8 @@ impl Application {
     /// A [`StartupError`] naming what could not be set up.
     pub async fn build_with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         private_data_dir(&settings.data_dir)?;
+        // Configuration mistakes stop the start before the database is touched.
+        let transport = mail_transport(settings)?;
         let store = migrate(settings).await?;
         let random: Arc<dyn SecureRandom> = Arc::new(OsRandom);
         let (key, retiring) = signing_keys(settings, &store, clock.as_ref()).await?;
@@ -193,7 +195,6 @@ impl Application {
         let argon2 = settings.argon2;
         let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await??);
         tracing::info!(workers = argon2.workers, pool_mib = hasher.pool_memory_bytes() >> 20, "password hashing pool started");
-        let transport = mail_transport(settings)?;
         let shared = Arc::new(store.clone());
 
         let limits = LimitSettings { enabled: settings.rate_limits, ..LimitSettings::default() };
@@ -259,6 +260,12 @@ impl Application {
             worker_wakeup: worker_wakeup.clone(),
             trusted_proxies: settings.trusted_proxies.clone().into(),
             forwarded_header: settings.forwarded_header,
+            browser: crate::browser::BrowserPolicy {
+                cors_origins: settings.cors_origins.clone(),
+                own_origin: settings.public_url.origin().ascii_serialization(),
+                cookie_path: format!("{}/v1/auth", settings.public_url.path().trim_end_matches('/')),
+                cookie_max_age: settings.refresh_token_ttl.whole_seconds(),
+            },
             device_cookie: crate::state::DeviceCookie {
                 path: format!("{}/v1/auth/login", settings.public_url.path().trim_end_matches('/')),
                 secure: settings.public_url.scheme() == "https",
@@ -287,6 +294,7 @@ impl Application {
                 .app_data(web::PayloadConfig::new(BODY_LIMIT))
                 .wrap(ErrorHandlers::new().default_handler(envelope_for_framework_errors))
                 .wrap(from_fn(request_id::middleware))
+                .wrap(from_fn(crate::browser::cors))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

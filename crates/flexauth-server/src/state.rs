@@ -31,6 +31,8 @@ pub struct AppState {
     pub forwarded_header: crate::client::ForwardedHeader,
     /// How the device cookie is set.
     pub device_cookie: DeviceCookie,
+    /// CORS origins and the refresh cookie.
+    pub browser: crate::browser::BrowserPolicy,
 }
 
 /// The name of the cookie that lets the account recognise a device it logged in from.

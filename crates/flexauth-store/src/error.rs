@@ -16,8 +16,8 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
     #[error("a stored row is inconsistent: {0}")]
     CorruptRow(&'static str),
-    #[error("could not prepare the database directory: {0}")]
-    Io(std::io::Error),
+    #[error("could not prepare the SQLite database file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
 }
 
 impl From<StoreError> for InfraError {

@@ -200,7 +200,7 @@ impl Store {
             // SQLite allows one writer at a time; one pooled connection per process makes
             // writes queue in the pool instead of failing with SQLITE_BUSY.
             DatabaseConfig::Sqlite(path) => {
-                create_private_file(path).map_err(StoreError::Io)?;
+                create_private_file(path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
                 ("sqlite", 1)
             }
         };

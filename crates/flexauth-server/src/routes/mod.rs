@@ -12,7 +12,6 @@ mod usage;
 
 use actix_web::{guard, web};
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 pub use health::not_found;
@@ -21,6 +20,12 @@ use crate::error::ApiError;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// A route for GET that also answers HEAD (the same status and headers, no body), as HTTP
+/// expects of every GET resource.
+fn get() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 /// Registers every endpoint. Each path is one resource, so a known path asked with another
 /// method answers 405 rather than 404.
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -28,35 +33,35 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config
         .service(resource("/v1/auth/signup", "POST").route(web::post().to(accounts::signup)))
         .service(
-            resource("/v1/auth/verify", "GET, POST")
-                .route(web::get().to(accounts::confirmation_page))
+            resource("/v1/auth/verify", "GET, HEAD, POST")
+                .route(get().to(accounts::confirmation_page))
                 .route(web::post().guard(guard::fn_guard(is_form)).to(accounts::confirm_from_form))
                 .route(web::post().to(accounts::verify)),
         )
         .service(resource("/v1/auth/verify/resend", "POST").route(web::post().to(accounts::resend_verification)))
-        .service(resource("/v1/auth/me", "GET").route(web::get().to(accounts::me)))
+        .service(resource("/v1/auth/me", "GET, HEAD").route(get().to(accounts::me)))
         .service(resource("/v1/auth/login", "POST").route(web::post().to(sessions::login)))
         .service(resource("/v1/auth/refresh", "POST").route(web::post().to(sessions::refresh)))
         .service(resource("/v1/auth/logout", "POST").route(web::post().to(sessions::logout)))
         .service(resource("/v1/auth/reauthenticate", "POST").route(web::post().to(sessions::reauthenticate)))
-        .service(resource("/v1/auth/sessions", "GET").route(web::get().to(sessions::list)))
-        .service(resource("/v1/auth/events", "GET").route(web::get().to(events::list)))
+        .service(resource("/v1/auth/sessions", "GET, HEAD").route(get().to(sessions::list)))
+        .service(resource("/v1/auth/events", "GET, HEAD").route(get().to(events::list)))
         .service(resource("/v1/auth/sessions/{id}", "DELETE").route(web::delete().to(sessions::revoke)))
         .service(resource("/v1/auth/password/forgot", "POST").route(web::post().to(passwords::forgot)))
         .service(
-            resource("/v1/auth/password/reset", "GET, POST")
-                .route(web::get().to(passwords::reset_form))
+            resource("/v1/auth/password/reset", "GET, HEAD, POST")
+                .route(get().to(passwords::reset_form))
                 .route(web::post().guard(guard::fn_guard(is_form)).to(passwords::reset_from_form))
                 .route(web::post().to(passwords::reset)),
         )
         .service(resource("/v1/auth/password/change", "POST").route(web::post().to(passwords::change)))
-        .service(resource("/v1/api-keys", "GET, POST").route(web::post().to(api_keys::create)).route(web::get().to(api_keys::list)))
+        .service(resource("/v1/api-keys", "GET, HEAD, POST").route(web::post().to(api_keys::create)).route(get().to(api_keys::list)))
         .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
-        .service(resource("/v1/usage", "GET").route(web::get().to(usage::usage)))
-        .service(resource("/.well-known/jwks.json", "GET").route(web::get().to(health::jwks)))
-        .service(resource("/openapi.json", "GET").route(web::get().to(health::openapi)))
-        .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
-        .service(resource("/readyz", "GET").route(web::get().to(health::readyz)));
+        .service(resource("/v1/usage", "GET, HEAD").route(get().to(usage::usage)))
+        .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(health::jwks)))
+        .service(resource("/openapi.json", "GET, HEAD").route(get().to(health::openapi)))
+        .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
+        .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)));
 }
 
 /// Whether the request body is an HTML form submission (with or without a charset).
@@ -83,9 +88,13 @@ pub struct Message {
     pub message: &'static str,
 }
 
-/// Instants in responses are RFC 3339.
+/// Every instant in a response has one shape: RFC 3339 in UTC with exactly three fractional
+/// digits (`2026-12-01T22:31:05.120Z`), whatever precision it was stored or made with.
+const RESPONSE_INSTANT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
 fn rfc3339(instant: OffsetDateTime) -> Result<String, ApiError> {
-    instant.format(&Rfc3339).map_err(|error| ApiError::Unexpected(Box::new(error)))
+    instant.to_offset(time::UtcOffset::UTC).format(RESPONSE_INSTANT).map_err(|error| ApiError::Unexpected(Box::new(error)))
 }
 
 fn optional_rfc3339(instant: Option<OffsetDateTime>) -> Result<Option<String>, ApiError> {

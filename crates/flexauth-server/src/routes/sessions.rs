@@ -1,10 +1,12 @@
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use flexauth_domain::account::{EmailAddress, Password};
 use flexauth_domain::session::{ClientInfo, LogoutScope, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
 use super::{rfc3339, Credentials, Data};
 use crate::auth::{bearer_token, LiveCaller};
+use crate::browser::{self, BrowserPolicy};
 use crate::error::{json_error, ApiError};
 use crate::state::AppState;
 
@@ -13,20 +15,59 @@ pub struct RefreshBody {
     refresh_token: String,
 }
 
-/// Exactly the login response of the contract.
+/// The refresh body of a client that keeps its refresh token in the cookie: it may send none.
+#[derive(Deserialize, Default)]
+pub struct CookieRefreshBody {
+    refresh_token: Option<String>,
+}
+
+/// Exactly the login response of the contract. With the cookie transport, `refresh_token` is
+/// `null`: the token is in the `Set-Cookie` header only, out of the page's reach.
 #[derive(Serialize)]
 pub struct TokenResponse {
     access_token: String,
-    refresh_token: String,
+    refresh_token: Option<String>,
     token_type: &'static str,
     expires_in: i64,
 }
 
-/// Token responses must not be cached (RFC 6749 §5.1).
-fn tokens(pair: TokenPair) -> HttpResponse {
-    HttpResponse::Ok().insert_header(("cache-control", "no-store")).insert_header(("pragma", "no-cache")).json(Data {
-        data: TokenResponse { access_token: pair.access_token, refresh_token: pair.refresh_token, token_type: "bearer", expires_in: pair.expires_in },
-    })
+/// Token responses must not be cached (RFC 6749 §5.1). With `cookie`, the refresh token goes
+/// into the refresh cookie instead of the body.
+fn tokens(pair: TokenPair, cookie: Option<&BrowserPolicy>) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    response.insert_header(("cache-control", "no-store")).insert_header(("pragma", "no-cache"));
+    let refresh_token = match cookie {
+        Some(policy) => {
+            response.append_header((header::SET_COOKIE, policy.set_cookie(&pair.refresh_token)));
+            None
+        }
+        None => Some(pair.refresh_token),
+    };
+    response.json(Data { data: TokenResponse { access_token: pair.access_token, refresh_token, token_type: "bearer", expires_in: pair.expires_in } })
+}
+
+/// A JSON body, held to the same rules as the `Json` extractor (content type, syntax), for the
+/// endpoints whose body is optional.
+fn json_body<T: serde::de::DeserializeOwned>(request: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    let json = request.mime_type().ok().flatten().is_some_and(|mime| mime.subtype() == "json" || mime.suffix().is_some_and(|suffix| suffix == "json"));
+    if !json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))
+}
+
+/// The refresh token of a request: from the body, or, for a client that opted in to the
+/// cookie transport, from the refresh cookie.
+fn presented_refresh_token(state: &AppState, request: &HttpRequest, body: &[u8], cookie_mode: bool) -> Result<String, ApiError> {
+    if !cookie_mode {
+        let body: RefreshBody = json_body(request, body)?;
+        return Ok(body.refresh_token);
+    }
+    let from_body = if body.is_empty() { CookieRefreshBody::default() } else { json_body::<CookieRefreshBody>(request, body)? };
+    if let Some(token) = from_body.refresh_token {
+        return Ok(token);
+    }
+    browser::refresh_cookie(request, &state.browser).map_err(|_| ApiError::OriginNotAllowed)?.ok_or(ApiError::MissingToken)
 }
 
 #[tracing::instrument(skip_all)]
@@ -40,7 +81,7 @@ pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: web::
     client.device = device_cookie(&request);
     let pair = state.sessions.login(&email, &password, client).await?;
     let new_device = pair.new_device.clone();
-    let mut response = tokens(pair);
+    let mut response = tokens(pair, browser::wants_cookie(&request).then_some(&state.browser));
     if let Some(device) = new_device {
         if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&state.device_cookie.set(&device)) {
             response.headers_mut().append(actix_web::http::header::SET_COOKIE, value);
@@ -51,18 +92,17 @@ pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: web::
 
 /// The device token of the `flexauth_device` cookie, if the request carries a well-formed one.
 fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::DeviceToken> {
-    request
-        .headers()
-        .get_all(actix_web::http::header::COOKIE)
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(crate::state::DEVICE_COOKIE).and_then(|rest| rest.strip_prefix('=')))
-        .and_then(|value| flexauth_domain::secret::DeviceToken::parse(value).ok())
+    browser::cookie_value(request.headers(), crate::state::DEVICE_COOKIE).and_then(|value| flexauth_domain::secret::DeviceToken::parse(&value).ok())
 }
 
+/// Rotates a refresh token, taken from the body or, with `Refresh-Token-Transport: cookie`,
+/// from the refresh cookie (whose successor then replaces it).
 #[tracing::instrument(skip_all)]
-pub async fn refresh(state: web::Data<AppState>, request: HttpRequest, body: web::Json<RefreshBody>) -> Result<HttpResponse, ApiError> {
-    Ok(tokens(state.sessions.refresh(&body.refresh_token, state.client_address(&request).as_deref()).await?))
+pub async fn refresh(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let cookie_mode = browser::wants_cookie(&request);
+    let refresh_token = presented_refresh_token(&state, &request, &body, cookie_mode)?;
+    let pair = state.sessions.refresh(&refresh_token, state.client_address(&request).as_deref()).await?;
+    Ok(tokens(pair, cookie_mode.then_some(&state.browser)))
 }
 
 #[derive(Deserialize, Default)]
@@ -90,6 +130,12 @@ pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web:
     } else {
         serde_json::from_slice(&body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))?
     };
+    let cookie_mode = browser::wants_cookie(&request);
+    if cookie_mode && body.refresh_token.is_none() && bearer_token(&request)?.is_none() {
+        let refresh_token = browser::refresh_cookie(&request, &state.browser).map_err(|_| ApiError::OriginNotAllowed)?.ok_or(ApiError::MissingToken)?;
+        state.sessions.logout_with_refresh_token(&refresh_token).await?;
+        return Ok(HttpResponse::NoContent().insert_header((header::SET_COOKIE, state.browser.clear_cookie())).finish());
+    }
     if let Some(token) = bearer_token(&request)? {
         let caller = state.bearer.authenticate(token).await?;
         let scope = scope(body.scope.as_deref())?;

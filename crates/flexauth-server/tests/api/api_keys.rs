@@ -92,8 +92,35 @@ async fn key_creation_validates_its_input() {
     }
     let expiring = app.post_json_with_bearer("/v1/api-keys", &jwt, json!({ "name": "ci", "expires_at": "2099-01-01T00:00:00Z" })).await;
     assert_eq!(expiring.status, StatusCode::CREATED);
-    assert_eq!(expiring.body["data"]["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(expiring.body["data"]["expires_at"], "2099-01-01T00:00:00.000Z");
     let unknown = app.delete_with_bearer("/v1/api-keys/not-a-uuid", &jwt).await;
     assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "api_key_not_found"));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn instants_have_one_shape_on_creation_and_on_listing() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let login = app.verified_login(&env, &unique_email("instants")).await;
+    let jwt = login["access_token"].as_str().unwrap();
+    let created = app.post_json_with_bearer("/v1/api-keys", jwt, json!({ "name": "instants", "expires_at": "2099-01-01T00:00:00+02:00" })).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let listed = app.get_with_bearer("/v1/api-keys", jwt).await.body["data"][0].clone();
+    // RFC 3339, UTC, exactly milliseconds.
+    let shaped = |text: &str| {
+        let bytes = text.as_bytes();
+        text.len() == 24
+            && text.ends_with('Z')
+            && bytes[19] == b'.'
+            && bytes[20..23].iter().all(u8::is_ascii_digit)
+            && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_ok()
+    };
+    for field in ["created_at", "expires_at"] {
+        let (on_creation, on_listing) = (created.body["data"][field].as_str().unwrap(), listed[field].as_str().unwrap());
+        assert!(shaped(on_creation) && shaped(on_listing), "{field}: {on_creation} / {on_listing}");
+        assert_eq!(on_creation, on_listing, "{field}");
+    }
+    assert_eq!(listed["expires_at"], "2098-12-31T22:00:00.000Z");
     app.stop().await;
 }

@@ -122,3 +122,16 @@ async fn every_operation_of_the_openapi_description_is_served() {
     assert!(operations >= 21);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn json_errors_name_what_the_endpoint_takes_never_an_internal_type() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    for body in [&b"[]"[..], b"\"text\"", b"42", b"{\"email\": []}"] {
+        let reply = app.post_raw("/v1/auth/login", Some("application/json"), body.to_vec()).await;
+        assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "invalid_json"), "{}", reply.text);
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("struct") && !message.contains("Credentials"), "{message}");
+    }
+    app.stop().await;
+}

@@ -67,6 +67,16 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     seen.record("no credentials", &app.get("/v1/auth/me").await, "missing_token");
     seen.record("garbage token", &app.get_with_bearer("/v1/usage", "garbage").await, "invalid_token");
     seen.record("garbage refresh", &app.refresh("garbage").await, "invalid_refresh_token");
+    let foreign_page = app
+        .client
+        .post(app.url("/v1/auth/refresh"))
+        .insert_header(("refresh-token-transport", "cookie"))
+        .insert_header(("origin", "https://evil.example"))
+        .insert_header(("cookie", "__Secure-flexauth_refresh=eyJ"))
+        .send()
+        .await
+        .unwrap();
+    seen.record("refresh cookie from a foreign page", &crate::helpers::read(foreign_page).await, "origin_not_allowed");
     seen.record("no such path", &app.get("/v1/nowhere").await, "not_found");
     seen.record("wrong method", &app.get("/v1/auth/login").await, "method_not_allowed");
 

@@ -175,7 +175,9 @@ impl Reply {
     }
 }
 
-async fn read(mut response: awc::ClientResponse<impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin>) -> Reply {
+pub async fn read(
+    mut response: awc::ClientResponse<impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin>,
+) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.body().limit(1 << 20).await.unwrap();

@@ -9,6 +9,7 @@ mod helpers;
 mod abuse;
 mod api_keys;
 mod bad_input;
+mod browser;
 mod error_codes;
 mod fast_paths;
 mod mail;

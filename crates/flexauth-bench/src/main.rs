@@ -3,15 +3,16 @@
 //! the load generator sends. The load itself comes from `wrk`, outside the server process.
 //!
 //! ```text
-//! load keygen                                   an Ed25519 signing key, PKCS#8 PEM, on stdout
-//! load mint KEY ISSUER AUDIENCE ACCOUNT SESSION N   N distinct access tokens, one per line
-//! load verify KEY ISSUER AUDIENCE ITERATIONS    µs per uncached access-token verification, one core
-//! load argon2 THREADS SECONDS                   argon2id hashes/s and verifies/s at flexauth's
+//! flexauth-bench keygen                                   an Ed25519 signing key, PKCS#8 PEM, on stdout
+//! flexauth-bench mint KEY ISSUER AUDIENCE ACCOUNT SESSION N   N distinct access tokens, one per line
+//! flexauth-bench verify KEY ISSUER AUDIENCE ITERATIONS    µs per uncached access-token verification, one core
+//! flexauth-bench argon2 THREADS SECONDS                   argon2id hashes/s and verifies/s at flexauth's
 //!                                               default parameters, one thread per core
 //! ```
 //!
 //! Every figure goes to stdout as one JSON object, for the script to read.
 
+// A measuring tool run by a script: a failure aborts the run with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_debug_implementations)]
 
 use std::time::{Duration, Instant};
@@ -119,7 +120,7 @@ fn argon2_rate(args: &[String]) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("keygen") => print!("{}", SigningKeyPair::generate_pem().expect("key")),
         Some("mint") => mint(&args[1..]),
