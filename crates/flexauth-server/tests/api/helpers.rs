@@ -273,6 +273,12 @@ impl TestApp {
         login.body["data"].clone()
     }
 
+    /// The same instance reached at another address (through a proxy); stopping it is the
+    /// original's business.
+    pub fn via(&self, address: String) -> TestApp {
+        TestApp { address, handle: self.handle.clone(), client: self.client.clone(), running: Mutex::new(None) }
+    }
+
     /// Stops the instance gracefully and waits until it has finished its shutdown work (the
     /// worker's last pass, the last write of request counts).
     pub async fn stop(&self) {
