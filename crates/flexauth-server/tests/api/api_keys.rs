@@ -124,3 +124,28 @@ async fn instants_have_one_shape_on_creation_and_on_listing() {
     assert_eq!(listed["expires_at"], "2098-12-31T22:00:00.000Z");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn jwt_only_operations_refuse_an_api_key_before_reading_the_body() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let login = app.verified_login(&env, &unique_email("authorise-first")).await;
+    let jwt = login["access_token"].as_str().unwrap();
+    let created = app.post_json_with_bearer("/v1/api-keys", jwt, json!({ "name": "server" })).await;
+    let key = created.body["data"]["key"].as_str().unwrap().to_owned();
+    // Bodies and paths that would each be refused on their own: the key is refused first.
+    for reply in [
+        app.post_json_with_bearer("/v1/auth/password/change", &key, json!({ "current_password": "x", "new_password": "short" })).await,
+        app.post_json_with_bearer("/v1/api-keys", &key, json!({ "name": "" })).await,
+        crate::helpers::read(
+            app.client.post(app.url("/v1/api-keys")).bearer_auth(&key).insert_header(("content-type", "application/json")).send_body("not json").await.unwrap(),
+        )
+        .await,
+        app.delete_with_bearer("/v1/auth/sessions/not-a-session-id", &key).await,
+        app.delete_with_bearer("/v1/api-keys/not-a-key-id", &key).await,
+        app.get_with_bearer("/v1/auth/events?limit=banana", &key).await,
+    ] {
+        assert_eq!((reply.status, reply.code()), (StatusCode::FORBIDDEN, "jwt_required"), "{}", reply.text);
+    }
+    app.stop().await;
+}
