@@ -87,6 +87,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the database is not reachable")]
     NotReady,
+    /// The database (or another system a request needs) cannot be reached right now.
+    #[error("the service is unavailable for a moment; try again")]
+    Unavailable,
     /// The password hashing pool is full: answered at once, before any hashing.
     #[error("the server is busy; try again in a moment")]
     Overloaded,
@@ -134,6 +137,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotReady => "not_ready",
+            Self::Unavailable => "unavailable",
             Self::RateLimited(_) => "rate_limited",
             Self::Overloaded => "overloaded",
             Self::Unexpected(_) => "internal_error",
@@ -197,7 +201,7 @@ impl ResponseError for ApiError {
             Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -223,6 +227,9 @@ impl ResponseError for ApiError {
         if let Self::Overloaded = self {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
+        if let Self::Unavailable = self {
+            response.insert_header((header::RETRY_AFTER, "2"));
+        }
         if let Self::RateLimited(decision) = self {
             // Retry-After (RFC 9110) and the IETF RateLimit-Policy / RateLimit fields.
             let seconds = decision.reset_after.whole_seconds().max(1);
@@ -247,7 +254,12 @@ impl From<flexauth_domain::usage::UsageError> for ApiError {
 
 impl From<InfraError> for ApiError {
     fn from(error: InfraError) -> Self {
-        Self::Unexpected(Box::new(error))
+        if error.is_unavailable() {
+            // The store has logged the outage once; the client learns to come back.
+            Self::Unavailable
+        } else {
+            Self::Unexpected(Box::new(error))
+        }
     }
 }
 

@@ -4,13 +4,22 @@
 //! The rule the cache must keep is that a revoked key fails on every instance at once. A
 //! trigger on `api_keys` (migration 7) sends a notification on [`CHANNEL`] in every
 //! transaction that updates or deletes keys (a revocation, an account deleted with its keys,
-//! an operator's SQL), and each instance keeps one connection listening on it. The cache is cleared whole on every
-//! notification, since revocations are rare and a clear costs only the next lookup of each
-//! key. Pending notifications are read before every cache hit (a non-blocking read of the
-//! listening socket). A background thread sends a heartbeat query on the listening connection
-//! every [`POLL_EVERY`]; the cache is trusted only while the last heartbeat is younger than
-//! [`HEARTBEAT_TRUSTED_FOR`], so a connection that silently stopped delivering (a network
-//! partition sends no close) cannot keep a revoked key alive. While the listening connection
+//! an operator's SQL), and each instance keeps one connection listening on it. The cache is
+//! cleared whole on every notification, since revocations are rare and a clear costs only the
+//! next lookup of each key.
+//!
+//! PostgreSQL delivers a notification to a listener asynchronously, but never later than the
+//! answer to a query that the listener sent after the commit: a backend sends what it was
+//! notified of before it reports ready for the next query. So a background thread sends a
+//! heartbeat query on the listening connection every [`POLL_EVERY`], and the cache is used only
+//! while the last successful heartbeat *started* less than [`ANNOUNCEMENT_DELAY`] ago; pending
+//! notifications are read before every cache hit. A revocation answers only after waiting
+//! [`ANNOUNCEMENT_DELAY`] past its commit: from then on, any instance that still uses its cache
+//! has a heartbeat that started after the commit, so it has the notification in hand and
+//! drops the key. Revocations are rare; the wait costs each of them 150 ms.
+//!
+//! A connection that silently stopped delivering (a network partition sends no close) fails
+//! its heartbeat or leaves it old, and the cache goes unused. While the listening connection
 //! is down, the cache is empty and not used: every lookup goes to the database until it is
 //! back. The connection asks the kernel to give up on unacknowledged data after a second
 //! (`tcp_user_timeout`), so a heartbeat into a partition fails instead of hanging.
@@ -33,12 +42,12 @@ use time::OffsetDateTime;
 /// The notification channel of ended API keys; the trigger of migration 7 names it too.
 pub(crate) const CHANNEL: &str = "flexauth_api_keys";
 
-/// How often an idle instance reads its notifications and, when the listening connection was
-/// lost, tries to listen again.
-const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often the listening connection gets a heartbeat and, when it was lost, is opened again.
+const POLL_EVERY: Duration = Duration::from_millis(50);
 
-/// How old the last successful heartbeat may be for the cache to be used.
-const HEARTBEAT_TRUSTED_FOR: Duration = Duration::from_millis(1000);
+/// How long ago the last successful heartbeat may have started for the cache to be used, and
+/// how long a revocation waits after its commit before it answers.
+pub(crate) const ANNOUNCEMENT_DELAY: Duration = Duration::from_millis(150);
 
 /// Keys remembered at most; one more clears the cache.
 const CAPACITY: usize = 65_536;
@@ -48,7 +57,7 @@ pub(crate) struct ApiKeyCache {
     entries: Mutex<Entries>,
     listener: Mutex<Option<PgConnection>>,
     listening: AtomicBool,
-    /// When the listening connection last answered a heartbeat.
+    /// When the last heartbeat that was answered started.
     confirmed_at: Mutex<Option<Instant>>,
 }
 
@@ -103,6 +112,7 @@ impl ApiKeyCache {
     }
 
     fn reconnect(&self) {
+        let started = Instant::now();
         let connected = PgConnection::establish(&self.url).map_err(|error| error.to_string()).and_then(|mut connection| {
             connection.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(|error| error.to_string())?;
             Ok(connection)
@@ -112,7 +122,7 @@ impl ApiKeyCache {
                 *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
                 // Whatever was revoked while nobody listened: start from nothing.
                 self.clear();
-                self.confirm();
+                self.confirm(started);
                 self.listening.store(true, Ordering::Release);
             }
             Err(error) => {
@@ -124,17 +134,18 @@ impl ApiKeyCache {
         }
     }
 
-    fn confirm(&self) {
-        *self.confirmed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+    fn confirm(&self, started: Instant) {
+        *self.confirmed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(started);
     }
 
     fn trusted(&self) -> bool {
         self.listening.load(Ordering::Acquire)
-            && self.confirmed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some_and(|at| at.elapsed() < HEARTBEAT_TRUSTED_FOR)
+            && self.confirmed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some_and(|at| at.elapsed() < ANNOUNCEMENT_DELAY)
     }
 
     /// Sends the heartbeat on the listening connection, then reads what arrived.
     fn heartbeat(&self) {
+        let started = Instant::now();
         let beat = {
             let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match listener.as_mut() {
@@ -143,7 +154,7 @@ impl ApiKeyCache {
             }
         };
         if beat {
-            self.confirm();
+            self.confirm(started);
             self.read_notifications();
         } else {
             *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;

@@ -103,10 +103,14 @@ impl ApiKeyRepository for Store {
                 .map_err(StoreError::from)
             })
             .await?;
-        // The other instances learn it from the database's trigger (migration 7); this one
-        // need not wait for its own listener.
+        // The other instances learn it from the database's trigger (migration 7); waiting
+        // ANNOUNCEMENT_DELAY before answering makes sure every instance that still uses its
+        // cache has heard it (see api_key_cache).
         if let Some(cache) = &self.api_key_cache {
             cache.forget_all();
+            if updated == 1 {
+                tokio::time::sleep(crate::api_key_cache::ANNOUNCEMENT_DELAY).await;
+            }
         }
         Ok(updated == 1)
     }

@@ -20,8 +20,26 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (no connection could be made, or the one in
+    /// use was closed under the query), as opposed to a query that failed.
+    pub fn is_unreachable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        matches!(
+            self,
+            Self::Connection(_)
+                | Self::Pool(_)
+                | Self::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _))
+        )
+    }
+}
+
 impl From<StoreError> for InfraError {
     fn from(error: StoreError) -> Self {
-        InfraError::new(error)
+        if error.is_unreachable() {
+            InfraError::unavailable(error)
+        } else {
+            InfraError::new(error)
+        }
     }
 }

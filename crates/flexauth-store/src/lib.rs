@@ -41,6 +41,13 @@ pub use error::StoreError;
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
+/// How long a query waits for a pooled connection before the database counts as unreachable.
+const CONNECTION_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// libpq's `connect_timeout`, in whole seconds (it treats 1 as 2): how long one attempt to
+/// reach an unresponsive host may take.
+const CONNECT_TIMEOUT_SECONDS: u64 = 2;
+
 /// Serialises concurrent migrations of several instances starting at once on PostgreSQL.
 const MIGRATION_LOCK_KEY: i64 = 0x666c_6578_6175_7468; // "flexauth"
 
@@ -92,12 +99,16 @@ macro_rules! with_connection {
 
 struct Manager {
     config: DatabaseConfig,
+    /// Counts the outages seen; shared with the store.
+    outages: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// A pooled connection and whether a query found it dead.
+/// A pooled connection, whether a query found it dead, and the outage count when it was last
+/// known to work: one made before the latest outage is checked once before it is used again.
 struct Pooled {
     connection: DbConnection,
     broken: bool,
+    checked_after_outage: u64,
 }
 
 impl ManageConnection for Manager {
@@ -106,7 +117,7 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<Pooled, StoreError> {
         let connection = self.open()?;
-        Ok(Pooled { connection, broken: false })
+        Ok(Pooled { connection, broken: false, checked_after_outage: self.outages.load(std::sync::atomic::Ordering::Acquire) })
     }
 
     fn is_valid(&self, pooled: &mut Pooled) -> Result<(), StoreError> {
@@ -122,7 +133,7 @@ impl ManageConnection for Manager {
 impl Manager {
     fn open(&self) -> Result<DbConnection, StoreError> {
         match &self.config {
-            DatabaseConfig::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
+            DatabaseConfig::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(&with_connect_timeout(url))?)),
             DatabaseConfig::Sqlite(path) => {
                 let path = path.to_str().ok_or_else(|| StoreError::Connection(ConnectionError::InvalidConnectionUrl("the SQLite path is not UTF-8".into())))?;
                 let mut connection = SqliteConnection::establish(path)?;
@@ -135,6 +146,16 @@ impl Manager {
             }
         }
     }
+}
+
+/// The URL with libpq's `connect_timeout` set to [`CONNECT_TIMEOUT_SECONDS`] unless the
+/// operator set one: an unresponsive host then fails about as fast as a stopped server.
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}connect_timeout={CONNECT_TIMEOUT_SECONDS}")
 }
 
 /// Creates the SQLite file (and a missing parent directory) readable by the owner only, and
@@ -177,6 +198,10 @@ pub struct Store {
     backend: &'static str,
     /// Active API keys by digest; on PostgreSQL only, where revocations can be broadcast.
     api_key_cache: Option<std::sync::Arc<api_key_cache::ApiKeyCache>>,
+    /// Whether the last database call found the database unreachable.
+    unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many outages were seen; the pool's connections from before the latest are checked.
+    outages: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -206,9 +231,13 @@ impl Store {
         };
         // No test query on every checkout: it doubled the round trips of every request. A
         // connection is instead dropped when a query finds it closed (see `run`), so after a
-        // database restart each pooled connection fails one query and is replaced.
-        let pool = Pool::builder().max_size(max_size).connection_timeout(Duration::from_secs(10)).test_on_check_out(false).build(Manager { config })?;
-        Ok(Self { pool, backend, api_key_cache })
+        // database restart each pooled connection fails one query and is replaced. A request
+        // that needs the database waits at most CONNECTION_TIMEOUT for a connection, then
+        // answers 503 unavailable: an outage is a known condition, not a hang.
+        let outages = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
+        let manager = Manager { config, outages: outages.clone() };
+        let pool = Pool::builder().max_size(max_size).connection_timeout(CONNECTION_TIMEOUT).test_on_check_out(false).build(manager)?;
+        Ok(Self { pool, backend, api_key_cache, unreachable: std::sync::Arc::default(), outages })
     }
 
     /// `"postgres"` or `"sqlite"`.
@@ -249,18 +278,49 @@ impl Store {
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut pooled = pool.get()?;
+        let outages = self.outages.load(std::sync::atomic::Ordering::Acquire);
+        let outcome = tokio::task::spawn_blocking(move || {
+            // No test query on every checkout; only a connection older than the latest outage
+            // is checked, once, so that after the database is back no request meets a dead one.
+            let mut pooled = loop {
+                let mut pooled = pool.get()?;
+                if pooled.checked_after_outage == outages {
+                    break pooled;
+                }
+                if with_connection!(&mut pooled.connection, |c| c.batch_execute("SELECT 1")).is_ok() {
+                    pooled.checked_after_outage = outages;
+                    break pooled;
+                }
+                pooled.broken = true;
+            };
             let outcome = work(&mut pooled.connection);
-            if let Err(StoreError::Query(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::ClosedConnection | diesel::result::DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ))) = &outcome
-            {
+            if outcome.as_ref().is_err_and(StoreError::is_unreachable) {
                 pooled.broken = true;
             }
             outcome
         })
-        .await?
+        .await?;
+        self.note_reachability(&outcome);
+        outcome
+    }
+
+    /// Logs once when the database stops answering and once when it answers again, however
+    /// many requests fail in between.
+    fn note_reachability<T>(&self, outcome: &Result<T, StoreError>) {
+        match outcome {
+            Err(error) if error.is_unreachable() => {
+                if !self.unreachable.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    self.outages.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    tracing::error!(error = %error, "the database is unreachable; requests that need it answer 503 until it is back");
+                }
+            }
+            Ok(_) => {
+                if self.unreachable.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                    tracing::info!("the database is reachable again");
+                }
+            }
+            // A query that failed got an answer: the database is there.
+            Err(_) => {}
+        }
     }
 }

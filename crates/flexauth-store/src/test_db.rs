@@ -134,6 +134,29 @@ impl TestDatabase {
         }
     }
 
+    /// Makes PostgreSQL refuse this database (`reachable` false: new connections refused,
+    /// open ones ended) or accept it again, as an outage that ends would; returns false on
+    /// SQLite.
+    ///
+    /// # Panics
+    /// When PostgreSQL refuses; this is test support.
+    #[allow(clippy::expect_used)]
+    pub fn set_reachable(&self, reachable: bool) -> bool {
+        match &self.cleanup {
+            Cleanup::Postgres { admin_url, name } => {
+                let mut admin = PgConnection::establish(admin_url).expect("connect to the PostgreSQL test server");
+                admin.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}")).expect("change the database's connection rule");
+                if !reachable {
+                    admin
+                        .batch_execute(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+                        .expect("end the database's connections");
+                }
+                true
+            }
+            Cleanup::Sqlite(_) => false,
+        }
+    }
+
     /// How to connect to this database again, e.g. from a second server instance.
     pub fn config(&self) -> &DatabaseConfig {
         &self.config
@@ -189,4 +212,23 @@ pub async fn delete_account(store: &Store, id: uuid::Uuid) {
         .run(move |connection| Ok(crate::with_connection!(connection, |c| diesel::delete(accounts::table.find(&id)).execute(c))?))
         .await
         .expect("delete the account");
+}
+
+/// Runs `sql` on the store's database as it is, to break it in a way no outage does (a table
+/// renamed under the running servers). A connection the store held across an outage fails
+/// once and is replaced, so the statement is tried a few times.
+///
+/// # Panics
+/// When the statement keeps failing; this is test support.
+#[allow(clippy::panic)]
+pub async fn execute(store: &Store, sql: &'static str) {
+    use diesel::connection::SimpleConnection as _;
+    let mut last = None;
+    for _ in 0..3 {
+        match store.run(move |connection| Ok(crate::with_connection!(connection, |c| c.batch_execute(sql))?)).await {
+            Ok(()) => return,
+            Err(error) => last = Some(error),
+        }
+    }
+    panic!("run the statement: {last:?}");
 }

@@ -716,6 +716,9 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
     assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), Some(doomed_key.clone()));
     assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), Some(doomed_key.clone()));
     flexauth_store::test_db::delete_account(here, doomed.id().as_uuid()).await;
+    // Changes made outside flexauth's revocation reach every cache within the announcement
+    // delay (150 ms) that a revocation waits for itself.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), None, "deleted with its account");
 
     // A key ended behind flexauth's back (no notification), after the listener was lost.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{optional_rfc3339, rfc3339, Data};
+use super::{optional_rfc3339, rfc3339, Data, JsonAfterCaller};
 use crate::auth::LiveCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -47,8 +47,13 @@ fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
-pub async fn create(state: web::Data<AppState>, caller: LiveCaller, body: web::Json<CreateBody>) -> Result<HttpResponse, ApiError> {
-    let CreateBody { name, expires_at } = body.into_inner();
+pub async fn create(state: web::Data<AppState>, caller: LiveCaller, body: JsonAfterCaller<CreateBody>) -> Result<HttpResponse, actix_web::Error> {
+    let body = body?.into_inner();
+    Ok(create_key(&state, &caller, body).await?)
+}
+
+async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> Result<HttpResponse, ApiError> {
+    let CreateBody { name, expires_at } = body;
     let name = ApiKeyName::parse(&name)?;
     let expires_at = expires_at.map(|text| OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| ApiError::InvalidExpiry)).transpose()?;
     let (key, secret) = state.api_keys.create(&caller.0, name, expires_at).await?;

@@ -4,7 +4,7 @@ use flexauth_domain::account::{EmailAddress, NewPassword, Password};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
 
-use super::{pages, Data, Message};
+use super::{pages, Data, JsonAfterCaller, Message};
 use crate::auth::LiveCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -112,8 +112,13 @@ pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, f
 }
 
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
-pub async fn change(state: web::Data<AppState>, caller: LiveCaller, body: web::Json<ChangeBody>) -> Result<HttpResponse, ApiError> {
-    let ChangeBody { current_password, new_password } = body.into_inner();
+pub async fn change(state: web::Data<AppState>, caller: LiveCaller, body: JsonAfterCaller<ChangeBody>) -> Result<HttpResponse, actix_web::Error> {
+    let body = body?.into_inner();
+    Ok(change_password(&state, &caller, body).await?)
+}
+
+async fn change_password(state: &AppState, caller: &LiveCaller, body: ChangeBody) -> Result<HttpResponse, ApiError> {
+    let ChangeBody { current_password, new_password } = body;
     let current = Password::parse(current_password)?;
     let new = NewPassword::parse(new_password)?;
     state.accounts.change_password(&caller.0, &current, &new).await?;

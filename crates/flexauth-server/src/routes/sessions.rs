@@ -4,7 +4,7 @@ use flexauth_domain::account::{EmailAddress, Password};
 use flexauth_domain::session::{ClientInfo, LogoutScope, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
-use super::{rfc3339, Credentials, Data};
+use super::{rfc3339, Credentials, Data, JsonAfterCaller};
 use crate::auth::{bearer_token, LiveCaller};
 use crate::browser::{self, BrowserPolicy};
 use crate::error::{json_error, ApiError};
@@ -203,9 +203,14 @@ pub async fn reauthenticate(
     state: web::Data<AppState>,
     request: HttpRequest,
     caller: LiveCaller,
-    body: web::Json<ReauthenticateBody>,
-) -> Result<HttpResponse, ApiError> {
-    let password = Password::parse(body.into_inner().password)?;
-    let authenticated_at = state.sessions.reauthenticate(&caller.0, &password, state.client_address(&request).as_deref()).await?;
+    body: JsonAfterCaller<ReauthenticateBody>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let body = body?.into_inner();
+    Ok(reauthenticate_caller(&state, &request, &caller, body).await?)
+}
+
+async fn reauthenticate_caller(state: &AppState, request: &HttpRequest, caller: &LiveCaller, body: ReauthenticateBody) -> Result<HttpResponse, ApiError> {
+    let password = Password::parse(body.password)?;
+    let authenticated_at = state.sessions.reauthenticate(&caller.0, &password, state.client_address(request).as_deref()).await?;
     Ok(HttpResponse::Ok().json(Data { data: Reauthenticated { authenticated_at: rfc3339(authenticated_at)? } }))
 }

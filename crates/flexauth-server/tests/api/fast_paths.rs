@@ -156,3 +156,38 @@ async fn the_token_of_a_deleted_account_is_refused_by_usage_as_by_every_endpoint
     app.stop().await;
     fresh.stop().await;
 }
+
+#[actix_web::test]
+async fn an_unreachable_database_answers_503_unavailable_fast_and_everything_works_once_it_is_back() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let email = unique_email("outage");
+    let login = app.verified_login(&env, &email).await;
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(requests_today(&app.get_with_bearer("/v1/usage", &access).await), 1);
+    if !env.db.set_reachable(false) {
+        return; // SQLite: a file cannot become unreachable under an open connection.
+    }
+    let login_body = json!({ "email": email, "password": crate::helpers::PASSWORD });
+    for (what, reply) in [
+        ("refresh", app.refresh(&refresh).await),
+        ("login", app.post("/v1/auth/login", login_body.clone()).await),
+        ("refresh again", app.refresh(&refresh).await),
+    ] {
+        assert_eq!((reply.status, reply.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"), "{what}: {}", reply.text);
+        assert_eq!(reply.headers.get("retry-after").and_then(|value| value.to_str().ok()), Some("2"), "{what}");
+    }
+    let ready = app.get("/readyz").await;
+    assert_eq!((ready.status, ready.code()), (StatusCode::SERVICE_UNAVAILABLE, "not_ready"));
+    // The request count is kept in memory meanwhile, and nothing needs a restart.
+    assert_eq!(requests_today(&app.get_with_bearer("/v1/usage", &access).await), 2);
+
+    assert!(env.db.set_reachable(true));
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+    let refreshed = app.refresh(&refresh).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "the refresh token was not spent by the failed attempts: {}", refreshed.text);
+    assert_eq!(app.post("/v1/auth/login", login_body).await.status, StatusCode::OK);
+    assert_eq!(requests_today(&app.get_with_bearer("/v1/usage", &access).await), 3);
+    app.stop().await;
+}
