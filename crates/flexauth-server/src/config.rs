@@ -128,6 +128,11 @@ pub struct RawConfig {
     /// skips the signature check; `0` turns the cache off.
     #[arg(long, env = "FLEXAUTH_VERIFIED_TOKEN_CACHE", default_value = "16384", global = true)]
     pub verified_token_cache: String,
+    /// On SIGTERM, how long `/readyz` answers 503 while requests are still served, so a load
+    /// balancer stops sending traffic before the server stops; `0` stops at once. SIGINT
+    /// (Ctrl-C) always stops at once.
+    #[arg(long, env = "FLEXAUTH_SHUTDOWN_DRAIN", default_value = "5s", global = true)]
+    pub shutdown_drain: String,
     /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
     #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -192,6 +197,7 @@ pub struct Settings {
     pub argon2: Argon2Settings,
     pub verified_token_cache: usize,
     pub cors_origins: Vec<String>,
+    pub shutdown_drain: Duration,
     pub log_format: LogFormat,
     /// How often the delivery worker looks for due emails.
     pub outbox_poll_interval: std::time::Duration,
@@ -300,6 +306,10 @@ impl RawConfig {
                 ))
             }
         };
+        let shutdown_drain = match self.shutdown_drain.trim() {
+            "0" | "0s" => Duration::ZERO,
+            text => parse_duration(text).map_err(|reason| invalid("FLEXAUTH_SHUTDOWN_DRAIN", "shutdown-drain", reason))?,
+        };
         let cors_origins = crate::browser::parse_origins(&self.cors_origins).map_err(|reason| invalid("FLEXAUTH_CORS_ORIGINS", "cors-origins", reason))?;
         if argon2.memory_kib < 8 {
             return Err(invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", "must be at least 8"));
@@ -364,6 +374,7 @@ impl RawConfig {
             argon2,
             verified_token_cache,
             cors_origins,
+            shutdown_drain,
             log_format,
             outbox_poll_interval: std::time::Duration::from_secs(1),
             usage_flush_interval: std::time::Duration::from_secs(1),

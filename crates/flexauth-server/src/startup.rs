@@ -78,6 +78,7 @@ fn private_data_dir(path: &std::path::Path) -> Result<(), StartupError> {
 pub struct Application {
     port: u16,
     server: Server,
+    drain: Drain,
     shutdown: watch::Sender<bool>,
     worker: JoinHandle<()>,
     usage_flusher: JoinHandle<()>,
@@ -248,7 +249,9 @@ impl Application {
         let clock_for_purge = clock.clone();
         let delivery = DeliveryService::new(shared, transport, clock, random, DeliverySettings::default());
         let worker_wakeup = Arc::new(tokio::sync::Notify::new());
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = web::Data::new(AppState {
+            draining: draining.clone(),
             accounts: accounts.clone(),
             sessions,
             api_keys,
@@ -308,6 +311,8 @@ impl Application {
         .keep_alive(std::time::Duration::from_secs(30))
         .max_connections(25_000)
         .shutdown_timeout(10)
+        // The signals are ours (see Drain): SIGTERM drains before stopping.
+        .disable_signals()
         .listen(listener)
         .map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?
         .run();
@@ -318,7 +323,8 @@ impl Application {
         let usage_flusher = worker::spawn_usage_flusher(usage, settings.usage_flush_interval, stopped.clone());
         let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, "flexauth listening");
-        Ok(Self { port, server, shutdown, worker, usage_flusher })
+        let drain = Drain { draining, handle: server.handle(), delay: settings.shutdown_drain.unsigned_abs() };
+        Ok(Self { port, server, drain, shutdown, worker, usage_flusher })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -331,16 +337,68 @@ impl Application {
         self.server.handle()
     }
 
+    /// A handle to begin a draining shutdown, as SIGTERM does.
+    pub fn drain_handle(&self) -> Drain {
+        self.drain.clone()
+    }
+
     /// Serves until the server stops (SIGTERM, SIGINT or a handle), then stops the delivery
     /// worker after its current pass and writes the request counts not yet written.
     ///
     /// # Errors
     /// The server's I/O error.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let signals = tokio::spawn(self.drain.clone().on_signals());
         let outcome = self.server.await;
+        signals.abort();
         let _ = self.shutdown.send(true);
         let _ = self.worker.await;
         let _ = self.usage_flusher.await;
         outcome
+    }
+}
+
+/// A graceful shutdown in two steps: first `/readyz` answers 503 while every request is still
+/// served, for the drain delay, so a load balancer takes the instance out of rotation; then
+/// the server stops taking connections and finishes the requests in flight.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    handle: ServerHandle,
+    delay: std::time::Duration,
+}
+
+impl Drain {
+    /// Begins the shutdown: not ready at once, stopped after the drain delay.
+    pub async fn begin(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::Release);
+        tracing::info!(delay_ms = self.delay.as_millis() as u64, "shutting down: /readyz answers 503, requests are served until the server stops");
+        tokio::time::sleep(self.delay).await;
+        self.handle.stop(true).await;
+    }
+
+    /// SIGTERM drains; SIGINT (Ctrl-C at a terminal) stops at once.
+    async fn on_signals(self) {
+        let terminate = async {
+            #[cfg(unix)]
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+            #[cfg(not(unix))]
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = terminate => self.begin().await,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted: stopping");
+                self.handle.stop(true).await;
+            }
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub device_cookie: DeviceCookie,
     /// CORS origins and the refresh cookie.
     pub browser: crate::browser::BrowserPolicy,
+    /// Set when a graceful shutdown began: `/readyz` answers 503 from then on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The name of the cookie that lets the account recognise a device it logged in from.

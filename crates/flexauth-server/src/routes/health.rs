@@ -25,6 +25,10 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness: the database answers.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        // Shutting down: the load balancer should send this instance nothing new.
+        return Err(ApiError::NotReady);
+    }
     match state.store.ping().await {
         Ok(()) => Ok(HttpResponse::Ok().json(Data { data: Status { status: "ready" } })),
         Err(error) => {

@@ -191,3 +191,23 @@ async fn an_unreachable_database_answers_503_unavailable_fast_and_everything_wor
     assert_eq!(requests_today(&app.get_with_bearer("/v1/usage", &access).await), 3);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_draining_instance_is_not_ready_but_still_serves_until_it_stops() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_with(&["--shutdown-drain", "1s"]).await;
+    let login = app.verified_login(&env, &unique_email("draining")).await;
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+    let drain = app.drain.clone().unwrap();
+    let draining = tokio::spawn(async move { drain.begin().await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Out of rotation at once, while requests in flight and new ones are still served.
+    let ready = app.get("/readyz").await;
+    assert_eq!((ready.status, ready.code()), (StatusCode::SERVICE_UNAVAILABLE, "not_ready"));
+    assert_eq!(requests_today(&app.get_with_bearer("/v1/usage", login["access_token"].as_str().unwrap()).await), 1);
+    assert_eq!(app.refresh(login["refresh_token"].as_str().unwrap()).await.status, StatusCode::OK);
+    draining.await.unwrap();
+    // After the drain delay the server stopped taking connections.
+    assert!(app.client.get(app.url("/healthz")).send().await.is_err(), "the server still answers after its drain");
+    app.stop().await;
+}

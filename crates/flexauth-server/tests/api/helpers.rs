@@ -159,6 +159,8 @@ pub struct TestApp {
     pub address: String,
     pub handle: ServerHandle,
     pub client: awc::Client,
+    /// Begins a draining shutdown, as SIGTERM does.
+    pub drain: Option<flexauth_server::startup::Drain>,
     running: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
@@ -190,10 +192,12 @@ impl TestApp {
     fn start(app: Application) -> Self {
         let port = app.port();
         let handle = app.server_handle();
+        let drain = Some(app.drain_handle());
         let running = tokio::spawn(app.run_until_stopped());
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
             handle,
+            drain,
             client: awc::Client::builder().timeout(Duration::from_secs(60)).finish(),
             running: Mutex::new(Some(running)),
         }
@@ -276,7 +280,7 @@ impl TestApp {
     /// The same instance reached at another address (through a proxy); stopping it is the
     /// original's business.
     pub fn via(&self, address: String) -> TestApp {
-        TestApp { address, handle: self.handle.clone(), client: self.client.clone(), running: Mutex::new(None) }
+        TestApp { address, handle: self.handle.clone(), client: self.client.clone(), drain: None, running: Mutex::new(None) }
     }
 
     /// Stops the instance gracefully and waits until it has finished its shutdown work (the
