@@ -252,6 +252,14 @@ impl From<flexauth_domain::usage::UsageError> for ApiError {
     }
 }
 
+impl From<crate::browser::CookieRefusal> for ApiError {
+    fn from(refusal: crate::browser::CookieRefusal) -> Self {
+        match refusal {
+            crate::browser::CookieRefusal::ForeignOrigin => Self::OriginNotAllowed,
+        }
+    }
+}
+
 impl From<InfraError> for ApiError {
     fn from(error: InfraError) -> Self {
         if error.is_unavailable() {

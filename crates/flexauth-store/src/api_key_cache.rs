@@ -58,7 +58,9 @@ pub(crate) struct ApiKeyCache {
     listener: Mutex<Option<PgConnection>>,
     listening: AtomicBool,
     /// When the last heartbeat that was answered started.
-    confirmed_at: Mutex<Option<Instant>>,
+    /// Read on every cache hit, so an atomic: microseconds after `epoch`, 0 for never.
+    confirmed_at: AtomicU64,
+    epoch: Instant,
 }
 
 #[derive(Default)]
@@ -80,8 +82,14 @@ impl ApiKeyCache {
     pub(crate) fn start(url: String) -> Arc<Self> {
         let separator = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{separator}tcp_user_timeout=1000&application_name=flexauth-key-cache");
-        let cache =
-            Arc::new(Self { url, entries: Mutex::default(), listener: Mutex::new(None), listening: AtomicBool::new(false), confirmed_at: Mutex::new(None) });
+        let cache = Arc::new(Self {
+            url,
+            entries: Mutex::default(),
+            listener: Mutex::new(None),
+            listening: AtomicBool::new(false),
+            confirmed_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
         cache.reconnect();
         let weak = Arc::downgrade(&cache);
         let name = format!("flexauth-key-cache-{}", LISTENERS_STARTED.fetch_add(1, Ordering::Relaxed));
@@ -135,12 +143,17 @@ impl ApiKeyCache {
     }
 
     fn confirm(&self, started: Instant) {
-        *self.confirmed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(started);
+        let micros = u64::try_from(started.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
+        // 0 means never; a heartbeat in the first microsecond counts as the second.
+        self.confirmed_at.store(micros.max(1), Ordering::Release);
     }
 
     fn trusted(&self) -> bool {
         self.listening.load(Ordering::Acquire)
-            && self.confirmed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some_and(|at| at.elapsed() < ANNOUNCEMENT_DELAY)
+            && match self.confirmed_at.load(Ordering::Acquire) {
+                0 => false,
+                micros => self.epoch.elapsed().saturating_sub(Duration::from_micros(micros)) < ANNOUNCEMENT_DELAY,
+            }
     }
 
     /// Sends the heartbeat on the listening connection, then reads what arrived.

@@ -121,8 +121,7 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, pooled: &mut Pooled) -> Result<(), StoreError> {
-        with_connection!(&mut pooled.connection, |c| c.batch_execute("SELECT 1"))?;
-        Ok(())
+        answers(&mut pooled.connection)
     }
 
     fn has_broken(&self, pooled: &mut Pooled) -> bool {
@@ -146,6 +145,12 @@ impl Manager {
             }
         }
     }
+}
+
+/// Whether the database answers on `connection`: the one liveness check, for readiness, the
+/// pool, and connections older than the latest outage.
+fn answers(connection: &mut DbConnection) -> Result<(), StoreError> {
+    Ok(with_connection!(connection, |c| c.batch_execute("SELECT 1"))?)
 }
 
 /// The URL with libpq's `connect_timeout` set to [`CONNECT_TIMEOUT_SECONDS`] unless the
@@ -268,7 +273,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|connection| Ok(with_connection!(connection, |c| c.batch_execute("SELECT 1"))?)).await
+        self.run(answers).await
     }
 
     /// Runs blocking database work on tokio's blocking pool with a pooled connection.
@@ -287,7 +292,7 @@ impl Store {
                 if pooled.checked_after_outage == outages {
                     break pooled;
                 }
-                if with_connection!(&mut pooled.connection, |c| c.batch_execute("SELECT 1")).is_ok() {
+                if answers(&mut pooled.connection).is_ok() {
                     pooled.checked_after_outage = outages;
                     break pooled;
                 }

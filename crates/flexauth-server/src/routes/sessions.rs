@@ -67,7 +67,13 @@ fn presented_refresh_token(state: &AppState, request: &HttpRequest, body: &[u8],
     if let Some(token) = from_body.refresh_token {
         return Ok(token);
     }
-    browser::refresh_cookie(request, &state.browser).map_err(|_| ApiError::OriginNotAllowed)?.ok_or(ApiError::MissingToken)
+    cookie_refresh_token(state, request)
+}
+
+/// The refresh token of the refresh cookie, for a request that opted in to the cookie
+/// transport from an acceptable origin.
+fn cookie_refresh_token(state: &AppState, request: &HttpRequest) -> Result<String, ApiError> {
+    browser::refresh_cookie(request, &state.browser)?.ok_or(ApiError::MissingToken)
 }
 
 #[tracing::instrument(skip_all)]
@@ -132,7 +138,7 @@ pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web:
     };
     let cookie_mode = browser::wants_cookie(&request);
     if cookie_mode && body.refresh_token.is_none() && bearer_token(&request)?.is_none() {
-        let refresh_token = browser::refresh_cookie(&request, &state.browser).map_err(|_| ApiError::OriginNotAllowed)?.ok_or(ApiError::MissingToken)?;
+        let refresh_token = cookie_refresh_token(&state, &request)?;
         state.sessions.logout_with_refresh_token(&refresh_token).await?;
         return Ok(HttpResponse::NoContent().insert_header((header::SET_COOKIE, state.browser.clear_cookie())).finish());
     }
