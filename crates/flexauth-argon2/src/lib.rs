@@ -104,6 +104,32 @@ enum Outcome {
     Verified(bool),
 }
 
+/// What the pool tells its metrics: jobs waiting, jobs shed, and how long each job waited.
+#[derive(Default)]
+struct PoolCounters {
+    queued: AtomicU64,
+    shed: AtomicU64,
+    wait_observer: std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>,
+}
+
+impl PoolCounters {
+    fn shed_one(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the hashing pool, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Worker threads, each holding one argon2 block.
+    pub workers: usize,
+    /// Jobs waiting for a worker now.
+    pub queued: u64,
+    /// Jobs answered "overloaded" unhashed since the start: the queue was full, or the job
+    /// waited longer than [`MAX_WAIT`].
+    pub shed: u64,
+}
+
 struct Job {
     work: Work,
     queued_at: Instant,
@@ -117,6 +143,7 @@ struct Worker {
     memory: Vec<Block>,
     computations: Arc<AtomicU64>,
     extra_allocations: Arc<AtomicU64>,
+    counters: Arc<PoolCounters>,
 }
 
 impl Worker {
@@ -131,10 +158,16 @@ impl Worker {
                 // Every sender is gone: the hasher was dropped.
                 return;
             };
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
             if job.reply.is_closed() {
                 continue;
             }
-            let outcome = if job.queued_at.elapsed() > MAX_WAIT {
+            let waited = job.queued_at.elapsed();
+            if let Some(observe) = self.counters.wait_observer.get() {
+                observe(waited);
+            }
+            let outcome = if waited > MAX_WAIT {
+                self.counters.shed_one();
                 Err(HashingError::Overloaded)
             } else {
                 // A panic inside argon2 must not take the worker with it: the pool would shrink
@@ -203,6 +236,7 @@ pub struct Argon2Hasher {
     computations: Arc<AtomicU64>,
     /// Verifications of hashes of another cost, which needed memory beyond the pool's.
     extra_allocations: Arc<AtomicU64>,
+    counters: Arc<PoolCounters>,
 }
 
 impl std::fmt::Debug for Argon2Hasher {
@@ -226,6 +260,7 @@ impl Argon2Hasher {
         let receiver = Arc::new(Mutex::new(receiver));
         let computations = Arc::new(AtomicU64::new(0));
         let extra_allocations = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(PoolCounters::default());
         for index in 0..settings.workers {
             let worker = Worker {
                 argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()),
@@ -233,6 +268,7 @@ impl Argon2Hasher {
                 memory: vec![Block::default(); params.block_count()],
                 computations: Arc::clone(&computations),
                 extra_allocations: Arc::clone(&extra_allocations),
+                counters: Arc::clone(&counters),
             };
             let receiver = Arc::clone(&receiver);
             std::thread::Builder::new().name(format!("flexauth-argon2-{index}")).spawn(move || worker.run(&receiver)).map_err(Argon2ConfigError::Thread)?;
@@ -243,10 +279,11 @@ impl Argon2Hasher {
             memory: vec![Block::default(); params.block_count()],
             computations: Arc::new(AtomicU64::new(0)),
             extra_allocations: Arc::new(AtomicU64::new(0)),
+            counters: Arc::new(PoolCounters::default()),
         };
         let unknown = SaltString::generate(&mut OsRng);
         let dummy_hash = setup.hash(unknown.as_str().as_bytes()).map_err(|error| Argon2ConfigError::DummyHash(error.to_string()))?;
-        Ok(Self { jobs, params, workers: settings.workers, dummy_hash: dummy_hash.into(), computations, extra_allocations })
+        Ok(Self { jobs, params, workers: settings.workers, dummy_hash: dummy_hash.into(), computations, extra_allocations, counters })
     }
 
     /// How many argon2 computations (hashes and verifications, the dummy ones included) this
@@ -266,12 +303,32 @@ impl Argon2Hasher {
         self.workers as u64 * u64::from(self.params.m_cost()) * 1024
     }
 
+    /// The pool's size, queue depth and shed count now.
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats { workers: self.workers, queued: self.counters.queued.load(Ordering::Relaxed), shed: self.counters.shed.load(Ordering::Relaxed) }
+    }
+
+    /// Calls `observer` with how long each job waited in the queue before a worker took it
+    /// (for a metrics histogram). Only the first observer set is kept.
+    pub fn observe_queue_waits(&self, observer: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.counters.wait_observer.set(Box::new(observer));
+    }
+
     async fn submit(&self, work: Work) -> Result<Outcome, HashingError> {
         let (reply, answer) = oneshot::channel();
+        // Counted before the send, so a worker taking the job at once never counts below zero.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
         match self.jobs.try_send(Job { work, queued_at: Instant::now(), reply }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(HashingError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return Err(HashingError::PoolClosed),
+            Err(TrySendError::Full(_)) => {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                self.counters.shed_one();
+                return Err(HashingError::Overloaded);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                return Err(HashingError::PoolClosed);
+            }
         }
         answer.await.map_err(|_| HashingError::PoolClosed)?
     }
@@ -389,6 +446,11 @@ mod tests {
     async fn a_full_queue_answers_overloaded_at_once_and_hashes_nothing_more() {
         // One worker with room for one waiting job, at a cost that keeps the worker busy.
         let hasher = Argon2Hasher::new(Argon2Settings { memory_kib: 65_536, iterations: 4, parallelism: 1, workers: 1, queue_per_worker: 1 }).unwrap();
+        let waits = Arc::new(AtomicU64::new(0));
+        let observed = Arc::clone(&waits);
+        hasher.observe_queue_waits(move |_| {
+            observed.fetch_add(1, Ordering::Relaxed);
+        });
         let flood: Vec<_> = (0..6)
             .map(|_| {
                 let hasher = hasher.clone();
@@ -407,6 +469,8 @@ mod tests {
         assert!(overloaded >= 1, "six jobs for one worker and one queue slot: some must be refused");
         assert_eq!(hasher.computations(), hashed, "refused jobs were not hashed");
         assert_eq!(hasher.pool_memory_bytes(), 64 * 1024 * 1024);
+        assert_eq!(hasher.pool_stats(), PoolStats { workers: 1, queued: 0, shed: overloaded }, "every refusal is counted, and nothing waits any more");
+        assert_eq!(waits.load(Ordering::Relaxed), hashed, "each job a worker took reported its wait");
     }
 
     #[test]

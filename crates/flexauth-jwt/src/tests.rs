@@ -259,10 +259,11 @@ fn a_refresh_token_keyed_with_anything_but_our_secret_is_refused() {
 #[test]
 fn a_cached_token_is_served_only_for_its_exact_bytes() {
     let tokens = JwtTokens::new(&key(), &[], settings());
-    let token = tokens.sign_access(&current_access_claims(3)).unwrap();
-    assert_eq!(tokens.verify_access(&token).unwrap(), current_access_claims(3));
+    let expected = current_access_claims(3);
+    let token = tokens.sign_access(&expected).unwrap();
+    assert_eq!(tokens.verify_access(&token).unwrap(), expected);
     assert_eq!(tokens.verified.as_ref().unwrap().len(), 1);
-    assert_eq!(tokens.verify_access(&token).unwrap(), current_access_claims(3), "served from the cache");
+    assert_eq!(tokens.verify_access(&token).unwrap(), expected, "served from the cache");
     assert_eq!(tokens.verified.as_ref().unwrap().len(), 1);
 
     // Every single-character change of the cached token is verified in full, and fails.
@@ -276,7 +277,7 @@ fn a_cached_token_is_served_only_for_its_exact_bytes() {
             // Only a change in the unused bits of a part's last base64 character could decode
             // to the same bytes, and would then carry the very same claims.
             Ok(claims) => {
-                assert_eq!(claims, current_access_claims(3), "position {index}");
+                assert_eq!(claims, expected, "position {index}");
                 same_bytes += 1;
             }
         }
@@ -293,8 +294,10 @@ fn expired_tokens_are_never_cached_and_the_cache_stays_bounded() {
     assert_eq!(tokens.verify_access(&expired).unwrap(), access_claims());
     assert_eq!(tokens.verified.as_ref().unwrap().len(), 0);
     for token_id in 0..1000 {
-        let token = tokens.sign_access(&current_access_claims(token_id)).unwrap();
-        assert_eq!(tokens.verify_access(&token).unwrap(), current_access_claims(token_id));
+        // One reading of the clock per token: two could fall either side of a second.
+        let claims = current_access_claims(token_id);
+        let token = tokens.sign_access(&claims).unwrap();
+        assert_eq!(tokens.verify_access(&token).unwrap(), claims);
     }
     assert!(tokens.verified.as_ref().unwrap().len() <= 32 + 16, "{} entries", tokens.verified.as_ref().unwrap().len());
 }
@@ -303,6 +306,7 @@ fn expired_tokens_are_never_cached_and_the_cache_stays_bounded() {
 fn a_cache_of_zero_entries_is_no_cache() {
     let tokens = JwtTokens::new(&key(), &[], JwtSettings { verified_cache_entries: 0, ..settings() });
     assert!(tokens.verified.is_none());
-    let token = tokens.sign_access(&current_access_claims(1)).unwrap();
-    assert_eq!(tokens.verify_access(&token).unwrap(), current_access_claims(1));
+    let expected = current_access_claims(1);
+    let token = tokens.sign_access(&expected).unwrap();
+    assert_eq!(tokens.verify_access(&token).unwrap(), expected);
 }

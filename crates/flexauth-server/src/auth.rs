@@ -40,7 +40,11 @@ impl FromRequest for Authenticated {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
             let credential = credential?.ok_or(ApiError::MissingToken)?;
-            let principal = state.bearer.authenticate(&credential).await?;
+            let outcome = state.bearer.authenticate(&credential).await;
+            if flexauth_domain::api_key::ApiKeySecret::looks_like_api_key(&credential) {
+                state.metrics.api_key_authentication(&outcome);
+            }
+            let principal = outcome?;
             // The request's log line names the caller's account (never the credential).
             tracing::Span::current().record("account_id", tracing::field::display(principal.account_id));
             Ok(Authenticated(principal))

@@ -133,6 +133,11 @@ pub struct RawConfig {
     /// (Ctrl-C) always stops at once.
     #[arg(long, env = "FLEXAUTH_SHUTDOWN_DRAIN", default_value = "5s", global = true)]
     pub shutdown_drain: String,
+    /// Address of a second listener that serves only `GET /metrics` (Prometheus text format),
+    /// so metrics are never exposed with the API by accident. Unset or empty: no metrics
+    /// listener.
+    #[arg(long, env = "FLEXAUTH_METRICS_BIND", default_value = "", global = true)]
+    pub metrics_bind: String,
     /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
     #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -198,6 +203,8 @@ pub struct Settings {
     pub verified_token_cache: usize,
     pub cors_origins: Vec<String>,
     pub shutdown_drain: Duration,
+    /// The metrics listener's address; `None`: no metrics listener.
+    pub metrics_bind: Option<SocketAddr>,
     pub log_format: LogFormat,
     /// How often the delivery worker looks for due emails.
     pub outbox_poll_interval: std::time::Duration,
@@ -310,6 +317,20 @@ impl RawConfig {
             "0" | "0s" => Duration::ZERO,
             text => parse_duration(text).map_err(|reason| invalid("FLEXAUTH_SHUTDOWN_DRAIN", "shutdown-drain", reason))?,
         };
+        let metrics_bind = match self.metrics_bind.trim() {
+            "" => None,
+            text => {
+                let address: SocketAddr = text.parse().map_err(|error| invalid("FLEXAUTH_METRICS_BIND", "metrics-bind", format!("`{text}`: {error}")))?;
+                if address == bind && address.port() != 0 {
+                    return Err(invalid(
+                        "FLEXAUTH_METRICS_BIND",
+                        "metrics-bind",
+                        "must differ from FLEXAUTH_BIND: metrics are served on a listener of their own",
+                    ));
+                }
+                Some(address)
+            }
+        };
         let cors_origins = crate::browser::parse_origins(&self.cors_origins).map_err(|reason| invalid("FLEXAUTH_CORS_ORIGINS", "cors-origins", reason))?;
         if argon2.memory_kib < 8 {
             return Err(invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", "must be at least 8"));
@@ -375,6 +396,7 @@ impl RawConfig {
             verified_token_cache,
             cors_origins,
             shutdown_drain,
+            metrics_bind,
             log_format,
             outbox_poll_interval: std::time::Duration::from_secs(1),
             usage_flush_interval: std::time::Duration::from_secs(1),

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod request_id;
 pub mod routes;
 pub mod runtime;

@@ -54,6 +54,8 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
+    #[error("cannot register the metrics: {0}")]
+    Metrics(String),
     #[error("cannot create the data directory {path} (FLEXAUTH_DATA_DIR): {source}")]
     DataDir { path: String, source: std::io::Error },
 }
@@ -78,6 +80,8 @@ fn private_data_dir(path: &std::path::Path) -> Result<(), StartupError> {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener's port and server, when `FLEXAUTH_METRICS_BIND` is set.
+    metrics_server: Option<(u16, Server)>,
     drain: Drain,
     shutdown: watch::Sender<bool>,
     worker: JoinHandle<()>,
@@ -165,6 +169,29 @@ fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(request, replacement).map_into_right_body()))
 }
 
+/// The second listener: `GET /metrics` and nothing else, on one worker thread.
+fn metrics_listener(address: std::net::SocketAddr, sources: crate::metrics::MetricsSources) -> Result<(u16, Server), StartupError> {
+    let bind_error = |source| StartupError::Bind { address: address.to_string(), source };
+    let listener = TcpListener::bind(address).map_err(bind_error)?;
+    let port = listener.local_addr().map_err(bind_error)?.port();
+    let sources = web::Data::new(sources);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(sources.clone())
+            .service(web::resource("/metrics").route(web::get().to(crate::metrics::scrape)).route(web::head().to(crate::metrics::scrape)))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .client_request_timeout(std::time::Duration::from_secs(5))
+    .shutdown_timeout(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(bind_error)?
+    .run();
+    tracing::info!(address = %address, port, "metrics listening");
+    Ok((port, server))
+}
+
 impl Application {
     /// Migrates the database, loads or creates the signing key, wires the services, starts the
     /// delivery worker and binds the listener.
@@ -196,6 +223,10 @@ impl Application {
         let argon2 = settings.argon2;
         let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await??);
         tracing::info!(workers = argon2.workers, pool_mib = hasher.pool_memory_bytes() >> 20, "password hashing pool started");
+        let metrics = Arc::new(crate::metrics::Metrics::new().map_err(|error| StartupError::Metrics(error.to_string()))?);
+        metrics.observe(&hasher, &store);
+        metrics.set_signing_key(key.kid());
+        let metrics_sources = crate::metrics::MetricsSources { metrics: metrics.clone(), hasher: hasher.clone(), store: store.clone(), clock: clock.clone() };
         let shared = Arc::new(store.clone());
 
         let limits = LimitSettings { enabled: settings.rate_limits, ..LimitSettings::default() };
@@ -251,6 +282,7 @@ impl Application {
         let worker_wakeup = Arc::new(tokio::sync::Notify::new());
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = web::Data::new(AppState {
+            metrics: metrics.clone(),
             draining: draining.clone(),
             accounts: accounts.clone(),
             sessions,
@@ -298,6 +330,8 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(envelope_for_framework_errors))
                 .wrap(from_fn(request_id::middleware))
                 .wrap(from_fn(crate::browser::cors))
+                // Outermost, so it counts the status the client really got.
+                .wrap(from_fn(crate::metrics::middleware))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
@@ -317,19 +351,29 @@ impl Application {
         .map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?
         .run();
 
+        let metrics_server = match settings.metrics_bind {
+            Some(address) => Some(metrics_listener(address, metrics_sources)?),
+            None => None,
+        };
+
         let (shutdown, stopped) = watch::channel(false);
         let housekeeping = HousekeepingService::new(shared_housekeeping, clock_for_purge, settings.retention);
-        let jobs = worker::Jobs { accounts, delivery, housekeeping };
+        let jobs = worker::Jobs { accounts, delivery, housekeeping, metrics };
         let usage_flusher = worker::spawn_usage_flusher(usage, settings.usage_flush_interval, stopped.clone());
         let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, "flexauth listening");
         let drain = Drain { draining, handle: server.handle(), delay: settings.shutdown_drain.unsigned_abs() };
-        Ok(Self { port, server, drain, shutdown, worker, usage_flusher })
+        Ok(Self { port, server, metrics_server, drain, shutdown, worker, usage_flusher })
     }
 
     /// The port the server listens on (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(port, _)| *port)
     }
 
     /// A handle to stop the server gracefully.
@@ -349,8 +393,16 @@ impl Application {
     /// The server's I/O error.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let signals = tokio::spawn(self.drain.clone().on_signals());
+        let metrics = self.metrics_server.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let outcome = self.server.await;
         signals.abort();
+        if let Some((handle, serving)) = metrics {
+            handle.stop(true).await;
+            let _ = serving.await;
+        }
         let _ = self.shutdown.send(true);
         let _ = self.worker.await;
         let _ = self.usage_flusher.await;

@@ -33,6 +33,8 @@ pub struct AppState {
     pub device_cookie: DeviceCookie,
     /// CORS origins and the refresh cookie.
     pub browser: crate::browser::BrowserPolicy,
+    /// This application's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Set when a graceful shutdown began: `/readyz` answers 503 from then on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }

@@ -22,6 +22,7 @@ pub struct Jobs {
     pub accounts: AccountService,
     pub delivery: DeliveryService,
     pub housekeeping: HousekeepingService,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Runs passes every `interval`, at once again after a pass that did work (so a backlog drains
@@ -29,7 +30,7 @@ pub struct Jobs {
 /// instance), until `shutdown` turns true. Every ten minutes a pass also purges what retention
 /// says is due, batch after batch until nothing is left.
 pub fn spawn(jobs: Jobs, interval: Duration, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-    let Jobs { accounts, delivery, housekeeping } = jobs;
+    let Jobs { accounts, delivery, housekeeping, metrics } = jobs;
     tokio::spawn(async move {
         let mut last_purge: Option<tokio::time::Instant> = None;
         loop {
@@ -66,6 +67,7 @@ pub fn spawn(jobs: Jobs, interval: Duration, wakeup: Arc<Notify>, mut shutdown: 
             }
             match delivery.deliver_due().await {
                 Ok(report) => {
+                    metrics.mail_sent(report.sent, report.rescheduled, report.failed);
                     let delivered = report.sent + report.rescheduled + report.failed > 0;
                     if delivered {
                         tracing::info!(sent = report.sent, rescheduled = report.rescheduled, failed = report.failed, "delivery pass");

@@ -16,6 +16,8 @@ pub enum StoreError {
     Task(#[from] tokio::task::JoinError),
     #[error("a stored row is inconsistent: {0}")]
     CorruptRow(&'static str),
+    #[error("the database lacks migrations this version of flexauth needs: run `flexauth migrate`")]
+    MigrationsPending,
     #[error("could not prepare the SQLite database file {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }

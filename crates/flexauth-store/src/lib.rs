@@ -14,6 +14,7 @@ mod api_keys;
 mod audit;
 mod error;
 mod housekeeping;
+mod observability;
 mod outbox;
 mod rate_limits;
 mod requests;
@@ -37,6 +38,7 @@ use diesel::{Connection as _, ConnectionError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
 
 pub use error::StoreError;
+pub use observability::{OutboxBacklog, PoolUsage};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -207,6 +209,8 @@ pub struct Store {
     unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// How many outages were seen; the pool's connections from before the latest are checked.
     outages: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Hears how long each query waited for a connection.
+    connection_waits: observability::WaitObserver,
 }
 
 impl std::fmt::Debug for Store {
@@ -242,7 +246,7 @@ impl Store {
         let outages = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let manager = Manager { config, outages: outages.clone() };
         let pool = Pool::builder().max_size(max_size).connection_timeout(CONNECTION_TIMEOUT).test_on_check_out(false).build(manager)?;
-        Ok(Self { pool, backend, api_key_cache, unreachable: std::sync::Arc::default(), outages })
+        Ok(Self { pool, backend, api_key_cache, unreachable: std::sync::Arc::default(), outages, connection_waits: std::sync::Arc::default() })
     }
 
     /// `"postgres"` or `"sqlite"`.
@@ -276,6 +280,26 @@ impl Store {
         self.run(answers).await
     }
 
+    /// Checks that the database answers and holds every migration this version knows: an
+    /// instance of a newer version must not take traffic on a database not migrated for it.
+    ///
+    /// # Errors
+    /// [`StoreError::MigrationsPending`] when a migration is missing, another [`StoreError`]
+    /// when the database does not answer.
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
+        self.run(|connection| {
+            let pending = match connection {
+                DbConnection::Postgres(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
+                DbConnection::Sqlite(c) => c.has_pending_migration(SQLITE_MIGRATIONS),
+            };
+            if pending.map_err(StoreError::Migration)? {
+                return Err(StoreError::MigrationsPending);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs blocking database work on tokio's blocking pool with a pooled connection.
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
@@ -284,11 +308,17 @@ impl Store {
     {
         let pool = self.pool.clone();
         let outages = self.outages.load(std::sync::atomic::Ordering::Acquire);
+        let connection_waits = self.connection_waits.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             // No test query on every checkout; only a connection older than the latest outage
             // is checked, once, so that after the database is back no request meets a dead one.
             let mut pooled = loop {
-                let mut pooled = pool.get()?;
+                let asked = std::time::Instant::now();
+                let pooled = pool.get();
+                if let Some(observe) = connection_waits.get() {
+                    observe(asked.elapsed());
+                }
+                let mut pooled = pooled?;
                 if pooled.checked_after_outage == outages {
                     break pooled;
                 }

@@ -477,7 +477,8 @@ impl SessionService {
                     // The derivation must lead to the stored digest; if it does not, the row
                     // and the token disagree, and the only safe reading is reuse.
                     if let Some(current) = current.filter(|secret| secret.hash() == stored.current_hash) {
-                        return Ok(self.issue_pair(claims.account_id, claims.session_id, &current, stored.current_issued_at, stored.current_expires_at)?);
+                        let pair = self.issue_pair(claims.account_id, claims.session_id, &current, stored.current_issued_at, stored.current_expires_at)?;
+                        return Ok(TokenPair { replayed: true, ..pair });
                     }
                     return Err(self.revoke_for_reuse(&session, now).await);
                 }
@@ -660,6 +661,7 @@ impl SessionService {
             refresh_token: self.signer.sign_refresh(&refresh)?,
             expires_in: self.settings.access_ttl.whole_seconds(),
             new_device: None,
+            replayed: false,
         })
     }
 }
@@ -888,6 +890,7 @@ mod tests {
             .returning(|_| Ok(true));
         let pair = ports.service().refresh(&refresh_token_for(&secret), None).await.unwrap();
         assert_ne!(pair.refresh_token, refresh_token_for(&secret));
+        assert!(!pair.replayed);
     }
 
     #[tokio::test]
@@ -921,6 +924,7 @@ mod tests {
         let first = service.refresh(&refresh_token_for(&secret), None).await.unwrap();
         let second = service.refresh(&refresh_token_for(&secret), None).await.unwrap();
         assert_eq!(first, second);
+        assert!(first.replayed, "a grace replay says so, for the metrics");
         assert!(first.refresh_token.starts_with(&format!("rt:{}", URL_SAFE_NO_PAD.encode(secret.child(&nonce).expose()))));
     }
 

@@ -48,11 +48,15 @@ pub struct TokenPair {
     /// A device token to hand the client (as a cookie) after a login from a device the account
     /// did not know yet; `None` otherwise, and always after a refresh.
     pub new_device: Option<crate::secret::DeviceToken>,
+    /// `true` when a refresh presented the direct parent of the live token within the grace
+    /// window and got the live pair again (a second tab, a retried request) rather than a
+    /// new one; `false` after a login and a rotation.
+    pub replayed: bool,
 }
 
 impl std::fmt::Debug for TokenPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenPair").field("expires_in", &self.expires_in).finish_non_exhaustive()
+        f.debug_struct("TokenPair").field("expires_in", &self.expires_in).field("replayed", &self.replayed).finish_non_exhaustive()
     }
 }
 

@@ -23,13 +23,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Data { data: Status { status: "ok" } })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers and holds every migration this version needs, and the
+/// instance is not shutting down.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::Acquire) {
         // Shutting down: the load balancer should send this instance nothing new.
         return Err(ApiError::NotReady);
     }
-    match state.store.ping().await {
+    match state.store.check_ready().await {
         Ok(()) => Ok(HttpResponse::Ok().json(Data { data: Status { status: "ready" } })),
         Err(error) => {
             tracing::warn!(error.chain = %error_chain(&error), "readiness check failed");

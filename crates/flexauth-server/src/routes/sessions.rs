@@ -85,7 +85,9 @@ pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: web::
     let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
     let mut client = ClientInfo::new(user_agent, state.client_address(&request));
     client.device = device_cookie(&request);
-    let pair = state.sessions.login(&email, &password, client).await?;
+    let outcome = state.sessions.login(&email, &password, client).await;
+    state.metrics.login(&outcome);
+    let pair = outcome?;
     let new_device = pair.new_device.clone();
     let mut response = tokens(pair, browser::wants_cookie(&request).then_some(&state.browser));
     if let Some(device) = new_device {
@@ -107,7 +109,9 @@ fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::Devic
 pub async fn refresh(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let cookie_mode = browser::wants_cookie(&request);
     let refresh_token = presented_refresh_token(&state, &request, &body, cookie_mode)?;
-    let pair = state.sessions.refresh(&refresh_token, state.client_address(&request).as_deref()).await?;
+    let outcome = state.sessions.refresh(&refresh_token, state.client_address(&request).as_deref()).await;
+    state.metrics.refresh(&outcome);
+    let pair = outcome?;
     Ok(tokens(pair, cookie_mode.then_some(&state.browser)))
 }
 

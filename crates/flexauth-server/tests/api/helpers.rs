@@ -161,6 +161,8 @@ pub struct TestApp {
     pub client: awc::Client,
     /// Begins a draining shutdown, as SIGTERM does.
     pub drain: Option<flexauth_server::startup::Drain>,
+    /// `http://127.0.0.1:port` of the metrics listener, when the instance has one.
+    pub metrics_address: Option<String>,
     running: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
@@ -193,11 +195,13 @@ impl TestApp {
         let port = app.port();
         let handle = app.server_handle();
         let drain = Some(app.drain_handle());
+        let metrics_address = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}"));
         let running = tokio::spawn(app.run_until_stopped());
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
             handle,
             drain,
+            metrics_address,
             client: awc::Client::builder().timeout(Duration::from_secs(60)).finish(),
             running: Mutex::new(Some(running)),
         }
@@ -280,7 +284,7 @@ impl TestApp {
     /// The same instance reached at another address (through a proxy); stopping it is the
     /// original's business.
     pub fn via(&self, address: String) -> TestApp {
-        TestApp { address, handle: self.handle.clone(), client: self.client.clone(), drain: None, running: Mutex::new(None) }
+        TestApp { address, handle: self.handle.clone(), client: self.client.clone(), drain: None, metrics_address: None, running: Mutex::new(None) }
     }
 
     /// Stops the instance gracefully and waits until it has finished its shutdown work (the

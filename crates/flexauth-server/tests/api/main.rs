@@ -13,6 +13,7 @@ mod browser;
 mod error_codes;
 mod fast_paths;
 mod mail;
+mod operations;
 mod passwords;
 mod scale_out;
 mod secrets_at_rest;
