@@ -32,6 +32,21 @@ pub enum AuditKind {
     ApiKeyRevoked,
     /// A spent refresh token came back; its session was ended.
     RefreshTokenReuse,
+    /// An operator disabled the account: every session and key ended.
+    AccountDisabled,
+    /// An operator enabled the account again.
+    AccountEnabled,
+    /// The account was erased; the entry is kept under a replaced account id.
+    AccountDeleted,
+    /// The owner asked to move the account to another address.
+    EmailChangeRequested,
+    /// The new address was confirmed: the account moved to it.
+    EmailChanged,
+    /// The undo link sent to the old address was used: the change was reverted or cancelled,
+    /// and every session ended.
+    EmailChangeUndone,
+    /// A copy of the account's data was taken (by its owner or an operator).
+    AccountExported,
 }
 
 impl AuditKind {
@@ -46,6 +61,13 @@ impl AuditKind {
             Self::ApiKeyCreated => "api_key_created",
             Self::ApiKeyRevoked => "api_key_revoked",
             Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::AccountDisabled => "account_disabled",
+            Self::AccountEnabled => "account_enabled",
+            Self::AccountDeleted => "account_deleted",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::EmailChanged => "email_changed",
+            Self::EmailChangeUndone => "email_change_undone",
+            Self::AccountExported => "account_exported",
         }
     }
 
@@ -60,6 +82,13 @@ impl AuditKind {
             Self::ApiKeyCreated,
             Self::ApiKeyRevoked,
             Self::RefreshTokenReuse,
+            Self::AccountDisabled,
+            Self::AccountEnabled,
+            Self::AccountDeleted,
+            Self::EmailChangeRequested,
+            Self::EmailChanged,
+            Self::EmailChangeUndone,
+            Self::AccountExported,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == name)

@@ -13,6 +13,7 @@ pub mod api_key;
 pub mod audit;
 pub mod bearer;
 pub mod housekeeping;
+pub mod lifecycle;
 pub mod limits;
 pub mod mail;
 pub mod principal;

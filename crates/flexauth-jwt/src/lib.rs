@@ -19,6 +19,8 @@ mod cache;
 mod claims;
 mod keys;
 mod provider;
+mod ring;
+mod sealed;
 
 use std::collections::HashMap;
 
@@ -37,6 +39,8 @@ use cache::VerifiedTokens;
 
 pub use keys::{Jwk, Jwks, KeyError, SigningKeyPair};
 pub use provider::install_crypto_provider;
+pub use ring::{KeyRing, RingError, RingKey, RingPlan};
+pub use sealed::{is_sealed, open as open_sealed, KeyEncryptionKey, SealError};
 
 use claims::{AccessJwt, RefreshJwt};
 
@@ -102,19 +106,29 @@ impl std::fmt::Debug for JwtTokens {
 impl JwtTokens {
     /// Signs with `signing` and verifies with it plus `retiring` keys.
     pub fn new(signing: &SigningKeyPair, retiring: &[SigningKeyPair], settings: JwtSettings) -> Self {
+        Self::with_keys(signing, retiring, &[], settings)
+    }
+
+    /// Signs with `signing`; verifies access and refresh tokens with it and `published` keys
+    /// (all in the JWKS: standby keys that will sign soon, and retired keys whose access
+    /// tokens may still be live); verifies only refresh tokens with `refresh_only` keys
+    /// (retired keys whose access tokens have all expired, which leave the JWKS).
+    pub fn with_keys(signing: &SigningKeyPair, published: &[SigningKeyPair], refresh_only: &[SigningKeyPair], settings: JwtSettings) -> Self {
         install_crypto_provider();
         let mut verifying_keys = HashMap::new();
         let mut access_keys = HashMap::new();
         let mut refresh_keys = HashMap::new();
         let mut jwks = Jwks { keys: Vec::new() };
-        for key in std::iter::once(signing).chain(retiring) {
+        for key in std::iter::once(signing).chain(published) {
             verifying_keys.insert(key.kid().to_owned(), DecodingKey::from_ed_der(key.public_key()));
             if let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(key.public_key()) {
                 access_keys.insert(key.kid().to_owned(), public);
             }
+            jwks.keys.push(key.jwk());
+        }
+        for key in std::iter::once(signing).chain(published).chain(refresh_only) {
             let refresh = RefreshKey::of(key);
             refresh_keys.insert(refresh.kid.clone(), refresh);
-            jwks.keys.push(key.jwk());
         }
 
         let refresh_validation = Self::refresh_validation(Algorithm::HS256, &settings.issuer);
@@ -149,6 +163,11 @@ impl JwtTokens {
     /// The public keys, as served at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> &Jwks {
         &self.jwks
+    }
+
+    /// The id of the key that signs.
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
     }
 
     fn header(algorithm: Algorithm, typ: &str, kid: &str) -> Header {

@@ -27,12 +27,59 @@ pub struct Cli {
 }
 
 /// What to do; serving is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Apply pending migrations, then serve the API (the default).
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// List, rotate and retire the signing keys stored in the database. Each command prints
+    /// JSON.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Look up and administer accounts on the configured database. Each command prints JSON.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+/// An operator's command on the stored signing keys.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum KeysCommand {
+    /// Every stored key: its id, what it does now, and until when.
+    List,
+    /// Add a key that the JWKS publishes at once and that signs after DELAY (by default twice
+    /// FLEXAUTH_JWKS_MAX_AGE; it must be longer than that cache lifetime), on every instance,
+    /// without a restart.
+    Rotate {
+        #[arg(long)]
+        delay: Option<String>,
+    },
+    /// Stop key KID signing. It stays in the JWKS until the access tokens it signed have
+    /// expired, and verifies refresh tokens until those have. The key that signs now can be
+    /// retired only once another key has taken over.
+    Retire { kid: String },
+}
+
+/// An operator's command on one account. Every change is recorded in the account's security
+/// log (which outlives a deletion, under a replaced account id).
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum AccountsCommand {
+    /// The account registered under EMAIL.
+    Find { email: String },
+    /// The account ID with its live sessions, API keys and newest security events.
+    Show { id: String },
+    /// Refuse new logins and end every session and API key of account ID at once.
+    Disable { id: String },
+    /// Let account ID log in again (ended sessions and keys stay ended).
+    Enable { id: String },
+    /// Erase account ID and everything that names it or its address.
+    Delete { id: String },
+    /// Everything flexauth holds about account ID, as one JSON document.
+    Export { id: String },
 }
 
 /// The configuration as given, before validation.
@@ -64,6 +111,17 @@ pub struct RawConfig {
     /// so tokens issued before a key rotation keep working until they expire.
     #[arg(long, env = "FLEXAUTH_RETIRING_KEY_FILES", global = true)]
     pub retiring_key_files: Option<String>,
+    /// Key-encryption key (32 random bytes in base64: `openssl rand -base64 32`) that seals the
+    /// private signing keys stored in the database; without it they are stored in the clear.
+    #[arg(long, env = "FLEXAUTH_KEY_ENCRYPTION_KEY", global = true, hide_env_values = true)]
+    pub key_encryption_key: Option<String>,
+    /// A file holding the key-encryption key, instead of FLEXAUTH_KEY_ENCRYPTION_KEY.
+    #[arg(long, env = "FLEXAUTH_KEY_ENCRYPTION_KEY_FILE", global = true)]
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// How long resource servers may cache the JWKS (its `Cache-Control: max-age`). A rotated
+    /// key signs only after a longer delay, so every cache has it first.
+    #[arg(long, env = "FLEXAUTH_JWKS_MAX_AGE", default_value = "300s", global = true)]
+    pub jwks_max_age: String,
     /// `aud` of access tokens.
     #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_AUDIENCE", default_value = "flexauth", global = true)]
     pub access_token_audience: String,
@@ -186,6 +244,13 @@ pub struct Settings {
     pub mail_from: String,
     pub signing_key: SigningKeySource,
     pub retiring_keys: Vec<PathBuf>,
+    /// Seals the private keys stored in the database; `None`: stored in the clear.
+    pub key_encryption_key: Option<flexauth_jwt::KeyEncryptionKey>,
+    /// The JWKS's `Cache-Control: max-age`.
+    pub jwks_max_age: Duration,
+    /// How often each instance reads the stored signing keys, to publish a rotated key and
+    /// sign with it once it activates, without a restart.
+    pub key_ring_refresh: std::time::Duration,
     pub audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -228,7 +293,7 @@ fn invalid(variable: &'static str, flag: &'static str, reason: impl std::fmt::Di
 }
 
 /// Parses `3600`, `90s`, `15m`, `1h` or `30d` into a positive duration.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (digits, unit_seconds) = match text.char_indices().last() {
         Some((index, 's')) => (&text[..index], 1),
@@ -317,6 +382,24 @@ impl RawConfig {
             "0" | "0s" => Duration::ZERO,
             text => parse_duration(text).map_err(|reason| invalid("FLEXAUTH_SHUTDOWN_DRAIN", "shutdown-drain", reason))?,
         };
+        let key_encryption_key = match (self.key_encryption_key.as_deref().map(str::trim).filter(|key| !key.is_empty()), &self.key_encryption_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("FLEXAUTH_KEY_ENCRYPTION_KEY", "key-encryption-key", "set either the key or FLEXAUTH_KEY_ENCRYPTION_KEY_FILE, not both"))
+            }
+            (Some(text), None) => {
+                Some(flexauth_jwt::KeyEncryptionKey::parse(text).map_err(|reason| invalid("FLEXAUTH_KEY_ENCRYPTION_KEY", "key-encryption-key", reason))?)
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|error| invalid("FLEXAUTH_KEY_ENCRYPTION_KEY_FILE", "key-encryption-key-file", format!("{}: {error}", path.display())))?;
+                Some(
+                    flexauth_jwt::KeyEncryptionKey::parse(&text)
+                        .map_err(|reason| invalid("FLEXAUTH_KEY_ENCRYPTION_KEY_FILE", "key-encryption-key-file", reason))?,
+                )
+            }
+            (None, None) => None,
+        };
+        let jwks_max_age = parse_duration(&self.jwks_max_age).map_err(|reason| invalid("FLEXAUTH_JWKS_MAX_AGE", "jwks-max-age", reason))?;
         let metrics_bind = match self.metrics_bind.trim() {
             "" => None,
             text => {
@@ -397,6 +480,9 @@ impl RawConfig {
             cors_origins,
             shutdown_drain,
             metrics_bind,
+            key_encryption_key,
+            jwks_max_age,
+            key_ring_refresh: std::time::Duration::from_secs(1),
             log_format,
             outbox_poll_interval: std::time::Duration::from_secs(1),
             usage_flush_interval: std::time::Duration::from_secs(1),

@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use flexauth_domain::account::{AccountLookupError, ChangePasswordError, EmailError, PasswordError, ResetPasswordError, SignupError, VerifyEmailError};
 use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError};
+use flexauth_domain::lifecycle::{EmailChangeError, EmailChangeLinkError, OwnerError};
 use flexauth_domain::limits::{LimitDecision, RateLimited};
 use flexauth_domain::principal::{ReauthenticationRequired, SessionRequired};
 use flexauth_domain::session::{AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError, TokenRejection};
@@ -43,6 +44,17 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("verify your email address before logging in")]
     EmailNotVerified,
+    #[error("this account is disabled; contact the operator of this service")]
+    AccountDisabled,
+    #[error("the account has this email address already")]
+    EmailUnchanged,
+    #[error("the link is not valid or was used already")]
+    InvalidEmailChangeLink,
+    #[error("the link has expired")]
+    EmailChangeLinkExpired,
+    /// The address moved or was taken since the link was sent.
+    #[error("{0}")]
+    EmailChangeConflict(&'static str),
     #[error("the refresh token is invalid")]
     InvalidRefreshToken,
     #[error("the refresh token has expired; log in again")]
@@ -117,6 +129,11 @@ impl ApiError {
             Self::ReauthenticationRequired => "reauthentication_required",
             Self::InvalidCredentials => "invalid_credentials",
             Self::EmailNotVerified => "email_not_verified",
+            Self::AccountDisabled => "account_disabled",
+            Self::EmailUnchanged => "email_unchanged",
+            Self::InvalidEmailChangeLink => "invalid_link",
+            Self::EmailChangeLinkExpired => "link_expired",
+            Self::EmailChangeConflict(_) => "email_change_conflict",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenExpired => "refresh_token_expired",
             Self::SessionRevoked => "session_revoked",
@@ -186,7 +203,11 @@ impl ResponseError for ApiError {
             | Self::InvalidCursor
             | Self::InvalidResetToken
             | Self::ResetTokenExpired
-            | Self::InvalidCurrentPassword => StatusCode::BAD_REQUEST,
+            | Self::InvalidCurrentPassword
+            | Self::EmailUnchanged
+            | Self::InvalidEmailChangeLink
+            | Self::EmailChangeLinkExpired => StatusCode::BAD_REQUEST,
+            Self::EmailChangeConflict(_) => StatusCode::CONFLICT,
             Self::JwtRequired | Self::ReauthenticationRequired | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::ApiKeyNotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -198,7 +219,7 @@ impl ResponseError for ApiError {
             | Self::RefreshTokenReused
             | Self::MissingToken
             | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Self::EmailNotVerified => StatusCode::FORBIDDEN,
+            Self::EmailNotVerified | Self::AccountDisabled => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady | Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -316,6 +337,7 @@ impl From<LoginError> for ApiError {
         match error {
             LoginError::InvalidCredentials => Self::InvalidCredentials,
             LoginError::EmailNotVerified => Self::EmailNotVerified,
+            LoginError::AccountDisabled => Self::AccountDisabled,
             LoginError::Throttled(limited) => limited.into(),
             LoginError::Overloaded => Self::Overloaded,
             LoginError::Unexpected(cause) => cause.into(),
@@ -469,6 +491,39 @@ impl From<AccountLookupError> for ApiError {
             AccountLookupError::SessionRequired(required) => required.into(),
             AccountLookupError::Gone => Self::InvalidToken("the account no longer exists"),
             AccountLookupError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<OwnerError> for ApiError {
+    fn from(error: OwnerError) -> Self {
+        match error {
+            OwnerError::ReauthenticationRequired(required) => required.into(),
+            OwnerError::AccountGone => Self::InvalidToken("the account no longer exists"),
+            OwnerError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<EmailChangeError> for ApiError {
+    fn from(error: EmailChangeError) -> Self {
+        match error {
+            EmailChangeError::ReauthenticationRequired(required) => required.into(),
+            EmailChangeError::SameAddress => Self::EmailUnchanged,
+            EmailChangeError::AccountGone => Self::InvalidToken("the account no longer exists"),
+            EmailChangeError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<EmailChangeLinkError> for ApiError {
+    fn from(error: EmailChangeLinkError) -> Self {
+        match error {
+            EmailChangeLinkError::Unknown | EmailChangeLinkError::Used => Self::InvalidEmailChangeLink,
+            EmailChangeLinkError::Expired => Self::EmailChangeLinkExpired,
+            EmailChangeLinkError::AddressTaken => Self::EmailChangeConflict("the address belongs to another account now; nothing was changed"),
+            EmailChangeLinkError::AccountChanged => Self::EmailChangeConflict("the account's address changed since this link was sent; nothing was changed"),
+            EmailChangeLinkError::Unexpected(cause) => cause.into(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! call one domain service method, and map the result (errors in exactly one place,
 //! [`error::ApiError`]). It is the only crate that knows about HTTP.
 
+pub mod admin;
 pub mod auth;
 pub mod browser;
 pub mod client;

@@ -1,5 +1,5 @@
 //! The `flexauth` binary: `flexauth` (or `flexauth serve`) serves, `flexauth migrate` only
-//! migrates.
+//! migrates, `flexauth accounts …` administers accounts.
 
 use std::process::ExitCode;
 
@@ -8,15 +8,20 @@ use flexauth_server::config::{Cli, Command, LogFormat};
 use flexauth_server::startup::{self, Application};
 use tracing_subscriber::EnvFilter;
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stdout when serving; an operator's command prints its JSON there, so its log
+/// lines go to stderr.
+fn init_tracing(format: LogFormat, to_stderr: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal: in a file or a pipe, escape codes would break
     // `grep`, and NO_COLOR (https://no-color.org) turns them off anywhere.
-    let colours = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let terminal = if to_stderr { std::io::IsTerminal::is_terminal(&std::io::stderr()) } else { std::io::IsTerminal::is_terminal(&std::io::stdout()) };
+    let colours = terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).with_ansi(colours);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+    match (format, to_stderr) {
+        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Text, true) => builder.with_writer(std::io::stderr).init(),
+        (LogFormat::Json, false) => builder.json().flatten_event(true).init(),
+        (LogFormat::Json, true) => builder.json().flatten_event(true).with_writer(std::io::stderr).init(),
     }
 }
 
@@ -30,9 +35,29 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(settings.log_format);
+    init_tracing(settings.log_format, matches!(cli.command, Some(Command::Accounts { .. } | Command::Keys { .. })));
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => startup::migrate(&settings).await.map(|_| ()),
+        Command::Keys { command } => match flexauth_server::admin::run_keys(&settings, &command).await {
+            Ok(output) => {
+                println!("{output}");
+                return ExitCode::SUCCESS;
+            }
+            Err(error) => {
+                eprintln!("flexauth: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::Accounts { command } => match flexauth_server::admin::run_accounts(&settings, &command).await {
+            Ok(output) => {
+                println!("{output}");
+                return ExitCode::SUCCESS;
+            }
+            Err(error) => {
+                eprintln!("flexauth: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
         Command::Serve => match Application::build(&settings).await {
             Ok(app) => app.run_until_stopped().await.map_err(startup::StartupError::Serve),
             Err(error) => Err(error),

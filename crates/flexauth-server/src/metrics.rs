@@ -146,6 +146,7 @@ impl Metrics {
             Ok(_) => "success",
             Err(LoginError::InvalidCredentials) => "invalid_credentials",
             Err(LoginError::EmailNotVerified) => "unverified",
+            Err(LoginError::AccountDisabled) => "disabled",
             Err(LoginError::Throttled(_)) => "throttled",
             Err(LoginError::Overloaded) => "overloaded",
             Err(LoginError::Unexpected(_)) => "error",

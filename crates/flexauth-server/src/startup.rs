@@ -13,14 +13,15 @@ use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
 use flexauth_domain::audit::AuditService;
 use flexauth_domain::bearer::BearerAuthenticator;
 use flexauth_domain::housekeeping::HousekeepingService;
+use flexauth_domain::lifecycle::{LifecycleService, LifecycleSettings};
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
 use flexauth_domain::runtime::{Clock, SecureRandom};
 use flexauth_domain::session::{SessionService, SessionSettings};
 use flexauth_domain::usage::UsageService;
-use flexauth_jwt::{JwtSettings, JwtTokens, KeyError, SigningKeyPair};
+use flexauth_jwt::{JwtSettings, JwtTokens, KeyEncryptionKey, KeyError, KeyRing, RingKey, RingPlan, SigningKeyPair};
 use flexauth_mail::{FileMailer, MailConfigError, SmtpMailer};
-use flexauth_store::{Store, StoreError};
+use flexauth_store::{Store, StoreError, GENERATED_SLOT};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -54,6 +55,10 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
+    #[error("signing keys (FLEXAUTH_KEY_ENCRYPTION_KEY): {0}")]
+    Keys(#[from] flexauth_jwt::SealError),
+    #[error("signing keys: {0}")]
+    Ring(flexauth_jwt::RingError),
     #[error("cannot register the metrics: {0}")]
     Metrics(String),
     #[error("cannot create the data directory {path} (FLEXAUTH_DATA_DIR): {source}")]
@@ -86,6 +91,8 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
     worker: JoinHandle<()>,
     usage_flusher: JoinHandle<()>,
+    /// Reads the stored signing keys again every second; `None` with key files.
+    key_ring_refresher: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -110,26 +117,115 @@ async fn read_key_file(path: &std::path::Path) -> Result<SigningKeyPair, Startup
     SigningKeyPair::from_pem(&pem).map_err(|source| StartupError::KeyFile { path: path.display().to_string(), source })
 }
 
-/// The key that signs, and the retiring keys that only verify.
-async fn signing_keys(settings: &Settings, store: &Store, clock: &dyn Clock) -> Result<(SigningKeyPair, Vec<SigningKeyPair>), StartupError> {
-    let signing = match &settings.signing_key {
-        SigningKeySource::File(path) => read_key_file(path).await?,
-        SigningKeySource::Generated => {
-            tracing::warn!(
-                "FLEXAUTH_SIGNING_KEY_FILE is not set: signing with a key generated once and stored in the database; \
-                 set a key file in production"
-            );
-            SigningKeyPair::from_pem(&store.shared_signing_key(SigningKeyPair::generate_pem()?, clock.now()).await?)?
+/// The ring plan of these settings: how long a retired key is kept.
+pub fn ring_plan(settings: &Settings) -> RingPlan {
+    RingPlan { access_ttl: settings.access_token_ttl, refresh_ttl: settings.refresh_token_ttl }
+}
+
+fn jwt_settings(settings: &Settings) -> JwtSettings {
+    JwtSettings { issuer: settings.public_base(), audience: settings.audience.clone(), verified_cache_entries: settings.verified_token_cache }
+}
+
+/// The stored signing keys, opened. With a key-encryption key, keys stored in the clear are
+/// sealed in place when `seal` is set (at start), so a dump taken afterwards holds none.
+///
+/// # Errors
+/// [`StartupError::Keys`] when a sealed key cannot be opened (no key-encryption key, or the
+/// wrong one); [`StartupError::Store`] when the database fails.
+pub async fn stored_keys(store: &Store, kek: Option<&KeyEncryptionKey>, seal: bool) -> Result<Vec<RingKey>, StartupError> {
+    let mut keys = Vec::new();
+    for stored in store.signing_keys().await? {
+        let pem = flexauth_jwt::open_sealed(kek, &stored.slot, &stored.private_key).map_err(StartupError::Keys)?;
+        if let (true, Some(kek), false) = (seal, kek, flexauth_jwt::is_sealed(&stored.private_key)) {
+            let sealed = kek.seal(&stored.slot, &pem).map_err(StartupError::Keys)?;
+            if store.reseal_signing_key(&stored.slot, stored.private_key.clone(), sealed).await? {
+                tracing::info!(slot = %stored.slot, "stored signing key sealed with the key-encryption key");
+            }
         }
-    };
-    let mut retiring = Vec::with_capacity(settings.retiring_keys.len());
-    for path in &settings.retiring_keys {
-        let key = read_key_file(path).await?;
-        tracing::info!(kid = key.kid(), "retiring key loaded: it verifies tokens but signs none");
-        retiring.push(key);
+        let key = SigningKeyPair::from_pem(&pem).map_err(|source| StartupError::KeyFile { path: format!("the database (slot {})", stored.slot), source })?;
+        keys.push(RingKey { slot: stored.slot, key, activates_at: stored.activates_at, retired_at: stored.retired_at });
     }
-    tracing::info!(kid = signing.kid(), "signing key loaded");
-    Ok((signing, retiring))
+    Ok(keys)
+}
+
+/// The signing keys: from files (fixed until a restart), or the ring stored in the database
+/// (created on first start), which each instance reads again every second.
+async fn key_ring(settings: &Settings, store: &Store, clock: &dyn Clock) -> Result<(KeyRing, bool), StartupError> {
+    if let SigningKeySource::File(path) = &settings.signing_key {
+        let signing = read_key_file(path).await?;
+        let mut retiring = Vec::with_capacity(settings.retiring_keys.len());
+        for path in &settings.retiring_keys {
+            let key = read_key_file(path).await?;
+            tracing::info!(kid = key.kid(), "retiring key loaded: it verifies tokens but signs none");
+            retiring.push(key);
+        }
+        tracing::info!(kid = signing.kid(), "signing key loaded");
+        return Ok((KeyRing::fixed(JwtTokens::new(&signing, &retiring, jwt_settings(settings))), false));
+    }
+    tracing::warn!(
+        "FLEXAUTH_SIGNING_KEY_FILE is not set: signing with keys stored in the database (generated on first start, rotated with `flexauth keys rotate`)"
+    );
+    let kek = settings.key_encryption_key.as_ref();
+    if kek.is_none() {
+        tracing::warn!(
+            "FLEXAUTH_KEY_ENCRYPTION_KEY is not set: the private signing keys are stored in the database in the clear; anyone who can read it can forge tokens"
+        );
+    }
+    let pem = SigningKeyPair::generate_pem()?;
+    let candidate = match kek {
+        Some(kek) => kek.seal(GENERATED_SLOT, &pem).map_err(StartupError::Keys)?,
+        None => pem,
+    };
+    store.shared_signing_key(candidate, clock.now()).await?;
+    let keys = stored_keys(store, kek, true).await?;
+    let ring = KeyRing::new(&keys, ring_plan(settings), clock.now(), jwt_settings(settings)).map_err(StartupError::Ring)?;
+    tracing::info!(kid = ring.current().signing_kid(), keys = keys.len(), "signing key ring loaded");
+    Ok((ring, true))
+}
+
+/// Reads the stored keys every `settings.key_ring_refresh` and brings the ring up to date: a
+/// rotated key is published within a second, and signs from its activation on, without a
+/// restart.
+fn spawn_key_ring_refresher(
+    ring: Arc<KeyRing>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: &Settings,
+    metrics: Arc<crate::metrics::Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let (kek, plan, every) = (settings.key_encryption_key.clone(), ring_plan(settings), settings.key_ring_refresh);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            let outcome = match stored_keys(&store, kek.as_ref(), false).await {
+                Ok(keys) => ring.update(&keys, plan, clock.now()).map_err(StartupError::Ring),
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(changed) => {
+                    failing = false;
+                    if changed {
+                        let current = ring.current();
+                        metrics.set_signing_key(current.signing_kid());
+                        tracing::info!(kid = current.signing_kid(), published = current.jwks().keys.len(), "signing key ring changed");
+                    }
+                }
+                // Said once per failing stretch; the ring in use stays as it was.
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %error, "the stored signing keys could not be read; the keys in use stay");
+                }
+                Err(_) => {}
+            }
+        }
+    })
 }
 
 fn mail_transport(settings: &Settings) -> Result<Arc<dyn MailTransport>, StartupError> {
@@ -167,6 +263,20 @@ fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::
     let mut replacement = error.error_response();
     *replacement.status_mut() = status;
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(request, replacement).map_into_right_body()))
+}
+
+/// The account lifecycle rules on `store`, for the server and the operator's commands alike.
+pub fn lifecycle_service(store: &Arc<Store>, clock: Arc<dyn Clock>, random: Arc<dyn SecureRandom>, settings: &Settings) -> LifecycleService {
+    LifecycleService::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        clock,
+        random,
+        LifecycleSettings { public_url: settings.public_base(), reauthentication_window: settings.reauthentication_window, ..LifecycleSettings::default() },
+    )
 }
 
 /// The second listener: `GET /metrics` and nothing else, on one worker thread.
@@ -213,19 +323,16 @@ impl Application {
         let transport = mail_transport(settings)?;
         let store = migrate(settings).await?;
         let random: Arc<dyn SecureRandom> = Arc::new(OsRandom);
-        let (key, retiring) = signing_keys(settings, &store, clock.as_ref()).await?;
+        let (ring, stored_ring) = key_ring(settings, &store, clock.as_ref()).await?;
         let public_base = settings.public_base();
-        let tokens = Arc::new(JwtTokens::new(
-            &key,
-            &retiring,
-            JwtSettings { issuer: public_base.clone(), audience: settings.audience.clone(), verified_cache_entries: settings.verified_token_cache },
-        ));
+        let tokens = Arc::new(ring);
         let argon2 = settings.argon2;
         let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await??);
         tracing::info!(workers = argon2.workers, pool_mib = hasher.pool_memory_bytes() >> 20, "password hashing pool started");
         let metrics = Arc::new(crate::metrics::Metrics::new().map_err(|error| StartupError::Metrics(error.to_string()))?);
         metrics.observe(&hasher, &store);
-        metrics.set_signing_key(key.kid());
+        metrics.set_signing_key(tokens.current().signing_kid());
+        let (key_ring_tokens, ring_store, ring_clock, metrics_for_ring) = (tokens.clone(), store.clone(), clock.clone(), metrics.clone());
         let metrics_sources = crate::metrics::MetricsSources { metrics: metrics.clone(), hasher: hasher.clone(), store: store.clone(), clock: clock.clone() };
         let shared = Arc::new(store.clone());
 
@@ -267,6 +374,7 @@ impl Application {
             session_settings,
         );
         let usage = UsageService::new(shared.clone(), clock.clone());
+        let lifecycle = lifecycle_service(&shared, clock.clone(), random.clone(), settings);
         let api_keys = ApiKeyService::new(
             shared.clone(),
             shared.clone(),
@@ -290,8 +398,10 @@ impl Application {
             bearer,
             usage: usage.clone(),
             tokens,
+            jwks_max_age: settings.jwks_max_age.whole_seconds(),
             store,
             audit,
+            lifecycle,
             worker_wakeup: worker_wakeup.clone(),
             trusted_proxies: settings.trusted_proxies.clone().into(),
             forwarded_header: settings.forwarded_header,
@@ -360,10 +470,12 @@ impl Application {
         let housekeeping = HousekeepingService::new(shared_housekeeping, clock_for_purge, settings.retention);
         let jobs = worker::Jobs { accounts, delivery, housekeeping, metrics };
         let usage_flusher = worker::spawn_usage_flusher(usage, settings.usage_flush_interval, stopped.clone());
+        let key_ring_refresher =
+            stored_ring.then(|| spawn_key_ring_refresher(key_ring_tokens, ring_store, ring_clock, settings, metrics_for_ring, stopped.clone()));
         let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, "flexauth listening");
         let drain = Drain { draining, handle: server.handle(), delay: settings.shutdown_drain.unsigned_abs() };
-        Ok(Self { port, server, metrics_server, drain, shutdown, worker, usage_flusher })
+        Ok(Self { port, server, metrics_server, drain, shutdown, worker, usage_flusher, key_ring_refresher })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -406,6 +518,9 @@ impl Application {
         let _ = self.shutdown.send(true);
         let _ = self.worker.await;
         let _ = self.usage_flusher.await;
+        if let Some(refresher) = self.key_ring_refresher {
+            let _ = refresher.await;
+        }
         outcome
     }
 }

@@ -7,7 +7,7 @@ use flexauth_domain::api_key::ApiKeyService;
 use flexauth_domain::bearer::BearerAuthenticator;
 use flexauth_domain::session::SessionService;
 use flexauth_domain::usage::UsageService;
-use flexauth_jwt::JwtTokens;
+use flexauth_jwt::KeyRing;
 use flexauth_store::Store;
 
 /// The services the handlers call, and the few adapters they read directly.
@@ -19,8 +19,11 @@ pub struct AppState {
     pub bearer: BearerAuthenticator,
     pub usage: UsageService,
     pub audit: flexauth_domain::audit::AuditService,
-    /// For the JWKS endpoint.
-    pub tokens: Arc<JwtTokens>,
+    pub lifecycle: flexauth_domain::lifecycle::LifecycleService,
+    /// The signing keys, for the JWKS endpoint.
+    pub tokens: Arc<KeyRing>,
+    /// The JWKS's `Cache-Control: max-age`, in seconds.
+    pub jwks_max_age: i64,
     /// For the readiness probe.
     pub store: Store,
     /// Wakes this instance's background worker after a request it must handle was stored.

@@ -15,7 +15,7 @@ use crate::{guarded, with_connection, Store, StoreError};
 
 /// Whether a unique violation is the one on `accounts.email` (PostgreSQL names the
 /// constraint, SQLite names the column in its message).
-fn is_email_taken(info: &dyn DatabaseErrorInformation) -> bool {
+pub(crate) fn is_email_taken(info: &dyn DatabaseErrorInformation) -> bool {
     info.constraint_name() == Some("accounts_email_key") || info.message().contains("accounts.email")
 }
 

@@ -106,11 +106,8 @@ impl ApiKeyRepository for Store {
         // The other instances learn it from the database's trigger (migration 7); waiting
         // ANNOUNCEMENT_DELAY before answering makes sure every instance that still uses its
         // cache has heard it (see api_key_cache).
-        if let Some(cache) = &self.api_key_cache {
-            cache.forget_all();
-            if updated == 1 {
-                tokio::time::sleep(crate::api_key_cache::ANNOUNCEMENT_DELAY).await;
-            }
+        if updated == 1 {
+            self.announce_api_keys_ended().await;
         }
         Ok(updated == 1)
     }

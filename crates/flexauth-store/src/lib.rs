@@ -14,6 +14,7 @@ mod api_keys;
 mod audit;
 mod error;
 mod housekeeping;
+mod lifecycle;
 mod observability;
 mod outbox;
 mod rate_limits;
@@ -39,6 +40,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness a
 
 pub use error::StoreError;
 pub use observability::{OutboxBacklog, PoolUsage};
+pub use signing_keys::{StoredSigningKey, GENERATED_SLOT};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -298,6 +300,16 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Waits, after a committed change that ended API keys, until every instance that still
+    /// uses its API key cache has heard of it (the trigger of migration 7 announces it; see
+    /// `api_key_cache`), and empties this instance's cache at once.
+    pub(crate) async fn announce_api_keys_ended(&self) {
+        if let Some(cache) = &self.api_key_cache {
+            cache.forget_all();
+            tokio::time::sleep(api_key_cache::ANNOUNCEMENT_DELAY).await;
+        }
     }
 
     /// Runs blocking database work on tokio's blocking pool with a pooled connection.

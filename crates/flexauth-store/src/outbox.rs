@@ -122,4 +122,13 @@ impl Outbox for Store {
         .await?;
         Ok(())
     }
+
+    async fn forget(&self, id: Uuid, lease: LeaseId) -> Result<(), InfraError> {
+        let (id, lease) = (id.to_string(), lease.as_uuid().to_string());
+        self.run(move |connection| {
+            Ok(with_connection!(connection, |c| diesel::delete(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease))).execute(c))?)
+        })
+        .await?;
+        Ok(())
+    }
 }

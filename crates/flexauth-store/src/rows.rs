@@ -48,6 +48,7 @@ pub(crate) struct AccountRow {
     pub email_verified_at: Option<i64>,
     pub created_at: i64,
     pub credential_version: i64,
+    pub disabled_at: Option<i64>,
 }
 
 impl From<&Account> for AccountRow {
@@ -59,6 +60,7 @@ impl From<&Account> for AccountRow {
             email_verified_at: optional_millis(account.email_verified_at()),
             created_at: millis(account.created_at()),
             credential_version: account.credential_version(),
+            disabled_at: optional_millis(account.disabled_at()),
         }
     }
 }
@@ -74,7 +76,8 @@ impl TryFrom<AccountRow> for Account {
             optional_instant(row.email_verified_at)?,
             instant(row.created_at)?,
             row.credential_version,
-        ))
+        )
+        .disabled_since(optional_instant(row.disabled_at)?))
     }
 }
 
@@ -396,6 +399,58 @@ impl TryFrom<AuditEventRow> for flexauth_domain::audit::AuditEvent {
             client: ClientInfo { user_agent: row.user_agent, ip: row.ip, device: None },
             session_id: row.session_id.as_deref().map(parse_uuid).transpose()?.map(SessionId::from_uuid),
             key_id: row.key_id.as_deref().map(parse_uuid).transpose()?.map(ApiKeyId::from_uuid),
+        })
+    }
+}
+
+/// A requested address change.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = crate::schema::email_changes)]
+pub(crate) struct EmailChangeRow {
+    pub token_hash: Vec<u8>,
+    pub undo_hash: Vec<u8>,
+    pub account_id: String,
+    pub old_email: String,
+    pub new_email: String,
+    pub requested_at: i64,
+    pub expires_at: i64,
+    pub undo_expires_at: i64,
+    pub confirmed_at: Option<i64>,
+    pub undone_at: Option<i64>,
+}
+
+impl From<&flexauth_domain::lifecycle::EmailChange> for EmailChangeRow {
+    fn from(change: &flexauth_domain::lifecycle::EmailChange) -> Self {
+        Self {
+            token_hash: change.confirmation.as_bytes().to_vec(),
+            undo_hash: change.undo.as_bytes().to_vec(),
+            account_id: change.account_id.to_string(),
+            old_email: change.old_email.as_str().to_owned(),
+            new_email: change.new_email.as_str().to_owned(),
+            requested_at: millis(change.requested_at),
+            expires_at: millis(change.expires_at),
+            undo_expires_at: millis(change.undo_expires_at),
+            confirmed_at: optional_millis(change.confirmed_at),
+            undone_at: optional_millis(change.undone_at),
+        }
+    }
+}
+
+impl TryFrom<EmailChangeRow> for flexauth_domain::lifecycle::EmailChange {
+    type Error = StoreError;
+
+    fn try_from(row: EmailChangeRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
+            old_email: EmailAddress::from_storage(row.old_email),
+            new_email: EmailAddress::from_storage(row.new_email),
+            confirmation: token_hash(&row.token_hash)?,
+            undo: token_hash(&row.undo_hash)?,
+            requested_at: instant(row.requested_at)?,
+            expires_at: instant(row.expires_at)?,
+            undo_expires_at: instant(row.undo_expires_at)?,
+            confirmed_at: optional_instant(row.confirmed_at)?,
+            undone_at: optional_instant(row.undone_at)?,
         })
     }
 }

@@ -8,6 +8,7 @@ diesel::table! {
         email_verified_at -> Nullable<BigInt>,
         created_at -> BigInt,
         credential_version -> BigInt,
+        disabled_at -> Nullable<BigInt>,
     }
 }
 
@@ -92,6 +93,8 @@ diesel::table! {
         slot -> Text,
         private_key_pem -> Text,
         created_at -> BigInt,
+        activates_at -> Nullable<BigInt>,
+        retired_at -> Nullable<BigInt>,
     }
 }
 
@@ -147,3 +150,20 @@ diesel::table! {
         last_seen_at -> BigInt,
     }
 }
+
+diesel::table! {
+    email_changes (token_hash) {
+        token_hash -> Binary,
+        undo_hash -> Binary,
+        account_id -> Text,
+        old_email -> Text,
+        new_email -> Text,
+        requested_at -> BigInt,
+        expires_at -> BigInt,
+        undo_expires_at -> BigInt,
+        confirmed_at -> Nullable<BigInt>,
+        undone_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(accounts, email_changes);

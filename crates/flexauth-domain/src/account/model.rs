@@ -37,6 +37,7 @@ pub struct Account {
     email_verified_at: Option<OffsetDateTime>,
     created_at: OffsetDateTime,
     credential_version: i64,
+    disabled_at: Option<OffsetDateTime>,
 }
 
 impl Account {
@@ -44,7 +45,7 @@ impl Account {
     /// only a placeholder: logins check the pending sign-up attempts, and confirming the address
     /// sets the password of the attempt it confirms.
     pub fn new_unverified(id: AccountId, email: EmailAddress, password_hash: PasswordHash, now: OffsetDateTime) -> Self {
-        Self { id, email, password_hash, email_verified_at: None, created_at: now, credential_version: 0 }
+        Self { id, email, password_hash, email_verified_at: None, created_at: now, credential_version: 0, disabled_at: None }
     }
 
     /// Rebuilds an account read back from trusted storage; no rule is checked again.
@@ -56,7 +57,18 @@ impl Account {
         created_at: OffsetDateTime,
         credential_version: i64,
     ) -> Self {
-        Self { id, email, password_hash, email_verified_at, created_at, credential_version }
+        Self { id, email, password_hash, email_verified_at, created_at, credential_version, disabled_at: None }
+    }
+
+    /// The same account as stored with the instant an operator disabled it, if one did.
+    pub fn disabled_since(self, disabled_at: Option<OffsetDateTime>) -> Self {
+        Self { disabled_at, ..self }
+    }
+
+    /// When an operator disabled the account, if one did and did not enable it again. A
+    /// disabled account cannot log in; its sessions and keys were ended when it was disabled.
+    pub fn disabled_at(&self) -> Option<OffsetDateTime> {
+        self.disabled_at
     }
 
     /// A counter that grows with every change of the password. A session opened or a password

@@ -86,7 +86,12 @@ impl DeliveryService {
         let mut report = DeliveryReport::default();
         for entry in entries {
             let id = entry.email.id();
+            let forget = entry.email.kind().forgotten_once_sent();
             match self.transport.send(&entry.email).await {
+                Ok(()) if forget => {
+                    self.outbox.forget(id, lease).await?;
+                    report.sent += 1;
+                }
                 Ok(()) => {
                     self.outbox.mark_sent(id, lease, self.clock.now()).await?;
                     report.sent += 1;
@@ -96,6 +101,10 @@ impl DeliveryService {
                     let next = self.clock.now() + retry_delay(attempts);
                     self.outbox.schedule_retry(id, lease, next, &reason).await?;
                     report.rescheduled += 1;
+                }
+                Err(SendError::Permanent(_)) if forget => {
+                    self.outbox.forget(id, lease).await?;
+                    report.failed += 1;
                 }
                 Err(SendError::Permanent(reason)) => {
                     self.outbox.mark_failed(id, lease, self.clock.now(), &reason).await?;

@@ -21,6 +21,14 @@ pub enum EmailKind {
     ApiKeyCreated,
     /// Tells the owner that a spent refresh token came back and the session was ended.
     RefreshTokenReuse,
+    /// The link, sent to a new address, that moves the account to it.
+    EmailChangeConfirmation,
+    /// Sent to a new address that has an account already, instead of a confirmation link.
+    EmailChangeAddressTaken,
+    /// Tells the old address that a change was asked for, with the link that undoes it.
+    EmailChangeRequested,
+    /// The goodbye after an account was deleted; forgotten once sent.
+    AccountDeleted,
 }
 
 impl EmailKind {
@@ -34,7 +42,17 @@ impl EmailKind {
             Self::PasswordWasReset => "password_was_reset",
             Self::ApiKeyCreated => "api_key_created",
             Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::EmailChangeConfirmation => "email_change_confirmation",
+            Self::EmailChangeAddressTaken => "email_change_address_taken",
+            Self::EmailChangeRequested => "email_change_requested",
+            Self::AccountDeleted => "account_deleted",
         }
+    }
+
+    /// Whether the outbox forgets the message, recipient included, once it is sent: the
+    /// goodbye of an erased account must leave no row that holds the address.
+    pub fn forgotten_once_sent(&self) -> bool {
+        matches!(self, Self::AccountDeleted)
     }
 
     /// Parses a stored name.
@@ -47,6 +65,10 @@ impl EmailKind {
             "password_was_reset" => Some(Self::PasswordWasReset),
             "api_key_created" => Some(Self::ApiKeyCreated),
             "refresh_token_reuse" => Some(Self::RefreshTokenReuse),
+            "email_change_confirmation" => Some(Self::EmailChangeConfirmation),
+            "email_change_address_taken" => Some(Self::EmailChangeAddressTaken),
+            "email_change_requested" => Some(Self::EmailChangeRequested),
+            "account_deleted" => Some(Self::AccountDeleted),
             _ => None,
         }
     }

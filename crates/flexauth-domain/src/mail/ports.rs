@@ -42,6 +42,14 @@ pub trait Outbox: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn mark_failed(&self, id: Uuid, lease: LeaseId, now: OffsetDateTime, error: &str) -> Result<(), InfraError>;
+
+    /// Deletes entry `id`, recipient and all, once it was sent or given up on: for messages
+    /// whose kind says so ([`crate::mail::EmailKind::forgotten_once_sent`]). Does nothing if
+    /// `lease` no longer holds it.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn forget(&self, id: Uuid, lease: LeaseId) -> Result<(), InfraError>;
 }
 
 /// Why a message was not delivered.

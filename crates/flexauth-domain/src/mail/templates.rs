@@ -118,6 +118,72 @@ pub fn refresh_token_reuse_email(id: Uuid, to: EmailAddress, public_url: &str) -
     )
 }
 
+/// The link, sent to the new address, that moves the account there once its button is pressed.
+pub fn email_change_confirmation_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, valid_for: Duration) -> OutgoingEmail {
+    let valid_for = human_duration(valid_for);
+    let link = format!("{}/v1/auth/email/confirm?token={}", public_url.trim_end_matches('/'), token.expose());
+    let text = format!(
+        "Someone asked to use this email address for their account.\n\nIf it was you, open this link and press the button on the page:\n\n{link}\n\n\
+         The link works once and expires in {valid_for}. If it was not you, ignore this email: without the button, nothing happens.\n"
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to use this email address for their account.</p>\
+         <p>If it was you, open the link and press the button on the page.</p><p><a href=\"{href}\">Use this email address</a></p>\
+         <p>The link works once and expires in {valid_for}. If it was not you, ignore this email: without the button, nothing happens.</p></body></html>",
+        href = escape_html(&link)
+    );
+    OutgoingEmail::new(id, EmailKind::EmailChangeConfirmation, to, "Confirm your new email address".to_owned(), text, html)
+}
+
+/// Sent to a new address that already has an account, in place of the confirmation link: the
+/// person asking learns nothing from the API, the owner of the address learns of the attempt.
+pub fn email_change_address_taken_email(id: Uuid, to: EmailAddress, public_url: &str) -> OutgoingEmail {
+    notice(
+        id,
+        EmailKind::EmailChangeAddressTaken,
+        to,
+        "Someone tried to use your email address",
+        &format!(
+            "Someone asked to move another account at {} to this email address, but this address already has an account, so nothing was changed.",
+            public_url.trim_end_matches('/')
+        ),
+        "If it was you, use your existing account. If it was not, you can ignore this email.",
+    )
+}
+
+/// Tells the old address that the account is to move, with the link that undoes it.
+pub fn email_change_requested_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, undo_for: Duration) -> OutgoingEmail {
+    let undo_for = human_duration(undo_for);
+    let link = format!("{}/v1/auth/email/undo?token={}", public_url.trim_end_matches('/'), token.expose());
+    let text = format!(
+        "Someone asked to move your account to another email address. It moves once the new address is confirmed.\n\n\
+         If it was not you, open this link and press the button on the page: the change is undone and every session is logged out.\n\n{link}\n\n\
+         The link works for {undo_for}. Then choose a new password.\n"
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to move your account to another email address. \
+         It moves once the new address is confirmed.</p><p>If it was not you, open the link and press the button on the page: the change is undone \
+         and every session is logged out.</p><p><a href=\"{href}\">Undo the change</a></p><p>The link works for {undo_for}. Then choose a new password.</p></body></html>",
+        href = escape_html(&link)
+    );
+    OutgoingEmail::new(id, EmailKind::EmailChangeRequested, to, "Your account's email address is changing".to_owned(), text, html)
+}
+
+/// The goodbye after an account was deleted.
+pub fn account_deleted_email(id: Uuid, to: EmailAddress, public_url: &str) -> OutgoingEmail {
+    notice(
+        id,
+        EmailKind::AccountDeleted,
+        to,
+        "Your account was deleted",
+        &format!(
+            "Your account at {} was deleted, with its sessions, API keys and everything else that named it. This is the last email you get from us.",
+            public_url.trim_end_matches('/')
+        ),
+        "If you did not delete it, someone had your password: the account cannot be restored, but you can sign up again with this address.",
+    )
+}
+
 /// A notice of two paragraphs, in both bodies.
 fn notice(id: Uuid, kind: EmailKind, to: EmailAddress, subject: &str, what: &str, advice: &str) -> OutgoingEmail {
     let text = format!("{what}\n\n{advice}\n");

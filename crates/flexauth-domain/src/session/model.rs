@@ -129,6 +129,10 @@ pub enum RevocationReason {
     PasswordReset,
     /// The password was changed: every other session ends.
     PasswordChange,
+    /// An operator disabled the account.
+    AccountDisabled,
+    /// The undo link of an address change was used: every session ends.
+    EmailChangeUndone,
 }
 
 impl RevocationReason {
@@ -139,6 +143,8 @@ impl RevocationReason {
             Self::RefreshTokenReuse => "refresh_token_reuse",
             Self::PasswordReset => "password_reset",
             Self::PasswordChange => "password_change",
+            Self::AccountDisabled => "account_disabled",
+            Self::EmailChangeUndone => "email_change_undone",
         }
     }
 }

@@ -67,6 +67,9 @@ pub enum LoginError {
     /// The password is right but the email address is not verified yet.
     #[error("the email address is not verified")]
     EmailNotVerified,
+    /// The password is right but an operator disabled the account.
+    #[error("the account is disabled")]
+    AccountDisabled,
     /// Too many failed logins from this address, or on this account from clients it does not
     /// know; nothing was checked.
     #[error(transparent)]
@@ -413,6 +416,10 @@ impl SessionService {
         }
         if !self.hasher.verify(password, account.password_hash()).await? {
             return Err(LoginError::InvalidCredentials);
+        }
+        // Said only to whoever proved the password, like an unverified address.
+        if account.disabled_at().is_some() {
+            return Err(LoginError::AccountDisabled);
         }
         Ok(account)
     }
@@ -804,6 +811,21 @@ mod tests {
         ports.sessions.expect_create().never();
         let (email, password) = credentials();
         assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::EmailNotVerified)));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_account_is_told_so_only_after_the_right_password_and_opens_no_session() {
+        for (right, expected) in [(true, "disabled"), (false, "invalid")] {
+            let mut ports = Ports::new();
+            ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true).disabled_since(Some(NOW - Duration::hours(1))))));
+            ports.hasher.expect_verify().times(1).returning(move |_, _| Ok(right));
+            ports.sessions.expect_create().never();
+            let (email, password) = credentials();
+            match (ports.service().login(&email, &password, ClientInfo::default()).await, expected) {
+                (Err(LoginError::AccountDisabled), "disabled") | (Err(LoginError::InvalidCredentials), "invalid") => {}
+                (other, _) => panic!("expected {expected}, got {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

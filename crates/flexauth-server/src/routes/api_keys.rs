@@ -35,7 +35,7 @@ pub struct CreatedKey {
     key: String,
 }
 
-fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
+pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
     Ok(KeyView {
         id: key.id.to_string(),
         name: key.name.as_str().to_owned(),

@@ -34,6 +34,19 @@ pub struct EventsPage {
     next: Option<String>,
 }
 
+/// An entry as the owner sees it.
+pub(crate) fn view(event: flexauth_domain::audit::AuditEvent) -> Result<EventView, ApiError> {
+    Ok(EventView {
+        id: event.id.to_string(),
+        kind: event.kind.as_str(),
+        at: rfc3339(event.at)?,
+        ip: event.client.ip,
+        user_agent: event.client.user_agent,
+        session_id: event.session_id.map(|id| id.to_string()),
+        key_id: event.key_id.map(|id| id.to_string()),
+    })
+}
+
 /// A cursor is `<unix milliseconds>_<event id>`; clients pass it back as they got it.
 fn parse_cursor(text: &str) -> Result<AuditCursor, ApiError> {
     let invalid = || ApiError::InvalidCursor;
@@ -53,19 +66,6 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller, query: Result<
     let query = query.map_err(|_| ApiError::InvalidCursor)?.into_inner();
     let after = query.after.as_deref().map(parse_cursor).transpose()?;
     let (events, next) = state.audit.list(&caller.0, after, query.limit.unwrap_or(50)).await?;
-    let events = events
-        .into_iter()
-        .map(|event| {
-            Ok(EventView {
-                id: event.id.to_string(),
-                kind: event.kind.as_str(),
-                at: rfc3339(event.at)?,
-                ip: event.client.ip,
-                user_agent: event.client.user_agent,
-                session_id: event.session_id.map(|id| id.to_string()),
-                key_id: event.key_id.map(|id| id.to_string()),
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let events = events.into_iter().map(view).collect::<Result<Vec<_>, ApiError>>()?;
     Ok(HttpResponse::Ok().json(Data { data: EventsPage { events, next: next.as_ref().map(cursor_text) } }))
 }

@@ -1,5 +1,6 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
+use sha2::Digest as _;
 
 use super::Data;
 use crate::error::{error_chain, ApiError};
@@ -39,9 +40,22 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }
 }
 
-/// The public keys that verify access tokens. Resource servers cache them for a while.
-pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().insert_header(("cache-control", "public, max-age=300")).json(state.tokens.jwks())
+/// The public keys that verify access tokens. Resource servers cache them for
+/// `FLEXAUTH_JWKS_MAX_AGE`, which a rotated key waits out before it signs; the `ETag` lets
+/// them revalidate for free.
+pub async fn jwks(state: web::Data<AppState>, request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let body = serde_json::to_vec(state.tokens.current().jwks()).map_err(|error| ApiError::Unexpected(Box::new(error)))?;
+    let digest = sha2::Sha256::digest(&body);
+    let etag = format!("\"{}\"", digest[..12].iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+    let cache_control = format!("public, max-age={}", state.jwks_max_age);
+    let matches = request
+        .headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    let mut response = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response.insert_header(("cache-control", cache_control)).insert_header(("etag", etag));
+    Ok(if matches { response.finish() } else { response.content_type("application/json").body(body) })
 }
 
 /// A known path asked with a method it does not serve; `Allow` lists the ones it does.

@@ -1,6 +1,7 @@
 //! The HTTP API, one file per endpoint group. Handlers parse input into domain types, call
 //! one service method and map the result.
 
+mod account;
 mod accounts;
 mod api_keys;
 mod events;
@@ -14,6 +15,7 @@ use actix_web::{guard, web};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+pub use account::{export_view, ExportView};
 pub use health::not_found;
 
 use crate::error::ApiError;
@@ -55,6 +57,21 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::post().to(passwords::reset)),
         )
         .service(resource("/v1/auth/password/change", "POST").route(web::post().to(passwords::change)))
+        .service(resource("/v1/auth/account", "DELETE").route(web::delete().to(account::delete)))
+        .service(resource("/v1/auth/account/export", "GET, HEAD").route(get().to(account::export)))
+        .service(resource("/v1/auth/email/change", "POST").route(web::post().to(account::request_change)))
+        .service(
+            resource("/v1/auth/email/confirm", "GET, HEAD, POST")
+                .route(get().to(account::confirm_page))
+                .route(web::post().guard(guard::fn_guard(is_form)).to(account::confirm_from_form))
+                .route(web::post().to(account::confirm)),
+        )
+        .service(
+            resource("/v1/auth/email/undo", "GET, HEAD, POST")
+                .route(get().to(account::undo_page))
+                .route(web::post().guard(guard::fn_guard(is_form)).to(account::undo_from_form))
+                .route(web::post().to(account::undo)),
+        )
         .service(resource("/v1/api-keys", "GET, HEAD, POST").route(web::post().to(api_keys::create)).route(get().to(api_keys::list)))
         .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
         .service(resource("/v1/usage", "GET, HEAD").route(get().to(usage::usage)))

@@ -76,3 +76,21 @@ pub fn confirmation_form(token: &flexauth_domain::secret::LinkToken, confirmatio
 /// "1 December 2026 at 19:28 UTC".
 const SIGNED_UP_AT: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[day padding:none] [month repr:long] [year] at [hour]:[minute] UTC");
+
+/// A page behind an emailed link that does something only when its one button is pressed: a
+/// form that POSTs the token to `action` (relative, so it works under a path prefix of the
+/// public URL). Opening the link, as a mail scanner does, changes nothing.
+pub fn button_form(title: &str, explanation: &str, action: &str, token: &flexauth_domain::secret::LinkToken, button: &str) -> HttpResponse {
+    page(
+        StatusCode::OK,
+        title,
+        &format!(
+            "<p>{}</p><form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <p><button type=\"submit\">{}</button></p></form>",
+            escape(explanation),
+            escape(action),
+            escape(&token.expose()),
+            escape(button)
+        ),
+    )
+}

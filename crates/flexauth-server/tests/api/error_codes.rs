@@ -99,6 +99,33 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     let key = app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "codes" })).await.body["data"]["key"].as_str().unwrap().to_owned();
     seen.record("API key on /me", &app.get_with_bearer("/v1/auth/me", &key).await, "jwt_required");
 
+    seen.record(
+        "move to the same address",
+        &app.post_json_with_bearer("/v1/auth/email/change", &access, json!({ "new_email": owner })).await,
+        "email_unchanged",
+    );
+    seen.record("unknown change link", &app.post("/v1/auth/email/confirm", json!({ "token": "A".repeat(43) })).await, "invalid_link");
+    let taken_meanwhile = unique_email("meanwhile");
+    app.post_json_with_bearer("/v1/auth/email/change", &access, json!({ "new_email": taken_meanwhile })).await;
+    let change_link = wait_for_subject(env.smtp(), &taken_meanwhile, "Confirm your new email address").await;
+    // Someone else signs up with that address and verifies it before the link is used.
+    app.signup(&taken_meanwhile).await;
+    let verification = wait_for_subject(env.smtp(), &taken_meanwhile, "Verify your email address").await;
+    crate::helpers::confirm_in_browser(&app, &verification, PASSWORD).await;
+    seen.record(
+        "address taken before the confirmation",
+        &app.post("/v1/auth/email/confirm", json!({ "token": token_of(&change_link) })).await,
+        "email_change_conflict",
+    );
+    let disabled = unique_email("disabled");
+    let disabled_id = app.get_with_bearer("/v1/auth/me", app.verified_login(&env, &disabled).await["access_token"].as_str().unwrap()).await.body["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, _, stderr) = crate::lifecycle::flexauth(&env, &["accounts", "disable", &disabled_id]);
+    assert!(ok, "{stderr}");
+    seen.record("disabled account", &app.login(&disabled).await, "account_disabled");
+
     let rotated = app.refresh(&refresh).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
     let newest = app.refresh(&rotated).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
     seen.record("grandparent refresh token", &app.refresh(&refresh).await, "refresh_token_reused");
@@ -117,6 +144,9 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     let later_access = later["access_token"].as_str().unwrap().to_owned();
     app.post("/v1/auth/password/forgot", json!({ "email": owner })).await;
     let reset_link = wait_for_subject(env.smtp(), &owner, "Reset your password").await;
+    let late_move = unique_email("late-move");
+    app.post_json_with_bearer("/v1/auth/email/change", &later_access, json!({ "new_email": late_move })).await;
+    let late_link = wait_for_subject(env.smtp(), &late_move, "Confirm your new email address").await;
     clock.advance(time::Duration::minutes(11));
     seen.record(
         "stale authentication",
@@ -127,6 +157,7 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     let expired_reset = app.post("/v1/auth/password/reset", json!({ "token": token_of(&reset_link), "password": "a new passphrase" })).await;
     seen.record("expired reset link", &expired_reset, "reset_token_expired");
     clock.advance(time::Duration::hours(24));
+    seen.record("expired change link", &app.post("/v1/auth/email/confirm", json!({ "token": token_of(&late_link) })).await, "link_expired");
     let expired_link = app.post("/v1/auth/verify", json!({ "token": token_of(&first_link), "password": "chosen late" })).await;
     seen.record("expired verification link", &expired_link, "verification_token_expired");
     clock.advance(time::Duration::days(30));

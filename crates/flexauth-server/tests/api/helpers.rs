@@ -119,6 +119,14 @@ impl TestEnv {
         TestApp::start(Application::build_with_clock(&settings, Arc::new(TestClock::default())).await.unwrap())
     }
 
+    /// Starts an instance with extra flags, settings the command line does not reach, and a
+    /// clock the test moves.
+    pub async fn spawn_configured(&self, extra: &[&str], tune: impl FnOnce(&mut Settings), clock: Arc<TestClock>) -> TestApp {
+        let mut settings = self.settings(extra);
+        tune(&mut settings);
+        TestApp::start(Application::build_with_clock(&settings, clock).await.unwrap())
+    }
+
     /// Starts an instance whose clock the test moves.
     pub async fn spawn_with_clock(&self, extra: &[&str], clock: Arc<TestClock>) -> TestApp {
         TestApp::start(Application::build_with_clock(&self.settings(extra), clock).await.unwrap())

@@ -12,6 +12,8 @@ mod bad_input;
 mod browser;
 mod error_codes;
 mod fast_paths;
+mod keys;
+mod lifecycle;
 mod mail;
 mod operations;
 mod passwords;

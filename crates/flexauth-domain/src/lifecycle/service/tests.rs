@@ -1,0 +1,227 @@
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use time::macros::datetime;
+use uuid::Uuid;
+
+use super::*;
+use crate::account::{MockAccountRepository, PasswordHash};
+use crate::api_key::MockApiKeyRepository;
+use crate::audit::MockAuditLog;
+use crate::lifecycle::MockLifecycleRepository;
+use crate::mail::EmailKind;
+use crate::runtime::{MockClock, MockSecureRandom};
+use crate::session::{MockSessionRepository, SessionId};
+
+const NOW: OffsetDateTime = datetime!(2026-07-01 12:00 UTC);
+const ACCOUNT: AccountId = AccountId::from_uuid(Uuid::from_u128(1));
+
+fn ann() -> EmailAddress {
+    EmailAddress::parse("ann@example.com").unwrap()
+}
+
+fn account_of(id: AccountId, email: EmailAddress) -> Account {
+    Account::from_storage(id, email, PasswordHash::from_phc("x".into()), Some(NOW), NOW, 3)
+}
+
+/// The ports, with Ann's account and nothing else registered.
+struct Ports {
+    accounts: MockAccountRepository,
+    lifecycle: MockLifecycleRepository,
+}
+
+impl Ports {
+    fn new() -> Self {
+        let mut accounts = MockAccountRepository::new();
+        accounts.expect_find_by_id().returning(|id| Ok((id == ACCOUNT).then(|| account_of(ACCOUNT, ann()))));
+        Self { accounts, lifecycle: MockLifecycleRepository::new() }
+    }
+
+    fn with_taken(mut self, taken: &'static str) -> Self {
+        self.accounts.expect_find_by_email().returning(move |email| {
+            Ok((email.as_str() == taken).then(|| account_of(AccountId::from_uuid(Uuid::from_u128(99)), EmailAddress::parse(taken).unwrap())))
+        });
+        self
+    }
+
+    fn service(self) -> LifecycleService {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(NOW);
+        let counter = AtomicU8::new(1);
+        let mut random = MockSecureRandom::new();
+        random.expect_fill().returning(move |buffer| buffer.iter_mut().for_each(|b| *b = counter.fetch_add(7, Ordering::Relaxed)));
+        LifecycleService::new(
+            Arc::new(self.accounts),
+            Arc::new(MockSessionRepository::new()),
+            Arc::new(MockApiKeyRepository::new()),
+            Arc::new(MockAuditLog::new()),
+            Arc::new(self.lifecycle),
+            Arc::new(clock),
+            Arc::new(random),
+            LifecycleSettings::default(),
+        )
+    }
+}
+
+fn caller_authenticated(ago: Duration) -> LiveSession {
+    LiveSession::new(ACCOUNT, SessionId::from_uuid(Uuid::from_u128(2)), NOW - ago)
+}
+
+#[tokio::test]
+async fn a_session_that_has_not_proved_its_password_recently_can_neither_delete_nor_move_the_account() {
+    let mut ports = Ports::new().with_taken("nobody@example.com");
+    ports.lifecycle.expect_erase().never();
+    ports.lifecycle.expect_create_email_change().never();
+    let service = ports.service();
+    let stale = caller_authenticated(Duration::minutes(11));
+    assert!(matches!(service.delete_own(&stale).await, Err(OwnerError::ReauthenticationRequired(_))));
+    let moved = service.request_email_change(&stale, EmailAddress::parse("new@example.com").unwrap(), ClientInfo::default()).await;
+    assert!(matches!(moved, Err(EmailChangeError::ReauthenticationRequired(_))));
+}
+
+#[tokio::test]
+async fn an_owner_deletion_keeps_the_log_under_a_fresh_id_and_says_goodbye_an_operator_deletion_does_not() {
+    let erasures = Arc::new(Mutex::new(Vec::new()));
+    let mut ports = Ports::new();
+    let seen = Arc::clone(&erasures);
+    ports.lifecycle.expect_erase().times(2).returning(move |erasure| {
+        seen.lock().unwrap().push(erasure.clone());
+        Ok(true)
+    });
+    let service = ports.service();
+    service.delete_own(&caller_authenticated(Duration::minutes(1))).await.unwrap();
+    service.erase(ACCOUNT).await.unwrap();
+    let erasures = erasures.lock().unwrap();
+    for erasure in erasures.iter() {
+        assert_eq!(erasure.account_id, ACCOUNT);
+        assert_ne!(erasure.tombstone, ACCOUNT, "the kept log must not name the erased account");
+        assert_eq!(erasure.event.account_id, erasure.tombstone);
+        assert_eq!(erasure.event.kind, AuditKind::AccountDeleted);
+    }
+    assert_ne!(erasures[0].tombstone, erasures[1].tombstone, "two erasures cannot be linked by their tombstones");
+    let goodbye = erasures[0].goodbye.as_ref().expect("the owner is told");
+    assert_eq!((goodbye.kind(), goodbye.to().as_str()), (EmailKind::AccountDeleted, "ann@example.com"));
+    assert!(goodbye.kind().forgotten_once_sent());
+    assert!(erasures[1].goodbye.is_none());
+}
+
+/// The messages and the change stored by one request to move Ann's account to `to`.
+async fn request_to(to: &str, taken: &'static str) -> (EmailChange, OutgoingEmailPair) {
+    let stored = Arc::new(Mutex::new(None));
+    let mut ports = Ports::new().with_taken(taken);
+    let seen = Arc::clone(&stored);
+    ports.lifecycle.expect_create_email_change().times(1).returning(move |change, to_new, to_old, event| {
+        assert_eq!(event.kind, AuditKind::EmailChangeRequested);
+        *seen.lock().unwrap() = Some((change.clone(), (to_new.clone(), to_old.clone())));
+        Ok(())
+    });
+    let service = ports.service();
+    service.request_email_change(&caller_authenticated(Duration::minutes(1)), EmailAddress::parse(to).unwrap(), ClientInfo::default()).await.unwrap();
+    let stored = stored.lock().unwrap().take().unwrap();
+    stored
+}
+
+type OutgoingEmailPair = (crate::mail::OutgoingEmail, crate::mail::OutgoingEmail);
+
+#[tokio::test]
+async fn a_change_to_a_free_address_sends_its_link_there_and_an_undo_link_to_the_old_address() {
+    let (change, (to_new, to_old)) = request_to("new@example.com", "bob@example.com").await;
+    assert_eq!((change.old_email.as_str(), change.new_email.as_str()), ("ann@example.com", "new@example.com"));
+    assert_eq!(change.expires_at, NOW + Duration::hours(24));
+    assert_eq!(change.undo_expires_at, NOW + Duration::days(7));
+    assert_eq!((to_new.kind(), to_new.to().as_str()), (EmailKind::EmailChangeConfirmation, "new@example.com"));
+    assert_eq!((to_old.kind(), to_old.to().as_str()), (EmailKind::EmailChangeRequested, "ann@example.com"));
+    let link = |body: &str, path: &str| LinkToken::parse(body.split(path).nth(1).unwrap().split_whitespace().next().unwrap()).unwrap();
+    assert_eq!(link(to_new.text_body(), "/v1/auth/email/confirm?token=").hash(), change.confirmation, "the link sent is the one stored");
+    assert_eq!(link(to_old.text_body(), "/v1/auth/email/undo?token=").hash(), change.undo);
+}
+
+#[tokio::test]
+async fn a_change_to_a_taken_address_is_stored_alike_but_its_link_is_never_sent() {
+    let (change, (to_new, to_old)) = request_to("bob@example.com", "bob@example.com").await;
+    assert_eq!(change.new_email.as_str(), "bob@example.com");
+    assert_eq!((to_new.kind(), to_new.to().as_str()), (EmailKind::EmailChangeAddressTaken, "bob@example.com"));
+    assert!(!to_new.text_body().contains("token="), "no confirmation link goes to the other account's owner");
+    assert_eq!(to_old.kind(), EmailKind::EmailChangeRequested, "the owner hears of it the same way");
+}
+
+#[tokio::test]
+async fn a_change_to_the_same_address_is_refused() {
+    let ports = Ports::new().with_taken("ann@example.com");
+    let outcome = ports.service().request_email_change(&caller_authenticated(Duration::minutes(1)), ann(), ClientInfo::default()).await;
+    assert!(matches!(outcome, Err(EmailChangeError::SameAddress)));
+}
+
+fn confirmation_text() -> String {
+    "A".repeat(43)
+}
+
+fn undo_text() -> String {
+    format!("{}A", "Q".repeat(42))
+}
+
+fn pending_change(confirmed_at: Option<OffsetDateTime>, undone_at: Option<OffsetDateTime>, expires_at: OffsetDateTime) -> EmailChange {
+    EmailChange {
+        account_id: ACCOUNT,
+        old_email: ann(),
+        new_email: EmailAddress::parse("new@example.com").unwrap(),
+        confirmation: LinkToken::parse(&confirmation_text()).unwrap().hash(),
+        undo: LinkToken::parse(&undo_text()).unwrap().hash(),
+        requested_at: NOW - Duration::hours(1),
+        expires_at,
+        undo_expires_at: NOW + Duration::days(6),
+        confirmed_at,
+        undone_at,
+    }
+}
+
+#[tokio::test]
+async fn spent_and_expired_confirmation_links_change_nothing() {
+    for (change, expected) in [
+        (pending_change(None, None, NOW), "expired"),
+        (pending_change(Some(NOW - Duration::minutes(5)), None, NOW + Duration::hours(1)), "used"),
+        (pending_change(None, Some(NOW - Duration::minutes(5)), NOW + Duration::hours(1)), "used"),
+    ] {
+        let mut ports = Ports::new();
+        ports.lifecycle.expect_find_email_change().returning(move |_| Ok(Some(change.clone())));
+        ports.lifecycle.expect_confirm_email_change().never();
+        let outcome = ports.service().confirm_email_change(&LinkToken::parse(&confirmation_text()).unwrap()).await;
+        match (outcome, expected) {
+            (Err(EmailChangeLinkError::Expired), "expired") | (Err(EmailChangeLinkError::Used), "used") => {}
+            (other, _) => panic!("expected {expected}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_undo_link_works_after_the_confirmation_but_only_once() {
+    let mut ports = Ports::new();
+    let confirmed = pending_change(Some(NOW - Duration::minutes(5)), None, NOW + Duration::hours(1));
+    ports.lifecycle.expect_find_email_change_by_undo().returning(move |_| Ok(Some(confirmed.clone())));
+    ports.lifecycle.expect_undo_email_change().times(1).returning(|_, _, event| {
+        assert_eq!(event.kind, AuditKind::EmailChangeUndone);
+        Ok(UndoEmailChangeOutcome::Undone)
+    });
+    let service = ports.service();
+    assert_eq!(service.undo_email_change(&LinkToken::parse(&undo_text()).unwrap()).await.unwrap(), ann());
+
+    let mut ports = Ports::new();
+    let undone = pending_change(Some(NOW - Duration::minutes(5)), Some(NOW - Duration::minutes(1)), NOW + Duration::hours(1));
+    ports.lifecycle.expect_find_email_change_by_undo().returning(move |_| Ok(Some(undone.clone())));
+    ports.lifecycle.expect_undo_email_change().never();
+    assert!(matches!(ports.service().undo_email_change(&LinkToken::parse(&undo_text()).unwrap()).await, Err(EmailChangeLinkError::Used)));
+}
+
+#[tokio::test]
+async fn operator_commands_on_an_unknown_account_say_so() {
+    let mut ports = Ports::new();
+    ports.lifecycle.expect_disable().returning(|_, _, _| Ok(false));
+    ports.lifecycle.expect_enable().returning(|_, _| Ok(false));
+    ports.lifecycle.expect_erase().returning(|_| Ok(false));
+    let service = ports.service();
+    let unknown = AccountId::from_uuid(Uuid::from_u128(7));
+    assert!(matches!(service.disable(unknown).await, Err(AdminError::NoSuchAccount)));
+    assert!(matches!(service.enable(unknown).await, Err(AdminError::NoSuchAccount)));
+    assert!(matches!(service.erase(unknown).await, Err(AdminError::NoSuchAccount)));
+    assert!(matches!(service.export(unknown).await, Err(AdminError::NoSuchAccount)));
+}

@@ -1,0 +1,216 @@
+//! The operator's commands (`flexauth accounts …`): the same domain rules as the API, run
+//! once against the configured database, each printing one JSON document.
+
+use std::sync::Arc;
+
+use flexauth_domain::account::{AccountId, EmailAddress};
+use flexauth_domain::lifecycle::AdminError;
+use serde::Serialize;
+
+use crate::config::{AccountsCommand, Settings};
+use crate::runtime::{OsRandom, SystemClock};
+use crate::startup::{self, StartupError};
+
+/// Why an operator's command failed; its message is the one line printed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminCommandError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("`{0}` is not an account id (a UUID)")]
+    InvalidId(String),
+    #[error("`{0}` is not an email address: {1}")]
+    InvalidEmail(String, flexauth_domain::account::EmailError),
+    #[error("no such account")]
+    NoSuchAccount,
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<AdminError> for AdminCommandError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::NoSuchAccount => Self::NoSuchAccount,
+            AdminError::Unexpected(cause) => Self::Failed(crate::error::error_chain(&cause)),
+        }
+    }
+}
+
+impl From<crate::error::ApiError> for AdminCommandError {
+    fn from(error: crate::error::ApiError) -> Self {
+        Self::Failed(crate::error::error_chain(&error))
+    }
+}
+
+fn account_id(text: &str) -> Result<AccountId, AdminCommandError> {
+    uuid::Uuid::parse_str(text.trim()).map(AccountId::from_uuid).map_err(|_| AdminCommandError::InvalidId(text.to_owned()))
+}
+
+#[derive(Serialize)]
+struct Done {
+    account_id: String,
+    done: &'static str,
+}
+
+fn json(value: &impl Serialize) -> Result<String, AdminCommandError> {
+    serde_json::to_string_pretty(value).map_err(|error| AdminCommandError::Failed(error.to_string()))
+}
+
+/// Runs `command` and returns what to print.
+///
+/// # Errors
+/// An [`AdminCommandError`] naming what failed.
+pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Result<String, AdminCommandError> {
+    let store = Arc::new(startup::migrate(settings).await?);
+    let lifecycle = startup::lifecycle_service(&store, Arc::new(SystemClock), Arc::new(OsRandom), settings);
+    let (id, done) = match command {
+        AccountsCommand::Find { email } => {
+            let address = EmailAddress::parse(email).map_err(|error| AdminCommandError::InvalidEmail(email.clone(), error))?;
+            let account = lifecycle.find(&address).await?;
+            return json(&crate::routes::export_view(lifecycle.show(account.id()).await?)?);
+        }
+        AccountsCommand::Show { id } => return json(&crate::routes::export_view(lifecycle.show(account_id(id)?).await?)?),
+        AccountsCommand::Export { id } => {
+            let id = account_id(id)?;
+            let export = lifecycle.export(id).await?;
+            tracing::info!(target: "flexauth::audit", event = "account_exported", account_id = %id, actor = "operator", "account exported by an operator");
+            return json(&crate::routes::export_view(export)?);
+        }
+        AccountsCommand::Disable { id } => {
+            let id = account_id(id)?;
+            lifecycle.disable(id).await?;
+            (id, "disabled")
+        }
+        AccountsCommand::Enable { id } => {
+            let id = account_id(id)?;
+            lifecycle.enable(id).await?;
+            (id, "enabled")
+        }
+        AccountsCommand::Delete { id } => {
+            let id = account_id(id)?;
+            lifecycle.erase(id).await?;
+            (id, "deleted")
+        }
+    };
+    tracing::info!(target: "flexauth::audit", event = done, account_id = %id, actor = "operator", "account {done} by an operator");
+    json(&Done { account_id: id.to_string(), done })
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    kid: String,
+    /// `standby` (published, signs from `activates_at`), `signing`, `verifying` (superseded or
+    /// retired, still in the JWKS), `refresh_only` (retired, out of the JWKS, still verifies
+    /// refresh tokens) or `expired` (nothing it signed is valid any more).
+    state: &'static str,
+    activates_at: String,
+    retired_at: Option<String>,
+    published_until: Option<String>,
+    verifies_until: Option<String>,
+    sealed: bool,
+}
+
+fn instant(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
+/// Runs a `flexauth keys` command and returns what to print.
+///
+/// # Errors
+/// An [`AdminCommandError`] naming what failed.
+pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand) -> Result<String, AdminCommandError> {
+    use crate::config::{KeysCommand, SigningKeySource};
+    if let SigningKeySource::File(path) = &settings.signing_key {
+        return Err(AdminCommandError::Failed(format!(
+            "the signing keys come from files (FLEXAUTH_SIGNING_KEY_FILE={}), not the database: rotate them with the file runbook of docs/operations.md",
+            path.display()
+        )));
+    }
+    let store = startup::migrate(settings).await?;
+    let kek = settings.key_encryption_key.as_ref();
+    let plan = startup::ring_plan(settings);
+    let now = time::OffsetDateTime::now_utc();
+    match command {
+        KeysCommand::List => {
+            let sealed: std::collections::HashMap<String, bool> =
+                store.signing_keys().await.map_err(StartupError::from)?.into_iter().map(|key| (key.slot, flexauth_jwt::is_sealed(&key.private_key))).collect();
+            let keys = startup::stored_keys(&store, kek, false).await?;
+            let signer = plan.signer_at(&keys, now).map(|key| key.slot.clone());
+            let views: Vec<KeyView> = keys
+                .iter()
+                .map(|key| {
+                    let state = match (plan.published_until(key), plan.verifies_until(key)) {
+                        _ if signer.as_deref() == Some(key.slot.as_str()) => "signing",
+                        (None, _) if key.activates_at > now => "standby",
+                        (None, _) => "verifying",
+                        (Some(until), _) if now < until => "verifying",
+                        (_, Some(until)) if now < until => "refresh_only",
+                        _ => "expired",
+                    };
+                    KeyView {
+                        kid: key.key.kid().to_owned(),
+                        state,
+                        activates_at: instant(key.activates_at),
+                        retired_at: key.retired_at.map(instant),
+                        published_until: plan.published_until(key).map(instant),
+                        verifies_until: plan.verifies_until(key).map(instant),
+                        sealed: sealed.get(&key.slot).copied().unwrap_or(false),
+                    }
+                })
+                .collect();
+            json(&views)
+        }
+        KeysCommand::Rotate { delay } => {
+            let delay = match delay {
+                Some(text) => crate::config::parse_duration(text).map_err(AdminCommandError::Failed)?,
+                None => settings.jwks_max_age * 2,
+            };
+            if delay <= settings.jwks_max_age {
+                return Err(AdminCommandError::Failed(format!(
+                    "the delay ({}s) must be longer than the JWKS cache lifetime (FLEXAUTH_JWKS_MAX_AGE, {}s), or resource servers would meet tokens of a key they do not have yet",
+                    delay.whole_seconds(),
+                    settings.jwks_max_age.whole_seconds()
+                )));
+            }
+            // Refuses to add a key the instances could not open.
+            startup::stored_keys(&store, kek, false).await?;
+            let pem = flexauth_jwt::SigningKeyPair::generate_pem().map_err(StartupError::from)?;
+            let key = flexauth_jwt::SigningKeyPair::from_pem(&pem).map_err(StartupError::from)?;
+            let slot = key.kid().to_owned();
+            let stored = match kek {
+                Some(kek) => kek.seal(&slot, &pem).map_err(StartupError::from)?,
+                None => {
+                    tracing::warn!("FLEXAUTH_KEY_ENCRYPTION_KEY is not set: the new private key is stored in the clear");
+                    pem
+                }
+            };
+            let activates_at = now + delay;
+            store.add_signing_key(&slot, stored, now, activates_at).await.map_err(StartupError::from)?;
+            tracing::info!(target: "flexauth::audit", event = "signing_key_rotated", kid = %slot, actor = "operator", "signing key added");
+            json(&serde_json::json!({ "kid": slot, "state": "standby", "activates_at": instant(activates_at) }))
+        }
+        KeysCommand::Retire { kid } => {
+            let keys = startup::stored_keys(&store, kek, false).await?;
+            let key =
+                keys.iter().find(|key| key.key.kid() == kid.trim()).ok_or_else(|| AdminCommandError::Failed(format!("no stored key has the id {kid}")))?;
+            if plan.signer_at(&keys, now).is_some_and(|signer| signer.slot == key.slot) {
+                let without: Vec<_> = keys.iter().filter(|other| other.slot != key.slot).cloned().collect();
+                if plan.signer_at(&without, now).is_none() {
+                    return Err(AdminCommandError::Failed(format!(
+                        "{kid} signs now and no other key has taken over: run `flexauth keys rotate`, and retire {kid} once the new key signs"
+                    )));
+                }
+            }
+            if !store.retire_signing_key(&key.slot, now).await.map_err(StartupError::from)? {
+                return Err(AdminCommandError::Failed(format!("{kid} is retired already")));
+            }
+            let retired = flexauth_jwt::RingKey { retired_at: Some(now), ..key.clone() };
+            tracing::info!(target: "flexauth::audit", event = "signing_key_retired", kid = %kid, actor = "operator", "signing key retired");
+            json(&serde_json::json!({
+                "kid": kid,
+                "retired_at": instant(now),
+                "published_until": plan.published_until(&retired).map(instant),
+                "verifies_until": plan.verifies_until(&retired).map(instant),
+            }))
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Signing keys stored in the database: sealed at rest, rotated on a running pair of
+//! instances without a restart and without logging anyone out.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::helpers::{unique_email, TestApp, TestClock, TestEnv};
+use crate::lifecycle::{database_holds, flexauth_with};
+
+fn kid_of(token: &str) -> String {
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+async fn published(app: &TestApp) -> Vec<String> {
+    let jwks = app.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.status, StatusCode::OK);
+    jwks.body["keys"].as_array().unwrap().iter().map(|key| key.get("kid").and_then(Value::as_str).unwrap().to_owned()).collect()
+}
+
+async fn access_kid(app: &TestApp, email: &str) -> String {
+    let login = app.login(email).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    kid_of(login.body["data"]["access_token"].as_str().unwrap())
+}
+
+async fn until(what: &str, seconds: u64, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within {seconds} s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_rotation_on_a_running_pair_publishes_at_once_signs_after_the_delay_and_logs_nobody_out() {
+    let env = TestEnv::new().await;
+    let kek = STANDARD.encode([42u8; 32]);
+    let clock = Arc::new(TestClock::default());
+    let extra = ["--jwks-max-age", "1s", "--key-encryption-key", kek.as_str()];
+    let tune = |settings: &mut flexauth_server::config::Settings| settings.key_ring_refresh = std::time::Duration::from_millis(200);
+    let first = env.spawn_configured(&extra, tune, clock.clone()).await;
+    let second = env.spawn_configured(&extra, tune, clock.clone()).await;
+    let vars = [("FLEXAUTH_KEY_ENCRYPTION_KEY", kek.as_str()), ("FLEXAUTH_JWKS_MAX_AGE", "1s")];
+    assert!(!database_holds(&env, "PRIVATE KEY").await, "the stored key is sealed");
+
+    let email = unique_email("rotated");
+    let login = first.verified_login(&env, &email).await;
+    let (old_access, old_refresh) = (login["access_token"].as_str().unwrap().to_owned(), login["refresh_token"].as_str().unwrap().to_owned());
+    let unused_refresh = second.login(&email).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_access);
+    let jwks = first.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.headers.get("cache-control").unwrap(), "public, max-age=1");
+    let etag = jwks.headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    let revalidated = first.client.get(first.url("/.well-known/jwks.json")).insert_header(("if-none-match", etag.as_str())).send().await.unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+
+    let (ok, _, stderr) = flexauth_with(&env, &["keys", "rotate", "--delay", "1s"], &vars);
+    assert!(!ok && stderr.contains("longer than the JWKS cache lifetime"), "{stderr}");
+    let (ok, rotated, stderr) = flexauth_with(&env, &["keys", "rotate", "--delay", "4s"], &vars);
+    assert!(ok, "{stderr}");
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert!(!database_holds(&env, "PRIVATE KEY").await, "the rotated key is sealed too");
+
+    // Published on both instances within the refresh interval, not signing yet.
+    until("the new key's publication", 2, async || published(&first).await.contains(&new_kid) && published(&second).await.contains(&new_kid)).await;
+    assert_eq!(access_kid(&first, &email).await, old_kid, "the standby key does not sign before its delay");
+    assert_ne!(first.get("/.well-known/jwks.json").await.headers.get("etag").unwrap().to_str().unwrap(), etag, "a new ETag");
+    // After the delay both instances sign with it, with no restart.
+    until("the new key's activation", 8, async || access_kid(&first, &email).await == new_kid && access_kid(&second, &email).await == new_kid).await;
+    for app in [&first, &second] {
+        assert_eq!(app.get_with_bearer("/v1/usage", &old_access).await.status, StatusCode::OK, "a token signed before still works");
+    }
+    let refreshed = second.refresh(&old_refresh).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+    assert_eq!(kid_of(refreshed.body["data"]["access_token"].as_str().unwrap()), new_kid);
+
+    // The old key is retired; the last key that can sign cannot be.
+    let (ok, retired, stderr) = flexauth_with(&env, &["keys", "retire", &old_kid], &vars);
+    assert!(ok, "{stderr}");
+    assert!(retired["published_until"].is_string());
+    let (ok, _, stderr) = flexauth_with(&env, &["keys", "retire", &new_kid], &vars);
+    assert!(!ok && stderr.contains("signs now"), "{stderr}");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(published(&first).await.contains(&old_kid), "kept while its access tokens may be live");
+    assert_eq!(first.get_with_bearer("/v1/usage", &old_access).await.status, StatusCode::OK);
+    let (_, listed, _) = flexauth_with(&env, &["keys", "list"], &vars);
+    let states: Vec<(String, String)> =
+        listed.as_array().unwrap().iter().map(|key| (key["kid"].as_str().unwrap().to_owned(), key["state"].as_str().unwrap().to_owned())).collect();
+    assert!(states.contains(&(old_kid.clone(), "verifying".to_owned())) && states.contains(&(new_kid.clone(), "signing".to_owned())), "{states:?}");
+
+    // Once the last access token it signed has expired, it leaves the JWKS; its refresh
+    // tokens still refresh.
+    clock.advance(time::Duration::hours(1) + time::Duration::seconds(1));
+    until("the retired key's removal", 3, async || !published(&first).await.contains(&old_kid) && !published(&second).await.contains(&old_kid)).await;
+    let late = first.refresh(&unused_refresh).await;
+    assert_eq!(late.status, StatusCode::OK, "a refresh token signed by the retired key: {}", late.text);
+    first.stop().await;
+    second.stop().await;
+}
+
+#[actix_web::test]
+async fn a_wrong_or_missing_key_encryption_key_stops_the_start_with_one_line() {
+    let env = TestEnv::new().await;
+    let kek = STANDARD.encode([7u8; 32]);
+    let app = env.spawn_with(&["--key-encryption-key", &kek]).await;
+    app.stop().await;
+    let wrong = STANDARD.encode([8u8; 32]);
+    for (vars, expected) in [
+        (vec![("FLEXAUTH_KEY_ENCRYPTION_KEY", wrong.as_str())], "encrypted with another key-encryption key"),
+        (vec![], "no key-encryption key is set"),
+        (vec![("FLEXAUTH_KEY_ENCRYPTION_KEY", "too short")], "32 random bytes"),
+    ] {
+        let mut vars = vars;
+        vars.push(("FLEXAUTH_BIND", "127.0.0.1:0"));
+        vars.push(("RUST_LOG", "off"));
+        let (ok, _, stderr) = flexauth_with(&env, &["serve"], &vars);
+        assert!(!ok, "started with {vars:?}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("flexauth: ") && stderr.contains(expected), "{stderr}");
+    }
+}

@@ -1,0 +1,288 @@
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use flexauth_domain::account::AccountId;
+use flexauth_domain::audit::AuditEvent;
+use flexauth_domain::lifecycle::{ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
+use flexauth_domain::mail::OutgoingEmail;
+use flexauth_domain::secret::TokenHash;
+use flexauth_domain::session::RevocationReason;
+use flexauth_domain::InfraError;
+use time::OffsetDateTime;
+
+use crate::accounts::is_email_taken;
+use crate::rows::{millis, AuditEventRow, EmailChangeRow, NewOutboxRow};
+use crate::schema::{account_requests, accounts, api_keys, audit_events, email_changes, email_verification_tokens, outbox, password_reset_tokens, sessions};
+use crate::{with_connection, Store, StoreError};
+
+/// Why a transaction below was rolled back on purpose: the outcome it reports.
+#[derive(Clone, Copy)]
+enum Refusal {
+    AccountChanged,
+}
+
+fn is_address_taken(error: &StoreError) -> bool {
+    matches!(error, StoreError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) if is_email_taken(info.as_ref()))
+}
+
+#[async_trait]
+impl LifecycleRepository for Store {
+    async fn disable(&self, id: AccountId, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, InfraError> {
+        let (id, now, event) = (id.to_string(), millis(now), AuditEventRow::from(event));
+        let outcome = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    // The account row first: it locks the row, and the new credential version
+                    // makes a login whose password check is under way commit no session.
+                    let found = diesel::update(accounts::table.find(&id)).set(accounts::credential_version.eq(accounts::credential_version + 1)).execute(c)?;
+                    if found == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    diesel::update(accounts::table.find(&id).filter(accounts::disabled_at.is_null())).set(accounts::disabled_at.eq(now)).execute(c)?;
+                    diesel::update(sessions::table.filter(sessions::account_id.eq(&id)).filter(sessions::revoked_at.is_null()))
+                        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(RevocationReason::AccountDisabled.as_str())))
+                        .execute(c)?;
+                    // The trigger of migration 7 tells every instance's key cache at commit.
+                    diesel::update(api_keys::table.filter(api_keys::account_id.eq(&id)).filter(api_keys::revoked_at.is_null()))
+                        .set(api_keys::revoked_at.eq(now))
+                        .execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    Ok::<_, DieselError>(())
+                }))
+                .map_err(StoreError::from)
+            })
+            .await;
+        let disabled = crate::guarded(outcome)?;
+        if disabled {
+            self.announce_api_keys_ended().await;
+        }
+        Ok(disabled)
+    }
+
+    async fn enable(&self, id: AccountId, event: &AuditEvent) -> Result<bool, InfraError> {
+        let (id, event) = (id.to_string(), AuditEventRow::from(event));
+        let outcome = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    if diesel::update(accounts::table.find(&id)).set(accounts::disabled_at.eq(None::<i64>)).execute(c)? == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    Ok::<_, DieselError>(())
+                }))
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(crate::guarded(outcome)?)
+    }
+
+    async fn erase(&self, erasure: &Erasure) -> Result<bool, InfraError> {
+        let id = erasure.account_id.to_string();
+        let tombstone = erasure.tombstone.to_string();
+        let event = AuditEventRow::from(&erasure.event);
+        let goodbye = erasure.goodbye.as_ref().map(|email| NewOutboxRow::new(email, erasure.event.at));
+        let outcome = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    let Some(email) = accounts::table.find(&id).select(accounts::email).first::<String>(c).optional()? else {
+                        return Err(DieselError::RollbackTransaction);
+                    };
+                    // Every address the account had or was to have.
+                    let mut addresses = email_changes::table
+                        .filter(email_changes::account_id.eq(&id))
+                        .select((email_changes::old_email, email_changes::new_email))
+                        .load::<(String, String)>(c)?
+                        .into_iter()
+                        .flat_map(|(old, new)| [old, new])
+                        .collect::<Vec<_>>();
+                    addresses.push(email);
+                    addresses.sort();
+                    addresses.dedup();
+                    diesel::update(audit_events::table.filter(audit_events::account_id.eq(&id))).set(audit_events::account_id.eq(&tombstone)).execute(c)?;
+                    diesel::delete(outbox::table.filter(outbox::recipient.eq_any(&addresses))).execute(c)?;
+                    diesel::delete(account_requests::table.filter(account_requests::email.eq_any(&addresses))).execute(c)?;
+                    // Sessions, keys, links, devices, counters and address changes follow the
+                    // account row (ON DELETE CASCADE); the key trigger tells the caches.
+                    diesel::delete(accounts::table.find(&id)).execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    if let Some(goodbye) = &goodbye {
+                        diesel::insert_into(outbox::table).values(goodbye).execute(c)?;
+                    }
+                    Ok::<_, DieselError>(())
+                }))
+                .map_err(StoreError::from)
+            })
+            .await;
+        let erased = crate::guarded(outcome)?;
+        if erased {
+            self.announce_api_keys_ended().await;
+        }
+        Ok(erased)
+    }
+
+    async fn create_email_change(&self, change: &EmailChange, to_new: &OutgoingEmail, to_old: &OutgoingEmail, event: &AuditEvent) -> Result<(), InfraError> {
+        let row = EmailChangeRow::from(change);
+        let now = millis(change.requested_at);
+        let messages = [NewOutboxRow::new(to_new, change.requested_at), NewOutboxRow::new(to_old, change.requested_at)];
+        let event = AuditEventRow::from(event);
+        self.run(move |connection| {
+            Ok(with_connection!(connection, |c| c.transaction(|c| {
+                // One pending change at a time: a newer request ends the older links to confirm.
+                diesel::update(
+                    email_changes::table
+                        .filter(email_changes::account_id.eq(&row.account_id))
+                        .filter(email_changes::confirmed_at.is_null())
+                        .filter(email_changes::undone_at.is_null())
+                        .filter(email_changes::expires_at.gt(now)),
+                )
+                .set(email_changes::expires_at.eq(now))
+                .execute(c)?;
+                diesel::insert_into(email_changes::table).values(&row).execute(c)?;
+                diesel::insert_into(outbox::table).values(&messages[..]).execute(c)?;
+                diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                Ok::<_, DieselError>(())
+            }))?)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn find_email_change(&self, hash: &TokenHash) -> Result<Option<EmailChange>, InfraError> {
+        let hash = hash.as_bytes().to_vec();
+        let row = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| email_changes::table
+                    .filter(email_changes::token_hash.eq(&hash))
+                    .select(EmailChangeRow::as_select())
+                    .first(c)
+                    .optional())?)
+            })
+            .await?;
+        Ok(row.map(EmailChange::try_from).transpose()?)
+    }
+
+    async fn find_email_change_by_undo(&self, hash: &TokenHash) -> Result<Option<EmailChange>, InfraError> {
+        let hash = hash.as_bytes().to_vec();
+        let row = self
+            .run(move |connection| {
+                Ok(with_connection!(connection, |c| email_changes::table
+                    .filter(email_changes::undo_hash.eq(&hash))
+                    .select(EmailChangeRow::as_select())
+                    .first(c)
+                    .optional())?)
+            })
+            .await?;
+        Ok(row.map(EmailChange::try_from).transpose()?)
+    }
+
+    async fn confirm_email_change(&self, change: &EmailChange, now: OffsetDateTime, event: &AuditEvent) -> Result<ConfirmEmailChangeOutcome, InfraError> {
+        let row = EmailChangeRow::from(change);
+        let (now, event) = (millis(now), AuditEventRow::from(event));
+        let outcome = self
+            .run(move |connection| {
+                let mut refusal = None;
+                let outcome = with_connection!(connection, |c| c.transaction::<_, DieselError, _>(|c| {
+                    // The guard first: of two confirmations at once, one finds the link spent.
+                    let claimed = diesel::update(
+                        email_changes::table
+                            .find(&row.token_hash)
+                            .filter(email_changes::confirmed_at.is_null())
+                            .filter(email_changes::undone_at.is_null())
+                            .filter(email_changes::expires_at.gt(now)),
+                    )
+                    .set(email_changes::confirmed_at.eq(now))
+                    .execute(c)?;
+                    if claimed == 0 {
+                        return Ok(ConfirmEmailChangeOutcome::Spent);
+                    }
+                    let moved = diesel::update(accounts::table.find(&row.account_id).filter(accounts::email.eq(&row.old_email)))
+                        .set((accounts::email.eq(&row.new_email), accounts::email_verified_at.eq(now)))
+                        .execute(c)?;
+                    if moved == 0 {
+                        refusal = Some(Refusal::AccountChanged);
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    // No link sent to an address before the move can set a password after it.
+                    diesel::update(password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)))
+                        .filter(password_reset_tokens::used_at.is_null())
+                        .set(password_reset_tokens::used_at.eq(now))
+                        .execute(c)?;
+                    diesel::delete(
+                        email_verification_tokens::table
+                            .filter(email_verification_tokens::account_id.eq(&row.account_id))
+                            .filter(email_verification_tokens::used_at.is_null()),
+                    )
+                    .execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    Ok(ConfirmEmailChangeOutcome::Confirmed)
+                }))
+                .map_err(StoreError::from);
+                match (outcome, refusal) {
+                    (Err(StoreError::Query(DieselError::RollbackTransaction)), Some(Refusal::AccountChanged)) => Ok(ConfirmEmailChangeOutcome::AccountChanged),
+                    (Err(error), _) if is_address_taken(&error) => Ok(ConfirmEmailChangeOutcome::AddressTaken),
+                    (outcome, _) => outcome,
+                }
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn undo_email_change(&self, change: &EmailChange, now: OffsetDateTime, event: &AuditEvent) -> Result<UndoEmailChangeOutcome, InfraError> {
+        let row = EmailChangeRow::from(change);
+        let (now, event) = (millis(now), AuditEventRow::from(event));
+        let outcome = self
+            .run(move |connection| {
+                let outcome = with_connection!(connection, |c| c.transaction::<_, DieselError, _>(|c| {
+                    let claimed = diesel::update(
+                        email_changes::table.find(&row.token_hash).filter(email_changes::undone_at.is_null()).filter(email_changes::undo_expires_at.gt(now)),
+                    )
+                    .set(email_changes::undone_at.eq(now))
+                    .execute(c)?;
+                    if claimed == 0 {
+                        return Ok(UndoEmailChangeOutcome::Spent);
+                    }
+                    // Back to the address the change was asked from, whatever happened since:
+                    // whoever holds that address is whom the account belonged to. The credential
+                    // version moves on, so no login under way keeps a session.
+                    diesel::update(accounts::table.find(&row.account_id))
+                        .set((accounts::email.eq(&row.old_email), accounts::credential_version.eq(accounts::credential_version + 1)))
+                        .execute(c)?;
+                    diesel::update(
+                        email_changes::table
+                            .filter(email_changes::account_id.eq(&row.account_id))
+                            .filter(email_changes::confirmed_at.is_null())
+                            .filter(email_changes::expires_at.gt(now)),
+                    )
+                    .set(email_changes::expires_at.eq(now))
+                    .execute(c)?;
+                    diesel::update(sessions::table.filter(sessions::account_id.eq(&row.account_id)).filter(sessions::revoked_at.is_null()))
+                        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(RevocationReason::EmailChangeUndone.as_str())))
+                        .execute(c)?;
+                    diesel::update(
+                        api_keys::table
+                            .filter(api_keys::account_id.eq(&row.account_id))
+                            .filter(api_keys::revoked_at.is_null())
+                            .filter(api_keys::created_at.ge(row.requested_at)),
+                    )
+                    .set(api_keys::revoked_at.eq(now))
+                    .execute(c)?;
+                    diesel::update(password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)))
+                        .filter(password_reset_tokens::used_at.is_null())
+                        .set(password_reset_tokens::used_at.eq(now))
+                        .execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    Ok(UndoEmailChangeOutcome::Undone)
+                }))
+                .map_err(StoreError::from);
+                match outcome {
+                    Err(error) if is_address_taken(&error) => Ok(UndoEmailChangeOutcome::AddressTaken),
+                    outcome => outcome,
+                }
+            })
+            .await?;
+        if outcome == UndoEmailChangeOutcome::Undone {
+            self.announce_api_keys_ended().await;
+        }
+        Ok(outcome)
+    }
+}
