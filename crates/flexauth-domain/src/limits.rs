@@ -115,6 +115,8 @@ pub struct LimitSettings {
     pub reauthentications_per_address: LimitPolicy,
     /// Emails of one kind (verification, reset, account-exists notice) per recipient.
     pub emails_per_recipient: LimitPolicy,
+    /// Address-change requests per account (each mails two addresses).
+    pub email_changes_per_account: LimitPolicy,
     /// How long a successful login keeps its client address known to the account, exempt
     /// from the per-account limit.
     pub known_client_for: Duration,
@@ -133,6 +135,7 @@ impl Default for LimitSettings {
             refreshes_per_address: LimitPolicy { name: "refreshes_per_address", limit: 600, window: Duration::minutes(1) },
             reauthentications_per_address: LimitPolicy { name: "reauthentications_per_address", limit: 30, window: Duration::minutes(15) },
             emails_per_recipient: LimitPolicy { name: "emails_per_recipient", limit: 3, window: Duration::hours(1) },
+            email_changes_per_account: LimitPolicy { name: "email_changes_per_account", limit: 5, window: Duration::hours(1) },
             known_client_for: Duration::days(30),
         }
     }

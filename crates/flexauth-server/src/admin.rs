@@ -61,7 +61,13 @@ fn json(value: &impl Serialize) -> Result<String, AdminCommandError> {
 /// An [`AdminCommandError`] naming what failed.
 pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Result<String, AdminCommandError> {
     let store = Arc::new(startup::migrate(settings).await?);
-    let lifecycle = startup::lifecycle_service(&store, Arc::new(SystemClock), Arc::new(OsRandom), settings);
+    // The operator's commands hash nothing; the rules want a hasher all the same, so it is
+    // the smallest pool the settings allow.
+    let argon2 = flexauth_argon2::Argon2Settings { workers: 1, ..settings.argon2 };
+    let hasher = Arc::new(
+        tokio::task::spawn_blocking(move || flexauth_argon2::Argon2Hasher::new(argon2)).await.map_err(StartupError::from)?.map_err(StartupError::from)?,
+    );
+    let lifecycle = startup::lifecycle_service(&store, hasher, Arc::new(SystemClock), Arc::new(OsRandom), settings);
     let (id, done) = match command {
         AccountsCommand::Find { email } => {
             let address = EmailAddress::parse(email).map_err(|error| AdminCommandError::InvalidEmail(email.clone(), error))?;
@@ -133,7 +139,7 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
         KeysCommand::List => {
             let sealed: std::collections::HashMap<String, bool> =
                 store.signing_keys().await.map_err(StartupError::from)?.into_iter().map(|key| (key.slot, flexauth_jwt::is_sealed(&key.private_key))).collect();
-            let keys = startup::stored_keys(&store, kek, false).await?;
+            let (keys, _) = startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
             let signer = plan.signer_at(&keys, now).map(|key| key.slot.clone());
             let views: Vec<KeyView> = keys
                 .iter()
@@ -172,7 +178,7 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
                 )));
             }
             // Refuses to add a key the instances could not open.
-            startup::stored_keys(&store, kek, false).await?;
+            startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
             let pem = flexauth_jwt::SigningKeyPair::generate_pem().map_err(StartupError::from)?;
             let key = flexauth_jwt::SigningKeyPair::from_pem(&pem).map_err(StartupError::from)?;
             let slot = key.kid().to_owned();
@@ -189,7 +195,7 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
             json(&serde_json::json!({ "kid": slot, "state": "standby", "activates_at": instant(activates_at) }))
         }
         KeysCommand::Retire { kid } => {
-            let keys = startup::stored_keys(&store, kek, false).await?;
+            let (keys, _) = startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
             let key =
                 keys.iter().find(|key| key.key.kid() == kid.trim()).ok_or_else(|| AdminCommandError::Failed(format!("no stored key has the id {kid}")))?;
             if plan.signer_at(&keys, now).is_some_and(|signer| signer.slot == key.slot) {

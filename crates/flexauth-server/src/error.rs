@@ -510,6 +510,8 @@ impl From<EmailChangeError> for ApiError {
         match error {
             EmailChangeError::ReauthenticationRequired(required) => required.into(),
             EmailChangeError::SameAddress => Self::EmailUnchanged,
+            EmailChangeError::Throttled(limited) => limited.into(),
+            EmailChangeError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
             EmailChangeError::AccountGone => Self::InvalidToken("the account no longer exists"),
             EmailChangeError::Unexpected(cause) => cause.into(),
         }
@@ -523,6 +525,7 @@ impl From<EmailChangeLinkError> for ApiError {
             EmailChangeLinkError::Expired => Self::EmailChangeLinkExpired,
             EmailChangeLinkError::AddressTaken => Self::EmailChangeConflict("the address belongs to another account now; nothing was changed"),
             EmailChangeLinkError::AccountChanged => Self::EmailChangeConflict("the account's address changed since this link was sent; nothing was changed"),
+            EmailChangeLinkError::Overloaded => Self::Overloaded,
             EmailChangeLinkError::Unexpected(cause) => cause.into(),
         }
     }

@@ -126,26 +126,56 @@ fn jwt_settings(settings: &Settings) -> JwtSettings {
     JwtSettings { issuer: settings.public_base(), audience: settings.audience.clone(), verified_cache_entries: settings.verified_token_cache }
 }
 
-/// The stored signing keys, opened. With a key-encryption key, keys stored in the clear are
-/// sealed in place when `seal` is set (at start), so a dump taken afterwards holds none.
+/// How the stored signing keys are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLoad {
+    /// At start: every key must open; with a key-encryption key, keys stored in the clear are
+    /// sealed in place, so a dump taken afterwards holds none.
+    Start,
+    /// By an operator's command: every key must open; nothing is written.
+    Command,
+    /// Every second while serving: a key that does not open is left out (and said), so one
+    /// damaged row cannot freeze the ring; with a key-encryption key, a key in the clear is
+    /// left out too, since only someone writing to the database could have put it there.
+    Refresh,
+}
+
+/// The stored signing keys, opened, and how many were left out ([`KeyLoad::Refresh`]).
 ///
 /// # Errors
 /// [`StartupError::Keys`] when a sealed key cannot be opened (no key-encryption key, or the
-/// wrong one); [`StartupError::Store`] when the database fails.
-pub async fn stored_keys(store: &Store, kek: Option<&KeyEncryptionKey>, seal: bool) -> Result<Vec<RingKey>, StartupError> {
+/// wrong one), except in [`KeyLoad::Refresh`]; [`StartupError::Store`] when the database fails.
+pub async fn stored_keys(store: &Store, kek: Option<&KeyEncryptionKey>, load: KeyLoad) -> Result<(Vec<RingKey>, usize), StartupError> {
     let mut keys = Vec::new();
+    let mut left_out = 0;
     for stored in store.signing_keys().await? {
-        let pem = flexauth_jwt::open_sealed(kek, &stored.slot, &stored.private_key).map_err(StartupError::Keys)?;
-        if let (true, Some(kek), false) = (seal, kek, flexauth_jwt::is_sealed(&stored.private_key)) {
+        let opened = flexauth_jwt::open_sealed(kek, &stored.slot, &stored.private_key).map_err(StartupError::Keys).and_then(|pem| {
+            SigningKeyPair::from_pem(&pem)
+                .map(|key| (pem, key))
+                .map_err(|source| StartupError::KeyFile { path: format!("the database (slot {})", stored.slot), source })
+        });
+        let in_the_clear = !flexauth_jwt::is_sealed(&stored.private_key);
+        let (pem, key) = match (opened, load) {
+            (Ok(_), KeyLoad::Refresh) if kek.is_some() && in_the_clear => {
+                left_out += 1;
+                continue;
+            }
+            (Ok(opened), _) => opened,
+            (Err(_), KeyLoad::Refresh) => {
+                left_out += 1;
+                continue;
+            }
+            (Err(error), _) => return Err(error),
+        };
+        if let (KeyLoad::Start, Some(kek), true) = (load, kek, in_the_clear) {
             let sealed = kek.seal(&stored.slot, &pem).map_err(StartupError::Keys)?;
             if store.reseal_signing_key(&stored.slot, stored.private_key.clone(), sealed).await? {
                 tracing::info!(slot = %stored.slot, "stored signing key sealed with the key-encryption key");
             }
         }
-        let key = SigningKeyPair::from_pem(&pem).map_err(|source| StartupError::KeyFile { path: format!("the database (slot {})", stored.slot), source })?;
         keys.push(RingKey { slot: stored.slot, key, activates_at: stored.activates_at, retired_at: stored.retired_at });
     }
-    Ok(keys)
+    Ok((keys, left_out))
 }
 
 /// The signing keys: from files (fixed until a restart), or the ring stored in the database
@@ -176,8 +206,10 @@ async fn key_ring(settings: &Settings, store: &Store, clock: &dyn Clock) -> Resu
         Some(kek) => kek.seal(GENERATED_SLOT, &pem).map_err(StartupError::Keys)?,
         None => pem,
     };
-    store.shared_signing_key(candidate, clock.now()).await?;
-    let keys = stored_keys(store, kek, true).await?;
+    if store.store_first_signing_key(candidate, clock.now()).await? {
+        tracing::info!("first signing key generated and stored");
+    }
+    let (keys, _) = stored_keys(store, kek, KeyLoad::Start).await?;
     let ring = KeyRing::new(&keys, ring_plan(settings), clock.now(), jwt_settings(settings)).map_err(StartupError::Ring)?;
     tracing::info!(kid = ring.current().signing_kid(), keys = keys.len(), "signing key ring loaded");
     Ok((ring, true))
@@ -204,13 +236,21 @@ fn spawn_key_ring_refresher(
                 _ = ticks.tick() => {}
                 _ = shutdown.changed() => break,
             }
-            let outcome = match stored_keys(&store, kek.as_ref(), false).await {
-                Ok(keys) => ring.update(&keys, plan, clock.now()).map_err(StartupError::Ring),
+            let outcome = match stored_keys(&store, kek.as_ref(), KeyLoad::Refresh).await {
+                Ok((keys, left_out)) => {
+                    if left_out > 0 && !failing {
+                        tracing::warn!(
+                            left_out,
+                            "stored signing keys left out: they do not open with the key-encryption key, or are in the clear while one is set"
+                        );
+                    }
+                    failing = left_out > 0;
+                    ring.update(&keys, plan, clock.now()).map_err(StartupError::Ring)
+                }
                 Err(error) => Err(error),
             };
             match outcome {
                 Ok(changed) => {
-                    failing = false;
                     if changed {
                         let current = ring.current();
                         metrics.set_signing_key(current.signing_kid());
@@ -266,16 +306,29 @@ fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::
 }
 
 /// The account lifecycle rules on `store`, for the server and the operator's commands alike.
-pub fn lifecycle_service(store: &Arc<Store>, clock: Arc<dyn Clock>, random: Arc<dyn SecureRandom>, settings: &Settings) -> LifecycleService {
+pub fn lifecycle_service(
+    store: &Arc<Store>,
+    hasher: Arc<dyn flexauth_domain::account::PasswordHasher>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn SecureRandom>,
+    settings: &Settings,
+) -> LifecycleService {
     LifecycleService::new(
         store.clone(),
         store.clone(),
         store.clone(),
         store.clone(),
         store.clone(),
+        hasher,
+        store.clone(),
         clock,
         random,
-        LifecycleSettings { public_url: settings.public_base(), reauthentication_window: settings.reauthentication_window, ..LifecycleSettings::default() },
+        LifecycleSettings {
+            public_url: settings.public_base(),
+            reauthentication_window: settings.reauthentication_window,
+            limits: LimitSettings { enabled: settings.rate_limits, ..LimitSettings::default() },
+            ..LifecycleSettings::default()
+        },
     )
 }
 
@@ -365,7 +418,7 @@ impl Application {
         let sessions = SessionService::new(
             shared.clone(),
             shared.clone(),
-            hasher,
+            hasher.clone(),
             tokens.clone(),
             shared.clone(),
             shared.clone(),
@@ -374,7 +427,7 @@ impl Application {
             session_settings,
         );
         let usage = UsageService::new(shared.clone(), clock.clone());
-        let lifecycle = lifecycle_service(&shared, clock.clone(), random.clone(), settings);
+        let lifecycle = lifecycle_service(&shared, hasher, clock.clone(), random.clone(), settings);
         let api_keys = ApiKeyService::new(
             shared.clone(),
             shared.clone(),

@@ -1,12 +1,12 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use flexauth_domain::account::AccountId;
+use flexauth_domain::account::{AccountId, PasswordHash};
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::lifecycle::{ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
-use flexauth_domain::session::RevocationReason;
+use flexauth_domain::session::{RevocationReason, SessionId};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
@@ -87,20 +87,25 @@ impl LifecycleRepository for Store {
                     let Some(email) = accounts::table.find(&id).select(accounts::email).first::<String>(c).optional()? else {
                         return Err(DieselError::RollbackTransaction);
                     };
-                    // Every address the account had or was to have.
+                    // Every address the account held: its own, those it moved away from, and
+                    // those it moved to (an address it only asked for was never its own). Mail
+                    // to an address another account holds now is that account's, and stays.
                     let mut addresses = email_changes::table
                         .filter(email_changes::account_id.eq(&id))
-                        .select((email_changes::old_email, email_changes::new_email))
-                        .load::<(String, String)>(c)?
+                        .select((email_changes::old_email, email_changes::new_email, email_changes::confirmed_at))
+                        .load::<(String, String, Option<i64>)>(c)?
                         .into_iter()
-                        .flat_map(|(old, new)| [old, new])
+                        .flat_map(|(old, new, confirmed)| std::iter::once(old).chain(confirmed.map(|_| new)))
                         .collect::<Vec<_>>();
-                    addresses.push(email);
                     addresses.sort();
                     addresses.dedup();
+                    let others: Vec<String> =
+                        accounts::table.filter(accounts::email.eq_any(&addresses)).filter(accounts::id.ne(&id)).select(accounts::email).load(c)?;
+                    addresses.retain(|address| !others.contains(address));
+                    addresses.push(email.clone());
                     diesel::update(audit_events::table.filter(audit_events::account_id.eq(&id))).set(audit_events::account_id.eq(&tombstone)).execute(c)?;
                     diesel::delete(outbox::table.filter(outbox::recipient.eq_any(&addresses))).execute(c)?;
-                    diesel::delete(account_requests::table.filter(account_requests::email.eq_any(&addresses))).execute(c)?;
+                    diesel::delete(account_requests::table.filter(account_requests::email.eq(&email))).execute(c)?;
                     // Sessions, keys, links, devices, counters and address changes follow the
                     // account row (ON DELETE CASCADE); the key trigger tells the caches.
                     diesel::delete(accounts::table.find(&id)).execute(c)?;
@@ -120,31 +125,50 @@ impl LifecycleRepository for Store {
         Ok(erased)
     }
 
-    async fn create_email_change(&self, change: &EmailChange, to_new: &OutgoingEmail, to_old: &OutgoingEmail, event: &AuditEvent) -> Result<(), InfraError> {
+    async fn create_email_change(
+        &self,
+        change: &EmailChange,
+        requested_by: SessionId,
+        to_new: &OutgoingEmail,
+        to_old: &OutgoingEmail,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError> {
         let row = EmailChangeRow::from(change);
         let now = millis(change.requested_at);
         let messages = [NewOutboxRow::new(to_new, change.requested_at), NewOutboxRow::new(to_old, change.requested_at)];
         let event = AuditEventRow::from(event);
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| c.transaction(|c| {
-                // One pending change at a time: a newer request ends the older links to confirm.
-                diesel::update(
-                    email_changes::table
-                        .filter(email_changes::account_id.eq(&row.account_id))
-                        .filter(email_changes::confirmed_at.is_null())
-                        .filter(email_changes::undone_at.is_null())
-                        .filter(email_changes::expires_at.gt(now)),
-                )
-                .set(email_changes::expires_at.eq(now))
-                .execute(c)?;
-                diesel::insert_into(email_changes::table).values(&row).execute(c)?;
-                diesel::insert_into(outbox::table).values(&messages[..]).execute(c)?;
-                diesel::insert_into(audit_events::table).values(&event).execute(c)?;
-                Ok::<_, DieselError>(())
-            }))?)
-        })
-        .await?;
-        Ok(())
+        let session = requested_by.to_string();
+        let outcome = self
+            .run(move |connection| {
+                with_connection!(connection, |c| c.transaction(|c| {
+                    // A no-op write locks the session row until commit: a disable or an undo
+                    // that ends the session either commits first (and this finds it ended) or
+                    // waits, and then ends the session and spends this change's links.
+                    let live = diesel::update(sessions::table.find(&session).filter(sessions::revoked_at.is_null()))
+                        .set(sessions::generation.eq(sessions::generation))
+                        .execute(c)?;
+                    if live == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    // One pending change at a time: a newer request ends the older links to confirm.
+                    diesel::update(
+                        email_changes::table
+                            .filter(email_changes::account_id.eq(&row.account_id))
+                            .filter(email_changes::confirmed_at.is_null())
+                            .filter(email_changes::undone_at.is_null())
+                            .filter(email_changes::expires_at.gt(now)),
+                    )
+                    .set(email_changes::expires_at.eq(now))
+                    .execute(c)?;
+                    diesel::insert_into(email_changes::table).values(&row).execute(c)?;
+                    diesel::insert_into(outbox::table).values(&messages[..]).execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    Ok::<_, DieselError>(())
+                }))
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(crate::guarded(outcome)?)
     }
 
     async fn find_email_change(&self, hash: &TokenHash) -> Result<Option<EmailChange>, InfraError> {
@@ -227,9 +251,16 @@ impl LifecycleRepository for Store {
         Ok(outcome)
     }
 
-    async fn undo_email_change(&self, change: &EmailChange, now: OffsetDateTime, event: &AuditEvent) -> Result<UndoEmailChangeOutcome, InfraError> {
+    async fn undo_email_change(
+        &self,
+        change: &EmailChange,
+        now: OffsetDateTime,
+        unusable_password: &PasswordHash,
+        event: &AuditEvent,
+    ) -> Result<UndoEmailChangeOutcome, InfraError> {
         let row = EmailChangeRow::from(change);
         let (now, event) = (millis(now), AuditEventRow::from(event));
+        let unusable = unusable_password.as_phc().to_owned();
         let outcome = self
             .run(move |connection| {
                 let outcome = with_connection!(connection, |c| c.transaction::<_, DieselError, _>(|c| {
@@ -241,11 +272,34 @@ impl LifecycleRepository for Store {
                     if claimed == 0 {
                         return Ok(UndoEmailChangeOutcome::Spent);
                     }
+                    // Whoever asked for a later change may hold its undo link: those links end.
+                    diesel::update(
+                        email_changes::table
+                            .filter(email_changes::account_id.eq(&row.account_id))
+                            .filter(email_changes::requested_at.ge(row.requested_at))
+                            .filter(email_changes::undone_at.is_null())
+                            .filter(email_changes::undo_expires_at.gt(now)),
+                    )
+                    .set(email_changes::undo_expires_at.eq(now))
+                    .execute(c)?;
+                    // An unverified sign-up squatting the old address cannot block the owner.
+                    diesel::delete(
+                        accounts::table
+                            .filter(accounts::email.eq(&row.old_email))
+                            .filter(accounts::id.ne(&row.account_id))
+                            .filter(accounts::email_verified_at.is_null()),
+                    )
+                    .execute(c)?;
                     // Back to the address the change was asked from, whatever happened since:
-                    // whoever holds that address is whom the account belonged to. The credential
+                    // whoever holds that address is whom the account belonged to. Whoever asked
+                    // had the password: it is replaced by one nobody knows, and the credential
                     // version moves on, so no login under way keeps a session.
                     diesel::update(accounts::table.find(&row.account_id))
-                        .set((accounts::email.eq(&row.old_email), accounts::credential_version.eq(accounts::credential_version + 1)))
+                        .set((
+                            accounts::email.eq(&row.old_email),
+                            accounts::password_hash.eq(&unusable),
+                            accounts::credential_version.eq(accounts::credential_version + 1),
+                        ))
                         .execute(c)?;
                     diesel::update(
                         email_changes::table
@@ -258,14 +312,9 @@ impl LifecycleRepository for Store {
                     diesel::update(sessions::table.filter(sessions::account_id.eq(&row.account_id)).filter(sessions::revoked_at.is_null()))
                         .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(RevocationReason::EmailChangeUndone.as_str())))
                         .execute(c)?;
-                    diesel::update(
-                        api_keys::table
-                            .filter(api_keys::account_id.eq(&row.account_id))
-                            .filter(api_keys::revoked_at.is_null())
-                            .filter(api_keys::created_at.ge(row.requested_at)),
-                    )
-                    .set(api_keys::revoked_at.eq(now))
-                    .execute(c)?;
+                    diesel::update(api_keys::table.filter(api_keys::account_id.eq(&row.account_id)).filter(api_keys::revoked_at.is_null()))
+                        .set(api_keys::revoked_at.eq(now))
+                        .execute(c)?;
                     diesel::update(password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)))
                         .filter(password_reset_tokens::used_at.is_null())
                         .set(password_reset_tokens::used_at.eq(now))

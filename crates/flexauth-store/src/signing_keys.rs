@@ -34,21 +34,25 @@ impl std::fmt::Debug for StoredSigningKey {
 }
 
 impl Store {
-    /// The signing key shared by every instance on this database: the stored one if there is
-    /// one, else `candidate`, stored now. When several instances start at once, exactly
-    /// one candidate is stored and all of them return it.
+    /// Stores `candidate` as the first signing key of this database if it holds none yet, and
+    /// returns whether it did. When several instances start at once, exactly one candidate is
+    /// stored. A database that holds keys gets none: a key added later would sign at once,
+    /// before any resource server has it (keys are added by `flexauth keys rotate`).
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn shared_signing_key(&self, candidate: String, now: OffsetDateTime) -> Result<String, StoreError> {
+    pub async fn store_first_signing_key(&self, candidate: String, now: OffsetDateTime) -> Result<bool, StoreError> {
         let now = millis(now);
         self.run(move |connection| {
             Ok(with_connection!(connection, |c| {
-                diesel::insert_into(signing_keys::table)
+                if signing_keys::table.count().get_result::<i64>(c)? > 0 {
+                    return Ok(false);
+                }
+                let stored = diesel::insert_into(signing_keys::table)
                     .values((signing_keys::slot.eq(GENERATED_SLOT), signing_keys::private_key_pem.eq(&candidate), signing_keys::created_at.eq(now)))
                     .on_conflict_do_nothing()
                     .execute(c)?;
-                signing_keys::table.find(GENERATED_SLOT).select(signing_keys::private_key_pem).first::<String>(c)
+                Ok::<_, diesel::result::Error>(stored == 1)
             })?)
         })
         .await

@@ -232,3 +232,11 @@ pub async fn execute(store: &Store, sql: &'static str) {
     }
     panic!("run the statement: {last:?}");
 }
+
+/// The PEM of the first signing key, stored in the clear (tests that sign tokens of their own
+/// with the server's key). A failure is a failed test.
+#[allow(clippy::expect_used)]
+pub async fn generated_signing_key_pem(store: &Store) -> String {
+    let keys = store.signing_keys().await.expect("the signing keys can be read");
+    keys.into_iter().find(|key| key.slot == crate::GENERATED_SLOT).expect("a generated key is stored").private_key
+}

@@ -407,10 +407,21 @@ async fn usage_counts_per_account_and_day(store: &Store) {
 }
 
 async fn the_first_stored_signing_key_wins(store: &Store) {
-    let first = store.shared_signing_key("first pem".into(), NOW).await.unwrap();
-    let second = store.shared_signing_key("second pem".into(), NOW).await.unwrap();
-    assert_eq!(first, "first pem");
-    assert_eq!(second, "first pem");
+    assert!(store.store_first_signing_key("first pem".into(), NOW).await.unwrap());
+    assert!(!store.store_first_signing_key("second pem".into(), NOW).await.unwrap());
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.iter().map(|key| (key.slot.as_str(), key.private_key.as_str())).collect::<Vec<_>>(), [("generated", "first pem")]);
+    assert_eq!(keys[0].activates_at, keys[0].created_at, "the first key signs from its creation");
+    // Keys are added by rotation; once the generated one is gone, none is generated again.
+    store.add_signing_key("rotated", "rotated pem".into(), NOW, NOW + time::Duration::minutes(10)).await.unwrap();
+    assert!(store.retire_signing_key("generated", NOW).await.unwrap());
+    assert!(!store.retire_signing_key("generated", NOW).await.unwrap(), "retired once");
+    flexauth_store::test_db::execute(store, "DELETE FROM signing_keys WHERE slot = 'generated'").await;
+    assert!(!store.store_first_signing_key("third pem".into(), NOW).await.unwrap());
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(keys.iter().map(|key| (key.slot.as_str(), key.activates_at)).collect::<Vec<_>>(), [("rotated", NOW + time::Duration::minutes(10))]);
+    assert!(store.reseal_signing_key("rotated", "rotated pem".into(), "sealed".into()).await.unwrap());
+    assert!(!store.reseal_signing_key("rotated", "rotated pem".into(), "sealed again".into()).await.unwrap(), "only over the value read");
 }
 
 fn api_key(account: &Account, name: &str) -> ApiKey {

@@ -2,10 +2,11 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{EmailChange, Erasure};
-use crate::account::AccountId;
+use crate::account::{AccountId, PasswordHash};
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
 use crate::secret::TokenHash;
+use crate::session::SessionId;
 use crate::InfraError;
 
 /// What confirming an address change did.
@@ -54,9 +55,9 @@ pub trait LifecycleRepository: Send + Sync {
     /// [`InfraError`] when the store fails; nothing is written then.
     async fn enable(&self, id: AccountId, event: &AuditEvent) -> Result<bool, InfraError>;
 
-    /// Deletes the account and every row that names it or an address it had (sessions, keys,
+    /// Deletes the account and every row that names it or an address it held (sessions, keys,
     /// links, devices, counters, address changes, account requests, and every queued or sent
-    /// message to those addresses), moves its security events to the erasure's tombstone id,
+    /// message to those addresses, unless another account holds the address now), moves its security events to the erasure's tombstone id,
     /// records the erasure's event and queues its goodbye. Returns false, writing nothing,
     /// when there is no such account.
     ///
@@ -64,12 +65,22 @@ pub trait LifecycleRepository: Send + Sync {
     /// [`InfraError`] when the store fails; nothing is written then.
     async fn erase(&self, erasure: &Erasure) -> Result<bool, InfraError>;
 
-    /// Stores `change`, ends the confirmation links of the account's earlier pending changes,
-    /// records `event` and queues both messages (to the new address and to the old one).
+    /// If the session `requested_by` is still live (its row locked until commit, so a
+    /// disable or an undo either ends it first or waits): stores `change`, ends the
+    /// confirmation links of the account's earlier pending changes, records `event` and
+    /// queues both messages (to the new address and to the old one). Returns false, writing
+    /// nothing, when the session has ended.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn create_email_change(&self, change: &EmailChange, to_new: &OutgoingEmail, to_old: &OutgoingEmail, event: &AuditEvent) -> Result<(), InfraError>;
+    async fn create_email_change(
+        &self,
+        change: &EmailChange,
+        requested_by: SessionId,
+        to_new: &OutgoingEmail,
+        to_old: &OutgoingEmail,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError>;
 
     /// The address change whose confirmation link has digest `hash`.
     ///
@@ -92,13 +103,20 @@ pub trait LifecycleRepository: Send + Sync {
     /// [`InfraError`] when the store fails; nothing is written then.
     async fn confirm_email_change(&self, change: &EmailChange, now: OffsetDateTime, event: &AuditEvent) -> Result<ConfirmEmailChangeOutcome, InfraError>;
 
-    /// If the undo link of `change` is still unspent and unexpired at `now`: moves the account
-    /// back to the old address if it had moved, spends the change and the confirmation links of
-    /// every pending change, moves the credential version on, ends every session, revokes every
-    /// API key created since the change was asked for, spends every unused reset link, and
-    /// records `event`.
+    /// If the undo link of `change` is still unspent and unexpired at `now`: spends it, ends
+    /// the undo links of every later change of the account (whoever asked for those may hold
+    /// them) and the confirmation links of every pending one, deletes an unverified account
+    /// squatting the old address, moves the account back to the old address, replaces its
+    /// password by `unusable_password` and moves its credential version on, ends every session,
+    /// revokes every API key, spends every unused reset link, and records `event`.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn undo_email_change(&self, change: &EmailChange, now: OffsetDateTime, event: &AuditEvent) -> Result<UndoEmailChangeOutcome, InfraError>;
+    async fn undo_email_change(
+        &self,
+        change: &EmailChange,
+        now: OffsetDateTime,
+        unusable_password: &PasswordHash,
+        event: &AuditEvent,
+    ) -> Result<UndoEmailChangeOutcome, InfraError>;
 }

@@ -3,9 +3,10 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::{AccountExport, ConfirmEmailChangeOutcome, EmailChange, EmailChangeLinkState, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
-use crate::account::{Account, AccountId, AccountRepository, EmailAddress};
+use crate::account::{Account, AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
 use crate::api_key::ApiKeyRepository;
 use crate::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog, MAX_PAGE};
+use crate::limits::{LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{account_deleted_email, email_change_address_taken_email, email_change_confirmation_email, email_change_requested_email};
 use crate::principal::{LiveSession, ReauthenticationRequired};
 use crate::runtime::{random_uuid, Clock, SecureRandom};
@@ -25,6 +26,8 @@ pub struct LifecycleSettings {
     pub email_change_ttl: Duration,
     /// How long the old address can undo a change.
     pub email_change_undo_ttl: Duration,
+    /// The rate limits (address changes per account).
+    pub limits: LimitSettings,
 }
 
 impl Default for LifecycleSettings {
@@ -34,6 +37,7 @@ impl Default for LifecycleSettings {
             reauthentication_window: Duration::minutes(10),
             email_change_ttl: Duration::hours(24),
             email_change_undo_ttl: Duration::days(7),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -52,7 +56,8 @@ pub enum AdminError {
 /// Why an owner's request about their own account failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OwnerError {
-    /// The session has not proved its password recently enough.
+    /// The session has not proved its password recently enough: a stolen access token alone
+    /// can neither delete the account nor take a copy of its history.
     #[error(transparent)]
     ReauthenticationRequired(#[from] ReauthenticationRequired),
     /// The account is gone (erased meanwhile).
@@ -72,9 +77,15 @@ pub enum EmailChangeError {
     /// The new address is the account's address already.
     #[error("the account has this address already")]
     SameAddress,
+    /// Too many address changes asked for on this account.
+    #[error(transparent)]
+    Throttled(#[from] RateLimited),
     /// The account is gone (erased meanwhile).
     #[error("the account no longer exists")]
     AccountGone,
+    /// The caller's session ended meanwhile (a disable, an undo, a logout).
+    #[error("the session has ended")]
+    SessionEnded,
     /// The store failed; nothing was written.
     #[error(transparent)]
     Unexpected(#[from] InfraError),
@@ -98,10 +109,15 @@ pub enum EmailChangeLinkError {
     /// The account's address changed since the change was asked for.
     #[error("the account's address changed since")]
     AccountChanged,
+    /// The password hashing pool is overloaded (an undo hashes once); nothing was written.
+    #[error("the server is overloaded")]
+    Overloaded,
     /// The store failed; nothing was written.
     #[error(transparent)]
     Unexpected(#[from] InfraError),
 }
+
+crate::account::from_hash_error!(EmailChangeLinkError);
 
 impl From<EmailChangeLinkState> for Result<(), EmailChangeLinkError> {
     fn from(state: EmailChangeLinkState) -> Self {
@@ -122,6 +138,8 @@ pub struct LifecycleService {
     keys: Arc<dyn ApiKeyRepository>,
     audit: Arc<dyn AuditLog>,
     lifecycle: Arc<dyn LifecycleRepository>,
+    hasher: Arc<dyn PasswordHasher>,
+    limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
     settings: LifecycleSettings,
@@ -143,11 +161,13 @@ impl LifecycleService {
         keys: Arc<dyn ApiKeyRepository>,
         audit: Arc<dyn AuditLog>,
         lifecycle: Arc<dyn LifecycleRepository>,
+        hasher: Arc<dyn PasswordHasher>,
+        limiter: Arc<dyn RateLimiter>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
         settings: LifecycleSettings,
     ) -> Self {
-        Self { accounts, sessions, keys, audit, lifecycle, clock, random, settings }
+        Self { accounts, sessions, keys, audit, lifecycle, hasher, limiter, clock, random, settings }
     }
 
     fn event(&self, account_id: AccountId, kind: AuditKind, now: OffsetDateTime) -> AuditEvent {
@@ -251,11 +271,14 @@ impl LifecycleService {
         Ok(AccountExport { account, sessions, api_keys, security_events })
     }
 
-    /// The caller's own data, as one document.
+    /// The caller's own data, as one document. The session must have proved its password
+    /// within the re-authentication window: the copy holds the account's client addresses
+    /// and its whole security log.
     ///
     /// # Errors
-    /// [`OwnerError::AccountGone`] or [`OwnerError::Unexpected`].
+    /// [`OwnerError`].
     pub async fn export_own(&self, caller: &LiveSession) -> Result<AccountExport, OwnerError> {
+        caller.require_recent_authentication(self.clock.now(), self.settings.reauthentication_window)?;
         let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(OwnerError::AccountGone)?;
         Ok(self.collect(account, Some(caller)).await?)
     }
@@ -290,6 +313,13 @@ impl LifecycleService {
         if &new_email == account.email() {
             return Err(EmailChangeError::SameAddress);
         }
+        let limits = &self.settings.limits;
+        if limits.enabled {
+            let decision = self.limiter.hit(&account.id().to_string(), &limits.email_changes_per_account, now).await?;
+            if !decision.allowed {
+                return Err(RateLimited(decision).into());
+            }
+        }
         let taken = self.accounts.find_by_email(&new_email).await?.is_some();
         let confirmation = LinkToken::generate(self.random.as_ref());
         let undo = LinkToken::generate(self.random.as_ref());
@@ -316,7 +346,9 @@ impl LifecycleService {
             undone_at: None,
         };
         let event = self.event(account.id(), AuditKind::EmailChangeRequested, now).of_session(caller.session_id()).from_client(client);
-        self.lifecycle.create_email_change(&change, &to_new, &to_old, &event).await?;
+        if !self.lifecycle.create_email_change(&change, caller.session_id(), &to_new, &to_old, &event).await? {
+            return Err(EmailChangeError::SessionEnded);
+        }
         Ok(())
     }
 
@@ -358,9 +390,11 @@ impl LifecycleService {
         Ok(change)
     }
 
-    /// Undoes the change: the account keeps (or gets back) its old address, and every session
-    /// ends, with every API key created since the change was asked for: whoever asked may not
-    /// be the owner.
+    /// Undoes the change: the account keeps (or gets back) its old address, and whoever asked
+    /// (who had the password and a fresh session) loses everything: every session ends, every
+    /// API key is revoked, the undo links of later changes stop working, and the password is
+    /// replaced by the hash of a random secret nobody knows, so the owner chooses a new one
+    /// through the old address (`forgot password`).
     ///
     /// # Errors
     /// [`EmailChangeLinkError`].
@@ -368,7 +402,9 @@ impl LifecycleService {
         let change = self.email_change_to_undo(token).await?;
         let now = self.clock.now();
         let event = self.event(change.account_id, AuditKind::EmailChangeUndone, now);
-        match self.lifecycle.undo_email_change(&change, now, &event).await? {
+        let secret = LinkToken::generate(self.random.as_ref()).expose();
+        let unusable = self.hasher.hash(&Password::parse(secret).map_err(|_| InfraError::new("a random password was refused"))?).await?;
+        match self.lifecycle.undo_email_change(&change, now, &unusable, &event).await? {
             UndoEmailChangeOutcome::Undone => Ok(change.old_email),
             UndoEmailChangeOutcome::Spent => Err(EmailChangeLinkError::Used),
             UndoEmailChangeOutcome::AddressTaken => Err(EmailChangeLinkError::AddressTaken),

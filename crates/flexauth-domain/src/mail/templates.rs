@@ -157,13 +157,14 @@ pub fn email_change_requested_email(id: Uuid, to: EmailAddress, public_url: &str
     let link = format!("{}/v1/auth/email/undo?token={}", public_url.trim_end_matches('/'), token.expose());
     let text = format!(
         "Someone asked to move your account to another email address. It moves once the new address is confirmed.\n\n\
-         If it was not you, open this link and press the button on the page: the change is undone and every session is logged out.\n\n{link}\n\n\
-         The link works for {undo_for}. Then choose a new password.\n"
+         If it was not you, open this link and press the button on the page: the change is undone, every session is logged out, every API key \
+         revoked and the password cleared.\n\n{link}\n\nThe link works for {undo_for}. Then choose a new password with \"forgot password\".\n"
     );
     let html = format!(
         "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to move your account to another email address. \
-         It moves once the new address is confirmed.</p><p>If it was not you, open the link and press the button on the page: the change is undone \
-         and every session is logged out.</p><p><a href=\"{href}\">Undo the change</a></p><p>The link works for {undo_for}. Then choose a new password.</p></body></html>",
+         It moves once the new address is confirmed.</p><p>If it was not you, open the link and press the button on the page: the change is undone, \
+         every session is logged out, every API key revoked and the password cleared.</p><p><a href=\"{href}\">Undo the change</a></p>\
+         <p>The link works for {undo_for}. Then choose a new password with \"forgot password\".</p></body></html>",
         href = escape_html(&link)
     );
     OutgoingEmail::new(id, EmailKind::EmailChangeRequested, to, "Your account's email address is changing".to_owned(), text, html)

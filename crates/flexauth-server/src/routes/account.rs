@@ -152,6 +152,7 @@ fn link_error_page(error: EmailChangeLinkError) -> HttpResponse {
         EmailChangeLinkError::Expired => ("Link expired", "This link has expired. Nothing was changed."),
         EmailChangeLinkError::AddressTaken => ("Address not available", "This address belongs to another account now. Nothing was changed."),
         EmailChangeLinkError::AccountChanged => ("Address changed since", "The account's address changed after this link was sent. Nothing was changed."),
+        EmailChangeLinkError::Overloaded => return actix_web::ResponseError::error_response(&ApiError::Overloaded),
         EmailChangeLinkError::Unexpected(cause) => return actix_web::ResponseError::error_response(&ApiError::from(cause)),
     };
     pages::message(StatusCode::BAD_REQUEST, title, text)

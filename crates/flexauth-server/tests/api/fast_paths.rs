@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use crate::helpers::{unique_email, TestClock, TestEnv};
 
@@ -114,7 +114,7 @@ async fn refresh_tokens_are_hmac_signed_and_one_signed_the_old_way_still_refresh
     assert!(jwks["keys"].as_array().unwrap().iter().all(|key| key["kid"] != header["kid"]), "no JWKS key is named by a refresh token");
 
     // The same claims signed as the previous version did: EdDSA with the access-token key.
-    let pem = env.store().shared_signing_key("unused candidate".into(), OffsetDateTime::now_utc()).await.unwrap();
+    let pem = flexauth_store::test_db::generated_signing_key_pem(env.store()).await;
     let mut legacy_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     legacy_header.typ = Some("rt+jwt".into());
     legacy_header.kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);

@@ -99,6 +99,15 @@ async fn a_rotation_on_a_running_pair_publishes_at_once_signs_after_the_delay_an
     until("the retired key's removal", 3, async || !published(&first).await.contains(&old_kid) && !published(&second).await.contains(&old_kid)).await;
     let late = first.refresh(&unused_refresh).await;
     assert_eq!(late.status, StatusCode::OK, "a refresh token signed by the retired key: {}", late.text);
+
+    // With the old row gone, a new instance generates no key of its own (one would sign at
+    // once, unknown to every cached JWKS): it signs with the rotated key.
+    flexauth_store::test_db::execute(env.store(), "DELETE FROM signing_keys WHERE slot = 'generated'").await;
+    let third = env.spawn_configured(&extra, tune, clock.clone()).await;
+    assert_eq!(access_kid(&third, &email).await, new_kid);
+    let (_, listed, _) = flexauth_with(&env, &["keys", "list"], &vars);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    third.stop().await;
     first.stop().await;
     second.stop().await;
 }

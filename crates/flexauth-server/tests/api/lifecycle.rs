@@ -186,7 +186,13 @@ async fn an_address_change_happens_only_when_the_new_address_confirms_and_the_ol
     assert!(undone.text.contains("Change undone"), "{}", undone.text);
     assert_eq!(app.refresh(moved["refresh_token"].as_str().unwrap()).await.code(), "session_revoked");
     assert_eq!(app.login(&new).await.code(), "invalid_credentials");
-    assert_eq!(app.login(&old).await.status, StatusCode::OK);
+    assert_eq!(app.login(&old).await.code(), "invalid_credentials", "the password whoever asked knew is cleared");
+    // The owner chooses a new one through the old address.
+    assert_eq!(app.post("/v1/auth/password/forgot", json!({ "email": old })).await.status, StatusCode::ACCEPTED);
+    let reset = wait_for_subject(env.smtp(), &old, "Reset your password").await;
+    let chosen = app.post("/v1/auth/password/reset", json!({ "token": crate::helpers::token_of(&reset), "password": "a fresh passphrase" })).await;
+    assert!(chosen.status.is_success(), "{}", chosen.text);
+    assert_eq!(app.post("/v1/auth/login", json!({ "email": old, "password": "a fresh passphrase" })).await.status, StatusCode::OK);
     assert_eq!(app.get(&crate::helpers::verify_path(&notice)).await.status, StatusCode::BAD_REQUEST, "the undo link works once");
     app.stop().await;
 }
@@ -274,5 +280,62 @@ async fn deleting_or_moving_the_account_needs_a_recent_password() {
         "reauthentication_required"
     );
     assert_eq!(app.login(&email).await.status, StatusCode::OK, "the account is still there");
+    app.stop().await;
+}
+
+/// The account of `email` moved to `to` by a session that just logged in with the password,
+/// confirmed from `to`'s inbox; returns the undo notice sent to `email`.
+async fn move_account(env: &TestEnv, app: &TestApp, email: &str, to: &str) -> crate::helpers::ReceivedMessage {
+    let session = fresh_session(app, email).await;
+    let asked = app.post_json_with_bearer("/v1/auth/email/change", session["access_token"].as_str().unwrap(), json!({ "new_email": to })).await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+    let confirmation = wait_for_subject(env.smtp(), to, "Confirm your new email address").await;
+    let notice = wait_for_subject(env.smtp(), email, "Your account's email address is changing").await;
+    assert!(confirm_in_browser(app, &confirmation, PASSWORD).await.text.contains("Email address changed"));
+    notice
+}
+
+#[actix_web::test]
+async fn an_attacker_who_moved_the_account_twice_cannot_take_it_back_once_the_owner_undoes() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let (owner, first_hop, second_hop) = (unique_email("owner"), unique_email("hop-one"), unique_email("hop-two"));
+    app.verified_login(&env, &owner).await;
+    let id = account_id(&app, fresh_session(&app, &owner).await["access_token"].as_str().unwrap()).await;
+    // Someone with the password moves the account to an address of theirs, then on again, so
+    // that the undo link of the second move goes to them.
+    let owners_undo = move_account(&env, &app, &owner, &first_hop).await;
+    let attackers_undo = move_account(&env, &app, &first_hop, &second_hop).await;
+
+    assert!(confirm_in_browser(&app, &owners_undo, PASSWORD).await.text.contains("Change undone"));
+    let (_, found, _) = flexauth(&env, &["accounts", "find", &owner]);
+    assert_eq!(found["account"]["id"], id.as_str(), "the account is back at the owner's address");
+    // The later undo link no longer works, and the password they knew is gone.
+    assert_eq!(app.get(&crate::helpers::verify_path(&attackers_undo)).await.status, StatusCode::BAD_REQUEST);
+    let replayed = app.post("/v1/auth/email/undo", json!({ "token": crate::helpers::token_of(&attackers_undo) })).await;
+    assert_eq!(replayed.status, StatusCode::BAD_REQUEST, "{}", replayed.text);
+    for address in [&owner, &first_hop, &second_hop] {
+        assert_eq!(app.login(address).await.code(), "invalid_credentials", "{address}");
+    }
+    let (_, found, _) = flexauth(&env, &["accounts", "find", &owner]);
+    assert_eq!(found["account"]["id"], id.as_str(), "still the owner's");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn an_unverified_sign_up_squatting_the_old_address_cannot_block_the_undo() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let (owner, taken_over) = (unique_email("squatted"), unique_email("squatter"));
+    app.verified_login(&env, &owner).await;
+    let id = account_id(&app, fresh_session(&app, &owner).await["access_token"].as_str().unwrap()).await;
+    let owners_undo = move_account(&env, &app, &owner, &taken_over).await;
+    // The old address is free now: a sign-up takes it (unverified).
+    assert_eq!(app.signup(&owner).await.status, StatusCode::ACCEPTED);
+    wait_for_subject(env.smtp(), &owner, "Verify your email address").await;
+
+    assert!(confirm_in_browser(&app, &owners_undo, PASSWORD).await.text.contains("Change undone"));
+    let (_, found, _) = flexauth(&env, &["accounts", "find", &owner]);
+    assert_eq!(found["account"]["id"], id.as_str());
     app.stop().await;
 }

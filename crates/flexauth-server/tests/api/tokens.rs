@@ -111,7 +111,7 @@ async fn forged_and_misused_tokens_get_401_invalid_token() {
     assert_invalid_token(&usage_with(&app, &foreign.sign_access(&claims).unwrap()).await);
 
     // An expired token signed with the real key.
-    let real_pem = env.store().shared_signing_key("unused candidate".into(), OffsetDateTime::now_utc()).await.unwrap();
+    let real_pem = flexauth_store::test_db::generated_signing_key_pem(env.store()).await;
     let real = JwtTokens::new(&SigningKeyPair::from_pem(&real_pem).unwrap(), &[], settings);
     let expired = AccessClaims { issued_at: claims.issued_at - Duration::hours(2), expires_at: claims.issued_at - Duration::hours(1), ..claims.clone() };
     let reply = usage_with(&app, &real.sign_access(&expired).unwrap()).await;
@@ -143,7 +143,7 @@ async fn a_key_rotation_with_the_old_key_retiring_logs_nobody_out() {
     let session = before.verified_login(&env, &unique_email("rotation")).await;
     before.stop().await;
 
-    let old_pem = env.store().shared_signing_key("unused candidate".into(), OffsetDateTime::now_utc()).await.unwrap();
+    let old_pem = flexauth_store::test_db::generated_signing_key_pem(env.store()).await;
     let old_kid = SigningKeyPair::from_pem(&old_pem).unwrap().kid().to_owned();
     let keys = tempfile::tempdir().unwrap();
     let old_file = keys.path().join("old.pem");

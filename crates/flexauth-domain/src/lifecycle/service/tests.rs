@@ -28,13 +28,16 @@ fn account_of(id: AccountId, email: EmailAddress) -> Account {
 struct Ports {
     accounts: MockAccountRepository,
     lifecycle: MockLifecycleRepository,
+    hasher: crate::account::MockPasswordHasher,
 }
 
 impl Ports {
     fn new() -> Self {
         let mut accounts = MockAccountRepository::new();
         accounts.expect_find_by_id().returning(|id| Ok((id == ACCOUNT).then(|| account_of(ACCOUNT, ann()))));
-        Self { accounts, lifecycle: MockLifecycleRepository::new() }
+        let mut hasher = crate::account::MockPasswordHasher::new();
+        hasher.expect_hash().returning(|_| Ok(PasswordHash::from_phc("$argon2id$unusable".into())));
+        Self { accounts, lifecycle: MockLifecycleRepository::new(), hasher }
     }
 
     fn with_taken(mut self, taken: &'static str) -> Self {
@@ -56,6 +59,8 @@ impl Ports {
             Arc::new(MockApiKeyRepository::new()),
             Arc::new(MockAuditLog::new()),
             Arc::new(self.lifecycle),
+            Arc::new(self.hasher),
+            Arc::new(crate::limits::unlimited()),
             Arc::new(clock),
             Arc::new(random),
             LifecycleSettings::default(),
@@ -68,13 +73,14 @@ fn caller_authenticated(ago: Duration) -> LiveSession {
 }
 
 #[tokio::test]
-async fn a_session_that_has_not_proved_its_password_recently_can_neither_delete_nor_move_the_account() {
+async fn a_session_that_has_not_proved_its_password_recently_can_neither_delete_move_nor_export_the_account() {
     let mut ports = Ports::new().with_taken("nobody@example.com");
     ports.lifecycle.expect_erase().never();
     ports.lifecycle.expect_create_email_change().never();
     let service = ports.service();
     let stale = caller_authenticated(Duration::minutes(11));
     assert!(matches!(service.delete_own(&stale).await, Err(OwnerError::ReauthenticationRequired(_))));
+    assert!(matches!(service.export_own(&stale).await, Err(OwnerError::ReauthenticationRequired(_))));
     let moved = service.request_email_change(&stale, EmailAddress::parse("new@example.com").unwrap(), ClientInfo::default()).await;
     assert!(matches!(moved, Err(EmailChangeError::ReauthenticationRequired(_))));
 }
@@ -110,10 +116,11 @@ async fn request_to(to: &str, taken: &'static str) -> (EmailChange, OutgoingEmai
     let stored = Arc::new(Mutex::new(None));
     let mut ports = Ports::new().with_taken(taken);
     let seen = Arc::clone(&stored);
-    ports.lifecycle.expect_create_email_change().times(1).returning(move |change, to_new, to_old, event| {
+    ports.lifecycle.expect_create_email_change().times(1).returning(move |change, session, to_new, to_old, event| {
         assert_eq!(event.kind, AuditKind::EmailChangeRequested);
+        assert_eq!(session, SessionId::from_uuid(Uuid::from_u128(2)), "the requesting session is locked and checked");
         *seen.lock().unwrap() = Some((change.clone(), (to_new.clone(), to_old.clone())));
-        Ok(())
+        Ok(true)
     });
     let service = ports.service();
     service.request_email_change(&caller_authenticated(Duration::minutes(1)), EmailAddress::parse(to).unwrap(), ClientInfo::default()).await.unwrap();
@@ -198,8 +205,9 @@ async fn the_undo_link_works_after_the_confirmation_but_only_once() {
     let mut ports = Ports::new();
     let confirmed = pending_change(Some(NOW - Duration::minutes(5)), None, NOW + Duration::hours(1));
     ports.lifecycle.expect_find_email_change_by_undo().returning(move |_| Ok(Some(confirmed.clone())));
-    ports.lifecycle.expect_undo_email_change().times(1).returning(|_, _, event| {
+    ports.lifecycle.expect_undo_email_change().times(1).returning(|_, _, unusable, event| {
         assert_eq!(event.kind, AuditKind::EmailChangeUndone);
+        assert_eq!(unusable.as_phc(), "$argon2id$unusable", "whoever asked loses the password too");
         Ok(UndoEmailChangeOutcome::Undone)
     });
     let service = ports.service();
