@@ -25,8 +25,8 @@ test:
     cargo test --workspace
 
 # All tests with the PostgreSQL ones required and the Chromium test on, and the API suite again on SQLite, as CI runs them.
-test-all: db-up browser-up
-    FLEXAUTH_TEST_CHROMIUM="$(./scripts/browser-up)" FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
+test-all: db-up browser-up pgbouncer-up
+    FLEXAUTH_TEST_CHROMIUM="$(./scripts/browser-up)" FLEXAUTH_TEST_PGBOUNCER_URL="$(./scripts/pgbouncer-up)" FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
     FLEXAUTH_TEST_CHROMIUM="$(./scripts/browser-up)" FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 FLEXAUTH_TEST_API_BACKEND=sqlite cargo test --workspace --test api
 
 # Load benchmark: release binary on PostgreSQL driven by wrk (installed if missing), every figure as a ratio against a limit measured in the same run (/healthz, pgbench, argon2, Ed25519); writes target/bench/report.md. Args: rounds, seconds per scenario.
@@ -68,6 +68,10 @@ db-up:
 # Install Debian's Chromium if it is missing (for the browser test; FLEXAUTH_TEST_CHROMIUM takes the path it prints).
 browser-up:
     ./scripts/browser-up
+
+# PgBouncer in transaction mode on 127.0.0.1:6432 in front of db-up's PostgreSQL (installs Debian's pgbouncer if missing); prints its URL.
+pgbouncer-up: db-up
+    ./scripts/pgbouncer-up
 
 # What CI runs.
 ci:

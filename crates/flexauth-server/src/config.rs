@@ -97,6 +97,11 @@ pub struct RawConfig {
     /// `postgres://…` selects PostgreSQL; unset, an SQLite file in the data directory is used.
     #[arg(long, env = "FLEXAUTH_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// `transaction` when PostgreSQL is reached through a pooler in transaction mode
+    /// (PgBouncer's `pool_mode = transaction`): flexauth then keeps no session state on its
+    /// connections. `none` (the default) otherwise.
+    #[arg(long, env = "FLEXAUTH_DATABASE_POOLER", default_value = "none", global = true)]
+    pub database_pooler: String,
     /// `smtp://host:port` (lettre URL syntax); unset, mail is written as .eml files.
     #[arg(long, env = "FLEXAUTH_SMTP_URL", global = true, hide_env_values = true)]
     pub smtp_url: Option<String>,
@@ -240,6 +245,7 @@ pub struct Settings {
     pub public_url: Url,
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
+    pub database_pooler: flexauth_store::Pooler,
     pub mail: MailConfig,
     pub mail_from: String,
     pub signing_key: SigningKeySource,
@@ -341,6 +347,11 @@ impl RawConfig {
             Some(url) if url.starts_with("sqlite://") => DatabaseConfig::Sqlite(PathBuf::from(&url["sqlite://".len()..])),
             Some(_) => return Err(invalid("FLEXAUTH_DATABASE_URL", "database-url", "must start with postgres://, postgresql:// or sqlite://")),
         };
+        let database_pooler = match self.database_pooler.trim() {
+            "none" | "" => flexauth_store::Pooler::None,
+            "transaction" => flexauth_store::Pooler::Transaction,
+            other => return Err(invalid("FLEXAUTH_DATABASE_POOLER", "database-pooler", format!("`{other}` is neither none nor transaction"))),
+        };
         let mail = match self.smtp_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
             Some(url) => MailConfig::Smtp { url: url.to_owned() },
             None => MailConfig::Files { dir: self.data_dir.join("mail") },
@@ -423,6 +434,7 @@ impl RawConfig {
             public_url,
             data_dir: self.data_dir.clone(),
             database,
+            database_pooler,
             mail,
             mail_from: self.mail_from.clone(),
             signing_key,

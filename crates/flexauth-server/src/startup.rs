@@ -106,7 +106,7 @@ impl std::fmt::Debug for Application {
 /// # Errors
 /// [`StartupError::Store`].
 pub async fn migrate(settings: &Settings) -> Result<Store, StartupError> {
-    let store = Store::connect(settings.database.clone())?;
+    let store = Store::connect_through(settings.database.clone(), settings.database_pooler)?;
     let applied = store.migrate().await?;
     tracing::info!(backend = store.backend(), applied, "database migrated");
     Ok(store)

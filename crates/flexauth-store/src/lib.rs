@@ -101,8 +101,23 @@ macro_rules! with_connection {
     };
 }
 
+/// What stands between flexauth and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// Nothing, or a pooler in session mode: each connection is one server session.
+    #[default]
+    None,
+    /// A pooler in transaction mode (PgBouncer's `pool_mode = transaction`): consecutive
+    /// statements may reach different server sessions, so flexauth keeps no session state:
+    /// no named prepared statements (diesel's statement cache is off, every statement is sent
+    /// unnamed), and no `LISTEN` (the API key cache is off; keys are read on every request, as
+    /// on SQLite).
+    Transaction,
+}
+
 struct Manager {
     config: DatabaseConfig,
+    pooler: Pooler,
     /// Counts the outages seen; shared with the store.
     outages: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -136,7 +151,13 @@ impl ManageConnection for Manager {
 impl Manager {
     fn open(&self) -> Result<DbConnection, StoreError> {
         match &self.config {
-            DatabaseConfig::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(&with_connect_timeout(url))?)),
+            DatabaseConfig::Postgres(url) => {
+                let mut connection = PgConnection::establish(&with_connect_timeout(url))?;
+                if self.pooler == Pooler::Transaction {
+                    connection.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+                }
+                Ok(DbConnection::Postgres(connection))
+            }
             DatabaseConfig::Sqlite(path) => {
                 let path = path.to_str().ok_or_else(|| StoreError::Connection(ConnectionError::InvalidConnectionUrl("the SQLite path is not UTF-8".into())))?;
                 let mut connection = SqliteConnection::establish(path)?;
@@ -227,9 +248,17 @@ impl Store {
     /// # Errors
     /// [`StoreError::Pool`] when no connection could be made within ten seconds.
     pub fn connect(config: DatabaseConfig) -> Result<Self, StoreError> {
-        let api_key_cache = match &config {
-            DatabaseConfig::Postgres(url) => Some(api_key_cache::ApiKeyCache::start(url.clone())),
-            DatabaseConfig::Sqlite(_) => None,
+        Self::connect_through(config, Pooler::None)
+    }
+
+    /// [`Store::connect`] through `pooler`.
+    ///
+    /// # Errors
+    /// [`StoreError::Pool`] when no connection could be made within ten seconds.
+    pub fn connect_through(config: DatabaseConfig, pooler: Pooler) -> Result<Self, StoreError> {
+        let api_key_cache = match (&config, pooler) {
+            (DatabaseConfig::Postgres(url), Pooler::None) => Some(api_key_cache::ApiKeyCache::start(url.clone())),
+            _ => None,
         };
         let (backend, max_size) = match &config {
             DatabaseConfig::Postgres(_) => ("postgres", 10),
@@ -246,7 +275,7 @@ impl Store {
         // that needs the database waits at most CONNECTION_TIMEOUT for a connection, then
         // answers 503 unavailable: an outage is a known condition, not a hang.
         let outages = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
-        let manager = Manager { config, outages: outages.clone() };
+        let manager = Manager { config, pooler, outages: outages.clone() };
         let pool = Pool::builder().max_size(max_size).connection_timeout(CONNECTION_TIMEOUT).test_on_check_out(false).build(manager)?;
         Ok(Self { pool, backend, api_key_cache, unreachable: std::sync::Arc::default(), outages, connection_waits: std::sync::Arc::default() })
     }
@@ -263,12 +292,13 @@ impl Store {
     /// [`StoreError`] when a migration fails; that migration's transaction is rolled back.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         self.run(|connection| match connection {
-            DbConnection::Postgres(c) => {
-                c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
-                let applied = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|done| done.len()).map_err(StoreError::Migration);
-                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
-                applied
-            }
+            // One transaction under a transaction-level advisory lock: instances migrating at
+            // once take turns, and the lock needs no session of its own, so it holds behind a
+            // transaction pooler too.
+            DbConnection::Postgres(c) => c.transaction(|c| {
+                c.batch_execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))?;
+                c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|done| done.len()).map_err(StoreError::Migration)
+            }),
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|done| done.len()).map_err(StoreError::Migration),
         })
         .await
