@@ -17,6 +17,7 @@ mod lifecycle;
 mod mail;
 mod operations;
 mod passwords;
+mod resource_server;
 mod scale_out;
 mod secrets_at_rest;
 mod session_management;
