@@ -73,6 +73,10 @@ browser-up:
 pgbouncer-up: db-up
     ./scripts/pgbouncer-up
 
+# Photograph every page behind the links in emails (headless Chromium, phone-sized) into docs/screenshots.
+screenshots: db-up browser-up
+    FLEXAUTH_TEST_CHROMIUM="$(./scripts/browser-up)" FLEXAUTH_TEST_SCREENSHOTS_DIR="{{justfile_directory()}}/docs/screenshots" cargo test -p flexauth-server --test api pages::
+
 # What CI runs.
 ci:
     bash .ci/run

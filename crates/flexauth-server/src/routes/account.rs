@@ -213,7 +213,7 @@ pub async fn undo_page(state: web::Data<AppState>, query: Result<web::Query<Toke
         Ok(change) => pages::button_form(
             "Undo the change of address",
             &format!(
-                "Someone asked to move your account from {} to {}. Press the button to keep (or get back) {}: every session is logged out. Then choose a new password.",
+                "Someone asked to move your account from {} to {}. Press the button to keep (or get back) {}: every session is logged out, every API key revoked and the password cleared. Then choose a new one with \"forgot password\".",
                 change.old_email.as_str(),
                 change.new_email.as_str(),
                 change.old_email.as_str()

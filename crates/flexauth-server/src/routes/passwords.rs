@@ -61,19 +61,25 @@ pub async fn reset_form(state: web::Data<AppState>, query: Result<web::Query<Res
         Err(_) => Err(ApiError::InvalidResetToken),
     };
     match (checked, token) {
-        (Ok(()), Ok(token)) => pages::page(
-            StatusCode::OK,
-            "Choose a new password",
-            &format!(
-                "<form method=\"post\" action=\"reset\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
-                 <p><label>New password<br><input type=\"password\" name=\"password\" minlength=\"8\" required autocomplete=\"new-password\"></label></p>\
-                 <p><button type=\"submit\">Set password</button></p></form>",
-                pages::escape(&token.expose())
-            ),
-        ),
+        (Ok(()), Ok(token)) => reset_form_page(&token, None),
         (Err(error), _) => error_page(error),
         (Ok(()), Err(error)) => error_page(error),
     }
+}
+
+/// The form behind a reset link; after a refused password, with the reason beside the field.
+fn reset_form_page(token: &LinkToken, error: Option<&str>) -> HttpResponse {
+    pages::page(
+        if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
+        "Choose a new password",
+        &format!(
+            "<p>Choose the new password of your account. Every session is logged out once it is set.</p>\
+             <form method=\"post\" action=\"reset\"><input type=\"hidden\" name=\"token\" value=\"{}\">{}\
+             <button type=\"submit\">Set password</button></form>",
+            pages::escape(&token.expose()),
+            pages::new_password_field(error)
+        ),
+    )
 }
 
 fn error_page(error: ApiError) -> HttpResponse {
@@ -99,15 +105,21 @@ pub async fn reset(state: web::Data<AppState>, request: HttpRequest, body: web::
 /// The form of [`reset_form`] posts here and gets a page back.
 #[tracing::instrument(skip_all)]
 pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, form: Result<web::Form<ResetBody>, actix_web::Error>) -> HttpResponse {
-    let outcome = async {
-        let ResetBody { token, password } = form.map_err(|_| ApiError::InvalidResetToken)?.into_inner();
-        let token = reset_token(&token)?;
-        let password = NewPassword::parse(password)?;
-        state.accounts.reset_password(&token, &password, state.client_address(&request).as_deref()).await.map_err(ApiError::from)
+    let Ok(form) = form else {
+        return error_page(ApiError::InvalidResetToken);
     };
-    match outcome.await {
+    let ResetBody { token, password } = form.into_inner();
+    let Ok(token) = reset_token(&token) else {
+        return error_page(ApiError::InvalidResetToken);
+    };
+    let password = match NewPassword::parse(password) {
+        Ok(password) => password,
+        // The same form again, the reason beside the field.
+        Err(reason) => return reset_form_page(&token, Some(&format!("{reason}."))),
+    };
+    match state.accounts.reset_password(&token, &password, state.client_address(&request).as_deref()).await {
         Ok(()) => pages::message(StatusCode::OK, "Password changed", "Your password is changed and every session was logged out. You can log in now."),
-        Err(error) => error_page(error),
+        Err(error) => error_page(ApiError::from(error)),
     }
 }
 

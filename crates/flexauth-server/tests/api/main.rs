@@ -16,6 +16,7 @@ mod keys;
 mod lifecycle;
 mod mail;
 mod operations;
+mod pages;
 mod passwords;
 mod resource_server;
 mod scale_out;

@@ -61,7 +61,9 @@ async fn the_reset_page_form_sets_the_password_and_refuses_a_weak_one() {
         .post_raw("/v1/auth/password/reset", Some("application/x-www-form-urlencoded; charset=UTF-8"), format!("token={token}&password=short").into_bytes())
         .await;
     assert_eq!(weak.status, StatusCode::BAD_REQUEST);
-    assert!(weak.text.contains("Password refused"));
+    // The same form again, with the reason beside the field and the link still in it.
+    assert!(weak.text.contains("id=\"password-error\"") && weak.text.contains("at least 8 characters"), "{}", weak.text);
+    assert!(weak.text.contains(&format!("value=\"{token}\"")), "the form still carries the link's token");
     let done = app.post_form("/v1/auth/password/reset", &[("token", &token), ("password", NEW_PASSWORD)]).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.text);
     assert!(done.text.contains("Password changed"));
