@@ -77,6 +77,10 @@ pgbouncer-up: db-up
 screenshots: db-up browser-up
     FLEXAUTH_TEST_CHROMIUM="$(./scripts/browser-up)" FLEXAUTH_TEST_SCREENSHOTS_DIR="{{justfile_directory()}}/docs/screenshots" cargo test -p flexauth-server --test api pages::
 
+# The API documentation of every crate, failing on any rustdoc warning.
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 # What CI runs.
 ci:
     bash .ci/run

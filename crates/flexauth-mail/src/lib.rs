@@ -3,7 +3,7 @@
 //! [`SmtpMailer`] hands messages to an SMTP relay through lettre; [`FileMailer`] writes them
 //! as `.eml` files for development. Both build the same multipart/alternative message from an
 //! [`OutgoingEmail`], whose id becomes the `Message-ID`, and both map every failure to the
-//! port's [`SendError`] in exactly one place. Behind the `test-smtp` feature, [`test_smtp`]
+//! port's [`SendError`] in exactly one place. Behind the `test-smtp` feature, `test_smtp`
 //! offers a small in-process SMTP server for black-box tests. This crate depends on the domain
 //! and never the other way round; it must not depend on the web server, the store or any other
 //! adapter, and it never logs a full recipient address or a message body (the file transport's
