@@ -83,7 +83,7 @@ pub enum AccountsCommand {
 }
 
 /// The configuration as given, before validation.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct RawConfig {
     /// Address to listen on.
     #[arg(long, env = "FLEXAUTH_BIND", default_value = "127.0.0.1:8080", global = true)]
@@ -204,6 +204,26 @@ pub struct RawConfig {
     /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
     #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
+}
+
+impl std::fmt::Debug for RawConfig {
+    // The database and SMTP URLs may carry passwords, and the key-encryption key is a secret:
+    // none of them is ever written out, only whether it is set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |value: &Option<String>| if value.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("RawConfig")
+            .field("bind", &self.bind)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &set(&self.database_url))
+            .field("database_pooler", &self.database_pooler)
+            .field("smtp_url", &set(&self.smtp_url))
+            .field("signing_key_file", &self.signing_key_file)
+            .field("key_encryption_key", &set(&self.key_encryption_key))
+            .field("key_encryption_key_file", &self.key_encryption_key_file)
+            .field("metrics_bind", &self.metrics_bind)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How log lines are written.
@@ -530,6 +550,26 @@ mod tests {
         assert_eq!(settings.access_token_ttl, Duration::hours(1));
         assert_eq!(settings.refresh_token_ttl, Duration::days(30));
         assert_eq!(settings.refresh_reuse_grace, Duration::seconds(10));
+    }
+
+    #[test]
+    fn no_password_or_key_reaches_a_debug_output() {
+        let cli = Cli::try_parse_from([
+            "flexauth",
+            "--database-url",
+            "postgres://flexauth:db-secret@db.example:5432/flexauth",
+            "--smtp-url",
+            "smtp://mailer:smtp-secret@mail.example:587",
+            "--key-encryption-key",
+            "c2VjcmV0LWtleS1lbmNyeXB0aW9uLWtleS0zMmJ5dGU=",
+        ])
+        .unwrap();
+        let settings = cli.config.resolve().unwrap();
+        for debug in [format!("{cli:?}"), format!("{settings:?}")] {
+            for secret in ["db-secret", "smtp-secret", "c2VjcmV0"] {
+                assert!(!debug.contains(secret), "{secret} in {debug}");
+            }
+        }
     }
 
     #[test]
