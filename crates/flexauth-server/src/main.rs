@@ -25,6 +25,20 @@ fn init_tracing(format: LogFormat, to_stderr: bool) {
     }
 }
 
+/// An operator's command: its JSON on stdout, or its one-line error on stderr.
+fn printed(outcome: Result<String, flexauth_server::admin::AdminCommandError>) -> ExitCode {
+    match outcome {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("flexauth: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,26 +52,8 @@ async fn main() -> ExitCode {
     init_tracing(settings.log_format, matches!(cli.command, Some(Command::Accounts { .. } | Command::Keys { .. })));
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => startup::migrate(&settings).await.map(|_| ()),
-        Command::Keys { command } => match flexauth_server::admin::run_keys(&settings, &command).await {
-            Ok(output) => {
-                println!("{output}");
-                return ExitCode::SUCCESS;
-            }
-            Err(error) => {
-                eprintln!("flexauth: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
-        Command::Accounts { command } => match flexauth_server::admin::run_accounts(&settings, &command).await {
-            Ok(output) => {
-                println!("{output}");
-                return ExitCode::SUCCESS;
-            }
-            Err(error) => {
-                eprintln!("flexauth: {error}");
-                return ExitCode::FAILURE;
-            }
-        },
+        Command::Keys { command } => return printed(flexauth_server::admin::run_keys(&settings, &command).await),
+        Command::Accounts { command } => return printed(flexauth_server::admin::run_accounts(&settings, &command).await),
         Command::Serve => match Application::build(&settings).await {
             Ok(app) => app.run_until_stopped().await.map_err(startup::StartupError::Serve),
             Err(error) => Err(error),
