@@ -1,0 +1,61 @@
+use async_trait::async_trait;
+use flexauth_domain::account::AccountId;
+use flexauth_domain::housekeeping::{Housekeeping, PurgeCutoffs, PurgeReport};
+use flexauth_domain::InfraError;
+
+use crate::MemoryStore;
+
+/// Removes at most `batch` entries of `map` that `due` selects; returns how many.
+fn purge_batch<K, V>(map: &mut std::collections::HashMap<K, V>, batch: usize, due: impl Fn(&V) -> bool) -> u64
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    let keys: Vec<K> = map.iter().filter(|(_, value)| due(value)).map(|(key, _)| key.clone()).take(batch).collect();
+    for key in &keys {
+        map.remove(key);
+    }
+    u64::try_from(keys.len()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl Housekeeping for MemoryStore {
+    async fn purge(&self, cutoffs: &PurgeCutoffs) -> Result<PurgeReport, InfraError> {
+        let mut state = self.lock()?;
+        let batch = cutoffs.batch as usize;
+        let audit_events = purge_batch(&mut state.audit_events, batch, |event| event.at < cutoffs.audit_events_before);
+        let ended = cutoffs.sessions_ended_before;
+        let sessions = purge_batch(&mut state.sessions, batch, |session| {
+            session.revoked_at.is_some_and(|at| at < ended) || session.expires_at < ended || session.current_expires_at < ended
+        });
+        let spent = cutoffs.links_spent_before;
+        let mut links = purge_batch(&mut state.signup_attempts, batch, |attempt| {
+            attempt.link().used_at().is_some_and(|at| at < spent) || attempt.link().expires_at() < spent
+        });
+        links += purge_batch(&mut state.password_resets, batch, |link| link.used_at().is_some_and(|at| at < spent) || link.expires_at() < spent);
+
+        // An unverified account goes once old enough and no link of it still works (a resend
+        // keeps it); its rows in other tables go with it. Links are purged first, as in the
+        // store, so an abandoned account's expired link counts among the links.
+        let abandoned: Vec<AccountId> = state
+            .accounts
+            .values()
+            .filter(|account| account.email_verified_at.is_none() && account.created_at < cutoffs.unverified_created_before)
+            .filter(|account| {
+                !state
+                    .signup_attempts
+                    .values()
+                    .any(|attempt| attempt.link().account_id() == account.id && attempt.link().used_at().is_none() && attempt.link().expires_at() > cutoffs.now)
+            })
+            .map(|account| account.id)
+            .take(batch)
+            .collect();
+        let mut unverified_accounts = 0;
+        for id in abandoned {
+            unverified_accounts += u64::from(state.delete_account(id));
+        }
+
+        let devices = purge_batch(&mut state.known_devices, batch, |device| device.last_seen_at < ended);
+        let counters = purge_batch(&mut state.rate_limits, batch, |counter| counter.window_start < cutoffs.counters_before);
+        Ok(PurgeReport { audit_events, sessions, unverified_accounts, links, counters, devices })
+    }
+}

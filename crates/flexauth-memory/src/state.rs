@@ -1,0 +1,294 @@
+//! The tables, and the rules a database would enforce on them: unique keys, foreign keys and
+//! the rows that go with a deleted account.
+
+use std::collections::HashMap;
+
+use flexauth_domain::account::{Account, AccountId, AccountRequest, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt};
+use flexauth_domain::api_key::{ApiKey, ApiKeyId};
+use flexauth_domain::audit::AuditEvent;
+use flexauth_domain::lifecycle::EmailChange;
+use flexauth_domain::mail::{EmailKind, LeaseId, OutgoingEmail};
+use flexauth_domain::secret::TokenHash;
+use flexauth_domain::session::{ClientInfo, SessionId, StoredSession};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::MemoryError;
+
+/// An account's columns. [`Account`] has no setters, so the row is kept apart and an
+/// [`Account`] is rebuilt from it on every read, as the store does from its row.
+#[derive(Clone)]
+pub(crate) struct AccountRow {
+    pub id: AccountId,
+    pub email: EmailAddress,
+    pub password_hash: PasswordHash,
+    pub email_verified_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub credential_version: i64,
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl AccountRow {
+    pub fn from_account(account: &Account) -> Self {
+        Self {
+            id: account.id(),
+            email: account.email().clone(),
+            password_hash: account.password_hash().clone(),
+            email_verified_at: account.email_verified_at(),
+            created_at: account.created_at(),
+            credential_version: account.credential_version(),
+            disabled_at: account.disabled_at(),
+        }
+    }
+
+    pub fn to_account(&self) -> Account {
+        Account::from_storage(self.id, self.email.clone(), self.password_hash.clone(), self.email_verified_at, self.created_at, self.credential_version)
+            .disabled_since(self.disabled_at)
+    }
+}
+
+/// An outbox entry. The bodies are optional because they are cleared once the email was sent
+/// or given up on: they hold links that are secrets until used.
+pub(crate) struct OutboxRow {
+    pub kind: EmailKind,
+    pub recipient: EmailAddress,
+    pub subject: String,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+    /// The order of insertion, which breaks ties between entries due at the same instant.
+    pub sequence: u64,
+    pub next_attempt_at: OffsetDateTime,
+    pub attempts: u32,
+    pub lease_id: Option<LeaseId>,
+    pub lease_until: Option<OffsetDateTime>,
+    pub sent_at: Option<OffsetDateTime>,
+    pub failed_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+}
+
+impl OutboxRow {
+    /// Whether a worker may claim the entry at `now`: unsent, not given up on, due, and not
+    /// under a running lease.
+    pub fn claimable_at(&self, now: OffsetDateTime) -> bool {
+        self.sent_at.is_none() && self.failed_at.is_none() && self.next_attempt_at <= now && self.lease_until.is_none_or(|until| until <= now)
+    }
+}
+
+/// A queued account request and its lease.
+pub(crate) struct RequestRow {
+    pub request: AccountRequest,
+    pub lease_id: Option<LeaseId>,
+    pub lease_until: Option<OffsetDateTime>,
+}
+
+/// A stored API key: the key, the digest of its secret, and when it was revoked.
+pub(crate) struct ApiKeyRow {
+    pub key: ApiKey,
+    pub hash: TokenHash,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// A device token's digest, the account it logged in to, and when it last did.
+pub(crate) struct DeviceRow {
+    pub account_id: AccountId,
+    pub last_seen_at: OffsetDateTime,
+}
+
+/// A rate-limit counter: the window it counts in and the attempts counted there.
+pub(crate) struct CounterRow {
+    pub window_start: OffsetDateTime,
+    pub hits: u64,
+}
+
+/// Every table, under the one lock of [`crate::MemoryStore`].
+///
+/// Kept out, because no port reads them back: the revocation reason the store writes beside a
+/// session, and the time an outbox entry was first queued.
+#[derive(Default)]
+pub(crate) struct State {
+    pub accounts: HashMap<AccountId, AccountRow>,
+    /// The unique index on the normalised address.
+    pub account_by_email: HashMap<String, AccountId>,
+    pub signup_attempts: HashMap<TokenHash, SignupAttempt>,
+    pub password_resets: HashMap<TokenHash, LinkTokenRecord>,
+    pub sessions: HashMap<SessionId, StoredSession>,
+    pub api_keys: HashMap<ApiKeyId, ApiKeyRow>,
+    /// The unique index on the key digest: every authenticated request looks a key up by it.
+    pub api_key_by_hash: HashMap<TokenHash, ApiKeyId>,
+    pub outbox: HashMap<Uuid, OutboxRow>,
+    pub outbox_sequence: u64,
+    pub account_requests: HashMap<Uuid, RequestRow>,
+    pub usage: HashMap<(AccountId, Date), u64>,
+    pub audit_events: HashMap<Uuid, AuditEvent>,
+    pub rate_limits: HashMap<String, CounterRow>,
+    pub known_devices: HashMap<TokenHash, DeviceRow>,
+    /// Address changes by the digest of their confirmation link.
+    pub email_changes: HashMap<TokenHash, EmailChange>,
+}
+
+/// The client of a stored session or event without its device token: the store has no column
+/// for it, and a device token is a secret that only the login reads.
+pub(crate) fn stored_client(client: &ClientInfo) -> ClientInfo {
+    ClientInfo { user_agent: client.user_agent.clone(), ip: client.ip.clone(), device: None }
+}
+
+/// The same attempt with its link spent at `now`.
+pub(crate) fn spent_attempt(attempt: &SignupAttempt, now: OffsetDateTime) -> SignupAttempt {
+    SignupAttempt::from_storage(spent_link(attempt.link(), now), attempt.password_hash().cloned(), attempt.created_at())
+}
+
+/// The same link, spent at `now`.
+pub(crate) fn spent_link(link: &LinkTokenRecord, now: OffsetDateTime) -> LinkTokenRecord {
+    LinkTokenRecord::from_storage(*link.hash(), link.account_id(), link.expires_at(), Some(now))
+}
+
+impl State {
+    pub fn account_exists(&self, id: AccountId) -> bool {
+        self.accounts.contains_key(&id)
+    }
+
+    /// The account holding `email`, if any.
+    pub fn account_id_by_email(&self, email: &str) -> Option<AccountId> {
+        self.account_by_email.get(email).copied()
+    }
+
+    /// Refuses an outbox insert whose id is taken (the table's primary key).
+    pub fn check_outbox_free(&self, email: &OutgoingEmail) -> Result<(), MemoryError> {
+        if self.outbox.contains_key(&email.id()) {
+            return Err(MemoryError::Duplicate("outbox"));
+        }
+        Ok(())
+    }
+
+    /// Refuses a security log insert whose id is taken.
+    pub fn check_event_free(&self, event: &AuditEvent) -> Result<(), MemoryError> {
+        if self.audit_events.contains_key(&event.id) {
+            return Err(MemoryError::Duplicate("audit_events"));
+        }
+        Ok(())
+    }
+
+    /// Refuses a sign-up attempt whose digest is taken or whose account does not exist.
+    pub fn check_attempt_insertable(&self, attempt: &SignupAttempt, new_account: Option<AccountId>) -> Result<(), MemoryError> {
+        if self.signup_attempts.contains_key(attempt.link().hash()) {
+            return Err(MemoryError::Duplicate("email_verification_tokens"));
+        }
+        let account = attempt.link().account_id();
+        if new_account != Some(account) && !self.account_exists(account) {
+            return Err(MemoryError::UnknownAccount("email_verification_tokens"));
+        }
+        Ok(())
+    }
+
+    /// Queues `email`, due from `now` on. The caller checked [`State::check_outbox_free`].
+    pub fn queue(&mut self, email: &OutgoingEmail, now: OffsetDateTime) {
+        self.outbox_sequence += 1;
+        let row = OutboxRow {
+            kind: email.kind(),
+            recipient: email.to().clone(),
+            subject: email.subject().to_owned(),
+            text_body: Some(email.text_body().to_owned()),
+            html_body: Some(email.html_body().to_owned()),
+            sequence: self.outbox_sequence,
+            next_attempt_at: now,
+            attempts: 0,
+            lease_id: None,
+            lease_until: None,
+            sent_at: None,
+            failed_at: None,
+            last_error: None,
+        };
+        self.outbox.insert(email.id(), row);
+    }
+
+    /// Stores `event`. The caller checked [`State::check_event_free`].
+    pub fn record(&mut self, event: &AuditEvent) {
+        self.audit_events.insert(event.id, AuditEvent { client: stored_client(&event.client), ..event.clone() });
+    }
+
+    /// Stores a new account row and its address in the unique index. The caller checked that
+    /// neither the id nor the address is taken.
+    pub fn insert_account(&mut self, row: AccountRow) {
+        self.account_by_email.insert(row.email.as_str().to_owned(), row.id);
+        self.accounts.insert(row.id, row);
+    }
+
+    /// Moves an account to `email`, keeping the unique index in step. The caller checked that
+    /// no other account holds it.
+    pub fn move_account(&mut self, id: AccountId, email: &EmailAddress) {
+        let Some(row) = self.accounts.get_mut(&id) else { return };
+        if self.account_by_email.get(row.email.as_str()) == Some(&id) {
+            self.account_by_email.remove(row.email.as_str());
+        }
+        row.email = email.clone();
+        self.account_by_email.insert(email.as_str().to_owned(), id);
+    }
+
+    /// Spends every unused reset link of the account at `now`.
+    pub fn spend_reset_links(&mut self, account_id: AccountId, now: OffsetDateTime) {
+        for link in self.password_resets.values_mut() {
+            if link.account_id() == account_id && link.used_at().is_none() {
+                *link = spent_link(link, now);
+            }
+        }
+    }
+
+    /// Deletes every unused sign-up attempt of the account.
+    pub fn delete_unused_attempts(&mut self, account_id: AccountId) {
+        self.signup_attempts.retain(|_, attempt| attempt.link().account_id() != account_id || attempt.link().used_at().is_some());
+    }
+
+    /// Revokes at `now` every unrevoked session of the account except `keep`; returns how
+    /// many.
+    pub fn revoke_sessions(&mut self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime) -> u64 {
+        let mut revoked = 0;
+        for session in self.sessions.values_mut() {
+            if session.account_id == account_id && Some(session.id) != keep && session.revoked_at.is_none() {
+                session.revoked_at = Some(now);
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
+    /// Revokes at `now` every unrevoked API key of the account.
+    pub fn revoke_api_keys(&mut self, account_id: AccountId, now: OffsetDateTime) {
+        for row in self.api_keys.values_mut() {
+            if row.key.account_id == account_id && row.revoked_at.is_none() {
+                row.revoked_at = Some(now);
+            }
+        }
+    }
+
+    /// Deletes an account and every row that follows it (the store's `ON DELETE CASCADE`):
+    /// sessions, API keys, sign-up attempts, reset links, known devices, usage counters and
+    /// address changes. Security log entries, outbox entries, account requests and rate-limit
+    /// counters name no account row, and stay. Returns whether the account existed.
+    pub fn delete_account(&mut self, id: AccountId) -> bool {
+        let Some(row) = self.accounts.remove(&id) else { return false };
+        if self.account_by_email.get(row.email.as_str()) == Some(&id) {
+            self.account_by_email.remove(row.email.as_str());
+        }
+        self.sessions.retain(|_, session| session.account_id != id);
+        let api_key_by_hash = &mut self.api_key_by_hash;
+        self.api_keys.retain(|_, key| {
+            let keep = key.key.account_id != id;
+            if !keep {
+                api_key_by_hash.remove(&key.hash);
+            }
+            keep
+        });
+        self.signup_attempts.retain(|_, attempt| attempt.link().account_id() != id);
+        self.password_resets.retain(|_, link| link.account_id() != id);
+        self.known_devices.retain(|_, device| device.account_id != id);
+        self.usage.retain(|&(account_id, _), _| account_id != id);
+        self.email_changes.retain(|_, change| change.account_id != id);
+        true
+    }
+}
+
+/// The order of token digests when two rows tie on time: their bytes, as the store's index
+/// orders them.
+pub(crate) fn digest_order(a: &TokenHash, b: &TokenHash) -> std::cmp::Ordering {
+    a.as_bytes().cmp(b.as_bytes())
+}

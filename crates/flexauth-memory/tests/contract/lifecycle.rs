@@ -1,0 +1,113 @@
+//! The lifecycle port, which the contract suite does not cover yet: disabling, erasing and
+//! moving an account to another address, with the store's guards and cascades.
+
+use flexauth_contract::{api_key, attempt_for, creator, email, login_event, mail_to, new_account, stored_account, NOW};
+use flexauth_domain::account::{AccountId, AccountRepository, PasswordHash};
+use flexauth_domain::api_key::ApiKeyRepository;
+use flexauth_domain::audit::AuditLog;
+use flexauth_domain::lifecycle::{ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
+use flexauth_domain::secret::TokenHash;
+use flexauth_domain::session::SessionRepository;
+use flexauth_memory::MemoryStore;
+use time::Duration;
+use uuid::Uuid;
+
+fn change_to(account: AccountId, new: &str, seed: u8) -> EmailChange {
+    EmailChange {
+        account_id: account,
+        old_email: email("owner@example.com"),
+        new_email: email(new),
+        confirmation: TokenHash::of(&[seed; 8]),
+        undo: TokenHash::of(&[seed; 9]),
+        requested_at: NOW,
+        expires_at: NOW + Duration::hours(1),
+        undo_expires_at: NOW + Duration::days(7),
+        confirmed_at: None,
+        undone_at: None,
+    }
+}
+
+#[tokio::test]
+async fn disabling_ends_every_session_and_key_and_moves_the_credential_version() {
+    let store = MemoryStore::new();
+    let account = stored_account(&store).await;
+    let session = creator(&store, &account).await;
+    let key = api_key(&account, "ci");
+    assert!(ApiKeyRepository::create(&store, &key, &TokenHash::of(b"k"), &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap());
+    assert!(store.disable(account.id(), NOW, &login_event(&account)).await.unwrap());
+    let stored = store.find_by_id(account.id()).await.unwrap().unwrap();
+    assert_eq!((stored.disabled_at(), stored.credential_version()), (Some(NOW), 1));
+    assert_eq!(store.find(session).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
+    assert_eq!(store.find_active_by_hash(&TokenHash::of(b"k")).await.unwrap(), None);
+    assert!(store.enable(account.id(), &login_event(&account)).await.unwrap());
+    assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().disabled_at(), None);
+    assert!(!store.disable(AccountId::from_uuid(Uuid::new_v4()), NOW, &login_event(&account)).await.unwrap());
+}
+
+#[tokio::test]
+async fn erasing_deletes_the_account_and_its_mail_but_keeps_its_log_under_the_tombstone() {
+    let store = MemoryStore::new();
+    let account = stored_account(&store).await;
+    let other = new_account("other@example.com");
+    store.create_unverified(&other, &attempt_for(&other, 2), &mail_to("other@example.com")).await.unwrap();
+    let session = creator(&store, &account).await;
+    let tombstone = AccountId::from_uuid(Uuid::new_v4());
+    let goodbye = mail_to("owner@example.com");
+    let event = flexauth_domain::audit::AuditEvent { account_id: tombstone, ..login_event(&account) };
+    let erasure = Erasure { account_id: account.id(), tombstone, event, goodbye: Some(goodbye.clone()) };
+    assert!(store.erase(&erasure).await.unwrap());
+    assert!(store.find_by_id(account.id()).await.unwrap().is_none());
+    assert!(store.find(session).await.unwrap().is_none(), "sessions go with the account");
+    assert!(store.find_signup_attempt(&TokenHash::of(&[1; 32])).await.unwrap().is_none());
+    assert_eq!(AuditLog::list(&store, tombstone, None, 10).await.unwrap().len(), 2, "the login and the erasure");
+    assert!(AuditLog::list(&store, account.id(), None, 10).await.unwrap().is_empty());
+    let queued = flexauth_contract::claim_all(&store, NOW).await;
+    assert_eq!(queued.len(), 2, "the other account's mail and the goodbye");
+    assert!(queued.iter().any(|mail| mail.id() == goodbye.id()));
+    assert!(!store.erase(&erasure).await.unwrap());
+}
+
+#[tokio::test]
+async fn an_address_change_is_confirmed_once_and_its_undo_moves_the_account_back() {
+    let store = MemoryStore::new();
+    let account = stored_account(&store).await;
+    let session = creator(&store, &account).await;
+    let change = change_to(account.id(), "new@example.com", 1);
+    assert!(store.create_email_change(&change, session, &mail_to("new@example.com"), &mail_to("owner@example.com"), &login_event(&account)).await.unwrap());
+    assert_eq!(store.find_email_change_by_undo(&change.undo).await.unwrap(), Some(change.clone()));
+    let confirmed = store.confirm_email_change(&change, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap();
+    assert_eq!(confirmed, ConfirmEmailChangeOutcome::Confirmed);
+    assert_eq!(store.confirm_email_change(&change, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap(), ConfirmEmailChangeOutcome::Spent);
+    assert_eq!(store.find_by_email(&email("new@example.com")).await.unwrap().unwrap().id(), account.id());
+    assert!(store.find_by_email(&email("owner@example.com")).await.unwrap().is_none());
+
+    // Someone signs up with the freed address but never verifies it: the undo takes it back.
+    let squatter = new_account("owner@example.com");
+    store.create_unverified(&squatter, &attempt_for(&squatter, 5), &mail_to("owner@example.com")).await.unwrap();
+    let unusable = PasswordHash::from_phc("!unusable".into());
+    let undone = store.undo_email_change(&change, NOW + Duration::minutes(2), &unusable, &login_event(&account)).await.unwrap();
+    assert_eq!(undone, UndoEmailChangeOutcome::Undone);
+    assert!(store.find_by_id(squatter.id()).await.unwrap().is_none());
+    let back = store.find_by_email(&email("owner@example.com")).await.unwrap().unwrap();
+    assert_eq!((back.id(), back.password_hash(), back.credential_version()), (account.id(), &unusable, 1));
+    assert!(store.find(session).await.unwrap().unwrap().stored().revoked_at.is_some());
+    assert_eq!(store.undo_email_change(&change, NOW + Duration::minutes(3), &unusable, &login_event(&account)).await.unwrap(), UndoEmailChangeOutcome::Spent);
+}
+
+#[tokio::test]
+async fn a_confirmation_to_a_taken_address_writes_nothing() {
+    let store = MemoryStore::new();
+    let account = stored_account(&store).await;
+    let other = new_account("taken@example.com");
+    store.create_unverified(&other, &attempt_for(&other, 2), &mail_to("taken@example.com")).await.unwrap();
+    let session = creator(&store, &account).await;
+    let change = change_to(account.id(), "taken@example.com", 3);
+    assert!(store.create_email_change(&change, session, &mail_to("taken@example.com"), &mail_to("owner@example.com"), &login_event(&account)).await.unwrap());
+    let outcome = store.confirm_email_change(&change, NOW, &login_event(&account)).await.unwrap();
+    assert_eq!(outcome, ConfirmEmailChangeOutcome::AddressTaken);
+    assert_eq!(store.find_email_change(&change.confirmation).await.unwrap().unwrap().confirmed_at, None, "the link is still unspent");
+    assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().email().as_str(), "owner@example.com");
+    SessionRepository::revoke(&store, session, NOW, flexauth_domain::session::RevocationReason::Logout).await.unwrap();
+    let later = change_to(account.id(), "later@example.com", 4);
+    assert!(!store.create_email_change(&later, session, &mail_to("later@example.com"), &mail_to("owner@example.com"), &login_event(&account)).await.unwrap());
+}
