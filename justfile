@@ -81,6 +81,10 @@ screenshots: db-up browser-up
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
+# flexauth-domain embedded behind axum on the in-memory, JWT and argon2 adapters: sign-up to refresh over HTTP.
+example:
+    cargo run -p flexauth-example-embedded
+
 # What CI runs.
 ci:
     bash .ci/run

@@ -7,6 +7,107 @@
 //! framework, a database driver, an async runtime, a mail library, a JWT library or a password
 //! hashing backend, so that services embedding it can supply their own adapters and unit-test
 //! the rules against the `mocks` feature's mockall mocks.
+//!
+//! # Embedding it: the whole flow in one program
+//!
+//! The rules run wherever their ports are implemented. Here every storage port is
+//! `flexauth-memory`, hashing is `flexauth-argon2`, tokens are `flexauth-jwt`, and the mail
+//! transport is a list that keeps what it is given; the clock and the random source are four
+//! lines each. Sign-up, confirmation, login, a protected call and a refresh:
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//!
+//! use flexauth_domain::account::{AccountService, AccountSettings, EmailAddress, NewPassword, Password};
+//! use flexauth_domain::limits::LimitSettings;
+//! use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport, OutgoingEmail, SendError};
+//! use flexauth_domain::runtime::{Clock, SecureRandom};
+//! use flexauth_domain::secret::LinkToken;
+//! use flexauth_domain::session::{ClientInfo, SessionService, SessionSettings};
+//!
+//! struct SystemClock;
+//! impl Clock for SystemClock {
+//!     fn now(&self) -> time::OffsetDateTime {
+//!         time::OffsetDateTime::now_utc()
+//!     }
+//! }
+//!
+//! /// The operating system's CSPRNG; a source that cannot deliver stops the process.
+//! struct OsRandom;
+//! impl SecureRandom for OsRandom {
+//!     fn fill(&self, buffer: &mut [u8]) {
+//!         getrandom::getrandom(buffer).expect("the operating system's random source");
+//!     }
+//! }
+//!
+//! /// Keeps every email it is asked to send: the inbox of this example.
+//! #[derive(Default)]
+//! struct Inbox(Mutex<Vec<OutgoingEmail>>);
+//! #[async_trait::async_trait]
+//! impl MailTransport for Inbox {
+//!     async fn send(&self, email: &OutgoingEmail) -> Result<(), SendError> {
+//!         self.0.lock().unwrap().push(email.clone());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let public_url = "https://auth.example.com".to_owned();
+//! let store = Arc::new(flexauth_memory::MemoryStore::new());
+//! // A cheap argon2 cost for the example; production keeps the defaults (19 MiB, 2 passes).
+//! let cost = flexauth_argon2::Argon2Settings { memory_kib: 1024, iterations: 1, ..Default::default() };
+//! let hasher = Arc::new(flexauth_argon2::Argon2Hasher::new(cost)?);
+//! let key = flexauth_jwt::SigningKeyPair::from_pem(&flexauth_jwt::SigningKeyPair::generate_pem()?)?;
+//! let jwt = flexauth_jwt::JwtSettings { issuer: public_url.clone(), audience: "my-service".into(), verified_cache_entries: 1024 };
+//! let tokens = Arc::new(flexauth_jwt::JwtTokens::new(&key, &[], jwt));
+//! let (clock, random): (Arc<dyn Clock>, Arc<dyn SecureRandom>) = (Arc::new(SystemClock), Arc::new(OsRandom));
+//! let inbox = Arc::new(Inbox::default());
+//!
+//! let accounts = AccountService::new(
+//!     store.clone(), store.clone(), store.clone(), hasher.clone(), store.clone(), clock.clone(), random.clone(),
+//!     AccountSettings {
+//!         public_url: public_url.clone(),
+//!         verification_ttl: time::Duration::hours(24),
+//!         password_reset_ttl: time::Duration::hours(1),
+//!         limits: LimitSettings::default(),
+//!     },
+//! );
+//! let sessions = SessionService::new(
+//!     store.clone(), store.clone(), hasher, tokens, store.clone(), store.clone(), clock.clone(), random.clone(),
+//!     SessionSettings { public_url, ..SessionSettings::default() },
+//! );
+//! let delivery = DeliveryService::new(store, inbox.clone(), clock, random, DeliverySettings::default());
+//!
+//! // 1. Sign up. The answer is the same for a taken address; the work happens in a queue
+//! //    (a background task in a server), which creates the account and queues the link.
+//! let email = EmailAddress::parse("Ann@Example.com")?;
+//! let password = "correct horse battery staple";
+//! accounts.signup(email.clone(), &NewPassword::parse(password.into())?, None).await?;
+//! accounts.handle_due_requests().await?;
+//! delivery.deliver_due().await?;
+//!
+//! // 2. Confirm the address with the token of the link in the email.
+//! let mail = inbox.0.lock().unwrap().pop().expect("the verification email");
+//! assert_eq!(mail.to().as_str(), "ann@example.com");
+//! let token = mail.text_body().split("token=").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("a link");
+//! accounts.confirm_email(&LinkToken::parse(token)?, None).await?;
+//!
+//! // 3. Log in: an access token (an Ed25519 JWT) and a refresh token.
+//! let pair = sessions.login(&email, &Password::parse(password.into())?, ClientInfo::default()).await?;
+//!
+//! // 4. A protected call: whose access token is this?
+//! let caller = sessions.authenticate(&pair.access_token).await?;
+//!
+//! // 5. Refresh: the presented token is spent, a new pair comes back for the same account.
+//! let next = sessions.refresh(&pair.refresh_token, None).await?;
+//! assert_eq!(sessions.authenticate(&next.access_token).await?.account_id, caller.account_id);
+//! assert_ne!(next.refresh_token, pair.refresh_token);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/embedded` in the repository serves the same flow over HTTP with axum.
 
 pub mod account;
 pub mod api_key;
