@@ -36,7 +36,9 @@ impl LimitDecision {
     pub fn of_count(policy: LimitPolicy, count: u64, window_start: OffsetDateTime, now: OffsetDateTime) -> Self {
         let limit = u64::from(policy.limit);
         let reset_after = (window_start + policy.window - now).max(Duration::seconds(1));
-        Self { policy, allowed: count <= limit, remaining: u32::try_from(limit.saturating_sub(count)).unwrap_or(0), reset_after }
+        // What is left is at most the limit, which is a u32.
+        let remaining = u32::try_from(limit.saturating_sub(count)).unwrap_or(policy.limit);
+        Self { policy, allowed: count <= limit, remaining, reset_after }
     }
 }
 

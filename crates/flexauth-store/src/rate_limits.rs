@@ -43,7 +43,7 @@ impl RateLimiter for Store {
             })
             .await?;
         let stored_start = instant(row.window_start)?.max(start);
-        Ok(LimitDecision::of_count(*policy, u64::try_from(row.hits).unwrap_or(0), stored_start, now))
+        Ok(LimitDecision::of_count(*policy, crate::rows::stored_count(row.hits)?, stored_start, now))
     }
 
     async fn refund(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<(), InfraError> {
@@ -62,7 +62,7 @@ impl RateLimiter for Store {
             })
             .await?;
         let count = match row {
-            Some((stored_start, hits)) if instant(stored_start)? == start => u64::try_from(hits).unwrap_or(0),
+            Some((stored_start, hits)) if instant(stored_start)? == start => crate::rows::stored_count(hits)?,
             _ => 0,
         };
         // The attempt being considered is the one after those counted.

@@ -30,6 +30,11 @@ fn optional_instant(millis: Option<i64>) -> Result<Option<OffsetDateTime>, Store
     millis.map(instant).transpose()
 }
 
+/// A stored count, which is never negative: a negative one is a damaged row, not a zero.
+pub(crate) fn stored_count<T: TryFrom<i64>>(value: impl Into<i64>) -> Result<T, StoreError> {
+    T::try_from(value.into()).map_err(|_| StoreError::CorruptRow("a stored count is negative or too large"))
+}
+
 pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::CorruptRow("identifier is not a UUID"))
 }
@@ -354,7 +359,7 @@ impl OutboxRow {
             return Err(StoreError::CorruptRow("a pending email has no body"));
         };
         let email = OutgoingEmail::new(parse_uuid(&self.id)?, kind, EmailAddress::from_storage(self.recipient), self.subject, text, html);
-        Ok(OutboxEntry { email, attempts: u32::try_from(self.attempts).unwrap_or(0), lease })
+        Ok(OutboxEntry { email, attempts: stored_count(self.attempts)?, lease })
     }
 }
 

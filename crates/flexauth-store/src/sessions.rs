@@ -210,18 +210,19 @@ impl SessionRepository for Store {
 
     async fn revoke_all(&self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime, reason: RevocationReason) -> Result<u64, InfraError> {
         let account_id = account_id.to_string();
-        // No session id is the empty string, so "keep nothing" needs no second query shape.
-        let keep = keep.map(|id| id.to_string()).unwrap_or_default();
+        let keep = keep.map(|id| id.to_string());
         let now = millis(now);
         let revoked = self
             .run(move |connection| {
-                Ok(with_connection!(connection, |c| diesel::update(
-                    sessions::table.filter(sessions::account_id.eq(&account_id)).filter(sessions::id.ne(&keep)).filter(sessions::revoked_at.is_null())
-                )
-                .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
-                .execute(c))?)
+                let live = sessions::account_id.eq(account_id).and(sessions::revoked_at.is_null());
+                let ended = (sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str()));
+                Ok(with_connection!(connection, |c| match &keep {
+                    Some(keep) => diesel::update(sessions::table.filter(live.clone()).filter(sessions::id.ne(keep))).set(ended).execute(c),
+                    None => diesel::update(sessions::table.filter(live.clone())).set(ended).execute(c),
+                })?)
             })
             .await?;
-        Ok(u64::try_from(revoked).unwrap_or(0))
+        // A count of rows changed: usize always fits u64 on the platforms flexauth builds for.
+        Ok(revoked as u64)
     }
 }

@@ -55,12 +55,13 @@ impl UsageRepository for Store {
         // The stored keys are the texts of the batch's own ids and days.
         let keys: HashMap<(String, String), (AccountId, Date)> =
             batch.iter().map(|count| ((count.account_id.to_string(), count.day.to_string()), (count.account_id, count.day))).collect();
-        Ok(totals
-            .into_iter()
-            .filter_map(|(id, day, requests)| {
-                keys.get(&(id, day)).map(|&(account_id, day)| UsageCount { account_id, day, requests: u64::try_from(requests).unwrap_or(0) })
-            })
-            .collect())
+        let mut counted = Vec::with_capacity(totals.len());
+        for (id, day, requests) in totals {
+            if let Some(&(account_id, day)) = keys.get(&(id, day)) {
+                counted.push(UsageCount { account_id, day, requests: crate::rows::stored_count(requests)? });
+            }
+        }
+        Ok(counted)
     }
 
     async fn requests_on(&self, account_id: AccountId, day: Date) -> Result<Option<u64>, InfraError> {
@@ -78,6 +79,6 @@ impl UsageRepository for Store {
                 .map_err(|error: DieselError| StoreError::from(error))
             })
             .await?;
-        Ok(count.map(|count| u64::try_from(count).unwrap_or(0)))
+        Ok(count.map(crate::rows::stored_count::<u64>).transpose()?)
     }
 }
