@@ -8,6 +8,13 @@ use crate::helpers::{confirm_in_browser, mails_to, unique_email, wait_for_mail_t
 
 const PROXY: &[&str] = &["--trusted-proxies", "127.0.0.1/32"];
 
+/// An instance on a clock that does not move, for the tests that count up to a limit: limits
+/// count in fixed windows (a minute, a quarter of an hour), and a test that crossed a window's
+/// end would see its count start over.
+async fn spawn_frozen(env: &TestEnv, extra: &[&str]) -> TestApp {
+    env.spawn_with_clock(extra, std::sync::Arc::new(crate::helpers::TestClock::frozen())).await
+}
+
 fn assert_limited(reply: &Reply, what: &str) {
     assert_eq!((reply.status, reply.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{what}: {}", reply.text);
     let header = |name: &str| reply.headers.get(name).unwrap_or_else(|| panic!("{what}: no {name} header")).to_str().unwrap().to_owned();
@@ -36,7 +43,7 @@ async fn verified_from(env: &TestEnv, app: &TestApp, client: &str, email: &str) 
 #[actix_web::test]
 async fn guessing_one_account_and_spraying_unknown_emails_are_limited_at_the_same_count() {
     let env = TestEnv::new().await;
-    let app = env.spawn().await;
+    let app = spawn_frozen(&env, &[]).await;
     let victim = unique_email("guessed");
     app.verified_login(&env, &victim).await;
     for attempt in 1..=10 {
@@ -50,7 +57,7 @@ async fn guessing_one_account_and_spraying_unknown_emails_are_limited_at_the_sam
     app.stop().await;
 
     let env = TestEnv::new().await;
-    let app = env.spawn().await;
+    let app = spawn_frozen(&env, &[]).await;
     for attempt in 1..=10 {
         assert_eq!(wrong_login(&app, None, &unique_email("sprayed")).await.code(), "invalid_credentials", "spray {attempt}");
     }
@@ -61,7 +68,7 @@ async fn guessing_one_account_and_spraying_unknown_emails_are_limited_at_the_sam
 #[actix_web::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_count() {
     let env = TestEnv::new().await;
-    let app = env.spawn_with(PROXY).await;
+    let app = spawn_frozen(&env, PROXY).await;
     // Distinct emails, so that only the per-address count is at work.
     for _ in 0..10 {
         wrong_login(&app, Some("198.51.100.1"), &unique_email("proxied")).await;
@@ -92,7 +99,7 @@ async fn fifty_accounts_logging_in_from_one_address_within_a_minute_are_not_thro
 #[actix_web::test]
 async fn two_hundred_guesses_from_forty_addresses_get_nowhere_while_the_owner_logs_in() {
     let env = TestEnv::new().await;
-    let app = env.spawn_with(PROXY).await;
+    let app = spawn_frozen(&env, PROXY).await;
     let owner = unique_email("besieged");
     verified_from(&env, &app, "192.0.2.100", &owner).await;
     let first = app.post_from("192.0.2.100", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;
@@ -148,7 +155,8 @@ async fn twenty_resets_and_ten_signups_for_one_address_deliver_at_most_six_email
 #[actix_web::test]
 async fn alternating_between_two_instances_does_not_raise_the_allowance() {
     let env = TestEnv::new().await;
-    let instances = [env.spawn_with(PROXY).await, env.spawn_with(PROXY).await];
+    let clock = std::sync::Arc::new(crate::helpers::TestClock::frozen());
+    let instances = [env.spawn_with_clock(PROXY, clock.clone()).await, env.spawn_with_clock(PROXY, clock).await];
     for attempt in 0..10 {
         let reply = wrong_login(&instances[attempt % 2], Some("198.51.100.40"), &unique_email("alternated")).await;
         assert_eq!(reply.code(), "invalid_credentials", "failure {}", attempt + 1);
@@ -243,7 +251,7 @@ async fn the_security_log_shows_the_owner_logins_changes_keys_and_reuse() {
 #[actix_web::test]
 async fn forty_concurrent_guesses_from_one_address_get_no_more_than_the_limit_through() {
     let env = TestEnv::new().await;
-    let app = env.spawn().await;
+    let app = spawn_frozen(&env, &[]).await;
     let guesses = (0..40).map(|i| {
         let email = unique_email(&format!("racing{i}"));
         let app = &app;
@@ -260,7 +268,7 @@ async fn forty_concurrent_guesses_from_one_address_get_no_more_than_the_limit_th
 #[actix_web::test]
 async fn a_device_that_logged_in_before_gets_through_an_attack_from_any_address() {
     let env = TestEnv::new().await;
-    let app = env.spawn_with(PROXY).await;
+    let app = spawn_frozen(&env, PROXY).await;
     let owner = unique_email("device");
     verified_from(&env, &app, "192.0.2.20", &owner).await;
     let first = app
