@@ -290,7 +290,16 @@ async fn a_person_confirms_an_address_and_resets_a_password_in_chromium_and_meet
     let error = browser.eval("document.getElementById('password-error')?.textContent ?? ''").await;
     assert!(error.as_str().unwrap().contains("common"), "{error}");
     assert_eq!(browser.eval("document.getElementById('password').getAttribute('aria-invalid')").await, "true");
-    assert_eq!(browser.eval("document.activeElement.id").await, "password", "the field has the focus again");
+    // `autofocus` is applied by the browser a moment after the load.
+    let mut focused = Value::Null;
+    for _ in 0..40 {
+        focused = browser.eval("document.activeElement.id").await;
+        if focused == "password" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(focused, "password", "the field has the focus again");
     browser.assert_accessible_and_self_contained("the reset form with an error").await;
     browser.screenshot("reset-error").await;
     browser.type_text("a brand new passphrase").await;
