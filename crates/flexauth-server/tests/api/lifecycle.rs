@@ -339,3 +339,50 @@ async fn an_unverified_sign_up_squatting_the_old_address_cannot_block_the_undo()
     assert_eq!(found["account"]["id"], id.as_str());
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn address_changes_are_limited_per_account_so_nobody_is_mail_bombed_through_them() {
+    let env = TestEnv::new().await;
+    // Frozen: the limit counts in a fixed one-hour window.
+    let app = env.spawn_with_clock(&[], std::sync::Arc::new(crate::helpers::TestClock::frozen())).await;
+    let login = app.verified_login(&env, &unique_email("bomber")).await;
+    let access = login["access_token"].as_str().unwrap();
+    for attempt in 1..=5 {
+        let asked = app.post_json_with_bearer("/v1/auth/email/change", access, json!({ "new_email": unique_email("target") })).await;
+        assert_eq!(asked.status, StatusCode::ACCEPTED, "request {attempt}: {}", asked.text);
+    }
+    let victim = unique_email("victim");
+    let sixth = app.post_json_with_bearer("/v1/auth/email/change", access, json!({ "new_email": victim })).await;
+    assert_eq!((sixth.status, sixth.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{}", sixth.text);
+    assert!(sixth.headers.get("retry-after").is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(mails_to(env.smtp(), &victim).is_empty(), "the refused request sent nothing");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_confirmation_racing_the_undo_never_leaves_the_account_at_the_new_address() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    for round in 0..3 {
+        let (old, new) = (unique_email("raced-old"), unique_email("raced-new"));
+        let login = app.verified_login(&env, &old).await;
+        let asked = app.post_json_with_bearer("/v1/auth/email/change", login["access_token"].as_str().unwrap(), json!({ "new_email": new })).await;
+        assert_eq!(asked.status, StatusCode::ACCEPTED);
+        let confirmation = wait_for_subject(env.smtp(), &new, "Confirm your new email address").await;
+        let undo = wait_for_subject(env.smtp(), &old, "Your account's email address is changing").await;
+        let (confirmed, undone) = futures_util::future::join(
+            app.post("/v1/auth/email/confirm", json!({ "token": crate::helpers::token_of(&confirmation) })),
+            app.post("/v1/auth/email/undo", json!({ "token": crate::helpers::token_of(&undo) })),
+        )
+        .await;
+        // Whichever commits first, the undo wins: it works before and after the confirmation.
+        assert_eq!(undone.status, StatusCode::OK, "round {round}: {}", undone.text);
+        assert!(confirmed.status == StatusCode::OK || confirmed.code() == "invalid_link", "round {round}: {}", confirmed.text);
+        let (found, _, _) = flexauth(&env, &["accounts", "find", &old]);
+        assert!(found, "round {round}: the account is at the old address");
+        let (moved, _, _) = flexauth(&env, &["accounts", "find", &new]);
+        assert!(!moved, "round {round}: no account at the new address");
+    }
+    app.stop().await;
+}
