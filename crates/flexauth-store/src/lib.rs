@@ -304,14 +304,6 @@ impl Store {
         .await
     }
 
-    /// Checks that the database answers, for readiness probes.
-    ///
-    /// # Errors
-    /// [`StoreError`] when it does not.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run(answers).await
-    }
-
     /// Checks that the database answers and holds every migration this version knows: an
     /// instance of a newer version must not take traffic on a database not migrated for it.
     ///
