@@ -9,7 +9,7 @@ use flexauth_domain::secret::LinkToken;
 use flexauth_domain::session::ClientInfo;
 use serde::{Deserialize, Serialize};
 
-use super::{optional_rfc3339, pages, rfc3339, Data, JsonAfterCaller, Message};
+use super::{optional_rfc3339, pages, rfc3339, Data, JsonAfterCaller, JsonObject, Message};
 use crate::auth::LiveCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -198,7 +198,7 @@ pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::For
 
 /// Confirms an address change, as JSON for single-page apps.
 #[tracing::instrument(skip_all)]
-pub async fn confirm(state: web::Data<AppState>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
+pub async fn confirm(state: web::Data<AppState>, body: JsonObject<TokenBody>) -> Result<HttpResponse, ApiError> {
     let email = state.lifecycle.confirm_email_change(&link_token(&body.token)?).await?;
     Ok(HttpResponse::Ok().json(Data { data: EmailNow { email: email.as_str().to_owned() } }))
 }
@@ -247,7 +247,7 @@ pub async fn undo_from_form(state: web::Data<AppState>, form: Result<web::Form<T
 
 /// Undoes an address change, as JSON.
 #[tracing::instrument(skip_all)]
-pub async fn undo(state: web::Data<AppState>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
+pub async fn undo(state: web::Data<AppState>, body: JsonObject<TokenBody>) -> Result<HttpResponse, ApiError> {
     let email = state.lifecycle.undo_email_change(&link_token(&body.token)?).await?;
     Ok(HttpResponse::Ok().json(Data { data: EmailNow { email: email.as_str().to_owned() } }))
 }

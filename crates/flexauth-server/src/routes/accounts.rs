@@ -4,7 +4,7 @@ use flexauth_domain::account::{ConfirmationPage, EmailAddress, NewPassword, Veri
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
 
-use super::{pages, rfc3339, Credentials, Data, Message};
+use super::{pages, rfc3339, Credentials, Data, JsonObject, Message};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,7 +19,7 @@ const SIGNUP_ACCEPTED: Message = Message { message: "Check your inbox: a link to
 const RESEND_ACCEPTED: Message = Message { message: "If this address belongs to an unverified account, a new verification link is on its way." };
 
 #[tracing::instrument(skip_all)]
-pub async fn signup(state: web::Data<AppState>, request: HttpRequest, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn signup(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<Credentials>) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = NewPassword::parse(password)?;
@@ -50,7 +50,7 @@ fn confirmation(body: ConfirmBody) -> Result<(LinkToken, Option<NewPassword>), A
 
 /// Confirms an address, as JSON for single-page apps.
 #[tracing::instrument(skip_all)]
-pub async fn verify(state: web::Data<AppState>, body: web::Json<ConfirmBody>) -> Result<HttpResponse, ApiError> {
+pub async fn verify(state: web::Data<AppState>, body: JsonObject<ConfirmBody>) -> Result<HttpResponse, ApiError> {
     let (token, password) = confirmation(body.into_inner())?;
     state.accounts.confirm_email(&token, password.as_ref()).await?;
     Ok(HttpResponse::Ok().json(Data { data: Verified { email_verified: true } }))
@@ -118,7 +118,7 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn resend_verification(state: web::Data<AppState>, request: HttpRequest, body: web::Json<EmailBody>) -> Result<HttpResponse, ApiError> {
+pub async fn resend_verification(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<EmailBody>) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&body.email)?;
     state.accounts.resend_verification(email, state.client_address(&request).as_deref()).await?;
     state.wake_worker();

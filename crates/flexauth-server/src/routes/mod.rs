@@ -4,6 +4,7 @@
 mod account;
 mod accounts;
 mod api_keys;
+mod body;
 mod events;
 mod health;
 mod pages;
@@ -19,6 +20,7 @@ pub use account::{export_view, ExportView};
 pub use health::not_found;
 
 use crate::error::ApiError;
+pub(crate) use body::{JsonAfterCaller, JsonObject};
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
@@ -85,13 +87,6 @@ pub fn configure(config: &mut web::ServiceConfig) {
 fn is_form(context: &guard::GuardContext<'_>) -> bool {
     context.head().headers().get("content-type").and_then(|value| value.to_str().ok()).is_some_and(|value| value.starts_with(FORM))
 }
-
-/// The JSON body of an endpoint that authorises its caller first. actix-web runs a handler's
-/// extractors together and answers the first failure that comes in, so a plain `Json` next to
-/// the caller could refuse a bad body before the caller: an API key on a JWT-only endpoint
-/// must learn `jwt_required` whatever it sent. The handler takes this instead and opens it
-/// with `?` once the caller is known.
-pub(crate) type JsonAfterCaller<T> = Result<web::Json<T>, actix_web::Error>;
 
 /// An email and a password, as signup and login take them.
 #[derive(serde::Deserialize)]

@@ -4,7 +4,7 @@ use flexauth_domain::account::{EmailAddress, NewPassword, Password};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
 
-use super::{pages, Data, JsonAfterCaller, Message};
+use super::{pages, Data, JsonAfterCaller, JsonObject, Message};
 use crate::auth::LiveCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -40,7 +40,7 @@ pub struct Reset {
 const FORGOT_ACCEPTED: Message = Message { message: "If this address has an account, a link to reset its password is on its way." };
 
 #[tracing::instrument(skip_all)]
-pub async fn forgot(state: web::Data<AppState>, request: HttpRequest, body: web::Json<ForgotBody>) -> Result<HttpResponse, ApiError> {
+pub async fn forgot(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<ForgotBody>) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&body.email)?;
     state.accounts.forgot_password(email, state.client_address(&request).as_deref()).await?;
     state.wake_worker();
@@ -94,7 +94,7 @@ fn error_page(error: ApiError) -> HttpResponse {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn reset(state: web::Data<AppState>, request: HttpRequest, body: web::Json<ResetBody>) -> Result<HttpResponse, ApiError> {
+pub async fn reset(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<ResetBody>) -> Result<HttpResponse, ApiError> {
     let ResetBody { token, password } = body.into_inner();
     let token = reset_token(&token)?;
     let password = NewPassword::parse(password)?;

@@ -1,13 +1,13 @@
 use actix_web::http::header;
-use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use flexauth_domain::account::{EmailAddress, Password};
 use flexauth_domain::session::{ClientInfo, LogoutScope, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
-use super::{rfc3339, Credentials, Data, JsonAfterCaller};
+use super::{rfc3339, Credentials, Data, JsonAfterCaller, JsonObject};
 use crate::auth::{bearer_token, LiveCaller};
 use crate::browser::{self, BrowserPolicy};
-use crate::error::{json_error, ApiError};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -46,24 +46,14 @@ fn tokens(pair: TokenPair, cookie: Option<&BrowserPolicy>) -> HttpResponse {
     response.json(Data { data: TokenResponse { access_token: pair.access_token, refresh_token, token_type: "bearer", expires_in: pair.expires_in } })
 }
 
-/// A JSON body, held to the same rules as the `Json` extractor (content type, syntax), for the
-/// endpoints whose body is optional.
-fn json_body<T: serde::de::DeserializeOwned>(request: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
-    let json = request.mime_type().ok().flatten().is_some_and(|mime| mime.subtype() == "json" || mime.suffix().is_some_and(|suffix| suffix == "json"));
-    if !json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    serde_json::from_slice(body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))
-}
-
 /// The refresh token of a request: from the body, or, for a client that opted in to the
 /// cookie transport, from the refresh cookie.
 fn presented_refresh_token(state: &AppState, request: &HttpRequest, body: &[u8], cookie_mode: bool) -> Result<String, ApiError> {
     if !cookie_mode {
-        let body: RefreshBody = json_body(request, body)?;
+        let body: RefreshBody = super::body::json_object(request, body)?;
         return Ok(body.refresh_token);
     }
-    let from_body = if body.is_empty() { CookieRefreshBody::default() } else { json_body::<CookieRefreshBody>(request, body)? };
+    let from_body = if body.is_empty() { CookieRefreshBody::default() } else { super::body::json_object::<CookieRefreshBody>(request, body)? };
     if let Some(token) = from_body.refresh_token {
         return Ok(token);
     }
@@ -77,7 +67,7 @@ fn cookie_refresh_token(state: &AppState, request: &HttpRequest) -> Result<Strin
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: web::Json<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<Credentials>) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = Password::parse(password)?;
@@ -138,7 +128,7 @@ pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web:
     let body: LogoutBody = if body.is_empty() {
         LogoutBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))?
+        super::body::any_object(&body)?
     };
     let cookie_mode = browser::wants_cookie(&request);
     if cookie_mode && body.refresh_token.is_none() && bearer_token(&request)?.is_none() {

@@ -20,6 +20,12 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
         ("/v1/auth/signup", json, br#"{"email":"a@example.com"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/signup", json, br#"{"email":5,"password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/signup", json, br#"[1,2,3]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        // serde reads a struct from an array of its fields in order; the API takes objects only.
+        ("/v1/auth/signup", json, br#"["a@example.com","long enough pass"]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/login", json, br#"["a@example.com","long enough pass"]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/refresh", json, br#"["garbage"]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/logout", json, br#"[]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("/v1/auth/logout", json, br#"["garbage"]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         (
             "/v1/auth/signup",
             Some("text/plain"),

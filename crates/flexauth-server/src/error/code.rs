@@ -1,0 +1,261 @@
+//! The error codes of the API: each one's status and what it means, in one table that the
+//! error responses and the OpenAPI document both read.
+
+use actix_web::http::StatusCode;
+
+/// A stable, documented `code` of the error envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidJson,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    InvalidEmail,
+    PasswordTooShort,
+    PasswordTooLong,
+    PasswordTooCommon,
+    InvalidVerificationToken,
+    VerificationTokenExpired,
+    PasswordRequired,
+    InvalidResetToken,
+    ResetTokenExpired,
+    InvalidCurrentPassword,
+    InvalidApiKeyName,
+    InvalidExpiry,
+    InvalidCursor,
+    InvalidScope,
+    EmailUnchanged,
+    InvalidLink,
+    LinkExpired,
+    InvalidCredentials,
+    EmailNotVerified,
+    AccountDisabled,
+    InvalidRefreshToken,
+    RefreshTokenExpired,
+    SessionRevoked,
+    RefreshTokenReused,
+    MissingToken,
+    InvalidToken,
+    OriginNotAllowed,
+    JwtRequired,
+    ReauthenticationRequired,
+    ApiKeyNotFound,
+    SessionNotFound,
+    NotFound,
+    MethodNotAllowed,
+    EmailChangeConflict,
+    RateLimited,
+    Overloaded,
+    NotReady,
+    Unavailable,
+    InternalError,
+}
+
+/// What a code stands for: the status it is answered with, its text, and the sentence that
+/// documents it.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorSpec {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub meaning: &'static str,
+}
+
+impl ErrorCode {
+    /// Every code, in the order the documentation lists them.
+    pub const ALL: [ErrorCode; 42] = [
+        Self::InvalidJson,
+        Self::UnsupportedMediaType,
+        Self::PayloadTooLarge,
+        Self::InvalidEmail,
+        Self::PasswordTooShort,
+        Self::PasswordTooLong,
+        Self::PasswordTooCommon,
+        Self::InvalidVerificationToken,
+        Self::VerificationTokenExpired,
+        Self::PasswordRequired,
+        Self::InvalidResetToken,
+        Self::ResetTokenExpired,
+        Self::InvalidCurrentPassword,
+        Self::InvalidApiKeyName,
+        Self::InvalidExpiry,
+        Self::InvalidCursor,
+        Self::InvalidScope,
+        Self::EmailUnchanged,
+        Self::InvalidLink,
+        Self::LinkExpired,
+        Self::InvalidCredentials,
+        Self::EmailNotVerified,
+        Self::AccountDisabled,
+        Self::InvalidRefreshToken,
+        Self::RefreshTokenExpired,
+        Self::SessionRevoked,
+        Self::RefreshTokenReused,
+        Self::MissingToken,
+        Self::InvalidToken,
+        Self::OriginNotAllowed,
+        Self::JwtRequired,
+        Self::ReauthenticationRequired,
+        Self::ApiKeyNotFound,
+        Self::SessionNotFound,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::EmailChangeConflict,
+        Self::RateLimited,
+        Self::Overloaded,
+        Self::NotReady,
+        Self::Unavailable,
+        Self::InternalError,
+    ];
+
+    /// The status, text and meaning of the code: the one table of them.
+    pub const fn spec(self) -> ErrorSpec {
+        use StatusCode as S;
+        let (status, code, meaning) = match self {
+            Self::InvalidJson => (
+                S::BAD_REQUEST,
+                "invalid_json",
+                "The body is not JSON, not a JSON object of the expected shape, misses a field, or has a field of the wrong type. Also used, with the original status, for any other 4xx that the HTTP framework answers on its own.",
+            ),
+            Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "A JSON endpoint got a body without `Content-Type: application/json`."),
+            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", "The body is over 16 KiB."),
+            Self::InvalidEmail => (
+                S::BAD_REQUEST,
+                "invalid_email",
+                "Not an email address flexauth accepts: empty, over 254 characters, a display name, no dot in the domain, an address literal.",
+            ),
+            Self::PasswordTooShort => (S::BAD_REQUEST, "password_too_short", "A new password under 8 characters (sign-up, confirmation, reset, change)."),
+            Self::PasswordTooLong => (S::BAD_REQUEST, "password_too_long", "A password over 256 characters (every JSON endpoint that takes a password)."),
+            Self::PasswordTooCommon => {
+                (S::BAD_REQUEST, "password_too_common", "A new password on the common-password list (sign-up, confirmation, reset, change).")
+            }
+            Self::InvalidVerificationToken => (
+                S::BAD_REQUEST,
+                "invalid_verification_token",
+                "The verification token is malformed, unknown, or discarded (a confirmation with another link, a password reset, or a fourth sign-up attempt).",
+            ),
+            Self::VerificationTokenExpired => (S::BAD_REQUEST, "verification_token_expired", "The verification token expired unused. Ask for a new link."),
+            Self::PasswordRequired => (
+                S::BAD_REQUEST,
+                "password_required",
+                "`POST /v1/auth/verify`: this link needs a chosen password (a resent link, or several pending sign-ups). Send `password`.",
+            ),
+            Self::InvalidResetToken => (S::BAD_REQUEST, "invalid_reset_token", "The password reset token is malformed, unknown, or used."),
+            Self::ResetTokenExpired => (S::BAD_REQUEST, "reset_token_expired", "The password reset token expired unused. Ask for a new link."),
+            Self::InvalidCurrentPassword => (
+                S::BAD_REQUEST,
+                "invalid_current_password",
+                "`POST /v1/auth/password/change` or `POST /v1/auth/reauthenticate`: the password given is wrong.",
+            ),
+            Self::InvalidApiKeyName => {
+                (S::BAD_REQUEST, "invalid_api_key_name", "The key name is empty after trimming, over 100 characters, or holds control characters.")
+            }
+            Self::InvalidExpiry => (S::BAD_REQUEST, "invalid_expiry", "`expires_at` is not an RFC 3339 instant in the future."),
+            Self::InvalidCursor => (
+                S::BAD_REQUEST,
+                "invalid_cursor",
+                "`GET /v1/auth/events`: `after` is not the `next` of an earlier page, or `limit` is not a whole number.",
+            ),
+            Self::InvalidScope => (S::BAD_REQUEST, "invalid_scope", "The logout `scope` is not `current`, `others` or `global`."),
+            Self::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged", "`POST /v1/auth/email/change`: the account has this address already."),
+            Self::InvalidLink => (
+                S::BAD_REQUEST,
+                "invalid_link",
+                "`POST /v1/auth/email/confirm` or `/v1/auth/email/undo`: the token is malformed, unknown, or used (the change was confirmed or undone).",
+            ),
+            Self::LinkExpired => (
+                S::BAD_REQUEST,
+                "link_expired",
+                "`POST /v1/auth/email/confirm` or `/v1/auth/email/undo`: the link is past its time (24 hours to confirm, 7 days to undo), or a newer request or an undo ended the confirmation link. Nothing was changed.",
+            ),
+            Self::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "Unknown email or wrong password."),
+            Self::EmailNotVerified => {
+                (S::FORBIDDEN, "email_not_verified", "Right password (that of a pending sign-up attempt), but the address is not verified yet.")
+            }
+            Self::AccountDisabled => (
+                S::FORBIDDEN,
+                "account_disabled",
+                "Right password, but an operator disabled the account (`flexauth accounts disable ID`). A wrong password gets `invalid_credentials`.",
+            ),
+            Self::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "Not a refresh token flexauth issued, or its session is unknown."),
+            Self::RefreshTokenExpired => (S::UNAUTHORIZED, "refresh_token_expired", "The refresh token or its session is past its lifetime."),
+            Self::SessionRevoked => (
+                S::UNAUTHORIZED,
+                "session_revoked",
+                "The session was ended (logout, a session revocation, a password reset or change, or after a reuse). Also `POST /v1/auth/password/change` when a reset committed first.",
+            ),
+            Self::RefreshTokenReused => {
+                (S::UNAUTHORIZED, "refresh_token_reused", "A spent refresh token outside the grace window; the session is now revoked.")
+            }
+            Self::MissingToken => (S::UNAUTHORIZED, "missing_token", "A protected endpoint got no credentials."),
+            Self::InvalidToken => (
+                S::UNAUTHORIZED,
+                "invalid_token",
+                "The `Authorization` header holds no valid access token or API key, or, on the account-management endpoints, the session of the access token has ended.",
+            ),
+            Self::OriginNotAllowed => (
+                S::FORBIDDEN,
+                "origin_not_allowed",
+                "`POST /v1/auth/refresh` or `/v1/auth/logout` with `Refresh-Token-Transport: cookie` from a page whose `Origin` is neither flexauth's nor on `FLEXAUTH_CORS_ORIGINS`.",
+            ),
+            Self::JwtRequired => (S::FORBIDDEN, "jwt_required", "An API key was used for an operation reserved to JWT access tokens."),
+            Self::ReauthenticationRequired => (
+                S::FORBIDDEN,
+                "reauthentication_required",
+                "The session has not logged in or re-authenticated within `FLEXAUTH_REAUTHENTICATION_WINDOW`. Re-enter the password at `/v1/auth/reauthenticate`.",
+            ),
+            Self::ApiKeyNotFound => (S::NOT_FOUND, "api_key_not_found", "No such API key of the caller's account, or it is already revoked."),
+            Self::SessionNotFound => (S::NOT_FOUND, "session_not_found", "No such session of the caller's account."),
+            Self::NotFound => (S::NOT_FOUND, "not_found", "No such endpoint."),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", "The path exists, but not with this method."),
+            Self::EmailChangeConflict => (
+                S::CONFLICT,
+                "email_change_conflict",
+                "`POST /v1/auth/email/confirm`: the new address has an account now, or the account's address changed since the link was sent. `POST /v1/auth/email/undo`: another account holds the old address now. Nothing was changed.",
+            ),
+            Self::RateLimited => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Over a rate limit: `Retry-After` gives the seconds to wait; `RateLimit-Policy` and `RateLimit` name the limit, what is left and when it resets.",
+            ),
+            Self::Overloaded => (
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "The password hashing pool is full: answered at once, before any hashing, with `Retry-After: 1`. Try again.",
+            ),
+            Self::NotReady => (
+                S::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "`/readyz`: the database does not answer or lacks a migration this version needs, or the instance is draining for a shutdown.",
+            ),
+            Self::Unavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The database cannot be reached: answered within about 1.5 s with `Retry-After: 2`. Nothing was changed; try again.",
+            ),
+            Self::InternalError => (S::INTERNAL_SERVER_ERROR, "internal_error", "Anything unexpected. The message quotes the request id."),
+        };
+        ErrorSpec { status, code, meaning }
+    }
+
+    /// The code as the envelope spells it.
+    pub const fn as_str(self) -> &'static str {
+        self.spec().code
+    }
+
+    /// The status the code is answered with.
+    pub const fn status(self) -> StatusCode {
+        self.spec().status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn every_code_is_listed_once_with_its_own_text() {
+        let mut texts: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), ErrorCode::ALL.len());
+    }
+}
