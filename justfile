@@ -16,6 +16,14 @@ run-postgres: db-up
     psql "{{pg_url}}" -tc "SELECT 1 FROM pg_database WHERE datname = 'flexauth_dev'" | grep -q 1 || psql "{{pg_url}}" -c "CREATE DATABASE flexauth_dev"
     FLEXAUTH_DATABASE_URL="postgres://postgres@127.0.0.1:5432/flexauth_dev" cargo run -p flexauth-server
 
+# Write docs/openapi.json: the OpenAPI document the server generates from its code (a test fails when the copy is stale).
+openapi:
+    cargo run -q -p flexauth-server -- openapi > docs/openapi.json
+
+# Drive every operation of the OpenAPI document with generated requests (schemathesis, installed into target/); fails on any 5xx, undocumented status or answer that does not match its schema.
+api-fuzz:
+    ./scripts/api-fuzz
+
 # Apply migrations only.
 migrate:
     cargo run -p flexauth-server -- migrate

@@ -58,7 +58,9 @@ impl LinkToken {
     /// # Errors
     /// [`MalformedToken`] when `text` is not 43 URL-safe base64 characters.
     pub fn parse(text: &str) -> Result<Self, MalformedToken> {
-        let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| MalformedToken)?;
+        // Exactly the 43 characters of the link: no white space around them, no padding, no
+        // non-zero trailing bits, so one token has one spelling (the OpenAPI pattern).
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| MalformedToken)?;
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| MalformedToken)?;
         Ok(Self(bytes))
     }

@@ -33,6 +33,8 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print the OpenAPI document of this version's API (what `GET /openapi.json` serves).
+    Openapi,
     /// List, rotate and retire the signing keys stored in the database. Each command prints
     /// JSON.
     Keys {

@@ -42,6 +42,11 @@ fn printed(outcome: Result<String, flexauth_server::admin::AdminCommandError>) -
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command == Some(Command::Openapi) {
+        // The document needs no configuration, so that it can be written on any machine.
+        println!("{}", flexauth_server::routes::openapi_document());
+        return ExitCode::SUCCESS;
+    }
     let settings = match cli.config.resolve() {
         Ok(settings) => settings,
         Err(error) => {
@@ -51,6 +56,7 @@ async fn main() -> ExitCode {
     };
     init_tracing(settings.log_format, matches!(cli.command, Some(Command::Accounts { .. } | Command::Keys { .. })));
     let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi => Ok(()),
         Command::Migrate => startup::migrate(&settings).await.map(|_| ()),
         Command::Keys { command } => return printed(flexauth_server::admin::run_keys(&settings, &command).await),
         Command::Accounts { command } => return printed(flexauth_server::admin::run_accounts(&settings, &command).await),

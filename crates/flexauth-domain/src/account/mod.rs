@@ -12,7 +12,7 @@ mod service;
 pub use email::{EmailAddress, EmailError};
 pub use model::{Account, AccountId, LinkTokenRecord, SignupAttempt};
 pub(crate) use password::from_hash_error;
-pub use password::{HashError, NewPassword, Password, PasswordError, PasswordHash, PasswordHasher, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS};
+pub use password::{HashError, NewPassword, Password, PasswordError, PasswordHash, PasswordHasher, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 pub use ports::{AccountRepository, CreateAccountError};
 pub use request::{AccountRequest, AccountRequestKind, AccountRequestQueue};

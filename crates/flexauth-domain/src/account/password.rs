@@ -10,13 +10,14 @@ use crate::InfraError;
 /// The fewest characters a new password may have (NIST SP 800-63B §3.1.1.2).
 pub const PASSWORD_MIN_CHARS: usize = 8;
 
-/// The most bytes a password may have. It bounds the work one request can ask of the hasher
-/// (hash-DoS) while letting 64 characters of any script through, as NIST asks: 64 four-byte
-/// characters are 256 bytes.
-pub const PASSWORD_MAX_BYTES: usize = 256;
+/// The most characters a password may have, counted as sent (what a JSON Schema `maxLength`
+/// counts). It bounds the work one request can ask of the hasher (hash-DoS): even where NFKC
+/// normalisation lengthens every character, the hasher reads a few KiB at most, which argon2
+/// digests once before its memory-hard part.
+pub const PASSWORD_MAX_CHARS: usize = 256;
 
-/// A password as typed at login. Only the byte cap applies, so that an account whose password
-/// predates a policy change can still log in.
+/// A password as typed at login. Only the length cap applies, so that an account whose
+/// password predates a policy change can still log in.
 ///
 /// The text is NFKC-normalised (NIST SP 800-63B §5.1.1.2), so a password typed with a composed
 /// "Å" on one device and "A" plus a combining ring on another is the same password.
@@ -31,8 +32,8 @@ pub enum PasswordError {
     /// Fewer than [`PASSWORD_MIN_CHARS`] characters.
     #[error("the password must have at least 8 characters")]
     TooShort,
-    /// More than [`PASSWORD_MAX_BYTES`] bytes.
-    #[error("the password must not exceed 256 bytes")]
+    /// More than [`PASSWORD_MAX_CHARS`] characters.
+    #[error("the password must not exceed 256 characters")]
     TooLong,
     /// On the list of passwords attackers try first.
     #[error("the password is too common")]
@@ -40,21 +41,24 @@ pub enum PasswordError {
 }
 
 impl Password {
-    /// Accepts any password within the byte cap.
+    /// Accepts any password within the length cap.
     ///
     /// # Errors
     /// [`PasswordError::TooLong`].
     pub fn parse(text: String) -> Result<Self, PasswordError> {
-        if text.len() > PASSWORD_MAX_BYTES {
+        Self::parse_counted(text).map(|(password, _)| password)
+    }
+
+    /// The password and its length in characters as sent: the rules count what the user
+    /// typed, so that a client can check them before it sends (the OpenAPI document states
+    /// them as `minLength` and `maxLength`), and normalisation only decides what is hashed.
+    fn parse_counted(text: String) -> Result<(Self, usize), PasswordError> {
+        let sent_chars = text.chars().count();
+        if sent_chars > PASSWORD_MAX_CHARS {
             return Err(PasswordError::TooLong);
         }
         let normalised = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc().normalize(&text).into_owned();
-        // Normalisation can lengthen a text (a ligature becomes two letters), so the cap is
-        // checked again on what is hashed.
-        if normalised.len() > PASSWORD_MAX_BYTES {
-            return Err(PasswordError::TooLong);
-        }
-        Ok(Self(SecretString::from(normalised)))
+        Ok((Self(SecretString::from(normalised)), sent_chars))
     }
 
     /// The plaintext, for the hasher only.
@@ -64,18 +68,18 @@ impl Password {
 }
 
 impl NewPassword {
-    /// Applies the whole policy: byte cap, minimum length, common-password list. There are no
-    /// composition rules (NIST SP 800-63B: they do not make passwords stronger).
+    /// Applies the whole policy: length cap, minimum length (both in characters as sent),
+    /// common-password list (on the normalised text). There are no composition rules (NIST SP
+    /// 800-63B: they do not make passwords stronger).
     ///
     /// # Errors
     /// [`PasswordError::TooLong`], [`PasswordError::TooShort`], [`PasswordError::TooCommon`].
     pub fn parse(text: String) -> Result<Self, PasswordError> {
-        let password = Password::parse(text)?;
-        let plain = password.expose();
-        if plain.chars().count() < PASSWORD_MIN_CHARS {
+        let (password, sent_chars) = Password::parse_counted(text)?;
+        if sent_chars < PASSWORD_MIN_CHARS {
             return Err(PasswordError::TooShort);
         }
-        if is_common(plain) {
+        if is_common(password.expose()) {
             return Err(PasswordError::TooCommon);
         }
         Ok(Self(password))
@@ -213,7 +217,18 @@ mod tests {
     }
 
     #[test]
-    fn login_password_only_enforces_the_byte_cap() {
+    fn lengths_count_the_characters_sent_not_bytes_or_the_normalised_form() {
+        // 256 four-byte characters are 1 KiB, and within the cap.
+        assert!(Password::parse("😀".repeat(256)).is_ok());
+        assert_eq!(Password::parse("😀".repeat(257)).err(), Some(PasswordError::TooLong));
+        // U+FDFA normalises to 18 characters; 256 of them are still 256 as sent.
+        assert!(Password::parse("\u{FDFA}".repeat(256)).is_ok());
+        // Four ligatures are four characters as sent, though they normalise to eight letters.
+        assert_eq!(NewPassword::parse("\u{FB01}\u{FB01}\u{FB01}\u{FB01}".into()).err(), Some(PasswordError::TooShort));
+    }
+
+    #[test]
+    fn login_password_only_enforces_the_length_cap() {
         assert!(Password::parse("short".into()).is_ok());
         assert_eq!(Password::parse("a".repeat(257)).err(), Some(PasswordError::TooLong));
     }

@@ -48,12 +48,13 @@ impl ApiKeyName {
     /// # Errors
     /// [`ApiKeyNameError`].
     pub fn parse(text: &str) -> Result<Self, ApiKeyNameError> {
+        // The length counts the name as sent, as the OpenAPI document's `maxLength` does.
+        if text.chars().count() > 100 {
+            return Err(ApiKeyNameError::TooLong);
+        }
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(ApiKeyNameError::Empty);
-        }
-        if trimmed.chars().count() > 100 {
-            return Err(ApiKeyNameError::TooLong);
         }
         if trimmed.chars().any(char::is_control) {
             return Err(ApiKeyNameError::ControlCharacters);

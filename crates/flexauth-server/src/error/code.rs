@@ -152,7 +152,7 @@ impl ErrorCode {
             Self::InvalidCursor => (
                 S::BAD_REQUEST,
                 "invalid_cursor",
-                "`GET /v1/auth/events`: `after` is not the `next` of an earlier page, or `limit` is not a whole number.",
+                "`GET /v1/auth/events`: `after` is not the `next` of an earlier page, or `limit` is not a whole number from 1 to 100.",
             ),
             Self::InvalidScope => (S::BAD_REQUEST, "invalid_scope", "The logout `scope` is not `current`, `others` or `global`."),
             Self::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged", "`POST /v1/auth/email/change`: the account has this address already."),

@@ -17,6 +17,9 @@ use serde_json::json;
 
 use crate::request_id;
 
+mod code;
+pub use code::{ErrorCode, ErrorSpec};
+
 /// An error answered to the client.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -75,7 +78,7 @@ pub enum ApiError {
     InvalidExpiry,
     #[error("scope must be \"current\", \"others\" or \"global\"")]
     InvalidScope,
-    #[error("after must be the next cursor of an earlier page, and limit a whole number")]
+    #[error("after must be the next cursor of an earlier page, and limit a whole number from 1 to 100")]
     InvalidCursor,
     #[error("the reset link is not valid; request a new one")]
     InvalidResetToken,
@@ -114,50 +117,50 @@ pub enum ApiError {
 
 impl ApiError {
     /// The stable, documented code of the error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidJson(_) => "invalid_json",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::InvalidEmail(_) => "invalid_email",
-            Self::InvalidPassword(PasswordError::TooShort) => "password_too_short",
-            Self::InvalidPassword(PasswordError::TooLong) => "password_too_long",
-            Self::InvalidPassword(PasswordError::TooCommon) => "password_too_common",
-            Self::InvalidVerificationToken => "invalid_verification_token",
-            Self::VerificationTokenExpired => "verification_token_expired",
-            Self::PasswordRequired => "password_required",
-            Self::ReauthenticationRequired => "reauthentication_required",
-            Self::InvalidCredentials => "invalid_credentials",
-            Self::EmailNotVerified => "email_not_verified",
-            Self::AccountDisabled => "account_disabled",
-            Self::EmailUnchanged => "email_unchanged",
-            Self::InvalidEmailChangeLink => "invalid_link",
-            Self::EmailChangeLinkExpired => "link_expired",
-            Self::EmailChangeConflict(_) => "email_change_conflict",
-            Self::InvalidRefreshToken => "invalid_refresh_token",
-            Self::RefreshTokenExpired => "refresh_token_expired",
-            Self::SessionRevoked => "session_revoked",
-            Self::RefreshTokenReused => "refresh_token_reused",
-            Self::MissingToken => "missing_token",
-            Self::InvalidToken(_) => "invalid_token",
-            Self::InvalidApiKeyName(_) => "invalid_api_key_name",
-            Self::InvalidExpiry => "invalid_expiry",
-            Self::InvalidScope => "invalid_scope",
-            Self::InvalidCursor => "invalid_cursor",
-            Self::InvalidResetToken => "invalid_reset_token",
-            Self::ResetTokenExpired => "reset_token_expired",
-            Self::InvalidCurrentPassword => "invalid_current_password",
-            Self::JwtRequired => "jwt_required",
-            Self::OriginNotAllowed => "origin_not_allowed",
-            Self::ApiKeyNotFound => "api_key_not_found",
-            Self::SessionNotFound => "session_not_found",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::NotReady => "not_ready",
-            Self::Unavailable => "unavailable",
-            Self::RateLimited(_) => "rate_limited",
-            Self::Overloaded => "overloaded",
-            Self::Unexpected(_) => "internal_error",
+            Self::InvalidJson(_) => ErrorCode::InvalidJson,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            Self::InvalidEmail(_) => ErrorCode::InvalidEmail,
+            Self::InvalidPassword(PasswordError::TooShort) => ErrorCode::PasswordTooShort,
+            Self::InvalidPassword(PasswordError::TooLong) => ErrorCode::PasswordTooLong,
+            Self::InvalidPassword(PasswordError::TooCommon) => ErrorCode::PasswordTooCommon,
+            Self::InvalidVerificationToken => ErrorCode::InvalidVerificationToken,
+            Self::VerificationTokenExpired => ErrorCode::VerificationTokenExpired,
+            Self::PasswordRequired => ErrorCode::PasswordRequired,
+            Self::ReauthenticationRequired => ErrorCode::ReauthenticationRequired,
+            Self::InvalidCredentials => ErrorCode::InvalidCredentials,
+            Self::EmailNotVerified => ErrorCode::EmailNotVerified,
+            Self::AccountDisabled => ErrorCode::AccountDisabled,
+            Self::EmailUnchanged => ErrorCode::EmailUnchanged,
+            Self::InvalidEmailChangeLink => ErrorCode::InvalidLink,
+            Self::EmailChangeLinkExpired => ErrorCode::LinkExpired,
+            Self::EmailChangeConflict(_) => ErrorCode::EmailChangeConflict,
+            Self::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
+            Self::RefreshTokenExpired => ErrorCode::RefreshTokenExpired,
+            Self::SessionRevoked => ErrorCode::SessionRevoked,
+            Self::RefreshTokenReused => ErrorCode::RefreshTokenReused,
+            Self::MissingToken => ErrorCode::MissingToken,
+            Self::InvalidToken(_) => ErrorCode::InvalidToken,
+            Self::InvalidApiKeyName(_) => ErrorCode::InvalidApiKeyName,
+            Self::InvalidExpiry => ErrorCode::InvalidExpiry,
+            Self::InvalidScope => ErrorCode::InvalidScope,
+            Self::InvalidCursor => ErrorCode::InvalidCursor,
+            Self::InvalidResetToken => ErrorCode::InvalidResetToken,
+            Self::ResetTokenExpired => ErrorCode::ResetTokenExpired,
+            Self::InvalidCurrentPassword => ErrorCode::InvalidCurrentPassword,
+            Self::JwtRequired => ErrorCode::JwtRequired,
+            Self::OriginNotAllowed => ErrorCode::OriginNotAllowed,
+            Self::ApiKeyNotFound => ErrorCode::ApiKeyNotFound,
+            Self::SessionNotFound => ErrorCode::SessionNotFound,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::NotReady => ErrorCode::NotReady,
+            Self::Unavailable => ErrorCode::Unavailable,
+            Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::Overloaded => ErrorCode::Overloaded,
+            Self::Unexpected(_) => ErrorCode::InternalError,
         }
     }
 
@@ -190,42 +193,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::InvalidJson(_)
-            | Self::InvalidEmail(_)
-            | Self::InvalidPassword(_)
-            | Self::InvalidVerificationToken
-            | Self::VerificationTokenExpired
-            | Self::PasswordRequired
-            | Self::InvalidApiKeyName(_)
-            | Self::InvalidExpiry
-            | Self::InvalidScope
-            | Self::InvalidCursor
-            | Self::InvalidResetToken
-            | Self::ResetTokenExpired
-            | Self::InvalidCurrentPassword
-            | Self::EmailUnchanged
-            | Self::InvalidEmailChangeLink
-            | Self::EmailChangeLinkExpired => StatusCode::BAD_REQUEST,
-            Self::EmailChangeConflict(_) => StatusCode::CONFLICT,
-            Self::JwtRequired | Self::ReauthenticationRequired | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
-            Self::ApiKeyNotFound | Self::SessionNotFound => StatusCode::NOT_FOUND,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::InvalidCredentials
-            | Self::InvalidRefreshToken
-            | Self::RefreshTokenExpired
-            | Self::SessionRevoked
-            | Self::RefreshTokenReused
-            | Self::MissingToken
-            | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Self::EmailNotVerified | Self::AccountDisabled => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady | Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code().status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -260,7 +228,7 @@ impl ResponseError for ApiError {
             response.insert_header(("ratelimit", format!("\"{}\";r={};t={seconds}", policy.name, decision.remaining)));
         }
         response.insert_header((header::CACHE_CONTROL, "no-store"));
-        response.json(json!({ "error": { "code": self.code(), "message": self.client_message() } }))
+        response.json(json!({ "error": { "code": self.code().as_str(), "message": self.client_message() } }))
     }
 }
 

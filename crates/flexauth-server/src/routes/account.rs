@@ -19,20 +19,25 @@ const CHANGE_ACCEPTED: Message = Message {
     message: "Check the new address: a link to confirm the change is on its way. The account moves once it is confirmed; the current address was told.",
 };
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AccountView {
     id: String,
     email: String,
     email_verified: bool,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     disabled_at: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ExportedSession {
     id: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     last_refreshed_at: String,
+    #[schema(format = DateTime)]
     expires_at: String,
     user_agent: Option<String>,
     ip: Option<String>,
@@ -40,7 +45,7 @@ struct ExportedSession {
 
 /// Everything flexauth holds about an account, as one JSON document: the owner's copy and the
 /// operator's `flexauth accounts export` print the same shape.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ExportView {
     account: AccountView,
     sessions: Vec<ExportedSession>,
@@ -89,7 +94,22 @@ pub fn export_view(export: AccountExport) -> Result<ExportView, ApiError> {
     })
 }
 
-/// `GET /v1/auth/account/export`: the caller's data, for portability.
+/// A copy of the caller's data
+///
+/// Everything flexauth holds about the caller's account, as one JSON document: the account (with `disabled_at`),
+/// its live sessions (newest first, with their absolute end `expires_at`), its API keys that are not revoked
+/// (oldest first, never a secret), and its whole security log (newest first). Every instant is RFC 3339 in UTC
+/// with three fractional digits. The export is recorded first, as a security event of type `account_exported`
+/// with the caller's `session_id`, so it is the newest entry of `security_events`; `HEAD` answers as `GET` does,
+/// without the body, and is recorded too. No recent authentication is needed. JWT only: 403 jwt_required with an
+/// API key. Account management: the session of the access token is looked up on every call, whatever
+/// `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets `401 invalid_token` ("the session
+/// of the access token has ended").
+#[utoipa::path(
+    get, path = "/v1/auth/account/export", operation_id = "exportAccount", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, description = "Everything flexauth holds about the account.", body = Data<ExportView>, headers(("cache-control" = String, description = "`no-store`."), ("content-disposition" = String, description = "`attachment; filename=\"flexauth-account.json\"`: browsers save the export as a file.")))),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn export(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
     let export = state.lifecycle.export_own(&caller.0).await?;
@@ -99,7 +119,27 @@ pub async fn export(state: web::Data<AppState>, caller: LiveCaller) -> Result<Ht
         .json(Data { data: export_view(export)? }))
 }
 
-/// `DELETE /v1/auth/account`: erases the caller's account after a recent authentication.
+/// Delete the caller's account
+///
+/// Erases the caller's account. In one transaction flexauth deletes the account and everything that names it or
+/// one of its addresses (its address now, and the old and new addresses of its address changes): its sessions,
+/// API keys, verification and reset links, known devices, usage counters and address changes, the sign-up, resend
+/// and reset requests still waiting for the worker, and every email queued or sent to those addresses. Every
+/// session and API key stops working at once, on every instance. The security log is kept under a random
+/// replacement account id, with an `account_deleted` entry; nobody can read it through the API any more. The same
+/// transaction queues a goodbye to the account's address, "Your account was deleted" (kind `account_deleted`),
+/// which the outbox deletes once it is sent (or refused for good). The address is free again for a sign-up. It
+/// needs a recent authentication: the session must have logged in or re-authenticated (`POST
+/// /v1/auth/reauthenticate`) within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default), else `403
+/// reauthentication_required`; a refresh does not renew it. A stolen access token alone cannot delete the
+/// account. JWT only: 403 jwt_required with an API key. Account management: the session of the access token is
+/// looked up on every call, whatever `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets
+/// `401 invalid_token` ("the session of the access token has ended").
+#[utoipa::path(
+    delete, path = "/v1/auth/account", operation_id = "deleteAccount", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204, description = "The account is erased. No body.")),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "reauthentication_required", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn delete(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
     state.lifecycle.delete_own(&caller.0).await?;
@@ -108,13 +148,37 @@ pub async fn delete(state: web::Data<AppState>, caller: LiveCaller) -> Result<Ht
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailChangeBody {
+    #[schema(format = "email", max_length = 254, examples("you@company.com"))]
     new_email: String,
 }
 
-/// `POST /v1/auth/email/change`: asks to move the account to `new_email`.
+/// Ask to move the account to another address
+///
+/// Asks to move the caller's account to `new_email`; nothing moves until the new address confirms. flexauth
+/// stores the change and queues two emails in one transaction, and answers `202` with the same body whether or
+/// not the new address has an account, so the answer does not tell: a new address without an account gets
+/// "Confirm your new email address", with a link to `/v1/auth/email/confirm?token=…` that works once, for 24
+/// hours; a new address with an account (verified or not) gets "Someone tried to use your email address" instead,
+/// with no link; the current address always gets "Your account's email address is changing", with a link to
+/// `/v1/auth/email/undo?token=…` that works once, for 7 days. A newer request ends the confirmation links of the
+/// earlier pending ones (they then answer as expired); their undo links keep working. The request is recorded as
+/// `email_change_requested`. Unknown fields in the body are refused with `400 invalid_json`. The caller is
+/// checked first (an API key gets `403 jwt_required` whatever it sends), then the body, then the address, then
+/// the recent authentication, then whether the address is the account's already. It needs a recent
+/// authentication: the session must have logged in or re-authenticated (`POST /v1/auth/reauthenticate`) within
+/// `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default), else `403 reauthentication_required`; a refresh
+/// does not renew it. JWT only: 403 jwt_required with an API key. Account management: the session of the access
+/// token is looked up on every call, whatever `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended
+/// session gets `401 invalid_token` ("the session of the access token has ended").
+#[utoipa::path(
+    post, path = "/v1/auth/email/change", operation_id = "requestEmailChange", tag = "accounts", security(("bearer" = [])),
+    request_body = EmailChangeBody,
+    responses((status = 202, description = "Accepted: the same answer whether or not the new address has an account.", body = Data<Message>)),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_email", "email_unchanged", "reauthentication_required", "rate_limited", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn request_change(
     state: web::Data<AppState>,
@@ -131,8 +195,9 @@ pub async fn request_change(
     Ok(HttpResponse::Accepted().json(Data { data: CHANGE_ACCEPTED }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenBody {
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     token: String,
 }
 
@@ -140,7 +205,7 @@ fn link_token(text: &str) -> Result<LinkToken, ApiError> {
     LinkToken::parse(text).map_err(|_| ApiError::InvalidEmailChangeLink)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EmailNow {
     email: String,
 }
@@ -163,7 +228,25 @@ pub struct TokenQuery {
     token: String,
 }
 
-/// The confirmation link sent to the new address: a page with the one button.
+/// The confirmation page of an address change (link in the email)
+///
+/// The link in the "Confirm your new email address" email. It changes nothing: it answers a small HTML page
+/// "Confirm your new email address", naming the new address, with one button, "Use this email address", in a form
+/// that POSTs (`application/x-www-form-urlencoded`) the token, in a hidden `token` field, to `confirm`, relative
+/// to the page (so `/v1/auth/email/confirm` under the public URL's path). `GET` changes nothing, so mail scanners
+/// that fetch links do no harm; `HEAD` answers as `GET` does, without the body, and changes nothing too. A
+/// missing, malformed or unknown token, a used link or one whose change was undone shows "Invalid link" (`400`);
+/// a link past its 24 hours, or ended by a newer request or an undo, "Link expired" (`400`). An infrastructure
+/// failure answers the JSON error envelope with `500`.
+#[utoipa::path(
+    get, path = "/v1/auth/email/confirm", operation_id = "confirmEmailChangeLink", tag = "accounts",
+    params(("token" = String, Query, description = "The token of the confirmation link: 43 characters of base64url. Missing or malformed, the page says \"Invalid link\" (`400`).", pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+        (status = 400, description = "The page of a link that cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+    ),
+    extensions(("x-flexauth-errors" = json!(["unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn confirm_page(state: web::Data<AppState>, query: Result<web::Query<TokenQuery>, actix_web::Error>) -> HttpResponse {
     let Some(token) = query.ok().and_then(|query| LinkToken::parse(&query.token).ok()) else {
@@ -196,14 +279,53 @@ pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::For
     }
 }
 
-/// Confirms an address change, as JSON for single-page apps.
+/// Confirm an address change
+///
+/// Moves the account to the new address with the token of a confirmation link. In one transaction it spends the
+/// link, sets the account's address to the new one, marked verified, spends every unused password reset link of
+/// the account and discards its unused sign-up (verification) links, and records `email_changed`. Sessions and
+/// API keys are not touched; the undo link sent to the old address keeps working. Nothing changes, and the answer
+/// is `409 email_change_conflict`, if the new address has an account now or the account's address changed since
+/// the link was sent. Two forms: `application/json` answers JSON (`200 {"data": {"email": "<the new address>"}}`
+/// or the error envelope); `application/x-www-form-urlencoded`, with or without a charset (the form of the
+/// confirmation page), answers an HTML page: `200` "Email address changed", or `400` "Invalid link" (also for a
+/// form the server cannot read), "Link expired", "Address not available" (the new address has an account now) or
+/// "Address changed since" (the account's address changed after the link was sent). Any other `Content-Type` is
+/// treated as JSON and gets `415 unsupported_media_type`.
+#[utoipa::path(
+    post, path = "/v1/auth/email/confirm", operation_id = "confirmEmailChange", tag = "accounts",
+    request_body(content((TokenBody = "application/json"), (TokenBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The account uses the new address. An HTML page for the form.", content((Data<EmailNow> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+        (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+    ),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_link", "link_expired", "email_change_conflict", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn confirm(state: web::Data<AppState>, body: JsonObject<TokenBody>) -> Result<HttpResponse, ApiError> {
     let email = state.lifecycle.confirm_email_change(&link_token(&body.token)?).await?;
     Ok(HttpResponse::Ok().json(Data { data: EmailNow { email: email.as_str().to_owned() } }))
 }
 
-/// The undo link sent to the old address: a page with the one button.
+/// The undo page of an address change (link in the email)
+///
+/// The link in the "Your account's email address is changing" email, sent to the address the account had when the
+/// change was asked for. It changes nothing: it answers a small HTML page "Undo the change of address", naming
+/// the old and the new address, with one button, "Undo the change", in a form that POSTs
+/// (`application/x-www-form-urlencoded`) the token, in a hidden `token` field, to `undo`, relative to the page (so
+/// `/v1/auth/email/undo` under the public URL's path). `GET` changes nothing, so mail scanners that fetch links
+/// do no harm; `HEAD` answers as `GET` does, without the body, and changes nothing too. A missing, malformed or
+/// unknown token, or a used link, shows "Invalid link" (`400`); a link past its 7 days "Link expired" (`400`). An
+/// infrastructure failure answers the JSON error envelope with `500`.
+#[utoipa::path(
+    get, path = "/v1/auth/email/undo", operation_id = "undoEmailChangeLink", tag = "accounts",
+    params(("token" = String, Query, description = "The token of the undo link: 43 characters of base64url. Missing or malformed, the page says \"Invalid link\" (`400`).", pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+        (status = 400, description = "The page of a link that cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+    ),
+    extensions(("x-flexauth-errors" = json!(["unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn undo_page(state: web::Data<AppState>, query: Result<web::Query<TokenQuery>, actix_web::Error>) -> HttpResponse {
     let Some(token) = query.ok().and_then(|query| LinkToken::parse(&query.token).ok()) else {
@@ -245,7 +367,30 @@ pub async fn undo_from_form(state: web::Data<AppState>, form: Result<web::Form<T
     }
 }
 
-/// Undoes an address change, as JSON.
+/// Undo an address change
+///
+/// Undoes an address change with the token of its undo link. It works once, before or after the confirmation. In
+/// one transaction it spends the link, ends the confirmation link of any pending change and the undo links of
+/// every later change of the account, deletes an unverified account squatting the old address, gives the account
+/// its old address back (or keeps it there if the change was not confirmed), replaces the password by the hash of
+/// a random secret (the owner then uses `POST /v1/auth/password/forgot`) and moves the credential version on (a
+/// login under way opens no session), ends every session of the account (their refresh tokens then get `401
+/// session_revoked`), revokes every API key of the account, spends every unused password reset link of the
+/// account, and records `email_change_undone`. Nothing changes, and the answer is `409 email_change_conflict`, if
+/// another account holds the old address now. Two forms: `application/json` answers JSON (`200 {"data": {"email":
+/// "<the old address>"}}` or the error envelope); `application/x-www-form-urlencoded`, with or without a charset
+/// (the form of the undo page), answers an HTML page: `200` "Change undone", or `400` "Invalid link" (also for a
+/// form the server cannot read), "Link expired" or "Address not available" (another account holds the old address
+/// now). Any other `Content-Type` is treated as JSON and gets `415 unsupported_media_type`.
+#[utoipa::path(
+    post, path = "/v1/auth/email/undo", operation_id = "undoEmailChange", tag = "accounts",
+    request_body(content((TokenBody = "application/json"), (TokenBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The account has its old address. An HTML page for the form.", content((Data<EmailNow> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+        (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+    ),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_link", "link_expired", "email_change_conflict", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn undo(state: web::Data<AppState>, body: JsonObject<TokenBody>) -> Result<HttpResponse, ApiError> {
     let email = state.lifecycle.undo_email_change(&link_token(&body.token)?).await?;

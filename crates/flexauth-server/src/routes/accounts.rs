@@ -4,23 +4,51 @@ use flexauth_domain::account::{ConfirmationPage, EmailAddress, NewPassword, Veri
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
 
-use super::{pages, rfc3339, Credentials, Data, JsonObject, Message};
+use super::{pages, rfc3339, Data, JsonObject, Message};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailBody {
+    #[schema(format = "email", max_length = 254, examples("you@company.com"))]
     email: String,
+}
+
+/// An email and a new password, under the sign-up policy.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SignupBody {
+    #[schema(format = "email", max_length = 254, examples("you@company.com"))]
+    email: String,
+    #[schema(min_length = 8, max_length = 256, format = Password)]
+    password: String,
 }
 
 /// The same words whether or not the address was registered already.
 const SIGNUP_ACCEPTED: Message = Message { message: "Check your inbox: a link to verify your email address is on its way." };
 const RESEND_ACCEPTED: Message = Message { message: "If this address belongs to an unverified account, a new verification link is on its way." };
 
+/// Sign up
+///
+/// Accepts a sign-up: the input is checked (the email address first, then the password, under the sign-up policy:
+/// at least 8 characters, at most 256 characters, not a common password), the password is hashed, and flexauth
+/// stores one request and answers `202` with the same body for every address, so neither the answer nor its
+/// timing tells whether the address has an account; a background worker handles the request a moment later
+/// (usually within milliseconds; at most the worker poll interval, 1 s). For an address without an account the
+/// worker creates an unverified account with one sign-up attempt and sends a verification email; for an
+/// unverified account it adds a sign-up attempt (its own verification link and the password chosen in this
+/// sign-up; up to 3 pending attempts, a fourth drops the oldest) and sends its link; for a verified account nothing
+/// changes and the owner gets a "You already have an account" email. A login right after the sign-up can briefly
+/// answer `401 invalid_credentials` before the account exists.
+#[utoipa::path(
+    post, path = "/v1/auth/signup", operation_id = "signup", tag = "accounts",
+    request_body = SignupBody,
+    responses((status = 202, description = "Accepted: the same answer for every address. The account, attempt or email follows a moment later.", body = Data<Message>)),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "password_too_short", "password_too_long", "password_too_common", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
-pub async fn signup(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<Credentials>) -> Result<HttpResponse, ApiError> {
-    let Credentials { email, password } = body.into_inner();
+pub async fn signup(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<SignupBody>) -> Result<HttpResponse, ApiError> {
+    let SignupBody { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = NewPassword::parse(password)?;
     state.accounts.signup(email, &password, state.client_address(&request).as_deref()).await?;
@@ -28,27 +56,51 @@ pub async fn signup(state: web::Data<AppState>, request: HttpRequest, body: Json
     Ok(HttpResponse::Accepted().json(Data { data: SIGNUP_ACCEPTED }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Verified {
     email_verified: bool,
 }
 
 /// A confirmation: the token of the link and, where the link needs one, the password chosen
 /// on the page.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConfirmBody {
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     token: String,
+    /// The password to set, where the link needs one (the sign-up policy applies).
+    #[schema(min_length = 8, max_length = 256, format = Password)]
     password: Option<String>,
 }
 
 /// Parses a confirmation's fields into domain types.
 fn confirmation(body: ConfirmBody) -> Result<(LinkToken, Option<NewPassword>), ApiError> {
     let token = LinkToken::parse(&body.token).map_err(|_| ApiError::InvalidVerificationToken)?;
-    let password = body.password.filter(|password| !password.is_empty()).map(NewPassword::parse).transpose()?;
+    let password = body.password.map(NewPassword::parse).transpose()?;
     Ok((token, password))
 }
 
-/// Confirms an address, as JSON for single-page apps.
+/// Confirm an email address
+///
+/// Confirms the address with the token of a verification link: the address becomes verified, the account's
+/// password is set, and every other pending sign-up attempt of the address is discarded (their links then get
+/// `invalid_verification_token`). The password set is the given `password`, or, without one, the password chosen
+/// in the sign-up of this link, which works only when the link came from the only pending sign-up attempt; a
+/// resent link, or several pending attempts, need `password` (else `400 password_required`). Idempotent: a used
+/// link answers `200` again (a `password` is then ignored). Two forms: `application/json` answers JSON (`200
+/// {"data": {"email_verified": true}}` or the error envelope); `application/x-www-form-urlencoded` (the form of
+/// the confirmation page) answers an HTML page: `200` "Email verified", `200` "Confirm your email address" with a
+/// password field (the link needs a chosen password and none was given), `400` "Confirm your email address" with
+/// the reason (the password is refused by the policy), or `400` "Invalid link" (also for a form the server cannot
+/// read) or "Link expired". Any other `Content-Type` is treated as JSON and gets `415 unsupported_media_type`.
+#[utoipa::path(
+    post, path = "/v1/auth/verify", operation_id = "verifyEmail", tag = "accounts",
+    request_body(content((ConfirmBody = "application/json"), (ConfirmBody = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Verified (also when the link was used already). An HTML page for the form.", content((Data<Verified> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+        (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+    ),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_verification_token", "verification_token_expired", "password_required", "password_too_short", "password_too_long", "password_too_common", "overloaded", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn verify(state: web::Data<AppState>, body: JsonObject<ConfirmBody>) -> Result<HttpResponse, ApiError> {
     let (token, password) = confirmation(body.into_inner())?;
@@ -61,9 +113,27 @@ pub struct VerifyQuery {
     token: String,
 }
 
-/// The link in the email: a page with the one button that confirms (and a password field
-/// where the confirmation must choose the password). Opening it, as a mail scanner does,
-/// changes nothing.
+/// The confirmation page (link in the email)
+///
+/// The link in the verification email. It verifies nothing: it answers a small HTML page "Confirm your email
+/// address" with a form that POSTs (`application/x-www-form-urlencoded`) the token, in a hidden `token` field, to
+/// `/v1/auth/verify`, with the button "Confirm my email address". If the link came from the only pending sign-up
+/// attempt, the form has only the button; if the link was resent or several sign-up attempts are pending, the
+/// form also has a required `password` field (at least 8 characters), and the password typed there becomes the
+/// account's password. `GET` changes nothing, so mail scanners that fetch links do no harm; `HEAD` answers as
+/// `GET` does, without the body, and changes nothing too. A used link shows "Email verified" (`200`); an expired
+/// one "Link expired" (`400`); a missing, malformed or unknown one, or one discarded (by a confirmation with
+/// another link, a password reset, or a fourth sign-up attempt), "Invalid link" (`400`). An infrastructure
+/// failure answers the JSON error envelope with `500`.
+#[utoipa::path(
+    get, path = "/v1/auth/verify", operation_id = "verifyEmailLink", tag = "accounts",
+    params(("token" = String, Query, description = "The token of the verification link: 43 characters of base64url. Missing or malformed, the page says \"Invalid link\" (`400`).", pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+        (status = 400, description = "The page of a link that cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+    ),
+    extensions(("x-flexauth-errors" = json!(["unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn confirmation_page(state: web::Data<AppState>, query: Result<web::Query<VerifyQuery>, actix_web::Error>) -> HttpResponse {
     let Some(token) = query.ok().and_then(|query| LinkToken::parse(&query.token).ok()) else {
@@ -84,7 +154,10 @@ pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::For
         return link_error_page(VerifyEmailError::InvalidToken);
     };
     let token_text = body.token.clone();
-    let (token, password) = match confirmation(body.into_inner()) {
+    let mut body = body.into_inner();
+    // A page without the password field, or with it left empty, sends no password.
+    body.password = body.password.filter(|password| !password.is_empty());
+    let (token, password) = match confirmation(body) {
         Ok(parsed) => parsed,
         Err(ApiError::InvalidPassword(reason)) => {
             return match LinkToken::parse(&token_text) {
@@ -117,6 +190,20 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
     }
 }
 
+/// Send a new verification email
+///
+/// Asks for a new verification link. flexauth stores one request and answers `202` with the same body for every
+/// address, so neither the answer nor its timing tells whether the address has an account; a background worker
+/// handles the request a moment later (usually within milliseconds; at most the worker poll interval, 1 s). For
+/// an unverified account the worker adds a sign-up attempt without a password and sends its link; confirming with
+/// that link needs a chosen password. Earlier links keep working (up to 3 pending attempts; a fourth drops the
+/// oldest). For an unknown or verified address it does nothing.
+#[utoipa::path(
+    post, path = "/v1/auth/verify/resend", operation_id = "resendVerification", tag = "accounts",
+    request_body = EmailBody,
+    responses((status = 202, description = "Accepted: the same answer for every address.", body = Data<Message>)),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "rate_limited", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn resend_verification(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<EmailBody>) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&body.email)?;
@@ -125,14 +212,24 @@ pub async fn resend_verification(state: web::Data<AppState>, request: HttpReques
     Ok(HttpResponse::Accepted().json(Data { data: RESEND_ACCEPTED }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
     id: String,
     email: String,
     email_verified: bool,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
+/// The caller's account
+///
+/// The account of the access token. JWT only: 403 jwt_required with an API key. A token whose account no longer
+/// exists gets `401 invalid_token` ("the account no longer exists").
+#[utoipa::path(
+    get, path = "/v1/auth/me", operation_id = "getMe", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, description = "The account.", body = Data<Me>)),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let account = state.accounts.me(&caller.0).await?;

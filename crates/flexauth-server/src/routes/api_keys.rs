@@ -9,26 +9,33 @@ use crate::auth::LiveCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateBody {
+    /// A label to tell keys apart: 1 to 100 characters, no control characters, not only
+    /// spaces. Stored trimmed.
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
     name: String,
-    /// RFC 3339; keys do not expire unless this is given.
+    /// An RFC 3339 instant in the future; without it the key does not expire.
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
 }
 
 /// A key as listed: never the secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     id: String,
     name: String,
     prefix: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     last_used_at: Option<String>,
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
 }
 
 /// A new key, with its secret shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     view: KeyView,
@@ -46,6 +53,21 @@ pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
     })
 }
 
+/// Create an API key
+///
+/// Creates an API key for the caller's account. The response holds the secret `key`, shown this once only. It
+/// needs a recent authentication: the session must have logged in or re-authenticated (`POST
+/// /v1/auth/reauthenticate`) within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default), else `403
+/// reauthentication_required`; a refresh does not renew it. Creating a key emails the owner "A new API key was
+/// created". JWT only: 403 jwt_required with an API key. An API key cannot create keys. Account management: the
+/// session of the access token is looked up on every call, whatever `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a
+/// token of an ended session gets `401 invalid_token` ("the session of the access token has ended").
+#[utoipa::path(
+    post, path = "/v1/api-keys", operation_id = "createApiKey", tag = "api-keys", security(("bearer" = [])),
+    request_body = CreateBody,
+    responses((status = 201, description = "The key, with its secret, shown this once.", body = Data<CreatedKey>, headers(("cache-control" = String, description = "`no-store`.")))),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_api_key_name", "invalid_expiry", "reauthentication_required", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn create(state: web::Data<AppState>, caller: LiveCaller, body: JsonAfterCaller<CreateBody>) -> Result<HttpResponse, actix_web::Error> {
     let body = body?.into_inner();
@@ -63,12 +85,35 @@ async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> 
         .json(Data { data: CreatedKey { view: view(&key)?, key: secret.expose().to_owned() } }))
 }
 
+/// List the caller's API keys
+///
+/// The caller's keys that are not revoked, oldest first, without their secrets. Expired keys stay listed until
+/// they are revoked. JWT only: 403 jwt_required with an API key. Account management: the session of the access
+/// token is looked up on every call, whatever `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended
+/// session gets `401 invalid_token` ("the session of the access token has ended").
+#[utoipa::path(
+    get, path = "/v1/api-keys", operation_id = "listApiKeys", tag = "api-keys", security(("bearer" = [])),
+    responses((status = 200, description = "The keys that are not revoked, oldest first.", body = Data<Vec<KeyView>>)),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
     let keys = state.api_keys.list(&caller.0).await?;
     Ok(HttpResponse::Ok().json(Data { data: keys.iter().map(view).collect::<Result<Vec<_>, _>>()? }))
 }
 
+/// Revoke an API key
+///
+/// Revokes one of the caller's keys; the next request with it is refused, on every instance. JWT only: 403
+/// jwt_required with an API key. Account management: the session of the access token is looked up on every call,
+/// whatever `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets `401 invalid_token` ("the
+/// session of the access token has ended").
+#[utoipa::path(
+    delete, path = "/v1/api-keys/{id}", operation_id = "revokeApiKey", tag = "api-keys", security(("bearer" = [])),
+    params(("id" = String, Path, description = "An API key id (a UUID). Anything else answers `404 api_key_not_found`.")),
+    responses((status = 204, description = "The key is revoked. No body.")),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "api_key_not_found", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&path).map(ApiKeyId::from_uuid).map_err(|_| ApiError::ApiKeyNotFound)?;

@@ -15,11 +15,13 @@ pub struct EventsQuery {
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventView {
     id: String,
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'static str,
+    #[schema(format = DateTime)]
     at: String,
     ip: Option<String>,
     user_agent: Option<String>,
@@ -27,7 +29,7 @@ pub struct EventView {
     key_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventsPage {
     events: Vec<EventView>,
     /// The cursor of the next page, or null on the last one.
@@ -51,21 +53,47 @@ pub(crate) fn view(event: flexauth_domain::audit::AuditEvent) -> Result<EventVie
 fn parse_cursor(text: &str) -> Result<AuditCursor, ApiError> {
     let invalid = || ApiError::InvalidCursor;
     let (millis, id) = text.split_once('_').ok_or_else(invalid)?;
+    // Only the spelling `cursor_text` writes is a cursor: digits, and the id as a lower-case
+    // hyphenated UUID (the pattern of the OpenAPI document).
+    if millis.is_empty() || millis.len() > 19 || !millis.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(invalid());
+    }
     let millis: i64 = millis.parse().map_err(|_| invalid())?;
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).map_err(|_| invalid())?;
-    Ok(AuditCursor { at, id: uuid::Uuid::parse_str(id).map_err(|_| invalid())? })
+    let id = uuid::Uuid::try_parse(id).ok().filter(|parsed| parsed.hyphenated().to_string() == id).ok_or_else(invalid)?;
+    Ok(AuditCursor { at, id })
 }
 
 fn cursor_text(cursor: &AuditCursor) -> String {
     format!("{}_{}", cursor.at.unix_timestamp_nanos() / 1_000_000, cursor.id)
 }
 
-/// The caller's own security log, newest first, a page at a time.
+/// The caller's security log
+///
+/// The caller's own security log, newest first: logins, refreshes refused, password and address changes, API keys
+/// created and revoked, and the rest (docs/api.md lists every type). Pages of `limit` events (1 to 100, 50 by
+/// default); `next` is the cursor of the next page, or `null` on the last. JWT only: 403 jwt_required with an API
+/// key. Account management: the session of the access token is looked up on every call, whatever
+/// `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets `401 invalid_token` ("the session
+/// of the access token has ended").
+#[utoipa::path(
+    get, path = "/v1/auth/events", operation_id = "listEvents", tag = "accounts", security(("bearer" = [])),
+    params(
+        ("after" = Option<String>, Query, description = "The `next` of the previous page.", pattern = r"^[0-9]{1,19}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+        ("limit" = Option<u32>, Query, description = "Events per page, 50 by default.", minimum = 1, maximum = 100),
+    ),
+    responses((status = 200, description = "A page of the security log.", body = Data<EventsPage>)),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "invalid_cursor", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn list(state: web::Data<AppState>, caller: LiveCaller, query: Result<web::Query<EventsQuery>, actix_web::Error>) -> Result<HttpResponse, ApiError> {
     let query = query.map_err(|_| ApiError::InvalidCursor)?.into_inner();
     let after = query.after.as_deref().map(parse_cursor).transpose()?;
-    let (events, next) = state.audit.list(&caller.0, after, query.limit.unwrap_or(50)).await?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=flexauth_domain::audit::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidCursor);
+    }
+    let (events, next) = state.audit.list(&caller.0, after, limit).await?;
     let events = events.into_iter().map(view).collect::<Result<Vec<_>, ApiError>>()?;
     Ok(HttpResponse::Ok().json(Data { data: EventsPage { events, next: next.as_ref().map(cursor_text) } }))
 }

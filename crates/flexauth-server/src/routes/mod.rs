@@ -7,6 +7,7 @@ mod api_keys;
 mod body;
 mod events;
 mod health;
+mod openapi;
 mod pages;
 mod passwords;
 mod sessions;
@@ -18,6 +19,7 @@ use time::OffsetDateTime;
 
 pub use account::{export_view, ExportView};
 pub use health::not_found;
+pub use openapi::document as openapi_document;
 
 use crate::error::ApiError;
 pub(crate) use body::{JsonAfterCaller, JsonObject};
@@ -88,22 +90,26 @@ fn is_form(context: &guard::GuardContext<'_>) -> bool {
     context.head().headers().get("content-type").and_then(|value| value.to_str().ok()).is_some_and(|value| value.starts_with(FORM))
 }
 
-/// An email and a password, as signup and login take them.
-#[derive(serde::Deserialize)]
+/// An email and a password, as login takes them: only the length limit applies to the
+/// password, so that a password that predates a policy change still logs in.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub(crate) struct Credentials {
+    #[schema(format = "email", max_length = 254, examples("you@company.com"))]
     email: String,
+    #[schema(max_length = 256, format = Password)]
     password: String,
 }
 
 /// The success envelope.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Data<T> {
     pub data: T,
 }
 
 /// A human-readable acknowledgement, for endpoints that must not reveal more.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Message {
+    #[schema(value_type = String)]
     pub message: &'static str,
 }
 

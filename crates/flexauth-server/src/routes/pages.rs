@@ -46,7 +46,7 @@ pub fn page(status: StatusCode, title: &str, body_html: &str) -> HttpResponse {
 }
 
 /// The rules a new password must meet, as the pages state them (the same as the API's).
-pub const PASSWORD_RULES: &str = "At least 8 characters and at most 256 bytes. A very common password is refused.";
+pub const PASSWORD_RULES: &str = "At least 8 characters and at most 256. A very common password is refused.";
 
 /// `text` with a capital first letter: the domain's reasons are written to follow a colon.
 fn sentence(text: &str) -> String {

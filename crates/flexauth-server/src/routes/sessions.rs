@@ -10,7 +10,7 @@ use crate::browser::{self, BrowserPolicy};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshBody {
     refresh_token: String,
 }
@@ -23,10 +23,11 @@ pub struct CookieRefreshBody {
 
 /// Exactly the login response of the contract. With the cookie transport, `refresh_token` is
 /// `null`: the token is in the `Set-Cookie` header only, out of the page's reach.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     access_token: String,
     refresh_token: Option<String>,
+    #[schema(value_type = String, pattern = "^bearer$")]
     token_type: &'static str,
     expires_in: i64,
 }
@@ -66,6 +67,23 @@ fn cookie_refresh_token(state: &AppState, request: &HttpRequest) -> Result<Strin
     browser::refresh_cookie(request, &state.browser)?.ok_or(ApiError::MissingToken)
 }
 
+/// Log in
+///
+/// Exchanges email and password for an access token and a refresh token, and opens a session. Login applies no
+/// password rule other than the 256-character limit. Right after a sign-up, until the worker has created the
+/// account (usually within milliseconds; at most 1 s), the answer is `401 invalid_credentials`. On an unverified
+/// account, the password of any pending sign-up attempt gets `403 email_not_verified`. On an account an operator
+/// disabled (`flexauth accounts disable ID`), the right password gets `403 account_disabled` and opens no
+/// session; a wrong password still gets `401 invalid_credentials`. A login counts as a recent authentication (for
+/// `POST /v1/api-keys`, `DELETE /v1/auth/account` and `POST /v1/auth/email/change`) during
+/// `FLEXAUTH_REAUTHENTICATION_WINDOW`.
+#[utoipa::path(
+    post, path = "/v1/auth/login", operation_id = "login", tag = "sessions",
+    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
+    request_body = Credentials,
+    responses((status = 200, description = "A new session's tokens.", body = Data<TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie; after a login, the `flexauth_device` cookie of a new device.")))),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "password_too_long", "invalid_credentials", "email_not_verified", "account_disabled", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<Credentials>) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = body.into_inner();
@@ -93,8 +111,19 @@ fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::Devic
     browser::cookie_value(request.headers(), crate::state::DEVICE_COOKIE).and_then(|value| flexauth_domain::secret::DeviceToken::parse(&value).ok())
 }
 
-/// Rotates a refresh token, taken from the body or, with `Refresh-Token-Transport: cookie`,
-/// from the refresh cookie (whose successor then replaces it).
+/// Rotate a refresh token
+///
+/// Spends a refresh token and returns a new pair, in the same shape and with the same headers as login. The token
+/// just replaced, presented again within the grace window (10 s by default), gets the current pair again; any
+/// other spent token revokes the whole session (`401 refresh_token_reused`) and emails the owner "Someone may
+/// have a copy of your session". A refresh does not renew the session's recent authentication.
+#[utoipa::path(
+    post, path = "/v1/auth/refresh", operation_id = "refreshTokens", tag = "sessions",
+    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
+    request_body(description = "The refresh token; with `Refresh-Token-Transport: cookie` the body may be left out, and the cookie is read.", content((RefreshBody = "application/json"))),
+    responses((status = 200, description = "The successor pair.", body = Data<TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie; after a login, the `flexauth_device` cookie of a new device.")))),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_refresh_token", "refresh_token_expired", "session_revoked", "refresh_token_reused", "missing_token", "origin_not_allowed", "rate_limited", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn refresh(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let cookie_mode = browser::wants_cookie(&request);
@@ -105,9 +134,12 @@ pub async fn refresh(state: web::Data<AppState>, request: HttpRequest, body: web
     Ok(tokens(pair, cookie_mode.then_some(&state.browser)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct LogoutBody {
+    /// Without a bearer: a refresh token of the session to end.
     refresh_token: Option<String>,
+    /// With a bearer: which sessions to end (`current` by default).
+    #[schema(pattern = "^(current|others|global)$")]
     scope: Option<String>,
 }
 
@@ -120,16 +152,28 @@ fn scope(text: Option<&str>) -> Result<LogoutScope, ApiError> {
     }
 }
 
-/// With a bearer access token: ends the caller's session, or with `{"scope": "others"}` /
-/// `{"scope": "global"}` the account's other sessions or all of them. Without one: ends the
-/// session of the `refresh_token` in the body.
+/// End sessions
+///
+/// Two ways to call it. (1) With `Authorization: Bearer <access_token>` and an optional body `{"scope": "current"
+/// | "others" | "global"}`: ends the caller's session (`current`, the default, also with no body), every other
+/// session of the account (`others`), or every session (`global`); a `refresh_token` in the body is then ignored.
+/// JWT only: 403 jwt_required with an API key. (2) Without an `Authorization` header and with a body
+/// `{"refresh_token": "…"}`: ends that token's session (any refresh token of the session works, even a spent or
+/// expired one). A body, when there is one, must be a JSON object; it is read whatever its `Content-Type`. Ending
+/// a session that has already ended also answers `204` with scope `current` or a refresh token. With scope
+/// `others` or `global` the session of the access token is looked up, whatever
+/// `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says: a token of an ended session gets `401 invalid_token` ("the session
+/// of the access token has ended").
+#[utoipa::path(
+    post, path = "/v1/auth/logout", operation_id = "logout", tag = "sessions", security(("bearer" = []), ()),
+    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
+    request_body(description = "Optional. With a bearer: `scope`. Without one: `refresh_token` (required then).", content((LogoutBody = "application/json"))),
+    responses((status = 204, description = "The sessions are ended. No body.", headers(("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie, cleared.")))),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "invalid_scope", "missing_token", "invalid_token", "invalid_refresh_token", "jwt_required", "origin_not_allowed", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all)]
 pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let body: LogoutBody = if body.is_empty() {
-        LogoutBody::default()
-    } else {
-        super::body::any_object(&body)?
-    };
+    let body: LogoutBody = if body.is_empty() { LogoutBody::default() } else { super::body::any_object(&body)? };
     let cookie_mode = browser::wants_cookie(&request);
     if cookie_mode && body.refresh_token.is_none() && bearer_token(&request)?.is_none() {
         let refresh_token = cookie_refresh_token(&state, &request)?;
@@ -148,16 +192,28 @@ pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web:
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     id: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     last_refreshed_at: String,
     user_agent: Option<String>,
     ip: Option<String>,
     current: bool,
 }
 
+/// List the account's live sessions
+///
+/// The account's live sessions, newest first. JWT only: 403 jwt_required with an API key. Account management: the
+/// session of the access token is looked up on every call, whatever `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a
+/// token of an ended session gets `401 invalid_token` ("the session of the access token has ended").
+#[utoipa::path(
+    get, path = "/v1/auth/sessions", operation_id = "listSessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, description = "The live sessions, newest first.", body = Data<Vec<SessionView>>)),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
     let sessions = state.sessions.list(&caller.0).await?;
@@ -178,6 +234,19 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<Http
     Ok(HttpResponse::Ok().json(Data { data: views }))
 }
 
+/// End one session
+///
+/// Ends one session of the caller's account, the caller's own included; its refresh tokens stop working at once.
+/// Answers `204` also when that session had already ended. JWT only: 403 jwt_required with an API key. Account
+/// management: the session of the access token is looked up on every call, whatever
+/// `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets `401 invalid_token` ("the session
+/// of the access token has ended").
+#[utoipa::path(
+    delete, path = "/v1/auth/sessions/{id}", operation_id = "revokeSession", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A session id (a UUID). Anything else answers `404 session_not_found`.")),
+    responses((status = 204, description = "The session is ended. No body.")),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "session_not_found", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = uuid::Uuid::parse_str(&path).map(SessionId::from_uuid).map_err(|_| ApiError::SessionNotFound)?;
@@ -186,18 +255,32 @@ pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::P
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ReauthenticateBody {
+    #[schema(max_length = 256, format = Password)]
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Reauthenticated {
+    #[schema(format = DateTime)]
     authenticated_at: String,
 }
 
-/// Renews the session's recent authentication with the account's password, for the operations
-/// that need one (creating an API key).
+/// Re-enter the password
+///
+/// Renews the recent authentication of the caller's session by checking the account's password. `POST
+/// /v1/api-keys`, `DELETE /v1/auth/account` and `POST /v1/auth/email/change` need a session that logged in or
+/// re-authenticated within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default). JWT only: 403 jwt_required
+/// with an API key. Account management: the session of the access token is looked up on every call, whatever
+/// `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets `401 invalid_token` ("the session
+/// of the access token has ended").
+#[utoipa::path(
+    post, path = "/v1/auth/reauthenticate", operation_id = "reauthenticate", tag = "sessions", security(("bearer" = [])),
+    request_body = ReauthenticateBody,
+    responses((status = 200, description = "The session's recent authentication is renewed.", body = Data<Reauthenticated>)),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_long", "invalid_current_password", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
 pub async fn reauthenticate(
     state: web::Data<AppState>,

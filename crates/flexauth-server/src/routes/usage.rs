@@ -7,17 +7,28 @@ use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Usage {
     account_id: String,
+    #[schema(value_type = String, pattern = "^(jwt|api_key)$")]
     auth_method: &'static str,
     session_id: Option<String>,
     key_id: Option<String>,
+    #[schema(format = Date)]
     day: String,
     requests_today: u64,
 }
 
-/// The seed's example of a protected endpoint: who is calling, how, and how much.
+/// Who is calling, how, and how much
+///
+/// The example protected endpoint: the caller's account, how it authenticated, and how many authenticated
+/// `/v1/usage` requests the account made today (UTC), this one included. Accepts a JWT access token or an API
+/// key.
+#[utoipa::path(
+    get, path = "/v1/usage", operation_id = "getUsage", tag = "usage", security(("bearer" = [])),
+    responses((status = 200, description = "The caller and today's count.", body = Data<Usage>)),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "unavailable", "internal_error"])))
+)]
 #[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
 pub async fn usage(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let principal = caller.0;

@@ -129,6 +129,54 @@ async fn every_operation_of_the_openapi_description_is_served() {
     app.stop().await;
 }
 
+/// docs/openapi.json is the document the server generates and serves, so a reader of the
+/// repository sees the API of this commit. `just openapi` writes it.
+#[actix_web::test]
+async fn the_openapi_document_in_docs_is_the_one_the_server_serves() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let served = app.client.get(app.url("/openapi.json")).send().await.unwrap().body().limit(4 * 1024 * 1024).await.unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap();
+    assert!(committed.trim_end() == std::str::from_utf8(&served).unwrap(), "docs/openapi.json is not the generated document: run `just openapi`");
+    app.stop().await;
+}
+
+/// Every error code an operation can answer is listed in its answers with the status it has,
+/// and every code of the API is listed by some operation.
+#[actix_web::test]
+async fn the_openapi_document_lists_every_error_code_under_its_status() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let document = app.get("/openapi.json").await.body;
+    let all: Vec<String> =
+        document["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap().iter().map(|code| code.as_str().unwrap().to_owned()).collect();
+    assert!(all.len() >= 40);
+    let mut listed = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, answer) in operation["responses"].as_object().unwrap() {
+                let Some(codes) = answer["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]["enum"].as_array() else {
+                    continue;
+                };
+                assert!(status.starts_with('4') || status.starts_with('5'), "{method} {path}: error codes under {status}");
+                assert!(answer["headers"]["cache-control"].is_object(), "{method} {path} {status}: no cache-control");
+                if status == "401" {
+                    assert!(answer["headers"]["www-authenticate"].is_object(), "{method} {path}: a 401 without www-authenticate");
+                }
+                for code in codes {
+                    listed.insert(code.as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    // Answered outside any one operation: unknown paths and methods.
+    listed.insert("not_found".into());
+    listed.insert("method_not_allowed".into());
+    let unlisted: Vec<&String> = all.iter().filter(|code| !listed.contains(*code)).collect();
+    assert!(unlisted.is_empty(), "codes no operation lists: {unlisted:?}");
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn json_errors_name_what_the_endpoint_takes_never_an_internal_type() {
     let env = TestEnv::new().await;
