@@ -58,8 +58,9 @@ fn parse_cursor(text: &str) -> Result<AuditCursor, ApiError> {
     if millis.is_empty() || millis.len() > 19 || !millis.bytes().all(|byte| byte.is_ascii_digit()) {
         return Err(invalid());
     }
-    let millis: i64 = millis.parse().map_err(|_| invalid())?;
-    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).map_err(|_| invalid())?;
+    let millis: u64 = millis.parse().map_err(|_| invalid())?;
+    // A cursor past the last instant the clock can name pages from the newest event.
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
     let id = uuid::Uuid::try_parse(id).ok().filter(|parsed| parsed.hyphenated().to_string() == id).ok_or_else(invalid)?;
     Ok(AuditCursor { at, id })
 }

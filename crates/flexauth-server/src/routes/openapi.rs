@@ -16,6 +16,10 @@ use crate::error::ErrorCode;
 /// The extension in which an operation lists the codes of its error answers.
 const ERRORS_EXTENSION: &str = "x-flexauth-errors";
 
+/// The extension that marks a body the operation also takes absent (utoipa marks every body of
+/// a type that is not an `Option` required, and an `Option` would allow a JSON `null`).
+const OPTIONAL_BODY_EXTENSION: &str = "x-flexauth-optional-body";
+
 const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is docs/api.md.
 
 - Request bodies are JSON objects and need `Content-Type: application/json` (else `415 unsupported_media_type`); unknown fields are ignored (except by `POST /v1/auth/email/change`, which refuses them with `400 invalid_json`); a body that is not a JSON object, not of the expected shape or misses a field gets `400 invalid_json`. Bodies over 16 KiB get `413 payload_too_large`.
@@ -112,6 +116,11 @@ fn complete(document: &mut Value) {
 
 fn complete_operation(operation: &mut Value) {
     let Some(operation) = operation.as_object_mut() else { return };
+    if operation.remove(OPTIONAL_BODY_EXTENSION).is_some() {
+        if let Some(body) = operation.get_mut("requestBody").and_then(Value::as_object_mut) {
+            body.insert("required".into(), Value::Bool(false));
+        }
+    }
     let codes: Vec<ErrorCode> = operation
         .remove(ERRORS_EXTENSION)
         .and_then(|listed| listed.as_array().cloned())

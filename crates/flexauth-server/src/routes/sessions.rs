@@ -167,9 +167,9 @@ fn scope(text: Option<&str>) -> Result<LogoutScope, ApiError> {
 #[utoipa::path(
     post, path = "/v1/auth/logout", operation_id = "logout", tag = "sessions", security(("bearer" = []), ()),
     params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
-    request_body(description = "Optional. With a bearer: `scope`. Without one: `refresh_token` (required then).", content((LogoutBody = "application/json"))),
+    request_body(description = "Optional. With a bearer: `scope`. Without one: `refresh_token` (required then).", content = LogoutBody, content_type = "application/json"),
     responses((status = 204, description = "The sessions are ended. No body.", headers(("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie, cleared.")))),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "invalid_scope", "missing_token", "invalid_token", "invalid_refresh_token", "jwt_required", "origin_not_allowed", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-optional-body" = json!(true)), ("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "invalid_scope", "missing_token", "invalid_token", "invalid_refresh_token", "jwt_required", "origin_not_allowed", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
