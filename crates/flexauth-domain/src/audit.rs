@@ -9,8 +9,8 @@ use uuid::Uuid;
 use crate::account::AccountId;
 use crate::api_key::ApiKeyId;
 use crate::principal::LiveSession;
-use crate::runtime::{random_uuid, SecureRandom};
 use crate::session::{ClientInfo, SessionId};
+use crate::system::{random_uuid, SecureRandom};
 use crate::InfraError;
 
 /// What happened.
@@ -202,7 +202,7 @@ impl AuditService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::MockSecureRandom;
+    use crate::system::MockSecureRandom;
     use time::macros::datetime;
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
-use crate::runtime::Clock;
+use crate::system::Clock;
 use crate::InfraError;
 
 /// How long each kind of record is kept.

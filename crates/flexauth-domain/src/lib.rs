@@ -21,7 +21,7 @@
 //! use flexauth_domain::account::{AccountService, AccountSettings, EmailAddress, NewPassword, Password};
 //! use flexauth_domain::limits::LimitSettings;
 //! use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport, OutgoingEmail, SendError};
-//! use flexauth_domain::runtime::{Clock, SecureRandom};
+//! use flexauth_domain::system::{Clock, SecureRandom};
 //! use flexauth_domain::secret::LinkToken;
 //! use flexauth_domain::session::{ClientInfo, SessionService, SessionSettings};
 //!
@@ -118,9 +118,9 @@ pub mod lifecycle;
 pub mod limits;
 pub mod mail;
 pub mod principal;
-pub mod runtime;
 pub mod secret;
 pub mod session;
+pub mod system;
 pub mod usage;
 
 mod error;

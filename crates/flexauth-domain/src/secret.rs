@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{random_array, SecureRandom};
+use crate::system::{random_array, SecureRandom};
 
 /// The SHA-256 digest under which a secret is stored and looked up.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,7 +127,7 @@ pub struct MalformedToken;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::MockSecureRandom;
+    use crate::system::MockSecureRandom;
 
     fn random_filled_with(byte: u8) -> MockSecureRandom {
         let mut random = MockSecureRandom::new();

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use time::{Date, Duration, OffsetDateTime};
 
 use crate::account::AccountId;
-use crate::runtime::Clock;
+use crate::system::Clock;
 use crate::InfraError;
 
 /// Requests of one account on one UTC day: an increment to add, or a stored total.

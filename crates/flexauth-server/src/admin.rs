@@ -8,8 +8,8 @@ use flexauth_domain::lifecycle::AdminError;
 use serde::Serialize;
 
 use crate::config::{AccountsCommand, Settings};
-use crate::runtime::{OsRandom, SystemClock};
 use crate::startup::{self, StartupError};
+use crate::system::{OsRandom, SystemClock};
 
 /// Why an operator's command failed; its message is the one line printed.
 #[derive(Debug, thiserror::Error)]

@@ -6,26 +6,34 @@ use actix_web::{web, FromRequest, HttpRequest};
 use flexauth_domain::principal::{LiveSession, Principal};
 use futures_util::future::LocalBoxFuture;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// The caller of a protected endpoint, authenticated by a JWT access token or an API key.
 /// Operations reserved to JWT callers are refused by the domain services themselves.
 #[derive(Debug, Clone, Copy)]
-pub struct Authenticated(pub Principal);
+pub struct Authenticated(Principal);
+
+impl std::ops::Deref for Authenticated {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
 
 /// The credential of an `Authorization: Bearer …` header; `None` without such a header.
 ///
 /// # Errors
-/// [`ApiError::InvalidToken`] for an `Authorization` header that is not a bearer credential.
+/// an `invalid_token` error for an `Authorization` header that is not a bearer credential.
 pub fn bearer_token(request: &HttpRequest) -> Result<Option<&str>, ApiError> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken("the Authorization header is not valid text"))?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken("the Authorization header must be `Bearer <token>`"))?;
+    let value = value.to_str().map_err(|_| ApiError::invalid_token("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::invalid_token("the Authorization header must be `Bearer <token>`"))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::InvalidToken("the Authorization header must be `Bearer <token>`"));
+        return Err(ApiError::invalid_token("the Authorization header must be `Bearer <token>`"));
     }
     Ok(Some(token.trim()))
 }
@@ -38,8 +46,8 @@ impl FromRequest for Authenticated {
         let state = request.app_data::<web::Data<AppState>>().cloned();
         let credential = bearer_token(request).map(|token| token.map(str::to_owned));
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
-            let credential = credential?.ok_or(ApiError::MissingToken)?;
+            let state = state.ok_or_else(|| ApiError::unexpected("application state is missing"))?;
+            let credential = credential?.ok_or(ApiError::from(ErrorCode::MissingToken))?;
             let outcome = state.bearer.authenticate(&credential).await;
             if flexauth_domain::api_key::ApiKeySecret::looks_like_api_key(&credential) {
                 state.metrics.api_key_authentication(&outcome);
@@ -55,7 +63,15 @@ impl FromRequest for Authenticated {
 /// The caller of an endpoint that manages the account (keys, sessions, the password): a JWT
 /// whose session was found live in storage during this request.
 #[derive(Debug, Clone, Copy)]
-pub struct LiveCaller(pub LiveSession);
+pub struct LiveCaller(LiveSession);
+
+impl std::ops::Deref for LiveCaller {
+    type Target = LiveSession;
+
+    fn deref(&self) -> &LiveSession {
+        &self.0
+    }
+}
 
 impl FromRequest for LiveCaller {
     type Error = ApiError;
@@ -65,7 +81,7 @@ impl FromRequest for LiveCaller {
         let state = request.app_data::<web::Data<AppState>>().cloned();
         let authenticated = Authenticated::from_request(request, payload);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Unexpected("application state is missing".into()))?;
+            let state = state.ok_or_else(|| ApiError::unexpected("application state is missing"))?;
             let Authenticated(principal) = authenticated.await?;
             Ok(LiveCaller(state.sessions.require_live(&principal).await?))
         })

@@ -12,7 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod request_id;
 pub mod routes;
-pub mod runtime;
 pub mod startup;
 pub mod state;
+pub mod system;
 pub mod worker;

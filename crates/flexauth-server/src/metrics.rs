@@ -14,8 +14,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use flexauth_argon2::Argon2Hasher;
-use flexauth_domain::runtime::Clock;
 use flexauth_domain::session::{AuthenticateError, LoginError, RefreshError, TokenPair};
+use flexauth_domain::system::Clock;
 use flexauth_store::Store;
 use prometheus::{Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -160,7 +160,7 @@ impl Metrics {
             Ok(pair) if pair.replayed => "grace_replay",
             Ok(_) => "rotated",
             Err(RefreshError::Reused { .. }) => "reuse_detected",
-            Err(RefreshError::InvalidToken(_)) => "invalid",
+            Err(RefreshError::InvalidToken(_) | RefreshError::UnknownSession) => "invalid",
             Err(RefreshError::Expired) => "expired",
             Err(RefreshError::Revoked) => "revoked",
             Err(RefreshError::Throttled(_)) => "throttled",

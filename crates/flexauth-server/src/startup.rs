@@ -16,8 +16,8 @@ use flexauth_domain::housekeeping::HousekeepingService;
 use flexauth_domain::lifecycle::{LifecycleService, LifecycleSettings};
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
-use flexauth_domain::runtime::{Clock, SecureRandom};
 use flexauth_domain::session::{SessionService, SessionSettings};
+use flexauth_domain::system::{Clock, SecureRandom};
 use flexauth_domain::usage::UsageService;
 use flexauth_jwt::{JwtSettings, JwtTokens, KeyEncryptionKey, KeyError, KeyRing, RingKey, RingPlan, SigningKeyPair};
 use flexauth_mail::{FileMailer, MailConfigError, SmtpMailer};
@@ -26,9 +26,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{MailConfig, Settings, SigningKeySource};
-use crate::error::{json_error, ApiError};
-use crate::runtime::{OsRandom, SystemClock};
+use crate::error::{json_error, ApiError, ErrorCode};
 use crate::state::AppState;
+use crate::system::{OsRandom, SystemClock};
 use crate::{request_id, routes, worker};
 
 /// Largest request body accepted; every request of the API fits in a fraction of it.
@@ -292,12 +292,12 @@ fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::
     }
     let status = response.status();
     let error = match status.as_u16() {
-        404 => ApiError::NotFound,
-        405 => ApiError::MethodNotAllowed,
-        413 => ApiError::PayloadTooLarge,
-        415 => ApiError::UnsupportedMediaType,
-        400..=499 => ApiError::InvalidJson(status.canonical_reason().unwrap_or("bad request").to_lowercase()),
-        _ => ApiError::Unexpected(format!("the framework answered {status}").into()),
+        404 => ApiError::from(ErrorCode::NotFound),
+        405 => ApiError::from(ErrorCode::MethodNotAllowed),
+        413 => ApiError::from(ErrorCode::PayloadTooLarge),
+        415 => ApiError::from(ErrorCode::UnsupportedMediaType),
+        400..=499 => ApiError::with_message(ErrorCode::InvalidJson, status.canonical_reason().unwrap_or("bad request").to_lowercase()),
+        _ => ApiError::unexpected(format!("the framework answered {status}")),
     };
     let (request, _) = response.into_parts();
     let mut replacement = error.error_response();

@@ -42,8 +42,8 @@ pub use error::StoreError;
 pub use observability::{OutboxBacklog, PoolUsage};
 pub use signing_keys::{StoredSigningKey, GENERATED_SLOT};
 
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+pub(crate) const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+pub(crate) const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
 /// How long a query waits for a pooled connection before the database counts as unreachable.
 const CONNECTION_TIMEOUT: Duration = Duration::from_millis(1500);

@@ -1,11 +1,16 @@
 //! Disposable databases for tests: a temporary SQLite file, or a fresh PostgreSQL database
 //! created on the server named by `FLEXAUTH_TEST_POSTGRES_URL` and dropped afterwards.
 
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::OnceLock;
+
 use diesel::connection::SimpleConnection as _;
 use diesel::pg::PgConnection;
 use diesel::Connection as _;
+use diesel::RunQueryDsl as _;
+use diesel_migrations::MigrationHarness as _;
 
-use crate::{DatabaseConfig, Store};
+use crate::{DatabaseConfig, Store, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// The variable naming a PostgreSQL server (any database on it) tests may create databases on,
 /// e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
@@ -55,8 +60,11 @@ impl TestDatabase {
     #[allow(clippy::expect_used)]
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let config = DatabaseConfig::Sqlite(dir.path().join("flexauth.sqlite3"));
+        let path = dir.path().join("flexauth.sqlite3");
+        std::fs::copy(sqlite_template(), &path).expect("copy the migrated template");
+        let config = DatabaseConfig::Sqlite(path);
         let store = Store::connect(config.clone()).expect("open SQLite");
+        // Nothing is pending on a copy of the template; this checks it.
         store.migrate().await.expect("migrate SQLite");
         Self { store, config, cleanup: Cleanup::Sqlite(dir) }
     }
@@ -77,7 +85,8 @@ impl TestDatabase {
         };
         let name = format!("flexauth_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::establish(&admin_url).expect("connect to the PostgreSQL test server");
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create a test database");
+        let template = postgres_template(&admin_url);
+        create_from_template(&mut admin, &name, template);
         let mut url = url::Url::parse(&admin_url).expect("FLEXAUTH_TEST_POSTGRES_URL is a URL");
         url.set_path(&name);
         let config = DatabaseConfig::Postgres(url.to_string());
@@ -157,9 +166,214 @@ impl TestDatabase {
         }
     }
 
+    /// The schema the migrations made, one line per column, index and foreign key, in words
+    /// both backends share (`bytea` and SQLite's `BLOB` are both `binary`), sorted: two
+    /// databases whose lines differ have drifted apart.
+    ///
+    /// # Panics
+    /// When the catalogue cannot be read; this is test support.
+    #[allow(clippy::expect_used)]
+    pub fn schema(&self) -> Vec<String> {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        #[derive(diesel::QueryableByName)]
+        struct Line {
+            #[diesel(sql_type = Text)]
+            line: String,
+        }
+        #[derive(diesel::QueryableByName)]
+        struct Column {
+            #[diesel(sql_type = Text)]
+            table_name: String,
+            #[diesel(sql_type = Text)]
+            column_name: String,
+            #[diesel(sql_type = Text)]
+            data_type: String,
+            #[diesel(sql_type = BigInt)]
+            not_null: i64,
+            #[diesel(sql_type = BigInt)]
+            primary_key: i64,
+            #[diesel(sql_type = Nullable<Text>)]
+            default_value: Option<String>,
+        }
+        let (columns, mut lines): (Vec<Column>, Vec<Line>) = match &self.config {
+            DatabaseConfig::Postgres(url) => {
+                let mut c = PgConnection::establish(url).expect("connect to the test database");
+                let columns = diesel::sql_query(
+                    "SELECT c.table_name::text AS table_name, c.column_name::text AS column_name, c.data_type::text AS data_type, \
+                     (CASE WHEN c.is_nullable = 'NO' THEN 1 ELSE 0 END)::int8 AS not_null, \
+                     (CASE WHEN EXISTS (SELECT 1 FROM information_schema.table_constraints t JOIN information_schema.key_column_usage k \
+                        ON t.constraint_name = k.constraint_name AND t.table_name = k.table_name \
+                        WHERE t.constraint_type = 'PRIMARY KEY' AND t.table_name = c.table_name AND k.column_name = c.column_name) THEN 1 ELSE 0 END)::int8 AS primary_key, \
+                     c.column_default::text AS default_value \
+                     FROM information_schema.columns c WHERE c.table_schema = 'public' AND c.table_name <> '__diesel_schema_migrations'",
+                )
+                .load(&mut c)
+                .expect("read the columns");
+                let lines = diesel::sql_query(
+                    "SELECT 'index ' || t.relname || ' ' || CASE WHEN i.indisunique THEN 'unique ' ELSE '' END || \
+                       string_agg(a.attname, ',' ORDER BY array_position(i.indkey::int2[], a.attnum)) AS line \
+                     FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+                     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey) \
+                     WHERE n.nspname = 'public' AND NOT i.indisprimary AND t.relname <> '__diesel_schema_migrations' \
+                     GROUP BY t.relname, i.indexrelid, i.indisunique \
+                     UNION ALL \
+                     SELECT 'foreign key ' || cl.relname || '.' || a.attname || ' -> ' || fcl.relname || '.' || fa.attname || ' on delete ' || \
+                       CASE con.confdeltype WHEN 'c' THEN 'cascade' WHEN 'n' THEN 'set null' WHEN 'r' THEN 'restrict' ELSE 'no action' END \
+                     FROM pg_constraint con JOIN pg_class cl ON cl.oid = con.conrelid JOIN pg_class fcl ON fcl.oid = con.confrelid \
+                     JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1] \
+                     JOIN pg_attribute fa ON fa.attrelid = con.confrelid AND fa.attnum = con.confkey[1] \
+                     WHERE con.contype = 'f'",
+                )
+                .load(&mut c)
+                .expect("read the indexes and foreign keys");
+                (columns, lines)
+            }
+            DatabaseConfig::Sqlite(path) => {
+                let mut c = diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).expect("open SQLite");
+                let columns = diesel::sql_query(
+                    "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, p.\"notnull\" AS not_null, \
+                     (p.pk > 0) AS primary_key, p.dflt_value AS default_value \
+                     FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND m.name <> '__diesel_schema_migrations'",
+                )
+                .load(&mut c)
+                .expect("read the columns");
+                let lines = diesel::sql_query(
+                    "SELECT 'index ' || m.name || ' ' || CASE WHEN l.\"unique\" THEN 'unique ' ELSE '' END || \
+                       (SELECT group_concat(name, ',') FROM (SELECT i.name FROM pragma_index_info(l.name) i ORDER BY i.seqno)) AS line \
+                     FROM sqlite_master m JOIN pragma_index_list(m.name) l \
+                     WHERE m.type = 'table' AND l.origin <> 'pk' AND m.name <> '__diesel_schema_migrations' \
+                     UNION ALL \
+                     SELECT 'foreign key ' || m.name || '.' || f.\"from\" || ' -> ' || f.\"table\" || '.' || f.\"to\" || ' on delete ' || lower(f.on_delete) \
+                     FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'",
+                )
+                .load(&mut c)
+                .expect("read the indexes and foreign keys");
+                (columns, lines)
+            }
+        };
+        let mut schema: Vec<String> = columns
+            .into_iter()
+            .map(|column| {
+                let data_type = match column.data_type.to_ascii_lowercase().as_str() {
+                    "bytea" | "blob" => "binary".to_owned(),
+                    other => other.to_owned(),
+                };
+                // A primary key is never null; SQLite only says so for INTEGER keys.
+                let not_null = column.not_null == 1 || column.primary_key == 1;
+                // PostgreSQL spells a default with its type (`'x'::text`).
+                let default = column.default_value.map(|value| value.split("::").next().unwrap_or_default().trim_matches(|c| c == '(' || c == ')').to_owned());
+                format!(
+                    "column {}.{} {data_type}{}{}{}",
+                    column.table_name,
+                    column.column_name,
+                    if not_null { " not null" } else { "" },
+                    if column.primary_key == 1 { " primary key" } else { "" },
+                    default.map(|value| format!(" default {value}")).unwrap_or_default()
+                )
+            })
+            .collect();
+        schema.extend(lines.drain(..).map(|line| line.line));
+        schema.sort();
+        schema
+    }
+
     /// How to connect to this database again, e.g. from a second server instance.
     pub fn config(&self) -> &DatabaseConfig {
         &self.config
+    }
+}
+
+/// A fingerprint of a backend's migration files, so that a template made from other
+/// migrations is never used.
+#[allow(clippy::expect_used)]
+fn migrations_fingerprint(backend: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(backend);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .expect("the migrations directory")
+        .filter_map(Result::ok)
+        .flat_map(|entry| ["up.sql", "down.sql"].map(|file| entry.path().join(file)))
+        .collect();
+    files.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in files {
+        file.file_name().hash(&mut hasher);
+        file.parent().and_then(|parent| parent.file_name()).hash(&mut hasher);
+        std::fs::read(&file).unwrap_or_default().hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+/// The migrated SQLite file every SQLite test database is copied from: migrating takes longer
+/// than copying a file, and every test needs the same schema. Made once per fingerprint, in
+/// the temporary directory, and renamed into place whole so that concurrent test processes
+/// never see a half-made one.
+#[allow(clippy::expect_used)]
+fn sqlite_template() -> &'static std::path::Path {
+    static TEMPLATE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("flexauth-template-{}.sqlite3", migrations_fingerprint("sqlite")));
+        if !path.exists() {
+            let building = std::env::temp_dir().join(format!("flexauth-template-{}.building", uuid::Uuid::new_v4().simple()));
+            let mut connection = diesel::sqlite::SqliteConnection::establish(&building.display().to_string()).expect("create the SQLite template");
+            connection.run_pending_migrations(SQLITE_MIGRATIONS).expect("migrate the SQLite template");
+            drop(connection);
+            std::fs::rename(&building, &path).expect("put the SQLite template in place");
+        }
+        path
+    })
+}
+
+/// The migrated PostgreSQL database every PostgreSQL test database is created from
+/// (`CREATE DATABASE … TEMPLATE`, a file copy on the server). It is made once per fingerprint of
+/// the migrations and kept between runs; a session-level advisory lock makes concurrent test
+/// processes wait for the one that makes it, and templates of older migrations are dropped.
+#[allow(clippy::expect_used)]
+fn postgres_template(admin_url: &str) -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let name = format!("flexauth_template_{}", migrations_fingerprint("postgres"));
+        let mut admin = PgConnection::establish(admin_url).expect("connect to the PostgreSQL test server");
+        admin.batch_execute("SELECT pg_advisory_lock(7236510984563)").expect("take the template lock");
+        let exists = diesel::dsl::sql::<diesel::sql_types::Text>("SELECT datname FROM pg_database WHERE datname = ")
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .load::<String>(&mut admin)
+            .map(|found| !found.is_empty())
+            .expect("look the template up");
+        if !exists {
+            admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create the template");
+            let mut url = url::Url::parse(admin_url).expect("FLEXAUTH_TEST_POSTGRES_URL is a URL");
+            url.set_path(&name);
+            let mut template = PgConnection::establish(url.as_str()).expect("connect to the template");
+            template.run_pending_migrations(POSTGRES_MIGRATIONS).expect("migrate the template");
+            drop(template);
+            let stale: Vec<String> =
+                diesel::dsl::sql::<diesel::sql_types::Text>("SELECT datname FROM pg_database WHERE datname LIKE 'flexauth\\_template\\_%' AND datname <> ")
+                    .bind::<diesel::sql_types::Text, _>(&name)
+                    .load(&mut admin)
+                    .unwrap_or_default();
+            for database in stale {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database}"));
+            }
+        }
+        admin.batch_execute("SELECT pg_advisory_unlock(7236510984563)").expect("release the template lock");
+        name
+    })
+}
+
+/// Creates database `name` as a copy of `template`. PostgreSQL refuses the copy while another
+/// session is connected to the template, which the moment after it was made can briefly be
+/// its own maker's; the copy is then tried again.
+#[allow(clippy::expect_used, clippy::panic)]
+fn create_from_template(admin: &mut PgConnection, name: &str, template: &str) {
+    for attempt in 0..50 {
+        match admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")) {
+            Ok(()) => return,
+            Err(error) if error.to_string().contains("is being accessed by other users") && attempt < 49 => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(error) => panic!("create a test database from the template: {error}"),
+        }
     }
 }
 

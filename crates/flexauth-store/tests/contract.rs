@@ -130,3 +130,20 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The two migration trees differ in their SQL (BYTEA and BLOB; a trigger only PostgreSQL has;
+/// a table rebuilt where SQLite cannot drop a constraint) but must build the same tables,
+/// columns, types, keys, defaults and indexes.
+#[tokio::test]
+async fn both_migration_trees_build_the_same_schema() {
+    let Some(postgres) = TestDatabase::postgres().await else { return };
+    let sqlite = TestDatabase::sqlite().await;
+    let (postgres, sqlite) = (postgres.schema(), sqlite.schema());
+    assert!(postgres.len() > 60, "{postgres:#?}");
+    let only_postgres: Vec<&String> = postgres.iter().filter(|line| !sqlite.contains(line)).collect();
+    let only_sqlite: Vec<&String> = sqlite.iter().filter(|line| !postgres.contains(line)).collect();
+    assert!(
+        only_postgres.is_empty() && only_sqlite.is_empty(),
+        "the migration trees drifted apart:\nonly on PostgreSQL: {only_postgres:#?}\nonly on SQLite: {only_sqlite:#?}"
+    );
+}

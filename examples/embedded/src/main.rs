@@ -16,9 +16,9 @@ use axum::{Json, Router};
 use flexauth_domain::account::{AccountService, AccountSettings, EmailAddress, NewPassword, Password, SignupError, VerifyEmailError};
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport, OutgoingEmail, SendError};
-use flexauth_domain::runtime::{Clock, SecureRandom};
 use flexauth_domain::secret::LinkToken;
 use flexauth_domain::session::{AuthenticateError, ClientInfo, LoginError, RefreshError, SessionService, SessionSettings, TokenPair};
+use flexauth_domain::system::{Clock, SecureRandom};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -119,7 +119,7 @@ impl From<LoginError> for Failure {
 impl From<RefreshError> for Failure {
     fn from(error: RefreshError) -> Self {
         match error {
-            RefreshError::InvalidToken(_) => Self(StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+            RefreshError::InvalidToken(_) | RefreshError::UnknownSession => Self(StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
             RefreshError::Expired => Self(StatusCode::UNAUTHORIZED, "refresh_token_expired"),
             RefreshError::Revoked => Self(StatusCode::UNAUTHORIZED, "session_revoked"),
             RefreshError::Reused { .. } => Self(StatusCode::UNAUTHORIZED, "refresh_token_reused"),

@@ -14,10 +14,10 @@ use crate::mail::{
     account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email, EmailKind, LeaseId, Outbox,
 };
 use crate::principal::{LiveSession, Principal, SessionRequired};
-use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::secret::LinkToken;
 use crate::session::ClientInfo;
 use crate::session::RevocationReason;
+use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
 /// How many unused sign-up attempts an unverified address keeps; a further attempt drops the
@@ -554,9 +554,9 @@ mod tests {
     use super::*;
     use crate::account::{MockAccountRepository, MockAccountRequestQueue, MockPasswordHasher};
     use crate::mail::{EmailKind, MockOutbox};
-    use crate::runtime::{MockClock, MockSecureRandom};
     use crate::secret::TokenHash;
     use crate::session::SessionId;
+    use crate::system::{MockClock, MockSecureRandom};
     use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::Mutex;
     use time::macros::datetime;

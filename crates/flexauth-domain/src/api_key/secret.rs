@@ -2,8 +2,8 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::runtime::SecureRandom;
 use crate::secret::TokenHash;
+use crate::system::SecureRandom;
 
 /// Every flexauth API key starts with this, so secret scanners can find leaked keys.
 pub const API_KEY_PREFIX: &str = "fo_live_";
@@ -125,7 +125,7 @@ impl fmt::Debug for ApiKeySecret {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::MockSecureRandom;
+    use crate::system::MockSecureRandom;
     use std::sync::atomic::{AtomicU8, Ordering};
 
     fn random() -> MockSecureRandom {

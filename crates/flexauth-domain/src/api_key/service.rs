@@ -7,8 +7,8 @@ use crate::account::AccountRepository;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::mail::api_key_created_email;
 use crate::principal::{AuthMethod, LiveSession, Principal, ReauthenticationRequired};
-use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::session::AuthenticateError;
+use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
 /// `last_used_at` is written at most once per this interval per key, so a busy key does not
@@ -180,8 +180,8 @@ mod tests {
     use crate::account::{Account, AccountId, EmailAddress, MockAccountRepository, PasswordHash};
     use crate::api_key::{ApiKeyNameError, MockApiKeyRepository};
     use crate::mail::EmailKind;
-    use crate::runtime::{MockClock, MockSecureRandom};
     use crate::session::SessionId;
+    use crate::system::{MockClock, MockSecureRandom};
     use std::sync::atomic::{AtomicU8, Ordering};
     use time::macros::datetime;
     use uuid::Uuid;

@@ -9,9 +9,9 @@ use crate::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog, MAX_PAGE};
 use crate::limits::{LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{account_deleted_email, email_change_address_taken_email, email_change_confirmation_email, email_change_requested_email};
 use crate::principal::{LiveSession, ReauthenticationRequired};
-use crate::runtime::{random_uuid, Clock, SecureRandom};
 use crate::secret::LinkToken;
 use crate::session::{ClientInfo, SessionRepository};
+use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
 /// What the lifecycle rules need to know.

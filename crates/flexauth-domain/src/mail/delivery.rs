@@ -3,7 +3,7 @@ use std::sync::Arc;
 use time::Duration;
 
 use super::{LeaseId, MailTransport, Outbox, SendError};
-use crate::runtime::{random_uuid, Clock, SecureRandom};
+use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
 /// How the delivery worker paces itself.
@@ -121,7 +121,7 @@ mod tests {
     use super::*;
     use crate::account::EmailAddress;
     use crate::mail::{EmailKind, MockMailTransport, MockOutbox, OutboxEntry, OutgoingEmail};
-    use crate::runtime::{MockClock, MockSecureRandom};
+    use crate::system::{MockClock, MockSecureRandom};
     use mockall::predicate::{always, eq};
     use time::macros::datetime;
     use time::OffsetDateTime;

@@ -221,7 +221,7 @@ pub fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::MockSecureRandom;
+    use crate::system::MockSecureRandom;
 
     #[test]
     fn verification_email_links_to_the_public_url_in_both_bodies() {

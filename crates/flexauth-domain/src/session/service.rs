@@ -11,7 +11,7 @@ use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, email_key, LimitPolicy, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
 use crate::principal::{AuthMethod, LiveSession, Principal, SessionRequired};
-use crate::runtime::{random_array, random_uuid, Clock, SecureRandom};
+use crate::system::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
 /// Lifetimes and windows of the session rules.
@@ -82,9 +82,13 @@ pub enum LoginError {
 /// Why a refresh (or a logout by refresh token) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
-    /// Not a refresh token this server issued, or its session is gone.
+    /// Not a refresh token this server issued.
     #[error("the refresh token is invalid: {0}")]
     InvalidToken(TokenRejection),
+    /// A refresh token flexauth signed whose session is not stored (erased with its account,
+    /// or purged), or belongs to another account.
+    #[error("the session of the refresh token is unknown")]
+    UnknownSession,
     /// The token or its session is past its lifetime.
     #[error("the refresh token has expired")]
     Expired,
@@ -632,7 +636,7 @@ impl SessionService {
 
     async fn session_of(&self, claims: &RefreshClaims) -> Result<Session, RefreshError> {
         let session = self.sessions.find(claims.session_id).await?;
-        session.filter(|session| session.account_id() == claims.account_id).ok_or(RefreshError::InvalidToken(TokenRejection::Malformed))
+        session.filter(|session| session.account_id() == claims.account_id).ok_or(RefreshError::UnknownSession)
     }
 
     /// Ends a session whose spent token came back and tells its owner, who may be the only
@@ -678,8 +682,8 @@ mod tests {
     use super::*;
     use crate::account::{Account, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, PasswordHash, SignupAttempt};
     use crate::mail::EmailKind;
-    use crate::runtime::{MockClock, MockSecureRandom};
     use crate::session::{MockSessionRepository, MockTokenSigner, StoredSession};
+    use crate::system::{MockClock, MockSecureRandom};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     use std::sync::atomic::{AtomicU8, Ordering};
@@ -991,7 +995,7 @@ mod tests {
         let mut ports = Ports::new();
         ports.sessions.expect_find().returning(|_| Ok(None));
         let outcome = ports.service().refresh(&refresh_token_for(&RefreshSecret::from_bytes([1; 32])), None).await;
-        assert!(matches!(outcome, Err(RefreshError::InvalidToken(_))));
+        assert!(matches!(outcome, Err(RefreshError::UnknownSession)));
     }
 
     fn signer_returning(claims: AccessClaims) -> MockTokenSigner {

@@ -1,7 +1,9 @@
-//! The one place where failures become HTTP responses: every domain error is matched
-//! explicitly to a status and a stable `code`.
+//! The one place where failures become HTTP responses. An [`ApiError`] is a code from the
+//! table in [`code`](ErrorCode), the sentence the client reads, and for the log the cause; each
+//! domain error becomes one in a single `match`, below. Adding a domain error is one arm there.
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -20,163 +22,70 @@ use crate::request_id;
 mod code;
 pub use code::{ErrorCode, ErrorSpec};
 
-/// An error answered to the client.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("the request body is not valid JSON for this endpoint: {0}")]
-    InvalidJson(String),
-    #[error("the request body must be application/json")]
-    UnsupportedMediaType,
-    #[error("the request body is larger than 16 KiB")]
-    PayloadTooLarge,
-    #[error("{0}")]
-    InvalidEmail(EmailError),
-    #[error("{0}")]
-    InvalidPassword(PasswordError),
-    #[error("the token is malformed or unknown")]
-    InvalidVerificationToken,
-    #[error("the verification link has expired; request a new one")]
-    VerificationTokenExpired,
-    /// The confirmation must choose the password (a resent link, or several pending sign-ups).
-    #[error("choose a password to confirm your email address with this link")]
-    PasswordRequired,
-    /// Creating an API key needs a recent authentication.
-    #[error("re-enter your password at /v1/auth/reauthenticate, then try again")]
-    ReauthenticationRequired,
-    #[error("invalid email or password")]
-    InvalidCredentials,
-    #[error("verify your email address before logging in")]
-    EmailNotVerified,
-    #[error("this account is disabled; contact the operator of this service")]
-    AccountDisabled,
-    #[error("the account has this email address already")]
-    EmailUnchanged,
-    #[error("the link is not valid or was used already")]
-    InvalidEmailChangeLink,
-    #[error("the link has expired")]
-    EmailChangeLinkExpired,
-    /// The address moved or was taken since the link was sent.
-    #[error("{0}")]
-    EmailChangeConflict(&'static str),
-    #[error("the refresh token is invalid")]
-    InvalidRefreshToken,
-    #[error("the refresh token has expired; log in again")]
-    RefreshTokenExpired,
-    #[error("the session has ended; log in again")]
-    SessionRevoked,
-    #[error("this refresh token was already used; the session is revoked, log in again")]
-    RefreshTokenReused,
-    /// No credentials on an endpoint that needs them.
-    #[error("this endpoint requires a bearer token")]
-    MissingToken,
-    /// Credentials that do not authenticate; the description goes into `WWW-Authenticate`.
-    #[error("{0}")]
-    InvalidToken(&'static str),
-    #[error("{0}")]
-    InvalidApiKeyName(ApiKeyNameError),
-    #[error("expires_at must be an RFC 3339 instant in the future")]
-    InvalidExpiry,
-    #[error("scope must be \"current\", \"others\" or \"global\"")]
-    InvalidScope,
-    #[error("after must be the next cursor of an earlier page, and limit a whole number from 1 to 100")]
-    InvalidCursor,
-    #[error("the reset link is not valid; request a new one")]
-    InvalidResetToken,
-    #[error("the reset link has expired; request a new one")]
-    ResetTokenExpired,
-    #[error("the current password is wrong")]
-    InvalidCurrentPassword,
-    /// The operation needs a person's JWT, not an API key.
-    #[error("this operation requires a JWT access token; API keys cannot perform it")]
-    JwtRequired,
-    /// The refresh cookie was sent from a page of an origin that may not use it.
-    #[error("the refresh cookie may not be used from this origin")]
-    OriginNotAllowed,
-    #[error("no such API key")]
-    ApiKeyNotFound,
-    #[error("no such session")]
-    SessionNotFound,
-    #[error("no such endpoint")]
-    NotFound,
-    #[error("method not allowed on this endpoint")]
-    MethodNotAllowed,
-    #[error("the database is not reachable")]
-    NotReady,
-    /// The database (or another system a request needs) cannot be reached right now.
-    #[error("the service is unavailable for a moment; try again")]
-    Unavailable,
-    /// The password hashing pool is full: answered at once, before any hashing.
-    #[error("the server is busy; try again in a moment")]
-    Overloaded,
-    /// Over a rate limit; the decision carries the limit and the wait.
-    #[error("too many attempts; try again in {} seconds", .0.reset_after.whole_seconds())]
-    RateLimited(LimitDecision),
-    #[error("unexpected failure")]
-    Unexpected(#[source] Box<dyn std::error::Error + Send + Sync>),
+/// An error answered to the client: its code, the sentence the client reads, and what caused
+/// it (logged, never sent).
+pub struct ApiError {
+    code: ErrorCode,
+    message: Cow<'static, str>,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// The limit and the wait of a `rate_limited` answer, for its headers.
+    rate_limit: Option<LimitDecision>,
 }
 
 impl ApiError {
+    /// An error of `code` whose message says more than the code's own sentence.
+    pub fn with_message(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { code, message: message.into(), cause: None, rate_limit: None }
+    }
+
+    /// A credential that does not authenticate; the description also goes into
+    /// `WWW-Authenticate` (RFC 6750 §3).
+    pub fn invalid_token(description: &'static str) -> Self {
+        Self::with_message(ErrorCode::InvalidToken, description)
+    }
+
+    /// Anything unexpected: the client gets `internal_error` and the request id, the log the
+    /// cause.
+    pub fn unexpected(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { cause: Some(cause.into()), ..Self::from(ErrorCode::InternalError) }
+    }
+
     /// The stable, documented code of the error.
     pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::InvalidJson(_) => ErrorCode::InvalidJson,
-            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
-            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
-            Self::InvalidEmail(_) => ErrorCode::InvalidEmail,
-            Self::InvalidPassword(PasswordError::TooShort) => ErrorCode::PasswordTooShort,
-            Self::InvalidPassword(PasswordError::TooLong) => ErrorCode::PasswordTooLong,
-            Self::InvalidPassword(PasswordError::TooCommon) => ErrorCode::PasswordTooCommon,
-            Self::InvalidVerificationToken => ErrorCode::InvalidVerificationToken,
-            Self::VerificationTokenExpired => ErrorCode::VerificationTokenExpired,
-            Self::PasswordRequired => ErrorCode::PasswordRequired,
-            Self::ReauthenticationRequired => ErrorCode::ReauthenticationRequired,
-            Self::InvalidCredentials => ErrorCode::InvalidCredentials,
-            Self::EmailNotVerified => ErrorCode::EmailNotVerified,
-            Self::AccountDisabled => ErrorCode::AccountDisabled,
-            Self::EmailUnchanged => ErrorCode::EmailUnchanged,
-            Self::InvalidEmailChangeLink => ErrorCode::InvalidLink,
-            Self::EmailChangeLinkExpired => ErrorCode::LinkExpired,
-            Self::EmailChangeConflict(_) => ErrorCode::EmailChangeConflict,
-            Self::InvalidRefreshToken => ErrorCode::InvalidRefreshToken,
-            Self::RefreshTokenExpired => ErrorCode::RefreshTokenExpired,
-            Self::SessionRevoked => ErrorCode::SessionRevoked,
-            Self::RefreshTokenReused => ErrorCode::RefreshTokenReused,
-            Self::MissingToken => ErrorCode::MissingToken,
-            Self::InvalidToken(_) => ErrorCode::InvalidToken,
-            Self::InvalidApiKeyName(_) => ErrorCode::InvalidApiKeyName,
-            Self::InvalidExpiry => ErrorCode::InvalidExpiry,
-            Self::InvalidScope => ErrorCode::InvalidScope,
-            Self::InvalidCursor => ErrorCode::InvalidCursor,
-            Self::InvalidResetToken => ErrorCode::InvalidResetToken,
-            Self::ResetTokenExpired => ErrorCode::ResetTokenExpired,
-            Self::InvalidCurrentPassword => ErrorCode::InvalidCurrentPassword,
-            Self::JwtRequired => ErrorCode::JwtRequired,
-            Self::OriginNotAllowed => ErrorCode::OriginNotAllowed,
-            Self::ApiKeyNotFound => ErrorCode::ApiKeyNotFound,
-            Self::SessionNotFound => ErrorCode::SessionNotFound,
-            Self::NotFound => ErrorCode::NotFound,
-            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
-            Self::NotReady => ErrorCode::NotReady,
-            Self::Unavailable => ErrorCode::Unavailable,
-            Self::RateLimited(_) => ErrorCode::RateLimited,
-            Self::Overloaded => ErrorCode::Overloaded,
-            Self::Unexpected(_) => ErrorCode::InternalError,
-        }
+        self.code
     }
 
     /// The message shown to the client. Unexpected failures get a fixed sentence: their cause
     /// goes to the log only.
-    fn client_message(&self) -> String {
-        match self {
-            Self::Unexpected(_) => {
-                let mut message = String::from("An unexpected error occurred.");
-                if let Some(id) = request_id::current() {
-                    let _ = write!(message, " Quote request id {id} when reporting it.");
-                }
-                message
-            }
-            other => other.to_string(),
+    fn client_message(&self) -> Cow<'static, str> {
+        match (self.code, request_id::current()) {
+            (ErrorCode::InternalError, Some(id)) => Cow::Owned(format!("{} Quote request id {id} when reporting it.", self.message)),
+            _ => self.message.clone(),
         }
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        Self::with_message(code, code.spec().message)
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError").field("code", &self.code.as_str()).field("message", &self.message).field("cause", &self.cause).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|cause| cause as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -193,33 +102,34 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.code().status()
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Self::Unexpected(cause) = self {
+        if let Some(cause) = &self.cause {
             tracing::error!(error.chain = %error_chain(cause.as_ref()), "request failed unexpectedly");
         }
         let mut response = HttpResponse::build(self.status_code());
-        // RFC 6750 §3: a protected resource names the scheme, and the error once a token was
-        // offered.
         // Every 401 names the scheme (RFC 9110 §15.5.2), also where the credentials were a
-        // password or a refresh token.
-        let challenge = match self {
-            Self::InvalidToken(description) => Some(format!(r#"Bearer realm="flexauth", error="invalid_token", error_description="{description}""#)),
-            other if other.status_code() == StatusCode::UNAUTHORIZED => Some(r#"Bearer realm="flexauth""#.to_owned()),
+        // password or a refresh token; once a token was offered, also the error (RFC 6750 §3).
+        let challenge = match self.code {
+            ErrorCode::InvalidToken => Some(format!(r#"Bearer realm="flexauth", error="invalid_token", error_description="{}""#, self.message)),
+            code if code.status() == StatusCode::UNAUTHORIZED => Some(r#"Bearer realm="flexauth""#.to_owned()),
             _ => None,
         };
         if let Some(value) = challenge.and_then(|challenge| HeaderValue::from_str(&challenge).ok()) {
             response.insert_header((header::WWW_AUTHENTICATE, value));
         }
-        if let Self::Overloaded = self {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        match self.code {
+            ErrorCode::Overloaded => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ErrorCode::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, "2"));
+            }
+            _ => {}
         }
-        if let Self::Unavailable = self {
-            response.insert_header((header::RETRY_AFTER, "2"));
-        }
-        if let Self::RateLimited(decision) = self {
+        if let Some(decision) = &self.rate_limit {
             // Retry-After (RFC 9110) and the IETF RateLimit-Policy / RateLimit fields.
             let seconds = decision.reset_after.whole_seconds().max(1);
             let policy = decision.policy;
@@ -228,14 +138,14 @@ impl ResponseError for ApiError {
             response.insert_header(("ratelimit", format!("\"{}\";r={};t={seconds}", policy.name, decision.remaining)));
         }
         response.insert_header((header::CACHE_CONTROL, "no-store"));
-        response.json(json!({ "error": { "code": self.code().as_str(), "message": self.client_message() } }))
+        response.json(json!({ "error": { "code": self.code.as_str(), "message": self.client_message() } }))
     }
 }
 
 impl From<flexauth_domain::usage::UsageError> for ApiError {
     fn from(error: flexauth_domain::usage::UsageError) -> Self {
         match error {
-            flexauth_domain::usage::UsageError::AccountGone => Self::InvalidToken("the account no longer exists"),
+            flexauth_domain::usage::UsageError::AccountGone => Self::invalid_token("the account no longer exists"),
             flexauth_domain::usage::UsageError::Unexpected(cause) => cause.into(),
         }
     }
@@ -244,7 +154,7 @@ impl From<flexauth_domain::usage::UsageError> for ApiError {
 impl From<crate::browser::CookieRefusal> for ApiError {
     fn from(refusal: crate::browser::CookieRefusal) -> Self {
         match refusal {
-            crate::browser::CookieRefusal::ForeignOrigin => Self::OriginNotAllowed,
+            crate::browser::CookieRefusal::ForeignOrigin => Self::from(ErrorCode::OriginNotAllowed),
         }
     }
 }
@@ -253,28 +163,35 @@ impl From<InfraError> for ApiError {
     fn from(error: InfraError) -> Self {
         if error.is_unavailable() {
             // The store has logged the outage once; the client learns to come back.
-            Self::Unavailable
+            Self::from(ErrorCode::Unavailable)
         } else {
-            Self::Unexpected(Box::new(error))
+            Self::unexpected(error)
         }
     }
 }
 
 impl From<EmailError> for ApiError {
     fn from(error: EmailError) -> Self {
-        Self::InvalidEmail(error)
+        Self::with_message(ErrorCode::InvalidEmail, error.to_string())
     }
 }
 
 impl From<PasswordError> for ApiError {
     fn from(error: PasswordError) -> Self {
-        Self::InvalidPassword(error)
+        let code = match error {
+            PasswordError::TooShort => ErrorCode::PasswordTooShort,
+            PasswordError::TooLong => ErrorCode::PasswordTooLong,
+            PasswordError::TooCommon => ErrorCode::PasswordTooCommon,
+        };
+        Self::with_message(code, error.to_string())
     }
 }
 
 impl From<RateLimited> for ApiError {
     fn from(RateLimited(decision): RateLimited) -> Self {
-        Self::RateLimited(decision)
+        let mut error = Self::with_message(ErrorCode::RateLimited, format!("too many attempts; try again in {} seconds", decision.reset_after.whole_seconds()));
+        error.rate_limit = Some(decision);
+        error
     }
 }
 
@@ -282,7 +199,7 @@ impl From<SignupError> for ApiError {
     fn from(error: SignupError) -> Self {
         match error {
             SignupError::Throttled(limited) => limited.into(),
-            SignupError::Overloaded => Self::Overloaded,
+            SignupError::Overloaded => Self::from(ErrorCode::Overloaded),
             SignupError::Unexpected(cause) => cause.into(),
         }
     }
@@ -291,10 +208,10 @@ impl From<SignupError> for ApiError {
 impl From<VerifyEmailError> for ApiError {
     fn from(error: VerifyEmailError) -> Self {
         match error {
-            VerifyEmailError::InvalidToken => Self::InvalidVerificationToken,
-            VerifyEmailError::Expired => Self::VerificationTokenExpired,
-            VerifyEmailError::PasswordRequired => Self::PasswordRequired,
-            VerifyEmailError::Overloaded => Self::Overloaded,
+            VerifyEmailError::InvalidToken => Self::from(ErrorCode::InvalidVerificationToken),
+            VerifyEmailError::Expired => Self::from(ErrorCode::VerificationTokenExpired),
+            VerifyEmailError::PasswordRequired => Self::from(ErrorCode::PasswordRequired),
+            VerifyEmailError::Overloaded => Self::from(ErrorCode::Overloaded),
             VerifyEmailError::Unexpected(cause) => cause.into(),
         }
     }
@@ -303,11 +220,11 @@ impl From<VerifyEmailError> for ApiError {
 impl From<LoginError> for ApiError {
     fn from(error: LoginError) -> Self {
         match error {
-            LoginError::InvalidCredentials => Self::InvalidCredentials,
-            LoginError::EmailNotVerified => Self::EmailNotVerified,
-            LoginError::AccountDisabled => Self::AccountDisabled,
+            LoginError::InvalidCredentials => Self::from(ErrorCode::InvalidCredentials),
+            LoginError::EmailNotVerified => Self::from(ErrorCode::EmailNotVerified),
+            LoginError::AccountDisabled => Self::from(ErrorCode::AccountDisabled),
             LoginError::Throttled(limited) => limited.into(),
-            LoginError::Overloaded => Self::Overloaded,
+            LoginError::Overloaded => Self::from(ErrorCode::Overloaded),
             LoginError::Unexpected(cause) => cause.into(),
         }
     }
@@ -316,15 +233,15 @@ impl From<LoginError> for ApiError {
 impl From<RefreshError> for ApiError {
     fn from(error: RefreshError) -> Self {
         match error {
-            RefreshError::InvalidToken(_) => Self::InvalidRefreshToken,
-            RefreshError::Expired => Self::RefreshTokenExpired,
-            RefreshError::Revoked => Self::SessionRevoked,
+            RefreshError::InvalidToken(_) | RefreshError::UnknownSession => Self::from(ErrorCode::InvalidRefreshToken),
+            RefreshError::Expired => Self::from(ErrorCode::RefreshTokenExpired),
+            RefreshError::Revoked => Self::from(ErrorCode::SessionRevoked),
             RefreshError::Throttled(limited) => limited.into(),
             RefreshError::Reused { account_id, session_id } => {
                 // An audit event: a spent refresh token came back, so someone else may hold
                 // the session's tokens.
                 tracing::warn!(target: "flexauth::audit", event = "refresh_token_reuse", %account_id, %session_id, "spent refresh token presented; session revoked");
-                Self::RefreshTokenReused
+                Self::from(ErrorCode::RefreshTokenReused)
             }
             RefreshError::Unexpected(cause) => cause.into(),
         }
@@ -333,7 +250,7 @@ impl From<RefreshError> for ApiError {
 
 impl From<AuthenticateError> for ApiError {
     fn from(error: AuthenticateError) -> Self {
-        Self::InvalidToken(match error {
+        Self::invalid_token(match error {
             AuthenticateError::Expired => "the credential has expired",
             AuthenticateError::NotYetValid => "the access token is not valid yet",
             AuthenticateError::SessionRevoked => "the session of the access token was revoked",
@@ -351,13 +268,13 @@ impl From<AuthenticateError> for ApiError {
 
 impl From<SessionRequired> for ApiError {
     fn from(_: SessionRequired) -> Self {
-        Self::JwtRequired
+        Self::from(ErrorCode::JwtRequired)
     }
 }
 
 impl From<ReauthenticationRequired> for ApiError {
     fn from(_: ReauthenticationRequired) -> Self {
-        Self::ReauthenticationRequired
+        Self::from(ErrorCode::ReauthenticationRequired)
     }
 }
 
@@ -365,7 +282,7 @@ impl From<LiveSessionError> for ApiError {
     fn from(error: LiveSessionError) -> Self {
         match error {
             LiveSessionError::SessionRequired(required) => required.into(),
-            LiveSessionError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
+            LiveSessionError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
             LiveSessionError::Unexpected(cause) => cause.into(),
         }
     }
@@ -374,10 +291,10 @@ impl From<LiveSessionError> for ApiError {
 impl From<ReauthenticateError> for ApiError {
     fn from(error: ReauthenticateError) -> Self {
         match error {
-            ReauthenticateError::WrongPassword => Self::InvalidCurrentPassword,
-            ReauthenticateError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
+            ReauthenticateError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
+            ReauthenticateError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
             ReauthenticateError::Throttled(limited) => limited.into(),
-            ReauthenticateError::Overloaded => Self::Overloaded,
+            ReauthenticateError::Overloaded => Self::from(ErrorCode::Overloaded),
             ReauthenticateError::Unexpected(cause) => cause.into(),
         }
     }
@@ -385,7 +302,7 @@ impl From<ReauthenticateError> for ApiError {
 
 impl From<ApiKeyNameError> for ApiError {
     fn from(error: ApiKeyNameError) -> Self {
-        Self::InvalidApiKeyName(error)
+        Self::with_message(ErrorCode::InvalidApiKeyName, error.to_string())
     }
 }
 
@@ -393,9 +310,9 @@ impl From<CreateApiKeyError> for ApiError {
     fn from(error: CreateApiKeyError) -> Self {
         match error {
             CreateApiKeyError::ReauthenticationRequired(required) => required.into(),
-            CreateApiKeyError::AccountGone => Self::InvalidToken("the account no longer exists"),
-            CreateApiKeyError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
-            CreateApiKeyError::ExpiryInPast => Self::InvalidExpiry,
+            CreateApiKeyError::AccountGone => Self::invalid_token("the account no longer exists"),
+            CreateApiKeyError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
+            CreateApiKeyError::ExpiryInPast => Self::from(ErrorCode::InvalidExpiry),
             CreateApiKeyError::Unexpected(cause) => cause.into(),
         }
     }
@@ -412,7 +329,7 @@ impl From<ListApiKeysError> for ApiError {
 impl From<RevokeApiKeyError> for ApiError {
     fn from(error: RevokeApiKeyError) -> Self {
         match error {
-            RevokeApiKeyError::NotFound => Self::ApiKeyNotFound,
+            RevokeApiKeyError::NotFound => Self::from(ErrorCode::ApiKeyNotFound),
             RevokeApiKeyError::Unexpected(cause) => cause.into(),
         }
     }
@@ -422,8 +339,8 @@ impl From<ManageSessionsError> for ApiError {
     fn from(error: ManageSessionsError) -> Self {
         match error {
             ManageSessionsError::SessionRequired(required) => required.into(),
-            ManageSessionsError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
-            ManageSessionsError::NotFound => Self::SessionNotFound,
+            ManageSessionsError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
+            ManageSessionsError::NotFound => Self::from(ErrorCode::SessionNotFound),
             ManageSessionsError::Unexpected(cause) => cause.into(),
         }
     }
@@ -432,10 +349,10 @@ impl From<ManageSessionsError> for ApiError {
 impl From<ResetPasswordError> for ApiError {
     fn from(error: ResetPasswordError) -> Self {
         match error {
-            ResetPasswordError::InvalidToken => Self::InvalidResetToken,
-            ResetPasswordError::Expired => Self::ResetTokenExpired,
+            ResetPasswordError::InvalidToken => Self::from(ErrorCode::InvalidResetToken),
+            ResetPasswordError::Expired => Self::from(ErrorCode::ResetTokenExpired),
             ResetPasswordError::Throttled(limited) => limited.into(),
-            ResetPasswordError::Overloaded => Self::Overloaded,
+            ResetPasswordError::Overloaded => Self::from(ErrorCode::Overloaded),
             ResetPasswordError::Unexpected(cause) => cause.into(),
         }
     }
@@ -444,10 +361,10 @@ impl From<ResetPasswordError> for ApiError {
 impl From<ChangePasswordError> for ApiError {
     fn from(error: ChangePasswordError) -> Self {
         match error {
-            ChangePasswordError::WrongPassword => Self::InvalidCurrentPassword,
+            ChangePasswordError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
             // A reset won the race and ended this session too.
-            ChangePasswordError::CredentialsChanged => Self::SessionRevoked,
-            ChangePasswordError::Overloaded => Self::Overloaded,
+            ChangePasswordError::CredentialsChanged => Self::from(ErrorCode::SessionRevoked),
+            ChangePasswordError::Overloaded => Self::from(ErrorCode::Overloaded),
             ChangePasswordError::Unexpected(cause) => cause.into(),
         }
     }
@@ -457,7 +374,7 @@ impl From<AccountLookupError> for ApiError {
     fn from(error: AccountLookupError) -> Self {
         match error {
             AccountLookupError::SessionRequired(required) => required.into(),
-            AccountLookupError::Gone => Self::InvalidToken("the account no longer exists"),
+            AccountLookupError::Gone => Self::invalid_token("the account no longer exists"),
             AccountLookupError::Unexpected(cause) => cause.into(),
         }
     }
@@ -467,7 +384,7 @@ impl From<OwnerError> for ApiError {
     fn from(error: OwnerError) -> Self {
         match error {
             OwnerError::ReauthenticationRequired(required) => required.into(),
-            OwnerError::AccountGone => Self::InvalidToken("the account no longer exists"),
+            OwnerError::AccountGone => Self::invalid_token("the account no longer exists"),
             OwnerError::Unexpected(cause) => cause.into(),
         }
     }
@@ -477,10 +394,10 @@ impl From<EmailChangeError> for ApiError {
     fn from(error: EmailChangeError) -> Self {
         match error {
             EmailChangeError::ReauthenticationRequired(required) => required.into(),
-            EmailChangeError::SameAddress => Self::EmailUnchanged,
+            EmailChangeError::SameAddress => Self::from(ErrorCode::EmailUnchanged),
             EmailChangeError::Throttled(limited) => limited.into(),
-            EmailChangeError::SessionEnded => Self::InvalidToken("the session of the access token has ended"),
-            EmailChangeError::AccountGone => Self::InvalidToken("the account no longer exists"),
+            EmailChangeError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
+            EmailChangeError::AccountGone => Self::invalid_token("the account no longer exists"),
             EmailChangeError::Unexpected(cause) => cause.into(),
         }
     }
@@ -489,11 +406,15 @@ impl From<EmailChangeError> for ApiError {
 impl From<EmailChangeLinkError> for ApiError {
     fn from(error: EmailChangeLinkError) -> Self {
         match error {
-            EmailChangeLinkError::Unknown | EmailChangeLinkError::Used => Self::InvalidEmailChangeLink,
-            EmailChangeLinkError::Expired => Self::EmailChangeLinkExpired,
-            EmailChangeLinkError::AddressTaken => Self::EmailChangeConflict("the address belongs to another account now; nothing was changed"),
-            EmailChangeLinkError::AccountChanged => Self::EmailChangeConflict("the account's address changed since this link was sent; nothing was changed"),
-            EmailChangeLinkError::Overloaded => Self::Overloaded,
+            EmailChangeLinkError::Unknown | EmailChangeLinkError::Used => Self::from(ErrorCode::InvalidLink),
+            EmailChangeLinkError::Expired => Self::from(ErrorCode::LinkExpired),
+            EmailChangeLinkError::AddressTaken => {
+                Self::with_message(ErrorCode::EmailChangeConflict, "the address belongs to another account now; nothing was changed")
+            }
+            EmailChangeLinkError::AccountChanged => {
+                Self::with_message(ErrorCode::EmailChangeConflict, "the account's address changed since this link was sent; nothing was changed")
+            }
+            EmailChangeLinkError::Overloaded => Self::from(ErrorCode::Overloaded),
             EmailChangeLinkError::Unexpected(cause) => cause.into(),
         }
     }
@@ -514,9 +435,9 @@ fn describe_json_error(error: &serde_json::Error) -> String {
 pub fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError;
     match error {
-        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge,
-        JsonPayloadError::Deserialize(cause) => ApiError::InvalidJson(describe_json_error(&cause)),
-        other => ApiError::InvalidJson(other.to_string()),
+        JsonPayloadError::ContentType => ErrorCode::UnsupportedMediaType.into(),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ErrorCode::PayloadTooLarge.into(),
+        JsonPayloadError::Deserialize(cause) => ApiError::with_message(ErrorCode::InvalidJson, describe_json_error(&cause)),
+        other => ApiError::with_message(ErrorCode::InvalidJson, other.to_string()),
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{optional_rfc3339, pages, rfc3339, Data, JsonAfterCaller, JsonObject, Message};
 use crate::auth::LiveCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// The same words whether or not the new address has an account.
@@ -63,7 +63,7 @@ impl std::fmt::Debug for ExportView {
 /// The export document of `export`.
 ///
 /// # Errors
-/// [`ApiError::Unexpected`] if an instant cannot be written (never for stored instants).
+/// an `internal_error` if an instant cannot be written (never for stored instants).
 pub fn export_view(export: AccountExport) -> Result<ExportView, ApiError> {
     let account = &export.account;
     Ok(ExportView {
@@ -110,9 +110,9 @@ pub fn export_view(export: AccountExport) -> Result<ExportView, ApiError> {
     responses((status = 200, description = "Everything flexauth holds about the account.", body = Data<ExportView>, headers(("cache-control" = String, description = "`no-store`."), ("content-disposition" = String, description = "`attachment; filename=\"flexauth-account.json\"`: browsers save the export as a file.")))),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn export(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
-    let export = state.lifecycle.export_own(&caller.0).await?;
+    let export = state.lifecycle.export_own(&caller).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .insert_header(("content-disposition", "attachment; filename=\"flexauth-account.json\""))
@@ -140,10 +140,10 @@ pub async fn export(state: web::Data<AppState>, caller: LiveCaller) -> Result<Ht
     responses((status = 204, description = "The account is erased. No body.")),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "reauthentication_required", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn delete(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
-    state.lifecycle.delete_own(&caller.0).await?;
-    tracing::info!(target: "flexauth::audit", event = "account_deleted", account_id = %caller.0.account_id(), "account deleted by its owner");
+    state.lifecycle.delete_own(&caller).await?;
+    tracing::info!(target: "flexauth::audit", event = "account_deleted", account_id = %caller.account_id(), "account deleted by its owner");
     state.wake_worker();
     Ok(HttpResponse::NoContent().finish())
 }
@@ -179,7 +179,7 @@ pub struct EmailChangeBody {
     responses((status = 202, description = "Accepted: the same answer whether or not the new address has an account.", body = Data<Message>)),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_email", "email_unchanged", "reauthentication_required", "rate_limited", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn request_change(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -190,7 +190,7 @@ pub async fn request_change(
     let new_email = EmailAddress::parse(&body.new_email).map_err(ApiError::from)?;
     let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
     let client = ClientInfo::new(user_agent, state.client_address(&request));
-    state.lifecycle.request_email_change(&caller.0, new_email, client).await.map_err(ApiError::from)?;
+    state.lifecycle.request_email_change(&caller, new_email, client).await.map_err(ApiError::from)?;
     state.wake_worker();
     Ok(HttpResponse::Accepted().json(Data { data: CHANGE_ACCEPTED }))
 }
@@ -202,7 +202,7 @@ pub struct TokenBody {
 }
 
 fn link_token(text: &str) -> Result<LinkToken, ApiError> {
-    LinkToken::parse(text).map_err(|_| ApiError::InvalidEmailChangeLink)
+    LinkToken::parse(text).map_err(|_| ApiError::from(ErrorCode::InvalidLink))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -217,7 +217,7 @@ fn link_error_page(error: EmailChangeLinkError) -> HttpResponse {
         EmailChangeLinkError::Expired => ("Link expired", "This link has expired. Nothing was changed."),
         EmailChangeLinkError::AddressTaken => ("Address not available", "This address belongs to another account now. Nothing was changed."),
         EmailChangeLinkError::AccountChanged => ("Address changed since", "The account's address changed after this link was sent. Nothing was changed."),
-        EmailChangeLinkError::Overloaded => return actix_web::ResponseError::error_response(&ApiError::Overloaded),
+        EmailChangeLinkError::Overloaded => return actix_web::ResponseError::error_response(&ApiError::from(ErrorCode::Overloaded)),
         EmailChangeLinkError::Unexpected(cause) => return actix_web::ResponseError::error_response(&ApiError::from(cause)),
     };
     pages::message(StatusCode::BAD_REQUEST, title, text)

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{pages, rfc3339, Data, JsonObject, Message};
 use crate::auth::Authenticated;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -74,7 +74,7 @@ pub struct ConfirmBody {
 
 /// Parses a confirmation's fields into domain types.
 fn confirmation(body: ConfirmBody) -> Result<(LinkToken, Option<NewPassword>), ApiError> {
-    let token = LinkToken::parse(&body.token).map_err(|_| ApiError::InvalidVerificationToken)?;
+    let token = LinkToken::parse(&body.token).map_err(|_| ApiError::from(ErrorCode::InvalidVerificationToken))?;
     let password = body.password.map(NewPassword::parse).transpose()?;
     Ok((token, password))
 }
@@ -153,19 +153,14 @@ pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::For
     let Ok(body) = form else {
         return link_error_page(VerifyEmailError::InvalidToken);
     };
-    let token_text = body.token.clone();
-    let mut body = body.into_inner();
+    let ConfirmBody { token, password } = body.into_inner();
+    let Ok(token) = LinkToken::parse(&token) else {
+        return link_error_page(VerifyEmailError::InvalidToken);
+    };
     // A page without the password field, or with it left empty, sends no password.
-    body.password = body.password.filter(|password| !password.is_empty());
-    let (token, password) = match confirmation(body) {
-        Ok(parsed) => parsed,
-        Err(ApiError::InvalidPassword(reason)) => {
-            return match LinkToken::parse(&token_text) {
-                Ok(token) => pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: Some(&reason.to_string()) }),
-                Err(_) => link_error_page(VerifyEmailError::InvalidToken),
-            };
-        }
-        Err(_) => return link_error_page(VerifyEmailError::InvalidToken),
+    let password = match password.filter(|password| !password.is_empty()).map(NewPassword::parse).transpose() {
+        Ok(password) => password,
+        Err(reason) => return pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: Some(&reason.to_string()) }),
     };
     match state.accounts.confirm_email(&token, password.as_ref()).await {
         Ok(VerifyOutcome::Verified) => pages::message(StatusCode::OK, "Email verified", "Your email address is verified. You can close this page and log in."),
@@ -185,7 +180,7 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
         VerifyEmailError::InvalidToken | VerifyEmailError::PasswordRequired => {
             pages::message(StatusCode::BAD_REQUEST, "Invalid link", "This verification link is not valid. Use the newest link you received.")
         }
-        VerifyEmailError::Overloaded => actix_web::ResponseError::error_response(&ApiError::Overloaded),
+        VerifyEmailError::Overloaded => actix_web::ResponseError::error_response(&ApiError::from(ErrorCode::Overloaded)),
         VerifyEmailError::Unexpected(cause) => actix_web::ResponseError::error_response(&ApiError::from(cause)),
     }
 }
@@ -230,9 +225,9 @@ pub struct Me {
     responses((status = 200, description = "The account.", body = Data<Me>)),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id))]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
-    let account = state.accounts.me(&caller.0).await?;
+    let account = state.accounts.me(&caller).await?;
     Ok(HttpResponse::Ok().json(Data {
         data: Me {
             id: account.id().to_string(),

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::{optional_rfc3339, rfc3339, Data, JsonAfterCaller};
 use crate::auth::LiveCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -68,7 +68,7 @@ pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
     responses((status = 201, description = "The key, with its secret, shown this once.", body = Data<CreatedKey>, headers(("cache-control" = String, description = "`no-store`.")))),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_api_key_name", "invalid_expiry", "reauthentication_required", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn create(state: web::Data<AppState>, caller: LiveCaller, body: JsonAfterCaller<CreateBody>) -> Result<HttpResponse, actix_web::Error> {
     let body = body?.into_inner();
     Ok(create_key(&state, &caller, body).await?)
@@ -77,8 +77,8 @@ pub async fn create(state: web::Data<AppState>, caller: LiveCaller, body: JsonAf
 async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> Result<HttpResponse, ApiError> {
     let CreateBody { name, expires_at } = body;
     let name = ApiKeyName::parse(&name)?;
-    let expires_at = expires_at.map(|text| OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| ApiError::InvalidExpiry)).transpose()?;
-    let (key, secret) = state.api_keys.create(&caller.0, name, expires_at).await?;
+    let expires_at = expires_at.map(|text| OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| ApiError::from(ErrorCode::InvalidExpiry))).transpose()?;
+    let (key, secret) = state.api_keys.create(caller, name, expires_at).await?;
     tracing::info!(target: "flexauth::audit", event = "api_key_created", account_id = %key.account_id, key_id = %key.id, "API key created");
     Ok(HttpResponse::Created()
         .insert_header(("cache-control", "no-store"))
@@ -96,9 +96,9 @@ async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> 
     responses((status = 200, description = "The keys that are not revoked, oldest first.", body = Data<Vec<KeyView>>)),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
-    let keys = state.api_keys.list(&caller.0).await?;
+    let keys = state.api_keys.list(&caller).await?;
     Ok(HttpResponse::Ok().json(Data { data: keys.iter().map(view).collect::<Result<Vec<_>, _>>()? }))
 }
 
@@ -114,10 +114,10 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<Http
     responses((status = 204, description = "The key is revoked. No body.")),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "api_key_not_found", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = uuid::Uuid::parse_str(&path).map(ApiKeyId::from_uuid).map_err(|_| ApiError::ApiKeyNotFound)?;
-    state.api_keys.revoke(&caller.0, id).await?;
-    tracing::info!(target: "flexauth::audit", event = "api_key_revoked", account_id = %caller.0.account_id(), key_id = %id, "API key revoked");
+    let id = uuid::Uuid::parse_str(&path).map(ApiKeyId::from_uuid).map_err(|_| ApiError::from(ErrorCode::ApiKeyNotFound))?;
+    state.api_keys.revoke(&caller, id).await?;
+    tracing::info!(target: "flexauth::audit", event = "api_key_revoked", account_id = %caller.account_id(), key_id = %id, "API key revoked");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -8,7 +8,7 @@ use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 
-use crate::error::{json_error, ApiError};
+use crate::error::{json_error, ApiError, ErrorCode};
 
 /// A JSON body that must be an object. serde's derived structs also take a JSON array of the
 /// fields in order (`["a@example.com", "secret"]`), which no schema of this API allows, so the
@@ -62,7 +62,7 @@ pub(crate) type JsonAfterCaller<T> = Result<JsonObject<T>, actix_web::Error>;
 pub(crate) fn json_object<T: DeserializeOwned>(request: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
     let json = request.mime_type().ok().flatten().is_some_and(|mime| mime.subtype() == "json" || mime.suffix().is_some_and(|suffix| suffix == "json"));
     if !json {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::from(ErrorCode::UnsupportedMediaType));
     }
     any_object(body)
 }

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::{rfc3339, Data};
 use crate::auth::LiveCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -51,7 +51,7 @@ pub(crate) fn view(event: flexauth_domain::audit::AuditEvent) -> Result<EventVie
 
 /// A cursor is `<unix milliseconds>_<event id>`; clients pass it back as they got it.
 fn parse_cursor(text: &str) -> Result<AuditCursor, ApiError> {
-    let invalid = || ApiError::InvalidCursor;
+    let invalid = || ApiError::from(ErrorCode::InvalidCursor);
     let (millis, id) = text.split_once('_').ok_or_else(invalid)?;
     // Only the spelling `cursor_text` writes is a cursor: digits, and the id as a lower-case
     // hyphenated UUID (the pattern of the OpenAPI document).
@@ -86,15 +86,15 @@ fn cursor_text(cursor: &AuditCursor) -> String {
     responses((status = 200, description = "A page of the security log.", body = Data<EventsPage>)),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "invalid_cursor", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn list(state: web::Data<AppState>, caller: LiveCaller, query: Result<web::Query<EventsQuery>, actix_web::Error>) -> Result<HttpResponse, ApiError> {
-    let query = query.map_err(|_| ApiError::InvalidCursor)?.into_inner();
+    let query = query.map_err(|_| ApiError::from(ErrorCode::InvalidCursor))?.into_inner();
     let after = query.after.as_deref().map(parse_cursor).transpose()?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=flexauth_domain::audit::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::InvalidCursor);
+        return Err(ApiError::from(ErrorCode::InvalidCursor));
     }
-    let (events, next) = state.audit.list(&caller.0, after, limit).await?;
+    let (events, next) = state.audit.list(&caller, after, limit).await?;
     let events = events.into_iter().map(view).collect::<Result<Vec<_>, ApiError>>()?;
     Ok(HttpResponse::Ok().json(Data { data: EventsPage { events, next: next.as_ref().map(cursor_text) } }))
 }

@@ -6,7 +6,9 @@ mod accounts;
 mod api_keys;
 mod body;
 mod events;
+mod fallback;
 mod health;
+mod jwks;
 mod openapi;
 mod pages;
 mod passwords;
@@ -18,7 +20,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 pub use account::{export_view, ExportView};
-pub use health::not_found;
+pub use fallback::not_found;
 pub use openapi::document as openapi_document;
 
 use crate::error::ApiError;
@@ -35,7 +37,7 @@ fn get() -> actix_web::Route {
 /// Registers every endpoint. Each path is one resource, so a known path asked with another
 /// method answers 405 rather than 404.
 pub fn configure(config: &mut web::ServiceConfig) {
-    let resource = |path: &str, allow: &'static str| web::resource(path.to_owned()).default_service(web::to(move || health::method_not_allowed(allow)));
+    let resource = |path: &str, allow: &'static str| web::resource(path.to_owned()).default_service(web::to(move || fallback::method_not_allowed(allow)));
     config
         .service(resource("/v1/auth/signup", "POST").route(web::post().to(accounts::signup)))
         .service(
@@ -79,8 +81,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/v1/api-keys", "GET, HEAD, POST").route(web::post().to(api_keys::create)).route(get().to(api_keys::list)))
         .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
         .service(resource("/v1/usage", "GET, HEAD").route(get().to(usage::usage)))
-        .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(health::jwks)))
-        .service(resource("/openapi.json", "GET, HEAD").route(get().to(health::openapi)))
+        .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(jwks::jwks)))
+        .service(resource("/openapi.json", "GET, HEAD").route(get().to(openapi::serve)))
         .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
         .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)));
 }
@@ -119,7 +121,7 @@ const RESPONSE_INSTANT: &[time::format_description::BorrowedFormatItem<'static>]
     time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 fn rfc3339(instant: OffsetDateTime) -> Result<String, ApiError> {
-    instant.to_offset(time::UtcOffset::UTC).format(RESPONSE_INSTANT).map_err(|error| ApiError::Unexpected(Box::new(error)))
+    instant.to_offset(time::UtcOffset::UTC).format(RESPONSE_INSTANT).map_err(ApiError::unexpected)
 }
 
 fn optional_rfc3339(instant: Option<OffsetDateTime>) -> Result<Option<String>, ApiError> {

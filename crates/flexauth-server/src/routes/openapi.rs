@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use actix_web::HttpResponse;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::{account, accounts, api_keys, events, health, passwords, sessions, usage};
+use super::{account, accounts, api_keys, events, health, jwks, passwords, sessions, usage};
 use crate::error::ErrorCode;
 
 /// The extension in which an operation lists the codes of its error answers.
@@ -65,8 +66,8 @@ const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is 
         api_keys::list,
         api_keys::revoke,
         usage::usage,
-        health::jwks,
-        health::openapi,
+        jwks::jwks,
+        serve,
         health::healthz,
         health::readyz,
     ),
@@ -81,6 +82,17 @@ const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is 
     ),
 )]
 struct ApiDocument;
+
+/// This document
+///
+/// The OpenAPI 3.1 description of this API, generated from the code of the server that answers it.
+#[utoipa::path(
+    get, path = "/openapi.json", operation_id = "getOpenApi", tag = "health",
+    responses((status = 200, description = "This document.", content_type = "application/json", body = Object, headers(("cache-control" = String, description = "`public, max-age=300`."))))
+)]
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").insert_header(("cache-control", "public, max-age=300")).body(document())
+}
 
 /// The document as JSON, built once.
 pub fn document() -> &'static str {

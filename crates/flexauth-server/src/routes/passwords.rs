@@ -1,12 +1,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use flexauth_domain::account::{EmailAddress, NewPassword, Password};
+use flexauth_domain::account::{EmailAddress, NewPassword, Password, ResetPasswordError};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
 
 use super::{pages, Data, JsonAfterCaller, JsonObject, Message};
 use crate::auth::LiveCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -67,7 +67,7 @@ pub async fn forgot(state: web::Data<AppState>, request: HttpRequest, body: Json
 }
 
 fn reset_token(text: &str) -> Result<LinkToken, ApiError> {
-    LinkToken::parse(text).map_err(|_| ApiError::InvalidResetToken)
+    LinkToken::parse(text).map_err(|_| ApiError::from(ErrorCode::InvalidResetToken))
 }
 
 /// The password reset page (link in the email)
@@ -87,15 +87,12 @@ fn reset_token(text: &str) -> Result<LinkToken, ApiError> {
 )]
 #[tracing::instrument(skip_all)]
 pub async fn reset_form(state: web::Data<AppState>, query: Result<web::Query<ResetQuery>, actix_web::Error>) -> HttpResponse {
-    let token = query.map_err(|_| ApiError::InvalidResetToken).and_then(|query| reset_token(&query.token));
-    let checked = match &token {
-        Ok(token) => state.accounts.check_password_reset(token).await.map_err(ApiError::from),
-        Err(_) => Err(ApiError::InvalidResetToken),
+    let Some(token) = query.ok().and_then(|query| LinkToken::parse(&query.token).ok()) else {
+        return error_page(ResetPasswordError::InvalidToken);
     };
-    match (checked, token) {
-        (Ok(()), Ok(token)) => reset_form_page(&token, None),
-        (Err(error), _) => error_page(error),
-        (Ok(()), Err(error)) => error_page(error),
+    match state.accounts.check_password_reset(&token).await {
+        Ok(()) => reset_form_page(&token, None),
+        Err(error) => error_page(error),
     }
 }
 
@@ -114,14 +111,15 @@ fn reset_form_page(token: &LinkToken, error: Option<&str>) -> HttpResponse {
     )
 }
 
-fn error_page(error: ApiError) -> HttpResponse {
+/// The page for a reset that cannot go on; failures of the service itself answer as the API
+/// does.
+fn error_page(error: ResetPasswordError) -> HttpResponse {
     match error {
-        ApiError::ResetTokenExpired => pages::message(StatusCode::BAD_REQUEST, "Link expired", "This reset link has expired. Ask for a new one."),
-        ApiError::InvalidResetToken => {
+        ResetPasswordError::Expired => pages::message(StatusCode::BAD_REQUEST, "Link expired", "This reset link has expired. Ask for a new one."),
+        ResetPasswordError::InvalidToken => {
             pages::message(StatusCode::BAD_REQUEST, "Invalid link", "This reset link is not valid or was used already. Ask for a new one.")
         }
-        ApiError::InvalidPassword(reason) => pages::message(StatusCode::BAD_REQUEST, "Password refused", &format!("{reason}. Go back and choose another.")),
-        other => actix_web::ResponseError::error_response(&other),
+        other => actix_web::ResponseError::error_response(&ApiError::from(other)),
     }
 }
 
@@ -157,11 +155,11 @@ pub async fn reset(state: web::Data<AppState>, request: HttpRequest, body: JsonO
 #[tracing::instrument(skip_all)]
 pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, form: Result<web::Form<ResetBody>, actix_web::Error>) -> HttpResponse {
     let Ok(form) = form else {
-        return error_page(ApiError::InvalidResetToken);
+        return error_page(ResetPasswordError::InvalidToken);
     };
     let ResetBody { token, password } = form.into_inner();
-    let Ok(token) = reset_token(&token) else {
-        return error_page(ApiError::InvalidResetToken);
+    let Ok(token) = LinkToken::parse(&token) else {
+        return error_page(ResetPasswordError::InvalidToken);
     };
     let password = match NewPassword::parse(password) {
         Ok(password) => password,
@@ -170,7 +168,7 @@ pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, f
     };
     match state.accounts.reset_password(&token, &password, state.client_address(&request).as_deref()).await {
         Ok(()) => pages::message(StatusCode::OK, "Password changed", "Your password is changed and every session was logged out. You can log in now."),
-        Err(error) => error_page(ApiError::from(error)),
+        Err(error) => error_page(error),
     }
 }
 
@@ -189,7 +187,7 @@ pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, f
     responses((status = 204, description = "The password is changed. No body.")),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_short", "password_too_long", "password_too_common", "invalid_current_password", "session_revoked", "overloaded", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn change(state: web::Data<AppState>, caller: LiveCaller, body: JsonAfterCaller<ChangeBody>) -> Result<HttpResponse, actix_web::Error> {
     let body = body?.into_inner();
     Ok(change_password(&state, &caller, body).await?)
@@ -199,7 +197,7 @@ async fn change_password(state: &AppState, caller: &LiveCaller, body: ChangeBody
     let ChangeBody { current_password, new_password } = body;
     let current = Password::parse(current_password)?;
     let new = NewPassword::parse(new_password)?;
-    state.accounts.change_password(&caller.0, &current, &new).await?;
-    tracing::info!(target: "flexauth::audit", event = "password_changed", account_id = %caller.0.account_id(), "password changed; other sessions revoked");
+    state.accounts.change_password(caller, &current, &new).await?;
+    tracing::info!(target: "flexauth::audit", event = "password_changed", account_id = %caller.account_id(), "password changed; other sessions revoked");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{rfc3339, Credentials, Data, JsonAfterCaller, JsonObject};
 use crate::auth::{bearer_token, LiveCaller};
 use crate::browser::{self, BrowserPolicy};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -64,7 +64,7 @@ fn presented_refresh_token(state: &AppState, request: &HttpRequest, body: &[u8],
 /// The refresh token of the refresh cookie, for a request that opted in to the cookie
 /// transport from an acceptable origin.
 fn cookie_refresh_token(state: &AppState, request: &HttpRequest) -> Result<String, ApiError> {
-    browser::refresh_cookie(request, &state.browser)?.ok_or(ApiError::MissingToken)
+    browser::refresh_cookie(request, &state.browser)?.ok_or(ApiError::from(ErrorCode::MissingToken))
 }
 
 /// Log in
@@ -148,7 +148,7 @@ fn scope(text: Option<&str>) -> Result<LogoutScope, ApiError> {
         None | Some("current") => Ok(LogoutScope::Current),
         Some("others") => Ok(LogoutScope::Others),
         Some("global") => Ok(LogoutScope::Global),
-        Some(_) => Err(ApiError::InvalidScope),
+        Some(_) => Err(ApiError::from(ErrorCode::InvalidScope)),
     }
 }
 
@@ -186,7 +186,7 @@ pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web:
         state.sessions.logout(&caller, scope).await?;
         tracing::info!(target: "flexauth::audit", event = "logout", account_id = %caller.account_id, ?scope, "logged out");
     } else {
-        let refresh_token = body.refresh_token.ok_or(ApiError::MissingToken)?;
+        let refresh_token = body.refresh_token.ok_or(ApiError::from(ErrorCode::MissingToken))?;
         state.sessions.logout_with_refresh_token(&refresh_token).await?;
     }
     Ok(HttpResponse::NoContent().finish())
@@ -214,9 +214,9 @@ pub struct SessionView {
     responses((status = 200, description = "The live sessions, newest first.", body = Data<Vec<SessionView>>)),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
-    let sessions = state.sessions.list(&caller.0).await?;
+    let sessions = state.sessions.list(&caller).await?;
     let views = sessions
         .into_iter()
         .map(|summary| {
@@ -247,11 +247,11 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<Http
     responses((status = 204, description = "The session is ended. No body.")),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "session_not_found", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = uuid::Uuid::parse_str(&path).map(SessionId::from_uuid).map_err(|_| ApiError::SessionNotFound)?;
-    state.sessions.revoke(&caller.0, id).await?;
-    tracing::info!(target: "flexauth::audit", event = "session_revoked", account_id = %caller.0.account_id(), session_id = %id, "session revoked by its owner");
+    let id = uuid::Uuid::parse_str(&path).map(SessionId::from_uuid).map_err(|_| ApiError::from(ErrorCode::SessionNotFound))?;
+    state.sessions.revoke(&caller, id).await?;
+    tracing::info!(target: "flexauth::audit", event = "session_revoked", account_id = %caller.account_id(), session_id = %id, "session revoked by its owner");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -281,7 +281,7 @@ pub struct Reauthenticated {
     responses((status = 200, description = "The session's recent authentication is renewed.", body = Data<Reauthenticated>)),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_long", "invalid_current_password", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id()))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn reauthenticate(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -294,6 +294,6 @@ pub async fn reauthenticate(
 
 async fn reauthenticate_caller(state: &AppState, request: &HttpRequest, caller: &LiveCaller, body: ReauthenticateBody) -> Result<HttpResponse, ApiError> {
     let password = Password::parse(body.password)?;
-    let authenticated_at = state.sessions.reauthenticate(&caller.0, &password, state.client_address(request).as_deref()).await?;
+    let authenticated_at = state.sessions.reauthenticate(caller, &password, state.client_address(request).as_deref()).await?;
     Ok(HttpResponse::Ok().json(Data { data: Reauthenticated { authenticated_at: rfc3339(authenticated_at)? } }))
 }

@@ -29,9 +29,9 @@ pub struct Usage {
     responses((status = 200, description = "The caller and today's count.", body = Data<Usage>)),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "unavailable", "internal_error"])))
 )]
-#[tracing::instrument(skip_all, fields(account_id = %caller.0.account_id))]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id))]
 pub async fn usage(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
-    let principal = caller.0;
+    let principal = *caller;
     let report = state.usage.record(principal.account_id).await?;
     let (auth_method, session_id, key_id) = match principal.method {
         AuthMethod::Session(session_id) => ("jwt", Some(session_id.to_string()), None),

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flexauth_domain::runtime::Clock;
+use flexauth_domain::system::Clock;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;

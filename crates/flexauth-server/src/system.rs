@@ -1,6 +1,6 @@
 //! The system clock and the operating system's random source, behind the domain's ports.
 
-use flexauth_domain::runtime::{Clock, SecureRandom};
+use flexauth_domain::system::{Clock, SecureRandom};
 use time::OffsetDateTime;
 
 /// Reads the system clock.

@@ -1,5 +1,5 @@
-//! The clock and the random source, injected so that every rule is decided against a time and
-//! randomness that tests control.
+//! What the domain asks of the system it runs on: the clock and the random source, injected so
+//! that every rule is decided against a time and randomness that tests control.
 
 use time::OffsetDateTime;
 
