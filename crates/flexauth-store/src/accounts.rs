@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::rows::{millis, AccountRow, AuditEventRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
 use crate::schema::{accounts, audit_events, email_verification_tokens, outbox, password_reset_tokens, sessions};
-use crate::{guarded, with_connection, Store, StoreError};
+use crate::{guarded, Store, StoreError};
 
 /// Whether a unique violation is the one on `accounts.email` (PostgreSQL names the
 /// constraint, SQLite names the column in its message).
@@ -26,8 +26,8 @@ impl AccountRepository for Store {
         let attempt_row = SignupAttemptRow::from(attempt);
         let outbox_row = NewOutboxRow::new(email, account.created_at());
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     diesel::insert_into(accounts::table).values(&account_row).execute(c)?;
                     diesel::insert_into(email_verification_tokens::table).values(&attempt_row).execute(c)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
@@ -47,19 +47,13 @@ impl AccountRepository for Store {
 
     async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<Account>, InfraError> {
         let email = email.as_str().to_owned();
-        let row = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| accounts::table.filter(accounts::email.eq(&email)).select(AccountRow::as_select()).first(c).optional())?)
-            })
-            .await?;
+        let row = self.run(move |c| Ok(accounts::table.filter(accounts::email.eq(&email)).select(AccountRow::as_select()).first(c).optional()?)).await?;
         Ok(row.map(Account::try_from).transpose()?)
     }
 
     async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, InfraError> {
         let id = id.to_string();
-        let row = self
-            .run(move |connection| Ok(with_connection!(connection, |c| accounts::table.find(&id).select(AccountRow::as_select()).first(c).optional())?))
-            .await?;
+        let row = self.run(move |c| Ok(accounts::table.find(&id).select(AccountRow::as_select()).first(c).optional()?)).await?;
         Ok(row.map(Account::try_from).transpose()?)
     }
 
@@ -67,8 +61,8 @@ impl AccountRepository for Store {
         let attempt_row = SignupAttemptRow::from(attempt);
         let outbox_row = NewOutboxRow::new(email, now);
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     // Takes the account row's lock and checks, under it, that the address is still
                     // unverified: an attempt added after a confirmation would only mail a dead link.
                     let unverified = diesel::update(accounts::table.find(&attempt_row.account_id).filter(accounts::email_verified_at.is_null()))
@@ -100,11 +94,7 @@ impl AccountRepository for Store {
 
     async fn find_signup_attempt(&self, hash: &TokenHash) -> Result<Option<SignupAttempt>, InfraError> {
         let hash = hash.as_bytes().to_vec();
-        let row = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| email_verification_tokens::table.find(&hash).select(SignupAttemptRow::as_select()).first(c).optional())?)
-            })
-            .await?;
+        let row = self.run(move |c| Ok(email_verification_tokens::table.find(&hash).select(SignupAttemptRow::as_select()).first(c).optional()?)).await?;
         Ok(row.map(SignupAttempt::try_from).transpose()?)
     }
 
@@ -112,14 +102,14 @@ impl AccountRepository for Store {
         let account_id = account_id.to_string();
         let now = millis(now);
         let rows = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| email_verification_tokens::table
+            .run(move |c| {
+                Ok(email_verification_tokens::table
                     .filter(email_verification_tokens::account_id.eq(&account_id))
                     .filter(email_verification_tokens::used_at.is_null())
                     .filter(email_verification_tokens::expires_at.gt(now))
                     .order((email_verification_tokens::created_at.desc(), email_verification_tokens::token_hash.asc()))
                     .select(SignupAttemptRow::as_select())
-                    .load(c))?)
+                    .load(c)?)
             })
             .await?;
         Ok(rows.into_iter().map(SignupAttempt::try_from).collect::<Result<_, _>>()?)
@@ -131,8 +121,8 @@ impl AccountRepository for Store {
         let password_hash = confirmation.password_hash.as_phc().to_owned();
         let now = millis(confirmation.confirmed_at);
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     // The account row first, as in every transaction that writes it: two
                     // confirmations (or a confirmation and a reset) then queue on that one
                     // lock instead of deadlocking on each other's link rows. Only an
@@ -171,8 +161,8 @@ impl AccountRepository for Store {
     async fn create_password_reset(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError> {
         let token_row = PasswordResetRow::from(token);
         let outbox_row = NewOutboxRow::new(email, now);
-        self.run(move |connection| {
-            with_connection!(connection, |c| c.transaction(|c| {
+        self.run(move |c| {
+            (c.transaction(|c| {
                 diesel::insert_into(password_reset_tokens::table).values(&token_row).execute(c)?;
                 diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
                 Ok::<_, DieselError>(())
@@ -185,11 +175,7 @@ impl AccountRepository for Store {
 
     async fn find_password_reset(&self, hash: &TokenHash) -> Result<Option<LinkTokenRecord>, InfraError> {
         let hash = hash.as_bytes().to_vec();
-        let row = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| password_reset_tokens::table.find(&hash).select(PasswordResetRow::as_select()).first(c).optional())?)
-            })
-            .await?;
+        let row = self.run(move |c| Ok(password_reset_tokens::table.find(&hash).select(PasswordResetRow::as_select()).first(c).optional()?)).await?;
         Ok(row.map(LinkTokenRecord::try_from).transpose()?)
     }
 
@@ -209,8 +195,8 @@ impl AccountRepository for Store {
         let event = AuditEventRow::from(&change.event);
         let now = millis(change.at);
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     // The account row first: it is the lock a concurrent login takes before it
                     // inserts its session (see SessionRepository::create), and taking it before
                     // any link row makes two resets, or a reset and a change, queue on it

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::rows::{millis, ApiKeyRow, AuditEventRow, NewOutboxRow};
 use crate::schema::{accounts, api_keys, audit_events, outbox, sessions};
-use crate::{with_connection, Store, StoreError};
+use crate::{Store, StoreError};
 
 #[async_trait]
 impl ApiKeyRepository for Store {
@@ -22,8 +22,8 @@ impl ApiKeyRepository for Store {
         let outbox_row = NewOutboxRow::new(notice, key.created_at);
         let session = created_by.to_string();
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     // A no-op write locks the session row until commit: a reset that revokes the
                     // session either commits first (and this finds it revoked) or waits for the
                     // key and the notice to be stored.
@@ -54,14 +54,14 @@ impl ApiKeyRepository for Store {
         let hash = digest.to_vec();
         // The inner join drops keys whose account is gone.
         let row = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| api_keys::table
+            .run(move |c| {
+                Ok(api_keys::table
                     .inner_join(accounts::table)
                     .filter(api_keys::key_hash.eq(&hash))
                     .filter(api_keys::revoked_at.is_null())
                     .select(ApiKeyRow::as_select())
                     .first(c)
-                    .optional())?)
+                    .optional()?)
             })
             .await?;
         let key = row.map(ApiKey::try_from).transpose()?;
@@ -74,13 +74,13 @@ impl ApiKeyRepository for Store {
     async fn list(&self, account_id: AccountId) -> Result<Vec<ApiKey>, InfraError> {
         let account_id = account_id.to_string();
         let rows = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| api_keys::table
+            .run(move |c| {
+                Ok(api_keys::table
                     .filter(api_keys::account_id.eq(&account_id))
                     .filter(api_keys::revoked_at.is_null())
                     .order((api_keys::created_at.asc(), api_keys::id.asc()))
                     .select(ApiKeyRow::as_select())
-                    .load(c))?)
+                    .load(c)?)
             })
             .await?;
         Ok(rows.into_iter().map(ApiKey::try_from).collect::<Result<_, _>>()?)
@@ -90,8 +90,8 @@ impl ApiKeyRepository for Store {
         let (account_id, id, now) = (account_id.to_string(), id.to_string(), millis(now));
         let event = AuditEventRow::from(event);
         let updated = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     let updated = diesel::update(api_keys::table.find(&id).filter(api_keys::account_id.eq(&account_id)).filter(api_keys::revoked_at.is_null()))
                         .set(api_keys::revoked_at.eq(now))
                         .execute(c)?;
@@ -115,10 +115,7 @@ impl ApiKeyRepository for Store {
     async fn touch(&self, id: ApiKeyId, now: OffsetDateTime) -> Result<(), InfraError> {
         let key_id = id;
         let id = id.to_string();
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::update(api_keys::table.find(&id)).set(api_keys::last_used_at.eq(millis(now))).execute(c))?)
-        })
-        .await?;
+        self.run(move |c| Ok(diesel::update(api_keys::table.find(&id)).set(api_keys::last_used_at.eq(millis(now))).execute(c)?)).await?;
         if let Some(cache) = &self.api_key_cache {
             cache.touched(key_id, now);
         }

@@ -6,13 +6,13 @@ use flexauth_domain::InfraError;
 
 use crate::rows::{millis, AuditEventRow};
 use crate::schema::audit_events;
-use crate::{with_connection, Store};
+use crate::Store;
 
 #[async_trait]
 impl AuditLog for Store {
     async fn record(&self, event: &AuditEvent) -> Result<(), InfraError> {
         let row = AuditEventRow::from(event);
-        self.run(move |connection| Ok(with_connection!(connection, |c| diesel::insert_into(audit_events::table).values(&row).execute(c))?)).await?;
+        self.run(move |c| Ok(diesel::insert_into(audit_events::table).values(&row).execute(c)?)).await?;
         Ok(())
     }
 
@@ -20,8 +20,8 @@ impl AuditLog for Store {
         let account_id = account_id.to_string();
         let after = after.map(|cursor| (millis(cursor.at), cursor.id.to_string()));
         let rows = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| {
+            .run(move |c| {
+                Ok({
                     let mut query = audit_events::table.filter(audit_events::account_id.eq(&account_id)).into_boxed();
                     if let Some((at, id)) = &after {
                         // Strictly older in the (at, id) order, so a page never repeats or skips
@@ -29,7 +29,7 @@ impl AuditLog for Store {
                         query = query.filter(audit_events::at.lt(*at).or(audit_events::at.eq(*at).and(audit_events::id.lt(id.clone()))));
                     }
                     query.order((audit_events::at.desc(), audit_events::id.desc())).limit(i64::from(limit)).select(AuditEventRow::as_select()).load(c)
-                })?)
+                }?)
             })
             .await?;
         Ok(rows.into_iter().map(AuditEvent::try_from).collect::<Result<_, _>>()?)

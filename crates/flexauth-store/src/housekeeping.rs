@@ -6,7 +6,7 @@ use flexauth_domain::InfraError;
 
 use crate::rows::millis;
 use crate::schema::{accounts, audit_events, email_verification_tokens, known_devices, password_reset_tokens, rate_limits, sessions};
-use crate::{with_connection, Store, StoreError};
+use crate::{Store, StoreError};
 
 fn count(deleted: usize) -> u64 {
     u64::try_from(deleted).unwrap_or(u64::MAX)
@@ -25,8 +25,8 @@ impl Housekeeping for Store {
         // Each kind: read one batch of keys, delete those. Another instance purging at once
         // only finds less to delete.
         let report = self
-            .run(move |connection| {
-                with_connection!(connection, |c| {
+            .run(move |c| {
+                {
                     let old_events = audit_events::table.filter(audit_events::at.lt(audit_before)).select(audit_events::id).limit(batch).load::<String>(c)?;
                     let audit_events = diesel::delete(audit_events::table.filter(audit_events::id.eq_any(old_events))).execute(c)?;
 
@@ -87,7 +87,7 @@ impl Housekeeping for Store {
                         counters: count(counters),
                         devices: count(devices),
                     })
-                })
+                }
             })
             .await?;
         Ok(report)

@@ -2,8 +2,9 @@
 //! or an embedded SQLite file (development, the default).
 //!
 //! Both backends share one schema of portable column types (UUIDs as text, instants as Unix
-//! milliseconds, digests as bytes) and one source text of queries: [`with_connection!`]
-//! compiles each query once per backend. libpq and SQLite are built from source (with a
+//! milliseconds, digests as bytes) and one source text of queries: the connection is diesel's
+//! `MultiConnection` over both, so each query is plain diesel code written once; only the
+//! upserts, which `MultiConnection` cannot express, are compiled once per backend. libpq and SQLite are built from source (with a
 //! vendored OpenSSL for PostgreSQL TLS), so building needs no system database library. The
 //! pool is blocking (r2d2) and every query runs on tokio's blocking pool. This crate must not
 //! depend on a web framework and holds no business rule: it stores what the domain decided.
@@ -74,8 +75,10 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
-/// A connection to either backend.
-pub enum DbConnection {
+/// A connection to either backend. diesel's `MultiConnection` makes it a connection itself, so
+/// that a query is written once, as plain diesel code, against both backends.
+#[derive(diesel::MultiConnection)]
+pub(crate) enum DbConnection {
     Postgres(PgConnection),
     Sqlite(SqliteConnection),
 }
@@ -90,9 +93,9 @@ impl std::fmt::Debug for DbConnection {
 }
 
 /// Runs `$body` with `$c` bound to the concrete connection of whichever backend `$connection`
-/// is: the body is compiled once per backend, so it may use any diesel feature both support.
-#[macro_export]
-macro_rules! with_connection {
+/// is, for the few statements `MultiConnection` cannot express (upserts): the body is compiled
+/// once per backend.
+macro_rules! per_backend {
     ($connection:expr, |$c:ident| $body:expr) => {
         match $connection {
             $crate::DbConnection::Postgres($c) => $body,
@@ -100,6 +103,7 @@ macro_rules! with_connection {
         }
     };
 }
+pub(crate) use per_backend;
 
 /// What stands between flexauth and PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -175,7 +179,7 @@ impl Manager {
 /// Whether the database answers on `connection`: the one liveness check, for readiness, the
 /// pool, and connections older than the latest outage.
 fn answers(connection: &mut DbConnection) -> Result<(), StoreError> {
-    Ok(with_connection!(connection, |c| c.batch_execute("SELECT 1"))?)
+    Ok(connection.batch_execute("SELECT 1")?)
 }
 
 /// The URL with libpq's `connect_timeout` set to [`CONNECT_TIMEOUT_SECONDS`] unless the

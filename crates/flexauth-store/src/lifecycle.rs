@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::accounts::is_email_taken;
 use crate::rows::{millis, AuditEventRow, EmailChangeRow, NewOutboxRow};
 use crate::schema::{account_requests, accounts, api_keys, audit_events, email_changes, email_verification_tokens, outbox, password_reset_tokens, sessions};
-use crate::{with_connection, Store, StoreError};
+use crate::{per_backend, Store, StoreError};
 
 /// Why a transaction below was rolled back on purpose: the outcome it reports.
 #[derive(Clone, Copy)]
@@ -30,8 +30,8 @@ impl LifecycleRepository for Store {
     async fn disable(&self, id: AccountId, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, InfraError> {
         let (id, now, event) = (id.to_string(), millis(now), AuditEventRow::from(event));
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     // The account row first: it locks the row, and the new credential version
                     // makes a login whose password check is under way commit no session.
                     let found = diesel::update(accounts::table.find(&id)).set(accounts::credential_version.eq(accounts::credential_version + 1)).execute(c)?;
@@ -62,8 +62,8 @@ impl LifecycleRepository for Store {
     async fn enable(&self, id: AccountId, event: &AuditEvent) -> Result<bool, InfraError> {
         let (id, event) = (id.to_string(), AuditEventRow::from(event));
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     if diesel::update(accounts::table.find(&id)).set(accounts::disabled_at.eq(None::<i64>)).execute(c)? == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
@@ -82,8 +82,8 @@ impl LifecycleRepository for Store {
         let event = AuditEventRow::from(&erasure.event);
         let goodbye = erasure.goodbye.as_ref().map(|email| NewOutboxRow::new(email, erasure.event.at));
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     let Some(email) = accounts::table.find(&id).select(accounts::email).first::<String>(c).optional()? else {
                         return Err(DieselError::RollbackTransaction);
                     };
@@ -139,8 +139,8 @@ impl LifecycleRepository for Store {
         let event = AuditEventRow::from(event);
         let session = requested_by.to_string();
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                per_backend!(c, |c| c.transaction(|c| {
                     // A no-op write locks the session row until commit: a disable or an undo
                     // that ends the session either commits first (and this finds it ended) or
                     // waits, and then ends the session and spends this change's links.
@@ -174,13 +174,7 @@ impl LifecycleRepository for Store {
     async fn find_email_change(&self, hash: &TokenHash) -> Result<Option<EmailChange>, InfraError> {
         let hash = hash.as_bytes().to_vec();
         let row = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| email_changes::table
-                    .filter(email_changes::token_hash.eq(&hash))
-                    .select(EmailChangeRow::as_select())
-                    .first(c)
-                    .optional())?)
-            })
+            .run(move |c| Ok(email_changes::table.filter(email_changes::token_hash.eq(&hash)).select(EmailChangeRow::as_select()).first(c).optional()?))
             .await?;
         Ok(row.map(EmailChange::try_from).transpose()?)
     }
@@ -188,13 +182,7 @@ impl LifecycleRepository for Store {
     async fn find_email_change_by_undo(&self, hash: &TokenHash) -> Result<Option<EmailChange>, InfraError> {
         let hash = hash.as_bytes().to_vec();
         let row = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| email_changes::table
-                    .filter(email_changes::undo_hash.eq(&hash))
-                    .select(EmailChangeRow::as_select())
-                    .first(c)
-                    .optional())?)
-            })
+            .run(move |c| Ok(email_changes::table.filter(email_changes::undo_hash.eq(&hash)).select(EmailChangeRow::as_select()).first(c).optional()?))
             .await?;
         Ok(row.map(EmailChange::try_from).transpose()?)
     }
@@ -203,9 +191,9 @@ impl LifecycleRepository for Store {
         let row = EmailChangeRow::from(change);
         let (now, event) = (millis(now), AuditEventRow::from(event));
         let outcome = self
-            .run(move |connection| {
+            .run(move |c| {
                 let mut refusal = None;
-                let outcome = with_connection!(connection, |c| c.transaction::<_, DieselError, _>(|c| {
+                let outcome = (c.transaction::<_, DieselError, _>(|c| {
                     // The guard first: of two confirmations at once, one finds the link spent.
                     let claimed = diesel::update(
                         email_changes::table
@@ -262,8 +250,8 @@ impl LifecycleRepository for Store {
         let (now, event) = (millis(now), AuditEventRow::from(event));
         let unusable = unusable_password.as_phc().to_owned();
         let outcome = self
-            .run(move |connection| {
-                let outcome = with_connection!(connection, |c| c.transaction::<_, DieselError, _>(|c| {
+            .run(move |c| {
+                let outcome = (c.transaction::<_, DieselError, _>(|c| {
                     let claimed = diesel::update(
                         email_changes::table.find(&row.token_hash).filter(email_changes::undone_at.is_null()).filter(email_changes::undo_expires_at.gt(now)),
                     )

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::rows::instant;
 use crate::schema::outbox;
-use crate::{with_connection, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// The connection pool now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,12 +54,12 @@ impl Store {
     /// [`StoreError`] when the database fails.
     pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, StoreError> {
         let (unsent, oldest) = self
-            .run(|connection| {
-                Ok(with_connection!(connection, |c| outbox::table
+            .run(|c| {
+                Ok(outbox::table
                     .filter(outbox::sent_at.is_null())
                     .filter(outbox::failed_at.is_null())
                     .select((count_star(), min(outbox::queued_at)))
-                    .first::<(i64, Option<i64>)>(c))?)
+                    .first::<(i64, Option<i64>)>(c)?)
             })
             .await?;
         Ok(OutboxBacklog { unsent: u64::try_from(unsent).unwrap_or_default(), oldest_queued_at: oldest.map(instant).transpose()? })

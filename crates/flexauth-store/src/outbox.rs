@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::rows::{millis, NewOutboxRow, OutboxRow};
 use crate::schema::outbox;
-use crate::{with_connection, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// Keeps what operators see of a delivery error short; SMTP replies can be long.
 fn truncate(error: &str) -> String {
@@ -18,7 +18,7 @@ fn truncate(error: &str) -> String {
 impl Outbox for Store {
     async fn enqueue(&self, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError> {
         let row = NewOutboxRow::new(email, now);
-        self.run(move |connection| Ok(with_connection!(connection, |c| diesel::insert_into(outbox::table).values(&row).execute(c))?)).await?;
+        self.run(move |c| Ok(diesel::insert_into(outbox::table).values(&row).execute(c)?)).await?;
         Ok(())
     }
 
@@ -27,8 +27,8 @@ impl Outbox for Store {
         let lease_until = millis(lease_until);
         let lease_text = lease.as_uuid().to_string();
         let rows = self
-            .run(move |connection| {
-                with_connection!(connection, |c| {
+            .run(move |c| {
+                {
                     let candidates: Vec<String> = outbox::table
                         .filter(outbox::sent_at.is_null())
                         .filter(outbox::failed_at.is_null())
@@ -60,7 +60,7 @@ impl Outbox for Store {
                         }
                     }
                     Ok::<_, StoreError>(claimed)
-                })
+                }
             })
             .await?;
         // A row this instance cannot read (a kind added by a newer version during a rolling
@@ -77,12 +77,10 @@ impl Outbox for Store {
 
     async fn mark_sent(&self, id: Uuid, lease: LeaseId, now: OffsetDateTime) -> Result<(), InfraError> {
         let (id, lease, now) = (id.to_string(), lease.as_uuid().to_string(), millis(now));
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
-                .set(
-                    (outbox::sent_at.eq(now), outbox::text_body.eq(None::<String>), outbox::html_body.eq(None::<String>), outbox::lease_until.eq(None::<i64>),)
-                )
-                .execute(c))?)
+        self.run(move |c| {
+            Ok(diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
+                .set((outbox::sent_at.eq(now), outbox::text_body.eq(None::<String>), outbox::html_body.eq(None::<String>), outbox::lease_until.eq(None::<i64>)))
+                .execute(c)?)
         })
         .await?;
         Ok(())
@@ -90,8 +88,8 @@ impl Outbox for Store {
 
     async fn schedule_retry(&self, id: Uuid, lease: LeaseId, next_attempt_at: OffsetDateTime, error: &str) -> Result<(), InfraError> {
         let (id, lease, next, error) = (id.to_string(), lease.as_uuid().to_string(), millis(next_attempt_at), truncate(error));
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
+        self.run(move |c| {
+            Ok(diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
                 .set((
                     outbox::attempts.eq(outbox::attempts + 1),
                     outbox::next_attempt_at.eq(next),
@@ -99,7 +97,7 @@ impl Outbox for Store {
                     outbox::lease_id.eq(None::<String>),
                     outbox::lease_until.eq(None::<i64>),
                 ))
-                .execute(c))?)
+                .execute(c)?)
         })
         .await?;
         Ok(())
@@ -107,8 +105,8 @@ impl Outbox for Store {
 
     async fn mark_failed(&self, id: Uuid, lease: LeaseId, now: OffsetDateTime, error: &str) -> Result<(), InfraError> {
         let (id, lease, now, error) = (id.to_string(), lease.as_uuid().to_string(), millis(now), truncate(error));
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
+        self.run(move |c| {
+            Ok(diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
                 .set((
                     outbox::failed_at.eq(now),
                     outbox::attempts.eq(outbox::attempts + 1),
@@ -117,7 +115,7 @@ impl Outbox for Store {
                     outbox::html_body.eq(None::<String>),
                     outbox::lease_until.eq(None::<i64>),
                 ))
-                .execute(c))?)
+                .execute(c)?)
         })
         .await?;
         Ok(())
@@ -125,10 +123,7 @@ impl Outbox for Store {
 
     async fn forget(&self, id: Uuid, lease: LeaseId) -> Result<(), InfraError> {
         let (id, lease) = (id.to_string(), lease.as_uuid().to_string());
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::delete(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease))).execute(c))?)
-        })
-        .await?;
+        self.run(move |c| Ok(diesel::delete(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease))).execute(c)?)).await?;
         Ok(())
     }
 }

@@ -8,13 +8,13 @@ use uuid::Uuid;
 
 use crate::rows::{millis, AccountRequestRow};
 use crate::schema::account_requests;
-use crate::{with_connection, Store, StoreError};
+use crate::{Store, StoreError};
 
 #[async_trait]
 impl AccountRequestQueue for Store {
     async fn submit(&self, request: &AccountRequest) -> Result<(), InfraError> {
         let row = AccountRequestRow::from(request);
-        self.run(move |connection| Ok(with_connection!(connection, |c| diesel::insert_into(account_requests::table).values(&row).execute(c))?)).await?;
+        self.run(move |c| Ok(diesel::insert_into(account_requests::table).values(&row).execute(c)?)).await?;
         Ok(())
     }
 
@@ -23,8 +23,8 @@ impl AccountRequestQueue for Store {
         let lease_until = millis(lease_until);
         let lease_text = lease.as_uuid().to_string();
         let rows = self
-            .run(move |connection| {
-                with_connection!(connection, |c| {
+            .run(move |c| {
+                {
                     let candidates: Vec<String> = account_requests::table
                         .filter(account_requests::lease_until.is_null().or(account_requests::lease_until.le(now)))
                         .order((account_requests::requested_at.asc(), account_requests::id.asc()))
@@ -45,7 +45,7 @@ impl AccountRequestQueue for Store {
                         }
                     }
                     Ok::<_, StoreError>(claimed)
-                })
+                }
             })
             .await?;
         Ok(rows
@@ -59,10 +59,7 @@ impl AccountRequestQueue for Store {
 
     async fn complete(&self, id: Uuid, lease: LeaseId) -> Result<(), InfraError> {
         let (id, lease) = (id.to_string(), lease.as_uuid().to_string());
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::delete(account_requests::table.find(&id).filter(account_requests::lease_id.eq(&lease))).execute(c))?)
-        })
-        .await?;
+        self.run(move |c| Ok(diesel::delete(account_requests::table.find(&id).filter(account_requests::lease_id.eq(&lease))).execute(c)?)).await?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::rows::{millis, AuditEventRow, NewOutboxRow, SessionRow};
 use crate::schema::{accounts, audit_events, known_devices, outbox, sessions};
-use crate::{guarded, with_connection, Store, StoreError};
+use crate::{guarded, per_backend, Store, StoreError};
 
 #[async_trait]
 impl SessionRepository for Store {
@@ -19,8 +19,8 @@ impl SessionRepository for Store {
         let row = SessionRow::from(session);
         let event = AuditEventRow::from(event);
         let outcome = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     // A write to the account row, even one that changes nothing, locks it until
                     // commit on PostgreSQL (SQLite serialises writers): a password change or
                     // reset, which writes that row first, waits for this session and then ends
@@ -54,8 +54,8 @@ impl SessionRepository for Store {
         let outbox_row = NewOutboxRow::new(notice, now);
         let now = millis(now);
         let revoked = self
-            .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+            .run(move |c| {
+                (c.transaction(|c| {
                     let revoked = diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
                         .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
                         .execute(c)?;
@@ -75,10 +75,8 @@ impl SessionRepository for Store {
         let id = id.to_string();
         let now = millis(now);
         let updated = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
-                    .set(sessions::authenticated_at.eq(now))
-                    .execute(c))?)
+            .run(move |c| {
+                Ok(diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null())).set(sessions::authenticated_at.eq(now)).execute(c)?)
             })
             .await?;
         Ok(updated == 1)
@@ -86,9 +84,7 @@ impl SessionRepository for Store {
 
     async fn find(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
         let id = id.to_string();
-        let row = self
-            .run(move |connection| Ok(with_connection!(connection, |c| sessions::table.find(&id).select(SessionRow::as_select()).first(c).optional())?))
-            .await?;
+        let row = self.run(move |c| Ok(sessions::table.find(&id).select(SessionRow::as_select()).first(c).optional()?)).await?;
         Ok(row.map(Session::try_from).transpose()?)
     }
 
@@ -102,19 +98,17 @@ impl SessionRepository for Store {
         // PostgreSQL re-checks it after the first writer commits, SQLite serialises writers,
         // and either way only one UPDATE matches.
         let updated = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| diesel::update(
-                    sessions::table.find(&id).filter(sessions::current_hash.eq(&expected)).filter(sessions::revoked_at.is_null())
-                )
-                .set((
-                    sessions::previous_hash.eq(&expected),
-                    sessions::current_hash.eq(&new_current),
-                    sessions::rotation_nonce.eq(&nonce),
-                    sessions::current_issued_at.eq(issued_at),
-                    sessions::current_expires_at.eq(expires_at),
-                    sessions::generation.eq(generation),
-                ))
-                .execute(c))?)
+            .run(move |c| {
+                Ok(diesel::update(sessions::table.find(&id).filter(sessions::current_hash.eq(&expected)).filter(sessions::revoked_at.is_null()))
+                    .set((
+                        sessions::previous_hash.eq(&expected),
+                        sessions::current_hash.eq(&new_current),
+                        sessions::rotation_nonce.eq(&nonce),
+                        sessions::current_issued_at.eq(issued_at),
+                        sessions::current_expires_at.eq(expires_at),
+                        sessions::generation.eq(generation),
+                    ))
+                    .execute(c)?)
             })
             .await?;
         Ok(updated == 1)
@@ -124,10 +118,10 @@ impl SessionRepository for Store {
         let id = id.to_string();
         let now = millis(now);
         let updated = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
+            .run(move |c| {
+                Ok(diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
                     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
-                    .execute(c))?)
+                    .execute(c)?)
             })
             .await?;
         Ok(updated == 1)
@@ -136,14 +130,14 @@ impl SessionRepository for Store {
     async fn logged_in_from(&self, account_id: AccountId, ip: &str, since: OffsetDateTime) -> Result<bool, InfraError> {
         let (account_id, ip, since) = (account_id.to_string(), ip.to_owned(), millis(since));
         let found: Option<String> = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| sessions::table
+            .run(move |c| {
+                Ok(sessions::table
                     .filter(sessions::account_id.eq(&account_id))
                     .filter(sessions::ip.eq(&ip))
                     .filter(sessions::created_at.ge(since))
                     .select(sessions::id)
                     .first(c)
-                    .optional())?)
+                    .optional()?)
             })
             .await?;
         Ok(found.is_some())
@@ -152,14 +146,14 @@ impl SessionRepository for Store {
     async fn device_known(&self, account_id: AccountId, device: &TokenHash, since: OffsetDateTime) -> Result<bool, InfraError> {
         let (account_id, device, since) = (account_id.to_string(), device.as_bytes().to_vec(), millis(since));
         let found: Option<Vec<u8>> = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| known_devices::table
+            .run(move |c| {
+                Ok(known_devices::table
                     .find(&device)
                     .filter(known_devices::account_id.eq(&account_id))
                     .filter(known_devices::last_seen_at.ge(since))
                     .select(known_devices::token_hash)
                     .first(c)
-                    .optional())?)
+                    .optional()?)
             })
             .await?;
         Ok(found.is_some())
@@ -167,8 +161,8 @@ impl SessionRepository for Store {
 
     async fn remember_device(&self, account_id: AccountId, device: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError> {
         let (account_id, device, now) = (account_id.to_string(), device.as_bytes().to_vec(), millis(now));
-        self.run(move |connection| {
-            with_connection!(connection, |c| {
+        self.run(move |c| {
+            per_backend!(c, |c| {
                 // A token another account holds is left alone: it is never this device's.
                 diesel::insert_into(known_devices::table)
                     .values((
@@ -194,15 +188,15 @@ impl SessionRepository for Store {
         let account_id = account_id.to_string();
         let now = millis(now);
         let rows = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| sessions::table
+            .run(move |c| {
+                Ok(sessions::table
                     .filter(sessions::account_id.eq(&account_id))
                     .filter(sessions::revoked_at.is_null())
                     .filter(sessions::expires_at.gt(now))
                     .filter(sessions::current_expires_at.gt(now))
                     .order((sessions::created_at.desc(), sessions::id.asc()))
                     .select(SessionRow::as_select())
-                    .load(c))?)
+                    .load(c)?)
             })
             .await?;
         Ok(rows.into_iter().map(Session::try_from).collect::<Result<_, _>>()?)
@@ -213,13 +207,13 @@ impl SessionRepository for Store {
         let keep = keep.map(|id| id.to_string());
         let now = millis(now);
         let revoked = self
-            .run(move |connection| {
+            .run(move |c| {
                 let live = sessions::account_id.eq(account_id).and(sessions::revoked_at.is_null());
                 let ended = (sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str()));
-                Ok(with_connection!(connection, |c| match &keep {
+                Ok(match &keep {
                     Some(keep) => diesel::update(sessions::table.filter(live.clone()).filter(sessions::id.ne(keep))).set(ended).execute(c),
                     None => diesel::update(sessions::table.filter(live.clone())).set(ended).execute(c),
-                })?)
+                }?)
             })
             .await?;
         // A count of rows changed: usize always fits u64 on the platforms flexauth builds for.

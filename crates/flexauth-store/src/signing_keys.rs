@@ -3,7 +3,7 @@ use time::OffsetDateTime;
 
 use crate::rows::{instant, millis};
 use crate::schema::signing_keys;
-use crate::{with_connection, Store, StoreError};
+use crate::{per_backend, Store, StoreError};
 
 /// The one slot the generated development key lives in.
 pub const GENERATED_SLOT: &str = "generated";
@@ -43,8 +43,8 @@ impl Store {
     /// [`StoreError`] when the database fails.
     pub async fn store_first_signing_key(&self, candidate: String, now: OffsetDateTime) -> Result<bool, StoreError> {
         let now = millis(now);
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| {
+        self.run(move |c| {
+            Ok(per_backend!(c, |c| {
                 if signing_keys::table.count().get_result::<i64>(c)? > 0 {
                     return Ok(false);
                 }
@@ -64,11 +64,11 @@ impl Store {
     /// [`StoreError`] when the database fails or a row is damaged.
     pub async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
         let rows = self
-            .run(|connection| {
-                Ok(with_connection!(connection, |c| signing_keys::table
+            .run(|c| {
+                Ok(signing_keys::table
                     .order(signing_keys::created_at.asc())
                     .select((signing_keys::slot, signing_keys::private_key_pem, signing_keys::created_at, signing_keys::activates_at, signing_keys::retired_at))
-                    .load::<(String, String, i64, Option<i64>, Option<i64>)>(c))?)
+                    .load::<(String, String, i64, Option<i64>, Option<i64>)>(c)?)
             })
             .await?;
         rows.into_iter()
@@ -90,15 +90,15 @@ impl Store {
     /// [`StoreError`] when the database fails (or the slot is taken).
     pub async fn add_signing_key(&self, slot: &str, private_key: String, now: OffsetDateTime, activates_at: OffsetDateTime) -> Result<(), StoreError> {
         let (slot, now, activates_at) = (slot.to_owned(), millis(now), millis(activates_at));
-        self.run(move |connection| {
-            Ok(with_connection!(connection, |c| diesel::insert_into(signing_keys::table)
+        self.run(move |c| {
+            Ok(diesel::insert_into(signing_keys::table)
                 .values((
                     signing_keys::slot.eq(&slot),
                     signing_keys::private_key_pem.eq(&private_key),
                     signing_keys::created_at.eq(now),
                     signing_keys::activates_at.eq(activates_at),
                 ))
-                .execute(c))?)
+                .execute(c)?)
         })
         .await?;
         Ok(())
@@ -112,10 +112,10 @@ impl Store {
     pub async fn retire_signing_key(&self, slot: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
         let (slot, now) = (slot.to_owned(), millis(now));
         let updated = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| diesel::update(signing_keys::table.find(&slot).filter(signing_keys::retired_at.is_null()))
+            .run(move |c| {
+                Ok(diesel::update(signing_keys::table.find(&slot).filter(signing_keys::retired_at.is_null()))
                     .set(signing_keys::retired_at.eq(now))
-                    .execute(c))?)
+                    .execute(c)?)
             })
             .await?;
         Ok(updated == 1)
@@ -129,10 +129,10 @@ impl Store {
     pub async fn reseal_signing_key(&self, slot: &str, current: String, replacement: String) -> Result<bool, StoreError> {
         let slot = slot.to_owned();
         let updated = self
-            .run(move |connection| {
-                Ok(with_connection!(connection, |c| diesel::update(signing_keys::table.find(&slot).filter(signing_keys::private_key_pem.eq(&current)))
+            .run(move |c| {
+                Ok(diesel::update(signing_keys::table.find(&slot).filter(signing_keys::private_key_pem.eq(&current)))
                     .set(signing_keys::private_key_pem.eq(&replacement))
-                    .execute(c))?)
+                    .execute(c)?)
             })
             .await?;
         Ok(updated == 1)

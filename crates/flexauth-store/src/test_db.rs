@@ -400,13 +400,7 @@ pub async fn outbox_bodies(store: &Store, id: uuid::Uuid) -> Option<(Option<Stri
     use crate::schema::outbox;
     let id = id.to_string();
     store
-        .run(move |connection| {
-            Ok(crate::with_connection!(connection, |c| outbox::table
-                .find(&id)
-                .select((outbox::text_body, outbox::html_body))
-                .first::<(Option<String>, Option<String>)>(c)
-                .optional())?)
-        })
+        .run(move |c| Ok(outbox::table.find(&id).select((outbox::text_body, outbox::html_body)).first::<(Option<String>, Option<String>)>(c).optional()?))
         .await
         .expect("read the outbox entry")
 }
@@ -422,10 +416,7 @@ pub async fn delete_account(store: &Store, id: uuid::Uuid) {
 
     use crate::schema::accounts;
     let id = id.to_string();
-    store
-        .run(move |connection| Ok(crate::with_connection!(connection, |c| diesel::delete(accounts::table.find(&id)).execute(c))?))
-        .await
-        .expect("delete the account");
+    store.run(move |c| Ok(diesel::delete(accounts::table.find(&id)).execute(c)?)).await.expect("delete the account");
 }
 
 /// Runs `sql` on the store's database as it is, to break it in a way no outage does (a table
@@ -439,7 +430,7 @@ pub async fn execute(store: &Store, sql: &'static str) {
     use diesel::connection::SimpleConnection as _;
     let mut last = None;
     for _ in 0..3 {
-        match store.run(move |connection| Ok(crate::with_connection!(connection, |c| c.batch_execute(sql))?)).await {
+        match store.run(move |c| Ok(c.batch_execute(sql)?)).await {
             Ok(()) => return,
             Err(error) => last = Some(error),
         }

@@ -10,7 +10,7 @@ use flexauth_domain::InfraError;
 use time::Date;
 
 use crate::schema::{accounts, usage_counters};
-use crate::{with_connection, Store, StoreError};
+use crate::{per_backend, Store, StoreError};
 
 #[async_trait]
 impl UsageRepository for Store {
@@ -19,7 +19,7 @@ impl UsageRepository for Store {
             batch.iter().map(|count| (count.account_id.to_string(), count.day.to_string(), i64::try_from(count.requests).unwrap_or(i64::MAX))).collect();
         let totals = self
             .run(move |connection| {
-                with_connection!(connection, |c| c.transaction(|c| {
+                per_backend!(connection, |c| c.transaction(|c| {
                     let ids: Vec<&String> = increments.iter().map(|(id, _, _)| id).collect();
                     // An account deleted since its requests were counted takes its counts with
                     // it; left in the batch, its foreign key would fail every other row too.
@@ -68,7 +68,7 @@ impl UsageRepository for Store {
         let (id, day) = (account_id.to_string(), day.to_string());
         let count = self
             .run(move |connection| {
-                with_connection!(connection, |c| {
+                per_backend!(connection, |c| {
                     let exists = accounts::table.find(&id).select(accounts::id).first::<String>(c).optional()?.is_some();
                     if !exists {
                         return Ok(None);
