@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::account::AccountId;
-use crate::api_key::ApiKeyId;
+use crate::newtypes::AccountId;
+use crate::newtypes::ApiKeyId;
+use crate::newtypes::{ClientInfo, SessionId};
 use crate::principal::LiveSession;
-use crate::session::{ClientInfo, SessionId};
 use crate::system::{random_uuid, SecureRandom};
 use crate::InfraError;
 

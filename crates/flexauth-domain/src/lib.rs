@@ -117,6 +117,7 @@ pub mod housekeeping;
 pub mod lifecycle;
 pub mod limits;
 pub mod mail;
+pub mod newtypes;
 pub mod principal;
 pub mod secret;
 pub mod session;
@@ -126,3 +127,81 @@ pub mod usage;
 mod error;
 
 pub use error::InfraError;
+
+/// The floors of the domain, lowest first. A module may name a module on a lower floor, never
+/// one on its own floor or above: the ground floor (`system`, `secret`, `newtypes`) names no
+/// concept, and each concept names only what it builds on.
+#[cfg(test)]
+mod floors {
+    const FLOORS: &[&[&str]] = &[
+        &["system"],
+        &["secret"],
+        &["newtypes"],
+        &["limits", "mail", "usage", "housekeeping", "principal"],
+        &["audit"],
+        &["account"],
+        &["session"],
+        &["api_key"],
+        &["bearer", "lifecycle"],
+    ];
+
+    fn floor(module: &str) -> Option<usize> {
+        FLOORS.iter().position(|floor| floor.contains(&module))
+    }
+
+    /// Every `crate::<module>` a source file names in code (doc comments may link anywhere).
+    fn named_modules(source: &str) -> Vec<String> {
+        let mut named = Vec::new();
+        for line in source.lines().filter(|line| !line.trim_start().starts_with("//")) {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::") {
+                rest = &rest[at + "crate::".len()..];
+                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                named.push(name);
+            }
+        }
+        named
+    }
+
+    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, found);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_module_names_only_modules_on_lower_floors() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&root, &mut files);
+        assert!(files.len() > 30);
+        let mut upward = Vec::new();
+        for file in files {
+            let relative = file.strip_prefix(&root).unwrap_or(&file);
+            let Some(module) = relative.components().next().and_then(|part| part.as_os_str().to_str()).map(|part| part.trim_end_matches(".rs").to_owned())
+            else {
+                continue;
+            };
+            if module == "lib" || module == "error" {
+                continue;
+            }
+            let own = floor(&module).unwrap_or_else(|| panic!("{module} is on no floor: add it to FLOORS"));
+            let source = std::fs::read_to_string(&file).unwrap_or_default();
+            for named in named_modules(&source) {
+                if let Some(theirs) = floor(&named).filter(|_| named != module) {
+                    if theirs >= own {
+                        upward.push(format!("{} names crate::{named}", relative.display()));
+                    }
+                }
+            }
+        }
+        upward.sort();
+        upward.dedup();
+        assert!(upward.is_empty(), "imports that do not point down: {upward:#?}");
+    }
+}

@@ -190,7 +190,7 @@ pub fn address_key(address: &str) -> String {
 
 /// The key of a per-account or per-recipient counter: a digest of the normalised address, so
 /// the counters table holds no email address.
-pub fn email_key(email: &crate::account::EmailAddress) -> String {
+pub fn email_key(email: &crate::newtypes::EmailAddress) -> String {
     let digest = crate::secret::TokenHash::of(email.as_str().as_bytes());
     digest.as_bytes()[..16].iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -1,8 +1,8 @@
 //! Who made an authenticated request, and with which credential.
 
-use crate::account::AccountId;
-use crate::api_key::ApiKeyId;
-use crate::session::SessionId;
+use crate::newtypes::AccountId;
+use crate::newtypes::ApiKeyId;
+use crate::newtypes::SessionId;
 
 /// The credential a request was authenticated with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

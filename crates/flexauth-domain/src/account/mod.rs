@@ -1,7 +1,6 @@
 //! Accounts: email addresses, passwords and their policy, sign-up attempts and email
 //! verification, password reset and change.
 
-mod email;
 mod model;
 mod password;
 mod plan;
@@ -9,12 +8,12 @@ mod ports;
 mod request;
 mod service;
 
-pub use email::{EmailAddress, EmailError};
-pub use model::{Account, AccountId, LinkTokenRecord, SignupAttempt};
+pub use crate::newtypes::{AccountId, EmailAddress, EmailError};
+pub use model::{Account, LinkTokenRecord, SignupAttempt};
 pub(crate) use password::from_hash_error;
-pub use password::{HashError, NewPassword, Password, PasswordError, PasswordHash, PasswordHasher, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+pub use password::{HashError, NewPassword, Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
 pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
-pub use ports::{AccountRepository, CreateAccountError};
+pub use ports::{AccountRepository, CreateAccountError, PasswordHasher};
 pub use request::{AccountRequest, AccountRequestKind, AccountRequestQueue};
 pub use service::{
     pending_password_hashes, AccountLookupError, AccountService, AccountSettings, ChangePasswordError, ConfirmationPage, RequestsReport, ResetPasswordError,
@@ -22,8 +21,6 @@ pub use service::{
 };
 
 #[cfg(any(test, feature = "mocks"))]
-pub use password::MockPasswordHasher;
-#[cfg(any(test, feature = "mocks"))]
-pub use ports::MockAccountRepository;
+pub use ports::{MockAccountRepository, MockPasswordHasher};
 #[cfg(any(test, feature = "mocks"))]
 pub use request::MockAccountRequestQueue;

@@ -1,32 +1,9 @@
-use std::fmt;
+use crate::newtypes::AccountId;
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{EmailAddress, PasswordHash};
 use crate::secret::TokenHash;
-
-/// The stable identifier of an account, the `sub` of its access tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AccountId(Uuid);
-
-impl AccountId {
-    /// Wraps an identifier drawn by the domain or read back from trusted storage.
-    pub const fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// A person's account.
 #[derive(Debug, Clone)]

@@ -2,7 +2,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::OnceLock;
 
-use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::InfraError;
@@ -159,31 +158,6 @@ macro_rules! from_hash_error {
 }
 
 pub(crate) use from_hash_error;
-
-/// Slow, salted password hashing.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait PasswordHasher: Send + Sync {
-    /// Hashes `password` with a fresh salt.
-    ///
-    /// # Errors
-    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when it fails.
-    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
-
-    /// Whether `password` matches `hash`.
-    ///
-    /// # Errors
-    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when `hash` is
-    /// not a PHC string this hasher understands, or the pool fails.
-    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashError>;
-
-    /// Spends the same time as [`PasswordHasher::verify`] against a hash that matches no
-    /// password, so that a login for an unknown email cannot be told apart by its timing.
-    ///
-    /// # Errors
-    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when it fails.
-    async fn verify_against_dummy(&self, password: &Password) -> Result<(), HashError>;
-}
 
 #[cfg(test)]
 mod tests {

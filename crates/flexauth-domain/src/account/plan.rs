@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 use super::{AccountId, PasswordHash};
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
+use crate::newtypes::{RevocationReason, SessionId};
 use crate::secret::TokenHash;
-use crate::session::{RevocationReason, SessionId};
 
 /// Confirming an address with the link of one sign-up attempt.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::plan::{CredentialChange, EmailConfirmation};
-use super::{Account, AccountId, EmailAddress, LinkTokenRecord, SignupAttempt};
+use super::{Account, AccountId, EmailAddress, HashError, LinkTokenRecord, Password, PasswordHash, SignupAttempt};
 use crate::mail::OutgoingEmail;
 use crate::secret::TokenHash;
 use crate::InfraError;
@@ -101,4 +101,29 @@ pub trait AccountRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
     async fn apply_credential_change(&self, change: &CredentialChange) -> Result<bool, InfraError>;
+}
+
+/// Slow, salted password hashing.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes `password` with a fresh salt.
+    ///
+    /// # Errors
+    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when it fails.
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
+
+    /// Whether `password` matches `hash`.
+    ///
+    /// # Errors
+    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when `hash` is
+    /// not a PHC string this hasher understands, or the pool fails.
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<bool, HashError>;
+
+    /// Spends the same time as [`PasswordHasher::verify`] against a hash that matches no
+    /// password, so that a login for an unknown email cannot be told apart by its timing.
+    ///
+    /// # Errors
+    /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when it fails.
+    async fn verify_against_dummy(&self, password: &Password) -> Result<(), HashError>;
 }

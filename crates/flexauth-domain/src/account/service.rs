@@ -13,10 +13,10 @@ use crate::limits::{address_key, email_key, LimitSettings, RateLimited, RateLimi
 use crate::mail::{
     account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email, EmailKind, LeaseId, Outbox,
 };
+use crate::newtypes::ClientInfo;
+use crate::newtypes::RevocationReason;
 use crate::principal::{LiveSession, Principal, SessionRequired};
 use crate::secret::LinkToken;
-use crate::session::ClientInfo;
-use crate::session::RevocationReason;
 use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
@@ -554,8 +554,8 @@ mod tests {
     use super::*;
     use crate::account::{MockAccountRepository, MockAccountRequestQueue, MockPasswordHasher};
     use crate::mail::{EmailKind, MockOutbox};
+    use crate::newtypes::SessionId;
     use crate::secret::TokenHash;
-    use crate::session::SessionId;
     use crate::system::{MockClock, MockSecureRandom};
     use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::Mutex;

@@ -5,7 +5,8 @@ mod ports;
 mod secret;
 mod service;
 
-pub use model::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyNameError};
+pub use crate::newtypes::ApiKeyId;
+pub use model::{ApiKey, ApiKeyName, ApiKeyNameError};
 pub use ports::ApiKeyRepository;
 pub use secret::{ApiKeySecret, MalformedApiKey, API_KEY_PREFIX};
 pub use service::{ApiKeyService, ApiKeySettings, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError, LAST_USED_RESOLUTION};

@@ -1,31 +1,8 @@
-use std::fmt;
+use crate::newtypes::ApiKeyId;
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::account::AccountId;
-
-/// The identifier of an API key; public, used to list and revoke it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ApiKeyId(Uuid);
-
-impl ApiKeyId {
-    /// Wraps an identifier drawn by the domain or read back from trusted storage.
-    pub const fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for ApiKeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+use crate::newtypes::AccountId;
 
 /// A label its owner gives a key ("billing backend", "CI").
 #[derive(Debug, Clone, PartialEq, Eq)]

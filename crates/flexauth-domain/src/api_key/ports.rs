@@ -2,11 +2,11 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{ApiKey, ApiKeyId};
-use crate::account::AccountId;
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
+use crate::newtypes::AccountId;
+use crate::newtypes::SessionId;
 use crate::secret::TokenHash;
-use crate::session::SessionId;
 use crate::InfraError;
 
 /// Storage of API keys, by the SHA-256 of their secret.

@@ -177,10 +177,11 @@ impl ApiKeyService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{Account, AccountId, EmailAddress, MockAccountRepository, PasswordHash};
+    use crate::account::{Account, MockAccountRepository, PasswordHash};
     use crate::api_key::{ApiKeyNameError, MockApiKeyRepository};
     use crate::mail::EmailKind;
-    use crate::session::SessionId;
+    use crate::newtypes::SessionId;
+    use crate::newtypes::{AccountId, EmailAddress};
     use crate::system::{MockClock, MockSecureRandom};
     use std::sync::atomic::{AtomicU8, Ordering};
     use time::macros::datetime;

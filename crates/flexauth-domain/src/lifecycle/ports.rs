@@ -2,11 +2,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{EmailChange, Erasure};
-use crate::account::{AccountId, PasswordHash};
+use crate::account::PasswordHash;
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
+use crate::newtypes::AccountId;
+use crate::newtypes::SessionId;
 use crate::secret::TokenHash;
-use crate::session::SessionId;
 use crate::InfraError;
 
 /// What confirming an address change did.

@@ -3,14 +3,16 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::{AccountExport, ConfirmEmailChangeOutcome, EmailChange, EmailChangeLinkState, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
-use crate::account::{Account, AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
+use crate::account::{Account, AccountRepository, Password, PasswordHasher};
 use crate::api_key::ApiKeyRepository;
 use crate::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog, MAX_PAGE};
 use crate::limits::{LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{account_deleted_email, email_change_address_taken_email, email_change_confirmation_email, email_change_requested_email};
+use crate::newtypes::ClientInfo;
+use crate::newtypes::{AccountId, EmailAddress};
 use crate::principal::{LiveSession, ReauthenticationRequired};
 use crate::secret::LinkToken;
-use crate::session::{ClientInfo, SessionRepository};
+use crate::session::SessionRepository;
 use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 

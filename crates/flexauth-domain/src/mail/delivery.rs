@@ -119,8 +119,8 @@ impl DeliveryService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::EmailAddress;
     use crate::mail::{EmailKind, MockMailTransport, MockOutbox, OutboxEntry, OutgoingEmail};
+    use crate::newtypes::EmailAddress;
     use crate::system::{MockClock, MockSecureRandom};
     use mockall::predicate::{always, eq};
     use time::macros::datetime;

@@ -2,7 +2,7 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use crate::account::EmailAddress;
+use crate::newtypes::EmailAddress;
 
 /// What an email is for; stored with the message so operators can tell them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::{EmailKind, OutgoingEmail};
-use crate::account::EmailAddress;
+use crate::newtypes::EmailAddress;
 use crate::secret::LinkToken;
 
 /// The email that carries the verification link.

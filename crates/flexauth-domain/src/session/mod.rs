@@ -6,15 +6,14 @@ mod ports;
 mod service;
 mod tokens;
 
-pub use model::{ClientInfo, RefreshDecision, RefreshSecret, RevocationReason, Rotation, RotationNonce, Session, SessionId, StoredSession};
-pub use ports::SessionRepository;
+pub use crate::newtypes::{ClientInfo, RevocationReason, SessionId};
+pub use model::{RefreshDecision, RefreshSecret, Rotation, RotationNonce, Session, StoredSession};
+pub use ports::{SessionRepository, TokenSigner};
 pub use service::{
     AuthenticateError, LiveSessionError, LoginError, LogoutScope, ManageSessionsError, ReauthenticateError, RefreshError, SessionService, SessionSettings,
     SessionSummary,
 };
-pub use tokens::{AccessClaims, RefreshClaims, TokenPair, TokenRejection, TokenSigner};
+pub use tokens::{AccessClaims, RefreshClaims, TokenPair, TokenRejection};
 
 #[cfg(any(test, feature = "mocks"))]
-pub use ports::MockSessionRepository;
-#[cfg(any(test, feature = "mocks"))]
-pub use tokens::MockTokenSigner;
+pub use ports::{MockSessionRepository, MockTokenSigner};

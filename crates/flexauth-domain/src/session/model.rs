@@ -1,33 +1,13 @@
+use crate::newtypes::ClientInfo;
+use crate::newtypes::SessionId;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::account::AccountId;
+use crate::newtypes::AccountId;
 use crate::secret::TokenHash;
-
-/// The identifier of a session, the `sid` of its tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionId(Uuid);
-
-impl SessionId {
-    /// Wraps an identifier drawn by the domain or read back from trusted storage.
-    pub const fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// The secret inside a refresh token: 256 bits. Only its [`TokenHash`] is stored.
 ///
@@ -96,56 +76,6 @@ impl RefreshSecret {
 impl fmt::Debug for RefreshSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RefreshSecret(<redacted>)")
-    }
-}
-
-/// Where a login came from, kept with the session so its owner can recognise it in a list.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientInfo {
-    /// The `User-Agent` header, cut to 256 characters.
-    pub user_agent: Option<String>,
-    /// The client's IP address as the server saw it.
-    pub ip: Option<String>,
-    /// The device token the client presented (its cookie), if any. Never stored with the
-    /// session: only the login reads it.
-    pub device: Option<crate::secret::DeviceToken>,
-}
-
-impl ClientInfo {
-    /// Keeps what a session list needs, bounded in size.
-    pub fn new(user_agent: Option<&str>, ip: Option<String>) -> Self {
-        Self { user_agent: user_agent.map(|agent| agent.chars().filter(|c| !c.is_control()).take(256).collect()), ip, device: None }
-    }
-}
-
-/// Why a session ended before its time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RevocationReason {
-    /// The user logged out.
-    Logout,
-    /// A spent refresh token was presented: someone else may hold the session's tokens.
-    RefreshTokenReuse,
-    /// The password was reset by email: every session ends.
-    PasswordReset,
-    /// The password was changed: every other session ends.
-    PasswordChange,
-    /// An operator disabled the account.
-    AccountDisabled,
-    /// The undo link of an address change was used: every session ends.
-    EmailChangeUndone,
-}
-
-impl RevocationReason {
-    /// The stable name stored with the session.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::RefreshTokenReuse => "refresh_token_reuse",
-            Self::PasswordReset => "password_reset",
-            Self::PasswordChange => "password_change",
-            Self::AccountDisabled => "account_disabled",
-            Self::EmailChangeUndone => "email_change_undone",
-        }
     }
 }
 

@@ -1,10 +1,10 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{RevocationReason, Rotation, Session, SessionId};
-use crate::account::AccountId;
+use super::{AccessClaims, RefreshClaims, RevocationReason, Rotation, Session, SessionId, TokenRejection};
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
+use crate::newtypes::AccountId;
 use crate::secret::TokenHash;
 use crate::InfraError;
 
@@ -99,4 +99,35 @@ pub trait SessionRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn revoke_all(&self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime, reason: RevocationReason) -> Result<u64, InfraError>;
+}
+
+/// Signs and verifies flexauth's tokens. Verification checks the format, algorithm, type,
+/// key, signature, issuer and audience; the time claims are left to the domain, which judges
+/// them against its own clock.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait TokenSigner: Send + Sync {
+    /// Signs an access token. Signing is deterministic: the same claims give the same bytes
+    /// under the same key.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the signing backend fails.
+    fn sign_access(&self, claims: &AccessClaims) -> Result<String, InfraError>;
+
+    /// Signs a refresh token, deterministically like [`TokenSigner::sign_access`].
+    ///
+    /// # Errors
+    /// [`InfraError`] when the signing backend fails.
+    fn sign_refresh(&self, claims: &RefreshClaims) -> Result<String, InfraError>;
+
+    /// Verifies an access token and returns its claims.
+    ///
+    /// # Errors
+    /// A [`TokenRejection`] naming the first check that failed.
+    fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenRejection>;
+
+    /// Verifies a refresh token and returns its claims.
+    ///
+    /// # Errors
+    /// A [`TokenRejection`] naming the first check that failed.
+    fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenRejection>;
 }

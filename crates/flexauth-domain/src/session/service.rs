@@ -6,10 +6,11 @@ use super::{
     AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository, TokenPair,
     TokenRejection, TokenSigner,
 };
-use crate::account::{pending_password_hashes, AccountId, AccountRepository, EmailAddress, Password, PasswordHasher};
+use crate::account::{pending_password_hashes, AccountRepository, Password, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, email_key, LimitPolicy, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
+use crate::newtypes::{AccountId, EmailAddress};
 use crate::principal::{AuthMethod, LiveSession, Principal, SessionRequired};
 use crate::system::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -1078,7 +1079,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_api_key_cannot_manage_sessions() {
-        let caller = Principal { account_id: ACCOUNT, method: AuthMethod::ApiKey(crate::api_key::ApiKeyId::from_uuid(Uuid::nil())) };
+        let caller = Principal { account_id: ACCOUNT, method: AuthMethod::ApiKey(crate::newtypes::ApiKeyId::from_uuid(Uuid::nil())) };
         let service = Ports::new().service();
         assert!(matches!(service.require_live(&caller).await, Err(LiveSessionError::SessionRequired(_))));
         assert!(matches!(service.logout(&caller, LogoutScope::Global).await, Err(ManageSessionsError::SessionRequired(_))));

@@ -2,8 +2,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{RefreshSecret, SessionId};
-use crate::account::AccountId;
-use crate::InfraError;
+use crate::newtypes::AccountId;
 
 /// The claims of an access token that the domain decides on. The signer adds the issuer and
 /// audience it is configured with, and checks them on the way back.
@@ -80,35 +79,4 @@ pub enum TokenRejection {
     /// Issued by someone else, or for another audience.
     #[error("the token was issued for another party")]
     WrongParty,
-}
-
-/// Signs and verifies flexauth's tokens. Verification checks the format, algorithm, type,
-/// key, signature, issuer and audience; the time claims are left to the domain, which judges
-/// them against its own clock.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-pub trait TokenSigner: Send + Sync {
-    /// Signs an access token. Signing is deterministic: the same claims give the same bytes
-    /// under the same key.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the signing backend fails.
-    fn sign_access(&self, claims: &AccessClaims) -> Result<String, InfraError>;
-
-    /// Signs a refresh token, deterministically like [`TokenSigner::sign_access`].
-    ///
-    /// # Errors
-    /// [`InfraError`] when the signing backend fails.
-    fn sign_refresh(&self, claims: &RefreshClaims) -> Result<String, InfraError>;
-
-    /// Verifies an access token and returns its claims.
-    ///
-    /// # Errors
-    /// A [`TokenRejection`] naming the first check that failed.
-    fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenRejection>;
-
-    /// Verifies a refresh token and returns its claims.
-    ///
-    /// # Errors
-    /// A [`TokenRejection`] naming the first check that failed.
-    fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenRejection>;
 }

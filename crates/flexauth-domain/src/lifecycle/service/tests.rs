@@ -10,7 +10,8 @@ use crate::api_key::MockApiKeyRepository;
 use crate::audit::MockAuditLog;
 use crate::lifecycle::MockLifecycleRepository;
 use crate::mail::EmailKind;
-use crate::session::{MockSessionRepository, SessionId};
+use crate::newtypes::SessionId;
+use crate::session::MockSessionRepository;
 use crate::system::{MockClock, MockSecureRandom};
 
 const NOW: OffsetDateTime = datetime!(2026-07-01 12:00 UTC);
