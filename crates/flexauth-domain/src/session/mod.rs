@@ -1,18 +1,17 @@
 //! Sessions: login, refresh-token rotation with reuse detection, logout, and the access
 //! tokens that authenticate requests.
 
+mod errors;
 mod model;
 mod ports;
 mod service;
 mod tokens;
 
 pub use crate::newtypes::{ClientInfo, RevocationReason, SessionId};
+pub use errors::{AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError};
 pub use model::{RefreshDecision, RefreshSecret, Rotation, RotationNonce, Session, StoredSession};
 pub use ports::{SessionRepository, TokenSigner};
-pub use service::{
-    AuthenticateError, LiveSessionError, LoginError, LogoutScope, ManageSessionsError, ReauthenticateError, RefreshError, SessionService, SessionSettings,
-    SessionSummary,
-};
+pub use service::{LogoutScope, SessionService, SessionSettings, SessionSummary};
 pub use tokens::{AccessClaims, RefreshClaims, TokenPair, TokenRejection};
 
 #[cfg(any(test, feature = "mocks"))]

@@ -1,0 +1,560 @@
+use super::*;
+use crate::account::{Account, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, PasswordHash, SignupAttempt};
+use crate::mail::EmailKind;
+use crate::session::{MockSessionRepository, MockTokenSigner, StoredSession, TokenRejection};
+use crate::system::{MockClock, MockSecureRandom};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+use time::macros::datetime;
+use uuid::Uuid;
+
+const NOW: OffsetDateTime = datetime!(2026-06-01 08:00 UTC);
+const ACCOUNT: AccountId = AccountId::from_uuid(Uuid::from_u128(1));
+const SESSION: SessionId = SessionId::from_uuid(Uuid::from_u128(2));
+
+/// A signer whose tokens are readable strings, so tests can see exactly what was signed.
+fn readable_signer() -> MockTokenSigner {
+    let mut signer = MockTokenSigner::new();
+    signer.expect_sign_access().returning(|claims| Ok(format!("at:{}:{}", claims.token_id, claims.issued_at.unix_timestamp())));
+    signer.expect_sign_refresh().returning(|claims| Ok(format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(claims.secret.expose()), claims.issued_at.unix_timestamp())));
+    signer.expect_verify_refresh().returning(|token| {
+        let secret = token.strip_prefix("rt:").and_then(|rest| rest.split(':').next()).ok_or(TokenRejection::Malformed)?;
+        let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(secret).ok().and_then(|b| b.try_into().ok()).ok_or(TokenRejection::Malformed)?;
+        Ok(RefreshClaims {
+            account_id: ACCOUNT,
+            session_id: SESSION,
+            secret: RefreshSecret::from_bytes(bytes),
+            issued_at: NOW,
+            expires_at: NOW + Duration::days(30),
+        })
+    });
+    signer
+}
+
+fn refresh_token_for(secret: &RefreshSecret) -> String {
+    format!("rt:{}:0", URL_SAFE_NO_PAD.encode(secret.expose()))
+}
+
+struct Ports {
+    accounts: MockAccountRepository,
+    sessions: MockSessionRepository,
+    hasher: MockPasswordHasher,
+    signer: MockTokenSigner,
+    limiter: crate::limits::MockRateLimiter,
+    audit: crate::audit::MockAuditLog,
+    now: OffsetDateTime,
+}
+
+impl Ports {
+    fn new() -> Self {
+        Self {
+            accounts: MockAccountRepository::new(),
+            sessions: MockSessionRepository::new(),
+            hasher: MockPasswordHasher::new(),
+            signer: readable_signer(),
+            limiter: crate::limits::unlimited(),
+            audit: {
+                let mut audit = crate::audit::MockAuditLog::new();
+                audit.expect_record().returning(|_| Ok(()));
+                audit
+            },
+            now: NOW,
+        }
+    }
+
+    fn service(self) -> SessionService {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(self.now);
+        let counter = AtomicU8::new(100);
+        let mut random = MockSecureRandom::new();
+        random.expect_fill().returning(move |buffer| buffer.fill(counter.fetch_add(1, Ordering::Relaxed)));
+        SessionService::new(
+            Arc::new(self.accounts),
+            Arc::new(self.sessions),
+            Arc::new(self.hasher),
+            Arc::new(self.signer),
+            Arc::new(self.limiter),
+            Arc::new(self.audit),
+            Arc::new(clock),
+            Arc::new(random),
+            SessionSettings::default(),
+        )
+    }
+}
+
+fn account(verified: bool) -> Account {
+    Account::from_storage(ACCOUNT, EmailAddress::parse("ann@example.com").unwrap(), PasswordHash::from_phc("h".into()), verified.then_some(NOW), NOW, 4)
+}
+
+/// A pending sign-up attempt whose password hashes to `phc`.
+fn attempt(phc: &str) -> SignupAttempt {
+    let link = LinkTokenRecord::issue(crate::secret::TokenHash::of(phc.as_bytes()), ACCOUNT, NOW + Duration::hours(1));
+    SignupAttempt::issue(link, Some(PasswordHash::from_phc(phc.into())), NOW)
+}
+
+fn session_caller() -> Principal {
+    Principal { account_id: ACCOUNT, method: AuthMethod::Session(SESSION) }
+}
+
+fn credentials() -> (EmailAddress, Password) {
+    (EmailAddress::parse("ann@example.com").unwrap(), Password::parse("a long enough passphrase".into()).unwrap())
+}
+
+#[tokio::test]
+async fn login_with_an_unknown_email_spends_a_dummy_verification_and_fails_like_a_wrong_password() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_email().returning(|_| Ok(None));
+    ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
+    ports.sessions.expect_create().never();
+    let (email, password) = credentials();
+    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+}
+
+#[tokio::test]
+async fn login_fails_with_a_wrong_password_even_for_an_unverified_account() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+    ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![attempt("first"), attempt("second")]));
+    ports.hasher.expect_verify().times(2).returning(|_, _| Ok(false));
+    let (email, password) = credentials();
+    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+}
+
+#[tokio::test]
+async fn login_fails_when_email_is_not_verified_for_the_password_of_any_pending_attempt() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+    ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![attempt("newest"), attempt("older")]));
+    // The account row's placeholder hash ("h") is never what decides.
+    ports.hasher.expect_verify().returning(|_, hash| Ok(hash.as_phc() == "older"));
+    ports.sessions.expect_create().never();
+    let (email, password) = credentials();
+    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::EmailNotVerified)));
+}
+
+#[tokio::test]
+async fn a_disabled_account_is_told_so_only_after_the_right_password_and_opens_no_session() {
+    for (right, expected) in [(true, "disabled"), (false, "invalid")] {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true).disabled_since(Some(NOW - Duration::hours(1))))));
+        ports.hasher.expect_verify().times(1).returning(move |_, _| Ok(right));
+        ports.sessions.expect_create().never();
+        let (email, password) = credentials();
+        match (ports.service().login(&email, &password, ClientInfo::default()).await, expected) {
+            (Err(LoginError::AccountDisabled), "disabled") | (Err(LoginError::InvalidCredentials), "invalid") => {}
+            (other, _) => panic!("expected {expected}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_on_an_unverified_account_without_pending_attempts_costs_one_dummy_hash() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+    ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![]));
+    ports.hasher.expect_verify().never();
+    ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
+    let (email, password) = credentials();
+    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+}
+
+#[tokio::test]
+async fn a_login_whose_password_was_reset_during_the_check_opens_no_session() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.hasher.expect_verify().returning(|_, _| Ok(true));
+    // The store refuses the insert: the credential version is no longer 4.
+    ports.sessions.expect_create().withf(|_, version, _| *version == 4).times(1).returning(|_, _, _| Ok(false));
+    let (email, password) = credentials();
+    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+}
+
+#[tokio::test]
+async fn login_opens_a_session_and_returns_a_one_hour_pair() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.hasher.expect_verify().returning(|_, _| Ok(true));
+    ports
+        .sessions
+        .expect_create()
+        .withf(|session, version, event| {
+            let s = session.stored();
+            event.kind == AuditKind::LoginSucceeded
+                && event.session_id == Some(session.id())
+                && s.account_id == ACCOUNT
+                && s.current_expires_at == NOW + Duration::days(30)
+                && s.expires_at == NOW + Duration::days(90)
+                && s.generation == 0
+                && s.authenticated_at == NOW
+                && *version == 4
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
+    ports.sessions.expect_remember_device().times(1).returning(|_, _, _| Ok(()));
+    let (email, password) = credentials();
+    let pair = ports.service().login(&email, &password, ClientInfo::default()).await.unwrap();
+    assert!(pair.new_device.is_some(), "a device the account does not know gets a token");
+    assert_eq!(pair.expires_in, 3600);
+    assert!(pair.access_token.starts_with("at:"));
+    assert!(pair.refresh_token.starts_with("rt:"));
+}
+
+fn live_session(secret: &RefreshSecret) -> Session {
+    Session::start(SESSION, ACCOUNT, secret, NOW - Duration::minutes(5), Duration::days(30), Duration::days(90), ClientInfo::default())
+}
+
+/// The session as the winning rotation left it, `seconds_ago` before NOW.
+fn rotated_session(parent: &RefreshSecret, nonce: RotationNonce, seconds_ago: i64) -> Session {
+    let child = parent.child(&nonce);
+    let mut stored: StoredSession = live_session(parent).stored().clone();
+    stored.previous_hash = Some(parent.hash());
+    stored.current_hash = child.hash();
+    stored.current_issued_at = NOW - Duration::seconds(seconds_ago);
+    stored.rotation_nonce = Some(nonce);
+    stored.generation = 1;
+    Session::from_storage(stored)
+}
+
+#[tokio::test]
+async fn refresh_rotates_the_live_token_with_a_compare_and_swap() {
+    let secret = RefreshSecret::from_bytes([1; 32]);
+    let mut ports = Ports::new();
+    let session = live_session(&secret);
+    ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+    let expected = secret.hash();
+    ports
+        .sessions
+        .expect_rotate()
+        .withf(move |rotation| rotation.expected_current == expected && rotation.issued_at == NOW && rotation.generation == 1)
+        .times(1)
+        .returning(|_| Ok(true));
+    let pair = ports.service().refresh(&refresh_token_for(&secret), None).await.unwrap();
+    assert_ne!(pair.refresh_token, refresh_token_for(&secret));
+    assert!(!pair.replayed);
+}
+
+#[tokio::test]
+async fn a_refresh_that_loses_the_race_gets_the_winners_pair_byte_for_byte() {
+    let secret = RefreshSecret::from_bytes([1; 32]);
+    let winner_nonce = RotationNonce::from_bytes([42; 16]);
+    let winner = secret.child(&winner_nonce);
+
+    let mut ports = Ports::new();
+    // First read: still live. The CAS then fails because another request rotated it;
+    // the second read shows the winner's rotation.
+    let reads = Mutex::new(vec![rotated_session(&secret, winner_nonce, 0), live_session(&secret)]);
+    ports.sessions.expect_find().times(2).returning(move |_| Ok(reads.lock().unwrap().pop()));
+    ports.sessions.expect_rotate().times(1).returning(|_| Ok(false));
+    ports.sessions.expect_revoke().never();
+    let pair = ports.service().refresh(&refresh_token_for(&secret), None).await.unwrap();
+    assert_eq!(pair.refresh_token, format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(winner.expose()), NOW.unix_timestamp()));
+    assert_eq!(pair.access_token, format!("at:{}:{}", winner.access_token_id(), NOW.unix_timestamp()));
+}
+
+#[tokio::test]
+async fn the_parent_token_inside_the_grace_window_gets_the_current_pair_again() {
+    let secret = RefreshSecret::from_bytes([1; 32]);
+    let nonce = RotationNonce::from_bytes([7; 16]);
+    let mut ports = Ports::new();
+    let session = rotated_session(&secret, nonce, 9);
+    ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+    ports.sessions.expect_rotate().never();
+    ports.sessions.expect_revoke().never();
+    let service = ports.service();
+    let first = service.refresh(&refresh_token_for(&secret), None).await.unwrap();
+    let second = service.refresh(&refresh_token_for(&secret), None).await.unwrap();
+    assert_eq!(first, second);
+    assert!(first.replayed, "a grace replay says so, for the metrics");
+    assert!(first.refresh_token.starts_with(&format!("rt:{}", URL_SAFE_NO_PAD.encode(secret.child(&nonce).expose()))));
+}
+
+#[tokio::test]
+async fn reuse_of_a_spent_token_revokes_the_whole_session() {
+    let secret = RefreshSecret::from_bytes([1; 32]);
+    let mut ports = Ports::new();
+    let session = rotated_session(&secret, RotationNonce::from_bytes([7; 16]), 11);
+    ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+    ports.sessions.expect_rotate().never();
+    ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
+    ports
+        .sessions
+        .expect_revoke_with_notice()
+        .withf(|id, now, reason, notice, event| {
+            event.kind == AuditKind::RefreshTokenReuse
+                && *id == SESSION
+                && *now == NOW
+                && *reason == RevocationReason::RefreshTokenReuse
+                && notice.kind() == EmailKind::RefreshTokenReuse
+                && notice.to().as_str() == "ann@example.com"
+        })
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(true));
+    let outcome = ports.service().refresh(&refresh_token_for(&secret), None).await;
+    assert!(matches!(outcome, Err(RefreshError::Reused { account_id: ACCOUNT, session_id: SESSION })));
+}
+
+#[tokio::test]
+async fn a_token_of_a_revoked_session_is_refused() {
+    let secret = RefreshSecret::from_bytes([1; 32]);
+    let mut stored = live_session(&secret).stored().clone();
+    stored.revoked_at = Some(NOW - Duration::minutes(1));
+    let mut ports = Ports::new();
+    ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
+    ports.sessions.expect_rotate().never();
+    assert!(matches!(ports.service().refresh(&refresh_token_for(&secret), None).await, Err(RefreshError::Revoked)));
+}
+
+#[tokio::test]
+async fn a_token_naming_an_unknown_session_is_invalid() {
+    let mut ports = Ports::new();
+    ports.sessions.expect_find().returning(|_| Ok(None));
+    let outcome = ports.service().refresh(&refresh_token_for(&RefreshSecret::from_bytes([1; 32])), None).await;
+    assert!(matches!(outcome, Err(RefreshError::UnknownSession)));
+}
+
+fn signer_returning(claims: AccessClaims) -> MockTokenSigner {
+    let mut signer = MockTokenSigner::new();
+    signer.expect_verify_access().returning(move |_| Ok(claims.clone()));
+    signer
+}
+
+fn access_claims(issued_at: OffsetDateTime) -> AccessClaims {
+    AccessClaims { account_id: ACCOUNT, session_id: SESSION, token_id: Uuid::nil(), issued_at, expires_at: issued_at + Duration::hours(1) }
+}
+
+#[tokio::test]
+async fn authenticate_accepts_a_token_inside_its_lifetime_without_touching_storage() {
+    let mut ports = Ports::new();
+    ports.signer = signer_returning(access_claims(NOW - Duration::minutes(59)));
+    ports.sessions.expect_find().never();
+    assert_eq!(ports.service().authenticate("t").await.unwrap(), session_caller());
+}
+
+#[tokio::test]
+async fn authenticate_refuses_an_expired_token() {
+    let mut ports = Ports::new();
+    ports.signer = signer_returning(access_claims(NOW - Duration::hours(1)));
+    assert!(matches!(ports.service().authenticate("t").await, Err(AuthenticateError::Expired)));
+}
+
+#[tokio::test]
+async fn authenticate_refuses_a_token_from_the_future_beyond_the_leeway() {
+    let mut ports = Ports::new();
+    ports.signer = signer_returning(access_claims(NOW + Duration::minutes(5)));
+    assert!(matches!(ports.service().authenticate("t").await, Err(AuthenticateError::NotYetValid)));
+}
+
+#[tokio::test]
+async fn authenticate_passes_on_the_signers_rejection() {
+    let mut ports = Ports::new();
+    ports.signer = MockTokenSigner::new();
+    ports.signer.expect_verify_access().returning(|_| Err(TokenRejection::WrongType));
+    assert!(matches!(ports.service().authenticate("t").await, Err(AuthenticateError::Rejected(TokenRejection::WrongType))));
+}
+
+#[tokio::test]
+async fn with_the_session_check_on_a_revoked_sessions_access_token_is_refused_at_once() {
+    let mut ports = Ports::new();
+    ports.signer = signer_returning(access_claims(NOW - Duration::minutes(1)));
+    let mut stored = live_session(&RefreshSecret::from_bytes([1; 32])).stored().clone();
+    stored.revoked_at = Some(NOW - Duration::seconds(1));
+    ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
+    let mut service = ports.service();
+    service.settings.verify_session_on_request = true;
+    assert!(matches!(service.authenticate("t").await, Err(AuthenticateError::SessionRevoked)));
+}
+
+#[tokio::test]
+async fn logout_scopes_revoke_the_current_the_others_or_all() {
+    use mockall::predicate::{always, eq};
+    let mut ports = Ports::new();
+    let session = live_session(&RefreshSecret::from_bytes([1; 32]));
+    ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+    ports.sessions.expect_revoke().with(eq(SESSION), eq(NOW), eq(RevocationReason::Logout)).times(1).returning(|_, _, _| Ok(true));
+    ports.sessions.expect_revoke_all().with(eq(ACCOUNT), eq(Some(SESSION)), eq(NOW), always()).times(1).returning(|_, _, _, _| Ok(2));
+    ports.sessions.expect_revoke_all().with(eq(ACCOUNT), eq(None), eq(NOW), always()).times(1).returning(|_, _, _, _| Ok(3));
+    let service = ports.service();
+    service.logout(&session_caller(), LogoutScope::Current).await.unwrap();
+    service.logout(&session_caller(), LogoutScope::Others).await.unwrap();
+    service.logout(&session_caller(), LogoutScope::Global).await.unwrap();
+}
+
+#[tokio::test]
+async fn another_accounts_session_cannot_be_revoked_and_looks_absent() {
+    let mut ports = Ports::new();
+    let mut stored = live_session(&RefreshSecret::from_bytes([1; 32])).stored().clone();
+    stored.account_id = AccountId::from_uuid(Uuid::from_u128(77));
+    ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
+    ports.sessions.expect_revoke().never();
+    let caller = LiveSession::new(ACCOUNT, SESSION, NOW);
+    assert!(matches!(ports.service().revoke(&caller, SESSION).await, Err(ManageSessionsError::NotFound)));
+}
+
+#[tokio::test]
+async fn an_api_key_cannot_manage_sessions() {
+    let caller = Principal { account_id: ACCOUNT, method: AuthMethod::ApiKey(crate::newtypes::ApiKeyId::from_uuid(Uuid::nil())) };
+    let service = Ports::new().service();
+    assert!(matches!(service.require_live(&caller).await, Err(LiveSessionError::SessionRequired(_))));
+    assert!(matches!(service.logout(&caller, LogoutScope::Global).await, Err(ManageSessionsError::SessionRequired(_))));
+}
+
+#[tokio::test]
+async fn a_token_of_an_ended_session_is_not_live_whatever_the_per_request_setting() {
+    let mut ports = Ports::new();
+    let mut stored = live_session(&RefreshSecret::from_bytes([1; 32])).stored().clone();
+    stored.revoked_at = Some(NOW - Duration::seconds(1));
+    ports.sessions.expect_find().returning(move |_| Ok(Some(Session::from_storage(stored.clone()))));
+    ports.sessions.expect_revoke_all().never();
+    let service = ports.service();
+    assert!(!service.settings.verify_session_on_request);
+    assert!(matches!(service.require_live(&session_caller()).await, Err(LiveSessionError::SessionEnded)));
+    assert!(matches!(service.logout(&session_caller(), LogoutScope::Global).await, Err(ManageSessionsError::SessionEnded)));
+}
+
+#[tokio::test]
+async fn a_live_session_carries_the_time_of_its_last_authentication() {
+    let mut ports = Ports::new();
+    let session = live_session(&RefreshSecret::from_bytes([1; 32]));
+    ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
+    let live = ports.service().require_live(&session_caller()).await.unwrap();
+    assert_eq!((live.session_id(), live.authenticated_at()), (SESSION, NOW - Duration::minutes(5)));
+}
+
+#[tokio::test]
+async fn reauthentication_checks_the_password_and_renews_the_sessions_authentication_time() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
+    ports.hasher.expect_verify().returning(|password, _| Ok(password.expose() == "right one"));
+    ports.sessions.expect_mark_authenticated().with(mockall::predicate::eq(SESSION), mockall::predicate::eq(NOW)).times(1).returning(|_, _| Ok(true));
+    let service = ports.service();
+    let caller = LiveSession::new(ACCOUNT, SESSION, NOW - Duration::hours(1));
+    let wrong = service.reauthenticate(&caller, &Password::parse("wrong one".into()).unwrap(), None).await;
+    assert!(matches!(wrong, Err(ReauthenticateError::WrongPassword)));
+    assert_eq!(service.reauthenticate(&caller, &Password::parse("right one".into()).unwrap(), Some("192.0.2.7")).await.unwrap(), NOW);
+}
+
+/// A limiter whose counter under `over` (a key prefix) is past its limit; every other key is
+/// within it. Hits are recorded in `hits`.
+fn limiter_over(over: &'static str, hits: Arc<Mutex<Vec<String>>>) -> crate::limits::MockRateLimiter {
+    use crate::limits::{LimitDecision, LimitPolicy};
+    let decide = move |key: &str, policy: &LimitPolicy| LimitDecision {
+        policy: *policy,
+        allowed: !key.starts_with(over),
+        remaining: 0,
+        reset_after: Duration::seconds(42),
+    };
+    let mut limiter = crate::limits::MockRateLimiter::new();
+    limiter.expect_peek().returning(move |key, policy, _| Ok(decide(key, policy)));
+    limiter.expect_hit().returning(move |key, policy, _| {
+        hits.lock().unwrap().push(format!("{}:{key}", policy.name));
+        Ok(decide(key, policy))
+    });
+    limiter.expect_reset().returning(|_, _| Ok(()));
+    limiter.expect_refund().returning(|_, _, _| Ok(()));
+    limiter
+}
+
+/// A key the limiter mock can hold for the whole test.
+fn leak(key: String) -> &'static str {
+    Box::leak(key.into_boxed_str())
+}
+
+fn client_at(ip: &str) -> ClientInfo {
+    ClientInfo::new(Some("test"), Some(ip.into()))
+}
+
+#[tokio::test]
+async fn an_address_past_its_failed_login_limit_is_refused_before_any_hashing() {
+    let mut ports = Ports::new();
+    ports.limiter = limiter_over("192.0.2.7", Arc::default());
+    ports.accounts.expect_find_by_email().never();
+    ports.hasher.expect_verify().never();
+    ports.hasher.expect_verify_against_dummy().never();
+    let (email, password) = credentials();
+    let outcome = ports.service().login(&email, &password, client_at("192.0.2.7")).await;
+    assert!(matches!(outcome, Err(LoginError::Throttled(limited)) if limited.0.reset_after == Duration::seconds(42)));
+}
+
+#[tokio::test]
+async fn a_failed_login_counts_against_the_address_and_the_account_typed_known_or_not() {
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let mut ports = Ports::new();
+    ports.limiter = limiter_over("nothing", hits.clone());
+    ports.accounts.expect_find_by_email().returning(|_| Ok(None));
+    ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
+    let (email, password) = credentials();
+    let outcome = ports.service().login(&email, &password, client_at("2001:db8:1:2::77")).await;
+    assert!(matches!(outcome, Err(LoginError::InvalidCredentials)));
+    let account_key = email_key(&credentials().0);
+    assert_eq!(
+        *hits.lock().unwrap(),
+        [
+            "login_failures_per_address:2001:db8:1:2::/64".to_owned(),
+            format!("login_failures_per_account:{account_key}"),
+            format!("login_failures_per_account_daily:{account_key}")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_account_under_attack_refuses_unknown_clients_but_not_one_that_logged_in_before() {
+    let mut ports = Ports::new();
+    ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.sessions.expect_logged_in_from().returning(|_, ip, since| Ok(ip == "198.51.100.1" && since == NOW - Duration::days(30)));
+    ports.hasher.expect_verify().returning(|_, _| Ok(true));
+    ports.sessions.expect_create().times(1).returning(|_, _, _| Ok(true));
+    ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
+    ports.sessions.expect_remember_device().returning(|_, _, _| Ok(()));
+    let service = ports.service();
+    let (email, password) = credentials();
+    let stranger = service.login(&email, &password, client_at("203.0.113.9")).await;
+    assert!(matches!(stranger, Err(LoginError::Throttled(_))), "even with the right password, an unknown client waits");
+    service.login(&email, &password, client_at("198.51.100.1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_attack_that_waits_out_the_short_window_is_told_to_wait_for_the_daily_one() {
+    use crate::limits::{LimitDecision, LimitPolicy};
+    let mut limiter = crate::limits::MockRateLimiter::new();
+    // The fifteen-minute tier has room again; the daily one is full.
+    limiter.expect_hit().returning(|_, policy: &LimitPolicy, _| {
+        let daily = policy.name == "login_failures_per_account_daily";
+        let reset_after = if daily { Duration::hours(9) } else { Duration::minutes(4) };
+        Ok(LimitDecision { policy: *policy, allowed: !daily, remaining: 0, reset_after })
+    });
+    let mut ports = Ports::new();
+    ports.limiter = limiter;
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.sessions.expect_logged_in_from().returning(|_, _, _| Ok(false));
+    ports.hasher.expect_verify().never();
+    let (email, password) = credentials();
+    let outcome = ports.service().login(&email, &password, client_at("203.0.113.9")).await;
+    assert!(
+        matches!(outcome, Err(LoginError::Throttled(limited)) if limited.0.reset_after == Duration::hours(9) && limited.0.policy.name == "login_failures_per_account_daily")
+    );
+}
+
+#[tokio::test]
+async fn an_account_under_attack_lets_in_a_device_that_logged_in_before_from_any_address() {
+    let mut ports = Ports::new();
+    ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    let known = crate::secret::DeviceToken::parse(&"A".repeat(43)).unwrap();
+    let known_hash = known.hash();
+    ports.sessions.expect_device_known().returning(move |_, device, _| Ok(*device == known_hash));
+    ports.sessions.expect_logged_in_from().returning(|_, _, _| Ok(false));
+    ports.hasher.expect_verify().returning(|_, _| Ok(true));
+    ports.sessions.expect_create().times(1).returning(|_, _, _| Ok(true));
+    ports.sessions.expect_remember_device().times(1).returning(|_, _, _| Ok(()));
+    let service = ports.service();
+    let (email, password) = credentials();
+    let mut client = client_at("203.0.113.200");
+    assert!(matches!(service.login(&email, &password, client.clone()).await, Err(LoginError::Throttled(_))));
+    client.device = Some(known);
+    let pair = service.login(&email, &password, client).await.unwrap();
+    assert!(pair.new_device.is_none(), "a known device keeps its token");
+}
