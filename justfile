@@ -32,10 +32,9 @@ migrate:
 test:
     cargo test --workspace
 
-# All tests with the PostgreSQL ones required and the Chromium test on, and the API suite again on SQLite, as CI runs them.
-test-all: db-up browser-up pgbouncer-up
-    FLEXAUTH_TEST_CHROMIUM="$(./scripts/browser-up)" FLEXAUTH_TEST_PGBOUNCER_URL="$(./scripts/pgbouncer-up)" FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 cargo test --workspace
-    FLEXAUTH_TEST_CHROMIUM="$(./scripts/browser-up)" FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" FLEXAUTH_TEST_REQUIRE_POSTGRES=1 FLEXAUTH_TEST_API_BACKEND=sqlite cargo test --workspace --test api
+# Every test as CI runs them: PostgreSQL, PgBouncer and Chromium started (installed if missing) and required, the API suite again on SQLite, and the OpenAPI property test.
+test-all:
+    ./scripts/test-all
 
 # Load benchmark: release binary on PostgreSQL driven by wrk (installed if missing), every figure as a ratio against a limit measured in the same run (/healthz, pgbench, argon2, Ed25519); writes target/bench/report.md. Args: rounds, seconds per scenario.
 bench rounds="3" seconds="5": db-up
@@ -56,10 +55,9 @@ bench-limiter-cost:
     cargo build --release -p flexauth-server
     ./scripts/bench-limiter-cost
 
-# Formatting, clippy with warnings denied, and the domain's dependency rule.
-lint: check-domain
-    cargo fmt --all --check
-    cargo clippy --workspace --all-targets --all-features -- -D warnings
+# Formatting, the domain's dependency rule, clippy with warnings denied, and rustdoc without a warning.
+lint:
+    ./scripts/lint
 
 # Format the code.
 fmt:

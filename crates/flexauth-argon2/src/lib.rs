@@ -173,7 +173,8 @@ impl Worker {
                 // A panic inside argon2 must not take the worker with it: the pool would shrink
                 // for good, and with its last worker every login would fail.
                 let work = job.work;
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(work))).unwrap_or(Err(HashingError::WorkerPanicked))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.work(work)))
+                    .unwrap_or(Err(HashingError::WorkerPanicked))
             };
             let _ = job.reply.send(outcome);
         }
@@ -182,7 +183,9 @@ impl Worker {
     fn work(&mut self, work: Work) -> Result<Outcome, HashingError> {
         let outcome = match work {
             Work::Hash { password } => self.hash(password.expose_secret().as_bytes()).map(Outcome::Hashed),
-            Work::Verify { password, phc } => self.verify(password.expose_secret().as_bytes(), &phc).map(Outcome::Verified),
+            Work::Verify { password, phc } => {
+                self.verify(password.expose_secret().as_bytes(), &phc).map(Outcome::Verified)
+            }
         };
         self.computations.fetch_add(1, Ordering::Relaxed);
         outcome
@@ -193,7 +196,9 @@ impl Worker {
         let mut salt_bytes = [0u8; 64];
         let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(HashingError::BadStoredHash)?;
         let mut out = [0u8; 32];
-        self.argon2.hash_password_into_with_memory(password, salt_raw, &mut out, &mut self.memory).map_err(HashingError::Argon2)?;
+        self.argon2
+            .hash_password_into_with_memory(password, salt_raw, &mut out, &mut self.memory)
+            .map_err(HashingError::Argon2)?;
         let params = ParamsString::try_from(&self.params).map_err(HashingError::BadStoredHash)?;
         let output = Output::new(&out).map_err(HashingError::BadStoredHash)?;
         Ok(format!("$argon2id$v=19${params}${}${output}", salt.as_str()))
@@ -207,17 +212,24 @@ impl Worker {
         let salt_raw = salt.decode_b64(&mut salt_bytes).map_err(HashingError::BadStoredHash)?;
         let params = Params::try_from(&parsed).map_err(HashingError::BadStoredHash)?;
         let algorithm = Algorithm::try_from(parsed.algorithm).map_err(HashingError::BadStoredHash)?;
-        let version = parsed.version.map(Version::try_from).transpose().map_err(HashingError::Argon2)?.unwrap_or(Version::V0x13);
+        let version =
+            parsed.version.map(Version::try_from).transpose().map_err(HashingError::Argon2)?.unwrap_or(Version::V0x13);
         let mut out = vec![0u8; expected.len()];
         // The output length is not part of the cost (the buffer above has the stored length),
         // so a stored hash of the configured cost reuses this worker's memory.
-        let same_cost = params.m_cost() == self.params.m_cost() && params.t_cost() == self.params.t_cost() && params.p_cost() == self.params.p_cost();
+        let same_cost = params.m_cost() == self.params.m_cost()
+            && params.t_cost() == self.params.t_cost()
+            && params.p_cost() == self.params.p_cost();
         if same_cost && algorithm == Algorithm::Argon2id && version == Version::V0x13 {
-            self.argon2.hash_password_into_with_memory(password, salt_raw, &mut out, &mut self.memory).map_err(HashingError::Argon2)?;
+            self.argon2
+                .hash_password_into_with_memory(password, salt_raw, &mut out, &mut self.memory)
+                .map_err(HashingError::Argon2)?;
         } else {
             // A hash made under earlier settings: memory of its own size, this once.
             self.extra_allocations.fetch_add(1, Ordering::Relaxed);
-            Argon2::new(algorithm, version, params).hash_password_into(password, salt_raw, &mut out).map_err(HashingError::Argon2)?;
+            Argon2::new(algorithm, version, params)
+                .hash_password_into(password, salt_raw, &mut out)
+                .map_err(HashingError::Argon2)?;
         }
         // Output compares in constant time.
         Ok(Output::new(&out).map_err(HashingError::BadStoredHash)? == expected)
@@ -241,7 +253,10 @@ pub struct Argon2Hasher {
 
 impl std::fmt::Debug for Argon2Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Argon2Hasher").field("params", &self.params).field("workers", &self.workers).finish_non_exhaustive()
+        f.debug_struct("Argon2Hasher")
+            .field("params", &self.params)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
     }
 }
 
@@ -255,7 +270,8 @@ impl Argon2Hasher {
         if settings.workers == 0 {
             return Err(Argon2ConfigError::NoWorkers);
         }
-        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None).map_err(Argon2ConfigError::InvalidParams)?;
+        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
+            .map_err(Argon2ConfigError::InvalidParams)?;
         let (jobs, receiver) = sync_channel(settings.workers * settings.queue_per_worker.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let computations = Arc::new(AtomicU64::new(0));
@@ -271,7 +287,10 @@ impl Argon2Hasher {
                 counters: Arc::clone(&counters),
             };
             let receiver = Arc::clone(&receiver);
-            std::thread::Builder::new().name(format!("flexauth-argon2-{index}")).spawn(move || worker.run(&receiver)).map_err(Argon2ConfigError::Thread)?;
+            std::thread::Builder::new()
+                .name(format!("flexauth-argon2-{index}"))
+                .spawn(move || worker.run(&receiver))
+                .map_err(Argon2ConfigError::Thread)?;
         }
         let mut setup = Worker {
             argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()),
@@ -282,8 +301,17 @@ impl Argon2Hasher {
             counters: Arc::new(PoolCounters::default()),
         };
         let unknown = SaltString::generate(&mut OsRng);
-        let dummy_hash = setup.hash(unknown.as_str().as_bytes()).map_err(|error| Argon2ConfigError::DummyHash(error.to_string()))?;
-        Ok(Self { jobs, params, workers: settings.workers, dummy_hash: dummy_hash.into(), computations, extra_allocations, counters })
+        let dummy_hash =
+            setup.hash(unknown.as_str().as_bytes()).map_err(|error| Argon2ConfigError::DummyHash(error.to_string()))?;
+        Ok(Self {
+            jobs,
+            params,
+            workers: settings.workers,
+            dummy_hash: dummy_hash.into(),
+            computations,
+            extra_allocations,
+            counters,
+        })
     }
 
     /// How many argon2 computations (hashes and verifications, the dummy ones included) this
@@ -305,7 +333,11 @@ impl Argon2Hasher {
 
     /// The pool's size, queue depth and shed count now.
     pub fn pool_stats(&self) -> PoolStats {
-        PoolStats { workers: self.workers, queued: self.counters.queued.load(Ordering::Relaxed), shed: self.counters.shed.load(Ordering::Relaxed) }
+        PoolStats {
+            workers: self.workers,
+            queued: self.counters.queued.load(Ordering::Relaxed),
+            shed: self.counters.shed.load(Ordering::Relaxed),
+        }
     }
 
     /// Calls `observer` with how long each job waited in the queue before a worker took it
@@ -365,7 +397,14 @@ mod tests {
     use super::*;
 
     fn cheap() -> Argon2Hasher {
-        Argon2Hasher::new(Argon2Settings { memory_kib: 1024, iterations: 1, parallelism: 1, workers: 2, queue_per_worker: 4 }).unwrap()
+        Argon2Hasher::new(Argon2Settings {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            workers: 2,
+            queue_per_worker: 4,
+        })
+        .unwrap()
     }
 
     fn password(text: &str) -> Password {
@@ -419,7 +458,11 @@ mod tests {
         let outcome = cheap().verify(&password("x"), &PasswordHash::from_phc("not a phc string".into())).await;
         let error = outcome.expect_err("a corrupt hash is an error");
         let HashError::Unexpected(cause) = error else { panic!("not overloaded: {error:?}") };
-        assert!(std::error::Error::source(&cause).is_some_and(|cause| cause.to_string().starts_with("the stored hash is not a valid PHC string")), "{cause:?}");
+        assert!(
+            std::error::Error::source(&cause)
+                .is_some_and(|cause| cause.to_string().starts_with("the stored hash is not a valid PHC string")),
+            "{cause:?}"
+        );
     }
 
     #[tokio::test]
@@ -445,7 +488,14 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_answers_overloaded_at_once_and_hashes_nothing_more() {
         // One worker with room for one waiting job, at a cost that keeps the worker busy.
-        let hasher = Argon2Hasher::new(Argon2Settings { memory_kib: 65_536, iterations: 4, parallelism: 1, workers: 1, queue_per_worker: 1 }).unwrap();
+        let hasher = Argon2Hasher::new(Argon2Settings {
+            memory_kib: 65_536,
+            iterations: 4,
+            parallelism: 1,
+            workers: 1,
+            queue_per_worker: 1,
+        })
+        .unwrap();
         let waits = Arc::new(AtomicU64::new(0));
         let observed = Arc::clone(&waits);
         hasher.observe_queue_waits(move |_| {
@@ -469,7 +519,11 @@ mod tests {
         assert!(overloaded >= 1, "six jobs for one worker and one queue slot: some must be refused");
         assert_eq!(hasher.computations(), hashed, "refused jobs were not hashed");
         assert_eq!(hasher.pool_memory_bytes(), 64 * 1024 * 1024);
-        assert_eq!(hasher.pool_stats(), PoolStats { workers: 1, queued: 0, shed: overloaded }, "every refusal is counted, and nothing waits any more");
+        assert_eq!(
+            hasher.pool_stats(),
+            PoolStats { workers: 1, queued: 0, shed: overloaded },
+            "every refusal is counted, and nothing waits any more"
+        );
         assert_eq!(waits.load(Ordering::Relaxed), hashed, "each job a worker took reported its wait");
     }
 

@@ -31,15 +31,27 @@ use time::OffsetDateTime;
 fn tokens(key_file: &str, issuer: &str, audience: &str, cache_entries: usize) -> JwtTokens {
     let pem = std::fs::read_to_string(key_file).expect("read the key file");
     let key = SigningKeyPair::from_pem(&pem).expect("an Ed25519 PEM key");
-    JwtTokens::new(&key, &[], JwtSettings { issuer: issuer.to_owned(), audience: audience.to_owned(), verified_cache_entries: cache_entries })
+    JwtTokens::new(
+        &key,
+        &[],
+        JwtSettings { issuer: issuer.to_owned(), audience: audience.to_owned(), verified_cache_entries: cache_entries },
+    )
 }
 
 fn claims(account: AccountId, session: SessionId, issued_at: OffsetDateTime) -> AccessClaims {
-    AccessClaims { account_id: account, session_id: session, token_id: uuid::Uuid::new_v4(), issued_at, expires_at: issued_at + time::Duration::hours(1) }
+    AccessClaims {
+        account_id: account,
+        session_id: session,
+        token_id: uuid::Uuid::new_v4(),
+        issued_at,
+        expires_at: issued_at + time::Duration::hours(1),
+    }
 }
 
 fn mint(args: &[String]) {
-    let [key, issuer, audience, account, session, count] = args else { panic!("mint KEY ISSUER AUDIENCE ACCOUNT SESSION N") };
+    let [key, issuer, audience, account, session, count] = args else {
+        panic!("mint KEY ISSUER AUDIENCE ACCOUNT SESSION N")
+    };
     let signer = tokens(key, issuer, audience, 0);
     let account = AccountId::from_uuid(account.parse().expect("account uuid"));
     let session = SessionId::from_uuid(session.parse().expect("session uuid"));
@@ -58,7 +70,11 @@ fn verify(args: &[String]) {
     let signer = tokens(key, issuer, audience, 0);
     let iterations: usize = iterations.parse().expect("ITERATIONS");
     let token = signer
-        .sign_access(&claims(AccountId::from_uuid(uuid::Uuid::new_v4()), SessionId::from_uuid(uuid::Uuid::new_v4()), OffsetDateTime::now_utc()))
+        .sign_access(&claims(
+            AccountId::from_uuid(uuid::Uuid::new_v4()),
+            SessionId::from_uuid(uuid::Uuid::new_v4()),
+            OffsetDateTime::now_utc(),
+        ))
         .expect("sign");
     for _ in 0..iterations / 10 {
         signer.verify_access(&token).expect("verifies");
@@ -71,8 +87,11 @@ fn verify(args: &[String]) {
     // The signature check alone, with the public key already decoded: the floor under any
     // JWT verification.
     let (signed, signature) = token.rsplit_once('.').expect("a JWT");
-    let signature = ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).expect("base64")).expect("a signature");
-    let public = ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(key).expect("key")).expect("key").verifying_key();
+    let signature =
+        ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).expect("base64")).expect("a signature");
+    let public = ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(key).expect("key"))
+        .expect("key")
+        .verifying_key();
     let started = Instant::now();
     for _ in 0..iterations {
         public.verify_strict(signed.as_bytes(), &signature).expect("verifies");
@@ -88,7 +107,8 @@ fn argon2_rate(args: &[String]) {
     // flexauth's defaults: argon2id, 19 MiB, 2 passes, 1 lane (the OWASP parameters).
     let params = Params::new(19_456, 2, 1, None).expect("params");
     let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let stored = hasher.hash_password(b"a long enough passphrase", &SaltString::generate(&mut OsRng)).expect("hash").to_string();
+    let stored =
+        hasher.hash_password(b"a long enough passphrase", &SaltString::generate(&mut OsRng)).expect("hash").to_string();
     let run = |verify: bool| {
         let deadline = Instant::now() + seconds;
         let started = Instant::now();
@@ -102,7 +122,9 @@ fn argon2_rate(args: &[String]) {
                                 let parsed = PasswordHash::new(&stored).expect("parse");
                                 hasher.verify_password(b"a long enough passphrase", &parsed).expect("verifies");
                             } else {
-                                hasher.hash_password(b"a long enough passphrase", &SaltString::generate(&mut OsRng)).expect("hash");
+                                hasher
+                                    .hash_password(b"a long enough passphrase", &SaltString::generate(&mut OsRng))
+                                    .expect("hash");
                             }
                             count += 1;
                         }

@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use flexauth_domain::account::{
-    Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError, CredentialChange, EmailAddress,
-    EmailConfirmation, LinkTokenRecord, PasswordHash, SessionsToEnd, SignupAttempt,
+    Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError,
+    CredentialChange, EmailAddress, EmailConfirmation, LinkTokenRecord, PasswordHash, SessionsToEnd, SignupAttempt,
 };
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository};
 use flexauth_domain::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog};
@@ -16,7 +16,9 @@ use flexauth_domain::housekeeping::{Housekeeping, RetentionSettings};
 use flexauth_domain::limits::{LimitPolicy, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
-use flexauth_domain::session::{ClientInfo, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository};
+use flexauth_domain::session::{
+    ClientInfo, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository,
+};
 use flexauth_domain::usage::{UsageCount, UsageRepository};
 use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
@@ -121,19 +123,36 @@ pub fn new_account(address: &str) -> Account {
 }
 
 pub fn mail_to(address: &str) -> OutgoingEmail {
-    OutgoingEmail::new(Uuid::new_v4(), EmailKind::Verification, email(address), "Verify".into(), "text https://x/verify?token=t".into(), "<p>html</p>".into())
+    OutgoingEmail::new(
+        Uuid::new_v4(),
+        EmailKind::Verification,
+        email(address),
+        "Verify".into(),
+        "text https://x/verify?token=t".into(),
+        "<p>html</p>".into(),
+    )
 }
 
 /// A sign-up attempt whose link digest and password are derived from `seed`, made `seed`
 /// seconds after NOW so attempts have an order.
 pub fn attempt_for(account: &Account, seed: u8) -> SignupAttempt {
     let link = LinkTokenRecord::issue(TokenHash::of(&[seed; 32]), account.id(), NOW + Duration::hours(24));
-    SignupAttempt::issue(link, Some(PasswordHash::from_phc(format!("attempt {seed}"))), NOW + Duration::seconds(i64::from(seed)))
+    SignupAttempt::issue(
+        link,
+        Some(PasswordHash::from_phc(format!("attempt {seed}"))),
+        NOW + Duration::seconds(i64::from(seed)),
+    )
 }
 
 pub async fn claim_all<P: Backend>(store: &P, at: OffsetDateTime) -> Vec<OutgoingEmail> {
     let lease = LeaseId::from_uuid(Uuid::new_v4());
-    store.claim_due(at, lease, at + Duration::minutes(5), 100).await.unwrap().into_iter().map(|entry| entry.email).collect()
+    store
+        .claim_due(at, lease, at + Duration::minutes(5), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.email)
+        .collect()
 }
 
 pub async fn stored_account<P: Backend>(store: &P) -> Account {
@@ -164,7 +183,10 @@ pub async fn a_taken_email_is_refused_and_nothing_is_written<P: Backend, I: Insp
     assert_eq!(claim_all(store, NOW).await.len(), 1, "only the first account's email is queued");
 }
 
-pub async fn confirming_activates_the_attempts_password_and_discards_the_others<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
+pub async fn confirming_activates_the_attempts_password_and_discards_the_others<P: Backend, I: Inspect>(
+    store: &P,
+    _inspect: &I,
+) {
     let account = stored_account(store).await;
     for seed in [2, 3] {
         store.add_signup_attempt(&attempt_for(&account, seed), &mail_to("owner@example.com"), NOW, 3).await.unwrap();
@@ -172,7 +194,10 @@ pub async fn confirming_activates_the_attempts_password_and_discards_the_others<
     let attempt = store.find_signup_attempt(&TokenHash::of(&[2; 32])).await.unwrap().unwrap();
     assert_eq!(attempt, attempt_for(&account, 2));
     let pending = store.pending_signup_attempts(account.id(), NOW).await.unwrap();
-    assert_eq!(pending.iter().map(|attempt| attempt.created_at()).collect::<Vec<_>>(), [3, 2, 1].map(|s| NOW + Duration::seconds(s)));
+    assert_eq!(
+        pending.iter().map(|attempt| attempt.created_at()).collect::<Vec<_>>(),
+        [3, 2, 1].map(|s| NOW + Duration::seconds(s))
+    );
 
     let confirmation = EmailConfirmation {
         account_id: account.id(),
@@ -183,14 +208,24 @@ pub async fn confirming_activates_the_attempts_password_and_discards_the_others<
     assert!(store.confirm_email(&confirmation).await.unwrap());
     assert!(!store.confirm_email(&confirmation).await.unwrap(), "a spent link confirms nothing");
     let stored = store.find_by_id(account.id()).await.unwrap().unwrap();
-    assert_eq!((stored.password_hash().as_phc(), stored.email_verified_at(), stored.credential_version()), ("attempt 2", Some(NOW), 1));
+    assert_eq!(
+        (stored.password_hash().as_phc(), stored.email_verified_at(), stored.credential_version()),
+        ("attempt 2", Some(NOW), 1)
+    );
     assert_eq!(store.find_signup_attempt(&TokenHash::of(&[2; 32])).await.unwrap().unwrap().link().used_at(), Some(NOW));
     for other in [1, 3] {
-        assert!(store.find_signup_attempt(&TokenHash::of(&[other; 32])).await.unwrap().is_none(), "attempt {other} was discarded");
+        assert!(
+            store.find_signup_attempt(&TokenHash::of(&[other; 32])).await.unwrap().is_none(),
+            "attempt {other} was discarded"
+        );
     }
     // A link of a verified account cannot set its password, even if one were left.
     store.add_signup_attempt(&attempt_for(&account, 4), &mail_to("owner@example.com"), NOW, 3).await.unwrap();
-    let late = EmailConfirmation { attempt: TokenHash::of(&[4; 32]), password_hash: PasswordHash::from_phc("attempt 4".into()), ..confirmation };
+    let late = EmailConfirmation {
+        attempt: TokenHash::of(&[4; 32]),
+        password_hash: PasswordHash::from_phc("attempt 4".into()),
+        ..confirmation
+    };
     assert!(!store.confirm_email(&late).await.unwrap());
     assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().password_hash().as_phc(), "attempt 2");
 }
@@ -201,8 +236,14 @@ pub async fn only_the_newest_pending_attempts_are_kept<P: Backend, I: Inspect>(s
         store.add_signup_attempt(&attempt_for(&account, seed), &mail_to("owner@example.com"), NOW, 3).await.unwrap();
     }
     let pending = store.pending_signup_attempts(account.id(), NOW).await.unwrap();
-    assert_eq!(pending.iter().map(|attempt| attempt.password_hash().unwrap().as_phc().to_owned()).collect::<Vec<_>>(), ["attempt 5", "attempt 4", "attempt 3"]);
-    assert!(store.pending_signup_attempts(account.id(), NOW + Duration::hours(24)).await.unwrap().is_empty(), "expired attempts are not pending");
+    assert_eq!(
+        pending.iter().map(|attempt| attempt.password_hash().unwrap().as_phc().to_owned()).collect::<Vec<_>>(),
+        ["attempt 5", "attempt 4", "attempt 3"]
+    );
+    assert!(
+        store.pending_signup_attempts(account.id(), NOW + Duration::hours(24)).await.unwrap().is_empty(),
+        "expired attempts are not pending"
+    );
     // The first account's email and four more.
     assert_eq!(claim_all(store, NOW).await.len(), 5);
 }
@@ -225,14 +266,20 @@ pub async fn a_session_is_refused_once_the_credential_version_moved<P: Backend, 
     };
     assert!(store.apply_credential_change(&change).await.unwrap());
     let late = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
-    assert!(!SessionRepository::create(store, &late, 0, &login_event(&account)).await.unwrap(), "the password checked is no longer the account's");
+    assert!(
+        !SessionRepository::create(store, &late, 0, &login_event(&account)).await.unwrap(),
+        "the password checked is no longer the account's"
+    );
     assert_eq!(store.find(late.id()).await.unwrap(), None);
     assert!(SessionRepository::create(store, &late, 1, &login_event(&account)).await.unwrap());
     assert!(!store.apply_credential_change(&change).await.unwrap(), "a change against a stale version writes nothing");
     assert_eq!(store.find(late.id()).await.unwrap().unwrap().stored().revoked_at, None);
 }
 
-pub async fn account_requests_are_leased_to_one_worker_and_deleted_once_handled<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
+pub async fn account_requests_are_leased_to_one_worker_and_deleted_once_handled<P: Backend, I: Inspect>(
+    store: &P,
+    _inspect: &I,
+) {
     let requests: Vec<AccountRequest> = [
         AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("chosen".into()) },
         AccountRequestKind::ResendVerification,
@@ -240,7 +287,12 @@ pub async fn account_requests_are_leased_to_one_worker_and_deleted_once_handled<
     ]
     .into_iter()
     .enumerate()
-    .map(|(i, kind)| AccountRequest { id: Uuid::new_v4(), email: email("owner@example.com"), kind, requested_at: NOW + Duration::seconds(i as i64) })
+    .map(|(i, kind)| AccountRequest {
+        id: Uuid::new_v4(),
+        email: email("owner@example.com"),
+        kind,
+        requested_at: NOW + Duration::seconds(i as i64),
+    })
     .collect();
     for request in &requests {
         store.submit(request).await.unwrap();
@@ -249,12 +301,20 @@ pub async fn account_requests_are_leased_to_one_worker_and_deleted_once_handled<
     let claimed = store.claim(NOW, lease, NOW + Duration::minutes(2), 2).await.unwrap();
     assert_eq!(claimed, requests[..2]);
     let other = LeaseId::from_uuid(Uuid::new_v4());
-    assert_eq!(store.claim(NOW, other, NOW + Duration::minutes(2), 10).await.unwrap(), requests[2..], "leased requests are not claimed again");
+    assert_eq!(
+        store.claim(NOW, other, NOW + Duration::minutes(2), 10).await.unwrap(),
+        requests[2..],
+        "leased requests are not claimed again"
+    );
     store.complete(requests[0].id, other).await.unwrap();
     store.complete(requests[1].id, lease).await.unwrap();
     let later = LeaseId::from_uuid(Uuid::new_v4());
     let reclaimed = store.claim(NOW + Duration::minutes(2), later, NOW + Duration::minutes(4), 10).await.unwrap();
-    assert_eq!(reclaimed, [requests[0].clone(), requests[2].clone()], "a request completed under another lease stays; a handled one is gone");
+    assert_eq!(
+        reclaimed,
+        [requests[0].clone(), requests[2].clone()],
+        "a request completed under another lease stays; a handled one is gone"
+    );
 }
 
 pub fn new_session(account: &Account, secret: &RefreshSecret) -> Session {
@@ -322,7 +382,9 @@ pub async fn a_revoked_session_cannot_rotate<P: Backend, I: Inspect>(store: &P, 
     let session = new_session(&account, &parent);
     assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
     assert!(SessionRepository::revoke(store, session.id(), NOW, RevocationReason::RefreshTokenReuse).await.unwrap());
-    assert!(!SessionRepository::revoke(store, session.id(), NOW + Duration::hours(1), RevocationReason::Logout).await.unwrap());
+    assert!(!SessionRepository::revoke(store, session.id(), NOW + Duration::hours(1), RevocationReason::Logout)
+        .await
+        .unwrap());
     let nonce = RotationNonce::from_bytes([4; 16]);
     assert!(!store.rotate(&session.rotation(&parent.child(&nonce), nonce, NOW, Duration::days(30))).await.unwrap());
     assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
@@ -380,7 +442,11 @@ pub async fn a_sent_email_loses_its_bodies_and_is_never_claimed_again<P: Backend
     assert_eq!(claim_all(store, NOW + Duration::minutes(6)).await.len(), 1);
 
     let stored = inspect.outbox_bodies(mail.id()).await;
-    assert_eq!(stored, Some((Some(mail.text_body().to_owned()), Some(mail.html_body().to_owned()))), "unsent, the bodies stay");
+    assert_eq!(
+        stored,
+        Some((Some(mail.text_body().to_owned()), Some(mail.html_body().to_owned()))),
+        "unsent, the bodies stay"
+    );
     let lease = LeaseId::from_uuid(Uuid::new_v4());
     store.claim_due(NOW + Duration::minutes(12), lease, NOW + Duration::minutes(17), 10).await.unwrap();
     store.mark_sent(mail.id(), lease, NOW + Duration::minutes(12)).await.unwrap();
@@ -448,11 +514,23 @@ pub async fn an_api_key_is_found_by_its_digest_until_revoked<P: Backend, I: Insp
     let key = api_key(&account, "ci");
     let hash = TokenHash::of(b"fo_live_secret");
     let session = creator(store, &account).await;
-    assert!(ApiKeyRepository::create(store, &key, &hash, &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap());
+    assert!(ApiKeyRepository::create(
+        store,
+        &key,
+        &hash,
+        &mail_to("owner@example.com"),
+        session,
+        &login_event(&account)
+    )
+    .await
+    .unwrap());
     assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), Some(key.clone()));
     assert_eq!(store.find_active_by_hash(&TokenHash::of(b"other")).await.unwrap(), None);
     let stranger = AccountId::from_uuid(Uuid::new_v4());
-    assert!(!ApiKeyRepository::revoke(store, stranger, key.id, NOW, &login_event(&account)).await.unwrap(), "only the owner revokes");
+    assert!(
+        !ApiKeyRepository::revoke(store, stranger, key.id, NOW, &login_event(&account)).await.unwrap(),
+        "only the owner revokes"
+    );
     assert!(ApiKeyRepository::revoke(store, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
     assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), None);
     assert!(!ApiKeyRepository::revoke(store, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
@@ -463,12 +541,39 @@ pub async fn api_keys_are_listed_per_account_and_touched<P: Backend, I: Inspect>
     let first = api_key(&account, "first");
     let second = ApiKey { created_at: NOW + Duration::seconds(1), ..api_key(&account, "second") };
     let session = creator(store, &account).await;
-    ApiKeyRepository::create(store, &second, &TokenHash::of(b"2"), &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap();
-    ApiKeyRepository::create(store, &first, &TokenHash::of(b"1"), &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap();
+    ApiKeyRepository::create(
+        store,
+        &second,
+        &TokenHash::of(b"2"),
+        &mail_to("owner@example.com"),
+        session,
+        &login_event(&account),
+    )
+    .await
+    .unwrap();
+    ApiKeyRepository::create(
+        store,
+        &first,
+        &TokenHash::of(b"1"),
+        &mail_to("owner@example.com"),
+        session,
+        &login_event(&account),
+    )
+    .await
+    .unwrap();
     SessionRepository::revoke(store, session, NOW, RevocationReason::PasswordReset).await.unwrap();
     let late = api_key(&account, "late");
     assert!(
-        !ApiKeyRepository::create(store, &late, &TokenHash::of(b"3"), &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap(),
+        !ApiKeyRepository::create(
+            store,
+            &late,
+            &TokenHash::of(b"3"),
+            &mail_to("owner@example.com"),
+            session,
+            &login_event(&account)
+        )
+        .await
+        .unwrap(),
         "a revoked session creates no key"
     );
     store.touch(first.id, NOW + Duration::minutes(3)).await.unwrap();
@@ -478,9 +583,15 @@ pub async fn api_keys_are_listed_per_account_and_touched<P: Backend, I: Inspect>
     assert!(ApiKeyRepository::list(store, AccountId::from_uuid(Uuid::new_v4())).await.unwrap().is_empty());
 }
 
-pub async fn a_password_reset_spends_its_token_once_and_ends_every_session<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
+pub async fn a_password_reset_spends_its_token_once_and_ends_every_session<P: Backend, I: Inspect>(
+    store: &P,
+    _inspect: &I,
+) {
     let account = stored_account(store).await;
-    let sessions = [new_session(&account, &RefreshSecret::from_bytes([1; 32])), new_session(&account, &RefreshSecret::from_bytes([2; 32]))];
+    let sessions = [
+        new_session(&account, &RefreshSecret::from_bytes([1; 32])),
+        new_session(&account, &RefreshSecret::from_bytes([2; 32])),
+    ];
     for session in &sessions {
         assert!(SessionRepository::create(store, session, 0, &login_event(&account)).await.unwrap());
     }
@@ -505,10 +616,21 @@ pub async fn a_password_reset_spends_its_token_once_and_ends_every_session<P: Ba
         event: login_event(&account),
     };
     assert!(store.apply_credential_change(&reset).await.unwrap());
-    let again = CredentialChange { password_hash: PasswordHash::from_phc("$argon2id$other".into()), notice: mail_to("owner@example.com"), ..reset };
+    let again = CredentialChange {
+        password_hash: PasswordHash::from_phc("$argon2id$other".into()),
+        notice: mail_to("owner@example.com"),
+        ..reset
+    };
     assert!(!store.apply_credential_change(&again).await.unwrap());
-    assert_eq!(store.find_password_reset(&TokenHash::of(b"older reset")).await.unwrap().unwrap().used_at(), Some(NOW), "every reset link is spent");
-    assert!(store.pending_signup_attempts(account.id(), NOW).await.unwrap().is_empty(), "no sign-up link outlives the reset");
+    assert_eq!(
+        store.find_password_reset(&TokenHash::of(b"older reset")).await.unwrap().unwrap().used_at(),
+        Some(NOW),
+        "every reset link is spent"
+    );
+    assert!(
+        store.pending_signup_attempts(account.id(), NOW).await.unwrap().is_empty(),
+        "no sign-up link outlives the reset"
+    );
 
     let account = store.find_by_id(account.id()).await.unwrap().unwrap();
     assert_eq!(account.password_hash(), &new_hash);
@@ -565,8 +687,14 @@ pub async fn live_sessions_are_listed_and_revoked_in_bulk<P: Backend, I: Inspect
     SessionRepository::revoke(store, revoked.id(), NOW, RevocationReason::Logout).await.unwrap();
     let live = store.list_live(account.id(), NOW + Duration::minutes(2)).await.unwrap();
     assert_eq!(live.iter().map(Session::id).collect::<Vec<_>>(), [newer.id(), older.id()]);
-    assert_eq!(live[1].stored().client, ClientInfo { user_agent: Some("curl/8.0".into()), ip: Some("192.0.2.7".into()), device: None });
-    assert!(store.list_live(account.id(), NOW + Duration::days(31)).await.unwrap().is_empty(), "expired sessions are not live");
+    assert_eq!(
+        live[1].stored().client,
+        ClientInfo { user_agent: Some("curl/8.0".into()), ip: Some("192.0.2.7".into()), device: None }
+    );
+    assert!(
+        store.list_live(account.id(), NOW + Duration::days(31)).await.unwrap().is_empty(),
+        "expired sessions are not live"
+    );
 
     assert_eq!(store.revoke_all(account.id(), Some(newer.id()), NOW, RevocationReason::Logout).await.unwrap(), 1);
     assert_eq!(store.revoke_all(account.id(), None, NOW, RevocationReason::Logout).await.unwrap(), 1);
@@ -588,7 +716,10 @@ pub async fn rate_limit_counters_count_per_window_and_start_over<P: Backend, I: 
     assert_eq!(fourth.reset_after, Duration::seconds(50));
     assert!(!store.peek("a", &THREE_A_MINUTE, at).await.unwrap().allowed, "peeking counts nothing but sees the count");
     assert!(store.hit("b", &THREE_A_MINUTE, at).await.unwrap().allowed, "keys count apart");
-    assert!(store.hit("a", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap().allowed, "the next window starts over");
+    assert!(
+        store.hit("a", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap().allowed,
+        "the next window starts over"
+    );
     store.reset("a", &THREE_A_MINUTE).await.unwrap();
     assert_eq!(store.peek("a", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap().remaining, 2);
 }
@@ -614,7 +745,11 @@ pub async fn the_security_log_pages_newest_first<P: Backend, I: Inspect>(store: 
     let mut written = Vec::new();
     for i in 0..5 {
         // Two entries share each millisecond, so the order needs the id too.
-        let event = AuditEvent { at: NOW + Duration::milliseconds(i / 2), kind: AuditKind::LoginFailed, ..login_event(&account) };
+        let event = AuditEvent {
+            at: NOW + Duration::milliseconds(i / 2),
+            kind: AuditKind::LoginFailed,
+            ..login_event(&account)
+        };
         store.record(&event).await.unwrap();
         written.push(event);
     }
@@ -650,10 +785,20 @@ pub async fn the_purge_deletes_what_retention_says_and_nothing_else<P: Backend, 
     // Two accounts never verified, created eight days ago: one with only an expired link, one
     // with a link resent yesterday that still works.
     let mut abandoned = Vec::new();
-    for (address, link_expires) in [("gone@example.com", NOW - Duration::days(7)), ("kept@example.com", NOW + Duration::hours(1))] {
-        let old = Account::new_unverified(AccountId::from_uuid(Uuid::new_v4()), email(address), PasswordHash::from_phc("x".into()), NOW - Duration::days(8));
+    for (address, link_expires) in
+        [("gone@example.com", NOW - Duration::days(7)), ("kept@example.com", NOW + Duration::hours(1))]
+    {
+        let old = Account::new_unverified(
+            AccountId::from_uuid(Uuid::new_v4()),
+            email(address),
+            PasswordHash::from_phc("x".into()),
+            NOW - Duration::days(8),
+        );
         let link = LinkTokenRecord::issue(TokenHash::of(address.as_bytes()), old.id(), link_expires);
-        store.create_unverified(&old, &SignupAttempt::issue(link, None, NOW - Duration::days(8)), &mail_to(address)).await.unwrap();
+        store
+            .create_unverified(&old, &SignupAttempt::issue(link, None, NOW - Duration::days(8)), &mail_to(address))
+            .await
+            .unwrap();
         abandoned.push(old);
     }
     let spent = LinkTokenRecord::issue(TokenHash::of(b"spent reset"), account.id(), NOW - Duration::days(2));
@@ -663,7 +808,11 @@ pub async fn the_purge_deletes_what_retention_says_and_nothing_else<P: Backend, 
 
     let cutoffs = RetentionSettings::default().cutoffs(NOW);
     let report = store.purge(&cutoffs).await.unwrap();
-    assert_eq!((report.audit_events, report.sessions, report.unverified_accounts, report.counters), (1, 1, 1, 1), "{report:?}");
+    assert_eq!(
+        (report.audit_events, report.sessions, report.unverified_accounts, report.counters),
+        (1, 1, 1, 1),
+        "{report:?}"
+    );
     // The spent reset link and the expired link of the abandoned account (which went with it).
     assert!(report.links >= 1, "{report:?}");
     let events = AuditLog::list(store, account.id(), None, 100).await.unwrap();
@@ -679,7 +828,10 @@ pub async fn the_purge_deletes_what_retention_says_and_nothing_else<P: Backend, 
     assert_eq!(store.purge(&cutoffs).await.unwrap().total(), 0, "a second pass finds nothing");
 }
 
-pub async fn a_device_is_known_only_to_its_account_and_only_while_recent<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
+pub async fn a_device_is_known_only_to_its_account_and_only_while_recent<P: Backend, I: Inspect>(
+    store: &P,
+    _inspect: &I,
+) {
     let account = stored_account(store).await;
     let other = new_account("other@example.com");
     store.create_unverified(&other, &attempt_for(&other, 7), &mail_to("other@example.com")).await.unwrap();
@@ -692,5 +844,8 @@ pub async fn a_device_is_known_only_to_its_account_and_only_while_recent<P: Back
     store.remember_device(other.id(), &device, NOW + Duration::days(1)).await.unwrap();
     assert!(!store.device_known(other.id(), &device, NOW - Duration::days(30)).await.unwrap());
     store.remember_device(account.id(), &device, NOW + Duration::days(2)).await.unwrap();
-    assert!(store.device_known(account.id(), &device, NOW + Duration::days(1)).await.unwrap(), "a new login refreshes it");
+    assert!(
+        store.device_known(account.id(), &device, NOW + Duration::days(1)).await.unwrap(),
+        "a new login refreshes it"
+    );
 }

@@ -118,7 +118,15 @@ impl AuditEvent {
     /// A new entry about `account_id` at `at`, with a fresh id drawn from `random`, and no
     /// client, session or key yet.
     pub fn new(random: &dyn SecureRandom, account_id: AccountId, kind: AuditKind, at: OffsetDateTime) -> Self {
-        Self { id: random_uuid(random), account_id, kind, at, client: ClientInfo::default(), session_id: None, key_id: None }
+        Self {
+            id: random_uuid(random),
+            account_id,
+            kind,
+            at,
+            client: ClientInfo::default(),
+            session_id: None,
+            key_id: None,
+        }
     }
 
     /// The same entry, naming the client of the request that caused it.
@@ -162,7 +170,12 @@ pub trait AuditLog: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn list(&self, account_id: AccountId, after: Option<AuditCursor>, limit: u32) -> Result<Vec<AuditEvent>, InfraError>;
+    async fn list(
+        &self,
+        account_id: AccountId,
+        after: Option<AuditCursor>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, InfraError>;
 }
 
 /// The largest page of the security log.
@@ -191,10 +204,17 @@ impl AuditService {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    pub async fn list(&self, caller: &LiveSession, after: Option<AuditCursor>, limit: u32) -> Result<(Vec<AuditEvent>, Option<AuditCursor>), InfraError> {
+    pub async fn list(
+        &self,
+        caller: &LiveSession,
+        after: Option<AuditCursor>,
+        limit: u32,
+    ) -> Result<(Vec<AuditEvent>, Option<AuditCursor>), InfraError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let events = self.log.list(caller.account_id(), after, limit).await?;
-        let next = (events.len() == limit as usize).then(|| events.last().map(|event| AuditCursor { at: event.at, id: event.id })).flatten();
+        let next = (events.len() == limit as usize)
+            .then(|| events.last().map(|event| AuditCursor { at: event.at, id: event.id }))
+            .flatten();
         Ok((events, next))
     }
 }
@@ -213,7 +233,9 @@ mod tests {
         client.device = Some(crate::secret::DeviceToken::generate(&random));
         let at = datetime!(2026-12-01 12:00 UTC);
         let session = SessionId::from_uuid(Uuid::from_u128(3));
-        let event = AuditEvent::new(&random, AccountId::from_uuid(Uuid::nil()), AuditKind::LoginSucceeded, at).from_client(client).of_session(session);
+        let event = AuditEvent::new(&random, AccountId::from_uuid(Uuid::nil()), AuditKind::LoginSucceeded, at)
+            .from_client(client)
+            .of_session(session);
         assert_eq!(event.client, ClientInfo::new(Some("agent"), Some("192.0.2.7".into())));
         assert_eq!((event.session_id, event.key_id, event.at), (Some(session), None, at));
     }

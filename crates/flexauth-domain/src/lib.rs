@@ -183,7 +183,11 @@ mod floors {
         let mut upward = Vec::new();
         for file in files {
             let relative = file.strip_prefix(&root).unwrap_or(&file);
-            let Some(module) = relative.components().next().and_then(|part| part.as_os_str().to_str()).map(|part| part.trim_end_matches(".rs").to_owned())
+            let Some(module) = relative
+                .components()
+                .next()
+                .and_then(|part| part.as_os_str().to_str())
+                .map(|part| part.trim_end_matches(".rs").to_owned())
             else {
                 continue;
             };

@@ -128,16 +128,52 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            login_failures_per_address: LimitPolicy { name: "login_failures_per_address", limit: 10, window: Duration::minutes(1) },
-            login_failures_per_account: LimitPolicy { name: "login_failures_per_account", limit: 5, window: Duration::minutes(15) },
-            login_failures_per_account_daily: LimitPolicy { name: "login_failures_per_account_daily", limit: 20, window: Duration::days(1) },
-            mail_requests_per_address: LimitPolicy { name: "mail_requests_per_address", limit: 30, window: Duration::minutes(10) },
-            reauthentications_per_session: LimitPolicy { name: "reauthentications_per_session", limit: 5, window: Duration::minutes(15) },
-            refreshes_per_session: LimitPolicy { name: "refreshes_per_session", limit: 60, window: Duration::minutes(1) },
-            refreshes_per_address: LimitPolicy { name: "refreshes_per_address", limit: 600, window: Duration::minutes(1) },
-            reauthentications_per_address: LimitPolicy { name: "reauthentications_per_address", limit: 30, window: Duration::minutes(15) },
+            login_failures_per_address: LimitPolicy {
+                name: "login_failures_per_address",
+                limit: 10,
+                window: Duration::minutes(1),
+            },
+            login_failures_per_account: LimitPolicy {
+                name: "login_failures_per_account",
+                limit: 5,
+                window: Duration::minutes(15),
+            },
+            login_failures_per_account_daily: LimitPolicy {
+                name: "login_failures_per_account_daily",
+                limit: 20,
+                window: Duration::days(1),
+            },
+            mail_requests_per_address: LimitPolicy {
+                name: "mail_requests_per_address",
+                limit: 30,
+                window: Duration::minutes(10),
+            },
+            reauthentications_per_session: LimitPolicy {
+                name: "reauthentications_per_session",
+                limit: 5,
+                window: Duration::minutes(15),
+            },
+            refreshes_per_session: LimitPolicy {
+                name: "refreshes_per_session",
+                limit: 60,
+                window: Duration::minutes(1),
+            },
+            refreshes_per_address: LimitPolicy {
+                name: "refreshes_per_address",
+                limit: 600,
+                window: Duration::minutes(1),
+            },
+            reauthentications_per_address: LimitPolicy {
+                name: "reauthentications_per_address",
+                limit: 30,
+                window: Duration::minutes(15),
+            },
             emails_per_recipient: LimitPolicy { name: "emails_per_recipient", limit: 3, window: Duration::hours(1) },
-            email_changes_per_account: LimitPolicy { name: "email_changes_per_account", limit: 5, window: Duration::hours(1) },
+            email_changes_per_account: LimitPolicy {
+                name: "email_changes_per_account",
+                limit: 5,
+                window: Duration::hours(1),
+            },
             known_client_for: Duration::days(30),
         }
     }
@@ -200,7 +236,12 @@ pub fn email_key(email: &crate::newtypes::EmailAddress) -> String {
 #[cfg(any(test, feature = "mocks"))]
 pub fn unlimited() -> MockRateLimiter {
     let mut limiter = MockRateLimiter::new();
-    let allowed = |policy: &LimitPolicy| LimitDecision { policy: *policy, allowed: true, remaining: policy.limit, reset_after: policy.window };
+    let allowed = |policy: &LimitPolicy| LimitDecision {
+        policy: *policy,
+        allowed: true,
+        remaining: policy.limit,
+        reset_after: policy.window,
+    };
     limiter.expect_hit().returning(move |_, policy, _| Ok(allowed(policy)));
     limiter.expect_peek().returning(move |_, policy, _| Ok(allowed(policy)));
     limiter.expect_reset().returning(|_, _| Ok(()));

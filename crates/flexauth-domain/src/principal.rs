@@ -82,7 +82,11 @@ impl LiveSession {
     ///
     /// # Errors
     /// [`ReauthenticationRequired`] when it did not.
-    pub fn require_recent_authentication(&self, now: time::OffsetDateTime, window: time::Duration) -> Result<(), ReauthenticationRequired> {
+    pub fn require_recent_authentication(
+        &self,
+        now: time::OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<(), ReauthenticationRequired> {
         if now - self.authenticated_at <= window {
             Ok(())
         } else {
@@ -99,9 +103,13 @@ mod tests {
     #[test]
     fn a_recent_authentication_is_one_within_the_window() {
         let at = datetime!(2026-03-01 09:00 UTC);
-        let live = LiveSession::new(AccountId::from_uuid(uuid::Uuid::nil()), SessionId::from_uuid(uuid::Uuid::nil()), at);
+        let live =
+            LiveSession::new(AccountId::from_uuid(uuid::Uuid::nil()), SessionId::from_uuid(uuid::Uuid::nil()), at);
         let window = time::Duration::minutes(10);
         assert_eq!(live.require_recent_authentication(at + window, window), Ok(()));
-        assert_eq!(live.require_recent_authentication(at + window + time::Duration::seconds(1), window), Err(ReauthenticationRequired));
+        assert_eq!(
+            live.require_recent_authentication(at + window + time::Duration::seconds(1), window),
+            Err(ReauthenticationRequired)
+        );
     }
 }

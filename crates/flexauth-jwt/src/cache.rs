@@ -27,7 +27,10 @@ pub(crate) struct VerifiedTokens {
 impl VerifiedTokens {
     /// `None` for a capacity of 0: no cache.
     pub(crate) fn with_capacity(entries: usize) -> Option<Self> {
-        (entries > 0).then(|| Self { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), entries_per_shard: entries.div_ceil(SHARDS) })
+        (entries > 0).then(|| Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            entries_per_shard: entries.div_ceil(SHARDS),
+        })
     }
 
     pub(crate) fn digest(token: &str) -> TokenDigest {

@@ -97,7 +97,14 @@ impl SigningKeyPair {
 
     /// The public key as a JWK.
     pub fn jwk(&self) -> Jwk {
-        Jwk { kty: "OKP", crv: "Ed25519", x: URL_SAFE_NO_PAD.encode(self.public_key), kid: self.kid.clone(), usage: "sig", alg: "EdDSA" }
+        Jwk {
+            kty: "OKP",
+            crv: "Ed25519",
+            x: URL_SAFE_NO_PAD.encode(self.public_key),
+            kid: self.kid.clone(),
+            usage: "sig",
+            alg: "EdDSA",
+        }
     }
 }
 

@@ -73,10 +73,15 @@ impl RefreshKey {
     fn of(key: &SigningKeyPair) -> Self {
         // HMAC as a key-derivation function (HKDF's extract step): the secret is as strong as
         // the private key, and learning it reveals nothing about that key.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.private_pkcs8_der()).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.private_pkcs8_der())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(b"flexauth refresh-token secret v1");
         let secret = mac.finalize().into_bytes();
-        Self { kid: format!("rt-{}", key.kid()), signing: EncodingKey::from_secret(&secret), verifying: DecodingKey::from_secret(&secret) }
+        Self {
+            kid: format!("rt-{}", key.kid()),
+            signing: EncodingKey::from_secret(&secret),
+            verifying: DecodingKey::from_secret(&secret),
+        }
     }
 }
 
@@ -99,7 +104,10 @@ pub struct JwtTokens {
 
 impl std::fmt::Debug for JwtTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtTokens").field("signing_kid", &self.signing_kid).field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("JwtTokens")
+            .field("signing_kid", &self.signing_kid)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +121,12 @@ impl JwtTokens {
     /// (all in the JWKS: standby keys that will sign soon, and retired keys whose access
     /// tokens may still be live); verifies only refresh tokens with `refresh_only` keys
     /// (retired keys whose access tokens have all expired, which leave the JWKS).
-    pub fn with_keys(signing: &SigningKeyPair, published: &[SigningKeyPair], refresh_only: &[SigningKeyPair], settings: JwtSettings) -> Self {
+    pub fn with_keys(
+        signing: &SigningKeyPair,
+        published: &[SigningKeyPair],
+        refresh_only: &[SigningKeyPair],
+        settings: JwtSettings,
+    ) -> Self {
         install_crypto_provider();
         let mut verifying_keys = HashMap::new();
         let mut access_keys = HashMap::new();
@@ -178,7 +191,11 @@ impl JwtTokens {
     }
 
     /// Checks the signature of `token`, whose header was read already, and returns its claims.
-    fn decode<T: serde::de::DeserializeOwned>(token: &str, key: &DecodingKey, validation: &Validation) -> Result<T, TokenRejection> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        token: &str,
+        key: &DecodingKey,
+        validation: &Validation,
+    ) -> Result<T, TokenRejection> {
         jsonwebtoken::decode::<T>(token, key, validation).map(|data| data.claims).map_err(|error| match error.kind() {
             ErrorKind::InvalidSignature | ErrorKind::InvalidEddsaKey => TokenRejection::BadSignature,
             ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenRejection::WrongParty,
@@ -240,7 +257,12 @@ impl TokenSigner for JwtTokens {
             jti: claims.token_id.to_string(),
             sid: claims.session_id.to_string(),
         };
-        jsonwebtoken::encode(&Self::header(Algorithm::EdDSA, ACCESS_TOKEN_TYPE, &self.signing_kid), &jwt, &self.signing_key).map_err(InfraError::new)
+        jsonwebtoken::encode(
+            &Self::header(Algorithm::EdDSA, ACCESS_TOKEN_TYPE, &self.signing_kid),
+            &jwt,
+            &self.signing_key,
+        )
+        .map_err(InfraError::new)
     }
 
     fn sign_refresh(&self, claims: &RefreshClaims) -> Result<String, InfraError> {
@@ -291,7 +313,11 @@ impl TokenSigner for JwtTokens {
             }
             _ => return Err(TokenRejection::WrongType),
         };
-        let secret: [u8; 32] = URL_SAFE_NO_PAD.decode(&jwt.rti).ok().and_then(|bytes| bytes.try_into().ok()).ok_or(TokenRejection::Malformed)?;
+        let secret: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(&jwt.rti)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or(TokenRejection::Malformed)?;
         Ok(RefreshClaims {
             account_id: AccountId::from_uuid(uuid(&jwt.sub)?),
             session_id: SessionId::from_uuid(uuid(&jwt.sid)?),

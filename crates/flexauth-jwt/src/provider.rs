@@ -46,10 +46,12 @@ pub fn install_crypto_provider() {
 
 fn signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
     match (algorithm, key.family()) {
-        (Algorithm::EdDSA, AlgorithmFamily::Ed) => {
-            Ok(Box::new(Ed25519Signer(SigningKey::from_pkcs8_der(key.as_bytes()).map_err(|_| ErrorKind::InvalidEddsaKey)?)))
+        (Algorithm::EdDSA, AlgorithmFamily::Ed) => Ok(Box::new(Ed25519Signer(
+            SigningKey::from_pkcs8_der(key.as_bytes()).map_err(|_| ErrorKind::InvalidEddsaKey)?,
+        ))),
+        (Algorithm::HS256, AlgorithmFamily::Hmac) => {
+            Ok(Box::new(Hs256(HmacSha256::new_from_slice(key.as_bytes()).map_err(|_| ErrorKind::InvalidKeyFormat)?)))
         }
-        (Algorithm::HS256, AlgorithmFamily::Hmac) => Ok(Box::new(Hs256(HmacSha256::new_from_slice(key.as_bytes()).map_err(|_| ErrorKind::InvalidKeyFormat)?))),
         (Algorithm::EdDSA | Algorithm::HS256, _) => Err(ErrorKind::InvalidKeyFormat.into()),
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     }
@@ -61,9 +63,9 @@ fn verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerif
             let bytes: &[u8; 32] = key.try_get_as_bytes()?.try_into().map_err(|_| ErrorKind::InvalidEddsaKey)?;
             Ok(Box::new(Ed25519Verifier(VerifyingKey::from_bytes(bytes).map_err(|_| ErrorKind::InvalidEddsaKey)?)))
         }
-        (Algorithm::HS256, AlgorithmFamily::Hmac) => {
-            Ok(Box::new(Hs256(HmacSha256::new_from_slice(key.try_get_as_bytes()?).map_err(|_| ErrorKind::InvalidKeyFormat)?)))
-        }
+        (Algorithm::HS256, AlgorithmFamily::Hmac) => Ok(Box::new(Hs256(
+            HmacSha256::new_from_slice(key.try_get_as_bytes()?).map_err(|_| ErrorKind::InvalidKeyFormat)?,
+        ))),
         (Algorithm::EdDSA | Algorithm::HS256, _) => Err(ErrorKind::InvalidKeyFormat.into()),
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     }
@@ -71,7 +73,11 @@ fn verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerif
 
 fn ed_pub_components_from_private_key(private_der: &[u8], curve: &EllipticCurve) -> Result<Vec<u8>> {
     match curve {
-        EllipticCurve::Ed25519 => Ok(SigningKey::from_pkcs8_der(private_der).map_err(|_| ErrorKind::InvalidEddsaKey)?.verifying_key().to_bytes().to_vec()),
+        EllipticCurve::Ed25519 => Ok(SigningKey::from_pkcs8_der(private_der)
+            .map_err(|_| ErrorKind::InvalidEddsaKey)?
+            .verifying_key()
+            .to_bytes()
+            .to_vec()),
         _ => Err(ErrorKind::InvalidAlgorithm.into()),
     }
 }

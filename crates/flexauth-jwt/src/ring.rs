@@ -66,7 +66,9 @@ impl RingPlan {
     /// The key that signs at `now`: of the active keys, the one activated last. `None` when
     /// no key is active.
     pub fn signer_at<'a>(&self, keys: &'a [RingKey], now: OffsetDateTime) -> Option<&'a RingKey> {
-        keys.iter().filter(|key| Self::is_active(key, now)).max_by(|a, b| a.activates_at.cmp(&b.activates_at).then_with(|| a.slot.cmp(&b.slot)))
+        keys.iter()
+            .filter(|key| Self::is_active(key, now))
+            .max_by(|a, b| a.activates_at.cmp(&b.activates_at).then_with(|| a.slot.cmp(&b.slot)))
     }
 
     /// Until when a retired key stays in the JWKS.
@@ -128,7 +130,12 @@ impl KeyRing {
     ///
     /// # Errors
     /// [`RingError::NoActiveKey`].
-    pub fn new(keys: &[RingKey], plan: RingPlan, now: OffsetDateTime, settings: JwtSettings) -> Result<Self, RingError> {
+    pub fn new(
+        keys: &[RingKey],
+        plan: RingPlan,
+        now: OffsetDateTime,
+        settings: JwtSettings,
+    ) -> Result<Self, RingError> {
         let arrangement = plan.arrange(keys, now).ok_or(RingError::NoActiveKey)?;
         let tokens = Self::build(&arrangement, &settings);
         Ok(Self { tokens: ArcSwap::from_pointee(tokens), fingerprint: Mutex::new(arrangement.fingerprint()), settings })
@@ -219,7 +226,10 @@ mod tests {
         let ring = KeyRing::new(&keys, PLAN, NOW, settings()).unwrap();
         assert_eq!(ring.current().signing_kid(), old.key.kid());
         assert_eq!(published(&ring), sorted(vec![old.key.kid().to_owned(), standby.key.kid().to_owned()]));
-        assert!(!ring.update(&keys, PLAN, NOW + Duration::minutes(9)).unwrap(), "nothing changes before the activation");
+        assert!(
+            !ring.update(&keys, PLAN, NOW + Duration::minutes(9)).unwrap(),
+            "nothing changes before the activation"
+        );
         assert!(ring.update(&keys, PLAN, NOW + Duration::minutes(10)).unwrap());
         assert_eq!(ring.current().signing_kid(), standby.key.kid());
         assert_eq!(published(&ring).len(), 2, "the old key still verifies what it signed");
@@ -244,7 +254,11 @@ mod tests {
         let ring = KeyRing::new(&keys, PLAN, NOW, settings()).unwrap();
         assert_eq!(published(&ring).len(), 2);
         ring.update(&keys, PLAN, retired_at + Duration::hours(1)).unwrap();
-        assert_eq!(published(&ring), vec![current.key.kid().to_owned()], "gone from the JWKS once its access tokens expired");
+        assert_eq!(
+            published(&ring),
+            vec![current.key.kid().to_owned()],
+            "gone from the JWKS once its access tokens expired"
+        );
         assert!(ring.verify_refresh(&refresh).is_ok(), "its refresh tokens still refresh");
         ring.update(&keys, PLAN, retired_at + Duration::days(30)).unwrap();
         assert_eq!(ring.verify_refresh(&refresh).unwrap_err(), TokenRejection::UnknownKey);
@@ -253,7 +267,10 @@ mod tests {
     #[test]
     fn a_ring_without_an_active_key_is_refused_and_an_update_to_one_keeps_the_ring_in_use() {
         let standby = key("new", NOW + Duration::minutes(10), None);
-        assert_eq!(KeyRing::new(std::slice::from_ref(&standby), PLAN, NOW, settings()).unwrap_err(), RingError::NoActiveKey);
+        assert_eq!(
+            KeyRing::new(std::slice::from_ref(&standby), PLAN, NOW, settings()).unwrap_err(),
+            RingError::NoActiveKey
+        );
         let current = key("current", NOW - Duration::days(1), None);
         let ring = KeyRing::new(std::slice::from_ref(&current), PLAN, NOW, settings()).unwrap();
         let retired = RingKey { retired_at: Some(NOW), ..current.clone() };

@@ -55,7 +55,10 @@ impl KeyEncryptionKey {
     /// [`SealError::InvalidKey`] unless the text decodes to exactly 32 bytes.
     pub fn parse(text: &str) -> Result<Self, SealError> {
         let text = text.trim();
-        let bytes = STANDARD.decode(text).or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))).map_err(|_| SealError::InvalidKey)?;
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .map_err(|_| SealError::InvalidKey)?;
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| SealError::InvalidKey)?;
         let id = Sha256::digest(bytes)[..6].iter().map(|byte| format!("{byte:02x}")).collect();
         Ok(Self { cipher: XChaCha20Poly1305::new(&bytes.into()), id })
@@ -68,7 +71,10 @@ impl KeyEncryptionKey {
     pub fn seal(&self, slot: &str, pem: &str) -> Result<String, SealError> {
         let mut nonce = [0u8; 24];
         getrandom::getrandom(&mut nonce).map_err(|_| SealError::Random)?;
-        let ciphertext = self.cipher.encrypt(&XNonce::from(nonce), Payload { msg: pem.as_bytes(), aad: slot.as_bytes() }).map_err(|_| SealError::Damaged)?;
+        let ciphertext = self
+            .cipher
+            .encrypt(&XNonce::from(nonce), Payload { msg: pem.as_bytes(), aad: slot.as_bytes() })
+            .map_err(|_| SealError::Damaged)?;
         let mut sealed = nonce.to_vec();
         sealed.extend(ciphertext);
         Ok(format!("{PREFIX}{}.{}", self.id, URL_SAFE_NO_PAD.encode(sealed)))
@@ -85,7 +91,10 @@ impl KeyEncryptionKey {
         }
         let (nonce, ciphertext) = bytes.split_at(24);
         let nonce: [u8; 24] = nonce.try_into().map_err(|_| SealError::Damaged)?;
-        let plain = self.cipher.decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: slot.as_bytes() }).map_err(|_| SealError::Damaged)?;
+        let plain = self
+            .cipher
+            .decrypt(&XNonce::from(nonce), Payload { msg: ciphertext, aad: slot.as_bytes() })
+            .map_err(|_| SealError::Damaged)?;
         String::from_utf8(plain).map_err(|_| SealError::Damaged)
     }
 }

@@ -120,7 +120,8 @@ fn a_token_signed_by_a_foreign_key_is_refused_even_under_our_kid() {
     header.kid = Some(ours.kid().to_owned());
     let payload = decode_part(&forged, 1);
     let foreign_key = key();
-    let forged_with_our_kid = jsonwebtoken::encode(&header, &payload, &EncodingKey::from_ed_der(foreign_key.private_pkcs8_der())).unwrap();
+    let forged_with_our_kid =
+        jsonwebtoken::encode(&header, &payload, &EncodingKey::from_ed_der(foreign_key.private_pkcs8_der())).unwrap();
     assert_eq!(tokens.verify_access(&forged_with_our_kid), Err(TokenRejection::BadSignature));
 }
 
@@ -140,12 +141,32 @@ fn an_hmac_token_keyed_with_our_public_key_is_refused() {
 fn tokens_for_another_issuer_or_audience_are_refused() {
     let key = key();
     let ours = JwtTokens::new(&key, &[], settings());
-    let other_issuer =
-        JwtTokens::new(&key, &[], JwtSettings { issuer: "https://evil.example".into(), audience: "flexauth".into(), verified_cache_entries: 1024 });
-    let other_audience =
-        JwtTokens::new(&key, &[], JwtSettings { issuer: "https://auth.example.com".into(), audience: "billing".into(), verified_cache_entries: 1024 });
-    assert_eq!(ours.verify_access(&other_issuer.sign_access(&access_claims()).unwrap()), Err(TokenRejection::WrongParty));
-    assert_eq!(ours.verify_access(&other_audience.sign_access(&access_claims()).unwrap()), Err(TokenRejection::WrongParty));
+    let other_issuer = JwtTokens::new(
+        &key,
+        &[],
+        JwtSettings {
+            issuer: "https://evil.example".into(),
+            audience: "flexauth".into(),
+            verified_cache_entries: 1024,
+        },
+    );
+    let other_audience = JwtTokens::new(
+        &key,
+        &[],
+        JwtSettings {
+            issuer: "https://auth.example.com".into(),
+            audience: "billing".into(),
+            verified_cache_entries: 1024,
+        },
+    );
+    assert_eq!(
+        ours.verify_access(&other_issuer.sign_access(&access_claims()).unwrap()),
+        Err(TokenRejection::WrongParty)
+    );
+    assert_eq!(
+        ours.verify_access(&other_audience.sign_access(&access_claims()).unwrap()),
+        Err(TokenRejection::WrongParty)
+    );
 }
 
 #[test]
@@ -195,7 +216,12 @@ fn debug_output_never_shows_the_private_key() {
 
 fn current_access_claims(token_id: u128) -> AccessClaims {
     let issued_at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    AccessClaims { token_id: Uuid::from_u128(token_id), issued_at, expires_at: issued_at + time::Duration::hours(1), ..access_claims() }
+    AccessClaims {
+        token_id: Uuid::from_u128(token_id),
+        issued_at,
+        expires_at: issued_at + time::Duration::hours(1),
+        ..access_claims()
+    }
 }
 
 #[test]

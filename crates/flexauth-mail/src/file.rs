@@ -82,7 +82,9 @@ impl MailTransport for FileMailer {
         // The file is written under a temporary name and renamed, so that a mail client or a
         // test never reads half a message, and a retry replaces the file in one step.
         let partial = self.dir.join(format!("{}.eml.partial", email.id()));
-        let failed = |action: &str, error: std::io::Error| SendError::Transient(format!("cannot {action} {}: {error}", path.display()));
+        let failed = |action: &str, error: std::io::Error| {
+            SendError::Transient(format!("cannot {action} {}: {error}", path.display()))
+        };
         // Created again in case someone cleaned up the directory while the server ran.
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || private_dir(&dir))
@@ -125,7 +127,8 @@ mod tests {
     fn email(id: u128) -> (OutgoingEmail, String) {
         let token = LinkToken::parse(TOKEN).unwrap();
         let to = EmailAddress::parse("ann@example.com").unwrap();
-        let email = verification_email(Uuid::from_u128(id), to, "http://localhost:8080", &token, time::Duration::hours(24));
+        let email =
+            verification_email(Uuid::from_u128(id), to, "http://localhost:8080", &token, time::Duration::hours(24));
         (email, format!("http://localhost:8080/v1/auth/verify?token={TOKEN}"))
     }
 

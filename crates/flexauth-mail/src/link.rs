@@ -7,7 +7,9 @@
 pub(crate) fn first_link(text: &str) -> Option<&str> {
     let start = [text.find("http://"), text.find("https://")].into_iter().flatten().min()?;
     let rest = text.get(start..)?;
-    let end = rest.find(|character: char| character.is_whitespace() || matches!(character, '"' | '\'' | '<' | '>')).unwrap_or(rest.len());
+    let end = rest
+        .find(|character: char| character.is_whitespace() || matches!(character, '"' | '\'' | '<' | '>'))
+        .unwrap_or(rest.len());
     let link = rest.get(..end)?.trim_end_matches(['.', ',', ';', ':', '!', '?', ')']);
     Some(link)
 }

@@ -22,7 +22,9 @@ pub(crate) fn build_message(from: &Mailbox, email: &OutgoingEmail) -> Result<Mes
     // The error names neither the address nor the bodies: the reason ends up in the outbox,
     // which operators read.
     let address: Address =
-        email.to().as_str().parse().map_err(|_| SendError::Permanent("the recipient address is not accepted by the mail library".to_owned()))?;
+        email.to().as_str().parse().map_err(|_| {
+            SendError::Permanent("the recipient address is not accepted by the mail library".to_owned())
+        })?;
     Message::builder()
         .message_id(Some(message_id(email)))
         .from(from.clone())

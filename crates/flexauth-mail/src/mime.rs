@@ -28,7 +28,8 @@ pub(crate) fn header(data: &str, name: &str) -> Option<String> {
 pub(crate) fn first_link(data: &str) -> Option<String> {
     let mut leaves = Vec::new();
     collect_leaves(data, &mut leaves);
-    let (plain, other): (Vec<_>, Vec<_>) = leaves.into_iter().partition(|(content_type, _)| content_type.starts_with("text/plain"));
+    let (plain, other): (Vec<_>, Vec<_>) =
+        leaves.into_iter().partition(|(content_type, _)| content_type.starts_with("text/plain"));
     plain.iter().chain(other.iter()).find_map(|(_, text)| crate::link::first_link(text).map(str::to_owned))
 }
 
@@ -141,7 +142,11 @@ fn decode_quoted_printable(text: &str, underscore_is_space: bool) -> Vec<u8> {
                 index += 2;
                 continue;
             }
-            if let Some(value) = rest.get(..2).and_then(|hex| std::str::from_utf8(hex).ok()).and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+            if let Some(value) = rest
+                .get(..2)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            {
                 decoded.push(value);
                 index += 3;
                 continue;
@@ -199,7 +204,10 @@ mod tests {
 
     #[test]
     fn encoded_words_are_decoded() {
-        assert_eq!(decode_words("=?utf-8?b?VsOpcmlmaWV6?= =?utf-8?q?_l=E2=80=99adresse?= now"), "Vérifiez l’adresse now");
+        assert_eq!(
+            decode_words("=?utf-8?b?VsOpcmlmaWV6?= =?utf-8?q?_l=E2=80=99adresse?= now"),
+            "Vérifiez l’adresse now"
+        );
         assert_eq!(decode_words("Plain   subject"), "Plain subject");
     }
 
@@ -207,7 +215,9 @@ mod tests {
     fn finds_the_link_in_a_base64_part_of_a_multipart_message() {
         let text = STANDARD.encode("Öffnen Sie https://a.example/v?token=xyz bitte");
         let data = format!(
-            "Subject: x\r\nContent-Type: multipart/alternative;\r\n boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/html\r\n\r\n<a href=\"https://html.example/\">x</a>\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{text}\r\n--b1--\r\n"
+            "Subject: x\r\nContent-Type: multipart/alternative;\r\n boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: \
+                text/html\r\n\r\n<a href=\"https://html.example/\">x</a>\r\n--b1\r\nContent-Type: text/plain; \
+                    charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{text}\r\n--b1--\r\n"
         );
         assert_eq!(first_link(&data).as_deref(), Some("https://a.example/v?token=xyz"));
         assert_eq!(header(&data, "subject").as_deref(), Some("x"));

@@ -40,7 +40,10 @@ pub struct SmtpMailer {
 impl fmt::Debug for SmtpMailer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // lettre's transport would print the credentials, so only the server and sender show.
-        f.debug_struct("SmtpMailer").field("server", &self.server).field("from", &self.from.to_string()).finish_non_exhaustive()
+        f.debug_struct("SmtpMailer")
+            .field("server", &self.server)
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,13 +133,18 @@ impl MailTransport for SmtpMailer {
         let outcome = match tokio::time::timeout(SEND_DEADLINE, self.transport.send(message)).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                tracing::warn!(%message_id, kind, recipient_domain, server = %self.server, "email not delivered: the send took longer than its deadline");
-                return Err(SendError::Transient(format!("the SMTP exchange took longer than {} s", SEND_DEADLINE.as_secs())));
+                tracing::warn!(%message_id, kind, recipient_domain, server = %self.server, "email not delivered: \
+                    the send took longer than its deadline");
+                return Err(SendError::Transient(format!(
+                    "the SMTP exchange took longer than {} s",
+                    SEND_DEADLINE.as_secs()
+                )));
             }
         };
         match outcome {
             Ok(_) => {
-                tracing::info!(%message_id, kind, recipient_domain, server = %self.server, "email handed to the SMTP server");
+                tracing::info!(%message_id, kind, recipient_domain, server = %self.server, "email handed to the \
+                    SMTP server");
                 Ok(())
             }
             Err(error) => {
@@ -188,9 +196,16 @@ mod tests {
     fn refuses_bad_urls_by_name_without_repeating_the_password() {
         assert!(matches!(refused("not a url"), MailConfigError::InvalidUrl { .. }));
         assert!(matches!(refused("smtp://user:hunter2@mx.example:99999"), MailConfigError::InvalidUrl { .. }));
-        assert!(matches!(refused("smtp://user:hunter2@:25"), MailConfigError::InvalidUrl { .. } | MailConfigError::MissingHost));
-        assert!(matches!(refused("http://user:hunter2@mx.example"), MailConfigError::UnsupportedScheme { scheme } if scheme == "http"));
-        assert!(matches!(refused("smtp://user:hunter2@mx.example?tls=always"), MailConfigError::UnsupportedTls { value } if value == "always"));
+        assert!(matches!(
+            refused("smtp://user:hunter2@:25"),
+            MailConfigError::InvalidUrl { .. } | MailConfigError::MissingHost
+        ));
+        assert!(
+            matches!(refused("http://user:hunter2@mx.example"), MailConfigError::UnsupportedScheme { scheme } if scheme == "http")
+        );
+        assert!(
+            matches!(refused("smtp://user:hunter2@mx.example?tls=always"), MailConfigError::UnsupportedTls { value } if value == "always")
+        );
         assert!(matches!(refused("smtp://user@mx.example"), MailConfigError::MissingPassword));
     }
 

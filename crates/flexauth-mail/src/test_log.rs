@@ -38,6 +38,10 @@ impl MakeWriter<'_> for CapturedLogs {
 /// Routes this thread's events to a buffer; `#[tokio::test]` runs the whole test on one thread.
 pub(crate) fn capture() -> (CapturedLogs, DefaultGuard) {
     let logs = CapturedLogs::default();
-    let subscriber = tracing_subscriber::fmt().with_writer(logs.clone()).with_ansi(false).with_max_level(tracing::Level::TRACE).finish();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
     (logs, tracing::subscriber::set_default(subscriber))
 }

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use flexauth_domain::account::{
-    Account, AccountId, AccountRepository, CreateAccountError, CredentialChange, EmailAddress, EmailConfirmation, LinkTokenRecord, SessionsToEnd, SignupAttempt,
+    Account, AccountId, AccountRepository, CreateAccountError, CredentialChange, EmailAddress, EmailConfirmation,
+    LinkTokenRecord, SessionsToEnd, SignupAttempt,
 };
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
@@ -12,7 +13,12 @@ use crate::{MemoryError, MemoryStore};
 
 #[async_trait]
 impl AccountRepository for MemoryStore {
-    async fn create_unverified(&self, account: &Account, attempt: &SignupAttempt, email: &OutgoingEmail) -> Result<(), CreateAccountError> {
+    async fn create_unverified(
+        &self,
+        account: &Account,
+        attempt: &SignupAttempt,
+        email: &OutgoingEmail,
+    ) -> Result<(), CreateAccountError> {
         let mut state = self.lock().map_err(InfraError::from)?;
         if state.account_id_by_email(account.email().as_str()).is_some() {
             return Err(CreateAccountError::EmailTaken);
@@ -37,7 +43,13 @@ impl AccountRepository for MemoryStore {
         Ok(self.lock()?.accounts.get(&id).map(AccountRow::to_account))
     }
 
-    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<bool, InfraError> {
+    async fn add_signup_attempt(
+        &self,
+        attempt: &SignupAttempt,
+        email: &OutgoingEmail,
+        now: OffsetDateTime,
+        keep: u32,
+    ) -> Result<bool, InfraError> {
         let mut state = self.lock()?;
         let account_id = attempt.link().account_id();
         // An attempt added after a confirmation would only mail a dead link.
@@ -51,11 +63,18 @@ impl AccountRepository for MemoryStore {
         let mut unused: Vec<&SignupAttempt> = state
             .signup_attempts
             .values()
-            .filter(|other| other.link().account_id() == account_id && other.link().used_at().is_none() && *other.link().hash() != new_hash)
+            .filter(|other| {
+                other.link().account_id() == account_id
+                    && other.link().used_at().is_none()
+                    && *other.link().hash() != new_hash
+            })
             .collect();
-        unused.sort_by(|a, b| b.created_at().cmp(&a.created_at()).then_with(|| digest_order(a.link().hash(), b.link().hash())));
+        unused.sort_by(|a, b| {
+            b.created_at().cmp(&a.created_at()).then_with(|| digest_order(a.link().hash(), b.link().hash()))
+        });
         // The new attempt is the newest and counts as one of those kept.
-        let dropped: Vec<TokenHash> = unused.into_iter().skip(keep.saturating_sub(1) as usize).map(|other| *other.link().hash()).collect();
+        let dropped: Vec<TokenHash> =
+            unused.into_iter().skip(keep.saturating_sub(1) as usize).map(|other| *other.link().hash()).collect();
         for hash in dropped {
             state.signup_attempts.remove(&hash);
         }
@@ -68,15 +87,25 @@ impl AccountRepository for MemoryStore {
         Ok(self.lock()?.signup_attempts.get(hash).cloned())
     }
 
-    async fn pending_signup_attempts(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<SignupAttempt>, InfraError> {
+    async fn pending_signup_attempts(
+        &self,
+        account_id: AccountId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SignupAttempt>, InfraError> {
         let state = self.lock()?;
         let mut pending: Vec<SignupAttempt> = state
             .signup_attempts
             .values()
-            .filter(|attempt| attempt.link().account_id() == account_id && attempt.link().used_at().is_none() && attempt.link().expires_at() > now)
+            .filter(|attempt| {
+                attempt.link().account_id() == account_id
+                    && attempt.link().used_at().is_none()
+                    && attempt.link().expires_at() > now
+            })
             .cloned()
             .collect();
-        pending.sort_by(|a, b| b.created_at().cmp(&a.created_at()).then_with(|| digest_order(a.link().hash(), b.link().hash())));
+        pending.sort_by(|a, b| {
+            b.created_at().cmp(&a.created_at()).then_with(|| digest_order(a.link().hash(), b.link().hash()))
+        });
         Ok(pending)
     }
 
@@ -85,8 +114,10 @@ impl AccountRepository for MemoryStore {
         let now = confirmation.confirmed_at;
         // Only an unverified account takes a password from a sign-up link: once verified, its
         // password changes by reset or change only.
-        let unverified = state.accounts.get(&confirmation.account_id).is_some_and(|account| account.email_verified_at.is_none());
-        let unused = state.signup_attempts.get(&confirmation.attempt).is_some_and(|attempt| attempt.link().used_at().is_none());
+        let unverified =
+            state.accounts.get(&confirmation.account_id).is_some_and(|account| account.email_verified_at.is_none());
+        let unused =
+            state.signup_attempts.get(&confirmation.attempt).is_some_and(|attempt| attempt.link().used_at().is_none());
         if !unverified || !unused {
             return Ok(false);
         }
@@ -102,7 +133,12 @@ impl AccountRepository for MemoryStore {
         Ok(true)
     }
 
-    async fn create_password_reset(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError> {
+    async fn create_password_reset(
+        &self,
+        token: &LinkTokenRecord,
+        email: &OutgoingEmail,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError> {
         let mut state = self.lock()?;
         if state.password_resets.contains_key(token.hash()) {
             return Err(MemoryError::Duplicate("password_reset_tokens").into());
@@ -123,9 +159,12 @@ impl AccountRepository for MemoryStore {
     async fn apply_credential_change(&self, change: &CredentialChange) -> Result<bool, InfraError> {
         let mut state = self.lock()?;
         let now = change.at;
-        let version_holds =
-            state.accounts.get(&change.account_id).is_some_and(|account| change.expected_version.is_none_or(|expected| account.credential_version == expected));
-        let link_unused = change.reset_link.is_none_or(|link| state.password_resets.get(&link).is_some_and(|record| record.used_at().is_none()));
+        let version_holds = state.accounts.get(&change.account_id).is_some_and(|account| {
+            change.expected_version.is_none_or(|expected| account.credential_version == expected)
+        });
+        let link_unused = change
+            .reset_link
+            .is_none_or(|link| state.password_resets.get(&link).is_some_and(|record| record.used_at().is_none()));
         if !version_holds || !link_unused {
             return Ok(false);
         }

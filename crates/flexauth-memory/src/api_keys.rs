@@ -13,7 +13,14 @@ use crate::{MemoryError, MemoryStore};
 
 #[async_trait]
 impl ApiKeyRepository for MemoryStore {
-    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId, event: &AuditEvent) -> Result<bool, InfraError> {
+    async fn create(
+        &self,
+        key: &ApiKey,
+        hash: &TokenHash,
+        notice: &OutgoingEmail,
+        created_by: SessionId,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError> {
         let mut state = self.lock()?;
         // A reset that ends the session either ran before (and stops the key here) or runs
         // after and finds the key to revoke with the account's others.
@@ -39,20 +46,36 @@ impl ApiKeyRepository for MemoryStore {
     async fn find_active_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, InfraError> {
         let state = self.lock()?;
         // A key of a deleted account went with it, so every key found has its account.
-        Ok(state.api_key_by_hash.get(hash).and_then(|id| state.api_keys.get(id)).filter(|row| row.revoked_at.is_none()).map(|row| row.key.clone()))
+        Ok(state
+            .api_key_by_hash
+            .get(hash)
+            .and_then(|id| state.api_keys.get(id))
+            .filter(|row| row.revoked_at.is_none())
+            .map(|row| row.key.clone()))
     }
 
     async fn list(&self, account_id: AccountId) -> Result<Vec<ApiKey>, InfraError> {
         let state = self.lock()?;
-        let mut keys: Vec<&ApiKey> =
-            state.api_keys.values().filter(|row| row.key.account_id == account_id && row.revoked_at.is_none()).map(|row| &row.key).collect();
+        let mut keys: Vec<&ApiKey> = state
+            .api_keys
+            .values()
+            .filter(|row| row.key.account_id == account_id && row.revoked_at.is_none())
+            .map(|row| &row.key)
+            .collect();
         keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.as_uuid().cmp(&b.id.as_uuid())));
         Ok(keys.into_iter().cloned().collect())
     }
 
-    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, InfraError> {
+    async fn revoke(
+        &self,
+        account_id: AccountId,
+        id: ApiKeyId,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError> {
         let mut state = self.lock()?;
-        let live = state.api_keys.get(&id).is_some_and(|row| row.key.account_id == account_id && row.revoked_at.is_none());
+        let live =
+            state.api_keys.get(&id).is_some_and(|row| row.key.account_id == account_id && row.revoked_at.is_none());
         if !live {
             return Ok(false);
         }

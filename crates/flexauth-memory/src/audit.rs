@@ -14,14 +14,22 @@ impl AuditLog for MemoryStore {
         Ok(())
     }
 
-    async fn list(&self, account_id: AccountId, after: Option<AuditCursor>, limit: u32) -> Result<Vec<AuditEvent>, InfraError> {
+    async fn list(
+        &self,
+        account_id: AccountId,
+        after: Option<AuditCursor>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, InfraError> {
         let state = self.lock()?;
         // Strictly older in the (at, id) order, so a page never repeats or skips entries of the
         // same instant.
         let mut events: Vec<&AuditEvent> = state
             .audit_events
             .values()
-            .filter(|event| event.account_id == account_id && after.is_none_or(|cursor| (event.at, event.id) < (cursor.at, cursor.id)))
+            .filter(|event| {
+                event.account_id == account_id
+                    && after.is_none_or(|cursor| (event.at, event.id) < (cursor.at, cursor.id))
+            })
             .collect();
         events.sort_by_key(|event| std::cmp::Reverse((event.at, event.id)));
         Ok(events.into_iter().take(limit as usize).cloned().collect())

@@ -101,7 +101,9 @@ pub(crate) enum MemoryError {
 impl fmt::Display for MemoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Poisoned => f.write_str("the in-memory store is unusable: a panic interrupted a call that held its lock"),
+            Self::Poisoned => {
+                f.write_str("the in-memory store is unusable: a panic interrupted a call that held its lock")
+            }
             Self::Duplicate(table) => write!(f, "a row with the same key exists already in {table}"),
             Self::UnknownAccount(table) => write!(f, "a row of {table} names an account that does not exist"),
         }

@@ -1,7 +1,9 @@
 use async_trait::async_trait;
 use flexauth_domain::account::{AccountId, PasswordHash};
 use flexauth_domain::audit::AuditEvent;
-use flexauth_domain::lifecycle::{ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
+use flexauth_domain::lifecycle::{
+    ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome,
+};
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::SessionId;
@@ -45,7 +47,8 @@ impl LifecycleRepository for MemoryStore {
 
     async fn erase(&self, erasure: &Erasure) -> Result<bool, InfraError> {
         let mut state = self.lock()?;
-        let Some(email) = state.accounts.get(&erasure.account_id).map(|account| account.email.as_str().to_owned()) else {
+        let Some(email) = state.accounts.get(&erasure.account_id).map(|account| account.email.as_str().to_owned())
+        else {
             return Ok(false);
         };
         state.check_event_free(&erasure.event)?;
@@ -56,14 +59,21 @@ impl LifecycleRepository for MemoryStore {
             .email_changes
             .values()
             .filter(|change| change.account_id == erasure.account_id)
-            .flat_map(|change| std::iter::once(change.old_email.as_str().to_owned()).chain(change.confirmed_at.map(|_| change.new_email.as_str().to_owned())))
+            .flat_map(|change| {
+                std::iter::once(change.old_email.as_str().to_owned())
+                    .chain(change.confirmed_at.map(|_| change.new_email.as_str().to_owned()))
+            })
             .filter(|address| state.account_id_by_email(address).is_none_or(|holder| holder == erasure.account_id))
             .collect();
         addresses.push(email.clone());
         // The goodbye is queued after every other message to the address is gone, so its id
         // is only taken if it survives that deletion.
         if let Some(goodbye) = &erasure.goodbye {
-            if state.outbox.get(&goodbye.id()).is_some_and(|row| !addresses.iter().any(|address| address == row.recipient.as_str())) {
+            if state
+                .outbox
+                .get(&goodbye.id())
+                .is_some_and(|row| !addresses.iter().any(|address| address == row.recipient.as_str()))
+            {
                 return Err(MemoryError::Duplicate("outbox").into());
             }
         }
@@ -97,7 +107,9 @@ impl LifecycleRepository for MemoryStore {
         if !live {
             return Ok(false);
         }
-        if state.email_changes.contains_key(&change.confirmation) || state.email_changes.values().any(|other| other.undo == change.undo) {
+        if state.email_changes.contains_key(&change.confirmation)
+            || state.email_changes.values().any(|other| other.undo == change.undo)
+        {
             return Err(MemoryError::Duplicate("email_changes").into());
         }
         if !state.account_exists(change.account_id) {
@@ -112,7 +124,11 @@ impl LifecycleRepository for MemoryStore {
         let now = change.requested_at;
         // One pending change at a time: a newer request ends the older links to confirm.
         for other in state.email_changes.values_mut() {
-            if other.account_id == change.account_id && other.confirmed_at.is_none() && other.undone_at.is_none() && other.expires_at > now {
+            if other.account_id == change.account_id
+                && other.confirmed_at.is_none()
+                && other.undone_at.is_none()
+                && other.expires_at > now
+            {
                 other.expires_at = now;
             }
         }
@@ -131,12 +147,16 @@ impl LifecycleRepository for MemoryStore {
         Ok(self.lock()?.email_changes.values().find(|change| change.undo == *hash).cloned())
     }
 
-    async fn confirm_email_change(&self, change: &EmailChange, now: OffsetDateTime, event: &AuditEvent) -> Result<ConfirmEmailChangeOutcome, InfraError> {
+    async fn confirm_email_change(
+        &self,
+        change: &EmailChange,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<ConfirmEmailChangeOutcome, InfraError> {
         let mut state = self.lock()?;
-        let usable = state
-            .email_changes
-            .get(&change.confirmation)
-            .is_some_and(|stored| stored.confirmed_at.is_none() && stored.undone_at.is_none() && stored.expires_at > now);
+        let usable = state.email_changes.get(&change.confirmation).is_some_and(|stored| {
+            stored.confirmed_at.is_none() && stored.undone_at.is_none() && stored.expires_at > now
+        });
         if !usable {
             return Ok(ConfirmEmailChangeOutcome::Spent);
         }
@@ -170,14 +190,19 @@ impl LifecycleRepository for MemoryStore {
         event: &AuditEvent,
     ) -> Result<UndoEmailChangeOutcome, InfraError> {
         let mut state = self.lock()?;
-        let usable = state.email_changes.get(&change.confirmation).is_some_and(|stored| stored.undone_at.is_none() && stored.undo_expires_at > now);
+        let usable = state
+            .email_changes
+            .get(&change.confirmation)
+            .is_some_and(|stored| stored.undone_at.is_none() && stored.undo_expires_at > now);
         if !usable {
             return Ok(UndoEmailChangeOutcome::Spent);
         }
         // An unverified sign-up squatting the old address cannot block the owner; a verified
         // account there can, and then nothing is written.
-        let squatter = state.account_id_by_email(change.old_email.as_str()).filter(|&holder| holder != change.account_id);
-        let squatter_verified = squatter.and_then(|id| state.accounts.get(&id)).is_some_and(|account| account.email_verified_at.is_some());
+        let squatter =
+            state.account_id_by_email(change.old_email.as_str()).filter(|&holder| holder != change.account_id);
+        let squatter_verified =
+            squatter.and_then(|id| state.accounts.get(&id)).is_some_and(|account| account.email_verified_at.is_some());
         if squatter_verified {
             return Ok(UndoEmailChangeOutcome::AddressTaken);
         }

@@ -27,12 +27,22 @@ impl Outbox for MemoryStore {
         Ok(())
     }
 
-    async fn claim_due(&self, now: OffsetDateTime, lease: LeaseId, lease_until: OffsetDateTime, limit: u32) -> Result<Vec<OutboxEntry>, InfraError> {
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, InfraError> {
         let mut state = self.lock()?;
         // Finding the claimable entries and leasing them happen under the one lock, so two
         // workers never hold the same entry while its lease runs.
-        let mut due: Vec<(OffsetDateTime, u64, Uuid)> =
-            state.outbox.iter().filter(|(_, row)| row.claimable_at(now)).map(|(&id, row)| (row.next_attempt_at, row.sequence, id)).collect();
+        let mut due: Vec<(OffsetDateTime, u64, Uuid)> = state
+            .outbox
+            .iter()
+            .filter(|(_, row)| row.claimable_at(now))
+            .map(|(&id, row)| (row.next_attempt_at, row.sequence, id))
+            .collect();
         due.sort_unstable();
         let mut claimed = Vec::new();
         for (_, _, id) in due.into_iter().take(limit as usize) {
@@ -42,7 +52,14 @@ impl Outbox for MemoryStore {
             // A claimable entry always has its bodies; one without would stay leased and be
             // skipped, as the store skips a row it cannot read.
             if let (Some(text), Some(html)) = (&row.text_body, &row.html_body) {
-                let email = OutgoingEmail::new(id, row.kind, row.recipient.clone(), row.subject.clone(), text.clone(), html.clone());
+                let email = OutgoingEmail::new(
+                    id,
+                    row.kind,
+                    row.recipient.clone(),
+                    row.subject.clone(),
+                    text.clone(),
+                    html.clone(),
+                );
                 claimed.push(OutboxEntry { email, attempts: row.attempts, lease });
             }
         }
@@ -61,7 +78,13 @@ impl Outbox for MemoryStore {
         Ok(())
     }
 
-    async fn schedule_retry(&self, id: Uuid, lease: LeaseId, next_attempt_at: OffsetDateTime, error: &str) -> Result<(), InfraError> {
+    async fn schedule_retry(
+        &self,
+        id: Uuid,
+        lease: LeaseId,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), InfraError> {
         let mut state = self.lock()?;
         if let Some(row) = held(&mut state.outbox, id, lease) {
             row.attempts = row.attempts.saturating_add(1);

@@ -16,7 +16,8 @@ impl RateLimiter for MemoryStore {
     async fn hit(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError> {
         let start = window_start(policy, now);
         let mut state = self.lock()?;
-        let counter = state.rate_limits.entry(counter_key(policy, key)).or_insert(CounterRow { window_start: start, hits: 0 });
+        let counter =
+            state.rate_limits.entry(counter_key(policy, key)).or_insert(CounterRow { window_start: start, hits: 0 });
         // A later window starts over at this attempt; an attempt that computed an earlier
         // window (it waited across the boundary) counts in the stored one and never moves the
         // window back.
@@ -32,7 +33,11 @@ impl RateLimiter for MemoryStore {
     async fn peek(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError> {
         let start = window_start(policy, now);
         let state = self.lock()?;
-        let count = state.rate_limits.get(&counter_key(policy, key)).filter(|counter| counter.window_start == start).map_or(0, |counter| counter.hits);
+        let count = state
+            .rate_limits
+            .get(&counter_key(policy, key))
+            .filter(|counter| counter.window_start == start)
+            .map_or(0, |counter| counter.hits);
         // The attempt being considered is the one after those counted.
         Ok(LimitDecision::of_count(*policy, count.saturating_add(1), start, now))
     }

@@ -15,11 +15,19 @@ impl AccountRequestQueue for MemoryStore {
         if state.account_requests.contains_key(&request.id) {
             return Err(MemoryError::Duplicate("account_requests").into());
         }
-        state.account_requests.insert(request.id, RequestRow { request: request.clone(), lease_id: None, lease_until: None });
+        state
+            .account_requests
+            .insert(request.id, RequestRow { request: request.clone(), lease_id: None, lease_until: None });
         Ok(())
     }
 
-    async fn claim(&self, now: OffsetDateTime, lease: LeaseId, lease_until: OffsetDateTime, limit: u32) -> Result<Vec<AccountRequest>, InfraError> {
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<AccountRequest>, InfraError> {
         let mut state = self.lock()?;
         // Under the one lock, reading the free requests and leasing them is a single step:
         // of several workers exactly one takes each request.

@@ -16,7 +16,10 @@ impl SessionRepository for MemoryStore {
         let mut state = self.lock()?;
         // Checked and inserted under the one lock: a password change either ran before (and
         // this finds the version moved) or runs after and ends this session.
-        let current = state.accounts.get(&session.account_id()).is_some_and(|account| account.credential_version == credential_version);
+        let current = state
+            .accounts
+            .get(&session.account_id())
+            .is_some_and(|account| account.credential_version == credential_version);
         if !current {
             return Ok(false);
         }
@@ -90,15 +93,30 @@ impl SessionRepository for MemoryStore {
 
     async fn logged_in_from(&self, account_id: AccountId, ip: &str, since: OffsetDateTime) -> Result<bool, InfraError> {
         let state = self.lock()?;
-        Ok(state.sessions.values().any(|session| session.account_id == account_id && session.client.ip.as_deref() == Some(ip) && session.created_at >= since))
+        Ok(state.sessions.values().any(|session| {
+            session.account_id == account_id && session.client.ip.as_deref() == Some(ip) && session.created_at >= since
+        }))
     }
 
-    async fn device_known(&self, account_id: AccountId, device: &TokenHash, since: OffsetDateTime) -> Result<bool, InfraError> {
+    async fn device_known(
+        &self,
+        account_id: AccountId,
+        device: &TokenHash,
+        since: OffsetDateTime,
+    ) -> Result<bool, InfraError> {
         let state = self.lock()?;
-        Ok(state.known_devices.get(device).is_some_and(|known| known.account_id == account_id && known.last_seen_at >= since))
+        Ok(state
+            .known_devices
+            .get(device)
+            .is_some_and(|known| known.account_id == account_id && known.last_seen_at >= since))
     }
 
-    async fn remember_device(&self, account_id: AccountId, device: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError> {
+    async fn remember_device(
+        &self,
+        account_id: AccountId,
+        device: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError> {
         let mut state = self.lock()?;
         match state.known_devices.get_mut(device) {
             // A token another account holds is left alone: it is never this device's.
@@ -122,13 +140,24 @@ impl SessionRepository for MemoryStore {
         let mut live: Vec<&StoredSession> = state
             .sessions
             .values()
-            .filter(|session| session.account_id == account_id && session.revoked_at.is_none() && session.expires_at > now && session.current_expires_at > now)
+            .filter(|session| {
+                session.account_id == account_id
+                    && session.revoked_at.is_none()
+                    && session.expires_at > now
+                    && session.current_expires_at > now
+            })
             .collect();
         live.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.as_uuid().cmp(&b.id.as_uuid())));
         Ok(live.into_iter().cloned().map(Session::from_storage).collect())
     }
 
-    async fn revoke_all(&self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime, _reason: RevocationReason) -> Result<u64, InfraError> {
+    async fn revoke_all(
+        &self,
+        account_id: AccountId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+        _reason: RevocationReason,
+    ) -> Result<u64, InfraError> {
         Ok(self.lock()?.revoke_sessions(account_id, keep, now))
     }
 }

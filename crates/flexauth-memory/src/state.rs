@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use flexauth_domain::account::{Account, AccountId, AccountRequest, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt};
+use flexauth_domain::account::{
+    Account, AccountId, AccountRequest, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt,
+};
 use flexauth_domain::api_key::{ApiKey, ApiKeyId};
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::lifecycle::EmailChange;
@@ -42,8 +44,15 @@ impl AccountRow {
     }
 
     pub fn to_account(&self) -> Account {
-        Account::from_storage(self.id, self.email.clone(), self.password_hash.clone(), self.email_verified_at, self.created_at, self.credential_version)
-            .disabled_since(self.disabled_at)
+        Account::from_storage(
+            self.id,
+            self.email.clone(),
+            self.password_hash.clone(),
+            self.email_verified_at,
+            self.created_at,
+            self.credential_version,
+        )
+        .disabled_since(self.disabled_at)
     }
 }
 
@@ -70,7 +79,10 @@ impl OutboxRow {
     /// Whether a worker may claim the entry at `now`: unsent, not given up on, due, and not
     /// under a running lease.
     pub fn claimable_at(&self, now: OffsetDateTime) -> bool {
-        self.sent_at.is_none() && self.failed_at.is_none() && self.next_attempt_at <= now && self.lease_until.is_none_or(|until| until <= now)
+        self.sent_at.is_none()
+            && self.failed_at.is_none()
+            && self.next_attempt_at <= now
+            && self.lease_until.is_none_or(|until| until <= now)
     }
 }
 
@@ -169,7 +181,11 @@ impl State {
     }
 
     /// Refuses a sign-up attempt whose digest is taken or whose account does not exist.
-    pub fn check_attempt_insertable(&self, attempt: &SignupAttempt, new_account: Option<AccountId>) -> Result<(), MemoryError> {
+    pub fn check_attempt_insertable(
+        &self,
+        attempt: &SignupAttempt,
+        new_account: Option<AccountId>,
+    ) -> Result<(), MemoryError> {
         if self.signup_attempts.contains_key(attempt.link().hash()) {
             return Err(MemoryError::Duplicate("email_verification_tokens"));
         }
@@ -235,7 +251,8 @@ impl State {
 
     /// Deletes every unused sign-up attempt of the account.
     pub fn delete_unused_attempts(&mut self, account_id: AccountId) {
-        self.signup_attempts.retain(|_, attempt| attempt.link().account_id() != account_id || attempt.link().used_at().is_some());
+        self.signup_attempts
+            .retain(|_, attempt| attempt.link().account_id() != account_id || attempt.link().used_at().is_some());
     }
 
     /// Revokes at `now` every unrevoked session of the account except `keep`; returns how

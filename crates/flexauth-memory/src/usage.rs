@@ -25,7 +25,11 @@ impl UsageRepository for MemoryStore {
         }
         Ok(written
             .into_iter()
-            .map(|(account_id, day)| UsageCount { account_id, day, requests: state.usage.get(&(account_id, day)).copied().unwrap_or(0) })
+            .map(|(account_id, day)| UsageCount {
+                account_id,
+                day,
+                requests: state.usage.get(&(account_id, day)).copied().unwrap_or(0),
+            })
             .collect())
     }
 

@@ -42,7 +42,9 @@ impl From<crate::error::ApiError> for AdminCommandError {
 }
 
 fn account_id(text: &str) -> Result<AccountId, AdminCommandError> {
-    uuid::Uuid::parse_str(text.trim()).map(AccountId::from_uuid).map_err(|_| AdminCommandError::InvalidId(text.to_owned()))
+    uuid::Uuid::parse_str(text.trim())
+        .map(AccountId::from_uuid)
+        .map_err(|_| AdminCommandError::InvalidId(text.to_owned()))
 }
 
 #[derive(Serialize)]
@@ -65,16 +67,22 @@ pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Res
     // the smallest pool the settings allow.
     let argon2 = flexauth_argon2::Argon2Settings { workers: 1, ..settings.argon2 };
     let hasher = Arc::new(
-        tokio::task::spawn_blocking(move || flexauth_argon2::Argon2Hasher::new(argon2)).await.map_err(StartupError::from)?.map_err(StartupError::from)?,
+        tokio::task::spawn_blocking(move || flexauth_argon2::Argon2Hasher::new(argon2))
+            .await
+            .map_err(StartupError::from)?
+            .map_err(StartupError::from)?,
     );
     let lifecycle = startup::lifecycle_service(&store, hasher, Arc::new(SystemClock), Arc::new(OsRandom), settings);
     let (id, done) = match command {
         AccountsCommand::Find { email } => {
-            let address = EmailAddress::parse(email).map_err(|error| AdminCommandError::InvalidEmail(email.clone(), error))?;
+            let address =
+                EmailAddress::parse(email).map_err(|error| AdminCommandError::InvalidEmail(email.clone(), error))?;
             let account = lifecycle.find(&address).await?;
             return json(&crate::routes::export_view(lifecycle.show(account.id()).await?)?);
         }
-        AccountsCommand::Show { id } => return json(&crate::routes::export_view(lifecycle.show(account_id(id)?).await?)?),
+        AccountsCommand::Show { id } => {
+            return json(&crate::routes::export_view(lifecycle.show(account_id(id)?).await?)?)
+        }
         AccountsCommand::Export { id } => {
             let id = account_id(id)?;
             let export = lifecycle.export(id).await?;
@@ -127,7 +135,8 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
     use crate::config::{KeysCommand, SigningKeySource};
     if let SigningKeySource::File(path) = &settings.signing_key {
         return Err(AdminCommandError::Failed(format!(
-            "the signing keys come from files (FLEXAUTH_SIGNING_KEY_FILE={}), not the database: rotate them with the file runbook of docs/operations.md",
+            "the signing keys come from files (FLEXAUTH_SIGNING_KEY_FILE={}), not the database: rotate them with \
+                the file runbook of docs/operations.md",
             path.display()
         )));
     }
@@ -137,8 +146,13 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
     let now = time::OffsetDateTime::now_utc();
     match command {
         KeysCommand::List => {
-            let sealed: std::collections::HashMap<String, bool> =
-                store.signing_keys().await.map_err(StartupError::from)?.into_iter().map(|key| (key.slot, flexauth_jwt::is_sealed(&key.private_key))).collect();
+            let sealed: std::collections::HashMap<String, bool> = store
+                .signing_keys()
+                .await
+                .map_err(StartupError::from)?
+                .into_iter()
+                .map(|key| (key.slot, flexauth_jwt::is_sealed(&key.private_key)))
+                .collect();
             let (keys, _) = startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
             let signer = plan.signer_at(&keys, now).map(|key| key.slot.clone());
             let views: Vec<KeyView> = keys
@@ -172,7 +186,8 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
             };
             if delay <= settings.jwks_max_age {
                 return Err(AdminCommandError::Failed(format!(
-                    "the delay ({}s) must be longer than the JWKS cache lifetime (FLEXAUTH_JWKS_MAX_AGE, {}s), or resource servers would meet tokens of a key they do not have yet",
+                    "the delay ({}s) must be longer than the JWKS cache lifetime (FLEXAUTH_JWKS_MAX_AGE, {}s), or \
+                        resource servers would meet tokens of a key they do not have yet",
                     delay.whole_seconds(),
                     settings.jwks_max_age.whole_seconds()
                 )));
@@ -185,7 +200,9 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
             let stored = match kek {
                 Some(kek) => kek.seal(&slot, &pem).map_err(StartupError::from)?,
                 None => {
-                    tracing::warn!("FLEXAUTH_KEY_ENCRYPTION_KEY is not set: the new private key is stored in the clear");
+                    tracing::warn!(
+                        "FLEXAUTH_KEY_ENCRYPTION_KEY is not set: the new private key is stored in the clear"
+                    );
                     pem
                 }
             };
@@ -196,13 +213,16 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
         }
         KeysCommand::Retire { kid } => {
             let (keys, _) = startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
-            let key =
-                keys.iter().find(|key| key.key.kid() == kid.trim()).ok_or_else(|| AdminCommandError::Failed(format!("no stored key has the id {kid}")))?;
+            let key = keys
+                .iter()
+                .find(|key| key.key.kid() == kid.trim())
+                .ok_or_else(|| AdminCommandError::Failed(format!("no stored key has the id {kid}")))?;
             if plan.signer_at(&keys, now).is_some_and(|signer| signer.slot == key.slot) {
                 let without: Vec<_> = keys.iter().filter(|other| other.slot != key.slot).cloned().collect();
                 if plan.signer_at(&without, now).is_none() {
                     return Err(AdminCommandError::Failed(format!(
-                        "{kid} signs now and no other key has taken over: run `flexauth keys rotate`, and retire {kid} once the new key signs"
+                        "{kid} signs now and no other key has taken over: run `flexauth keys rotate`, and retire \
+                            {kid} once the new key signs"
                     )));
                 }
             }

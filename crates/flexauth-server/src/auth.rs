@@ -31,7 +31,8 @@ pub fn bearer_token(request: &HttpRequest) -> Result<Option<&str>, ApiError> {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| ApiError::invalid_token("the Authorization header is not valid text"))?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::invalid_token("the Authorization header must be `Bearer <token>`"))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or(ApiError::invalid_token("the Authorization header must be `Bearer <token>`"))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(ApiError::invalid_token("the Authorization header must be `Bearer <token>`"));
     }

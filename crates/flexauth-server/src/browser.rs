@@ -57,7 +57,10 @@ impl BrowserPolicy {
 
     /// The `Set-Cookie` value that hands `refresh_token` to the browser.
     pub fn set_cookie(&self, refresh_token: &str) -> String {
-        format!("{REFRESH_COOKIE}={refresh_token}; Path={}; Max-Age={}; Secure; HttpOnly; SameSite=Strict", self.cookie_path, self.cookie_max_age)
+        format!(
+            "{REFRESH_COOKIE}={refresh_token}; Path={}; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
+            self.cookie_path, self.cookie_max_age
+        )
     }
 
     /// The `Set-Cookie` value that removes the refresh cookie.
@@ -68,7 +71,11 @@ impl BrowserPolicy {
 
 /// Whether the client asked for the refresh token in a cookie.
 pub fn wants_cookie(request: &HttpRequest) -> bool {
-    request.headers().get(TRANSPORT_HEADER).and_then(|value| value.to_str().ok()).is_some_and(|value| value.trim().eq_ignore_ascii_case(COOKIE_TRANSPORT))
+    request
+        .headers()
+        .get(TRANSPORT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case(COOKIE_TRANSPORT))
 }
 
 /// Why a request may not use the refresh cookie.
@@ -106,14 +113,21 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 ///
 /// # Errors
 /// Whatever the wrapped service returns.
-pub async fn cors(request: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn cors(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     // A clone of the shared state is a reference count; the policy itself is not copied.
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let Some(state) = state.filter(|state| !state.browser.cors_origins.is_empty()) else {
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
-    let origin =
-        request.headers().get(header::ORIGIN).and_then(|value| value.to_str().ok()).filter(|origin| state.browser.allows_cors(origin)).map(str::to_owned);
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok())
+        .filter(|origin| state.browser.allows_cors(origin))
+        .map(str::to_owned);
     let Some(origin) = origin.and_then(|origin| HeaderValue::from_str(&origin).ok()) else {
         // The answer depends on the Origin: caches must not hand it to an allowed one.
         let mut response = next.call(request).await?.map_into_boxed_body();
@@ -172,10 +186,19 @@ mod tests {
 
     #[test]
     fn origins_are_exact_and_normalised() {
-        assert_eq!(parse_origins("https://app.example.com, http://localhost:5173").unwrap(), ["https://app.example.com", "http://localhost:5173"]);
+        assert_eq!(
+            parse_origins("https://app.example.com, http://localhost:5173").unwrap(),
+            ["https://app.example.com", "http://localhost:5173"]
+        );
         assert_eq!(parse_origins("HTTPS://App.Example.com:443").unwrap(), ["https://app.example.com"]);
         assert_eq!(parse_origins("").unwrap(), Vec::<String>::new());
-        for wrong in ["app.example.com", "https://app.example.com/", "https://app.example.com/spa", "ftp://files.example.com", "*"] {
+        for wrong in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/spa",
+            "ftp://files.example.com",
+            "*",
+        ] {
             assert!(parse_origins(wrong).is_err(), "{wrong}");
         }
     }

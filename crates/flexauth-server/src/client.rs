@@ -38,7 +38,11 @@ impl Network {
         let address: IpAddr = address.parse().map_err(|_| format!("`{text}` is not an IP address or network"))?;
         let max = if address.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(prefix) => prefix.parse::<u8>().ok().filter(|prefix| *prefix <= max).ok_or_else(|| format!("`{text}` has no valid prefix length"))?,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| *prefix <= max)
+                .ok_or_else(|| format!("`{text}` has no valid prefix length"))?,
             None => max,
         };
         Ok(Self { address, prefix })
@@ -48,8 +52,12 @@ impl Network {
     pub fn contains(&self, address: IpAddr) -> bool {
         let address = canonical(address);
         match (self.address, address) {
-            (IpAddr::V4(network), IpAddr::V4(candidate)) => masked(u128::from(u32::from(network)), u128::from(u32::from(candidate)), self.prefix, 32),
-            (IpAddr::V6(network), IpAddr::V6(candidate)) => masked(u128::from(network), u128::from(candidate), self.prefix, 128),
+            (IpAddr::V4(network), IpAddr::V4(candidate)) => {
+                masked(u128::from(u32::from(network)), u128::from(u32::from(candidate)), self.prefix, 32)
+            }
+            (IpAddr::V6(network), IpAddr::V6(candidate)) => {
+                masked(u128::from(network), u128::from(candidate), self.prefix, 128)
+            }
             _ => false,
         }
     }
@@ -114,7 +122,12 @@ fn forwarded_chain(request: &HttpRequest, header: ForwardedHeader) -> Vec<Option
             .collect();
     }
     // Some proxies write the port too (`192.0.2.7:4711`, `[2001:db8::1]:443`).
-    headers.get_all("x-forwarded-for").filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).map(parse_forwarded_for).collect()
+    headers
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(parse_forwarded_for)
+        .collect()
 }
 
 /// `for=192.0.2.7`, `for="[2001:db8::1]:4711"`, `for="192.0.2.7:4711"`.
@@ -159,7 +172,10 @@ mod tests {
     fn an_untrusted_peer_cannot_choose_its_address() {
         let spoofed = request("203.0.113.5", &[("x-forwarded-for", "198.51.100.1"), ("forwarded", "for=198.51.100.2")]);
         assert_eq!(client_address(&spoofed, &[], ForwardedHeader::XForwardedFor), Some("203.0.113.5".parse().unwrap()));
-        assert_eq!(client_address(&spoofed, &networks(&["10.0.0.0/8"]), ForwardedHeader::Forwarded), Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(
+            client_address(&spoofed, &networks(&["10.0.0.0/8"]), ForwardedHeader::Forwarded),
+            Some("203.0.113.5".parse().unwrap())
+        );
     }
 
     #[test]
@@ -168,9 +184,16 @@ mod tests {
         // The client prepended a fake address; the proxies appended what they saw.
         let xff = ForwardedHeader::XForwardedFor;
         let chain = request("10.0.0.2", &[("x-forwarded-for", "1.2.3.4, 198.51.100.9:5555, 10.0.0.7")]);
-        assert_eq!(client_address(&chain, &trusted, xff), Some("198.51.100.9".parse().unwrap()), "a hop with a port counts as its address");
+        assert_eq!(
+            client_address(&chain, &trusted, xff),
+            Some("198.51.100.9".parse().unwrap()),
+            "a hop with a port counts as its address"
+        );
         let forwarded = request("10.0.0.2", &[("forwarded", "for=1.2.3.4, for=\"[2001:db8::5]:443\";proto=https")]);
-        assert_eq!(client_address(&forwarded, &trusted, ForwardedHeader::Forwarded), Some("2001:db8::5".parse().unwrap()));
+        assert_eq!(
+            client_address(&forwarded, &trusted, ForwardedHeader::Forwarded),
+            Some("2001:db8::5".parse().unwrap())
+        );
         let none = request("10.0.0.2", &[]);
         assert_eq!(client_address(&none, &trusted, xff), Some("10.0.0.2".parse().unwrap()));
         // Garbage to the right of every untrusted hop stops the walk at the closest trusted one.
@@ -183,6 +206,9 @@ mod tests {
         let trusted = networks(&["10.0.0.0/8"]);
         // The proxy appends to X-Forwarded-For and passes the client's own Forwarded through.
         let forged = request("10.0.0.2", &[("x-forwarded-for", "198.51.100.9"), ("forwarded", "for=192.0.2.1")]);
-        assert_eq!(client_address(&forged, &trusted, ForwardedHeader::XForwardedFor), Some("198.51.100.9".parse().unwrap()));
+        assert_eq!(
+            client_address(&forged, &trusted, ForwardedHeader::XForwardedFor),
+            Some("198.51.100.9".parse().unwrap())
+        );
     }
 }

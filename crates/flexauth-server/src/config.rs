@@ -16,7 +16,8 @@ use url::Url;
 #[command(
     name = "flexauth",
     version,
-    about = "flexauth: an authentication server. Email + password accounts with email verification, JWT access tokens, rotating refresh tokens and API keys.",
+    about = "flexauth: an authentication server. Email + password accounts with email verification, JWT access \
+        tokens, rotating refresh tokens and API keys.",
     long_about = None
 )]
 pub struct Cli {
@@ -330,7 +331,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         Some((index, 'd')) => (&text[..index], 86_400),
         _ => (text, 1),
     };
-    let amount: i64 = digits.parse().map_err(|_| format!("`{text}` is not a duration such as 3600, 90s, 15m, 1h or 30d"))?;
+    let amount: i64 =
+        digits.parse().map_err(|_| format!("`{text}` is not a duration such as 3600, 90s, 15m, 1h or 30d"))?;
     if amount <= 0 {
         return Err(format!("`{text}` must be positive"));
     }
@@ -354,9 +356,13 @@ impl RawConfig {
     /// # Errors
     /// The first [`ConfigError`] found.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
-        let bind = self.bind.trim().parse().map_err(|error| invalid("FLEXAUTH_BIND", "bind", format!("`{}`: {error}", self.bind)))?;
-        let public_url =
-            Url::parse(self.public_url.trim()).map_err(|error| invalid("FLEXAUTH_PUBLIC_URL", "public-url", format!("`{}`: {error}", self.public_url)))?;
+        let bind = self
+            .bind
+            .trim()
+            .parse()
+            .map_err(|error| invalid("FLEXAUTH_BIND", "bind", format!("`{}`: {error}", self.bind)))?;
+        let public_url = Url::parse(self.public_url.trim())
+            .map_err(|error| invalid("FLEXAUTH_PUBLIC_URL", "public-url", format!("`{}`: {error}", self.public_url)))?;
         if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
             return Err(invalid("FLEXAUTH_PUBLIC_URL", "public-url", "must be an http:// or https:// URL"));
         }
@@ -365,14 +371,30 @@ impl RawConfig {
         }
         let database = match self.database_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
             None => DatabaseConfig::Sqlite(self.data_dir.join("flexauth.sqlite3")),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => DatabaseConfig::Postgres(url.to_owned()),
-            Some(url) if url.starts_with("sqlite://") => DatabaseConfig::Sqlite(PathBuf::from(&url["sqlite://".len()..])),
-            Some(_) => return Err(invalid("FLEXAUTH_DATABASE_URL", "database-url", "must start with postgres://, postgresql:// or sqlite://")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseConfig::Postgres(url.to_owned())
+            }
+            Some(url) if url.starts_with("sqlite://") => {
+                DatabaseConfig::Sqlite(PathBuf::from(&url["sqlite://".len()..]))
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "FLEXAUTH_DATABASE_URL",
+                    "database-url",
+                    "must start with postgres://, postgresql:// or sqlite://",
+                ))
+            }
         };
         let database_pooler = match self.database_pooler.trim() {
             "none" | "" => flexauth_store::Pooler::None,
             "transaction" => flexauth_store::Pooler::Transaction,
-            other => return Err(invalid("FLEXAUTH_DATABASE_POOLER", "database-pooler", format!("`{other}` is neither none nor transaction"))),
+            other => {
+                return Err(invalid(
+                    "FLEXAUTH_DATABASE_POOLER",
+                    "database-pooler",
+                    format!("`{other}` is neither none nor transaction"),
+                ))
+            }
         };
         let mail = match self.smtp_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
             Some(url) => MailConfig::Smtp { url: url.to_owned() },
@@ -389,15 +411,25 @@ impl RawConfig {
         let log_format = match self.log_format.trim() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(invalid("FLEXAUTH_LOG_FORMAT", "log-format", format!("`{other}` is neither text nor json"))),
+            other => {
+                return Err(invalid("FLEXAUTH_LOG_FORMAT", "log-format", format!("`{other}` is neither text nor json")))
+            }
         };
         let argon2 = Argon2Settings {
-            memory_kib: parse_positive_u32(&self.argon2_memory_kib).map_err(|reason| invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", reason))?,
-            iterations: parse_positive_u32(&self.argon2_iterations).map_err(|reason| invalid("FLEXAUTH_ARGON2_ITERATIONS", "argon2-iterations", reason))?,
+            memory_kib: parse_positive_u32(&self.argon2_memory_kib)
+                .map_err(|reason| invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", reason))?,
+            iterations: parse_positive_u32(&self.argon2_iterations)
+                .map_err(|reason| invalid("FLEXAUTH_ARGON2_ITERATIONS", "argon2-iterations", reason))?,
             workers: match self.argon2_workers.trim().parse::<usize>() {
                 Ok(0) => Argon2Settings::default().workers,
                 Ok(workers) if workers <= 256 => workers,
-                _ => return Err(invalid("FLEXAUTH_ARGON2_WORKERS", "argon2-workers", format!("`{}` is not a number from 0 to 256", self.argon2_workers))),
+                _ => {
+                    return Err(invalid(
+                        "FLEXAUTH_ARGON2_WORKERS",
+                        "argon2-workers",
+                        format!("`{}` is not a number from 0 to 256", self.argon2_workers),
+                    ))
+                }
             },
             ..Argon2Settings::default()
         };
@@ -413,30 +445,48 @@ impl RawConfig {
         };
         let shutdown_drain = match self.shutdown_drain.trim() {
             "0" | "0s" => Duration::ZERO,
-            text => parse_duration(text).map_err(|reason| invalid("FLEXAUTH_SHUTDOWN_DRAIN", "shutdown-drain", reason))?,
+            text => {
+                parse_duration(text).map_err(|reason| invalid("FLEXAUTH_SHUTDOWN_DRAIN", "shutdown-drain", reason))?
+            }
         };
-        let key_encryption_key = match (self.key_encryption_key.as_deref().map(str::trim).filter(|key| !key.is_empty()), &self.key_encryption_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid("FLEXAUTH_KEY_ENCRYPTION_KEY", "key-encryption-key", "set either the key or FLEXAUTH_KEY_ENCRYPTION_KEY_FILE, not both"))
-            }
-            (Some(text), None) => {
-                Some(flexauth_jwt::KeyEncryptionKey::parse(text).map_err(|reason| invalid("FLEXAUTH_KEY_ENCRYPTION_KEY", "key-encryption-key", reason))?)
-            }
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|error| invalid("FLEXAUTH_KEY_ENCRYPTION_KEY_FILE", "key-encryption-key-file", format!("{}: {error}", path.display())))?;
-                Some(
-                    flexauth_jwt::KeyEncryptionKey::parse(&text)
-                        .map_err(|reason| invalid("FLEXAUTH_KEY_ENCRYPTION_KEY_FILE", "key-encryption-key-file", reason))?,
-                )
-            }
-            (None, None) => None,
-        };
-        let jwks_max_age = parse_duration(&self.jwks_max_age).map_err(|reason| invalid("FLEXAUTH_JWKS_MAX_AGE", "jwks-max-age", reason))?;
+        let key_encryption_key =
+            match (
+                self.key_encryption_key.as_deref().map(str::trim).filter(|key| !key.is_empty()),
+                &self.key_encryption_key_file,
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "FLEXAUTH_KEY_ENCRYPTION_KEY",
+                        "key-encryption-key",
+                        "set either the key or FLEXAUTH_KEY_ENCRYPTION_KEY_FILE, not both",
+                    ))
+                }
+                (Some(text), None) => Some(
+                    flexauth_jwt::KeyEncryptionKey::parse(text)
+                        .map_err(|reason| invalid("FLEXAUTH_KEY_ENCRYPTION_KEY", "key-encryption-key", reason))?,
+                ),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path).map_err(|error| {
+                        invalid(
+                            "FLEXAUTH_KEY_ENCRYPTION_KEY_FILE",
+                            "key-encryption-key-file",
+                            format!("{}: {error}", path.display()),
+                        )
+                    })?;
+                    Some(flexauth_jwt::KeyEncryptionKey::parse(&text).map_err(|reason| {
+                        invalid("FLEXAUTH_KEY_ENCRYPTION_KEY_FILE", "key-encryption-key-file", reason)
+                    })?)
+                }
+                (None, None) => None,
+            };
+        let jwks_max_age = parse_duration(&self.jwks_max_age)
+            .map_err(|reason| invalid("FLEXAUTH_JWKS_MAX_AGE", "jwks-max-age", reason))?;
         let metrics_bind = match self.metrics_bind.trim() {
             "" => None,
             text => {
-                let address: SocketAddr = text.parse().map_err(|error| invalid("FLEXAUTH_METRICS_BIND", "metrics-bind", format!("`{text}`: {error}")))?;
+                let address: SocketAddr = text
+                    .parse()
+                    .map_err(|error| invalid("FLEXAUTH_METRICS_BIND", "metrics-bind", format!("`{text}`: {error}")))?;
                 if address == bind && address.port() != 0 {
                     return Err(invalid(
                         "FLEXAUTH_METRICS_BIND",
@@ -447,7 +497,8 @@ impl RawConfig {
                 Some(address)
             }
         };
-        let cors_origins = crate::browser::parse_origins(&self.cors_origins).map_err(|reason| invalid("FLEXAUTH_CORS_ORIGINS", "cors-origins", reason))?;
+        let cors_origins = crate::browser::parse_origins(&self.cors_origins)
+            .map_err(|reason| invalid("FLEXAUTH_CORS_ORIGINS", "cors-origins", reason))?;
         if argon2.memory_kib < 8 {
             return Err(invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", "must be at least 8"));
         }
@@ -469,19 +520,27 @@ impl RawConfig {
                 .map(PathBuf::from)
                 .collect(),
             audience,
-            access_token_ttl: parse_duration(&self.access_token_ttl).map_err(|reason| invalid("FLEXAUTH_ACCESS_TOKEN_TTL", "access-token-ttl", reason))?,
-            refresh_token_ttl: parse_duration(&self.refresh_token_ttl).map_err(|reason| invalid("FLEXAUTH_REFRESH_TOKEN_TTL", "refresh-token-ttl", reason))?,
-            session_lifetime: parse_duration(&self.session_lifetime).map_err(|reason| invalid("FLEXAUTH_SESSION_LIFETIME", "session-lifetime", reason))?,
+            access_token_ttl: parse_duration(&self.access_token_ttl)
+                .map_err(|reason| invalid("FLEXAUTH_ACCESS_TOKEN_TTL", "access-token-ttl", reason))?,
+            refresh_token_ttl: parse_duration(&self.refresh_token_ttl)
+                .map_err(|reason| invalid("FLEXAUTH_REFRESH_TOKEN_TTL", "refresh-token-ttl", reason))?,
+            session_lifetime: parse_duration(&self.session_lifetime)
+                .map_err(|reason| invalid("FLEXAUTH_SESSION_LIFETIME", "session-lifetime", reason))?,
             refresh_reuse_grace: parse_duration(&self.refresh_reuse_grace)
                 .map_err(|reason| invalid("FLEXAUTH_REFRESH_REUSE_GRACE", "refresh-reuse-grace", reason))?,
-            verification_ttl: parse_duration(&self.verification_ttl).map_err(|reason| invalid("FLEXAUTH_VERIFICATION_TTL", "verification-ttl", reason))?,
+            verification_ttl: parse_duration(&self.verification_ttl)
+                .map_err(|reason| invalid("FLEXAUTH_VERIFICATION_TTL", "verification-ttl", reason))?,
             password_reset_ttl: parse_duration(&self.password_reset_ttl)
                 .map_err(|reason| invalid("FLEXAUTH_PASSWORD_RESET_TTL", "password-reset-ttl", reason))?,
             verify_session_on_request: match self.verify_session_on_request.trim() {
                 "true" | "1" => true,
                 "false" | "0" => false,
                 other => {
-                    return Err(invalid("FLEXAUTH_VERIFY_SESSION_ON_REQUEST", "verify-session-on-request", format!("`{other}` is neither true nor false")))
+                    return Err(invalid(
+                        "FLEXAUTH_VERIFY_SESSION_ON_REQUEST",
+                        "verify-session-on-request",
+                        format!("`{other}` is neither true nor false"),
+                    ))
                 }
             },
             trusted_proxies: self
@@ -494,17 +553,31 @@ impl RawConfig {
             forwarded_header: match self.forwarded_header.trim().to_ascii_lowercase().as_str() {
                 "x-forwarded-for" => crate::client::ForwardedHeader::XForwardedFor,
                 "forwarded" => crate::client::ForwardedHeader::Forwarded,
-                other => return Err(invalid("FLEXAUTH_FORWARDED_HEADER", "forwarded-header", format!("`{other}` is neither x-forwarded-for nor forwarded"))),
+                other => {
+                    return Err(invalid(
+                        "FLEXAUTH_FORWARDED_HEADER",
+                        "forwarded-header",
+                        format!("`{other}` is neither x-forwarded-for nor forwarded"),
+                    ))
+                }
             },
             rate_limits: match self.rate_limits.trim() {
                 "on" | "true" | "1" => true,
                 "off" | "false" | "0" => false,
-                other => return Err(invalid("FLEXAUTH_RATE_LIMITS", "rate-limits", format!("`{other}` is neither on nor off"))),
+                other => {
+                    return Err(invalid(
+                        "FLEXAUTH_RATE_LIMITS",
+                        "rate-limits",
+                        format!("`{other}` is neither on nor off"),
+                    ))
+                }
             },
             retention: flexauth_domain::housekeeping::RetentionSettings {
-                audit_events: parse_duration(&self.audit_retention).map_err(|reason| invalid("FLEXAUTH_AUDIT_RETENTION", "audit-retention", reason))?,
-                unverified_accounts: parse_duration(&self.unverified_account_retention)
-                    .map_err(|reason| invalid("FLEXAUTH_UNVERIFIED_ACCOUNT_RETENTION", "unverified-account-retention", reason))?,
+                audit_events: parse_duration(&self.audit_retention)
+                    .map_err(|reason| invalid("FLEXAUTH_AUDIT_RETENTION", "audit-retention", reason))?,
+                unverified_accounts: parse_duration(&self.unverified_account_retention).map_err(|reason| {
+                    invalid("FLEXAUTH_UNVERIFIED_ACCOUNT_RETENTION", "unverified-account-retention", reason)
+                })?,
                 ..flexauth_domain::housekeeping::RetentionSettings::default()
             },
             reauthentication_window: parse_duration(&self.reauthentication_window)
@@ -581,7 +654,10 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::hours(2)));
         assert_eq!(parse_duration("0"), Err("`0` must be positive".to_owned()));
         assert_eq!(parse_duration("-5"), Err("`-5` must be positive".to_owned()));
-        assert_eq!(parse_duration("soon"), Err("`soon` is not a duration such as 3600, 90s, 15m, 1h or 30d".to_owned()));
+        assert_eq!(
+            parse_duration("soon"),
+            Err("`soon` is not a duration such as 3600, 90s, 15m, 1h or 30d".to_owned())
+        );
         assert_eq!(parse_duration("99999999999d"), Err("`99999999999d` is longer than ten years".to_owned()));
     }
 

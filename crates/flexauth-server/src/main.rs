@@ -14,7 +14,11 @@ fn init_tracing(format: LogFormat, to_stderr: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal: in a file or a pipe, escape codes would break
     // `grep`, and NO_COLOR (https://no-color.org) turns them off anywhere.
-    let terminal = if to_stderr { std::io::IsTerminal::is_terminal(&std::io::stderr()) } else { std::io::IsTerminal::is_terminal(&std::io::stdout()) };
+    let terminal = if to_stderr {
+        std::io::IsTerminal::is_terminal(&std::io::stderr())
+    } else {
+        std::io::IsTerminal::is_terminal(&std::io::stdout())
+    };
     let colours = terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).with_ansi(colours);
     match (format, to_stderr) {
@@ -59,7 +63,9 @@ async fn main() -> ExitCode {
         Command::Openapi => Ok(()),
         Command::Migrate => startup::migrate(&settings).await.map(|_| ()),
         Command::Keys { command } => return printed(flexauth_server::admin::run_keys(&settings, &command).await),
-        Command::Accounts { command } => return printed(flexauth_server::admin::run_accounts(&settings, &command).await),
+        Command::Accounts { command } => {
+            return printed(flexauth_server::admin::run_accounts(&settings, &command).await)
+        }
         Command::Serve => match Application::build(&settings).await {
             Ok(app) => app.run_until_stopped().await.map_err(startup::StartupError::Serve),
             Err(error) => Err(error),
@@ -69,7 +75,8 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // libpq and others write multi-line messages; the operator gets one line.
-            let line = error.to_string().lines().map(str::trim).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ");
+            let line =
+                error.to_string().lines().map(str::trim).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ");
             tracing::error!("{line}");
             eprintln!("flexauth: {line}");
             ExitCode::FAILURE

@@ -17,7 +17,10 @@ use flexauth_argon2::Argon2Hasher;
 use flexauth_domain::session::{AuthenticateError, LoginError, RefreshError, TokenPair};
 use flexauth_domain::system::Clock;
 use flexauth_store::Store;
-use prometheus::{Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 use crate::state::AppState;
 
@@ -53,12 +56,20 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn registered<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> Result<C, prometheus::Error> {
+fn registered<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> Result<C, prometheus::Error> {
     registry.register(Box::new(collector.clone()))?;
     Ok(collector)
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
     registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
@@ -87,39 +98,81 @@ impl Metrics {
             http_duration: registered(
                 &registry,
                 HistogramVec::new(
-                    HistogramOpts::new("flexauth_http_request_duration_seconds", "Time to answer an HTTP request, by route template.")
-                        .buckets(LATENCY_BUCKETS.to_vec()),
+                    HistogramOpts::new(
+                        "flexauth_http_request_duration_seconds",
+                        "Time to answer an HTTP request, by route template.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
                     &["route"],
                 )?,
             )?,
             logins: counter_vec(&registry, "flexauth_logins_total", "Login attempts by outcome.", &["outcome"])?,
-            refreshes: counter_vec(&registry, "flexauth_refreshes_total", "Refresh-token presentations by outcome.", &["outcome"])?,
+            refreshes: counter_vec(
+                &registry,
+                "flexauth_refreshes_total",
+                "Refresh-token presentations by outcome.",
+                &["outcome"],
+            )?,
             api_key_authentications: counter_vec(
                 &registry,
                 "flexauth_api_key_authentications_total",
                 "Requests authenticated (or refused) by API key, by outcome.",
                 &["outcome"],
             )?,
-            mail_sends: counter_vec(&registry, "flexauth_mail_sends_total", "Delivery attempts of queued emails, by outcome.", &["outcome"])?,
+            mail_sends: counter_vec(
+                &registry,
+                "flexauth_mail_sends_total",
+                "Delivery attempts of queued emails, by outcome.",
+                &["outcome"],
+            )?,
             hash_workers: gauge(&registry, "flexauth_password_hash_workers", "Password hashing worker threads.")?,
-            hash_queue_depth: gauge(&registry, "flexauth_password_hash_queue_depth", "Password hashing jobs waiting for a worker.")?,
+            hash_queue_depth: gauge(
+                &registry,
+                "flexauth_password_hash_queue_depth",
+                "Password hashing jobs waiting for a worker.",
+            )?,
             hash_shed: registered(
                 &registry,
-                IntCounter::new("flexauth_password_hash_shed_total", "Password hashing jobs refused unhashed because the pool was overloaded.")?,
+                IntCounter::new(
+                    "flexauth_password_hash_shed_total",
+                    "Password hashing jobs refused unhashed because the pool was overloaded.",
+                )?,
             )?,
-            hash_wait: seconds_histogram(&registry, "flexauth_password_hash_wait_seconds", "Time a password hashing job waited for a worker.")?,
+            hash_wait: seconds_histogram(
+                &registry,
+                "flexauth_password_hash_wait_seconds",
+                "Time a password hashing job waited for a worker.",
+            )?,
             outbox_unsent: gauge(&registry, "flexauth_outbox_unsent", "Emails accepted and not sent yet.")?,
             outbox_oldest_age: registered(
                 &registry,
-                prometheus::Gauge::new("flexauth_outbox_oldest_unsent_age_seconds", "Age of the oldest email not sent yet; 0 when none waits.")?,
+                prometheus::Gauge::new(
+                    "flexauth_outbox_oldest_unsent_age_seconds",
+                    "Age of the oldest email not sent yet; 0 when none waits.",
+                )?,
             )?,
-            db_connections_in_use: gauge(&registry, "flexauth_db_connections_in_use", "Database connections handed out to a query now.")?,
+            db_connections_in_use: gauge(
+                &registry,
+                "flexauth_db_connections_in_use",
+                "Database connections handed out to a query now.",
+            )?,
             db_connections_open: gauge(&registry, "flexauth_db_connections_open", "Database connections open.")?,
-            db_connections_max: gauge(&registry, "flexauth_db_connections_max", "The most database connections the pool opens.")?,
-            db_wait: seconds_histogram(&registry, "flexauth_db_connection_wait_seconds", "Time a query waited for a pooled database connection.")?,
+            db_connections_max: gauge(
+                &registry,
+                "flexauth_db_connections_max",
+                "The most database connections the pool opens.",
+            )?,
+            db_wait: seconds_histogram(
+                &registry,
+                "flexauth_db_connection_wait_seconds",
+                "Time a query waited for a pooled database connection.",
+            )?,
             signing_key: registered(
                 &registry,
-                IntGaugeVec::new(Opts::new("flexauth_signing_key_info", "1 for the key id that signs new tokens on this instance."), &["kid"])?,
+                IntGaugeVec::new(
+                    Opts::new("flexauth_signing_key_info", "1 for the key id that signs new tokens on this instance."),
+                    &["kid"],
+                )?,
             )?,
             registry,
         };
@@ -216,7 +269,9 @@ impl Metrics {
         match sources.store.outbox_backlog().await {
             Ok(backlog) => {
                 self.outbox_unsent.set(i64::try_from(backlog.unsent).unwrap_or(i64::MAX));
-                let age = backlog.oldest_queued_at.map_or(0.0, |queued| (sources.clock.now() - queued).as_seconds_f64().max(0.0));
+                let age = backlog
+                    .oldest_queued_at
+                    .map_or(0.0, |queued| (sources.clock.now() - queued).as_seconds_f64().max(0.0));
                 self.outbox_oldest_age.set(age);
             }
             // The gauges keep their last reading; the scrape still answers.
@@ -246,7 +301,10 @@ impl std::fmt::Debug for MetricsSources {
 /// `GET /metrics` on the metrics listener.
 pub async fn scrape(sources: web::Data<MetricsSources>) -> HttpResponse {
     match sources.metrics.render(&sources).await {
-        Ok(text) => HttpResponse::Ok().content_type(TextEncoder::new().format_type()).insert_header(("cache-control", "no-store")).body(text),
+        Ok(text) => HttpResponse::Ok()
+            .content_type(TextEncoder::new().format_type())
+            .insert_header(("cache-control", "no-store"))
+            .body(text),
         Err(error) => {
             tracing::error!(error = %error, "metrics could not be written");
             HttpResponse::InternalServerError().finish()
@@ -256,7 +314,10 @@ pub async fn scrape(sources: web::Data<MetricsSources>) -> HttpResponse {
 
 /// Counts every API request by the template of the route it matched (`/v1/api-keys/{id}`, not
 /// the id), its method and status class, and times it.
-pub async fn middleware(request: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn middleware(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let method = match *request.method() {

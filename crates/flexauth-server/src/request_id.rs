@@ -23,7 +23,9 @@ pub fn current() -> Option<String> {
 /// Accepts a caller's id only if it is short and plain, so it cannot inject into logs.
 fn incoming_id(request: &ServiceRequest) -> Option<String> {
     let value = request.headers().get(&HEADER)?.to_str().ok()?;
-    let plain = !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    let plain = !value.is_empty()
+        && value.len() <= 64
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     plain.then(|| value.to_owned())
 }
 
@@ -31,7 +33,10 @@ fn incoming_id(request: &ServiceRequest) -> Option<String> {
 ///
 /// # Errors
 /// Whatever the wrapped service returns.
-pub async fn middleware(request: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn middleware(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = incoming_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     // The path only: query strings carry tokens (the verification link).
     // account_id is filled in by the bearer extractor once the caller is known.
@@ -41,6 +46,12 @@ pub async fn middleware(request: ServiceRequest, next: Next<impl MessageBody>) -
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
-    span.in_scope(|| tracing::info!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request handled"));
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request handled"
+        )
+    });
     Ok(response)
 }

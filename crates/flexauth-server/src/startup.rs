@@ -113,7 +113,9 @@ pub async fn migrate(settings: &Settings) -> Result<Store, StartupError> {
 }
 
 async fn read_key_file(path: &std::path::Path) -> Result<SigningKeyPair, StartupError> {
-    let pem = tokio::fs::read_to_string(path).await.map_err(|source| StartupError::SigningKeyFile { path: path.display().to_string(), source })?;
+    let pem = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| StartupError::SigningKeyFile { path: path.display().to_string(), source })?;
     SigningKeyPair::from_pem(&pem).map_err(|source| StartupError::KeyFile { path: path.display().to_string(), source })
 }
 
@@ -123,7 +125,11 @@ pub fn ring_plan(settings: &Settings) -> RingPlan {
 }
 
 fn jwt_settings(settings: &Settings) -> JwtSettings {
-    JwtSettings { issuer: settings.public_base(), audience: settings.audience.clone(), verified_cache_entries: settings.verified_token_cache }
+    JwtSettings {
+        issuer: settings.public_base(),
+        audience: settings.audience.clone(),
+        verified_cache_entries: settings.verified_token_cache,
+    }
 }
 
 /// How the stored signing keys are read.
@@ -145,15 +151,22 @@ pub enum KeyLoad {
 /// # Errors
 /// [`StartupError::Keys`] when a sealed key cannot be opened (no key-encryption key, or the
 /// wrong one), except in [`KeyLoad::Refresh`]; [`StartupError::Store`] when the database fails.
-pub async fn stored_keys(store: &Store, kek: Option<&KeyEncryptionKey>, load: KeyLoad) -> Result<(Vec<RingKey>, usize), StartupError> {
+pub async fn stored_keys(
+    store: &Store,
+    kek: Option<&KeyEncryptionKey>,
+    load: KeyLoad,
+) -> Result<(Vec<RingKey>, usize), StartupError> {
     let mut keys = Vec::new();
     let mut left_out = 0;
     for stored in store.signing_keys().await? {
-        let opened = flexauth_jwt::open_sealed(kek, &stored.slot, &stored.private_key).map_err(StartupError::Keys).and_then(|pem| {
-            SigningKeyPair::from_pem(&pem)
-                .map(|key| (pem, key))
-                .map_err(|source| StartupError::KeyFile { path: format!("the database (slot {})", stored.slot), source })
-        });
+        let opened = flexauth_jwt::open_sealed(kek, &stored.slot, &stored.private_key)
+            .map_err(StartupError::Keys)
+            .and_then(|pem| {
+                SigningKeyPair::from_pem(&pem).map(|key| (pem, key)).map_err(|source| StartupError::KeyFile {
+                    path: format!("the database (slot {})", stored.slot),
+                    source,
+                })
+            });
         let in_the_clear = !flexauth_jwt::is_sealed(&stored.private_key);
         let (pem, key) = match (opened, load) {
             (Ok(_), KeyLoad::Refresh) if kek.is_some() && in_the_clear => {
@@ -193,12 +206,14 @@ async fn key_ring(settings: &Settings, store: &Store, clock: &dyn Clock) -> Resu
         return Ok((KeyRing::fixed(JwtTokens::new(&signing, &retiring, jwt_settings(settings))), false));
     }
     tracing::warn!(
-        "FLEXAUTH_SIGNING_KEY_FILE is not set: signing with keys stored in the database (generated on first start, rotated with `flexauth keys rotate`)"
+        "FLEXAUTH_SIGNING_KEY_FILE is not set: signing with keys stored in the database (generated on first start, \
+            rotated with `flexauth keys rotate`)"
     );
     let kek = settings.key_encryption_key.as_ref();
     if kek.is_none() {
         tracing::warn!(
-            "FLEXAUTH_KEY_ENCRYPTION_KEY is not set: the private signing keys are stored in the database in the clear; anyone who can read it can forge tokens"
+            "FLEXAUTH_KEY_ENCRYPTION_KEY is not set: the private signing keys are stored in the database in the \
+                clear; anyone who can read it can forge tokens"
         );
     }
     let pem = SigningKeyPair::generate_pem()?;
@@ -210,7 +225,8 @@ async fn key_ring(settings: &Settings, store: &Store, clock: &dyn Clock) -> Resu
         tracing::info!("first signing key generated and stored");
     }
     let (keys, _) = stored_keys(store, kek, KeyLoad::Start).await?;
-    let ring = KeyRing::new(&keys, ring_plan(settings), clock.now(), jwt_settings(settings)).map_err(StartupError::Ring)?;
+    let ring =
+        KeyRing::new(&keys, ring_plan(settings), clock.now(), jwt_settings(settings)).map_err(StartupError::Ring)?;
     tracing::info!(kid = ring.current().signing_kid(), keys = keys.len(), "signing key ring loaded");
     Ok((ring, true))
 }
@@ -241,7 +257,8 @@ fn spawn_key_ring_refresher(
                     if left_out > 0 && !failing {
                         tracing::warn!(
                             left_out,
-                            "stored signing keys left out: they do not open with the key-encryption key, or are in the clear while one is set"
+                            "stored signing keys left out: they do not open with the key-encryption key, or are in \
+                                the clear while one is set"
                         );
                     }
                     failing = left_out > 0;
@@ -254,7 +271,11 @@ fn spawn_key_ring_refresher(
                     if changed {
                         let current = ring.current();
                         metrics.set_signing_key(current.signing_kid());
-                        tracing::info!(kid = current.signing_kid(), published = current.jwks().keys.len(), "signing key ring changed");
+                        tracing::info!(
+                            kid = current.signing_kid(),
+                            published = current.jwks().keys.len(),
+                            "signing key ring changed"
+                        );
                     }
                 }
                 // Said once per failing stretch; the ring in use stays as it was.
@@ -272,7 +293,8 @@ fn mail_transport(settings: &Settings) -> Result<Arc<dyn MailTransport>, Startup
     Ok(match &settings.mail {
         MailConfig::Smtp { url } => Arc::new(SmtpMailer::new(url, &settings.mail_from)?),
         MailConfig::Files { dir } => {
-            tracing::warn!(dir = %dir.display(), "FLEXAUTH_SMTP_URL is not set: emails are written as .eml files, not sent");
+            tracing::warn!(dir = %dir.display(), "FLEXAUTH_SMTP_URL is not set: emails are written as .eml files, \
+                not sent");
             Arc::new(FileMailer::new(dir.clone(), &settings.mail_from)?)
         }
     })
@@ -296,7 +318,10 @@ fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::
         405 => ApiError::from(ErrorCode::MethodNotAllowed),
         413 => ApiError::from(ErrorCode::PayloadTooLarge),
         415 => ApiError::from(ErrorCode::UnsupportedMediaType),
-        400..=499 => ApiError::with_message(ErrorCode::InvalidJson, status.canonical_reason().unwrap_or("bad request").to_lowercase()),
+        400..=499 => ApiError::with_message(
+            ErrorCode::InvalidJson,
+            status.canonical_reason().unwrap_or("bad request").to_lowercase(),
+        ),
         _ => ApiError::unexpected(format!("the framework answered {status}")),
     };
     let (request, _) = response.into_parts();
@@ -333,7 +358,10 @@ pub fn lifecycle_service(
 }
 
 /// The second listener: `GET /metrics` and nothing else, on one worker thread.
-fn metrics_listener(address: std::net::SocketAddr, sources: crate::metrics::MetricsSources) -> Result<(u16, Server), StartupError> {
+fn metrics_listener(
+    address: std::net::SocketAddr,
+    sources: crate::metrics::MetricsSources,
+) -> Result<(u16, Server), StartupError> {
     let bind_error = |source| StartupError::Bind { address: address.to_string(), source };
     let listener = TcpListener::bind(address).map_err(bind_error)?;
     let port = listener.local_addr().map_err(bind_error)?.port();
@@ -341,7 +369,11 @@ fn metrics_listener(address: std::net::SocketAddr, sources: crate::metrics::Metr
     let server = HttpServer::new(move || {
         App::new()
             .app_data(sources.clone())
-            .service(web::resource("/metrics").route(web::get().to(crate::metrics::scrape)).route(web::head().to(crate::metrics::scrape)))
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(crate::metrics::scrape))
+                    .route(web::head().to(crate::metrics::scrape)),
+            )
             .default_service(web::to(routes::not_found))
     })
     .workers(1)
@@ -381,12 +413,23 @@ impl Application {
         let tokens = Arc::new(ring);
         let argon2 = settings.argon2;
         let hasher = Arc::new(tokio::task::spawn_blocking(move || Argon2Hasher::new(argon2)).await??);
-        tracing::info!(workers = argon2.workers, pool_mib = hasher.pool_memory_bytes() >> 20, "password hashing pool started");
-        let metrics = Arc::new(crate::metrics::Metrics::new().map_err(|error| StartupError::Metrics(error.to_string()))?);
+        tracing::info!(
+            workers = argon2.workers,
+            pool_mib = hasher.pool_memory_bytes() >> 20,
+            "password hashing pool started"
+        );
+        let metrics =
+            Arc::new(crate::metrics::Metrics::new().map_err(|error| StartupError::Metrics(error.to_string()))?);
         metrics.observe(&hasher, &store);
         metrics.set_signing_key(tokens.current().signing_kid());
-        let (key_ring_tokens, ring_store, ring_clock, metrics_for_ring) = (tokens.clone(), store.clone(), clock.clone(), metrics.clone());
-        let metrics_sources = crate::metrics::MetricsSources { metrics: metrics.clone(), hasher: hasher.clone(), store: store.clone(), clock: clock.clone() };
+        let (key_ring_tokens, ring_store, ring_clock, metrics_for_ring) =
+            (tokens.clone(), store.clone(), clock.clone(), metrics.clone());
+        let metrics_sources = crate::metrics::MetricsSources {
+            metrics: metrics.clone(),
+            hasher: hasher.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+        };
         let shared = Arc::new(store.clone());
 
         let limits = LimitSettings { enabled: settings.rate_limits, ..LimitSettings::default() };
@@ -471,7 +514,9 @@ impl Application {
             },
         });
         if settings.trusted_proxies.is_empty() {
-            tracing::info!("client addresses: the TCP peer (FLEXAUTH_TRUSTED_PROXIES is empty; forwarding headers are ignored)");
+            tracing::info!(
+                "client addresses: the TCP peer (FLEXAUTH_TRUSTED_PROXIES is empty; forwarding headers are ignored)"
+            );
         } else {
             tracing::info!(
                 proxies = settings.trusted_proxies.len(),
@@ -483,12 +528,18 @@ impl Application {
             tracing::warn!("FLEXAUTH_RATE_LIMITS=off: no rate limit and no mail cap applies");
         }
 
-        let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?;
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?.port();
+        let listener = TcpListener::bind(settings.bind)
+            .map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?
+            .port();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(|error, _| json_error(error).into()))
+                .app_data(
+                    web::JsonConfig::default().limit(BODY_LIMIT).error_handler(|error, _| json_error(error).into()),
+                )
                 .app_data(web::PayloadConfig::new(BODY_LIMIT))
                 .wrap(ErrorHandlers::new().default_handler(envelope_for_framework_errors))
                 .wrap(from_fn(request_id::middleware))
@@ -523,8 +574,16 @@ impl Application {
         let housekeeping = HousekeepingService::new(shared_housekeeping, clock_for_purge, settings.retention);
         let jobs = worker::Jobs { accounts, delivery, housekeeping, metrics };
         let usage_flusher = worker::spawn_usage_flusher(usage, settings.usage_flush_interval, stopped.clone());
-        let key_ring_refresher =
-            stored_ring.then(|| spawn_key_ring_refresher(key_ring_tokens, ring_store, ring_clock, settings, metrics_for_ring, stopped.clone()));
+        let key_ring_refresher = stored_ring.then(|| {
+            spawn_key_ring_refresher(
+                key_ring_tokens,
+                ring_store,
+                ring_clock,
+                settings,
+                metrics_for_ring,
+                stopped.clone(),
+            )
+        });
         let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, "flexauth listening");
         let drain = Drain { draining, handle: server.handle(), delay: settings.shutdown_drain.unsigned_abs() };
@@ -592,7 +651,10 @@ impl Drain {
     /// Begins the shutdown: not ready at once, stopped after the drain delay.
     pub async fn begin(&self) {
         self.draining.store(true, std::sync::atomic::Ordering::Release);
-        tracing::info!(delay_ms = self.delay.as_millis() as u64, "shutting down: /readyz answers 503, requests are served until the server stops");
+        tracing::info!(
+            delay_ms = self.delay.as_millis() as u64,
+            "shutting down: /readyz answers 503, requests are served until the server stops"
+        );
         tokio::time::sleep(self.delay).await;
         self.handle.stop(true).await;
     }

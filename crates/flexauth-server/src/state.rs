@@ -73,7 +73,8 @@ impl DeviceCookie {
 impl AppState {
     /// The address of the client that made `request`, as text for the domain.
     pub fn client_address(&self, request: &actix_web::HttpRequest) -> Option<String> {
-        crate::client::client_address(request, &self.trusted_proxies, self.forwarded_header).map(|address| address.to_string())
+        crate::client::client_address(request, &self.trusted_proxies, self.forwarded_header)
+            .map(|address| address.to_string())
     }
 
     /// Lets the background worker handle a just-stored account request now rather than at

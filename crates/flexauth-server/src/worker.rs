@@ -29,7 +29,12 @@ pub struct Jobs {
 /// quickly), and at once when `wakeup` is notified (a request was just accepted on this
 /// instance), until `shutdown` turns true. Every ten minutes a pass also purges what retention
 /// says is due, batch after batch until nothing is left.
-pub fn spawn(jobs: Jobs, interval: Duration, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn(
+    jobs: Jobs,
+    interval: Duration,
+    wakeup: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     let Jobs { accounts, delivery, housekeeping, metrics } = jobs;
     tokio::spawn(async move {
         let mut last_purge: Option<tokio::time::Instant> = None;
@@ -59,7 +64,8 @@ pub fn spawn(jobs: Jobs, interval: Duration, wakeup: Arc<Notify>, mut shutdown: 
             match accounts.handle_due_requests().await {
                 Ok(report) => {
                     for (request_id, error) in &report.failed {
-                        tracing::error!(%request_id, error.chain = %error_chain(error), "account request failed; it is tried again after its lease");
+                        tracing::error!(%request_id, error.chain = %error_chain(error), "account request failed; it \
+                            is tried again after its lease");
                     }
                     busy |= report.handled > 0;
                 }
@@ -70,7 +76,12 @@ pub fn spawn(jobs: Jobs, interval: Duration, wakeup: Arc<Notify>, mut shutdown: 
                     metrics.mail_sent(report.sent, report.rescheduled, report.failed);
                     let delivered = report.sent + report.rescheduled + report.failed > 0;
                     if delivered {
-                        tracing::info!(sent = report.sent, rescheduled = report.rescheduled, failed = report.failed, "delivery pass");
+                        tracing::info!(
+                            sent = report.sent,
+                            rescheduled = report.rescheduled,
+                            failed = report.failed,
+                            "delivery pass"
+                        );
                     }
                     busy |= delivered;
                 }
@@ -93,7 +104,11 @@ pub fn spawn(jobs: Jobs, interval: Duration, wakeup: Arc<Notify>, mut shutdown: 
 /// Writes the request counts every `interval` (a second in production: what a crash can
 /// lose) and once more when `shutdown` turns true, after the HTTP server has stopped taking
 /// requests, so a graceful stop loses none.
-pub fn spawn_usage_flusher(usage: UsageService, interval: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn spawn_usage_flusher(
+    usage: UsageService,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -103,7 +118,8 @@ pub fn spawn_usage_flusher(usage: UsageService, interval: Duration, mut shutdown
                 _ = shutdown.changed() => true,
             };
             if let Err(error) = usage.flush().await {
-                tracing::error!(error.chain = %error_chain(&error), "writing the request counts failed; they are kept for the next try");
+                tracing::error!(error.chain = %error_chain(&error), "writing the request counts failed; they are \
+                    kept for the next try");
             }
             if stopping {
                 break;

@@ -2,7 +2,8 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use flexauth_domain::account::{
-    Account, AccountId, AccountRepository, CreateAccountError, CredentialChange, EmailAddress, EmailConfirmation, LinkTokenRecord, SessionsToEnd, SignupAttempt,
+    Account, AccountId, AccountRepository, CreateAccountError, CredentialChange, EmailAddress, EmailConfirmation,
+    LinkTokenRecord, SessionsToEnd, SignupAttempt,
 };
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
@@ -21,7 +22,12 @@ pub(crate) fn is_email_taken(info: &dyn DatabaseErrorInformation) -> bool {
 
 #[async_trait]
 impl AccountRepository for Store {
-    async fn create_unverified(&self, account: &Account, attempt: &SignupAttempt, email: &OutgoingEmail) -> Result<(), CreateAccountError> {
+    async fn create_unverified(
+        &self,
+        account: &Account,
+        attempt: &SignupAttempt,
+        email: &OutgoingEmail,
+    ) -> Result<(), CreateAccountError> {
         let account_row = AccountRow::from(account);
         let attempt_row = SignupAttemptRow::from(attempt);
         let outbox_row = NewOutboxRow::new(email, account.created_at());
@@ -38,7 +44,9 @@ impl AccountRepository for Store {
             .await;
         match outcome {
             Ok(()) => Ok(()),
-            Err(StoreError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))) if is_email_taken(info.as_ref()) => {
+            Err(StoreError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)))
+                if is_email_taken(info.as_ref()) =>
+            {
                 Err(CreateAccountError::EmailTaken)
             }
             Err(other) => Err(CreateAccountError::Unexpected(other.into())),
@@ -47,17 +55,33 @@ impl AccountRepository for Store {
 
     async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<Account>, InfraError> {
         let email = email.as_str().to_owned();
-        let row = self.run(move |c| Ok(accounts::table.filter(accounts::email.eq(&email)).select(AccountRow::as_select()).first(c).optional()?)).await?;
+        let row = self
+            .run(move |c| {
+                Ok(accounts::table
+                    .filter(accounts::email.eq(&email))
+                    .select(AccountRow::as_select())
+                    .first(c)
+                    .optional()?)
+            })
+            .await?;
         Ok(row.map(Account::try_from).transpose()?)
     }
 
     async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, InfraError> {
         let id = id.to_string();
-        let row = self.run(move |c| Ok(accounts::table.find(&id).select(AccountRow::as_select()).first(c).optional()?)).await?;
+        let row = self
+            .run(move |c| Ok(accounts::table.find(&id).select(AccountRow::as_select()).first(c).optional()?))
+            .await?;
         Ok(row.map(Account::try_from).transpose()?)
     }
 
-    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<bool, InfraError> {
+    async fn add_signup_attempt(
+        &self,
+        attempt: &SignupAttempt,
+        email: &OutgoingEmail,
+        now: OffsetDateTime,
+        keep: u32,
+    ) -> Result<bool, InfraError> {
         let attempt_row = SignupAttemptRow::from(attempt);
         let outbox_row = NewOutboxRow::new(email, now);
         let outcome = self
@@ -65,9 +89,11 @@ impl AccountRepository for Store {
                 (c.transaction(|c| {
                     // Takes the account row's lock and checks, under it, that the address is still
                     // unverified: an attempt added after a confirmation would only mail a dead link.
-                    let unverified = diesel::update(accounts::table.find(&attempt_row.account_id).filter(accounts::email_verified_at.is_null()))
-                        .set(accounts::credential_version.eq(accounts::credential_version))
-                        .execute(c)?;
+                    let unverified = diesel::update(
+                        accounts::table.find(&attempt_row.account_id).filter(accounts::email_verified_at.is_null()),
+                    )
+                    .set(accounts::credential_version.eq(accounts::credential_version))
+                    .execute(c)?;
                     if unverified == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
@@ -75,13 +101,23 @@ impl AccountRepository for Store {
                     let unused: Vec<Vec<u8>> = email_verification_tokens::table
                         .filter(email_verification_tokens::account_id.eq(&attempt_row.account_id))
                         .filter(email_verification_tokens::used_at.is_null())
-                        .order((email_verification_tokens::created_at.desc(), email_verification_tokens::token_hash.asc()))
+                        .order((
+                            email_verification_tokens::created_at.desc(),
+                            email_verification_tokens::token_hash.asc(),
+                        ))
                         .select(email_verification_tokens::token_hash)
                         .load(c)?;
-                    let dropped: Vec<Vec<u8>> =
-                        unused.into_iter().filter(|hash| *hash != attempt_row.token_hash).skip(keep.saturating_sub(1) as usize).collect();
+                    let dropped: Vec<Vec<u8>> = unused
+                        .into_iter()
+                        .filter(|hash| *hash != attempt_row.token_hash)
+                        .skip(keep.saturating_sub(1) as usize)
+                        .collect();
                     if !dropped.is_empty() {
-                        diesel::delete(email_verification_tokens::table.filter(email_verification_tokens::token_hash.eq_any(&dropped))).execute(c)?;
+                        diesel::delete(
+                            email_verification_tokens::table
+                                .filter(email_verification_tokens::token_hash.eq_any(&dropped)),
+                        )
+                        .execute(c)?;
                     }
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
                     Ok::<_, DieselError>(())
@@ -94,11 +130,23 @@ impl AccountRepository for Store {
 
     async fn find_signup_attempt(&self, hash: &TokenHash) -> Result<Option<SignupAttempt>, InfraError> {
         let hash = hash.as_bytes().to_vec();
-        let row = self.run(move |c| Ok(email_verification_tokens::table.find(&hash).select(SignupAttemptRow::as_select()).first(c).optional()?)).await?;
+        let row = self
+            .run(move |c| {
+                Ok(email_verification_tokens::table
+                    .find(&hash)
+                    .select(SignupAttemptRow::as_select())
+                    .first(c)
+                    .optional()?)
+            })
+            .await?;
         Ok(row.map(SignupAttempt::try_from).transpose()?)
     }
 
-    async fn pending_signup_attempts(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<SignupAttempt>, InfraError> {
+    async fn pending_signup_attempts(
+        &self,
+        account_id: AccountId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SignupAttempt>, InfraError> {
         let account_id = account_id.to_string();
         let now = millis(now);
         let rows = self
@@ -128,19 +176,24 @@ impl AccountRepository for Store {
                     // lock instead of deadlocking on each other's link rows. Only an
                     // unverified account takes a password from a sign-up link: once verified,
                     // its password changes by reset or change only.
-                    let activated = diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))
-                        .set((
-                            accounts::password_hash.eq(&password_hash),
-                            accounts::email_verified_at.eq(now),
-                            accounts::credential_version.eq(accounts::credential_version + 1),
-                        ))
-                        .execute(c)?;
+                    let activated =
+                        diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))
+                            .set((
+                                accounts::password_hash.eq(&password_hash),
+                                accounts::email_verified_at.eq(now),
+                                accounts::credential_version.eq(accounts::credential_version + 1),
+                            ))
+                            .execute(c)?;
                     if activated == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
-                    let spent = diesel::update(email_verification_tokens::table.find(&attempt).filter(email_verification_tokens::used_at.is_null()))
-                        .set(email_verification_tokens::used_at.eq(now))
-                        .execute(c)?;
+                    let spent = diesel::update(
+                        email_verification_tokens::table
+                            .find(&attempt)
+                            .filter(email_verification_tokens::used_at.is_null()),
+                    )
+                    .set(email_verification_tokens::used_at.eq(now))
+                    .execute(c)?;
                     if spent == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
@@ -158,7 +211,12 @@ impl AccountRepository for Store {
         Ok(guarded(outcome)?)
     }
 
-    async fn create_password_reset(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError> {
+    async fn create_password_reset(
+        &self,
+        token: &LinkTokenRecord,
+        email: &OutgoingEmail,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError> {
         let token_row = PasswordResetRow::from(token);
         let outbox_row = NewOutboxRow::new(email, now);
         self.run(move |c| {
@@ -175,7 +233,15 @@ impl AccountRepository for Store {
 
     async fn find_password_reset(&self, hash: &TokenHash) -> Result<Option<LinkTokenRecord>, InfraError> {
         let hash = hash.as_bytes().to_vec();
-        let row = self.run(move |c| Ok(password_reset_tokens::table.find(&hash).select(PasswordResetRow::as_select()).first(c).optional()?)).await?;
+        let row = self
+            .run(move |c| {
+                Ok(password_reset_tokens::table
+                    .find(&hash)
+                    .select(PasswordResetRow::as_select())
+                    .first(c)
+                    .optional()?)
+            })
+            .await?;
         Ok(row.map(LinkTokenRecord::try_from).transpose()?)
     }
 
@@ -201,20 +267,27 @@ impl AccountRepository for Store {
                     // inserts its session (see SessionRepository::create), and taking it before
                     // any link row makes two resets, or a reset and a change, queue on it
                     // rather than deadlock.
-                    let set = (accounts::password_hash.eq(&password_hash), accounts::credential_version.eq(accounts::credential_version + 1));
+                    let set = (
+                        accounts::password_hash.eq(&password_hash),
+                        accounts::credential_version.eq(accounts::credential_version + 1),
+                    );
                     let updated = match expected_version {
-                        Some(version) => {
-                            diesel::update(accounts::table.find(&account_id).filter(accounts::credential_version.eq(version))).set(set).execute(c)?
-                        }
+                        Some(version) => diesel::update(
+                            accounts::table.find(&account_id).filter(accounts::credential_version.eq(version)),
+                        )
+                        .set(set)
+                        .execute(c)?,
                         None => diesel::update(accounts::table.find(&account_id)).set(set).execute(c)?,
                     };
                     if updated == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
                     if let Some(link) = &reset_link {
-                        let spent = diesel::update(password_reset_tokens::table.find(link).filter(password_reset_tokens::used_at.is_null()))
-                            .set(password_reset_tokens::used_at.eq(now))
-                            .execute(c)?;
+                        let spent = diesel::update(
+                            password_reset_tokens::table.find(link).filter(password_reset_tokens::used_at.is_null()),
+                        )
+                        .set(password_reset_tokens::used_at.eq(now))
+                        .execute(c)?;
                         if spent == 0 {
                             return Err(DieselError::RollbackTransaction);
                         }
@@ -225,7 +298,9 @@ impl AccountRepository for Store {
                             .execute(c)?;
                     }
                     diesel::update(
-                        password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&account_id)).filter(password_reset_tokens::used_at.is_null()),
+                        password_reset_tokens::table
+                            .filter(password_reset_tokens::account_id.eq(&account_id))
+                            .filter(password_reset_tokens::used_at.is_null()),
                     )
                     .set(password_reset_tokens::used_at.eq(now))
                     .execute(c)?;
@@ -236,7 +311,10 @@ impl AccountRepository for Store {
                     )
                     .execute(c)?;
                     diesel::update(
-                        sessions::table.filter(sessions::account_id.eq(&account_id)).filter(sessions::id.ne(&keep)).filter(sessions::revoked_at.is_null()),
+                        sessions::table
+                            .filter(sessions::account_id.eq(&account_id))
+                            .filter(sessions::id.ne(&keep))
+                            .filter(sessions::revoked_at.is_null()),
                     )
                     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
                     .execute(c)?;

@@ -121,10 +121,11 @@ impl ApiKeyCache {
 
     fn reconnect(&self) {
         let started = Instant::now();
-        let connected = PgConnection::establish(&self.url).map_err(|error| error.to_string()).and_then(|mut connection| {
-            connection.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(|error| error.to_string())?;
-            Ok(connection)
-        });
+        let connected =
+            PgConnection::establish(&self.url).map_err(|error| error.to_string()).and_then(|mut connection| {
+                connection.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(|error| error.to_string())?;
+                Ok(connection)
+            });
         match connected {
             Ok(connection) => {
                 *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
@@ -135,7 +136,8 @@ impl ApiKeyCache {
             }
             Err(error) => {
                 if self.listening.load(Ordering::Acquire) {
-                    tracing::warn!(%error, "lost the connection that watches for API key revocations; keys are read from the database until it is back");
+                    tracing::warn!(%error, "lost the connection that watches for API key revocations; keys are read \
+                        from the database until it is back");
                 }
                 self.lose_listener();
             }
@@ -171,7 +173,10 @@ impl ApiKeyCache {
             self.read_notifications();
         } else {
             *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-            tracing::warn!("lost the connection that watches for API key revocations; keys are read from the database until it is back");
+            tracing::warn!(
+                "lost the connection that watches for API key revocations; keys are read from the \
+                database until it is back"
+            );
             self.lose_listener();
         }
     }
@@ -197,7 +202,10 @@ impl ApiKeyCache {
         if lost {
             *listener = None;
             drop(listener);
-            tracing::warn!("lost the connection that watches for API key revocations; keys are read from the database until it is back");
+            tracing::warn!(
+                "lost the connection that watches for API key revocations; keys are read from the \
+                database until it is back"
+            );
             self.lose_listener();
         } else if revoked {
             self.clear();

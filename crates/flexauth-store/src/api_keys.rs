@@ -15,7 +15,14 @@ use crate::{Store, StoreError};
 
 #[async_trait]
 impl ApiKeyRepository for Store {
-    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId, event: &AuditEvent) -> Result<bool, InfraError> {
+    async fn create(
+        &self,
+        key: &ApiKey,
+        hash: &TokenHash,
+        notice: &OutgoingEmail,
+        created_by: SessionId,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError> {
         let event = AuditEventRow::from(event);
         let row = ApiKeyRow::from(key);
         let hash = hash.as_bytes().to_vec();
@@ -86,15 +93,26 @@ impl ApiKeyRepository for Store {
         Ok(rows.into_iter().map(ApiKey::try_from).collect::<Result<_, _>>()?)
     }
 
-    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, InfraError> {
+    async fn revoke(
+        &self,
+        account_id: AccountId,
+        id: ApiKeyId,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError> {
         let (account_id, id, now) = (account_id.to_string(), id.to_string(), millis(now));
         let event = AuditEventRow::from(event);
         let updated = self
             .run(move |c| {
                 (c.transaction(|c| {
-                    let updated = diesel::update(api_keys::table.find(&id).filter(api_keys::account_id.eq(&account_id)).filter(api_keys::revoked_at.is_null()))
-                        .set(api_keys::revoked_at.eq(now))
-                        .execute(c)?;
+                    let updated = diesel::update(
+                        api_keys::table
+                            .find(&id)
+                            .filter(api_keys::account_id.eq(&account_id))
+                            .filter(api_keys::revoked_at.is_null()),
+                    )
+                    .set(api_keys::revoked_at.eq(now))
+                    .execute(c)?;
                     if updated == 1 {
                         diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     }
@@ -115,7 +133,10 @@ impl ApiKeyRepository for Store {
     async fn touch(&self, id: ApiKeyId, now: OffsetDateTime) -> Result<(), InfraError> {
         let key_id = id;
         let id = id.to_string();
-        self.run(move |c| Ok(diesel::update(api_keys::table.find(&id)).set(api_keys::last_used_at.eq(millis(now))).execute(c)?)).await?;
+        self.run(move |c| {
+            Ok(diesel::update(api_keys::table.find(&id)).set(api_keys::last_used_at.eq(millis(now))).execute(c)?)
+        })
+        .await?;
         if let Some(cache) = &self.api_key_cache {
             cache.touched(key_id, now);
         }

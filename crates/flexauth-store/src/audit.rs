@@ -16,7 +16,12 @@ impl AuditLog for Store {
         Ok(())
     }
 
-    async fn list(&self, account_id: AccountId, after: Option<AuditCursor>, limit: u32) -> Result<Vec<AuditEvent>, InfraError> {
+    async fn list(
+        &self,
+        account_id: AccountId,
+        after: Option<AuditCursor>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, InfraError> {
         let account_id = account_id.to_string();
         let after = after.map(|cursor| (millis(cursor.at), cursor.id.to_string()));
         let rows = self
@@ -26,9 +31,15 @@ impl AuditLog for Store {
                     if let Some((at, id)) = &after {
                         // Strictly older in the (at, id) order, so a page never repeats or skips
                         // entries of the same millisecond.
-                        query = query.filter(audit_events::at.lt(*at).or(audit_events::at.eq(*at).and(audit_events::id.lt(id.clone()))));
+                        query = query.filter(
+                            audit_events::at.lt(*at).or(audit_events::at.eq(*at).and(audit_events::id.lt(id.clone()))),
+                        );
                     }
-                    query.order((audit_events::at.desc(), audit_events::id.desc())).limit(i64::from(limit)).select(AuditEventRow::as_select()).load(c)
+                    query
+                        .order((audit_events::at.desc(), audit_events::id.desc()))
+                        .limit(i64::from(limit))
+                        .select(AuditEventRow::as_select())
+                        .load(c)
                 }?)
             })
             .await?;

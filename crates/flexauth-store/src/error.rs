@@ -31,7 +31,10 @@ impl StoreError {
             self,
             Self::Connection(_)
                 | Self::Pool(_)
-                | Self::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _))
+                | Self::Query(Error::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _
+                ))
         )
     }
 }

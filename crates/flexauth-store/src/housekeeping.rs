@@ -5,7 +5,9 @@ use flexauth_domain::housekeeping::{Housekeeping, PurgeCutoffs, PurgeReport};
 use flexauth_domain::InfraError;
 
 use crate::rows::millis;
-use crate::schema::{accounts, audit_events, email_verification_tokens, known_devices, password_reset_tokens, rate_limits, sessions};
+use crate::schema::{
+    accounts, audit_events, email_verification_tokens, known_devices, password_reset_tokens, rate_limits, sessions,
+};
 use crate::{Store, StoreError};
 
 fn count(deleted: usize) -> u64 {
@@ -27,12 +29,20 @@ impl Housekeeping for Store {
         let report = self
             .run(move |c| {
                 {
-                    let old_events = audit_events::table.filter(audit_events::at.lt(audit_before)).select(audit_events::id).limit(batch).load::<String>(c)?;
-                    let audit_events = diesel::delete(audit_events::table.filter(audit_events::id.eq_any(old_events))).execute(c)?;
+                    let old_events = audit_events::table
+                        .filter(audit_events::at.lt(audit_before))
+                        .select(audit_events::id)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    let audit_events =
+                        diesel::delete(audit_events::table.filter(audit_events::id.eq_any(old_events))).execute(c)?;
 
                     let ended = sessions::table
                         .filter(
-                            sessions::revoked_at.lt(ended_before).or(sessions::expires_at.lt(ended_before)).or(sessions::current_expires_at.lt(ended_before)),
+                            sessions::revoked_at
+                                .lt(ended_before)
+                                .or(sessions::expires_at.lt(ended_before))
+                                .or(sessions::current_expires_at.lt(ended_before)),
                         )
                         .select(sessions::id)
                         .limit(batch)
@@ -40,18 +50,32 @@ impl Housekeeping for Store {
                     let sessions = diesel::delete(sessions::table.filter(sessions::id.eq_any(ended))).execute(c)?;
 
                     let spent_verifications = email_verification_tokens::table
-                        .filter(email_verification_tokens::used_at.lt(spent_before).or(email_verification_tokens::expires_at.lt(spent_before)))
+                        .filter(
+                            email_verification_tokens::used_at
+                                .lt(spent_before)
+                                .or(email_verification_tokens::expires_at.lt(spent_before)),
+                        )
                         .select(email_verification_tokens::token_hash)
                         .limit(batch)
                         .load::<Vec<u8>>(c)?;
-                    let mut links = diesel::delete(email_verification_tokens::table.filter(email_verification_tokens::token_hash.eq_any(spent_verifications)))
-                        .execute(c)?;
+                    let mut links = diesel::delete(
+                        email_verification_tokens::table
+                            .filter(email_verification_tokens::token_hash.eq_any(spent_verifications)),
+                    )
+                    .execute(c)?;
                     let spent_resets = password_reset_tokens::table
-                        .filter(password_reset_tokens::used_at.lt(spent_before).or(password_reset_tokens::expires_at.lt(spent_before)))
+                        .filter(
+                            password_reset_tokens::used_at
+                                .lt(spent_before)
+                                .or(password_reset_tokens::expires_at.lt(spent_before)),
+                        )
                         .select(password_reset_tokens::token_hash)
                         .limit(batch)
                         .load::<Vec<u8>>(c)?;
-                    links += diesel::delete(password_reset_tokens::table.filter(password_reset_tokens::token_hash.eq_any(spent_resets))).execute(c)?;
+                    links += diesel::delete(
+                        password_reset_tokens::table.filter(password_reset_tokens::token_hash.eq_any(spent_resets)),
+                    )
+                    .execute(c)?;
 
                     // An unverified account goes once old enough and no link of it still works
                     // (a resend keeps it); its rows in other tables go with it (ON DELETE CASCADE).
@@ -66,18 +90,25 @@ impl Housekeeping for Store {
                         .select(accounts::id)
                         .limit(batch)
                         .load::<String>(c)?;
-                    let unverified_accounts = diesel::delete(accounts::table.filter(accounts::id.eq_any(abandoned))).execute(c)?;
+                    let unverified_accounts =
+                        diesel::delete(accounts::table.filter(accounts::id.eq_any(abandoned))).execute(c)?;
 
                     let forgotten = known_devices::table
                         .filter(known_devices::last_seen_at.lt(ended_before))
                         .select(known_devices::token_hash)
                         .limit(batch)
                         .load::<Vec<u8>>(c)?;
-                    let devices = diesel::delete(known_devices::table.filter(known_devices::token_hash.eq_any(forgotten))).execute(c)?;
+                    let devices =
+                        diesel::delete(known_devices::table.filter(known_devices::token_hash.eq_any(forgotten)))
+                            .execute(c)?;
 
-                    let stale =
-                        rate_limits::table.filter(rate_limits::window_start.lt(counters_before)).select(rate_limits::key).limit(batch).load::<String>(c)?;
-                    let counters = diesel::delete(rate_limits::table.filter(rate_limits::key.eq_any(stale))).execute(c)?;
+                    let stale = rate_limits::table
+                        .filter(rate_limits::window_start.lt(counters_before))
+                        .select(rate_limits::key)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    let counters =
+                        diesel::delete(rate_limits::table.filter(rate_limits::key.eq_any(stale))).execute(c)?;
 
                     Ok::<_, StoreError>(PurgeReport {
                         audit_events: count(audit_events),

@@ -140,7 +140,11 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<Pooled, StoreError> {
         let connection = self.open()?;
-        Ok(Pooled { connection, broken: false, checked_after_outage: self.outages.load(std::sync::atomic::Ordering::Acquire) })
+        Ok(Pooled {
+            connection,
+            broken: false,
+            checked_after_outage: self.outages.load(std::sync::atomic::Ordering::Acquire),
+        })
     }
 
     fn is_valid(&self, pooled: &mut Pooled) -> Result<(), StoreError> {
@@ -163,13 +167,18 @@ impl Manager {
                 Ok(DbConnection::Postgres(connection))
             }
             DatabaseConfig::Sqlite(path) => {
-                let path = path.to_str().ok_or_else(|| StoreError::Connection(ConnectionError::InvalidConnectionUrl("the SQLite path is not UTF-8".into())))?;
+                let path = path.to_str().ok_or_else(|| {
+                    StoreError::Connection(ConnectionError::InvalidConnectionUrl("the SQLite path is not UTF-8".into()))
+                })?;
                 let mut connection = SqliteConnection::establish(path)?;
                 // WAL lets readers proceed during a write; the busy timeout makes a second
                 // process on the same file wait for the lock instead of failing at once;
                 // secure_delete overwrites deleted content (such as the cleared bodies of sent
                 // emails, which held links) instead of leaving it in free pages.
-                connection.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;")?;
+                connection.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA \
+                    foreign_keys = ON; PRAGMA secure_delete = ON;",
+                )?;
                 Ok(DbConnection::Sqlite(connection))
             }
         }
@@ -269,7 +278,8 @@ impl Store {
             // SQLite allows one writer at a time; one pooled connection per process makes
             // writes queue in the pool instead of failing with SQLITE_BUSY.
             DatabaseConfig::Sqlite(path) => {
-                create_private_file(path).map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+                create_private_file(path)
+                    .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
                 ("sqlite", 1)
             }
         };
@@ -280,8 +290,19 @@ impl Store {
         // answers 503 unavailable: an outage is a known condition, not a hang.
         let outages = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let manager = Manager { config, pooler, outages: outages.clone() };
-        let pool = Pool::builder().max_size(max_size).connection_timeout(CONNECTION_TIMEOUT).test_on_check_out(false).build(manager)?;
-        Ok(Self { pool, backend, api_key_cache, unreachable: std::sync::Arc::default(), outages, connection_waits: std::sync::Arc::default() })
+        let pool = Pool::builder()
+            .max_size(max_size)
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .test_on_check_out(false)
+            .build(manager)?;
+        Ok(Self {
+            pool,
+            backend,
+            api_key_cache,
+            unreachable: std::sync::Arc::default(),
+            outages,
+            connection_waits: std::sync::Arc::default(),
+        })
     }
 
     /// `"postgres"` or `"sqlite"`.
@@ -303,7 +324,9 @@ impl Store {
                 c.batch_execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))?;
                 c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|done| done.len()).map_err(StoreError::Migration)
             }),
-            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|done| done.len()).map_err(StoreError::Migration),
+            DbConnection::Sqlite(c) => {
+                c.run_pending_migrations(SQLITE_MIGRATIONS).map(|done| done.len()).map_err(StoreError::Migration)
+            }
         })
         .await
     }
@@ -384,7 +407,8 @@ impl Store {
             Err(error) if error.is_unreachable() => {
                 if !self.unreachable.swap(true, std::sync::atomic::Ordering::AcqRel) {
                     self.outages.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                    tracing::error!(error = %error, "the database is unreachable; requests that need it answer 503 until it is back");
+                    tracing::error!(error = %error, "the database is unreachable; requests that need it answer 503 \
+                        until it is back");
                 }
             }
             Ok(_) => {

@@ -3,7 +3,9 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use flexauth_domain::account::{AccountId, PasswordHash};
 use flexauth_domain::audit::AuditEvent;
-use flexauth_domain::lifecycle::{ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
+use flexauth_domain::lifecycle::{
+    ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome,
+};
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{RevocationReason, SessionId};
@@ -12,7 +14,10 @@ use time::OffsetDateTime;
 
 use crate::accounts::is_email_taken;
 use crate::rows::{millis, AuditEventRow, EmailChangeRow, NewOutboxRow};
-use crate::schema::{account_requests, accounts, api_keys, audit_events, email_changes, email_verification_tokens, outbox, password_reset_tokens, sessions};
+use crate::schema::{
+    account_requests, accounts, api_keys, audit_events, email_changes, email_verification_tokens, outbox,
+    password_reset_tokens, sessions,
+};
 use crate::{per_backend, Store, StoreError};
 
 /// Why a transaction below was rolled back on purpose: the outcome it reports.
@@ -34,18 +39,29 @@ impl LifecycleRepository for Store {
                 (c.transaction(|c| {
                     // The account row first: it locks the row, and the new credential version
                     // makes a login whose password check is under way commit no session.
-                    let found = diesel::update(accounts::table.find(&id)).set(accounts::credential_version.eq(accounts::credential_version + 1)).execute(c)?;
+                    let found = diesel::update(accounts::table.find(&id))
+                        .set(accounts::credential_version.eq(accounts::credential_version + 1))
+                        .execute(c)?;
                     if found == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
-                    diesel::update(accounts::table.find(&id).filter(accounts::disabled_at.is_null())).set(accounts::disabled_at.eq(now)).execute(c)?;
-                    diesel::update(sessions::table.filter(sessions::account_id.eq(&id)).filter(sessions::revoked_at.is_null()))
-                        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(RevocationReason::AccountDisabled.as_str())))
+                    diesel::update(accounts::table.find(&id).filter(accounts::disabled_at.is_null()))
+                        .set(accounts::disabled_at.eq(now))
                         .execute(c)?;
+                    diesel::update(
+                        sessions::table.filter(sessions::account_id.eq(&id)).filter(sessions::revoked_at.is_null()),
+                    )
+                    .set((
+                        sessions::revoked_at.eq(now),
+                        sessions::revoked_reason.eq(RevocationReason::AccountDisabled.as_str()),
+                    ))
+                    .execute(c)?;
                     // The trigger of migration 7 tells every instance's key cache at commit.
-                    diesel::update(api_keys::table.filter(api_keys::account_id.eq(&id)).filter(api_keys::revoked_at.is_null()))
-                        .set(api_keys::revoked_at.eq(now))
-                        .execute(c)?;
+                    diesel::update(
+                        api_keys::table.filter(api_keys::account_id.eq(&id)).filter(api_keys::revoked_at.is_null()),
+                    )
+                    .set(api_keys::revoked_at.eq(now))
+                    .execute(c)?;
                     diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     Ok::<_, DieselError>(())
                 }))
@@ -64,7 +80,11 @@ impl LifecycleRepository for Store {
         let outcome = self
             .run(move |c| {
                 (c.transaction(|c| {
-                    if diesel::update(accounts::table.find(&id)).set(accounts::disabled_at.eq(None::<i64>)).execute(c)? == 0 {
+                    if diesel::update(accounts::table.find(&id))
+                        .set(accounts::disabled_at.eq(None::<i64>))
+                        .execute(c)?
+                        == 0
+                    {
                         return Err(DieselError::RollbackTransaction);
                     }
                     diesel::insert_into(audit_events::table).values(&event).execute(c)?;
@@ -84,7 +104,9 @@ impl LifecycleRepository for Store {
         let outcome = self
             .run(move |c| {
                 (c.transaction(|c| {
-                    let Some(email) = accounts::table.find(&id).select(accounts::email).first::<String>(c).optional()? else {
+                    let Some(email) =
+                        accounts::table.find(&id).select(accounts::email).first::<String>(c).optional()?
+                    else {
                         return Err(DieselError::RollbackTransaction);
                     };
                     // Every address the account held: its own, those it moved away from, and
@@ -99,11 +121,16 @@ impl LifecycleRepository for Store {
                         .collect::<Vec<_>>();
                     addresses.sort();
                     addresses.dedup();
-                    let others: Vec<String> =
-                        accounts::table.filter(accounts::email.eq_any(&addresses)).filter(accounts::id.ne(&id)).select(accounts::email).load(c)?;
+                    let others: Vec<String> = accounts::table
+                        .filter(accounts::email.eq_any(&addresses))
+                        .filter(accounts::id.ne(&id))
+                        .select(accounts::email)
+                        .load(c)?;
                     addresses.retain(|address| !others.contains(address));
                     addresses.push(email.clone());
-                    diesel::update(audit_events::table.filter(audit_events::account_id.eq(&id))).set(audit_events::account_id.eq(&tombstone)).execute(c)?;
+                    diesel::update(audit_events::table.filter(audit_events::account_id.eq(&id)))
+                        .set(audit_events::account_id.eq(&tombstone))
+                        .execute(c)?;
                     diesel::delete(outbox::table.filter(outbox::recipient.eq_any(&addresses))).execute(c)?;
                     diesel::delete(account_requests::table.filter(account_requests::email.eq(&email))).execute(c)?;
                     // Sessions, keys, links, devices, counters and address changes follow the
@@ -174,7 +201,13 @@ impl LifecycleRepository for Store {
     async fn find_email_change(&self, hash: &TokenHash) -> Result<Option<EmailChange>, InfraError> {
         let hash = hash.as_bytes().to_vec();
         let row = self
-            .run(move |c| Ok(email_changes::table.filter(email_changes::token_hash.eq(&hash)).select(EmailChangeRow::as_select()).first(c).optional()?))
+            .run(move |c| {
+                Ok(email_changes::table
+                    .filter(email_changes::token_hash.eq(&hash))
+                    .select(EmailChangeRow::as_select())
+                    .first(c)
+                    .optional()?)
+            })
             .await?;
         Ok(row.map(EmailChange::try_from).transpose()?)
     }
@@ -182,12 +215,23 @@ impl LifecycleRepository for Store {
     async fn find_email_change_by_undo(&self, hash: &TokenHash) -> Result<Option<EmailChange>, InfraError> {
         let hash = hash.as_bytes().to_vec();
         let row = self
-            .run(move |c| Ok(email_changes::table.filter(email_changes::undo_hash.eq(&hash)).select(EmailChangeRow::as_select()).first(c).optional()?))
+            .run(move |c| {
+                Ok(email_changes::table
+                    .filter(email_changes::undo_hash.eq(&hash))
+                    .select(EmailChangeRow::as_select())
+                    .first(c)
+                    .optional()?)
+            })
             .await?;
         Ok(row.map(EmailChange::try_from).transpose()?)
     }
 
-    async fn confirm_email_change(&self, change: &EmailChange, now: OffsetDateTime, event: &AuditEvent) -> Result<ConfirmEmailChangeOutcome, InfraError> {
+    async fn confirm_email_change(
+        &self,
+        change: &EmailChange,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<ConfirmEmailChangeOutcome, InfraError> {
         let row = EmailChangeRow::from(change);
         let (now, event) = (millis(now), AuditEventRow::from(event));
         let outcome = self
@@ -207,18 +251,22 @@ impl LifecycleRepository for Store {
                     if claimed == 0 {
                         return Ok(ConfirmEmailChangeOutcome::Spent);
                     }
-                    let moved = diesel::update(accounts::table.find(&row.account_id).filter(accounts::email.eq(&row.old_email)))
-                        .set((accounts::email.eq(&row.new_email), accounts::email_verified_at.eq(now)))
-                        .execute(c)?;
+                    let moved = diesel::update(
+                        accounts::table.find(&row.account_id).filter(accounts::email.eq(&row.old_email)),
+                    )
+                    .set((accounts::email.eq(&row.new_email), accounts::email_verified_at.eq(now)))
+                    .execute(c)?;
                     if moved == 0 {
                         refusal = Some(Refusal::AccountChanged);
                         return Err(DieselError::RollbackTransaction);
                     }
                     // No link sent to an address before the move can set a password after it.
-                    diesel::update(password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)))
-                        .filter(password_reset_tokens::used_at.is_null())
-                        .set(password_reset_tokens::used_at.eq(now))
-                        .execute(c)?;
+                    diesel::update(
+                        password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)),
+                    )
+                    .filter(password_reset_tokens::used_at.is_null())
+                    .set(password_reset_tokens::used_at.eq(now))
+                    .execute(c)?;
                     diesel::delete(
                         email_verification_tokens::table
                             .filter(email_verification_tokens::account_id.eq(&row.account_id))
@@ -230,7 +278,9 @@ impl LifecycleRepository for Store {
                 }))
                 .map_err(StoreError::from);
                 match (outcome, refusal) {
-                    (Err(StoreError::Query(DieselError::RollbackTransaction)), Some(Refusal::AccountChanged)) => Ok(ConfirmEmailChangeOutcome::AccountChanged),
+                    (Err(StoreError::Query(DieselError::RollbackTransaction)), Some(Refusal::AccountChanged)) => {
+                        Ok(ConfirmEmailChangeOutcome::AccountChanged)
+                    }
                     (Err(error), _) if is_address_taken(&error) => Ok(ConfirmEmailChangeOutcome::AddressTaken),
                     (outcome, _) => outcome,
                 }
@@ -253,7 +303,10 @@ impl LifecycleRepository for Store {
             .run(move |c| {
                 let outcome = (c.transaction::<_, DieselError, _>(|c| {
                     let claimed = diesel::update(
-                        email_changes::table.find(&row.token_hash).filter(email_changes::undone_at.is_null()).filter(email_changes::undo_expires_at.gt(now)),
+                        email_changes::table
+                            .find(&row.token_hash)
+                            .filter(email_changes::undone_at.is_null())
+                            .filter(email_changes::undo_expires_at.gt(now)),
                     )
                     .set(email_changes::undone_at.eq(now))
                     .execute(c)?;
@@ -297,16 +350,29 @@ impl LifecycleRepository for Store {
                     )
                     .set(email_changes::expires_at.eq(now))
                     .execute(c)?;
-                    diesel::update(sessions::table.filter(sessions::account_id.eq(&row.account_id)).filter(sessions::revoked_at.is_null()))
-                        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(RevocationReason::EmailChangeUndone.as_str())))
-                        .execute(c)?;
-                    diesel::update(api_keys::table.filter(api_keys::account_id.eq(&row.account_id)).filter(api_keys::revoked_at.is_null()))
-                        .set(api_keys::revoked_at.eq(now))
-                        .execute(c)?;
-                    diesel::update(password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)))
-                        .filter(password_reset_tokens::used_at.is_null())
-                        .set(password_reset_tokens::used_at.eq(now))
-                        .execute(c)?;
+                    diesel::update(
+                        sessions::table
+                            .filter(sessions::account_id.eq(&row.account_id))
+                            .filter(sessions::revoked_at.is_null()),
+                    )
+                    .set((
+                        sessions::revoked_at.eq(now),
+                        sessions::revoked_reason.eq(RevocationReason::EmailChangeUndone.as_str()),
+                    ))
+                    .execute(c)?;
+                    diesel::update(
+                        api_keys::table
+                            .filter(api_keys::account_id.eq(&row.account_id))
+                            .filter(api_keys::revoked_at.is_null()),
+                    )
+                    .set(api_keys::revoked_at.eq(now))
+                    .execute(c)?;
+                    diesel::update(
+                        password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)),
+                    )
+                    .filter(password_reset_tokens::used_at.is_null())
+                    .set(password_reset_tokens::used_at.eq(now))
+                    .execute(c)?;
                     diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     Ok(UndoEmailChangeOutcome::Undone)
                 }))

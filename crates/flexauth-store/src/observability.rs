@@ -38,7 +38,11 @@ impl Store {
     /// The connection pool's size and use now.
     pub fn pool_usage(&self) -> PoolUsage {
         let state = self.pool.state();
-        PoolUsage { open: state.connections, in_use: state.connections.saturating_sub(state.idle_connections), max: self.pool.max_size() }
+        PoolUsage {
+            open: state.connections,
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            max: self.pool.max_size(),
+        }
     }
 
     /// Calls `observer` with how long each query waited for a pooled connection (for a metrics
@@ -62,6 +66,9 @@ impl Store {
                     .first::<(i64, Option<i64>)>(c)?)
             })
             .await?;
-        Ok(OutboxBacklog { unsent: u64::try_from(unsent).unwrap_or_default(), oldest_queued_at: oldest.map(instant).transpose()? })
+        Ok(OutboxBacklog {
+            unsent: u64::try_from(unsent).unwrap_or_default(),
+            oldest_queued_at: oldest.map(instant).transpose()?,
+        })
     }
 }

@@ -22,7 +22,13 @@ impl Outbox for Store {
         Ok(())
     }
 
-    async fn claim_due(&self, now: OffsetDateTime, lease: LeaseId, lease_until: OffsetDateTime, limit: u32) -> Result<Vec<OutboxEntry>, InfraError> {
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, InfraError> {
         let now = millis(now);
         let lease_until = millis(lease_until);
         let lease_text = lease.as_uuid().to_string();
@@ -70,7 +76,11 @@ impl Outbox for Store {
             .into_iter()
             .filter_map(|row| {
                 let id = row.id.clone();
-                row.into_entry(lease).inspect_err(|error| tracing::error!(outbox_id = %id, %error, "outbox entry skipped: it cannot be read")).ok()
+                row.into_entry(lease)
+                    .inspect_err(
+                        |error| tracing::error!(outbox_id = %id, %error, "outbox entry skipped: it cannot be read"),
+                    )
+                    .ok()
             })
             .collect())
     }
@@ -79,15 +89,27 @@ impl Outbox for Store {
         let (id, lease, now) = (id.to_string(), lease.as_uuid().to_string(), millis(now));
         self.run(move |c| {
             Ok(diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
-                .set((outbox::sent_at.eq(now), outbox::text_body.eq(None::<String>), outbox::html_body.eq(None::<String>), outbox::lease_until.eq(None::<i64>)))
+                .set((
+                    outbox::sent_at.eq(now),
+                    outbox::text_body.eq(None::<String>),
+                    outbox::html_body.eq(None::<String>),
+                    outbox::lease_until.eq(None::<i64>),
+                ))
                 .execute(c)?)
         })
         .await?;
         Ok(())
     }
 
-    async fn schedule_retry(&self, id: Uuid, lease: LeaseId, next_attempt_at: OffsetDateTime, error: &str) -> Result<(), InfraError> {
-        let (id, lease, next, error) = (id.to_string(), lease.as_uuid().to_string(), millis(next_attempt_at), truncate(error));
+    async fn schedule_retry(
+        &self,
+        id: Uuid,
+        lease: LeaseId,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), InfraError> {
+        let (id, lease, next, error) =
+            (id.to_string(), lease.as_uuid().to_string(), millis(next_attempt_at), truncate(error));
         self.run(move |c| {
             Ok(diesel::update(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease)))
                 .set((
@@ -123,7 +145,8 @@ impl Outbox for Store {
 
     async fn forget(&self, id: Uuid, lease: LeaseId) -> Result<(), InfraError> {
         let (id, lease) = (id.to_string(), lease.as_uuid().to_string());
-        self.run(move |c| Ok(diesel::delete(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease))).execute(c)?)).await?;
+        self.run(move |c| Ok(diesel::delete(outbox::table.find(&id).filter(outbox::lease_id.eq(&lease))).execute(c)?))
+            .await?;
         Ok(())
     }
 }

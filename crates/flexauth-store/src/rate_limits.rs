@@ -37,22 +37,37 @@ impl RateLimiter for Store {
     async fn hit(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError> {
         let start = window_start(policy, now);
         let (key, start_millis) = (format!("{}:{key}", policy.name), millis(start));
-        let row: Hits = self.run(move |c| Ok(diesel::sql_query(HIT).bind::<Text, _>(&key).bind::<BigInt, _>(start_millis).get_result::<Hits>(c)?)).await?;
+        let row: Hits = self
+            .run(move |c| {
+                Ok(diesel::sql_query(HIT)
+                    .bind::<Text, _>(&key)
+                    .bind::<BigInt, _>(start_millis)
+                    .get_result::<Hits>(c)?)
+            })
+            .await?;
         let stored_start = instant(row.window_start)?.max(start);
         Ok(LimitDecision::of_count(*policy, crate::rows::stored_count(row.hits)?, stored_start, now))
     }
 
     async fn refund(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<(), InfraError> {
         let (key, start) = (format!("{}:{key}", policy.name), millis(window_start(policy, now)));
-        self.run(move |c| Ok(diesel::sql_query(REFUND).bind::<Text, _>(&key).bind::<BigInt, _>(start).execute(c)?)).await?;
+        self.run(move |c| Ok(diesel::sql_query(REFUND).bind::<Text, _>(&key).bind::<BigInt, _>(start).execute(c)?))
+            .await?;
         Ok(())
     }
 
     async fn peek(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError> {
         let start = window_start(policy, now);
         let key = format!("{}:{key}", policy.name);
-        let row: Option<(i64, i64)> =
-            self.run(move |c| Ok(rate_limits::table.find(&key).select((rate_limits::window_start, rate_limits::hits)).first(c).optional()?)).await?;
+        let row: Option<(i64, i64)> = self
+            .run(move |c| {
+                Ok(rate_limits::table
+                    .find(&key)
+                    .select((rate_limits::window_start, rate_limits::hits))
+                    .first(c)
+                    .optional()?)
+            })
+            .await?;
         let count = match row {
             Some((stored_start, hits)) if instant(stored_start)? == start => crate::rows::stored_count(hits)?,
             _ => 0,

@@ -18,7 +18,13 @@ impl AccountRequestQueue for Store {
         Ok(())
     }
 
-    async fn claim(&self, now: OffsetDateTime, lease: LeaseId, lease_until: OffsetDateTime, limit: u32) -> Result<Vec<AccountRequest>, InfraError> {
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<AccountRequest>, InfraError> {
         let now = millis(now);
         let lease_until = millis(lease_until);
         let lease_text = lease.as_uuid().to_string();
@@ -35,13 +41,19 @@ impl AccountRequestQueue for Store {
                     for id in candidates {
                         // A compare-and-swap on the lease, as for the outbox: of several workers
                         // exactly one takes each request.
-                        let won = diesel::update(
-                            account_requests::table.find(&id).filter(account_requests::lease_until.is_null().or(account_requests::lease_until.le(now))),
-                        )
-                        .set((account_requests::lease_id.eq(&lease_text), account_requests::lease_until.eq(lease_until)))
-                        .execute(c)?;
+                        let won =
+                            diesel::update(account_requests::table.find(&id).filter(
+                                account_requests::lease_until.is_null().or(account_requests::lease_until.le(now)),
+                            ))
+                            .set((
+                                account_requests::lease_id.eq(&lease_text),
+                                account_requests::lease_until.eq(lease_until),
+                            ))
+                            .execute(c)?;
                         if won == 1 {
-                            claimed.push(account_requests::table.find(&id).select(AccountRequestRow::as_select()).first(c)?);
+                            claimed.push(
+                                account_requests::table.find(&id).select(AccountRequestRow::as_select()).first(c)?,
+                            );
                         }
                     }
                     Ok::<_, StoreError>(claimed)
@@ -52,14 +64,22 @@ impl AccountRequestQueue for Store {
             .into_iter()
             .filter_map(|row| {
                 let id = row.id.clone();
-                AccountRequest::try_from(row).inspect_err(|error| tracing::error!(request_id = %id, %error, "account request skipped: it cannot be read")).ok()
+                AccountRequest::try_from(row)
+                    .inspect_err(
+                        |error| tracing::error!(request_id = %id, %error, "account request skipped: it cannot be read"),
+                    )
+                    .ok()
             })
             .collect())
     }
 
     async fn complete(&self, id: Uuid, lease: LeaseId) -> Result<(), InfraError> {
         let (id, lease) = (id.to_string(), lease.as_uuid().to_string());
-        self.run(move |c| Ok(diesel::delete(account_requests::table.find(&id).filter(account_requests::lease_id.eq(&lease))).execute(c)?)).await?;
+        self.run(move |c| {
+            Ok(diesel::delete(account_requests::table.find(&id).filter(account_requests::lease_id.eq(&lease)))
+                .execute(c)?)
+        })
+        .await?;
         Ok(())
     }
 }

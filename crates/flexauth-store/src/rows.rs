@@ -2,7 +2,9 @@
 //! derives; everything storage-shaped lives here.
 
 use diesel::prelude::*;
-use flexauth_domain::account::{Account, AccountId, AccountRequest, AccountRequestKind, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt};
+use flexauth_domain::account::{
+    Account, AccountId, AccountRequest, AccountRequestKind, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt,
+};
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName};
 use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
@@ -10,7 +12,9 @@ use flexauth_domain::session::{ClientInfo, RotationNonce, Session, SessionId, St
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::schema::{account_requests, accounts, api_keys, email_verification_tokens, outbox, password_reset_tokens, sessions};
+use crate::schema::{
+    account_requests, accounts, api_keys, email_verification_tokens, outbox, password_reset_tokens, sessions,
+};
 use crate::StoreError;
 
 fn optional_millis(instant: Option<OffsetDateTime>) -> Option<i64> {
@@ -23,7 +27,8 @@ pub(crate) fn millis(instant: OffsetDateTime) -> i64 {
 }
 
 pub(crate) fn instant(millis: i64) -> Result<OffsetDateTime, StoreError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).map_err(|_| StoreError::CorruptRow("timestamp out of range"))
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .map_err(|_| StoreError::CorruptRow("timestamp out of range"))
 }
 
 fn optional_instant(millis: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -163,7 +168,12 @@ impl TryFrom<AccountRequestRow> for AccountRequest {
             ("forgot_password", _) => AccountRequestKind::ForgotPassword,
             _ => return Err(StoreError::CorruptRow("unknown account request")),
         };
-        Ok(AccountRequest { id: parse_uuid(&row.id)?, email: EmailAddress::from_storage(row.email), kind, requested_at: instant(row.requested_at)? })
+        Ok(AccountRequest {
+            id: parse_uuid(&row.id)?,
+            email: EmailAddress::from_storage(row.email),
+            kind,
+            requested_at: instant(row.requested_at)?,
+        })
     }
 }
 
@@ -290,7 +300,11 @@ impl TryFrom<SessionRow> for Session {
     fn try_from(row: SessionRow) -> Result<Self, StoreError> {
         let rotation_nonce = row
             .rotation_nonce
-            .map(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).map(RotationNonce::from_bytes).map_err(|_| StoreError::CorruptRow("nonce is not 16 bytes")))
+            .map(|bytes| {
+                <[u8; 16]>::try_from(bytes.as_slice())
+                    .map(RotationNonce::from_bytes)
+                    .map_err(|_| StoreError::CorruptRow("nonce is not 16 bytes"))
+            })
             .transpose()?;
         Ok(Session::from_storage(StoredSession {
             id: SessionId::from_uuid(parse_uuid(&row.id)?),
@@ -358,7 +372,14 @@ impl OutboxRow {
         let (Some(text), Some(html)) = (self.text_body, self.html_body) else {
             return Err(StoreError::CorruptRow("a pending email has no body"));
         };
-        let email = OutgoingEmail::new(parse_uuid(&self.id)?, kind, EmailAddress::from_storage(self.recipient), self.subject, text, html);
+        let email = OutgoingEmail::new(
+            parse_uuid(&self.id)?,
+            kind,
+            EmailAddress::from_storage(self.recipient),
+            self.subject,
+            text,
+            html,
+        );
         Ok(OutboxEntry { email, attempts: stored_count(self.attempts)?, lease })
     }
 }
@@ -399,7 +420,8 @@ impl TryFrom<AuditEventRow> for flexauth_domain::audit::AuditEvent {
         Ok(Self {
             id: parse_uuid(&row.id)?,
             account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
-            kind: flexauth_domain::audit::AuditKind::from_stored(&row.kind).ok_or(StoreError::CorruptRow("unknown audit event kind"))?,
+            kind: flexauth_domain::audit::AuditKind::from_stored(&row.kind)
+                .ok_or(StoreError::CorruptRow("unknown audit event kind"))?,
             at: instant(row.at)?,
             client: ClientInfo { user_agent: row.user_agent, ip: row.ip, device: None },
             session_id: row.session_id.as_deref().map(parse_uuid).transpose()?.map(SessionId::from_uuid),

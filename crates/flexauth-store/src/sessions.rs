@@ -25,9 +25,13 @@ impl SessionRepository for Store {
                     // commit on PostgreSQL (SQLite serialises writers): a password change or
                     // reset, which writes that row first, waits for this session and then ends
                     // it, or it committed first and this guard finds the version moved.
-                    let current = diesel::update(accounts::table.find(&row.account_id).filter(accounts::credential_version.eq(credential_version)))
-                        .set(accounts::credential_version.eq(credential_version))
-                        .execute(c)?;
+                    let current = diesel::update(
+                        accounts::table
+                            .find(&row.account_id)
+                            .filter(accounts::credential_version.eq(credential_version)),
+                    )
+                    .set(accounts::credential_version.eq(credential_version))
+                    .execute(c)?;
                     if current == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
@@ -76,7 +80,9 @@ impl SessionRepository for Store {
         let now = millis(now);
         let updated = self
             .run(move |c| {
-                Ok(diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null())).set(sessions::authenticated_at.eq(now)).execute(c)?)
+                Ok(diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
+                    .set(sessions::authenticated_at.eq(now))
+                    .execute(c)?)
             })
             .await?;
         Ok(updated == 1)
@@ -84,7 +90,9 @@ impl SessionRepository for Store {
 
     async fn find(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
         let id = id.to_string();
-        let row = self.run(move |c| Ok(sessions::table.find(&id).select(SessionRow::as_select()).first(c).optional()?)).await?;
+        let row = self
+            .run(move |c| Ok(sessions::table.find(&id).select(SessionRow::as_select()).first(c).optional()?))
+            .await?;
         Ok(row.map(Session::try_from).transpose()?)
     }
 
@@ -93,22 +101,28 @@ impl SessionRepository for Store {
         let expected = rotation.expected_current.as_bytes().to_vec();
         let new_current = rotation.new_current.as_bytes().to_vec();
         let nonce = rotation.nonce.as_bytes().to_vec();
-        let (issued_at, expires_at, generation) = (millis(rotation.issued_at), millis(rotation.expires_at), rotation.generation);
+        let (issued_at, expires_at, generation) =
+            (millis(rotation.issued_at), millis(rotation.expires_at), rotation.generation);
         // The filter on the live digest is the compare-and-swap: under concurrent rotations
         // PostgreSQL re-checks it after the first writer commits, SQLite serialises writers,
         // and either way only one UPDATE matches.
         let updated = self
             .run(move |c| {
-                Ok(diesel::update(sessions::table.find(&id).filter(sessions::current_hash.eq(&expected)).filter(sessions::revoked_at.is_null()))
-                    .set((
-                        sessions::previous_hash.eq(&expected),
-                        sessions::current_hash.eq(&new_current),
-                        sessions::rotation_nonce.eq(&nonce),
-                        sessions::current_issued_at.eq(issued_at),
-                        sessions::current_expires_at.eq(expires_at),
-                        sessions::generation.eq(generation),
-                    ))
-                    .execute(c)?)
+                Ok(diesel::update(
+                    sessions::table
+                        .find(&id)
+                        .filter(sessions::current_hash.eq(&expected))
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set((
+                    sessions::previous_hash.eq(&expected),
+                    sessions::current_hash.eq(&new_current),
+                    sessions::rotation_nonce.eq(&nonce),
+                    sessions::current_issued_at.eq(issued_at),
+                    sessions::current_expires_at.eq(expires_at),
+                    sessions::generation.eq(generation),
+                ))
+                .execute(c)?)
             })
             .await?;
         Ok(updated == 1)
@@ -143,7 +157,12 @@ impl SessionRepository for Store {
         Ok(found.is_some())
     }
 
-    async fn device_known(&self, account_id: AccountId, device: &TokenHash, since: OffsetDateTime) -> Result<bool, InfraError> {
+    async fn device_known(
+        &self,
+        account_id: AccountId,
+        device: &TokenHash,
+        since: OffsetDateTime,
+    ) -> Result<bool, InfraError> {
         let (account_id, device, since) = (account_id.to_string(), device.as_bytes().to_vec(), millis(since));
         let found: Option<Vec<u8>> = self
             .run(move |c| {
@@ -159,7 +178,12 @@ impl SessionRepository for Store {
         Ok(found.is_some())
     }
 
-    async fn remember_device(&self, account_id: AccountId, device: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError> {
+    async fn remember_device(
+        &self,
+        account_id: AccountId,
+        device: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError> {
         let (account_id, device, now) = (account_id.to_string(), device.as_bytes().to_vec(), millis(now));
         self.run(move |c| {
             per_backend!(c, |c| {
@@ -202,7 +226,13 @@ impl SessionRepository for Store {
         Ok(rows.into_iter().map(Session::try_from).collect::<Result<_, _>>()?)
     }
 
-    async fn revoke_all(&self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime, reason: RevocationReason) -> Result<u64, InfraError> {
+    async fn revoke_all(
+        &self,
+        account_id: AccountId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+        reason: RevocationReason,
+    ) -> Result<u64, InfraError> {
         let account_id = account_id.to_string();
         let keep = keep.map(|id| id.to_string());
         let now = millis(now);
@@ -211,7 +241,9 @@ impl SessionRepository for Store {
                 let live = sessions::account_id.eq(account_id).and(sessions::revoked_at.is_null());
                 let ended = (sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str()));
                 Ok(match &keep {
-                    Some(keep) => diesel::update(sessions::table.filter(live.clone()).filter(sessions::id.ne(keep))).set(ended).execute(c),
+                    Some(keep) => diesel::update(sessions::table.filter(live.clone()).filter(sessions::id.ne(keep)))
+                        .set(ended)
+                        .execute(c),
                     None => diesel::update(sessions::table.filter(live.clone())).set(ended).execute(c),
                 }?)
             })

@@ -49,7 +49,11 @@ impl Store {
                     return Ok(false);
                 }
                 let stored = diesel::insert_into(signing_keys::table)
-                    .values((signing_keys::slot.eq(GENERATED_SLOT), signing_keys::private_key_pem.eq(&candidate), signing_keys::created_at.eq(now)))
+                    .values((
+                        signing_keys::slot.eq(GENERATED_SLOT),
+                        signing_keys::private_key_pem.eq(&candidate),
+                        signing_keys::created_at.eq(now),
+                    ))
                     .on_conflict_do_nothing()
                     .execute(c)?;
                 Ok::<_, diesel::result::Error>(stored == 1)
@@ -67,7 +71,13 @@ impl Store {
             .run(|c| {
                 Ok(signing_keys::table
                     .order(signing_keys::created_at.asc())
-                    .select((signing_keys::slot, signing_keys::private_key_pem, signing_keys::created_at, signing_keys::activates_at, signing_keys::retired_at))
+                    .select((
+                        signing_keys::slot,
+                        signing_keys::private_key_pem,
+                        signing_keys::created_at,
+                        signing_keys::activates_at,
+                        signing_keys::retired_at,
+                    ))
                     .load::<(String, String, i64, Option<i64>, Option<i64>)>(c)?)
             })
             .await?;
@@ -88,7 +98,13 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails (or the slot is taken).
-    pub async fn add_signing_key(&self, slot: &str, private_key: String, now: OffsetDateTime, activates_at: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn add_signing_key(
+        &self,
+        slot: &str,
+        private_key: String,
+        now: OffsetDateTime,
+        activates_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         let (slot, now, activates_at) = (slot.to_owned(), millis(now), millis(activates_at));
         self.run(move |c| {
             Ok(diesel::insert_into(signing_keys::table)
@@ -126,7 +142,12 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
-    pub async fn reseal_signing_key(&self, slot: &str, current: String, replacement: String) -> Result<bool, StoreError> {
+    pub async fn reseal_signing_key(
+        &self,
+        slot: &str,
+        current: String,
+        replacement: String,
+    ) -> Result<bool, StoreError> {
         let slot = slot.to_owned();
         let updated = self
             .run(move |c| {

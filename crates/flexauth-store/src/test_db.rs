@@ -110,13 +110,17 @@ impl TestDatabase {
     pub async fn dump(&self) -> String {
         match (&self.config, &self.cleanup) {
             (DatabaseConfig::Postgres(url), _) => {
-                let output = std::process::Command::new("pg_dump").args(["--data-only", "--no-owner", url.as_str()]).output().expect("pg_dump runs");
+                let output = std::process::Command::new("pg_dump")
+                    .args(["--data-only", "--no-owner", url.as_str()])
+                    .output()
+                    .expect("pg_dump runs");
                 assert!(output.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&output.stderr));
                 String::from_utf8_lossy(&output.stdout).into_owned()
             }
             (DatabaseConfig::Sqlite(path), Cleanup::Sqlite(dir)) => {
                 let copy = dir.path().join(format!("dump-{}.sqlite3", uuid::Uuid::new_v4().simple()));
-                let mut connection = diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).expect("open SQLite");
+                let mut connection =
+                    diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).expect("open SQLite");
                 connection.batch_execute(&format!("VACUUM INTO '{}'", copy.display())).expect("VACUUM INTO");
                 let bytes = std::fs::read(&copy).expect("read the copy");
                 String::from_utf8_lossy(&bytes).into_owned()
@@ -136,7 +140,9 @@ impl TestDatabase {
         match &self.cleanup {
             Cleanup::Postgres { admin_url, name } => {
                 let mut admin = PgConnection::establish(admin_url).expect("connect to the PostgreSQL test server");
-                admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).expect("drop the test database");
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .expect("drop the test database");
                 true
             }
             Cleanup::Sqlite(_) => false,
@@ -154,10 +160,15 @@ impl TestDatabase {
         match &self.cleanup {
             Cleanup::Postgres { admin_url, name } => {
                 let mut admin = PgConnection::establish(admin_url).expect("connect to the PostgreSQL test server");
-                admin.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}")).expect("change the database's connection rule");
+                admin
+                    .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}"))
+                    .expect("change the database's connection rule");
                 if !reachable {
                     admin
-                        .batch_execute(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+                        .batch_execute(&format!(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE \
+                            datname = '{name}' AND pid <> pg_backend_pid()"
+                        ))
                         .expect("end the database's connections");
                 }
                 true
@@ -199,7 +210,8 @@ impl TestDatabase {
             DatabaseConfig::Postgres(url) => {
                 let mut c = PgConnection::establish(url).expect("connect to the test database");
                 let columns = diesel::sql_query(
-                    "SELECT c.table_name::text AS table_name, c.column_name::text AS column_name, c.data_type::text AS data_type, \
+                    "SELECT c.table_name::text AS table_name, c.column_name::text AS column_name, c.data_type::text \
+                        AS data_type, \
                      (CASE WHEN c.is_nullable = 'NO' THEN 1 ELSE 0 END)::int8 AS not_null, \
                      (CASE WHEN EXISTS (SELECT 1 FROM information_schema.table_constraints t JOIN information_schema.key_column_usage k \
                         ON t.constraint_name = k.constraint_name AND t.table_name = k.table_name \
@@ -229,9 +241,11 @@ impl TestDatabase {
                 (columns, lines)
             }
             DatabaseConfig::Sqlite(path) => {
-                let mut c = diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).expect("open SQLite");
+                let mut c =
+                    diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).expect("open SQLite");
                 let columns = diesel::sql_query(
-                    "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, p.\"notnull\" AS not_null, \
+                    "SELECT m.name AS table_name, p.name AS column_name, p.type AS data_type, p.\"notnull\" AS \
+                        not_null, \
                      (p.pk > 0) AS primary_key, p.dflt_value AS default_value \
                      FROM sqlite_master m JOIN pragma_table_info(m.name) p \
                      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND m.name <> '__diesel_schema_migrations'",
@@ -244,7 +258,8 @@ impl TestDatabase {
                      FROM sqlite_master m JOIN pragma_index_list(m.name) l \
                      WHERE m.type = 'table' AND l.origin <> 'pk' AND m.name <> '__diesel_schema_migrations' \
                      UNION ALL \
-                     SELECT 'foreign key ' || m.name || '.' || f.\"from\" || ' -> ' || f.\"table\" || '.' || f.\"to\" || ' on delete ' || lower(f.on_delete) \
+                     SELECT 'foreign key ' || m.name || '.' || f.\"from\" || ' -> ' || f.\"table\" || '.' || \
+                         f.\"to\" || ' on delete ' || lower(f.on_delete) \
                      FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'",
                 )
                 .load(&mut c)
@@ -262,7 +277,9 @@ impl TestDatabase {
                 // A primary key is never null; SQLite only says so for INTEGER keys.
                 let not_null = column.not_null == 1 || column.primary_key == 1;
                 // PostgreSQL spells a default with its type (`'x'::text`).
-                let default = column.default_value.map(|value| value.split("::").next().unwrap_or_default().trim_matches(|c| c == '(' || c == ')').to_owned());
+                let default = column.default_value.map(|value| {
+                    value.split("::").next().unwrap_or_default().trim_matches(|c| c == '(' || c == ')').to_owned()
+                });
                 format!(
                     "column {}.{} {data_type}{}{}{}",
                     column.table_name,
@@ -314,8 +331,10 @@ fn sqlite_template() -> &'static std::path::Path {
     TEMPLATE.get_or_init(|| {
         let path = std::env::temp_dir().join(format!("flexauth-template-{}.sqlite3", migrations_fingerprint("sqlite")));
         if !path.exists() {
-            let building = std::env::temp_dir().join(format!("flexauth-template-{}.building", uuid::Uuid::new_v4().simple()));
-            let mut connection = diesel::sqlite::SqliteConnection::establish(&building.display().to_string()).expect("create the SQLite template");
+            let building =
+                std::env::temp_dir().join(format!("flexauth-template-{}.building", uuid::Uuid::new_v4().simple()));
+            let mut connection = diesel::sqlite::SqliteConnection::establish(&building.display().to_string())
+                .expect("create the SQLite template");
             connection.run_pending_migrations(SQLITE_MIGRATIONS).expect("migrate the SQLite template");
             drop(connection);
             std::fs::rename(&building, &path).expect("put the SQLite template in place");
@@ -347,11 +366,12 @@ fn postgres_template(admin_url: &str) -> &'static str {
             let mut template = PgConnection::establish(url.as_str()).expect("connect to the template");
             template.run_pending_migrations(POSTGRES_MIGRATIONS).expect("migrate the template");
             drop(template);
-            let stale: Vec<String> =
-                diesel::dsl::sql::<diesel::sql_types::Text>("SELECT datname FROM pg_database WHERE datname LIKE 'flexauth\\_template\\_%' AND datname <> ")
-                    .bind::<diesel::sql_types::Text, _>(&name)
-                    .load(&mut admin)
-                    .unwrap_or_default();
+            let stale: Vec<String> = diesel::dsl::sql::<diesel::sql_types::Text>(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'flexauth\\_template\\_%' AND datname <> ",
+            )
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .load(&mut admin)
+            .unwrap_or_default();
             for database in stale {
                 let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database}"));
             }
@@ -400,7 +420,13 @@ pub async fn outbox_bodies(store: &Store, id: uuid::Uuid) -> Option<(Option<Stri
     use crate::schema::outbox;
     let id = id.to_string();
     store
-        .run(move |c| Ok(outbox::table.find(&id).select((outbox::text_body, outbox::html_body)).first::<(Option<String>, Option<String>)>(c).optional()?))
+        .run(move |c| {
+            Ok(outbox::table
+                .find(&id)
+                .select((outbox::text_body, outbox::html_body))
+                .first::<(Option<String>, Option<String>)>(c)
+                .optional()?)
+        })
         .await
         .expect("read the outbox entry")
 }

@@ -57,7 +57,10 @@ async fn the_first_stored_signing_key_wins(store: &Store) {
     assert!(store.store_first_signing_key("first pem".into(), NOW).await.unwrap());
     assert!(!store.store_first_signing_key("second pem".into(), NOW).await.unwrap());
     let keys = store.signing_keys().await.unwrap();
-    assert_eq!(keys.iter().map(|key| (key.slot.as_str(), key.private_key.as_str())).collect::<Vec<_>>(), [("generated", "first pem")]);
+    assert_eq!(
+        keys.iter().map(|key| (key.slot.as_str(), key.private_key.as_str())).collect::<Vec<_>>(),
+        [("generated", "first pem")]
+    );
     assert_eq!(keys[0].activates_at, keys[0].created_at, "the first key signs from its creation");
     // Keys are added by rotation; once the generated one is gone, none is generated again.
     store.add_signing_key("rotated", "rotated pem".into(), NOW, NOW + time::Duration::minutes(10)).await.unwrap();
@@ -66,9 +69,15 @@ async fn the_first_stored_signing_key_wins(store: &Store) {
     flexauth_store::test_db::execute(store, "DELETE FROM signing_keys WHERE slot = 'generated'").await;
     assert!(!store.store_first_signing_key("third pem".into(), NOW).await.unwrap());
     let keys = store.signing_keys().await.unwrap();
-    assert_eq!(keys.iter().map(|key| (key.slot.as_str(), key.activates_at)).collect::<Vec<_>>(), [("rotated", NOW + time::Duration::minutes(10))]);
+    assert_eq!(
+        keys.iter().map(|key| (key.slot.as_str(), key.activates_at)).collect::<Vec<_>>(),
+        [("rotated", NOW + time::Duration::minutes(10))]
+    );
     assert!(store.reseal_signing_key("rotated", "rotated pem".into(), "sealed".into()).await.unwrap());
-    assert!(!store.reseal_signing_key("rotated", "rotated pem".into(), "sealed again".into()).await.unwrap(), "only over the value read");
+    assert!(
+        !store.reseal_signing_key("rotated", "rotated pem".into(), "sealed again".into()).await.unwrap(),
+        "only over the value read"
+    );
 }
 
 /// Another instance's store on the same PostgreSQL database caches a key; a revocation made
@@ -86,7 +95,16 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
     let session = creator(here, &account).await;
     let key = api_key(&account, "cached");
     let hash = TokenHash::of(b"fo_live_cached");
-    assert!(ApiKeyRepository::create(here, &key, &hash, &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap());
+    assert!(ApiKeyRepository::create(
+        here,
+        &key,
+        &hash,
+        &mail_to("owner@example.com"),
+        session,
+        &login_event(&account)
+    )
+    .await
+    .unwrap());
     for _ in 0..3 {
         assert_eq!(there.find_active_by_hash(&hash).await.unwrap(), Some(key.clone()));
     }
@@ -99,7 +117,16 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
     let doomed_session = creator(here, &doomed).await;
     let doomed_key = api_key(&doomed, "doomed");
     let doomed_hash = TokenHash::of(b"fo_live_doomed");
-    assert!(ApiKeyRepository::create(here, &doomed_key, &doomed_hash, &mail_to("doomed@example.com"), doomed_session, &login_event(&doomed)).await.unwrap());
+    assert!(ApiKeyRepository::create(
+        here,
+        &doomed_key,
+        &doomed_hash,
+        &mail_to("doomed@example.com"),
+        doomed_session,
+        &login_event(&doomed)
+    )
+    .await
+    .unwrap());
     assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), Some(doomed_key.clone()));
     assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), Some(doomed_key.clone()));
     flexauth_store::test_db::delete_account(here, doomed.id().as_uuid()).await;
@@ -111,7 +138,16 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
     // A key ended behind flexauth's back (no notification), after the listener was lost.
     let second = api_key(&account, "second");
     let second_hash = TokenHash::of(b"fo_live_second");
-    assert!(ApiKeyRepository::create(here, &second, &second_hash, &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap());
+    assert!(ApiKeyRepository::create(
+        here,
+        &second,
+        &second_hash,
+        &mail_to("owner@example.com"),
+        session,
+        &login_event(&account)
+    )
+    .await
+    .unwrap());
     assert_eq!(there.find_active_by_hash(&second_hash).await.unwrap(), Some(second.clone()));
     let flexauth_store::DatabaseConfig::Postgres(url) = db.config().clone() else { unreachable!() };
     let mut admin = diesel::PgConnection::establish(&url).unwrap();

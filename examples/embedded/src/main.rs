@@ -13,11 +13,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use flexauth_domain::account::{AccountService, AccountSettings, EmailAddress, NewPassword, Password, SignupError, VerifyEmailError};
+use flexauth_domain::account::{
+    AccountService, AccountSettings, EmailAddress, NewPassword, Password, SignupError, VerifyEmailError,
+};
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport, OutgoingEmail, SendError};
 use flexauth_domain::secret::LinkToken;
-use flexauth_domain::session::{AuthenticateError, ClientInfo, LoginError, RefreshError, SessionService, SessionSettings, TokenPair};
+use flexauth_domain::session::{
+    AuthenticateError, ClientInfo, LoginError, RefreshError, SessionService, SessionSettings, TokenPair,
+};
 use flexauth_domain::system::{Clock, SecureRandom};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -119,7 +123,9 @@ impl From<LoginError> for Failure {
 impl From<RefreshError> for Failure {
     fn from(error: RefreshError) -> Self {
         match error {
-            RefreshError::InvalidToken(_) | RefreshError::UnknownSession => Self(StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+            RefreshError::InvalidToken(_) | RefreshError::UnknownSession => {
+                Self(StatusCode::UNAUTHORIZED, "invalid_refresh_token")
+            }
             RefreshError::Expired => Self(StatusCode::UNAUTHORIZED, "refresh_token_expired"),
             RefreshError::Revoked => Self(StatusCode::UNAUTHORIZED, "session_revoked"),
             RefreshError::Reused { .. } => Self(StatusCode::UNAUTHORIZED, "refresh_token_reused"),
@@ -155,25 +161,31 @@ struct RefreshBody {
 }
 
 fn pair(pair: TokenPair) -> Json<Value> {
-    Json(json!({ "access_token": pair.access_token, "refresh_token": pair.refresh_token, "expires_in": pair.expires_in }))
+    Json(
+        json!({ "access_token": pair.access_token, "refresh_token": pair.refresh_token, "expires_in": pair.expires_in }),
+    )
 }
 
 async fn signup(State(app): State<App>, Json(body): Json<Credentials>) -> Result<StatusCode, Failure> {
     let email = EmailAddress::parse(&body.email).map_err(|_| Failure(StatusCode::BAD_REQUEST, "invalid_email"))?;
-    let password = NewPassword::parse(body.password).map_err(|_| Failure(StatusCode::BAD_REQUEST, "invalid_password"))?;
+    let password =
+        NewPassword::parse(body.password).map_err(|_| Failure(StatusCode::BAD_REQUEST, "invalid_password"))?;
     app.accounts.signup(email, &password, None).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 async fn verify(State(app): State<App>, Json(body): Json<TokenBody>) -> Result<StatusCode, Failure> {
-    let token = LinkToken::parse(&body.token).map_err(|_| Failure(StatusCode::BAD_REQUEST, "invalid_verification_token"))?;
+    let token =
+        LinkToken::parse(&body.token).map_err(|_| Failure(StatusCode::BAD_REQUEST, "invalid_verification_token"))?;
     app.accounts.confirm_email(&token, None).await?;
     Ok(StatusCode::OK)
 }
 
 async fn login(State(app): State<App>, Json(body): Json<Credentials>) -> Result<Json<Value>, Failure> {
-    let email = EmailAddress::parse(&body.email).map_err(|_| Failure(StatusCode::UNAUTHORIZED, "invalid_credentials"))?;
-    let password = Password::parse(body.password).map_err(|_| Failure(StatusCode::UNAUTHORIZED, "invalid_credentials"))?;
+    let email =
+        EmailAddress::parse(&body.email).map_err(|_| Failure(StatusCode::UNAUTHORIZED, "invalid_credentials"))?;
+    let password =
+        Password::parse(body.password).map_err(|_| Failure(StatusCode::UNAUTHORIZED, "invalid_credentials"))?;
     Ok(pair(app.sessions.login(&email, &password, ClientInfo::default()).await?))
 }
 
@@ -199,7 +211,11 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
     let store = Arc::new(flexauth_memory::MemoryStore::new());
     let hasher = Arc::new(flexauth_argon2::Argon2Hasher::new(flexauth_argon2::Argon2Settings::default())?);
     let key = flexauth_jwt::SigningKeyPair::from_pem(&flexauth_jwt::SigningKeyPair::generate_pem()?)?;
-    let settings = flexauth_jwt::JwtSettings { issuer: public_url.clone(), audience: "embedded-example".into(), verified_cache_entries: 1024 };
+    let settings = flexauth_jwt::JwtSettings {
+        issuer: public_url.clone(),
+        audience: "embedded-example".into(),
+        verified_cache_entries: 1024,
+    };
     let tokens = Arc::new(flexauth_jwt::JwtTokens::new(&key, &[], settings));
     let (clock, random): (Arc<dyn Clock>, Arc<dyn SecureRandom>) = (Arc::new(SystemClock), Arc::new(OsRandom));
     let inbox = Arc::new(Inbox::default());
@@ -209,11 +225,28 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
         password_reset_ttl: time::Duration::hours(1),
         limits: LimitSettings::default(),
     };
-    let accounts =
-        AccountService::new(store.clone(), store.clone(), store.clone(), hasher.clone(), store.clone(), clock.clone(), random.clone(), account_settings);
+    let accounts = AccountService::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        hasher.clone(),
+        store.clone(),
+        clock.clone(),
+        random.clone(),
+        account_settings,
+    );
     let session_settings = SessionSettings { public_url, ..SessionSettings::default() };
-    let sessions =
-        SessionService::new(store.clone(), store.clone(), hasher, tokens, store.clone(), store.clone(), clock.clone(), random.clone(), session_settings);
+    let sessions = SessionService::new(
+        store.clone(),
+        store.clone(),
+        hasher,
+        tokens,
+        store.clone(),
+        store.clone(),
+        clock.clone(),
+        random.clone(),
+        session_settings,
+    );
     let delivery = DeliveryService::new(store, inbox.clone(), clock, random, DeliverySettings::default());
     Ok(App { accounts, sessions, delivery, inbox })
 }
@@ -243,19 +276,27 @@ fn router(app: App) -> Router {
 }
 
 /// One HTTP/1.1 request to `address`, as any client sends it; the status and the JSON body.
-async fn call(address: std::net::SocketAddr, method: &str, path: &str, bearer: Option<&str>, body: Option<Value>) -> std::io::Result<(u16, Value)> {
+async fn call(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> std::io::Result<(u16, Value)> {
     let mut stream = tokio::net::TcpStream::connect(address).await?;
     let body = body.map(|body| body.to_string()).unwrap_or_default();
     let authorization = bearer.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: \
+            application/json\r\n{authorization}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await?;
     let status = answer.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let json = answer.split_once("\r\n\r\n").and_then(|(_, body)| serde_json::from_str(body).ok()).unwrap_or(Value::Null);
+    let json =
+        answer.split_once("\r\n\r\n").and_then(|(_, body)| serde_json::from_str(body).ok()).unwrap_or(Value::Null);
     Ok((status, json))
 }
 
@@ -289,9 +330,14 @@ async fn walk_through(address: std::net::SocketAddr, inbox: &Inbox) -> Result<()
     let me = expect("protected call", call(address, "GET", "/me", Some(access), None).await?, 200)?;
     expect("protected call without a token", call(address, "GET", "/me", None, None).await?, 401)?;
     let refresh_token = tokens["refresh_token"].as_str().ok_or("no refresh token")?;
-    let refreshed = expect("refresh", call(address, "POST", "/refresh", None, Some(json!({ "refresh_token": refresh_token }))).await?, 200)?;
+    let refreshed = expect(
+        "refresh",
+        call(address, "POST", "/refresh", None, Some(json!({ "refresh_token": refresh_token }))).await?,
+        200,
+    )?;
     let next = refreshed["access_token"].as_str().ok_or("no access token after the refresh")?;
-    let again = expect("protected call with the refreshed token", call(address, "GET", "/me", Some(next), None).await?, 200)?;
+    let again =
+        expect("protected call with the refreshed token", call(address, "GET", "/me", Some(next), None).await?, 200)?;
     if again["account_id"] != me["account_id"] {
         return Err("the refreshed token is another account's".into());
     }

@@ -13,11 +13,16 @@ pub use crate::newtypes::{AccountId, EmailAddress, EmailError};
 pub use errors::{AccountLookupError, ChangePasswordError, ResetPasswordError, SignupError, VerifyEmailError};
 pub use model::{Account, LinkTokenRecord, SignupAttempt};
 pub(crate) use password::from_hash_error;
-pub use password::{HashError, NewPassword, Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+pub use password::{
+    HashError, NewPassword, Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
+};
 pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 pub use ports::{AccountRepository, CreateAccountError, PasswordHasher};
 pub use request::{AccountRequest, AccountRequestKind, AccountRequestQueue};
-pub use service::{pending_password_hashes, AccountService, AccountSettings, ConfirmationPage, RequestsReport, VerifyOutcome, MAX_PENDING_SIGNUP_ATTEMPTS};
+pub use service::{
+    pending_password_hashes, AccountService, AccountSettings, ConfirmationPage, RequestsReport, VerifyOutcome,
+    MAX_PENDING_SIGNUP_ATTEMPTS,
+};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{MockAccountRepository, MockPasswordHasher};

@@ -21,8 +21,21 @@ impl Account {
     /// A new account whose email address is not verified yet. Until it is, `password_hash` is
     /// only a placeholder: logins check the pending sign-up attempts, and confirming the address
     /// sets the password of the attempt it confirms.
-    pub fn new_unverified(id: AccountId, email: EmailAddress, password_hash: PasswordHash, now: OffsetDateTime) -> Self {
-        Self { id, email, password_hash, email_verified_at: None, created_at: now, credential_version: 0, disabled_at: None }
+    pub fn new_unverified(
+        id: AccountId,
+        email: EmailAddress,
+        password_hash: PasswordHash,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            email,
+            password_hash,
+            email_verified_at: None,
+            created_at: now,
+            credential_version: 0,
+            disabled_at: None,
+        }
     }
 
     /// Rebuilds an account read back from trusted storage; no rule is checked again.
@@ -111,7 +124,12 @@ impl LinkTokenRecord {
     }
 
     /// Rebuilds a token record read back from trusted storage.
-    pub fn from_storage(hash: TokenHash, account_id: AccountId, expires_at: OffsetDateTime, used_at: Option<OffsetDateTime>) -> Self {
+    pub fn from_storage(
+        hash: TokenHash,
+        account_id: AccountId,
+        expires_at: OffsetDateTime,
+        used_at: Option<OffsetDateTime>,
+    ) -> Self {
         Self { hash, account_id, expires_at, used_at }
     }
 
@@ -165,7 +183,11 @@ impl SignupAttempt {
     }
 
     /// Rebuilds an attempt read back from trusted storage.
-    pub fn from_storage(link: LinkTokenRecord, password_hash: Option<PasswordHash>, created_at: OffsetDateTime) -> Self {
+    pub fn from_storage(
+        link: LinkTokenRecord,
+        password_hash: Option<PasswordHash>,
+        created_at: OffsetDateTime,
+    ) -> Self {
         Self { link, password_hash, created_at }
     }
 

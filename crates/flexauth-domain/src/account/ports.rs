@@ -31,7 +31,12 @@ pub trait AccountRepository: Send + Sync {
     /// [`CreateAccountError::EmailTaken`] when the email address is registered already (a
     /// unique violation, also under concurrent sign-ups); [`CreateAccountError::Unexpected`]
     /// otherwise. Nothing is written in either case.
-    async fn create_unverified(&self, account: &Account, attempt: &SignupAttempt, email: &OutgoingEmail) -> Result<(), CreateAccountError>;
+    async fn create_unverified(
+        &self,
+        account: &Account,
+        attempt: &SignupAttempt,
+        email: &OutgoingEmail,
+    ) -> Result<(), CreateAccountError>;
 
     /// The account registered under `email`, if any.
     ///
@@ -52,7 +57,13 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn add_signup_attempt(&self, attempt: &SignupAttempt, email: &OutgoingEmail, now: OffsetDateTime, keep: u32) -> Result<bool, InfraError>;
+    async fn add_signup_attempt(
+        &self,
+        attempt: &SignupAttempt,
+        email: &OutgoingEmail,
+        now: OffsetDateTime,
+        keep: u32,
+    ) -> Result<bool, InfraError>;
 
     /// The sign-up attempt whose link has digest `hash`, used or not, if it exists.
     ///
@@ -64,7 +75,11 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn pending_signup_attempts(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<SignupAttempt>, InfraError>;
+    async fn pending_signup_attempts(
+        &self,
+        account_id: AccountId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SignupAttempt>, InfraError>;
 
     /// In one transaction, if the attempt's link is still unused: spends it, sets the account's
     /// password, marks the address verified (keeping an earlier verification time), moves the
@@ -79,7 +94,12 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn create_password_reset(&self, token: &LinkTokenRecord, email: &OutgoingEmail, now: OffsetDateTime) -> Result<(), InfraError>;
+    async fn create_password_reset(
+        &self,
+        token: &LinkTokenRecord,
+        email: &OutgoingEmail,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError>;
 
     /// The password reset link stored under `hash`, if any.
     ///

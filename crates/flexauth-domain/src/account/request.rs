@@ -64,7 +64,13 @@ pub trait AccountRequestQueue: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn claim(&self, now: OffsetDateTime, lease: LeaseId, lease_until: OffsetDateTime, limit: u32) -> Result<Vec<AccountRequest>, InfraError>;
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<AccountRequest>, InfraError>;
 
     /// Deletes request `id` once handled, if `lease` still holds it.
     ///

@@ -6,13 +6,14 @@ use time::{Duration, OffsetDateTime};
 use super::model::LinkTokenState;
 use super::plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 use super::{
-    Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError, EmailAddress, LinkTokenRecord,
-    NewPassword, Password, PasswordHash, PasswordHasher, SignupAttempt,
+    Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError,
+    EmailAddress, LinkTokenRecord, NewPassword, Password, PasswordHash, PasswordHasher, SignupAttempt,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::limits::{address_key, email_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{
-    account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email, EmailKind, LeaseId, Outbox,
+    account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email,
+    EmailKind, LeaseId, Outbox,
 };
 use crate::newtypes::ClientInfo;
 use crate::newtypes::RevocationReason;
@@ -82,7 +83,12 @@ super::password::from_hash_error!(SignupError, VerifyEmailError, ResetPasswordEr
 /// The hashes a login on an unverified account checks: the passwords of its pending sign-up
 /// attempts, newest first, at most [`MAX_PENDING_SIGNUP_ATTEMPTS`].
 pub fn pending_password_hashes(attempts: &[SignupAttempt]) -> Vec<PasswordHash> {
-    attempts.iter().filter_map(SignupAttempt::password_hash).take(MAX_PENDING_SIGNUP_ATTEMPTS as usize).cloned().collect()
+    attempts
+        .iter()
+        .filter_map(SignupAttempt::password_hash)
+        .take(MAX_PENDING_SIGNUP_ATTEMPTS as usize)
+        .cloned()
+        .collect()
 }
 
 /// Whether confirming with `attempt` needs the person to choose the password: always for a
@@ -134,7 +140,8 @@ impl AccountService {
     async fn count_request(&self, client_address: Option<&str>) -> Result<(), SignupError> {
         let limits = &self.settings.limits;
         if let (true, Some(address)) = (limits.enabled, client_address) {
-            let decision = self.limiter.hit(&address_key(address), &limits.mail_requests_per_address, self.clock.now()).await?;
+            let decision =
+                self.limiter.hit(&address_key(address), &limits.mail_requests_per_address, self.clock.now()).await?;
             if !decision.allowed {
                 return Err(RateLimited(decision).into());
             }
@@ -145,12 +152,20 @@ impl AccountService {
     /// Whether one more email of `kind` may go to `to` now; counts it if so. Past the cap the
     /// request is handled as usual but queues nothing, so a flood of requests cannot flood a
     /// mailbox, and the caller cannot tell.
-    async fn within_mail_cap(&self, kind: EmailKind, to: &EmailAddress, now: OffsetDateTime) -> Result<bool, InfraError> {
+    async fn within_mail_cap(
+        &self,
+        kind: EmailKind,
+        to: &EmailAddress,
+        now: OffsetDateTime,
+    ) -> Result<bool, InfraError> {
         let limits = &self.settings.limits;
         if !limits.enabled {
             return Ok(true);
         }
-        let decision = self.limiter.hit(&format!("{}:{}", kind.as_str(), email_key(to)), &limits.emails_per_recipient, now).await?;
+        let decision = self
+            .limiter
+            .hit(&format!("{}:{}", kind.as_str(), email_key(to)), &limits.emails_per_recipient, now)
+            .await?;
         Ok(decision.allowed)
     }
 
@@ -162,7 +177,12 @@ impl AccountService {
     /// # Errors
     /// [`SignupError::Throttled`] past the per-address limit, [`SignupError::Unexpected`]
     /// when hashing or storage fails.
-    pub async fn signup(&self, email: EmailAddress, password: &NewPassword, client_address: Option<&str>) -> Result<(), SignupError> {
+    pub async fn signup(
+        &self,
+        email: EmailAddress,
+        password: &NewPassword,
+        client_address: Option<&str>,
+    ) -> Result<(), SignupError> {
         self.count_request(client_address).await?;
         let password_hash = self.hasher.hash(password.as_password()).await?;
         self.submit(email, AccountRequestKind::Signup { password_hash }).await
@@ -172,7 +192,11 @@ impl AccountService {
     ///
     /// # Errors
     /// [`SignupError::Unexpected`] when storage fails.
-    pub async fn resend_verification(&self, email: EmailAddress, client_address: Option<&str>) -> Result<(), SignupError> {
+    pub async fn resend_verification(
+        &self,
+        email: EmailAddress,
+        client_address: Option<&str>,
+    ) -> Result<(), SignupError> {
         self.count_request(client_address).await?;
         self.submit(email, AccountRequestKind::ResendVerification).await
     }
@@ -187,7 +211,8 @@ impl AccountService {
     }
 
     async fn submit(&self, email: EmailAddress, kind: AccountRequestKind) -> Result<(), SignupError> {
-        let request = AccountRequest { id: random_uuid(self.random.as_ref()), email, kind, requested_at: self.clock.now() };
+        let request =
+            AccountRequest { id: random_uuid(self.random.as_ref()), email, kind, requested_at: self.clock.now() };
         Ok(self.requests.submit(&request).await?)
     }
 
@@ -218,9 +243,13 @@ impl AccountService {
         let now = self.clock.now();
         let existing = self.accounts.find_by_email(&request.email).await?;
         let mail_kind = match (&request.kind, &existing) {
-            (AccountRequestKind::Signup { .. }, Some(account)) if account.is_email_verified() => Some(EmailKind::AccountExists),
+            (AccountRequestKind::Signup { .. }, Some(account)) if account.is_email_verified() => {
+                Some(EmailKind::AccountExists)
+            }
             (AccountRequestKind::Signup { .. }, _) => Some(EmailKind::Verification),
-            (AccountRequestKind::ResendVerification, Some(account)) if !account.is_email_verified() => Some(EmailKind::Verification),
+            (AccountRequestKind::ResendVerification, Some(account)) if !account.is_email_verified() => {
+                Some(EmailKind::Verification)
+            }
             (AccountRequestKind::ForgotPassword, Some(_)) => Some(EmailKind::PasswordReset),
             (AccountRequestKind::ResendVerification | AccountRequestKind::ForgotPassword, _) => None,
         };
@@ -231,8 +260,12 @@ impl AccountService {
         }
         match (&request.kind, existing) {
             (AccountRequestKind::Signup { password_hash }, None) => {
-                let account =
-                    Account::new_unverified(AccountId::from_uuid(random_uuid(self.random.as_ref())), request.email.clone(), password_hash.clone(), now);
+                let account = Account::new_unverified(
+                    AccountId::from_uuid(random_uuid(self.random.as_ref())),
+                    request.email.clone(),
+                    password_hash.clone(),
+                    now,
+                );
                 let (attempt, mail) = self.new_attempt(&account, Some(password_hash.clone()), now);
                 match self.accounts.create_unverified(&account, &attempt, &mail).await {
                     Ok(()) => Ok(()),
@@ -249,10 +282,16 @@ impl AccountService {
                 self.add_attempt(&account, Some(password_hash.clone()), now).await
             }
             (AccountRequestKind::Signup { .. }, Some(account)) => {
-                let notice = account_exists_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
+                let notice = account_exists_email(
+                    random_uuid(self.random.as_ref()),
+                    account.email().clone(),
+                    &self.settings.public_url,
+                );
                 self.outbox.enqueue(&notice, now).await
             }
-            (AccountRequestKind::ResendVerification, Some(account)) if !account.is_email_verified() => self.add_attempt(&account, None, now).await,
+            (AccountRequestKind::ResendVerification, Some(account)) if !account.is_email_verified() => {
+                self.add_attempt(&account, None, now).await
+            }
             (AccountRequestKind::ForgotPassword, Some(account)) => {
                 let token = LinkToken::generate(self.random.as_ref());
                 let record = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.password_reset_ttl);
@@ -270,15 +309,30 @@ impl AccountService {
         }
     }
 
-    fn new_attempt(&self, account: &Account, password_hash: Option<PasswordHash>, now: OffsetDateTime) -> (SignupAttempt, crate::mail::OutgoingEmail) {
+    fn new_attempt(
+        &self,
+        account: &Account,
+        password_hash: Option<PasswordHash>,
+        now: OffsetDateTime,
+    ) -> (SignupAttempt, crate::mail::OutgoingEmail) {
         let token = LinkToken::generate(self.random.as_ref());
         let link = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.verification_ttl);
-        let mail =
-            verification_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url, &token, self.settings.verification_ttl);
+        let mail = verification_email(
+            random_uuid(self.random.as_ref()),
+            account.email().clone(),
+            &self.settings.public_url,
+            &token,
+            self.settings.verification_ttl,
+        );
         (SignupAttempt::issue(link, password_hash, now), mail)
     }
 
-    async fn add_attempt(&self, account: &Account, password_hash: Option<PasswordHash>, now: OffsetDateTime) -> Result<(), InfraError> {
+    async fn add_attempt(
+        &self,
+        account: &Account,
+        password_hash: Option<PasswordHash>,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError> {
         let signup = password_hash.is_some();
         let (attempt, mail) = self.new_attempt(account, password_hash, now);
         if self.accounts.add_signup_attempt(&attempt, &mail, now, MAX_PENDING_SIGNUP_ATTEMPTS).await? {
@@ -287,7 +341,11 @@ impl AccountService {
         // The address was confirmed meanwhile: a sign-up now meets a verified account, and a
         // resend has nothing left to do.
         if signup {
-            let notice = account_exists_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
+            let notice = account_exists_email(
+                random_uuid(self.random.as_ref()),
+                account.email().clone(),
+                &self.settings.public_url,
+            );
             self.outbox.enqueue(&notice, now).await?;
         }
         Ok(())
@@ -313,7 +371,11 @@ impl AccountService {
     }
 
     /// The attempt behind `token` if its link can still confirm; `None` if it was used.
-    async fn usable_attempt(&self, token: &LinkToken, now: OffsetDateTime) -> Result<Option<SignupAttempt>, VerifyEmailError> {
+    async fn usable_attempt(
+        &self,
+        token: &LinkToken,
+        now: OffsetDateTime,
+    ) -> Result<Option<SignupAttempt>, VerifyEmailError> {
         let attempt = self.accounts.find_signup_attempt(&token.hash()).await?.ok_or(VerifyEmailError::InvalidToken)?;
         match attempt.link().state_at(now) {
             LinkTokenState::AlreadyUsed => Ok(None),
@@ -330,7 +392,11 @@ impl AccountService {
     /// # Errors
     /// [`VerifyEmailError::InvalidToken`], [`VerifyEmailError::Expired`],
     /// [`VerifyEmailError::PasswordRequired`] or [`VerifyEmailError::Unexpected`].
-    pub async fn confirm_email(&self, token: &LinkToken, password: Option<&NewPassword>) -> Result<VerifyOutcome, VerifyEmailError> {
+    pub async fn confirm_email(
+        &self,
+        token: &LinkToken,
+        password: Option<&NewPassword>,
+    ) -> Result<VerifyOutcome, VerifyEmailError> {
         let now = self.clock.now();
         let Some(attempt) = self.usable_attempt(token, now).await? else {
             return Ok(VerifyOutcome::AlreadyVerified);
@@ -346,7 +412,12 @@ impl AccountService {
             }
             (None, None) => return Err(VerifyEmailError::PasswordRequired),
         };
-        let confirmation = EmailConfirmation { account_id: attempt.link().account_id(), attempt: *attempt.link().hash(), password_hash, confirmed_at: now };
+        let confirmation = EmailConfirmation {
+            account_id: attempt.link().account_id(),
+            attempt: *attempt.link().hash(),
+            password_hash,
+            confirmed_at: now,
+        };
         if self.accounts.confirm_email(&confirmation).await? {
             return Ok(VerifyOutcome::Verified);
         }
@@ -375,7 +446,11 @@ impl AccountService {
         self.usable_reset(token, self.clock.now()).await.map(|_| ())
     }
 
-    async fn usable_reset(&self, token: &LinkToken, now: OffsetDateTime) -> Result<LinkTokenRecord, ResetPasswordError> {
+    async fn usable_reset(
+        &self,
+        token: &LinkToken,
+        now: OffsetDateTime,
+    ) -> Result<LinkTokenRecord, ResetPasswordError> {
         let record = self.accounts.find_password_reset(&token.hash()).await?.ok_or(ResetPasswordError::InvalidToken)?;
         match record.state_at(now) {
             LinkTokenState::Usable => Ok(record),
@@ -390,7 +465,12 @@ impl AccountService {
     ///
     /// # Errors
     /// [`ResetPasswordError`].
-    pub async fn reset_password(&self, token: &LinkToken, password: &NewPassword, client_address: Option<&str>) -> Result<(), ResetPasswordError> {
+    pub async fn reset_password(
+        &self,
+        token: &LinkToken,
+        password: &NewPassword,
+        client_address: Option<&str>,
+    ) -> Result<(), ResetPasswordError> {
         self.count_request(client_address).await.map_err(|error| match error {
             SignupError::Throttled(limited) => ResetPasswordError::Throttled(limited),
             SignupError::Overloaded => ResetPasswordError::Overloaded,
@@ -410,7 +490,11 @@ impl AccountService {
             end_sessions: SessionsToEnd::All,
             reason: RevocationReason::PasswordReset,
             verify_email: true,
-            notice: password_was_reset_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url),
+            notice: password_was_reset_email(
+                random_uuid(self.random.as_ref()),
+                account.email().clone(),
+                &self.settings.public_url,
+            ),
             at: now,
             event: AuditEvent::new(self.random.as_ref(), account.id(), AuditKind::PasswordReset, now)
                 .from_client(ClientInfo::new(None, client_address.map(str::to_owned))),
@@ -435,7 +519,12 @@ impl AccountService {
     ///
     /// # Errors
     /// [`ChangePasswordError`].
-    pub async fn change_password(&self, caller: &LiveSession, current: &Password, new: &NewPassword) -> Result<(), ChangePasswordError> {
+    pub async fn change_password(
+        &self,
+        caller: &LiveSession,
+        current: &Password,
+        new: &NewPassword,
+    ) -> Result<(), ChangePasswordError> {
         let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(ChangePasswordError::WrongPassword)?;
         if !self.hasher.verify(current, account.password_hash()).await? {
             return Err(ChangePasswordError::WrongPassword);
@@ -450,9 +539,14 @@ impl AccountService {
             end_sessions: SessionsToEnd::AllExcept(caller.session_id()),
             reason: RevocationReason::PasswordChange,
             verify_email: false,
-            notice: password_changed_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url),
+            notice: password_changed_email(
+                random_uuid(self.random.as_ref()),
+                account.email().clone(),
+                &self.settings.public_url,
+            ),
             at: now,
-            event: AuditEvent::new(self.random.as_ref(), account.id(), AuditKind::PasswordChanged, now).of_session(caller.session_id()),
+            event: AuditEvent::new(self.random.as_ref(), account.id(), AuditKind::PasswordChanged, now)
+                .of_session(caller.session_id()),
         };
         if self.accounts.apply_credential_change(&change).await? {
             Ok(())

@@ -9,7 +9,9 @@ pub use crate::newtypes::ApiKeyId;
 pub use model::{ApiKey, ApiKeyName, ApiKeyNameError};
 pub use ports::ApiKeyRepository;
 pub use secret::{ApiKeySecret, MalformedApiKey, API_KEY_PREFIX};
-pub use service::{ApiKeyService, ApiKeySettings, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError, LAST_USED_RESOLUTION};
+pub use service::{
+    ApiKeyService, ApiKeySettings, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError, LAST_USED_RESOLUTION,
+};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::MockApiKeyRepository;

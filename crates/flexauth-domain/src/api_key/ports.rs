@@ -20,7 +20,14 @@ pub trait ApiKeyRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn create(&self, key: &ApiKey, hash: &TokenHash, notice: &OutgoingEmail, created_by: SessionId, event: &AuditEvent) -> Result<bool, InfraError>;
+    async fn create(
+        &self,
+        key: &ApiKey,
+        hash: &TokenHash,
+        notice: &OutgoingEmail,
+        created_by: SessionId,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError>;
 
     /// The key whose secret has digest `hash`, unless it was revoked or its account is gone.
     /// One indexed lookup, never cached, so a revocation takes effect on the next request on
@@ -42,7 +49,13 @@ pub trait ApiKeyRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn revoke(&self, account_id: AccountId, id: ApiKeyId, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, InfraError>;
+    async fn revoke(
+        &self,
+        account_id: AccountId,
+        id: ApiKeyId,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError>;
 
     /// Records that key `id` was used at `now`.
     ///

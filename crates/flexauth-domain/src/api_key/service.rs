@@ -123,9 +123,16 @@ impl ApiKeyService {
             last_used_at: None,
             expires_at,
         };
-        let notice =
-            api_key_created_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url, key.name.as_str(), &key.prefix);
-        let event = AuditEvent::new(self.random.as_ref(), key.account_id, AuditKind::ApiKeyCreated, now).of_session(caller.session_id()).of_key(key.id);
+        let notice = api_key_created_email(
+            random_uuid(self.random.as_ref()),
+            account.email().clone(),
+            &self.settings.public_url,
+            key.name.as_str(),
+            &key.prefix,
+        );
+        let event = AuditEvent::new(self.random.as_ref(), key.account_id, AuditKind::ApiKeyCreated, now)
+            .of_session(caller.session_id())
+            .of_key(key.id);
         if !self.keys.create(&key, &secret.hash(), &notice, caller.session_id(), &event).await? {
             return Err(CreateApiKeyError::SessionEnded);
         }
@@ -146,7 +153,9 @@ impl ApiKeyService {
     /// [`RevokeApiKeyError`].
     pub async fn revoke(&self, caller: &LiveSession, id: ApiKeyId) -> Result<(), RevokeApiKeyError> {
         let now = self.clock.now();
-        let event = AuditEvent::new(self.random.as_ref(), caller.account_id(), AuditKind::ApiKeyRevoked, now).of_session(caller.session_id()).of_key(id);
+        let event = AuditEvent::new(self.random.as_ref(), caller.account_id(), AuditKind::ApiKeyRevoked, now)
+            .of_session(caller.session_id())
+            .of_key(id);
         if self.keys.revoke(caller.account_id(), id, now, &event).await? {
             Ok(())
         } else {
@@ -195,12 +204,27 @@ mod tests {
         clock.expect_now().return_const(NOW);
         let counter = AtomicU8::new(0);
         let mut random = MockSecureRandom::new();
-        random.expect_fill().returning(move |buffer| buffer.iter_mut().for_each(|b| *b = counter.fetch_add(13, Ordering::Relaxed)));
+        random
+            .expect_fill()
+            .returning(move |buffer| buffer.iter_mut().for_each(|b| *b = counter.fetch_add(13, Ordering::Relaxed)));
         let mut accounts = MockAccountRepository::new();
         accounts.expect_find_by_id().returning(|id| {
-            Ok(Some(Account::from_storage(id, EmailAddress::parse("ann@example.com").unwrap(), PasswordHash::from_phc("x".into()), Some(NOW), NOW, 0)))
+            Ok(Some(Account::from_storage(
+                id,
+                EmailAddress::parse("ann@example.com").unwrap(),
+                PasswordHash::from_phc("x".into()),
+                Some(NOW),
+                NOW,
+                0,
+            )))
         });
-        ApiKeyService::new(Arc::new(keys), Arc::new(accounts), Arc::new(clock), Arc::new(random), ApiKeySettings::default())
+        ApiKeyService::new(
+            Arc::new(keys),
+            Arc::new(accounts),
+            Arc::new(clock),
+            Arc::new(random),
+            ApiKeySettings::default(),
+        )
     }
 
     /// A live session that logged in `ago` before now.
@@ -250,22 +274,32 @@ mod tests {
         let mut keys = MockApiKeyRepository::new();
         keys.expect_create().times(1).returning(|_, _, _, _, _| Ok(true));
         let service = service(keys);
-        let stale = service.create(&jwt_caller_authenticated(Duration::minutes(11)), ApiKeyName::parse("ci").unwrap(), None).await;
+        let stale = service
+            .create(&jwt_caller_authenticated(Duration::minutes(11)), ApiKeyName::parse("ci").unwrap(), None)
+            .await;
         assert!(matches!(stale, Err(CreateApiKeyError::ReauthenticationRequired(_))));
-        service.create(&jwt_caller_authenticated(Duration::minutes(10)), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
+        service
+            .create(&jwt_caller_authenticated(Duration::minutes(10)), ApiKeyName::parse("ci").unwrap(), None)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
     async fn a_key_whose_session_ended_before_the_write_is_not_created() {
         let mut keys = MockApiKeyRepository::new();
-        keys.expect_create().withf(|_, _, _, session, _| *session == SessionId::from_uuid(Uuid::from_u128(2))).times(1).returning(|_, _, _, _, _| Ok(false));
+        keys.expect_create()
+            .withf(|_, _, _, session, _| *session == SessionId::from_uuid(Uuid::from_u128(2)))
+            .times(1)
+            .returning(|_, _, _, _, _| Ok(false));
         let outcome = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await;
         assert!(matches!(outcome, Err(CreateApiKeyError::SessionEnded)));
     }
 
     #[tokio::test]
     async fn an_expiry_in_the_past_is_refused() {
-        let outcome = service(MockApiKeyRepository::new()).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), Some(NOW)).await;
+        let outcome = service(MockApiKeyRepository::new())
+            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), Some(NOW))
+            .await;
         assert!(matches!(outcome, Err(CreateApiKeyError::ExpiryInPast)));
     }
 
@@ -293,7 +327,10 @@ mod tests {
 
         let mut keys = MockApiKeyRepository::new();
         keys.expect_find_active_by_hash().returning(|_| Ok(Some(stored(Some(NOW - Duration::minutes(1)), None))));
-        keys.expect_touch().with(mockall::predicate::always(), mockall::predicate::eq(NOW)).times(1).returning(|_, _| Ok(()));
+        keys.expect_touch()
+            .with(mockall::predicate::always(), mockall::predicate::eq(NOW))
+            .times(1)
+            .returning(|_, _| Ok(()));
         service(keys).authenticate(&valid_key_text()).await.unwrap();
     }
 
@@ -313,7 +350,10 @@ mod tests {
     async fn revoking_an_unknown_key_is_not_found() {
         let mut keys = MockApiKeyRepository::new();
         keys.expect_revoke().returning(|_, _, _, _| Ok(false));
-        assert!(matches!(service(keys).revoke(&jwt_caller(), ApiKeyId::from_uuid(Uuid::nil())).await, Err(RevokeApiKeyError::NotFound)));
+        assert!(matches!(
+            service(keys).revoke(&jwt_caller(), ApiKeyId::from_uuid(Uuid::nil())).await,
+            Err(RevokeApiKeyError::NotFound)
+        ));
     }
 
     #[test]

@@ -14,7 +14,9 @@ mod service;
 
 pub use model::{AccountExport, EmailChange, EmailChangeLinkState, Erasure};
 pub use ports::{ConfirmEmailChangeOutcome, LifecycleRepository, UndoEmailChangeOutcome};
-pub use service::{AdminError, EmailChangeError, EmailChangeLinkError, LifecycleService, LifecycleSettings, OwnerError};
+pub use service::{
+    AdminError, EmailChangeError, EmailChangeLinkError, LifecycleService, LifecycleSettings, OwnerError,
+};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::MockLifecycleRepository;

@@ -102,7 +102,12 @@ pub trait LifecycleRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
-    async fn confirm_email_change(&self, change: &EmailChange, now: OffsetDateTime, event: &AuditEvent) -> Result<ConfirmEmailChangeOutcome, InfraError>;
+    async fn confirm_email_change(
+        &self,
+        change: &EmailChange,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<ConfirmEmailChangeOutcome, InfraError>;
 
     /// If the undo link of `change` is still unspent and unexpired at `now`: spends it, ends
     /// the undo links of every later change of the account (whoever asked for those may hold

@@ -2,12 +2,18 @@ use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
-use super::{AccountExport, ConfirmEmailChangeOutcome, EmailChange, EmailChangeLinkState, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
+use super::{
+    AccountExport, ConfirmEmailChangeOutcome, EmailChange, EmailChangeLinkState, Erasure, LifecycleRepository,
+    UndoEmailChangeOutcome,
+};
 use crate::account::{Account, AccountRepository, Password, PasswordHasher};
 use crate::api_key::ApiKeyRepository;
 use crate::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog, MAX_PAGE};
 use crate::limits::{LimitSettings, RateLimited, RateLimiter};
-use crate::mail::{account_deleted_email, email_change_address_taken_email, email_change_confirmation_email, email_change_requested_email};
+use crate::mail::{
+    account_deleted_email, email_change_address_taken_email, email_change_confirmation_email,
+    email_change_requested_email,
+};
 use crate::newtypes::ClientInfo;
 use crate::newtypes::{AccountId, EmailAddress};
 use crate::principal::{LiveSession, ReauthenticationRequired};
@@ -222,7 +228,8 @@ impl LifecycleService {
     fn erasure(&self, id: AccountId, goodbye_to: Option<EmailAddress>) -> Erasure {
         let now = self.clock.now();
         let tombstone = AccountId::from_uuid(random_uuid(self.random.as_ref()));
-        let goodbye = goodbye_to.map(|to| account_deleted_email(random_uuid(self.random.as_ref()), to, &self.settings.public_url));
+        let goodbye = goodbye_to
+            .map(|to| account_deleted_email(random_uuid(self.random.as_ref()), to, &self.settings.public_url));
         Erasure { account_id: id, tombstone, event: self.event(tombstone, AuditKind::AccountDeleted, now), goodbye }
     }
 
@@ -308,7 +315,12 @@ impl LifecycleService {
     ///
     /// # Errors
     /// [`EmailChangeError`].
-    pub async fn request_email_change(&self, caller: &LiveSession, new_email: EmailAddress, client: ClientInfo) -> Result<(), EmailChangeError> {
+    pub async fn request_email_change(
+        &self,
+        caller: &LiveSession,
+        new_email: EmailAddress,
+        client: ClientInfo,
+    ) -> Result<(), EmailChangeError> {
         let now = self.clock.now();
         caller.require_recent_authentication(now, self.settings.reauthentication_window)?;
         let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(EmailChangeError::AccountGone)?;
@@ -331,10 +343,21 @@ impl LifecycleService {
             // confirm it, and the row looks like any other.
             email_change_address_taken_email(random_uuid(self.random.as_ref()), new_email.clone(), public_url)
         } else {
-            email_change_confirmation_email(random_uuid(self.random.as_ref()), new_email.clone(), public_url, &confirmation, self.settings.email_change_ttl)
+            email_change_confirmation_email(
+                random_uuid(self.random.as_ref()),
+                new_email.clone(),
+                public_url,
+                &confirmation,
+                self.settings.email_change_ttl,
+            )
         };
-        let to_old =
-            email_change_requested_email(random_uuid(self.random.as_ref()), account.email().clone(), public_url, &undo, self.settings.email_change_undo_ttl);
+        let to_old = email_change_requested_email(
+            random_uuid(self.random.as_ref()),
+            account.email().clone(),
+            public_url,
+            &undo,
+            self.settings.email_change_undo_ttl,
+        );
         let change = EmailChange {
             account_id: account.id(),
             old_email: account.email().clone(),
@@ -347,7 +370,10 @@ impl LifecycleService {
             confirmed_at: None,
             undone_at: None,
         };
-        let event = self.event(account.id(), AuditKind::EmailChangeRequested, now).of_session(caller.session_id()).from_client(client);
+        let event = self
+            .event(account.id(), AuditKind::EmailChangeRequested, now)
+            .of_session(caller.session_id())
+            .from_client(client);
         if !self.lifecycle.create_email_change(&change, caller.session_id(), &to_new, &to_old, &event).await? {
             return Err(EmailChangeError::SessionEnded);
         }
@@ -387,7 +413,8 @@ impl LifecycleService {
     /// # Errors
     /// [`EmailChangeLinkError`].
     pub async fn email_change_to_undo(&self, token: &LinkToken) -> Result<EmailChange, EmailChangeLinkError> {
-        let change = self.lifecycle.find_email_change_by_undo(&token.hash()).await?.ok_or(EmailChangeLinkError::Unknown)?;
+        let change =
+            self.lifecycle.find_email_change_by_undo(&token.hash()).await?.ok_or(EmailChangeLinkError::Unknown)?;
         Result::from(change.undo_state(self.clock.now()))?;
         Ok(change)
     }
@@ -405,7 +432,10 @@ impl LifecycleService {
         let now = self.clock.now();
         let event = self.event(change.account_id, AuditKind::EmailChangeUndone, now);
         let secret = LinkToken::generate(self.random.as_ref()).expose();
-        let unusable = self.hasher.hash(&Password::parse(secret).map_err(|_| InfraError::new("a random password was refused"))?).await?;
+        let unusable = self
+            .hasher
+            .hash(&Password::parse(secret).map_err(|_| InfraError::new("a random password was refused"))?)
+            .await?;
         match self.lifecycle.undo_email_change(&change, now, &unusable, &event).await? {
             UndoEmailChangeOutcome::Undone => Ok(change.old_email),
             UndoEmailChangeOutcome::Spent => Err(EmailChangeLinkError::Used),

@@ -146,7 +146,13 @@ mod tests {
         clock.expect_now().return_const(NOW);
         let mut random = MockSecureRandom::new();
         random.expect_fill().returning(|buffer| buffer.fill(9));
-        DeliveryService::new(Arc::new(outbox), Arc::new(transport), Arc::new(clock), Arc::new(random), DeliverySettings::default())
+        DeliveryService::new(
+            Arc::new(outbox),
+            Arc::new(transport),
+            Arc::new(clock),
+            Arc::new(random),
+            DeliverySettings::default(),
+        )
     }
 
     #[test]
@@ -161,7 +167,10 @@ mod tests {
     #[tokio::test]
     async fn a_delivered_email_is_marked_sent() {
         let mut outbox = MockOutbox::new();
-        outbox.expect_claim_due().with(eq(NOW), always(), eq(NOW + Duration::minutes(10)), eq(5)).returning(|_, _, _, _| Ok(vec![entry(0)]));
+        outbox
+            .expect_claim_due()
+            .with(eq(NOW), always(), eq(NOW + Duration::minutes(10)), eq(5))
+            .returning(|_, _, _, _| Ok(vec![entry(0)]));
         outbox.expect_mark_sent().with(eq(Uuid::from_u128(7)), always(), eq(NOW)).times(1).returning(|_, _, _| Ok(()));
         let mut transport = MockMailTransport::new();
         transport.expect_send().times(1).returning(|_| Ok(()));

@@ -88,7 +88,14 @@ pub struct OutgoingEmail {
 impl OutgoingEmail {
     /// Builds a message; `id` becomes its `Message-ID`, so a receiving server can recognise a
     /// retry of the same message.
-    pub fn new(id: Uuid, kind: EmailKind, to: EmailAddress, subject: String, text_body: String, html_body: String) -> Self {
+    pub fn new(
+        id: Uuid,
+        kind: EmailKind,
+        to: EmailAddress,
+        subject: String,
+        text_body: String,
+        html_body: String,
+    ) -> Self {
         Self { id, kind, to, subject, text_body, html_body }
     }
 
@@ -126,7 +133,11 @@ impl OutgoingEmail {
 impl fmt::Debug for OutgoingEmail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The bodies hold single-use links, which are secrets until used.
-        f.debug_struct("OutgoingEmail").field("id", &self.id).field("kind", &self.kind).field("to", &self.to).finish_non_exhaustive()
+        f.debug_struct("OutgoingEmail")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("to", &self.to)
+            .finish_non_exhaustive()
     }
 }
 

@@ -21,7 +21,13 @@ pub trait Outbox: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn claim_due(&self, now: OffsetDateTime, lease: LeaseId, lease_until: OffsetDateTime, limit: u32) -> Result<Vec<OutboxEntry>, InfraError>;
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, InfraError>;
 
     /// Records the delivery of entry `id` at `now` and forgets its bodies, which hold links
     /// that are secrets. Does nothing if `lease` no longer holds the entry.
@@ -35,7 +41,13 @@ pub trait Outbox: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn schedule_retry(&self, id: Uuid, lease: LeaseId, next_attempt_at: OffsetDateTime, error: &str) -> Result<(), InfraError>;
+    async fn schedule_retry(
+        &self,
+        id: Uuid,
+        lease: LeaseId,
+        next_attempt_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), InfraError>;
 
     /// Gives up on entry `id` after a permanent failure, keeping `error` for operators.
     ///

@@ -8,7 +8,13 @@ use crate::newtypes::EmailAddress;
 use crate::secret::LinkToken;
 
 /// The email that carries the verification link.
-pub fn verification_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, valid_for: Duration) -> OutgoingEmail {
+pub fn verification_email(
+    id: Uuid,
+    to: EmailAddress,
+    public_url: &str,
+    token: &LinkToken,
+    valid_for: Duration,
+) -> OutgoingEmail {
     let valid_for = human_duration(valid_for);
     let link = format!("{}/v1/auth/verify?token={}", public_url.trim_end_matches('/'), token.expose());
     let text = format!(
@@ -33,7 +39,8 @@ pub fn account_exists_email(id: Uuid, to: EmailAddress, public_url: &str) -> Out
          If it was you, log in with your existing password. If it was not, you can ignore this email: nothing was changed.\n"
     );
     let html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone tried to create an account with this email address at {base}, \
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone tried to create an account with \
+            this email address at {base}, \
          but you already have one.</p><p>If it was you, log in with your existing password. If it was not, you can ignore this email: \
          nothing was changed.</p></body></html>",
         base = escape_html(base)
@@ -42,15 +49,23 @@ pub fn account_exists_email(id: Uuid, to: EmailAddress, public_url: &str) -> Out
 }
 
 /// The email that carries the password reset link.
-pub fn password_reset_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, valid_for: Duration) -> OutgoingEmail {
+pub fn password_reset_email(
+    id: Uuid,
+    to: EmailAddress,
+    public_url: &str,
+    token: &LinkToken,
+    valid_for: Duration,
+) -> OutgoingEmail {
     let valid_for = human_duration(valid_for);
     let link = format!("{}/v1/auth/password/reset?token={}", public_url.trim_end_matches('/'), token.expose());
     let text = format!(
-        "Someone asked to reset the password of your account.\n\nChoose a new password here:\n\n{link}\n\nThe link works once and expires in \
+        "Someone asked to reset the password of your account.\n\nChoose a new password here:\n\n{link}\n\nThe link \
+            works once and expires in \
          {valid_for}. If you did not ask for it, ignore this email: your password stays as it is.\n"
     );
     let html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to reset the password of your account.</p>\
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to reset the password of your \
+            account.</p>\
          <p><a href=\"{href}\">Choose a new password</a></p><p>The link works once and expires in {valid_for}. \
          If you did not ask for it, ignore this email: your password stays as it is.</p></body></html>",
         href = escape_html(&link)
@@ -66,7 +81,8 @@ pub fn password_changed_email(id: Uuid, to: EmailAddress, public_url: &str) -> O
          If you did not do this, reset your password at once and check your account.\n"
     );
     let html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>The password of your account at {base} was just changed, \
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>The password of your account at {base} was \
+            just changed, \
          and your other sessions were logged out.</p><p>If you did not do this, reset your password at once and check your account.</p></body></html>",
         base = escape_html(base)
     );
@@ -81,7 +97,8 @@ pub fn password_was_reset_email(id: Uuid, to: EmailAddress, public_url: &str) ->
         to,
         "Your password was reset",
         &format!(
-            "The password of your account at {} was just reset with a link sent to this address, and every session was logged out.",
+            "The password of your account at {} was just reset with a link sent to this address, and every session \
+                was logged out.",
             public_url.trim_end_matches('/')
         ),
         "If you did not do this, someone can read your email: secure your mailbox, then reset your password again.",
@@ -89,14 +106,21 @@ pub fn password_was_reset_email(id: Uuid, to: EmailAddress, public_url: &str) ->
 }
 
 /// Tells the owner that an API key was created, with its name and visible prefix.
-pub fn api_key_created_email(id: Uuid, to: EmailAddress, public_url: &str, key_name: &str, key_prefix: &str) -> OutgoingEmail {
+pub fn api_key_created_email(
+    id: Uuid,
+    to: EmailAddress,
+    public_url: &str,
+    key_name: &str,
+    key_prefix: &str,
+) -> OutgoingEmail {
     notice(
         id,
         EmailKind::ApiKeyCreated,
         to,
         "A new API key was created",
         &format!(
-            "An API key named \"{key_name}\" (starting with {key_prefix}) was just created for your account at {}. API keys do not expire.",
+            "An API key named \"{key_name}\" (starting with {key_prefix}) was just created for your account at {}. \
+                API keys do not expire.",
             public_url.trim_end_matches('/')
         ),
         "If you did not create it, revoke it in your account, change your password and log out your other sessions.",
@@ -111,28 +135,46 @@ pub fn refresh_token_reuse_email(id: Uuid, to: EmailAddress, public_url: &str) -
         to,
         "Someone may have a copy of your session",
         &format!(
-            "A refresh token of one of your sessions at {} was used after it had been replaced. Someone may have a copy of your token, so that session was logged out.",
+            "A refresh token of one of your sessions at {} was used after it had been replaced. Someone may have a \
+                copy of your token, so that session was logged out.",
             public_url.trim_end_matches('/')
         ),
-        "If you use several devices, log in again where you were logged out. If this keeps happening, change your password and check your devices.",
+        "If you use several devices, log in again where you were logged out. If this keeps happening, change your \
+            password and check your devices.",
     )
 }
 
 /// The link, sent to the new address, that moves the account there once its button is pressed.
-pub fn email_change_confirmation_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, valid_for: Duration) -> OutgoingEmail {
+pub fn email_change_confirmation_email(
+    id: Uuid,
+    to: EmailAddress,
+    public_url: &str,
+    token: &LinkToken,
+    valid_for: Duration,
+) -> OutgoingEmail {
     let valid_for = human_duration(valid_for);
     let link = format!("{}/v1/auth/email/confirm?token={}", public_url.trim_end_matches('/'), token.expose());
     let text = format!(
-        "Someone asked to use this email address for their account.\n\nIf it was you, open this link and press the button on the page:\n\n{link}\n\n\
+        "Someone asked to use this email address for their account.\n\nIf it was you, open this link and press the \
+            button on the page:\n\n{link}\n\n\
          The link works once and expires in {valid_for}. If it was not you, ignore this email: without the button, nothing happens.\n"
     );
     let html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to use this email address for their account.</p>\
-         <p>If it was you, open the link and press the button on the page.</p><p><a href=\"{href}\">Use this email address</a></p>\
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to use this email address for \
+            their account.</p>\
+         <p>If it was you, open the link and press the button on the page.</p><p><a href=\"{href}\">Use this email \
+             address</a></p>\
          <p>The link works once and expires in {valid_for}. If it was not you, ignore this email: without the button, nothing happens.</p></body></html>",
         href = escape_html(&link)
     );
-    OutgoingEmail::new(id, EmailKind::EmailChangeConfirmation, to, "Confirm your new email address".to_owned(), text, html)
+    OutgoingEmail::new(
+        id,
+        EmailKind::EmailChangeConfirmation,
+        to,
+        "Confirm your new email address".to_owned(),
+        text,
+        html,
+    )
 }
 
 /// Sent to a new address that already has an account, in place of the confirmation link: the
@@ -144,7 +186,8 @@ pub fn email_change_address_taken_email(id: Uuid, to: EmailAddress, public_url: 
         to,
         "Someone tried to use your email address",
         &format!(
-            "Someone asked to move another account at {} to this email address, but this address already has an account, so nothing was changed.",
+            "Someone asked to move another account at {} to this email address, but this address already has an \
+                account, so nothing was changed.",
             public_url.trim_end_matches('/')
         ),
         "If it was you, use your existing account. If it was not, you can ignore this email.",
@@ -152,7 +195,13 @@ pub fn email_change_address_taken_email(id: Uuid, to: EmailAddress, public_url: 
 }
 
 /// Tells the old address that the account is to move, with the link that undoes it.
-pub fn email_change_requested_email(id: Uuid, to: EmailAddress, public_url: &str, token: &LinkToken, undo_for: Duration) -> OutgoingEmail {
+pub fn email_change_requested_email(
+    id: Uuid,
+    to: EmailAddress,
+    public_url: &str,
+    token: &LinkToken,
+    undo_for: Duration,
+) -> OutgoingEmail {
     let undo_for = human_duration(undo_for);
     let link = format!("{}/v1/auth/email/undo?token={}", public_url.trim_end_matches('/'), token.expose());
     let text = format!(
@@ -161,13 +210,21 @@ pub fn email_change_requested_email(id: Uuid, to: EmailAddress, public_url: &str
          revoked and the password cleared.\n\n{link}\n\nThe link works for {undo_for}. Then choose a new password with \"forgot password\".\n"
     );
     let html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to move your account to another email address. \
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>Someone asked to move your account to \
+            another email address. \
          It moves once the new address is confirmed.</p><p>If it was not you, open the link and press the button on the page: the change is undone, \
          every session is logged out, every API key revoked and the password cleared.</p><p><a href=\"{href}\">Undo the change</a></p>\
          <p>The link works for {undo_for}. Then choose a new password with \"forgot password\".</p></body></html>",
         href = escape_html(&link)
     );
-    OutgoingEmail::new(id, EmailKind::EmailChangeRequested, to, "Your account's email address is changing".to_owned(), text, html)
+    OutgoingEmail::new(
+        id,
+        EmailKind::EmailChangeRequested,
+        to,
+        "Your account's email address is changing".to_owned(),
+        text,
+        html,
+    )
 }
 
 /// The goodbye after an account was deleted.
@@ -178,17 +235,23 @@ pub fn account_deleted_email(id: Uuid, to: EmailAddress, public_url: &str) -> Ou
         to,
         "Your account was deleted",
         &format!(
-            "Your account at {} was deleted, with its sessions, API keys and everything else that named it. This is the last email you get from us.",
+            "Your account at {} was deleted, with its sessions, API keys and everything else that named it. This is \
+                the last email you get from us.",
             public_url.trim_end_matches('/')
         ),
-        "If you did not delete it, someone had your password: the account cannot be restored, but you can sign up again with this address.",
+        "If you did not delete it, someone had your password: the account cannot be restored, but you can sign up \
+            again with this address.",
     )
 }
 
 /// A notice of two paragraphs, in both bodies.
 fn notice(id: Uuid, kind: EmailKind, to: EmailAddress, subject: &str, what: &str, advice: &str) -> OutgoingEmail {
     let text = format!("{what}\n\n{advice}\n");
-    let html = format!("<!doctype html><html><body style=\"font-family:sans-serif\"><p>{}</p><p>{}</p></body></html>", escape_html(what), escape_html(advice));
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><p>{}</p><p>{}</p></body></html>",
+        escape_html(what),
+        escape_html(advice)
+    );
     OutgoingEmail::new(id, kind, to, subject.to_owned(), text, html)
 }
 

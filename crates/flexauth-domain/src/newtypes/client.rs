@@ -15,7 +15,11 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// Keeps what a session list needs, bounded in size.
     pub fn new(user_agent: Option<&str>, ip: Option<String>) -> Self {
-        Self { user_agent: user_agent.map(|agent| agent.chars().filter(|c| !c.is_control()).take(256).collect()), ip, device: None }
+        Self {
+            user_agent: user_agent.map(|agent| agent.chars().filter(|c| !c.is_control()).take(256).collect()),
+            ip,
+            device: None,
+        }
     }
 }
 

@@ -8,7 +8,9 @@ mod service;
 mod tokens;
 
 pub use crate::newtypes::{ClientInfo, RevocationReason, SessionId};
-pub use errors::{AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError};
+pub use errors::{
+    AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
+};
 pub use model::{RefreshDecision, RefreshSecret, Rotation, RotationNonce, Session, StoredSession};
 pub use ports::{SessionRepository, TokenSigner};
 pub use service::{LogoutScope, SessionService, SessionSettings, SessionSummary};

@@ -211,7 +211,13 @@ impl Session {
     }
 
     /// The rotation that replaces the live token by `child` (derived under `nonce`) at `now`.
-    pub fn rotation(&self, child: &RefreshSecret, nonce: RotationNonce, now: OffsetDateTime, refresh_ttl: Duration) -> Rotation {
+    pub fn rotation(
+        &self,
+        child: &RefreshSecret,
+        nonce: RotationNonce,
+        now: OffsetDateTime,
+        refresh_ttl: Duration,
+    ) -> Rotation {
         Rotation {
             session_id: self.0.id,
             expected_current: self.0.current_hash,
@@ -299,12 +305,20 @@ mod tests {
         assert_eq!(session().decide(&secret(1).hash(), T0 + Duration::days(30), GRACE), RefreshDecision::Expired);
         let mut stored = session().stored().clone();
         stored.current_expires_at = T0 + Duration::days(200);
-        assert_eq!(Session::from_storage(stored).decide(&secret(1).hash(), T0 + Duration::days(90), GRACE), RefreshDecision::Expired);
+        assert_eq!(
+            Session::from_storage(stored).decide(&secret(1).hash(), T0 + Duration::days(90), GRACE),
+            RefreshDecision::Expired
+        );
     }
 
     #[test]
     fn a_rotation_never_outlives_the_session() {
-        let rotation = session().rotation(&secret(2), RotationNonce::from_bytes([0; 16]), T0 + Duration::days(80), Duration::days(30));
+        let rotation = session().rotation(
+            &secret(2),
+            RotationNonce::from_bytes([0; 16]),
+            T0 + Duration::days(80),
+            Duration::days(30),
+        );
         assert_eq!(rotation.expires_at, T0 + Duration::days(90));
         assert_eq!(rotation.generation, 1);
     }

@@ -79,13 +79,23 @@ pub trait SessionRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn device_known(&self, account_id: AccountId, device: &TokenHash, since: OffsetDateTime) -> Result<bool, InfraError>;
+    async fn device_known(
+        &self,
+        account_id: AccountId,
+        device: &TokenHash,
+        since: OffsetDateTime,
+    ) -> Result<bool, InfraError>;
 
     /// Records that the device with digest `device` logged in to the account at `now`.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn remember_device(&self, account_id: AccountId, device: &TokenHash, now: OffsetDateTime) -> Result<(), InfraError>;
+    async fn remember_device(
+        &self,
+        account_id: AccountId,
+        device: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError>;
 
     /// The account's sessions that are not revoked and not past their lifetime at `now`,
     /// newest first.
@@ -98,7 +108,13 @@ pub trait SessionRepository: Send + Sync {
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn revoke_all(&self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime, reason: RevocationReason) -> Result<u64, InfraError>;
+    async fn revoke_all(
+        &self,
+        account_id: AccountId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+        reason: RevocationReason,
+    ) -> Result<u64, InfraError>;
 }
 
 /// Signs and verifies flexauth's tokens. Verification checks the format, algorithm, type,

@@ -1,11 +1,13 @@
-use super::errors::{AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError};
+use super::errors::{
+    AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
+};
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository, TokenPair,
-    TokenSigner,
+    AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session,
+    SessionId, SessionRepository, TokenPair, TokenSigner,
 };
 use crate::account::{pending_password_hashes, AccountRepository, Password, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
@@ -122,7 +124,14 @@ impl SessionService {
         Self { accounts, sessions, hasher, signer, limiter, audit, clock, random, settings }
     }
 
-    fn event(&self, account_id: AccountId, kind: AuditKind, at: OffsetDateTime, client: &ClientInfo, session_id: Option<SessionId>) -> AuditEvent {
+    fn event(
+        &self,
+        account_id: AccountId,
+        kind: AuditKind,
+        at: OffsetDateTime,
+        client: &ClientInfo,
+        session_id: Option<SessionId>,
+    ) -> AuditEvent {
         let event = AuditEvent::new(self.random.as_ref(), account_id, kind, at).from_client(client.clone());
         match session_id {
             Some(session_id) => event.of_session(session_id),
@@ -136,7 +145,12 @@ impl SessionService {
     /// [`LoginError::InvalidCredentials`] for an unknown email or a wrong password, after the
     /// same hashing work; [`LoginError::EmailNotVerified`] only once the password is proven
     /// right; [`LoginError::Unexpected`].
-    pub async fn login(&self, email: &EmailAddress, password: &Password, client: ClientInfo) -> Result<TokenPair, LoginError> {
+    pub async fn login(
+        &self,
+        email: &EmailAddress,
+        password: &Password,
+        client: ClientInfo,
+    ) -> Result<TokenPair, LoginError> {
         let now = self.clock.now();
         let limits = &self.settings.limits;
         let address = client.ip.as_deref().map(address_key);
@@ -168,7 +182,8 @@ impl SessionService {
                 under_attack = true;
                 // The same lookup for an unknown email (under an id no account has), so the
                 // time of a throttled answer does not tell whether the account exists.
-                let account_id = found.as_ref().map_or(AccountId::from_uuid(uuid::Uuid::nil()), crate::account::Account::id);
+                let account_id =
+                    found.as_ref().map_or(AccountId::from_uuid(uuid::Uuid::nil()), crate::account::Account::id);
                 let since = now - limits.known_client_for;
                 let known_device = match &client.device {
                     Some(device) => self.sessions.device_known(account_id, &device.hash(), since).await?,
@@ -252,7 +267,11 @@ impl SessionService {
         let Some(account) = found else {
             return Ok(());
         };
-        let once = LimitPolicy { name: "throttle_logged", limit: 1, window: self.settings.limits.login_failures_per_account.window };
+        let once = LimitPolicy {
+            name: "throttle_logged",
+            limit: 1,
+            window: self.settings.limits.login_failures_per_account.window,
+        };
         if self.limiter.hit(account_key, &once, now).await?.allowed {
             self.audit.record(&self.event(account.id(), AuditKind::LoginThrottled, now, client, None)).await?;
         }
@@ -297,11 +316,24 @@ impl SessionService {
     }
 
     /// Opens a session for `account`, whose password was just checked.
-    async fn open_session(&self, account: &crate::account::Account, client: ClientInfo, now: OffsetDateTime) -> Result<TokenPair, LoginError> {
+    async fn open_session(
+        &self,
+        account: &crate::account::Account,
+        client: ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<TokenPair, LoginError> {
         let secret = RefreshSecret::from_bytes(random_array(self.random.as_ref()));
         let session_id = SessionId::from_uuid(random_uuid(self.random.as_ref()));
         let event = self.event(account.id(), AuditKind::LoginSucceeded, now, &client, Some(session_id));
-        let session = Session::start(session_id, account.id(), &secret, now, self.settings.refresh_ttl, self.settings.session_lifetime, client);
+        let session = Session::start(
+            session_id,
+            account.id(),
+            &secret,
+            now,
+            self.settings.refresh_ttl,
+            self.settings.session_lifetime,
+            client,
+        );
         if !self.sessions.create(&session, account.credential_version(), &event).await? {
             // The password was reset while this one was being checked: it is not the
             // account's password any more.
@@ -347,7 +379,13 @@ impl SessionService {
                     let child = claims.secret.child(&nonce);
                     let rotation = session.rotation(&child, nonce, now, self.settings.refresh_ttl);
                     if self.sessions.rotate(&rotation).await? {
-                        return Ok(self.issue_pair(claims.account_id, claims.session_id, &child, rotation.issued_at, rotation.expires_at)?);
+                        return Ok(self.issue_pair(
+                            claims.account_id,
+                            claims.session_id,
+                            &child,
+                            rotation.issued_at,
+                            rotation.expires_at,
+                        )?);
                     }
                 }
                 RefreshDecision::ReplayCurrent => {
@@ -356,7 +394,13 @@ impl SessionService {
                     // The derivation must lead to the stored digest; if it does not, the row
                     // and the token disagree, and the only safe reading is reuse.
                     if let Some(current) = current.filter(|secret| secret.hash() == stored.current_hash) {
-                        let pair = self.issue_pair(claims.account_id, claims.session_id, &current, stored.current_issued_at, stored.current_expires_at)?;
+                        let pair = self.issue_pair(
+                            claims.account_id,
+                            claims.session_id,
+                            &current,
+                            stored.current_issued_at,
+                            stored.current_expires_at,
+                        )?;
                         return Ok(TokenPair { replayed: true, ..pair });
                     }
                     return Err(self.revoke_for_reuse(&session, now).await);
@@ -415,7 +459,11 @@ impl SessionService {
     pub async fn require_live(&self, caller: &Principal) -> Result<LiveSession, LiveSessionError> {
         let session_id = caller.require_session()?;
         let now = self.clock.now();
-        let session = self.sessions.find(session_id).await?.filter(|session| session.account_id() == caller.account_id && session.is_live(now));
+        let session = self
+            .sessions
+            .find(session_id)
+            .await?
+            .filter(|session| session.account_id() == caller.account_id && session.is_live(now));
         let session = session.ok_or(LiveSessionError::SessionEnded)?;
         Ok(LiveSession::new(session.account_id(), session.id(), session.stored().authenticated_at))
     }
@@ -426,16 +474,23 @@ impl SessionService {
     /// # Errors
     /// [`ReauthenticateError::WrongPassword`], [`ReauthenticateError::SessionEnded`] or
     /// [`ReauthenticateError::Unexpected`].
-    pub async fn reauthenticate(&self, caller: &LiveSession, password: &Password, client_address: Option<&str>) -> Result<OffsetDateTime, ReauthenticateError> {
+    pub async fn reauthenticate(
+        &self,
+        caller: &LiveSession,
+        password: &Password,
+        client_address: Option<&str>,
+    ) -> Result<OffsetDateTime, ReauthenticateError> {
         let limits = &self.settings.limits;
         if limits.enabled {
             let now = self.clock.now();
-            let decision = self.limiter.hit(&caller.session_id().to_string(), &limits.reauthentications_per_session, now).await?;
+            let decision =
+                self.limiter.hit(&caller.session_id().to_string(), &limits.reauthentications_per_session, now).await?;
             if !decision.allowed {
                 return Err(RateLimited(decision).into());
             }
             if let Some(address) = client_address {
-                let decision = self.limiter.hit(&address_key(address), &limits.reauthentications_per_address, now).await?;
+                let decision =
+                    self.limiter.hit(&address_key(address), &limits.reauthentications_per_address, now).await?;
                 if !decision.allowed {
                     return Err(RateLimited(decision).into());
                 }
@@ -472,7 +527,12 @@ impl SessionService {
     /// [`ManageSessionsError::NotFound`] when no such session of the caller exists (another
     /// account's session is reported the same way), `SessionRequired`, or `Unexpected`.
     pub async fn revoke(&self, caller: &LiveSession, id: SessionId) -> Result<(), ManageSessionsError> {
-        let session = self.sessions.find(id).await?.filter(|session| session.account_id() == caller.account_id()).ok_or(ManageSessionsError::NotFound)?;
+        let session = self
+            .sessions
+            .find(id)
+            .await?
+            .filter(|session| session.account_id() == caller.account_id())
+            .ok_or(ManageSessionsError::NotFound)?;
         self.sessions.revoke(session.id(), self.clock.now(), RevocationReason::Logout).await?;
         Ok(())
     }
@@ -512,9 +572,21 @@ impl SessionService {
     async fn revoke_for_reuse(&self, session: &Session, now: OffsetDateTime) -> RefreshError {
         let revoked = match self.accounts.find_by_id(session.account_id()).await {
             Ok(Some(account)) => {
-                let notice = refresh_token_reuse_email(random_uuid(self.random.as_ref()), account.email().clone(), &self.settings.public_url);
-                let event = self.event(session.account_id(), AuditKind::RefreshTokenReuse, now, &ClientInfo::default(), Some(session.id()));
-                self.sessions.revoke_with_notice(session.id(), now, RevocationReason::RefreshTokenReuse, &notice, &event).await
+                let notice = refresh_token_reuse_email(
+                    random_uuid(self.random.as_ref()),
+                    account.email().clone(),
+                    &self.settings.public_url,
+                );
+                let event = self.event(
+                    session.account_id(),
+                    AuditKind::RefreshTokenReuse,
+                    now,
+                    &ClientInfo::default(),
+                    Some(session.id()),
+                );
+                self.sessions
+                    .revoke_with_notice(session.id(), now, RevocationReason::RefreshTokenReuse, &notice, &event)
+                    .await
             }
             Ok(None) => self.sessions.revoke(session.id(), now, RevocationReason::RefreshTokenReuse).await,
             Err(cause) => Err(cause),
@@ -533,8 +605,15 @@ impl SessionService {
         issued_at: OffsetDateTime,
         refresh_expires_at: OffsetDateTime,
     ) -> Result<TokenPair, InfraError> {
-        let access = AccessClaims { account_id, session_id, token_id: secret.access_token_id(), issued_at, expires_at: issued_at + self.settings.access_ttl };
-        let refresh = RefreshClaims { account_id, session_id, secret: secret.clone(), issued_at, expires_at: refresh_expires_at };
+        let access = AccessClaims {
+            account_id,
+            session_id,
+            token_id: secret.access_token_id(),
+            issued_at,
+            expires_at: issued_at + self.settings.access_ttl,
+        };
+        let refresh =
+            RefreshClaims { account_id, session_id, secret: secret.clone(), issued_at, expires_at: refresh_expires_at };
         Ok(TokenPair {
             access_token: self.signer.sign_access(&access)?,
             refresh_token: self.signer.sign_refresh(&refresh)?,

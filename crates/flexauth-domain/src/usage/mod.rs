@@ -118,7 +118,9 @@ impl UsageService {
         let mut counters = self.counters();
         let counter = match (counters.get_mut(&(account_id, day)), stored) {
             (Some(counter), _) => counter,
-            (None, Some(stored)) => counters.entry((account_id, day)).or_insert(Counter { stored, pending: 0, last_used: now }),
+            (None, Some(stored)) => {
+                counters.entry((account_id, day)).or_insert(Counter { stored, pending: 0, last_used: now })
+            }
             (None, None) => return None,
         };
         counter.pending += 1;
@@ -154,7 +156,8 @@ impl UsageService {
             return Ok(FlushReport::default());
         }
         let totals = self.usage.add_requests(&batch).await?;
-        let totals: HashMap<(AccountId, Date), u64> = totals.into_iter().map(|total| ((total.account_id, total.day), total.requests)).collect();
+        let totals: HashMap<(AccountId, Date), u64> =
+            totals.into_iter().map(|total| ((total.account_id, total.day), total.requests)).collect();
         let mut counters = self.counters();
         for written in &batch {
             let key = (written.account_id, written.day);
@@ -175,13 +178,19 @@ impl UsageService {
         self.forget_idle(now);
         Ok(FlushReport {
             counters: totals.len(),
-            requests: batch.iter().filter(|count| totals.contains_key(&(count.account_id, count.day))).map(|count| count.requests).sum(),
+            requests: batch
+                .iter()
+                .filter(|count| totals.contains_key(&(count.account_id, count.day)))
+                .map(|count| count.requests)
+                .sum(),
         })
     }
 
     fn forget_idle(&self, now: OffsetDateTime) {
         let today = now.date();
-        self.counters().retain(|&(_, day), counter| counter.pending > 0 || (day == today && now - counter.last_used < IDLE_COUNTER_LIFETIME));
+        self.counters().retain(|&(_, day), counter| {
+            counter.pending > 0 || (day == today && now - counter.last_used < IDLE_COUNTER_LIFETIME)
+        });
     }
 }
 
@@ -208,7 +217,8 @@ mod tests {
 
     impl Clock for Hands {
         fn now(&self) -> OffsetDateTime {
-            datetime!(2026-11-30 23:59:00 UTC) + Duration::seconds(i64::try_from(self.0.load(Ordering::SeqCst)).unwrap())
+            datetime!(2026-11-30 23:59:00 UTC)
+                + Duration::seconds(i64::try_from(self.0.load(Ordering::SeqCst)).unwrap())
         }
     }
 
@@ -228,7 +238,9 @@ mod tests {
         repository
             .expect_add_requests()
             .times(1)
-            .withf(|batch| batch == [UsageCount { account_id: account(), day: time::macros::date!(2026 - 11 - 30), requests: 3 }])
+            .withf(|batch| {
+                batch == [UsageCount { account_id: account(), day: time::macros::date!(2026 - 11 - 30), requests: 3 }]
+            })
             .returning(|batch| Ok(vec![UsageCount { requests: 40 + batch[0].requests + 100, ..batch[0] }]));
         let (usage, _) = service(repository);
         for expected in 41..=43 {
@@ -264,7 +276,10 @@ mod tests {
     #[tokio::test]
     async fn a_new_day_starts_from_the_store_and_nothing_pending_means_no_write() {
         let mut repository = MockUsageRepository::new();
-        repository.expect_requests_on().times(2).returning(|_, day| Ok(Some(if day == time::macros::date!(2026 - 11 - 30) { 9 } else { 0 })));
+        repository
+            .expect_requests_on()
+            .times(2)
+            .returning(|_, day| Ok(Some(if day == time::macros::date!(2026 - 11 - 30) { 9 } else { 0 })));
         repository.expect_add_requests().times(1).returning(|batch| Ok(batch.to_vec()));
         let (usage, clock) = service(repository);
         assert_eq!(usage.record(account()).await.unwrap().requests_today, 10);

@@ -44,7 +44,10 @@ pub struct SmtpSink {
 
 impl std::fmt::Debug for SmtpSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpSink").field("addr", &self.addr).field("messages", &self.messages.borrow().len()).finish_non_exhaustive()
+        f.debug_struct("SmtpSink")
+            .field("addr", &self.addr)
+            .field("messages", &self.messages.borrow().len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -5,7 +5,9 @@ use flexauth_contract::{api_key, attempt_for, creator, email, login_event, mail_
 use flexauth_domain::account::{AccountId, AccountRepository, PasswordHash};
 use flexauth_domain::api_key::ApiKeyRepository;
 use flexauth_domain::audit::AuditLog;
-use flexauth_domain::lifecycle::{ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome};
+use flexauth_domain::lifecycle::{
+    ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome,
+};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::SessionRepository;
 use flexauth_memory::MemoryStore;
@@ -33,7 +35,16 @@ async fn disabling_ends_every_session_and_key_and_moves_the_credential_version()
     let account = stored_account(&store).await;
     let session = creator(&store, &account).await;
     let key = api_key(&account, "ci");
-    assert!(ApiKeyRepository::create(&store, &key, &TokenHash::of(b"k"), &mail_to("owner@example.com"), session, &login_event(&account)).await.unwrap());
+    assert!(ApiKeyRepository::create(
+        &store,
+        &key,
+        &TokenHash::of(b"k"),
+        &mail_to("owner@example.com"),
+        session,
+        &login_event(&account)
+    )
+    .await
+    .unwrap());
     assert!(store.disable(account.id(), NOW, &login_event(&account)).await.unwrap());
     let stored = store.find_by_id(account.id()).await.unwrap().unwrap();
     assert_eq!((stored.disabled_at(), stored.credential_version()), (Some(NOW), 1));
@@ -73,11 +84,24 @@ async fn an_address_change_is_confirmed_once_and_its_undo_moves_the_account_back
     let account = stored_account(&store).await;
     let session = creator(&store, &account).await;
     let change = change_to(account.id(), "new@example.com", 1);
-    assert!(store.create_email_change(&change, session, &mail_to("new@example.com"), &mail_to("owner@example.com"), &login_event(&account)).await.unwrap());
+    assert!(store
+        .create_email_change(
+            &change,
+            session,
+            &mail_to("new@example.com"),
+            &mail_to("owner@example.com"),
+            &login_event(&account)
+        )
+        .await
+        .unwrap());
     assert_eq!(store.find_email_change_by_undo(&change.undo).await.unwrap(), Some(change.clone()));
-    let confirmed = store.confirm_email_change(&change, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap();
+    let confirmed =
+        store.confirm_email_change(&change, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap();
     assert_eq!(confirmed, ConfirmEmailChangeOutcome::Confirmed);
-    assert_eq!(store.confirm_email_change(&change, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap(), ConfirmEmailChangeOutcome::Spent);
+    assert_eq!(
+        store.confirm_email_change(&change, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap(),
+        ConfirmEmailChangeOutcome::Spent
+    );
     assert_eq!(store.find_by_email(&email("new@example.com")).await.unwrap().unwrap().id(), account.id());
     assert!(store.find_by_email(&email("owner@example.com")).await.unwrap().is_none());
 
@@ -85,13 +109,17 @@ async fn an_address_change_is_confirmed_once_and_its_undo_moves_the_account_back
     let squatter = new_account("owner@example.com");
     store.create_unverified(&squatter, &attempt_for(&squatter, 5), &mail_to("owner@example.com")).await.unwrap();
     let unusable = PasswordHash::from_phc("!unusable".into());
-    let undone = store.undo_email_change(&change, NOW + Duration::minutes(2), &unusable, &login_event(&account)).await.unwrap();
+    let undone =
+        store.undo_email_change(&change, NOW + Duration::minutes(2), &unusable, &login_event(&account)).await.unwrap();
     assert_eq!(undone, UndoEmailChangeOutcome::Undone);
     assert!(store.find_by_id(squatter.id()).await.unwrap().is_none());
     let back = store.find_by_email(&email("owner@example.com")).await.unwrap().unwrap();
     assert_eq!((back.id(), back.password_hash(), back.credential_version()), (account.id(), &unusable, 1));
     assert!(store.find(session).await.unwrap().unwrap().stored().revoked_at.is_some());
-    assert_eq!(store.undo_email_change(&change, NOW + Duration::minutes(3), &unusable, &login_event(&account)).await.unwrap(), UndoEmailChangeOutcome::Spent);
+    assert_eq!(
+        store.undo_email_change(&change, NOW + Duration::minutes(3), &unusable, &login_event(&account)).await.unwrap(),
+        UndoEmailChangeOutcome::Spent
+    );
 }
 
 #[tokio::test]
@@ -102,12 +130,34 @@ async fn a_confirmation_to_a_taken_address_writes_nothing() {
     store.create_unverified(&other, &attempt_for(&other, 2), &mail_to("taken@example.com")).await.unwrap();
     let session = creator(&store, &account).await;
     let change = change_to(account.id(), "taken@example.com", 3);
-    assert!(store.create_email_change(&change, session, &mail_to("taken@example.com"), &mail_to("owner@example.com"), &login_event(&account)).await.unwrap());
+    assert!(store
+        .create_email_change(
+            &change,
+            session,
+            &mail_to("taken@example.com"),
+            &mail_to("owner@example.com"),
+            &login_event(&account)
+        )
+        .await
+        .unwrap());
     let outcome = store.confirm_email_change(&change, NOW, &login_event(&account)).await.unwrap();
     assert_eq!(outcome, ConfirmEmailChangeOutcome::AddressTaken);
-    assert_eq!(store.find_email_change(&change.confirmation).await.unwrap().unwrap().confirmed_at, None, "the link is still unspent");
+    assert_eq!(
+        store.find_email_change(&change.confirmation).await.unwrap().unwrap().confirmed_at,
+        None,
+        "the link is still unspent"
+    );
     assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().email().as_str(), "owner@example.com");
     SessionRepository::revoke(&store, session, NOW, flexauth_domain::session::RevocationReason::Logout).await.unwrap();
     let later = change_to(account.id(), "later@example.com", 4);
-    assert!(!store.create_email_change(&later, session, &mail_to("later@example.com"), &mail_to("owner@example.com"), &login_event(&account)).await.unwrap());
+    assert!(!store
+        .create_email_change(
+            &later,
+            session,
+            &mail_to("later@example.com"),
+            &mail_to("owner@example.com"),
+            &login_event(&account)
+        )
+        .await
+        .unwrap());
 }

@@ -114,58 +114,77 @@ impl ErrorCode {
             Self::InvalidJson => (
                 S::BAD_REQUEST,
                 "invalid_json", "the request body is not valid JSON for this endpoint",
-                "The body is not JSON, not a JSON object of the expected shape, misses a field, or has a field of the wrong type. Also used, with the original status, for any other 4xx that the HTTP framework answers on its own.",
+                "The body is not JSON, not a JSON object of the expected shape, misses a field, or has a field of \
+                    the wrong type. Also used, with the original status, for any other 4xx that the HTTP framework answers on its own.",
             ),
             Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the request body must be application/json", "A JSON endpoint got a body without `Content-Type: application/json`."),
-            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than 16 KiB", "The body is over 16 KiB."),
+            Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than \
+                16 KiB", "The body is over 16 KiB."),
             Self::InvalidEmail => (
                 S::BAD_REQUEST,
                 "invalid_email", "the email address is not valid",
-                "Not an email address flexauth accepts: empty, over 254 characters, a display name, no dot in the domain, an address literal.",
+                "Not an email address flexauth accepts: empty, over 254 characters, a display name, no dot in the \
+                    domain, an address literal.",
             ),
-            Self::PasswordTooShort => (S::BAD_REQUEST, "password_too_short", "the password must have at least 8 characters", "A new password under 8 characters (sign-up, confirmation, reset, change)."),
-            Self::PasswordTooLong => (S::BAD_REQUEST, "password_too_long", "the password must not exceed 256 characters", "A password over 256 characters (every JSON endpoint that takes a password)."),
+            Self::PasswordTooShort => (S::BAD_REQUEST, "password_too_short", "the password must have at least 8 \
+                characters", "A new password under 8 characters (sign-up, confirmation, reset, change)."),
+            Self::PasswordTooLong => (S::BAD_REQUEST, "password_too_long", "the password must not exceed 256 \
+                characters", "A password over 256 characters (every JSON endpoint that takes a password)."),
             Self::PasswordTooCommon => {
-                (S::BAD_REQUEST, "password_too_common", "the password is too common", "A new password on the common-password list (sign-up, confirmation, reset, change).")
+                (S::BAD_REQUEST, "password_too_common", "the password is too common", "A new password on the \
+                    common-password list (sign-up, confirmation, reset, change).")
             }
             Self::InvalidVerificationToken => (
                 S::BAD_REQUEST,
                 "invalid_verification_token", "the token is malformed or unknown",
-                "The verification token is malformed, unknown, or discarded (a confirmation with another link, a password reset, or a fourth sign-up attempt).",
+                "The verification token is malformed, unknown, or discarded (a confirmation with another link, a \
+                    password reset, or a fourth sign-up attempt).",
             ),
-            Self::VerificationTokenExpired => (S::BAD_REQUEST, "verification_token_expired", "the verification link has expired; request a new one", "The verification token expired unused. Ask for a new link."),
+            Self::VerificationTokenExpired => (S::BAD_REQUEST, "verification_token_expired", "the verification link \
+                has expired; request a new one", "The verification token expired unused. Ask for a new link."),
             Self::PasswordRequired => (
                 S::BAD_REQUEST,
                 "password_required", "choose a password to confirm your email address with this link",
-                "`POST /v1/auth/verify`: this link needs a chosen password (a resent link, or several pending sign-ups). Send `password`.",
+                "`POST /v1/auth/verify`: this link needs a chosen password (a resent link, or several pending \
+                    sign-ups). Send `password`.",
             ),
-            Self::InvalidResetToken => (S::BAD_REQUEST, "invalid_reset_token", "the reset link is not valid; request a new one", "The password reset token is malformed, unknown, or used."),
-            Self::ResetTokenExpired => (S::BAD_REQUEST, "reset_token_expired", "the reset link has expired; request a new one", "The password reset token expired unused. Ask for a new link."),
+            Self::InvalidResetToken => (S::BAD_REQUEST, "invalid_reset_token", "the reset link is not valid; \
+                request a new one", "The password reset token is malformed, unknown, or used."),
+            Self::ResetTokenExpired => (S::BAD_REQUEST, "reset_token_expired", "the reset link has expired; request \
+                a new one", "The password reset token expired unused. Ask for a new link."),
             Self::InvalidCurrentPassword => (
                 S::BAD_REQUEST,
                 "invalid_current_password", "the current password is wrong",
                 "`POST /v1/auth/password/change` or `POST /v1/auth/reauthenticate`: the password given is wrong.",
             ),
             Self::InvalidApiKeyName => {
-                (S::BAD_REQUEST, "invalid_api_key_name", "the API key name is not valid", "The key name is empty after trimming, over 100 characters, or holds control characters.")
+                (S::BAD_REQUEST, "invalid_api_key_name", "the API key name is not valid", "The key name is empty \
+                    after trimming, over 100 characters, or holds control characters.")
             }
-            Self::InvalidExpiry => (S::BAD_REQUEST, "invalid_expiry", "expires_at must be an RFC 3339 instant in the future", "`expires_at` is not an RFC 3339 instant in the future."),
+            Self::InvalidExpiry => (S::BAD_REQUEST, "invalid_expiry", "expires_at must be an RFC 3339 instant in \
+                the future", "`expires_at` is not an RFC 3339 instant in the future."),
             Self::InvalidCursor => (
                 S::BAD_REQUEST,
-                "invalid_cursor", "after must be the next cursor of an earlier page, and limit a whole number from 1 to 100",
-                "`GET /v1/auth/events`: `after` is not the `next` of an earlier page, or `limit` is not a whole number from 1 to 100.",
+                "invalid_cursor", "after must be the next cursor of an earlier page, and limit a whole number from \
+                    1 to 100",
+                "`GET /v1/auth/events`: `after` is not the `next` of an earlier page, or `limit` is not a whole \
+                    number from 1 to 100.",
             ),
-            Self::InvalidScope => (S::BAD_REQUEST, "invalid_scope", "scope must be \"current\", \"others\" or \"global\"", "The logout `scope` is not `current`, `others` or `global`."),
-            Self::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged", "the account has this email address already", "`POST /v1/auth/email/change`: the account has this address already."),
+            Self::InvalidScope => (S::BAD_REQUEST, "invalid_scope", "scope must be \"current\", \"others\" or \
+                \"global\"", "The logout `scope` is not `current`, `others` or `global`."),
+            Self::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged", "the account has this email address \
+                already", "`POST /v1/auth/email/change`: the account has this address already."),
             Self::InvalidLink => (
                 S::BAD_REQUEST,
                 "invalid_link", "the link is not valid or was used already",
-                "`POST /v1/auth/email/confirm` or `/v1/auth/email/undo`: the token is malformed, unknown, or used (the change was confirmed or undone).",
+                "`POST /v1/auth/email/confirm` or `/v1/auth/email/undo`: the token is malformed, unknown, or used \
+                    (the change was confirmed or undone).",
             ),
             Self::LinkExpired => (
                 S::BAD_REQUEST,
                 "link_expired", "the link has expired",
-                "`POST /v1/auth/email/confirm` or `/v1/auth/email/undo`: the link is past its time (24 hours to confirm, 7 days to undo), or a newer request or an undo ended the confirmation link. Nothing was changed.",
+                "`POST /v1/auth/email/confirm` or `/v1/auth/email/undo`: the link is past its time (24 hours to \
+                    confirm, 7 days to undo), or a newer request or an undo ended the confirmation link. Nothing was changed.",
             ),
             Self::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "invalid email or password", "Unknown email or wrong password."),
             Self::EmailNotVerified => {
@@ -174,63 +193,80 @@ impl ErrorCode {
             Self::AccountDisabled => (
                 S::FORBIDDEN,
                 "account_disabled", "this account is disabled; contact the operator of this service",
-                "Right password, but an operator disabled the account (`flexauth accounts disable ID`). A wrong password gets `invalid_credentials`.",
+                "Right password, but an operator disabled the account (`flexauth accounts disable ID`). A wrong \
+                    password gets `invalid_credentials`.",
             ),
-            Self::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "the refresh token is invalid", "Not a refresh token flexauth issued, or its session is unknown."),
-            Self::RefreshTokenExpired => (S::UNAUTHORIZED, "refresh_token_expired", "the refresh token has expired; log in again", "The refresh token or its session is past its lifetime."),
+            Self::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "the refresh token is \
+                invalid", "Not a refresh token flexauth issued, or its session is unknown."),
+            Self::RefreshTokenExpired => (S::UNAUTHORIZED, "refresh_token_expired", "the refresh token has expired; \
+                log in again", "The refresh token or its session is past its lifetime."),
             Self::SessionRevoked => (
                 S::UNAUTHORIZED,
                 "session_revoked", "the session has ended; log in again",
-                "The session was ended (logout, a session revocation, a password reset or change, or after a reuse). Also `POST /v1/auth/password/change` when a reset committed first.",
+                "The session was ended (logout, a session revocation, a password reset or change, or after a \
+                    reuse). Also `POST /v1/auth/password/change` when a reset committed first.",
             ),
             Self::RefreshTokenReused => {
-                (S::UNAUTHORIZED, "refresh_token_reused", "this refresh token was already used; the session is revoked, log in again", "A spent refresh token outside the grace window; the session is now revoked.")
+                (S::UNAUTHORIZED, "refresh_token_reused", "this refresh token was already used; the session is \
+                    revoked, log in again", "A spent refresh token outside the grace window; the session is now revoked.")
             }
             Self::MissingToken => (S::UNAUTHORIZED, "missing_token", "this endpoint requires a bearer token", "A protected endpoint got no credentials."),
             Self::InvalidToken => (
                 S::UNAUTHORIZED,
                 "invalid_token", "the credential is not valid",
-                "The `Authorization` header holds no valid access token or API key, or, on the account-management endpoints, the session of the access token has ended.",
+                "The `Authorization` header holds no valid access token or API key, or, on the account-management \
+                    endpoints, the session of the access token has ended.",
             ),
             Self::OriginNotAllowed => (
                 S::FORBIDDEN,
                 "origin_not_allowed", "the refresh cookie may not be used from this origin",
-                "`POST /v1/auth/refresh` or `/v1/auth/logout` with `Refresh-Token-Transport: cookie` from a page whose `Origin` is neither flexauth's nor on `FLEXAUTH_CORS_ORIGINS`.",
+                "`POST /v1/auth/refresh` or `/v1/auth/logout` with `Refresh-Token-Transport: cookie` from a page \
+                    whose `Origin` is neither flexauth's nor on `FLEXAUTH_CORS_ORIGINS`.",
             ),
-            Self::JwtRequired => (S::FORBIDDEN, "jwt_required", "this operation requires a JWT access token; API keys cannot perform it", "An API key was used for an operation reserved to JWT access tokens."),
+            Self::JwtRequired => (S::FORBIDDEN, "jwt_required", "this operation requires a JWT access token; API \
+                keys cannot perform it", "An API key was used for an operation reserved to JWT access tokens."),
             Self::ReauthenticationRequired => (
                 S::FORBIDDEN,
                 "reauthentication_required", "re-enter your password at /v1/auth/reauthenticate, then try again",
-                "The session has not logged in or re-authenticated within `FLEXAUTH_REAUTHENTICATION_WINDOW`. Re-enter the password at `/v1/auth/reauthenticate`.",
+                "The session has not logged in or re-authenticated within `FLEXAUTH_REAUTHENTICATION_WINDOW`. \
+                    Re-enter the password at `/v1/auth/reauthenticate`.",
             ),
-            Self::ApiKeyNotFound => (S::NOT_FOUND, "api_key_not_found", "no such API key", "No such API key of the caller's account, or it is already revoked."),
-            Self::SessionNotFound => (S::NOT_FOUND, "session_not_found", "no such session", "No such session of the caller's account."),
+            Self::ApiKeyNotFound => (S::NOT_FOUND, "api_key_not_found", "no such API key", "No such API key of the \
+                caller's account, or it is already revoked."),
+            Self::SessionNotFound => (S::NOT_FOUND, "session_not_found", "no such session", "No such session of the \
+                caller's account."),
             Self::NotFound => (S::NOT_FOUND, "not_found", "no such endpoint", "No such endpoint."),
-            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint", "The path exists, but not with this method."),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this \
+                endpoint", "The path exists, but not with this method."),
             Self::EmailChangeConflict => (
                 S::CONFLICT,
                 "email_change_conflict", "the address is not available; nothing was changed",
-                "`POST /v1/auth/email/confirm`: the new address has an account now, or the account's address changed since the link was sent. `POST /v1/auth/email/undo`: another account holds the old address now. Nothing was changed.",
+                "`POST /v1/auth/email/confirm`: the new address has an account now, or the account's address \
+                    changed since the link was sent. `POST /v1/auth/email/undo`: another account holds the old address now. Nothing was changed.",
             ),
             Self::RateLimited => (
                 S::TOO_MANY_REQUESTS,
                 "rate_limited", "too many attempts; try again later",
-                "Over a rate limit: `Retry-After` gives the seconds to wait; `RateLimit-Policy` and `RateLimit` name the limit, what is left and when it resets.",
+                "Over a rate limit: `Retry-After` gives the seconds to wait; `RateLimit-Policy` and `RateLimit` \
+                    name the limit, what is left and when it resets.",
             ),
             Self::Overloaded => (
                 S::SERVICE_UNAVAILABLE,
                 "overloaded", "the server is busy; try again in a moment",
-                "The password hashing pool is full: answered at once, before any hashing, with `Retry-After: 1`. Try again.",
+                "The password hashing pool is full: answered at once, before any hashing, with `Retry-After: 1`. \
+                    Try again.",
             ),
             Self::NotReady => (
                 S::SERVICE_UNAVAILABLE,
                 "not_ready", "the database is not reachable",
-                "`/readyz`: the database does not answer or lacks a migration this version needs, or the instance is draining for a shutdown.",
+                "`/readyz`: the database does not answer or lacks a migration this version needs, or the instance \
+                    is draining for a shutdown.",
             ),
             Self::Unavailable => (
                 S::SERVICE_UNAVAILABLE,
                 "unavailable", "the service is unavailable for a moment; try again",
-                "The database cannot be reached: answered within about 1.5 s with `Retry-After: 2`. Nothing was changed; try again.",
+                "The database cannot be reached: answered within about 1.5 s with `Retry-After: 2`. Nothing was \
+                    changed; try again.",
             ),
             Self::InternalError => (S::INTERNAL_SERVER_ERROR, "internal_error", "An unexpected error occurred.", "Anything unexpected. The message quotes the request id."),
         };

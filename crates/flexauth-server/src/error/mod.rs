@@ -8,12 +8,18 @@ use std::fmt::{self, Write as _};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use flexauth_domain::account::{AccountLookupError, ChangePasswordError, EmailError, PasswordError, ResetPasswordError, SignupError, VerifyEmailError};
+use flexauth_domain::account::{
+    AccountLookupError, ChangePasswordError, EmailError, PasswordError, ResetPasswordError, SignupError,
+    VerifyEmailError,
+};
 use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError};
 use flexauth_domain::lifecycle::{EmailChangeError, EmailChangeLinkError, OwnerError};
 use flexauth_domain::limits::{LimitDecision, RateLimited};
 use flexauth_domain::principal::{ReauthenticationRequired, SessionRequired};
-use flexauth_domain::session::{AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError, TokenRejection};
+use flexauth_domain::session::{
+    AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
+    TokenRejection,
+};
 use flexauth_domain::InfraError;
 use serde_json::json;
 
@@ -59,7 +65,9 @@ impl ApiError {
     /// goes to the log only.
     fn client_message(&self) -> Cow<'static, str> {
         match (self.code, request_id::current()) {
-            (ErrorCode::InternalError, Some(id)) => Cow::Owned(format!("{} Quote request id {id} when reporting it.", self.message)),
+            (ErrorCode::InternalError, Some(id)) => {
+                Cow::Owned(format!("{} Quote request id {id} when reporting it.", self.message))
+            }
             _ => self.message.clone(),
         }
     }
@@ -73,7 +81,11 @@ impl From<ErrorCode> for ApiError {
 
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiError").field("code", &self.code.as_str()).field("message", &self.message).field("cause", &self.cause).finish_non_exhaustive()
+        f.debug_struct("ApiError")
+            .field("code", &self.code.as_str())
+            .field("message", &self.message)
+            .field("cause", &self.cause)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +125,9 @@ impl ResponseError for ApiError {
         // Every 401 names the scheme (RFC 9110 §15.5.2), also where the credentials were a
         // password or a refresh token; once a token was offered, also the error (RFC 6750 §3).
         let challenge = match self.code {
-            ErrorCode::InvalidToken => Some(format!(r#"Bearer realm="flexauth", error="invalid_token", error_description="{}""#, self.message)),
+            ErrorCode::InvalidToken => {
+                Some(format!(r#"Bearer realm="flexauth", error="invalid_token", error_description="{}""#, self.message))
+            }
             code if code.status() == StatusCode::UNAUTHORIZED => Some(r#"Bearer realm="flexauth""#.to_owned()),
             _ => None,
         };
@@ -134,7 +148,10 @@ impl ResponseError for ApiError {
             let seconds = decision.reset_after.whole_seconds().max(1);
             let policy = decision.policy;
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-            response.insert_header(("ratelimit-policy", format!("\"{}\";q={};w={}", policy.name, policy.limit, policy.window.whole_seconds())));
+            response.insert_header((
+                "ratelimit-policy",
+                format!("\"{}\";q={};w={}", policy.name, policy.limit, policy.window.whole_seconds()),
+            ));
             response.insert_header(("ratelimit", format!("\"{}\";r={};t={seconds}", policy.name, decision.remaining)));
         }
         response.insert_header((header::CACHE_CONTROL, "no-store"));
@@ -189,7 +206,10 @@ impl From<PasswordError> for ApiError {
 
 impl From<RateLimited> for ApiError {
     fn from(RateLimited(decision): RateLimited) -> Self {
-        let mut error = Self::with_message(ErrorCode::RateLimited, format!("too many attempts; try again in {} seconds", decision.reset_after.whole_seconds()));
+        let mut error = Self::with_message(
+            ErrorCode::RateLimited,
+            format!("too many attempts; try again in {} seconds", decision.reset_after.whole_seconds()),
+        );
         error.rate_limit = Some(decision);
         error
     }
@@ -408,12 +428,14 @@ impl From<EmailChangeLinkError> for ApiError {
         match error {
             EmailChangeLinkError::Unknown | EmailChangeLinkError::Used => Self::from(ErrorCode::InvalidLink),
             EmailChangeLinkError::Expired => Self::from(ErrorCode::LinkExpired),
-            EmailChangeLinkError::AddressTaken => {
-                Self::with_message(ErrorCode::EmailChangeConflict, "the address belongs to another account now; nothing was changed")
-            }
-            EmailChangeLinkError::AccountChanged => {
-                Self::with_message(ErrorCode::EmailChangeConflict, "the account's address changed since this link was sent; nothing was changed")
-            }
+            EmailChangeLinkError::AddressTaken => Self::with_message(
+                ErrorCode::EmailChangeConflict,
+                "the address belongs to another account now; nothing was changed",
+            ),
+            EmailChangeLinkError::AccountChanged => Self::with_message(
+                ErrorCode::EmailChangeConflict,
+                "the account's address changed since this link was sent; nothing was changed",
+            ),
             EmailChangeLinkError::Overloaded => Self::from(ErrorCode::Overloaded),
             EmailChangeLinkError::Unexpected(cause) => cause.into(),
         }
@@ -426,7 +448,11 @@ impl From<EmailChangeLinkError> for ApiError {
 fn describe_json_error(error: &serde_json::Error) -> String {
     let text = error.to_string();
     if text.contains("struct ") || text.contains("enum ") || text.contains("variant ") {
-        format!("the body must be a JSON object with this endpoint's fields (line {}, column {})", error.line(), error.column())
+        format!(
+            "the body must be a JSON object with this endpoint's fields (line {}, column {})",
+            error.line(),
+            error.column()
+        )
     } else {
         text
     }
@@ -436,8 +462,12 @@ pub fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError;
     match error {
         JsonPayloadError::ContentType => ErrorCode::UnsupportedMediaType.into(),
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ErrorCode::PayloadTooLarge.into(),
-        JsonPayloadError::Deserialize(cause) => ApiError::with_message(ErrorCode::InvalidJson, describe_json_error(&cause)),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ErrorCode::PayloadTooLarge.into()
+        }
+        JsonPayloadError::Deserialize(cause) => {
+            ApiError::with_message(ErrorCode::InvalidJson, describe_json_error(&cause))
+        }
         other => ApiError::with_message(ErrorCode::InvalidJson, other.to_string()),
     }
 }

@@ -16,7 +16,8 @@ use crate::state::AppState;
 
 /// The same words whether or not the new address has an account.
 const CHANGE_ACCEPTED: Message = Message {
-    message: "Check the new address: a link to confirm the change is on its way. The account moves once it is confirmed; the current address was told.",
+    message: "Check the new address: a link to confirm the change is on its way. The account moves once it is \
+        confirmed; the current address was told.",
 };
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -176,7 +177,8 @@ pub struct EmailChangeBody {
 #[utoipa::path(
     post, path = "/v1/auth/email/change", operation_id = "requestEmailChange", tag = "accounts", security(("bearer" = [])),
     request_body = EmailChangeBody,
-    responses((status = 202, description = "Accepted: the same answer whether or not the new address has an account.", body = Data<Message>)),
+    responses((status = 202, description = "Accepted: the same answer whether or not the new address has an \
+        account.", body = Data<Message>)),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_email", "email_unchanged", "reauthentication_required", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
@@ -213,12 +215,22 @@ struct EmailNow {
 /// The page for a link of an address change that does nothing.
 fn link_error_page(error: EmailChangeLinkError) -> HttpResponse {
     let (title, text) = match error {
-        EmailChangeLinkError::Unknown | EmailChangeLinkError::Used => ("Invalid link", "This link is not valid, or it was used already."),
+        EmailChangeLinkError::Unknown | EmailChangeLinkError::Used => {
+            ("Invalid link", "This link is not valid, or it was used already.")
+        }
         EmailChangeLinkError::Expired => ("Link expired", "This link has expired. Nothing was changed."),
-        EmailChangeLinkError::AddressTaken => ("Address not available", "This address belongs to another account now. Nothing was changed."),
-        EmailChangeLinkError::AccountChanged => ("Address changed since", "The account's address changed after this link was sent. Nothing was changed."),
-        EmailChangeLinkError::Overloaded => return actix_web::ResponseError::error_response(&ApiError::from(ErrorCode::Overloaded)),
-        EmailChangeLinkError::Unexpected(cause) => return actix_web::ResponseError::error_response(&ApiError::from(cause)),
+        EmailChangeLinkError::AddressTaken => {
+            ("Address not available", "This address belongs to another account now. Nothing was changed.")
+        }
+        EmailChangeLinkError::AccountChanged => {
+            ("Address changed since", "The account's address changed after this link was sent. Nothing was changed.")
+        }
+        EmailChangeLinkError::Overloaded => {
+            return actix_web::ResponseError::error_response(&ApiError::from(ErrorCode::Overloaded))
+        }
+        EmailChangeLinkError::Unexpected(cause) => {
+            return actix_web::ResponseError::error_response(&ApiError::from(cause))
+        }
     };
     pages::message(StatusCode::BAD_REQUEST, title, text)
 }
@@ -248,7 +260,10 @@ pub struct TokenQuery {
     extensions(("x-flexauth-errors" = json!(["unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn confirm_page(state: web::Data<AppState>, query: Result<web::Query<TokenQuery>, actix_web::Error>) -> HttpResponse {
+pub async fn confirm_page(
+    state: web::Data<AppState>,
+    query: Result<web::Query<TokenQuery>, actix_web::Error>,
+) -> HttpResponse {
     let Some(token) = query.ok().and_then(|query| LinkToken::parse(&query.token).ok()) else {
         return link_error_page(EmailChangeLinkError::Unknown);
     };
@@ -256,7 +271,8 @@ pub async fn confirm_page(state: web::Data<AppState>, query: Result<web::Query<T
         Ok(change) => pages::button_form(
             "Confirm your new email address",
             &format!(
-                "Press the button to use {} for your account from now on. If you did not ask for this, close this page: nothing happens without the button.",
+                "Press the button to use {} for your account from now on. If you did not ask for this, close this \
+                    page: nothing happens without the button.",
                 change.new_email.as_str()
             ),
             "confirm",
@@ -269,12 +285,19 @@ pub async fn confirm_page(state: web::Data<AppState>, query: Result<web::Query<T
 
 /// The form of [`confirm_page`] posts here.
 #[tracing::instrument(skip_all)]
-pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::Form<TokenBody>, actix_web::Error>) -> HttpResponse {
+pub async fn confirm_from_form(
+    state: web::Data<AppState>,
+    form: Result<web::Form<TokenBody>, actix_web::Error>,
+) -> HttpResponse {
     let Some(token) = form.ok().and_then(|form| LinkToken::parse(&form.token).ok()) else {
         return link_error_page(EmailChangeLinkError::Unknown);
     };
     match state.lifecycle.confirm_email_change(&token).await {
-        Ok(email) => pages::message(StatusCode::OK, "Email address changed", &format!("Your account now uses {}. Log in with it from now on.", email.as_str())),
+        Ok(email) => pages::message(
+            StatusCode::OK,
+            "Email address changed",
+            &format!("Your account now uses {}. Log in with it from now on.", email.as_str()),
+        ),
         Err(error) => link_error_page(error),
     }
 }
@@ -327,7 +350,10 @@ pub async fn confirm(state: web::Data<AppState>, body: JsonObject<TokenBody>) ->
     extensions(("x-flexauth-errors" = json!(["unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn undo_page(state: web::Data<AppState>, query: Result<web::Query<TokenQuery>, actix_web::Error>) -> HttpResponse {
+pub async fn undo_page(
+    state: web::Data<AppState>,
+    query: Result<web::Query<TokenQuery>, actix_web::Error>,
+) -> HttpResponse {
     let Some(token) = query.ok().and_then(|query| LinkToken::parse(&query.token).ok()) else {
         return link_error_page(EmailChangeLinkError::Unknown);
     };
@@ -335,7 +361,8 @@ pub async fn undo_page(state: web::Data<AppState>, query: Result<web::Query<Toke
         Ok(change) => pages::button_form(
             "Undo the change of address",
             &format!(
-                "Someone asked to move your account from {} to {}. Press the button to keep (or get back) {}: every session is logged out, every API key revoked and the password cleared. Then choose a new one with \"forgot password\".",
+                "Someone asked to move your account from {} to {}. Press the button to keep (or get back) {}: every \
+                    session is logged out, every API key revoked and the password cleared. Then choose a new one with \"forgot password\".",
                 change.old_email.as_str(),
                 change.new_email.as_str(),
                 change.old_email.as_str()
@@ -350,7 +377,10 @@ pub async fn undo_page(state: web::Data<AppState>, query: Result<web::Query<Toke
 
 /// The form of [`undo_page`] posts here.
 #[tracing::instrument(skip_all)]
-pub async fn undo_from_form(state: web::Data<AppState>, form: Result<web::Form<TokenBody>, actix_web::Error>) -> HttpResponse {
+pub async fn undo_from_form(
+    state: web::Data<AppState>,
+    form: Result<web::Form<TokenBody>, actix_web::Error>,
+) -> HttpResponse {
     let Some(token) = form.ok().and_then(|form| LinkToken::parse(&form.token).ok()) else {
         return link_error_page(EmailChangeLinkError::Unknown);
     };
@@ -359,7 +389,8 @@ pub async fn undo_from_form(state: web::Data<AppState>, form: Result<web::Form<T
             StatusCode::OK,
             "Change undone",
             &format!(
-                "Your account uses {} and every session was logged out. Choose a new password now: whoever asked for the change may know it.",
+                "Your account uses {} and every session was logged out. Choose a new password now: whoever asked \
+                    for the change may know it.",
                 email.as_str()
             ),
         ),

@@ -25,8 +25,10 @@ pub struct SignupBody {
 }
 
 /// The same words whether or not the address was registered already.
-const SIGNUP_ACCEPTED: Message = Message { message: "Check your inbox: a link to verify your email address is on its way." };
-const RESEND_ACCEPTED: Message = Message { message: "If this address belongs to an unverified account, a new verification link is on its way." };
+const SIGNUP_ACCEPTED: Message =
+    Message { message: "Check your inbox: a link to verify your email address is on its way." };
+const RESEND_ACCEPTED: Message =
+    Message { message: "If this address belongs to an unverified account, a new verification link is on its way." };
 
 /// Sign up
 ///
@@ -43,11 +45,16 @@ const RESEND_ACCEPTED: Message = Message { message: "If this address belongs to 
 #[utoipa::path(
     post, path = "/v1/auth/signup", operation_id = "signup", tag = "accounts",
     request_body = SignupBody,
-    responses((status = 202, description = "Accepted: the same answer for every address. The account, attempt or email follows a moment later.", body = Data<Message>)),
+    responses((status = 202, description = "Accepted: the same answer for every address. The account, attempt or \
+        email follows a moment later.", body = Data<Message>)),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "password_too_short", "password_too_long", "password_too_common", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn signup(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<SignupBody>) -> Result<HttpResponse, ApiError> {
+pub async fn signup(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: JsonObject<SignupBody>,
+) -> Result<HttpResponse, ApiError> {
     let SignupBody { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = NewPassword::parse(password)?;
@@ -96,7 +103,8 @@ fn confirmation(body: ConfirmBody) -> Result<(LinkToken, Option<NewPassword>), A
     post, path = "/v1/auth/verify", operation_id = "verifyEmail", tag = "accounts",
     request_body(content((ConfirmBody = "application/json"), (ConfirmBody = "application/x-www-form-urlencoded"))),
     responses(
-        (status = 200, description = "Verified (also when the link was used already). An HTML page for the form.", content((Data<Verified> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+        (status = 200, description = "Verified (also when the link was used already). An HTML page for the \
+            form.", content((Data<Verified> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
         (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
     ),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_verification_token", "verification_token_expired", "password_required", "password_too_short", "password_too_long", "password_too_common", "overloaded", "unavailable", "internal_error"])))
@@ -135,21 +143,33 @@ pub struct VerifyQuery {
     extensions(("x-flexauth-errors" = json!(["unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn confirmation_page(state: web::Data<AppState>, query: Result<web::Query<VerifyQuery>, actix_web::Error>) -> HttpResponse {
+pub async fn confirmation_page(
+    state: web::Data<AppState>,
+    query: Result<web::Query<VerifyQuery>, actix_web::Error>,
+) -> HttpResponse {
     let Some(token) = query.ok().and_then(|query| LinkToken::parse(&query.token).ok()) else {
         return link_error_page(VerifyEmailError::InvalidToken);
     };
     match state.accounts.confirmation_page(&token).await {
-        Ok(ConfirmationPage::ConfirmButton { signed_up_at }) => pages::confirmation_form(&token, pages::Confirmation::Button { signed_up_at }),
-        Ok(ConfirmationPage::ChoosePassword) => pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: None }),
-        Ok(ConfirmationPage::AlreadyVerified) => pages::message(StatusCode::OK, "Email verified", "Your email address was already verified. You can log in."),
+        Ok(ConfirmationPage::ConfirmButton { signed_up_at }) => {
+            pages::confirmation_form(&token, pages::Confirmation::Button { signed_up_at })
+        }
+        Ok(ConfirmationPage::ChoosePassword) => {
+            pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: None })
+        }
+        Ok(ConfirmationPage::AlreadyVerified) => {
+            pages::message(StatusCode::OK, "Email verified", "Your email address was already verified. You can log in.")
+        }
         Err(error) => link_error_page(error),
     }
 }
 
 /// The form of [`confirmation_page`] posts here and gets a page back.
 #[tracing::instrument(skip_all)]
-pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::Form<ConfirmBody>, actix_web::Error>) -> HttpResponse {
+pub async fn confirm_from_form(
+    state: web::Data<AppState>,
+    form: Result<web::Form<ConfirmBody>, actix_web::Error>,
+) -> HttpResponse {
     let Ok(body) = form else {
         return link_error_page(VerifyEmailError::InvalidToken);
     };
@@ -160,13 +180,26 @@ pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::For
     // A page without the password field, or with it left empty, sends no password.
     let password = match password.filter(|password| !password.is_empty()).map(NewPassword::parse).transpose() {
         Ok(password) => password,
-        Err(reason) => return pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: Some(&reason.to_string()) }),
+        Err(reason) => {
+            return pages::confirmation_form(
+                &token,
+                pages::Confirmation::ChoosePassword { error: Some(&reason.to_string()) },
+            )
+        }
     };
     match state.accounts.confirm_email(&token, password.as_ref()).await {
-        Ok(VerifyOutcome::Verified) => pages::message(StatusCode::OK, "Email verified", "Your email address is verified. You can close this page and log in."),
-        Ok(VerifyOutcome::AlreadyVerified) => pages::message(StatusCode::OK, "Email verified", "Your email address was already verified. You can log in."),
+        Ok(VerifyOutcome::Verified) => pages::message(
+            StatusCode::OK,
+            "Email verified",
+            "Your email address is verified. You can close this page and log in.",
+        ),
+        Ok(VerifyOutcome::AlreadyVerified) => {
+            pages::message(StatusCode::OK, "Email verified", "Your email address was already verified. You can log in.")
+        }
         // Another sign-up for the address arrived after the page was shown.
-        Err(VerifyEmailError::PasswordRequired) => pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: None }),
+        Err(VerifyEmailError::PasswordRequired) => {
+            pages::confirmation_form(&token, pages::Confirmation::ChoosePassword { error: None })
+        }
         Err(error) => link_error_page(error),
     }
 }
@@ -174,13 +207,19 @@ pub async fn confirm_from_form(state: web::Data<AppState>, form: Result<web::For
 /// The page for a link that cannot confirm.
 fn link_error_page(error: VerifyEmailError) -> HttpResponse {
     match error {
-        VerifyEmailError::Expired => {
-            pages::message(StatusCode::BAD_REQUEST, "Link expired", "This verification link has expired. Ask for a new one from the app you signed up in.")
+        VerifyEmailError::Expired => pages::message(
+            StatusCode::BAD_REQUEST,
+            "Link expired",
+            "This verification link has expired. Ask for a new one from the app you signed up in.",
+        ),
+        VerifyEmailError::InvalidToken | VerifyEmailError::PasswordRequired => pages::message(
+            StatusCode::BAD_REQUEST,
+            "Invalid link",
+            "This verification link is not valid. Use the newest link you received.",
+        ),
+        VerifyEmailError::Overloaded => {
+            actix_web::ResponseError::error_response(&ApiError::from(ErrorCode::Overloaded))
         }
-        VerifyEmailError::InvalidToken | VerifyEmailError::PasswordRequired => {
-            pages::message(StatusCode::BAD_REQUEST, "Invalid link", "This verification link is not valid. Use the newest link you received.")
-        }
-        VerifyEmailError::Overloaded => actix_web::ResponseError::error_response(&ApiError::from(ErrorCode::Overloaded)),
         VerifyEmailError::Unexpected(cause) => actix_web::ResponseError::error_response(&ApiError::from(cause)),
     }
 }
@@ -200,7 +239,11 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn resend_verification(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<EmailBody>) -> Result<HttpResponse, ApiError> {
+pub async fn resend_verification(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: JsonObject<EmailBody>,
+) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&body.email)?;
     state.accounts.resend_verification(email, state.client_address(&request).as_deref()).await?;
     state.wake_worker();

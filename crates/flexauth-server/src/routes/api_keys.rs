@@ -13,7 +13,11 @@ use crate::state::AppState;
 pub struct CreateBody {
     /// A label to tell keys apart: 1 to 100 characters, no control characters, not only
     /// spaces. Stored trimmed.
-    #[schema(min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
     /// An RFC 3339 instant in the future; without it the key does not expire.
     #[schema(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")]
@@ -69,7 +73,11 @@ pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_api_key_name", "invalid_expiry", "reauthentication_required", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
-pub async fn create(state: web::Data<AppState>, caller: LiveCaller, body: JsonAfterCaller<CreateBody>) -> Result<HttpResponse, actix_web::Error> {
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: LiveCaller,
+    body: JsonAfterCaller<CreateBody>,
+) -> Result<HttpResponse, actix_web::Error> {
     let body = body?.into_inner();
     Ok(create_key(&state, &caller, body).await?)
 }
@@ -77,7 +85,9 @@ pub async fn create(state: web::Data<AppState>, caller: LiveCaller, body: JsonAf
 async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> Result<HttpResponse, ApiError> {
     let CreateBody { name, expires_at } = body;
     let name = ApiKeyName::parse(&name)?;
-    let expires_at = expires_at.map(|text| OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| ApiError::from(ErrorCode::InvalidExpiry))).transpose()?;
+    let expires_at = expires_at
+        .map(|text| OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| ApiError::from(ErrorCode::InvalidExpiry)))
+        .transpose()?;
     let (key, secret) = state.api_keys.create(caller, name, expires_at).await?;
     tracing::info!(target: "flexauth::audit", event = "api_key_created", account_id = %key.account_id, key_id = %key.id, "API key created");
     Ok(HttpResponse::Created()
@@ -110,13 +120,19 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<Http
 /// session of the access token has ended").
 #[utoipa::path(
     delete, path = "/v1/api-keys/{id}", operation_id = "revokeApiKey", tag = "api-keys", security(("bearer" = [])),
-    params(("id" = String, Path, description = "An API key id (a UUID). Anything else answers `404 api_key_not_found`.")),
+    params(("id" = String, Path, description = "An API key id (a UUID). Anything else answers `404 \
+        api_key_not_found`.")),
     responses((status = 204, description = "The key is revoked. No body.")),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "api_key_not_found", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
-pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = uuid::Uuid::parse_str(&path).map(ApiKeyId::from_uuid).map_err(|_| ApiError::from(ErrorCode::ApiKeyNotFound))?;
+pub async fn revoke(
+    state: web::Data<AppState>,
+    caller: LiveCaller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id =
+        uuid::Uuid::parse_str(&path).map(ApiKeyId::from_uuid).map_err(|_| ApiError::from(ErrorCode::ApiKeyNotFound))?;
     state.api_keys.revoke(&caller, id).await?;
     tracing::info!(target: "flexauth::audit", event = "api_key_revoked", account_id = %caller.account_id(), key_id = %id, "API key revoked");
     Ok(HttpResponse::NoContent().finish())

@@ -60,7 +60,11 @@ pub(crate) type JsonAfterCaller<T> = Result<JsonObject<T>, actix_web::Error>;
 /// A JSON object body read from bytes, held to the same rules as [`JsonObject`] (content type,
 /// syntax, an object), for the endpoints whose body is optional.
 pub(crate) fn json_object<T: DeserializeOwned>(request: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
-    let json = request.mime_type().ok().flatten().is_some_and(|mime| mime.subtype() == "json" || mime.suffix().is_some_and(|suffix| suffix == "json"));
+    let json = request
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|mime| mime.subtype() == "json" || mime.suffix().is_some_and(|suffix| suffix == "json"));
     if !json {
         return Err(ApiError::from(ErrorCode::UnsupportedMediaType));
     }
@@ -70,5 +74,7 @@ pub(crate) fn json_object<T: DeserializeOwned>(request: &HttpRequest, body: &[u8
 /// A JSON object read from bytes whatever the `Content-Type`, for logout, which has always
 /// read its optional body so.
 pub(crate) fn any_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice::<ObjectOnly<T>>(body).map(|object| object.0).map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))
+    serde_json::from_slice::<ObjectOnly<T>>(body)
+        .map(|object| object.0)
+        .map_err(|error| json_error(actix_web::error::JsonPayloadError::Deserialize(error)))
 }

@@ -60,8 +60,10 @@ fn parse_cursor(text: &str) -> Result<AuditCursor, ApiError> {
     }
     let millis: u64 = millis.parse().map_err(|_| invalid())?;
     // A cursor past the last instant the clock can name pages from the newest event.
-    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
-    let id = uuid::Uuid::try_parse(id).ok().filter(|parsed| parsed.hyphenated().to_string() == id).ok_or_else(invalid)?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
+    let id =
+        uuid::Uuid::try_parse(id).ok().filter(|parsed| parsed.hyphenated().to_string() == id).ok_or_else(invalid)?;
     Ok(AuditCursor { at, id })
 }
 
@@ -87,7 +89,11 @@ fn cursor_text(cursor: &AuditCursor) -> String {
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "invalid_cursor", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
-pub async fn list(state: web::Data<AppState>, caller: LiveCaller, query: Result<web::Query<EventsQuery>, actix_web::Error>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: LiveCaller,
+    query: Result<web::Query<EventsQuery>, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
     let query = query.map_err(|_| ApiError::from(ErrorCode::InvalidCursor))?.into_inner();
     let after = query.after.as_deref().map(parse_cursor).transpose()?;
     let limit = query.limit.unwrap_or(50);

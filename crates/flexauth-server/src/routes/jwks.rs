@@ -12,7 +12,8 @@ use crate::state::AppState;
 /// bare JWK set.
 #[utoipa::path(
     get, path = "/.well-known/jwks.json", operation_id = "getJwks", tag = "keys",
-    params(("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: `304` if the set is unchanged.")),
+    params(("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: `304` if the \
+        set is unchanged.")),
     responses(
         (status = 200, description = "The JWK set.", body = JwkSet, headers(("cache-control" = String, description = "`public, max-age=<FLEXAUTH_JWKS_MAX_AGE in seconds>` (300 by default)."), ("etag" = String, description = "The version of the set."))),
         (status = 304, description = "The set is unchanged since the `ETag` given.", headers(("cache-control" = String), ("etag" = String))),

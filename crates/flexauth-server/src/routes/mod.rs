@@ -37,7 +37,9 @@ fn get() -> actix_web::Route {
 /// Registers every endpoint. Each path is one resource, so a known path asked with another
 /// method answers 405 rather than 404.
 pub fn configure(config: &mut web::ServiceConfig) {
-    let resource = |path: &str, allow: &'static str| web::resource(path.to_owned()).default_service(web::to(move || fallback::method_not_allowed(allow)));
+    let resource = |path: &str, allow: &'static str| {
+        web::resource(path.to_owned()).default_service(web::to(move || fallback::method_not_allowed(allow)))
+    };
     config
         .service(resource("/v1/auth/signup", "POST").route(web::post().to(accounts::signup)))
         .service(
@@ -78,7 +80,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::post().guard(guard::fn_guard(is_form)).to(account::undo_from_form))
                 .route(web::post().to(account::undo)),
         )
-        .service(resource("/v1/api-keys", "GET, HEAD, POST").route(web::post().to(api_keys::create)).route(get().to(api_keys::list)))
+        .service(
+            resource("/v1/api-keys", "GET, HEAD, POST")
+                .route(web::post().to(api_keys::create))
+                .route(get().to(api_keys::list)),
+        )
         .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
         .service(resource("/v1/usage", "GET, HEAD").route(get().to(usage::usage)))
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(jwks::jwks)))
@@ -89,7 +95,12 @@ pub fn configure(config: &mut web::ServiceConfig) {
 
 /// Whether the request body is an HTML form submission (with or without a charset).
 fn is_form(context: &guard::GuardContext<'_>) -> bool {
-    context.head().headers().get("content-type").and_then(|value| value.to_str().ok()).is_some_and(|value| value.starts_with(FORM))
+    context
+        .head()
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with(FORM))
 }
 
 /// An email and a password, as login takes them: only the length limit applies to the

@@ -24,8 +24,10 @@ const OPTIONAL_BODY_EXTENSION: &str = "x-flexauth-optional-body";
 const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is docs/api.md.
 
 - Request bodies are JSON objects and need `Content-Type: application/json` (else `415 unsupported_media_type`); unknown fields are ignored (except by `POST /v1/auth/email/change`, which refuses them with `400 invalid_json`); a body that is not a JSON object, not of the expected shape or misses a field gets `400 invalid_json`. Bodies over 16 KiB get `413 payload_too_large`.
-- Success answers are `{\"data\": …}` (lists: `{\"data\": [ … ]}`); the JWKS is a bare JWK set. The HTML pages behind the links in emails and `204` answers are the other exceptions.
-- Errors are `{\"error\": {\"code\", \"message\"}}` with `Cache-Control: no-store`; rely on `code` (`ErrorCode` lists every one, and each answer lists the codes it can carry).
+- Success answers are `{\"data\": …}` (lists: `{\"data\": [ … ]}`); the JWKS is a bare JWK set. The HTML pages \
+    behind the links in emails and `204` answers are the other exceptions.
+- Errors are `{\"error\": {\"code\", \"message\"}}` with `Cache-Control: no-store`; rely on `code` (`ErrorCode` \
+    lists every one, and each answer lists the codes it can carry).
 - Email addresses are case-insensitive and stored in lower case, the domain in IDNA ASCII form (`you@bücher.example` and `you@xn--bcher-kva.example` are one account). Passwords are counted in characters as sent, then NFKC-normalised before they are checked against the common-password list or hashed.
 - Every response carries `x-request-id`.
 - An unknown path answers `404 not_found`; a path below asked with a method it does not list answers `405 method_not_allowed`, with an `Allow` header listing the methods the path serves.";
@@ -72,7 +74,8 @@ const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is 
         health::readyz,
     ),
     tags(
-        (name = "accounts", description = "Sign-up, email verification, and the caller's account: its address change, export and deletion."),
+        (name = "accounts", description = "Sign-up, email verification, and the caller's account: its address \
+            change, export and deletion."),
         (name = "sessions", description = "Login, refresh, logout and session management."),
         (name = "passwords", description = "Forgotten and changed passwords."),
         (name = "api-keys", description = "API keys for servers."),
@@ -91,7 +94,10 @@ struct ApiDocument;
     responses((status = 200, description = "This document.", content_type = "application/json", body = Object, headers(("cache-control" = String, description = "`public, max-age=300`."))))
 )]
 pub async fn serve() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").insert_header(("cache-control", "public, max-age=300")).body(document())
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("cache-control", "public, max-age=300"))
+        .body(document())
 }
 
 /// The document as JSON, built once.
@@ -121,7 +127,10 @@ fn complete(document: &mut Value) {
         let schemas = components.entry("schemas").or_insert_with(|| json!({}));
         if let Some(schemas) = schemas.as_object_mut() {
             schemas.insert("ErrorCode".into(), error_code_schema());
-            schemas.insert("ErrorEnvelope".into(), error_envelope(&ErrorCode::ALL, "Every error answer (except the HTML pages)."));
+            schemas.insert(
+                "ErrorEnvelope".into(),
+                error_envelope(&ErrorCode::ALL, "Every error answer (except the HTML pages)."),
+            );
         }
     }
 }
@@ -152,11 +161,16 @@ fn complete_operation(operation: &mut Value) {
         add_error_answer(response, &codes);
     }
     for response in responses.values_mut() {
-        if let Some(headers) = response.as_object_mut().map(|response| response.entry("headers").or_insert_with(|| json!({}))) {
+        if let Some(headers) =
+            response.as_object_mut().map(|response| response.entry("headers").or_insert_with(|| json!({})))
+        {
             if let Some(headers) = headers.as_object_mut() {
                 headers.insert(
                     "x-request-id".into(),
-                    header("The request id: the request's own `x-request-id` if it is 1 to 64 letters, digits, `-`, `_` or `.`, else a new UUID."),
+                    header(
+                        "The request id: the request's own `x-request-id` if it is 1 to 64 letters, digits, `-`, \
+                        `_` or `.`, else a new UUID.",
+                    ),
                 );
             }
         }
@@ -168,10 +182,15 @@ fn complete_operation(operation: &mut Value) {
 fn add_error_answer(response: &mut Value, codes: &[ErrorCode]) {
     let Some(status) = codes.first().map(|code| code.status()) else { return };
     let Some(response) = response.as_object_mut() else { return };
-    let listed = codes.iter().map(|code| format!("`{}`: {}", code.as_str(), code.spec().meaning)).collect::<Vec<_>>().join(" ");
+    let listed =
+        codes.iter().map(|code| format!("`{}`: {}", code.as_str(), code.spec().meaning)).collect::<Vec<_>>().join(" ");
     let reason = status.canonical_reason().unwrap_or("Error");
     let earlier = response.get("description").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let description = if earlier.is_empty() { format!("{reason}. Possible codes: {listed}") } else { format!("{earlier} As JSON, possible codes: {listed}") };
+    let description = if earlier.is_empty() {
+        format!("{reason}. Possible codes: {listed}")
+    } else {
+        format!("{earlier} As JSON, possible codes: {listed}")
+    };
     response.insert("description".into(), Value::String(description));
     let content = response.entry("content").or_insert_with(|| json!({}));
     if let Some(content) = content.as_object_mut() {
@@ -183,18 +202,33 @@ fn add_error_answer(response: &mut Value, codes: &[ErrorCode]) {
     if status.as_u16() == 401 {
         headers.insert(
             "www-authenticate".into(),
-            header("`Bearer realm=\"flexauth\"`, and for `invalid_token` `Bearer realm=\"flexauth\", error=\"invalid_token\", error_description=\"…\"` (RFC 6750)."),
+            header(
+                "`Bearer realm=\"flexauth\"`, and for `invalid_token` `Bearer realm=\"flexauth\", \
+                error=\"invalid_token\", error_description=\"…\"` (RFC 6750).",
+            ),
         );
     }
-    if codes.iter().any(|code| matches!(code, ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::Unavailable)) {
+    if codes.iter().any(|code| matches!(code, ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::Unavailable))
+    {
         headers.insert(
             "retry-after".into(),
-            header("Seconds to wait before trying again (RFC 9110): the limit's reset for `rate_limited`, 1 for `overloaded`, 2 for `unavailable`."),
+            header(
+                "Seconds to wait before trying again (RFC 9110): the limit's reset for `rate_limited`, 1 for \
+                `overloaded`, 2 for `unavailable`.",
+            ),
         );
     }
     if codes.contains(&ErrorCode::RateLimited) {
-        headers.insert("ratelimit-policy".into(), header("The limit that applied, as `\"name\";q=<limit>;w=<window seconds>` (IETF RateLimit header fields)."));
-        headers.insert("ratelimit".into(), header("What is left of that limit, as `\"name\";r=<remaining>;t=<seconds until reset>`."));
+        headers.insert(
+            "ratelimit-policy".into(),
+            header(
+                "The limit that applied, as `\"name\";q=<limit>;w=<window seconds>` (IETF RateLimit header fields).",
+            ),
+        );
+        headers.insert(
+            "ratelimit".into(),
+            header("What is left of that limit, as `\"name\";r=<remaining>;t=<seconds until reset>`."),
+        );
     }
 }
 
@@ -218,7 +252,8 @@ fn error_envelope(codes: &[ErrorCode], description: &str) -> Value {
                 "required": ["code", "message"],
                 "properties": {
                     "code": code,
-                    "message": { "type": "string", "description": "A sentence for humans. For `internal_error` a fixed sentence quoting the request id." }
+                    "message": { "type": "string", "description": "A sentence for humans. For `internal_error` a \
+                        fixed sentence quoting the request id." }
                 }
             }
         }
@@ -230,8 +265,11 @@ fn error_envelope(codes: &[ErrorCode], description: &str) -> Value {
 }
 
 fn error_code_schema() -> Value {
-    let table =
-        ErrorCode::ALL.iter().map(|code| format!("- `{}` ({}): {}", code.as_str(), code.status().as_u16(), code.spec().meaning)).collect::<Vec<_>>().join("\n");
+    let table = ErrorCode::ALL
+        .iter()
+        .map(|code| format!("- `{}` ({}): {}", code.as_str(), code.status().as_u16(), code.spec().meaning))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut schema = Map::new();
     schema.insert("type".into(), json!("string"));
     schema.insert("description".into(), Value::String(format!("Every error code, with its status:\n\n{table}")));
@@ -243,6 +281,7 @@ fn bearer_scheme() -> Value {
     json!({
         "type": "http",
         "scheme": "bearer",
-        "description": "`Authorization: Bearer <credential>`, where the credential is either a JWT access token (from login or refresh) or an API key (`fo_live_…`); flexauth tells them apart by the `fo_live_` prefix. The scheme name is case-insensitive. Operations marked \"JWT only\" answer `403 jwt_required` to an API key. Every 401 carries `WWW-Authenticate`. Access tokens are checked without a database read (unless `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` is on) on `/v1/usage`, `/v1/auth/me` and logout with scope `current`; the account-management operations look the session up on every call, and a token of an ended session gets `401 invalid_token` with `error_description=\"the session of the access token has ended\"`."
+        "description": "`Authorization: Bearer <credential>`, where the credential is either a JWT access token \
+            (from login or refresh) or an API key (`fo_live_…`); flexauth tells them apart by the `fo_live_` prefix. The scheme name is case-insensitive. Operations marked \"JWT only\" answer `403 jwt_required` to an API key. Every 401 carries `WWW-Authenticate`. Access tokens are checked without a database read (unless `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` is on) on `/v1/usage`, `/v1/auth/me` and logout with scope `current`; the account-management operations look the session up on every call, and a token of an ended session gets `401 invalid_token` with `error_description=\"the session of the access token has ended\"`."
     })
 }

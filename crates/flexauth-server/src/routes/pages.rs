@@ -35,10 +35,12 @@ pub fn page(status: StatusCode, title: &str, body_html: &str) -> HttpResponse {
         .insert_header(("x-content-type-options", "nosniff"))
         .insert_header((
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri \
+                'none'",
         ))
         .body(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+                content=\"width=device-width, initial-scale=1\">\
              <meta name=\"referrer\" content=\"no-referrer\"><title>{title}</title><style>{STYLE}</style></head>\
              <body><main><h1>{title}</h1>{body_html}</main></body></html>",
             title = escape(title)
@@ -67,8 +69,10 @@ pub fn new_password_field(error: Option<&str>) -> String {
     };
     format!(
         "<label for=\"password\">New password</label>\
-         <input id=\"password\" type=\"password\" name=\"password\" minlength=\"8\" maxlength=\"256\" required autocomplete=\"new-password\" \
-         aria-describedby=\"{described_by}\"{invalid}{autofocus}>{error_html}<p id=\"password-rules\" class=\"hint\">{rules}</p>",
+         <input id=\"password\" type=\"password\" name=\"password\" minlength=\"8\" maxlength=\"256\" required \
+             autocomplete=\"new-password\" \
+         aria-describedby=\"{described_by}\"{invalid}{autofocus}>{error_html}<p id=\"password-rules\" \
+             class=\"hint\">{rules}</p>",
         autofocus = if error.is_some() { " autofocus" } else { "" },
         rules = escape(PASSWORD_RULES),
     )
@@ -96,7 +100,8 @@ pub fn confirmation_form(token: &flexauth_domain::secret::LinkToken, confirmatio
     let (explanation, password_field, status) = match confirmation {
         Confirmation::Button { signed_up_at } => (
             format!(
-                "Someone signed up with this email address on {}. If it was you, press the button to confirm the address; \
+                "Someone signed up with this email address on {}. If it was you, press the button to confirm the \
+                    address; \
                  if it was not, close this page: nothing happens without the button.",
                 signed_up_at.format(SIGNED_UP_AT).unwrap_or_else(|_| "an earlier date".to_owned())
             ),
@@ -104,7 +109,8 @@ pub fn confirmation_form(token: &flexauth_domain::secret::LinkToken, confirmatio
             StatusCode::OK,
         ),
         Confirmation::ChoosePassword { error } => (
-            "Choose the password for your account to confirm this address. It may be the one you chose when you signed up; \
+            "Choose the password for your account to confirm this address. It may be the one you chose when you \
+                signed up; \
              if several sign-ups were made with this address, only the password you enter here will work."
                 .to_owned(),
             new_password_field(error),
@@ -115,7 +121,8 @@ pub fn confirmation_form(token: &flexauth_domain::secret::LinkToken, confirmatio
         status,
         "Confirm your email address",
         &format!(
-            "<p>{}</p><form method=\"post\" action=\"verify\"><input type=\"hidden\" name=\"token\" value=\"{}\">{password_field}\
+            "<p>{}</p><form method=\"post\" action=\"verify\"><input type=\"hidden\" name=\"token\" \
+                value=\"{}\">{password_field}\
              <p><button type=\"submit\">Confirm my email address</button></p></form>",
             escape(&explanation),
             escape(&token.expose())
@@ -130,7 +137,13 @@ const SIGNED_UP_AT: &[time::format_description::BorrowedFormatItem<'static>] =
 /// A page behind an emailed link that does something only when its one button is pressed: a
 /// form that POSTs the token to `action` (relative, so it works under a path prefix of the
 /// public URL). Opening the link, as a mail scanner does, changes nothing.
-pub fn button_form(title: &str, explanation: &str, action: &str, token: &flexauth_domain::secret::LinkToken, button: &str) -> HttpResponse {
+pub fn button_form(
+    title: &str,
+    explanation: &str,
+    action: &str,
+    token: &flexauth_domain::secret::LinkToken,
+    button: &str,
+) -> HttpResponse {
     page(
         StatusCode::OK,
         title,

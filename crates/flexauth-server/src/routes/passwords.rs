@@ -42,7 +42,8 @@ pub struct PasswordReset {
 }
 
 /// The same words whether or not the address has an account.
-const FORGOT_ACCEPTED: Message = Message { message: "If this address has an account, a link to reset its password is on its way." };
+const FORGOT_ACCEPTED: Message =
+    Message { message: "If this address has an account, a link to reset its password is on its way." };
 
 /// Send a password reset link
 ///
@@ -59,7 +60,11 @@ const FORGOT_ACCEPTED: Message = Message { message: "If this address has an acco
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn forgot(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<ForgotBody>) -> Result<HttpResponse, ApiError> {
+pub async fn forgot(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: JsonObject<ForgotBody>,
+) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&body.email)?;
     state.accounts.forgot_password(email, state.client_address(&request).as_deref()).await?;
     state.wake_worker();
@@ -86,7 +91,10 @@ fn reset_token(text: &str) -> Result<LinkToken, ApiError> {
     extensions(("x-flexauth-errors" = json!(["unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn reset_form(state: web::Data<AppState>, query: Result<web::Query<ResetQuery>, actix_web::Error>) -> HttpResponse {
+pub async fn reset_form(
+    state: web::Data<AppState>,
+    query: Result<web::Query<ResetQuery>, actix_web::Error>,
+) -> HttpResponse {
     let Some(token) = query.ok().and_then(|query| LinkToken::parse(&query.token).ok()) else {
         return error_page(ResetPasswordError::InvalidToken);
     };
@@ -115,10 +123,14 @@ fn reset_form_page(token: &LinkToken, error: Option<&str>) -> HttpResponse {
 /// does.
 fn error_page(error: ResetPasswordError) -> HttpResponse {
     match error {
-        ResetPasswordError::Expired => pages::message(StatusCode::BAD_REQUEST, "Link expired", "This reset link has expired. Ask for a new one."),
-        ResetPasswordError::InvalidToken => {
-            pages::message(StatusCode::BAD_REQUEST, "Invalid link", "This reset link is not valid or was used already. Ask for a new one.")
+        ResetPasswordError::Expired => {
+            pages::message(StatusCode::BAD_REQUEST, "Link expired", "This reset link has expired. Ask for a new one.")
         }
+        ResetPasswordError::InvalidToken => pages::message(
+            StatusCode::BAD_REQUEST,
+            "Invalid link",
+            "This reset link is not valid or was used already. Ask for a new one.",
+        ),
         other => actix_web::ResponseError::error_response(&ApiError::from(other)),
     }
 }
@@ -143,7 +155,11 @@ fn error_page(error: ResetPasswordError) -> HttpResponse {
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_reset_token", "reset_token_expired", "password_too_short", "password_too_long", "password_too_common", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn reset(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<ResetBody>) -> Result<HttpResponse, ApiError> {
+pub async fn reset(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: JsonObject<ResetBody>,
+) -> Result<HttpResponse, ApiError> {
     let ResetBody { token, password } = body.into_inner();
     let token = reset_token(&token)?;
     let password = NewPassword::parse(password)?;
@@ -153,7 +169,11 @@ pub async fn reset(state: web::Data<AppState>, request: HttpRequest, body: JsonO
 
 /// The form of [`reset_form`] posts here and gets a page back.
 #[tracing::instrument(skip_all)]
-pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, form: Result<web::Form<ResetBody>, actix_web::Error>) -> HttpResponse {
+pub async fn reset_from_form(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    form: Result<web::Form<ResetBody>, actix_web::Error>,
+) -> HttpResponse {
     let Ok(form) = form else {
         return error_page(ResetPasswordError::InvalidToken);
     };
@@ -167,7 +187,11 @@ pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, f
         Err(reason) => return reset_form_page(&token, Some(&format!("{reason}."))),
     };
     match state.accounts.reset_password(&token, &password, state.client_address(&request).as_deref()).await {
-        Ok(()) => pages::message(StatusCode::OK, "Password changed", "Your password is changed and every session was logged out. You can log in now."),
+        Ok(()) => pages::message(
+            StatusCode::OK,
+            "Password changed",
+            "Your password is changed and every session was logged out. You can log in now.",
+        ),
         Err(error) => error_page(error),
     }
 }
@@ -188,7 +212,11 @@ pub async fn reset_from_form(state: web::Data<AppState>, request: HttpRequest, f
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_short", "password_too_long", "password_too_common", "invalid_current_password", "session_revoked", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
-pub async fn change(state: web::Data<AppState>, caller: LiveCaller, body: JsonAfterCaller<ChangeBody>) -> Result<HttpResponse, actix_web::Error> {
+pub async fn change(
+    state: web::Data<AppState>,
+    caller: LiveCaller,
+    body: JsonAfterCaller<ChangeBody>,
+) -> Result<HttpResponse, actix_web::Error> {
     let body = body?.into_inner();
     Ok(change_password(&state, &caller, body).await?)
 }

@@ -44,17 +44,33 @@ fn tokens(pair: TokenPair, cookie: Option<&BrowserPolicy>) -> HttpResponse {
         }
         None => Some(pair.refresh_token),
     };
-    response.json(Data { data: TokenResponse { access_token: pair.access_token, refresh_token, token_type: "bearer", expires_in: pair.expires_in } })
+    response.json(Data {
+        data: TokenResponse {
+            access_token: pair.access_token,
+            refresh_token,
+            token_type: "bearer",
+            expires_in: pair.expires_in,
+        },
+    })
 }
 
 /// The refresh token of a request: from the body, or, for a client that opted in to the
 /// cookie transport, from the refresh cookie.
-fn presented_refresh_token(state: &AppState, request: &HttpRequest, body: &[u8], cookie_mode: bool) -> Result<String, ApiError> {
+fn presented_refresh_token(
+    state: &AppState,
+    request: &HttpRequest,
+    body: &[u8],
+    cookie_mode: bool,
+) -> Result<String, ApiError> {
     if !cookie_mode {
         let body: RefreshBody = super::body::json_object(request, body)?;
         return Ok(body.refresh_token);
     }
-    let from_body = if body.is_empty() { CookieRefreshBody::default() } else { super::body::json_object::<CookieRefreshBody>(request, body)? };
+    let from_body = if body.is_empty() {
+        CookieRefreshBody::default()
+    } else {
+        super::body::json_object::<CookieRefreshBody>(request, body)?
+    };
     if let Some(token) = from_body.refresh_token {
         return Ok(token);
     }
@@ -79,13 +95,18 @@ fn cookie_refresh_token(state: &AppState, request: &HttpRequest) -> Result<Strin
 /// `FLEXAUTH_REAUTHENTICATION_WINDOW`.
 #[utoipa::path(
     post, path = "/v1/auth/login", operation_id = "login", tag = "sessions",
-    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
+    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the \
+        refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
     request_body = Credentials,
     responses((status = 200, description = "A new session's tokens.", body = Data<TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie; after a login, the `flexauth_device` cookie of a new device.")))),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "password_too_long", "invalid_credentials", "email_not_verified", "account_disabled", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: JsonObject<Credentials>) -> Result<HttpResponse, ApiError> {
+pub async fn login(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: JsonObject<Credentials>,
+) -> Result<HttpResponse, ApiError> {
     let Credentials { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = Password::parse(password)?;
@@ -108,7 +129,8 @@ pub async fn login(state: web::Data<AppState>, request: HttpRequest, body: JsonO
 
 /// The device token of the `flexauth_device` cookie, if the request carries a well-formed one.
 fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::DeviceToken> {
-    browser::cookie_value(request.headers(), crate::state::DEVICE_COOKIE).and_then(|value| flexauth_domain::secret::DeviceToken::parse(&value).ok())
+    browser::cookie_value(request.headers(), crate::state::DEVICE_COOKIE)
+        .and_then(|value| flexauth_domain::secret::DeviceToken::parse(&value).ok())
 }
 
 /// Rotate a refresh token
@@ -119,13 +141,19 @@ fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::Devic
 /// have a copy of your session". A refresh does not renew the session's recent authentication.
 #[utoipa::path(
     post, path = "/v1/auth/refresh", operation_id = "refreshTokens", tag = "sessions",
-    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
-    request_body(description = "The refresh token; with `Refresh-Token-Transport: cookie` the body may be left out, and the cookie is read.", content((RefreshBody = "application/json"))),
+    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the \
+        refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
+    request_body(description = "The refresh token; with `Refresh-Token-Transport: cookie` the body may be left out, \
+        and the cookie is read.", content((RefreshBody = "application/json"))),
     responses((status = 200, description = "The successor pair.", body = Data<TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie; after a login, the `flexauth_device` cookie of a new device.")))),
     extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_refresh_token", "refresh_token_expired", "session_revoked", "refresh_token_reused", "missing_token", "origin_not_allowed", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn refresh(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let cookie_mode = browser::wants_cookie(&request);
     let refresh_token = presented_refresh_token(&state, &request, &body, cookie_mode)?;
     let outcome = state.sessions.refresh(&refresh_token, state.client_address(&request).as_deref()).await;
@@ -166,19 +194,27 @@ fn scope(text: Option<&str>) -> Result<LogoutScope, ApiError> {
 /// of the access token has ended").
 #[utoipa::path(
     post, path = "/v1/auth/logout", operation_id = "logout", tag = "sessions", security(("bearer" = []), ()),
-    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
-    request_body(description = "Optional. With a bearer: `scope`. Without one: `refresh_token` (required then).", content = LogoutBody, content_type = "application/json"),
+    params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the \
+        refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
+    request_body(description = "Optional. With a bearer: `scope`. Without one: `refresh_token` (required \
+        then).", content = LogoutBody, content_type = "application/json"),
     responses((status = 204, description = "The sessions are ended. No body.", headers(("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie, cleared.")))),
     extensions(("x-flexauth-optional-body" = json!(true)), ("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "invalid_scope", "missing_token", "invalid_token", "invalid_refresh_token", "jwt_required", "origin_not_allowed", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn logout(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let body: LogoutBody = if body.is_empty() { LogoutBody::default() } else { super::body::any_object(&body)? };
     let cookie_mode = browser::wants_cookie(&request);
     if cookie_mode && body.refresh_token.is_none() && bearer_token(&request)?.is_none() {
         let refresh_token = cookie_refresh_token(&state, &request)?;
         state.sessions.logout_with_refresh_token(&refresh_token).await?;
-        return Ok(HttpResponse::NoContent().insert_header((header::SET_COOKIE, state.browser.clear_cookie())).finish());
+        return Ok(HttpResponse::NoContent()
+            .insert_header((header::SET_COOKIE, state.browser.clear_cookie()))
+            .finish());
     }
     if let Some(token) = bearer_token(&request)? {
         let caller = state.bearer.authenticate(token).await?;
@@ -243,13 +279,20 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<Http
 /// of the access token has ended").
 #[utoipa::path(
     delete, path = "/v1/auth/sessions/{id}", operation_id = "revokeSession", tag = "sessions", security(("bearer" = [])),
-    params(("id" = String, Path, description = "A session id (a UUID). Anything else answers `404 session_not_found`.")),
+    params(("id" = String, Path, description = "A session id (a UUID). Anything else answers `404 \
+        session_not_found`.")),
     responses((status = 204, description = "The session is ended. No body.")),
     extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "session_not_found", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
-pub async fn revoke(state: web::Data<AppState>, caller: LiveCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let id = uuid::Uuid::parse_str(&path).map(SessionId::from_uuid).map_err(|_| ApiError::from(ErrorCode::SessionNotFound))?;
+pub async fn revoke(
+    state: web::Data<AppState>,
+    caller: LiveCaller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&path)
+        .map(SessionId::from_uuid)
+        .map_err(|_| ApiError::from(ErrorCode::SessionNotFound))?;
     state.sessions.revoke(&caller, id).await?;
     tracing::info!(target: "flexauth::audit", event = "session_revoked", account_id = %caller.account_id(), session_id = %id, "session revoked by its owner");
     Ok(HttpResponse::NoContent().finish())
@@ -292,8 +335,14 @@ pub async fn reauthenticate(
     Ok(reauthenticate_caller(&state, &request, &caller, body).await?)
 }
 
-async fn reauthenticate_caller(state: &AppState, request: &HttpRequest, caller: &LiveCaller, body: ReauthenticateBody) -> Result<HttpResponse, ApiError> {
+async fn reauthenticate_caller(
+    state: &AppState,
+    request: &HttpRequest,
+    caller: &LiveCaller,
+    body: ReauthenticateBody,
+) -> Result<HttpResponse, ApiError> {
     let password = Password::parse(body.password)?;
-    let authenticated_at = state.sessions.reauthenticate(caller, &password, state.client_address(request).as_deref()).await?;
+    let authenticated_at =
+        state.sessions.reauthenticate(caller, &password, state.client_address(request).as_deref()).await?;
     Ok(HttpResponse::Ok().json(Data { data: Reauthenticated { authenticated_at: rfc3339(authenticated_at)? } }))
 }

@@ -17,7 +17,9 @@ async fn spawn_frozen(env: &TestEnv, extra: &[&str]) -> TestApp {
 
 fn assert_limited(reply: &Reply, what: &str) {
     assert_eq!((reply.status, reply.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{what}: {}", reply.text);
-    let header = |name: &str| reply.headers.get(name).unwrap_or_else(|| panic!("{what}: no {name} header")).to_str().unwrap().to_owned();
+    let header = |name: &str| {
+        reply.headers.get(name).unwrap_or_else(|| panic!("{what}: no {name} header")).to_str().unwrap().to_owned()
+    };
     let retry_after: i64 = header("retry-after").parse().unwrap();
     // Up to a day: the per-account limit has a daily tier.
     assert!((1..=86_400).contains(&retry_after), "{what}: Retry-After {retry_after}");
@@ -52,14 +54,19 @@ async fn guessing_one_account_and_spraying_unknown_emails_are_limited_at_the_sam
     assert_limited(&wrong_login(&app, None, &victim).await, "the 11th guess");
     // The right password does not get through either, and a forged header changes nothing.
     assert_limited(&app.login(&victim).await, "the right password from the limited address");
-    let spoofed = app.post_from("198.51.100.77", "/v1/auth/login", json!({ "email": victim, "password": PASSWORD })).await;
+    let spoofed =
+        app.post_from("198.51.100.77", "/v1/auth/login", json!({ "email": victim, "password": PASSWORD })).await;
     assert_limited(&spoofed, "an untrusted X-Forwarded-For");
     app.stop().await;
 
     let env = TestEnv::new().await;
     let app = spawn_frozen(&env, &[]).await;
     for attempt in 1..=10 {
-        assert_eq!(wrong_login(&app, None, &unique_email("sprayed")).await.code(), "invalid_credentials", "spray {attempt}");
+        assert_eq!(
+            wrong_login(&app, None, &unique_email("sprayed")).await.code(),
+            "invalid_credentials",
+            "spray {attempt}"
+        );
     }
     assert_limited(&wrong_login(&app, None, &unique_email("sprayed")).await, "the 11th sprayed email");
     app.stop().await;
@@ -73,10 +80,23 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_count() {
     for _ in 0..10 {
         wrong_login(&app, Some("198.51.100.1"), &unique_email("proxied")).await;
     }
-    assert_limited(&wrong_login(&app, Some("198.51.100.1"), &unique_email("proxied")).await, "the 11th failure of 198.51.100.1");
-    assert_eq!(wrong_login(&app, Some("198.51.100.2"), &unique_email("proxied")).await.code(), "invalid_credentials", "another client behind the proxy");
+    assert_limited(
+        &wrong_login(&app, Some("198.51.100.1"), &unique_email("proxied")).await,
+        "the 11th failure of 198.51.100.1",
+    );
+    assert_eq!(
+        wrong_login(&app, Some("198.51.100.2"), &unique_email("proxied")).await.code(),
+        "invalid_credentials",
+        "another client behind the proxy"
+    );
     // A client cannot pick its address by prepending one: the proxy's view is the rightmost.
-    let prepended = app.post_from("198.51.100.2, 198.51.100.1", "/v1/auth/login", json!({ "email": unique_email("proxied"), "password": "x" })).await;
+    let prepended = app
+        .post_from(
+            "198.51.100.2, 198.51.100.1",
+            "/v1/auth/login",
+            json!({ "email": unique_email("proxied"), "password": "x" }),
+        )
+        .await;
     assert_limited(&prepended, "the limited client behind a forged first hop");
     app.stop().await;
 }
@@ -90,7 +110,8 @@ async fn fifty_accounts_logging_in_from_one_address_within_a_minute_are_not_thro
         verified_from(&env, &app, &format!("10.20.{}.{}", i / 200, i % 200 + 1), email).await;
     }
     for email in &emails {
-        let login = app.post_from("203.0.113.50", "/v1/auth/login", json!({ "email": email, "password": PASSWORD })).await;
+        let login =
+            app.post_from("203.0.113.50", "/v1/auth/login", json!({ "email": email, "password": PASSWORD })).await;
         assert_eq!(login.status, StatusCode::OK, "{email}: {}", login.text);
     }
     app.stop().await;
@@ -112,7 +133,9 @@ async fn two_hundred_guesses_from_forty_addresses_get_nowhere_while_the_owner_lo
             assert_ne!(reply.status, StatusCode::OK);
             limited += usize::from(reply.status == StatusCode::TOO_MANY_REQUESTS);
             if attacker == 20 {
-                let owner_login = app.post_from("192.0.2.100", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;
+                let owner_login = app
+                    .post_from("192.0.2.100", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD }))
+                    .await;
                 assert_eq!(owner_login.status, StatusCode::OK, "the owner during round {round}: {}", owner_login.text);
             }
         }
@@ -133,11 +156,18 @@ async fn twenty_resets_and_ten_signups_for_one_address_deliver_at_most_six_email
     let app = env.spawn_with(PROXY).await;
     let target = unique_email("flooded");
     for i in 0..10 {
-        let reply = app.post_from(&format!("10.30.0.{}", i + 1), "/v1/auth/signup", json!({ "email": target, "password": PASSWORD })).await;
+        let reply = app
+            .post_from(
+                &format!("10.30.0.{}", i + 1),
+                "/v1/auth/signup",
+                json!({ "email": target, "password": PASSWORD }),
+            )
+            .await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
     }
     for i in 0..20 {
-        let reply = app.post_from(&format!("10.31.0.{}", i + 1), "/v1/auth/password/forgot", json!({ "email": target })).await;
+        let reply =
+            app.post_from(&format!("10.31.0.{}", i + 1), "/v1/auth/password/forgot", json!({ "email": target })).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "capped requests answer as usual");
     }
     // The worker handles requests in order: once this one's email is there, all were handled.
@@ -147,7 +177,10 @@ async fn twenty_resets_and_ten_signups_for_one_address_deliver_at_most_six_email
     wait_for_mail_to(env.smtp(), &sentinel).await;
     let delivered = mails_to(env.smtp(), &target);
     assert!(delivered.len() <= 6, "{} emails reached the flooded address", delivered.len());
-    assert_eq!(delivered.iter().filter(|mail| mail.subject().as_deref() == Some("Verify your email address")).count(), 3);
+    assert_eq!(
+        delivered.iter().filter(|mail| mail.subject().as_deref() == Some("Verify your email address")).count(),
+        3
+    );
     assert_eq!(delivered.iter().filter(|mail| mail.subject().as_deref() == Some("Reset your password")).count(), 3);
     app.stop().await;
 }
@@ -161,8 +194,14 @@ async fn alternating_between_two_instances_does_not_raise_the_allowance() {
         let reply = wrong_login(&instances[attempt % 2], Some("198.51.100.40"), &unique_email("alternated")).await;
         assert_eq!(reply.code(), "invalid_credentials", "failure {}", attempt + 1);
     }
-    assert_limited(&wrong_login(&instances[0], Some("198.51.100.40"), &unique_email("alternated")).await, "the 11th failure, on instance 0");
-    assert_limited(&wrong_login(&instances[1], Some("198.51.100.40"), &unique_email("alternated")).await, "the 12th failure, on instance 1");
+    assert_limited(
+        &wrong_login(&instances[0], Some("198.51.100.40"), &unique_email("alternated")).await,
+        "the 11th failure, on instance 0",
+    );
+    assert_limited(
+        &wrong_login(&instances[1], Some("198.51.100.40"), &unique_email("alternated")).await,
+        "the 12th failure, on instance 1",
+    );
     for instance in &instances {
         instance.stop().await;
     }
@@ -215,18 +254,31 @@ async fn the_security_log_shows_the_owner_logins_changes_keys_and_reuse() {
     let owner = unique_email("logged");
     verified_from(&env, &app, "192.0.2.10", &owner).await;
     assert_eq!(wrong_login(&app, Some("203.0.113.66"), &owner).await.code(), "invalid_credentials");
-    let session = app.post_from("192.0.2.10", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await.body["data"].clone();
+    let session =
+        app.post_from("192.0.2.10", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await.body
+            ["data"]
+            .clone();
     let access = session["access_token"].as_str().unwrap().to_owned();
     let change = json!({ "current_password": PASSWORD, "new_password": "changed for the log" });
-    assert_eq!(app.post_json_with_bearer("/v1/auth/password/change", &access, change).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "logged key" })).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.post_json_with_bearer("/v1/auth/password/change", &access, change).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "logged key" })).await.status,
+        StatusCode::CREATED
+    );
     let first = session["refresh_token"].as_str().unwrap();
     let rotated = app.refresh(first).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
     app.refresh(&rotated).await;
     assert_eq!(app.refresh(first).await.code(), "refresh_token_reused");
 
     // The reuse ended the session, so the owner logs in again to read the log.
-    let reader = app.post_from("192.0.2.10", "/v1/auth/login", json!({ "email": owner, "password": "changed for the log" })).await.body["data"].clone();
+    let reader = app
+        .post_from("192.0.2.10", "/v1/auth/login", json!({ "email": owner, "password": "changed for the log" }))
+        .await
+        .body["data"]
+        .clone();
     let reader = reader["access_token"].as_str().unwrap().to_owned();
     let page = app.get_with_bearer("/v1/auth/events?limit=3", &reader).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
@@ -236,7 +288,18 @@ async fn the_security_log_shows_the_owner_logins_changes_keys_and_reuse() {
     let rest = app.get_with_bearer(&format!("/v1/auth/events?after={next}"), &reader).await;
     events.extend(rest.body["data"]["events"].as_array().unwrap().iter().cloned());
     let kinds: Vec<&str> = events.iter().map(|event| event["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["login_succeeded", "refresh_token_reuse", "api_key_created", "password_changed", "login_succeeded", "login_failed"], "newest first");
+    assert_eq!(
+        kinds,
+        [
+            "login_succeeded",
+            "refresh_token_reuse",
+            "api_key_created",
+            "password_changed",
+            "login_succeeded",
+            "login_failed"
+        ],
+        "newest first"
+    );
     assert_eq!(events[5]["ip"], "203.0.113.66", "the failed login names its address");
     assert_eq!(events[4]["ip"], "192.0.2.10");
     assert!(events[2]["key_id"].is_string());

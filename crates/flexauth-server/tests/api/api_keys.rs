@@ -33,7 +33,10 @@ async fn api_keys_work_end_to_end_across_two_instances() {
     assert_eq!(usage.status, StatusCode::OK, "{}", usage.text);
     assert_eq!(usage.body["data"]["auth_method"], "api_key");
     assert_eq!(usage.body["data"]["key_id"], id.as_str());
-    assert_eq!(usage.body["data"]["account_id"], first.get_with_bearer("/v1/usage", jwt).await.body["data"]["account_id"]);
+    assert_eq!(
+        usage.body["data"]["account_id"],
+        first.get_with_bearer("/v1/usage", jwt).await.body["data"]["account_id"]
+    );
 
     // Listing shows the key without its secret, and that it was used.
     let listed = second.get_with_bearer("/v1/api-keys", jwt).await;
@@ -54,7 +57,13 @@ async fn api_keys_work_end_to_end_across_two_instances() {
         first.post_json_with_bearer("/v1/api-keys", &key, json!({ "name": "minted by a key" })).await,
         first.get_with_bearer("/v1/api-keys", &key).await,
         first.delete_with_bearer(&format!("/v1/api-keys/{id}"), &key).await,
-        first.post_json_with_bearer("/v1/auth/password/change", &key, json!({ "current_password": "x", "new_password": "a new long password" })).await,
+        first
+            .post_json_with_bearer(
+                "/v1/auth/password/change",
+                &key,
+                json!({ "current_password": "x", "new_password": "a new long password" }),
+            )
+            .await,
         first.get_with_bearer("/v1/auth/sessions", &key).await,
         first.get_with_bearer("/v1/auth/me", &key).await,
     ] {
@@ -90,7 +99,9 @@ async fn key_creation_validates_its_input() {
         let reply = app.post_json_with_bearer("/v1/api-keys", &jwt, body.clone()).await;
         assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, code), "{body}");
     }
-    let expiring = app.post_json_with_bearer("/v1/api-keys", &jwt, json!({ "name": "ci", "expires_at": "2099-01-01T00:00:00Z" })).await;
+    let expiring = app
+        .post_json_with_bearer("/v1/api-keys", &jwt, json!({ "name": "ci", "expires_at": "2099-01-01T00:00:00Z" }))
+        .await;
     assert_eq!(expiring.status, StatusCode::CREATED);
     assert_eq!(expiring.body["data"]["expires_at"], "2099-01-01T00:00:00.000Z");
     let unknown = app.delete_with_bearer("/v1/api-keys/not-a-uuid", &jwt).await;
@@ -104,7 +115,13 @@ async fn instants_have_one_shape_on_creation_and_on_listing() {
     let app = env.spawn().await;
     let login = app.verified_login(&env, &unique_email("instants")).await;
     let jwt = login["access_token"].as_str().unwrap();
-    let created = app.post_json_with_bearer("/v1/api-keys", jwt, json!({ "name": "instants", "expires_at": "2099-01-01T00:00:00+02:00" })).await;
+    let created = app
+        .post_json_with_bearer(
+            "/v1/api-keys",
+            jwt,
+            json!({ "name": "instants", "expires_at": "2099-01-01T00:00:00+02:00" }),
+        )
+        .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let listed = app.get_with_bearer("/v1/api-keys", jwt).await.body["data"][0].clone();
     // RFC 3339, UTC, exactly milliseconds.
@@ -117,7 +134,8 @@ async fn instants_have_one_shape_on_creation_and_on_listing() {
             && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_ok()
     };
     for field in ["created_at", "expires_at"] {
-        let (on_creation, on_listing) = (created.body["data"][field].as_str().unwrap(), listed[field].as_str().unwrap());
+        let (on_creation, on_listing) =
+            (created.body["data"][field].as_str().unwrap(), listed[field].as_str().unwrap());
         assert!(shaped(on_creation) && shaped(on_listing), "{field}: {on_creation} / {on_listing}");
         assert_eq!(on_creation, on_listing, "{field}");
     }
@@ -135,10 +153,21 @@ async fn jwt_only_operations_refuse_an_api_key_before_reading_the_body() {
     let key = created.body["data"]["key"].as_str().unwrap().to_owned();
     // Bodies and paths that would each be refused on their own: the key is refused first.
     for reply in [
-        app.post_json_with_bearer("/v1/auth/password/change", &key, json!({ "current_password": "x", "new_password": "short" })).await,
+        app.post_json_with_bearer(
+            "/v1/auth/password/change",
+            &key,
+            json!({ "current_password": "x", "new_password": "short" }),
+        )
+        .await,
         app.post_json_with_bearer("/v1/api-keys", &key, json!({ "name": "" })).await,
         crate::helpers::read(
-            app.client.post(app.url("/v1/api-keys")).bearer_auth(&key).insert_header(("content-type", "application/json")).send_body("not json").await.unwrap(),
+            app.client
+                .post(app.url("/v1/api-keys"))
+                .bearer_auth(&key)
+                .insert_header(("content-type", "application/json"))
+                .send_body("not json")
+                .await
+                .unwrap(),
         )
         .await,
         app.delete_with_bearer("/v1/auth/sessions/not-a-session-id", &key).await,

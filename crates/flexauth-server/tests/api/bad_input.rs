@@ -18,11 +18,29 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
         ("/v1/auth/signup", json, b"{not json".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/signup", json, b"".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/signup", json, br#"{"email":"a@example.com"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/auth/signup", json, br#"{"email":5,"password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            "/v1/auth/signup",
+            json,
+            br#"{"email":5,"password":"long enough pass"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
         ("/v1/auth/signup", json, br#"[1,2,3]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         // serde reads a struct from an array of its fields in order; the API takes objects only.
-        ("/v1/auth/signup", json, br#"["a@example.com","long enough pass"]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/auth/login", json, br#"["a@example.com","long enough pass"]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            "/v1/auth/signup",
+            json,
+            br#"["a@example.com","long enough pass"]"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "/v1/auth/login",
+            json,
+            br#"["a@example.com","long enough pass"]"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
         ("/v1/auth/refresh", json, br#"["garbage"]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/logout", json, br#"[]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/auth/logout", json, br#"["garbage"]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
@@ -41,10 +59,34 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
             "unsupported_media_type",
         ),
         ("/v1/auth/signup", json, huge.into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        ("/v1/auth/signup", json, br#"{"email":"not-an-email","password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
-        ("/v1/auth/signup", json, br#"{"email":"","password":"long enough pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
-        ("/v1/auth/signup", json, br#"{"email":"a@example.com","password":"short"}"#.to_vec(), StatusCode::BAD_REQUEST, "password_too_short"),
-        ("/v1/auth/signup", json, br#"{"email":"a@example.com","password":"password123"}"#.to_vec(), StatusCode::BAD_REQUEST, "password_too_common"),
+        (
+            "/v1/auth/signup",
+            json,
+            br#"{"email":"not-an-email","password":"long enough pass"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_email",
+        ),
+        (
+            "/v1/auth/signup",
+            json,
+            br#"{"email":"","password":"long enough pass"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_email",
+        ),
+        (
+            "/v1/auth/signup",
+            json,
+            br#"{"email":"a@example.com","password":"short"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "password_too_short",
+        ),
+        (
+            "/v1/auth/signup",
+            json,
+            br#"{"email":"a@example.com","password":"password123"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "password_too_common",
+        ),
         (
             "/v1/auth/signup",
             json,
@@ -59,14 +101,44 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
             StatusCode::BAD_REQUEST,
             "password_too_long",
         ),
-        ("/v1/auth/login", json, br#"{"email":"@@","password":"whatever pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
+        (
+            "/v1/auth/login",
+            json,
+            br#"{"email":"@@","password":"whatever pass"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_email",
+        ),
         ("/v1/auth/login", json, br#"{"password":"whatever pass"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/auth/refresh", json, br#"{"refresh_token":"garbage"}"#.to_vec(), StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
-        ("/v1/auth/refresh", json, br#"{"refresh_token":""}"#.to_vec(), StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+        (
+            "/v1/auth/refresh",
+            json,
+            br#"{"refresh_token":"garbage"}"#.to_vec(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+        ),
+        (
+            "/v1/auth/refresh",
+            json,
+            br#"{"refresh_token":""}"#.to_vec(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+        ),
         ("/v1/auth/refresh", json, br#"{}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("/v1/auth/verify", json, br#"{"token":"\u0000\u0001"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_verification_token"),
+        (
+            "/v1/auth/verify",
+            json,
+            br#"{"token":"\u0000\u0001"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_verification_token",
+        ),
         ("/v1/auth/verify/resend", json, br#"{"email":"nope"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_email"),
-        ("/v1/auth/logout", json, br#"{"refresh_token":"garbage"}"#.to_vec(), StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+        (
+            "/v1/auth/logout",
+            json,
+            br#"{"refresh_token":"garbage"}"#.to_vec(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+        ),
         ("/v1/auth/logout", json, b"{oops".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("/v1/nowhere", json, b"{}".to_vec(), StatusCode::NOT_FOUND, "not_found"),
     ];
@@ -81,16 +153,28 @@ async fn bad_input_gets_a_4xx_with_a_stable_code() {
     assert_eq!((wrong_method.status, wrong_method.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
     assert_eq!(wrong_method.headers.get("allow").unwrap(), "POST");
     let oversized_logout = app.post_raw("/v1/auth/logout", json, vec![b' '; 20 * 1024]).await;
-    assert_eq!((oversized_logout.status, oversized_logout.code()), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    assert_eq!(
+        (oversized_logout.status, oversized_logout.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
     let me = app.get("/v1/auth/me").await;
     assert_eq!((me.status, me.code()), (StatusCode::UNAUTHORIZED, "missing_token"));
-    let wrong_scheme = app.client.get(app.url("/v1/usage")).insert_header(("authorization", "Basic dXNlcjpwYXNz")).send().await.unwrap();
+    let wrong_scheme = app
+        .client
+        .get(app.url("/v1/usage"))
+        .insert_header(("authorization", "Basic dXNlcjpwYXNz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong_scheme.status(), StatusCode::UNAUTHORIZED);
 
     // Nothing above stored a request or queued an email: once the email of a valid signup made
     // after them has arrived (the worker handles requests in order), it is the only one.
     let after = unique_email("after");
-    assert_eq!(app.post("/v1/auth/signup", json!({ "email": after, "password": "long enough pass" })).await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        app.post("/v1/auth/signup", json!({ "email": after, "password": "long enough pass" })).await.status,
+        StatusCode::ACCEPTED
+    );
     crate::helpers::wait_for_mail_to(env.smtp(), &after).await;
     assert_eq!(env.smtp().messages().len(), 1, "only the valid signup sent an email");
     app.stop().await;
@@ -118,10 +202,18 @@ async fn every_operation_of_the_openapi_description_is_served() {
     let mut operations = 0;
     for (path, item) in paths {
         let concrete = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
-        for method in item.as_object().unwrap().keys().filter(|key| ["get", "post", "delete", "put", "patch"].contains(&key.as_str())) {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|key| ["get", "post", "delete", "put", "patch"].contains(&key.as_str()))
+        {
             let request = app.client.request(method.to_uppercase().parse().unwrap(), app.url(&concrete));
             let status = request.send().await.unwrap().status();
-            assert!(status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {status}");
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status}"
+            );
             operations += 1;
         }
     }
@@ -135,9 +227,13 @@ async fn every_operation_of_the_openapi_description_is_served() {
 async fn the_openapi_document_in_docs_is_the_one_the_server_serves() {
     let env = TestEnv::new().await;
     let app = env.spawn().await;
-    let served = app.client.get(app.url("/openapi.json")).send().await.unwrap().body().limit(4 * 1024 * 1024).await.unwrap();
+    let served =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().body().limit(4 * 1024 * 1024).await.unwrap();
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json")).unwrap();
-    assert!(committed.trim_end() == std::str::from_utf8(&served).unwrap(), "docs/openapi.json is not the generated document: run `just openapi`");
+    assert!(
+        committed.trim_end() == std::str::from_utf8(&served).unwrap(),
+        "docs/openapi.json is not the generated document: run `just openapi`"
+    );
     app.stop().await;
 }
 
@@ -148,20 +244,33 @@ async fn the_openapi_document_lists_every_error_code_under_its_status() {
     let env = TestEnv::new().await;
     let app = env.spawn().await;
     let document = app.get("/openapi.json").await.body;
-    let all: Vec<String> =
-        document["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap().iter().map(|code| code.as_str().unwrap().to_owned()).collect();
+    let all: Vec<String> = document["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|code| code.as_str().unwrap().to_owned())
+        .collect();
     assert!(all.len() >= 40);
     let mut listed = std::collections::BTreeSet::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             for (status, answer) in operation["responses"].as_object().unwrap() {
-                let Some(codes) = answer["content"]["application/json"]["schema"]["properties"]["error"]["properties"]["code"]["enum"].as_array() else {
+                let Some(codes) = answer["content"]["application/json"]["schema"]["properties"]["error"]["properties"]
+                    ["code"]["enum"]
+                    .as_array()
+                else {
                     continue;
                 };
-                assert!(status.starts_with('4') || status.starts_with('5'), "{method} {path}: error codes under {status}");
+                assert!(
+                    status.starts_with('4') || status.starts_with('5'),
+                    "{method} {path}: error codes under {status}"
+                );
                 assert!(answer["headers"]["cache-control"].is_object(), "{method} {path} {status}: no cache-control");
                 if status == "401" {
-                    assert!(answer["headers"]["www-authenticate"].is_object(), "{method} {path}: a 401 without www-authenticate");
+                    assert!(
+                        answer["headers"]["www-authenticate"].is_object(),
+                        "{method} {path}: a 401 without www-authenticate"
+                    );
                 }
                 for code in codes {
                     listed.insert(code.as_str().unwrap().to_owned());

@@ -52,7 +52,8 @@ async fn cors_answers_the_allowed_origins_and_no_other() {
         assert!(exposed.contains(needed), "{exposed}");
     }
     assert!(header(&answer, "vary").unwrap().contains("Origin"));
-    let other = read(app.client.get(app.url("/healthz")).insert_header(("origin", ELSEWHERE)).send().await.unwrap()).await;
+    let other =
+        read(app.client.get(app.url("/healthz")).insert_header(("origin", ELSEWHERE)).send().await.unwrap()).await;
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(header(&other, "access-control-allow-origin"), None);
     app.stop().await;
@@ -69,9 +70,12 @@ async fn cors_answers_the_allowed_origins_and_no_other() {
 async fn head_answers_wherever_get_does() {
     let env = TestEnv::new().await;
     let app = env.spawn().await;
-    for (path, status) in
-        [("/healthz", StatusCode::OK), ("/.well-known/jwks.json", StatusCode::OK), ("/openapi.json", StatusCode::OK), ("/v1/usage", StatusCode::UNAUTHORIZED)]
-    {
+    for (path, status) in [
+        ("/healthz", StatusCode::OK),
+        ("/.well-known/jwks.json", StatusCode::OK),
+        ("/openapi.json", StatusCode::OK),
+        ("/v1/usage", StatusCode::UNAUTHORIZED),
+    ] {
         let get = app.get(path).await;
         let head = read(app.client.head(app.url(path)).send().await.unwrap()).await;
         assert_eq!((get.status, head.status), (status, status), "{path}");
@@ -95,7 +99,8 @@ fn cookie_value(set_cookie: &str) -> String {
 }
 
 async fn with_cookie(app: &TestApp, path: &str, cookie: &str, origin: Option<&str>, opted_in: bool) -> Reply {
-    let mut request = app.client.post(app.url(path)).insert_header(("cookie", format!("__Secure-flexauth_refresh={cookie}")));
+    let mut request =
+        app.client.post(app.url(path)).insert_header(("cookie", format!("__Secure-flexauth_refresh={cookie}")));
     if let Some(origin) = origin {
         request = request.insert_header(("origin", origin));
     }
@@ -192,7 +197,11 @@ async fn logout_through_the_cookie_ends_the_session_and_clears_the_cookie() {
     // Without the header the cookie is ignored, as a cross-site form would send it.
     let ignored = with_cookie(&app, "/v1/auth/logout", &token, None, false).await;
     assert_eq!(ignored.code(), "missing_token", "{}", ignored.text);
-    assert_eq!(with_cookie(&app, "/v1/auth/refresh", &token, None, true).await.status, StatusCode::OK, "still logged in");
+    assert_eq!(
+        with_cookie(&app, "/v1/auth/refresh", &token, None, true).await.status,
+        StatusCode::OK,
+        "still logged in"
+    );
 
     let token = {
         let refreshed = with_cookie(&app, "/v1/auth/refresh", &token, None, true).await;
@@ -230,11 +239,20 @@ async fn prefix_stripping_proxy(upstream: std::sync::Arc<std::sync::OnceLock<Str
                 let mut parts = request_line.splitn(3, ' ');
                 let (method, target, version) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
                 let Some(stripped) = target.strip_prefix("/auth") else {
-                    let _ = client.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                    let _ = client
+                        .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
                     return;
                 };
-                let rest = rest.lines().filter(|line| !line.to_ascii_lowercase().starts_with("connection:")).collect::<Vec<_>>().join("\r\n");
-                let forwarded = format!("{method} {} {version}\r\nconnection: close\r\n{rest}\r\n", if stripped.is_empty() { "/" } else { stripped });
+                let rest = rest
+                    .lines()
+                    .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+                let forwarded = format!(
+                    "{method} {} {version}\r\nconnection: close\r\n{rest}\r\n",
+                    if stripped.is_empty() { "/" } else { stripped }
+                );
                 let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
                 server.write_all(forwarded.as_bytes()).await.unwrap();
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -285,7 +303,12 @@ async fn under_a_path_prefix_links_forms_and_cookies_carry_it_through_a_strippin
     .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text);
     assert!(refresh_cookie(&login).unwrap().contains("; Path=/auth/v1/auth;"), "{:?}", refresh_cookie(&login));
-    let device = login.headers.get_all("set-cookie").filter_map(|value| value.to_str().ok()).find(|cookie| cookie.starts_with("flexauth_device=")).unwrap();
+    let device = login
+        .headers
+        .get_all("set-cookie")
+        .filter_map(|value| value.to_str().ok())
+        .find(|cookie| cookie.starts_with("flexauth_device="))
+        .unwrap();
     assert!(device.contains("Path=/auth/v1/auth/login"), "{device}");
     app.stop().await;
 }
@@ -416,7 +439,11 @@ async fn page_server(host: &str, page: Shared<String>, reports: Shared<Vec<Value
                     "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n".to_owned()
                 } else if request_line.starts_with("GET / ") {
                     let page = page.lock().unwrap().clone();
-                    format!("HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}", page.len())
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: \
+                        {}\r\nconnection: close\r\n\r\n{page}",
+                        page.len()
+                    )
                 } else {
                     "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
                 };
@@ -461,14 +488,24 @@ async fn a_single_page_app_on_an_allowed_origin_logs_in_refreshes_through_the_co
         // One renderer process for every frame: virtual time (the budget below) does not wait
         // for frames of other sites in processes of their own, and the budget could run out
         // while one of them was still at work. Cookie and CORS rules do not depend on it.
-        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage", "--disable-site-isolation-trials"])
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--disable-site-isolation-trials",
+        ])
         .args(["--disable-features=IsolateOrigins,site-per-process", "--virtual-time-budget=30000"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
         .arg(format!("{spa_origin}/"))
         .kill_on_drop(true)
         .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(120), browser).await.expect("Chromium finished").expect("Chromium ran");
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), browser)
+        .await
+        .expect("Chromium finished")
+        .expect("Chromium ran");
     let verdict = spa_reports.lock().unwrap().iter().find(|report| report["final"] == true).cloned();
     let verdict = verdict.unwrap_or_else(|| {
         panic!(
@@ -493,7 +530,11 @@ async fn a_single_page_app_on_an_allowed_origin_logs_in_refreshes_through_the_co
     assert_eq!(seen["refresh_after_logout"], 401, "{seen}");
     for (who, reports) in [("same site, not allowed", &stranger_reports), ("another site", &cross_site_reports)] {
         let report = reports.lock().unwrap().first().cloned().unwrap_or_else(|| panic!("the {who} page reported"));
-        assert_eq!((report["read"].as_str(), report["logout"].as_str()), (Some("blocked"), Some("blocked")), "{who}: {report}");
+        assert_eq!(
+            (report["read"].as_str(), report["logout"].as_str()),
+            (Some("blocked"), Some("blocked")),
+            "{who}: {report}"
+        );
     }
     app.stop().await;
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{token_of, unique_email, wait_for_mail_to, wait_for_mails, wait_for_subject, Reply, TestClock, TestEnv, PASSWORD};
+use crate::helpers::{
+    token_of, unique_email, wait_for_mail_to, wait_for_mails, wait_for_subject, Reply, TestClock, TestEnv, PASSWORD,
+};
 
 /// The error codes of the table in docs/api.md, with their statuses.
 fn documented_codes() -> BTreeMap<String, u16> {
@@ -32,7 +34,11 @@ impl Seen {
         assert_eq!(reply.code(), expected, "{what}: {}", reply.text);
         assert!(reply.headers.contains_key("x-request-id"), "{what}: no x-request-id");
         if reply.status == StatusCode::UNAUTHORIZED {
-            let challenge = reply.headers.get("www-authenticate").map(|value| value.to_str().unwrap().to_owned()).unwrap_or_default();
+            let challenge = reply
+                .headers
+                .get("www-authenticate")
+                .map(|value| value.to_str().unwrap().to_owned())
+                .unwrap_or_default();
             assert!(challenge.starts_with("Bearer"), "{what}: 401 without a Bearer challenge");
             if expected == "invalid_token" {
                 assert!(challenge.contains("error=\"invalid_token\""), "{what}: {challenge}");
@@ -53,14 +59,38 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     let json_type = Some("application/json");
 
     seen.record("broken JSON", &app.post_raw("/v1/auth/login", json_type, b"{".to_vec()).await, "invalid_json");
-    seen.record("text body", &app.post_raw("/v1/auth/login", Some("text/plain"), b"hi".to_vec()).await, "unsupported_media_type");
+    seen.record(
+        "text body",
+        &app.post_raw("/v1/auth/login", Some("text/plain"), b"hi".to_vec()).await,
+        "unsupported_media_type",
+    );
     seen.record("20 KiB", &app.post_raw("/v1/auth/login", json_type, vec![b' '; 20 * 1024]).await, "payload_too_large");
-    seen.record("bad email", &app.post("/v1/auth/signup", json!({ "email": "nope", "password": PASSWORD })).await, "invalid_email");
+    seen.record(
+        "bad email",
+        &app.post("/v1/auth/signup", json!({ "email": "nope", "password": PASSWORD })).await,
+        "invalid_email",
+    );
     let fresh = unique_email("codes");
-    seen.record("short", &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "short" })).await, "password_too_short");
-    seen.record("long", &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "p".repeat(300) })).await, "password_too_long");
-    seen.record("common", &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "password1" })).await, "password_too_common");
-    seen.record("unknown link", &app.post("/v1/auth/verify", json!({ "token": "A".repeat(43) })).await, "invalid_verification_token");
+    seen.record(
+        "short",
+        &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "short" })).await,
+        "password_too_short",
+    );
+    seen.record(
+        "long",
+        &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "p".repeat(300) })).await,
+        "password_too_long",
+    );
+    seen.record(
+        "common",
+        &app.post("/v1/auth/signup", json!({ "email": fresh, "password": "password1" })).await,
+        "password_too_common",
+    );
+    seen.record(
+        "unknown link",
+        &app.post("/v1/auth/verify", json!({ "token": "A".repeat(43) })).await,
+        "invalid_verification_token",
+    );
     seen.record(
         "unknown reset",
         &app.post("/v1/auth/password/reset", json!({ "token": "A".repeat(43), "password": "a new passphrase" })).await,
@@ -86,19 +116,45 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     let session = app.verified_login(&env, &owner).await;
     let access = session["access_token"].as_str().unwrap().to_owned();
     let refresh = session["refresh_token"].as_str().unwrap().to_owned();
-    seen.record("wrong password", &app.post("/v1/auth/login", json!({ "email": owner, "password": "not the password" })).await, "invalid_credentials");
-    let wrong_current =
-        app.post_json_with_bearer("/v1/auth/password/change", &access, json!({ "current_password": "not it", "new_password": "a new passphrase" })).await;
+    seen.record(
+        "wrong password",
+        &app.post("/v1/auth/login", json!({ "email": owner, "password": "not the password" })).await,
+        "invalid_credentials",
+    );
+    let wrong_current = app
+        .post_json_with_bearer(
+            "/v1/auth/password/change",
+            &access,
+            json!({ "current_password": "not it", "new_password": "a new passphrase" }),
+        )
+        .await;
     seen.record("wrong current password", &wrong_current, "invalid_current_password");
-    seen.record("empty key name", &app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "" })).await, "invalid_api_key_name");
-    let past = app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "old", "expires_at": "2001-01-01T00:00:00Z" })).await;
+    seen.record(
+        "empty key name",
+        &app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "" })).await,
+        "invalid_api_key_name",
+    );
+    let past = app
+        .post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "old", "expires_at": "2001-01-01T00:00:00Z" }))
+        .await;
     seen.record("expiry in the past", &past, "invalid_expiry");
     seen.record("bad cursor", &app.get_with_bearer("/v1/auth/events?after=nope", &access).await, "invalid_cursor");
-    seen.record("bad scope", &app.post_json_with_bearer("/v1/auth/logout", &access, json!({ "scope": "everyone" })).await, "invalid_scope");
-    seen.record("no such key", &app.delete_with_bearer(&format!("/v1/api-keys/{}", uuid::Uuid::new_v4()), &access).await, "api_key_not_found");
+    seen.record(
+        "bad scope",
+        &app.post_json_with_bearer("/v1/auth/logout", &access, json!({ "scope": "everyone" })).await,
+        "invalid_scope",
+    );
+    seen.record(
+        "no such key",
+        &app.delete_with_bearer(&format!("/v1/api-keys/{}", uuid::Uuid::new_v4()), &access).await,
+        "api_key_not_found",
+    );
     let no_session = app.delete_with_bearer(&format!("/v1/auth/sessions/{}", uuid::Uuid::new_v4()), &access).await;
     seen.record("no such session", &no_session, "session_not_found");
-    let key = app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "codes" })).await.body["data"]["key"].as_str().unwrap().to_owned();
+    let key = app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "codes" })).await.body["data"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     seen.record("API key on /me", &app.get_with_bearer("/v1/auth/me", &key).await, "jwt_required");
 
     seen.record(
@@ -106,7 +162,11 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         &app.post_json_with_bearer("/v1/auth/email/change", &access, json!({ "new_email": owner })).await,
         "email_unchanged",
     );
-    seen.record("unknown change link", &app.post("/v1/auth/email/confirm", json!({ "token": "A".repeat(43) })).await, "invalid_link");
+    seen.record(
+        "unknown change link",
+        &app.post("/v1/auth/email/confirm", json!({ "token": "A".repeat(43) })).await,
+        "invalid_link",
+    );
     let taken_meanwhile = unique_email("meanwhile");
     app.post_json_with_bearer("/v1/auth/email/change", &access, json!({ "new_email": taken_meanwhile })).await;
     let change_link = wait_for_subject(env.smtp(), &taken_meanwhile, "Confirm your new email address").await;
@@ -120,7 +180,10 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         "email_change_conflict",
     );
     let disabled = unique_email("disabled");
-    let disabled_id = app.get_with_bearer("/v1/auth/me", app.verified_login(&env, &disabled).await["access_token"].as_str().unwrap()).await.body["data"]["id"]
+    let disabled_id = app
+        .get_with_bearer("/v1/auth/me", app.verified_login(&env, &disabled).await["access_token"].as_str().unwrap())
+        .await
+        .body["data"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -136,10 +199,18 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     let pending = unique_email("pending");
     app.post("/v1/auth/signup", json!({ "email": pending, "password": PASSWORD })).await;
     let first_link = wait_for_mail_to(env.smtp(), &pending).await;
-    seen.record("unverified login", &app.post("/v1/auth/login", json!({ "email": pending, "password": PASSWORD })).await, "email_not_verified");
+    seen.record(
+        "unverified login",
+        &app.post("/v1/auth/login", json!({ "email": pending, "password": PASSWORD })).await,
+        "email_not_verified",
+    );
     app.post("/v1/auth/signup", json!({ "email": pending, "password": "another passphrase" })).await;
     wait_for_mails(env.smtp(), &pending, 2).await;
-    seen.record("two pending sign-ups", &app.post("/v1/auth/verify", json!({ "token": token_of(&first_link) })).await, "password_required");
+    seen.record(
+        "two pending sign-ups",
+        &app.post("/v1/auth/verify", json!({ "token": token_of(&first_link) })).await,
+        "password_required",
+    );
 
     // Time-dependent codes, in the order their windows close.
     let later = app.post("/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await.body["data"].clone();
@@ -156,14 +227,25 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         "reauthentication_required",
     );
     clock.advance(time::Duration::hours(1));
-    let expired_reset = app.post("/v1/auth/password/reset", json!({ "token": token_of(&reset_link), "password": "a new passphrase" })).await;
+    let expired_reset = app
+        .post("/v1/auth/password/reset", json!({ "token": token_of(&reset_link), "password": "a new passphrase" }))
+        .await;
     seen.record("expired reset link", &expired_reset, "reset_token_expired");
     clock.advance(time::Duration::hours(24));
-    seen.record("expired change link", &app.post("/v1/auth/email/confirm", json!({ "token": token_of(&late_link) })).await, "link_expired");
-    let expired_link = app.post("/v1/auth/verify", json!({ "token": token_of(&first_link), "password": "chosen late" })).await;
+    seen.record(
+        "expired change link",
+        &app.post("/v1/auth/email/confirm", json!({ "token": token_of(&late_link) })).await,
+        "link_expired",
+    );
+    let expired_link =
+        app.post("/v1/auth/verify", json!({ "token": token_of(&first_link), "password": "chosen late" })).await;
     seen.record("expired verification link", &expired_link, "verification_token_expired");
     clock.advance(time::Duration::days(30));
-    seen.record("expired refresh token", &app.refresh(later["refresh_token"].as_str().unwrap()).await, "refresh_token_expired");
+    seen.record(
+        "expired refresh token",
+        &app.refresh(later["refresh_token"].as_str().unwrap()).await,
+        "refresh_token_expired",
+    );
 
     // Ten failed logins from this address use up its allowance; the eleventh is limited.
     for _ in 0..10 {
@@ -180,7 +262,10 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         seen.record("database unreachable", &refused, "unavailable");
         assert!(env.db.set_reachable(true));
     } else {
-        eprintln!("not_ready and unavailable are asserted on PostgreSQL only: an SQLite file cannot become unreachable under its connection");
+        eprintln!(
+            "not_ready and unavailable are asserted on PostgreSQL only: an SQLite file cannot become \
+            unreachable under its connection"
+        );
     }
     // A database that answers but lost a table: a failure nobody planned for. The login's
     // first step, counting the attempt, needs it.

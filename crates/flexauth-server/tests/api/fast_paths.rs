@@ -49,7 +49,10 @@ async fn request_counts_survive_a_graceful_restart_and_add_up_across_instances()
             break;
         }
         assert!(seen < made, "counted {seen} of {made} requests");
-        assert!(std::time::Instant::now() < deadline, "the other instance's request never showed up ({seen} of {made})");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other instance's request never showed up ({seen} of {made})"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     second.stop().await;
@@ -70,7 +73,8 @@ async fn a_cached_access_token_is_refused_once_expired_and_its_tampered_copies_n
     let [header, _, signature] = access.split('.').collect::<Vec<_>>()[..] else { panic!("three parts") };
     let mut claims = part(&access, 1);
     claims["sub"] = json!(uuid::Uuid::new_v4().to_string());
-    let other_subject = format!("{header}.{}.{signature}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()));
+    let other_subject =
+        format!("{header}.{}.{signature}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()));
     let mut other_signature = access.clone();
     let last_but_one = other_signature.len() - 2;
     let flipped = if other_signature.as_bytes()[last_but_one] == b'A' { "B" } else { "A" };
@@ -98,7 +102,11 @@ async fn a_cached_token_of_a_revoked_session_is_refused_when_sessions_are_checke
     assert_eq!(app.get_with_bearer("/v1/usage", access).await.status, StatusCode::OK);
     let logout = app.post("/v1/auth/logout", json!({ "refresh_token": login["refresh_token"] })).await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT, "{}", logout.text);
-    assert_eq!(app.get_with_bearer("/v1/usage", access).await.status, StatusCode::UNAUTHORIZED, "the cache holds the token, not the session");
+    assert_eq!(
+        app.get_with_bearer("/v1/usage", access).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the cache holds the token, not the session"
+    );
     app.stop().await;
 }
 
@@ -111,14 +119,22 @@ async fn refresh_tokens_are_hmac_signed_and_one_signed_the_old_way_still_refresh
     let header = part(refresh, 0);
     assert_eq!((header["alg"].as_str(), header["typ"].as_str()), (Some("HS256"), Some("rt+jwt")));
     let jwks = app.get("/.well-known/jwks.json").await.body;
-    assert!(jwks["keys"].as_array().unwrap().iter().all(|key| key["kid"] != header["kid"]), "no JWKS key is named by a refresh token");
+    assert!(
+        jwks["keys"].as_array().unwrap().iter().all(|key| key["kid"] != header["kid"]),
+        "no JWKS key is named by a refresh token"
+    );
 
     // The same claims signed as the previous version did: EdDSA with the access-token key.
     let pem = flexauth_store::test_db::generated_signing_key_pem(env.store()).await;
     let mut legacy_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     legacy_header.typ = Some("rt+jwt".into());
     legacy_header.kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);
-    let legacy = jsonwebtoken::encode(&legacy_header, &part(refresh, 1), &jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap()).unwrap();
+    let legacy = jsonwebtoken::encode(
+        &legacy_header,
+        &part(refresh, 1),
+        &jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
     let refreshed = app.refresh(&legacy).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
     let successor = refreshed.body["data"]["refresh_token"].as_str().unwrap();
@@ -175,7 +191,12 @@ async fn an_unreachable_database_answers_503_unavailable_fast_and_everything_wor
         ("login", app.post("/v1/auth/login", login_body.clone()).await),
         ("refresh again", app.refresh(&refresh).await),
     ] {
-        assert_eq!((reply.status, reply.code()), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"), "{what}: {}", reply.text);
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            "{what}: {}",
+            reply.text
+        );
         assert_eq!(reply.headers.get("retry-after").and_then(|value| value.to_str().ok()), Some("2"), "{what}");
     }
     let ready = app.get("/readyz").await;
@@ -186,7 +207,12 @@ async fn an_unreachable_database_answers_503_unavailable_fast_and_everything_wor
     assert!(env.db.set_reachable(true));
     assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
     let refreshed = app.refresh(&refresh).await;
-    assert_eq!(refreshed.status, StatusCode::OK, "the refresh token was not spent by the failed attempts: {}", refreshed.text);
+    assert_eq!(
+        refreshed.status,
+        StatusCode::OK,
+        "the refresh token was not spent by the failed attempts: {}",
+        refreshed.text
+    );
     assert_eq!(app.post("/v1/auth/login", login_body).await.status, StatusCode::OK);
     assert_eq!(requests_today(&app.get_with_bearer("/v1/usage", &access).await), 3);
     app.stop().await;

@@ -51,7 +51,9 @@ impl TestEnv {
         clean_environment();
         let db = match std::env::var(API_BACKEND_VAR).as_deref() {
             Ok("sqlite") => TestDatabase::sqlite().await,
-            Ok("postgres") => TestDatabase::postgres().await.expect("FLEXAUTH_TEST_API_BACKEND=postgres needs FLEXAUTH_TEST_POSTGRES_URL"),
+            Ok("postgres") => TestDatabase::postgres()
+                .await
+                .expect("FLEXAUTH_TEST_API_BACKEND=postgres needs FLEXAUTH_TEST_POSTGRES_URL"),
             Ok(other) => panic!("{API_BACKEND_VAR}={other:?}: expected sqlite or postgres"),
             Err(_) => match TestDatabase::postgres().await {
                 Some(db) => db,
@@ -121,7 +123,12 @@ impl TestEnv {
 
     /// Starts an instance with extra flags, settings the command line does not reach, and a
     /// clock the test moves.
-    pub async fn spawn_configured(&self, extra: &[&str], tune: impl FnOnce(&mut Settings), clock: Arc<TestClock>) -> TestApp {
+    pub async fn spawn_configured(
+        &self,
+        extra: &[&str],
+        tune: impl FnOnce(&mut Settings),
+        clock: Arc<TestClock>,
+    ) -> TestApp {
         let mut settings = self.settings(extra);
         tune(&mut settings);
         TestApp::start(Application::build_with_clock(&settings, clock).await.unwrap())
@@ -188,7 +195,9 @@ impl Reply {
 }
 
 pub async fn read(
-    mut response: awc::ClientResponse<impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin>,
+    mut response: awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
+    >,
 ) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
@@ -225,7 +234,10 @@ impl TestApp {
 
     /// A POST as relayed by a proxy that saw the client at `client` (`X-Forwarded-For`).
     pub async fn post_from(&self, client: &str, path: &str, body: Value) -> Reply {
-        read(self.client.post(self.url(path)).insert_header(("x-forwarded-for", client)).send_json(&body).await.unwrap()).await
+        read(
+            self.client.post(self.url(path)).insert_header(("x-forwarded-for", client)).send_json(&body).await.unwrap(),
+        )
+        .await
     }
 
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
@@ -292,7 +304,14 @@ impl TestApp {
     /// The same instance reached at another address (through a proxy); stopping it is the
     /// original's business.
     pub fn via(&self, address: String) -> TestApp {
-        TestApp { address, handle: self.handle.clone(), client: self.client.clone(), drain: None, metrics_address: None, running: Mutex::new(None) }
+        TestApp {
+            address,
+            handle: self.handle.clone(),
+            client: self.client.clone(),
+            drain: None,
+            metrics_address: None,
+            running: Mutex::new(None),
+        }
     }
 
     /// Stops the instance gracefully and waits until it has finished its shutdown work (the
@@ -333,8 +352,10 @@ pub async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> 
 
 /// Waits for the first email to `address` with `subject`.
 pub async fn wait_for_subject(smtp: &SmtpSink, address: &str, subject: &str) -> ReceivedMessage {
-    eventually(&format!("an email \"{subject}\" to {address}"), || mails_to(smtp, address).into_iter().find(|mail| mail.subject().as_deref() == Some(subject)))
-        .await
+    eventually(&format!("an email \"{subject}\" to {address}"), || {
+        mails_to(smtp, address).into_iter().find(|mail| mail.subject().as_deref() == Some(subject))
+    })
+    .await
 }
 
 /// Waits for the first email to `address`.
@@ -344,7 +365,10 @@ pub async fn wait_for_mail_to(smtp: &SmtpSink, address: &str) -> ReceivedMessage
 
 /// Waits until `count` emails to `address` arrived, and returns them.
 pub async fn wait_for_mails(smtp: &SmtpSink, address: &str, count: usize) -> Vec<ReceivedMessage> {
-    eventually(&format!("{count} emails to {address}"), || Some(mails_to(smtp, address)).filter(|mails| mails.len() >= count)).await
+    eventually(&format!("{count} emails to {address}"), || {
+        Some(mails_to(smtp, address)).filter(|mails| mails.len() >= count)
+    })
+    .await
 }
 
 pub fn mails_to(smtp: &SmtpSink, address: &str) -> Vec<ReceivedMessage> {
@@ -390,8 +414,15 @@ pub async fn confirm_in_browser(app: &TestApp, mail: &ReceivedMessage, password:
     let action = attribute_near(&page.text, "<form", "action").expect("the form has an action");
     // A relative action resolves against the page's directory, as a browser does.
     let path = verify_path(mail);
-    let action = if action.starts_with('/') { action } else { format!("{}{action}", &path[..path.split('?').next().unwrap_or("").rfind('/').unwrap() + 1]) };
-    let mut fields = vec![("token".to_owned(), attribute_near(&page.text, "name=\"token\"", "value").expect("the form carries the token"))];
+    let action = if action.starts_with('/') {
+        action
+    } else {
+        format!("{}{action}", &path[..path.split('?').next().unwrap_or("").rfind('/').unwrap() + 1])
+    };
+    let mut fields = vec![(
+        "token".to_owned(),
+        attribute_near(&page.text, "name=\"token\"", "value").expect("the form carries the token"),
+    )];
     if page.text.contains("name=\"password\"") {
         fields.push(("password".to_owned(), password.to_owned()));
     }

@@ -12,14 +12,20 @@ use crate::helpers::{unique_email, TestApp, TestClock, TestEnv};
 use crate::lifecycle::{database_holds, flexauth_with};
 
 fn kid_of(token: &str) -> String {
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
     header["kid"].as_str().unwrap().to_owned()
 }
 
 async fn published(app: &TestApp) -> Vec<String> {
     let jwks = app.get("/.well-known/jwks.json").await;
     assert_eq!(jwks.status, StatusCode::OK);
-    jwks.body["keys"].as_array().unwrap().iter().map(|key| key.get("kid").and_then(Value::as_str).unwrap().to_owned()).collect()
+    jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key.get("kid").and_then(Value::as_str).unwrap().to_owned())
+        .collect()
 }
 
 async fn access_kid(app: &TestApp, email: &str) -> String {
@@ -42,7 +48,9 @@ async fn a_rotation_on_a_running_pair_publishes_at_once_signs_after_the_delay_an
     let kek = STANDARD.encode([42u8; 32]);
     let clock = Arc::new(TestClock::default());
     let extra = ["--jwks-max-age", "1s", "--key-encryption-key", kek.as_str()];
-    let tune = |settings: &mut flexauth_server::config::Settings| settings.key_ring_refresh = std::time::Duration::from_millis(200);
+    let tune = |settings: &mut flexauth_server::config::Settings| {
+        settings.key_ring_refresh = std::time::Duration::from_millis(200)
+    };
     let first = env.spawn_configured(&extra, tune, clock.clone()).await;
     let second = env.spawn_configured(&extra, tune, clock.clone()).await;
     let vars = [("FLEXAUTH_KEY_ENCRYPTION_KEY", kek.as_str()), ("FLEXAUTH_JWKS_MAX_AGE", "1s")];
@@ -50,13 +58,20 @@ async fn a_rotation_on_a_running_pair_publishes_at_once_signs_after_the_delay_an
 
     let email = unique_email("rotated");
     let login = first.verified_login(&env, &email).await;
-    let (old_access, old_refresh) = (login["access_token"].as_str().unwrap().to_owned(), login["refresh_token"].as_str().unwrap().to_owned());
+    let (old_access, old_refresh) =
+        (login["access_token"].as_str().unwrap().to_owned(), login["refresh_token"].as_str().unwrap().to_owned());
     let unused_refresh = second.login(&email).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
     let old_kid = kid_of(&old_access);
     let jwks = first.get("/.well-known/jwks.json").await;
     assert_eq!(jwks.headers.get("cache-control").unwrap(), "public, max-age=1");
     let etag = jwks.headers.get("etag").unwrap().to_str().unwrap().to_owned();
-    let revalidated = first.client.get(first.url("/.well-known/jwks.json")).insert_header(("if-none-match", etag.as_str())).send().await.unwrap();
+    let revalidated = first
+        .client
+        .get(first.url("/.well-known/jwks.json"))
+        .insert_header(("if-none-match", etag.as_str()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
 
     let (ok, _, stderr) = flexauth_with(&env, &["keys", "rotate", "--delay", "1s"], &vars);
@@ -67,13 +82,27 @@ async fn a_rotation_on_a_running_pair_publishes_at_once_signs_after_the_delay_an
     assert!(!database_holds(&env, "PRIVATE KEY").await, "the rotated key is sealed too");
 
     // Published on both instances within the refresh interval, not signing yet.
-    until("the new key's publication", 2, async || published(&first).await.contains(&new_kid) && published(&second).await.contains(&new_kid)).await;
+    until("the new key's publication", 2, async || {
+        published(&first).await.contains(&new_kid) && published(&second).await.contains(&new_kid)
+    })
+    .await;
     assert_eq!(access_kid(&first, &email).await, old_kid, "the standby key does not sign before its delay");
-    assert_ne!(first.get("/.well-known/jwks.json").await.headers.get("etag").unwrap().to_str().unwrap(), etag, "a new ETag");
+    assert_ne!(
+        first.get("/.well-known/jwks.json").await.headers.get("etag").unwrap().to_str().unwrap(),
+        etag,
+        "a new ETag"
+    );
     // After the delay both instances sign with it, with no restart.
-    until("the new key's activation", 8, async || access_kid(&first, &email).await == new_kid && access_kid(&second, &email).await == new_kid).await;
+    until("the new key's activation", 8, async || {
+        access_kid(&first, &email).await == new_kid && access_kid(&second, &email).await == new_kid
+    })
+    .await;
     for app in [&first, &second] {
-        assert_eq!(app.get_with_bearer("/v1/usage", &old_access).await.status, StatusCode::OK, "a token signed before still works");
+        assert_eq!(
+            app.get_with_bearer("/v1/usage", &old_access).await.status,
+            StatusCode::OK,
+            "a token signed before still works"
+        );
     }
     let refreshed = second.refresh(&old_refresh).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
@@ -89,14 +118,25 @@ async fn a_rotation_on_a_running_pair_publishes_at_once_signs_after_the_delay_an
     assert!(published(&first).await.contains(&old_kid), "kept while its access tokens may be live");
     assert_eq!(first.get_with_bearer("/v1/usage", &old_access).await.status, StatusCode::OK);
     let (_, listed, _) = flexauth_with(&env, &["keys", "list"], &vars);
-    let states: Vec<(String, String)> =
-        listed.as_array().unwrap().iter().map(|key| (key["kid"].as_str().unwrap().to_owned(), key["state"].as_str().unwrap().to_owned())).collect();
-    assert!(states.contains(&(old_kid.clone(), "verifying".to_owned())) && states.contains(&(new_kid.clone(), "signing".to_owned())), "{states:?}");
+    let states: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| (key["kid"].as_str().unwrap().to_owned(), key["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(
+        states.contains(&(old_kid.clone(), "verifying".to_owned()))
+            && states.contains(&(new_kid.clone(), "signing".to_owned())),
+        "{states:?}"
+    );
 
     // Once the last access token it signed has expired, it leaves the JWKS; its refresh
     // tokens still refresh.
     clock.advance(time::Duration::hours(1) + time::Duration::seconds(1));
-    until("the retired key's removal", 3, async || !published(&first).await.contains(&old_kid) && !published(&second).await.contains(&old_kid)).await;
+    until("the retired key's removal", 3, async || {
+        !published(&first).await.contains(&old_kid) && !published(&second).await.contains(&old_kid)
+    })
+    .await;
     let late = first.refresh(&unused_refresh).await;
     assert_eq!(late.status, StatusCode::OK, "a refresh token signed by the retired key: {}", late.text);
 

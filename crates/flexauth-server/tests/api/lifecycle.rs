@@ -75,7 +75,11 @@ async fn a_disabled_account_loses_every_session_and_key_on_every_instance_at_onc
     let key = created.body["data"]["key"].as_str().unwrap().to_owned();
     let other = second.login(&email).await.body["data"].clone();
     for app in [&first, &second] {
-        assert_eq!(app.get_with_bearer("/v1/usage", &key).await.status, StatusCode::OK, "the key works (and is cached) before");
+        assert_eq!(
+            app.get_with_bearer("/v1/usage", &key).await.status,
+            StatusCode::OK,
+            "the key works (and is cached) before"
+        );
     }
 
     let (ok, found, stderr) = flexauth(&env, &["accounts", "find", &email]);
@@ -93,22 +97,33 @@ async fn a_disabled_account_loses_every_session_and_key_on_every_instance_at_onc
     }
     assert_eq!(first.refresh(login["refresh_token"].as_str().unwrap()).await.code(), "session_revoked");
     assert_eq!(second.refresh(other["refresh_token"].as_str().unwrap()).await.code(), "session_revoked");
-    assert_eq!(second.get_with_bearer("/v1/auth/me", other["access_token"].as_str().unwrap()).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        second.get_with_bearer("/v1/auth/me", other["access_token"].as_str().unwrap()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // The right password is told the account is disabled; a wrong one learns nothing more.
     assert_eq!(first.login(&email).await.code(), "account_disabled");
-    assert_eq!(first.post("/v1/auth/login", json!({ "email": email, "password": "wrong password here" })).await.code(), "invalid_credentials");
+    assert_eq!(
+        first.post("/v1/auth/login", json!({ "email": email, "password": "wrong password here" })).await.code(),
+        "invalid_credentials"
+    );
     let (_, shown, _) = flexauth(&env, &["accounts", "show", &id]);
     assert!(shown["account"]["disabled_at"].is_string());
     assert_eq!(shown["sessions"], json!([]));
     assert_eq!(shown["api_keys"], json!([]));
-    let kinds: Vec<&str> = shown["security_events"].as_array().unwrap().iter().map(|event| event["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        shown["security_events"].as_array().unwrap().iter().map(|event| event["type"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"account_disabled"), "recorded in the owner's log: {kinds:?}");
 
     let (ok, done, _) = flexauth(&env, &["accounts", "enable", &id]);
     assert!(ok);
     assert_eq!(done["done"], "enabled");
     assert_eq!(first.login(&email).await.status, StatusCode::OK);
-    assert_eq!(first.get_with_bearer("/v1/usage", &key).await.status, StatusCode::UNAUTHORIZED, "ended keys stay ended");
+    assert_eq!(
+        first.get_with_bearer("/v1/usage", &key).await.status,
+        StatusCode::UNAUTHORIZED,
+        "ended keys stay ended"
+    );
 
     let (ok, _, stderr) = flexauth(&env, &["accounts", "disable", "7b4f9c3e-0000-4000-8000-000000000000"]);
     assert!(!ok);
@@ -125,7 +140,10 @@ async fn an_operator_deletion_leaves_no_row_that_holds_the_address_and_keeps_the
     let login = app.verified_login(&env, &email).await;
     let access = login["access_token"].as_str().unwrap();
     let id = account_id(&app, access).await;
-    assert_eq!(app.post_json_with_bearer("/v1/api-keys", access, json!({ "name": "to go" })).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.post_json_with_bearer("/v1/api-keys", access, json!({ "name": "to go" })).await.status,
+        StatusCode::CREATED
+    );
     // Mail that cannot leave yet: queued to the address when the account goes.
     env.smtp().reject_recipients(Some(450));
     assert_eq!(app.post("/v1/auth/password/forgot", json!({ "email": email })).await.status, StatusCode::ACCEPTED);
@@ -190,10 +208,22 @@ async fn an_address_change_happens_only_when_the_new_address_confirms_and_the_ol
     // The owner chooses a new one through the old address.
     assert_eq!(app.post("/v1/auth/password/forgot", json!({ "email": old })).await.status, StatusCode::ACCEPTED);
     let reset = wait_for_subject(env.smtp(), &old, "Reset your password").await;
-    let chosen = app.post("/v1/auth/password/reset", json!({ "token": crate::helpers::token_of(&reset), "password": "a fresh passphrase" })).await;
+    let chosen = app
+        .post(
+            "/v1/auth/password/reset",
+            json!({ "token": crate::helpers::token_of(&reset), "password": "a fresh passphrase" }),
+        )
+        .await;
     assert!(chosen.status.is_success(), "{}", chosen.text);
-    assert_eq!(app.post("/v1/auth/login", json!({ "email": old, "password": "a fresh passphrase" })).await.status, StatusCode::OK);
-    assert_eq!(app.get(&crate::helpers::verify_path(&notice)).await.status, StatusCode::BAD_REQUEST, "the undo link works once");
+    assert_eq!(
+        app.post("/v1/auth/login", json!({ "email": old, "password": "a fresh passphrase" })).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get(&crate::helpers::verify_path(&notice)).await.status,
+        StatusCode::BAD_REQUEST,
+        "the undo link works once"
+    );
     app.stop().await;
 }
 
@@ -218,7 +248,10 @@ async fn asking_to_move_to_a_taken_address_answers_alike_and_moves_nothing() {
     );
     assert_eq!(app.login(&theirs).await.status, StatusCode::OK, "the other account is untouched");
     // The same address and a stale session are refused plainly.
-    assert_eq!(app.post_json_with_bearer("/v1/auth/email/change", access, json!({ "new_email": mine })).await.code(), "email_unchanged");
+    assert_eq!(
+        app.post_json_with_bearer("/v1/auth/email/change", access, json!({ "new_email": mine })).await.code(),
+        "email_unchanged"
+    );
     app.stop().await;
 }
 
@@ -240,7 +273,8 @@ async fn an_owner_takes_a_copy_of_their_data_and_deletes_the_account_with_a_good
     assert_eq!(data["sessions"].as_array().unwrap().len(), 1);
     assert_eq!(data["api_keys"][0]["name"], "exported key");
     assert!(!export.text.contains(&key[8..]), "no secret in the copy");
-    let kinds: Vec<&str> = data["security_events"].as_array().unwrap().iter().map(|event| event["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        data["security_events"].as_array().unwrap().iter().map(|event| event["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"account_exported"));
     assert!(kinds.contains(&"login_succeeded") && kinds.contains(&"api_key_created"), "{kinds:?}");
     // An API key cannot take the copy nor delete the account.
@@ -260,7 +294,13 @@ async fn an_owner_takes_a_copy_of_their_data_and_deletes_the_account_with_a_good
         assert!(std::time::Instant::now() < deadline, "the sent goodbye still holds the address");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(mails_to(env.smtp(), &email).iter().filter(|mail| mail.subject().as_deref() == Some("Your account was deleted")).count(), 1);
+    assert_eq!(
+        mails_to(env.smtp(), &email)
+            .iter()
+            .filter(|mail| mail.subject().as_deref() == Some("Your account was deleted"))
+            .count(),
+        1
+    );
     app.stop().await;
 }
 
@@ -276,7 +316,9 @@ async fn deleting_or_moving_the_account_needs_a_recent_password() {
     let access = login["access_token"].as_str().unwrap();
     assert_eq!(app.delete_with_bearer("/v1/auth/account", access).await.code(), "reauthentication_required");
     assert_eq!(
-        app.post_json_with_bearer("/v1/auth/email/change", access, json!({ "new_email": unique_email("attacker") })).await.code(),
+        app.post_json_with_bearer("/v1/auth/email/change", access, json!({ "new_email": unique_email("attacker") }))
+            .await
+            .code(),
         "reauthentication_required"
     );
     assert_eq!(app.login(&email).await.status, StatusCode::OK, "the account is still there");
@@ -287,7 +329,13 @@ async fn deleting_or_moving_the_account_needs_a_recent_password() {
 /// confirmed from `to`'s inbox; returns the undo notice sent to `email`.
 async fn move_account(env: &TestEnv, app: &TestApp, email: &str, to: &str) -> crate::helpers::ReceivedMessage {
     let session = fresh_session(app, email).await;
-    let asked = app.post_json_with_bearer("/v1/auth/email/change", session["access_token"].as_str().unwrap(), json!({ "new_email": to })).await;
+    let asked = app
+        .post_json_with_bearer(
+            "/v1/auth/email/change",
+            session["access_token"].as_str().unwrap(),
+            json!({ "new_email": to }),
+        )
+        .await;
     assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
     let confirmation = wait_for_subject(env.smtp(), to, "Confirm your new email address").await;
     let notice = wait_for_subject(env.smtp(), email, "Your account's email address is changing").await;
@@ -348,7 +396,9 @@ async fn address_changes_are_limited_per_account_so_nobody_is_mail_bombed_throug
     let login = app.verified_login(&env, &unique_email("bomber")).await;
     let access = login["access_token"].as_str().unwrap();
     for attempt in 1..=5 {
-        let asked = app.post_json_with_bearer("/v1/auth/email/change", access, json!({ "new_email": unique_email("target") })).await;
+        let asked = app
+            .post_json_with_bearer("/v1/auth/email/change", access, json!({ "new_email": unique_email("target") }))
+            .await;
         assert_eq!(asked.status, StatusCode::ACCEPTED, "request {attempt}: {}", asked.text);
     }
     let victim = unique_email("victim");
@@ -367,7 +417,13 @@ async fn a_confirmation_racing_the_undo_never_leaves_the_account_at_the_new_addr
     for round in 0..3 {
         let (old, new) = (unique_email("raced-old"), unique_email("raced-new"));
         let login = app.verified_login(&env, &old).await;
-        let asked = app.post_json_with_bearer("/v1/auth/email/change", login["access_token"].as_str().unwrap(), json!({ "new_email": new })).await;
+        let asked = app
+            .post_json_with_bearer(
+                "/v1/auth/email/change",
+                login["access_token"].as_str().unwrap(),
+                json!({ "new_email": new }),
+            )
+            .await;
         assert_eq!(asked.status, StatusCode::ACCEPTED);
         let confirmation = wait_for_subject(env.smtp(), &new, "Confirm your new email address").await;
         let undo = wait_for_subject(env.smtp(), &old, "Your account's email address is changing").await;
@@ -378,7 +434,11 @@ async fn a_confirmation_racing_the_undo_never_leaves_the_account_at_the_new_addr
         .await;
         // Whichever commits first, the undo wins: it works before and after the confirmation.
         assert_eq!(undone.status, StatusCode::OK, "round {round}: {}", undone.text);
-        assert!(confirmed.status == StatusCode::OK || confirmed.code() == "invalid_link", "round {round}: {}", confirmed.text);
+        assert!(
+            confirmed.status == StatusCode::OK || confirmed.code() == "invalid_link",
+            "round {round}: {}",
+            confirmed.text
+        );
         let (found, _, _) = flexauth(&env, &["accounts", "find", &old]);
         assert!(found, "round {round}: the account is at the old address");
         let (moved, _, _) = flexauth(&env, &["accounts", "find", &new]);

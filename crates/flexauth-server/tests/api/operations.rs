@@ -17,7 +17,10 @@ impl Scrape {
         assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
         let text = String::from_utf8(response.body().limit(1 << 22).await.unwrap().to_vec()).unwrap();
         let lines = text.lines().map(|line| Ok(line.to_owned()));
-        Self(prometheus_parse::Scrape::parse(lines).unwrap_or_else(|error| panic!("not the Prometheus text format: {error}\n{text}")))
+        Self(
+            prometheus_parse::Scrape::parse(lines)
+                .unwrap_or_else(|error| panic!("not the Prometheus text format: {error}\n{text}")),
+        )
     }
 
     /// The value of the sample `name` whose labels include `labels`; 0 when there is none
@@ -26,10 +29,16 @@ impl Scrape {
         self.0
             .samples
             .iter()
-            .filter(|sample| sample.metric == name && labels.iter().all(|(key, value)| sample.labels.get(key) == Some(*value)))
+            .filter(|sample| {
+                sample.metric == name && labels.iter().all(|(key, value)| sample.labels.get(key) == Some(*value))
+            })
             .map(|sample| match &sample.value {
-                prometheus_parse::Value::Counter(value) | prometheus_parse::Value::Gauge(value) | prometheus_parse::Value::Untyped(value) => *value,
-                prometheus_parse::Value::Histogram(buckets) => buckets.iter().map(|bucket| bucket.count).fold(0.0, f64::max),
+                prometheus_parse::Value::Counter(value)
+                | prometheus_parse::Value::Gauge(value)
+                | prometheus_parse::Value::Untyped(value) => *value,
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.iter().map(|bucket| bucket.count).fold(0.0, f64::max)
+                }
                 prometheus_parse::Value::Summary(_) => panic!("{name} is a summary"),
             })
             .sum()
@@ -48,7 +57,9 @@ impl Scrape {
 async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
     let env = TestEnv::new().await;
     // A clock that does not move: the guesses below count in fixed windows.
-    let app = env.spawn_with_clock(&["--metrics-bind", "127.0.0.1:0"], std::sync::Arc::new(crate::helpers::TestClock::frozen())).await;
+    let app = env
+        .spawn_with_clock(&["--metrics-bind", "127.0.0.1:0"], std::sync::Arc::new(crate::helpers::TestClock::frozen()))
+        .await;
     let before = Scrape::of(&app).await;
     // Never on the API's listener.
     assert_eq!(app.get("/metrics").await.status, StatusCode::NOT_FOUND);
@@ -97,12 +108,20 @@ async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
     assert_eq!(app.get_with_bearer("/v1/usage", &key).await.status, StatusCode::OK);
     let forged = format!("{}{}", &key[..key.len() - 8], "AAAAAAAA");
     assert_eq!(app.get_with_bearer("/v1/usage", &forged).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get_with_bearer("/v1/usage", access).await.status, StatusCode::OK, "an access token is not an API key");
+    assert_eq!(
+        app.get_with_bearer("/v1/usage", access).await.status,
+        StatusCode::OK,
+        "an access token is not an API key"
+    );
 
     let after = Scrape::of(&app).await;
     let logins = "flexauth_logins_total";
     assert_eq!(after.moved(&before, logins, &[("outcome", "success")]), 2.0);
-    assert_eq!(after.moved(&before, logins, &[("outcome", "invalid_credentials")]), 1.0 + 5.0, "one wrong password, five guesses before the limit");
+    assert_eq!(
+        after.moved(&before, logins, &[("outcome", "invalid_credentials")]),
+        1.0 + 5.0,
+        "one wrong password, five guesses before the limit"
+    );
     assert_eq!(after.moved(&before, logins, &[("outcome", "unverified")]), 1.0);
     assert_eq!(after.moved(&before, logins, &[("outcome", "throttled")]), 1.0);
     let refreshes = "flexauth_refreshes_total";
@@ -111,15 +130,28 @@ async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
     assert_eq!(after.moved(&before, refreshes, &[("outcome", "reuse_detected")]), 1.0);
     let keys = "flexauth_api_key_authentications_total";
     assert_eq!(after.moved(&before, keys, &[("outcome", "success")]), 1.0);
-    assert!(after.moved(&before, keys, &[("outcome", "malformed")]) + after.moved(&before, keys, &[("outcome", "unknown")]) == 1.0);
+    assert!(
+        after.moved(&before, keys, &[("outcome", "malformed")]) + after.moved(&before, keys, &[("outcome", "unknown")])
+            == 1.0
+    );
 
     // Requests by route template (never the path with its id) and status class, timed.
     let requests = "flexauth_http_requests_total";
-    assert_eq!(after.moved(&before, requests, &[("route", "/v1/auth/login"), ("method", "POST"), ("status", "2xx")]), 2.0);
+    assert_eq!(
+        after.moved(&before, requests, &[("route", "/v1/auth/login"), ("method", "POST"), ("status", "2xx")]),
+        2.0
+    );
     assert_eq!(after.moved(&before, requests, &[("route", "/v1/auth/login"), ("status", "4xx")]), 1.0 + 1.0 + 6.0);
-    assert_eq!(after.moved(&before, requests, &[("route", "/metrics"), ("status", "4xx")]), 0.0, "the API listener's 404 is not a route");
+    assert_eq!(
+        after.moved(&before, requests, &[("route", "/metrics"), ("status", "4xx")]),
+        0.0,
+        "the API listener's 404 is not a route"
+    );
     assert!(after.moved(&before, requests, &[("route", "unmatched"), ("status", "4xx")]) >= 1.0);
-    assert_eq!(after.moved(&before, "flexauth_http_request_duration_seconds_count", &[("route", "/v1/auth/refresh")]), 4.0);
+    assert_eq!(
+        after.moved(&before, "flexauth_http_request_duration_seconds_count", &[("route", "/v1/auth/refresh")]),
+        4.0
+    );
     // Every argon2 job waited in the queue first, and was timed.
     assert!(after.moved(&before, "flexauth_password_hash_wait_seconds_count", &[]) >= 10.0);
     assert!(after.moved(&before, "flexauth_db_connection_wait_seconds_count", &[]) >= 10.0);
@@ -129,7 +161,13 @@ async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
 
     // No label carries an address, a token or a key.
     for value in after.every_label_value() {
-        assert!(!value.contains('@') && !value.contains(PASSWORD) && !value.contains("fo_live_") && !value.contains("127.0.0."), "label value {value}");
+        assert!(
+            !value.contains('@')
+                && !value.contains(PASSWORD)
+                && !value.contains("fo_live_")
+                && !value.contains("127.0.0."),
+            "label value {value}"
+        );
     }
     app.stop().await;
 }

@@ -16,7 +16,9 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt as _;
 
-use crate::helpers::{unique_email, verify_path, wait_for_mails, wait_for_subject, TestApp, TestClock, TestEnv, PASSWORD};
+use crate::helpers::{
+    unique_email, verify_path, wait_for_mails, wait_for_subject, TestApp, TestClock, TestEnv, PASSWORD,
+};
 
 type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
@@ -34,7 +36,14 @@ impl Browser {
     async fn start(chromium: &std::ffi::OsStr) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let mut process = tokio::process::Command::new(chromium)
-            .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage", "--remote-debugging-port=0"])
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+            ])
             .arg("--remote-allow-origins=*")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
@@ -56,15 +65,34 @@ impl Browser {
         .expect("Chromium listens within a minute");
         // Chromium keeps writing to stderr; the pipe must be drained.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let (_, socket) = awc::Client::new().ws(endpoint).max_frame_size(64 << 20).connect().await.expect("the DevTools socket opens");
-        let mut browser = Self { socket, session: String::new(), next_id: 0, events: VecDeque::new(), _process: process, _profile: profile };
+        let (_, socket) = awc::Client::new()
+            .ws(endpoint)
+            .max_frame_size(64 << 20)
+            .connect()
+            .await
+            .expect("the DevTools socket opens");
+        let mut browser = Self {
+            socket,
+            session: String::new(),
+            next_id: 0,
+            events: VecDeque::new(),
+            _process: process,
+            _profile: profile,
+        };
         let target = browser.call_browser("Target.createTarget", json!({ "url": "about:blank" })).await;
-        let attached = browser.call_browser("Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true })).await;
+        let attached = browser
+            .call_browser("Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true }))
+            .await;
         browser.session = attached["sessionId"].as_str().unwrap().to_owned();
         browser.call("Page.enable", json!({})).await;
         browser.call("Runtime.enable", json!({})).await;
         // A phone: 390 × 760 CSS pixels.
-        browser.call("Emulation.setDeviceMetricsOverride", json!({ "width": 390, "height": 760, "deviceScaleFactor": 1, "mobile": true })).await;
+        browser
+            .call(
+                "Emulation.setDeviceMetricsOverride",
+                json!({ "width": 390, "height": 760, "deviceScaleFactor": 1, "mobile": true }),
+            )
+            .await;
         browser
     }
 
@@ -88,7 +116,11 @@ impl Browser {
 
     async fn receive(&mut self) -> Value {
         loop {
-            let frame = tokio::time::timeout(std::time::Duration::from_secs(30), self.socket.next()).await.expect("Chromium answers").unwrap().unwrap();
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(30), self.socket.next())
+                .await
+                .expect("Chromium answers")
+                .unwrap()
+                .unwrap();
             match frame {
                 awc::ws::Frame::Text(text) => return serde_json::from_slice(&text).unwrap(),
                 awc::ws::Frame::Ping(bytes) => self.socket.send(awc::ws::Message::Pong(bytes)).await.unwrap(),
@@ -141,12 +173,19 @@ impl Browser {
     /// form leads to.
     async fn click_button(&mut self) {
         let center = self
-            .eval("(() => { const r = document.querySelector('button').getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+            .eval(
+                "(() => { const r = document.querySelector('button').getBoundingClientRect(); return [r.x + \
+                r.width / 2, r.y + r.height / 2]; })()",
+            )
             .await;
         let (x, y) = (center[0].as_f64().unwrap(), center[1].as_f64().unwrap());
         self.events.clear();
         for kind in ["mousePressed", "mouseReleased"] {
-            self.call("Input.dispatchMouseEvent", json!({ "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 })).await;
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({ "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 }),
+            )
+            .await;
         }
         self.loaded().await;
     }
@@ -157,8 +196,16 @@ impl Browser {
             "Enter" => (13, "\r"),
             _ => (9, ""),
         };
-        self.call("Input.dispatchKeyEvent", json!({ "type": "keyDown", "key": key, "code": key, "windowsVirtualKeyCode": code, "text": text })).await;
-        self.call("Input.dispatchKeyEvent", json!({ "type": "keyUp", "key": key, "code": key, "windowsVirtualKeyCode": code })).await;
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({ "type": "keyDown", "key": key, "code": key, "windowsVirtualKeyCode": code, "text": text }),
+        )
+        .await;
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({ "type": "keyUp", "key": key, "code": key, "windowsVirtualKeyCode": code }),
+        )
+        .await;
     }
 
     /// Types `text` into the focused field.
@@ -167,7 +214,8 @@ impl Browser {
     }
 
     async fn screenshot(&mut self, name: &str) {
-        let shot = self.call("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": false })).await;
+        let shot =
+            self.call("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": false })).await;
         let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
         let dir = screenshots_dir();
         std::fs::create_dir_all(&dir).unwrap();
@@ -306,7 +354,10 @@ async fn a_person_confirms_an_address_and_resets_a_password_in_chromium_and_meet
     browser.click_button().await;
     assert!(browser.text().await.contains("Your password is changed"), "{}", browser.text().await);
     browser.screenshot("reset-done").await;
-    assert_eq!(app.post("/v1/auth/login", json!({ "email": email, "password": "a brand new passphrase" })).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post("/v1/auth/login", json!({ "email": email, "password": "a brand new passphrase" })).await.status,
+        StatusCode::OK
+    );
 
     // The same link again, and a link past its hour.
     browser.open(&link(&app, &reset)).await;
@@ -315,8 +366,10 @@ async fn a_person_confirms_an_address_and_resets_a_password_in_chromium_and_meet
     browser.screenshot("link-used").await;
     app.post("/v1/auth/password/forgot", json!({ "email": email })).await;
     let late = crate::helpers::eventually("the second reset link", || {
-        let resets: Vec<_> =
-            crate::helpers::mails_to(env.smtp(), &email).into_iter().filter(|mail| mail.subject().as_deref() == Some("Reset your password")).collect();
+        let resets: Vec<_> = crate::helpers::mails_to(env.smtp(), &email)
+            .into_iter()
+            .filter(|mail| mail.subject().as_deref() == Some("Reset your password"))
+            .collect();
         (resets.len() == 2).then(|| resets[1].clone())
     })
     .await;
@@ -324,7 +377,10 @@ async fn a_person_confirms_an_address_and_resets_a_password_in_chromium_and_meet
     browser.open(&link(&app, &late)).await;
     assert!(browser.text().await.contains("has expired"), "{}", browser.text().await);
     browser.screenshot("link-expired").await;
-    assert_eq!(app.post("/v1/auth/login", json!({ "email": email, "password": PASSWORD })).await.code(), "invalid_credentials");
+    assert_eq!(
+        app.post("/v1/auth/login", json!({ "email": email, "password": PASSWORD })).await.code(),
+        "invalid_credentials"
+    );
     app.stop().await;
 }
 
@@ -336,7 +392,13 @@ async fn a_person_confirms_a_new_address_and_the_old_one_undoes_it_in_chromium()
     let mut browser = Browser::start(&chromium).await;
     let (old, new) = (unique_email("old-address"), unique_email("new-address"));
     let login = app.verified_login(&env, &old).await;
-    let asked = app.post_json_with_bearer("/v1/auth/email/change", login["access_token"].as_str().unwrap(), json!({ "new_email": new })).await;
+    let asked = app
+        .post_json_with_bearer(
+            "/v1/auth/email/change",
+            login["access_token"].as_str().unwrap(),
+            json!({ "new_email": new }),
+        )
+        .await;
     assert_eq!(asked.status, StatusCode::ACCEPTED);
     let confirmation = wait_for_subject(env.smtp(), &new, "Confirm your new email address").await;
     let undo = wait_for_subject(env.smtp(), &old, "Your account's email address is changing").await;
@@ -369,16 +431,27 @@ async fn a_person_confirms_a_new_address_and_the_old_one_undoes_it_in_chromium()
 async fn every_page_is_served_with_its_safety_headers() {
     let env = TestEnv::new().await;
     let app = env.spawn().await;
-    for path in ["/v1/auth/verify?token=nope", "/v1/auth/password/reset?token=nope", "/v1/auth/email/confirm?token=nope", "/v1/auth/email/undo?token=nope"] {
+    for path in [
+        "/v1/auth/verify?token=nope",
+        "/v1/auth/password/reset?token=nope",
+        "/v1/auth/email/confirm?token=nope",
+        "/v1/auth/email/undo?token=nope",
+    ] {
         let page = app.get(path).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{path}");
-        let header = |name: &str| page.headers.get(name).map(|value| value.to_str().unwrap().to_owned()).unwrap_or_default();
+        let header =
+            |name: &str| page.headers.get(name).map(|value| value.to_str().unwrap().to_owned()).unwrap_or_default();
         assert!(header("content-type").starts_with("text/html"), "{path}");
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header("referrer-policy"), "no-referrer", "{path}: the token in the URL never leaves in a Referer");
         assert_eq!(header("cache-control"), "no-store", "{path}");
         let csp = header("content-security-policy");
-        assert!(csp.contains("default-src 'none'") && csp.contains("form-action 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(
+            csp.contains("default-src 'none'")
+                && csp.contains("form-action 'self'")
+                && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
         assert!(!page.text.contains("http://") && !page.text.contains("https://"), "{path}: no resource of any origin");
     }
     app.stop().await;

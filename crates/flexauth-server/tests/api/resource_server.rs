@@ -48,9 +48,12 @@ pub fn verify_access_token(token: &str, jwks: &JwkSet, issuer: &str, audience: &
 fn the_page_shows_the_snippet_this_file_runs() {
     let page = include_str!("../../../../docs/resource-servers.md");
     let source = include_str!("resource_server.rs");
-    let between = |text: &str, start: &str, end: &str| text.split(start).nth(1).and_then(|rest| rest.split(end).next()).map(str::trim).map(str::to_owned);
+    let between = |text: &str, start: &str, end: &str| {
+        text.split(start).nth(1).and_then(|rest| rest.split(end).next()).map(str::trim).map(str::to_owned)
+    };
     let shown = between(page, "```rust\n", "\n```").expect("the page has a Rust block");
-    let run = between(source, "// BEGIN docs/resource-servers.md\n", "// END docs/resource-servers.md").expect("the markers are here");
+    let run = between(source, "// BEGIN docs/resource-servers.md\n", "// END docs/resource-servers.md")
+        .expect("the markers are here");
     assert_eq!(shown, run, "docs/resource-servers.md and tests/api/resource_server.rs differ");
 }
 
@@ -73,7 +76,10 @@ async fn the_recipe_accepts_an_access_token_and_refuses_refresh_tokens_tampering
     assert!(claims.exp > claims.iat && !claims.sid.is_empty());
 
     let refresh = login["refresh_token"].as_str().unwrap();
-    assert!(verify_access_token(refresh, &jwks, PUBLIC_URL, "flexauth").is_err(), "a refresh token is not an access token");
+    assert!(
+        verify_access_token(refresh, &jwks, PUBLIC_URL, "flexauth").is_err(),
+        "a refresh token is not an access token"
+    );
     assert!(verify_access_token(access, &jwks, PUBLIC_URL, "another-service").is_err(), "pinned audience");
     assert!(verify_access_token(access, &jwks, "https://elsewhere.example", "flexauth").is_err(), "pinned issuer");
     let mut tampered = access.to_owned();
@@ -81,6 +87,9 @@ async fn the_recipe_accepts_an_access_token_and_refuses_refresh_tokens_tampering
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     assert!(verify_access_token(&tampered, &jwks, PUBLIC_URL, "flexauth").is_err());
     let empty = jsonwebtoken::jwk::JwkSet { keys: vec![] };
-    assert_eq!(verify_access_token(access, &empty, PUBLIC_URL, "flexauth").unwrap_err(), "unknown key: fetch the JWKS again");
+    assert_eq!(
+        verify_access_token(access, &empty, PUBLIC_URL, "flexauth").unwrap_err(),
+        "unknown key: fetch the JWKS again"
+    );
     app.stop().await;
 }

@@ -52,7 +52,9 @@ async fn a_restart_logs_nobody_out() {
 /// The database URL of `env` with its host and port replaced by those of `pooler`, a
 /// `postgres://…` URL of a pooler in front of the same server.
 fn through(env: &TestEnv, pooler: &str) -> String {
-    let flexauth_store::DatabaseConfig::Postgres(direct) = env.db.config() else { unreachable!("checked by the caller") };
+    let flexauth_store::DatabaseConfig::Postgres(direct) = env.db.config() else {
+        unreachable!("checked by the caller")
+    };
     let mut url = url::Url::parse(direct).unwrap();
     let pooler = url::Url::parse(pooler).unwrap();
     url.set_host(pooler.host_str()).unwrap();
@@ -67,8 +69,13 @@ fn through(env: &TestEnv, pooler: &str) -> String {
 #[actix_web::test]
 async fn two_instances_behind_pgbouncer_in_transaction_mode_run_the_seed_flow_and_agree_on_concurrent_refreshes() {
     let Some(pooler) = std::env::var("FLEXAUTH_TEST_PGBOUNCER_URL").ok().filter(|url| !url.is_empty()) else {
-        assert!(std::env::var_os("FLEXAUTH_TEST_REQUIRE_PGBOUNCER").is_none(), "FLEXAUTH_TEST_REQUIRE_PGBOUNCER is set but FLEXAUTH_TEST_PGBOUNCER_URL is not");
-        eprintln!("skipping the PgBouncer test: FLEXAUTH_TEST_PGBOUNCER_URL is not set (scripts/pgbouncer-up prints it)");
+        assert!(
+            std::env::var_os("FLEXAUTH_TEST_REQUIRE_PGBOUNCER").is_none(),
+            "FLEXAUTH_TEST_REQUIRE_PGBOUNCER is set but FLEXAUTH_TEST_PGBOUNCER_URL is not"
+        );
+        eprintln!(
+            "skipping the PgBouncer test: FLEXAUTH_TEST_PGBOUNCER_URL is not set (scripts/pgbouncer-up prints it)"
+        );
         return;
     };
     let env = TestEnv::new().await;
@@ -82,7 +89,8 @@ async fn two_instances_behind_pgbouncer_in_transaction_mode_run_the_seed_flow_an
         settings.database_pooler = flexauth_store::Pooler::Transaction;
     };
     let clock = std::sync::Arc::new(crate::helpers::TestClock::default());
-    let instances = [env.spawn_configured(&[], tune, clock.clone()).await, env.spawn_configured(&[], tune, clock.clone()).await];
+    let instances =
+        [env.spawn_configured(&[], tune, clock.clone()).await, env.spawn_configured(&[], tune, clock.clone()).await];
 
     // Sign up on one, verify and log in on the other.
     let email = unique_email("bounced");
@@ -100,16 +108,24 @@ async fn two_instances_behind_pgbouncer_in_transaction_mode_run_the_seed_flow_an
     }
     let child = replies[0].body["data"]["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(instances[1].refresh(&child).await.status, StatusCode::OK);
-    assert_eq!(instances[0].refresh(&token).await.code(), "refresh_token_reused", "a spent grandparent is reuse, on either instance");
+    assert_eq!(
+        instances[0].refresh(&token).await.code(),
+        "refresh_token_reused",
+        "a spent grandparent is reuse, on either instance"
+    );
 
     // An API key made on one works on the other until it is revoked, then at once nowhere.
     let fresh = instances[0].login(&email).await.body["data"]["access_token"].as_str().unwrap().to_owned();
-    let created = instances[0].post_json_with_bearer("/v1/api-keys", &fresh, serde_json::json!({ "name": "bounced" })).await;
+    let created =
+        instances[0].post_json_with_bearer("/v1/api-keys", &fresh, serde_json::json!({ "name": "bounced" })).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let key = created.body["data"]["key"].as_str().unwrap().to_owned();
     assert_eq!(instances[1].get_with_bearer("/v1/usage", &key).await.status, StatusCode::OK);
     let id = created.body["data"]["id"].as_str().unwrap();
-    assert_eq!(instances[1].delete_with_bearer(&format!("/v1/api-keys/{id}"), &fresh).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        instances[1].delete_with_bearer(&format!("/v1/api-keys/{id}"), &fresh).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(instances[0].get_with_bearer("/v1/usage", &key).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(instances[0].get("/readyz").await.status, StatusCode::OK);
     for instance in &instances {

@@ -35,12 +35,21 @@ async fn sessions_are_listed_with_their_client_and_revoked_one_by_one() {
     assert_eq!(current[0]["user_agent"], "Firefox on the laptop");
     assert_eq!(current[0]["ip"], "127.0.0.1");
     assert!(current[0]["created_at"].is_string() && current[0]["last_refreshed_at"].is_string());
-    let phone_id = sessions.iter().find(|session| session["user_agent"] == "Safari on the phone").unwrap()["id"].as_str().unwrap().to_owned();
+    let phone_id = sessions.iter().find(|session| session["user_agent"] == "Safari on the phone").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
-    assert_eq!(app.delete_with_bearer(&format!("/v1/auth/sessions/{phone_id}"), access(&laptop)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete_with_bearer(&format!("/v1/auth/sessions/{phone_id}"), access(&laptop)).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.refresh(refresh_token(&phone)).await.code(), "session_revoked");
     assert_eq!(app.refresh(refresh_token(&laptop)).await.status, StatusCode::OK);
-    assert_eq!(app.get_with_bearer("/v1/auth/sessions", access(&laptop)).await.body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        app.get_with_bearer("/v1/auth/sessions", access(&laptop)).await.body["data"].as_array().unwrap().len(),
+        2
+    );
 
     // Another account's session looks like no session at all.
     let stranger = app.verified_login(&env, &unique_email("stranger")).await;
@@ -62,12 +71,18 @@ async fn logout_scopes_end_the_others_or_every_session() {
     let bad = app.post_json_with_bearer("/v1/auth/logout", access(&mine), json!({ "scope": "everything" })).await;
     assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_scope"));
 
-    assert_eq!(app.post_json_with_bearer("/v1/auth/logout", access(&mine), json!({ "scope": "others" })).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.post_json_with_bearer("/v1/auth/logout", access(&mine), json!({ "scope": "others" })).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.refresh(refresh_token(&other)).await.code(), "session_revoked");
     let mine = app.refresh(refresh_token(&mine)).await.body["data"].clone();
 
     let third = login(&app, &email, "third").await;
-    assert_eq!(app.post_json_with_bearer("/v1/auth/logout", access(&mine), json!({ "scope": "global" })).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.post_json_with_bearer("/v1/auth/logout", access(&mine), json!({ "scope": "global" })).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(app.refresh(refresh_token(&mine)).await.code(), "session_revoked");
     assert_eq!(app.refresh(refresh_token(&third)).await.code(), "session_revoked");
     app.stop().await;

@@ -2,7 +2,10 @@ use actix_web::http::StatusCode;
 use flexauth_domain::account::{AccountRepository, EmailAddress};
 use serde_json::json;
 
-use crate::helpers::{confirm_in_browser, mails_to, token_of, unique_email, verify_path, wait_for_mail_to, wait_for_mails, TestEnv, PASSWORD};
+use crate::helpers::{
+    confirm_in_browser, mails_to, token_of, unique_email, verify_path, wait_for_mail_to, wait_for_mails, TestEnv,
+    PASSWORD,
+};
 
 #[actix_web::test]
 async fn signup_stores_an_unverified_account_and_sends_a_verification_email() {
@@ -15,7 +18,12 @@ async fn signup_stores_an_unverified_account_and_sends_a_verification_email() {
 
     // The worker creates the account from the stored request; the email follows it.
     let mail = wait_for_mail_to(env.smtp(), &email).await;
-    let account = env.store().find_by_email(&EmailAddress::parse(&email).unwrap()).await.unwrap().expect("the account row exists");
+    let account = env
+        .store()
+        .find_by_email(&EmailAddress::parse(&email).unwrap())
+        .await
+        .unwrap()
+        .expect("the account row exists");
     assert!(!account.is_email_verified());
     let attempts = env.store().pending_signup_attempts(account.id(), time::OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!(attempts.len(), 1);
@@ -27,7 +35,8 @@ async fn signup_stores_an_unverified_account_and_sends_a_verification_email() {
 }
 
 async fn subjects(env: &TestEnv, email: &str, count: usize) -> Vec<String> {
-    let mut subjects: Vec<String> = wait_for_mails(env.smtp(), email, count).await.iter().filter_map(|mail| mail.subject()).collect();
+    let mut subjects: Vec<String> =
+        wait_for_mails(env.smtp(), email, count).await.iter().filter_map(|mail| mail.subject()).collect();
     subjects.sort();
     subjects
 }
@@ -39,11 +48,16 @@ async fn signup_answers_the_same_for_a_taken_email_and_tells_the_owner() {
     let email = unique_email("taken");
     app.verified_login(&env, &email).await;
     let fresh = app.signup(&unique_email("fresh")).await;
-    let taken = app.post("/v1/auth/signup", json!({ "email": email.to_uppercase(), "password": "another long password" })).await;
+    let taken = app
+        .post("/v1/auth/signup", json!({ "email": email.to_uppercase(), "password": "another long password" }))
+        .await;
     assert_eq!((fresh.status, &fresh.body), (taken.status, &taken.body));
     assert_eq!(subjects(&env, &email, 2).await, ["Verify your email address", "You already have an account"]);
     // The second password did not replace the first.
-    assert_eq!(app.post("/v1/auth/login", json!({ "email": email, "password": "another long password" })).await.code(), "invalid_credentials");
+    assert_eq!(
+        app.post("/v1/auth/login", json!({ "email": email, "password": "another long password" })).await.code(),
+        "invalid_credentials"
+    );
     assert_eq!(app.login(&email).await.status, StatusCode::OK);
     app.stop().await;
 }
@@ -57,16 +71,26 @@ async fn signing_up_again_before_verifying_sends_a_second_link_and_either_confir
     let first = wait_for_mail_to(env.smtp(), &email).await;
     assert_eq!(app.signup(&email).await.status, StatusCode::ACCEPTED);
     assert_eq!(subjects(&env, &email, 2).await, ["Verify your email address", "Verify your email address"]);
-    let second = mails_to(env.smtp(), &email).into_iter().find(|mail| token_of(mail) != token_of(&first)).expect("a second link");
+    let second = mails_to(env.smtp(), &email)
+        .into_iter()
+        .find(|mail| token_of(mail) != token_of(&first))
+        .expect("a second link");
     // With two attempts pending, a link alone does not say whose password to activate.
     let bare = app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await;
     assert_eq!((bare.status, bare.code()), (StatusCode::BAD_REQUEST, "password_required"));
-    let chosen = app.post("/v1/auth/verify", json!({ "token": token_of(&first), "password": "chosen while confirming" })).await;
+    let chosen =
+        app.post("/v1/auth/verify", json!({ "token": token_of(&first), "password": "chosen while confirming" })).await;
     assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.text);
     // Confirming discarded the other attempt's link.
-    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.code(), "invalid_verification_token");
+    assert_eq!(
+        app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.code(),
+        "invalid_verification_token"
+    );
     assert_eq!(app.login(&email).await.code(), "invalid_credentials");
-    assert_eq!(app.post("/v1/auth/login", json!({ "email": email, "password": "chosen while confirming" })).await.status, StatusCode::OK);
+    assert_eq!(
+        app.post("/v1/auth/login", json!({ "email": email, "password": "chosen while confirming" })).await.status,
+        StatusCode::OK
+    );
     app.stop().await;
 }
 
@@ -102,7 +126,10 @@ async fn a_bad_or_replaced_link_is_refused() {
     let garbage = app.get("/v1/auth/verify?token=not-a-token").await;
     assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
     assert!(garbage.text.contains("not valid"));
-    assert_eq!(app.post("/v1/auth/verify", json!({ "token": "A".repeat(43) })).await.code(), "invalid_verification_token");
+    assert_eq!(
+        app.post("/v1/auth/verify", json!({ "token": "A".repeat(43) })).await.code(),
+        "invalid_verification_token"
+    );
     assert_eq!(app.get("/v1/auth/verify").await.status, StatusCode::BAD_REQUEST);
 
     let email = unique_email("resend");
@@ -111,13 +138,24 @@ async fn a_bad_or_replaced_link_is_refused() {
     let resent = app.post("/v1/auth/verify/resend", json!({ "email": email })).await;
     assert_eq!(resent.status, StatusCode::ACCEPTED);
     wait_for_mails(env.smtp(), &email, 2).await;
-    let second = mails_to(env.smtp(), &email).into_iter().find(|mail| token_of(mail) != token_of(&first)).expect("a second link");
+    let second = mails_to(env.smtp(), &email)
+        .into_iter()
+        .find(|mail| token_of(mail) != token_of(&first))
+        .expect("a second link");
     // Nobody chose a password for the resent link: it confirms only with one.
     assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second) })).await.code(), "password_required");
     let weak = app.post("/v1/auth/verify", json!({ "token": token_of(&second), "password": "short" })).await;
     assert_eq!(weak.code(), "password_too_short");
-    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&second), "password": "picked on the page" })).await.status, StatusCode::OK);
-    assert_eq!(app.post("/v1/auth/verify", json!({ "token": token_of(&first) })).await.code(), "invalid_verification_token");
+    assert_eq!(
+        app.post("/v1/auth/verify", json!({ "token": token_of(&second), "password": "picked on the page" }))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.post("/v1/auth/verify", json!({ "token": token_of(&first) })).await.code(),
+        "invalid_verification_token"
+    );
     app.stop().await;
 }
 
@@ -143,7 +181,8 @@ async fn resend_answers_the_same_for_unknown_unverified_and_verified_addresses()
     let marker = unique_email("marker");
     app.signup(&marker).await;
     wait_for_mail_to(env.smtp(), &marker).await;
-    let subjects_of = |address: &str| mails_to(env.smtp(), address).iter().filter_map(|mail| mail.subject()).collect::<Vec<_>>();
+    let subjects_of =
+        |address: &str| mails_to(env.smtp(), address).iter().filter_map(|mail| mail.subject()).collect::<Vec<_>>();
     assert_eq!(subjects_of(&unverified), ["Verify your email address", "Verify your email address"]);
     assert_eq!(subjects_of(&verified), ["Verify your email address"], "a verified address gets no new link");
     assert_eq!(env.smtp().messages().len(), 4, "nothing went to the unknown address");

@@ -4,7 +4,10 @@
 use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{confirm_in_browser, mails_to, token_of, unique_email, verify_path, wait_for_mails, wait_for_subject, TestApp, TestEnv};
+use crate::helpers::{
+    confirm_in_browser, mails_to, token_of, unique_email, verify_path, wait_for_mails, wait_for_subject, TestApp,
+    TestEnv,
+};
 
 const ATTACKER_PASSWORD: &str = "the attacker chose this";
 const OWNER_PASSWORD: &str = "the owner chose this one";
@@ -21,7 +24,8 @@ async fn login_status(app: &TestApp, email: &str, password: &str) -> StatusCode 
 /// Waits for the `count`-th verification email to `email` and returns the newest.
 async fn newest_verification(env: &TestEnv, email: &str, count: usize) -> crate::helpers::ReceivedMessage {
     let mails = wait_for_mails(env.smtp(), email, count).await;
-    let verifications: Vec<_> = mails.into_iter().filter(|mail| mail.subject().as_deref() == Some("Verify your email address")).collect();
+    let verifications: Vec<_> =
+        mails.into_iter().filter(|mail| mail.subject().as_deref() == Some("Verify your email address")).collect();
     assert!(verifications.len() >= count, "expected {count} verification emails, got {}", verifications.len());
     verifications.last().cloned().unwrap()
 }
@@ -63,7 +67,8 @@ async fn a_resend_between_the_signups_does_not_help_the_attacker_in_either_order
         let env = TestEnv::new().await;
         let app = env.spawn().await;
         let email = unique_email("victim");
-        let (first, second) = if attacker_first { (ATTACKER_PASSWORD, OWNER_PASSWORD) } else { (OWNER_PASSWORD, ATTACKER_PASSWORD) };
+        let (first, second) =
+            if attacker_first { (ATTACKER_PASSWORD, OWNER_PASSWORD) } else { (OWNER_PASSWORD, ATTACKER_PASSWORD) };
         signup(&app, &email, first).await;
         newest_verification(&env, &email, 1).await;
         assert_eq!(app.post("/v1/auth/verify/resend", json!({ "email": email })).await.status, StatusCode::ACCEPTED);
@@ -74,8 +79,16 @@ async fn a_resend_between_the_signups_does_not_help_the_attacker_in_either_order
         for mail in [newest, newest_verification(&env, &email, 2).await] {
             confirm_in_browser(&app, &mail, OWNER_PASSWORD).await;
         }
-        assert_eq!(login_status(&app, &email, ATTACKER_PASSWORD).await, StatusCode::UNAUTHORIZED, "attacker first: {attacker_first}");
-        assert_eq!(login_status(&app, &email, OWNER_PASSWORD).await, StatusCode::OK, "attacker first: {attacker_first}");
+        assert_eq!(
+            login_status(&app, &email, ATTACKER_PASSWORD).await,
+            StatusCode::UNAUTHORIZED,
+            "attacker first: {attacker_first}"
+        );
+        assert_eq!(
+            login_status(&app, &email, OWNER_PASSWORD).await,
+            StatusCode::OK,
+            "attacker first: {attacker_first}"
+        );
         app.stop().await;
     }
 }
@@ -92,9 +105,16 @@ async fn a_mail_scanner_opening_the_links_verifies_nothing_and_spends_nothing() 
         let page = app.get(&verify_path(&mail)).await;
         assert_eq!(page.status, StatusCode::OK);
         let head = app.client.head(&link).send().await.unwrap();
-        assert!(head.status().is_success() || head.status() == StatusCode::METHOD_NOT_ALLOWED, "HEAD answered {}", head.status());
+        assert!(
+            head.status().is_success() || head.status() == StatusCode::METHOD_NOT_ALLOWED,
+            "HEAD answered {}",
+            head.status()
+        );
     }
-    assert_eq!(app.post("/v1/auth/login", json!({ "email": email, "password": OWNER_PASSWORD })).await.code(), "email_not_verified");
+    assert_eq!(
+        app.post("/v1/auth/login", json!({ "email": email, "password": OWNER_PASSWORD })).await.code(),
+        "email_not_verified"
+    );
     // The page offers the one button that confirms.
     let page = app.get(&verify_path(&mail)).await;
     assert!(page.text.contains("<form method=\"post\""), "{}", page.text);
@@ -115,7 +135,10 @@ async fn management_statuses(app: &TestApp, token: &str) -> Vec<(&'static str, S
         ("list keys", app.get_with_bearer("/v1/api-keys", token).await.status),
         ("delete key", app.delete_with_bearer(&format!("/v1/api-keys/{}", uuid::Uuid::new_v4()), token).await.status),
         ("list sessions", app.get_with_bearer("/v1/auth/sessions", token).await.status),
-        ("delete session", app.delete_with_bearer(&format!("/v1/auth/sessions/{}", uuid::Uuid::new_v4()), token).await.status),
+        (
+            "delete session",
+            app.delete_with_bearer(&format!("/v1/auth/sessions/{}", uuid::Uuid::new_v4()), token).await.status,
+        ),
         (
             "change password",
             app.post_json_with_bearer(
@@ -126,8 +149,14 @@ async fn management_statuses(app: &TestApp, token: &str) -> Vec<(&'static str, S
             .await
             .status,
         ),
-        ("logout others", app.post_json_with_bearer("/v1/auth/logout", token, json!({ "scope": "others" })).await.status),
-        ("logout global", app.post_json_with_bearer("/v1/auth/logout", token, json!({ "scope": "global" })).await.status),
+        (
+            "logout others",
+            app.post_json_with_bearer("/v1/auth/logout", token, json!({ "scope": "others" })).await.status,
+        ),
+        (
+            "logout global",
+            app.post_json_with_bearer("/v1/auth/logout", token, json!({ "scope": "global" })).await.status,
+        ),
     ]
 }
 
@@ -145,15 +174,24 @@ async fn a_stolen_access_token_manages_nothing_after_a_reset_a_logout_or_reuse_d
 
     app.post("/v1/auth/password/forgot", json!({ "email": email })).await;
     let reset_mail = wait_for_subject(env.smtp(), &email, "Reset your password").await;
-    let reset = app.post("/v1/auth/password/reset", json!({ "token": token_of(&reset_mail), "password": "the owner took it back" })).await;
+    let reset = app
+        .post(
+            "/v1/auth/password/reset",
+            json!({ "token": token_of(&reset_mail), "password": "the owner took it back" }),
+        )
+        .await;
     assert_eq!(reset.status, StatusCode::OK);
     assert_all_unauthorized(&management_statuses(&app, &access(&stolen)).await, "a password reset");
 
-    let session = app.post("/v1/auth/login", json!({ "email": email, "password": "the owner took it back" })).await.body["data"].clone();
+    let session =
+        app.post("/v1/auth/login", json!({ "email": email, "password": "the owner took it back" })).await.body["data"]
+            .clone();
     assert_eq!(app.post_with_bearer("/v1/auth/logout", &access(&session)).await.status, StatusCode::NO_CONTENT);
     assert_all_unauthorized(&management_statuses(&app, &access(&session)).await, "a logout");
 
-    let session = app.post("/v1/auth/login", json!({ "email": email, "password": "the owner took it back" })).await.body["data"].clone();
+    let session =
+        app.post("/v1/auth/login", json!({ "email": email, "password": "the owner took it back" })).await.body["data"]
+            .clone();
     let first_refresh = session["refresh_token"].as_str().unwrap();
     let rotated = app.refresh(first_refresh).await;
     assert_eq!(rotated.status, StatusCode::OK);
@@ -181,7 +219,9 @@ async fn a_reset_link_from_before_a_password_change_no_longer_works() {
         )
         .await;
     assert_eq!(change.status, StatusCode::NO_CONTENT, "{}", change.text);
-    let reply = app.post("/v1/auth/password/reset", json!({ "token": token_of(&stale), "password": "an old link's choice" })).await;
+    let reply = app
+        .post("/v1/auth/password/reset", json!({ "token": token_of(&stale), "password": "an old link's choice" }))
+        .await;
     assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "invalid_reset_token"));
     assert_eq!(login_status(&app, &email, "changed since the link").await, StatusCode::OK);
     app.stop().await;
@@ -205,7 +245,11 @@ async fn the_owner_is_told_of_a_new_api_key_a_reset_and_reuse_detection() {
 
     app.post("/v1/auth/password/forgot", json!({ "email": email })).await;
     let reset_mail = wait_for_subject(env.smtp(), &email, "Reset your password").await;
-    app.post("/v1/auth/password/reset", json!({ "token": token_of(&reset_mail), "password": "the owner took it back" })).await;
+    app.post(
+        "/v1/auth/password/reset",
+        json!({ "token": token_of(&reset_mail), "password": "the owner took it back" }),
+    )
+    .await;
     wait_for_subject(env.smtp(), &email, "Your password was reset").await;
     assert!(mails_to(env.smtp(), &email).len() >= 5);
     app.stop().await;
@@ -221,7 +265,10 @@ async fn on_sqlite_nothing_in_the_data_directory_is_readable_by_other_users() {
     let email = unique_email("files");
     signup(&app, &email, OWNER_PASSWORD).await;
     let mail_dir = dir.join("mail");
-    crate::helpers::eventually("a mail file", || std::fs::read_dir(&mail_dir).ok().and_then(|mut entries| entries.next()).and_then(Result::ok)).await;
+    crate::helpers::eventually("a mail file", || {
+        std::fs::read_dir(&mail_dir).ok().and_then(|mut entries| entries.next()).and_then(Result::ok)
+    })
+    .await;
     let mut checked = Vec::new();
     let mut pending = vec![dir.clone()];
     while let Some(path) = pending.pop() {
@@ -232,7 +279,8 @@ async fn on_sqlite_nothing_in_the_data_directory_is_readable_by_other_users() {
             pending.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
         }
     }
-    let names: Vec<String> = checked.iter().filter_map(|path| path.file_name()).map(|name| name.to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        checked.iter().filter_map(|path| path.file_name()).map(|name| name.to_string_lossy().into_owned()).collect();
     assert!(names.iter().any(|name| name.ends_with(".sqlite3")), "{names:?}");
     assert!(names.iter().any(|name| name.ends_with("-wal")), "{names:?}");
     assert!(names.iter().any(|name| name.ends_with(".eml")), "{names:?}");
@@ -268,12 +316,18 @@ async fn creating_an_api_key_needs_a_login_or_a_password_entered_within_ten_minu
     assert_eq!((stale.status, stale.code()), (StatusCode::FORBIDDEN, "reauthentication_required"));
     // Listing needs a live session only.
     assert_eq!(app.get_with_bearer("/v1/api-keys", &token).await.status, StatusCode::OK);
-    let wrong = app.post_json_with_bearer("/v1/auth/reauthenticate", &token, json!({ "password": "not the password" })).await;
+    let wrong =
+        app.post_json_with_bearer("/v1/auth/reauthenticate", &token, json!({ "password": "not the password" })).await;
     assert_eq!((wrong.status, wrong.code()), (StatusCode::BAD_REQUEST, "invalid_current_password"));
-    let renewed = app.post_json_with_bearer("/v1/auth/reauthenticate", &token, json!({ "password": crate::helpers::PASSWORD })).await;
+    let renewed = app
+        .post_json_with_bearer("/v1/auth/reauthenticate", &token, json!({ "password": crate::helpers::PASSWORD }))
+        .await;
     assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
     assert!(renewed.body["data"]["authenticated_at"].is_string());
-    assert_eq!(app.post_json_with_bearer("/v1/api-keys", &token, json!({ "name": "now" })).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.post_json_with_bearer("/v1/api-keys", &token, json!({ "name": "now" })).await.status,
+        StatusCode::CREATED
+    );
     app.stop().await;
 }
 

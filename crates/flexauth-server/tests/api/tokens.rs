@@ -24,7 +24,8 @@ fn verify_with_jwks(token: &str, jwks: &Value) -> bool {
     let x: [u8; 32] = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap().try_into().unwrap();
     let (message, signature) = token.rsplit_once('.').unwrap();
     let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
-    header["alg"] == "EdDSA" && VerifyingKey::from_bytes(&x).unwrap().verify_strict(message.as_bytes(), &signature).is_ok()
+    header["alg"] == "EdDSA"
+        && VerifyingKey::from_bytes(&x).unwrap().verify_strict(message.as_bytes(), &signature).is_ok()
 }
 
 #[actix_web::test]
@@ -59,7 +60,10 @@ fn assert_invalid_token(reply: &Reply) {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
     assert_eq!(reply.code(), "invalid_token");
     let challenge = reply.headers.get("www-authenticate").unwrap().to_str().unwrap();
-    assert!(challenge.starts_with(r#"Bearer realm="flexauth", error="invalid_token", error_description=""#), "{challenge}");
+    assert!(
+        challenge.starts_with(r#"Bearer realm="flexauth", error="invalid_token", error_description=""#),
+        "{challenge}"
+    );
 }
 
 async fn usage_with(app: &TestApp, token: &str) -> Reply {
@@ -94,7 +98,8 @@ async fn forged_and_misused_tokens_get_401_invalid_token() {
     let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs_header.typ = Some("at+jwt".into());
     hs_header.kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);
-    let confused = jsonwebtoken::encode(&hs_header, &part(access, 1), &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap();
+    let confused =
+        jsonwebtoken::encode(&hs_header, &part(access, 1), &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap();
     assert_invalid_token(&usage_with(&app, &confused).await);
 
     // A token signed by a key flexauth does not know.
@@ -113,7 +118,11 @@ async fn forged_and_misused_tokens_get_401_invalid_token() {
     // An expired token signed with the real key.
     let real_pem = flexauth_store::test_db::generated_signing_key_pem(env.store()).await;
     let real = JwtTokens::new(&SigningKeyPair::from_pem(&real_pem).unwrap(), &[], settings);
-    let expired = AccessClaims { issued_at: claims.issued_at - Duration::hours(2), expires_at: claims.issued_at - Duration::hours(1), ..claims.clone() };
+    let expired = AccessClaims {
+        issued_at: claims.issued_at - Duration::hours(2),
+        expires_at: claims.issued_at - Duration::hours(1),
+        ..claims.clone()
+    };
     let reply = usage_with(&app, &real.sign_access(&expired).unwrap()).await;
     assert_invalid_token(&reply);
     assert!(reply.headers.get("www-authenticate").unwrap().to_str().unwrap().contains("expired"));
@@ -156,7 +165,10 @@ async fn a_key_rotation_with_the_old_key_retiring_logs_nobody_out() {
     let jwks = rotated.get("/.well-known/jwks.json").await.body;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     // A resource server holding only the JWKS still accepts the token the old key signed.
-    assert!(verify_with_jwks(session["access_token"].as_str().unwrap(), &jwks), "the old token verifies through the published JWKS");
+    assert!(
+        verify_with_jwks(session["access_token"].as_str().unwrap(), &jwks),
+        "the old token verifies through the published JWKS"
+    );
     assert_eq!(usage_with(&rotated, session["access_token"].as_str().unwrap()).await.status, StatusCode::OK);
     let refreshed = rotated.refresh(session["refresh_token"].as_str().unwrap()).await;
     assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);

@@ -79,7 +79,12 @@ fn account(verified: bool) -> Account {
     Account::from_storage(ACCOUNT, email(), PasswordHash::from_phc("stored".into()), verified.then_some(NOW), NOW, 7)
 }
 
-fn attempt(name: &str, password_hash: Option<&str>, used_at: Option<OffsetDateTime>, expires_at: OffsetDateTime) -> SignupAttempt {
+fn attempt(
+    name: &str,
+    password_hash: Option<&str>,
+    used_at: Option<OffsetDateTime>,
+    expires_at: OffsetDateTime,
+) -> SignupAttempt {
     let link = LinkTokenRecord::from_storage(TokenHash::of(name.as_bytes()), ACCOUNT, expires_at, used_at);
     SignupAttempt::from_storage(link, password_hash.map(|phc| PasswordHash::from_phc(phc.into())), NOW)
 }
@@ -111,7 +116,13 @@ async fn signup_resend_and_forgot_store_one_request_and_never_look_the_address_u
     assert_eq!(
         kinds,
         vec![
-            (AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("hash of a long enough passphrase".into()) }, "ann@example.com".into(), NOW),
+            (
+                AccountRequestKind::Signup {
+                    password_hash: PasswordHash::from_phc("hash of a long enough passphrase".into())
+                },
+                "ann@example.com".into(),
+                NOW
+            ),
             (AccountRequestKind::ResendVerification, "ann@example.com".into(), NOW),
             (AccountRequestKind::ForgotPassword, "ann@example.com".into(), NOW),
         ]
@@ -120,7 +131,8 @@ async fn signup_resend_and_forgot_store_one_request_and_never_look_the_address_u
 
 #[tokio::test]
 async fn a_signup_for_a_new_address_creates_the_account_with_an_attempt_that_carries_its_password() {
-    let mut ports = Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("chosen".into()) });
+    let mut ports = Ports::new()
+        .with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("chosen".into()) });
     ports.accounts.expect_find_by_email().returning(|_| Ok(None));
     ports
         .accounts
@@ -140,13 +152,17 @@ async fn a_signup_for_a_new_address_creates_the_account_with_an_attempt_that_car
 
 #[tokio::test]
 async fn a_signup_for_an_unverified_address_adds_an_attempt_and_keeps_the_newest_three() {
-    let mut ports = Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("second".into()) });
+    let mut ports = Ports::new()
+        .with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("second".into()) });
     ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
     ports
         .accounts
         .expect_add_signup_attempt()
         .withf(|attempt, mail, now, keep| {
-            attempt.password_hash().map(PasswordHash::as_phc) == Some("second") && mail.kind() == EmailKind::Verification && *now == NOW && *keep == 3
+            attempt.password_hash().map(PasswordHash::as_phc) == Some("second")
+                && mail.kind() == EmailKind::Verification
+                && *now == NOW
+                && *keep == 3
         })
         .times(1)
         .returning(|_, _, _, _| Ok(true));
@@ -156,18 +172,30 @@ async fn a_signup_for_an_unverified_address_adds_an_attempt_and_keeps_the_newest
 
 #[tokio::test]
 async fn a_signup_that_meets_a_confirmation_committed_meanwhile_tells_the_owner_instead() {
-    let mut ports = Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("late".into()) });
+    let mut ports =
+        Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("late".into()) });
     ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
     ports.accounts.expect_add_signup_attempt().times(1).returning(|_, _, _, _| Ok(false));
-    ports.outbox.expect_enqueue().withf(|mail, _| mail.kind() == EmailKind::AccountExists).times(1).returning(|_, _| Ok(()));
+    ports
+        .outbox
+        .expect_enqueue()
+        .withf(|mail, _| mail.kind() == EmailKind::AccountExists)
+        .times(1)
+        .returning(|_, _| Ok(()));
     ports.service().handle_due_requests().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_request_that_fails_stays_queued_and_the_rest_of_the_batch_goes_on() {
     let mut ports = Ports::new();
-    let requests: Vec<AccountRequest> =
-        [1u128, 2].map(|n| AccountRequest { id: Uuid::from_u128(n), email: email(), kind: AccountRequestKind::ForgotPassword, requested_at: NOW }).into();
+    let requests: Vec<AccountRequest> = [1u128, 2]
+        .map(|n| AccountRequest {
+            id: Uuid::from_u128(n),
+            email: email(),
+            kind: AccountRequestKind::ForgotPassword,
+            requested_at: NOW,
+        })
+        .into();
     ports.requests.expect_claim().returning(move |_, _, _, _| Ok(requests.clone()));
     ports.requests.expect_complete().withf(|id, _| *id == Uuid::from_u128(2)).times(1).returning(|_, _| Ok(()));
     let lookups = Mutex::new(0);
@@ -187,10 +215,16 @@ async fn a_request_that_fails_stays_queued_and_the_rest_of_the_batch_goes_on() {
 
 #[tokio::test]
 async fn a_signup_for_a_verified_address_changes_nothing_and_tells_the_owner() {
-    let mut ports = Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("other".into()) });
+    let mut ports =
+        Ports::new().with_request(AccountRequestKind::Signup { password_hash: PasswordHash::from_phc("other".into()) });
     ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
     ports.accounts.expect_add_signup_attempt().never();
-    ports.outbox.expect_enqueue().withf(|mail, now| *now == NOW && mail.kind() == EmailKind::AccountExists).times(1).returning(|_, _| Ok(()));
+    ports
+        .outbox
+        .expect_enqueue()
+        .withf(|mail, now| *now == NOW && mail.kind() == EmailKind::AccountExists)
+        .times(1)
+        .returning(|_, _| Ok(()));
     ports.service().handle_due_requests().await.unwrap();
 }
 
@@ -198,7 +232,12 @@ async fn a_signup_for_a_verified_address_changes_nothing_and_tells_the_owner() {
 async fn a_resend_adds_an_attempt_without_a_password_and_only_for_an_unverified_address() {
     let mut ports = Ports::new().with_request(AccountRequestKind::ResendVerification);
     ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
-    ports.accounts.expect_add_signup_attempt().withf(|attempt, _, _, _| attempt.password_hash().is_none()).times(1).returning(|_, _, _, _| Ok(true));
+    ports
+        .accounts
+        .expect_add_signup_attempt()
+        .withf(|attempt, _, _, _| attempt.password_hash().is_none())
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
     ports.service().handle_due_requests().await.unwrap();
 
     for found in [None, Some(account(true))] {
@@ -217,7 +256,11 @@ async fn forgot_queues_a_one_hour_link_only_for_a_known_address() {
     ports
         .accounts
         .expect_create_password_reset()
-        .withf(|token, mail, now| *now == NOW && token.expires_at() == NOW + Duration::hours(1) && mail.text_body().contains("/v1/auth/password/reset?token="))
+        .withf(|token, mail, now| {
+            *now == NOW
+                && token.expires_at() == NOW + Duration::hours(1)
+                && mail.text_body().contains("/v1/auth/password/reset?token=")
+        })
         .times(1)
         .returning(|_, _, _| Ok(()));
     ports.service().handle_due_requests().await.unwrap();
@@ -236,11 +279,18 @@ async fn the_only_pending_signup_confirms_with_one_button_and_activates_its_own_
     ports
         .accounts
         .expect_confirm_email()
-        .withf(|confirmation| confirmation.password_hash.as_phc() == "my hash" && confirmation.confirmed_at == NOW && confirmation.account_id == ACCOUNT)
+        .withf(|confirmation| {
+            confirmation.password_hash.as_phc() == "my hash"
+                && confirmation.confirmed_at == NOW
+                && confirmation.account_id == ACCOUNT
+        })
         .times(1)
         .returning(|_| Ok(true));
     let service = ports.service();
-    assert_eq!(service.confirmation_page(&some_token()).await.unwrap(), ConfirmationPage::ConfirmButton { signed_up_at: NOW });
+    assert_eq!(
+        service.confirmation_page(&some_token()).await.unwrap(),
+        ConfirmationPage::ConfirmButton { signed_up_at: NOW }
+    );
     assert_eq!(service.confirm_email(&some_token(), None).await.unwrap(), VerifyOutcome::Verified);
 }
 
@@ -248,7 +298,10 @@ async fn the_only_pending_signup_confirms_with_one_button_and_activates_its_own_
 async fn with_several_pending_signups_the_confirming_person_chooses_the_password() {
     let mut ports = Ports::new();
     ports.accounts.expect_find_signup_attempt().returning(|_| Ok(Some(pending("mine", Some("my hash")))));
-    ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![pending("attacker", Some("attacker hash")), pending("mine", Some("my hash"))]));
+    ports
+        .accounts
+        .expect_pending_signup_attempts()
+        .returning(|_, _| Ok(vec![pending("attacker", Some("attacker hash")), pending("mine", Some("my hash"))]));
     ports
         .accounts
         .expect_confirm_email()
@@ -276,7 +329,10 @@ async fn a_resent_link_always_asks_for_the_password() {
 #[tokio::test]
 async fn used_expired_and_unknown_links_confirm_nothing() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_signup_attempt().returning(|_| Ok(Some(attempt("used", Some("h"), Some(NOW - Duration::hours(2)), NOW - Duration::hours(1)))));
+    ports
+        .accounts
+        .expect_find_signup_attempt()
+        .returning(|_| Ok(Some(attempt("used", Some("h"), Some(NOW - Duration::hours(2)), NOW - Duration::hours(1)))));
     ports.accounts.expect_confirm_email().never();
     let service = ports.service();
     assert_eq!(service.confirm_email(&some_token(), None).await.unwrap(), VerifyOutcome::AlreadyVerified);
@@ -298,7 +354,10 @@ fn reset_record(used_at: Option<OffsetDateTime>, expires_at: OffsetDateTime) -> 
 #[tokio::test]
 async fn a_reset_ends_every_session_spends_its_link_verifies_the_address_and_tells_the_owner() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(None, NOW + Duration::minutes(30)))));
+    ports
+        .accounts
+        .expect_find_password_reset()
+        .returning(|_| Ok(Some(reset_record(None, NOW + Duration::minutes(30)))));
     ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
     ports
         .accounts
@@ -321,16 +380,31 @@ async fn a_reset_ends_every_session_spends_its_link_verifies_the_address_and_tel
 #[tokio::test]
 async fn a_used_expired_or_outraced_reset_link_is_refused() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(Some(NOW), NOW + Duration::minutes(30)))));
-    assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await, Err(ResetPasswordError::InvalidToken)));
+    ports
+        .accounts
+        .expect_find_password_reset()
+        .returning(|_| Ok(Some(reset_record(Some(NOW), NOW + Duration::minutes(30)))));
+    assert!(matches!(
+        ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await,
+        Err(ResetPasswordError::InvalidToken)
+    ));
     let mut ports = Ports::new();
     ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(None, NOW))));
-    assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await, Err(ResetPasswordError::Expired)));
+    assert!(matches!(
+        ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await,
+        Err(ResetPasswordError::Expired)
+    ));
     let mut ports = Ports::new();
-    ports.accounts.expect_find_password_reset().returning(|_| Ok(Some(reset_record(None, NOW + Duration::minutes(30)))));
+    ports
+        .accounts
+        .expect_find_password_reset()
+        .returning(|_| Ok(Some(reset_record(None, NOW + Duration::minutes(30)))));
     ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
     ports.accounts.expect_apply_credential_change().returning(|_| Ok(false));
-    assert!(matches!(ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await, Err(ResetPasswordError::InvalidToken)));
+    assert!(matches!(
+        ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await,
+        Err(ResetPasswordError::InvalidToken)
+    ));
 }
 
 fn caller() -> LiveSession {
@@ -359,7 +433,9 @@ async fn a_change_needs_the_current_password_keeps_the_callers_session_and_commi
             move |_| Ok(outcomes.lock().unwrap().pop().unwrap_or(false))
         });
     let service = ports.service();
-    let wrong = service.change_password(&caller(), &Password::parse("not it".into()).unwrap(), &password("a brand new passphrase")).await;
+    let wrong = service
+        .change_password(&caller(), &Password::parse("not it".into()).unwrap(), &password("a brand new passphrase"))
+        .await;
     assert!(matches!(wrong, Err(ChangePasswordError::WrongPassword)));
     let current = Password::parse("the current one".into()).unwrap();
     service.change_password(&caller(), &current, &password("a brand new passphrase")).await.unwrap();
@@ -373,9 +449,18 @@ async fn past_the_mail_cap_a_request_is_handled_as_usual_but_queues_nothing() {
     let mut limiter = crate::limits::MockRateLimiter::new();
     limiter
         .expect_hit()
-        .withf(|key, policy, _| key == format!("password_reset:{}", email_key(&email())) && policy.name == "emails_per_recipient")
+        .withf(|key, policy, _| {
+            key == format!("password_reset:{}", email_key(&email())) && policy.name == "emails_per_recipient"
+        })
         .times(1)
-        .returning(|_, policy, _| Ok(crate::limits::LimitDecision { policy: *policy, allowed: false, remaining: 0, reset_after: Duration::minutes(30) }));
+        .returning(|_, policy, _| {
+            Ok(crate::limits::LimitDecision {
+                policy: *policy,
+                allowed: false,
+                remaining: 0,
+                reset_after: Duration::minutes(30),
+            })
+        });
     ports.limiter = limiter;
     ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
     ports.accounts.expect_create_password_reset().never();
@@ -389,7 +474,14 @@ async fn an_address_past_its_request_limit_is_refused_before_hashing_or_storing(
     limiter
         .expect_hit()
         .withf(|key, policy, _| key == "192.0.2.7" && policy.name == "mail_requests_per_address")
-        .returning(|_, policy, _| Ok(crate::limits::LimitDecision { policy: *policy, allowed: false, remaining: 0, reset_after: Duration::minutes(3) }));
+        .returning(|_, policy, _| {
+            Ok(crate::limits::LimitDecision {
+                policy: *policy,
+                allowed: false,
+                remaining: 0,
+                reset_after: Duration::minutes(3),
+            })
+        });
     ports.limiter = limiter;
     ports.hasher = MockPasswordHasher::new();
     ports.hasher.expect_hash().never();

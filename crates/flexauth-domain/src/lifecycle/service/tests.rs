@@ -43,7 +43,8 @@ impl Ports {
 
     fn with_taken(mut self, taken: &'static str) -> Self {
         self.accounts.expect_find_by_email().returning(move |email| {
-            Ok((email.as_str() == taken).then(|| account_of(AccountId::from_uuid(Uuid::from_u128(99)), EmailAddress::parse(taken).unwrap())))
+            Ok((email.as_str() == taken)
+                .then(|| account_of(AccountId::from_uuid(Uuid::from_u128(99)), EmailAddress::parse(taken).unwrap())))
         });
         self
     }
@@ -53,7 +54,9 @@ impl Ports {
         clock.expect_now().return_const(NOW);
         let counter = AtomicU8::new(1);
         let mut random = MockSecureRandom::new();
-        random.expect_fill().returning(move |buffer| buffer.iter_mut().for_each(|b| *b = counter.fetch_add(7, Ordering::Relaxed)));
+        random
+            .expect_fill()
+            .returning(move |buffer| buffer.iter_mut().for_each(|b| *b = counter.fetch_add(7, Ordering::Relaxed)));
         LifecycleService::new(
             Arc::new(self.accounts),
             Arc::new(MockSessionRepository::new()),
@@ -82,7 +85,9 @@ async fn a_session_that_has_not_proved_its_password_recently_can_neither_delete_
     let stale = caller_authenticated(Duration::minutes(11));
     assert!(matches!(service.delete_own(&stale).await, Err(OwnerError::ReauthenticationRequired(_))));
     assert!(matches!(service.export_own(&stale).await, Err(OwnerError::ReauthenticationRequired(_))));
-    let moved = service.request_email_change(&stale, EmailAddress::parse("new@example.com").unwrap(), ClientInfo::default()).await;
+    let moved = service
+        .request_email_change(&stale, EmailAddress::parse("new@example.com").unwrap(), ClientInfo::default())
+        .await;
     assert!(matches!(moved, Err(EmailChangeError::ReauthenticationRequired(_))));
 }
 
@@ -124,7 +129,14 @@ async fn request_to(to: &str, taken: &'static str) -> (EmailChange, OutgoingEmai
         Ok(true)
     });
     let service = ports.service();
-    service.request_email_change(&caller_authenticated(Duration::minutes(1)), EmailAddress::parse(to).unwrap(), ClientInfo::default()).await.unwrap();
+    service
+        .request_email_change(
+            &caller_authenticated(Duration::minutes(1)),
+            EmailAddress::parse(to).unwrap(),
+            ClientInfo::default(),
+        )
+        .await
+        .unwrap();
     let stored = stored.lock().unwrap().take().unwrap();
     stored
 }
@@ -139,8 +151,14 @@ async fn a_change_to_a_free_address_sends_its_link_there_and_an_undo_link_to_the
     assert_eq!(change.undo_expires_at, NOW + Duration::days(7));
     assert_eq!((to_new.kind(), to_new.to().as_str()), (EmailKind::EmailChangeConfirmation, "new@example.com"));
     assert_eq!((to_old.kind(), to_old.to().as_str()), (EmailKind::EmailChangeRequested, "ann@example.com"));
-    let link = |body: &str, path: &str| LinkToken::parse(body.split(path).nth(1).unwrap().split_whitespace().next().unwrap()).unwrap();
-    assert_eq!(link(to_new.text_body(), "/v1/auth/email/confirm?token=").hash(), change.confirmation, "the link sent is the one stored");
+    let link = |body: &str, path: &str| {
+        LinkToken::parse(body.split(path).nth(1).unwrap().split_whitespace().next().unwrap()).unwrap()
+    };
+    assert_eq!(
+        link(to_new.text_body(), "/v1/auth/email/confirm?token=").hash(),
+        change.confirmation,
+        "the link sent is the one stored"
+    );
     assert_eq!(link(to_old.text_body(), "/v1/auth/email/undo?token=").hash(), change.undo);
 }
 
@@ -156,7 +174,10 @@ async fn a_change_to_a_taken_address_is_stored_alike_but_its_link_is_never_sent(
 #[tokio::test]
 async fn a_change_to_the_same_address_is_refused() {
     let ports = Ports::new().with_taken("ann@example.com");
-    let outcome = ports.service().request_email_change(&caller_authenticated(Duration::minutes(1)), ann(), ClientInfo::default()).await;
+    let outcome = ports
+        .service()
+        .request_email_change(&caller_authenticated(Duration::minutes(1)), ann(), ClientInfo::default())
+        .await;
     assert!(matches!(outcome, Err(EmailChangeError::SameAddress)));
 }
 
@@ -168,7 +189,11 @@ fn undo_text() -> String {
     format!("{}A", "Q".repeat(42))
 }
 
-fn pending_change(confirmed_at: Option<OffsetDateTime>, undone_at: Option<OffsetDateTime>, expires_at: OffsetDateTime) -> EmailChange {
+fn pending_change(
+    confirmed_at: Option<OffsetDateTime>,
+    undone_at: Option<OffsetDateTime>,
+    expires_at: OffsetDateTime,
+) -> EmailChange {
     EmailChange {
         account_id: ACCOUNT,
         old_email: ann(),
@@ -215,10 +240,14 @@ async fn the_undo_link_works_after_the_confirmation_but_only_once() {
     assert_eq!(service.undo_email_change(&LinkToken::parse(&undo_text()).unwrap()).await.unwrap(), ann());
 
     let mut ports = Ports::new();
-    let undone = pending_change(Some(NOW - Duration::minutes(5)), Some(NOW - Duration::minutes(1)), NOW + Duration::hours(1));
+    let undone =
+        pending_change(Some(NOW - Duration::minutes(5)), Some(NOW - Duration::minutes(1)), NOW + Duration::hours(1));
     ports.lifecycle.expect_find_email_change_by_undo().returning(move |_| Ok(Some(undone.clone())));
     ports.lifecycle.expect_undo_email_change().never();
-    assert!(matches!(ports.service().undo_email_change(&LinkToken::parse(&undo_text()).unwrap()).await, Err(EmailChangeLinkError::Used)));
+    assert!(matches!(
+        ports.service().undo_email_change(&LinkToken::parse(&undo_text()).unwrap()).await,
+        Err(EmailChangeLinkError::Used)
+    ));
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 use super::*;
-use crate::account::{Account, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, PasswordHash, SignupAttempt};
+use crate::account::{
+    Account, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, PasswordHash, SignupAttempt,
+};
 use crate::mail::EmailKind;
 use crate::session::{MockSessionRepository, MockTokenSigner, StoredSession, TokenRejection};
 use crate::system::{MockClock, MockSecureRandom};
@@ -17,11 +19,17 @@ const SESSION: SessionId = SessionId::from_uuid(Uuid::from_u128(2));
 /// A signer whose tokens are readable strings, so tests can see exactly what was signed.
 fn readable_signer() -> MockTokenSigner {
     let mut signer = MockTokenSigner::new();
-    signer.expect_sign_access().returning(|claims| Ok(format!("at:{}:{}", claims.token_id, claims.issued_at.unix_timestamp())));
-    signer.expect_sign_refresh().returning(|claims| Ok(format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(claims.secret.expose()), claims.issued_at.unix_timestamp())));
+    signer
+        .expect_sign_access()
+        .returning(|claims| Ok(format!("at:{}:{}", claims.token_id, claims.issued_at.unix_timestamp())));
+    signer.expect_sign_refresh().returning(|claims| {
+        Ok(format!("rt:{}:{}", URL_SAFE_NO_PAD.encode(claims.secret.expose()), claims.issued_at.unix_timestamp()))
+    });
     signer.expect_verify_refresh().returning(|token| {
-        let secret = token.strip_prefix("rt:").and_then(|rest| rest.split(':').next()).ok_or(TokenRejection::Malformed)?;
-        let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(secret).ok().and_then(|b| b.try_into().ok()).ok_or(TokenRejection::Malformed)?;
+        let secret =
+            token.strip_prefix("rt:").and_then(|rest| rest.split(':').next()).ok_or(TokenRejection::Malformed)?;
+        let bytes: [u8; 32] =
+            URL_SAFE_NO_PAD.decode(secret).ok().and_then(|b| b.try_into().ok()).ok_or(TokenRejection::Malformed)?;
         Ok(RefreshClaims {
             account_id: ACCOUNT,
             session_id: SESSION,
@@ -85,7 +93,14 @@ impl Ports {
 }
 
 fn account(verified: bool) -> Account {
-    Account::from_storage(ACCOUNT, EmailAddress::parse("ann@example.com").unwrap(), PasswordHash::from_phc("h".into()), verified.then_some(NOW), NOW, 4)
+    Account::from_storage(
+        ACCOUNT,
+        EmailAddress::parse("ann@example.com").unwrap(),
+        PasswordHash::from_phc("h".into()),
+        verified.then_some(NOW),
+        NOW,
+        4,
+    )
 }
 
 /// A pending sign-up attempt whose password hashes to `phc`.
@@ -109,7 +124,10 @@ async fn login_with_an_unknown_email_spends_a_dummy_verification_and_fails_like_
     ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
     ports.sessions.expect_create().never();
     let (email, password) = credentials();
-    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+    assert!(matches!(
+        ports.service().login(&email, &password, ClientInfo::default()).await,
+        Err(LoginError::InvalidCredentials)
+    ));
 }
 
 #[tokio::test]
@@ -119,7 +137,10 @@ async fn login_fails_with_a_wrong_password_even_for_an_unverified_account() {
     ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![attempt("first"), attempt("second")]));
     ports.hasher.expect_verify().times(2).returning(|_, _| Ok(false));
     let (email, password) = credentials();
-    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+    assert!(matches!(
+        ports.service().login(&email, &password, ClientInfo::default()).await,
+        Err(LoginError::InvalidCredentials)
+    ));
 }
 
 #[tokio::test]
@@ -131,14 +152,20 @@ async fn login_fails_when_email_is_not_verified_for_the_password_of_any_pending_
     ports.hasher.expect_verify().returning(|_, hash| Ok(hash.as_phc() == "older"));
     ports.sessions.expect_create().never();
     let (email, password) = credentials();
-    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::EmailNotVerified)));
+    assert!(matches!(
+        ports.service().login(&email, &password, ClientInfo::default()).await,
+        Err(LoginError::EmailNotVerified)
+    ));
 }
 
 #[tokio::test]
 async fn a_disabled_account_is_told_so_only_after_the_right_password_and_opens_no_session() {
     for (right, expected) in [(true, "disabled"), (false, "invalid")] {
         let mut ports = Ports::new();
-        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true).disabled_since(Some(NOW - Duration::hours(1))))));
+        ports
+            .accounts
+            .expect_find_by_email()
+            .returning(|_| Ok(Some(account(true).disabled_since(Some(NOW - Duration::hours(1))))));
         ports.hasher.expect_verify().times(1).returning(move |_, _| Ok(right));
         ports.sessions.expect_create().never();
         let (email, password) = credentials();
@@ -157,7 +184,10 @@ async fn login_on_an_unverified_account_without_pending_attempts_costs_one_dummy
     ports.hasher.expect_verify().never();
     ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
     let (email, password) = credentials();
-    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+    assert!(matches!(
+        ports.service().login(&email, &password, ClientInfo::default()).await,
+        Err(LoginError::InvalidCredentials)
+    ));
 }
 
 #[tokio::test]
@@ -168,7 +198,10 @@ async fn a_login_whose_password_was_reset_during_the_check_opens_no_session() {
     // The store refuses the insert: the credential version is no longer 4.
     ports.sessions.expect_create().withf(|_, version, _| *version == 4).times(1).returning(|_, _, _| Ok(false));
     let (email, password) = credentials();
-    assert!(matches!(ports.service().login(&email, &password, ClientInfo::default()).await, Err(LoginError::InvalidCredentials)));
+    assert!(matches!(
+        ports.service().login(&email, &password, ClientInfo::default()).await,
+        Err(LoginError::InvalidCredentials)
+    ));
 }
 
 #[tokio::test]
@@ -203,7 +236,15 @@ async fn login_opens_a_session_and_returns_a_one_hour_pair() {
 }
 
 fn live_session(secret: &RefreshSecret) -> Session {
-    Session::start(SESSION, ACCOUNT, secret, NOW - Duration::minutes(5), Duration::days(30), Duration::days(90), ClientInfo::default())
+    Session::start(
+        SESSION,
+        ACCOUNT,
+        secret,
+        NOW - Duration::minutes(5),
+        Duration::days(30),
+        Duration::days(90),
+        ClientInfo::default(),
+    )
 }
 
 /// The session as the winning rotation left it, `seconds_ago` before NOW.
@@ -228,7 +269,9 @@ async fn refresh_rotates_the_live_token_with_a_compare_and_swap() {
     ports
         .sessions
         .expect_rotate()
-        .withf(move |rotation| rotation.expected_current == expected && rotation.issued_at == NOW && rotation.generation == 1)
+        .withf(move |rotation| {
+            rotation.expected_current == expected && rotation.issued_at == NOW && rotation.generation == 1
+        })
         .times(1)
         .returning(|_| Ok(true));
     let pair = ports.service().refresh(&refresh_token_for(&secret), None).await.unwrap();
@@ -322,7 +365,13 @@ fn signer_returning(claims: AccessClaims) -> MockTokenSigner {
 }
 
 fn access_claims(issued_at: OffsetDateTime) -> AccessClaims {
-    AccessClaims { account_id: ACCOUNT, session_id: SESSION, token_id: Uuid::nil(), issued_at, expires_at: issued_at + Duration::hours(1) }
+    AccessClaims {
+        account_id: ACCOUNT,
+        session_id: SESSION,
+        token_id: Uuid::nil(),
+        issued_at,
+        expires_at: issued_at + Duration::hours(1),
+    }
 }
 
 #[tokio::test]
@@ -352,7 +401,10 @@ async fn authenticate_passes_on_the_signers_rejection() {
     let mut ports = Ports::new();
     ports.signer = MockTokenSigner::new();
     ports.signer.expect_verify_access().returning(|_| Err(TokenRejection::WrongType));
-    assert!(matches!(ports.service().authenticate("t").await, Err(AuthenticateError::Rejected(TokenRejection::WrongType))));
+    assert!(matches!(
+        ports.service().authenticate("t").await,
+        Err(AuthenticateError::Rejected(TokenRejection::WrongType))
+    ));
 }
 
 #[tokio::test]
@@ -373,9 +425,24 @@ async fn logout_scopes_revoke_the_current_the_others_or_all() {
     let mut ports = Ports::new();
     let session = live_session(&RefreshSecret::from_bytes([1; 32]));
     ports.sessions.expect_find().returning(move |_| Ok(Some(session.clone())));
-    ports.sessions.expect_revoke().with(eq(SESSION), eq(NOW), eq(RevocationReason::Logout)).times(1).returning(|_, _, _| Ok(true));
-    ports.sessions.expect_revoke_all().with(eq(ACCOUNT), eq(Some(SESSION)), eq(NOW), always()).times(1).returning(|_, _, _, _| Ok(2));
-    ports.sessions.expect_revoke_all().with(eq(ACCOUNT), eq(None), eq(NOW), always()).times(1).returning(|_, _, _, _| Ok(3));
+    ports
+        .sessions
+        .expect_revoke()
+        .with(eq(SESSION), eq(NOW), eq(RevocationReason::Logout))
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    ports
+        .sessions
+        .expect_revoke_all()
+        .with(eq(ACCOUNT), eq(Some(SESSION)), eq(NOW), always())
+        .times(1)
+        .returning(|_, _, _, _| Ok(2));
+    ports
+        .sessions
+        .expect_revoke_all()
+        .with(eq(ACCOUNT), eq(None), eq(NOW), always())
+        .times(1)
+        .returning(|_, _, _, _| Ok(3));
     let service = ports.service();
     service.logout(&session_caller(), LogoutScope::Current).await.unwrap();
     service.logout(&session_caller(), LogoutScope::Others).await.unwrap();
@@ -395,7 +462,10 @@ async fn another_accounts_session_cannot_be_revoked_and_looks_absent() {
 
 #[tokio::test]
 async fn an_api_key_cannot_manage_sessions() {
-    let caller = Principal { account_id: ACCOUNT, method: AuthMethod::ApiKey(crate::newtypes::ApiKeyId::from_uuid(Uuid::nil())) };
+    let caller = Principal {
+        account_id: ACCOUNT,
+        method: AuthMethod::ApiKey(crate::newtypes::ApiKeyId::from_uuid(Uuid::nil())),
+    };
     let service = Ports::new().service();
     assert!(matches!(service.require_live(&caller).await, Err(LiveSessionError::SessionRequired(_))));
     assert!(matches!(service.logout(&caller, LogoutScope::Global).await, Err(ManageSessionsError::SessionRequired(_))));
@@ -411,7 +481,10 @@ async fn a_token_of_an_ended_session_is_not_live_whatever_the_per_request_settin
     let service = ports.service();
     assert!(!service.settings.verify_session_on_request);
     assert!(matches!(service.require_live(&session_caller()).await, Err(LiveSessionError::SessionEnded)));
-    assert!(matches!(service.logout(&session_caller(), LogoutScope::Global).await, Err(ManageSessionsError::SessionEnded)));
+    assert!(matches!(
+        service.logout(&session_caller(), LogoutScope::Global).await,
+        Err(ManageSessionsError::SessionEnded)
+    ));
 }
 
 #[tokio::test]
@@ -428,12 +501,23 @@ async fn reauthentication_checks_the_password_and_renews_the_sessions_authentica
     let mut ports = Ports::new();
     ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
     ports.hasher.expect_verify().returning(|password, _| Ok(password.expose() == "right one"));
-    ports.sessions.expect_mark_authenticated().with(mockall::predicate::eq(SESSION), mockall::predicate::eq(NOW)).times(1).returning(|_, _| Ok(true));
+    ports
+        .sessions
+        .expect_mark_authenticated()
+        .with(mockall::predicate::eq(SESSION), mockall::predicate::eq(NOW))
+        .times(1)
+        .returning(|_, _| Ok(true));
     let service = ports.service();
     let caller = LiveSession::new(ACCOUNT, SESSION, NOW - Duration::hours(1));
     let wrong = service.reauthenticate(&caller, &Password::parse("wrong one".into()).unwrap(), None).await;
     assert!(matches!(wrong, Err(ReauthenticateError::WrongPassword)));
-    assert_eq!(service.reauthenticate(&caller, &Password::parse("right one".into()).unwrap(), Some("192.0.2.7")).await.unwrap(), NOW);
+    assert_eq!(
+        service
+            .reauthenticate(&caller, &Password::parse("right one".into()).unwrap(), Some("192.0.2.7"))
+            .await
+            .unwrap(),
+        NOW
+    );
 }
 
 /// A limiter whose counter under `over` (a key prefix) is past its limit; every other key is
@@ -504,7 +588,10 @@ async fn an_account_under_attack_refuses_unknown_clients_but_not_one_that_logged
     let mut ports = Ports::new();
     ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
     ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
-    ports.sessions.expect_logged_in_from().returning(|_, ip, since| Ok(ip == "198.51.100.1" && since == NOW - Duration::days(30)));
+    ports
+        .sessions
+        .expect_logged_in_from()
+        .returning(|_, ip, since| Ok(ip == "198.51.100.1" && since == NOW - Duration::days(30)));
     ports.hasher.expect_verify().returning(|_, _| Ok(true));
     ports.sessions.expect_create().times(1).returning(|_, _, _| Ok(true));
     ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
