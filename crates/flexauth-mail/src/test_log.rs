@@ -36,7 +36,18 @@ impl MakeWriter<'_> for CapturedLogs {
 }
 
 /// Routes this thread's events to a buffer; `#[tokio::test]` runs the whole test on one thread.
+///
+/// tracing caches, per call site, whether any subscriber wants its events. A test thread that
+/// reaches a call site while no subscriber exists would cache "never" for every thread, and the
+/// capture of a test running beside it would then miss that event. A global subscriber that
+/// wants everything (and writes it nowhere) keeps every call site live; the capture, set for
+/// this thread, takes precedence over it.
 pub(crate) fn capture() -> (CapturedLogs, DefaultGuard) {
+    static EVERY_CALL_SITE_LIVE: std::sync::Once = std::sync::Once::new();
+    EVERY_CALL_SITE_LIVE.call_once(|| {
+        let sink = tracing_subscriber::fmt().with_writer(io::sink).with_max_level(tracing::Level::TRACE).finish();
+        let _ = tracing::subscriber::set_global_default(sink);
+    });
     let logs = CapturedLogs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())
