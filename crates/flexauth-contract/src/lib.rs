@@ -10,7 +10,7 @@ use flexauth_domain::account::{
     Account, AccountId, AccountRepository, AccountRequest, AccountRequestKind, AccountRequestQueue, CreateAccountError,
     CredentialChange, EmailAddress, EmailConfirmation, LinkTokenRecord, PasswordHash, SessionsToEnd, SignupAttempt,
 };
-use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository};
+use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository, StoredApiKey};
 use flexauth_domain::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog};
 use flexauth_domain::housekeeping::{Housekeeping, RetentionSettings};
 use flexauth_domain::limits::{LimitPolicy, RateLimiter};
@@ -491,7 +491,7 @@ pub async fn usage_counts_per_account_and_day<P: Backend, I: Inspect>(store: &P,
 }
 
 pub fn api_key(account: &Account, name: &str) -> ApiKey {
-    ApiKey {
+    ApiKey::from_storage(StoredApiKey {
         id: ApiKeyId::from_uuid(Uuid::new_v4()),
         account_id: account.id(),
         name: ApiKeyName::parse(name).unwrap(),
@@ -499,7 +499,7 @@ pub fn api_key(account: &Account, name: &str) -> ApiKey {
         created_at: NOW,
         last_used_at: None,
         expires_at: Some(NOW + Duration::days(365)),
-    }
+    })
 }
 
 /// A live session of `account` to create keys with.
@@ -528,18 +528,21 @@ pub async fn an_api_key_is_found_by_its_digest_until_revoked<P: Backend, I: Insp
     assert_eq!(store.find_active_by_hash(&TokenHash::of(b"other")).await.unwrap(), None);
     let stranger = AccountId::from_uuid(Uuid::new_v4());
     assert!(
-        !ApiKeyRepository::revoke(store, stranger, key.id, NOW, &login_event(&account)).await.unwrap(),
+        !ApiKeyRepository::revoke(store, stranger, key.id(), NOW, &login_event(&account)).await.unwrap(),
         "only the owner revokes"
     );
-    assert!(ApiKeyRepository::revoke(store, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
+    assert!(ApiKeyRepository::revoke(store, account.id(), key.id(), NOW, &login_event(&account)).await.unwrap());
     assert_eq!(store.find_active_by_hash(&hash).await.unwrap(), None);
-    assert!(!ApiKeyRepository::revoke(store, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
+    assert!(!ApiKeyRepository::revoke(store, account.id(), key.id(), NOW, &login_event(&account)).await.unwrap());
 }
 
 pub async fn api_keys_are_listed_per_account_and_touched<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
     let account = stored_account(store).await;
     let first = api_key(&account, "first");
-    let second = ApiKey { created_at: NOW + Duration::seconds(1), ..api_key(&account, "second") };
+    let second = ApiKey::from_storage(StoredApiKey {
+        created_at: NOW + Duration::seconds(1),
+        ..api_key(&account, "second").stored().clone()
+    });
     let session = creator(store, &account).await;
     ApiKeyRepository::create(
         store,
@@ -576,10 +579,10 @@ pub async fn api_keys_are_listed_per_account_and_touched<P: Backend, I: Inspect>
         .unwrap(),
         "a revoked session creates no key"
     );
-    store.touch(first.id, NOW + Duration::minutes(3)).await.unwrap();
+    store.touch(first.id(), NOW + Duration::minutes(3)).await.unwrap();
     let listed = ApiKeyRepository::list(store, account.id()).await.unwrap();
-    assert_eq!(listed.iter().map(|key| key.name.as_str()).collect::<Vec<_>>(), ["first", "second"]);
-    assert_eq!(listed[0].last_used_at, Some(NOW + Duration::minutes(3)));
+    assert_eq!(listed.iter().map(|key| key.name().as_str()).collect::<Vec<_>>(), ["first", "second"]);
+    assert_eq!(listed[0].last_used_at(), Some(NOW + Duration::minutes(3)));
     assert!(ApiKeyRepository::list(store, AccountId::from_uuid(Uuid::new_v4())).await.unwrap().is_empty());
 }
 

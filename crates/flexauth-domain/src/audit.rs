@@ -6,9 +6,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::newtypes::AccountId;
-use crate::newtypes::ApiKeyId;
-use crate::newtypes::{ClientInfo, SessionId};
+use crate::newtypes::{AccountId, ApiKeyId, ClientInfo, SessionId};
 use crate::principal::LiveSession;
 use crate::system::{random_uuid, SecureRandom};
 use crate::InfraError;

@@ -1,8 +1,6 @@
 //! Who made an authenticated request, and with which credential.
 
-use crate::newtypes::AccountId;
-use crate::newtypes::ApiKeyId;
-use crate::newtypes::SessionId;
+use crate::newtypes::{AccountId, ApiKeyId, SessionId};
 
 /// The credential a request was authenticated with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

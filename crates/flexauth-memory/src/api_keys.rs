@@ -28,17 +28,17 @@ impl ApiKeyRepository for MemoryStore {
         if !live {
             return Ok(false);
         }
-        if state.api_keys.contains_key(&key.id) || state.api_key_by_hash.contains_key(hash) {
+        if state.api_keys.contains_key(&key.id()) || state.api_key_by_hash.contains_key(hash) {
             return Err(MemoryError::Duplicate("api_keys").into());
         }
-        if !state.account_exists(key.account_id) {
+        if !state.account_exists(key.account_id()) {
             return Err(MemoryError::UnknownAccount("api_keys").into());
         }
         state.check_outbox_free(notice)?;
         state.check_event_free(event)?;
-        state.api_key_by_hash.insert(*hash, key.id);
-        state.api_keys.insert(key.id, ApiKeyRow { key: key.clone(), hash: *hash, revoked_at: None });
-        state.queue(notice, key.created_at);
+        state.api_key_by_hash.insert(*hash, key.id());
+        state.api_keys.insert(key.id(), ApiKeyRow { key: key.clone(), hash: *hash, revoked_at: None });
+        state.queue(notice, key.created_at());
         state.record(event);
         Ok(true)
     }
@@ -59,10 +59,10 @@ impl ApiKeyRepository for MemoryStore {
         let mut keys: Vec<&ApiKey> = state
             .api_keys
             .values()
-            .filter(|row| row.key.account_id == account_id && row.revoked_at.is_none())
+            .filter(|row| row.key.account_id() == account_id && row.revoked_at.is_none())
             .map(|row| &row.key)
             .collect();
-        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.as_uuid().cmp(&b.id.as_uuid())));
+        keys.sort_by(|a, b| a.created_at().cmp(&b.created_at()).then_with(|| a.id().as_uuid().cmp(&b.id().as_uuid())));
         Ok(keys.into_iter().cloned().collect())
     }
 
@@ -75,7 +75,7 @@ impl ApiKeyRepository for MemoryStore {
     ) -> Result<bool, InfraError> {
         let mut state = self.lock()?;
         let live =
-            state.api_keys.get(&id).is_some_and(|row| row.key.account_id == account_id && row.revoked_at.is_none());
+            state.api_keys.get(&id).is_some_and(|row| row.key.account_id() == account_id && row.revoked_at.is_none());
         if !live {
             return Ok(false);
         }
@@ -89,7 +89,7 @@ impl ApiKeyRepository for MemoryStore {
 
     async fn touch(&self, id: ApiKeyId, now: OffsetDateTime) -> Result<(), InfraError> {
         if let Some(row) = self.lock()?.api_keys.get_mut(&id) {
-            row.key.last_used_at = Some(now);
+            row.key.record_use(now);
         }
         Ok(())
     }

@@ -271,7 +271,7 @@ impl State {
     /// Revokes at `now` every unrevoked API key of the account.
     pub fn revoke_api_keys(&mut self, account_id: AccountId, now: OffsetDateTime) {
         for row in self.api_keys.values_mut() {
-            if row.key.account_id == account_id && row.revoked_at.is_none() {
+            if row.key.account_id() == account_id && row.revoked_at.is_none() {
                 row.revoked_at = Some(now);
             }
         }
@@ -289,7 +289,7 @@ impl State {
         self.sessions.retain(|_, session| session.account_id != id);
         let api_key_by_hash = &mut self.api_key_by_hash;
         self.api_keys.retain(|_, key| {
-            let keep = key.key.account_id != id;
+            let keep = key.key.account_id() != id;
             if !keep {
                 api_key_by_hash.remove(&key.hash);
             }

@@ -238,7 +238,7 @@ impl ApiKeyCache {
             entries.digests.clear();
         }
         entries.keys.insert(digest, key.clone());
-        entries.digests.insert(key.id, digest);
+        entries.digests.insert(key.id(), digest);
     }
 
     /// Keeps a cached key's `last_used_at` in step with the database, so the once-a-minute
@@ -249,7 +249,7 @@ impl ApiKeyCache {
             return;
         };
         if let Some(key) = entries.keys.get_mut(&digest) {
-            key.last_used_at = Some(now);
+            key.record_use(now);
         }
     }
 

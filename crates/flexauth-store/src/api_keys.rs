@@ -26,7 +26,7 @@ impl ApiKeyRepository for Store {
         let event = AuditEventRow::from(event);
         let row = ApiKeyRow::from(key);
         let hash = hash.as_bytes().to_vec();
-        let outbox_row = NewOutboxRow::new(notice, key.created_at);
+        let outbox_row = NewOutboxRow::new(notice, key.created_at());
         let session = created_by.to_string();
         let outcome = self
             .run(move |c| {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use flexauth_domain::account::{
     Account, AccountId, AccountRequest, AccountRequestKind, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt,
 };
-use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName};
+use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, StoredApiKey};
 use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{ClientInfo, RotationNonce, Session, SessionId, StoredSession};
@@ -226,13 +226,13 @@ pub(crate) struct ApiKeyRow {
 impl From<&ApiKey> for ApiKeyRow {
     fn from(key: &ApiKey) -> Self {
         Self {
-            id: key.id.to_string(),
-            account_id: key.account_id.to_string(),
-            name: key.name.as_str().to_owned(),
-            prefix: key.prefix.clone(),
-            created_at: millis(key.created_at),
-            last_used_at: optional_millis(key.last_used_at),
-            expires_at: optional_millis(key.expires_at),
+            id: key.id().to_string(),
+            account_id: key.account_id().to_string(),
+            name: key.name().as_str().to_owned(),
+            prefix: key.prefix().to_owned(),
+            created_at: millis(key.created_at()),
+            last_used_at: optional_millis(key.last_used_at()),
+            expires_at: optional_millis(key.expires_at()),
         }
     }
 }
@@ -241,7 +241,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
     type Error = StoreError;
 
     fn try_from(row: ApiKeyRow) -> Result<Self, StoreError> {
-        Ok(ApiKey {
+        Ok(ApiKey::from_storage(StoredApiKey {
             id: ApiKeyId::from_uuid(parse_uuid(&row.id)?),
             account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
             name: ApiKeyName::from_storage(row.name),
@@ -249,7 +249,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             created_at: instant(row.created_at)?,
             last_used_at: optional_instant(row.last_used_at)?,
             expires_at: optional_instant(row.expires_at)?,
-        })
+        }))
     }
 }
 

@@ -108,7 +108,7 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
     for _ in 0..3 {
         assert_eq!(there.find_active_by_hash(&hash).await.unwrap(), Some(key.clone()));
     }
-    assert!(ApiKeyRepository::revoke(here, account.id(), key.id, NOW, &login_event(&account)).await.unwrap());
+    assert!(ApiKeyRepository::revoke(here, account.id(), key.id(), NOW, &login_event(&account)).await.unwrap());
     assert_eq!(there.find_active_by_hash(&hash).await.unwrap(), None, "the other instance's cache dropped it at once");
 
     // An account deleted with SQL takes its keys along, and the caches hear of it.
@@ -157,7 +157,7 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
              WHERE datname = current_database() AND application_name = 'flexauth-key-cache'",
         )
         .unwrap();
-    admin.batch_execute(&format!("UPDATE api_keys SET revoked_at = 0 WHERE id = '{}'", second.id)).unwrap();
+    admin.batch_execute(&format!("UPDATE api_keys SET revoked_at = 0 WHERE id = '{}'", second.id())).unwrap();
     // The loss is seen at the next read of the socket (the terminated backend closes it) or,
     // at the latest, when the heartbeat is a second old.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);

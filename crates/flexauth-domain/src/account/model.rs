@@ -1,8 +1,7 @@
-use crate::newtypes::AccountId;
-
 use time::OffsetDateTime;
 
 use super::{EmailAddress, PasswordHash};
+use crate::newtypes::AccountId;
 use crate::secret::TokenHash;
 
 /// A person's account.

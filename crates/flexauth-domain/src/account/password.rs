@@ -113,7 +113,7 @@ impl fmt::Debug for NewPassword {
 pub struct PasswordHash(String);
 
 impl PasswordHash {
-    /// Wraps a PHC string produced by a [`PasswordHasher`] or read back from trusted storage.
+    /// Wraps a PHC string produced by a [`PasswordHasher`](super::PasswordHasher) or read back from trusted storage.
     pub fn from_phc(phc: String) -> Self {
         Self(phc)
     }

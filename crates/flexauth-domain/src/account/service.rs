@@ -1,4 +1,5 @@
 use super::errors::{AccountLookupError, ChangePasswordError, ResetPasswordError, SignupError, VerifyEmailError};
+use crate::newtypes::{ClientInfo, RevocationReason};
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
@@ -15,8 +16,6 @@ use crate::mail::{
     account_exists_email, password_changed_email, password_reset_email, password_was_reset_email, verification_email,
     EmailKind, LeaseId, Outbox,
 };
-use crate::newtypes::ClientInfo;
-use crate::newtypes::RevocationReason;
 use crate::principal::{LiveSession, Principal};
 use crate::secret::LinkToken;
 use crate::system::{random_uuid, Clock, SecureRandom};

@@ -1,8 +1,6 @@
-use crate::newtypes::ApiKeyId;
+use time::{Duration, OffsetDateTime};
 
-use time::OffsetDateTime;
-
-use crate::newtypes::AccountId;
+use crate::newtypes::{AccountId, ApiKeyId};
 
 /// A label its owner gives a key ("billing backend", "CI").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,9 +48,10 @@ impl ApiKeyName {
     }
 }
 
-/// An API key as stored: everything but the secret, which only exists as its digest.
+/// The columns of a stored API key, as storage hands them back. Build an [`ApiKey`] from it
+/// with [`ApiKey::from_storage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKey {
+pub struct StoredApiKey {
     pub id: ApiKeyId,
     pub account_id: AccountId,
     pub name: ApiKeyName,
@@ -65,9 +64,81 @@ pub struct ApiKey {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// An API key: everything but the secret, which only exists as its digest. The rules about
+/// its time (expiry, when its use is recorded) are its methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey(StoredApiKey);
+
+/// `last_used_at` is written at most once per this interval per key, so a busy key does not
+/// turn every request into a write.
+pub const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
+
 impl ApiKey {
-    /// Whether the key still authenticates at `now`.
+    /// A key created at `now`, never used yet.
+    pub fn issue(
+        id: ApiKeyId,
+        account_id: AccountId,
+        name: ApiKeyName,
+        prefix: String,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Self {
+        Self(StoredApiKey { id, account_id, name, prefix, created_at: now, last_used_at: None, expires_at })
+    }
+
+    /// Rebuilds a key read back from storage.
+    pub fn from_storage(stored: StoredApiKey) -> Self {
+        Self(stored)
+    }
+
+    /// The columns to store.
+    pub fn stored(&self) -> &StoredApiKey {
+        &self.0
+    }
+
+    pub fn id(&self) -> ApiKeyId {
+        self.0.id
+    }
+
+    pub fn account_id(&self) -> AccountId {
+        self.0.account_id
+    }
+
+    pub fn name(&self) -> &ApiKeyName {
+        &self.0.name
+    }
+
+    /// The first characters of the key, to tell keys apart in a list.
+    pub fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.0.created_at
+    }
+
+    /// When the key last authenticated a request, to [`LAST_USED_RESOLUTION`].
+    pub fn last_used_at(&self) -> Option<OffsetDateTime> {
+        self.0.last_used_at
+    }
+
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.0.expires_at
+    }
+
+    /// Whether the key no longer authenticates at `now`.
     pub fn is_expired(&self, now: OffsetDateTime) -> bool {
-        self.expires_at.is_some_and(|expires_at| now >= expires_at)
+        self.0.expires_at.is_some_and(|expires_at| now >= expires_at)
+    }
+
+    /// Records a use at `now`, as storage did after [`ApiKey::needs_touch`].
+    pub fn record_use(&mut self, now: OffsetDateTime) {
+        self.0.last_used_at = Some(now);
+    }
+
+    /// Whether a use at `now` must be recorded: never recorded, or last recorded at least
+    /// [`LAST_USED_RESOLUTION`] ago.
+    pub fn needs_touch(&self, now: OffsetDateTime) -> bool {
+        self.0.last_used_at.is_none_or(|last| now - last >= LAST_USED_RESOLUTION)
     }
 }

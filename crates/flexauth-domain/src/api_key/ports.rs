@@ -4,8 +4,7 @@ use time::OffsetDateTime;
 use super::{ApiKey, ApiKeyId};
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
-use crate::newtypes::AccountId;
-use crate::newtypes::SessionId;
+use crate::newtypes::{AccountId, SessionId};
 use crate::secret::TokenHash;
 use crate::InfraError;
 

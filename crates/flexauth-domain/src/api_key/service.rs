@@ -11,10 +11,6 @@ use crate::session::AuthenticateError;
 use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
-/// `last_used_at` is written at most once per this interval per key, so a busy key does not
-/// cost a database write on every request.
-pub const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
-
 /// Settings of the API key rules.
 #[derive(Debug, Clone)]
 pub struct ApiKeySettings {
@@ -114,25 +110,18 @@ impl ApiKeyService {
         }
         let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(CreateApiKeyError::AccountGone)?;
         let secret = ApiKeySecret::generate(self.random.as_ref());
-        let key = ApiKey {
-            id: ApiKeyId::from_uuid(random_uuid(self.random.as_ref())),
-            account_id: caller.account_id(),
-            name,
-            prefix: secret.display_prefix().to_owned(),
-            created_at: now,
-            last_used_at: None,
-            expires_at,
-        };
+        let id = ApiKeyId::from_uuid(random_uuid(self.random.as_ref()));
+        let key = ApiKey::issue(id, caller.account_id(), name, secret.display_prefix().to_owned(), now, expires_at);
         let notice = api_key_created_email(
             random_uuid(self.random.as_ref()),
             account.email().clone(),
             &self.settings.public_url,
-            key.name.as_str(),
-            &key.prefix,
+            key.name().as_str(),
+            key.prefix(),
         );
-        let event = AuditEvent::new(self.random.as_ref(), key.account_id, AuditKind::ApiKeyCreated, now)
+        let event = AuditEvent::new(self.random.as_ref(), key.account_id(), AuditKind::ApiKeyCreated, now)
             .of_session(caller.session_id())
-            .of_key(key.id);
+            .of_key(key.id());
         if !self.keys.create(&key, &secret.hash(), &notice, caller.session_id(), &event).await? {
             return Err(CreateApiKeyError::SessionEnded);
         }
@@ -176,10 +165,10 @@ impl ApiKeyService {
         if key.is_expired(now) {
             return Err(AuthenticateError::Expired);
         }
-        if key.last_used_at.is_none_or(|last| now - last >= LAST_USED_RESOLUTION) {
-            self.keys.touch(key.id, now).await?;
+        if key.needs_touch(now) {
+            self.keys.touch(key.id(), now).await?;
         }
-        Ok(Principal { account_id: key.account_id, method: AuthMethod::ApiKey(key.id) })
+        Ok(Principal { account_id: key.account_id(), method: AuthMethod::ApiKey(key.id()) })
     }
 }
 
@@ -187,7 +176,7 @@ impl ApiKeyService {
 mod tests {
     use super::*;
     use crate::account::{Account, MockAccountRepository, PasswordHash};
-    use crate::api_key::{ApiKeyNameError, MockApiKeyRepository};
+    use crate::api_key::{ApiKeyNameError, MockApiKeyRepository, StoredApiKey};
     use crate::mail::EmailKind;
     use crate::newtypes::SessionId;
     use crate::newtypes::{AccountId, EmailAddress};
@@ -237,7 +226,7 @@ mod tests {
     }
 
     fn stored(last_used_at: Option<OffsetDateTime>, expires_at: Option<OffsetDateTime>) -> ApiKey {
-        ApiKey {
+        ApiKey::from_storage(StoredApiKey {
             id: ApiKeyId::from_uuid(Uuid::from_u128(9)),
             account_id: ACCOUNT,
             name: ApiKeyName::parse("ci").unwrap(),
@@ -245,7 +234,7 @@ mod tests {
             created_at: NOW - Duration::days(1),
             last_used_at,
             expires_at,
-        }
+        })
     }
 
     #[tokio::test]
@@ -254,19 +243,19 @@ mod tests {
         keys.expect_create()
             .withf(|key, hash, notice, _, event| {
                 event.kind == AuditKind::ApiKeyCreated
-                    && event.key_id == Some(key.id)
-                    && key.account_id == ACCOUNT
-                    && key.prefix.starts_with("fo_live_")
-                    && key.expires_at.is_none()
+                    && event.key_id == Some(key.id())
+                    && key.account_id() == ACCOUNT
+                    && key.prefix().starts_with("fo_live_")
+                    && key.expires_at().is_none()
                     && hash.as_bytes().len() == 32
                     && notice.kind() == EmailKind::ApiKeyCreated
                     && notice.to().as_str() == "ann@example.com"
-                    && notice.text_body().contains(&key.prefix)
+                    && notice.text_body().contains(key.prefix())
             })
             .times(1)
             .returning(|_, _, _, _, _| Ok(true));
         let (key, secret) = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
-        assert!(secret.expose().starts_with(&key.prefix));
+        assert!(secret.expose().starts_with(key.prefix()));
     }
 
     #[tokio::test]

@@ -1,11 +1,11 @@
 use time::OffsetDateTime;
 
 use crate::account::Account;
+use crate::newtypes::{AccountId, EmailAddress};
 
 use crate::api_key::ApiKey;
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
-use crate::newtypes::{AccountId, EmailAddress};
 use crate::secret::TokenHash;
 use crate::session::Session;
 

@@ -5,8 +5,7 @@ use super::{EmailChange, Erasure};
 use crate::account::PasswordHash;
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
-use crate::newtypes::AccountId;
-use crate::newtypes::SessionId;
+use crate::newtypes::{AccountId, SessionId};
 use crate::secret::TokenHash;
 use crate::InfraError;
 

@@ -14,8 +14,7 @@ use crate::mail::{
     account_deleted_email, email_change_address_taken_email, email_change_confirmation_email,
     email_change_requested_email,
 };
-use crate::newtypes::ClientInfo;
-use crate::newtypes::{AccountId, EmailAddress};
+use crate::newtypes::{AccountId, ClientInfo, EmailAddress};
 use crate::principal::{LiveSession, ReauthenticationRequired};
 use crate::secret::LinkToken;
 use crate::session::SessionRepository;

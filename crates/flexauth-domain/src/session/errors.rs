@@ -76,7 +76,7 @@ pub enum AuthenticateError {
     #[error("the access token is not valid yet")]
     NotYetValid,
     /// The session of the access token was revoked (only checked when
-    /// [`SessionSettings::verify_session_on_request`] is on).
+    /// [`SessionSettings::verify_session_on_request`](super::SessionSettings::verify_session_on_request) is on).
     #[error("the session was revoked")]
     SessionRevoked,
     /// Not of the API key format, or its checksum is wrong.

@@ -1,12 +1,10 @@
-use crate::newtypes::ClientInfo;
-use crate::newtypes::SessionId;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::newtypes::AccountId;
+use crate::newtypes::{AccountId, ClientInfo, SessionId};
 use crate::secret::TokenHash;
 
 /// The secret inside a refresh token: 256 bits. Only its [`TokenHash`] is stored.

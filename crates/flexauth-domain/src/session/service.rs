@@ -1,6 +1,7 @@
 use super::errors::{
     AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
 };
+use crate::newtypes::{AccountId, EmailAddress};
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
@@ -13,7 +14,6 @@ use crate::account::{pending_password_hashes, AccountRepository, Password, Passw
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, email_key, LimitPolicy, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
-use crate::newtypes::{AccountId, EmailAddress};
 use crate::principal::{AuthMethod, LiveSession, Principal};
 use crate::system::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;

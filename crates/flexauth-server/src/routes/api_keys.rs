@@ -48,12 +48,12 @@ pub struct CreatedKey {
 
 pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
     Ok(KeyView {
-        id: key.id.to_string(),
-        name: key.name.as_str().to_owned(),
-        prefix: key.prefix.clone(),
-        created_at: rfc3339(key.created_at)?,
-        last_used_at: optional_rfc3339(key.last_used_at)?,
-        expires_at: optional_rfc3339(key.expires_at)?,
+        id: key.id().to_string(),
+        name: key.name().as_str().to_owned(),
+        prefix: key.prefix().to_owned(),
+        created_at: rfc3339(key.created_at())?,
+        last_used_at: optional_rfc3339(key.last_used_at())?,
+        expires_at: optional_rfc3339(key.expires_at())?,
     })
 }
 
@@ -89,7 +89,7 @@ async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> 
         .map(|text| OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| ApiError::from(ErrorCode::InvalidExpiry)))
         .transpose()?;
     let (key, secret) = state.api_keys.create(caller, name, expires_at).await?;
-    tracing::info!(target: "flexauth::audit", event = "api_key_created", account_id = %key.account_id, key_id = %key.id, "API key created");
+    tracing::info!(target: "flexauth::audit", event = "api_key_created", account_id = %key.account_id(), key_id = %key.id(), "API key created");
     Ok(HttpResponse::Created()
         .insert_header(("cache-control", "no-store"))
         .json(Data { data: CreatedKey { view: view(&key)?, key: secret.expose().to_owned() } }))
