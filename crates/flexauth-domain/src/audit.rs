@@ -179,6 +179,36 @@ pub trait AuditLog: Send + Sync {
 /// The largest page of the security log.
 pub const MAX_PAGE: u32 = 100;
 
+/// How many events one page of the security log holds: 1 to [`MAX_PAGE`], 50 unless the owner
+/// asks for another size. A size outside the range is refused, not clamped, so that a client
+/// learns that it asked for something flexauth does not serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(u32);
+
+/// A page size outside 1 to [`MAX_PAGE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a page holds 1 to 100 events")]
+pub struct PageSizeOutOfRange;
+
+impl PageSize {
+    /// # Errors
+    /// [`PageSizeOutOfRange`] for 0 or more than [`MAX_PAGE`].
+    pub fn new(size: u32) -> Result<Self, PageSizeOutOfRange> {
+        (1..=MAX_PAGE).contains(&size).then_some(Self(size)).ok_or(PageSizeOutOfRange)
+    }
+
+    /// The number of events.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for PageSize {
+    fn default() -> Self {
+        Self(50)
+    }
+}
+
 /// Shows owners their own security log.
 #[derive(Clone)]
 pub struct AuditService {
@@ -206,9 +236,9 @@ impl AuditService {
         &self,
         caller: &LiveSession,
         after: Option<AuditCursor>,
-        limit: u32,
+        size: PageSize,
     ) -> Result<(Vec<AuditEvent>, Option<AuditCursor>), InfraError> {
-        let limit = limit.clamp(1, MAX_PAGE);
+        let limit = size.get();
         let events = self.log.list(caller.account_id(), after, limit).await?;
         let next = (events.len() == limit as usize)
             .then(|| events.last().map(|event| AuditCursor { at: event.at, id: event.id }))
@@ -236,5 +266,14 @@ mod tests {
             .of_session(session);
         assert_eq!(event.client, ClientInfo::new(Some("agent"), Some("192.0.2.7".into())));
         assert_eq!((event.session_id, event.key_id, event.at), (Some(session), None, at));
+    }
+
+    #[test]
+    fn a_page_holds_one_to_a_hundred_events_and_fifty_by_default() {
+        assert_eq!(PageSize::new(0), Err(PageSizeOutOfRange));
+        assert_eq!(PageSize::new(1).map(PageSize::get), Ok(1));
+        assert_eq!(PageSize::new(MAX_PAGE).map(PageSize::get), Ok(MAX_PAGE));
+        assert_eq!(PageSize::new(MAX_PAGE + 1), Err(PageSizeOutOfRange));
+        assert_eq!(PageSize::default().get(), 50);
     }
 }

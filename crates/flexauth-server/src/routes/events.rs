@@ -1,5 +1,5 @@
 use actix_web::{web, HttpResponse};
-use flexauth_domain::audit::AuditCursor;
+use flexauth_domain::audit::{AuditCursor, PageSize};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -96,11 +96,8 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.map_err(|_| ApiError::from(ErrorCode::InvalidCursor))?.into_inner();
     let after = query.after.as_deref().map(parse_cursor).transpose()?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=flexauth_domain::audit::MAX_PAGE).contains(&limit) {
-        return Err(ApiError::from(ErrorCode::InvalidCursor));
-    }
-    let (events, next) = state.audit.list(&caller, after, limit).await?;
+    let size = query.limit.map(PageSize::new).transpose().map_err(|_| ApiError::from(ErrorCode::InvalidCursor))?;
+    let (events, next) = state.audit.list(&caller, after, size.unwrap_or_default()).await?;
     let events = events.into_iter().map(view).collect::<Result<Vec<_>, ApiError>>()?;
     Ok(HttpResponse::Ok().json(Data { data: EventsPage { events, next: next.as_ref().map(cursor_text) } }))
 }
