@@ -129,7 +129,7 @@ fn complete(document: &mut Value) {
             schemas.insert("ErrorCode".into(), error_code_schema());
             schemas.insert(
                 "ErrorEnvelope".into(),
-                error_envelope(&ErrorCode::ALL, "Every error answer (except the HTML pages)."),
+                error_envelope(ErrorCode::ALL, "Every error answer (except the HTML pages)."),
             );
         }
     }
