@@ -273,7 +273,7 @@ pub async fn a_session_is_refused_once_the_credential_version_moved<P: Backend, 
     assert_eq!(store.find(late.id()).await.unwrap(), None);
     assert!(SessionRepository::create(store, &late, 1, &login_event(&account)).await.unwrap());
     assert!(!store.apply_credential_change(&change).await.unwrap(), "a change against a stale version writes nothing");
-    assert_eq!(store.find(late.id()).await.unwrap().unwrap().stored().revoked_at, None);
+    assert_eq!(store.find(late.id()).await.unwrap().unwrap().revoked_at(), None);
 }
 
 pub async fn account_requests_are_leased_to_one_worker_and_deleted_once_handled<P: Backend, I: Inspect>(
@@ -373,7 +373,7 @@ pub async fn concurrent_rotations_have_exactly_one_winner<P: Backend, I: Inspect
         winners += usize::from(task.await.unwrap());
     }
     assert_eq!(winners, 1);
-    assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().generation, 1);
+    assert_eq!(store.find(session.id()).await.unwrap().unwrap().generation(), 1);
 }
 
 pub async fn a_revoked_session_cannot_rotate<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
@@ -387,7 +387,7 @@ pub async fn a_revoked_session_cannot_rotate<P: Backend, I: Inspect>(store: &P, 
         .unwrap());
     let nonce = RotationNonce::from_bytes([4; 16]);
     assert!(!store.rotate(&session.rotation(&parent.child(&nonce), nonce, NOW, Duration::days(30))).await.unwrap());
-    assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
+    assert_eq!(store.find(session.id()).await.unwrap().unwrap().revoked_at(), Some(NOW));
 }
 
 pub async fn an_outbox_entry_is_leased_to_one_worker_at_a_time<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
@@ -640,7 +640,7 @@ pub async fn a_password_reset_spends_its_token_once_and_ends_every_session<P: Ba
     assert!(account.is_email_verified(), "the reset link proved control of the address");
     assert_eq!(store.find_password_reset(&TokenHash::of(b"reset")).await.unwrap().unwrap().used_at(), Some(NOW));
     for session in &sessions {
-        assert_eq!(store.find(session.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
+        assert_eq!(store.find(session.id()).await.unwrap().unwrap().revoked_at(), Some(NOW));
     }
     // The verification email, the two reset emails and one notice.
     assert_eq!(claim_all(store, NOW).await.len(), 4);
@@ -667,8 +667,8 @@ pub async fn a_password_change_keeps_only_the_callers_session<P: Backend, I: Ins
     };
     assert!(store.apply_credential_change(&change).await.unwrap());
     assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().password_hash(), &new_hash);
-    assert_eq!(store.find(mine.id()).await.unwrap().unwrap().stored().revoked_at, None);
-    assert_eq!(store.find(other.id()).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
+    assert_eq!(store.find(mine.id()).await.unwrap().unwrap().revoked_at(), None);
+    assert_eq!(store.find(other.id()).await.unwrap().unwrap().revoked_at(), Some(NOW));
 }
 
 pub async fn live_sessions_are_listed_and_revoked_in_bulk<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
@@ -691,7 +691,7 @@ pub async fn live_sessions_are_listed_and_revoked_in_bulk<P: Backend, I: Inspect
     let live = store.list_live(account.id(), NOW + Duration::minutes(2)).await.unwrap();
     assert_eq!(live.iter().map(Session::id).collect::<Vec<_>>(), [newer.id(), older.id()]);
     assert_eq!(
-        live[1].stored().client,
+        *live[1].client(),
         ClientInfo { user_agent: Some("curl/8.0".into()), ip: Some("192.0.2.7".into()), device: None }
     );
     assert!(

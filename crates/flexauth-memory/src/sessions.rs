@@ -41,17 +41,7 @@ impl SessionRepository for MemoryStore {
         let mut state = self.lock()?;
         // The compare-and-swap: only the rotation that still finds its expected live digest
         // applies, and the lock makes the comparison and the write one step.
-        let Some(session) = state.sessions.get_mut(&rotation.session_id) else { return Ok(false) };
-        if session.revoked_at.is_some() || session.current_hash != rotation.expected_current {
-            return Ok(false);
-        }
-        session.previous_hash = Some(rotation.expected_current);
-        session.current_hash = rotation.new_current;
-        session.rotation_nonce = Some(rotation.nonce);
-        session.current_issued_at = rotation.issued_at;
-        session.current_expires_at = rotation.expires_at;
-        session.generation = rotation.generation;
-        Ok(true)
+        Ok(state.sessions.get_mut(&rotation.session_id).is_some_and(|session| session.apply(rotation)))
     }
 
     async fn revoke(&self, id: SessionId, now: OffsetDateTime, _reason: RevocationReason) -> Result<bool, InfraError> {

@@ -14,7 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use flexauth_argon2::Argon2Hasher;
-use flexauth_domain::session::{AuthenticateError, LoginError, RefreshError, TokenPair};
+use flexauth_domain::session::TokenPair;
 use flexauth_domain::system::Clock;
 use flexauth_store::Store;
 use prometheus::{
@@ -22,6 +22,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Latency buckets, in seconds: from a cached token check to a login behind a full hashing
@@ -193,44 +194,31 @@ impl Metrics {
         self.signing_key.with_label_values(&[kid]).set(1);
     }
 
-    /// Counts a login by its outcome.
-    pub fn login(&self, outcome: &Result<TokenPair, LoginError>) {
+    /// Counts a login by its outcome. A refusal is counted by [`ApiError::outcome`], so the one
+    /// match that turns a domain error into an answer also names it here.
+    pub fn login(&self, outcome: &Result<TokenPair, ApiError>) {
         let label = match outcome {
             Ok(_) => "success",
-            Err(LoginError::InvalidCredentials) => "invalid_credentials",
-            Err(LoginError::EmailNotVerified) => "unverified",
-            Err(LoginError::AccountDisabled) => "disabled",
-            Err(LoginError::Throttled(_)) => "throttled",
-            Err(LoginError::Overloaded) => "overloaded",
-            Err(LoginError::Unexpected(_)) => "error",
+            Err(error) => error.outcome(),
         };
         self.logins.with_label_values(&[label]).inc();
     }
 
     /// Counts a refresh by its outcome.
-    pub fn refresh(&self, outcome: &Result<TokenPair, RefreshError>) {
+    pub fn refresh(&self, outcome: &Result<TokenPair, ApiError>) {
         let label = match outcome {
             Ok(pair) if pair.replayed => "grace_replay",
             Ok(_) => "rotated",
-            Err(RefreshError::Reused { .. }) => "reuse_detected",
-            Err(RefreshError::InvalidToken(_) | RefreshError::UnknownSession) => "invalid",
-            Err(RefreshError::Expired) => "expired",
-            Err(RefreshError::Revoked) => "revoked",
-            Err(RefreshError::Throttled(_)) => "throttled",
-            Err(RefreshError::Unexpected(_)) => "error",
+            Err(error) => error.outcome(),
         };
         self.refreshes.with_label_values(&[label]).inc();
     }
 
     /// Counts an authentication by API key by its outcome.
-    pub fn api_key_authentication<T>(&self, outcome: &Result<T, AuthenticateError>) {
+    pub fn api_key_authentication<T>(&self, outcome: &Result<T, ApiError>) {
         let label = match outcome {
             Ok(_) => "success",
-            Err(AuthenticateError::MalformedApiKey) => "malformed",
-            Err(AuthenticateError::UnknownApiKey) => "unknown",
-            Err(AuthenticateError::Expired) => "expired",
-            Err(AuthenticateError::Unexpected(_)) => "error",
-            Err(_) => "refused",
+            Err(error) => error.outcome(),
         };
         self.api_key_authentications.with_label_values(&[label]).inc();
     }

@@ -14,7 +14,7 @@ pub use errors::{
 pub use model::{RefreshDecision, RefreshSecret, Rotation, RotationNonce, Session, StoredSession};
 pub use ports::{SessionRepository, TokenSigner};
 pub use service::{LogoutScope, SessionService, SessionSettings, SessionSummary};
-pub use tokens::{AccessClaims, RefreshClaims, TokenPair, TokenRejection};
+pub use tokens::{AccessClaims, RefreshClaims, TokenPair, TokenRejection, TokenTimeError};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{MockSessionRepository, MockTokenSigner};

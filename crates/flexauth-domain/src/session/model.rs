@@ -102,6 +102,26 @@ pub struct StoredSession {
     pub authenticated_at: OffsetDateTime,
 }
 
+impl StoredSession {
+    /// Applies `rotation` if it still finds the live token it expects in a session that is not
+    /// revoked, and says whether it did. A repository that keeps sessions in memory calls this
+    /// under its lock; one that keeps them in a database writes the same condition into its
+    /// `UPDATE`.
+    pub fn apply(&mut self, rotation: &Rotation) -> bool {
+        if self.id != rotation.session_id || self.revoked_at.is_some() || self.current_hash != rotation.expected_current
+        {
+            return false;
+        }
+        self.previous_hash = Some(rotation.expected_current);
+        self.current_hash = rotation.new_current;
+        self.rotation_nonce = Some(rotation.nonce);
+        self.current_issued_at = rotation.issued_at;
+        self.current_expires_at = rotation.expires_at;
+        self.generation = rotation.generation;
+        true
+    }
+}
+
 /// A login session: one lineage of refresh tokens, of which only the newest is live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session(StoredSession);
@@ -169,7 +189,8 @@ impl Session {
         Self(stored)
     }
 
-    /// The stored form, for the repository.
+    /// The stored form, for the repository only: the rules read the session through the
+    /// methods below.
     pub fn stored(&self) -> &StoredSession {
         &self.0
     }
@@ -182,6 +203,46 @@ impl Session {
     /// The account the session belongs to.
     pub fn account_id(&self) -> AccountId {
         self.0.account_id
+    }
+
+    /// When the session was opened, by a login.
+    pub fn created_at(&self) -> OffsetDateTime {
+        self.0.created_at
+    }
+
+    /// The absolute end of the session, whatever the rotations.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.0.expires_at
+    }
+
+    /// When the live refresh token was issued: the login, or the last rotation.
+    pub fn last_refreshed_at(&self) -> OffsetDateTime {
+        self.0.current_issued_at
+    }
+
+    /// When the live refresh token expires; never after [`Session::expires_at`].
+    pub fn token_expires_at(&self) -> OffsetDateTime {
+        self.0.current_expires_at
+    }
+
+    /// When the session was revoked, if it was.
+    pub fn revoked_at(&self) -> Option<OffsetDateTime> {
+        self.0.revoked_at
+    }
+
+    /// How many rotations the session went through.
+    pub fn generation(&self) -> i64 {
+        self.0.generation
+    }
+
+    /// Where the login came from.
+    pub fn client(&self) -> &ClientInfo {
+        &self.0.client
+    }
+
+    /// When the session last proved the password: its login, or a re-authentication.
+    pub fn authenticated_at(&self) -> OffsetDateTime {
+        self.0.authenticated_at
     }
 
     /// Whether the session can still be refreshed at `now` (not revoked, not past its
@@ -206,6 +267,15 @@ impl Session {
             return RefreshDecision::ReplayCurrent;
         }
         RefreshDecision::Reused
+    }
+
+    /// The live refresh secret, rebuilt from its direct `parent` and the stored nonce, for a
+    /// [`RefreshDecision::ReplayCurrent`]. `None` when the session never rotated, or when the
+    /// derivation does not lead to the stored digest: then the row and the token disagree,
+    /// and the only safe reading is reuse.
+    pub fn replay(&self, parent: &RefreshSecret) -> Option<RefreshSecret> {
+        let current = parent.child(&self.0.rotation_nonce?);
+        (current.hash() == self.0.current_hash).then_some(current)
     }
 
     /// The rotation that replaces the live token by `child` (derived under `nonce`) at `now`.
@@ -256,12 +326,7 @@ mod tests {
         let child = parent.child(&nonce);
         let rotation = session.rotation(&child, nonce, now, Duration::days(30));
         let mut stored = session.stored().clone();
-        stored.previous_hash = Some(stored.current_hash);
-        stored.current_hash = rotation.new_current;
-        stored.current_issued_at = rotation.issued_at;
-        stored.current_expires_at = rotation.expires_at;
-        stored.rotation_nonce = Some(nonce);
-        stored.generation = rotation.generation;
+        assert!(stored.apply(&rotation));
         (Session::from_storage(stored), child)
     }
 
@@ -319,6 +384,30 @@ mod tests {
         );
         assert_eq!(rotation.expires_at, T0 + Duration::days(90));
         assert_eq!(rotation.generation, 1);
+    }
+
+    #[test]
+    fn only_the_direct_parent_replays_the_live_secret() {
+        assert_eq!(session().replay(&secret(1)), None, "a session that never rotated has nothing to replay");
+        let (once, child) = rotated(&session(), &secret(1), T0);
+        assert_eq!(once.replay(&secret(1)), Some(child.clone()));
+        let (twice, grandchild) = rotated(&once, &child, T0 + Duration::seconds(1));
+        assert_eq!(twice.replay(&child), Some(grandchild));
+        assert_eq!(twice.replay(&secret(1)), None, "a grandparent derives a secret the session never stored");
+    }
+
+    #[test]
+    fn a_rotation_applies_once_and_never_to_a_revoked_session() {
+        let nonce = RotationNonce::from_bytes([5; 16]);
+        let rotation = session().rotation(&secret(1).child(&nonce), nonce, T0, Duration::days(30));
+        let mut stored = session().stored().clone();
+        assert!(stored.apply(&rotation));
+        assert_eq!(stored.previous_hash, Some(secret(1).hash()));
+        assert!(!stored.apply(&rotation), "the expected live digest is gone after the first apply");
+        let mut revoked = session().stored().clone();
+        revoked.revoked_at = Some(T0);
+        assert!(!revoked.apply(&rotation));
+        assert_eq!(revoked.current_hash, secret(1).hash());
     }
 
     #[test]

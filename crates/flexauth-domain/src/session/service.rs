@@ -1,19 +1,19 @@
-use super::errors::{
-    AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
-};
-use crate::newtypes::{AccountId, EmailAddress};
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
+use super::errors::{
+    AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
+};
 use super::{
     AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session,
-    SessionId, SessionRepository, TokenPair, TokenSigner,
+    SessionId, SessionRepository, TokenPair, TokenSigner, TokenTimeError,
 };
 use crate::account::{pending_password_hashes, AccountRepository, Password, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, email_key, LimitPolicy, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
+use crate::newtypes::{AccountId, EmailAddress};
 use crate::principal::{AuthMethod, LiveSession, Principal};
 use crate::system::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -339,8 +339,13 @@ impl SessionService {
             // account's password any more.
             return Err(LoginError::InvalidCredentials);
         }
-        let stored = session.stored();
-        Ok(self.issue_pair(account.id(), session_id, &secret, stored.current_issued_at, stored.current_expires_at)?)
+        Ok(self.issue_pair(
+            account.id(),
+            session_id,
+            &secret,
+            session.last_refreshed_at(),
+            session.token_expires_at(),
+        )?)
     }
 
     /// Rotates a refresh token: the presented one is spent and a new pair is returned. The
@@ -354,7 +359,7 @@ impl SessionService {
     pub async fn refresh(&self, refresh_token: &str, client_address: Option<&str>) -> Result<TokenPair, RefreshError> {
         let claims = self.signer.verify_refresh(refresh_token).map_err(RefreshError::InvalidToken)?;
         let now = self.clock.now();
-        if now >= claims.expires_at {
+        if claims.is_expired(now) {
             return Err(RefreshError::Expired);
         }
         let limits = &self.settings.limits;
@@ -389,17 +394,13 @@ impl SessionService {
                     }
                 }
                 RefreshDecision::ReplayCurrent => {
-                    let stored = session.stored();
-                    let current = stored.rotation_nonce.map(|nonce| claims.secret.child(&nonce));
-                    // The derivation must lead to the stored digest; if it does not, the row
-                    // and the token disagree, and the only safe reading is reuse.
-                    if let Some(current) = current.filter(|secret| secret.hash() == stored.current_hash) {
+                    if let Some(current) = session.replay(&claims.secret) {
                         let pair = self.issue_pair(
                             claims.account_id,
                             claims.session_id,
                             &current,
-                            stored.current_issued_at,
-                            stored.current_expires_at,
+                            session.last_refreshed_at(),
+                            session.token_expires_at(),
                         )?;
                         return Ok(TokenPair { replayed: true, ..pair });
                     }
@@ -465,7 +466,7 @@ impl SessionService {
             .await?
             .filter(|session| session.account_id() == caller.account_id && session.is_live(now));
         let session = session.ok_or(LiveSessionError::SessionEnded)?;
-        Ok(LiveSession::new(session.account_id(), session.id(), session.stored().authenticated_at))
+        Ok(LiveSession::new(session.account_id(), session.id(), session.authenticated_at()))
     }
 
     /// Renews the caller's recent authentication by checking the account's password, for the
@@ -547,12 +548,10 @@ impl SessionService {
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthenticateError> {
         let claims = self.signer.verify_access(access_token)?;
         let now = self.clock.now();
-        if now >= claims.expires_at {
-            return Err(AuthenticateError::Expired);
-        }
-        if now + self.settings.clock_leeway < claims.issued_at {
-            return Err(AuthenticateError::NotYetValid);
-        }
+        claims.check(now, self.settings.clock_leeway).map_err(|error| match error {
+            TokenTimeError::Expired => AuthenticateError::Expired,
+            TokenTimeError::NotYetValid => AuthenticateError::NotYetValid,
+        })?;
         if self.settings.verify_session_on_request {
             let live = self.sessions.find(claims.session_id).await?.is_some_and(|session| session.is_live(now));
             if !live {

@@ -1,4 +1,4 @@
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{RefreshSecret, SessionId};
@@ -33,6 +33,42 @@ pub struct RefreshClaims {
     pub issued_at: OffsetDateTime,
     /// `exp`.
     pub expires_at: OffsetDateTime,
+}
+
+impl AccessClaims {
+    /// Checks the token's times at `now`: it is expired from `exp` on, and not valid yet while
+    /// `iat` lies more than `leeway` ahead (a server whose clock runs fast issued it).
+    ///
+    /// # Errors
+    /// [`TokenTimeError::Expired`] or [`TokenTimeError::NotYetValid`].
+    pub fn check(&self, now: OffsetDateTime, leeway: Duration) -> Result<(), TokenTimeError> {
+        if now >= self.expires_at {
+            return Err(TokenTimeError::Expired);
+        }
+        if now + leeway < self.issued_at {
+            return Err(TokenTimeError::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
+impl RefreshClaims {
+    /// Whether the token is expired at `now`: from its `exp` on. Its session may end sooner;
+    /// [`Session::decide`](super::Session::decide) says so.
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// Why an access token's times refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenTimeError {
+    /// `exp` is past.
+    #[error("the token has expired")]
+    Expired,
+    /// `iat` is ahead of the clock by more than the leeway.
+    #[error("the token is not valid yet")]
+    NotYetValid,
 }
 
 /// An access token and its refresh token, as login and refresh return them.
@@ -82,4 +118,37 @@ pub enum TokenRejection {
     /// Issued by someone else, or for another audience.
     #[error("the token was issued for another party")]
     WrongParty,
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    const T0: OffsetDateTime = datetime!(2026-05-01 10:00 UTC);
+
+    fn access(issued_at: OffsetDateTime) -> AccessClaims {
+        AccessClaims {
+            account_id: AccountId::from_uuid(Uuid::nil()),
+            session_id: SessionId::from_uuid(Uuid::nil()),
+            token_id: Uuid::nil(),
+            issued_at,
+            expires_at: issued_at + Duration::hours(1),
+        }
+    }
+
+    #[test]
+    fn an_access_token_expires_at_its_exp() {
+        let leeway = Duration::seconds(30);
+        assert_eq!(access(T0).check(T0 + Duration::minutes(59), leeway), Ok(()));
+        assert_eq!(access(T0).check(T0 + Duration::hours(1), leeway), Err(TokenTimeError::Expired));
+    }
+
+    #[test]
+    fn an_access_token_from_a_fast_clock_is_accepted_within_the_leeway_only() {
+        let leeway = Duration::seconds(30);
+        assert_eq!(access(T0 + Duration::seconds(30)).check(T0, leeway), Ok(()));
+        assert_eq!(access(T0 + Duration::seconds(31)).check(T0, leeway), Err(TokenTimeError::NotYetValid));
+    }
 }

@@ -48,7 +48,7 @@ async fn disabling_ends_every_session_and_key_and_moves_the_credential_version()
     assert!(store.disable(account.id(), NOW, &login_event(&account)).await.unwrap());
     let stored = store.find_by_id(account.id()).await.unwrap().unwrap();
     assert_eq!((stored.disabled_at(), stored.credential_version()), (Some(NOW), 1));
-    assert_eq!(store.find(session).await.unwrap().unwrap().stored().revoked_at, Some(NOW));
+    assert_eq!(store.find(session).await.unwrap().unwrap().revoked_at(), Some(NOW));
     assert_eq!(store.find_active_by_hash(&TokenHash::of(b"k")).await.unwrap(), None);
     assert!(store.enable(account.id(), &login_event(&account)).await.unwrap());
     assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().disabled_at(), None);
@@ -115,7 +115,7 @@ async fn an_address_change_is_confirmed_once_and_its_undo_moves_the_account_back
     assert!(store.find_by_id(squatter.id()).await.unwrap().is_none());
     let back = store.find_by_email(&email("owner@example.com")).await.unwrap().unwrap();
     assert_eq!((back.id(), back.password_hash(), back.credential_version()), (account.id(), &unusable, 1));
-    assert!(store.find(session).await.unwrap().unwrap().stored().revoked_at.is_some());
+    assert!(store.find(session).await.unwrap().unwrap().revoked_at().is_some());
     assert_eq!(
         store.undo_email_change(&change, NOW + Duration::minutes(3), &unusable, &login_event(&account)).await.unwrap(),
         UndoEmailChangeOutcome::Spent

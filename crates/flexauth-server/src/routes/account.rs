@@ -79,14 +79,13 @@ pub fn export_view(export: AccountExport) -> Result<ExportView, ApiError> {
             .sessions
             .iter()
             .map(|session| {
-                let stored = session.stored();
                 Ok(ExportedSession {
-                    id: stored.id.to_string(),
-                    created_at: rfc3339(stored.created_at)?,
-                    last_refreshed_at: rfc3339(stored.current_issued_at)?,
-                    expires_at: rfc3339(stored.expires_at)?,
-                    user_agent: stored.client.user_agent.clone(),
-                    ip: stored.client.ip.clone(),
+                    id: session.id().to_string(),
+                    created_at: rfc3339(session.created_at())?,
+                    last_refreshed_at: rfc3339(session.last_refreshed_at())?,
+                    expires_at: rfc3339(session.expires_at())?,
+                    user_agent: session.client().user_agent.clone(),
+                    ip: session.client().ip.clone(),
                 })
             })
             .collect::<Result<_, ApiError>>()?,

@@ -114,7 +114,7 @@ pub async fn login(
     let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
     let mut client = ClientInfo::new(user_agent, state.client_address(&request));
     client.device = device_cookie(&request);
-    let outcome = state.sessions.login(&email, &password, client).await;
+    let outcome = state.sessions.login(&email, &password, client).await.map_err(ApiError::from);
     state.metrics.login(&outcome);
     let pair = outcome?;
     let new_device = pair.new_device.clone();
@@ -156,7 +156,8 @@ pub async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let cookie_mode = browser::wants_cookie(&request);
     let refresh_token = presented_refresh_token(&state, &request, &body, cookie_mode)?;
-    let outcome = state.sessions.refresh(&refresh_token, state.client_address(&request).as_deref()).await;
+    let outcome =
+        state.sessions.refresh(&refresh_token, state.client_address(&request).as_deref()).await.map_err(ApiError::from);
     state.metrics.refresh(&outcome);
     let pair = outcome?;
     Ok(tokens(pair, cookie_mode.then_some(&state.browser)))
@@ -256,13 +257,13 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<Http
     let views = sessions
         .into_iter()
         .map(|summary| {
-            let stored = summary.session.stored();
+            let session = &summary.session;
             Ok(SessionView {
-                id: stored.id.to_string(),
-                created_at: rfc3339(stored.created_at)?,
-                last_refreshed_at: rfc3339(stored.current_issued_at)?,
-                user_agent: stored.client.user_agent.clone(),
-                ip: stored.client.ip.clone(),
+                id: session.id().to_string(),
+                created_at: rfc3339(session.created_at())?,
+                last_refreshed_at: rfc3339(session.last_refreshed_at())?,
+                user_agent: session.client().user_agent.clone(),
+                ip: session.client().ip.clone(),
                 current: summary.current,
             })
         })
