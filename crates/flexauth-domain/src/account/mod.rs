@@ -17,14 +17,12 @@ pub use password::{
     HashError, NewPassword, Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
 };
 pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
-pub use ports::{AccountRepository, CreateAccountError, PasswordHasher};
-pub use request::{AccountRequest, AccountRequestKind, AccountRequestQueue};
+pub use ports::{AccountRepository, AccountRequestQueue, CreateAccountError, PasswordHasher};
+pub use request::{AccountRequest, AccountRequestKind};
 pub use service::{
     pending_password_hashes, AccountService, AccountSettings, ConfirmationPage, RequestsReport, VerifyOutcome,
     MAX_PENDING_SIGNUP_ATTEMPTS,
 };
 
 #[cfg(any(test, feature = "mocks"))]
-pub use ports::{MockAccountRepository, MockPasswordHasher};
-#[cfg(any(test, feature = "mocks"))]
-pub use request::MockAccountRequestQueue;
+pub use ports::{MockAccountRepository, MockAccountRequestQueue, MockPasswordHasher};

@@ -1,9 +1,12 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::plan::{CredentialChange, EmailConfirmation};
-use super::{Account, AccountId, EmailAddress, HashError, LinkTokenRecord, Password, PasswordHash, SignupAttempt};
-use crate::mail::OutgoingEmail;
+use super::{
+    Account, AccountId, AccountRequest, EmailAddress, HashError, LinkTokenRecord, Password, PasswordHash, SignupAttempt,
+};
+use crate::mail::{LeaseId, OutgoingEmail};
 use crate::secret::TokenHash;
 use crate::InfraError;
 
@@ -146,4 +149,34 @@ pub trait PasswordHasher: Send + Sync {
     /// # Errors
     /// [`HashError::Overloaded`] when the pool is full; [`HashError::Unexpected`] when it fails.
     async fn verify_against_dummy(&self, password: &Password) -> Result<(), HashError>;
+}
+
+/// The durable queue of account requests.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AccountRequestQueue: Send + Sync {
+    /// Stores `request`. One insert, whatever the address.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails; nothing is stored then.
+    async fn submit(&self, request: &AccountRequest) -> Result<(), InfraError>;
+
+    /// Claims up to `limit` requests not leased by another worker at `now`, leasing them under
+    /// `lease` until `lease_until`, oldest first.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<AccountRequest>, InfraError>;
+
+    /// Deletes request `id` once handled, if `lease` still holds it.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails; the request is handled again after its lease.
+    async fn complete(&self, id: Uuid, lease: LeaseId) -> Result<(), InfraError>;
 }

@@ -3,13 +3,10 @@
 //! the background worker looks the address up and does the rest, so neither the answer nor its
 //! timing depends on the account.
 
-use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{EmailAddress, PasswordHash};
-use crate::mail::LeaseId;
-use crate::InfraError;
 
 /// What was asked for an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,34 +44,4 @@ pub struct AccountRequest {
     pub kind: AccountRequestKind,
     /// When it was accepted.
     pub requested_at: OffsetDateTime,
-}
-
-/// The durable queue of account requests.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait AccountRequestQueue: Send + Sync {
-    /// Stores `request`. One insert, whatever the address.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails; nothing is stored then.
-    async fn submit(&self, request: &AccountRequest) -> Result<(), InfraError>;
-
-    /// Claims up to `limit` requests not leased by another worker at `now`, leasing them under
-    /// `lease` until `lease_until`, oldest first.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails.
-    async fn claim(
-        &self,
-        now: OffsetDateTime,
-        lease: LeaseId,
-        lease_until: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<AccountRequest>, InfraError>;
-
-    /// Deletes request `id` once handled, if `lease` still holds it.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails; the request is handled again after its lease.
-    async fn complete(&self, id: Uuid, lease: LeaseId) -> Result<(), InfraError>;
 }

@@ -1,10 +1,13 @@
 //! Rate limits: how many attempts of a kind a client (an address, an account, a session) may
 //! make in a window, decided against counters that every instance shares.
 
-use async_trait::async_trait;
-use time::{Duration, OffsetDateTime};
+mod ports;
 
-use crate::InfraError;
+#[cfg(any(test, feature = "mocks"))]
+pub use ports::MockRateLimiter;
+pub use ports::RateLimiter;
+
+use time::{Duration, OffsetDateTime};
 
 /// One limit: at most `limit` attempts per `window`, counted per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,39 +51,6 @@ pub fn window_start(policy: &LimitPolicy, now: OffsetDateTime) -> OffsetDateTime
     let window = policy.window.whole_seconds().max(1);
     let seconds = now.unix_timestamp();
     OffsetDateTime::from_unix_timestamp(seconds - seconds.rem_euclid(window)).unwrap_or(now)
-}
-
-/// Counters of attempts, shared by every instance on the same database.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait RateLimiter: Send + Sync {
-    /// Counts one attempt under `key` in the current window of `policy` (one statement, so
-    /// concurrent instances never lose a count) and says whether it is within the limit.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails.
-    async fn hit(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError>;
-
-    /// Says whether one more attempt under `key` would be within the limit, counting nothing.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails.
-    async fn peek(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError>;
-
-    /// Takes back one attempt counted under `key` in the current window: an attempt counted
-    /// before the work (so that concurrent attempts cannot all slip under the limit) that then
-    /// turned out not to count, such as a login with the right password.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails.
-    async fn refund(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<(), InfraError>;
-
-    /// Forgets the attempts counted under `key` (a successful login clears its account's
-    /// failures).
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails.
-    async fn reset(&self, key: &str, policy: &LimitPolicy) -> Result<(), InfraError>;
 }
 
 impl LimitSettings {

@@ -2,9 +2,14 @@
 //! and then; it deletes in small batches, and two instances purging at once only find less to
 //! delete.
 
+mod ports;
+
+pub use ports::Housekeeping;
+#[cfg(any(test, feature = "mocks"))]
+pub use ports::MockHousekeeping;
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use crate::system::Clock;
@@ -93,17 +98,6 @@ impl PurgeReport {
     pub fn total(&self) -> u64 {
         self.audit_events + self.sessions + self.unverified_accounts + self.links + self.counters + self.devices
     }
-}
-
-/// Deletes what retention says is due.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait Housekeeping: Send + Sync {
-    /// Deletes at most `cutoffs.batch` rows of each kind that are past their cutoff.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails; what was deleted stays deleted.
-    async fn purge(&self, cutoffs: &PurgeCutoffs) -> Result<PurgeReport, InfraError>;
 }
 
 /// Runs purges.

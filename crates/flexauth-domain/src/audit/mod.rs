@@ -1,8 +1,13 @@
 //! The owner's security log: what happened to an account, when, and from where.
 
+mod ports;
+
+pub use ports::AuditLog;
+#[cfg(any(test, feature = "mocks"))]
+pub use ports::MockAuditLog;
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -150,30 +155,6 @@ pub struct AuditCursor {
     pub at: OffsetDateTime,
     /// Its identifier.
     pub id: Uuid,
-}
-
-/// Storage of the security log.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-#[async_trait]
-pub trait AuditLog: Send + Sync {
-    /// Stores `event` on its own (events that belong to a change are stored by the change's
-    /// own transaction instead).
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails.
-    async fn record(&self, event: &AuditEvent) -> Result<(), InfraError>;
-
-    /// The account's entries older than `after` (all, without one), newest first, at most
-    /// `limit`.
-    ///
-    /// # Errors
-    /// [`InfraError`] when the store fails.
-    async fn list(
-        &self,
-        account_id: AccountId,
-        after: Option<AuditCursor>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, InfraError>;
 }
 
 /// The largest page of the security log.
