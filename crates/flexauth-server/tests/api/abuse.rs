@@ -1,7 +1,7 @@
 //! Abuse resistance: guessing, spraying and flooding, tried as an attacker would, against the
 //! limits that must stop them without ever locking the owner out.
 
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{confirm_in_browser, mails_to, unique_email, wait_for_mail_to, Reply, TestApp, TestEnv, PASSWORD};
@@ -337,8 +337,9 @@ async fn a_device_that_logged_in_before_gets_through_an_attack_from_any_address(
     let first = app
         .client
         .post(app.url("/v1/auth/login"))
-        .insert_header(("x-forwarded-for", "192.0.2.20"))
-        .send_json(&json!({ "email": owner, "password": PASSWORD }))
+        .header("x-forwarded-for", "192.0.2.20")
+        .json(&json!({ "email": owner, "password": PASSWORD }))
+        .send()
         .await
         .unwrap();
     assert_eq!(first.status(), StatusCode::OK);
@@ -351,11 +352,11 @@ async fn a_device_that_logged_in_before_gets_through_an_attack_from_any_address(
         wrong_login(&app, Some(&format!("203.0.113.{}", attacker + 1)), &owner).await;
     }
     let login_from = |address: &'static str, cookie: Option<String>| {
-        let mut request = app.client.post(app.url("/v1/auth/login")).insert_header(("x-forwarded-for", address));
+        let mut request = app.client.post(app.url("/v1/auth/login")).header("x-forwarded-for", address);
         if let Some(cookie) = cookie {
-            request = request.insert_header(("cookie", cookie));
+            request = request.header("cookie", cookie);
         }
-        request.send_json(&json!({ "email": owner, "password": PASSWORD }))
+        request.json(&json!({ "email": owner, "password": PASSWORD })).send()
     };
     // From an address the account never saw: refused without the cookie, let in with it.
     assert_eq!(login_from("198.51.100.250", None).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);

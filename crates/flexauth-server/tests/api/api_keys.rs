@@ -1,4 +1,4 @@
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{unique_email, TestEnv};
@@ -164,8 +164,9 @@ async fn jwt_only_operations_refuse_an_api_key_before_reading_the_body() {
             app.client
                 .post(app.url("/v1/api-keys"))
                 .bearer_auth(&key)
-                .insert_header(("content-type", "application/json"))
-                .send_body("not json")
+                .header("content-type", "application/json")
+                .body("not json")
+                .send()
                 .await
                 .unwrap(),
         )

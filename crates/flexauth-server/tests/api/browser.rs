@@ -2,7 +2,7 @@
 //! HEAD wherever GET works, and the refresh token in an httpOnly cookie on request, which a
 //! cross-site page cannot use.
 
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{read, unique_email, Reply, TestApp, TestEnv, PASSWORD};
@@ -17,10 +17,10 @@ fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
 async fn preflight(app: &TestApp, origin: &str, path: &str) -> Reply {
     let request = app
         .client
-        .request(actix_web::http::Method::OPTIONS, app.url(path))
-        .insert_header(("origin", origin))
-        .insert_header(("access-control-request-method", "POST"))
-        .insert_header(("access-control-request-headers", "content-type, refresh-token-transport"));
+        .request(reqwest::Method::OPTIONS, app.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type, refresh-token-transport");
     read(request.send().await.unwrap()).await
 }
 
@@ -44,7 +44,7 @@ async fn cors_answers_the_allowed_origins_and_no_other() {
     assert!(refused.headers.keys().all(|name| !name.as_str().starts_with("access-control-")), "{:?}", refused.headers);
 
     // An actual request: the allowed origin may read the answer and the headers it needs.
-    let answer = read(app.client.get(app.url("/v1/usage")).insert_header(("origin", SPA)).send().await.unwrap()).await;
+    let answer = read(app.client.get(app.url("/v1/usage")).header("origin", SPA).send().await.unwrap()).await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(header(&answer, "access-control-allow-origin"), Some(SPA));
     let exposed = header(&answer, "access-control-expose-headers").unwrap().to_ascii_lowercase();
@@ -52,8 +52,7 @@ async fn cors_answers_the_allowed_origins_and_no_other() {
         assert!(exposed.contains(needed), "{exposed}");
     }
     assert!(header(&answer, "vary").unwrap().contains("Origin"));
-    let other =
-        read(app.client.get(app.url("/healthz")).insert_header(("origin", ELSEWHERE)).send().await.unwrap()).await;
+    let other = read(app.client.get(app.url("/healthz")).header("origin", ELSEWHERE).send().await.unwrap()).await;
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(header(&other, "access-control-allow-origin"), None);
     app.stop().await;
@@ -89,6 +88,7 @@ fn refresh_cookie(reply: &Reply) -> Option<String> {
     reply
         .headers
         .get_all("set-cookie")
+        .iter()
         .filter_map(|value| value.to_str().ok())
         .find(|cookie| cookie.starts_with("__Secure-flexauth_refresh="))
         .map(str::to_owned)
@@ -99,13 +99,12 @@ fn cookie_value(set_cookie: &str) -> String {
 }
 
 async fn with_cookie(app: &TestApp, path: &str, cookie: &str, origin: Option<&str>, opted_in: bool) -> Reply {
-    let mut request =
-        app.client.post(app.url(path)).insert_header(("cookie", format!("__Secure-flexauth_refresh={cookie}")));
+    let mut request = app.client.post(app.url(path)).header("cookie", format!("__Secure-flexauth_refresh={cookie}"));
     if let Some(origin) = origin {
-        request = request.insert_header(("origin", origin));
+        request = request.header("origin", origin);
     }
     if opted_in {
-        request = request.insert_header(("refresh-token-transport", "cookie"));
+        request = request.header("refresh-token-transport", "cookie");
     }
     read(request.send().await.unwrap()).await
 }
@@ -120,9 +119,10 @@ async fn the_refresh_token_can_live_in_an_httponly_cookie_that_other_sites_canno
     let login = read(
         app.client
             .post(app.url("/v1/auth/login"))
-            .insert_header(("refresh-token-transport", "cookie"))
-            .insert_header(("origin", SPA))
-            .send_json(&json!({ "email": email, "password": PASSWORD }))
+            .header("refresh-token-transport", "cookie")
+            .header("origin", SPA)
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
             .await
             .unwrap(),
     )
@@ -141,10 +141,11 @@ async fn the_refresh_token_can_live_in_an_httponly_cookie_that_other_sites_canno
     let form = read(
         app.client
             .post(app.url("/v1/auth/refresh"))
-            .insert_header(("cookie", format!("__Secure-flexauth_refresh={first}")))
-            .insert_header(("origin", ELSEWHERE))
-            .insert_header(("content-type", "application/x-www-form-urlencoded"))
-            .send_body("a=b")
+            .header("cookie", format!("__Secure-flexauth_refresh={first}"))
+            .header("origin", ELSEWHERE)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("a=b")
+            .send()
             .await
             .unwrap(),
     )
@@ -187,8 +188,9 @@ async fn logout_through_the_cookie_ends_the_session_and_clears_the_cookie() {
     let login = read(
         app.client
             .post(app.url("/v1/auth/login"))
-            .insert_header(("refresh-token-transport", "cookie"))
-            .send_json(&json!({ "email": email, "password": PASSWORD }))
+            .header("refresh-token-transport", "cookie")
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
             .await
             .unwrap(),
     )
@@ -289,14 +291,15 @@ async fn under_a_path_prefix_links_forms_and_cookies_carry_it_through_a_strippin
     if page.text.contains("name=\"password\"") {
         form.push(("password", PASSWORD));
     }
-    let confirmed = read(app.client.post(target.as_str()).send_form(&form).await.unwrap()).await;
+    let confirmed = read(app.client.post(target.as_str()).form(&form).send().await.unwrap()).await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
 
     let login = read(
         app.client
             .post(format!("{public}/v1/auth/login"))
-            .insert_header(("refresh-token-transport", "cookie"))
-            .send_json(&json!({ "email": email, "password": PASSWORD }))
+            .header("refresh-token-transport", "cookie")
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
             .await
             .unwrap(),
     )
@@ -306,6 +309,7 @@ async fn under_a_path_prefix_links_forms_and_cookies_carry_it_through_a_strippin
     let device = login
         .headers
         .get_all("set-cookie")
+        .iter()
         .filter_map(|value| value.to_str().ok())
         .find(|cookie| cookie.starts_with("flexauth_device="))
         .unwrap();

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
@@ -102,9 +102,9 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     let foreign_page = app
         .client
         .post(app.url("/v1/auth/refresh"))
-        .insert_header(("refresh-token-transport", "cookie"))
-        .insert_header(("origin", "https://evil.example"))
-        .insert_header(("cookie", "__Secure-flexauth_refresh=eyJ"))
+        .header("refresh-token-transport", "cookie")
+        .header("origin", "https://evil.example")
+        .header("cookie", "__Secure-flexauth_refresh=eyJ")
         .send()
         .await
         .unwrap();

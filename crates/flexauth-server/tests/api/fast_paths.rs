@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use time::Duration;
 

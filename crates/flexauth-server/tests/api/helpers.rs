@@ -5,14 +5,14 @@ use std::time::Duration;
 use flexauth_domain::system::Clock;
 
 use actix_web::dev::ServerHandle;
-use actix_web::http::StatusCode;
-use awc::http::header::HeaderMap;
 pub use flexauth_mail::test_smtp::ReceivedMessage;
 use flexauth_mail::test_smtp::SmtpSink;
 use flexauth_server::config::{Cli, Settings};
 use flexauth_server::startup::Application;
 use flexauth_store::test_db::TestDatabase;
 use flexauth_store::{DatabaseConfig, Store};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -173,7 +173,7 @@ impl Clock for TestClock {
 pub struct TestApp {
     pub address: String,
     pub handle: ServerHandle,
-    pub client: awc::Client,
+    pub client: reqwest::Client,
     /// Begins a draining shutdown, as SIGTERM does.
     pub drain: Option<flexauth_server::startup::Drain>,
     /// `http://127.0.0.1:port` of the metrics listener, when the instance has one.
@@ -194,14 +194,10 @@ impl Reply {
     }
 }
 
-pub async fn read(
-    mut response: awc::ClientResponse<
-        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
-    >,
-) -> Reply {
+pub async fn read(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response.body().limit(1 << 20).await.unwrap();
+    let bytes = response.bytes().await.unwrap();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Reply { status, headers, body, text }
@@ -219,7 +215,7 @@ impl TestApp {
             handle,
             drain,
             metrics_address,
-            client: awc::Client::builder().timeout(Duration::from_secs(60)).finish(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
             running: Mutex::new(Some(running)),
         }
     }
@@ -229,23 +225,20 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        read(self.client.post(self.url(path)).send_json(&body).await.unwrap()).await
+        read(self.client.post(self.url(path)).json(&body).send().await.unwrap()).await
     }
 
     /// A POST as relayed by a proxy that saw the client at `client` (`X-Forwarded-For`).
     pub async fn post_from(&self, client: &str, path: &str, body: Value) -> Reply {
-        read(
-            self.client.post(self.url(path)).insert_header(("x-forwarded-for", client)).send_json(&body).await.unwrap(),
-        )
-        .await
+        read(self.client.post(self.url(path)).header("x-forwarded-for", client).json(&body).send().await.unwrap()).await
     }
 
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
         let mut request = self.client.post(self.url(path));
         if let Some(content_type) = content_type {
-            request = request.insert_header(("content-type", content_type));
+            request = request.header("content-type", content_type);
         }
-        read(request.send_body(body).await.unwrap()).await
+        read(request.body(body).send().await.unwrap()).await
     }
 
     pub async fn post_with_bearer(&self, path: &str, token: &str) -> Reply {
@@ -253,7 +246,7 @@ impl TestApp {
     }
 
     pub async fn post_json_with_bearer(&self, path: &str, token: &str, body: Value) -> Reply {
-        read(self.client.post(self.url(path)).bearer_auth(token).send_json(&body).await.unwrap()).await
+        read(self.client.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()).await
     }
 
     pub async fn delete_with_bearer(&self, path: &str, token: &str) -> Reply {
@@ -261,13 +254,13 @@ impl TestApp {
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Reply {
-        read(self.client.post(self.url(path)).send_form(&form).await.unwrap()).await
+        read(self.client.post(self.url(path)).form(&form).send().await.unwrap()).await
     }
 
     /// Logs in as a given client, so sessions can be told apart.
     pub async fn login_as(&self, email: &str, password: &str, user_agent: &str) -> Reply {
-        let request = self.client.post(self.url("/v1/auth/login")).insert_header(("user-agent", user_agent));
-        read(request.send_json(&json!({ "email": email, "password": password })).await.unwrap()).await
+        let request = self.client.post(self.url("/v1/auth/login")).header("user-agent", user_agent);
+        read(request.json(&json!({ "email": email, "password": password })).send().await.unwrap()).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {

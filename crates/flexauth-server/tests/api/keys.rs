@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{unique_email, TestApp, TestClock, TestEnv};
@@ -68,7 +68,7 @@ async fn a_rotation_on_a_running_pair_publishes_at_once_signs_after_the_delay_an
     let revalidated = first
         .client
         .get(first.url("/.well-known/jwks.json"))
-        .insert_header(("if-none-match", etag.as_str()))
+        .header("if-none-match", etag.as_str())
         .send()
         .await
         .unwrap();

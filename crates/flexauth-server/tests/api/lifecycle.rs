@@ -1,8 +1,8 @@
 //! An account's life after sign-up: the operator's commands (the real `flexauth` binary on the
 //! shared database) and the owner's address change, deletion and export, over real SMTP.
 
-use actix_web::http::StatusCode;
 use flexauth_store::DatabaseConfig;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{confirm_in_browser, mails_to, unique_email, wait_for_subject, TestApp, TestEnv, PASSWORD};

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 
 use crate::helpers::{eventually, mails_to, unique_email, wait_for_mail_to, TestApp, TestClock, TestEnv};
 

@@ -1,6 +1,6 @@
 //! What an operator runs flexauth with: metrics on a listener of their own.
 
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{unique_email, wait_for_mail_to, TestApp, TestEnv, PASSWORD};
@@ -11,11 +11,11 @@ struct Scrape(prometheus_parse::Scrape);
 impl Scrape {
     async fn of(app: &TestApp) -> Self {
         let address = app.metrics_address.as_ref().expect("the instance has a metrics listener");
-        let mut response = app.client.get(format!("{address}/metrics")).send().await.unwrap();
+        let response = app.client.get(format!("{address}/metrics")).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
         assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
-        let text = String::from_utf8(response.body().limit(1 << 22).await.unwrap().to_vec()).unwrap();
+        let text = String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap();
         let lines = text.lines().map(|line| Ok(line.to_owned()));
         Self(
             prometheus_parse::Scrape::parse(lines)

@@ -10,17 +10,18 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use base64::Engine as _;
 use futures_util::{SinkExt as _, StreamExt as _};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt as _;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
     unique_email, verify_path, wait_for_mails, wait_for_subject, TestApp, TestClock, TestEnv, PASSWORD,
 };
 
-type Socket = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One headless Chromium with one page, driven over the DevTools protocol.
 struct Browser {
@@ -65,10 +66,11 @@ impl Browser {
         .expect("Chromium listens within a minute");
         // Chromium keeps writing to stderr; the pipe must be drained.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let (_, socket) = awc::Client::new()
-            .ws(endpoint)
-            .max_frame_size(64 << 20)
-            .connect()
+        // A full-page screenshot arrives as one base64 message of several MiB.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_frame_size(Some(64 << 20))
+            .max_message_size(Some(64 << 20));
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(endpoint, Some(config), false)
             .await
             .expect("the DevTools socket opens");
         let mut browser = Self {
@@ -103,7 +105,7 @@ impl Browser {
         if let Some(session) = session {
             message["sessionId"] = json!(session);
         }
-        self.socket.send(awc::ws::Message::Text(message.to_string().into())).await.unwrap();
+        self.socket.send(Message::text(message.to_string())).await.unwrap();
         loop {
             let message = self.receive().await;
             if message["id"] == id {
@@ -122,8 +124,8 @@ impl Browser {
                 .unwrap()
                 .unwrap();
             match frame {
-                awc::ws::Frame::Text(text) => return serde_json::from_slice(&text).unwrap(),
-                awc::ws::Frame::Ping(bytes) => self.socket.send(awc::ws::Message::Pong(bytes)).await.unwrap(),
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Ping(bytes) => self.socket.send(Message::Pong(bytes)).await.unwrap(),
                 _ => {}
             }
         }

@@ -1,4 +1,4 @@
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{token_of, unique_email, verify_path, wait_for_subject, TestEnv, PASSWORD};

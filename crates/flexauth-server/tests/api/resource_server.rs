@@ -2,7 +2,7 @@
 //! between the markers below is the one the page shows (a test compares them), and it accepts
 //! flexauth's access tokens and nothing else.
 
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 
 use crate::helpers::{unique_email, TestEnv, PUBLIC_URL};
 

@@ -1,5 +1,5 @@
-use actix_web::http::StatusCode;
 use futures_util::future::join_all;
+use reqwest::StatusCode;
 
 use crate::helpers::{unique_email, TestEnv};
 

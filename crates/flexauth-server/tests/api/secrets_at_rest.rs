@@ -1,8 +1,8 @@
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{token_of, unique_email, wait_for_mail_to, wait_for_subject, TestEnv, PASSWORD};

@@ -1,4 +1,4 @@
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{unique_email, TestApp, TestEnv, PASSWORD};

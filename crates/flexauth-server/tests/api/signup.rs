@@ -1,5 +1,5 @@
-use actix_web::http::StatusCode;
 use flexauth_domain::account::{AccountRepository, EmailAddress};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{

@@ -1,7 +1,7 @@
 //! The account-takeover paths, tried as an attacker would: signing up first, mail scanners,
 //! stolen access tokens after a recovery, stale reset links, readable files, silent changes.
 
-use actix_web::http::StatusCode;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{

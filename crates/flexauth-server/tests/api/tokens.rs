@@ -1,10 +1,10 @@
-use actix_web::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, VerifyingKey};
 use flexauth_domain::account::AccountId;
 use flexauth_domain::session::{AccessClaims, SessionId, TokenSigner};
 use flexauth_jwt::{JwtSettings, JwtTokens, SigningKeyPair};
+use reqwest::StatusCode;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
