@@ -96,11 +96,7 @@ impl AccountRepository for MemoryStore {
         let mut pending: Vec<SignupAttempt> = state
             .signup_attempts
             .values()
-            .filter(|attempt| {
-                attempt.link().account_id() == account_id
-                    && attempt.link().used_at().is_none()
-                    && attempt.link().expires_at() > now
-            })
+            .filter(|attempt| attempt.link().account_id() == account_id && attempt.link().is_usable(now))
             .cloned()
             .collect();
         pending.sort_by(|a, b| {

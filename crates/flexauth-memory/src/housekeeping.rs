@@ -24,18 +24,10 @@ impl Housekeeping for MemoryStore {
         let batch = cutoffs.batch as usize;
         let audit_events = purge_batch(&mut state.audit_events, batch, |event| event.at < cutoffs.audit_events_before);
         let ended = cutoffs.sessions_ended_before;
-        let sessions = purge_batch(&mut state.sessions, batch, |session| {
-            session.revoked_at.is_some_and(|at| at < ended)
-                || session.expires_at < ended
-                || session.current_expires_at < ended
-        });
+        let sessions = purge_batch(&mut state.sessions, batch, |session| session.ended_before(ended));
         let spent = cutoffs.links_spent_before;
-        let mut links = purge_batch(&mut state.signup_attempts, batch, |attempt| {
-            attempt.link().used_at().is_some_and(|at| at < spent) || attempt.link().expires_at() < spent
-        });
-        links += purge_batch(&mut state.password_resets, batch, |link| {
-            link.used_at().is_some_and(|at| at < spent) || link.expires_at() < spent
-        });
+        let mut links = purge_batch(&mut state.signup_attempts, batch, |attempt| attempt.link().spent_before(spent));
+        links += purge_batch(&mut state.password_resets, batch, |link| link.spent_before(spent));
 
         // An unverified account goes once old enough and no link of it still works (a resend
         // keeps it); its rows in other tables go with it. Links are purged first, as in the
@@ -47,11 +39,10 @@ impl Housekeeping for MemoryStore {
                 account.email_verified_at.is_none() && account.created_at < cutoffs.unverified_created_before
             })
             .filter(|account| {
-                !state.signup_attempts.values().any(|attempt| {
-                    attempt.link().account_id() == account.id
-                        && attempt.link().used_at().is_none()
-                        && attempt.link().expires_at() > cutoffs.now
-                })
+                !state
+                    .signup_attempts
+                    .values()
+                    .any(|attempt| attempt.link().account_id() == account.id && attempt.link().is_usable(cutoffs.now))
             })
             .map(|account| account.id)
             .take(batch)

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use flexauth_domain::account::{AccountId, PasswordHash};
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::lifecycle::{
-    ConfirmEmailChangeOutcome, EmailChange, Erasure, LifecycleRepository, UndoEmailChangeOutcome,
+    ConfirmEmailChangeOutcome, EmailChange, EmailChangeLinkState, Erasure, LifecycleRepository, UndoEmailChangeOutcome,
 };
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
@@ -124,11 +124,7 @@ impl LifecycleRepository for MemoryStore {
         let now = change.requested_at;
         // One pending change at a time: a newer request ends the older links to confirm.
         for other in state.email_changes.values_mut() {
-            if other.account_id == change.account_id
-                && other.confirmed_at.is_none()
-                && other.undone_at.is_none()
-                && other.expires_at > now
-            {
+            if other.account_id == change.account_id && other.confirmation_state(now) == EmailChangeLinkState::Usable {
                 other.expires_at = now;
             }
         }
@@ -154,9 +150,10 @@ impl LifecycleRepository for MemoryStore {
         event: &AuditEvent,
     ) -> Result<ConfirmEmailChangeOutcome, InfraError> {
         let mut state = self.lock()?;
-        let usable = state.email_changes.get(&change.confirmation).is_some_and(|stored| {
-            stored.confirmed_at.is_none() && stored.undone_at.is_none() && stored.expires_at > now
-        });
+        let usable = state
+            .email_changes
+            .get(&change.confirmation)
+            .is_some_and(|stored| stored.confirmation_state(now) == EmailChangeLinkState::Usable);
         if !usable {
             return Ok(ConfirmEmailChangeOutcome::Spent);
         }
@@ -193,7 +190,7 @@ impl LifecycleRepository for MemoryStore {
         let usable = state
             .email_changes
             .get(&change.confirmation)
-            .is_some_and(|stored| stored.undone_at.is_none() && stored.undo_expires_at > now);
+            .is_some_and(|stored| stored.undo_state(now) == EmailChangeLinkState::Usable);
         if !usable {
             return Ok(UndoEmailChangeOutcome::Spent);
         }
@@ -215,10 +212,10 @@ impl LifecycleRepository for MemoryStore {
                 continue;
             }
             // Whoever asked for a later change may hold its undo link: those links end.
-            if other.requested_at >= change.requested_at && other.undone_at.is_none() && other.undo_expires_at > now {
+            if other.requested_at >= change.requested_at && other.undo_state(now) == EmailChangeLinkState::Usable {
                 other.undo_expires_at = now;
             }
-            if other.confirmed_at.is_none() && other.expires_at > now {
+            if other.confirmation_state(now) == EmailChangeLinkState::Usable {
                 other.expires_at = now;
             }
         }

@@ -127,18 +127,16 @@ impl SessionRepository for MemoryStore {
 
     async fn list_live(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<Session>, InfraError> {
         let state = self.lock()?;
-        let mut live: Vec<&StoredSession> = state
+        let mut live: Vec<Session> = state
             .sessions
             .values()
-            .filter(|session| {
-                session.account_id == account_id
-                    && session.revoked_at.is_none()
-                    && session.expires_at > now
-                    && session.current_expires_at > now
-            })
+            .filter(|session| session.account_id == account_id)
+            .cloned()
+            .map(Session::from_storage)
+            .filter(|session| session.is_live(now))
             .collect();
-        live.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.as_uuid().cmp(&b.id.as_uuid())));
-        Ok(live.into_iter().cloned().map(Session::from_storage).collect())
+        live.sort_by(|a, b| b.created_at().cmp(&a.created_at()).then_with(|| a.id().as_uuid().cmp(&b.id().as_uuid())));
+        Ok(live)
     }
 
     async fn revoke_all(

@@ -13,6 +13,7 @@ mod accounts;
 mod api_key_cache;
 mod api_keys;
 mod audit;
+mod connection;
 mod error;
 mod housekeeping;
 mod lifecycle;
@@ -39,6 +40,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection as _, ConnectionError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
 
+pub(crate) use connection::DbConnection;
 pub use error::StoreError;
 pub use observability::{OutboxBacklog, PoolUsage};
 pub use signing_keys::{StoredSigningKey, GENERATED_SLOT};
@@ -72,23 +74,6 @@ impl std::fmt::Debug for DatabaseConfig {
             Self::Postgres(_) => f.write_str("Postgres(<url>)"),
             Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
         }
-    }
-}
-
-/// A connection to either backend. diesel's `MultiConnection` makes it a connection itself, so
-/// that a query is written once, as plain diesel code, against both backends.
-#[derive(diesel::MultiConnection)]
-pub(crate) enum DbConnection {
-    Postgres(PgConnection),
-    Sqlite(SqliteConnection),
-}
-
-impl std::fmt::Debug for DbConnection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Postgres(_) => "DbConnection::Postgres",
-            Self::Sqlite(_) => "DbConnection::Sqlite",
-        })
     }
 }
 

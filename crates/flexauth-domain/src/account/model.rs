@@ -152,6 +152,16 @@ impl LinkTokenRecord {
         self.used_at
     }
 
+    /// Whether the link still works at `now`: unused and not expired.
+    pub fn is_usable(&self, now: OffsetDateTime) -> bool {
+        self.state_at(now) == LinkTokenState::Usable
+    }
+
+    /// Whether retention may forget the link at `cutoff`: used or expired before it.
+    pub fn spent_before(&self, cutoff: OffsetDateTime) -> bool {
+        self.used_at.is_some_and(|at| at < cutoff) || self.expires_at < cutoff
+    }
+
     /// A used token keeps answering "verified" (the link is idempotent) even once expired; an
     /// unused one works only before its expiry.
     pub(crate) fn state_at(&self, now: OffsetDateTime) -> LinkTokenState {
@@ -203,5 +213,36 @@ impl SignupAttempt {
     /// When the attempt was made.
     pub fn created_at(&self) -> OffsetDateTime {
         self.created_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+    use time::Duration;
+    use uuid::Uuid;
+
+    use super::*;
+
+    const T0: OffsetDateTime = datetime!(2026-05-01 10:00 UTC);
+
+    fn link(used_at: Option<OffsetDateTime>) -> LinkTokenRecord {
+        LinkTokenRecord::from_storage(TokenHash::of(b"link"), AccountId::from_uuid(Uuid::nil()), T0, used_at)
+    }
+
+    #[test]
+    fn a_link_works_until_it_is_used_or_expires() {
+        assert!(link(None).is_usable(T0 - Duration::seconds(1)));
+        assert!(!link(None).is_usable(T0), "a link expires at its expiry");
+        assert!(!link(Some(T0 - Duration::hours(1))).is_usable(T0 - Duration::seconds(1)));
+    }
+
+    #[test]
+    fn a_link_is_due_for_purging_once_used_or_expired_before_the_cutoff() {
+        assert!(!link(None).spent_before(T0));
+        assert!(link(None).spent_before(T0 + Duration::seconds(1)));
+        let used = link(Some(T0 - Duration::hours(2)));
+        assert!(used.spent_before(T0 - Duration::hours(1)));
+        assert!(!used.spent_before(T0 - Duration::hours(2)));
     }
 }

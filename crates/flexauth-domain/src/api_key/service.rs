@@ -105,13 +105,14 @@ impl ApiKeyService {
     ) -> Result<(ApiKey, ApiKeySecret), CreateApiKeyError> {
         let now = self.clock.now();
         caller.require_recent_authentication(now, self.settings.reauthentication_window)?;
-        if expires_at.is_some_and(|expires_at| expires_at <= now) {
-            return Err(CreateApiKeyError::ExpiryInPast);
-        }
-        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(CreateApiKeyError::AccountGone)?;
         let secret = ApiKeySecret::generate(self.random.as_ref());
         let id = ApiKeyId::from_uuid(random_uuid(self.random.as_ref()));
         let key = ApiKey::issue(id, caller.account_id(), name, secret.display_prefix().to_owned(), now, expires_at);
+        // A key that would be born expired is refused rather than stored dead.
+        if key.is_expired(now) {
+            return Err(CreateApiKeyError::ExpiryInPast);
+        }
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(CreateApiKeyError::AccountGone)?;
         let notice = api_key_created_email(
             random_uuid(self.random.as_ref()),
             account.email().clone(),

@@ -120,6 +120,12 @@ impl StoredSession {
         self.generation = rotation.generation;
         true
     }
+
+    /// Whether retention may forget the session at `cutoff`: it ended (was revoked, or
+    /// reached the end of its lifetime or of its last token) before it.
+    pub fn ended_before(&self, cutoff: OffsetDateTime) -> bool {
+        self.revoked_at.is_some_and(|at| at < cutoff) || self.expires_at < cutoff || self.current_expires_at < cutoff
+    }
 }
 
 /// A login session: one lineage of refresh tokens, of which only the newest is live.
@@ -408,6 +414,16 @@ mod tests {
         revoked.revoked_at = Some(T0);
         assert!(!revoked.apply(&rotation));
         assert_eq!(revoked.current_hash, secret(1).hash());
+    }
+
+    #[test]
+    fn a_session_is_due_for_purging_once_it_ended_before_the_cutoff() {
+        let stored = session().stored().clone();
+        assert!(!stored.ended_before(T0 + Duration::days(30)), "its token expires at the cutoff, not before");
+        assert!(stored.ended_before(T0 + Duration::days(30) + Duration::seconds(1)));
+        let revoked = StoredSession { revoked_at: Some(T0 + Duration::hours(1)), ..stored };
+        assert!(revoked.ended_before(T0 + Duration::hours(2)));
+        assert!(!revoked.ended_before(T0 + Duration::hours(1)));
     }
 
     #[test]
