@@ -211,7 +211,8 @@ struct EmailNow {
     email: String,
 }
 
-/// The page for a link of an address change that does nothing.
+/// The page for a link of an address change that does nothing. An error that has no page of its
+/// own (an overload, a failure of the service) answers as the API does.
 fn link_error_page(error: EmailChangeLinkError) -> HttpResponse {
     let (title, text) = match error {
         EmailChangeLinkError::Unknown | EmailChangeLinkError::Used => {
@@ -224,12 +225,7 @@ fn link_error_page(error: EmailChangeLinkError) -> HttpResponse {
         EmailChangeLinkError::AccountChanged => {
             ("Address changed since", "The account's address changed after this link was sent. Nothing was changed.")
         }
-        EmailChangeLinkError::Overloaded => {
-            return actix_web::ResponseError::error_response(&ApiError::from(ErrorCode::Overloaded))
-        }
-        EmailChangeLinkError::Unexpected(cause) => {
-            return actix_web::ResponseError::error_response(&ApiError::from(cause))
-        }
+        other => return actix_web::ResponseError::error_response(&ApiError::from(other)),
     };
     pages::message(StatusCode::BAD_REQUEST, title, text)
 }

@@ -204,7 +204,8 @@ pub async fn confirm_from_form(
     }
 }
 
-/// The page for a link that cannot confirm.
+/// The page for a link that cannot confirm. An error that has no page of its own (an overload,
+/// a failure of the service) answers as the API does, through the one mapping in `error`.
 fn link_error_page(error: VerifyEmailError) -> HttpResponse {
     match error {
         VerifyEmailError::Expired => pages::message(
@@ -217,10 +218,7 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
             "Invalid link",
             "This verification link is not valid. Use the newest link you received.",
         ),
-        VerifyEmailError::Overloaded => {
-            actix_web::ResponseError::error_response(&ApiError::from(ErrorCode::Overloaded))
-        }
-        VerifyEmailError::Unexpected(cause) => actix_web::ResponseError::error_response(&ApiError::from(cause)),
+        other => actix_web::ResponseError::error_response(&ApiError::from(other)),
     }
 }
 
