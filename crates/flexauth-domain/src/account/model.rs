@@ -60,6 +60,11 @@ impl Account {
         self.disabled_at
     }
 
+    /// Whether an operator disabled the account: it cannot log in.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+
     /// A counter that grows with every change of the password. A session opened or a password
     /// changed after checking the old credential commits only if the counter still has the value
     /// read with it, so nothing begun before a reset survives the reset.

@@ -58,6 +58,12 @@ impl LimitSettings {
     pub fn account_login_limits(&self) -> [LimitPolicy; 2] {
         [self.login_failures_per_account, self.login_failures_per_account_daily]
     }
+
+    /// The earliest login that still makes a client known at `now`: one that logged in to the
+    /// account from the same address or device since then is exempt from the per-account limit.
+    pub fn known_clients_since(&self, now: OffsetDateTime) -> OffsetDateTime {
+        now - self.known_client_for
+    }
 }
 
 /// Every limit flexauth applies, with its defaults.

@@ -184,7 +184,7 @@ impl SessionService {
                 // time of a throttled answer does not tell whether the account exists.
                 let account_id =
                     found.as_ref().map_or(AccountId::from_uuid(uuid::Uuid::nil()), crate::account::Account::id);
-                let since = now - limits.known_client_for;
+                let since = limits.known_clients_since(now);
                 let known_device = match &client.device {
                     Some(device) => self.sessions.device_known(account_id, &device.hash(), since).await?,
                     None => false,
@@ -225,7 +225,7 @@ impl SessionService {
                 let presented = client.device.clone();
                 let mut pair = self.open_session(&account, client, now).await?;
                 // A device the account knows keeps its token; any other gets a new one.
-                let since = now - limits.known_client_for;
+                let since = limits.known_clients_since(now);
                 let device = match presented {
                     Some(device) if self.sessions.device_known(account.id(), &device.hash(), since).await? => device,
                     _ => {
@@ -309,7 +309,7 @@ impl SessionService {
             return Err(LoginError::InvalidCredentials);
         }
         // Said only to whoever proved the password, like an unverified address.
-        if account.disabled_at().is_some() {
+        if account.is_disabled() {
             return Err(LoginError::AccountDisabled);
         }
         Ok(account)
