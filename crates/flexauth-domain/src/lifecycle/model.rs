@@ -1,11 +1,10 @@
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use crate::account::Account;
-use crate::newtypes::{AccountId, EmailAddress};
-
 use crate::api_key::ApiKey;
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
+use crate::newtypes::{AccountId, EmailAddress};
 use crate::secret::TokenHash;
 use crate::session::Session;
 
@@ -75,6 +74,32 @@ pub enum EmailChangeLinkState {
 }
 
 impl EmailChange {
+    /// A change of `account` to `new_email` asked for at `now`: its confirmation link (sent to
+    /// the new address) works for `confirmation_ttl`, its undo link (sent to the address the
+    /// account has now) for `undo_ttl`.
+    pub fn request(
+        account: &Account,
+        new_email: EmailAddress,
+        confirmation: TokenHash,
+        undo: TokenHash,
+        now: OffsetDateTime,
+        confirmation_ttl: Duration,
+        undo_ttl: Duration,
+    ) -> Self {
+        Self {
+            account_id: account.id(),
+            old_email: account.email().clone(),
+            new_email,
+            confirmation,
+            undo,
+            requested_at: now,
+            expires_at: now + confirmation_ttl,
+            undo_expires_at: now + undo_ttl,
+            confirmed_at: None,
+            undone_at: None,
+        }
+    }
+
     /// Whether the confirmation link works at `now`.
     pub fn confirmation_state(&self, now: OffsetDateTime) -> EmailChangeLinkState {
         if self.confirmed_at.is_some() || self.undone_at.is_some() {

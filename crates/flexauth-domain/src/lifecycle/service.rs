@@ -357,18 +357,15 @@ impl LifecycleService {
             &undo,
             self.settings.email_change_undo_ttl,
         );
-        let change = EmailChange {
-            account_id: account.id(),
-            old_email: account.email().clone(),
+        let change = EmailChange::request(
+            &account,
             new_email,
-            confirmation: confirmation.hash(),
-            undo: undo.hash(),
-            requested_at: now,
-            expires_at: now + self.settings.email_change_ttl,
-            undo_expires_at: now + self.settings.email_change_undo_ttl,
-            confirmed_at: None,
-            undone_at: None,
-        };
+            confirmation.hash(),
+            undo.hash(),
+            now,
+            self.settings.email_change_ttl,
+            self.settings.email_change_undo_ttl,
+        );
         let event = self
             .event(account.id(), AuditKind::EmailChangeRequested, now)
             .of_session(caller.session_id())
