@@ -275,8 +275,13 @@ impl Store {
         // answers 503 unavailable: an outage is a known condition, not a hang.
         let outages = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let manager = Manager { config, pooler, outages: outages.clone() };
+        // One connection is made at start, so an unreachable database still fails the start;
+        // the others only when requests need them, so that an idle instance (or a test) holds
+        // one connection rather than ten. r2d2 closes those beyond the first after 10 idle
+        // minutes.
         let pool = Pool::builder()
             .max_size(max_size)
+            .min_idle(Some(1))
             .connection_timeout(CONNECTION_TIMEOUT)
             .test_on_check_out(false)
             .build(manager)?;
