@@ -78,8 +78,9 @@ impl std::fmt::Debug for DatabaseConfig {
 }
 
 /// Runs `$body` with `$c` bound to the concrete connection of whichever backend `$connection`
-/// is, for the few statements `MultiConnection` cannot express (upserts): the body is compiled
-/// once per backend.
+/// is, for the few statements `MultiConnection` cannot express (`ON CONFLICT` upserts and
+/// multi-row inserts, whose SQL differs between the backends): the body is compiled once per
+/// backend.
 macro_rules! per_backend {
     ($connection:expr, |$c:ident| $body:expr) => {
         match $connection {

@@ -87,20 +87,18 @@ impl UsageRepository for Store {
         let (id, day) = (account_id.to_string(), day.to_string());
         let count = self
             .run(move |connection| {
-                per_backend!(connection, |c| {
-                    let exists =
-                        accounts::table.find(&id).select(accounts::id).first::<String>(c).optional()?.is_some();
-                    if !exists {
-                        return Ok(None);
-                    }
-                    let stored = usage_counters::table
-                        .find((&id, &day))
-                        .select(usage_counters::requests)
-                        .first::<i64>(c)
-                        .optional()?;
-                    Ok(Some(stored.unwrap_or(0)))
-                })
-                .map_err(|error: DieselError| StoreError::from(error))
+                let exists =
+                    accounts::table.find(&id).select(accounts::id).first::<String>(connection).optional()?.is_some();
+                if !exists {
+                    return Ok(None);
+                }
+                // No row for the day is a day without requests.
+                let stored = usage_counters::table
+                    .find((&id, &day))
+                    .select(usage_counters::requests)
+                    .first::<i64>(connection)
+                    .optional()?;
+                Ok(Some(stored.unwrap_or(0)))
             })
             .await?;
         Ok(count.map(crate::rows::stored_count::<u64>).transpose()?)

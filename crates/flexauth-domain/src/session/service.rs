@@ -9,11 +9,11 @@ use super::{
     AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session,
     SessionId, SessionRepository, TokenPair, TokenSigner, TokenTimeError,
 };
-use crate::account::{pending_password_hashes, AccountRepository, Password, PasswordHasher};
+use crate::account::{AccountRepository, Password, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
-use crate::limits::{address_key, email_key, LimitPolicy, LimitSettings, RateLimited, RateLimiter};
+use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
-use crate::newtypes::{AccountId, EmailAddress};
+use crate::newtypes::AccountId;
 use crate::principal::{AuthMethod, LiveSession, Principal};
 use crate::system::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -137,215 +137,6 @@ impl SessionService {
             Some(session_id) => event.of_session(session_id),
             None => event,
         }
-    }
-
-    /// Checks the credentials and opens a session.
-    ///
-    /// # Errors
-    /// [`LoginError::InvalidCredentials`] for an unknown email or a wrong password, after the
-    /// same hashing work; [`LoginError::EmailNotVerified`] only once the password is proven
-    /// right; [`LoginError::Unexpected`].
-    pub async fn login(
-        &self,
-        email: &EmailAddress,
-        password: &Password,
-        client: ClientInfo,
-    ) -> Result<TokenPair, LoginError> {
-        let now = self.clock.now();
-        let limits = &self.settings.limits;
-        let address = client.ip.as_deref().map(address_key);
-        let account_key = email_key(email);
-        // Attempts are counted before the password is checked, in one atomic step each, so
-        // that concurrent attempts cannot all pass a limit that none of them has counted yet;
-        // an attempt that turns out not to be a guess is refunded below.
-        if let (true, Some(address)) = (limits.enabled, &address) {
-            let decision = self.limiter.hit(address, &limits.login_failures_per_address, now).await?;
-            if !decision.allowed {
-                return Err(RateLimited(decision).into());
-            }
-        }
-        let found = self.accounts.find_by_email(email).await?;
-        let mut under_attack = false;
-        if limits.enabled {
-            // Counted per address typed, whether or not it has an account, so the limit itself
-            // tells nothing. A client that logged in to the account from the same address
-            // before is exempt: an attack from elsewhere never locks the owner out.
-            // Both tiers count; a refusal names the longer wait.
-            let mut refused: Option<crate::limits::LimitDecision> = None;
-            for policy in limits.account_login_limits() {
-                let decision = self.limiter.hit(&account_key, &policy, now).await?;
-                if !decision.allowed && refused.is_none_or(|earlier| decision.reset_after > earlier.reset_after) {
-                    refused = Some(decision);
-                }
-            }
-            if let Some(decision) = refused {
-                under_attack = true;
-                // The same lookup for an unknown email (under an id no account has), so the
-                // time of a throttled answer does not tell whether the account exists.
-                let account_id =
-                    found.as_ref().map_or(AccountId::from_uuid(uuid::Uuid::nil()), crate::account::Account::id);
-                let since = limits.known_clients_since(now);
-                let known_device = match &client.device {
-                    Some(device) => self.sessions.device_known(account_id, &device.hash(), since).await?,
-                    None => false,
-                };
-                let known = known_device
-                    || match &client.ip {
-                        Some(ip) => self.sessions.logged_in_from(account_id, ip, since).await?,
-                        None => false,
-                    };
-                if !known {
-                    self.log_throttled(found.as_ref(), &account_key, &client, now).await?;
-                    return Err(RateLimited(decision).into());
-                }
-            }
-        }
-        let account_id = found.as_ref().map(crate::account::Account::id);
-        match self.check_password(found, password, now).await {
-            Err(LoginError::InvalidCredentials) => {
-                if let Some(account_id) = account_id {
-                    self.audit.record(&self.event(account_id, AuditKind::LoginFailed, now, &client, None)).await?;
-                }
-                Err(LoginError::InvalidCredentials)
-            }
-            Err(other) => {
-                // The right password of an unverified account, or no check at all: no guess.
-                self.refund(address.as_deref(), &account_key, now).await?;
-                Err(other)
-            }
-            Ok(account) => {
-                self.refund(address.as_deref(), &account_key, now).await?;
-                // A success clears a few typos; it does not clear an attack in progress, or
-                // every login of the exempt owner would hand the attacker a fresh allowance.
-                if limits.enabled && !under_attack {
-                    for policy in limits.account_login_limits() {
-                        self.limiter.reset(&account_key, &policy).await?;
-                    }
-                }
-                let presented = client.device.clone();
-                let mut pair = self.open_session(&account, client, now).await?;
-                // A device the account knows keeps its token; any other gets a new one.
-                let since = limits.known_clients_since(now);
-                let device = match presented {
-                    Some(device) if self.sessions.device_known(account.id(), &device.hash(), since).await? => device,
-                    _ => {
-                        let fresh = crate::secret::DeviceToken::generate(self.random.as_ref());
-                        pair.new_device = Some(fresh.clone());
-                        fresh
-                    }
-                };
-                self.sessions.remember_device(account.id(), &device.hash(), now).await?;
-                Ok(pair)
-            }
-        }
-    }
-
-    /// Takes back the login attempt counted against the address and the account.
-    async fn refund(&self, address: Option<&str>, account_key: &str, now: OffsetDateTime) -> Result<(), InfraError> {
-        let limits = &self.settings.limits;
-        if !limits.enabled {
-            return Ok(());
-        }
-        if let Some(address) = address {
-            self.limiter.refund(address, &limits.login_failures_per_address, now).await?;
-        }
-        for policy in limits.account_login_limits() {
-            self.limiter.refund(account_key, &policy, now).await?;
-        }
-        Ok(())
-    }
-
-    /// Records a throttled login in the owner's log, at most once per window of the account
-    /// limit, so a flood of refused attempts cannot bury the log.
-    async fn log_throttled(
-        &self,
-        found: Option<&crate::account::Account>,
-        account_key: &str,
-        client: &ClientInfo,
-        now: OffsetDateTime,
-    ) -> Result<(), InfraError> {
-        let Some(account) = found else {
-            return Ok(());
-        };
-        let once = LimitPolicy {
-            name: "throttle_logged",
-            limit: 1,
-            window: self.settings.limits.login_failures_per_account.window,
-        };
-        if self.limiter.hit(account_key, &once, now).await?.allowed {
-            self.audit.record(&self.event(account.id(), AuditKind::LoginThrottled, now, client, None)).await?;
-        }
-        Ok(())
-    }
-
-    /// Checks `password` against the account found (or a dummy hash for none), with the same
-    /// hashing work either way.
-    async fn check_password(
-        &self,
-        found: Option<crate::account::Account>,
-        password: &Password,
-        now: OffsetDateTime,
-    ) -> Result<crate::account::Account, LoginError> {
-        let Some(account) = found else {
-            self.hasher.verify_against_dummy(password).await?;
-            return Err(LoginError::InvalidCredentials);
-        };
-        if !account.is_email_verified() {
-            // The account's own hash is only a placeholder until a confirmation sets it: the
-            // passwords in play are those of the pending sign-up attempts.
-            let candidates = pending_password_hashes(&self.accounts.pending_signup_attempts(account.id(), now).await?);
-            if candidates.is_empty() {
-                self.hasher.verify_against_dummy(password).await?;
-                return Err(LoginError::InvalidCredentials);
-            }
-            for candidate in &candidates {
-                if self.hasher.verify(password, candidate).await? {
-                    return Err(LoginError::EmailNotVerified);
-                }
-            }
-            return Err(LoginError::InvalidCredentials);
-        }
-        if !self.hasher.verify(password, account.password_hash()).await? {
-            return Err(LoginError::InvalidCredentials);
-        }
-        // Said only to whoever proved the password, like an unverified address.
-        if account.is_disabled() {
-            return Err(LoginError::AccountDisabled);
-        }
-        Ok(account)
-    }
-
-    /// Opens a session for `account`, whose password was just checked.
-    async fn open_session(
-        &self,
-        account: &crate::account::Account,
-        client: ClientInfo,
-        now: OffsetDateTime,
-    ) -> Result<TokenPair, LoginError> {
-        let secret = RefreshSecret::from_bytes(random_array(self.random.as_ref()));
-        let session_id = SessionId::from_uuid(random_uuid(self.random.as_ref()));
-        let event = self.event(account.id(), AuditKind::LoginSucceeded, now, &client, Some(session_id));
-        let session = Session::start(
-            session_id,
-            account.id(),
-            &secret,
-            now,
-            self.settings.refresh_ttl,
-            self.settings.session_lifetime,
-            client,
-        );
-        if !self.sessions.create(&session, account.credential_version(), &event).await? {
-            // The password was reset while this one was being checked: it is not the
-            // account's password any more.
-            return Err(LoginError::InvalidCredentials);
-        }
-        Ok(self.issue_pair(
-            account.id(),
-            session_id,
-            &secret,
-            session.last_refreshed_at(),
-            session.token_expires_at(),
-        )?)
     }
 
     /// Rotates a refresh token: the presented one is spent and a new pair is returned. The
@@ -623,5 +414,6 @@ impl SessionService {
     }
 }
 
+mod login;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,8 @@
 use super::*;
-use crate::account::{MockAccountRepository, MockAccountRequestQueue, MockPasswordHasher};
+use crate::account::{
+    AccountId, AccountRequest, AccountRequestKind, EmailAddress, MockAccountRepository, MockAccountRequestQueue,
+    MockPasswordHasher,
+};
 use crate::mail::{EmailKind, MockOutbox};
 use crate::newtypes::SessionId;
 use crate::secret::TokenHash;

@@ -2,7 +2,9 @@ use super::*;
 use crate::account::{
     Account, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, PasswordHash, SignupAttempt,
 };
+use crate::limits::email_key;
 use crate::mail::EmailKind;
+use crate::newtypes::EmailAddress;
 use crate::session::{MockSessionRepository, MockTokenSigner, StoredSession, TokenRejection};
 use crate::system::{MockClock, MockSecureRandom};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
