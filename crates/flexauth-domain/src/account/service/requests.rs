@@ -10,7 +10,7 @@ use crate::account::{
     NewPassword, PasswordHash, SignupAttempt, SignupError,
 };
 use crate::limits::{address_key, email_key, RateLimited};
-use crate::mail::{account_exists_email, password_reset_email, verification_email, EmailKind, LeaseId};
+use crate::mail::{account_exists_email, password_reset_email, verification_email, EmailKind, LeaseId, OutgoingEmail};
 use crate::secret::LinkToken;
 use crate::system::random_uuid;
 use crate::InfraError;
@@ -194,7 +194,7 @@ impl AccountService {
         account: &Account,
         password_hash: Option<PasswordHash>,
         now: OffsetDateTime,
-    ) -> (SignupAttempt, crate::mail::OutgoingEmail) {
+    ) -> (SignupAttempt, OutgoingEmail) {
         let token = LinkToken::generate(self.random.as_ref());
         let link = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.verification_ttl);
         let mail = verification_email(
