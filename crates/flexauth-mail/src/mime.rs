@@ -56,6 +56,17 @@ pub(crate) fn first_link(data: &str) -> Option<String> {
     plain.chain(other).find_map(|part| part.text_contents().and_then(crate::link::first_link).map(str::to_owned))
 }
 
+/// The plain-text parts of the message, decoded and joined, as a reader of plain text sees it.
+pub(crate) fn plain_text(data: &str) -> String {
+    MessageParser::default()
+        .parse(data.as_bytes())
+        .map(|message| {
+            let parts = message.parts.iter().filter(|part| part.is_text() && !part.is_text_html());
+            parts.filter_map(|part| part.text_contents()).collect::<Vec<_>>().join("\n")
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,13 @@ impl AppState {
             .map(|address| address.to_string())
     }
 
+    /// The client of `request` as the security log and the session list name it: its address
+    /// (the peer, or what trusted proxies forwarded) and its `User-Agent`.
+    pub fn client_info(&self, request: &actix_web::HttpRequest) -> flexauth_domain::newtypes::ClientInfo {
+        let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
+        flexauth_domain::newtypes::ClientInfo::new(user_agent, self.client_address(request))
+    }
+
     /// Lets the background worker handle a just-stored account request now rather than at
     /// its next poll.
     pub fn wake_worker(&self) {

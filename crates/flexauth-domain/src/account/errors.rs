@@ -69,9 +69,17 @@ pub enum ChangePasswordError {
     #[error("the server is overloaded")]
     Overloaded,
 
-    /// The current password given is wrong.
+    /// The current password given is wrong. The check counted against the session's limit;
+    /// the one that reaches it ends the session.
     #[error("the current password is wrong")]
     WrongPassword,
+    /// Too many checks of the current password on this session, account or client address;
+    /// nothing was checked.
+    #[error(transparent)]
+    Throttled(#[from] RateLimited),
+    /// The caller's session ended (or its account is gone) before the check.
+    #[error("the session has ended")]
+    SessionEnded,
     /// The password changed (a reset) between the check of the current one and the write;
     /// the reset ended this session too.
     #[error("the password was changed meanwhile")]

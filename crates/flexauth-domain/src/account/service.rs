@@ -6,14 +6,14 @@ use super::errors::{AccountLookupError, ChangePasswordError, ResetPasswordError,
 use super::model::LinkTokenState;
 use super::plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 use super::{
-    Account, AccountRepository, AccountRequestQueue, LinkTokenRecord, NewPassword, Password, PasswordHash,
-    PasswordHasher, SignupAttempt,
+    Account, AccountRepository, AccountRequestQueue, LinkTokenRecord, NewPassword, PasswordHash, PasswordHasher,
+    SignupAttempt,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::limits::{email_key, LimitSettings, RateLimiter};
-use crate::mail::{password_changed_email, password_was_reset_email, Outbox};
+use crate::mail::{password_was_reset_email, Outbox};
 use crate::newtypes::{ClientInfo, RevocationReason};
-use crate::principal::{LiveSession, Principal};
+use crate::principal::Principal;
 use crate::secret::LinkToken;
 use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -291,49 +291,6 @@ impl AccountService {
             }
         }
         Ok(())
-    }
-
-    /// Changes the caller's password after checking the current one; the caller's session
-    /// stays, every other session ends, every outstanding reset link is spent, and the owner is
-    /// told by email. The change commits only if no other change (a reset) came between the
-    /// check and the write.
-    ///
-    /// # Errors
-    /// [`ChangePasswordError`].
-    pub async fn change_password(
-        &self,
-        caller: &LiveSession,
-        current: &Password,
-        new: &NewPassword,
-    ) -> Result<(), ChangePasswordError> {
-        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(ChangePasswordError::WrongPassword)?;
-        if !self.hasher.verify(current, account.password_hash()).await? {
-            return Err(ChangePasswordError::WrongPassword);
-        }
-        let password_hash = self.hasher.hash(new.as_password()).await?;
-        let now = self.clock.now();
-        let change = CredentialChange {
-            account_id: account.id(),
-            password_hash,
-            expected_version: Some(account.credential_version()),
-            reset_link: None,
-            end_sessions: SessionsToEnd::AllExcept(caller.session_id()),
-            reason: RevocationReason::PasswordChange,
-            verify_email: false,
-            notice: password_changed_email(
-                random_uuid(self.random.as_ref()),
-                account.email().clone(),
-                &self.settings.public_url,
-            ),
-            at: now,
-            event: AuditEvent::new(self.random.as_ref(), account.id(), AuditKind::PasswordChanged, now)
-                .of_session(caller.session_id()),
-        };
-        if self.accounts.apply_credential_change(&change).await? {
-            Ok(())
-        } else {
-            Err(ChangePasswordError::CredentialsChanged)
-        }
     }
 }
 

@@ -50,6 +50,11 @@ pub enum AuditKind {
     EmailChangeUndone,
     /// A copy of the account's data was taken (by its owner or an operator).
     AccountExported,
+    /// A wrong password was given to re-authenticate a session or to change the password.
+    PasswordCheckFailed,
+    /// A session was ended because it reached its limit of password checks with a wrong
+    /// password: whoever held it was guessing.
+    SessionEndedForPasswordFailures,
 }
 
 impl AuditKind {
@@ -71,6 +76,8 @@ impl AuditKind {
             Self::EmailChanged => "email_changed",
             Self::EmailChangeUndone => "email_change_undone",
             Self::AccountExported => "account_exported",
+            Self::PasswordCheckFailed => "password_check_failed",
+            Self::SessionEndedForPasswordFailures => "session_ended_for_password_failures",
         }
     }
 
@@ -92,6 +99,8 @@ impl AuditKind {
             Self::EmailChanged,
             Self::EmailChangeUndone,
             Self::AccountExported,
+            Self::PasswordCheckFailed,
+            Self::SessionEndedForPasswordFailures,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == name)

@@ -82,15 +82,19 @@ pub struct LimitSettings {
     /// Sign-ups, resends, forgot and reset requests per client address (each sends mail or
     /// spends a hash).
     pub mail_requests_per_address: LimitPolicy,
-    /// Re-authentications per session.
-    pub reauthentications_per_session: LimitPolicy,
+    /// Checks of a live session's password (re-authentications and password changes) per
+    /// session; the session ends when it reaches the limit with a wrong password.
+    pub password_checks_per_session: LimitPolicy,
+    /// The same checks per account, from all its sessions together: what many stolen access
+    /// tokens of one account could try.
+    pub password_checks_per_account: LimitPolicy,
     /// Refreshes per session.
     pub refreshes_per_session: LimitPolicy,
     /// Refreshes per client address: a generous ceiling, since every refresh carries its own
     /// 256-bit secret and an office shares one address.
     pub refreshes_per_address: LimitPolicy,
-    /// Re-authentications per client address (each spends a hash).
-    pub reauthentications_per_address: LimitPolicy,
+    /// The same checks per client address (each spends a hash).
+    pub password_checks_per_address: LimitPolicy,
     /// Emails of one kind (verification, reset, account-exists notice) per recipient.
     pub emails_per_recipient: LimitPolicy,
     /// Address-change requests per account (each mails two addresses).
@@ -124,9 +128,14 @@ impl Default for LimitSettings {
                 limit: 30,
                 window: Duration::minutes(10),
             },
-            reauthentications_per_session: LimitPolicy {
-                name: "reauthentications_per_session",
+            password_checks_per_session: LimitPolicy {
+                name: "password_checks_per_session",
                 limit: 5,
+                window: Duration::minutes(15),
+            },
+            password_checks_per_account: LimitPolicy {
+                name: "password_checks_per_account",
+                limit: 10,
                 window: Duration::minutes(15),
             },
             refreshes_per_session: LimitPolicy {
@@ -139,8 +148,8 @@ impl Default for LimitSettings {
                 limit: 600,
                 window: Duration::minutes(1),
             },
-            reauthentications_per_address: LimitPolicy {
-                name: "reauthentications_per_address",
+            password_checks_per_address: LimitPolicy {
+                name: "password_checks_per_address",
                 limit: 30,
                 window: Duration::minutes(15),
             },

@@ -29,6 +29,8 @@ pub enum EmailKind {
     EmailChangeRequested,
     /// The goodbye after an account was deleted; forgotten once sent.
     AccountDeleted,
+    /// Tells the owner that a session was ended after wrong passwords were tried through it.
+    SessionEndedForPasswordFailures,
 }
 
 impl EmailKind {
@@ -46,6 +48,7 @@ impl EmailKind {
             Self::EmailChangeAddressTaken => "email_change_address_taken",
             Self::EmailChangeRequested => "email_change_requested",
             Self::AccountDeleted => "account_deleted",
+            Self::SessionEndedForPasswordFailures => "session_ended_for_password_failures",
         }
     }
 
@@ -69,6 +72,7 @@ impl EmailKind {
             "email_change_address_taken" => Some(Self::EmailChangeAddressTaken),
             "email_change_requested" => Some(Self::EmailChangeRequested),
             "account_deleted" => Some(Self::AccountDeleted),
+            "session_ended_for_password_failures" => Some(Self::SessionEndedForPasswordFailures),
             _ => None,
         }
     }

@@ -144,6 +144,35 @@ pub fn refresh_token_reuse_email(id: Uuid, to: EmailAddress, public_url: &str) -
     )
 }
 
+/// Tells the owner that a session was ended because wrong passwords were tried through it, and
+/// from which client address, when it was one.
+pub fn session_ended_for_password_failures_email(
+    id: Uuid,
+    to: EmailAddress,
+    public_url: &str,
+    client_address: Option<&str>,
+) -> OutgoingEmail {
+    // Only a real IP address is named: the text is the owner's to trust, and a forwarded header
+    // is not.
+    let from = client_address
+        .and_then(|address| address.parse::<std::net::IpAddr>().ok())
+        .map(|ip| format!(" from {ip}"))
+        .unwrap_or_default();
+    notice(
+        id,
+        EmailKind::SessionEndedForPasswordFailures,
+        to,
+        "A session was ended after wrong passwords",
+        &format!(
+            "Wrong passwords were entered{from} through one of your sessions at {}, to confirm it or to change the \
+                password. That session was logged out; your password did not change.",
+            public_url.trim_end_matches('/')
+        ),
+        "If it was not you, someone may have a copy of that session: change your password and log out your other \
+            sessions.",
+    )
+}
+
 /// The link, sent to the new address, that moves the account there once its button is pressed.
 pub fn email_change_confirmation_email(
     id: Uuid,

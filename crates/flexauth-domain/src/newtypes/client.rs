@@ -38,6 +38,8 @@ pub enum RevocationReason {
     AccountDisabled,
     /// The undo link of an address change was used: every session ends.
     EmailChangeUndone,
+    /// The session reached its limit of password checks with a wrong password.
+    PasswordFailures,
 }
 
 impl RevocationReason {
@@ -50,6 +52,7 @@ impl RevocationReason {
             Self::PasswordChange => "password_change",
             Self::AccountDisabled => "account_disabled",
             Self::EmailChangeUndone => "email_change_undone",
+            Self::PasswordFailures => "password_failures",
         }
     }
 }

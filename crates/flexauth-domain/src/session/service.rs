@@ -9,7 +9,7 @@ use super::{
     AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session,
     SessionId, SessionRepository, TokenPair, TokenSigner, TokenTimeError,
 };
-use crate::account::{AccountRepository, Password, PasswordHasher};
+use crate::account::{AccountRepository, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
@@ -260,49 +260,6 @@ impl SessionService {
         Ok(LiveSession::new(session.account_id(), session.id(), session.authenticated_at()))
     }
 
-    /// Renews the caller's recent authentication by checking the account's password, for the
-    /// operations that need one (creating an API key).
-    ///
-    /// # Errors
-    /// [`ReauthenticateError::WrongPassword`], [`ReauthenticateError::SessionEnded`] or
-    /// [`ReauthenticateError::Unexpected`].
-    pub async fn reauthenticate(
-        &self,
-        caller: &LiveSession,
-        password: &Password,
-        client_address: Option<&str>,
-    ) -> Result<OffsetDateTime, ReauthenticateError> {
-        let limits = &self.settings.limits;
-        if limits.enabled {
-            let now = self.clock.now();
-            let decision =
-                self.limiter.hit(&caller.session_id().to_string(), &limits.reauthentications_per_session, now).await?;
-            if !decision.allowed {
-                return Err(RateLimited(decision).into());
-            }
-            if let Some(address) = client_address {
-                let decision =
-                    self.limiter.hit(&address_key(address), &limits.reauthentications_per_address, now).await?;
-                if !decision.allowed {
-                    return Err(RateLimited(decision).into());
-                }
-            }
-        }
-        let Some(account) = self.accounts.find_by_id(caller.account_id()).await? else {
-            self.hasher.verify_against_dummy(password).await?;
-            return Err(ReauthenticateError::SessionEnded);
-        };
-        if !self.hasher.verify(password, account.password_hash()).await? {
-            return Err(ReauthenticateError::WrongPassword);
-        }
-        let now = self.clock.now();
-        if self.sessions.mark_authenticated(caller.session_id(), now).await? {
-            Ok(now)
-        } else {
-            Err(ReauthenticateError::SessionEnded)
-        }
-    }
-
     /// The caller's live sessions, the current one marked.
     ///
     /// # Errors
@@ -415,5 +372,6 @@ impl SessionService {
 }
 
 mod login;
+mod password_check;
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,11 @@ impl ReceivedMessage {
         self.header("Subject")
     }
 
+    /// The plain-text body, decoded from its transfer encoding.
+    pub fn text(&self) -> String {
+        mime::plain_text(&self.data)
+    }
+
     /// The first `http://` or `https://` link in the message, whole: each body part is
     /// decoded from its transfer encoding first (lettre writes long lines as quoted-printable,
     /// splitting a link with `=` soft line breaks and writing its `=` as `=3D`, and mostly

@@ -409,6 +409,8 @@ impl From<ChangePasswordError> for ApiError {
     fn from(error: ChangePasswordError) -> Self {
         match error {
             ChangePasswordError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
+            ChangePasswordError::Throttled(limited) => limited.into(),
+            ChangePasswordError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
             // A reset won the race and ended this session too.
             ChangePasswordError::CredentialsChanged => Self::from(ErrorCode::SessionRevoked),
             ChangePasswordError::Overloaded => Self::from(ErrorCode::Overloaded),

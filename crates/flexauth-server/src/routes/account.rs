@@ -6,7 +6,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use flexauth_domain::account::EmailAddress;
 use flexauth_domain::lifecycle::{AccountExport, EmailChangeLinkError};
 use flexauth_domain::secret::LinkToken;
-use flexauth_domain::session::ClientInfo;
 use serde::{Deserialize, Serialize};
 
 use super::{optional_rfc3339, pages, rfc3339, Data, JsonAfterCaller, JsonObject, Message};
@@ -189,8 +188,7 @@ pub async fn request_change(
 ) -> Result<HttpResponse, actix_web::Error> {
     let body = body?.into_inner();
     let new_email = EmailAddress::parse(&body.new_email).map_err(ApiError::from)?;
-    let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
-    let client = ClientInfo::new(user_agent, state.client_address(&request));
+    let client = state.client_info(&request);
     state.lifecycle.request_email_change(&caller, new_email, client).await.map_err(ApiError::from)?;
     state.wake_worker();
     Ok(HttpResponse::Accepted().json(Data { data: CHANGE_ACCEPTED }))

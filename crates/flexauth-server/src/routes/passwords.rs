@@ -200,7 +200,10 @@ pub async fn reset_from_form(
 ///
 /// Changes the caller's password. The caller's session stays; every other session of the account ends, and every
 /// outstanding reset link of the account is spent. API keys are not touched. The owner gets a "Your password was
-/// changed" email. If a password reset committed between the check of the current password and the write, nothing
+/// changed" email. The current password is checked like a re-authentication's (`POST /v1/auth/reauthenticate`),
+/// against the same limits: 5 checks per session, 10 per account and 30 per client address in 15 minutes, counted
+/// before the hash (`429 rate_limited` past one); a wrong one is recorded as `password_check_failed`, and the one
+/// that uses up the session's five ends the session. If a password reset committed between the check of the current password and the write, nothing
 /// changes and the answer is `401 session_revoked` (the reset ended this session too). JWT only: 403 jwt_required
 /// with an API key. Account management: the session of the access token is looked up on every call, whatever
 /// `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets `401 invalid_token` ("the session
@@ -209,23 +212,29 @@ pub async fn reset_from_form(
     post, path = "/v1/auth/password/change", operation_id = "changePassword", tag = "passwords", security(("bearer" = [])),
     request_body = ChangeBody,
     responses((status = 204, description = "The password is changed. No body.")),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_short", "password_too_long", "password_too_common", "invalid_current_password", "session_revoked", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_short", "password_too_long", "password_too_common", "invalid_current_password", "session_revoked", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn change(
     state: web::Data<AppState>,
+    request: HttpRequest,
     caller: LiveCaller,
     body: JsonAfterCaller<ChangeBody>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let body = body?.into_inner();
-    Ok(change_password(&state, &caller, body).await?)
+    Ok(change_password(&state, &request, &caller, body).await?)
 }
 
-async fn change_password(state: &AppState, caller: &LiveCaller, body: ChangeBody) -> Result<HttpResponse, ApiError> {
+async fn change_password(
+    state: &AppState,
+    request: &HttpRequest,
+    caller: &LiveCaller,
+    body: ChangeBody,
+) -> Result<HttpResponse, ApiError> {
     let ChangeBody { current_password, new_password } = body;
     let current = Password::parse(current_password)?;
     let new = NewPassword::parse(new_password)?;
-    state.accounts.change_password(caller, &current, &new).await?;
+    state.sessions.change_password(caller, &current, &new, &state.client_info(request)).await?;
     tracing::info!(target: "flexauth::audit", event = "password_changed", account_id = %caller.account_id(), "password changed; other sessions revoked");
     Ok(HttpResponse::NoContent().finish())
 }

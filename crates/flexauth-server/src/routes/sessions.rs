@@ -1,7 +1,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flexauth_domain::account::{EmailAddress, Password};
-use flexauth_domain::session::{ClientInfo, LogoutScope, SessionId, TokenPair};
+use flexauth_domain::session::{LogoutScope, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
 use super::{rfc3339, Credentials, Data, JsonAfterCaller, JsonObject};
@@ -110,9 +110,7 @@ pub async fn login(
     let Credentials { email, password } = body.into_inner();
     let email = EmailAddress::parse(&email)?;
     let password = Password::parse(password)?;
-    // The peer, or the address trusted proxies forwarded (FLEXAUTH_TRUSTED_PROXIES).
-    let user_agent = request.headers().get("user-agent").and_then(|value| value.to_str().ok());
-    let mut client = ClientInfo::new(user_agent, state.client_address(&request));
+    let mut client = state.client_info(&request);
     client.device = device_cookie(&request);
     let outcome = state.sessions.login(&email, &password, client).await.map_err(ApiError::from);
     state.metrics.login(&outcome);
@@ -314,8 +312,13 @@ pub struct Reauthenticated {
 /// Re-enter the password
 ///
 /// Renews the recent authentication of the caller's session by checking the account's password. `POST
-/// /v1/api-keys`, `DELETE /v1/auth/account` and `POST /v1/auth/email/change` need a session that logged in or
-/// re-authenticated within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default). JWT only: 403 jwt_required
+/// /v1/api-keys`, `DELETE /v1/auth/account`, `GET /v1/auth/account/export` and `POST /v1/auth/email/change` need a
+/// session that logged in or re-authenticated within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default).
+/// Each check of the password counts, before the hash, against three limits shared with `POST
+/// /v1/auth/password/change`: 5 per session, 10 per account and 30 per client address in 15 minutes (`429
+/// rate_limited` past one); a right password takes its count back. A wrong password is recorded as
+/// `password_check_failed`; the one that uses up the session's five ends the session (`session_ended_for_password_failures`,
+/// and the owner gets "A session was ended after wrong passwords"), so the next call gets `401 invalid_token`. JWT only: 403 jwt_required
 /// with an API key. Account management: the session of the access token is looked up on every call, whatever
 /// `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets `401 invalid_token` ("the session
 /// of the access token has ended").
@@ -343,7 +346,6 @@ async fn reauthenticate_caller(
     body: ReauthenticateBody,
 ) -> Result<HttpResponse, ApiError> {
     let password = Password::parse(body.password)?;
-    let authenticated_at =
-        state.sessions.reauthenticate(caller, &password, state.client_address(request).as_deref()).await?;
+    let authenticated_at = state.sessions.reauthenticate(caller, &password, &state.client_info(request)).await?;
     Ok(HttpResponse::Ok().json(Data { data: Reauthenticated { authenticated_at: rfc3339(authenticated_at)? } }))
 }

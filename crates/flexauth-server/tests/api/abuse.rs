@@ -368,3 +368,152 @@ async fn a_device_that_logged_in_before_gets_through_an_attack_from_any_address(
     assert_eq!(login_from("198.51.100.251", Some(forged)).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
     app.stop().await;
 }
+
+fn password_change(current: &str) -> serde_json::Value {
+    json!({ "current_password": current, "new_password": "a brand new passphrase" })
+}
+
+/// The newest hundred entries of the account's security log, read with `access`.
+async fn security_log(app: &TestApp, access: &str) -> Vec<serde_json::Value> {
+    let page = app.get_with_bearer("/v1/auth/events?limit=100", access).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    page.body["data"]["events"].as_array().unwrap().clone()
+}
+
+#[actix_web::test]
+async fn guessing_the_current_password_of_a_change_ends_the_session_at_the_fifth_failure() {
+    let env = TestEnv::new().await;
+    let app = spawn_frozen(&env, PROXY).await;
+    let owner = unique_email("change-guessed");
+    verified_from(&env, &app, "192.0.2.30", &owner).await;
+    let login = |address: &'static str| {
+        let app = &app;
+        let owner = owner.clone();
+        async move {
+            let reply = app.post_from(address, "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+            reply.body["data"].clone()
+        }
+    };
+    let owners = login("192.0.2.30").await;
+    let stolen = login("192.0.2.30").await;
+    let (thief, refresh) = (stolen["access_token"].as_str().unwrap(), stolen["refresh_token"].as_str().unwrap());
+    for guess in 1..=5 {
+        let reply = app
+            .client
+            .post(app.url("/v1/auth/password/change"))
+            .header("x-forwarded-for", "203.0.113.40")
+            .bearer_auth(thief)
+            .json(&password_change(&format!("guess number {guess}")))
+            .send()
+            .await
+            .unwrap();
+        let reply = crate::helpers::read(reply).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::BAD_REQUEST, "invalid_current_password"),
+            "guess {guess}"
+        );
+    }
+    // The fifth failure ended the session: the right password changes nothing through it now.
+    let right = app.post_json_with_bearer("/v1/auth/password/change", thief, password_change(PASSWORD)).await;
+    assert_eq!((right.status, right.code()), (StatusCode::UNAUTHORIZED, "invalid_token"), "{}", right.text);
+    assert_eq!(app.refresh(refresh).await.code(), "session_revoked");
+    // The owner's own session and password are untouched, and the log says what happened.
+    let reader = owners["access_token"].as_str().unwrap();
+    // The clock is frozen, so every entry has the same time: counted, not ordered.
+    let events = security_log(&app, reader).await;
+    let of_type = |kind: &str| events.iter().filter(|event| event["type"] == kind).collect::<Vec<_>>();
+    assert_eq!(of_type("password_check_failed").len(), 5, "{events:?}");
+    let ended = of_type("session_ended_for_password_failures");
+    assert_eq!(ended.len(), 1, "{events:?}");
+    assert_eq!(
+        (&ended[0]["ip"], &ended[0]["session_id"]),
+        (&json!("203.0.113.40"), &of_type("password_check_failed")[0]["session_id"])
+    );
+    let notice =
+        crate::helpers::wait_for_subject(env.smtp(), &owner, "A session was ended after wrong passwords").await;
+    assert!(notice.text().contains("203.0.113.40"), "{}", notice.text());
+    assert_eq!(login("192.0.2.30").await["token_type"], "bearer", "the password did not change");
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn re_authentication_and_password_change_share_one_count_per_session_and_one_per_account() {
+    let env = TestEnv::new().await;
+    let app = spawn_frozen(&env, &[]).await;
+    let owner = unique_email("shared-count");
+    let first = app.verified_login(&env, &owner).await;
+    let first = first["access_token"].as_str().unwrap().to_owned();
+    for guess in 1..=3 {
+        let reply = app
+            .post_json_with_bearer("/v1/auth/reauthenticate", &first, json!({ "password": format!("guess {guess}") }))
+            .await;
+        assert_eq!(reply.code(), "invalid_current_password", "re-authentication {guess}");
+    }
+    assert_eq!(
+        app.post_json_with_bearer("/v1/auth/password/change", &first, password_change("guess 4")).await.code(),
+        "invalid_current_password"
+    );
+    assert_eq!(
+        app.post_json_with_bearer("/v1/auth/reauthenticate", &first, json!({ "password": "guess 5" })).await.code(),
+        "invalid_current_password"
+    );
+    assert_eq!(
+        app.post_json_with_bearer("/v1/auth/reauthenticate", &first, json!({ "password": PASSWORD })).await.code(),
+        "invalid_token",
+        "the fifth failure of the session ended it"
+    );
+    // Another session of the account gets the rest of the account's allowance (ten per quarter
+    // of an hour), then is refused before any hashing; its right password is refused too.
+    let second = app.login(&owner).await.body["data"]["access_token"].as_str().unwrap().to_owned();
+    for guess in 1..=4 {
+        let reply = app.post_json_with_bearer("/v1/auth/password/change", &second, password_change("nope nope")).await;
+        assert_eq!(reply.code(), "invalid_current_password", "guess {guess} of the second session");
+    }
+    let third = app.login(&owner).await.body["data"]["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.post_json_with_bearer("/v1/auth/password/change", &third, password_change("nope nope")).await.code(),
+        "invalid_current_password",
+        "the tenth failure of the account"
+    );
+    assert_limited(
+        &app.post_json_with_bearer("/v1/auth/password/change", &third, password_change(PASSWORD)).await,
+        "the eleventh check of the account",
+    );
+    assert_limited(
+        &app.post_json_with_bearer("/v1/auth/reauthenticate", &second, json!({ "password": PASSWORD })).await,
+        "a re-authentication past the account's count",
+    );
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_flood_of_wrong_password_changes_is_refused_before_hashing_and_leaves_logins_alone() {
+    let env = TestEnv::new().await;
+    let app = spawn_frozen(&env, &[]).await;
+    let flooder = app.verified_login(&env, &unique_email("flooder")).await;
+    let bystander = unique_email("bystander");
+    app.verified_login(&env, &bystander).await;
+    let access = flooder["access_token"].as_str().unwrap();
+    let flood = (0..120).map(|i| {
+        let app = &app;
+        async move {
+            app.post_json_with_bearer("/v1/auth/password/change", access, password_change(&format!("flood {i}"))).await
+        }
+    });
+    let replies = futures_util::future::join_all(flood).await;
+    let checked = replies.iter().filter(|reply| reply.code() == "invalid_current_password").count();
+    let refused = replies
+        .iter()
+        .filter(|reply| reply.status == StatusCode::TOO_MANY_REQUESTS || reply.code() == "invalid_token")
+        .count();
+    assert!(
+        replies.iter().all(|reply| reply.status != StatusCode::SERVICE_UNAVAILABLE),
+        "no change was shed as overload"
+    );
+    assert!(checked <= 5, "{checked} wrong passwords were hashed past a limit of 5");
+    assert_eq!(checked + refused, 120);
+    assert_eq!(app.login(&bystander).await.status, StatusCode::OK);
+    app.stop().await;
+}

@@ -4,7 +4,6 @@ use crate::account::{
     MockPasswordHasher,
 };
 use crate::mail::{EmailKind, MockOutbox};
-use crate::newtypes::SessionId;
 use crate::secret::TokenHash;
 use crate::system::{MockClock, MockSecureRandom};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -408,42 +407,6 @@ async fn a_used_expired_or_outraced_reset_link_is_refused() {
         ports.service().reset_password(&some_token(), &password("a brand new passphrase"), None).await,
         Err(ResetPasswordError::InvalidToken)
     ));
-}
-
-fn caller() -> LiveSession {
-    LiveSession::new(ACCOUNT, SessionId::from_uuid(Uuid::from_u128(5)), NOW)
-}
-
-#[tokio::test]
-async fn a_change_needs_the_current_password_keeps_the_callers_session_and_commits_only_on_the_version_it_checked() {
-    let mut ports = Ports::new();
-    ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
-    ports.hasher.expect_verify().returning(|password, _| Ok(password.expose() == "the current one"));
-    ports
-        .accounts
-        .expect_apply_credential_change()
-        .withf(|change| {
-            change.expected_version == Some(7)
-                && change.reset_link.is_none()
-                && change.end_sessions == SessionsToEnd::AllExcept(SessionId::from_uuid(Uuid::from_u128(5)))
-                && change.reason == RevocationReason::PasswordChange
-                && !change.verify_email
-                && change.notice.kind() == EmailKind::PasswordChanged
-        })
-        .times(2)
-        .returning({
-            let outcomes = Mutex::new(vec![false, true]);
-            move |_| Ok(outcomes.lock().unwrap().pop().unwrap_or(false))
-        });
-    let service = ports.service();
-    let wrong = service
-        .change_password(&caller(), &Password::parse("not it".into()).unwrap(), &password("a brand new passphrase"))
-        .await;
-    assert!(matches!(wrong, Err(ChangePasswordError::WrongPassword)));
-    let current = Password::parse("the current one".into()).unwrap();
-    service.change_password(&caller(), &current, &password("a brand new passphrase")).await.unwrap();
-    let raced = service.change_password(&caller(), &current, &password("a brand new passphrase")).await;
-    assert!(matches!(raced, Err(ChangePasswordError::CredentialsChanged)));
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::account::{
-    Account, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, PasswordHash, SignupAttempt,
+    Account, ChangePasswordError, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, NewPassword, Password,
+    PasswordHash, SessionsToEnd, SignupAttempt,
 };
 use crate::limits::email_key;
 use crate::mail::EmailKind;
@@ -511,15 +512,165 @@ async fn reauthentication_checks_the_password_and_renews_the_sessions_authentica
         .returning(|_, _| Ok(true));
     let service = ports.service();
     let caller = LiveSession::new(ACCOUNT, SESSION, NOW - Duration::hours(1));
-    let wrong = service.reauthenticate(&caller, &Password::parse("wrong one".into()).unwrap(), None).await;
+    let wrong =
+        service.reauthenticate(&caller, &Password::parse("wrong one".into()).unwrap(), &client_at("192.0.2.7")).await;
     assert!(matches!(wrong, Err(ReauthenticateError::WrongPassword)));
     assert_eq!(
         service
-            .reauthenticate(&caller, &Password::parse("right one".into()).unwrap(), Some("192.0.2.7"))
+            .reauthenticate(&caller, &Password::parse("right one".into()).unwrap(), &client_at("192.0.2.7"))
             .await
             .unwrap(),
         NOW
     );
+}
+
+fn live_caller() -> LiveSession {
+    LiveSession::new(ACCOUNT, SESSION, NOW - Duration::minutes(5))
+}
+
+/// A limiter that counts hits per key and policy in memory, with the real window arithmetic,
+/// and records every refund.
+#[derive(Clone, Default)]
+struct CountingLimiter {
+    counts: Arc<Mutex<std::collections::HashMap<String, u64>>>,
+    refunds: Arc<Mutex<Vec<String>>>,
+}
+
+impl CountingLimiter {
+    fn mock(&self) -> crate::limits::MockRateLimiter {
+        use crate::limits::{window_start, LimitDecision};
+        let mut limiter = crate::limits::MockRateLimiter::new();
+        let counts = self.counts.clone();
+        limiter.expect_hit().returning(move |key, policy, now| {
+            let mut counts = counts.lock().unwrap();
+            let count = counts.entry(format!("{}:{key}", policy.name)).or_default();
+            *count += 1;
+            Ok(LimitDecision::of_count(*policy, *count, window_start(policy, now), now))
+        });
+        let (counts, refunds) = (self.counts.clone(), self.refunds.clone());
+        limiter.expect_refund().returning(move |key, policy, _| {
+            let name = format!("{}:{key}", policy.name);
+            if let Some(count) = counts.lock().unwrap().get_mut(&name) {
+                *count = count.saturating_sub(1);
+            }
+            refunds.lock().unwrap().push(name);
+            Ok(())
+        });
+        limiter.expect_reset().returning(|_, _| Ok(()));
+        limiter
+    }
+}
+
+#[tokio::test]
+async fn the_wrong_password_that_uses_up_the_sessions_checks_ends_the_session_and_tells_the_owner() {
+    let mut ports = Ports::new();
+    let counting = CountingLimiter::default();
+    ports.limiter = counting.mock();
+    ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
+    ports.hasher.expect_verify().times(5).returning(|_, _| Ok(false));
+    let recorded: Arc<Mutex<Vec<AuditKind>>> = Arc::default();
+    ports.audit = crate::audit::MockAuditLog::new();
+    ports.audit.expect_record().returning({
+        let recorded = recorded.clone();
+        move |event| {
+            assert_eq!((event.session_id, event.client.ip.as_deref()), (Some(SESSION), Some("203.0.113.9")));
+            recorded.lock().unwrap().push(event.kind);
+            Ok(())
+        }
+    });
+    ports
+        .sessions
+        .expect_revoke_with_notice()
+        .withf(|id, at, reason, notice, event| {
+            (*id, *at, *reason) == (SESSION, NOW, RevocationReason::PasswordFailures)
+                && notice.kind() == EmailKind::SessionEndedForPasswordFailures
+                && notice.text_body().contains("from 203.0.113.9")
+                && event.kind == AuditKind::SessionEndedForPasswordFailures
+        })
+        .times(1)
+        .returning(|_, _, _, _, _| Ok(true));
+    let service = ports.service();
+    let client = client_at("203.0.113.9");
+    for guess in 1..=4 {
+        let wrong =
+            service.reauthenticate(&live_caller(), &Password::parse(format!("guess {guess}")).unwrap(), &client).await;
+        assert!(matches!(wrong, Err(ReauthenticateError::WrongPassword)), "guess {guess}");
+    }
+    let fifth = service
+        .change_password(&live_caller(), &Password::parse("guess 5".into()).unwrap(), &new_password(), &client)
+        .await;
+    assert!(matches!(fifth, Err(ChangePasswordError::WrongPassword)));
+    assert_eq!(*recorded.lock().unwrap(), vec![AuditKind::PasswordCheckFailed; 5]);
+    // The sixth is refused before any hashing (the mock allows five verifications).
+    let sixth = service.reauthenticate(&live_caller(), &Password::parse("guess 6".into()).unwrap(), &client).await;
+    assert!(matches!(sixth, Err(ReauthenticateError::Throttled(_))));
+    assert!(counting.refunds.lock().unwrap().is_empty(), "a wrong password is never refunded");
+}
+
+fn new_password() -> NewPassword {
+    NewPassword::parse("a brand new passphrase".into()).unwrap()
+}
+
+#[tokio::test]
+async fn a_right_password_takes_back_its_count_from_the_session_the_account_and_the_address() {
+    let mut ports = Ports::new();
+    let counting = CountingLimiter::default();
+    ports.limiter = counting.mock();
+    ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
+    ports.hasher.expect_verify().returning(|_, _| Ok(true));
+    ports.sessions.expect_mark_authenticated().returning(|_, _| Ok(true));
+    ports.sessions.expect_revoke_with_notice().never();
+    let service = ports.service();
+    let right = Password::parse("the right one".into()).unwrap();
+    service.reauthenticate(&live_caller(), &right, &client_at("2001:db8:1:2::7")).await.unwrap();
+    let mut refunds = counting.refunds.lock().unwrap().clone();
+    refunds.sort();
+    assert_eq!(
+        refunds,
+        [
+            format!("password_checks_per_account:{ACCOUNT}"),
+            "password_checks_per_address:2001:db8:1:2::/64".to_owned(),
+            format!("password_checks_per_session:{SESSION}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_change_needs_the_current_password_keeps_the_callers_session_and_commits_only_on_the_version_it_checked() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_id().returning(|_| Ok(Some(account(true))));
+    ports.hasher.expect_verify().returning(|password, _| Ok(password.expose() == "the current one"));
+    ports
+        .hasher
+        .expect_hash()
+        .returning(|password| Ok(PasswordHash::from_phc(format!("hash of {}", password.expose()))));
+    ports
+        .accounts
+        .expect_apply_credential_change()
+        .withf(|change| {
+            change.expected_version == Some(4)
+                && change.reset_link.is_none()
+                && change.end_sessions == SessionsToEnd::AllExcept(SESSION)
+                && change.reason == RevocationReason::PasswordChange
+                && !change.verify_email
+                && change.notice.kind() == EmailKind::PasswordChanged
+                && change.event.client.ip.as_deref() == Some("192.0.2.7")
+        })
+        .times(2)
+        .returning({
+            let outcomes = Mutex::new(vec![false, true]);
+            move |_| Ok(outcomes.lock().unwrap().pop().unwrap_or(false))
+        });
+    let service = ports.service();
+    let client = client_at("192.0.2.7");
+    let wrong = service
+        .change_password(&live_caller(), &Password::parse("not it".into()).unwrap(), &new_password(), &client)
+        .await;
+    assert!(matches!(wrong, Err(ChangePasswordError::WrongPassword)));
+    let current = Password::parse("the current one".into()).unwrap();
+    service.change_password(&live_caller(), &current, &new_password(), &client).await.unwrap();
+    let raced = service.change_password(&live_caller(), &current, &new_password(), &client).await;
+    assert!(matches!(raced, Err(ChangePasswordError::CredentialsChanged)));
 }
 
 /// A limiter whose counter under `over` (a key prefix) is past its limit; every other key is
