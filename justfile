@@ -40,7 +40,7 @@ test-all:
 bench rounds="3" seconds="5": db-up
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" ./scripts/bench {{rounds}} {{seconds}}
 
-# Median latency of signup, resend and forgot for known vs unknown addresses, and their ratio (release build, outside the server process).
+# Median latency of signup, resend and forgot for known vs unknown addresses, and of wrong-password logins on verified, pending and unknown addresses, with their ratios (release build, outside the server process).
 bench-enumeration:
     cargo build --release -p flexauth-server
     ./scripts/bench-enumeration

@@ -20,7 +20,7 @@ pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 pub use ports::{AccountRepository, AccountRequestQueue, CreateAccountError, PasswordHasher};
 pub use request::{AccountRequest, AccountRequestKind};
 pub use service::{
-    pending_password_hashes, AccountService, AccountSettings, ConfirmationPage, RequestsReport, VerifyOutcome,
+    newest_pending_password, AccountService, AccountSettings, ConfirmationPage, RequestsReport, VerifyOutcome,
     MAX_PENDING_SIGNUP_ATTEMPTS,
 };
 

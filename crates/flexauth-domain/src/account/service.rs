@@ -76,15 +76,16 @@ pub enum ConfirmationPage {
 
 super::password::from_hash_error!(SignupError, VerifyEmailError, ResetPasswordError, ChangePasswordError);
 
-/// The hashes a login on an unverified account checks: the passwords of its pending sign-up
-/// attempts, newest first, at most [`MAX_PENDING_SIGNUP_ATTEMPTS`].
-pub fn pending_password_hashes(attempts: &[SignupAttempt]) -> Vec<PasswordHash> {
+/// The one hash a login on an unverified account checks: the password of its newest pending
+/// sign-up attempt that has one. One, not each attempt's: a wrong password then costs the same
+/// single verification on every address, registered, pending or unknown, so its time tells
+/// nothing (an attacker can create pending attempts for any address by signing it up).
+pub fn newest_pending_password(attempts: &[SignupAttempt]) -> Option<&PasswordHash> {
     attempts
         .iter()
-        .filter_map(SignupAttempt::password_hash)
-        .take(MAX_PENDING_SIGNUP_ATTEMPTS as usize)
-        .cloned()
-        .collect()
+        .filter(|attempt| attempt.password_hash().is_some())
+        .max_by_key(|attempt| attempt.created_at())
+        .and_then(SignupAttempt::password_hash)
 }
 
 /// Whether confirming with `attempt` needs the person to choose the password: always for a

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::SessionService;
-use crate::account::{pending_password_hashes, Account, Password};
+use crate::account::{newest_pending_password, Account, Password};
 use crate::audit::AuditKind;
 use crate::limits::{address_key, email_key, LimitDecision, LimitPolicy, RateLimited};
 use crate::newtypes::{AccountId, EmailAddress};
@@ -166,18 +166,18 @@ impl SessionService {
         };
         if !account.is_email_verified() {
             // The account's own hash is only a placeholder until a confirmation sets it: the
-            // passwords in play are those of the pending sign-up attempts.
-            let candidates = pending_password_hashes(&self.accounts.pending_signup_attempts(account.id(), now).await?);
-            if candidates.is_empty() {
+            // password in play is that of the newest pending sign-up attempt, checked with the
+            // one verification every other login does.
+            let attempts = self.accounts.pending_signup_attempts(account.id(), now).await?;
+            let Some(candidate) = newest_pending_password(&attempts) else {
                 self.hasher.verify_against_dummy(password).await?;
                 return Err(LoginError::InvalidCredentials);
-            }
-            for candidate in &candidates {
-                if self.hasher.verify(password, candidate).await? {
-                    return Err(LoginError::EmailNotVerified);
-                }
-            }
-            return Err(LoginError::InvalidCredentials);
+            };
+            return Err(if self.hasher.verify(password, candidate).await? {
+                LoginError::EmailNotVerified
+            } else {
+                LoginError::InvalidCredentials
+            });
         }
         if !self.hasher.verify(password, account.password_hash()).await? {
             return Err(LoginError::InvalidCredentials);

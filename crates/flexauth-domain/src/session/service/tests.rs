@@ -108,8 +108,13 @@ fn account(verified: bool) -> Account {
 
 /// A pending sign-up attempt whose password hashes to `phc`.
 fn attempt(phc: &str) -> SignupAttempt {
+    attempt_made(phc, NOW - Duration::hours(2))
+}
+
+/// A pending sign-up attempt whose password hashes to `phc`, made at `at`.
+fn attempt_made(phc: &str, at: OffsetDateTime) -> SignupAttempt {
     let link = LinkTokenRecord::issue(crate::secret::TokenHash::of(phc.as_bytes()), ACCOUNT, NOW + Duration::hours(1));
-    SignupAttempt::issue(link, Some(PasswordHash::from_phc(phc.into())), NOW)
+    SignupAttempt::issue(link, Some(PasswordHash::from_phc(phc.into())), at)
 }
 
 fn session_caller() -> Principal {
@@ -134,11 +139,14 @@ async fn login_with_an_unknown_email_spends_a_dummy_verification_and_fails_like_
 }
 
 #[tokio::test]
-async fn login_fails_with_a_wrong_password_even_for_an_unverified_account() {
+async fn a_wrong_password_on_an_address_with_pending_sign_ups_costs_the_one_verification_every_login_does() {
     let mut ports = Ports::new();
     ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
-    ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![attempt("first"), attempt("second")]));
-    ports.hasher.expect_verify().times(2).returning(|_, _| Ok(false));
+    ports.accounts.expect_pending_signup_attempts().returning(|_, _| {
+        Ok(vec![attempt_made("first", NOW - Duration::hours(1)), attempt_made("second", NOW), attempt("third")])
+    });
+    ports.hasher.expect_verify().times(1).returning(|_, _| Ok(false));
+    ports.hasher.expect_verify_against_dummy().never();
     let (email, password) = credentials();
     assert!(matches!(
         ports.service().login(&email, &password, ClientInfo::default()).await,
@@ -147,18 +155,22 @@ async fn login_fails_with_a_wrong_password_even_for_an_unverified_account() {
 }
 
 #[tokio::test]
-async fn login_fails_when_email_is_not_verified_for_the_password_of_any_pending_attempt() {
-    let mut ports = Ports::new();
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
-    ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![attempt("newest"), attempt("older")]));
-    // The account row's placeholder hash ("h") is never what decides.
-    ports.hasher.expect_verify().returning(|_, hash| Ok(hash.as_phc() == "older"));
-    ports.sessions.expect_create().never();
-    let (email, password) = credentials();
-    assert!(matches!(
-        ports.service().login(&email, &password, ClientInfo::default()).await,
-        Err(LoginError::EmailNotVerified)
-    ));
+async fn login_says_email_not_verified_for_the_password_of_the_newest_pending_sign_up_only() {
+    for (right, expected) in [("newest", true), ("older", false)] {
+        let mut ports = Ports::new();
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+        ports
+            .accounts
+            .expect_pending_signup_attempts()
+            .returning(|_, _| Ok(vec![attempt_made("older", NOW - Duration::minutes(5)), attempt_made("newest", NOW)]));
+        // The account row's placeholder hash ("h") is never what decides.
+        ports.hasher.expect_verify().times(1).returning(move |_, hash| Ok(hash.as_phc() == right));
+        ports.sessions.expect_create().never();
+        let (email, password) = credentials();
+        let outcome = ports.service().login(&email, &password, ClientInfo::default()).await;
+        assert_eq!(matches!(outcome, Err(LoginError::EmailNotVerified)), expected, "the password of {right}");
+        assert_eq!(matches!(outcome, Err(LoginError::InvalidCredentials)), !expected, "the password of {right}");
+    }
 }
 
 #[tokio::test]
