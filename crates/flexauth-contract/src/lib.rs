@@ -260,6 +260,7 @@ pub async fn a_session_is_refused_once_the_credential_version_moved<P: Backend, 
         end_sessions: SessionsToEnd::All,
         reason: RevocationReason::PasswordChange,
         verify_email: false,
+        revoke_keys_made_before: None,
         notice: mail_to("owner@example.com"),
         at: NOW,
         event: login_event(&account),
@@ -605,6 +606,17 @@ pub async fn a_password_reset_spends_its_token_once_and_ends_every_session<P: Ba
     let other_link = LinkTokenRecord::issue(TokenHash::of(b"older reset"), account.id(), NOW + Duration::hours(1));
     store.create_password_reset(&other_link, &mail_to("owner@example.com"), NOW).await.unwrap();
 
+    // A key made before the cut the reset is given (the instant the address was proven), one
+    // made after it, and a device that logged in.
+    let creator = creator(store, &account).await;
+    let keys = [(NOW - Duration::hours(1), b"old key"), (NOW, b"new key")];
+    for (created_at, secret) in keys {
+        let key = ApiKey::from_storage(StoredApiKey { created_at, ..api_key(&account, "made").stored().clone() });
+        let (hash, notice, event) = (TokenHash::of(secret), mail_to("owner@example.com"), login_event(&account));
+        assert!(ApiKeyRepository::create(store, &key, &hash, &notice, creator, &event).await.unwrap());
+    }
+    store.remember_device(account.id(), &TokenHash::of(b"device"), NOW).await.unwrap();
+
     let new_hash = PasswordHash::from_phc("$argon2id$new".into());
     let reset = CredentialChange {
         account_id: account.id(),
@@ -614,6 +626,7 @@ pub async fn a_password_reset_spends_its_token_once_and_ends_every_session<P: Ba
         end_sessions: SessionsToEnd::All,
         reason: RevocationReason::PasswordReset,
         verify_email: true,
+        revoke_keys_made_before: Some(NOW - Duration::minutes(30)),
         notice: mail_to("owner@example.com"),
         at: NOW,
         event: login_event(&account),
@@ -642,8 +655,12 @@ pub async fn a_password_reset_spends_its_token_once_and_ends_every_session<P: Ba
     for session in &sessions {
         assert_eq!(store.find(session.id()).await.unwrap().unwrap().revoked_at(), Some(NOW));
     }
-    // The verification email, the two reset emails and one notice.
-    assert_eq!(claim_all(store, NOW).await.len(), 4);
+    assert_eq!(store.find_active_by_hash(&TokenHash::of(b"old key")).await.unwrap(), None, "made before the cut");
+    assert!(store.find_active_by_hash(&TokenHash::of(b"new key")).await.unwrap().is_some(), "made after the cut");
+    assert_eq!(account.clients_forgotten_at(), Some(NOW), "the clients it knew are forgotten");
+    assert!(!store.device_known(account.id(), &TokenHash::of(b"device"), NOW - Duration::days(30)).await.unwrap());
+    // The verification email, the two reset emails, two key notices and one reset notice.
+    assert_eq!(claim_all(store, NOW).await.len(), 6);
 }
 
 pub async fn a_password_change_keeps_only_the_callers_session<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
@@ -661,6 +678,7 @@ pub async fn a_password_change_keeps_only_the_callers_session<P: Backend, I: Ins
         end_sessions: SessionsToEnd::AllExcept(mine.id()),
         reason: RevocationReason::PasswordChange,
         verify_email: false,
+        revoke_keys_made_before: None,
         notice: mail_to("owner@example.com"),
         at: NOW,
         event: login_event(&account),
@@ -851,4 +869,14 @@ pub async fn a_device_is_known_only_to_its_account_and_only_while_recent<P: Back
         store.device_known(account.id(), &device, NOW + Duration::days(1)).await.unwrap(),
         "a new login refreshes it"
     );
+    // Forgetting the account's clients deletes its devices and dates the forgetting; another
+    // account's devices stay.
+    let others = TokenHash::of(b"the other account's device");
+    store.remember_device(other.id(), &others, NOW).await.unwrap();
+    store.forget_known_clients(account.id(), NOW + Duration::days(3)).await.unwrap();
+    assert!(!store.device_known(account.id(), &device, NOW - Duration::days(30)).await.unwrap());
+    assert!(store.device_known(other.id(), &others, NOW - Duration::days(30)).await.unwrap());
+    let forgotten = store.find_by_id(account.id()).await.unwrap().unwrap().clients_forgotten_at();
+    assert_eq!(forgotten, Some(NOW + Duration::days(3)));
+    assert_eq!(store.find_by_id(other.id()).await.unwrap().unwrap().clients_forgotten_at(), None);
 }

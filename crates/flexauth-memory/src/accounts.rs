@@ -8,7 +8,7 @@ use flexauth_domain::secret::TokenHash;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::state::{digest_order, spent_attempt, spent_link, AccountRow};
+use crate::state::{digest_order, spent_attempt, spent_link};
 use crate::{MemoryError, MemoryStore};
 
 #[async_trait]
@@ -28,7 +28,7 @@ impl AccountRepository for MemoryStore {
         }
         state.check_attempt_insertable(attempt, Some(account.id())).map_err(InfraError::from)?;
         state.check_outbox_free(email).map_err(InfraError::from)?;
-        state.insert_account(AccountRow::from_account(account));
+        state.insert_account(account.stored());
         state.signup_attempts.insert(*attempt.link().hash(), attempt.clone());
         state.queue(email, account.created_at());
         Ok(())
@@ -36,11 +36,15 @@ impl AccountRepository for MemoryStore {
 
     async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<Account>, InfraError> {
         let state = self.lock()?;
-        Ok(state.account_id_by_email(email.as_str()).and_then(|id| state.accounts.get(&id)).map(AccountRow::to_account))
+        Ok(state
+            .account_id_by_email(email.as_str())
+            .and_then(|id| state.accounts.get(&id))
+            .cloned()
+            .map(Account::from_storage))
     }
 
     async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, InfraError> {
-        Ok(self.lock()?.accounts.get(&id).map(AccountRow::to_account))
+        Ok(self.lock()?.accounts.get(&id).cloned().map(Account::from_storage))
     }
 
     async fn add_signup_attempt(
@@ -184,6 +188,10 @@ impl AccountRepository for MemoryStore {
             SessionsToEnd::AllExcept(id) => Some(id),
         };
         state.revoke_sessions(change.account_id, keep, now);
+        if let Some(before) = change.revoke_keys_made_before {
+            state.revoke_api_keys(change.account_id, Some(before), now);
+        }
+        state.forget_known_clients(change.account_id, now);
         state.queue(&change.notice, now);
         state.record(&change.event);
         Ok(true)

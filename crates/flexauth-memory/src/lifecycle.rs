@@ -27,7 +27,8 @@ impl LifecycleRepository for MemoryStore {
             account.disabled_at = account.disabled_at.or(Some(now));
         }
         state.revoke_sessions(id, None, now);
-        state.revoke_api_keys(id, now);
+        state.revoke_api_keys(id, None, now);
+        state.forget_known_clients(id, now);
         state.record(event);
         Ok(true)
     }
@@ -146,6 +147,7 @@ impl LifecycleRepository for MemoryStore {
     async fn confirm_email_change(
         &self,
         change: &EmailChange,
+        credential_version: i64,
         now: OffsetDateTime,
         event: &AuditEvent,
     ) -> Result<ConfirmEmailChangeOutcome, InfraError> {
@@ -157,14 +159,24 @@ impl LifecycleRepository for MemoryStore {
         if !usable {
             return Ok(ConfirmEmailChangeOutcome::Spent);
         }
-        let still_old = state.accounts.get(&change.account_id).is_some_and(|account| account.email == change.old_email);
-        if !still_old {
+        let unchanged = state.accounts.get(&change.account_id).is_some_and(|account| {
+            account.email == change.old_email && account.credential_version == credential_version
+        });
+        if !unchanged {
             return Ok(ConfirmEmailChangeOutcome::AccountChanged);
         }
-        if state.account_id_by_email(change.new_email.as_str()).is_some_and(|holder| holder != change.account_id) {
+        // An unverified sign-up of the new address never held it; a verified account does.
+        let squatter =
+            state.account_id_by_email(change.new_email.as_str()).filter(|&holder| holder != change.account_id);
+        let squatter_verified =
+            squatter.and_then(|id| state.accounts.get(&id)).is_some_and(|account| account.email_verified_at.is_some());
+        if squatter_verified {
             return Ok(ConfirmEmailChangeOutcome::AddressTaken);
         }
         state.check_event_free(event)?;
+        if let Some(id) = squatter {
+            state.delete_account(id);
+        }
         if let Some(stored) = state.email_changes.get_mut(&change.confirmation) {
             stored.confirmed_at = Some(now);
         }
@@ -231,8 +243,9 @@ impl LifecycleRepository for MemoryStore {
             account.credential_version += 1;
         }
         state.revoke_sessions(change.account_id, None, now);
-        state.revoke_api_keys(change.account_id, now);
+        state.revoke_api_keys(change.account_id, None, now);
         state.spend_reset_links(change.account_id, now);
+        state.forget_known_clients(change.account_id, now);
         state.record(event);
         Ok(UndoEmailChangeOutcome::Undone)
     }

@@ -139,6 +139,11 @@ impl SessionRepository for MemoryStore {
         Ok(live)
     }
 
+    async fn forget_known_clients(&self, account_id: AccountId, now: OffsetDateTime) -> Result<(), InfraError> {
+        self.lock()?.forget_known_clients(account_id, now);
+        Ok(())
+    }
+
     async fn revoke_all(
         &self,
         account_id: AccountId,

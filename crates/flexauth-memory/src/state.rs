@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use flexauth_domain::account::{
-    Account, AccountId, AccountRequest, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt,
+    AccountId, AccountRequest, EmailAddress, LinkTokenRecord, SignupAttempt, StoredAccount,
 };
 use flexauth_domain::api_key::{ApiKey, ApiKeyId};
 use flexauth_domain::audit::AuditEvent;
@@ -17,44 +17,9 @@ use uuid::Uuid;
 
 use crate::MemoryError;
 
-/// An account's columns. [`Account`] has no setters, so the row is kept apart and an
-/// [`Account`] is rebuilt from it on every read, as the store does from its row.
-#[derive(Clone)]
-pub(crate) struct AccountRow {
-    pub id: AccountId,
-    pub email: EmailAddress,
-    pub password_hash: PasswordHash,
-    pub email_verified_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
-    pub credential_version: i64,
-    pub disabled_at: Option<OffsetDateTime>,
-}
-
-impl AccountRow {
-    pub fn from_account(account: &Account) -> Self {
-        Self {
-            id: account.id(),
-            email: account.email().clone(),
-            password_hash: account.password_hash().clone(),
-            email_verified_at: account.email_verified_at(),
-            created_at: account.created_at(),
-            credential_version: account.credential_version(),
-            disabled_at: account.disabled_at(),
-        }
-    }
-
-    pub fn to_account(&self) -> Account {
-        Account::from_storage(
-            self.id,
-            self.email.clone(),
-            self.password_hash.clone(),
-            self.email_verified_at,
-            self.created_at,
-            self.credential_version,
-        )
-        .disabled_since(self.disabled_at)
-    }
-}
+/// An account's columns. [`Account`] has no setters, so the row ([`StoredAccount`]) is kept
+/// apart and an [`Account`] is rebuilt from it on every read, as the store does from its row.
+pub(crate) type AccountRow = StoredAccount;
 
 /// An outbox entry. The bodies are optional because they are cleared once the email was sent
 /// or given up on: they hold links that are secrets until used.
@@ -268,12 +233,25 @@ impl State {
         revoked
     }
 
-    /// Revokes at `now` every unrevoked API key of the account.
-    pub fn revoke_api_keys(&mut self, account_id: AccountId, now: OffsetDateTime) {
+    /// Revokes at `now` every unrevoked API key of the account made before `made_before`
+    /// (every one, when it is `None`).
+    pub fn revoke_api_keys(&mut self, account_id: AccountId, made_before: Option<OffsetDateTime>, now: OffsetDateTime) {
         for row in self.api_keys.values_mut() {
-            if row.key.account_id() == account_id && row.revoked_at.is_none() {
+            if row.key.account_id() == account_id
+                && row.revoked_at.is_none()
+                && made_before.is_none_or(|before| row.key.created_at() < before)
+            {
                 row.revoked_at = Some(now);
             }
+        }
+    }
+
+    /// Forgets the clients the account knew at `now`: its known devices go, and no login from
+    /// before counts any more.
+    pub fn forget_known_clients(&mut self, account_id: AccountId, now: OffsetDateTime) {
+        self.known_devices.retain(|_, device| device.account_id != account_id);
+        if let Some(account) = self.accounts.get_mut(&account_id) {
+            account.clients_forgotten_at = Some(now);
         }
     }
 

@@ -11,8 +11,20 @@ use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::rows::{millis, AccountRow, AuditEventRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
-use crate::schema::{accounts, audit_events, email_verification_tokens, outbox, password_reset_tokens, sessions};
-use crate::{guarded, Store, StoreError};
+use crate::schema::{
+    accounts, api_keys, audit_events, email_verification_tokens, known_devices, outbox, password_reset_tokens, sessions,
+};
+use crate::{guarded, DbConnection, Store, StoreError};
+
+/// Forgets the clients account `account_id` knew, at `now`: its known devices are deleted, and
+/// its `clients_forgotten_at` says that no login from before counts any more. Part of the
+/// transaction of the change that causes it (a reset, a password change, an undo, a disable, a
+/// global logout).
+pub(crate) fn forget_known_clients(c: &mut DbConnection, account_id: &str, now: i64) -> QueryResult<()> {
+    diesel::delete(known_devices::table.filter(known_devices::account_id.eq(account_id))).execute(c)?;
+    diesel::update(accounts::table.find(account_id)).set(accounts::clients_forgotten_at.eq(now)).execute(c)?;
+    Ok(())
+}
 
 /// Whether a unique violation is the one on `accounts.email` (PostgreSQL names the
 /// constraint, SQLite names the column in its message).
@@ -257,6 +269,7 @@ impl AccountRepository for Store {
         };
         let reason = change.reason.as_str();
         let verify_email = change.verify_email;
+        let revoke_keys_made_before = change.revoke_keys_made_before.map(millis);
         let outbox_row = NewOutboxRow::new(&change.notice, change.at);
         let event = AuditEventRow::from(&change.event);
         let now = millis(change.at);
@@ -318,13 +331,35 @@ impl AccountRepository for Store {
                     )
                     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
                     .execute(c)?;
+                    // The trigger of migration 7 tells every instance's key cache at commit.
+                    let keys_revoked = match revoke_keys_made_before {
+                        Some(before) => diesel::update(
+                            api_keys::table
+                                .filter(api_keys::account_id.eq(&account_id))
+                                .filter(api_keys::revoked_at.is_null())
+                                .filter(api_keys::created_at.lt(before)),
+                        )
+                        .set(api_keys::revoked_at.eq(now))
+                        .execute(c)?,
+                        None => 0,
+                    };
+                    forget_known_clients(c, &account_id, now)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
                     diesel::insert_into(audit_events::table).values(&event).execute(c)?;
-                    Ok::<_, DieselError>(())
+                    Ok::<_, DieselError>(keys_revoked > 0)
                 }))
                 .map_err(StoreError::from)
             })
             .await;
-        Ok(guarded(outcome)?)
+        match outcome {
+            Ok(keys_revoked) => {
+                if keys_revoked {
+                    self.announce_api_keys_ended().await;
+                }
+                Ok(true)
+            }
+            Err(StoreError::Query(DieselError::RollbackTransaction)) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
     }
 }

@@ -12,7 +12,7 @@ use flexauth_domain::session::{RevocationReason, SessionId};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::accounts::is_email_taken;
+use crate::accounts::{forget_known_clients, is_email_taken};
 use crate::rows::{millis, AuditEventRow, EmailChangeRow, NewOutboxRow};
 use crate::schema::{
     account_requests, accounts, api_keys, audit_events, email_changes, email_verification_tokens, outbox,
@@ -62,6 +62,7 @@ impl LifecycleRepository for Store {
                     )
                     .set(api_keys::revoked_at.eq(now))
                     .execute(c)?;
+                    forget_known_clients(c, &id, now)?;
                     diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     Ok::<_, DieselError>(())
                 }))
@@ -229,6 +230,7 @@ impl LifecycleRepository for Store {
     async fn confirm_email_change(
         &self,
         change: &EmailChange,
+        credential_version: i64,
         now: OffsetDateTime,
         event: &AuditEvent,
     ) -> Result<ConfirmEmailChangeOutcome, InfraError> {
@@ -251,15 +253,32 @@ impl LifecycleRepository for Store {
                     if claimed == 0 {
                         return Ok(ConfirmEmailChangeOutcome::Spent);
                     }
-                    let moved = diesel::update(
-                        accounts::table.find(&row.account_id).filter(accounts::email.eq(&row.old_email)),
+                    // The account row next, as in every transaction that writes it; still at the old
+                    // address and with the password that was checked, or nothing moves.
+                    let current = diesel::update(
+                        accounts::table
+                            .find(&row.account_id)
+                            .filter(accounts::email.eq(&row.old_email))
+                            .filter(accounts::credential_version.eq(credential_version)),
                     )
-                    .set((accounts::email.eq(&row.new_email), accounts::email_verified_at.eq(now)))
+                    .set(accounts::credential_version.eq(accounts::credential_version))
                     .execute(c)?;
-                    if moved == 0 {
+                    if current == 0 {
                         refusal = Some(Refusal::AccountChanged);
                         return Err(DieselError::RollbackTransaction);
                     }
+                    // An unverified sign-up of the new address never held it: it goes. A verified
+                    // account there makes the move below fail on the unique address.
+                    diesel::delete(
+                        accounts::table
+                            .filter(accounts::email.eq(&row.new_email))
+                            .filter(accounts::id.ne(&row.account_id))
+                            .filter(accounts::email_verified_at.is_null()),
+                    )
+                    .execute(c)?;
+                    diesel::update(accounts::table.find(&row.account_id))
+                        .set((accounts::email.eq(&row.new_email), accounts::email_verified_at.eq(now)))
+                        .execute(c)?;
                     // No link sent to an address before the move can set a password after it.
                     diesel::update(
                         password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)),
@@ -373,6 +392,7 @@ impl LifecycleRepository for Store {
                     .filter(password_reset_tokens::used_at.is_null())
                     .set(password_reset_tokens::used_at.eq(now))
                     .execute(c)?;
+                    forget_known_clients(c, &row.account_id, now)?;
                     diesel::insert_into(audit_events::table).values(&event).execute(c)?;
                     Ok(UndoEmailChangeOutcome::Undone)
                 }))

@@ -4,6 +4,7 @@
 use diesel::prelude::*;
 use flexauth_domain::account::{
     Account, AccountId, AccountRequest, AccountRequestKind, EmailAddress, LinkTokenRecord, PasswordHash, SignupAttempt,
+    StoredAccount,
 };
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, StoredApiKey};
 use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
@@ -59,18 +60,21 @@ pub(crate) struct AccountRow {
     pub created_at: i64,
     pub credential_version: i64,
     pub disabled_at: Option<i64>,
+    pub clients_forgotten_at: Option<i64>,
 }
 
 impl From<&Account> for AccountRow {
     fn from(account: &Account) -> Self {
+        let stored = account.stored();
         Self {
-            id: account.id().to_string(),
-            email: account.email().as_str().to_owned(),
-            password_hash: account.password_hash().as_phc().to_owned(),
-            email_verified_at: optional_millis(account.email_verified_at()),
-            created_at: millis(account.created_at()),
-            credential_version: account.credential_version(),
-            disabled_at: optional_millis(account.disabled_at()),
+            id: stored.id.to_string(),
+            email: stored.email.as_str().to_owned(),
+            password_hash: stored.password_hash.as_phc().to_owned(),
+            email_verified_at: optional_millis(stored.email_verified_at),
+            created_at: millis(stored.created_at),
+            credential_version: stored.credential_version,
+            disabled_at: optional_millis(stored.disabled_at),
+            clients_forgotten_at: optional_millis(stored.clients_forgotten_at),
         }
     }
 }
@@ -79,15 +83,16 @@ impl TryFrom<AccountRow> for Account {
     type Error = StoreError;
 
     fn try_from(row: AccountRow) -> Result<Self, StoreError> {
-        Ok(Account::from_storage(
-            AccountId::from_uuid(parse_uuid(&row.id)?),
-            EmailAddress::from_storage(row.email),
-            PasswordHash::from_phc(row.password_hash),
-            optional_instant(row.email_verified_at)?,
-            instant(row.created_at)?,
-            row.credential_version,
-        )
-        .disabled_since(optional_instant(row.disabled_at)?))
+        Ok(Account::from_storage(StoredAccount {
+            id: AccountId::from_uuid(parse_uuid(&row.id)?),
+            email: EmailAddress::from_storage(row.email),
+            password_hash: PasswordHash::from_phc(row.password_hash),
+            email_verified_at: optional_instant(row.email_verified_at)?,
+            created_at: instant(row.created_at)?,
+            credential_version: row.credential_version,
+            disabled_at: optional_instant(row.disabled_at)?,
+            clients_forgotten_at: optional_instant(row.clients_forgotten_at)?,
+        }))
     }
 }
 

@@ -9,6 +9,7 @@ diesel::table! {
         created_at -> BigInt,
         credential_version -> BigInt,
         disabled_at -> Nullable<BigInt>,
+        clients_forgotten_at -> Nullable<BigInt>,
     }
 }
 

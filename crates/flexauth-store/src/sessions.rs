@@ -226,6 +226,12 @@ impl SessionRepository for Store {
         Ok(rows.into_iter().map(Session::try_from).collect::<Result<_, _>>()?)
     }
 
+    async fn forget_known_clients(&self, account_id: AccountId, now: OffsetDateTime) -> Result<(), InfraError> {
+        let (account_id, now) = (account_id.to_string(), millis(now));
+        self.run(move |c| Ok(c.transaction(|c| crate::accounts::forget_known_clients(c, &account_id, now))?)).await?;
+        Ok(())
+    }
+
     async fn revoke_all(
         &self,
         account_id: AccountId,

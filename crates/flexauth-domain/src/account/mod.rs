@@ -4,6 +4,7 @@
 mod errors;
 mod model;
 mod password;
+mod password_check;
 mod plan;
 mod ports;
 mod request;
@@ -11,11 +12,12 @@ mod service;
 
 pub use crate::newtypes::{AccountId, EmailAddress, EmailError};
 pub use errors::{AccountLookupError, ChangePasswordError, ResetPasswordError, SignupError, VerifyEmailError};
-pub use model::{Account, LinkTokenRecord, SignupAttempt};
+pub use model::{Account, LinkTokenRecord, SignupAttempt, StoredAccount};
 pub(crate) use password::from_hash_error;
 pub use password::{
     HashError, NewPassword, Password, PasswordError, PasswordHash, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS,
 };
+pub(crate) use password_check::{PasswordCheck, PasswordCheckError, PasswordChecker};
 pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
 pub use ports::{AccountRepository, AccountRequestQueue, CreateAccountError, PasswordHasher};
 pub use request::{AccountRequest, AccountRequestKind};

@@ -14,6 +14,24 @@ pub struct Account {
     created_at: OffsetDateTime,
     credential_version: i64,
     disabled_at: Option<OffsetDateTime>,
+    clients_forgotten_at: Option<OffsetDateTime>,
+}
+
+/// An account's fields as a storage adapter keeps them, by name: what
+/// [`Account::from_storage`] rebuilds an account from, and what [`Account::stored`] gives back.
+#[derive(Debug, Clone)]
+pub struct StoredAccount {
+    pub id: AccountId,
+    pub email: EmailAddress,
+    pub password_hash: PasswordHash,
+    /// When the address the account has now was proven: its sign-up's confirmation, the reset
+    /// that verified it, or the confirmation of the move to it.
+    pub email_verified_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub credential_version: i64,
+    pub disabled_at: Option<OffsetDateTime>,
+    /// When the account last forgot the clients it knew.
+    pub clients_forgotten_at: Option<OffsetDateTime>,
 }
 
 impl Account {
@@ -34,24 +52,63 @@ impl Account {
             created_at: now,
             credential_version: 0,
             disabled_at: None,
+            clients_forgotten_at: None,
         }
     }
 
     /// Rebuilds an account read back from trusted storage; no rule is checked again.
-    pub fn from_storage(
-        id: AccountId,
-        email: EmailAddress,
-        password_hash: PasswordHash,
-        email_verified_at: Option<OffsetDateTime>,
-        created_at: OffsetDateTime,
-        credential_version: i64,
-    ) -> Self {
-        Self { id, email, password_hash, email_verified_at, created_at, credential_version, disabled_at: None }
+    pub fn from_storage(stored: StoredAccount) -> Self {
+        let StoredAccount {
+            id,
+            email,
+            password_hash,
+            email_verified_at,
+            created_at,
+            credential_version,
+            disabled_at,
+            clients_forgotten_at,
+        } = stored;
+        Self {
+            id,
+            email,
+            password_hash,
+            email_verified_at,
+            created_at,
+            credential_version,
+            disabled_at,
+            clients_forgotten_at,
+        }
     }
 
-    /// The same account as stored with the instant an operator disabled it, if one did.
-    pub fn disabled_since(self, disabled_at: Option<OffsetDateTime>) -> Self {
-        Self { disabled_at, ..self }
+    /// The account's fields, for a storage adapter to write.
+    pub fn stored(&self) -> StoredAccount {
+        StoredAccount {
+            id: self.id,
+            email: self.email.clone(),
+            password_hash: self.password_hash.clone(),
+            email_verified_at: self.email_verified_at,
+            created_at: self.created_at,
+            credential_version: self.credential_version,
+            disabled_at: self.disabled_at,
+            clients_forgotten_at: self.clients_forgotten_at,
+        }
+    }
+
+    /// The earliest login that still makes a client (an address, a device) known to the account,
+    /// given that a login since `earliest` would otherwise: none from before the account last
+    /// forgot its clients. A reset, a password change, an undone address change, a disable and
+    /// a global logout forget them, so whoever held the account before keeps no exemption from
+    /// the per-account login limit.
+    pub fn clients_known_since(&self, earliest: OffsetDateTime) -> OffsetDateTime {
+        // Strictly after the forgetting: a login stored in the same millisecond (the store's
+        // resolution) may have committed just before it, and counts as a stranger's.
+        self.clients_forgotten_at
+            .map_or(earliest, |forgotten| (forgotten + time::Duration::milliseconds(1)).max(earliest))
+    }
+
+    /// When the account last forgot the clients it knew, if it ever did.
+    pub fn clients_forgotten_at(&self) -> Option<OffsetDateTime> {
+        self.clients_forgotten_at
     }
 
     /// When an operator disabled the account, if one did and did not enable it again. A

@@ -52,6 +52,9 @@ pub struct CredentialChange {
     pub reason: RevocationReason,
     /// Mark the address verified, if it is not (a reset link proves control of the mailbox).
     pub verify_email: bool,
+    /// Revoke the account's API keys created before this instant: a reset proves control of
+    /// the address the account has now, not of the one it had when those keys were made.
+    pub revoke_keys_made_before: Option<OffsetDateTime>,
     /// The notice to the owner, queued in the same transaction.
     pub notice: OutgoingEmail,
     /// When the change happens. Every unused reset link of the account is spent at this instant.

@@ -114,8 +114,10 @@ pub trait AccountRepository: Send + Sync {
     /// unused, the credential version unchanged), sets the password and moves the credential
     /// version on, verifies the address if asked, spends every unused reset link and deletes
     /// every unused sign-up attempt of the account (so no link from before the change can set
-    /// a password afterwards), ends the sessions it names, and queues its notice. Returns false, writing
-    /// nothing, when a guard failed.
+    /// a password afterwards), ends the sessions it names, revokes the API keys made before
+    /// `revoke_keys_made_before`, forgets the clients the account knew (deletes its known
+    /// devices and sets its `clients_forgotten_at` to `at`), and queues its notice. Returns
+    /// false, writing nothing, when a guard failed.
     ///
     /// The account row is written before the sessions, so that a login that checked the old
     /// credential either commits its session first (and the change ends it) or finds the

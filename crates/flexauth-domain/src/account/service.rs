@@ -272,6 +272,9 @@ impl AccountService {
             end_sessions: SessionsToEnd::All,
             reason: RevocationReason::PasswordReset,
             verify_email: true,
+            // The reset proves the mailbox of the address the account has now; keys made before
+            // that address was proven were made by whoever held the account at another one.
+            revoke_keys_made_before: account.email_verified_at(),
             notice: password_was_reset_email(
                 random_uuid(self.random.as_ref()),
                 account.email().clone(),

@@ -199,14 +199,16 @@ mod tests {
             .returning(move |buffer| buffer.iter_mut().for_each(|b| *b = counter.fetch_add(13, Ordering::Relaxed)));
         let mut accounts = MockAccountRepository::new();
         accounts.expect_find_by_id().returning(|id| {
-            Ok(Some(Account::from_storage(
+            Ok(Some(Account::from_storage(crate::account::StoredAccount {
                 id,
-                EmailAddress::parse("ann@example.com").unwrap(),
-                PasswordHash::from_phc("x".into()),
-                Some(NOW),
-                NOW,
-                0,
-            )))
+                email: EmailAddress::parse("ann@example.com").unwrap(),
+                password_hash: PasswordHash::from_phc("x".into()),
+                email_verified_at: Some(NOW),
+                created_at: NOW,
+                credential_version: 0,
+                disabled_at: None,
+                clients_forgotten_at: None,
+            })))
         });
         ApiKeyService::new(
             Arc::new(keys),

@@ -18,8 +18,8 @@ pub enum ConfirmEmailChangeOutcome {
     Spent,
     /// Another account holds the new address now; nothing was written.
     AddressTaken,
-    /// The account's address is no longer the one the change was asked from; nothing was
-    /// written.
+    /// The account's address is no longer the one the change was asked from, or its password
+    /// changed since it was checked; nothing was written.
     AccountChanged,
 }
 
@@ -41,7 +41,9 @@ pub enum UndoEmailChangeOutcome {
 #[async_trait]
 pub trait LifecycleRepository: Send + Sync {
     /// Marks the account disabled at `now` (keeping an earlier mark), moves its credential
-    /// version on, revokes every live session and every active API key, and records `event`.
+    /// version on, revokes every live session and every active API key, forgets the clients
+    /// the account knew (as [`crate::session::SessionRepository::forget_known_clients`] does),
+    /// and records `event`.
     /// Returns false, writing nothing, when there is no such account.
     ///
     /// # Errors
@@ -94,16 +96,20 @@ pub trait LifecycleRepository: Send + Sync {
     /// [`InfraError`] when the store fails.
     async fn find_email_change_by_undo(&self, hash: &TokenHash) -> Result<Option<EmailChange>, InfraError>;
 
-    /// If the confirmation link of `change` is still unspent and unexpired at `now` and the
-    /// account still has the old address: moves the account to the new address (verified
-    /// now), spends the change, spends every unused password reset link and deletes every
-    /// unused sign-up attempt of the account, and records `event`.
+    /// If the confirmation link of `change` is still unspent and unexpired at `now`, and the
+    /// account still has the old address and credential version `credential_version` (the
+    /// password checked for the confirmation is still its password): deletes an unverified
+    /// account squatting the new address (its sign-up was never confirmed, so the address was
+    /// never its own), moves the account to the new address (verified now), spends the change,
+    /// spends every unused password reset link and deletes every unused sign-up attempt of the
+    /// account, and records `event`.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.
     async fn confirm_email_change(
         &self,
         change: &EmailChange,
+        credential_version: i64,
         now: OffsetDateTime,
         event: &AuditEvent,
     ) -> Result<ConfirmEmailChangeOutcome, InfraError>;
@@ -113,7 +119,8 @@ pub trait LifecycleRepository: Send + Sync {
     /// them) and the confirmation links of every pending one, deletes an unverified account
     /// squatting the old address, moves the account back to the old address, replaces its
     /// password by `unusable_password` and moves its credential version on, ends every session,
-    /// revokes every API key, spends every unused reset link, and records `event`.
+    /// revokes every API key, spends every unused reset link, forgets the clients the account
+    /// knew, and records `event`.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails; nothing is written then.

@@ -6,7 +6,9 @@ use super::{
     AccountExport, ConfirmEmailChangeOutcome, EmailChange, EmailChangeLinkState, Erasure, LifecycleRepository,
     UndoEmailChangeOutcome,
 };
-use crate::account::{Account, AccountRepository, Password, PasswordHasher};
+use crate::account::{
+    Account, AccountRepository, Password, PasswordCheck, PasswordCheckError, PasswordChecker, PasswordHasher,
+};
 use crate::api_key::ApiKeyRepository;
 use crate::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog, MAX_PAGE};
 use crate::limits::{LimitSettings, RateLimited, RateLimiter};
@@ -116,6 +118,14 @@ pub enum EmailChangeLinkError {
     /// The account's address changed since the change was asked for.
     #[error("the account's address changed since")]
     AccountChanged,
+    /// The password given to confirm is not the account's: only whoever asked for the change
+    /// (who knows it) may confirm it, not whoever reads the new mailbox.
+    #[error("the password is wrong")]
+    WrongPassword,
+    /// Too many password checks on this account or from this client address; nothing was
+    /// checked.
+    #[error(transparent)]
+    Throttled(#[from] RateLimited),
     /// The password hashing pool is overloaded (an undo hashes once); nothing was written.
     #[error("the server is overloaded")]
     Overloaded,
@@ -333,7 +343,9 @@ impl LifecycleService {
                 return Err(RateLimited(decision).into());
             }
         }
-        let taken = self.accounts.find_by_email(&new_email).await?.is_some();
+        // An unverified account does not hold its address: whoever signed it up never proved
+        // it, and the confirmation deletes it. Only a verified one makes the address taken.
+        let taken = self.accounts.find_by_email(&new_email).await?.is_some_and(|holder| holder.is_email_verified());
         let confirmation = LinkToken::generate(self.random.as_ref());
         let undo = LinkToken::generate(self.random.as_ref());
         let public_url = &self.settings.public_url;
@@ -388,15 +400,43 @@ impl LifecycleService {
         Ok(change)
     }
 
-    /// Moves the account to the new address of the change the link confirms.
+    /// Moves the account to the new address of the change the link confirms. The link alone
+    /// is not enough: the one who confirms gives the account's password, so that whoever asked
+    /// for the change is the one who confirms it, not merely someone who reads the new
+    /// mailbox (who would otherwise adopt an account another person controls). The password is
+    /// checked as a re-authentication's is, against the account's and the client address's
+    /// counters, and a wrong one is recorded.
     ///
     /// # Errors
     /// [`EmailChangeLinkError`].
-    pub async fn confirm_email_change(&self, token: &LinkToken) -> Result<EmailAddress, EmailChangeLinkError> {
+    pub async fn confirm_email_change(
+        &self,
+        token: &LinkToken,
+        password: &Password,
+        client: &ClientInfo,
+    ) -> Result<EmailAddress, EmailChangeLinkError> {
         let change = self.email_change_to_confirm(token).await?;
         let now = self.clock.now();
-        let event = self.event(change.account_id, AuditKind::EmailChanged, now);
-        match self.lifecycle.confirm_email_change(&change, now, &event).await? {
+        let counters = self.settings.limits.password_check_counters(None, change.account_id, client.ip.as_deref());
+        let checker = PasswordChecker {
+            accounts: self.accounts.as_ref(),
+            hasher: self.hasher.as_ref(),
+            limiter: self.limiter.as_ref(),
+        };
+        let account = match checker.check(change.account_id, password, &counters, now).await {
+            Ok(PasswordCheck::Right(account)) => account,
+            Ok(PasswordCheck::Wrong { account, .. }) => {
+                let event = self.event(account.id(), AuditKind::PasswordCheckFailed, now).from_client(client.clone());
+                self.audit.record(&event).await?;
+                return Err(EmailChangeLinkError::WrongPassword);
+            }
+            Ok(PasswordCheck::NoAccount) => return Err(EmailChangeLinkError::Unknown),
+            Err(PasswordCheckError::Throttled(limited)) => return Err(limited.into()),
+            Err(PasswordCheckError::Overloaded) => return Err(EmailChangeLinkError::Overloaded),
+            Err(PasswordCheckError::Unexpected(cause)) => return Err(cause.into()),
+        };
+        let event = self.event(change.account_id, AuditKind::EmailChanged, now).from_client(client.clone());
+        match self.lifecycle.confirm_email_change(&change, account.credential_version(), now, &event).await? {
             ConfirmEmailChangeOutcome::Confirmed => Ok(change.new_email),
             ConfirmEmailChangeOutcome::Spent => Err(EmailChangeLinkError::Used),
             ConfirmEmailChangeOutcome::AddressTaken => Err(EmailChangeLinkError::AddressTaken),

@@ -59,6 +59,24 @@ impl LimitSettings {
         [self.login_failures_per_account, self.login_failures_per_account_daily]
     }
 
+    /// The counters a check of an account's password counts against: the session's first
+    /// (when a session asks), then the account's and the client address's. None when limits
+    /// are off.
+    pub fn password_check_counters(
+        &self,
+        session: Option<crate::newtypes::SessionId>,
+        account: crate::newtypes::AccountId,
+        client_address: Option<&str>,
+    ) -> Vec<(String, LimitPolicy)> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let session = session.map(|id| (id.to_string(), self.password_checks_per_session));
+        let account = Some((account.to_string(), self.password_checks_per_account));
+        let address = client_address.map(|address| (address_key(address), self.password_checks_per_address));
+        [session, account, address].into_iter().flatten().collect()
+    }
+
     /// The earliest login that still makes a client known at `now`: one that logged in to the
     /// account from the same address or device since then is exempt from the per-account limit.
     pub fn known_clients_since(&self, now: OffsetDateTime) -> OffsetDateTime {

@@ -104,6 +104,14 @@ pub trait SessionRepository: Send + Sync {
     /// [`InfraError`] when the store fails.
     async fn list_live(&self, account_id: AccountId, now: OffsetDateTime) -> Result<Vec<Session>, InfraError>;
 
+    /// Forgets the clients the account knew: deletes its known devices and sets its
+    /// `clients_forgotten_at` to `now`, so that no login from before counts any more (see
+    /// [`crate::account::Account::clients_known_since`]).
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn forget_known_clients(&self, account_id: AccountId, now: OffsetDateTime) -> Result<(), InfraError>;
+
     /// Revokes every live session of the account except `keep`; returns how many it revoked.
     ///
     /// # Errors

@@ -237,6 +237,11 @@ impl SessionService {
         })?;
         let keep = if scope == LogoutScope::Others { Some(live.session_id()) } else { None };
         self.sessions.revoke_all(live.account_id(), keep, now, RevocationReason::Logout).await?;
+        if scope == LogoutScope::Global {
+            // Logging out everywhere is how an owner throws someone out: their address and
+            // device lose the exemption from the per-account login limit too.
+            self.sessions.forget_known_clients(live.account_id(), now).await?;
+        }
         Ok(())
     }
 

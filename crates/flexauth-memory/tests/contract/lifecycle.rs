@@ -45,9 +45,12 @@ async fn disabling_ends_every_session_and_key_and_moves_the_credential_version()
     )
     .await
     .unwrap());
+    store.remember_device(account.id(), &TokenHash::of(b"device"), NOW).await.unwrap();
     assert!(store.disable(account.id(), NOW, &login_event(&account)).await.unwrap());
     let stored = store.find_by_id(account.id()).await.unwrap().unwrap();
     assert_eq!((stored.disabled_at(), stored.credential_version()), (Some(NOW), 1));
+    assert_eq!(stored.clients_forgotten_at(), Some(NOW), "disabling forgets known clients");
+    assert!(!store.device_known(account.id(), &TokenHash::of(b"device"), NOW - Duration::days(1)).await.unwrap());
     assert_eq!(store.find(session).await.unwrap().unwrap().revoked_at(), Some(NOW));
     assert_eq!(store.find_active_by_hash(&TokenHash::of(b"k")).await.unwrap(), None);
     assert!(store.enable(account.id(), &login_event(&account)).await.unwrap());
@@ -96,10 +99,10 @@ async fn an_address_change_is_confirmed_once_and_its_undo_moves_the_account_back
         .unwrap());
     assert_eq!(store.find_email_change_by_undo(&change.undo).await.unwrap(), Some(change.clone()));
     let confirmed =
-        store.confirm_email_change(&change, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap();
+        store.confirm_email_change(&change, 0, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap();
     assert_eq!(confirmed, ConfirmEmailChangeOutcome::Confirmed);
     assert_eq!(
-        store.confirm_email_change(&change, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap(),
+        store.confirm_email_change(&change, 0, NOW + Duration::minutes(1), &login_event(&account)).await.unwrap(),
         ConfirmEmailChangeOutcome::Spent
     );
     assert_eq!(store.find_by_email(&email("new@example.com")).await.unwrap().unwrap().id(), account.id());
@@ -116,10 +119,46 @@ async fn an_address_change_is_confirmed_once_and_its_undo_moves_the_account_back
     let back = store.find_by_email(&email("owner@example.com")).await.unwrap().unwrap();
     assert_eq!((back.id(), back.password_hash(), back.credential_version()), (account.id(), &unusable, 1));
     assert!(store.find(session).await.unwrap().unwrap().revoked_at().is_some());
+    assert_eq!(back.clients_forgotten_at(), Some(NOW + Duration::minutes(2)), "the undo forgets known clients");
     assert_eq!(
         store.undo_email_change(&change, NOW + Duration::minutes(3), &unusable, &login_event(&account)).await.unwrap(),
         UndoEmailChangeOutcome::Spent
     );
+}
+
+/// The change of `account` to `new`, stored through a live session of it; returns the session.
+async fn asked(
+    store: &MemoryStore,
+    account: &flexauth_domain::account::Account,
+    change: &EmailChange,
+) -> flexauth_domain::session::SessionId {
+    let session = creator(store, account).await;
+    let (to_new, to_old) = (mail_to(change.new_email.as_str()), mail_to("owner@example.com"));
+    assert!(store.create_email_change(change, session, &to_new, &to_old, &login_event(account)).await.unwrap());
+    session
+}
+
+#[tokio::test]
+async fn a_confirmation_deletes_an_unverified_sign_up_of_the_new_address_and_needs_the_checked_password() {
+    let store = MemoryStore::new();
+    let account = stored_account(&store).await;
+    let squatter = new_account("wanted@example.com");
+    store.create_unverified(&squatter, &attempt_for(&squatter, 6), &mail_to("wanted@example.com")).await.unwrap();
+    let change = change_to(account.id(), "wanted@example.com", 7);
+    asked(&store, &account, &change).await;
+    assert_eq!(
+        store.confirm_email_change(&change, 1, NOW, &login_event(&account)).await.unwrap(),
+        ConfirmEmailChangeOutcome::AccountChanged,
+        "the password checked is no longer the account's"
+    );
+    assert!(store.find_by_id(squatter.id()).await.unwrap().is_some(), "a refused confirmation deletes nothing");
+    assert_eq!(
+        store.confirm_email_change(&change, 0, NOW, &login_event(&account)).await.unwrap(),
+        ConfirmEmailChangeOutcome::Confirmed
+    );
+    assert!(store.find_by_id(squatter.id()).await.unwrap().is_none());
+    assert!(store.find_signup_attempt(&TokenHash::of(&[6; 32])).await.unwrap().is_none(), "its link went with it");
+    assert_eq!(store.find_by_email(&email("wanted@example.com")).await.unwrap().unwrap().id(), account.id());
 }
 
 #[tokio::test]
@@ -128,6 +167,13 @@ async fn a_confirmation_to_a_taken_address_writes_nothing() {
     let account = stored_account(&store).await;
     let other = new_account("taken@example.com");
     store.create_unverified(&other, &attempt_for(&other, 2), &mail_to("taken@example.com")).await.unwrap();
+    let verified = flexauth_domain::account::EmailConfirmation {
+        account_id: other.id(),
+        attempt: TokenHash::of(&[2; 32]),
+        password_hash: PasswordHash::from_phc("theirs".into()),
+        confirmed_at: NOW,
+    };
+    assert!(store.confirm_email(&verified).await.unwrap());
     let session = creator(&store, &account).await;
     let change = change_to(account.id(), "taken@example.com", 3);
     assert!(store
@@ -140,7 +186,7 @@ async fn a_confirmation_to_a_taken_address_writes_nothing() {
         )
         .await
         .unwrap());
-    let outcome = store.confirm_email_change(&change, NOW, &login_event(&account)).await.unwrap();
+    let outcome = store.confirm_email_change(&change, 0, NOW, &login_event(&account)).await.unwrap();
     assert_eq!(outcome, ConfirmEmailChangeOutcome::AddressTaken);
     assert_eq!(
         store.find_email_change(&change.confirmation).await.unwrap().unwrap().confirmed_at,

@@ -465,6 +465,8 @@ impl From<EmailChangeLinkError> for ApiError {
                 ErrorCode::EmailChangeConflict,
                 "the account's address changed since this link was sent; nothing was changed",
             ),
+            EmailChangeLinkError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
+            EmailChangeLinkError::Throttled(limited) => limited.into(),
             EmailChangeLinkError::Overloaded => Self::from(ErrorCode::Overloaded),
             EmailChangeLinkError::Unexpected(cause) => cause.into(),
         }

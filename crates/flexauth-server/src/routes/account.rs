@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use flexauth_domain::account::EmailAddress;
+use flexauth_domain::account::{EmailAddress, Password};
 use flexauth_domain::lifecycle::{AccountExport, EmailChangeLinkError};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
@@ -220,8 +220,17 @@ fn link_error_page(error: EmailChangeLinkError) -> HttpResponse {
         EmailChangeLinkError::AddressTaken => {
             ("Address not available", "This address belongs to another account now. Nothing was changed.")
         }
-        EmailChangeLinkError::AccountChanged => {
-            ("Address changed since", "The account's address changed after this link was sent. Nothing was changed.")
+        EmailChangeLinkError::AccountChanged => (
+            "Address changed since",
+            "The account's address or password changed after this link was sent. Nothing was changed.",
+        ),
+        EmailChangeLinkError::Throttled(limited) => {
+            let minutes = (limited.0.reset_after.whole_seconds() + 59) / 60;
+            return pages::message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                &format!("Too many wrong passwords were tried. Nothing was changed; try again in {minutes} minutes."),
+            );
         }
         other => return actix_web::ResponseError::error_response(&ApiError::from(other)),
     };
@@ -233,16 +242,60 @@ pub struct TokenQuery {
     token: String,
 }
 
+/// The body of an address change's confirmation: its link's token and the password of the
+/// account that moves.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ConfirmChangeBody {
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
+    token: String,
+    #[schema(max_length = 256, format = Password)]
+    password: String,
+}
+
+/// The form of the confirmation page: the password may be missing from a page saved before
+/// it asked for one.
+#[derive(Deserialize)]
+pub struct ConfirmChangeForm {
+    token: String,
+    password: Option<String>,
+}
+
+const CONFIRM_CHANGE: pages::ButtonForm<'static> = pages::ButtonForm {
+    title: "Confirm your new email address",
+    explanation: "",
+    action: "confirm",
+    button: "Use this email address",
+};
+
+/// The confirmation page of `change`, with `error` beside the password field after a refusal.
+fn confirm_change_page(token: &LinkToken, new_email: &EmailAddress, error: Option<&str>) -> HttpResponse {
+    let explanation = format!(
+        "Enter the password of your account and press the button to use {} for it from now on. Only whoever asked \
+            for the change knows that password. If you did not ask for this, close this page: nothing happens \
+            without the button.",
+        new_email.as_str()
+    );
+    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    pages::button_form(
+        status,
+        pages::ButtonForm { explanation: &explanation, ..CONFIRM_CHANGE },
+        token,
+        &pages::current_password_field(error),
+    )
+}
+
 /// The confirmation page of an address change (link in the email)
 ///
 /// The link in the "Confirm your new email address" email. It changes nothing: it answers a small HTML page
-/// "Confirm your new email address", naming the new address, with one button, "Use this email address", in a form
-/// that POSTs (`application/x-www-form-urlencoded`) the token, in a hidden `token` field, to `confirm`, relative
-/// to the page (so `/v1/auth/email/confirm` under the public URL's path). `GET` changes nothing, so mail scanners
-/// that fetch links do no harm; `HEAD` answers as `GET` does, without the body, and changes nothing too. A
-/// missing, malformed or unknown token, a used link or one whose change was undone shows "Invalid link" (`400`);
-/// a link past its 24 hours, or ended by a newer request or an undo, "Link expired" (`400`). An infrastructure
-/// failure answers the JSON error envelope with `500`.
+/// "Confirm your new email address", naming the new address, with a password field ("Password of the account")
+/// and one button, "Use this email address", in a form that POSTs (`application/x-www-form-urlencoded`) the token,
+/// in a hidden `token` field, and the `password` to `confirm`, relative to the page (so `/v1/auth/email/confirm`
+/// under the public URL's path). The password is that of the account that moves: whoever asked for the change
+/// knows it, whoever merely reads the new mailbox does not, so nobody can be made to adopt an account somebody
+/// else controls. `GET` changes nothing, so mail scanners that fetch links do no harm; `HEAD` answers as `GET`
+/// does, without the body, and changes nothing too. A missing, malformed or unknown token, a used link or one whose
+/// change was undone shows "Invalid link" (`400`); a link past its 24 hours, or ended by a newer request or an
+/// undo, "Link expired" (`400`). An infrastructure failure answers the JSON error envelope with `500`.
 #[utoipa::path(
     get, path = "/v1/auth/email/confirm", operation_id = "confirmEmailChangeLink", tag = "accounts",
     params(("token" = String, Query, description = "The token of the confirmation link: 43 characters of base64url. Missing or malformed, the page says \"Invalid link\" (`400`).", pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")),
@@ -261,17 +314,16 @@ pub async fn confirm_page(
         return link_error_page(EmailChangeLinkError::Unknown);
     };
     match state.lifecycle.email_change_to_confirm(&token).await {
-        Ok(change) => pages::button_form(
-            "Confirm your new email address",
-            &format!(
-                "Press the button to use {} for your account from now on. If you did not ask for this, close this \
-                    page: nothing happens without the button.",
-                change.new_email.as_str()
-            ),
-            "confirm",
-            &token,
-            "Use this email address",
-        ),
+        Ok(change) => confirm_change_page(&token, &change.new_email, None),
+        Err(error) => link_error_page(error),
+    }
+}
+
+/// The confirmation page once more, with `error` beside the password field, if the link still
+/// works.
+async fn confirm_page_again(state: &AppState, token: &LinkToken, error: &str) -> HttpResponse {
+    match state.lifecycle.email_change_to_confirm(token).await {
+        Ok(change) => confirm_change_page(token, &change.new_email, Some(error)),
         Err(error) => link_error_page(error),
     }
 }
@@ -280,46 +332,71 @@ pub async fn confirm_page(
 #[tracing::instrument(skip_all)]
 pub async fn confirm_from_form(
     state: web::Data<AppState>,
-    form: Result<web::Form<TokenBody>, actix_web::Error>,
+    request: HttpRequest,
+    form: Result<web::Form<ConfirmChangeForm>, actix_web::Error>,
 ) -> HttpResponse {
-    let Some(token) = form.ok().and_then(|form| LinkToken::parse(&form.token).ok()) else {
+    let Some((token, password)) =
+        form.ok().and_then(|form| LinkToken::parse(&form.token).ok().map(|token| (token, form.into_inner().password)))
+    else {
         return link_error_page(EmailChangeLinkError::Unknown);
     };
-    match state.lifecycle.confirm_email_change(&token).await {
+    let Some(password) = password.and_then(|password| Password::parse(password).ok()) else {
+        return confirm_page_again(&state, &token, "Enter the password of the account.").await;
+    };
+    match state.lifecycle.confirm_email_change(&token, &password, &state.client_info(&request)).await {
         Ok(email) => pages::message(
             StatusCode::OK,
             "Email address changed",
             &format!("Your account now uses {}. Log in with it from now on.", email.as_str()),
         ),
+        Err(EmailChangeLinkError::WrongPassword) => {
+            let error = "Wrong password: enter the password of the account that asked for this change.";
+            confirm_page_again(&state, &token, error).await
+        }
         Err(error) => link_error_page(error),
     }
 }
 
 /// Confirm an address change
 ///
-/// Moves the account to the new address with the token of a confirmation link. In one transaction it spends the
-/// link, sets the account's address to the new one, marked verified, spends every unused password reset link of
-/// the account and discards its unused sign-up (verification) links, and records `email_changed`. Sessions and
-/// API keys are not touched; the undo link sent to the old address keeps working. Nothing changes, and the answer
-/// is `409 email_change_conflict`, if the new address has an account now or the account's address changed since
-/// the link was sent. Two forms: `application/json` answers JSON (`200 {"data": {"email": "<the new address>"}}`
-/// or the error envelope); `application/x-www-form-urlencoded`, with or without a charset (the form of the
-/// confirmation page), answers an HTML page: `200` "Email address changed", or `400` "Invalid link" (also for a
-/// form the server cannot read), "Link expired", "Address not available" (the new address has an account now) or
-/// "Address changed since" (the account's address changed after the link was sent). Any other `Content-Type` is
-/// treated as JSON and gets `415 unsupported_media_type`.
+/// Moves the account to the new address with the token of a confirmation link and the account's password. The
+/// password proves that whoever confirms is whoever asked (reading the new mailbox is not enough, or anyone could
+/// be made to adopt an account another person controls). It is checked like a re-authentication's, against the
+/// account's and the client address's counters (10 per account and 30 per client address in 15 minutes, counted
+/// before the hash and shared with `POST /v1/auth/reauthenticate` and `POST /v1/auth/password/change`; `429
+/// rate_limited` past one); a wrong one answers `400 invalid_current_password` and is recorded as
+/// `password_check_failed`. In one transaction it spends the link, deletes an account that holds the new address
+/// without ever having confirmed it (a sign-up nobody confirmed), sets the account's address to the new one, marked
+/// verified, spends every unused password reset link of the account and discards its unused sign-up
+/// (verification) links, and records `email_changed`. Sessions and API keys are not touched; the undo link sent to
+/// the old address keeps working. Nothing changes, and the answer is `409 email_change_conflict`, if a verified
+/// account has the new address now, or the account's address or password changed since. Two forms:
+/// `application/json` answers JSON (`200 {"data": {"email": "<the new address>"}}` or the error envelope);
+/// `application/x-www-form-urlencoded`, with or without a charset (the form of the confirmation page), answers an
+/// HTML page: `200` "Email address changed", the confirmation page again with the error beside the password field
+/// (`400`, a wrong or missing password), `400` "Invalid link" (also for a form the server cannot read), "Link
+/// expired", "Address not available" (a verified account has the new address now) or "Address changed since" (the
+/// account's address or password changed after the link was sent), or `429` "Too many attempts". Any other
+/// `Content-Type` is treated as JSON and gets `415 unsupported_media_type`.
 #[utoipa::path(
     post, path = "/v1/auth/email/confirm", operation_id = "confirmEmailChange", tag = "accounts",
-    request_body(content((TokenBody = "application/json"), (TokenBody = "application/x-www-form-urlencoded"))),
+    request_body(content((ConfirmChangeBody = "application/json"), (ConfirmChangeBody = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, description = "The account uses the new address. An HTML page for the form.", content((Data<EmailNow> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
         (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
+        (status = 429, description = "An HTML page, for the form: too many password checks.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
     ),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_link", "link_expired", "email_change_conflict", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_link", "link_expired", "password_too_long", "invalid_current_password", "email_change_conflict", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
-pub async fn confirm(state: web::Data<AppState>, body: JsonObject<TokenBody>) -> Result<HttpResponse, ApiError> {
-    let email = state.lifecycle.confirm_email_change(&link_token(&body.token)?).await?;
+pub async fn confirm(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: JsonObject<ConfirmChangeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ConfirmChangeBody { token, password } = body.into_inner();
+    let (token, password) = (link_token(&token)?, Password::parse(password)?);
+    let email = state.lifecycle.confirm_email_change(&token, &password, &state.client_info(&request)).await?;
     Ok(HttpResponse::Ok().json(Data { data: EmailNow { email: email.as_str().to_owned() } }))
 }
 
@@ -352,17 +429,22 @@ pub async fn undo_page(
     };
     match state.lifecycle.email_change_to_undo(&token).await {
         Ok(change) => pages::button_form(
-            "Undo the change of address",
-            &format!(
-                "Someone asked to move your account from {} to {}. Press the button to keep (or get back) {}: every \
-                    session is logged out, every API key revoked and the password cleared. Then choose a new one with \"forgot password\".",
-                change.old_email.as_str(),
-                change.new_email.as_str(),
-                change.old_email.as_str()
-            ),
-            "undo",
+            StatusCode::OK,
+            pages::ButtonForm {
+                title: "Undo the change of address",
+                explanation: &format!(
+                    "Someone asked to move your account from {} to {}. Press the button to keep (or get back) {}: \
+                        every session is logged out, every API key revoked and the password cleared. Then choose a \
+                        new one with \"forgot password\".",
+                    change.old_email.as_str(),
+                    change.new_email.as_str(),
+                    change.old_email.as_str()
+                ),
+                action: "undo",
+                button: "Undo the change",
+            },
             &token,
-            "Undo the change",
+            "",
         ),
         Err(error) => link_error_page(error),
     }

@@ -134,26 +134,53 @@ pub fn confirmation_form(token: &flexauth_domain::secret::LinkToken, confirmatio
 const SIGNED_UP_AT: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[day padding:none] [month repr:long] [year] at [hour]:[minute] UTC");
 
+/// A labelled field for the account's current password and, after a refusal, the error
+/// beside it (announced to screen readers, and named by the field).
+pub fn current_password_field(error: Option<&str>) -> String {
+    let (invalid, error_html) = match error {
+        Some(error) => (
+            " aria-invalid=\"true\" aria-describedby=\"password-error\" autofocus",
+            format!("<p id=\"password-error\" class=\"error\" role=\"alert\">{}</p>", escape(error)),
+        ),
+        None => ("", String::new()),
+    };
+    format!(
+        "<label for=\"password\">Password of the account</label>\
+         <input id=\"password\" type=\"password\" name=\"password\" maxlength=\"256\" required \
+             autocomplete=\"current-password\"{invalid}>{error_html}"
+    )
+}
+
+/// What a [`button_form`] shows and does.
+#[derive(Debug, Clone, Copy)]
+pub struct ButtonForm<'a> {
+    pub title: &'a str,
+    pub explanation: &'a str,
+    /// Where the form posts, relative, so it works under a path prefix of the public URL.
+    pub action: &'a str,
+    pub button: &'a str,
+}
+
 /// A page behind an emailed link that does something only when its one button is pressed: a
-/// form that POSTs the token to `action` (relative, so it works under a path prefix of the
-/// public URL). Opening the link, as a mail scanner does, changes nothing.
+/// form that POSTs the token to `form.action`, with `fields` (trusted markup, such as
+/// [`current_password_field`]) before the button. Opening the link, as a mail scanner does,
+/// changes nothing.
 pub fn button_form(
-    title: &str,
-    explanation: &str,
-    action: &str,
+    status: StatusCode,
+    form: ButtonForm<'_>,
     token: &flexauth_domain::secret::LinkToken,
-    button: &str,
+    fields: &str,
 ) -> HttpResponse {
     page(
-        StatusCode::OK,
-        title,
+        status,
+        form.title,
         &format!(
             "<p>{}</p><form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
-             <p><button type=\"submit\">{}</button></p></form>",
-            escape(explanation),
-            escape(action),
+             {fields}<p><button type=\"submit\">{}</button></p></form>",
+            escape(form.explanation),
+            escape(form.action),
             escape(&token.expose()),
-            escape(button)
+            escape(form.button)
         ),
     )
 }

@@ -517,3 +517,92 @@ async fn a_flood_of_wrong_password_changes_is_refused_before_hashing_and_leaves_
     assert_eq!(app.login(&bystander).await.status, StatusCode::OK);
     app.stop().await;
 }
+
+/// A login of `email` as the client at `address` (through the trusted proxy), presenting
+/// `device` as its cookie; returns the status and the device cookie it was handed, if any.
+async fn login_from(
+    app: &TestApp,
+    address: &str,
+    device: Option<&str>,
+    email: &str,
+    password: &str,
+) -> (StatusCode, Option<String>) {
+    let mut request = app.client.post(app.url("/v1/auth/login")).header("x-forwarded-for", address);
+    if let Some(device) = device {
+        request = request.header("cookie", device);
+    }
+    let reply = request.json(&json!({ "email": email, "password": password })).send().await.unwrap();
+    let cookie = reply
+        .headers()
+        .get("set-cookie")
+        .and_then(|value| value.to_str().ok())
+        .map(|cookie| cookie.split(';').next().unwrap_or_default().to_owned());
+    (reply.status(), cookie)
+}
+
+#[actix_web::test]
+async fn taking_the_account_back_forgets_the_attackers_known_address_and_device() {
+    for way in ["reset", "global logout", "disable", "undo"] {
+        let env = TestEnv::new().await;
+        let app = spawn_frozen(&env, PROXY).await;
+        let owner = unique_email("taken-back");
+        verified_from(&env, &app, "192.0.2.60", &owner).await;
+        // Someone with the password logs in once, from their address with their browser.
+        let (status, device) = login_from(&app, "203.0.113.77", None, &owner, PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{way}");
+        let device = device.expect("a device cookie");
+        let (_, owners_session) =
+            (0, app.post_from("192.0.2.60", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD })).await);
+        let owners_access = owners_session.body["data"]["access_token"].as_str().unwrap().to_owned();
+        match way {
+            "reset" => {
+                app.post_from("192.0.2.60", "/v1/auth/password/forgot", json!({ "email": owner })).await;
+                let mail = crate::helpers::wait_for_subject(env.smtp(), &owner, "Reset your password").await;
+                let token = crate::helpers::token_of(&mail);
+                let reset =
+                    app.post("/v1/auth/password/reset", json!({ "token": token, "password": "after the reset" })).await;
+                assert!(reset.status.is_success(), "{}", reset.text);
+            }
+            "global logout" => {
+                let out =
+                    app.post_json_with_bearer("/v1/auth/logout", &owners_access, json!({ "scope": "global" })).await;
+                assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+            }
+            "disable" => {
+                let id = app.get_with_bearer("/v1/auth/me", &owners_access).await.body["data"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert!(crate::lifecycle::flexauth(&env, &["accounts", "disable", &id]).0);
+                assert!(crate::lifecycle::flexauth(&env, &["accounts", "enable", &id]).0);
+            }
+            "undo" => {
+                // The intruder moves the account away; the owner undoes it from the old address.
+                let intruder = app
+                    .post_from("203.0.113.77", "/v1/auth/login", json!({ "email": owner, "password": PASSWORD }))
+                    .await;
+                let moved = app
+                    .post_json_with_bearer(
+                        "/v1/auth/email/change",
+                        intruder.body["data"]["access_token"].as_str().unwrap(),
+                        json!({ "new_email": unique_email("intruder") }),
+                    )
+                    .await;
+                assert_eq!(moved.status, StatusCode::ACCEPTED, "{}", moved.text);
+                let undo =
+                    crate::helpers::wait_for_subject(env.smtp(), &owner, "Your account's email address is changing")
+                        .await;
+                assert!(confirm_in_browser(&app, &undo, "").await.text.contains("Change undone"));
+            }
+            _ => unreachable!(),
+        }
+        // The intruder's address and device are strangers now: the per-account limit holds them.
+        for guess in 1..=5 {
+            let (status, _) = login_from(&app, "203.0.113.77", Some(&device), &owner, "a guess").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{way}: guess {guess}");
+        }
+        let (status, _) = login_from(&app, "203.0.113.77", Some(&device), &owner, "a guess").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{way}: the sixth guess");
+        app.stop().await;
+    }
+}

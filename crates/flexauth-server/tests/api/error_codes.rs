@@ -164,7 +164,7 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     );
     seen.record(
         "unknown change link",
-        &app.post("/v1/auth/email/confirm", json!({ "token": "A".repeat(43) })).await,
+        &app.post("/v1/auth/email/confirm", json!({ "token": "A".repeat(43), "password": "any password" })).await,
         "invalid_link",
     );
     let taken_meanwhile = unique_email("meanwhile");
@@ -176,7 +176,7 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     crate::helpers::confirm_in_browser(&app, &verification, PASSWORD).await;
     seen.record(
         "address taken before the confirmation",
-        &app.post("/v1/auth/email/confirm", json!({ "token": token_of(&change_link) })).await,
+        &app.post("/v1/auth/email/confirm", json!({ "token": token_of(&change_link), "password": PASSWORD })).await,
         "email_change_conflict",
     );
     let disabled = unique_email("disabled");
@@ -234,7 +234,7 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     clock.advance(time::Duration::hours(24));
     seen.record(
         "expired change link",
-        &app.post("/v1/auth/email/confirm", json!({ "token": token_of(&late_link) })).await,
+        &app.post("/v1/auth/email/confirm", json!({ "token": token_of(&late_link), "password": PASSWORD })).await,
         "link_expired",
     );
     let expired_link =

@@ -428,7 +428,10 @@ async fn a_confirmation_racing_the_undo_never_leaves_the_account_at_the_new_addr
         let confirmation = wait_for_subject(env.smtp(), &new, "Confirm your new email address").await;
         let undo = wait_for_subject(env.smtp(), &old, "Your account's email address is changing").await;
         let (confirmed, undone) = futures_util::future::join(
-            app.post("/v1/auth/email/confirm", json!({ "token": crate::helpers::token_of(&confirmation) })),
+            app.post(
+                "/v1/auth/email/confirm",
+                json!({ "token": crate::helpers::token_of(&confirmation), "password": PASSWORD }),
+            ),
             app.post("/v1/auth/email/undo", json!({ "token": crate::helpers::token_of(&undo) })),
         )
         .await;
@@ -444,5 +447,43 @@ async fn a_confirmation_racing_the_undo_never_leaves_the_account_at_the_new_addr
         let (moved, _, _) = flexauth(&env, &["accounts", "find", &new]);
         assert!(!moved, "round {round}: no account at the new address");
     }
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn an_unverified_sign_up_of_the_new_address_does_not_block_the_owners_move() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let (owner, wanted) = (unique_email("moving-owner"), unique_email("squatted-new"));
+    let login = app.verified_login(&env, &owner).await;
+    let id = account_id(&app, login["access_token"].as_str().unwrap()).await;
+    // A stranger signs the wanted address up first and never confirms.
+    let squatted = app.post("/v1/auth/signup", json!({ "email": wanted, "password": "the squatter's choice" })).await;
+    assert_eq!(squatted.status, StatusCode::ACCEPTED);
+    let squatters_link = wait_for_subject(env.smtp(), &wanted, "Verify your email address").await;
+
+    let asked = app
+        .post_json_with_bearer(
+            "/v1/auth/email/change",
+            login["access_token"].as_str().unwrap(),
+            json!({ "new_email": wanted }),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+    let confirmation = wait_for_subject(env.smtp(), &wanted, "Confirm your new email address").await;
+    assert!(mails_to(env.smtp(), &wanted)
+        .iter()
+        .all(|mail| mail.subject().as_deref() != Some("Someone tried to use your email address")));
+    assert!(confirm_in_browser(&app, &confirmation, PASSWORD).await.text.contains("Email address changed"));
+    let (_, found, _) = flexauth(&env, &["accounts", "find", &wanted]);
+    assert_eq!(found["account"]["id"], id.as_str(), "the owner's account has the address");
+    // The squatter's sign-up went with the squatting account.
+    assert_eq!(
+        app.post("/v1/auth/login", json!({ "email": wanted, "password": "the squatter's choice" })).await.code(),
+        "invalid_credentials"
+    );
+    let page = app.get(&crate::helpers::verify_path(&squatters_link)).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.text);
+    assert_eq!(app.login(&wanted).await.status, StatusCode::OK);
     app.stop().await;
 }

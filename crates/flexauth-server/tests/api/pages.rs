@@ -409,6 +409,20 @@ async fn a_person_confirms_a_new_address_and_the_old_one_undoes_it_in_chromium()
     assert!(browser.text().await.contains(&new), "the page names the new address");
     browser.assert_accessible_and_self_contained("the address confirmation page").await;
     browser.screenshot("email-change-confirm").await;
+    // The account's password is asked for: someone who only reads the new mailbox cannot
+    // confirm. With the keyboard: Tab to the field, type, Enter.
+    browser.key("Tab").await;
+    assert_eq!(browser.eval("document.activeElement.id").await, "password", "Tab reaches the field first");
+    browser.type_text("not the password").await;
+    browser.events.clear();
+    browser.key("Enter").await;
+    browser.loaded().await;
+    let error = browser.eval("document.getElementById('password-error')?.textContent ?? ''").await;
+    assert!(error.as_str().unwrap().contains("Wrong password"), "{error}");
+    assert_eq!(browser.eval("document.getElementById('password').getAttribute('aria-invalid')").await, "true");
+    browser.assert_accessible_and_self_contained("the address confirmation page with an error").await;
+    browser.eval("document.getElementById('password').focus()").await;
+    browser.type_text(PASSWORD).await;
     browser.click_button().await;
     assert!(browser.text().await.contains("Your account now uses"), "{}", browser.text().await);
     browser.screenshot("email-change-done").await;

@@ -347,3 +347,81 @@ async fn an_expired_verification_link_shows_why_and_confirms_nothing() {
     assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "verification_token_expired"));
     app.stop().await;
 }
+
+/// A key made by `session` (a fresh login, so a recent authentication); returns its secret.
+async fn new_key(app: &TestApp, session: &Value, name: &str) -> String {
+    let created = app.post_json_with_bearer("/v1/api-keys", &access(session), json!({ "name": name })).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    created.body["data"]["key"].as_str().unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn a_victim_who_presses_the_confirmation_of_an_attackers_move_adopts_nothing() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let (attacker, victim) = (unique_email("adoptee"), unique_email("adopter"));
+    let session = app.verified_login(&env, &attacker).await;
+    let key = new_key(&app, &session, "kept by the attacker").await;
+    let asked =
+        app.post_json_with_bearer("/v1/auth/email/change", &access(&session), json!({ "new_email": victim })).await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+    let confirmation = wait_for_subject(env.smtp(), &victim, "Confirm your new email address").await;
+
+    // The page asks for the password of the account that would move, which the victim does not
+    // have; pressing the button with anything else moves nothing.
+    let page = app.get(&verify_path(&confirmation)).await;
+    assert!(page.text.contains("name=\"password\""), "{}", page.text);
+    let token = token_of(&confirmation);
+    let pressed = app
+        .post_form("/v1/auth/email/confirm", &[("token", token.as_str()), ("password", "the victim's own password")])
+        .await;
+    assert_eq!(pressed.status, StatusCode::BAD_REQUEST, "{}", pressed.text);
+    assert!(pressed.text.contains("Wrong password"), "{}", pressed.text);
+    let bare = app.post("/v1/auth/email/confirm", json!({ "token": token })).await;
+    assert_eq!((bare.status, bare.code()), (StatusCode::BAD_REQUEST, "invalid_json"), "{}", bare.text);
+    let wrong = app.post("/v1/auth/email/confirm", json!({ "token": token, "password": "a guess at it" })).await;
+    assert_eq!((wrong.status, wrong.code()), (StatusCode::BAD_REQUEST, "invalid_current_password"));
+    assert_eq!(app.login(&attacker).await.status, StatusCode::OK, "the account stayed where it was");
+    assert_eq!(app.login(&victim).await.code(), "invalid_credentials");
+    assert_eq!(app.get_with_bearer("/v1/usage", &key).await.status, StatusCode::OK);
+    // The requester, who knows the password, does move it: the link still works.
+    let moved = confirm_in_browser(&app, &confirmation, crate::helpers::PASSWORD).await;
+    assert!(moved.text.contains("Email address changed"), "{}", moved.text);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_reset_revokes_the_keys_made_before_the_address_was_proven_and_leaves_the_undo_link_alone() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let (first, second) = (unique_email("proven-first"), unique_email("proven-second"));
+    let before = new_key(&app, &app.verified_login(&env, &first).await, "before the move").await;
+    let asked = app
+        .post_json_with_bearer(
+            "/v1/auth/email/change",
+            &access(&app.login(&first).await.body["data"]),
+            json!({ "new_email": second }),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+    let confirmation = wait_for_subject(env.smtp(), &second, "Confirm your new email address").await;
+    let undo = wait_for_subject(env.smtp(), &first, "Your account's email address is changing").await;
+    confirm_in_browser(&app, &confirmation, crate::helpers::PASSWORD).await;
+    let after = new_key(&app, &app.login(&second).await.body["data"], "after the move").await;
+
+    // Whoever holds the new address resets the password: that proves the new mailbox only, so the
+    // key made while the account had another address stops working; the later one stays.
+    assert_eq!(app.post("/v1/auth/password/forgot", json!({ "email": second })).await.status, StatusCode::ACCEPTED);
+    let reset = wait_for_subject(env.smtp(), &second, "Reset your password").await;
+    let done = app
+        .post("/v1/auth/password/reset", json!({ "token": token_of(&reset), "password": "chosen at the reset" }))
+        .await;
+    assert!(done.status.is_success(), "{}", done.text);
+    assert_eq!(app.get_with_bearer("/v1/usage", &before).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get_with_bearer("/v1/usage", &after).await.status, StatusCode::OK);
+    // The old address keeps its undo: had the mover been a thief, the reset would otherwise be
+    // their way to cut the owner off.
+    assert!(confirm_in_browser(&app, &undo, "").await.text.contains("Change undone"));
+    assert_eq!(app.get_with_bearer("/v1/usage", &after).await.status, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}

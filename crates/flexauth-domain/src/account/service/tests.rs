@@ -78,7 +78,16 @@ fn password(text: &str) -> NewPassword {
 }
 
 fn account(verified: bool) -> Account {
-    Account::from_storage(ACCOUNT, email(), PasswordHash::from_phc("stored".into()), verified.then_some(NOW), NOW, 7)
+    Account::from_storage(crate::account::StoredAccount {
+        id: ACCOUNT,
+        email: email(),
+        password_hash: PasswordHash::from_phc("stored".into()),
+        email_verified_at: verified.then_some(NOW),
+        created_at: NOW,
+        credential_version: 7,
+        disabled_at: None,
+        clients_forgotten_at: None,
+    })
 }
 
 fn attempt(

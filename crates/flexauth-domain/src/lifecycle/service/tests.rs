@@ -22,7 +22,16 @@ fn ann() -> EmailAddress {
 }
 
 fn account_of(id: AccountId, email: EmailAddress) -> Account {
-    Account::from_storage(id, email, PasswordHash::from_phc("x".into()), Some(NOW), NOW, 3)
+    Account::from_storage(crate::account::StoredAccount {
+        id,
+        email,
+        password_hash: PasswordHash::from_phc("x".into()),
+        email_verified_at: Some(NOW),
+        created_at: NOW,
+        credential_version: 3,
+        disabled_at: None,
+        clients_forgotten_at: None,
+    })
 }
 
 /// The ports, with Ann's account and nothing else registered.
@@ -30,6 +39,8 @@ struct Ports {
     accounts: MockAccountRepository,
     lifecycle: MockLifecycleRepository,
     hasher: crate::account::MockPasswordHasher,
+    audit: MockAuditLog,
+    holder_verified: bool,
 }
 
 impl Ports {
@@ -38,13 +49,24 @@ impl Ports {
         accounts.expect_find_by_id().returning(|id| Ok((id == ACCOUNT).then(|| account_of(ACCOUNT, ann()))));
         let mut hasher = crate::account::MockPasswordHasher::new();
         hasher.expect_hash().returning(|_| Ok(PasswordHash::from_phc("$argon2id$unusable".into())));
-        Self { accounts, lifecycle: MockLifecycleRepository::new(), hasher }
+        Self {
+            accounts,
+            lifecycle: MockLifecycleRepository::new(),
+            hasher,
+            audit: MockAuditLog::new(),
+            holder_verified: true,
+        }
     }
 
+    /// Another account holds `taken`: verified, unless `holder_verified` was cleared first.
     fn with_taken(mut self, taken: &'static str) -> Self {
+        let verified = self.holder_verified;
         self.accounts.expect_find_by_email().returning(move |email| {
-            Ok((email.as_str() == taken)
-                .then(|| account_of(AccountId::from_uuid(Uuid::from_u128(99)), EmailAddress::parse(taken).unwrap())))
+            Ok((email.as_str() == taken).then(|| {
+                let holder = account_of(AccountId::from_uuid(Uuid::from_u128(99)), EmailAddress::parse(taken).unwrap());
+                let email_verified_at = holder.email_verified_at().filter(|_| verified);
+                Account::from_storage(crate::account::StoredAccount { email_verified_at, ..holder.stored() })
+            }))
         });
         self
     }
@@ -61,7 +83,7 @@ impl Ports {
             Arc::new(self.accounts),
             Arc::new(MockSessionRepository::new()),
             Arc::new(MockApiKeyRepository::new()),
-            Arc::new(MockAuditLog::new()),
+            Arc::new(self.audit),
             Arc::new(self.lifecycle),
             Arc::new(self.hasher),
             Arc::new(crate::limits::unlimited()),
@@ -117,10 +139,14 @@ async fn an_owner_deletion_keeps_the_log_under_a_fresh_id_and_says_goodbye_an_op
     assert!(erasures[1].goodbye.is_none());
 }
 
-/// The messages and the change stored by one request to move Ann's account to `to`.
+/// The messages and the change stored by one request to move Ann's account to `to`, while a
+/// verified account holds `taken`.
 async fn request_to(to: &str, taken: &'static str) -> (EmailChange, OutgoingEmailPair) {
+    request_with(Ports::new().with_taken(taken), to).await
+}
+
+async fn request_with(mut ports: Ports, to: &str) -> (EmailChange, OutgoingEmailPair) {
     let stored = Arc::new(Mutex::new(None));
-    let mut ports = Ports::new().with_taken(taken);
     let seen = Arc::clone(&stored);
     ports.lifecycle.expect_create_email_change().times(1).returning(move |change, session, to_new, to_old, event| {
         assert_eq!(event.kind, AuditKind::EmailChangeRequested);
@@ -172,6 +198,43 @@ async fn a_change_to_a_taken_address_is_stored_alike_but_its_link_is_never_sent(
 }
 
 #[tokio::test]
+async fn an_unverified_sign_up_does_not_make_an_address_taken() {
+    let ports = Ports { holder_verified: false, ..Ports::new() }.with_taken("squatted@example.com");
+    let (_, (to_new, _)) = request_with(ports, "squatted@example.com").await;
+    assert_eq!(to_new.kind(), EmailKind::EmailChangeConfirmation, "the owner gets the link, as for a free address");
+}
+
+#[tokio::test]
+async fn only_the_accounts_password_confirms_a_move_and_a_wrong_one_is_recorded() {
+    let mut ports = Ports::new();
+    let change = pending_change(None, None, NOW + Duration::hours(1));
+    ports.lifecycle.expect_find_email_change().returning(move |_| Ok(Some(change.clone())));
+    ports.hasher.expect_verify().times(2).returning(|password, _| Ok(password.expose() == "ann's password"));
+    ports
+        .audit
+        .expect_record()
+        .withf(|event| {
+            event.kind == AuditKind::PasswordCheckFailed && event.client.ip.as_deref() == Some("198.51.100.4")
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+    ports
+        .lifecycle
+        .expect_confirm_email_change()
+        .withf(|_, version, _, event| *version == 3 && event.kind == AuditKind::EmailChanged)
+        .times(1)
+        .returning(|_, _, _, _| Ok(ConfirmEmailChangeOutcome::Confirmed));
+    let service = ports.service();
+    let token = LinkToken::parse(&confirmation_text()).unwrap();
+    let client = ClientInfo::new(None, Some("198.51.100.4".into()));
+    let guess = Password::parse("the new mailbox's guess".into()).unwrap();
+    let wrong = service.confirm_email_change(&token, &guess, &client).await;
+    assert!(matches!(wrong, Err(EmailChangeLinkError::WrongPassword)), "{wrong:?}");
+    let right = Password::parse("ann's password".into()).unwrap();
+    assert_eq!(service.confirm_email_change(&token, &right, &client).await.unwrap().as_str(), "new@example.com");
+}
+
+#[tokio::test]
 async fn a_change_to_the_same_address_is_refused() {
     let ports = Ports::new().with_taken("ann@example.com");
     let outcome = ports
@@ -218,7 +281,9 @@ async fn spent_and_expired_confirmation_links_change_nothing() {
         let mut ports = Ports::new();
         ports.lifecycle.expect_find_email_change().returning(move |_| Ok(Some(change.clone())));
         ports.lifecycle.expect_confirm_email_change().never();
-        let outcome = ports.service().confirm_email_change(&LinkToken::parse(&confirmation_text()).unwrap()).await;
+        let token = LinkToken::parse(&confirmation_text()).unwrap();
+        let password = Password::parse("any".into()).unwrap();
+        let outcome = ports.service().confirm_email_change(&token, &password, &ClientInfo::default()).await;
         match (outcome, expected) {
             (Err(EmailChangeLinkError::Expired), "expired") | (Err(EmailChangeLinkError::Used), "used") => {}
             (other, _) => panic!("expected {expected}, got {other:?}"),

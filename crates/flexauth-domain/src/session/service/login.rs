@@ -58,7 +58,10 @@ impl SessionService {
                 // The same lookup for an unknown email (under an id no account has), so the
                 // time of a throttled answer does not tell whether the account exists.
                 let account_id = found.as_ref().map_or(AccountId::from_uuid(uuid::Uuid::nil()), Account::id);
-                let since = limits.known_clients_since(now);
+                // Nothing from before the account last forgot its clients counts.
+                let since = found.as_ref().map_or(limits.known_clients_since(now), |account| {
+                    account.clients_known_since(limits.known_clients_since(now))
+                });
                 let known_device = match &client.device {
                     Some(device) => self.sessions.device_known(account_id, &device.hash(), since).await?,
                     None => false,
@@ -99,7 +102,7 @@ impl SessionService {
                 let presented = client.device.clone();
                 let mut pair = self.open_session(&account, client, now).await?;
                 // A device the account knows keeps its token; any other gets a new one.
-                let since = limits.known_clients_since(now);
+                let since = account.clients_known_since(limits.known_clients_since(now));
                 let device = match presented {
                     Some(device) if self.sessions.device_known(account.id(), &device.hash(), since).await? => device,
                     _ => {

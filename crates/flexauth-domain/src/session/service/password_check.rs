@@ -7,9 +7,11 @@
 use time::OffsetDateTime;
 
 use super::SessionService;
-use crate::account::{Account, ChangePasswordError, CredentialChange, HashError, NewPassword, Password, SessionsToEnd};
+use crate::account::{
+    Account, ChangePasswordError, CredentialChange, NewPassword, Password, PasswordCheck, PasswordCheckError,
+    PasswordChecker, SessionsToEnd,
+};
 use crate::audit::AuditKind;
-use crate::limits::{address_key, LimitDecision, LimitPolicy, RateLimited};
 use crate::mail::{password_changed_email, session_ended_for_password_failures_email};
 use crate::newtypes::{ClientInfo, RevocationReason};
 use crate::principal::LiveSession;
@@ -78,6 +80,7 @@ impl SessionService {
             end_sessions: SessionsToEnd::AllExcept(caller.session_id()),
             reason: RevocationReason::PasswordChange,
             verify_email: false,
+            revoke_keys_made_before: None,
             notice: password_changed_email(
                 random_uuid(self.random.as_ref()),
                 account.email().clone(),
@@ -93,19 +96,6 @@ impl SessionService {
         }
     }
 
-    /// The counters a check of the caller's password counts against, the session's first.
-    fn password_check_counters(&self, caller: &LiveSession, client: &ClientInfo) -> Vec<(String, LimitPolicy)> {
-        let limits = &self.settings.limits;
-        let mut counters = vec![
-            (caller.session_id().to_string(), limits.password_checks_per_session),
-            (caller.account_id().to_string(), limits.password_checks_per_account),
-        ];
-        if let Some(ip) = &client.ip {
-            counters.push((address_key(ip), limits.password_checks_per_address));
-        }
-        counters
-    }
-
     /// Checks `password` against the caller's account, within the limits, and returns the
     /// account when it is right.
     async fn check_current_password(
@@ -115,49 +105,27 @@ impl SessionService {
         client: &ClientInfo,
     ) -> Result<Account, ReauthenticateError> {
         let now = self.clock.now();
-        let counters = if self.settings.limits.enabled { self.password_check_counters(caller, client) } else { vec![] };
-        // Counted before the hash, one atomic step each, so that concurrent guesses cannot all
-        // pass a limit none of them has counted yet; refunded below when it was no guess.
-        let mut session_count: Option<LimitDecision> = None;
-        for (key, policy) in &counters {
-            let decision = self.limiter.hit(key, policy, now).await?;
-            if !decision.allowed {
-                return Err(RateLimited(decision).into());
-            }
-            session_count.get_or_insert(decision);
-        }
-        let Some(account) = self.accounts.find_by_id(caller.account_id()).await? else {
-            self.hasher.verify_against_dummy(password).await?;
-            return Err(ReauthenticateError::SessionEnded);
+        let counters = self.settings.limits.password_check_counters(
+            Some(caller.session_id()),
+            caller.account_id(),
+            client.ip.as_deref(),
+        );
+        let checker = PasswordChecker {
+            accounts: self.accounts.as_ref(),
+            hasher: self.hasher.as_ref(),
+            limiter: self.limiter.as_ref(),
         };
-        match self.hasher.verify(password, account.password_hash()).await {
-            Ok(true) => {
-                self.refund_password_check(&counters, now).await?;
-                Ok(account)
-            }
-            Ok(false) => {
-                let last_chance = session_count.is_some_and(|decision| decision.remaining == 0);
-                self.record_wrong_password(&account, caller, client, now, last_chance).await?;
+        match checker.check(caller.account_id(), password, &counters, now).await {
+            Ok(PasswordCheck::Right(account)) => Ok(account),
+            Ok(PasswordCheck::Wrong { account, used_up }) => {
+                self.record_wrong_password(&account, caller, client, now, used_up).await?;
                 Err(ReauthenticateError::WrongPassword)
             }
-            Err(HashError::Overloaded) => {
-                // Nothing was checked: not a guess.
-                self.refund_password_check(&counters, now).await?;
-                Err(ReauthenticateError::Overloaded)
-            }
-            Err(HashError::Unexpected(cause)) => Err(cause.into()),
+            Ok(PasswordCheck::NoAccount) => Err(ReauthenticateError::SessionEnded),
+            Err(PasswordCheckError::Throttled(limited)) => Err(limited.into()),
+            Err(PasswordCheckError::Overloaded) => Err(ReauthenticateError::Overloaded),
+            Err(PasswordCheckError::Unexpected(cause)) => Err(cause.into()),
         }
-    }
-
-    async fn refund_password_check(
-        &self,
-        counters: &[(String, LimitPolicy)],
-        now: OffsetDateTime,
-    ) -> Result<(), InfraError> {
-        for (key, policy) in counters {
-            self.limiter.refund(key, policy, now).await?;
-        }
-        Ok(())
     }
 
     /// Logs a wrong password; when it used up the session's last check, ends the session and

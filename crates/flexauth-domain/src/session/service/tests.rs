@@ -96,14 +96,20 @@ impl Ports {
 }
 
 fn account(verified: bool) -> Account {
-    Account::from_storage(
-        ACCOUNT,
-        EmailAddress::parse("ann@example.com").unwrap(),
-        PasswordHash::from_phc("h".into()),
-        verified.then_some(NOW),
-        NOW,
-        4,
-    )
+    Account::from_storage(stored_account(verified))
+}
+
+fn stored_account(verified: bool) -> crate::account::StoredAccount {
+    crate::account::StoredAccount {
+        id: ACCOUNT,
+        email: EmailAddress::parse("ann@example.com").unwrap(),
+        password_hash: PasswordHash::from_phc("h".into()),
+        email_verified_at: verified.then_some(NOW),
+        created_at: NOW,
+        credential_version: 4,
+        disabled_at: None,
+        clients_forgotten_at: None,
+    }
 }
 
 /// A pending sign-up attempt whose password hashes to `phc`.
@@ -177,10 +183,13 @@ async fn login_says_email_not_verified_for_the_password_of_the_newest_pending_si
 async fn a_disabled_account_is_told_so_only_after_the_right_password_and_opens_no_session() {
     for (right, expected) in [(true, "disabled"), (false, "invalid")] {
         let mut ports = Ports::new();
-        ports
-            .accounts
-            .expect_find_by_email()
-            .returning(|_| Ok(Some(account(true).disabled_since(Some(NOW - Duration::hours(1))))));
+        ports.accounts.expect_find_by_email().returning(|_| {
+            let disabled = Some(NOW - Duration::hours(1));
+            Ok(Some(Account::from_storage(crate::account::StoredAccount {
+                disabled_at: disabled,
+                ..stored_account(true)
+            })))
+        });
         ports.hasher.expect_verify().times(1).returning(move |_, _| Ok(right));
         ports.sessions.expect_create().never();
         let (email, password) = credentials();
@@ -458,6 +467,8 @@ async fn logout_scopes_revoke_the_current_the_others_or_all() {
         .with(eq(ACCOUNT), eq(None), eq(NOW), always())
         .times(1)
         .returning(|_, _, _, _| Ok(3));
+    // Only the global logout forgets the clients the account knew.
+    ports.sessions.expect_forget_known_clients().with(eq(ACCOUNT), eq(NOW)).times(1).returning(|_, _| Ok(()));
     let service = ports.service();
     service.logout(&session_caller(), LogoutScope::Current).await.unwrap();
     service.logout(&session_caller(), LogoutScope::Others).await.unwrap();
@@ -766,6 +777,29 @@ async fn an_account_under_attack_refuses_unknown_clients_but_not_one_that_logged
     let stranger = service.login(&email, &password, client_at("203.0.113.9")).await;
     assert!(matches!(stranger, Err(LoginError::Throttled(_))), "even with the right password, an unknown client waits");
     service.login(&email, &password, client_at("198.51.100.1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_known_only_from_before_the_account_forgot_its_clients_is_a_stranger() {
+    let mut ports = Ports::new();
+    ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
+    let forgotten = NOW - Duration::hours(2);
+    ports.accounts.expect_find_by_email().returning(move |_| {
+        Ok(Some(Account::from_storage(crate::account::StoredAccount {
+            clients_forgotten_at: Some(forgotten),
+            ..stored_account(true)
+        })))
+    });
+    // The store answers for the window it is asked about: after the forgetting, not 30 days.
+    let after = forgotten + Duration::milliseconds(1);
+    ports.sessions.expect_logged_in_from().withf(move |_, _, since| *since == after).returning(|_, _, _| Ok(false));
+    ports.sessions.expect_device_known().withf(move |_, _, since| *since == after).returning(|_, _, _| Ok(false));
+    ports.hasher.expect_verify().never();
+    let (email, password) = credentials();
+    let mut client = client_at("198.51.100.1");
+    client.device = Some(crate::secret::DeviceToken::parse(&"A".repeat(43)).unwrap());
+    let outcome = ports.service().login(&email, &password, client).await;
+    assert!(matches!(outcome, Err(LoginError::Throttled(_))));
 }
 
 #[tokio::test]

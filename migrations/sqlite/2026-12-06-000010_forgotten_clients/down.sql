@@ -1,0 +1,1 @@
+ALTER TABLE accounts DROP COLUMN clients_forgotten_at;
