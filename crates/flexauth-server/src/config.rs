@@ -207,6 +207,14 @@ pub struct RawConfig {
     /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
     #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
+    /// How long after a request's head its body may take to arrive; past it the request gets
+    /// `408 request_timeout` and the connection is closed.
+    #[arg(long, env = "FLEXAUTH_REQUEST_BODY_TIMEOUT", default_value = "10s", global = true)]
+    pub request_body_timeout: String,
+    /// How many connections one client address (an IPv6 /64) may hold at once; never more than
+    /// a quarter of what the open-file limit allows. Trusted proxies are exempt.
+    #[arg(long, env = "FLEXAUTH_MAX_CONNECTIONS_PER_ADDRESS", default_value = "256", global = true)]
+    pub max_connections_per_address: String,
 }
 
 impl std::fmt::Debug for RawConfig {
@@ -306,6 +314,10 @@ pub struct Settings {
     pub usage_flush_interval: std::time::Duration,
     /// HTTP worker threads.
     pub http_workers: usize,
+    /// How long a request's body may take to arrive after its head.
+    pub request_body_timeout: std::time::Duration,
+    /// The most connections one client address may hold (before the file-limit share).
+    pub max_connections_per_address: usize,
 }
 
 /// A configuration value that cannot be used; its message is the one line printed at start.
@@ -594,6 +606,14 @@ impl RawConfig {
             outbox_poll_interval: std::time::Duration::from_secs(1),
             usage_flush_interval: std::time::Duration::from_secs(1),
             http_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            request_body_timeout: parse_duration(&self.request_body_timeout)
+                .map(|timeout| timeout.unsigned_abs())
+                .map_err(|reason| invalid("FLEXAUTH_REQUEST_BODY_TIMEOUT", "request-body-timeout", reason))?,
+            max_connections_per_address: parse_positive_u32(&self.max_connections_per_address)
+                .map(|cap| cap as usize)
+                .map_err(|reason| {
+                    invalid("FLEXAUTH_MAX_CONNECTIONS_PER_ADDRESS", "max-connections-per-address", reason)
+                })?,
         })
     }
 }

@@ -5,9 +5,11 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body_deadline;
 pub mod browser;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod metrics;
 pub mod request_id;

@@ -312,8 +312,15 @@ fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::
     if ours {
         return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
     }
-    let status = response.status();
+    // A body read past its deadline (an extractor other than JSON's reported it as a plain 400).
+    let timed_out = response
+        .response()
+        .error()
+        .and_then(|error| error.as_error::<actix_web::error::PayloadError>())
+        .is_some_and(crate::body_deadline::is_body_timeout);
+    let status = if timed_out { actix_web::http::StatusCode::REQUEST_TIMEOUT } else { response.status() };
     let error = match status.as_u16() {
+        408 => ApiError::from(ErrorCode::RequestTimeout),
         404 => ApiError::from(ErrorCode::NotFound),
         405 => ApiError::from(ErrorCode::MethodNotAllowed),
         413 => ApiError::from(ErrorCode::PayloadTooLarge),
@@ -528,6 +535,23 @@ impl Application {
             tracing::warn!("FLEXAUTH_RATE_LIMITS=off: no rate limit and no mail cap applies");
         }
 
+        let file_limit = crate::connections::raise_file_limit();
+        let caps = crate::connections::ConnectionCaps::for_file_limit(
+            file_limit,
+            settings.http_workers,
+            settings.max_connections_per_address,
+        );
+        let per_address =
+            crate::connections::ConnectionsPerAddress::new(caps.per_address, settings.trusted_proxies.clone().into());
+        tracing::info!(
+            file_limit = file_limit.map_or_else(|| "none".to_owned(), |limit| limit.to_string()),
+            per_worker = caps.per_worker,
+            per_address = caps.per_address,
+            body_timeout_ms = settings.request_body_timeout.as_millis() as u64,
+            "connection limits"
+        );
+        let body_deadline = crate::body_deadline::BodyDeadline(settings.request_body_timeout);
+
         let listener = TcpListener::bind(settings.bind)
             .map_err(|source| StartupError::Bind { address: settings.bind.to_string(), source })?;
         let port = listener
@@ -541,6 +565,8 @@ impl Application {
                     web::JsonConfig::default().limit(BODY_LIMIT).error_handler(|error, _| json_error(error).into()),
                 )
                 .app_data(web::PayloadConfig::new(BODY_LIMIT))
+                .app_data(body_deadline)
+                .wrap(from_fn(crate::body_deadline::middleware))
                 .wrap(ErrorHandlers::new().default_handler(envelope_for_framework_errors))
                 .wrap(from_fn(request_id::middleware))
                 .wrap(from_fn(crate::browser::cors))
@@ -550,14 +576,17 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.http_workers)
-        // A client gets 5 s to send its request head and 5 s more to close after the answer;
-        // idle keep-alive connections close after 30 s; at most 25k connections per worker.
-        // A slow or idle client cannot pin a connection, and a flood of them cannot exhaust
-        // file descriptors.
+        // A client gets 5 s to send its request head, FLEXAUTH_REQUEST_BODY_TIMEOUT for its body
+        // (the body deadline middleware) and 5 s more to close after the answer; idle keep-alive
+        // connections close after 30 s. The connections held stay below the open-file limit,
+        // and one client address holds a share of them at most (crate::connections): a slow or
+        // idle client cannot pin a connection, and a flood of them cannot exhaust the file
+        // descriptors the server needs.
         .client_request_timeout(std::time::Duration::from_secs(5))
         .client_disconnect_timeout(std::time::Duration::from_secs(5))
         .keep_alive(std::time::Duration::from_secs(30))
-        .max_connections(25_000)
+        .max_connections(caps.per_worker)
+        .on_connect(move |connection, data| per_address.admit(connection, data))
         .shutdown_timeout(10)
         // The signals are ours (see Drain): SIGTERM drains before stopping.
         .disable_signals()

@@ -24,6 +24,7 @@ error_codes! {
     InvalidJson,
     UnsupportedMediaType,
     PayloadTooLarge,
+    RequestTimeout,
     InvalidEmail,
     PasswordTooShort,
     PasswordTooLong,
@@ -89,6 +90,12 @@ impl ErrorCode {
             Self::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the request body must be application/json", "A JSON endpoint got a body without `Content-Type: application/json`."),
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than \
                 16 KiB", "The body is over 16 KiB."),
+            Self::RequestTimeout => (
+                S::REQUEST_TIMEOUT,
+                "request_timeout", "the request body did not arrive in time",
+                "The body did not arrive within `FLEXAUTH_REQUEST_BODY_TIMEOUT` (10 s by default) of the request's \
+                    head. The connection is closed after the answer.",
+            ),
             Self::InvalidEmail => (
                 S::BAD_REQUEST,
                 "invalid_email", "the email address is not valid",
@@ -124,7 +131,8 @@ impl ErrorCode {
             Self::InvalidCurrentPassword => (
                 S::BAD_REQUEST,
                 "invalid_current_password", "the current password is wrong",
-                "`POST /v1/auth/password/change` or `POST /v1/auth/reauthenticate`: the password given is wrong.",
+                "`POST /v1/auth/password/change`, `POST /v1/auth/reauthenticate` or `POST /v1/auth/email/confirm`: \
+                    the password given is not the account's.",
             ),
             Self::InvalidApiKeyName => {
                 (S::BAD_REQUEST, "invalid_api_key_name", "the API key name is not valid", "The key name is empty \
@@ -157,7 +165,7 @@ impl ErrorCode {
             ),
             Self::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials", "invalid email or password", "Unknown email or wrong password."),
             Self::EmailNotVerified => {
-                (S::FORBIDDEN, "email_not_verified", "verify your email address before logging in", "Right password (that of a pending sign-up attempt), but the address is not verified yet.")
+                (S::FORBIDDEN, "email_not_verified", "verify your email address before logging in", "Right password (that of the newest pending sign-up attempt), but the address is not verified yet.")
             }
             Self::AccountDisabled => (
                 S::FORBIDDEN,
@@ -210,8 +218,8 @@ impl ErrorCode {
             Self::EmailChangeConflict => (
                 S::CONFLICT,
                 "email_change_conflict", "the address is not available; nothing was changed",
-                "`POST /v1/auth/email/confirm`: the new address has an account now, or the account's address \
-                    changed since the link was sent. `POST /v1/auth/email/undo`: another account holds the old address now. Nothing was changed.",
+                "`POST /v1/auth/email/confirm`: a verified account has the new address now, or the account's \
+                    address or password changed since the link was sent. `POST /v1/auth/email/undo`: another account holds the old address now. Nothing was changed.",
             ),
             Self::RateLimited => (
                 S::TOO_MANY_REQUESTS,

@@ -496,6 +496,9 @@ pub fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
             ErrorCode::PayloadTooLarge.into()
         }
+        JsonPayloadError::Payload(cause) if crate::body_deadline::is_body_timeout(&cause) => {
+            ErrorCode::RequestTimeout.into()
+        }
         JsonPayloadError::Deserialize(cause) => {
             ApiError::with_message(ErrorCode::InvalidJson, describe_json_error(&cause))
         }

@@ -177,7 +177,7 @@ pub struct EmailChangeBody {
     request_body = EmailChangeBody,
     responses((status = 202, description = "Accepted: the same answer whether or not the new address has an \
         account.", body = Data<Message>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_email", "email_unchanged", "reauthentication_required", "rate_limited", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_email", "email_unchanged", "reauthentication_required", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn request_change(
@@ -386,7 +386,7 @@ pub async fn confirm_from_form(
         (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
         (status = 429, description = "An HTML page, for the form: too many password checks.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
     ),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_link", "link_expired", "password_too_long", "invalid_current_password", "email_change_conflict", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_link", "link_expired", "password_too_long", "invalid_current_password", "email_change_conflict", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn confirm(
@@ -495,7 +495,7 @@ pub async fn undo_from_form(
         (status = 200, description = "The account has its old address. An HTML page for the form.", content((Data<EmailNow> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
         (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
     ),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_link", "link_expired", "email_change_conflict", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_link", "link_expired", "email_change_conflict", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn undo(state: web::Data<AppState>, body: JsonObject<TokenBody>) -> Result<HttpResponse, ApiError> {

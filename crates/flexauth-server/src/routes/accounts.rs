@@ -47,7 +47,7 @@ const RESEND_ACCEPTED: Message =
     request_body = SignupBody,
     responses((status = 202, description = "Accepted: the same answer for every address. The account, attempt or \
         email follows a moment later.", body = Data<Message>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "password_too_short", "password_too_long", "password_too_common", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_email", "password_too_short", "password_too_long", "password_too_common", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn signup(
@@ -107,7 +107,7 @@ fn confirmation(body: ConfirmBody) -> Result<(LinkToken, Option<NewPassword>), A
             form.", content((Data<Verified> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
         (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
     ),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_verification_token", "verification_token_expired", "password_required", "password_too_short", "password_too_long", "password_too_common", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_verification_token", "verification_token_expired", "password_required", "password_too_short", "password_too_long", "password_too_common", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn verify(state: web::Data<AppState>, body: JsonObject<ConfirmBody>) -> Result<HttpResponse, ApiError> {
@@ -234,7 +234,7 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
     post, path = "/v1/auth/verify/resend", operation_id = "resendVerification", tag = "accounts",
     request_body = EmailBody,
     responses((status = 202, description = "Accepted: the same answer for every address.", body = Data<Message>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "rate_limited", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_email", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn resend_verification(

@@ -57,7 +57,7 @@ const FORGOT_ACCEPTED: Message =
     post, path = "/v1/auth/password/forgot", operation_id = "forgotPassword", tag = "passwords",
     request_body = ForgotBody,
     responses((status = 202, description = "Accepted: the same answer for every address.", body = Data<Message>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "rate_limited", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_email", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn forgot(
@@ -152,7 +152,7 @@ fn error_page(error: ResetPasswordError) -> HttpResponse {
         (status = 200, description = "The password is set. An HTML page for the form.", content((Data<PasswordReset> = "application/json"), (String = "text/html")), headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
         (status = 400, description = "An HTML page, for the form: the link or the password cannot be used.", content_type = "text/html", body = String, headers(("cache-control" = String, description = "`no-store`."), ("referrer-policy" = String, description = "`no-referrer`: the links to these pages carry tokens."), ("x-content-type-options" = String, description = "`nosniff`."), ("content-security-policy" = String, description = "No scripts, no foreign resources, no form targets on other sites, no framing."))),
     ),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_reset_token", "reset_token_expired", "password_too_short", "password_too_long", "password_too_common", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_reset_token", "reset_token_expired", "password_too_short", "password_too_long", "password_too_common", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn reset(
@@ -212,7 +212,7 @@ pub async fn reset_from_form(
     post, path = "/v1/auth/password/change", operation_id = "changePassword", tag = "passwords", security(("bearer" = [])),
     request_body = ChangeBody,
     responses((status = 204, description = "The password is changed. No body.")),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_short", "password_too_long", "password_too_common", "invalid_current_password", "session_revoked", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_short", "password_too_long", "password_too_common", "invalid_current_password", "session_revoked", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn change(

@@ -99,7 +99,7 @@ fn cookie_refresh_token(state: &AppState, request: &HttpRequest) -> Result<Strin
         refresh token in the `__Secure-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, Path `/v1/auth` under the public URL's path) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
     request_body = Credentials,
     responses((status = 200, description = "A new session's tokens.", body = Data<TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie; after a login, the `flexauth_device` cookie of a new device.")))),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_email", "password_too_long", "invalid_credentials", "email_not_verified", "account_disabled", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_email", "password_too_long", "invalid_credentials", "email_not_verified", "account_disabled", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn login(
@@ -144,7 +144,7 @@ fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::Devic
     request_body(description = "The refresh token; with `Refresh-Token-Transport: cookie` the body may be left out, \
         and the cookie is read.", content((RefreshBody = "application/json"))),
     responses((status = 200, description = "The successor pair.", body = Data<TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie; after a login, the `flexauth_device` cookie of a new device.")))),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "invalid_refresh_token", "refresh_token_expired", "session_revoked", "refresh_token_reused", "missing_token", "origin_not_allowed", "rate_limited", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_refresh_token", "refresh_token_expired", "session_revoked", "refresh_token_reused", "missing_token", "origin_not_allowed", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn refresh(
@@ -198,7 +198,7 @@ fn scope(text: Option<&str>) -> Result<LogoutScope, ApiError> {
     request_body(description = "Optional. With a bearer: `scope`. Without one: `refresh_token` (required \
         then).", content = LogoutBody, content_type = "application/json"),
     responses((status = 204, description = "The sessions are ended. No body.", headers(("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie, cleared.")))),
-    extensions(("x-flexauth-optional-body" = json!(true)), ("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "invalid_scope", "missing_token", "invalid_token", "invalid_refresh_token", "jwt_required", "origin_not_allowed", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-optional-body" = json!(true)), ("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "invalid_scope", "missing_token", "invalid_token", "invalid_refresh_token", "jwt_required", "origin_not_allowed", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn logout(
@@ -326,7 +326,7 @@ pub struct Reauthenticated {
     post, path = "/v1/auth/reauthenticate", operation_id = "reauthenticate", tag = "sessions", security(("bearer" = [])),
     request_body = ReauthenticateBody,
     responses((status = 200, description = "The session's recent authentication is renewed.", body = Data<Reauthenticated>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_long", "invalid_current_password", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_long", "invalid_current_password", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn reauthenticate(
