@@ -100,14 +100,17 @@ pub fn export_view(export: AccountExport) -> Result<ExportView, ApiError> {
 /// (oldest first, never a secret), and its whole security log (newest first). Every instant is RFC 3339 in UTC
 /// with three fractional digits. The export is recorded first, as a security event of type `account_exported`
 /// with the caller's `session_id`, so it is the newest entry of `security_events`; `HEAD` answers as `GET` does,
-/// without the body, and is recorded too. No recent authentication is needed. JWT only: 403 jwt_required with an
-/// API key. Account management: the session of the access token is looked up on every call, whatever
+/// without the body, and is recorded too. It needs a recent authentication, since the copy holds the account's
+/// client addresses and whole security log: the session must have logged in or re-authenticated (`POST
+/// /v1/auth/reauthenticate`) within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default), else `403
+/// reauthentication_required`; a refresh does not renew it. JWT only: 403 jwt_required with an API key. Account
+/// management: the session of the access token is looked up on every call, whatever
 /// `FLEXAUTH_VERIFY_SESSION_ON_REQUEST` says; a token of an ended session gets `401 invalid_token` ("the session
 /// of the access token has ended").
 #[utoipa::path(
     get, path = "/v1/auth/account/export", operation_id = "exportAccount", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, description = "Everything flexauth holds about the account.", body = Data<ExportView>, headers(("cache-control" = String, description = "`no-store`."), ("content-disposition" = String, description = "`attachment; filename=\"flexauth-account.json\"`: browsers save the export as a file.")))),
-    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "reauthentication_required", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn export(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {

@@ -321,7 +321,22 @@ async fn deleting_or_moving_the_account_needs_a_recent_password() {
             .code(),
         "reauthentication_required"
     );
+    assert_eq!(app.get_with_bearer("/v1/auth/account/export", access).await.code(), "reauthentication_required");
     assert_eq!(app.login(&email).await.status, StatusCode::OK, "the account is still there");
+    // The OpenAPI document says so of each of them.
+    let document = app.get("/openapi.json").await.body;
+    for (path, method) in
+        [("/v1/auth/account", "delete"), ("/v1/auth/email/change", "post"), ("/v1/auth/account/export", "get")]
+    {
+        let operation = &document["paths"][path][method];
+        let codes = operation["responses"]["403"]["content"]["application/json"]["schema"]["properties"]["error"]
+            ["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path}: no 403"));
+        assert!(codes.iter().any(|code| code == "reauthentication_required"), "{method} {path}: {codes:?}");
+        let description = operation["description"].as_str().unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(description.contains("needs a recent authentication"), "{method} {path}: {description}");
+    }
     app.stop().await;
 }
 
