@@ -44,6 +44,7 @@ fn claims(account: AccountId, session: SessionId, issued_at: OffsetDateTime) -> 
         session_id: session,
         token_id: uuid::Uuid::new_v4(),
         issued_at,
+        not_before: issued_at,
         expires_at: issued_at + time::Duration::hours(1),
     }
 }

@@ -232,6 +232,7 @@ impl JwtTokens {
             session_id: SessionId::from_uuid(uuid(&jwt.sid)?),
             token_id: uuid(&jwt.jti)?,
             issued_at: timestamp(jwt.iat)?,
+            not_before: timestamp(jwt.nbf)?,
             expires_at: timestamp(jwt.exp)?,
         })
     }
@@ -253,7 +254,7 @@ impl TokenSigner for JwtTokens {
             aud: self.settings.audience.clone(),
             exp: claims.expires_at.unix_timestamp(),
             iat: claims.issued_at.unix_timestamp(),
-            nbf: claims.issued_at.unix_timestamp(),
+            nbf: claims.not_before.unix_timestamp(),
             jti: claims.token_id.to_string(),
             sid: claims.session_id.to_string(),
         };

@@ -20,6 +20,7 @@ fn access_claims() -> AccessClaims {
         session_id: SessionId::from_uuid(Uuid::from_u128(2)),
         token_id: Uuid::from_u128(3),
         issued_at,
+        not_before: issued_at,
         expires_at: issued_at + time::Duration::hours(1),
     }
 }
@@ -219,6 +220,7 @@ fn current_access_claims(token_id: u128) -> AccessClaims {
     AccessClaims {
         token_id: Uuid::from_u128(token_id),
         issued_at,
+        not_before: issued_at,
         expires_at: issued_at + time::Duration::hours(1),
         ..access_claims()
     }

@@ -362,6 +362,7 @@ impl SessionService {
             session_id,
             token_id: secret.access_token_id(),
             issued_at,
+            not_before: issued_at,
             expires_at: issued_at + self.settings.access_ttl,
         };
         let refresh =

@@ -14,8 +14,11 @@ pub struct AccessClaims {
     pub session_id: SessionId,
     /// `jti`.
     pub token_id: Uuid,
-    /// `iat` and `nbf`.
+    /// `iat`.
     pub issued_at: OffsetDateTime,
+    /// `nbf`: flexauth signs it equal to `iat`, and refuses a token before it all the same,
+    /// as every other verifier of the token does.
+    pub not_before: OffsetDateTime,
     /// `exp`.
     pub expires_at: OffsetDateTime,
 }
@@ -37,7 +40,8 @@ pub struct RefreshClaims {
 
 impl AccessClaims {
     /// Checks the token's times at `now`: it is expired from `exp` on, and not valid yet while
-    /// `iat` lies more than `leeway` ahead (a server whose clock runs fast issued it).
+    /// `nbf` or `iat` lies more than `leeway` ahead (a server whose clock runs fast issued it,
+    /// or whoever signed it set `nbf` later).
     ///
     /// # Errors
     /// [`TokenTimeError::Expired`] or [`TokenTimeError::NotYetValid`].
@@ -45,7 +49,7 @@ impl AccessClaims {
         if now >= self.expires_at {
             return Err(TokenTimeError::Expired);
         }
-        if now + leeway < self.issued_at {
+        if now + leeway < self.issued_at.max(self.not_before) {
             return Err(TokenTimeError::NotYetValid);
         }
         Ok(())
@@ -66,7 +70,7 @@ pub enum TokenTimeError {
     /// `exp` is past.
     #[error("the token has expired")]
     Expired,
-    /// `iat` is ahead of the clock by more than the leeway.
+    /// `nbf` or `iat` is ahead of the clock by more than the leeway.
     #[error("the token is not valid yet")]
     NotYetValid,
 }
@@ -134,6 +138,7 @@ mod tests {
             session_id: SessionId::from_uuid(Uuid::nil()),
             token_id: Uuid::nil(),
             issued_at,
+            not_before: issued_at,
             expires_at: issued_at + Duration::hours(1),
         }
     }
@@ -150,5 +155,13 @@ mod tests {
         let leeway = Duration::seconds(30);
         assert_eq!(access(T0 + Duration::seconds(30)).check(T0, leeway), Ok(()));
         assert_eq!(access(T0 + Duration::seconds(31)).check(T0, leeway), Err(TokenTimeError::NotYetValid));
+    }
+
+    #[test]
+    fn an_access_token_is_not_valid_before_its_nbf_whatever_its_iat() {
+        let leeway = Duration::seconds(30);
+        let later = AccessClaims { not_before: T0 + Duration::minutes(10), ..access(T0) };
+        assert_eq!(later.check(T0, leeway), Err(TokenTimeError::NotYetValid));
+        assert_eq!(later.check(T0 + Duration::minutes(10) - leeway, leeway), Ok(()));
     }
 }

@@ -111,6 +111,7 @@ async fn forged_and_misused_tokens_get_401_invalid_token() {
         session_id: SessionId::from_uuid(Uuid::new_v4()),
         token_id: Uuid::new_v4(),
         issued_at: OffsetDateTime::now_utc(),
+        not_before: OffsetDateTime::now_utc(),
         expires_at: OffsetDateTime::now_utc() + Duration::hours(1),
     };
     assert_invalid_token(&usage_with(&app, &foreign.sign_access(&claims).unwrap()).await);
@@ -118,7 +119,17 @@ async fn forged_and_misused_tokens_get_401_invalid_token() {
     // An expired token signed with the real key.
     let real_pem = flexauth_store::test_db::generated_signing_key_pem(env.store()).await;
     let real = JwtTokens::new(&SigningKeyPair::from_pem(&real_pem).unwrap(), &[], settings);
+    // A token of the real key whose nbf lies an hour ahead, its iat now.
+    let early = AccessClaims { not_before: claims.issued_at + Duration::hours(1), ..claims.clone() };
+    let reply = usage_with(&app, &real.sign_access(&early).unwrap()).await;
+    assert_invalid_token(&reply);
+    assert!(
+        reply.headers.get("www-authenticate").unwrap().to_str().unwrap().contains("not valid yet"),
+        "{}",
+        reply.text
+    );
     let expired = AccessClaims {
+        not_before: claims.issued_at - Duration::hours(2),
         issued_at: claims.issued_at - Duration::hours(2),
         expires_at: claims.issued_at - Duration::hours(1),
         ..claims.clone()

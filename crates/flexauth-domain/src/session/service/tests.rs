@@ -394,6 +394,7 @@ fn access_claims(issued_at: OffsetDateTime) -> AccessClaims {
         session_id: SESSION,
         token_id: Uuid::nil(),
         issued_at,
+        not_before: issued_at,
         expires_at: issued_at + Duration::hours(1),
     }
 }
