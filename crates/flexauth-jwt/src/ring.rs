@@ -5,7 +5,8 @@
 //! resource server has it in its cached JWKS before the first token it signs exists. A
 //! retired key stops signing, stays in the JWKS until the last access token it can have
 //! signed has expired, and verifies refresh tokens until the last of those has expired too:
-//! nobody is logged out by a rotation.
+//! nobody is logged out by a rotation. A revoked key (a leaked one) leaves the ring at once:
+//! it is no longer published and verifies nothing, whatever it signed.
 
 use std::sync::{Arc, Mutex};
 
@@ -23,10 +24,14 @@ pub struct RingKey {
     pub slot: String,
     /// The key pair.
     pub key: SigningKeyPair,
-    /// When it starts signing.
+    /// When it was stored, and so first published.
+    pub published_at: OffsetDateTime,
+    /// When it starts signing, as stored.
     pub activates_at: OffsetDateTime,
     /// When it stopped signing for good, if it was retired.
     pub retired_at: Option<OffsetDateTime>,
+    /// When it was revoked, if it was: from then on it does nothing at all.
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// How long tokens live, which decides how long a retired key is kept.
@@ -36,6 +41,11 @@ pub struct RingPlan {
     pub access_ttl: Duration,
     /// Refresh-token lifetime: a retired key verifies refresh tokens this long.
     pub refresh_ttl: Duration,
+    /// How long this instance publishes a scheduled key before it signs with it, whatever
+    /// activation was stored: its JWKS cache lifetime and the time it takes to read the keys
+    /// again. A key that activates when it is stored (the first key, an emergency replacement)
+    /// signs at once.
+    pub publish_before_signing: Duration,
 }
 
 /// The ring at one instant.
@@ -58,17 +68,29 @@ impl Arrangement<'_> {
 }
 
 impl RingPlan {
-    /// Whether `key` signs at `now`: activated and not retired.
-    fn is_active(key: &RingKey, now: OffsetDateTime) -> bool {
-        key.activates_at <= now && key.retired_at.is_none_or(|retired| retired > now)
+    /// When `key` starts signing on this instance: its stored activation, but for a scheduled
+    /// key never before it has been published here for [`RingPlan::publish_before_signing`],
+    /// so that every JWKS this instance served has it before the first token it signs. (The
+    /// command that stored it judged the delay by its own settings, not this instance's.)
+    pub fn activation(&self, key: &RingKey) -> OffsetDateTime {
+        if key.activates_at > key.published_at {
+            key.activates_at.max(key.published_at + self.publish_before_signing)
+        } else {
+            key.activates_at
+        }
+    }
+
+    /// Whether `key` signs at `now`: activated, neither retired nor revoked.
+    fn is_active(&self, key: &RingKey, now: OffsetDateTime) -> bool {
+        key.revoked_at.is_none() && self.activation(key) <= now && key.retired_at.is_none_or(|retired| retired > now)
     }
 
     /// The key that signs at `now`: of the active keys, the one activated last. `None` when
     /// no key is active.
     pub fn signer_at<'a>(&self, keys: &'a [RingKey], now: OffsetDateTime) -> Option<&'a RingKey> {
         keys.iter()
-            .filter(|key| Self::is_active(key, now))
-            .max_by(|a, b| a.activates_at.cmp(&b.activates_at).then_with(|| a.slot.cmp(&b.slot)))
+            .filter(|key| self.is_active(key, now))
+            .max_by(|a, b| self.activation(a).cmp(&self.activation(b)).then_with(|| a.slot.cmp(&b.slot)))
     }
 
     /// Until when a retired key stays in the JWKS.
@@ -85,7 +107,7 @@ impl RingPlan {
         let signing = self.signer_at(keys, now)?;
         let mut published = Vec::new();
         let mut refresh_only = Vec::new();
-        for key in keys.iter().filter(|key| key.slot != signing.slot) {
+        for key in keys.iter().filter(|key| key.slot != signing.slot && key.revoked_at.is_none()) {
             match (self.published_until(key), self.verifies_until(key)) {
                 (None, _) => published.push(key),
                 (Some(until), _) if now < until => published.push(key),
@@ -196,11 +218,18 @@ mod tests {
     use super::*;
 
     const NOW: OffsetDateTime = datetime!(2026-07-01 12:00 UTC);
-    const PLAN: RingPlan = RingPlan { access_ttl: Duration::hours(1), refresh_ttl: Duration::days(30) };
+    const PLAN: RingPlan = RingPlan {
+        access_ttl: Duration::hours(1),
+        refresh_ttl: Duration::days(30),
+        publish_before_signing: Duration::minutes(5),
+    };
 
+    /// A key stored ten minutes before it activates (or at its activation, when that is
+    /// more than ten minutes ago).
     fn key(slot: &str, activates_at: OffsetDateTime, retired_at: Option<OffsetDateTime>) -> RingKey {
         let key = SigningKeyPair::from_pem(&SigningKeyPair::generate_pem().unwrap()).unwrap();
-        RingKey { slot: slot.to_owned(), key, activates_at, retired_at }
+        let published_at = activates_at - Duration::minutes(10);
+        RingKey { slot: slot.to_owned(), key, published_at, activates_at, retired_at, revoked_at: None }
     }
 
     fn settings() -> JwtSettings {
@@ -261,6 +290,46 @@ mod tests {
         );
         assert!(ring.verify_refresh(&refresh).is_ok(), "its refresh tokens still refresh");
         ring.update(&keys, PLAN, retired_at + Duration::days(30)).unwrap();
+        assert_eq!(ring.verify_refresh(&refresh).unwrap_err(), TokenRejection::UnknownKey);
+    }
+
+    #[test]
+    fn a_scheduled_key_signs_only_once_this_instance_has_published_it_for_its_own_cache_lifetime() {
+        let old = key("old", NOW - Duration::days(10), None);
+        // Stored by a command whose cache lifetime was shorter: it asked for one minute.
+        let hurried = RingKey { published_at: NOW, activates_at: NOW + Duration::minutes(1), ..key("new", NOW, None) };
+        let keys = vec![old.clone(), hurried.clone()];
+        let ring = KeyRing::new(&keys, PLAN, NOW, settings()).unwrap();
+        assert!(!ring.update(&keys, PLAN, NOW + Duration::minutes(4)).unwrap(), "published, not signing yet");
+        assert_eq!(ring.current().signing_kid(), old.key.kid());
+        assert!(ring.update(&keys, PLAN, NOW + Duration::minutes(5)).unwrap());
+        assert_eq!(ring.current().signing_kid(), hurried.key.kid());
+        // A key that activates as it is stored (an emergency replacement) signs at once.
+        let replacement = RingKey { published_at: NOW, activates_at: NOW, ..key("now", NOW, None) };
+        let ring = KeyRing::new(&[old, replacement.clone()], PLAN, NOW, settings()).unwrap();
+        assert_eq!(ring.current().signing_kid(), replacement.key.kid());
+    }
+
+    #[test]
+    fn a_revoked_key_is_neither_published_nor_verifies_anything_at_once() {
+        let leaked = key("leaked", NOW - Duration::days(10), None);
+        let replacement = RingKey { published_at: NOW, activates_at: NOW, ..key("replacement", NOW, None) };
+        let signed_before = JwtTokens::new(&leaked.key, &[], settings());
+        let refresh = signed_before
+            .sign_refresh(&RefreshClaims {
+                account_id: flexauth_domain::account::AccountId::from_uuid(uuid::Uuid::from_u128(1)),
+                session_id: flexauth_domain::session::SessionId::from_uuid(uuid::Uuid::from_u128(2)),
+                secret: flexauth_domain::session::RefreshSecret::from_bytes([3; 32]),
+                issued_at: NOW - Duration::days(1),
+                expires_at: NOW + Duration::days(29),
+            })
+            .unwrap();
+        let keys = vec![leaked.clone(), replacement.clone()];
+        let ring = KeyRing::new(&keys, PLAN, NOW, settings()).unwrap();
+        assert!(ring.verify_refresh(&refresh).is_ok());
+        let revoked = vec![RingKey { revoked_at: Some(NOW), ..leaked }, replacement.clone()];
+        assert!(ring.update(&revoked, PLAN, NOW).unwrap());
+        assert_eq!(published(&ring), vec![replacement.key.kid().to_owned()]);
         assert_eq!(ring.verify_refresh(&refresh).unwrap_err(), TokenRejection::UnknownKey);
     }
 

@@ -114,10 +114,12 @@ struct KeyView {
     kid: String,
     /// `standby` (published, signs from `activates_at`), `signing`, `verifying` (superseded or
     /// retired, still in the JWKS), `refresh_only` (retired, out of the JWKS, still verifies
-    /// refresh tokens) or `expired` (nothing it signed is valid any more).
+    /// refresh tokens), `expired` (nothing it signed is valid any more) or `revoked` (trusted
+    /// for nothing since `revoked_at`).
     state: &'static str,
     activates_at: String,
     retired_at: Option<String>,
+    revoked_at: Option<String>,
     published_until: Option<String>,
     verifies_until: Option<String>,
     sealed: bool,
@@ -159,8 +161,9 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
                 .iter()
                 .map(|key| {
                     let state = match (plan.published_until(key), plan.verifies_until(key)) {
+                        _ if key.revoked_at.is_some() => "revoked",
                         _ if signer.as_deref() == Some(key.slot.as_str()) => "signing",
-                        (None, _) if key.activates_at > now => "standby",
+                        (None, _) if plan.activation(key) > now => "standby",
                         (None, _) => "verifying",
                         (Some(until), _) if now < until => "verifying",
                         (_, Some(until)) if now < until => "refresh_only",
@@ -169,8 +172,9 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
                     KeyView {
                         kid: key.key.kid().to_owned(),
                         state,
-                        activates_at: instant(key.activates_at),
+                        activates_at: instant(plan.activation(key)),
                         retired_at: key.retired_at.map(instant),
+                        revoked_at: key.revoked_at.map(instant),
                         published_until: plan.published_until(key).map(instant),
                         verifies_until: plan.verifies_until(key).map(instant),
                         sealed: sealed.get(&key.slot).copied().unwrap_or(false),
@@ -194,20 +198,8 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
             }
             // Refuses to add a key the instances could not open.
             startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
-            let pem = flexauth_jwt::SigningKeyPair::generate_pem().map_err(StartupError::from)?;
-            let key = flexauth_jwt::SigningKeyPair::from_pem(&pem).map_err(StartupError::from)?;
-            let slot = key.kid().to_owned();
-            let stored = match kek {
-                Some(kek) => kek.seal(&slot, &pem).map_err(StartupError::from)?,
-                None => {
-                    tracing::warn!(
-                        "FLEXAUTH_KEY_ENCRYPTION_KEY is not set: the new private key is stored in the clear"
-                    );
-                    pem
-                }
-            };
             let activates_at = now + delay;
-            store.add_signing_key(&slot, stored, now, activates_at).await.map_err(StartupError::from)?;
+            let slot = add_key(&store, kek, now, activates_at).await?;
             tracing::info!(target: "flexauth::audit", event = "signing_key_rotated", kid = %slot, actor = "operator", "signing key added");
             json(&serde_json::json!({ "kid": slot, "state": "standby", "activates_at": instant(activates_at) }))
         }
@@ -238,5 +230,76 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
                 "verifies_until": plan.verifies_until(&retired).map(instant),
             }))
         }
+        KeysCommand::Revoke { kid } => {
+            let (keys, _) = startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
+            let key = keys
+                .iter()
+                .find(|key| key.key.kid() == kid.trim())
+                .ok_or_else(|| AdminCommandError::Failed(format!("no stored key has the id {kid}")))?;
+            if key.revoked_at.is_some() {
+                return Err(AdminCommandError::Failed(format!("{kid} is revoked already")));
+            }
+            // The instances must keep a key to sign with: when no other key can, a new one
+            // signs at once. Resource servers meet its kid before their cached JWKS has it, and
+            // fetch the JWKS again; that is the price of an emergency.
+            let without: Vec<_> = keys.iter().filter(|other| other.slot != key.slot).cloned().collect();
+            let replaced_by = match plan.signer_at(&without, now) {
+                Some(_) => None,
+                None => Some(add_key(&store, kek, now, now).await?),
+            };
+            if !store.revoke_signing_key(&key.slot, now).await.map_err(StartupError::from)? {
+                return Err(AdminCommandError::Failed(format!("{kid} is revoked already")));
+            }
+            tracing::warn!(target: "flexauth::audit", event = "signing_key_revoked", kid = %kid, replaced_by = replaced_by.as_deref().unwrap_or("-"), actor = "operator", "signing key revoked");
+            json(&serde_json::json!({ "kid": kid, "revoked_at": instant(now), "replaced_by": replaced_by }))
+        }
+        KeysCommand::Seal => {
+            let Some(kek) = kek else {
+                return Err(AdminCommandError::Failed(
+                    "FLEXAUTH_KEY_ENCRYPTION_KEY is not set: there is nothing to seal the keys with".to_owned(),
+                ));
+            };
+            let mut sealed = Vec::new();
+            for stored in store.signing_keys().await.map_err(StartupError::from)? {
+                if flexauth_jwt::is_sealed(&stored.private_key) {
+                    continue;
+                }
+                let key = flexauth_jwt::SigningKeyPair::from_pem(&stored.private_key).map_err(|source| {
+                    StartupError::KeyFile { path: format!("the database (slot {})", stored.slot), source }
+                })?;
+                let replacement = kek.seal(&stored.slot, &stored.private_key).map_err(StartupError::from)?;
+                if store
+                    .reseal_signing_key(&stored.slot, stored.private_key.clone(), replacement)
+                    .await
+                    .map_err(StartupError::from)?
+                {
+                    tracing::info!(target: "flexauth::audit", event = "signing_key_sealed", kid = %key.kid(), actor = "operator", "stored signing key sealed");
+                    sealed.push(key.kid().to_owned());
+                }
+            }
+            json(&serde_json::json!({ "sealed": sealed }))
+        }
     }
+}
+
+/// Stores a new signing key, sealed when a key-encryption key is set, that signs from
+/// `activates_at`; returns its id.
+async fn add_key(
+    store: &flexauth_store::Store,
+    kek: Option<&flexauth_jwt::KeyEncryptionKey>,
+    now: time::OffsetDateTime,
+    activates_at: time::OffsetDateTime,
+) -> Result<String, AdminCommandError> {
+    let pem = flexauth_jwt::SigningKeyPair::generate_pem().map_err(StartupError::from)?;
+    let key = flexauth_jwt::SigningKeyPair::from_pem(&pem).map_err(StartupError::from)?;
+    let slot = key.kid().to_owned();
+    let stored = match kek {
+        Some(kek) => kek.seal(&slot, &pem).map_err(StartupError::from)?,
+        None => {
+            tracing::warn!("FLEXAUTH_KEY_ENCRYPTION_KEY is not set: the new private key is stored in the clear");
+            pem
+        }
+    };
+    store.add_signing_key(&slot, stored, now, activates_at).await.map_err(StartupError::from)?;
+    Ok(slot)
 }

@@ -65,6 +65,15 @@ pub enum KeysCommand {
     /// expired, and verifies refresh tokens until those have. The key that signs now can be
     /// retired only once another key has taken over.
     Retire { kid: String },
+    /// Revoke key KID at once, for a key that leaked: within a second every instance drops it
+    /// from the JWKS and refuses every token it signed (their sessions log in again). When it
+    /// is the last key that can sign, a new key is added that signs at once.
+    Revoke { kid: String },
+    /// Seal every stored key that is in the clear with FLEXAUTH_KEY_ENCRYPTION_KEY: once, after
+    /// setting that key on a database whose keys were stored without it. Instances with a
+    /// key-encryption key never use a key in the clear, nor seal one themselves: only someone
+    /// writing to the database could have put it there.
+    Seal,
 }
 
 /// An operator's command on one account. Every change is recorded in the account's security

@@ -59,6 +59,12 @@ pub enum StartupError {
     Keys(#[from] flexauth_jwt::SealError),
     #[error("signing keys: {0}")]
     Ring(flexauth_jwt::RingError),
+    #[error(
+        "signing keys: no sealed key can sign, and {0} stored key(s) are in the clear while FLEXAUTH_KEY_ENCRYPTION_KEY \
+            is set; if they are yours (stored before the key-encryption key was), seal them once with `flexauth keys \
+            seal`"
+    )]
+    KeysInTheClear(usize),
     #[error("cannot register the metrics: {0}")]
     Metrics(String),
     #[error("cannot create the data directory {path} (FLEXAUTH_DATA_DIR): {source}")]
@@ -121,7 +127,12 @@ async fn read_key_file(path: &std::path::Path) -> Result<SigningKeyPair, Startup
 
 /// The ring plan of these settings: how long a retired key is kept.
 pub fn ring_plan(settings: &Settings) -> RingPlan {
-    RingPlan { access_ttl: settings.access_token_ttl, refresh_ttl: settings.refresh_token_ttl }
+    RingPlan {
+        access_ttl: settings.access_token_ttl,
+        refresh_ttl: settings.refresh_token_ttl,
+        publish_before_signing: settings.jwks_max_age
+            + time::Duration::try_from(settings.key_ring_refresh).unwrap_or(time::Duration::SECOND),
+    }
 }
 
 fn jwt_settings(settings: &Settings) -> JwtSettings {
@@ -135,14 +146,15 @@ fn jwt_settings(settings: &Settings) -> JwtSettings {
 /// How the stored signing keys are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyLoad {
-    /// At start: every key must open; with a key-encryption key, keys stored in the clear are
-    /// sealed in place, so a dump taken afterwards holds none.
+    /// At start: every sealed key must open; with a key-encryption key, a key stored in the
+    /// clear is left out: only someone writing to the database could have put it there (a
+    /// forgery backdoor), unless the operator seals it with `flexauth keys seal`.
     Start,
-    /// By an operator's command: every key must open; nothing is written.
+    /// By an operator's command: every key must open, keys in the clear included; nothing is
+    /// written.
     Command,
     /// Every second while serving: a key that does not open is left out (and said), so one
-    /// damaged row cannot freeze the ring; with a key-encryption key, a key in the clear is
-    /// left out too, since only someone writing to the database could have put it there.
+    /// damaged row cannot freeze the ring; a key in the clear is left out as at start.
     Refresh,
 }
 
@@ -168,25 +180,26 @@ pub async fn stored_keys(
                 })
             });
         let in_the_clear = !flexauth_jwt::is_sealed(&stored.private_key);
-        let (pem, key) = match (opened, load) {
-            (Ok(_), KeyLoad::Refresh) if kek.is_some() && in_the_clear => {
+        let key = match (opened, load) {
+            (Ok(_), KeyLoad::Start | KeyLoad::Refresh) if kek.is_some() && in_the_clear => {
                 left_out += 1;
                 continue;
             }
-            (Ok(opened), _) => opened,
+            (Ok((_, key)), _) => key,
             (Err(_), KeyLoad::Refresh) => {
                 left_out += 1;
                 continue;
             }
             (Err(error), _) => return Err(error),
         };
-        if let (KeyLoad::Start, Some(kek), true) = (load, kek, in_the_clear) {
-            let sealed = kek.seal(&stored.slot, &pem).map_err(StartupError::Keys)?;
-            if store.reseal_signing_key(&stored.slot, stored.private_key.clone(), sealed).await? {
-                tracing::info!(slot = %stored.slot, "stored signing key sealed with the key-encryption key");
-            }
-        }
-        keys.push(RingKey { slot: stored.slot, key, activates_at: stored.activates_at, retired_at: stored.retired_at });
+        keys.push(RingKey {
+            slot: stored.slot,
+            key,
+            published_at: stored.created_at,
+            activates_at: stored.activates_at,
+            retired_at: stored.retired_at,
+            revoked_at: stored.revoked_at,
+        });
     }
     Ok((keys, left_out))
 }
@@ -224,9 +237,21 @@ async fn key_ring(settings: &Settings, store: &Store, clock: &dyn Clock) -> Resu
     if store.store_first_signing_key(candidate, clock.now()).await? {
         tracing::info!("first signing key generated and stored");
     }
-    let (keys, _) = stored_keys(store, kek, KeyLoad::Start).await?;
-    let ring =
-        KeyRing::new(&keys, ring_plan(settings), clock.now(), jwt_settings(settings)).map_err(StartupError::Ring)?;
+    let (keys, in_the_clear) = stored_keys(store, kek, KeyLoad::Start).await?;
+    if in_the_clear > 0 {
+        tracing::warn!(
+            in_the_clear,
+            "stored signing keys left out: they are in the clear while FLEXAUTH_KEY_ENCRYPTION_KEY is set; seal \
+                them with `flexauth keys seal` if you stored them"
+        );
+    }
+    let ring = KeyRing::new(&keys, ring_plan(settings), clock.now(), jwt_settings(settings)).map_err(|error| {
+        if in_the_clear > 0 {
+            StartupError::KeysInTheClear(in_the_clear)
+        } else {
+            StartupError::Ring(error)
+        }
+    })?;
     tracing::info!(kid = ring.current().signing_kid(), keys = keys.len(), "signing key ring loaded");
     Ok((ring, true))
 }

@@ -96,6 +96,7 @@ diesel::table! {
         created_at -> BigInt,
         activates_at -> Nullable<BigInt>,
         retired_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
     }
 }
 

@@ -21,6 +21,8 @@ pub struct StoredSigningKey {
     pub activates_at: OffsetDateTime,
     /// When it was retired, if it was.
     pub retired_at: Option<OffsetDateTime>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 impl std::fmt::Debug for StoredSigningKey {
@@ -29,6 +31,7 @@ impl std::fmt::Debug for StoredSigningKey {
             .field("slot", &self.slot)
             .field("activates_at", &self.activates_at)
             .field("retired_at", &self.retired_at)
+            .field("revoked_at", &self.revoked_at)
             .finish_non_exhaustive()
     }
 }
@@ -77,18 +80,20 @@ impl Store {
                         signing_keys::created_at,
                         signing_keys::activates_at,
                         signing_keys::retired_at,
+                        signing_keys::revoked_at,
                     ))
-                    .load::<(String, String, i64, Option<i64>, Option<i64>)>(c)?)
+                    .load::<(String, String, i64, Option<i64>, Option<i64>, Option<i64>)>(c)?)
             })
             .await?;
         rows.into_iter()
-            .map(|(slot, private_key, created_at, activates_at, retired_at)| {
+            .map(|(slot, private_key, created_at, activates_at, retired_at, revoked_at)| {
                 Ok(StoredSigningKey {
                     slot,
                     private_key,
                     created_at: instant(created_at)?,
                     activates_at: instant(activates_at.unwrap_or(created_at))?,
                     retired_at: retired_at.map(instant).transpose()?,
+                    revoked_at: revoked_at.map(instant).transpose()?,
                 })
             })
             .collect()
@@ -131,6 +136,23 @@ impl Store {
             .run(move |c| {
                 Ok(diesel::update(signing_keys::table.find(&slot).filter(signing_keys::retired_at.is_null()))
                     .set(signing_keys::retired_at.eq(now))
+                    .execute(c)?)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    /// Revokes the key in `slot` at `now`, unless it was revoked already. Returns whether it
+    /// was revoked now.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails.
+    pub async fn revoke_signing_key(&self, slot: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let (slot, now) = (slot.to_owned(), millis(now));
+        let updated = self
+            .run(move |c| {
+                Ok(diesel::update(signing_keys::table.find(&slot).filter(signing_keys::revoked_at.is_null()))
+                    .set(signing_keys::revoked_at.eq(now))
                     .execute(c)?)
             })
             .await?;

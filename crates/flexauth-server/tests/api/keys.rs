@@ -173,3 +173,134 @@ async fn a_wrong_or_missing_key_encryption_key_stops_the_start_with_one_line() {
         assert!(stderr.starts_with("flexauth: ") && stderr.contains(expected), "{stderr}");
     }
 }
+
+fn kek_vars(kek: &str) -> [(&'static str, &str); 2] {
+    [("FLEXAUTH_KEY_ENCRYPTION_KEY", kek), ("FLEXAUTH_JWKS_MAX_AGE", "1s")]
+}
+
+#[actix_web::test]
+async fn a_key_planted_in_the_clear_is_never_used_until_the_operator_seals_it() {
+    let env = TestEnv::new().await;
+    let kek = STANDARD.encode([51u8; 32]);
+    let extra = ["--jwks-max-age", "1s", "--key-encryption-key", kek.as_str()];
+    let tune = |settings: &mut flexauth_server::config::Settings| {
+        settings.key_ring_refresh = std::time::Duration::from_millis(200)
+    };
+    let running = env.spawn_configured(&extra, tune, Arc::new(TestClock::default())).await;
+    let email = unique_email("planted");
+    running.verified_login(&env, &email).await;
+    let genuine = access_kid(&running, &email).await;
+
+    // Someone who can write to the database stores a key of theirs, in the clear, as the newest.
+    let pem = flexauth_jwt::SigningKeyPair::generate_pem().unwrap();
+    let planted = flexauth_jwt::SigningKeyPair::from_pem(&pem).unwrap().kid().to_owned();
+    let now = time::OffsetDateTime::now_utc();
+    env.store().add_signing_key(&planted, pem, now, now).await.unwrap();
+    // Neither the running instance nor one started afterwards publishes it or signs with it.
+    let started = env.spawn_configured(&extra, tune, Arc::new(TestClock::default())).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    for app in [&running, &started] {
+        assert_eq!(access_kid(app, &email).await, genuine);
+        assert!(!published(app).await.contains(&planted));
+    }
+    assert!(database_holds(&env, "PRIVATE KEY").await, "nothing sealed it on its own");
+
+    // The operator, whose key it is in this play, seals it: from then on it is a key like another.
+    let (ok, sealed, stderr) = flexauth_with(&env, &["keys", "seal"], &kek_vars(&kek));
+    assert!(ok, "{stderr}");
+    assert_eq!(sealed["sealed"], serde_json::json!([planted]));
+    assert!(!database_holds(&env, "PRIVATE KEY").await);
+    until("the sealed key's use", 3, async || {
+        access_kid(&running, &email).await == planted && access_kid(&started, &email).await == planted
+    })
+    .await;
+    started.stop().await;
+    running.stop().await;
+}
+
+#[actix_web::test]
+async fn a_start_with_only_keys_in_the_clear_and_a_key_encryption_key_says_to_seal_them() {
+    let env = TestEnv::new().await;
+    // Keys stored before the operator set a key-encryption key.
+    env.spawn().await.stop().await;
+    let kek = STANDARD.encode([52u8; 32]);
+    let serve = |kek: &str| {
+        let vars = [("FLEXAUTH_KEY_ENCRYPTION_KEY", kek), ("FLEXAUTH_BIND", "127.0.0.1:0"), ("RUST_LOG", "off")];
+        flexauth_with(&env, &["serve"], &vars)
+    };
+    let (ok, _, stderr) = serve(&kek);
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("in the clear") && stderr.contains("flexauth keys seal"), "{stderr}");
+    let (ok, sealed, stderr) = flexauth_with(&env, &["keys", "seal"], &kek_vars(&kek));
+    assert!(ok, "{stderr}");
+    assert_eq!(sealed["sealed"].as_array().unwrap().len(), 1);
+    let app = env.spawn_with(&["--key-encryption-key", &kek]).await;
+    let email = unique_email("sealed");
+    app.verified_login(&env, &email).await;
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn a_leaked_key_is_revoked_on_every_instance_within_a_second_and_a_replacement_signs_at_once() {
+    let env = TestEnv::new().await;
+    let tune = |settings: &mut flexauth_server::config::Settings| {
+        settings.key_ring_refresh = std::time::Duration::from_millis(200)
+    };
+    let first = env.spawn_configured(&[], tune, Arc::new(TestClock::default())).await;
+    let second = env.spawn_configured(&[], tune, Arc::new(TestClock::default())).await;
+    let email = unique_email("leaked");
+    let session = first.verified_login(&env, &email).await;
+    let (access, refresh) =
+        (session["access_token"].as_str().unwrap().to_owned(), session["refresh_token"].as_str().unwrap().to_owned());
+    let leaked = kid_of(&access);
+    assert_eq!(second.get_with_bearer("/v1/usage", &access).await.status, StatusCode::OK);
+
+    let (ok, revoked, stderr) = flexauth_with(&env, &["keys", "revoke", &leaked], &[]);
+    assert!(ok, "{stderr}");
+    let replacement = revoked["replaced_by"].as_str().expect("a replacement, since no other key signs").to_owned();
+    until("the revocation on both instances", 2, async || {
+        let (a, b) = (published(&first).await, published(&second).await);
+        !a.contains(&leaked) && !b.contains(&leaked) && a.contains(&replacement) && b.contains(&replacement)
+    })
+    .await;
+    for app in [&first, &second] {
+        let refused = app.get_with_bearer("/v1/usage", &access).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+        assert_eq!(access_kid(app, &email).await, replacement, "the replacement signs at once");
+    }
+    assert_eq!(first.refresh(&refresh).await.code(), "invalid_refresh_token", "its refresh tokens too");
+    let (_, listed, _) = flexauth_with(&env, &["keys", "list"], &[]);
+    let state = |kid: &str| {
+        listed.as_array().unwrap().iter().find(|key| key["kid"] == kid).map(|key| key["state"].clone()).unwrap()
+    };
+    assert_eq!((state(&leaked), state(&replacement)), (serde_json::json!("revoked"), serde_json::json!("signing")));
+    let (ok, _, stderr) = flexauth_with(&env, &["keys", "revoke", &leaked], &[]);
+    assert!(!ok && stderr.contains("revoked already"), "{stderr}");
+    first.stop().await;
+    second.stop().await;
+}
+
+#[actix_web::test]
+async fn a_rotated_key_signs_only_after_the_servers_own_cache_lifetime_whatever_the_command_was_told() {
+    let env = TestEnv::new().await;
+    let tune = |settings: &mut flexauth_server::config::Settings| {
+        settings.key_ring_refresh = std::time::Duration::from_millis(200)
+    };
+    // The servers tell resource servers to cache their JWKS for 3 s; the command thinks 1 s.
+    let app = env.spawn_configured(&["--jwks-max-age", "3s"], tune, Arc::new(TestClock::default())).await;
+    let email = unique_email("rotated-late");
+    app.verified_login(&env, &email).await;
+    let old = access_kid(&app, &email).await;
+    let (ok, rotated, stderr) =
+        flexauth_with(&env, &["keys", "rotate", "--delay", "2s"], &[("FLEXAUTH_JWKS_MAX_AGE", "1s")]);
+    assert!(ok, "{stderr}");
+    let new = rotated["kid"].as_str().unwrap().to_owned();
+    let asked = std::time::Instant::now();
+    until("the new key's publication", 2, async || published(&app).await.contains(&new)).await;
+    // Past the 2 s the command stored, the server still waits out its own 3 s (and a refresh).
+    tokio::time::sleep(std::time::Duration::from_millis(2_400).saturating_sub(asked.elapsed())).await;
+    assert_eq!(access_kid(&app, &email).await, old, "signing before every cached JWKS has the key");
+    until("the new key's activation", 6, async || access_kid(&app, &email).await == new).await;
+    app.stop().await;
+}
