@@ -3,9 +3,10 @@
 //! for it with `Refresh-Token-Transport: cookie`.
 //!
 //! An origin not on the list gets no CORS header at all, so a browser keeps every answer from
-//! its scripts. The cookie is `Secure`, `HttpOnly` and `SameSite=Strict`, scoped to the auth
-//! endpoints, and honoured only on requests that carry the opt-in header, which a cross-site
-//! form cannot send, and whose `Origin`, when there is one, is flexauth's own or allowed.
+//! its scripts. The cookie is `Secure`, `HttpOnly` and `SameSite=Strict`, a `__Host-` cookie
+//! (no `Domain`, `Path=/`), and honoured only on requests that carry the opt-in header, which a
+//! cross-site form cannot send, and whose `Origin`, when there is one, is flexauth's own or
+//! allowed.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -21,9 +22,11 @@ use crate::state::AppState;
 pub const TRANSPORT_HEADER: &str = "refresh-token-transport";
 /// The value of [`TRANSPORT_HEADER`] that selects the cookie.
 pub const COOKIE_TRANSPORT: &str = "cookie";
-/// The refresh cookie's name. The `__Secure-` prefix makes browsers refuse it unless it is
-/// `Secure` and set over a secure connection (or `localhost`).
-pub const REFRESH_COOKIE: &str = "__Secure-flexauth_refresh";
+/// The refresh cookie's name. The `__Host-` prefix makes browsers refuse it unless it is
+/// `Secure`, set over a secure connection (or `localhost`) by flexauth's own host, with no
+/// `Domain` and `Path=/`: a sibling subdomain cannot plant one that the application would then
+/// refresh into (a login CSRF), as it could a `__Secure-` cookie with a longer path.
+pub const REFRESH_COOKIE: &str = "__Host-flexauth_refresh";
 
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, DELETE";
 const ALLOWED_HEADERS: &str = "Authorization, Content-Type, Refresh-Token-Transport, X-Request-Id";
@@ -38,8 +41,6 @@ pub struct BrowserPolicy {
     pub cors_origins: Vec<String>,
     /// The origin of `FLEXAUTH_PUBLIC_URL`: flexauth's own pages.
     pub own_origin: String,
-    /// `Path` of the refresh cookie: `/v1/auth` under the public URL's path.
-    pub cookie_path: String,
     /// `Max-Age` of the refresh cookie: the refresh-token lifetime, in seconds.
     pub cookie_max_age: i64,
 }
@@ -58,14 +59,14 @@ impl BrowserPolicy {
     /// The `Set-Cookie` value that hands `refresh_token` to the browser.
     pub fn set_cookie(&self, refresh_token: &str) -> String {
         format!(
-            "{REFRESH_COOKIE}={refresh_token}; Path={}; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
-            self.cookie_path, self.cookie_max_age
+            "{REFRESH_COOKIE}={refresh_token}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
+            self.cookie_max_age
         )
     }
 
     /// The `Set-Cookie` value that removes the refresh cookie.
     pub fn clear_cookie(&self) -> String {
-        format!("{REFRESH_COOKIE}=; Path={}; Max-Age=0; Secure; HttpOnly; SameSite=Strict", self.cookie_path)
+        format!("{REFRESH_COOKIE}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict")
     }
 }
 
@@ -83,6 +84,9 @@ pub fn wants_cookie(request: &HttpRequest) -> bool {
 pub enum CookieRefusal {
     /// The request comes from a page of an origin that is neither flexauth's nor allowed.
     ForeignOrigin,
+    /// The request carries more than one refresh cookie: one of them was planted, and nothing
+    /// tells which.
+    Ambiguous,
 }
 
 /// The refresh token of the cookie, for a request that opted in to the cookie transport
@@ -95,17 +99,25 @@ pub fn refresh_cookie(request: &HttpRequest, policy: &BrowserPolicy) -> Result<O
     if !policy.allows_cookie_from(origin) {
         return Err(CookieRefusal::ForeignOrigin);
     }
-    Ok(cookie_value(request.headers(), REFRESH_COOKIE).filter(|value| !value.is_empty()))
+    let mut cookies = cookie_values(request.headers(), REFRESH_COOKIE).filter(|value| !value.is_empty());
+    match (cookies.next(), cookies.next()) {
+        (Some(_), Some(_)) => Err(CookieRefusal::Ambiguous),
+        (first, _) => Ok(first.map(str::to_owned)),
+    }
 }
 
-/// The value of the cookie `name` in the request's `Cookie` headers.
-pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+/// Every value of the cookie `name` in the request's `Cookie` headers.
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
-        .map(str::to_owned)
+        .filter_map(move |pair| pair.trim().strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+}
+
+/// The value of the cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie_values(headers, name).next().map(str::to_owned)
 }
 
 /// Answers CORS preflights and marks the answers for allowed origins; does nothing for

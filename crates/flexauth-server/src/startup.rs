@@ -536,7 +536,6 @@ impl Application {
             browser: crate::browser::BrowserPolicy {
                 cors_origins: settings.cors_origins.clone(),
                 own_origin: settings.public_url.origin().ascii_serialization(),
-                cookie_path: format!("{}/v1/auth", settings.public_url.path().trim_end_matches('/')),
                 cookie_max_age: settings.refresh_token_ttl.whole_seconds(),
             },
             device_cookie: crate::state::DeviceCookie {

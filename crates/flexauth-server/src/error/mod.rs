@@ -187,6 +187,10 @@ impl From<crate::browser::CookieRefusal> for ApiError {
     fn from(refusal: crate::browser::CookieRefusal) -> Self {
         match refusal {
             crate::browser::CookieRefusal::ForeignOrigin => Self::from(ErrorCode::OriginNotAllowed),
+            crate::browser::CookieRefusal::Ambiguous => Self::with_message(
+                ErrorCode::InvalidRefreshToken,
+                "the request carries more than one refresh cookie; log in again",
+            ),
         }
     }
 }

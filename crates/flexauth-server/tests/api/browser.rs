@@ -90,16 +90,16 @@ fn refresh_cookie(reply: &Reply) -> Option<String> {
         .get_all("set-cookie")
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .find(|cookie| cookie.starts_with("__Secure-flexauth_refresh="))
+        .find(|cookie| cookie.starts_with("__Host-flexauth_refresh="))
         .map(str::to_owned)
 }
 
 fn cookie_value(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap().trim_start_matches("__Secure-flexauth_refresh=").to_owned()
+    set_cookie.split(';').next().unwrap().trim_start_matches("__Host-flexauth_refresh=").to_owned()
 }
 
 async fn with_cookie(app: &TestApp, path: &str, cookie: &str, origin: Option<&str>, opted_in: bool) -> Reply {
-    let mut request = app.client.post(app.url(path)).header("cookie", format!("__Secure-flexauth_refresh={cookie}"));
+    let mut request = app.client.post(app.url(path)).header("cookie", format!("__Host-flexauth_refresh={cookie}"));
     if let Some(origin) = origin {
         request = request.header("origin", origin);
     }
@@ -131,9 +131,10 @@ async fn the_refresh_token_can_live_in_an_httponly_cookie_that_other_sites_canno
     assert_eq!(login.body["data"]["refresh_token"], Value::Null, "the page never sees the refresh token");
     assert!(login.body["data"]["access_token"].as_str().unwrap().starts_with("eyJ"));
     let set = refresh_cookie(&login).expect("a refresh cookie");
-    for attribute in ["; Path=/v1/auth", "; Max-Age=2592000", "; Secure", "; HttpOnly", "; SameSite=Strict"] {
+    for attribute in ["; Path=/;", "; Max-Age=2592000", "; Secure", "; HttpOnly", "; SameSite=Strict"] {
         assert!(set.contains(attribute), "{set}");
     }
+    assert!(set.starts_with("__Host-") && !set.to_lowercase().contains("domain="), "{set}");
     let first = cookie_value(&set);
     assert!(first.starts_with("eyJ"));
 
@@ -141,7 +142,7 @@ async fn the_refresh_token_can_live_in_an_httponly_cookie_that_other_sites_canno
     let form = read(
         app.client
             .post(app.url("/v1/auth/refresh"))
-            .header("cookie", format!("__Secure-flexauth_refresh={first}"))
+            .header("cookie", format!("__Host-flexauth_refresh={first}"))
             .header("origin", ELSEWHERE)
             .header("content-type", "application/x-www-form-urlencoded")
             .body("a=b")
@@ -179,6 +180,48 @@ async fn the_refresh_token_can_live_in_an_httponly_cookie_that_other_sites_canno
     app.stop().await;
 }
 
+/// Logs `email` in with the cookie transport; returns the refresh token of the cookie.
+async fn cookie_login(app: &TestApp, email: &str) -> String {
+    let login = read(
+        app.client
+            .post(app.url("/v1/auth/login"))
+            .header("refresh-token-transport", "cookie")
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    cookie_value(&refresh_cookie(&login).unwrap_or_else(|| panic!("{}", login.text)))
+}
+
+#[actix_web::test]
+async fn a_refresh_cookie_planted_by_a_sibling_site_is_never_the_one_refreshed() {
+    let env = TestEnv::new().await;
+    let app = env.spawn().await;
+    let (victim, attacker) = (unique_email("cookie-victim"), unique_email("cookie-planter"));
+    app.verified_login(&env, &victim).await;
+    app.verified_login(&env, &attacker).await;
+    let (victims, attackers) = (cookie_login(&app, &victim).await, cookie_login(&app, &attacker).await);
+    let refresh = |cookies: String| {
+        let request = app.client.post(app.url("/v1/auth/refresh")).header("refresh-token-transport", "cookie");
+        async move { read(request.header("cookie", cookies).send().await.unwrap()).await }
+    };
+    // A sibling subdomain can set a cookie for the parent domain under the old __Secure- name,
+    // with a longer path, so that the browser sends it first: it is not read at all.
+    let planted = refresh(format!("__Secure-flexauth_refresh={attackers}")).await;
+    assert_eq!(planted.code(), "missing_token", "{}", planted.text);
+    // Two refresh cookies (a client that does not enforce the __Host- prefix): refused, and
+    // neither session rotates.
+    let both = refresh(format!("__Host-flexauth_refresh={attackers}; __Host-flexauth_refresh={victims}")).await;
+    assert_eq!((both.status, both.code()), (StatusCode::UNAUTHORIZED, "invalid_refresh_token"), "{}", both.text);
+    let own = refresh(format!("__Host-flexauth_refresh={victims}")).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    let me = app.get_with_bearer("/v1/auth/me", own.body["data"]["access_token"].as_str().unwrap()).await;
+    assert_eq!(me.body["data"]["email"], victim.as_str(), "the victim's own session");
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn logout_through_the_cookie_ends_the_session_and_clears_the_cookie() {
     let env = TestEnv::new().await;
@@ -212,7 +255,7 @@ async fn logout_through_the_cookie_ends_the_session_and_clears_the_cookie() {
     let logout = with_cookie(&app, "/v1/auth/logout", &token, None, true).await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT, "{}", logout.text);
     let cleared = refresh_cookie(&logout).expect("the cookie is cleared");
-    assert!(cleared.starts_with("__Secure-flexauth_refresh=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(cleared.starts_with("__Host-flexauth_refresh=;") && cleared.contains("Max-Age=0"), "{cleared}");
     assert_eq!(with_cookie(&app, "/v1/auth/refresh", &token, None, true).await.code(), "session_revoked");
     app.stop().await;
 }
@@ -305,7 +348,8 @@ async fn under_a_path_prefix_links_forms_and_cookies_carry_it_through_a_strippin
     )
     .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.text);
-    assert!(refresh_cookie(&login).unwrap().contains("; Path=/auth/v1/auth;"), "{:?}", refresh_cookie(&login));
+    // The refresh cookie is a __Host- cookie: Path=/ whatever the prefix (docs/operations.md).
+    assert!(refresh_cookie(&login).unwrap().contains("; Path=/;"), "{:?}", refresh_cookie(&login));
     let device = login
         .headers
         .get_all("set-cookie")

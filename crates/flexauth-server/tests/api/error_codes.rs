@@ -104,7 +104,7 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         .post(app.url("/v1/auth/refresh"))
         .header("refresh-token-transport", "cookie")
         .header("origin", "https://evil.example")
-        .header("cookie", "__Secure-flexauth_refresh=eyJ")
+        .header("cookie", "__Host-flexauth_refresh=eyJ")
         .send()
         .await
         .unwrap();
