@@ -242,6 +242,19 @@ mod tests {
         kids
     }
 
+    /// A refresh token signed by `tokens` a day ago, valid for 29 days more.
+    fn refresh_token_of(tokens: &JwtTokens) -> String {
+        tokens
+            .sign_refresh(&RefreshClaims {
+                account_id: flexauth_domain::account::AccountId::from_uuid(uuid::Uuid::from_u128(1)),
+                session_id: flexauth_domain::session::SessionId::from_uuid(uuid::Uuid::from_u128(2)),
+                secret: flexauth_domain::session::RefreshSecret::from_bytes([3; 32]),
+                issued_at: NOW - Duration::days(1),
+                expires_at: NOW + Duration::days(29),
+            })
+            .unwrap()
+    }
+
     fn sorted(mut kids: Vec<String>) -> Vec<String> {
         kids.sort();
         kids
@@ -271,15 +284,7 @@ mod tests {
         let current = key("new", NOW - Duration::hours(1), None);
         let keys = vec![old.clone(), current.clone()];
         let issued_before = JwtTokens::new(&old.key, &[], settings());
-        let refresh = issued_before
-            .sign_refresh(&RefreshClaims {
-                account_id: flexauth_domain::account::AccountId::from_uuid(uuid::Uuid::from_u128(1)),
-                session_id: flexauth_domain::session::SessionId::from_uuid(uuid::Uuid::from_u128(2)),
-                secret: flexauth_domain::session::RefreshSecret::from_bytes([3; 32]),
-                issued_at: NOW - Duration::days(1),
-                expires_at: NOW + Duration::days(29),
-            })
-            .unwrap();
+        let refresh = refresh_token_of(&issued_before);
         let ring = KeyRing::new(&keys, PLAN, NOW, settings()).unwrap();
         assert_eq!(published(&ring).len(), 2);
         ring.update(&keys, PLAN, retired_at + Duration::hours(1)).unwrap();
@@ -315,15 +320,7 @@ mod tests {
         let leaked = key("leaked", NOW - Duration::days(10), None);
         let replacement = RingKey { published_at: NOW, activates_at: NOW, ..key("replacement", NOW, None) };
         let signed_before = JwtTokens::new(&leaked.key, &[], settings());
-        let refresh = signed_before
-            .sign_refresh(&RefreshClaims {
-                account_id: flexauth_domain::account::AccountId::from_uuid(uuid::Uuid::from_u128(1)),
-                session_id: flexauth_domain::session::SessionId::from_uuid(uuid::Uuid::from_u128(2)),
-                secret: flexauth_domain::session::RefreshSecret::from_bytes([3; 32]),
-                issued_at: NOW - Duration::days(1),
-                expires_at: NOW + Duration::days(29),
-            })
-            .unwrap();
+        let refresh = refresh_token_of(&signed_before);
         let keys = vec![leaked.clone(), replacement.clone()];
         let ring = KeyRing::new(&keys, PLAN, NOW, settings()).unwrap();
         assert!(ring.verify_refresh(&refresh).is_ok());

@@ -1,5 +1,6 @@
 //! Accounts: email addresses, passwords and their policy, sign-up attempts and email
-//! verification, password reset and change.
+//! verification, password reset (a change of the password from a session is
+//! `SessionService::change_password`, since it may end that session).
 
 mod errors;
 mod model;

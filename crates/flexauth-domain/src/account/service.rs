@@ -96,7 +96,7 @@ fn confirmation_needs_password(attempt: &SignupAttempt, pending: &[SignupAttempt
     attempt.password_hash().is_none() || pending.iter().any(|other| other.link().hash() != attempt.link().hash())
 }
 
-/// Sign-up, email verification, password reset and change, account lookup.
+/// Sign-up, email verification, password reset, account lookup.
 #[derive(Clone)]
 pub struct AccountService {
     accounts: Arc<dyn AccountRepository>,

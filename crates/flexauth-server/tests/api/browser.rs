@@ -228,17 +228,7 @@ async fn logout_through_the_cookie_ends_the_session_and_clears_the_cookie() {
     let app = env.spawn().await;
     let email = unique_email("cookie-logout");
     app.verified_login(&env, &email).await;
-    let login = read(
-        app.client
-            .post(app.url("/v1/auth/login"))
-            .header("refresh-token-transport", "cookie")
-            .json(&json!({ "email": email, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let token = cookie_value(&refresh_cookie(&login).unwrap());
+    let token = cookie_login(&app, &email).await;
     // Without the header the cookie is ignored, as a cross-site form would send it.
     let ignored = with_cookie(&app, "/v1/auth/logout", &token, None, false).await;
     assert_eq!(ignored.code(), "missing_token", "{}", ignored.text);
