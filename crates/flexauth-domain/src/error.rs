@@ -2,9 +2,10 @@ use std::error::Error;
 
 /// A failure of the infrastructure behind a port (database down, SMTP unreachable, I/O error).
 ///
-/// The domain never inspects it: it carries the cause up to the boundary that logs it and
-/// answers with a generic failure, or, when the adapter said the system behind it cannot be
-/// reached right now, with "unavailable, try again".
+/// The domain carries it up to the boundary that logs it and answers with a generic failure,
+/// or, when the adapter said the system behind it cannot be reached right now, with
+/// "unavailable, try again". One rule reads that flag: an access token's check answers from
+/// what it last heard of ended sessions while storage cannot be reached.
 #[derive(Debug, thiserror::Error)]
 #[error("infrastructure failure")]
 pub struct InfraError {

@@ -74,7 +74,8 @@
 //!     },
 //! );
 //! let sessions = SessionService::new(
-//!     store.clone(), store.clone(), hasher, tokens, store.clone(), store.clone(), clock.clone(), random.clone(),
+//!     store.clone(), store.clone(), hasher, tokens, store.clone(), store.clone(), store.clone(), clock.clone(),
+//!     random.clone(),
 //!     SessionSettings { public_url, ..SessionSettings::default() },
 //! );
 //! let delivery = DeliveryService::new(store, inbox.clone(), clock, random, DeliverySettings::default());

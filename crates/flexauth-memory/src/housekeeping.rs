@@ -55,6 +55,7 @@ impl Housekeeping for MemoryStore {
         let devices = purge_batch(&mut state.known_devices, batch, |device| device.last_seen_at < ended);
         let counters =
             purge_batch(&mut state.rate_limits, batch, |counter| counter.window_start < cutoffs.counters_before);
-        Ok(PurgeReport { audit_events, sessions, unverified_accounts, links, counters, devices })
+        // The memory store keeps no record of endings: its sessions table answers at once.
+        Ok(PurgeReport { audit_events, sessions, unverified_accounts, links, counters, devices, session_endings: 0 })
     }
 }

@@ -3,12 +3,26 @@ use flexauth_domain::account::AccountId;
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
-use flexauth_domain::session::{RevocationReason, Rotation, Session, SessionId, SessionRepository, StoredSession};
+use flexauth_domain::session::{
+    EndedSessions, RevocationReason, Rotation, Session, SessionId, SessionRepository, StoredSession,
+};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::state::{stored_client, DeviceRow};
 use crate::{MemoryError, MemoryStore};
+
+/// The sessions table is in this process's memory: it knows of every ending at once.
+impl EndedSessions for MemoryStore {
+    fn has_ended(&self, id: SessionId) -> Option<bool> {
+        let state = self.lock().ok()?;
+        Some(state.sessions.get(&id).is_none_or(|session| session.revoked_at.is_some()))
+    }
+
+    fn last_heard_ended(&self, id: SessionId) -> bool {
+        self.has_ended(id).unwrap_or(false)
+    }
+}
 
 #[async_trait]
 impl SessionRepository for MemoryStore {

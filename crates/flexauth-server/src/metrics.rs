@@ -49,6 +49,7 @@ pub struct Metrics {
     db_connections_max: IntGauge,
     db_wait: Histogram,
     signing_key: IntGaugeVec,
+    session_end_checks: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -168,6 +169,19 @@ impl Metrics {
                 "flexauth_db_connection_wait_seconds",
                 "Time a query waited for a pooled database connection.",
             )?,
+            session_end_checks: {
+                let checks = counter_vec(
+                    &registry,
+                    "flexauth_session_end_checks_total",
+                    "Checks of whether an access token's session has ended, by where the answer came from: \
+                        `memory` (the announced endings) or `database` (while they could not vouch for it).",
+                    &["answered_from"],
+                )?;
+                for source in ["memory", "database"] {
+                    checks.with_label_values(&[source]);
+                }
+                checks
+            },
             signing_key: registered(
                 &registry,
                 IntGaugeVec::new(
@@ -250,6 +264,12 @@ impl Metrics {
         self.hash_queue_depth.set(i64::try_from(pool.queued).unwrap_or(i64::MAX));
         // The pool counts refusals since it started; the counter catches up to it.
         self.hash_shed.inc_by(pool.shed.saturating_sub(self.hash_shed.get()));
+        // The store counts since it started; the counters catch up to it.
+        let (memory, database) = sources.store.ended_session_checks();
+        for (source, total) in [("memory", memory), ("database", database)] {
+            let counter = self.session_end_checks.with_label_values(&[source]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         let connections = sources.store.pool_usage();
         self.db_connections_in_use.set(i64::from(connections.in_use));
         self.db_connections_open.set(i64::from(connections.open));

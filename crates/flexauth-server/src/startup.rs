@@ -463,6 +463,16 @@ impl Application {
             clock: clock.clone(),
         };
         let shared = Arc::new(store.clone());
+        // An ended session's access tokens are refused from memory for as long as any of them
+        // can be valid: the access-token lifetime, the clock difference tolerated between
+        // instances, and a minute more.
+        let endings_kept_for =
+            settings.access_token_ttl + SessionSettings::default().clock_leeway + time::Duration::MINUTE;
+        store.watch_ended_sessions(endings_kept_for.unsigned_abs());
+        let retention = flexauth_domain::housekeeping::RetentionSettings {
+            session_endings: settings.retention.session_endings.max(endings_kept_for),
+            ..settings.retention
+        };
 
         let limits = LimitSettings { enabled: settings.rate_limits, ..LimitSettings::default() };
         let accounts = AccountService::new(
@@ -495,6 +505,7 @@ impl Application {
             shared.clone(),
             hasher.clone(),
             tokens.clone(),
+            shared.clone(),
             shared.clone(),
             shared.clone(),
             clock.clone(),
@@ -624,7 +635,7 @@ impl Application {
         };
 
         let (shutdown, stopped) = watch::channel(false);
-        let housekeeping = HousekeepingService::new(shared_housekeeping, clock_for_purge, settings.retention);
+        let housekeeping = HousekeepingService::new(shared_housekeeping, clock_for_purge, retention);
         let jobs = worker::Jobs { accounts, delivery, housekeeping, metrics };
         let usage_flusher = worker::spawn_usage_flusher(usage, settings.usage_flush_interval, stopped.clone());
         let key_ring_refresher = stored_ring.then(|| {

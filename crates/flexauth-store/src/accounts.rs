@@ -353,9 +353,8 @@ impl AccountRepository for Store {
             .await;
         match outcome {
             Ok(keys_revoked) => {
-                if keys_revoked {
-                    self.announce_api_keys_ended().await;
-                }
+                // Sessions ended (every one, or every one but the caller's, when there were).
+                self.announce_endings(keys_revoked, true).await;
                 Ok(true)
             }
             Err(StoreError::Query(DieselError::RollbackTransaction)) => Ok(false),

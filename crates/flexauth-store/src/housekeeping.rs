@@ -6,7 +6,8 @@ use flexauth_domain::InfraError;
 
 use crate::rows::millis;
 use crate::schema::{
-    accounts, audit_events, email_verification_tokens, known_devices, password_reset_tokens, rate_limits, sessions,
+    accounts, audit_events, email_verification_tokens, known_devices, password_reset_tokens, rate_limits,
+    session_endings, sessions,
 };
 use crate::{Store, StoreError};
 
@@ -23,6 +24,7 @@ impl Housekeeping for Store {
         let unverified_before = millis(cutoffs.unverified_created_before);
         let spent_before = millis(cutoffs.links_spent_before);
         let counters_before = millis(cutoffs.counters_before);
+        let endings_before = millis(cutoffs.session_endings_before);
         let batch = i64::from(cutoffs.batch);
         // Each kind: read one batch of keys, delete those. Another instance purging at once
         // only finds less to delete.
@@ -110,7 +112,17 @@ impl Housekeeping for Store {
                     let counters =
                         diesel::delete(rate_limits::table.filter(rate_limits::key.eq_any(stale))).execute(c)?;
 
+                    let old_endings = session_endings::table
+                        .filter(session_endings::ended_at.lt(endings_before))
+                        .select(session_endings::session_id)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    let session_endings =
+                        diesel::delete(session_endings::table.filter(session_endings::session_id.eq_any(old_endings)))
+                            .execute(c)?;
+
                     Ok::<_, StoreError>(PurgeReport {
+                        session_endings: count(session_endings),
                         audit_events: count(audit_events),
                         sessions: count(sessions),
                         unverified_accounts: count(unverified_accounts),

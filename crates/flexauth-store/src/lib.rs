@@ -10,10 +10,11 @@
 //! depend on a web framework and holds no business rule: it stores what the domain decided.
 
 mod accounts;
-mod api_key_cache;
+mod announcements;
 mod api_keys;
 mod audit;
 mod connection;
+mod ended_sessions;
 mod error;
 mod housekeeping;
 mod lifecycle;
@@ -225,8 +226,14 @@ pub(crate) fn guarded(outcome: Result<(), StoreError>) -> Result<bool, StoreErro
 pub struct Store {
     pool: Pool<Manager>,
     backend: &'static str,
-    /// Active API keys by digest; on PostgreSQL only, where revocations can be broadcast.
-    api_key_cache: Option<std::sync::Arc<api_key_cache::ApiKeyCache>>,
+    /// The listening connection, with the active API keys by digest; on PostgreSQL without a
+    /// transaction pooler only, where changes can be announced.
+    announcements: Option<std::sync::Arc<announcements::Announcements>>,
+    /// The sessions that ended recently, fed by the announcements (PostgreSQL) or by reading
+    /// new endings (SQLite).
+    ended_sessions: std::sync::Arc<ended_sessions::EndedSessionSet>,
+    /// The SQLite file, which the thread that reads new endings opens on its own.
+    sqlite_path: Option<String>,
     /// Whether the last database call found the database unreachable.
     unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// How many outages were seen; the pool's connections from before the latest are checked.
@@ -255,8 +262,15 @@ impl Store {
     /// # Errors
     /// [`StoreError::Pool`] when no connection could be made within ten seconds.
     pub fn connect_through(config: DatabaseConfig, pooler: Pooler) -> Result<Self, StoreError> {
-        let api_key_cache = match (&config, pooler) {
-            (DatabaseConfig::Postgres(url), Pooler::None) => Some(api_key_cache::ApiKeyCache::start(url.clone())),
+        let ended_sessions = ended_sessions::EndedSessionSet::new();
+        let sqlite_path = match &config {
+            DatabaseConfig::Sqlite(path) => path.to_str().map(str::to_owned),
+            DatabaseConfig::Postgres(_) => None,
+        };
+        let announcements = match (&config, pooler) {
+            (DatabaseConfig::Postgres(url), Pooler::None) => {
+                Some(announcements::Announcements::start(url.clone(), ended_sessions.clone()))
+            }
             _ => None,
         };
         let (backend, max_size) = match &config {
@@ -289,7 +303,9 @@ impl Store {
         Ok(Self {
             pool,
             backend,
-            api_key_cache,
+            announcements,
+            ended_sessions,
+            sqlite_path,
             unreachable: std::sync::Arc::default(),
             outages,
             connection_waits: std::sync::Arc::default(),
@@ -346,10 +362,64 @@ impl Store {
     /// uses its API key cache has heard of it (the trigger of migration 7 announces it; see
     /// `api_key_cache`), and empties this instance's cache at once.
     pub(crate) async fn announce_api_keys_ended(&self) {
-        if let Some(cache) = &self.api_key_cache {
+        if let Some(cache) = &self.announcements {
             cache.forget_all();
-            tokio::time::sleep(api_key_cache::ANNOUNCEMENT_DELAY).await;
+            tokio::time::sleep(announcements::ANNOUNCEMENT_DELAY).await;
         }
+    }
+
+    /// Starts remembering the sessions that end, for `keep_for` (at least an access-token
+    /// lifetime), so that [`flexauth_domain::session::EndedSessions`] answers from memory: on
+    /// PostgreSQL from the announcements, on SQLite by reading new endings a few times a
+    /// second. Until this is called, and behind a transaction pooler, it never answers and
+    /// every check reads the session.
+    pub fn watch_ended_sessions(&self, keep_for: Duration) {
+        let first = !self.ended_sessions.watching();
+        self.ended_sessions.watch(keep_for);
+        if let (true, Some(path)) = (first, &self.sqlite_path) {
+            ended_sessions::poll_sqlite(&self.ended_sessions, path.clone());
+        }
+    }
+
+    /// Waits, after a committed change that ended sessions, until every instance that answers
+    /// from memory knows of it: on PostgreSQL the announcement delay (as for keys), on SQLite
+    /// a read of the new endings by this instance at once (others read them within a
+    /// second).
+    pub(crate) async fn announce_sessions_ended(&self) {
+        self.announce_endings(false, true).await;
+    }
+
+    /// [`Store::announce_api_keys_ended`] and [`Store::announce_sessions_ended`] for one change
+    /// that ended either or both, waiting once.
+    pub(crate) async fn announce_endings(&self, keys: bool, sessions: bool) {
+        if keys {
+            if let Some(cache) = &self.announcements {
+                cache.forget_all();
+            }
+        }
+        let sessions = sessions && self.ended_sessions.watching();
+        if self.announcements.is_some() && (keys || sessions) {
+            tokio::time::sleep(announcements::ANNOUNCEMENT_DELAY).await;
+        } else if sessions && self.sqlite_path.is_some() {
+            let set = self.ended_sessions.clone();
+            let read = self
+                .run(move |c| {
+                    let load = set.needs_load();
+                    Ok(set
+                        .read_with(load, |since| diesel::RunQueryDsl::load(ended_sessions::endings_since(since), c))?)
+                })
+                .await;
+            if let Err(error) = read {
+                tracing::warn!(%error, "cannot read the sessions just ended; other requests see them within a second");
+            }
+        }
+    }
+
+    /// How many access-token checks the ended sessions answered from memory, and how many
+    /// they sent to the database because memory could not vouch for its answer.
+    pub fn ended_session_checks(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (self.ended_sessions.answered.load(Ordering::Relaxed), self.ended_sessions.deferred.load(Ordering::Relaxed))
     }
 
     /// Runs blocking database work on tokio's blocking pool with a pooled connection.

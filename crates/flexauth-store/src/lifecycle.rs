@@ -71,7 +71,7 @@ impl LifecycleRepository for Store {
             .await;
         let disabled = crate::guarded(outcome)?;
         if disabled {
-            self.announce_api_keys_ended().await;
+            self.announce_endings(true, true).await;
         }
         Ok(disabled)
     }
@@ -148,7 +148,7 @@ impl LifecycleRepository for Store {
             .await;
         let erased = crate::guarded(outcome)?;
         if erased {
-            self.announce_api_keys_ended().await;
+            self.announce_endings(true, true).await;
         }
         Ok(erased)
     }
@@ -404,7 +404,7 @@ impl LifecycleRepository for Store {
             })
             .await?;
         if outcome == UndoEmailChangeOutcome::Undone {
-            self.announce_api_keys_ended().await;
+            self.announce_endings(true, true).await;
         }
         Ok(outcome)
     }

@@ -169,3 +169,10 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(accounts, email_changes);
+
+diesel::table! {
+    session_endings (session_id) {
+        session_id -> Text,
+        ended_at -> BigInt,
+    }
+}

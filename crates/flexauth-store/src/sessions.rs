@@ -5,13 +5,28 @@ use flexauth_domain::account::AccountId;
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
-use flexauth_domain::session::{RevocationReason, Rotation, Session, SessionId, SessionRepository};
+use flexauth_domain::session::{EndedSessions, RevocationReason, Rotation, Session, SessionId, SessionRepository};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::rows::{millis, AuditEventRow, NewOutboxRow, SessionRow};
 use crate::schema::{accounts, audit_events, known_devices, outbox, sessions};
 use crate::{guarded, per_backend, Store, StoreError};
+
+/// Answered from the sessions that ended recently, in memory ([`crate::ended_sessions`]).
+impl EndedSessions for Store {
+    fn has_ended(&self, id: SessionId) -> Option<bool> {
+        let trusted = match &self.announcements {
+            Some(announcements) => announcements.sessions_trusted(),
+            None => self.sqlite_path.is_some() && self.ended_sessions.read_recently(),
+        };
+        self.ended_sessions.answer(&id.to_string(), trusted)
+    }
+
+    fn last_heard_ended(&self, id: SessionId) -> bool {
+        self.ended_sessions.last_heard(&id.to_string())
+    }
+}
 
 #[async_trait]
 impl SessionRepository for Store {
@@ -72,6 +87,9 @@ impl SessionRepository for Store {
                 .map_err(StoreError::from)
             })
             .await?;
+        if revoked {
+            self.announce_sessions_ended().await;
+        }
         Ok(revoked)
     }
 
@@ -138,6 +156,9 @@ impl SessionRepository for Store {
                     .execute(c)?)
             })
             .await?;
+        if updated == 1 {
+            self.announce_sessions_ended().await;
+        }
         Ok(updated == 1)
     }
 
@@ -255,6 +276,9 @@ impl SessionRepository for Store {
             })
             .await?;
         // A count of rows changed: usize always fits u64 on the platforms flexauth builds for.
+        if revoked > 0 {
+            self.announce_sessions_ended().await;
+        }
         Ok(revoked as u64)
     }
 }

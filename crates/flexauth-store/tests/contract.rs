@@ -9,6 +9,7 @@ use flexauth_contract::{api_key, attempt_for, creator, login_event, mail_to, new
 use flexauth_domain::account::AccountRepository;
 use flexauth_domain::api_key::ApiKeyRepository;
 use flexauth_domain::secret::TokenHash;
+use flexauth_domain::session::{EndedSessions as _, RevocationReason, SessionId, SessionRepository};
 use flexauth_store::test_db::TestDatabase;
 use flexauth_store::Store;
 use uuid::Uuid;
@@ -182,4 +183,95 @@ async fn both_migration_trees_build_the_same_schema() {
         only_postgres.is_empty() && only_sqlite.is_empty(),
         "the migration trees drifted apart:\nonly on PostgreSQL: {only_postgres:#?}\nonly on SQLite: {only_sqlite:#?}"
     );
+}
+
+/// Asks `store` whether `session` has ended until it vouches for an answer, for at most
+/// `within`; `None` if it never did.
+async fn vouched(store: &Store, session: SessionId, within: std::time::Duration) -> Option<bool> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(answer) = store.has_ended(session) {
+            return Some(answer);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Two instances' stores on one database: a session ended through one is known to have ended
+/// by the other from memory, whether it was revoked or deleted with its account, and on
+/// PostgreSQL also one ended while the other's listening connection was lost.
+async fn an_ended_session_is_known_from_memory_to_every_instance(db: &TestDatabase, within: std::time::Duration) {
+    let here = db.store();
+    let there = Store::connect(db.config().clone()).unwrap();
+    let keep_for = std::time::Duration::from_secs(3600);
+    here.watch_ended_sessions(keep_for);
+    there.watch_ended_sessions(keep_for);
+    let account = stored_account(here).await;
+    let (live, ended) = (creator(here, &account).await, creator(here, &account).await);
+    assert_eq!(vouched(&there, live, std::time::Duration::from_secs(3)).await, Some(false), "loaded");
+    SessionRepository::revoke(here, ended, NOW, RevocationReason::Logout).await.unwrap();
+    assert_eq!(here.has_ended(ended), Some(true), "at once where it ended");
+    let deadline = std::time::Instant::now() + within;
+    while there.has_ended(ended) != Some(true) {
+        assert!(std::time::Instant::now() < deadline, "the other instance never heard of it");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(there.has_ended(live), Some(false));
+
+    // Deleted with its account, by SQL: no revocation, and still an ending.
+    let doomed = new_account("doomed@example.com");
+    here.create_unverified(&doomed, &attempt_for(&doomed, 3), &mail_to("doomed@example.com")).await.unwrap();
+    let doomed_session = creator(here, &doomed).await;
+    assert_eq!(vouched(&there, doomed_session, within).await, Some(false));
+    flexauth_store::test_db::delete_account(here, doomed.id().as_uuid()).await;
+    let deadline = std::time::Instant::now() + within;
+    while there.has_ended(doomed_session) != Some(true) {
+        assert!(std::time::Instant::now() < deadline, "a session deleted with its account was never heard of");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_an_ended_session_is_known_from_memory_to_every_instance_within_a_second() {
+    let db = TestDatabase::sqlite().await;
+    an_ended_session_is_known_from_memory_to_every_instance(&db, std::time::Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_an_ended_session_is_known_from_memory_to_every_instance_even_across_a_lost_listener() {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::Connection as _;
+
+    let Some(db) = TestDatabase::postgres().await else { return };
+    // Announced: heard within the delay a revocation waits for (150 ms).
+    an_ended_session_is_known_from_memory_to_every_instance(&db, std::time::Duration::from_millis(150)).await;
+
+    // One ended while the other instance's listening connection is lost is not missed: the
+    // store cannot vouch meanwhile, and reads the endings again when it is back.
+    let there = Store::connect(db.config().clone()).unwrap();
+    there.watch_ended_sessions(std::time::Duration::from_secs(3600));
+    let account = new_account("listener-lost@example.com");
+    let store = db.store();
+    store.create_unverified(&account, &attempt_for(&account, 4), &mail_to("listener-lost@example.com")).await.unwrap();
+    let session = creator(store, &account).await;
+    assert_eq!(vouched(&there, session, std::time::Duration::from_secs(3)).await, Some(false));
+    let flexauth_store::DatabaseConfig::Postgres(url) = db.config().clone() else { unreachable!() };
+    let mut admin = diesel::PgConnection::establish(&url).unwrap();
+    admin
+        .batch_execute(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND \
+                application_name = 'flexauth-key-cache'; UPDATE sessions SET revoked_at = 0 WHERE id = '{session}'"
+        ))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match there.has_ended(session) {
+            Some(true) => break,
+            answer => assert!(std::time::Instant::now() < deadline, "still answered {answer:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

@@ -243,6 +243,7 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
         tokens,
         store.clone(),
         store.clone(),
+        store.clone(),
         clock.clone(),
         random.clone(),
         session_settings,

@@ -30,6 +30,9 @@ pub struct RetentionSettings {
     pub spent_links: Duration,
     /// Rate-limit counters of past windows (1 day; the longest window is an hour).
     pub rate_limit_counters: Duration,
+    /// The record of a session's ending, which instances read to refuse its access tokens at
+    /// once (1 day; never less than an access-token lifetime).
+    pub session_endings: Duration,
     /// Rows one statement deletes at most, so a purge never holds long locks.
     pub batch: u32,
 }
@@ -42,6 +45,7 @@ impl Default for RetentionSettings {
             unverified_accounts: Duration::days(7),
             spent_links: Duration::days(1),
             rate_limit_counters: Duration::days(1),
+            session_endings: Duration::days(1),
             batch: 500,
         }
     }
@@ -62,6 +66,8 @@ pub struct PurgeCutoffs {
     pub links_spent_before: OffsetDateTime,
     /// Counters whose window started before this go.
     pub counters_before: OffsetDateTime,
+    /// Records of sessions that ended before this go.
+    pub session_endings_before: OffsetDateTime,
     /// Rows per statement at most.
     pub batch: u32,
 }
@@ -76,6 +82,7 @@ impl RetentionSettings {
             unverified_created_before: now - self.unverified_accounts,
             links_spent_before: now - self.spent_links,
             counters_before: now - self.rate_limit_counters,
+            session_endings_before: now - self.session_endings,
             batch: self.batch,
         }
     }
@@ -91,12 +98,20 @@ pub struct PurgeReport {
     pub counters: u64,
     /// Device tokens unused for longer than ended sessions are kept.
     pub devices: u64,
+    /// Records of sessions' endings older than every access token.
+    pub session_endings: u64,
 }
 
 impl PurgeReport {
     /// Everything deleted.
     pub fn total(&self) -> u64 {
-        self.audit_events + self.sessions + self.unverified_accounts + self.links + self.counters + self.devices
+        self.audit_events
+            + self.sessions
+            + self.unverified_accounts
+            + self.links
+            + self.counters
+            + self.devices
+            + self.session_endings
     }
 }
 

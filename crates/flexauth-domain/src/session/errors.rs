@@ -75,8 +75,7 @@ pub enum AuthenticateError {
     /// The token's `nbf` lies in the future.
     #[error("the access token is not valid yet")]
     NotYetValid,
-    /// The session of the access token was revoked (only checked when
-    /// [`SessionSettings::verify_session_on_request`](super::SessionSettings::verify_session_on_request) is on).
+    /// The session of the access token has ended (revoked, or deleted with its account).
     #[error("the session was revoked")]
     SessionRevoked,
     /// Not of the API key format, or its checksum is wrong.

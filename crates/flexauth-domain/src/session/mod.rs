@@ -12,9 +12,9 @@ pub use errors::{
     AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
 };
 pub use model::{RefreshDecision, RefreshSecret, Rotation, RotationNonce, Session, StoredSession};
-pub use ports::{SessionRepository, TokenSigner};
+pub use ports::{EndedSessions, SessionRepository, TokenSigner};
 pub use service::{LogoutScope, SessionService, SessionSettings, SessionSummary};
 pub use tokens::{AccessClaims, RefreshClaims, TokenPair, TokenRejection, TokenTimeError};
 
 #[cfg(any(test, feature = "mocks"))]
-pub use ports::{MockSessionRepository, MockTokenSigner};
+pub use ports::{MockEndedSessions, MockSessionRepository, MockTokenSigner};

@@ -125,6 +125,22 @@ pub trait SessionRepository: Send + Sync {
     ) -> Result<u64, InfraError>;
 }
 
+/// What an instance knows, without a database read, of the sessions that ended recently:
+/// the announcements of every revocation (and of every live session deleted with its account),
+/// kept for at least an access-token lifetime, so that every endpoint refuses an ended
+/// session's access token at once.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait EndedSessions: Send + Sync {
+    /// Whether session `id` has ended: `Some(true)` or `Some(false)` when this instance can
+    /// vouch for what it knows at this moment, `None` when it cannot (the announcements do not
+    /// reach it now) and storage must be asked instead. Answered from memory.
+    fn has_ended(&self, id: SessionId) -> Option<bool>;
+
+    /// Whether session `id` was heard to end, however stale the news: the answer while
+    /// storage itself cannot be reached.
+    fn last_heard_ended(&self, id: SessionId) -> bool;
+}
+
 /// Signs and verifies flexauth's tokens. Verification checks the format, algorithm, type,
 /// key, signature, issuer and audience; the time claims are left to the domain, which judges
 /// them against its own clock.

@@ -6,8 +6,8 @@ use super::errors::{
     AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
 };
 use super::{
-    AccessClaims, ClientInfo, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason, RotationNonce, Session,
-    SessionId, SessionRepository, TokenPair, TokenSigner, TokenTimeError,
+    AccessClaims, ClientInfo, EndedSessions, RefreshClaims, RefreshDecision, RefreshSecret, RevocationReason,
+    RotationNonce, Session, SessionId, SessionRepository, TokenPair, TokenSigner, TokenTimeError,
 };
 use crate::account::{AccountRepository, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
@@ -32,10 +32,11 @@ pub struct SessionSettings {
     /// Clock difference tolerated between the instance that issued a token and the one that
     /// checks its `nbf`.
     pub clock_leeway: Duration,
-    /// Look the session up on every request authenticated by an access token, so that a
-    /// revoked session's access tokens stop working at once instead of at their `exp`. Costs
-    /// one indexed read per request. The operations that manage an account look the session
-    /// up whatever this says.
+    /// Look the session up in storage on every request authenticated by an access token,
+    /// instead of asking [`EndedSessions`] (which already refuses an ended session's tokens at
+    /// once, from memory): what the read adds is a session past its absolute lifetime, and no
+    /// reliance on the announcements. Costs one indexed read per request. The operations that
+    /// manage an account look the session up whatever this says.
     pub verify_session_on_request: bool,
     /// Base URL named in the emails the session rules send (reuse detection).
     pub public_url: String,
@@ -87,6 +88,7 @@ pub struct SessionService {
     sessions: Arc<dyn SessionRepository>,
     hasher: Arc<dyn PasswordHasher>,
     signer: Arc<dyn TokenSigner>,
+    ended: Arc<dyn EndedSessions>,
     limiter: Arc<dyn RateLimiter>,
     audit: Arc<dyn AuditLog>,
     clock: Arc<dyn Clock>,
@@ -115,13 +117,14 @@ impl SessionService {
         sessions: Arc<dyn SessionRepository>,
         hasher: Arc<dyn PasswordHasher>,
         signer: Arc<dyn TokenSigner>,
+        ended: Arc<dyn EndedSessions>,
         limiter: Arc<dyn RateLimiter>,
         audit: Arc<dyn AuditLog>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
         settings: SessionSettings,
     ) -> Self {
-        Self { accounts, sessions, hasher, signer, limiter, audit, clock, random, settings }
+        Self { accounts, sessions, hasher, signer, ended, limiter, audit, clock, random, settings }
     }
 
     fn event(
@@ -291,8 +294,10 @@ impl SessionService {
         Ok(())
     }
 
-    /// Authenticates a request by its access token: a signature check, and a session lookup
-    /// only when [`SessionSettings::verify_session_on_request`] is on.
+    /// Authenticates a request by its access token: a signature check, then whether its
+    /// session has ended, from memory ([`EndedSessions`]); storage is read only when memory
+    /// cannot vouch for its answer, or when [`SessionSettings::verify_session_on_request`] is
+    /// on.
     ///
     /// # Errors
     /// [`AuthenticateError::Rejected`], [`AuthenticateError::Expired`],
@@ -305,11 +310,19 @@ impl SessionService {
             TokenTimeError::Expired => AuthenticateError::Expired,
             TokenTimeError::NotYetValid => AuthenticateError::NotYetValid,
         })?;
-        if self.settings.verify_session_on_request {
-            let live = self.sessions.find(claims.session_id).await?.is_some_and(|session| session.is_live(now));
-            if !live {
-                return Err(AuthenticateError::SessionRevoked);
-            }
+        let strict = self.settings.verify_session_on_request;
+        let ended = match self.ended.has_ended(claims.session_id) {
+            Some(ended) if !strict => ended,
+            _ => match self.sessions.find(claims.session_id).await {
+                Ok(session) => !session.is_some_and(|session| session.is_live(now)),
+                // Storage cannot be reached, so no session can end meanwhile: what was last
+                // heard stands (the strict mode waits for storage instead).
+                Err(cause) if cause.is_unavailable() && !strict => self.ended.last_heard_ended(claims.session_id),
+                Err(cause) => return Err(cause.into()),
+            },
+        };
+        if ended {
+            return Err(AuthenticateError::SessionRevoked);
         }
         Ok(Principal { account_id: claims.account_id, method: AuthMethod::Session(claims.session_id) })
     }

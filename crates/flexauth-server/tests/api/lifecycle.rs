@@ -30,7 +30,11 @@ pub(crate) fn flexauth_with(env: &TestEnv, args: &[&str], vars: &[(&str, &str)])
         .output()
         .expect("the flexauth binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let mut stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() && stderr.is_empty() {
+        // A failure that said nothing (a signal): say at least how it ended.
+        stderr = format!("flexauth {args:?} ended with {} and printed nothing; stdout: {stdout}", output.status);
+    }
     (output.status.success(), serde_json::from_str(&stdout).unwrap_or(Value::Null), stderr)
 }
 

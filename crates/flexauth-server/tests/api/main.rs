@@ -20,6 +20,7 @@ mod operations;
 mod pages;
 mod passwords;
 mod resource_server;
+mod revocation;
 mod scale_out;
 mod secrets_at_rest;
 mod session_management;

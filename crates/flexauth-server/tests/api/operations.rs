@@ -69,7 +69,6 @@ async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
 
     let email = unique_email("metered");
     let login = app.verified_login(&env, &email).await;
-    let access = login["access_token"].as_str().unwrap();
     let first_refresh = login["refresh_token"].as_str().unwrap().to_owned();
     // A wrong password, and a login before verification.
     let wrong = app.post("/v1/auth/login", json!({ "email": email, "password": "not the password at all" })).await;
@@ -109,7 +108,7 @@ async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
     let forged = format!("{}{}", &key[..key.len() - 8], "AAAAAAAA");
     assert_eq!(app.get_with_bearer("/v1/usage", &forged).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        app.get_with_bearer("/v1/usage", access).await.status,
+        app.get_with_bearer("/v1/usage", &jwt).await.status,
         StatusCode::OK,
         "an access token is not an API key"
     );

@@ -53,6 +53,7 @@ struct Ports {
     sessions: MockSessionRepository,
     hasher: MockPasswordHasher,
     signer: MockTokenSigner,
+    ended: crate::session::MockEndedSessions,
     limiter: crate::limits::MockRateLimiter,
     audit: crate::audit::MockAuditLog,
     now: OffsetDateTime,
@@ -65,6 +66,12 @@ impl Ports {
             sessions: MockSessionRepository::new(),
             hasher: MockPasswordHasher::new(),
             signer: readable_signer(),
+            // Nothing has ended unless a test says so.
+            ended: {
+                let mut ended = crate::session::MockEndedSessions::new();
+                ended.expect_has_ended().returning(|_| Some(false));
+                ended
+            },
             limiter: crate::limits::unlimited(),
             audit: {
                 let mut audit = crate::audit::MockAuditLog::new();
@@ -86,6 +93,7 @@ impl Ports {
             Arc::new(self.sessions),
             Arc::new(self.hasher),
             Arc::new(self.signer),
+            Arc::new(self.ended),
             Arc::new(self.limiter),
             Arc::new(self.audit),
             Arc::new(clock),
@@ -442,6 +450,38 @@ async fn with_the_session_check_on_a_revoked_sessions_access_token_is_refused_at
     let mut service = ports.service();
     service.settings.verify_session_on_request = true;
     assert!(matches!(service.authenticate("t").await, Err(AuthenticateError::SessionRevoked)));
+}
+
+fn ended_answering(answer: Option<bool>) -> crate::session::MockEndedSessions {
+    let mut ended = crate::session::MockEndedSessions::new();
+    ended.expect_has_ended().with(mockall::predicate::eq(SESSION)).returning(move |_| answer);
+    ended
+}
+
+#[tokio::test]
+async fn an_ended_sessions_access_token_is_refused_from_memory_without_a_storage_read() {
+    for (answer, refused) in [(Some(true), true), (Some(false), false)] {
+        let mut ports = Ports::new();
+        ports.signer = signer_returning(access_claims(NOW - Duration::minutes(1)));
+        ports.ended = ended_answering(answer);
+        ports.sessions.expect_find().never();
+        let outcome = ports.service().authenticate("t").await;
+        assert_eq!(matches!(outcome, Err(AuthenticateError::SessionRevoked)), refused, "{answer:?}: {outcome:?}");
+        assert_eq!(outcome.is_ok(), !refused);
+    }
+}
+
+#[tokio::test]
+async fn when_memory_cannot_vouch_for_its_answer_storage_is_read_instead() {
+    for (found, refused) in [(true, false), (false, true)] {
+        let mut ports = Ports::new();
+        ports.signer = signer_returning(access_claims(NOW - Duration::minutes(1)));
+        ports.ended = ended_answering(None);
+        let session = live_session(&RefreshSecret::from_bytes([1; 32]));
+        ports.sessions.expect_find().times(1).returning(move |_| Ok(found.then(|| session.clone())));
+        let outcome = ports.service().authenticate("t").await;
+        assert_eq!(matches!(outcome, Err(AuthenticateError::SessionRevoked)), refused, "{found}: {outcome:?}");
+    }
 }
 
 #[tokio::test]

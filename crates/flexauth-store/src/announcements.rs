@@ -1,5 +1,7 @@
-//! Active API keys by digest, so that a server calling with its key does not cost a database
-//! read per request, on PostgreSQL.
+//! What the instances announce to each other through PostgreSQL, and what this instance keeps
+//! because of it: active API keys by digest, so that a server calling with its key does not
+//! cost a database read per request, and the sessions that ended recently
+//! ([`crate::ended_sessions`]), heard on the same listening connection.
 //!
 //! The rule the cache must keep is that a revoked key fails on every instance at once. A
 //! trigger on `api_keys` (migration 7) sends a notification on [`CHANNEL`] in every
@@ -35,9 +37,11 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection as _;
 use diesel::pg::PgConnection;
-use diesel::Connection as _;
+use diesel::{Connection as _, RunQueryDsl as _};
 use flexauth_domain::api_key::{ApiKey, ApiKeyId};
 use time::OffsetDateTime;
+
+use crate::ended_sessions::{endings_since, EndedSessionSet};
 
 /// The notification channel of ended API keys; the trigger of migration 7 names it too.
 pub(crate) const CHANNEL: &str = "flexauth_api_keys";
@@ -52,7 +56,7 @@ pub(crate) const ANNOUNCEMENT_DELAY: Duration = Duration::from_millis(150);
 /// Keys remembered at most; one more clears the cache.
 const CAPACITY: usize = 65_536;
 
-pub(crate) struct ApiKeyCache {
+pub(crate) struct Announcements {
     url: String,
     entries: Mutex<Entries>,
     listener: Mutex<Option<PgConnection>>,
@@ -61,6 +65,8 @@ pub(crate) struct ApiKeyCache {
     /// Read on every cache hit, so an atomic: microseconds after `epoch`, 0 for never.
     confirmed_at: AtomicU64,
     epoch: Instant,
+    /// The sessions that ended recently, fed by the notifications on the sessions channel.
+    sessions: Arc<EndedSessionSet>,
 }
 
 #[derive(Default)]
@@ -71,15 +77,16 @@ struct Entries {
     generation: u64,
 }
 
-/// What a lookup that missed must hand back to [`ApiKeyCache::fill`].
+/// What a lookup that missed must hand back to [`Announcements::fill`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticket(u64);
 
 static LISTENERS_STARTED: AtomicU64 = AtomicU64::new(0);
 
-impl ApiKeyCache {
-    /// Starts listening on `url` (PostgreSQL) and the background thread that keeps listening.
-    pub(crate) fn start(url: String) -> Arc<Self> {
+impl Announcements {
+    /// Starts listening on `url` (PostgreSQL) and the background thread that keeps listening;
+    /// ended sessions go to `sessions`.
+    pub(crate) fn start(url: String, sessions: Arc<EndedSessionSet>) -> Arc<Self> {
         let separator = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{separator}tcp_user_timeout=1000&application_name=flexauth-key-cache");
         let cache = Arc::new(Self {
@@ -89,6 +96,7 @@ impl ApiKeyCache {
             listening: AtomicBool::new(false),
             confirmed_at: AtomicU64::new(0),
             epoch: Instant::now(),
+            sessions,
         });
         cache.reconnect();
         let weak = Arc::downgrade(&cache);
@@ -117,13 +125,24 @@ impl ApiKeyCache {
     fn lose_listener(&self) {
         self.listening.store(false, Ordering::Release);
         self.clear();
+        self.sessions.lose();
     }
 
     fn reconnect(&self) {
         let started = Instant::now();
         let connected =
             PgConnection::establish(&self.url).map_err(|error| error.to_string()).and_then(|mut connection| {
-                connection.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(|error| error.to_string())?;
+                connection
+                    .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", crate::ended_sessions::CHANNEL))
+                    .map_err(|error| error.to_string())?;
+                // Whatever ended while nobody listened is read after LISTEN: nothing falls
+                // between the two.
+                self.sessions.lose();
+                if self.sessions.watching() {
+                    self.sessions
+                        .read_with(true, |since| endings_since(since).load(&mut connection))
+                        .map_err(|error| error.to_string())?;
+                }
                 Ok(connection)
             });
         match connected {
@@ -171,6 +190,7 @@ impl ApiKeyCache {
         if beat {
             self.confirm(started);
             self.read_notifications();
+            self.load_sessions_if_asked();
         } else {
             *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             tracing::warn!(
@@ -181,8 +201,22 @@ impl ApiKeyCache {
         }
     }
 
-    /// Reads the notifications that arrived, without blocking; clears the cache for any, and
-    /// drops it when the listening connection is gone.
+    /// Loads the recent endings on the listening connection once the server asked to watch
+    /// sessions (after the connection was made, or lost).
+    fn load_sessions_if_asked(&self) {
+        if !self.sessions.needs_load() {
+            return;
+        }
+        let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(connection) = listener.as_mut() else { return };
+        if let Err(error) = self.sessions.read_with(true, |since| endings_since(since).load(connection)) {
+            tracing::warn!(%error, "cannot read the ended sessions; access tokens are checked against the database \
+                until this works");
+        }
+    }
+
+    /// Reads the notifications that arrived, without blocking: an ended key clears the key
+    /// cache, an ended session joins the set; the connection gone drops both.
     fn read_notifications(&self) {
         let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(connection) = listener.as_mut() else {
@@ -192,6 +226,9 @@ impl ApiKeyCache {
         let mut lost = false;
         for notification in connection.notifications_iter() {
             match notification {
+                Ok(notice) if notice.channel == crate::ended_sessions::CHANNEL => {
+                    self.sessions.notified(&notice.payload)
+                }
                 Ok(_) => revoked = true,
                 Err(_) => {
                     lost = true;
@@ -258,9 +295,19 @@ impl ApiKeyCache {
     pub(crate) fn forget_all(&self) {
         self.clear();
     }
+
+    /// Whether the news of ended sessions is current: the listening connection is trusted,
+    /// once what arrived was read.
+    pub(crate) fn sessions_trusted(&self) -> bool {
+        if !self.trusted() {
+            return false;
+        }
+        self.read_notifications();
+        self.trusted()
+    }
 }
 
-fn poll_until_dropped(cache: &Weak<ApiKeyCache>) {
+fn poll_until_dropped(cache: &Weak<Announcements>) {
     loop {
         std::thread::sleep(POLL_EVERY);
         let Some(cache) = cache.upgrade() else {

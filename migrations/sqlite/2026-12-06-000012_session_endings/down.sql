@@ -1,0 +1,3 @@
+DROP TRIGGER sessions_record_deletion;
+DROP TRIGGER sessions_record_revocation;
+DROP TABLE session_endings;
