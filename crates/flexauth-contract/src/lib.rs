@@ -15,6 +15,7 @@ use flexauth_domain::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog};
 use flexauth_domain::housekeeping::{Housekeeping, RetentionSettings};
 use flexauth_domain::limits::{LimitPolicy, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
+use flexauth_domain::newtypes::Scope;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{
     ClientInfo, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository,
@@ -500,6 +501,7 @@ pub fn api_key(account: &Account, name: &str) -> ApiKey {
         created_at: NOW,
         last_used_at: None,
         expires_at: Some(NOW + Duration::days(365)),
+        scopes: ["invoices:read", "invoices:write"].iter().map(|scope| Scope::parse(scope).unwrap()).collect(),
     })
 }
 

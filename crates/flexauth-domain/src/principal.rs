@@ -1,6 +1,6 @@
 //! Who made an authenticated request, and with which credential.
 
-use crate::newtypes::{AccountId, ApiKeyId, SessionId};
+use crate::newtypes::{AccountId, ApiKeyId, Grants, SessionId};
 
 /// The credential a request was authenticated with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,12 +12,14 @@ pub enum AuthMethod {
 }
 
 /// The caller of a protected endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The account acting.
     pub account_id: AccountId,
     /// How it authenticated.
     pub method: AuthMethod,
+    /// The scopes it holds: every declared one for an access token, its own for a key.
+    pub grants: Grants,
 }
 
 /// The operation is reserved to people logged in with a session (JWT): an API key may not

@@ -11,7 +11,7 @@ use crate::state::AppState;
 
 /// The caller of a protected endpoint, authenticated by a JWT access token or an API key.
 /// Operations reserved to JWT callers are refused by the domain services themselves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Authenticated(Principal);
 
 impl std::ops::Deref for Authenticated {

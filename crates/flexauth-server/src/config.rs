@@ -224,6 +224,10 @@ pub struct RawConfig {
     /// a quarter of what the open-file limit allows. Trusted proxies are exempt.
     #[arg(long, env = "FLEXAUTH_MAX_CONNECTIONS_PER_ADDRESS", default_value = "256", global = true)]
     pub max_connections_per_address: String,
+    /// Comma-separated scopes that API keys may carry (`invoices:read,invoices:write`); an
+    /// access token carries all of them. Empty: keys carry none.
+    #[arg(long, env = "FLEXAUTH_API_KEY_SCOPES", default_value = "", global = true)]
+    pub api_key_scopes: String,
 }
 
 impl std::fmt::Debug for RawConfig {
@@ -327,6 +331,8 @@ pub struct Settings {
     pub request_body_timeout: std::time::Duration,
     /// The most connections one client address may hold (before the file-limit share).
     pub max_connections_per_address: usize,
+    /// The scopes API keys may carry.
+    pub api_key_scopes: std::collections::BTreeSet<flexauth_domain::newtypes::Scope>,
 }
 
 /// A configuration value that cannot be used; its message is the one line printed at start.
@@ -618,6 +624,14 @@ impl RawConfig {
             request_body_timeout: parse_duration(&self.request_body_timeout)
                 .map(|timeout| timeout.unsigned_abs())
                 .map_err(|reason| invalid("FLEXAUTH_REQUEST_BODY_TIMEOUT", "request-body-timeout", reason))?,
+            api_key_scopes: self
+                .api_key_scopes
+                .split(',')
+                .map(str::trim)
+                .filter(|scope| !scope.is_empty())
+                .map(flexauth_domain::newtypes::Scope::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|error| invalid("FLEXAUTH_API_KEY_SCOPES", "api-key-scopes", error.to_string()))?,
             max_connections_per_address: parse_positive_u32(&self.max_connections_per_address)
                 .map(|cap| cap as usize)
                 .map_err(|reason| {

@@ -237,6 +237,17 @@ impl Metrics {
         self.api_key_authentications.with_label_values(&[label]).inc();
     }
 
+    /// Counts the authentication of an API key by a check that also asked for scopes: a key
+    /// that lacks a scope did authenticate.
+    pub fn api_key_check<T>(&self, outcome: &Result<T, ApiError>) {
+        match outcome {
+            Err(error) if error.code() == crate::error::ErrorCode::InsufficientScope => {
+                self.api_key_authentications.with_label_values(&["success"]).inc();
+            }
+            _ => self.api_key_authentication(outcome),
+        }
+    }
+
     /// Counts one delivery pass's results.
     pub fn mail_sent(&self, sent: u32, rescheduled: u32, failed: u32) {
         for (label, count) in [("sent", sent), ("retry_scheduled", rescheduled), ("failed", failed)] {

@@ -519,7 +519,11 @@ impl Application {
             shared.clone(),
             clock.clone(),
             random.clone(),
-            ApiKeySettings { public_url: public_base, reauthentication_window: settings.reauthentication_window },
+            ApiKeySettings {
+                public_url: public_base,
+                reauthentication_window: settings.reauthentication_window,
+                scopes: settings.api_key_scopes.clone(),
+            },
         );
         let bearer = BearerAuthenticator::new(sessions.clone(), api_keys.clone());
         let audit = AuditService::new(shared.clone());

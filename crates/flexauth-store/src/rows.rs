@@ -8,6 +8,7 @@ use flexauth_domain::account::{
 };
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, StoredApiKey};
 use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
+use flexauth_domain::newtypes::{space_separated, Scope};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{ClientInfo, RotationNonce, Session, SessionId, StoredSession};
 use time::OffsetDateTime;
@@ -226,6 +227,8 @@ pub(crate) struct ApiKeyRow {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// Space-separated, as the RFC 6749 `scope` parameter.
+    pub scopes: String,
 }
 
 impl From<&ApiKey> for ApiKeyRow {
@@ -238,6 +241,7 @@ impl From<&ApiKey> for ApiKeyRow {
             created_at: millis(key.created_at()),
             last_used_at: optional_millis(key.last_used_at()),
             expires_at: optional_millis(key.expires_at()),
+            scopes: space_separated(key.scopes()),
         }
     }
 }
@@ -254,6 +258,11 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             created_at: instant(row.created_at)?,
             last_used_at: optional_instant(row.last_used_at)?,
             expires_at: optional_instant(row.expires_at)?,
+            scopes: row
+                .scopes
+                .split_whitespace()
+                .map(|scope| Scope::parse(scope).map_err(|_| StoreError::CorruptRow("a stored scope is not a scope")))
+                .collect::<Result<_, _>>()?,
         }))
     }
 }

@@ -1,6 +1,9 @@
 use time::{Duration, OffsetDateTime};
 
-use crate::newtypes::{AccountId, ApiKeyId};
+use std::collections::BTreeSet;
+
+use crate::newtypes::{AccountId, ApiKeyId, Grants, Scope};
+use crate::principal::{AuthMethod, Principal};
 
 /// A label its owner gives a key ("billing backend", "CI").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +65,9 @@ pub struct StoredApiKey {
     pub last_used_at: Option<OffsetDateTime>,
     /// No expiry unless one was chosen at creation.
     pub expires_at: Option<OffsetDateTime>,
+    /// What it may do at the operator's API, out of the declared vocabulary; none unless some
+    /// were chosen at creation.
+    pub scopes: BTreeSet<Scope>,
 }
 
 /// An API key: everything but the secret, which only exists as its digest. The rules about
@@ -82,8 +88,9 @@ impl ApiKey {
         prefix: String,
         now: OffsetDateTime,
         expires_at: Option<OffsetDateTime>,
+        scopes: BTreeSet<Scope>,
     ) -> Self {
-        Self(StoredApiKey { id, account_id, name, prefix, created_at: now, last_used_at: None, expires_at })
+        Self(StoredApiKey { id, account_id, name, prefix, created_at: now, last_used_at: None, expires_at, scopes })
     }
 
     /// Rebuilds a key read back from storage.
@@ -124,6 +131,21 @@ impl ApiKey {
 
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         self.0.expires_at
+    }
+
+    /// The scopes the key carries.
+    pub fn scopes(&self) -> &BTreeSet<Scope> {
+        &self.0.scopes
+    }
+
+    /// The caller a request made with the key is.
+    pub fn principal(&self) -> Principal {
+        Principal { account_id: self.0.account_id, method: AuthMethod::ApiKey(self.0.id), grants: self.grants() }
+    }
+
+    /// What a request made with the key may do: its scopes, and no more.
+    pub fn grants(&self) -> Grants {
+        Grants::Only(self.0.scopes.clone())
     }
 
     /// Whether the key no longer authenticates at `now`.

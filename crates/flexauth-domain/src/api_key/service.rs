@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
@@ -6,7 +7,8 @@ use super::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository, ApiKeySecret};
 use crate::account::AccountRepository;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::mail::api_key_created_email;
-use crate::principal::{AuthMethod, LiveSession, Principal, ReauthenticationRequired};
+use crate::newtypes::Scope;
+use crate::principal::{LiveSession, Principal, ReauthenticationRequired};
 use crate::session::AuthenticateError;
 use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -19,11 +21,18 @@ pub struct ApiKeySettings {
     /// How recently the session must have proved its password to create a key (10 minutes by
     /// default): a key never expires, so a stolen access token must not be able to mint one.
     pub reauthentication_window: Duration,
+    /// The scopes keys may carry (`FLEXAUTH_API_KEY_SCOPES`): none by default, so keys carry
+    /// none.
+    pub scopes: BTreeSet<Scope>,
 }
 
 impl Default for ApiKeySettings {
     fn default() -> Self {
-        Self { public_url: "http://127.0.0.1:8080".to_owned(), reauthentication_window: Duration::minutes(10) }
+        Self {
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            reauthentication_window: Duration::minutes(10),
+            scopes: BTreeSet::new(),
+        }
     }
 }
 
@@ -42,6 +51,9 @@ pub enum CreateApiKeyError {
     /// The requested expiry is not in the future.
     #[error("the expiry must be in the future")]
     ExpiryInPast,
+    /// A requested scope is not one the operator declared.
+    #[error("`{0}` is not a declared scope")]
+    UnknownScope(String),
     #[error("creating the key failed")]
     Unexpected(#[from] InfraError),
 }
@@ -102,12 +114,17 @@ impl ApiKeyService {
         caller: &LiveSession,
         name: ApiKeyName,
         expires_at: Option<OffsetDateTime>,
+        scopes: BTreeSet<Scope>,
     ) -> Result<(ApiKey, ApiKeySecret), CreateApiKeyError> {
         let now = self.clock.now();
         caller.require_recent_authentication(now, self.settings.reauthentication_window)?;
+        if let Some(unknown) = scopes.iter().find(|scope| !self.settings.scopes.contains(scope)) {
+            return Err(CreateApiKeyError::UnknownScope(unknown.as_str().to_owned()));
+        }
         let secret = ApiKeySecret::generate(self.random.as_ref());
         let id = ApiKeyId::from_uuid(random_uuid(self.random.as_ref()));
-        let key = ApiKey::issue(id, caller.account_id(), name, secret.display_prefix().to_owned(), now, expires_at);
+        let prefix = secret.display_prefix().to_owned();
+        let key = ApiKey::issue(id, caller.account_id(), name, prefix, now, expires_at, scopes);
         // A key that would be born expired is refused rather than stored dead.
         if key.is_expired(now) {
             return Err(CreateApiKeyError::ExpiryInPast);
@@ -160,6 +177,16 @@ impl ApiKeyService {
     /// [`AuthenticateError::MalformedApiKey`], [`AuthenticateError::UnknownApiKey`],
     /// [`AuthenticateError::Expired`], or [`AuthenticateError::Unexpected`].
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthenticateError> {
+        Ok(self.verify(presented).await?.principal())
+    }
+
+    /// The key `presented` is, if it authenticates: what [`authenticate`](Self::authenticate)
+    /// checks, returning the whole key (its scopes, creation and expiry) for a resource
+    /// server's check.
+    ///
+    /// # Errors
+    /// As [`authenticate`](Self::authenticate).
+    pub async fn verify(&self, presented: &str) -> Result<ApiKey, AuthenticateError> {
         let secret = ApiKeySecret::parse(presented).map_err(|_| AuthenticateError::MalformedApiKey)?;
         let key = self.keys.find_active_by_hash(&secret.hash()).await?.ok_or(AuthenticateError::UnknownApiKey)?;
         let now = self.clock.now();
@@ -169,7 +196,12 @@ impl ApiKeyService {
         if key.needs_touch(now) {
             self.keys.touch(key.id(), now).await?;
         }
-        Ok(Principal { account_id: key.account_id(), method: AuthMethod::ApiKey(key.id()) })
+        Ok(key)
+    }
+
+    /// The scopes the operator declared, which keys may carry and access tokens carry all of.
+    pub fn vocabulary(&self) -> &BTreeSet<Scope> {
+        &self.settings.scopes
     }
 }
 
@@ -181,6 +213,7 @@ mod tests {
     use crate::mail::EmailKind;
     use crate::newtypes::SessionId;
     use crate::newtypes::{AccountId, EmailAddress};
+    use crate::principal::AuthMethod;
     use crate::system::{MockClock, MockSecureRandom};
     use std::sync::atomic::{AtomicU8, Ordering};
     use time::macros::datetime;
@@ -237,6 +270,7 @@ mod tests {
             created_at: NOW - Duration::days(1),
             last_used_at,
             expires_at,
+            scopes: BTreeSet::new(),
         })
     }
 
@@ -257,7 +291,8 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _, _, _| Ok(true));
-        let (key, secret) = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await.unwrap();
+        let (key, secret) =
+            service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, BTreeSet::new()).await.unwrap();
         assert!(secret.expose().starts_with(key.prefix()));
     }
 
@@ -267,11 +302,21 @@ mod tests {
         keys.expect_create().times(1).returning(|_, _, _, _, _| Ok(true));
         let service = service(keys);
         let stale = service
-            .create(&jwt_caller_authenticated(Duration::minutes(11)), ApiKeyName::parse("ci").unwrap(), None)
+            .create(
+                &jwt_caller_authenticated(Duration::minutes(11)),
+                ApiKeyName::parse("ci").unwrap(),
+                None,
+                BTreeSet::new(),
+            )
             .await;
         assert!(matches!(stale, Err(CreateApiKeyError::ReauthenticationRequired(_))));
         service
-            .create(&jwt_caller_authenticated(Duration::minutes(10)), ApiKeyName::parse("ci").unwrap(), None)
+            .create(
+                &jwt_caller_authenticated(Duration::minutes(10)),
+                ApiKeyName::parse("ci").unwrap(),
+                None,
+                BTreeSet::new(),
+            )
             .await
             .unwrap();
     }
@@ -283,14 +328,36 @@ mod tests {
             .withf(|_, _, _, session, _| *session == SessionId::from_uuid(Uuid::from_u128(2)))
             .times(1)
             .returning(|_, _, _, _, _| Ok(false));
-        let outcome = service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None).await;
+        let outcome =
+            service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, BTreeSet::new()).await;
         assert!(matches!(outcome, Err(CreateApiKeyError::SessionEnded)));
+    }
+
+    #[tokio::test]
+    async fn a_key_carries_only_declared_scopes_and_grants_nothing_else() {
+        let scope = |text: &str| Scope::parse(text).unwrap();
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_create()
+            .withf(|key, _, _, _, _| key.scopes().iter().map(Scope::as_str).collect::<Vec<_>>() == ["invoices:read"])
+            .times(1)
+            .returning(|_, _, _, _, _| Ok(true));
+        let mut service = service(keys);
+        service.settings.scopes = [scope("invoices:read"), scope("invoices:write")].into();
+        let unknown =
+            service.create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, [scope("admin")].into()).await;
+        assert!(matches!(unknown, Err(CreateApiKeyError::UnknownScope(name)) if name == "admin"));
+        let (key, _) = service
+            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, [scope("invoices:read")].into())
+            .await
+            .unwrap();
+        assert!(key.grants().allows(&scope("invoices:read"), service.vocabulary()));
+        assert!(!key.grants().allows(&scope("invoices:write"), service.vocabulary()));
     }
 
     #[tokio::test]
     async fn an_expiry_in_the_past_is_refused() {
         let outcome = service(MockApiKeyRepository::new())
-            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), Some(NOW))
+            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), Some(NOW), BTreeSet::new())
             .await;
         assert!(matches!(outcome, Err(CreateApiKeyError::ExpiryInPast)));
     }

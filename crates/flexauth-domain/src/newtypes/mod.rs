@@ -6,7 +6,9 @@
 mod client;
 mod email;
 mod ids;
+mod scope;
 
 pub use client::{ClientInfo, RevocationReason};
 pub use email::{EmailAddress, EmailError};
 pub use ids::{AccountId, ApiKeyId, SessionId};
+pub use scope::{space_separated, Grants, Scope, ScopeError};

@@ -14,7 +14,7 @@ use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::refresh_token_reuse_email;
 use crate::newtypes::AccountId;
-use crate::principal::{AuthMethod, LiveSession, Principal};
+use crate::principal::{LiveSession, Principal};
 use crate::system::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
@@ -304,6 +304,16 @@ impl SessionService {
     /// [`AuthenticateError::NotYetValid`], [`AuthenticateError::SessionRevoked`] or
     /// [`AuthenticateError::Unexpected`].
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AuthenticateError> {
+        Ok(self.verify_access_token(access_token).await?.principal())
+    }
+
+    /// The claims of `access_token`, if it authenticates: what
+    /// [`authenticate`](Self::authenticate) checks, returning every claim (its issue and expiry
+    /// among them) for a resource server's check.
+    ///
+    /// # Errors
+    /// As [`authenticate`](Self::authenticate).
+    pub async fn verify_access_token(&self, access_token: &str) -> Result<AccessClaims, AuthenticateError> {
         let claims = self.signer.verify_access(access_token)?;
         let now = self.clock.now();
         claims.check(now, self.settings.clock_leeway).map_err(|error| match error {
@@ -324,7 +334,7 @@ impl SessionService {
         if ended {
             return Err(AuthenticateError::SessionRevoked);
         }
-        Ok(Principal { account_id: claims.account_id, method: AuthMethod::Session(claims.session_id) })
+        Ok(claims)
     }
 
     async fn session_of(&self, claims: &RefreshClaims) -> Result<Session, RefreshError> {

@@ -2,7 +2,8 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{RefreshSecret, SessionId};
-use crate::newtypes::AccountId;
+use crate::newtypes::{AccountId, Grants};
+use crate::principal::{AuthMethod, Principal};
 
 /// The claims of an access token that the domain decides on. The signer adds the issuer and
 /// audience it is configured with, and checks them on the way back.
@@ -39,6 +40,11 @@ pub struct RefreshClaims {
 }
 
 impl AccessClaims {
+    /// The caller a request made with the token is: its owner, holding every declared scope.
+    pub fn principal(&self) -> Principal {
+        Principal { account_id: self.account_id, method: AuthMethod::Session(self.session_id), grants: Grants::Every }
+    }
+
     /// Checks the token's times at `now`: it is expired from `exp` on, and not valid yet while
     /// `nbf` or `iat` lies more than `leeway` ahead (a server whose clock runs fast issued it,
     /// or whoever signed it set `nbf` later).

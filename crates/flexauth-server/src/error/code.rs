@@ -54,6 +54,7 @@ error_codes! {
     OriginNotAllowed,
     JwtRequired,
     ReauthenticationRequired,
+    InsufficientScope,
     ApiKeyNotFound,
     SessionNotFound,
     NotFound,
@@ -147,8 +148,13 @@ impl ErrorCode {
                 "`GET /v1/auth/events`: `after` is not the `next` of an earlier page, or `limit` is not a whole \
                     number from 1 to 100.",
             ),
-            Self::InvalidScope => (S::BAD_REQUEST, "invalid_scope", "scope must be \"current\", \"others\" or \
-                \"global\"", "The logout `scope` is not `current`, `others` or `global`."),
+            Self::InvalidScope => (
+                S::BAD_REQUEST,
+                "invalid_scope", "the scope is not valid here",
+                "The logout `scope` is not `current`, `others` or `global`; a scope of `POST /v1/api-keys` is not \
+                    one of `FLEXAUTH_API_KEY_SCOPES`; or a `scope` asked of `/v1/auth/check` is not a scope token \
+                    (1 to 64 printable ASCII characters without spaces, quotes or backslashes).",
+            ),
             Self::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged", "the account has this email address \
                 already", "`POST /v1/auth/email/change`: the account has this address already."),
             Self::InvalidLink => (
@@ -202,6 +208,14 @@ impl ErrorCode {
             ),
             Self::JwtRequired => (S::FORBIDDEN, "jwt_required", "this operation requires a JWT access token; API \
                 keys cannot perform it", "An API key was used for an operation reserved to JWT access tokens."),
+            Self::InsufficientScope => (
+                S::FORBIDDEN,
+                "insufficient_scope", "the credential lacks a scope this request needs",
+                "The credential authenticates but does not hold every scope that `/v1/auth/check` was asked for \
+                    (an API key holds the scopes it was created with, an access token every one of \
+                    `FLEXAUTH_API_KEY_SCOPES`; a scope not declared there is held by nobody). `WWW-Authenticate` \
+                    names the scopes asked for.",
+            ),
             Self::ReauthenticationRequired => (
                 S::FORBIDDEN,
                 "reauthentication_required", "re-enter your password at /v1/auth/reauthenticate, then try again",

@@ -13,8 +13,10 @@ use flexauth_domain::account::{
     VerifyEmailError,
 };
 use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError};
+use flexauth_domain::bearer::CheckError;
 use flexauth_domain::lifecycle::{EmailChangeError, EmailChangeLinkError, OwnerError};
 use flexauth_domain::limits::{LimitDecision, RateLimited};
+use flexauth_domain::newtypes::space_separated;
 use flexauth_domain::principal::{ReauthenticationRequired, SessionRequired};
 use flexauth_domain::session::{
     AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
@@ -40,12 +42,14 @@ pub struct ApiError {
     /// The `outcome` label of the counters that count this error, where the documented word
     /// differs from the code (`flexauth_refreshes_total{outcome="reuse_detected"}`).
     outcome: Option<&'static str>,
+    /// The scopes an `insufficient_scope` answer names in its challenge (RFC 6750 §3).
+    required_scope: Option<Box<str>>,
 }
 
 impl ApiError {
     /// An error of `code` whose message says more than the code's own sentence.
     pub fn with_message(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), cause: None, rate_limit: None, outcome: None }
+        Self { code, message: message.into(), cause: None, rate_limit: None, outcome: None, required_scope: None }
     }
 
     /// Names the error in the metrics' `outcome` label, when the code alone would say less
@@ -63,6 +67,12 @@ impl ApiError {
     /// `WWW-Authenticate` (RFC 6750 §3).
     pub fn invalid_token(description: &'static str) -> Self {
         Self::with_message(ErrorCode::InvalidToken, description)
+    }
+
+    /// A credential that lacks some of the scopes `required` (space-separated), named in the
+    /// challenge so that the client learns what to ask for.
+    pub fn insufficient_scope(required: String) -> Self {
+        Self { required_scope: Some(required.into_boxed_str()), ..Self::from(ErrorCode::InsufficientScope) }
     }
 
     /// Anything unexpected: the client gets `internal_error` and the request id, the log the
@@ -143,6 +153,11 @@ impl ResponseError for ApiError {
             ErrorCode::InvalidToken => {
                 Some(format!(r#"Bearer realm="flexauth", error="invalid_token", error_description="{}""#, self.message))
             }
+            ErrorCode::InsufficientScope => Some(format!(
+                r#"Bearer realm="flexauth", error="insufficient_scope", error_description="{}", scope="{}""#,
+                self.message,
+                self.required_scope.as_deref().unwrap_or_default()
+            )),
             code if code.status() == StatusCode::UNAUTHORIZED => Some(r#"Bearer realm="flexauth""#.to_owned()),
             _ => None,
         };
@@ -317,6 +332,15 @@ impl From<AuthenticateError> for ApiError {
     }
 }
 
+impl From<CheckError> for ApiError {
+    fn from(error: CheckError) -> Self {
+        match error {
+            CheckError::Authenticate(error) => error.into(),
+            CheckError::InsufficientScope { wanted } => Self::insufficient_scope(space_separated(&wanted)),
+        }
+    }
+}
+
 impl From<SessionRequired> for ApiError {
     fn from(_: SessionRequired) -> Self {
         Self::from(ErrorCode::JwtRequired)
@@ -364,6 +388,10 @@ impl From<CreateApiKeyError> for ApiError {
             CreateApiKeyError::AccountGone => Self::invalid_token("the account no longer exists"),
             CreateApiKeyError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
             CreateApiKeyError::ExpiryInPast => Self::from(ErrorCode::InvalidExpiry),
+            CreateApiKeyError::UnknownScope(scope) => Self::with_message(
+                ErrorCode::InvalidScope,
+                format!("`{scope}` is not a scope this server declared (FLEXAUTH_API_KEY_SCOPES)"),
+            ),
             CreateApiKeyError::Unexpected(cause) => cause.into(),
         }
     }

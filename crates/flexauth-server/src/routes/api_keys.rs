@@ -1,5 +1,8 @@
 use actix_web::{web, HttpResponse};
+use std::collections::BTreeSet;
+
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName};
+use flexauth_domain::newtypes::Scope;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -22,6 +25,11 @@ pub struct CreateBody {
     /// An RFC 3339 instant in the future; without it the key does not expire.
     #[schema(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")]
     expires_at: Option<String>,
+    /// Scopes of the vocabulary the operator declared (`FLEXAUTH_API_KEY_SCOPES`), each 1 to 64
+    /// printable ASCII characters without spaces, quotes or backslashes; another is refused
+    /// with `400 invalid_scope`. Without it the key carries none.
+    #[schema(max_items = 64)]
+    scopes: Option<Vec<String>>,
 }
 
 /// A key as listed: never the secret.
@@ -36,6 +44,8 @@ pub struct KeyView {
     last_used_at: Option<String>,
     #[schema(format = DateTime)]
     expires_at: Option<String>,
+    /// What the key may do at the operator's API; empty for none.
+    scopes: Vec<String>,
 }
 
 /// A new key, with its secret shown this once.
@@ -54,12 +64,15 @@ pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
         created_at: rfc3339(key.created_at())?,
         last_used_at: optional_rfc3339(key.last_used_at())?,
         expires_at: optional_rfc3339(key.expires_at())?,
+        scopes: key.scopes().iter().map(|scope| scope.as_str().to_owned()).collect(),
     })
 }
 
 /// Create an API key
 ///
-/// Creates an API key for the caller's account. The response holds the secret `key`, shown this once only. It
+/// Creates an API key for the caller's account, with the `scopes` asked for out of the vocabulary the operator
+/// declared (`FLEXAUTH_API_KEY_SCOPES`, none by default; another scope gets `400 invalid_scope`). The response
+/// holds the secret `key`, shown this once only. It
 /// needs a recent authentication: the session must have logged in or re-authenticated (`POST
 /// /v1/auth/reauthenticate`) within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default), else `403
 /// reauthentication_required`; a refresh does not renew it. Creating a key emails the owner "A new API key was
@@ -70,7 +83,7 @@ pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
     post, path = "/v1/api-keys", operation_id = "createApiKey", tag = "api-keys", security(("bearer" = [])),
     request_body = CreateBody,
     responses((status = 201, description = "The key, with its secret, shown this once.", body = Data<CreatedKey>, headers(("cache-control" = String, description = "`no-store`.")))),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_api_key_name", "invalid_expiry", "reauthentication_required", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_api_key_name", "invalid_expiry", "invalid_scope", "reauthentication_required", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn create(
@@ -83,12 +96,18 @@ pub async fn create(
 }
 
 async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> Result<HttpResponse, ApiError> {
-    let CreateBody { name, expires_at } = body;
+    let CreateBody { name, expires_at, scopes } = body;
     let name = ApiKeyName::parse(&name)?;
     let expires_at = expires_at
         .map(|text| OffsetDateTime::parse(&text, &Rfc3339).map_err(|_| ApiError::from(ErrorCode::InvalidExpiry)))
         .transpose()?;
-    let (key, secret) = state.api_keys.create(caller, name, expires_at).await?;
+    let scopes = scopes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|text| Scope::parse(&text))
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(|error| ApiError::with_message(ErrorCode::InvalidScope, error.to_string()))?;
+    let (key, secret) = state.api_keys.create(caller, name, expires_at, scopes).await?;
     tracing::info!(target: "flexauth::audit", event = "api_key_created", account_id = %key.account_id(), key_id = %key.id(), "API key created");
     Ok(HttpResponse::Created()
         .insert_header(("cache-control", "no-store"))

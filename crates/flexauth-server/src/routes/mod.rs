@@ -5,6 +5,7 @@ mod account;
 mod accounts;
 mod api_keys;
 mod body;
+mod check;
 mod events;
 mod fallback;
 mod health;
@@ -86,6 +87,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(get().to(api_keys::list)),
         )
         .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
+        .service(web::resource("/v1/auth/check").route(web::route().to(check::check)))
         .service(resource("/v1/usage", "GET, HEAD").route(get().to(usage::usage)))
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(jwks::jwks)))
         .service(resource("/openapi.json", "GET, HEAD").route(get().to(openapi::serve)))

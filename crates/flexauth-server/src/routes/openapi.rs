@@ -11,7 +11,7 @@ use actix_web::HttpResponse;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::{account, accounts, api_keys, events, health, jwks, passwords, sessions, usage};
+use super::{account, accounts, api_keys, check, events, health, jwks, passwords, sessions, usage};
 use crate::error::ErrorCode;
 
 /// The extension in which an operation lists the codes of its error answers.
@@ -68,6 +68,7 @@ const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is 
         api_keys::list,
         api_keys::revoke,
         usage::usage,
+        check::check,
         jwks::jwks,
         serve,
         health::healthz,
@@ -80,6 +81,8 @@ const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is 
         (name = "passwords", description = "Forgotten and changed passwords."),
         (name = "api-keys", description = "API keys for servers."),
         (name = "usage", description = "The example protected endpoint."),
+        (name = "gateway", description = "Checks of bearer credentials for the operator's own API: gateways and \
+            resource servers."),
         (name = "keys", description = "Public keys to verify access tokens."),
         (name = "health", description = "Liveness, readiness and this document."),
     ),
@@ -205,6 +208,15 @@ fn add_error_answer(response: &mut Value, codes: &[ErrorCode]) {
             header(
                 "`Bearer realm=\"flexauth\"`, and for `invalid_token` `Bearer realm=\"flexauth\", \
                 error=\"invalid_token\", error_description=\"…\"` (RFC 6750).",
+            ),
+        );
+    }
+    if codes.contains(&ErrorCode::InsufficientScope) {
+        headers.insert(
+            "www-authenticate".into(),
+            header(
+                "`Bearer realm=\"flexauth\", error=\"insufficient_scope\", error_description=\"…\", scope=\"…\"` \
+                (RFC 6750), `scope` naming every scope asked for.",
             ),
         );
     }

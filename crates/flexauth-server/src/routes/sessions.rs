@@ -175,7 +175,9 @@ fn scope(text: Option<&str>) -> Result<LogoutScope, ApiError> {
         None | Some("current") => Ok(LogoutScope::Current),
         Some("others") => Ok(LogoutScope::Others),
         Some("global") => Ok(LogoutScope::Global),
-        Some(_) => Err(ApiError::from(ErrorCode::InvalidScope)),
+        Some(_) => {
+            Err(ApiError::with_message(ErrorCode::InvalidScope, "scope must be \"current\", \"others\" or \"global\""))
+        }
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Usage {
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id))]
 pub async fn usage(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
-    let principal = *caller;
+    let principal = &*caller;
     let report = state.usage.record(principal.account_id).await?;
     let (auth_method, session_id, key_id) = match principal.method {
         AuthMethod::Session(session_id) => ("jwt", Some(session_id.to_string()), None),

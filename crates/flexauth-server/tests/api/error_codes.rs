@@ -156,6 +156,13 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         .unwrap()
         .to_owned();
     seen.record("API key on /me", &app.get_with_bearer("/v1/auth/me", &key).await, "jwt_required");
+    let lacking = app.get_with_bearer("/v1/auth/check?scope=invoices:read", &key).await;
+    assert!(
+        lacking.headers.get("www-authenticate").unwrap().to_str().unwrap().contains(r#"scope="invoices:read""#),
+        "{:?}",
+        lacking.headers
+    );
+    seen.record("a key without the scope asked for", &lacking, "insufficient_scope");
 
     seen.record(
         "move to the same address",

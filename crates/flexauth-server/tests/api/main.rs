@@ -10,6 +10,7 @@ mod abuse;
 mod api_keys;
 mod bad_input;
 mod browser;
+mod check;
 mod connections;
 mod error_codes;
 mod fast_paths;

@@ -6,6 +6,7 @@ use crate::account::{
 use crate::limits::email_key;
 use crate::mail::EmailKind;
 use crate::newtypes::EmailAddress;
+use crate::principal::AuthMethod;
 use crate::session::{MockSessionRepository, MockTokenSigner, StoredSession, TokenRejection};
 use crate::system::{MockClock, MockSecureRandom};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -132,7 +133,7 @@ fn attempt_made(phc: &str, at: OffsetDateTime) -> SignupAttempt {
 }
 
 fn session_caller() -> Principal {
-    Principal { account_id: ACCOUNT, method: AuthMethod::Session(SESSION) }
+    Principal { account_id: ACCOUNT, method: AuthMethod::Session(SESSION), grants: crate::newtypes::Grants::Every }
 }
 
 fn credentials() -> (EmailAddress, Password) {
@@ -532,6 +533,7 @@ async fn an_api_key_cannot_manage_sessions() {
     let caller = Principal {
         account_id: ACCOUNT,
         method: AuthMethod::ApiKey(crate::newtypes::ApiKeyId::from_uuid(Uuid::nil())),
+        grants: crate::newtypes::Grants::Only(Default::default()),
     };
     let service = Ports::new().service();
     assert!(matches!(service.require_live(&caller).await, Err(LiveSessionError::SessionRequired(_))));
