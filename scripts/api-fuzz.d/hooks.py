@@ -9,6 +9,7 @@ The accounts sign up from 127.0.0.2 and log in from 127.0.0.3, so the rate limit
 generated requests (from 127.0.0.1) run into do not stop them.
 """
 
+import base64
 import email
 import http.client
 import json
@@ -67,6 +68,11 @@ def make_account():
 
 ADDRESSES = [make_account() for _ in range(ACCOUNTS)]
 
+# The resource server scripts/api-fuzz registered with `flexauth clients create`.
+CLIENT_CREDENTIALS = base64.b64encode(
+    f"{os.environ['FLEXAUTH_FUZZ_CLIENT_ID']}:{os.environ['FLEXAUTH_FUZZ_CLIENT_SECRET']}".encode()
+).decode()
+
 PUBLIC = r"^/(healthz|readyz|openapi\.json|\.well-known/jwks\.json|v1/auth/(signup|verify|verify/resend|login|refresh|password/forgot|password/reset|email/confirm|email/undo))$"
 
 
@@ -91,4 +97,8 @@ class LiveAccount:
 
     def set(self, case, data, context):
         case.headers = case.headers or {}
-        case.headers["Authorization"] = f"Bearer {data}"
+        if case.path == "/v1/auth/introspect":
+            # A registered resource server asks about the account's access token.
+            case.headers["Authorization"] = "Basic " + CLIENT_CREDENTIALS
+        else:
+            case.headers["Authorization"] = f"Bearer {data}"

@@ -13,6 +13,9 @@ use flexauth_domain::account::{
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository, StoredApiKey};
 use flexauth_domain::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog};
 use flexauth_domain::housekeeping::{Housekeeping, RetentionSettings};
+use flexauth_domain::introspection::{
+    ClientName, IntrospectionClient, IntrospectionClientId, IntrospectionClientRepository,
+};
 use flexauth_domain::limits::{LimitPolicy, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::newtypes::Scope;
@@ -36,6 +39,7 @@ pub trait Backend:
     + Outbox
     + UsageRepository
     + ApiKeyRepository
+    + IntrospectionClientRepository
     + AuditLog
     + RateLimiter
     + Housekeeping
@@ -53,6 +57,7 @@ impl<T> Backend for T where
         + Outbox
         + UsageRepository
         + ApiKeyRepository
+        + IntrospectionClientRepository
         + AuditLog
         + RateLimiter
         + Housekeeping
@@ -77,7 +82,7 @@ pub trait Inspect: Send + Sync {
 #[macro_export]
 macro_rules! contract_suite {
     ($setup:expr) => {
-        $crate::contract_tests!($setup; an_account_is_found_by_email_and_id, a_taken_email_is_refused_and_nothing_is_written, confirming_activates_the_attempts_password_and_discards_the_others, only_the_newest_pending_attempts_are_kept, a_session_is_refused_once_the_credential_version_moved, account_requests_are_leased_to_one_worker_and_deleted_once_handled, a_session_round_trips, rotation_is_a_compare_and_swap, concurrent_rotations_have_exactly_one_winner, a_revoked_session_cannot_rotate, an_outbox_entry_is_leased_to_one_worker_at_a_time, concurrent_workers_never_claim_the_same_entry, a_sent_email_loses_its_bodies_and_is_never_claimed_again, a_retry_waits_for_its_time_and_counts_the_attempt, usage_counts_per_account_and_day, an_api_key_is_found_by_its_digest_until_revoked, api_keys_are_listed_per_account_and_touched, a_password_reset_spends_its_token_once_and_ends_every_session, a_password_change_keeps_only_the_callers_session, live_sessions_are_listed_and_revoked_in_bulk, rate_limit_counters_count_per_window_and_start_over, concurrent_hits_are_all_counted, the_security_log_pages_newest_first, the_purge_deletes_what_retention_says_and_nothing_else, a_device_is_known_only_to_its_account_and_only_while_recent);
+        $crate::contract_tests!($setup; an_account_is_found_by_email_and_id, a_taken_email_is_refused_and_nothing_is_written, confirming_activates_the_attempts_password_and_discards_the_others, only_the_newest_pending_attempts_are_kept, a_session_is_refused_once_the_credential_version_moved, account_requests_are_leased_to_one_worker_and_deleted_once_handled, a_session_round_trips, rotation_is_a_compare_and_swap, concurrent_rotations_have_exactly_one_winner, a_revoked_session_cannot_rotate, an_outbox_entry_is_leased_to_one_worker_at_a_time, concurrent_workers_never_claim_the_same_entry, a_sent_email_loses_its_bodies_and_is_never_claimed_again, a_retry_waits_for_its_time_and_counts_the_attempt, usage_counts_per_account_and_day, an_api_key_is_found_by_its_digest_until_revoked, api_keys_are_listed_per_account_and_touched, a_password_reset_spends_its_token_once_and_ends_every_session, a_password_change_keeps_only_the_callers_session, live_sessions_are_listed_and_revoked_in_bulk, rate_limit_counters_count_per_window_and_start_over, concurrent_hits_are_all_counted, the_security_log_pages_newest_first, the_purge_deletes_what_retention_says_and_nothing_else, a_device_is_known_only_to_its_account_and_only_while_recent, introspection_clients_are_listed_oldest_first_and_deleted_once);
     };
 }
 
@@ -881,4 +886,32 @@ pub async fn a_device_is_known_only_to_its_account_and_only_while_recent<P: Back
     let forgotten = store.find_by_id(account.id()).await.unwrap().unwrap().clients_forgotten_at();
     assert_eq!(forgotten, Some(NOW + Duration::days(3)));
     assert_eq!(store.find_by_id(other.id()).await.unwrap().unwrap().clients_forgotten_at(), None);
+}
+
+pub async fn introspection_clients_are_listed_oldest_first_and_deleted_once<P: Backend, I: Inspect>(
+    store: &P,
+    _inspect: &I,
+) {
+    let client = |id: u128, name: &str, at: OffsetDateTime| IntrospectionClient {
+        id: IntrospectionClientId::from_uuid(Uuid::from_u128(id)),
+        name: ClientName::parse(name).unwrap(),
+        secret_hash: TokenHash::of(name.as_bytes()),
+        created_at: at,
+    };
+    let (older, newer) = (client(2, "billing API", NOW - Duration::days(1)), client(1, "reports API", NOW));
+    IntrospectionClientRepository::create(store, &newer).await.unwrap();
+    IntrospectionClientRepository::create(store, &older).await.unwrap();
+    assert_eq!(IntrospectionClientRepository::list(store).await.unwrap(), vec![older.clone(), newer.clone()]);
+    // The id and the digest are unique.
+    assert!(IntrospectionClientRepository::create(store, &client(1, "another", NOW)).await.is_err());
+    assert!(IntrospectionClientRepository::create(
+        store,
+        &IntrospectionClient { id: IntrospectionClientId::from_uuid(Uuid::from_u128(3)), ..older.clone() }
+    )
+    .await
+    .is_err());
+
+    assert!(IntrospectionClientRepository::delete(store, older.id).await.unwrap());
+    assert!(!IntrospectionClientRepository::delete(store, older.id).await.unwrap());
+    assert_eq!(IntrospectionClientRepository::list(store).await.unwrap(), vec![newer]);
 }

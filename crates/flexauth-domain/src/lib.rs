@@ -115,6 +115,7 @@ pub mod api_key;
 pub mod audit;
 pub mod bearer;
 pub mod housekeeping;
+pub mod introspection;
 pub mod lifecycle;
 pub mod limits;
 pub mod mail;
@@ -144,6 +145,7 @@ mod floors {
         &["session"],
         &["api_key"],
         &["bearer", "lifecycle"],
+        &["introspection"],
     ];
 
     fn floor(module: &str) -> Option<usize> {

@@ -1,5 +1,5 @@
 //! flexauth's storage ports in memory: accounts and their request queue, sessions, the outbox,
-//! usage counters, API keys, the security log, rate limits, housekeeping and the account
+//! usage counters, API keys, introspection clients, the security log, rate limits, housekeeping and the account
 //! lifecycle, all on one [`MemoryStore`].
 //!
 //! It keeps the semantics of `flexauth-store` and passes the same port contract suite
@@ -13,6 +13,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 mod housekeeping;
+mod introspection_clients;
 mod lifecycle;
 mod outbox;
 mod rate_limits;

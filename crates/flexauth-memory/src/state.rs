@@ -8,6 +8,7 @@ use flexauth_domain::account::{
 };
 use flexauth_domain::api_key::{ApiKey, ApiKeyId};
 use flexauth_domain::audit::AuditEvent;
+use flexauth_domain::introspection::{IntrospectionClient, IntrospectionClientId};
 use flexauth_domain::lifecycle::EmailChange;
 use flexauth_domain::mail::{EmailKind, LeaseId, OutgoingEmail};
 use flexauth_domain::secret::TokenHash;
@@ -101,6 +102,7 @@ pub(crate) struct State {
     pub known_devices: HashMap<TokenHash, DeviceRow>,
     /// Address changes by the digest of their confirmation link.
     pub email_changes: HashMap<TokenHash, EmailChange>,
+    pub introspection_clients: HashMap<IntrospectionClientId, IntrospectionClient>,
 }
 
 /// The client of a stored session or event without its device token: the store has no column

@@ -1,13 +1,17 @@
-//! The operator's commands (`flexauth accounts …`): the same domain rules as the API, run
-//! once against the configured database, each printing one JSON document.
+//! The operator's commands (`flexauth accounts …`, `keys …`, `clients …`): the same domain
+//! rules as the API, run once against the configured database, each printing one JSON
+//! document.
 
 use std::sync::Arc;
 
 use flexauth_domain::account::{AccountId, EmailAddress};
+use flexauth_domain::introspection::{
+    ClientName, ClientRegistry, ClientSecret, IntrospectionClient, IntrospectionClientId,
+};
 use flexauth_domain::lifecycle::AdminError;
 use serde::Serialize;
 
-use crate::config::{AccountsCommand, Settings};
+use crate::config::{AccountsCommand, ClientsCommand, Settings};
 use crate::startup::{self, StartupError};
 use crate::system::{OsRandom, SystemClock};
 
@@ -62,7 +66,7 @@ fn json(value: &impl Serialize) -> Result<String, AdminCommandError> {
 /// # Errors
 /// An [`AdminCommandError`] naming what failed.
 pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Result<String, AdminCommandError> {
-    let store = Arc::new(startup::migrate(settings).await?);
+    let store = Arc::new(startup::migrate_for_command(settings).await?);
     // The operator's commands hash nothing; the rules want a hasher all the same, so it is
     // the smallest pool the settings allow.
     let argon2 = flexauth_argon2::Argon2Settings { workers: 1, ..settings.argon2 };
@@ -110,6 +114,60 @@ pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Res
 }
 
 #[derive(Serialize)]
+struct ClientView {
+    client_id: String,
+    name: String,
+    created_at: String,
+    /// Only when it was just created: shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+impl ClientView {
+    fn of(client: &IntrospectionClient, secret: Option<&ClientSecret>) -> Self {
+        Self {
+            client_id: client.id.to_string(),
+            name: client.name.as_str().to_owned(),
+            created_at: instant(client.created_at),
+            client_secret: secret.map(ClientSecret::expose),
+        }
+    }
+}
+
+/// Runs an operator's command on the resource servers that may introspect, and returns what
+/// to print.
+///
+/// # Errors
+/// An [`AdminCommandError`] naming what failed.
+pub async fn run_clients(settings: &Settings, command: &ClientsCommand) -> Result<String, AdminCommandError> {
+    let store = Arc::new(startup::migrate_for_command(settings).await?);
+    let registry = ClientRegistry::new(store, Arc::new(SystemClock), Arc::new(OsRandom));
+    let failed = |error: flexauth_domain::InfraError| AdminCommandError::Failed(crate::error::error_chain(&error));
+    match command {
+        ClientsCommand::Create { name } => {
+            let name = ClientName::parse(name)
+                .map_err(|error| AdminCommandError::Failed(format!("`{name}` is not a client name: {error}")))?;
+            let (client, secret) = registry.create(name).await.map_err(failed)?;
+            tracing::info!(target: "flexauth::audit", event = "introspection_client_created", client_id = %client.id, actor = "operator", "introspection client created by an operator");
+            json(&ClientView::of(&client, Some(&secret)))
+        }
+        ClientsCommand::List => {
+            let clients = registry.list().await.map_err(failed)?;
+            json(&clients.iter().map(|client| ClientView::of(client, None)).collect::<Vec<_>>())
+        }
+        ClientsCommand::Delete { id } => {
+            let parsed = IntrospectionClientId::parse(id.trim())
+                .ok_or_else(|| AdminCommandError::Failed(format!("`{id}` is not a client id (a UUID)")))?;
+            if !registry.delete(parsed).await.map_err(failed)? {
+                return Err(AdminCommandError::Failed("no such client".to_owned()));
+            }
+            tracing::info!(target: "flexauth::audit", event = "introspection_client_deleted", client_id = %parsed, actor = "operator", "introspection client deleted by an operator");
+            json(&serde_json::json!({ "client_id": parsed.to_string(), "done": "deleted" }))
+        }
+    }
+}
+
+#[derive(Serialize)]
 struct KeyView {
     kid: String,
     /// `standby` (published, signs from `activates_at`), `signing`, `verifying` (superseded or
@@ -142,7 +200,7 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
             path.display()
         )));
     }
-    let store = startup::migrate(settings).await?;
+    let store = startup::migrate_for_command(settings).await?;
     let kek = settings.key_encryption_key.as_ref();
     let plan = startup::ring_plan(settings);
     let now = time::OffsetDateTime::now_utc();

@@ -47,6 +47,27 @@ pub enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Register the resource servers that may introspect tokens (POST /v1/auth/introspect).
+    /// Each command prints JSON.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+/// An operator's command on the resource servers that may introspect.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a resource server named NAME; prints its client_id and client_secret, which is
+    /// shown this once (only its digest is stored).
+    Create {
+        #[arg(allow_hyphen_values = true)]
+        name: String,
+    },
+    /// Every registered resource server, oldest first (never a secret).
+    List,
+    /// Delete resource server ID: every instance refuses its credentials within a second.
+    Delete { id: String },
 }
 
 /// An operator's command on the stored signing keys.
@@ -64,11 +85,18 @@ pub enum KeysCommand {
     /// Stop key KID signing. It stays in the JWKS until the access tokens it signed have
     /// expired, and verifies refresh tokens until those have. The key that signs now can be
     /// retired only once another key has taken over.
-    Retire { kid: String },
+    Retire {
+        // A key id is URL-safe base64, which may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
     /// Revoke key KID at once, for a key that leaked: within a second every instance drops it
     /// from the JWKS and refuses every token it signed (their sessions log in again). When it
     /// is the last key that can sign, a new key is added that signs at once.
-    Revoke { kid: String },
+    Revoke {
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
     /// Seal every stored key that is in the clear with FLEXAUTH_KEY_ENCRYPTION_KEY: once, after
     /// setting that key on a database whose keys were stored without it. Instances with a
     /// key-encryption key never use a key in the clear, nor seal one themselves: only someone
@@ -728,5 +756,17 @@ mod tests {
         assert_eq!(Cli::try_parse_from(["flexauth"]).unwrap().command, None);
         assert_eq!(Cli::try_parse_from(["flexauth", "migrate"]).unwrap().command, Some(Command::Migrate));
         assert_eq!(Cli::try_parse_from(["flexauth", "serve", "--bind", "0.0.0.0:9"]).unwrap().config.bind, "0.0.0.0:9");
+    }
+
+    #[test]
+    fn a_key_id_that_begins_with_a_hyphen_is_a_key_id() {
+        for command in ["retire", "revoke"] {
+            let parsed = Cli::try_parse_from(["flexauth", "keys", command, "-fQx2"]).unwrap().command;
+            let kid = match parsed {
+                Some(Command::Keys { command: KeysCommand::Retire { kid } | KeysCommand::Revoke { kid } }) => kid,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(kid, "-fQx2");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The `flexauth` binary: `flexauth` (or `flexauth serve`) serves, `flexauth migrate` only
-//! migrates, `flexauth accounts …` administers accounts.
+//! migrates, `flexauth accounts …`, `keys …` and `clients …` administer accounts, signing keys
+//! and the resource servers that introspect.
 
 use std::process::ExitCode;
 
@@ -58,14 +59,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(settings.log_format, matches!(cli.command, Some(Command::Accounts { .. } | Command::Keys { .. })));
+    init_tracing(
+        settings.log_format,
+        matches!(cli.command, Some(Command::Accounts { .. } | Command::Keys { .. } | Command::Clients { .. })),
+    );
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => Ok(()),
-        Command::Migrate => startup::migrate(&settings).await.map(|_| ()),
+        Command::Migrate => startup::migrate_for_command(&settings).await.map(|_| ()),
         Command::Keys { command } => return printed(flexauth_server::admin::run_keys(&settings, &command).await),
         Command::Accounts { command } => {
             return printed(flexauth_server::admin::run_accounts(&settings, &command).await)
         }
+        Command::Clients { command } => return printed(flexauth_server::admin::run_clients(&settings, &command).await),
         Command::Serve => match Application::build(&settings).await {
             Ok(app) => app.run_until_stopped().await.map_err(startup::StartupError::Serve),
             Err(error) => Err(error),

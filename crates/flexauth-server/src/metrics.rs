@@ -50,6 +50,7 @@ pub struct Metrics {
     db_wait: Histogram,
     signing_key: IntGaugeVec,
     session_end_checks: IntCounterVec,
+    introspections: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -169,6 +170,18 @@ impl Metrics {
                 "flexauth_db_connection_wait_seconds",
                 "Time a query waited for a pooled database connection.",
             )?,
+            introspections: {
+                let introspections = counter_vec(
+                    &registry,
+                    "flexauth_introspections_total",
+                    "Introspection requests, by outcome: `active`, `inactive`, or `invalid_client`.",
+                    &["outcome"],
+                )?;
+                for outcome in ["active", "inactive", "invalid_client"] {
+                    introspections.with_label_values(&[outcome]);
+                }
+                introspections
+            },
             session_end_checks: {
                 let checks = counter_vec(
                     &registry,
@@ -246,6 +259,11 @@ impl Metrics {
             }
             _ => self.api_key_authentication(outcome),
         }
+    }
+
+    /// Counts an introspection by its outcome.
+    pub fn introspection(&self, outcome: &str) {
+        self.introspections.with_label_values(&[outcome]).inc();
     }
 
     /// Counts one delivery pass's results.

@@ -13,6 +13,7 @@ use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
 use flexauth_domain::audit::AuditService;
 use flexauth_domain::bearer::BearerAuthenticator;
 use flexauth_domain::housekeeping::HousekeepingService;
+use flexauth_domain::introspection::IntrospectionService;
 use flexauth_domain::lifecycle::{LifecycleService, LifecycleSettings};
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
@@ -113,6 +114,19 @@ impl std::fmt::Debug for Application {
 /// [`StartupError::Store`].
 pub async fn migrate(settings: &Settings) -> Result<Store, StartupError> {
     let store = Store::connect_through(settings.database.clone(), settings.database_pooler)?;
+    let applied = store.migrate().await?;
+    tracing::info!(backend = store.backend(), applied, "database migrated");
+    Ok(store)
+}
+
+/// [`migrate`] for a one-shot command (`flexauth migrate`, `accounts`, `keys`, `clients`): the
+/// store starts no background thread, so none is inside the database driver when the process
+/// exits (such a thread crashed the exit now and then).
+///
+/// # Errors
+/// As [`migrate`].
+pub async fn migrate_for_command(settings: &Settings) -> Result<Store, StartupError> {
+    let store = Store::connect_for_command(settings.database.clone(), settings.database_pooler)?;
     let applied = store.migrate().await?;
     tracing::info!(backend = store.backend(), applied, "database migrated");
     Ok(store)
@@ -526,6 +540,7 @@ impl Application {
             },
         );
         let bearer = BearerAuthenticator::new(sessions.clone(), api_keys.clone());
+        let introspection = IntrospectionService::new(shared.clone(), bearer.clone());
         let audit = AuditService::new(shared.clone());
         let shared_housekeeping: Arc<dyn flexauth_domain::housekeeping::Housekeeping> = shared.clone();
         let clock_for_purge = clock.clone();
@@ -539,6 +554,9 @@ impl Application {
             sessions,
             api_keys,
             bearer,
+            introspection,
+            token_issuer: settings.public_base(),
+            token_audience: settings.audience.clone(),
             usage: usage.clone(),
             tokens,
             jwks_max_age: settings.jwks_max_age.whole_seconds(),

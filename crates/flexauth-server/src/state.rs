@@ -17,6 +17,10 @@ pub struct AppState {
     pub sessions: SessionService,
     pub api_keys: ApiKeyService,
     pub bearer: BearerAuthenticator,
+    pub introspection: flexauth_domain::introspection::IntrospectionService,
+    /// The `iss` and `aud` of access tokens, which introspection reports for every credential.
+    pub token_issuer: String,
+    pub token_audience: String,
     pub usage: UsageService,
     pub audit: flexauth_domain::audit::AuditService,
     pub lifecycle: flexauth_domain::lifecycle::LifecycleService,

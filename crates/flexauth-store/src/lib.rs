@@ -17,6 +17,7 @@ mod connection;
 mod ended_sessions;
 mod error;
 mod housekeeping;
+mod introspection_clients;
 mod lifecycle;
 mod observability;
 mod outbox;
@@ -229,6 +230,9 @@ pub struct Store {
     /// The listening connection, with the active API keys by digest; on PostgreSQL without a
     /// transaction pooler only, where changes can be announced.
     announcements: Option<std::sync::Arc<announcements::Announcements>>,
+    /// Whether serving instances listen for announcements (PostgreSQL without a pooler), so
+    /// that a change ending keys or sessions must wait until they heard it.
+    others_listen: bool,
     /// The sessions that ended recently, fed by the announcements (PostgreSQL) or by reading
     /// new endings (SQLite).
     ended_sessions: std::sync::Arc<ended_sessions::EndedSessionSet>,
@@ -262,17 +266,35 @@ impl Store {
     /// # Errors
     /// [`StoreError::Pool`] when no connection could be made within ten seconds.
     pub fn connect_through(config: DatabaseConfig, pooler: Pooler) -> Result<Self, StoreError> {
+        Self::open(config, pooler, true)
+    }
+
+    /// [`Store::connect_through`] for a one-shot command (a migration, an operator's command):
+    /// without the connection that listens for announcements, so no thread of the store is
+    /// talking to the database when the process ends. Its API key lookups are never cached,
+    /// and it remembers no ended session.
+    ///
+    /// # Errors
+    /// [`StoreError::Pool`] when no connection could be made within ten seconds.
+    pub fn connect_for_command(config: DatabaseConfig, pooler: Pooler) -> Result<Self, StoreError> {
+        Self::open(config, pooler, false)
+    }
+
+    fn open(config: DatabaseConfig, pooler: Pooler, listen: bool) -> Result<Self, StoreError> {
         let ended_sessions = ended_sessions::EndedSessionSet::new();
         let sqlite_path = match &config {
             DatabaseConfig::Sqlite(path) => path.to_str().map(str::to_owned),
             DatabaseConfig::Postgres(_) => None,
         };
         let announcements = match (&config, pooler) {
-            (DatabaseConfig::Postgres(url), Pooler::None) => {
+            (DatabaseConfig::Postgres(url), Pooler::None) if listen => {
                 Some(announcements::Announcements::start(url.clone(), ended_sessions.clone()))
             }
             _ => None,
         };
+        // Instances that serve listen for announcements on PostgreSQL without a pooler, this
+        // one or not: a change that ends keys or sessions waits for them to hear it.
+        let others_listen = matches!((&config, pooler), (DatabaseConfig::Postgres(_), Pooler::None));
         let (backend, max_size) = match &config {
             DatabaseConfig::Postgres(_) => ("postgres", 10),
             // SQLite allows one writer at a time; one pooled connection per process makes
@@ -304,6 +326,7 @@ impl Store {
             pool,
             backend,
             announcements,
+            others_listen,
             ended_sessions,
             sqlite_path,
             unreachable: std::sync::Arc::default(),
@@ -364,6 +387,8 @@ impl Store {
     pub(crate) async fn announce_api_keys_ended(&self) {
         if let Some(cache) = &self.announcements {
             cache.forget_all();
+        }
+        if self.others_listen {
             tokio::time::sleep(announcements::ANNOUNCEMENT_DELAY).await;
         }
     }
@@ -397,10 +422,9 @@ impl Store {
                 cache.forget_all();
             }
         }
-        let sessions = sessions && self.ended_sessions.watching();
-        if self.announcements.is_some() && (keys || sessions) {
+        if self.others_listen && (keys || sessions) {
             tokio::time::sleep(announcements::ANNOUNCEMENT_DELAY).await;
-        } else if sessions && self.sqlite_path.is_some() {
+        } else if sessions && self.ended_sessions.watching() && self.sqlite_path.is_some() {
             let set = self.ended_sessions.clone();
             let read = self
                 .run(move |c| {

@@ -7,6 +7,7 @@ use flexauth_domain::account::{
     StoredAccount,
 };
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, StoredApiKey};
+use flexauth_domain::introspection::{ClientName, IntrospectionClient, IntrospectionClientId};
 use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
 use flexauth_domain::newtypes::{space_separated, Scope};
 use flexauth_domain::secret::TokenHash;
@@ -15,7 +16,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::schema::{
-    account_requests, accounts, api_keys, email_verification_tokens, outbox, password_reset_tokens, sessions,
+    account_requests, accounts, api_keys, email_verification_tokens, introspection_clients, outbox,
+    password_reset_tokens, sessions,
 };
 use crate::StoreError;
 
@@ -492,6 +494,39 @@ impl TryFrom<EmailChangeRow> for flexauth_domain::lifecycle::EmailChange {
             undo_expires_at: instant(row.undo_expires_at)?,
             confirmed_at: optional_instant(row.confirmed_at)?,
             undone_at: optional_instant(row.undone_at)?,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = introspection_clients)]
+pub(crate) struct IntrospectionClientRow {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl From<&IntrospectionClient> for IntrospectionClientRow {
+    fn from(client: &IntrospectionClient) -> Self {
+        Self {
+            id: client.id.to_string(),
+            name: client.name.as_str().to_owned(),
+            secret_hash: client.secret_hash.as_bytes().to_vec(),
+            created_at: millis(client.created_at),
+        }
+    }
+}
+
+impl TryFrom<IntrospectionClientRow> for IntrospectionClient {
+    type Error = StoreError;
+
+    fn try_from(row: IntrospectionClientRow) -> Result<Self, StoreError> {
+        Ok(IntrospectionClient {
+            id: IntrospectionClientId::from_uuid(parse_uuid(&row.id)?),
+            name: ClientName::from_storage(row.name),
+            secret_hash: token_hash(&row.secret_hash)?,
+            created_at: instant(row.created_at)?,
         })
     }
 }

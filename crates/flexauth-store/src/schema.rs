@@ -177,3 +177,12 @@ diesel::table! {
         ended_at -> BigInt,
     }
 }
+
+diesel::table! {
+    introspection_clients (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Binary,
+        created_at -> BigInt,
+    }
+}

@@ -39,6 +39,7 @@ error_codes! {
     InvalidExpiry,
     InvalidCursor,
     InvalidScope,
+    InvalidRequest,
     EmailUnchanged,
     InvalidLink,
     LinkExpired,
@@ -51,6 +52,7 @@ error_codes! {
     RefreshTokenReused,
     MissingToken,
     InvalidToken,
+    InvalidClient,
     OriginNotAllowed,
     JwtRequired,
     ReauthenticationRequired,
@@ -155,6 +157,12 @@ impl ErrorCode {
                     one of `FLEXAUTH_API_KEY_SCOPES`; or a `scope` asked of `/v1/auth/check` is not a scope token \
                     (1 to 64 printable ASCII characters without spaces, quotes or backslashes).",
             ),
+            Self::InvalidRequest => (
+                S::BAD_REQUEST,
+                "invalid_request", "the introspection request needs one token parameter",
+                "`POST /v1/auth/introspect`: the form has no `token`, more than one, a `token` over 1024 characters, \
+                    or a `token_type_hint` over 64 characters or given twice.",
+            ),
             Self::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged", "the account has this email address \
                 already", "`POST /v1/auth/email/change`: the account has this address already."),
             Self::InvalidLink => (
@@ -199,6 +207,13 @@ impl ErrorCode {
                 "invalid_token", "the credential is not valid",
                 "The `Authorization` header holds no valid access token or API key, or, on the account-management \
                     endpoints, the session of the access token has ended.",
+            ),
+            Self::InvalidClient => (
+                S::UNAUTHORIZED,
+                "invalid_client", "the client credentials are not valid",
+                "`POST /v1/auth/introspect`: no HTTP Basic credentials, or not those of a resource server registered \
+                    with `flexauth clients create` (unknown, deleted, or the wrong secret). The answer carries \
+                    `WWW-Authenticate: Basic realm=\"flexauth\"`.",
             ),
             Self::OriginNotAllowed => (
                 S::FORBIDDEN,

@@ -14,6 +14,7 @@ use flexauth_domain::account::{
 };
 use flexauth_domain::api_key::{ApiKeyNameError, CreateApiKeyError, ListApiKeysError, RevokeApiKeyError};
 use flexauth_domain::bearer::CheckError;
+use flexauth_domain::introspection::IntrospectError;
 use flexauth_domain::lifecycle::{EmailChangeError, EmailChangeLinkError, OwnerError};
 use flexauth_domain::limits::{LimitDecision, RateLimited};
 use flexauth_domain::newtypes::space_separated;
@@ -158,6 +159,8 @@ impl ResponseError for ApiError {
                 self.message,
                 self.required_scope.as_deref().unwrap_or_default()
             )),
+            // A resource server authenticates with HTTP Basic (RFC 6749 §5.2).
+            ErrorCode::InvalidClient => Some(r#"Basic realm="flexauth", charset="UTF-8""#.to_owned()),
             code if code.status() == StatusCode::UNAUTHORIZED => Some(r#"Bearer realm="flexauth""#.to_owned()),
             _ => None,
         };
@@ -337,6 +340,15 @@ impl From<CheckError> for ApiError {
         match error {
             CheckError::Authenticate(error) => error.into(),
             CheckError::InsufficientScope { wanted } => Self::insufficient_scope(space_separated(&wanted)),
+        }
+    }
+}
+
+impl From<IntrospectError> for ApiError {
+    fn from(error: IntrospectError) -> Self {
+        match error {
+            IntrospectError::InvalidClient => Self::from(ErrorCode::InvalidClient),
+            IntrospectError::Unexpected(cause) => cause.into(),
         }
     }
 }

@@ -52,7 +52,9 @@ fn wanted_scopes(query: &str) -> Result<BTreeSet<Scope>, ApiError> {
     path = "/v1/auth/check", operation_id = "checkCredential", tag = "gateway", security(("bearer" = [])),
     params((
         "scope" = Option<String>, Query,
-        description = "Scopes the credential must hold, space-separated (the parameter may repeat).",
+        description = "Scopes the credential must hold, space-separated (the parameter may repeat); each 1 to 64 \
+            printable ASCII characters without spaces, quotes or backslashes.",
+        pattern = r#"^ *([!#-\[\]-~]{1,64} *)*$"#,
         example = "invoices:read"
     )),
     responses((

@@ -9,6 +9,7 @@ mod check;
 mod events;
 mod fallback;
 mod health;
+mod introspect;
 mod jwks;
 mod openapi;
 mod pages;
@@ -87,12 +88,25 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(get().to(api_keys::list)),
         )
         .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
-        .service(web::resource("/v1/auth/check").route(web::route().to(check::check)))
+        .service(resource("/v1/auth/introspect", "POST").route(web::post().to(introspect::introspect)))
+        .service(
+            resource("/v1/auth/check", CHECK_METHODS)
+                .route(web::route().guard(guard::fn_guard(is_check_method)).to(check::check)),
+        )
         .service(resource("/v1/usage", "GET, HEAD").route(get().to(usage::usage)))
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(jwks::jwks)))
         .service(resource("/openapi.json", "GET, HEAD").route(get().to(openapi::serve)))
         .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
         .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)));
+}
+
+/// The methods `/v1/auth/check` answers: those a gateway may forward a request with.
+const CHECK_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+fn is_check_method(context: &guard::GuardContext<'_>) -> bool {
+    use actix_web::http::Method;
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS]
+        .contains(&context.head().method)
 }
 
 /// Whether the request body is an HTML form submission (with or without a charset).

@@ -11,7 +11,7 @@ use actix_web::HttpResponse;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::{account, accounts, api_keys, check, events, health, jwks, passwords, sessions, usage};
+use super::{account, accounts, api_keys, check, events, health, introspect, jwks, passwords, sessions, usage};
 use crate::error::ErrorCode;
 
 /// The extension in which an operation lists the codes of its error answers.
@@ -69,6 +69,7 @@ const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is 
         api_keys::revoke,
         usage::usage,
         check::check,
+        introspect::introspect,
         jwks::jwks,
         serve,
         health::healthz,
@@ -126,7 +127,18 @@ fn complete(document: &mut Value) {
     }
     let components = document.as_object_mut().map(|root| root.entry("components").or_insert_with(|| json!({})));
     if let Some(components) = components.and_then(Value::as_object_mut) {
-        components.insert("securitySchemes".into(), json!({ "bearer": bearer_scheme() }));
+        components.insert(
+            "securitySchemes".into(),
+            json!({
+                "bearer": bearer_scheme(),
+                "client": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "A resource server registered with `flexauth clients create`: its `client_id` and \
+                        `client_secret` (RFC 6749 `client_secret_basic`)."
+                }
+            }),
+        );
         let schemas = components.entry("schemas").or_insert_with(|| json!({}));
         if let Some(schemas) = schemas.as_object_mut() {
             schemas.insert("ErrorCode".into(), error_code_schema());
@@ -202,7 +214,9 @@ fn add_error_answer(response: &mut Value, codes: &[ErrorCode]) {
     let headers = response.entry("headers").or_insert_with(|| json!({}));
     let Some(headers) = headers.as_object_mut() else { return };
     headers.insert("cache-control".into(), header("`no-store`."));
-    if status.as_u16() == 401 {
+    if codes == [ErrorCode::InvalidClient] {
+        headers.insert("www-authenticate".into(), header("`Basic realm=\"flexauth\", charset=\"UTF-8\"`."));
+    } else if status.as_u16() == 401 {
         headers.insert(
             "www-authenticate".into(),
             header(

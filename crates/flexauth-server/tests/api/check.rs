@@ -131,6 +131,10 @@ async fn a_refused_check_says_why_in_the_status_the_code_and_the_challenge() {
         assert_eq!((reply.status, reply.code()), (StatusCode::BAD_REQUEST, "invalid_scope"), "{query}");
     }
 
+    // A method no gateway forwards a request with.
+    let trace = check(&app, Method::TRACE, Some(jwt), "").await;
+    assert_eq!((trace.status, trace.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+
     // A revoked key and an ended session are refused at once.
     assert_eq!(app.delete_with_bearer(&format!("/v1/api-keys/{key_id}"), jwt).await.status, StatusCode::NO_CONTENT);
     let revoked = check(&app, Method::GET, Some(&key), "").await;

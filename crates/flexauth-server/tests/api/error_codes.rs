@@ -163,6 +163,14 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         lacking.headers
     );
     seen.record("a key without the scope asked for", &lacking, "insufficient_scope");
+    let stranger = crate::introspection::introspect_form(&app, None, &[("token", &key)]).await;
+    assert!(stranger.headers.get("www-authenticate").unwrap().to_str().unwrap().starts_with("Basic"));
+    seen.0.insert(stranger.code().to_owned(), stranger.status.as_u16());
+    assert_eq!(stranger.code(), "invalid_client", "{}", stranger.text);
+    let (client_id, client_secret) = crate::introspection::register_client(&env, "codes");
+    let formless =
+        crate::introspection::introspect_form(&app, Some((&client_id, &client_secret)), &[("hint", "none")]).await;
+    seen.record("an introspection without a token", &formless, "invalid_request");
 
     seen.record(
         "move to the same address",

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::check::database_operations;
 use crate::helpers::{unique_email, wait_for_subject, TestApp, TestEnv, PASSWORD};
+use crate::introspection::{introspect, register_client};
 use crate::lifecycle::flexauth;
 
 fn access(session: &Value) -> String {
@@ -99,16 +101,22 @@ async fn session_end_checks(app: &TestApp) -> (f64, f64) {
     (value("memory"), value("database"))
 }
 
-/// Asks `app` with `token` until it refuses it, for at most a second.
-async fn refused_within_a_second(app: &TestApp, token: &str, way: &str) {
+/// Asks `app` with `token` on `/v1/usage`, `/v1/auth/check` and `/v1/auth/introspect` (as
+/// `client`) until all three refuse it, for at most a second.
+async fn refused_within_a_second(app: &TestApp, client: (&str, &str), token: &str, way: &str) {
     let ended = Instant::now();
     loop {
-        let reply = app.get_with_bearer("/v1/usage", token).await;
-        if reply.status == StatusCode::UNAUTHORIZED {
-            assert_eq!(reply.code(), "invalid_token", "{way}");
+        let usage = app.get_with_bearer("/v1/usage", token).await;
+        let check = app.get_with_bearer("/v1/auth/check", token).await;
+        let introspected = introspect(app, client, token).await;
+        let refused = [usage.status, check.status].map(|status| status == StatusCode::UNAUTHORIZED);
+        if refused == [true, true] && introspected == json!({ "active": false }) {
+            assert_eq!((usage.code(), check.code()), ("invalid_token", "invalid_token"), "{way}");
             return;
         }
-        assert_eq!(reply.status, StatusCode::OK, "{way}: {}", reply.text);
+        for reply in [&usage, &check] {
+            assert!(matches!(reply.status, StatusCode::OK | StatusCode::UNAUTHORIZED), "{way}: {}", reply.text);
+        }
         assert!(ended.elapsed() < Duration::from_secs(1), "{way}: the other instance still accepts the token");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -119,6 +127,8 @@ async fn every_way_a_session_ends_is_refused_on_another_instance_within_a_second
     let env = TestEnv::new().await;
     let first = env.spawn().await;
     let second = env.spawn_with(&["--metrics-bind", "127.0.0.1:0"]).await;
+    let (client_id, client_secret) = register_client(&env, "resource server");
+    let client = (client_id.as_str(), client_secret.as_str());
     for way in [
         "logout",
         "logout by refresh token",
@@ -135,29 +145,50 @@ async fn every_way_a_session_ends_is_refused_on_another_instance_within_a_second
         let victim = first.verified_login(&env, &email).await;
         let token = access(&victim);
         assert_eq!(second.get_with_bearer("/v1/usage", &token).await.status, StatusCode::OK, "{way}: live");
+        assert_eq!(second.get_with_bearer("/v1/auth/check", &token).await.status, StatusCode::OK, "{way}: live");
+        assert_eq!(introspect(&second, client, &token).await["active"], true, "{way}: live");
         end_session(&env, &first, way, &email, &victim).await;
-        refused_within_a_second(&second, &token, way).await;
+        refused_within_a_second(&second, client, &token, way).await;
         // And at once on the instance that ended it (the operator's command is another process).
         if way != "disable" {
             assert_eq!(first.get_with_bearer("/v1/usage", &token).await.status, StatusCode::UNAUTHORIZED, "{way}");
         }
     }
 
-    // A hundred checks of a live token and of an ended one ask the database nothing.
+    // Three hundred checks of a live token and of an ended one, on each endpoint, ask the
+    // database nothing.
     let email = unique_email("counted");
     let live = access(&first.verified_login(&env, &email).await);
     let gone = first.login(&email).await.body["data"].clone();
     end_session(&env, &first, "logout", &email, &gone).await;
     let gone = access(&gone);
-    refused_within_a_second(&second, &gone, "the counted logout").await;
+    refused_within_a_second(&second, client, &gone, "the counted logout").await;
     let before = session_end_checks(&second).await;
+    let connections = database_operations(&second).await;
+    for _ in 0..50 {
+        assert_eq!(second.get_with_bearer("/v1/auth/check", &live).await.status, StatusCode::OK);
+        assert_eq!(second.get_with_bearer("/v1/auth/check", &gone).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(introspect(&second, client, &live).await["active"], true);
+        assert_eq!(introspect(&second, client, &gone).await["active"], false);
+    }
+    // /v1/usage counts each request (a write, every second, of the counts in memory): only its
+    // session check is counted here.
     for _ in 0..50 {
         assert_eq!(second.get_with_bearer("/v1/usage", &live).await.status, StatusCode::OK);
         assert_eq!(second.get_with_bearer("/v1/usage", &gone).await.status, StatusCode::UNAUTHORIZED);
     }
     let after = session_end_checks(&second).await;
-    assert_eq!(after.0 - before.0, 100.0, "answered from memory: {before:?} then {after:?}");
+    let connections = database_operations(&second).await - connections;
+    eprintln!(
+        "300 session checks: {} from memory, {} from the database; {connections} database connections taken meanwhile",
+        after.0 - before.0,
+        after.1 - before.1
+    );
+    assert_eq!(after.0 - before.0, 300.0, "answered from memory: {before:?} then {after:?}");
     assert_eq!(after.1 - before.1, 0.0, "sent to the database: {before:?} then {after:?}");
+    // The client list is read at most once a second, and the background worker polls now and
+    // then; a read per request would take 300.
+    assert!(connections < 30.0, "{connections} database connections for 300 checks");
     first.stop().await;
     second.stop().await;
 }
