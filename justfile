@@ -32,7 +32,7 @@ migrate:
 test:
     cargo test --workspace
 
-# Every test as CI runs them: PostgreSQL, PgBouncer and Chromium started (installed if missing) and required, the API suite again on SQLite, and the OpenAPI property test.
+# Every test as CI runs them: PostgreSQL, PgBouncer, Chromium, nginx, Caddy and authlib started or installed if missing, and required, the API suite again on SQLite, and the OpenAPI property test.
 test-all:
     ./scripts/test-all
 
@@ -74,6 +74,10 @@ db-up:
 # Install Debian's Chromium if it is missing (for the browser test; FLEXAUTH_TEST_CHROMIUM takes the path it prints).
 browser-up:
     ./scripts/browser-up
+
+# Debian's nginx-light and caddy (installed if missing) and authlib in target/gateways/venv, for the gateway and introspection tests; prints the variables they read (eval "$(scripts/gateways-up)").
+gateways-up:
+    ./scripts/gateways-up
 
 # PgBouncer in transaction mode on 127.0.0.1:6432 in front of db-up's PostgreSQL (installs Debian's pgbouncer if missing); prints its URL.
 pgbouncer-up: db-up

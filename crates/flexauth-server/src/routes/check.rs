@@ -62,8 +62,8 @@ fn wanted_scopes(query: &str) -> Result<BTreeSet<Scope>, ApiError> {
         headers(
             ("x-flexauth-account-id" = String, description = "The caller's account id (a UUID)."),
             ("x-flexauth-auth-method" = String, description = "`jwt` (an access token) or `api_key`."),
-            ("x-flexauth-session-id" = String, description = "The access token's session id (`sid`); absent for an API key."),
-            ("x-flexauth-key-id" = String, description = "The API key's id; absent for an access token."),
+            ("x-flexauth-session-id" = String, description = "The access token's session id (`sid`); empty for an API key."),
+            ("x-flexauth-key-id" = String, description = "The API key's id; empty for an access token."),
             ("x-flexauth-scopes" = String, description = "Every scope the credential holds, space-separated (empty for none)."),
             ("cache-control" = String, description = "`no-store`."),
         )
@@ -85,13 +85,16 @@ pub async fn check(request: HttpRequest, state: web::Data<AppState>) -> Result<H
         .insert_header((ACCOUNT_ID_HEADER, principal.account_id.to_string()))
         .insert_header((SCOPES_HEADER, space_separated(&scopes)))
         .insert_header((CACHE_CONTROL, "no-store"));
-    match principal.method {
-        AuthMethod::Session(session_id) => {
-            answer.insert_header((AUTH_METHOD_HEADER, "jwt")).insert_header((SESSION_ID_HEADER, session_id.to_string()))
-        }
-        AuthMethod::ApiKey(key_id) => {
-            answer.insert_header((AUTH_METHOD_HEADER, "api_key")).insert_header((KEY_ID_HEADER, key_id.to_string()))
-        }
+    // Both id headers, the one that does not apply empty: a gateway that copies a header
+    // the answer lacks may copy something else in its place (Caddy 2.6 copies its own
+    // placeholder text), while an empty one is copied as nothing.
+    let (method, session_id, key_id) = match principal.method {
+        AuthMethod::Session(session_id) => ("jwt", session_id.to_string(), String::new()),
+        AuthMethod::ApiKey(key_id) => ("api_key", String::new(), key_id.to_string()),
     };
+    answer
+        .insert_header((AUTH_METHOD_HEADER, method))
+        .insert_header((SESSION_ID_HEADER, session_id))
+        .insert_header((KEY_ID_HEADER, key_id));
     Ok(answer.finish())
 }
