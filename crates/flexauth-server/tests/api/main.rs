@@ -15,6 +15,7 @@ mod connections;
 mod error_codes;
 mod fast_paths;
 mod gateways;
+mod guard;
 mod introspection;
 mod keys;
 mod lifecycle;
