@@ -15,8 +15,9 @@
 //! notified of before it reports ready for the next query. So a background thread sends a
 //! heartbeat query on the listening connection every [`POLL_EVERY`], and the cache is used only
 //! while the last successful heartbeat *started* less than [`ANNOUNCEMENT_DELAY`] ago; pending
-//! notifications are read before every cache hit. A revocation answers only after waiting
-//! [`ANNOUNCEMENT_DELAY`] past its commit: from then on, any instance that still uses its cache
+//! notifications are applied after each heartbeat and before it counts, so a request never
+//! reads the connection. A revocation answers only after waiting [`ANNOUNCEMENT_DELAY`] past
+//! its commit: from then on, any instance that still uses its cache
 //! has a heartbeat that started after the commit, so it has the notification in hand and
 //! drops the key. Revocations are rare; the wait costs each of them 150 ms.
 //!
@@ -67,6 +68,22 @@ pub(crate) struct Announcements {
     epoch: Instant,
     /// The sessions that ended recently, fed by the notifications on the sessions channel.
     sessions: Arc<EndedSessionSet>,
+    /// The thread that keeps listening; joined when the cache is dropped.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The process must not exit while the listening thread is inside libpq: a process that ended
+/// with it there (an operator's command, a start that failed) crashed now and then as the C
+/// library's exit handlers ran. Dropping the cache waits for the thread, which notices within
+/// [`POLL_EVERY`] (or its connection attempt's two-second timeout) that the cache is gone.
+impl Drop for Announcements {
+    fn drop(&mut self) {
+        let handle = self.thread.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        // The thread itself may hold the last reference for a moment: it cannot wait for itself.
+        if let Some(handle) = handle.filter(|handle| handle.thread().id() != std::thread::current().id()) {
+            let _ = handle.join();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -88,7 +105,8 @@ impl Announcements {
     /// ended sessions go to `sessions`.
     pub(crate) fn start(url: String, sessions: Arc<EndedSessionSet>) -> Arc<Self> {
         let separator = if url.contains('?') { '&' } else { '?' };
-        let url = format!("{url}{separator}tcp_user_timeout=1000&application_name=flexauth-key-cache");
+        let url =
+            format!("{url}{separator}tcp_user_timeout=1000&connect_timeout=2&application_name=flexauth-key-cache");
         let cache = Arc::new(Self {
             url,
             entries: Mutex::default(),
@@ -97,14 +115,17 @@ impl Announcements {
             confirmed_at: AtomicU64::new(0),
             epoch: Instant::now(),
             sessions,
+            thread: Mutex::new(None),
         });
         cache.reconnect();
         let weak = Arc::downgrade(&cache);
         let name = format!("flexauth-key-cache-{}", LISTENERS_STARTED.fetch_add(1, Ordering::Relaxed));
-        let spawned = std::thread::Builder::new().name(name).spawn(move || poll_until_dropped(&weak));
-        if let Err(error) = spawned {
-            tracing::error!(%error, "the API key cache cannot watch for revocations; it stays off");
-            cache.lose_listener();
+        match std::thread::Builder::new().name(name).spawn(move || poll_until_dropped(&weak)) {
+            Ok(handle) => *cache.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle),
+            Err(error) => {
+                tracing::error!(%error, "the API key cache cannot watch for revocations; it stays off");
+                cache.lose_listener();
+            }
         }
         cache
     }
@@ -188,9 +209,12 @@ impl Announcements {
             }
         };
         if beat {
-            self.confirm(started);
+            // What arrived is applied before the heartbeat counts: so memory that is trusted
+            // has applied every announcement committed before its last heartbeat started, and
+            // no request needs to read the connection (a lock and a system call each).
             self.read_notifications();
             self.load_sessions_if_asked();
+            self.confirm(started);
         } else {
             *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             tracing::warn!(
@@ -252,10 +276,6 @@ impl Announcements {
     /// The cached active key of `digest`, or a ticket for filling the cache after a database
     /// read. `None` for both when the cache cannot be trusted now.
     pub(crate) fn get(&self, digest: &[u8; 32]) -> Result<ApiKey, Option<Ticket>> {
-        if !self.trusted() {
-            return Err(None);
-        }
-        self.read_notifications();
         let entries = self.entries();
         if !self.trusted() {
             return Err(None);
@@ -296,13 +316,9 @@ impl Announcements {
         self.clear();
     }
 
-    /// Whether the news of ended sessions is current: the listening connection is trusted,
-    /// once what arrived was read.
+    /// Whether the news of ended sessions is current: the listening connection is trusted
+    /// (its heartbeat applied what arrived before it counted).
     pub(crate) fn sessions_trusted(&self) -> bool {
-        if !self.trusted() {
-            return false;
-        }
-        self.read_notifications();
         self.trusted()
     }
 }

@@ -312,13 +312,15 @@ impl Store {
         // answers 503 unavailable: an outage is a known condition, not a hang.
         let outages = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let manager = Manager { config, pooler, outages: outages.clone() };
-        // One connection is made at start, so an unreachable database still fails the start;
-        // the others only when requests need them, so that an idle instance (or a test) holds
-        // one connection rather than ten. r2d2 closes those beyond the first after 10 idle
-        // minutes.
+        // No connection is made ahead of need (r2d2's `min_idle` of 0): r2d2 makes connections
+        // on threads of its own, and a process that exits while one of them is inside libpq's
+        // TLS handshake crashes in OpenSSL's exit handler (an operator's command did, one run in
+        // eight). A connection is made when a query needs one, its caller waiting for it; the
+        // start still fails on an unreachable database, since migrating is its first query.
+        // Connections beyond need are closed after 10 idle minutes.
         let pool = Pool::builder()
             .max_size(max_size)
-            .min_idle(Some(1))
+            .min_idle(Some(0))
             .connection_timeout(CONNECTION_TIMEOUT)
             .test_on_check_out(false)
             .build(manager)?;

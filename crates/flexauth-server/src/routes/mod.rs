@@ -42,7 +42,17 @@ pub fn configure(config: &mut web::ServiceConfig) {
     let resource = |path: &str, allow: &'static str| {
         web::resource(path.to_owned()).default_service(web::to(move || fallback::method_not_allowed(allow)))
     };
+    // The hot paths first: actix tries the resources in this order, and each resource with
+    // a `{id}` segment before a path costs that path a regex match.
     config
+        .service(resource("/v1/auth/introspect", "POST").route(web::post().to(introspect::introspect)))
+        .service(
+            resource("/v1/auth/check", CHECK_METHODS)
+                .route(web::route().guard(guard::fn_guard(is_check_method)).to(check::check)),
+        )
+        .service(resource("/v1/usage", "GET, HEAD").route(get().to(usage::usage)))
+        .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
+        .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)))
         .service(resource("/v1/auth/signup", "POST").route(web::post().to(accounts::signup)))
         .service(
             resource("/v1/auth/verify", "GET, HEAD, POST")
@@ -88,16 +98,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(get().to(api_keys::list)),
         )
         .service(resource("/v1/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)))
-        .service(resource("/v1/auth/introspect", "POST").route(web::post().to(introspect::introspect)))
-        .service(
-            resource("/v1/auth/check", CHECK_METHODS)
-                .route(web::route().guard(guard::fn_guard(is_check_method)).to(check::check)),
-        )
-        .service(resource("/v1/usage", "GET, HEAD").route(get().to(usage::usage)))
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(jwks::jwks)))
-        .service(resource("/openapi.json", "GET, HEAD").route(get().to(openapi::serve)))
-        .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
-        .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)));
+        .service(resource("/openapi.json", "GET, HEAD").route(get().to(openapi::serve)));
 }
 
 /// The methods `/v1/auth/check` answers: those a gateway may forward a request with.
