@@ -320,87 +320,94 @@ impl LifecycleRepository for Store {
         let unusable = unusable_password.as_phc().to_owned();
         let outcome = self
             .run(move |c| {
-                let outcome = (c.transaction::<_, DieselError, _>(|c| {
-                    let claimed = diesel::update(
-                        email_changes::table
-                            .find(&row.token_hash)
-                            .filter(email_changes::undone_at.is_null())
-                            .filter(email_changes::undo_expires_at.gt(now)),
-                    )
-                    .set(email_changes::undone_at.eq(now))
-                    .execute(c)?;
-                    if claimed == 0 {
-                        return Ok(UndoEmailChangeOutcome::Spent);
-                    }
-                    // Whoever asked for a later change may hold its undo link: those links end.
-                    diesel::update(
-                        email_changes::table
-                            .filter(email_changes::account_id.eq(&row.account_id))
-                            .filter(email_changes::requested_at.ge(row.requested_at))
-                            .filter(email_changes::undone_at.is_null())
-                            .filter(email_changes::undo_expires_at.gt(now)),
-                    )
-                    .set(email_changes::undo_expires_at.eq(now))
-                    .execute(c)?;
-                    // An unverified sign-up squatting the old address cannot block the owner.
-                    diesel::delete(
-                        accounts::table
-                            .filter(accounts::email.eq(&row.old_email))
-                            .filter(accounts::id.ne(&row.account_id))
-                            .filter(accounts::email_verified_at.is_null()),
-                    )
-                    .execute(c)?;
-                    // Back to the address the change was asked from, whatever happened since:
-                    // whoever holds that address is whom the account belonged to. Whoever asked
-                    // had the password: it is replaced by one nobody knows, and the credential
-                    // version moves on, so no login under way keeps a session.
-                    diesel::update(accounts::table.find(&row.account_id))
+                // A sign-up of the old address committing between the delete of unverified holders
+                // and the move makes the move fail on the unique address: once more, and its
+                // account is deleted like any unverified holder's.
+                for attempt in 0..2 {
+                    let outcome = (c.transaction::<_, DieselError, _>(|c| {
+                        let claimed = diesel::update(
+                            email_changes::table
+                                .find(&row.token_hash)
+                                .filter(email_changes::undone_at.is_null())
+                                .filter(email_changes::undo_expires_at.gt(now)),
+                        )
+                        .set(email_changes::undone_at.eq(now))
+                        .execute(c)?;
+                        if claimed == 0 {
+                            return Ok(UndoEmailChangeOutcome::Spent);
+                        }
+                        // Whoever asked for a later change may hold its undo link: those links end.
+                        diesel::update(
+                            email_changes::table
+                                .filter(email_changes::account_id.eq(&row.account_id))
+                                .filter(email_changes::requested_at.ge(row.requested_at))
+                                .filter(email_changes::undone_at.is_null())
+                                .filter(email_changes::undo_expires_at.gt(now)),
+                        )
+                        .set(email_changes::undo_expires_at.eq(now))
+                        .execute(c)?;
+                        // An unverified sign-up squatting the old address cannot block the owner.
+                        diesel::delete(
+                            accounts::table
+                                .filter(accounts::email.eq(&row.old_email))
+                                .filter(accounts::id.ne(&row.account_id))
+                                .filter(accounts::email_verified_at.is_null()),
+                        )
+                        .execute(c)?;
+                        // Back to the address the change was asked from, whatever happened since:
+                        // whoever holds that address is whom the account belonged to. Whoever asked
+                        // had the password: it is replaced by one nobody knows, and the credential
+                        // version moves on, so no login under way keeps a session.
+                        diesel::update(accounts::table.find(&row.account_id))
+                            .set((
+                                accounts::email.eq(&row.old_email),
+                                accounts::password_hash.eq(&unusable),
+                                accounts::credential_version.eq(accounts::credential_version + 1),
+                            ))
+                            .execute(c)?;
+                        diesel::update(
+                            email_changes::table
+                                .filter(email_changes::account_id.eq(&row.account_id))
+                                .filter(email_changes::confirmed_at.is_null())
+                                .filter(email_changes::expires_at.gt(now)),
+                        )
+                        .set(email_changes::expires_at.eq(now))
+                        .execute(c)?;
+                        diesel::update(
+                            sessions::table
+                                .filter(sessions::account_id.eq(&row.account_id))
+                                .filter(sessions::revoked_at.is_null()),
+                        )
                         .set((
-                            accounts::email.eq(&row.old_email),
-                            accounts::password_hash.eq(&unusable),
-                            accounts::credential_version.eq(accounts::credential_version + 1),
+                            sessions::revoked_at.eq(now),
+                            sessions::revoked_reason.eq(RevocationReason::EmailChangeUndone.as_str()),
                         ))
                         .execute(c)?;
-                    diesel::update(
-                        email_changes::table
-                            .filter(email_changes::account_id.eq(&row.account_id))
-                            .filter(email_changes::confirmed_at.is_null())
-                            .filter(email_changes::expires_at.gt(now)),
-                    )
-                    .set(email_changes::expires_at.eq(now))
-                    .execute(c)?;
-                    diesel::update(
-                        sessions::table
-                            .filter(sessions::account_id.eq(&row.account_id))
-                            .filter(sessions::revoked_at.is_null()),
-                    )
-                    .set((
-                        sessions::revoked_at.eq(now),
-                        sessions::revoked_reason.eq(RevocationReason::EmailChangeUndone.as_str()),
-                    ))
-                    .execute(c)?;
-                    diesel::update(
-                        api_keys::table
-                            .filter(api_keys::account_id.eq(&row.account_id))
-                            .filter(api_keys::revoked_at.is_null()),
-                    )
-                    .set(api_keys::revoked_at.eq(now))
-                    .execute(c)?;
-                    diesel::update(
-                        password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)),
-                    )
-                    .filter(password_reset_tokens::used_at.is_null())
-                    .set(password_reset_tokens::used_at.eq(now))
-                    .execute(c)?;
-                    forget_known_clients(c, &row.account_id, now)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
-                    Ok(UndoEmailChangeOutcome::Undone)
-                }))
-                .map_err(StoreError::from);
-                match outcome {
-                    Err(error) if is_address_taken(&error) => Ok(UndoEmailChangeOutcome::AddressTaken),
-                    outcome => outcome,
+                        diesel::update(
+                            api_keys::table
+                                .filter(api_keys::account_id.eq(&row.account_id))
+                                .filter(api_keys::revoked_at.is_null()),
+                        )
+                        .set(api_keys::revoked_at.eq(now))
+                        .execute(c)?;
+                        diesel::update(
+                            password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)),
+                        )
+                        .filter(password_reset_tokens::used_at.is_null())
+                        .set(password_reset_tokens::used_at.eq(now))
+                        .execute(c)?;
+                        forget_known_clients(c, &row.account_id, now)?;
+                        diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                        Ok(UndoEmailChangeOutcome::Undone)
+                    }))
+                    .map_err(StoreError::from);
+                    match outcome {
+                        Err(error) if is_address_taken(&error) && attempt == 0 => continue,
+                        Err(error) if is_address_taken(&error) => return Ok(UndoEmailChangeOutcome::AddressTaken),
+                        outcome => return outcome,
+                    }
                 }
+                Ok(UndoEmailChangeOutcome::AddressTaken)
             })
             .await?;
         if outcome == UndoEmailChangeOutcome::Undone {

@@ -426,6 +426,11 @@ impl LifecycleService {
         let account = match checker.check(change.account_id, password, &counters, now).await {
             Ok(PasswordCheck::Right(account)) => account,
             Ok(PasswordCheck::Wrong { account, .. }) => {
+                // An undo that committed while the password was checked replaced the password:
+                // the link is what failed then, not the person who typed the right one.
+                if self.email_change_to_confirm(token).await.is_err() {
+                    return Err(EmailChangeLinkError::Used);
+                }
                 let event = self.event(account.id(), AuditKind::PasswordCheckFailed, now).from_client(client.clone());
                 self.audit.record(&event).await?;
                 return Err(EmailChangeLinkError::WrongPassword);

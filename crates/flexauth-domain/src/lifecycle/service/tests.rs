@@ -235,6 +235,34 @@ async fn only_the_accounts_password_confirms_a_move_and_a_wrong_one_is_recorded(
 }
 
 #[tokio::test]
+async fn a_confirmation_whose_password_an_undo_replaced_meanwhile_is_told_the_link_is_spent() {
+    let mut ports = Ports::new();
+    let mut reads = mockall::Sequence::new();
+    let pending = pending_change(None, None, NOW + Duration::hours(1));
+    let undone = pending_change(None, Some(NOW), NOW + Duration::hours(1));
+    ports
+        .lifecycle
+        .expect_find_email_change()
+        .times(1)
+        .in_sequence(&mut reads)
+        .returning(move |_| Ok(Some(pending.clone())));
+    ports
+        .lifecycle
+        .expect_find_email_change()
+        .times(1)
+        .in_sequence(&mut reads)
+        .returning(move |_| Ok(Some(undone.clone())));
+    // The undo committed between the two reads: the account's password is now a random one.
+    ports.hasher.expect_verify().times(1).returning(|_, _| Ok(false));
+    ports.audit.expect_record().never();
+    ports.lifecycle.expect_confirm_email_change().never();
+    let token = LinkToken::parse(&confirmation_text()).unwrap();
+    let right = Password::parse("ann's password".into()).unwrap();
+    let outcome = ports.service().confirm_email_change(&token, &right, &ClientInfo::default()).await;
+    assert!(matches!(outcome, Err(EmailChangeLinkError::Used)), "{outcome:?}");
+}
+
+#[tokio::test]
 async fn a_change_to_the_same_address_is_refused() {
     let ports = Ports::new().with_taken("ann@example.com");
     let outcome = ports
