@@ -1,6 +1,8 @@
 -- wrk script for scripts/bench. BENCH_MODE selects what each request is:
 --   get      a fixed GET (BENCH_PATH), with BENCH_BEARER as its credential if set
 --   tokens   GET BENCH_PATH, each request with the next access token of BENCH_TOKENS (a file)
+--   introspect  POST /v1/auth/introspect with BENCH_TOKEN, as the client of BENCH_BASIC
+--            (base64 of client_id:client_secret)
 --   login    POST /v1/auth/login for BENCH_EMAIL / BENCH_PASSWORD
 --   signup   POST /v1/auth/signup with a new address on every request
 --   refresh  POST /v1/auth/refresh; each response's refresh token is used for the next request
@@ -51,6 +53,14 @@ elseif mode == "tokens" then
     local token = tokens[next_token]
     next_token = next_token % #tokens + 1
     return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. token })
+  end
+elseif mode == "introspect" then
+  function init(args)
+    wrk.method = "POST"
+    wrk.path = "/v1/auth/introspect"
+    wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+    wrk.headers["Authorization"] = "Basic " .. os.getenv("BENCH_BASIC")
+    wrk.body = "token=" .. os.getenv("BENCH_TOKEN")
   end
 elseif mode == "login" then
   function init(args)
