@@ -14,9 +14,9 @@
 //! answer to a query that the listener sent after the commit: a backend sends what it was
 //! notified of before it reports ready for the next query. So a background thread sends a
 //! heartbeat query on the listening connection every [`POLL_EVERY`], and the cache is used only
-//! while the last successful heartbeat *started* less than [`ANNOUNCEMENT_DELAY`] ago; pending
+//! while the last successful heartbeat *started* less than [`ANNOUNCEMENT_DELAY`](crate::key_cache::ANNOUNCEMENT_DELAY) ago; pending
 //! notifications are applied after each heartbeat and before it counts, so a request never
-//! reads the connection. A revocation answers only after waiting [`ANNOUNCEMENT_DELAY`] past
+//! reads the connection. A revocation answers only after waiting [`ANNOUNCEMENT_DELAY`](crate::key_cache::ANNOUNCEMENT_DELAY) past
 //! its commit: from then on, any instance that still uses its cache
 //! has a heartbeat that started after the commit, so it has the notification in hand and
 //! drops the key. Revocations are rare; the wait costs each of them 150 ms.
@@ -27,22 +27,18 @@
 //! back. The connection asks the kernel to give up on unacknowledged data after a second
 //! (`tcp_user_timeout`), so a heartbeat into a partition fails instead of hanging.
 //!
-//! A lookup that missed reads the database and fills the cache only if no notification came
-//! in the meantime (the generation counter), so a key revoked during that read is not put
-//! back.
+//! The keys themselves, and the rule for filling the cache, are [`crate::key_cache`]'s.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection as _;
 use diesel::pg::PgConnection;
 use diesel::{Connection as _, RunQueryDsl as _};
-use flexauth_domain::api_key::{ApiKey, ApiKeyId};
-use time::OffsetDateTime;
 
 use crate::ended_sessions::{endings_since, EndedSessionSet};
+use crate::key_cache::KeyCache;
 
 /// The notification channel of ended API keys; the trigger of migration 7 names it too.
 pub(crate) const CHANNEL: &str = "flexauth_api_keys";
@@ -50,22 +46,13 @@ pub(crate) const CHANNEL: &str = "flexauth_api_keys";
 /// How often the listening connection gets a heartbeat and, when it was lost, is opened again.
 const POLL_EVERY: Duration = Duration::from_millis(50);
 
-/// How long ago the last successful heartbeat may have started for the cache to be used, and
-/// how long a revocation waits after its commit before it answers.
-pub(crate) const ANNOUNCEMENT_DELAY: Duration = Duration::from_millis(150);
-
-/// Keys remembered at most; one more clears the cache.
-const CAPACITY: usize = 65_536;
-
 pub(crate) struct Announcements {
     url: String,
-    entries: Mutex<Entries>,
+    /// The active keys, cleared on every notification of an ended key; the heartbeat says how
+    /// recent they are, which is also how recent the ended sessions are.
+    keys: Arc<KeyCache>,
     listener: Mutex<Option<PgConnection>>,
     listening: AtomicBool,
-    /// When the last heartbeat that was answered started.
-    /// Read on every cache hit, so an atomic: microseconds after `epoch`, 0 for never.
-    confirmed_at: AtomicU64,
-    epoch: Instant,
     /// The sessions that ended recently, fed by the notifications on the sessions channel.
     sessions: Arc<EndedSessionSet>,
     /// The thread that keeps listening; joined when the cache is dropped.
@@ -86,18 +73,6 @@ impl Drop for Announcements {
     }
 }
 
-#[derive(Default)]
-struct Entries {
-    keys: HashMap<[u8; 32], ApiKey>,
-    digests: HashMap<ApiKeyId, [u8; 32]>,
-    /// Counts the clears, so a lookup can tell whether one happened during its read.
-    generation: u64,
-}
-
-/// What a lookup that missed must hand back to [`Announcements::fill`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket(u64);
-
 static LISTENERS_STARTED: AtomicU64 = AtomicU64::new(0);
 
 impl Announcements {
@@ -109,11 +84,9 @@ impl Announcements {
             format!("{url}{separator}tcp_user_timeout=1000&connect_timeout=2&application_name=flexauth-key-cache");
         let cache = Arc::new(Self {
             url,
-            entries: Mutex::default(),
+            keys: Arc::new(KeyCache::new()),
             listener: Mutex::new(None),
             listening: AtomicBool::new(false),
-            confirmed_at: AtomicU64::new(0),
-            epoch: Instant::now(),
             sessions,
             thread: Mutex::new(None),
         });
@@ -130,22 +103,14 @@ impl Announcements {
         cache
     }
 
-    fn entries(&self) -> MutexGuard<'_, Entries> {
-        // A panic while holding the lock leaves a map of active keys: still true, or cleared
-        // by the next notification.
-        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn clear(&self) {
-        let mut entries = self.entries();
-        entries.keys.clear();
-        entries.digests.clear();
-        entries.generation += 1;
+    /// The key cache this connection keeps current.
+    pub(crate) fn keys(&self) -> Arc<KeyCache> {
+        self.keys.clone()
     }
 
     fn lose_listener(&self) {
         self.listening.store(false, Ordering::Release);
-        self.clear();
+        self.keys.lose();
         self.sessions.lose();
     }
 
@@ -170,8 +135,8 @@ impl Announcements {
             Ok(connection) => {
                 *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(connection);
                 // Whatever was revoked while nobody listened: start from nothing.
-                self.clear();
-                self.confirm(started);
+                self.keys.clear();
+                self.keys.confirm(started);
                 self.listening.store(true, Ordering::Release);
             }
             Err(error) => {
@@ -182,20 +147,6 @@ impl Announcements {
                 self.lose_listener();
             }
         }
-    }
-
-    fn confirm(&self, started: Instant) {
-        let micros = u64::try_from(started.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
-        // 0 means never; a heartbeat in the first microsecond counts as the second.
-        self.confirmed_at.store(micros.max(1), Ordering::Release);
-    }
-
-    fn trusted(&self) -> bool {
-        self.listening.load(Ordering::Acquire)
-            && match self.confirmed_at.load(Ordering::Acquire) {
-                0 => false,
-                micros => self.epoch.elapsed().saturating_sub(Duration::from_micros(micros)) < ANNOUNCEMENT_DELAY,
-            }
     }
 
     /// Sends the heartbeat on the listening connection, then reads what arrived.
@@ -214,7 +165,7 @@ impl Announcements {
             // no request needs to read the connection (a lock and a system call each).
             self.read_notifications();
             self.load_sessions_if_asked();
-            self.confirm(started);
+            self.keys.confirm(started);
         } else {
             *self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             tracing::warn!(
@@ -269,57 +220,14 @@ impl Announcements {
             );
             self.lose_listener();
         } else if revoked {
-            self.clear();
+            self.keys.clear();
         }
-    }
-
-    /// The cached active key of `digest`, or a ticket for filling the cache after a database
-    /// read. `None` for both when the cache cannot be trusted now.
-    pub(crate) fn get(&self, digest: &[u8; 32]) -> Result<ApiKey, Option<Ticket>> {
-        let entries = self.entries();
-        if !self.trusted() {
-            return Err(None);
-        }
-        entries.keys.get(digest).cloned().ok_or(Some(Ticket(entries.generation)))
-    }
-
-    /// Remembers an active key read from the database, unless the cache was cleared since the
-    /// ticket was taken.
-    pub(crate) fn fill(&self, ticket: Ticket, digest: [u8; 32], key: &ApiKey) {
-        let mut entries = self.entries();
-        if entries.generation != ticket.0 || !self.trusted() {
-            return;
-        }
-        if entries.keys.len() >= CAPACITY {
-            entries.keys.clear();
-            entries.digests.clear();
-        }
-        entries.keys.insert(digest, key.clone());
-        entries.digests.insert(key.id(), digest);
-    }
-
-    /// Keeps a cached key's `last_used_at` in step with the database, so the once-a-minute
-    /// write of it is not repeated on every request.
-    pub(crate) fn touched(&self, id: ApiKeyId, now: OffsetDateTime) {
-        let mut entries = self.entries();
-        let Some(digest) = entries.digests.get(&id).copied() else {
-            return;
-        };
-        if let Some(key) = entries.keys.get_mut(&digest) {
-            key.record_use(now);
-        }
-    }
-
-    /// Forgets everything at once on this instance, after this instance ended a key (the
-    /// other instances learn it from the notification).
-    pub(crate) fn forget_all(&self) {
-        self.clear();
     }
 
     /// Whether the news of ended sessions is current: the listening connection is trusted
     /// (its heartbeat applied what arrived before it counted).
     pub(crate) fn sessions_trusted(&self) -> bool {
-        self.trusted()
+        self.listening.load(Ordering::Acquire) && self.keys.trusted()
     }
 }
 

@@ -53,7 +53,7 @@ impl ApiKeyRepository for Store {
 
     async fn find_active_by_hash(&self, hash: &TokenHash) -> Result<Option<ApiKey>, InfraError> {
         let digest = *hash.as_bytes();
-        let ticket = match self.announcements.as_ref().map(|cache| cache.get(&digest)) {
+        let ticket = match self.key_cache.as_ref().map(|cache| cache.get(&digest)) {
             Some(Ok(key)) => return Ok(Some(key)),
             Some(Err(ticket)) => ticket,
             None => None,
@@ -72,7 +72,7 @@ impl ApiKeyRepository for Store {
             })
             .await?;
         let key = row.map(ApiKey::try_from).transpose()?;
-        if let (Some(cache), Some(ticket), Some(key)) = (&self.announcements, ticket, &key) {
+        if let (Some(cache), Some(ticket), Some(key)) = (&self.key_cache, ticket, &key) {
             cache.fill(ticket, digest, key);
         }
         Ok(key)
@@ -121,9 +121,10 @@ impl ApiKeyRepository for Store {
                 .map_err(StoreError::from)
             })
             .await?;
-        // The other instances learn it from the database's trigger (migration 7); waiting
-        // ANNOUNCEMENT_DELAY before answering makes sure every instance that still uses its
-        // cache has heard it (see announcements).
+        // The other instances learn it from the database's trigger (migration 7) on
+        // PostgreSQL, from the file's data version on SQLite; waiting ANNOUNCEMENT_DELAY before
+        // answering makes sure every instance that still uses its cache has cleared it (see
+        // key_cache).
         if updated == 1 {
             self.announce_api_keys_ended().await;
         }
@@ -137,7 +138,7 @@ impl ApiKeyRepository for Store {
             Ok(diesel::update(api_keys::table.find(&id)).set(api_keys::last_used_at.eq(millis(now))).execute(c)?)
         })
         .await?;
-        if let Some(cache) = &self.announcements {
+        if let Some(cache) = &self.key_cache {
             cache.touched(key_id, now);
         }
         Ok(())

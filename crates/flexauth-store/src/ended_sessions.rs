@@ -10,9 +10,9 @@
 //!   (re)starts, and trusted only while the connection is (the same heartbeat rule as the API
 //!   key cache). A change that ends sessions answers only once every listening instance has
 //!   heard it.
-//! - SQLite (no notifications): a thread reads the rows newer than the last it saw a few times
-//!   a second, and this instance reads them at once after it ends a session. The set is trusted
-//!   while the last read is recent.
+//! - SQLite (no notifications): the thread of [`crate::sqlite_watch`] reads the rows newer than
+//!   the last it saw four times a second, and this instance reads them at once after it ends a
+//!   session. The set is trusted while the last read is recent.
 //!
 //! Behind a transaction pooler there is neither (no `LISTEN`, no session state): the set is
 //! never trusted and every check reads the session.
@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -31,9 +31,6 @@ use crate::schema::session_endings;
 
 /// The notification channel of ended sessions; the trigger of migration 12 names it too.
 pub(crate) const CHANNEL: &str = "flexauth_sessions";
-
-/// How often the SQLite thread reads new endings.
-const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// How recent the last successful read must be for the set to be trusted, on SQLite.
 const POLL_TRUSTED_FOR: Duration = Duration::from_secs(1);
@@ -202,46 +199,4 @@ pub(crate) fn endings_since(
 fn wall_clock_millis() -> i64 {
     i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis())
         .unwrap_or(i64::MAX)
-}
-
-/// Reads new endings from the SQLite file at `path` every [`POLL_EVERY`], on its own
-/// connection, until the set is dropped.
-pub(crate) fn poll_sqlite(set: &Arc<EndedSessionSet>, path: String) {
-    let weak = Arc::downgrade(set);
-    let spawned = std::thread::Builder::new().name("flexauth-session-endings".into()).spawn(move || {
-        let mut connection: Option<diesel::sqlite::SqliteConnection> = None;
-        poll_until_dropped(&weak, |set| {
-            if connection.is_none() {
-                connection = diesel::sqlite::SqliteConnection::establish(&path)
-                    .and_then(|mut opened| {
-                        use diesel::connection::SimpleConnection as _;
-                        opened
-                            .batch_execute("PRAGMA busy_timeout = 5000;")
-                            .map_err(|error| diesel::ConnectionError::BadConnection(error.to_string()))?;
-                        Ok(opened)
-                    })
-                    .ok();
-            }
-            let Some(open) = connection.as_mut() else { return };
-            if let Err(error) = set.read_with(set.needs_load(), |since| endings_since(since).load(open)) {
-                tracing::warn!(%error, "cannot read the ended sessions; access tokens are checked against the \
-                    database until this works again");
-                connection = None;
-            }
-        });
-    });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "cannot watch for ended sessions; access tokens are checked against the database");
-    }
-}
-
-fn poll_until_dropped(set: &Weak<EndedSessionSet>, mut read: impl FnMut(&EndedSessionSet)) {
-    loop {
-        let Some(set) = set.upgrade() else { return };
-        if set.watching() {
-            read(&set);
-        }
-        drop(set);
-        std::thread::sleep(POLL_EVERY);
-    }
 }

@@ -18,6 +18,7 @@ mod ended_sessions;
 mod error;
 mod housekeeping;
 mod introspection_clients;
+mod key_cache;
 mod lifecycle;
 mod observability;
 mod outbox;
@@ -27,6 +28,7 @@ mod rows;
 mod schema;
 mod sessions;
 mod signing_keys;
+mod sqlite_watch;
 mod usage;
 
 #[cfg(feature = "test-db")]
@@ -227,11 +229,14 @@ pub(crate) fn guarded(outcome: Result<(), StoreError>) -> Result<bool, StoreErro
 pub struct Store {
     pool: Pool<Manager>,
     backend: &'static str,
-    /// The listening connection, with the active API keys by digest; on PostgreSQL without a
-    /// transaction pooler only, where changes can be announced.
+    /// The listening connection; on PostgreSQL without a transaction pooler only, where
+    /// changes can be announced.
     announcements: Option<std::sync::Arc<announcements::Announcements>>,
-    /// Whether serving instances listen for announcements (PostgreSQL without a pooler), so
-    /// that a change ending keys or sessions must wait until they heard it.
+    /// The active API keys by digest, kept current by the listening connection (PostgreSQL)
+    /// or by the watch of the file (SQLite); none behind a pooler or in an operator's command.
+    key_cache: Option<std::sync::Arc<key_cache::KeyCache>>,
+    /// Whether serving instances may answer from a key cache (PostgreSQL without a pooler, or
+    /// SQLite), so that a change ending keys must wait until they cleared it.
     others_listen: bool,
     /// The sessions that ended recently, fed by the announcements (PostgreSQL) or by reading
     /// new endings (SQLite).
@@ -292,9 +297,10 @@ impl Store {
             }
             _ => None,
         };
-        // Instances that serve listen for announcements on PostgreSQL without a pooler, this
-        // one or not: a change that ends keys or sessions waits for them to hear it.
-        let others_listen = matches!((&config, pooler), (DatabaseConfig::Postgres(_), Pooler::None));
+        // Instances that serve keep a key cache on PostgreSQL without a pooler and on SQLite,
+        // this one or not: a change that ends keys waits for them to clear it.
+        let others_listen =
+            matches!((&config, pooler), (DatabaseConfig::Postgres(_), Pooler::None) | (DatabaseConfig::Sqlite(_), _));
         let (backend, max_size) = match &config {
             DatabaseConfig::Postgres(_) => ("postgres", 10),
             // SQLite allows one writer at a time; one pooled connection per process makes
@@ -324,10 +330,20 @@ impl Store {
             .connection_timeout(CONNECTION_TIMEOUT)
             .test_on_check_out(false)
             .build(manager)?;
+        let key_cache = match (&announcements, &sqlite_path) {
+            (Some(announcements), _) => Some(announcements.keys()),
+            (None, Some(path)) if listen => {
+                let keys = std::sync::Arc::new(key_cache::KeyCache::new());
+                sqlite_watch::start(path.clone(), &keys, &ended_sessions);
+                Some(keys)
+            }
+            _ => None,
+        };
         Ok(Self {
             pool,
             backend,
             announcements,
+            key_cache,
             others_listen,
             ended_sessions,
             sqlite_path,
@@ -384,15 +400,11 @@ impl Store {
     }
 
     /// Waits, after a committed change that ended API keys, until every instance that still
-    /// uses its API key cache has heard of it (the trigger of migration 7 announces it; see
-    /// `api_key_cache`), and empties this instance's cache at once.
+    /// uses its API key cache has cleared it (the trigger of migration 7 announces it on
+    /// PostgreSQL; on SQLite every instance's watch sees the file change; see `key_cache`),
+    /// and empties this instance's cache at once.
     pub(crate) async fn announce_api_keys_ended(&self) {
-        if let Some(cache) = &self.announcements {
-            cache.forget_all();
-        }
-        if self.others_listen {
-            tokio::time::sleep(announcements::ANNOUNCEMENT_DELAY).await;
-        }
+        self.announce_endings(true, false).await;
     }
 
     /// Starts remembering the sessions that end, for `keep_for` (at least an access-token
@@ -401,11 +413,7 @@ impl Store {
     /// second. Until this is called, and behind a transaction pooler, it never answers and
     /// every check reads the session.
     pub fn watch_ended_sessions(&self, keep_for: Duration) {
-        let first = !self.ended_sessions.watching();
         self.ended_sessions.watch(keep_for);
-        if let (true, Some(path)) = (first, &self.sqlite_path) {
-            ended_sessions::poll_sqlite(&self.ended_sessions, path.clone());
-        }
     }
 
     /// Waits, after a committed change that ended sessions, until every instance that answers
@@ -420,13 +428,17 @@ impl Store {
     /// that ended either or both, waiting once.
     pub(crate) async fn announce_endings(&self, keys: bool, sessions: bool) {
         if keys {
-            if let Some(cache) = &self.announcements {
-                cache.forget_all();
+            if let Some(cache) = &self.key_cache {
+                cache.clear();
             }
         }
-        if self.others_listen && (keys || sessions) {
-            tokio::time::sleep(announcements::ANNOUNCEMENT_DELAY).await;
-        } else if sessions && self.ended_sessions.watching() && self.sqlite_path.is_some() {
+        // On PostgreSQL the same announcement delay covers ended sessions; on SQLite this
+        // instance reads them at once below, and the others within a second.
+        let postgres = self.sqlite_path.is_none();
+        if self.others_listen && (keys || (sessions && postgres)) {
+            tokio::time::sleep(key_cache::ANNOUNCEMENT_DELAY).await;
+        }
+        if sessions && self.ended_sessions.watching() && !postgres {
             let set = self.ended_sessions.clone();
             let read = self
                 .run(move |c| {

@@ -13,7 +13,7 @@ use crate::rows::{millis, AuditEventRow, NewOutboxRow, SessionRow};
 use crate::schema::{accounts, audit_events, known_devices, outbox, sessions};
 use crate::{guarded, per_backend, Store, StoreError};
 
-/// Answered from the sessions that ended recently, in memory ([`crate::ended_sessions`]).
+/// Answered from the sessions that ended recently, kept in memory by the store.
 impl EndedSessions for Store {
     fn has_ended(&self, id: SessionId) -> Option<bool> {
         let trusted = match &self.announcements {

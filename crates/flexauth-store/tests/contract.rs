@@ -1,12 +1,12 @@
 //! The port contract (`flexauth-contract`) on both backends of this store, SQLite and
 //! PostgreSQL (a fresh database per scenario), and the scenarios only this store has: signing
-//! keys and the PostgreSQL API key cache.
+//! keys, the API key cache and the memory of ended sessions.
 
 // Test support code outside #[test] functions may unwrap: a failure is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use flexauth_contract::{api_key, attempt_for, creator, login_event, mail_to, new_account, stored_account, NOW};
-use flexauth_domain::account::AccountRepository;
+use flexauth_domain::account::{Account, AccountRepository};
 use flexauth_domain::api_key::ApiKeyRepository;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{EndedSessions as _, RevocationReason, SessionId, SessionRepository};
@@ -81,15 +81,11 @@ async fn the_first_stored_signing_key_wins(store: &Store) {
     );
 }
 
-/// Another instance's store on the same PostgreSQL database caches a key; a revocation made
-/// through the first reaches it at once, so does an account deleted by hand with its keys,
-/// and so does a change it was never told of, once its listening connection is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
-    use diesel::connection::SimpleConnection as _;
-    use diesel::Connection as _;
-
-    let Some(db) = flexauth_store::test_db::TestDatabase::postgres().await else { return };
+/// Another instance's store on the same database caches a key; a revocation made through the
+/// first reaches it at once, and so does an account deleted by hand with its keys.
+async fn a_cached_api_key_ends_at_once_on_every_instance(
+    db: &flexauth_store::test_db::TestDatabase,
+) -> (Store, Account, SessionId) {
     let here = db.store();
     let there = Store::connect(db.config().clone()).unwrap();
     let account = stored_account(here).await;
@@ -135,6 +131,25 @@ async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
     // delay (150 ms) that a revocation waits for itself.
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     assert_eq!(there.find_active_by_hash(&doomed_hash).await.unwrap(), None, "deleted with its account");
+    (there, account, session)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_cached_api_key_ends_at_once_on_every_instance() {
+    let db = flexauth_store::test_db::TestDatabase::sqlite().await;
+    a_cached_api_key_ends_at_once_on_every_instance(&db).await;
+}
+
+/// On PostgreSQL also a change the cache was never told of, once its listening connection is
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_cached_api_key_ends_at_once_on_every_instance() {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::Connection as _;
+
+    let Some(db) = flexauth_store::test_db::TestDatabase::postgres().await else { return };
+    let (there, account, session) = a_cached_api_key_ends_at_once_on_every_instance(&db).await;
+    let here = db.store();
 
     // A key ended behind flexauth's back (no notification), after the listener was lost.
     let second = api_key(&account, "second");

@@ -169,9 +169,8 @@ async fn checks_read_no_database_per_request() {
     }
     let used = database_operations(&app).await - before;
     // The background worker's polls take a connection now and then (a few a second, and the
-    // suite may be slow); a read per check would take 300. SQLite has no key cache: 100 key
-    // reads.
-    let allowed = if env.is_postgres() { 60.0 } else { 160.0 };
+    // suite may be slow); a read per check would take 300, a read per key check 100.
+    let allowed = 60.0;
     eprintln!(
         "{checks} checks took {used} database connections ({})",
         if env.is_postgres() { "PostgreSQL" } else { "SQLite" }
