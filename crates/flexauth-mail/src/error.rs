@@ -17,8 +17,12 @@ pub enum MailConfigError {
     /// The SMTP URL has no host name.
     #[error("the SMTP URL names no host")]
     MissingHost,
-    /// The SMTP URL's scheme is neither `smtp` nor `smtps`.
-    #[error("the SMTP URL scheme `{scheme}` is not supported; use smtp:// or smtps://")]
+    /// The SMTP URL's scheme is neither `smtp` nor `smtps` (or it has none, as in
+    /// `mail.example.com:587`, which reads as the scheme `mail.example.com`).
+    #[error(
+        "the SMTP URL must begin with smtp:// or smtps:// (as in smtp://mail.example.com:587?tls=required), \
+        not `{scheme}:`"
+    )]
     UnsupportedScheme {
         /// The scheme that was given.
         scheme: String,
@@ -41,8 +45,13 @@ pub enum MailConfigError {
     },
     /// The sender mailbox (`FLEXAUTH_MAIL_FROM`) is not of the form `Name <address>` or
     /// `address`.
-    #[error("the sender mailbox is not valid: {reason}")]
+    #[error(
+        "the sender `{from}` is not a mailbox such as `flexauth <no-reply@example.com>` or \
+        `no-reply@example.com`: {reason}"
+    )]
     InvalidFrom {
+        /// The sender as given (an address, never a secret).
+        from: String,
         /// What lettre's address parser objected to.
         reason: lettre::address::AddressError,
     },
@@ -58,5 +67,5 @@ pub enum MailConfigError {
 
 /// Parses the configured sender mailbox, shared by both transports.
 pub(crate) fn parse_from(from: &str) -> Result<lettre::message::Mailbox, MailConfigError> {
-    from.trim().parse().map_err(|reason| MailConfigError::InvalidFrom { reason })
+    from.trim().parse().map_err(|reason| MailConfigError::InvalidFrom { from: from.trim().to_owned(), reason })
 }

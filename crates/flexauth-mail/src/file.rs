@@ -43,6 +43,19 @@ impl FileMailer {
 
 /// Creates `dir` (and missing parents) readable by the owner only, and narrows an existing
 /// one to that: the files in it hold live verification and reset links.
+/// What the link of an email of `kind` is for, when the developer needs it to go on (the
+/// verification, reset and address-change links); `None` for notices, whose links are never
+/// logged.
+fn link_purpose(kind: EmailKind) -> Option<&'static str> {
+    match kind {
+        EmailKind::Verification => Some("to verify the address"),
+        EmailKind::PasswordReset => Some("to choose a new password"),
+        EmailKind::EmailChangeConfirmation => Some("to confirm the new address"),
+        EmailKind::EmailChangeRequested => Some("to undo the address change"),
+        _ => None,
+    }
+}
+
 fn private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -97,13 +110,13 @@ impl MailTransport for FileMailer {
         let message_id = email.id();
         let kind = email.kind().as_str();
         let recipient_domain = email.to().domain();
-        match (email.kind(), first_link(email.text_body())) {
+        match (link_purpose(email.kind()), first_link(email.text_body())) {
             // The link is a secret, and logging it is the one deliberate exception to the rule
             // that secrets stay out of logs: this transport only runs in development, where
             // the developer who ran `cargo run` needs the link to finish signing up and has no
             // mail client watching the directory. The SMTP transport never does this.
-            (EmailKind::Verification, Some(link)) => {
-                tracing::info!(%message_id, kind, recipient_domain, path = %path.display(), link, "email written to file; open the link to verify the address");
+            (Some(purpose), Some(link)) => {
+                tracing::info!(%message_id, kind, recipient_domain, path = %path.display(), link, "email written to file; open the link {purpose}");
             }
             _ => {
                 tracing::info!(%message_id, kind, recipient_domain, path = %path.display(), "email written to file")
@@ -154,7 +167,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn logs_the_path_and_only_a_verification_link_but_never_the_address() {
+    async fn logs_the_path_and_only_an_action_link_but_never_the_address() {
         let root = tempfile::tempdir().unwrap();
         let mailer = FileMailer::new(root.path().to_path_buf(), "no-reply@localhost").unwrap();
         let (verification, link) = email(9);
@@ -177,6 +190,30 @@ mod tests {
         assert!(!notice_logs.contains("link"), "{notice_logs}");
         assert!(all_logs.contains("example.com"), "{all_logs}");
         assert!(!all_logs.contains("ann@"), "{all_logs}");
+    }
+
+    #[tokio::test]
+    async fn logs_the_link_of_a_password_reset_as_that_of_a_verification() {
+        let root = tempfile::tempdir().unwrap();
+        let mailer = FileMailer::new(root.path().to_path_buf(), "no-reply@localhost").unwrap();
+        let to = EmailAddress::parse("ann@example.com").unwrap();
+        let token = LinkToken::parse(TOKEN).unwrap();
+        let reset = flexauth_domain::mail::password_reset_email(
+            Uuid::from_u128(11),
+            to,
+            "http://localhost:8080",
+            &token,
+            time::Duration::hours(1),
+        );
+        let (logs, guard) = test_log::capture();
+        mailer.send(&reset).await.unwrap();
+        drop(guard);
+        let text = logs.text();
+        assert!(
+            text.contains(&format!("link=\"http://localhost:8080/v1/auth/password/reset?token={TOKEN}\"")),
+            "{text}"
+        );
+        assert!(text.contains("open the link to choose a new password"), "{text}");
     }
 
     #[tokio::test]

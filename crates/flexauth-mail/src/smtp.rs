@@ -80,6 +80,11 @@ impl SmtpMailer {
 /// user without a password, silently ignore) and returns `host:port` for logs.
 fn check_url(url: &str) -> Result<String, MailConfigError> {
     let parsed = Url::parse(url.trim()).map_err(|reason| MailConfigError::InvalidUrl { reason })?;
+    // The scheme first: `mail.example.com:587` parses with the scheme `mail.example.com` and
+    // no host, and the missing scheme is what to tell.
+    if !matches!(parsed.scheme(), "smtp" | "smtps") {
+        return Err(MailConfigError::UnsupportedScheme { scheme: parsed.scheme().to_owned() });
+    }
     let host = parsed.host_str().filter(|host| !host.is_empty()).ok_or(MailConfigError::MissingHost)?;
     let tls = parsed.query_pairs().find(|(key, _)| key == "tls").map(|(_, value)| value.into_owned());
     // The default ports are lettre's: 25 for plain SMTP, 587 for STARTTLS, 465 for SMTPS.
@@ -210,9 +215,26 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_sender_that_is_not_a_mailbox() {
-        let error = SmtpMailer::new("smtp://localhost", "flexauth no-reply").unwrap_err();
+    fn a_url_without_its_scheme_is_told_to_begin_with_smtp() {
+        let error = refused("mail.example.com:587");
+        assert_eq!(
+            error.to_string(),
+            "the SMTP URL must begin with smtp:// or smtps:// (as in smtp://mail.example.com:587?tls=required), not \
+                `mail.example.com:`"
+        );
+    }
+
+    #[test]
+    fn refuses_a_sender_that_is_not_a_mailbox_and_shows_the_form() {
+        let error = SmtpMailer::new("smtp://localhost", "no-reply").unwrap_err();
         assert!(matches!(error, MailConfigError::InvalidFrom { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "the sender `no-reply` is not a mailbox such as `flexauth <no-reply@example.com>` or `no-reply@example.com`"
+            ),
+            "{message}"
+        );
     }
 
     #[test]

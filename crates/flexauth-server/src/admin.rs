@@ -66,7 +66,7 @@ fn json(value: &impl Serialize) -> Result<String, AdminCommandError> {
 /// # Errors
 /// An [`AdminCommandError`] naming what failed.
 pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Result<String, AdminCommandError> {
-    let store = Arc::new(startup::migrate_for_command(settings).await?);
+    let store = Arc::new(startup::open_for_command(settings).await?);
     // The operator's commands hash nothing; the rules want a hasher all the same, so it is
     // the smallest pool the settings allow.
     let argon2 = flexauth_argon2::Argon2Settings { workers: 1, ..settings.argon2 };
@@ -140,7 +140,7 @@ impl ClientView {
 /// # Errors
 /// An [`AdminCommandError`] naming what failed.
 pub async fn run_clients(settings: &Settings, command: &ClientsCommand) -> Result<String, AdminCommandError> {
-    let store = Arc::new(startup::migrate_for_command(settings).await?);
+    let store = Arc::new(startup::open_for_command(settings).await?);
     let registry = ClientRegistry::new(store, Arc::new(SystemClock), Arc::new(OsRandom));
     let failed = |error: flexauth_domain::InfraError| AdminCommandError::Failed(crate::error::error_chain(&error));
     match command {
@@ -183,7 +183,7 @@ struct KeyView {
     sealed: bool,
 }
 
-fn instant(at: time::OffsetDateTime) -> String {
+pub(crate) fn instant(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
@@ -200,7 +200,7 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
             path.display()
         )));
     }
-    let store = startup::migrate_for_command(settings).await?;
+    let store = startup::open_for_command(settings).await?;
     let kek = settings.key_encryption_key.as_ref();
     let plan = startup::ring_plan(settings);
     let now = time::OffsetDateTime::now_utc();
@@ -255,11 +255,14 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
                 )));
             }
             // Refuses to add a key the instances could not open.
-            startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
-            let activates_at = now + delay;
+            let (keys, _) = startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
+            // With no key stored, no server ever started on this database (the first start
+            // stores one), so no JWKS cache can miss the new key: it signs at once, as the
+            // key of a first start does, and a server started next signs with it.
+            let (activates_at, state) = if keys.is_empty() { (now, "signing") } else { (now + delay, "standby") };
             let slot = add_key(&store, kek, now, activates_at).await?;
             tracing::info!(target: "flexauth::audit", event = "signing_key_rotated", kid = %slot, actor = "operator", "signing key added");
-            json(&serde_json::json!({ "kid": slot, "state": "standby", "activates_at": instant(activates_at) }))
+            json(&serde_json::json!({ "kid": slot, "state": state, "activates_at": instant(activates_at) }))
         }
         KeysCommand::Retire { kid } => {
             let (keys, _) = startup::stored_keys(&store, kek, startup::KeyLoad::Command).await?;
@@ -270,10 +273,23 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
             if plan.signer_at(&keys, now).is_some_and(|signer| signer.slot == key.slot) {
                 let without: Vec<_> = keys.iter().filter(|other| other.slot != key.slot).cloned().collect();
                 if plan.signer_at(&without, now).is_none() {
-                    return Err(AdminCommandError::Failed(format!(
-                        "{kid} signs now and no other key has taken over: run `flexauth keys rotate`, and retire \
-                            {kid} once the new key signs"
-                    )));
+                    // A rotation may be under way already: then the remedy is to wait for it.
+                    let successor = without
+                        .iter()
+                        .filter(|other| other.revoked_at.is_none() && other.retired_at.is_none())
+                        .filter(|other| plan.activation(other) > now)
+                        .min_by_key(|other| plan.activation(other));
+                    return Err(AdminCommandError::Failed(match successor {
+                        Some(successor) => format!(
+                            "{kid} signs now; key {} takes over at {}: retire {kid} after then",
+                            successor.key.kid(),
+                            instant(plan.activation(successor))
+                        ),
+                        None => format!(
+                            "{kid} signs now and no other key has taken over: run `flexauth keys rotate`, and retire \
+                                {kid} once the new key signs"
+                        ),
+                    }));
                 }
             }
             if !store.retire_signing_key(&key.slot, now).await.map_err(StartupError::from)? {

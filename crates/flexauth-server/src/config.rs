@@ -79,6 +79,9 @@ pub enum KeysCommand {
     /// FLEXAUTH_JWKS_MAX_AGE; it must be longer than that cache lifetime), on every instance,
     /// without a restart.
     Rotate {
+        /// How long from now the new key signs (`3600`, `90s`, `15m`, `1h`): longer than
+        /// FLEXAUTH_JWKS_MAX_AGE. Default: twice FLEXAUTH_JWKS_MAX_AGE. On a database with no
+        /// key yet, the key signs at once.
         #[arg(long)]
         delay: Option<String>,
     },
@@ -126,135 +129,137 @@ pub enum AccountsCommand {
 #[derive(Clone, Args)]
 pub struct RawConfig {
     /// Address to listen on.
-    #[arg(long, env = "FLEXAUTH_BIND", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(long, env = "FLEXAUTH_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
-    /// Base URL of links in emails and `iss` of tokens.
-    #[arg(long, env = "FLEXAUTH_PUBLIC_URL", default_value = "http://127.0.0.1:8080", global = true)]
-    pub public_url: String,
+    /// Base URL of links in emails and `iss` of tokens, as users and resource servers reach
+    /// flexauth. Unset: `http://` and the listen address (a wildcard address as 127.0.0.1),
+    /// with a warning when flexauth listens beyond loopback.
+    #[arg(long, env = "FLEXAUTH_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Directory of the SQLite file, the mail files and other local state.
-    #[arg(long, env = "FLEXAUTH_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(long, env = "FLEXAUTH_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// `postgres://…` selects PostgreSQL; unset, an SQLite file in the data directory is used.
-    #[arg(long, env = "FLEXAUTH_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(long, env = "FLEXAUTH_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// `transaction` when PostgreSQL is reached through a pooler in transaction mode
     /// (PgBouncer's `pool_mode = transaction`): flexauth then keeps no session state on its
     /// connections. `none` (the default) otherwise.
-    #[arg(long, env = "FLEXAUTH_DATABASE_POOLER", default_value = "none", global = true)]
+    #[arg(long, env = "FLEXAUTH_DATABASE_POOLER", default_value = "none")]
     pub database_pooler: String,
     /// `smtp://host:port` (lettre URL syntax); unset, mail is written as .eml files.
-    #[arg(long, env = "FLEXAUTH_SMTP_URL", global = true, hide_env_values = true)]
+    #[arg(long, env = "FLEXAUTH_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// Sender of every email.
-    #[arg(long, env = "FLEXAUTH_MAIL_FROM", default_value = "flexauth <no-reply@localhost>", global = true)]
+    #[arg(long, env = "FLEXAUTH_MAIL_FROM", default_value = "flexauth <no-reply@localhost>")]
     pub mail_from: String,
     /// PEM file with the Ed25519 private key that signs tokens; unset, a key is generated once
     /// and stored in the database.
-    #[arg(long, env = "FLEXAUTH_SIGNING_KEY_FILE", global = true)]
+    #[arg(long, env = "FLEXAUTH_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
     /// Comma-separated PEM files of earlier signing keys: they no longer sign but still verify,
     /// so tokens issued before a key rotation keep working until they expire.
-    #[arg(long, env = "FLEXAUTH_RETIRING_KEY_FILES", global = true)]
+    #[arg(long, env = "FLEXAUTH_RETIRING_KEY_FILES")]
     pub retiring_key_files: Option<String>,
     /// Key-encryption key (32 random bytes in base64: `openssl rand -base64 32`) that seals the
     /// private signing keys stored in the database; without it they are stored in the clear.
-    #[arg(long, env = "FLEXAUTH_KEY_ENCRYPTION_KEY", global = true, hide_env_values = true)]
+    #[arg(long, env = "FLEXAUTH_KEY_ENCRYPTION_KEY", hide_env_values = true)]
     pub key_encryption_key: Option<String>,
     /// A file holding the key-encryption key, instead of FLEXAUTH_KEY_ENCRYPTION_KEY.
-    #[arg(long, env = "FLEXAUTH_KEY_ENCRYPTION_KEY_FILE", global = true)]
+    #[arg(long, env = "FLEXAUTH_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
     /// How long resource servers may cache the JWKS (its `Cache-Control: max-age`). A rotated
     /// key signs only after a longer delay, so every cache has it first.
-    #[arg(long, env = "FLEXAUTH_JWKS_MAX_AGE", default_value = "300s", global = true)]
+    #[arg(long, env = "FLEXAUTH_JWKS_MAX_AGE", default_value = "300s")]
     pub jwks_max_age: String,
     /// `aud` of access tokens.
-    #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_AUDIENCE", default_value = "flexauth", global = true)]
+    #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_AUDIENCE", default_value = "flexauth")]
     pub access_token_audience: String,
     /// Access token lifetime (seconds, or with a unit: 15m, 1h).
-    #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_TTL", default_value = "3600", global = true)]
+    #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_TTL", default_value = "3600")]
     pub access_token_ttl: String,
     /// Refresh token lifetime without rotation.
-    #[arg(long, env = "FLEXAUTH_REFRESH_TOKEN_TTL", default_value = "30d", global = true)]
+    #[arg(long, env = "FLEXAUTH_REFRESH_TOKEN_TTL", default_value = "30d")]
     pub refresh_token_ttl: String,
     /// Absolute session lifetime, however often it is refreshed.
-    #[arg(long, env = "FLEXAUTH_SESSION_LIFETIME", default_value = "90d", global = true)]
+    #[arg(long, env = "FLEXAUTH_SESSION_LIFETIME", default_value = "90d")]
     pub session_lifetime: String,
     /// How long after a rotation the previous refresh token still gets the current pair.
-    #[arg(long, env = "FLEXAUTH_REFRESH_REUSE_GRACE", default_value = "10s", global = true)]
+    #[arg(long, env = "FLEXAUTH_REFRESH_REUSE_GRACE", default_value = "10s")]
     pub refresh_reuse_grace: String,
     /// How long a verification link works.
-    #[arg(long, env = "FLEXAUTH_VERIFICATION_TTL", default_value = "24h", global = true)]
+    #[arg(long, env = "FLEXAUTH_VERIFICATION_TTL", default_value = "24h")]
     pub verification_ttl: String,
     /// How long a password reset link works.
-    #[arg(long, env = "FLEXAUTH_PASSWORD_RESET_TTL", default_value = "1h", global = true)]
+    #[arg(long, env = "FLEXAUTH_PASSWORD_RESET_TTL", default_value = "1h")]
     pub password_reset_ttl: String,
     /// `true` to look the session up on every request made with an access token, so revoked
     /// sessions are refused at once instead of when their access tokens expire.
-    #[arg(long, env = "FLEXAUTH_VERIFY_SESSION_ON_REQUEST", default_value = "false", global = true)]
+    #[arg(long, env = "FLEXAUTH_VERIFY_SESSION_ON_REQUEST", default_value = "false")]
     pub verify_session_on_request: String,
     /// Comma-separated networks (CIDR) of the proxies in front of flexauth whose `Forwarded` /
     /// `X-Forwarded-For` headers name the client; from any other peer they are ignored.
-    #[arg(long, env = "FLEXAUTH_TRUSTED_PROXIES", default_value = "", global = true)]
+    #[arg(long, env = "FLEXAUTH_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
     /// The header the trusted proxies write: `x-forwarded-for` (the default) or `forwarded`.
     /// Only that one is read.
-    #[arg(long, env = "FLEXAUTH_FORWARDED_HEADER", default_value = "x-forwarded-for", global = true)]
+    #[arg(long, env = "FLEXAUTH_FORWARDED_HEADER", default_value = "x-forwarded-for")]
     pub forwarded_header: String,
     /// `on` (the default) or `off`: `off` turns every rate limit and mail cap off, for
     /// benchmarks and tests that need it.
-    #[arg(long, env = "FLEXAUTH_RATE_LIMITS", default_value = "on", global = true)]
+    #[arg(long, env = "FLEXAUTH_RATE_LIMITS", default_value = "on")]
     pub rate_limits: String,
     /// How recently a session must have proved its password to create an API key.
-    #[arg(long, env = "FLEXAUTH_REAUTHENTICATION_WINDOW", default_value = "10m", global = true)]
+    #[arg(long, env = "FLEXAUTH_REAUTHENTICATION_WINDOW", default_value = "10m")]
     pub reauthentication_window: String,
     /// How long the owners' security log keeps an entry.
-    #[arg(long, env = "FLEXAUTH_AUDIT_RETENTION", default_value = "90d", global = true)]
+    #[arg(long, env = "FLEXAUTH_AUDIT_RETENTION", default_value = "90d")]
     pub audit_retention: String,
     /// How long an account that was never verified is kept (once no link of it works).
-    #[arg(long, env = "FLEXAUTH_UNVERIFIED_ACCOUNT_RETENTION", default_value = "7d", global = true)]
+    #[arg(long, env = "FLEXAUTH_UNVERIFIED_ACCOUNT_RETENTION", default_value = "7d")]
     pub unverified_account_retention: String,
     /// argon2id memory cost in KiB.
-    #[arg(long, env = "FLEXAUTH_ARGON2_MEMORY_KIB", default_value = "19456", global = true)]
+    #[arg(long, env = "FLEXAUTH_ARGON2_MEMORY_KIB", default_value = "19456")]
     pub argon2_memory_kib: String,
     /// argon2id passes.
-    #[arg(long, env = "FLEXAUTH_ARGON2_ITERATIONS", default_value = "2", global = true)]
+    #[arg(long, env = "FLEXAUTH_ARGON2_ITERATIONS", default_value = "2")]
     pub argon2_iterations: String,
     /// Password hashing worker threads, each holding one argon2 block (memory cost) for good;
     /// `0` means one per core. Logins beyond the workers and their queue get 503 at once.
-    #[arg(long, env = "FLEXAUTH_ARGON2_WORKERS", default_value = "0", global = true)]
+    #[arg(long, env = "FLEXAUTH_ARGON2_WORKERS", default_value = "0")]
     pub argon2_workers: String,
     /// Comma-separated origins (`https://app.example.com`) whose pages may call the API from
     /// a browser (CORS, with credentials) and use the refresh cookie. Empty: none.
-    #[arg(long, env = "FLEXAUTH_CORS_ORIGINS", default_value = "", global = true)]
+    #[arg(long, env = "FLEXAUTH_CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
     /// How many verified access tokens each instance remembers, so a client reusing its token
     /// skips the signature check; `0` turns the cache off.
-    #[arg(long, env = "FLEXAUTH_VERIFIED_TOKEN_CACHE", default_value = "16384", global = true)]
+    #[arg(long, env = "FLEXAUTH_VERIFIED_TOKEN_CACHE", default_value = "16384")]
     pub verified_token_cache: String,
     /// On SIGTERM, how long `/readyz` answers 503 while requests are still served, so a load
     /// balancer stops sending traffic before the server stops; `0` stops at once. SIGINT
     /// (Ctrl-C) always stops at once.
-    #[arg(long, env = "FLEXAUTH_SHUTDOWN_DRAIN", default_value = "5s", global = true)]
+    #[arg(long, env = "FLEXAUTH_SHUTDOWN_DRAIN", default_value = "5s")]
     pub shutdown_drain: String,
     /// Address of a second listener that serves only `GET /metrics` (Prometheus text format),
     /// so metrics are never exposed with the API by accident. Unset or empty: no metrics
     /// listener.
-    #[arg(long, env = "FLEXAUTH_METRICS_BIND", default_value = "", global = true)]
+    #[arg(long, env = "FLEXAUTH_METRICS_BIND", default_value = "")]
     pub metrics_bind: String,
     /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
-    #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
     /// How long after a request's head its body may take to arrive; past it the request gets
     /// `408 request_timeout` and the connection is closed.
-    #[arg(long, env = "FLEXAUTH_REQUEST_BODY_TIMEOUT", default_value = "10s", global = true)]
+    #[arg(long, env = "FLEXAUTH_REQUEST_BODY_TIMEOUT", default_value = "10s")]
     pub request_body_timeout: String,
     /// How many connections one client address (an IPv6 /64) may hold at once; never more than
     /// a quarter of what the open-file limit allows. Trusted proxies are exempt.
-    #[arg(long, env = "FLEXAUTH_MAX_CONNECTIONS_PER_ADDRESS", default_value = "256", global = true)]
+    #[arg(long, env = "FLEXAUTH_MAX_CONNECTIONS_PER_ADDRESS", default_value = "256")]
     pub max_connections_per_address: String,
     /// Comma-separated scopes that API keys may carry (`invoices:read,invoices:write`); an
     /// access token carries all of them. Empty: keys carry none.
-    #[arg(long, env = "FLEXAUTH_API_KEY_SCOPES", default_value = "", global = true)]
+    #[arg(long, env = "FLEXAUTH_API_KEY_SCOPES", default_value = "")]
     pub api_key_scopes: String,
 }
 
@@ -315,6 +320,9 @@ impl std::fmt::Debug for MailConfig {
 pub struct Settings {
     pub bind: SocketAddr,
     pub public_url: Url,
+    /// Whether the public URL was made from the listen address, FLEXAUTH_PUBLIC_URL being
+    /// unset: the start then says so.
+    pub public_url_from_bind: bool,
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub database_pooler: flexauth_store::Pooler,
@@ -405,6 +413,18 @@ fn parse_positive_u32(text: &str) -> Result<u32, String> {
     }
 }
 
+/// The public URL of a server that was given only its listen address: `http://` and that
+/// address, a wildcard (`0.0.0.0`, `::`) replaced by the loopback address of its family.
+fn public_url_of(bind: SocketAddr) -> Result<Url, url::ParseError> {
+    let ip = match bind.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let address = SocketAddr::new(ip, bind.port());
+    Url::parse(&format!("http://{address}"))
+}
+
 impl RawConfig {
     /// Validates every value.
     ///
@@ -416,8 +436,17 @@ impl RawConfig {
             .trim()
             .parse()
             .map_err(|error| invalid("FLEXAUTH_BIND", "bind", format!("`{}`: {error}", self.bind)))?;
-        let public_url = Url::parse(self.public_url.trim())
-            .map_err(|error| invalid("FLEXAUTH_PUBLIC_URL", "public-url", format!("`{}`: {error}", self.public_url)))?;
+        let (public_url, public_url_from_bind) = match self.public_url.as_deref().map(str::trim) {
+            Some(text) if !text.is_empty() => (
+                Url::parse(text)
+                    .map_err(|error| invalid("FLEXAUTH_PUBLIC_URL", "public-url", format!("`{text}`: {error}")))?,
+                false,
+            ),
+            _ => (
+                public_url_of(bind).map_err(|error| invalid("FLEXAUTH_BIND", "bind", format!("as a URL: {error}")))?,
+                true,
+            ),
+        };
         if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
             return Err(invalid("FLEXAUTH_PUBLIC_URL", "public-url", "must be an http:// or https:// URL"));
         }
@@ -560,6 +589,7 @@ impl RawConfig {
         Ok(Settings {
             bind,
             public_url,
+            public_url_from_bind,
             data_dir: self.data_dir.clone(),
             database,
             database_pooler,
@@ -755,7 +785,93 @@ mod tests {
     fn migrate_is_a_subcommand_and_serve_the_default() {
         assert_eq!(Cli::try_parse_from(["flexauth"]).unwrap().command, None);
         assert_eq!(Cli::try_parse_from(["flexauth", "migrate"]).unwrap().command, Some(Command::Migrate));
-        assert_eq!(Cli::try_parse_from(["flexauth", "serve", "--bind", "0.0.0.0:9"]).unwrap().config.bind, "0.0.0.0:9");
+        assert_eq!(Cli::try_parse_from(["flexauth", "--bind", "0.0.0.0:9", "serve"]).unwrap().config.bind, "0.0.0.0:9");
+    }
+
+    /// The help of a command as `flexauth ARGS --help` prints it.
+    fn help(args: &[&str]) -> String {
+        let mut argv = vec!["flexauth"];
+        argv.extend_from_slice(args);
+        argv.push("--help");
+        Cli::try_parse_from(argv).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_operators_command_has_a_help_of_its_own_without_the_servers_settings() {
+        let rotate = help(&["keys", "rotate"]);
+        assert!(rotate.contains("--delay <DELAY>"), "{rotate}");
+        assert!(rotate.contains("longer than FLEXAUTH_JWKS_MAX_AGE"), "the flag is described: {rotate}");
+        for command in [&["keys", "rotate"][..], &["accounts", "find"], &["clients", "create"], &["migrate"]] {
+            let text = help(command);
+            assert!(!text.contains("--argon2-memory-kib") && !text.contains("FLEXAUTH_BIND"), "{command:?}: {text}");
+        }
+        let top = help(&[]);
+        assert!(top.contains("--argon2-memory-kib") && top.contains("FLEXAUTH_PUBLIC_URL"), "{top}");
+    }
+
+    /// The rows of the README's configuration table: variable, flag, default cell.
+    fn readme_configuration_table() -> Vec<(String, String, String)> {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("\n## Configuration").nth(1).expect("the README has a Configuration section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        let backticked = |cell: &str| cell.split('`').nth(1).map(str::to_owned);
+        section
+            .lines()
+            .filter(|line| line.starts_with("| `FLEXAUTH_"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let variable = backticked(cells[1]).unwrap_or_default();
+                let flag = backticked(cells[2]).unwrap_or_default();
+                (variable, flag, cells[3].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readmes_configuration_table_is_the_settings_clap_reads() {
+        use clap::CommandFactory as _;
+        let command = Cli::command();
+        let mut declared: Vec<(String, String, Option<String>)> = command
+            .get_arguments()
+            .filter_map(|arg| {
+                let env = arg.get_env()?.to_str()?.to_owned();
+                let flag = format!("--{}", arg.get_long()?);
+                let default = arg.get_default_values().first().and_then(|value| value.to_str()).map(str::to_owned);
+                Some((env, flag, default.filter(|value| !value.is_empty())))
+            })
+            .collect();
+        declared.sort();
+        let mut documented = readme_configuration_table();
+        documented.sort();
+        let names = |rows: &[(String, String, String)]| rows.iter().map(|row| row.0.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&documented),
+            declared.iter().map(|row| row.0.clone()).collect::<Vec<_>>(),
+            "the README's configuration table lists every setting once"
+        );
+        for ((variable, flag, cell), (_, declared_flag, default)) in documented.iter().zip(&declared) {
+            assert_eq!(flag, declared_flag, "{variable}");
+            match default {
+                Some(default) => assert!(
+                    cell.starts_with(&format!("`{default}`")),
+                    "{variable}: default `{default}`, README: {cell}"
+                ),
+                None => assert!(!cell.starts_with('`'), "{variable} has no default value, README: {cell}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_public_url_follows_the_listen_address_unless_it_is_set() {
+        let settings = raw(&["--bind", "127.0.0.1:19195"]).resolve().unwrap();
+        assert_eq!((settings.public_base(), settings.public_url_from_bind), ("http://127.0.0.1:19195".into(), true));
+        let settings = raw(&["--bind", "0.0.0.0:8081"]).resolve().unwrap();
+        assert_eq!(settings.public_base(), "http://127.0.0.1:8081");
+        let settings = raw(&["--bind", "[::]:8082"]).resolve().unwrap();
+        assert_eq!(settings.public_base(), "http://[::1]:8082");
+        let settings = raw(&["--bind", "0.0.0.0:8081", "--public-url", "https://auth.example.com"]).resolve().unwrap();
+        assert_eq!((settings.public_base(), settings.public_url_from_bind), ("https://auth.example.com".into(), false));
+        assert_eq!(raw(&[]).resolve().unwrap().public_base(), "http://127.0.0.1:8080", "the default is unchanged");
     }
 
     #[test]

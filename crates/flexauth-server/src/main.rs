@@ -30,13 +30,26 @@ fn init_tracing(format: LogFormat, to_stderr: bool) {
     }
 }
 
+/// Writes `text` and a line end on standard output. A reader that stopped early
+/// (`flexauth openapi | head`) closed the pipe: that is no failure of the command, and
+/// `println!` would panic on it.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("flexauth: cannot write to standard output: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// An operator's command: its JSON on stdout, or its one-line error on stderr.
 fn printed(outcome: Result<String, flexauth_server::admin::AdminCommandError>) -> ExitCode {
     match outcome {
-        Ok(output) => {
-            println!("{output}");
-            ExitCode::SUCCESS
-        }
+        Ok(output) => print_out(&output),
         Err(error) => {
             eprintln!("flexauth: {error}");
             ExitCode::FAILURE
@@ -49,8 +62,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.command == Some(Command::Openapi) {
         // The document needs no configuration, so that it can be written on any machine.
-        println!("{}", flexauth_server::routes::openapi_document());
-        return ExitCode::SUCCESS;
+        return print_out(flexauth_server::routes::openapi_document());
     }
     let settings = match cli.config.resolve() {
         Ok(settings) => settings,

@@ -29,6 +29,17 @@ use crate::state::AppState;
 /// queue.
 const LATENCY_BUCKETS: &[f64] = &[0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
+/// The outcomes of `flexauth_logins_total`.
+pub const LOGIN_OUTCOMES: &[&str] =
+    &["success", "invalid_credentials", "unverified", "disabled", "throttled", "overloaded", "error"];
+/// The outcomes of `flexauth_refreshes_total`.
+pub const REFRESH_OUTCOMES: &[&str] =
+    &["rotated", "grace_replay", "reuse_detected", "invalid", "expired", "revoked", "throttled", "error"];
+/// The outcomes of `flexauth_api_key_authentications_total`.
+pub const API_KEY_OUTCOMES: &[&str] = &["success", "malformed", "unknown", "expired", "error", "refused"];
+/// The outcomes of `flexauth_mail_sends_total`.
+pub const MAIL_SEND_OUTCOMES: &[&str] = &["sent", "retry_scheduled", "failed"];
+
 /// Every metric of one application.
 pub struct Metrics {
     registry: Registry,
@@ -204,6 +215,19 @@ impl Metrics {
             )?,
             registry,
         };
+        // Every outcome is a series from the start, at zero, so a dashboard or `grep` sees the
+        // metric before the first login, and a rate over a series that just appeared is not
+        // lost.
+        for (counter, outcomes) in [
+            (&metrics.logins, LOGIN_OUTCOMES),
+            (&metrics.refreshes, REFRESH_OUTCOMES),
+            (&metrics.api_key_authentications, API_KEY_OUTCOMES),
+            (&metrics.mail_sends, MAIL_SEND_OUTCOMES),
+        ] {
+            for outcome in outcomes {
+                counter.with_label_values(&[outcome]);
+            }
+        }
         Ok(metrics)
     }
 

@@ -22,7 +22,7 @@ use flexauth_domain::system::{Clock, SecureRandom};
 use flexauth_domain::usage::UsageService;
 use flexauth_jwt::{JwtSettings, JwtTokens, KeyEncryptionKey, KeyError, KeyRing, RingKey, RingPlan, SigningKeyPair};
 use flexauth_mail::{FileMailer, MailConfigError, SmtpMailer};
-use flexauth_store::{Store, StoreError, GENERATED_SLOT};
+use flexauth_store::{DatabaseConfig, Pooler, SchemaState, Store, StoreError, GENERATED_SLOT};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -70,6 +70,13 @@ pub enum StartupError {
     Metrics(String),
     #[error("cannot create the data directory {path} (FLEXAUTH_DATA_DIR): {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("database: {0}")]
+    Schema(String),
+    #[error(
+        "signing keys: no stored key signs yet: key {kid} signs from {at} (in {seconds} s), once every JWKS cache \
+            can have it; start the server then"
+    )]
+    NotSigningYet { kid: String, at: String, seconds: i64 },
 }
 
 /// Creates the data directory readable by the owner only, and narrows an existing one to that:
@@ -113,23 +120,93 @@ impl std::fmt::Debug for Application {
 /// # Errors
 /// [`StartupError::Store`].
 pub async fn migrate(settings: &Settings) -> Result<Store, StartupError> {
-    let store = Store::connect_through(settings.database.clone(), settings.database_pooler)?;
+    let store = Store::connect_through(settings.database.clone(), pooler_of(settings).await?)?;
     let applied = store.migrate().await?;
     tracing::info!(backend = store.backend(), applied, "database migrated");
     Ok(store)
 }
 
-/// [`migrate`] for a one-shot command (`flexauth migrate`, `accounts`, `keys`, `clients`): the
-/// store starts no background thread, so none is inside the database driver when the process
-/// exits (such a thread crashed the exit now and then).
+/// [`migrate`] for `flexauth migrate`: the store starts no background thread, so none is
+/// inside the database driver when the process exits (such a thread crashed the exit now and
+/// then).
 ///
 /// # Errors
 /// As [`migrate`].
 pub async fn migrate_for_command(settings: &Settings) -> Result<Store, StartupError> {
-    let store = Store::connect_for_command(settings.database.clone(), settings.database_pooler)?;
+    let store = Store::connect_for_command(settings.database.clone(), pooler_of(settings).await?)?;
     let applied = store.migrate().await?;
     tracing::info!(backend = store.backend(), applied, "database migrated");
     Ok(store)
+}
+
+/// The database of an operator's command (`flexauth accounts`, `keys`, `clients`), which
+/// neither creates nor migrates one: a newer binary's `keys list` must not upgrade the schema
+/// the servers run on, and a command run in the wrong folder must not answer from a new, empty
+/// database.
+///
+/// # Errors
+/// [`StartupError::Schema`] naming the database when it does not exist, is empty, or is
+/// behind or ahead of this version; [`StartupError::Store`] when it cannot be reached.
+pub async fn open_for_command(settings: &Settings) -> Result<Store, StartupError> {
+    let store = Store::connect_to_existing(settings.database.clone(), pooler_of(settings).await?)?;
+    let named = database_name(&settings.database);
+    match store.schema_state().await? {
+        SchemaState::Current => Ok(store),
+        SchemaState::Empty => Err(StartupError::Schema(format!(
+            "{named} holds no flexauth database: point FLEXAUTH_DATABASE_URL (or FLEXAUTH_DATA_DIR) at the one the \
+                servers use, or create it with `flexauth migrate`"
+        ))),
+        SchemaState::Behind { pending } => Err(StartupError::Schema(format!(
+            "{named} lacks {} migration(s) of this version of flexauth (the newest is {}): run the command with the \
+                version the servers run, or migrate with `flexauth migrate` when upgrading them",
+            pending.len(),
+            pending.last().map_or("?", String::as_str)
+        ))),
+        SchemaState::Ahead { unknown } => Err(StartupError::Schema(format!(
+            "{named} was migrated by a newer version of flexauth ({} migration(s) this one does not know, the newest \
+                {}): run the command with the version the servers run",
+            unknown.len(),
+            unknown.last().map_or("?", String::as_str)
+        ))),
+    }
+}
+
+/// The database as an operator recognises it, without a password: the SQLite file, or the
+/// PostgreSQL hosts and database name.
+fn database_name(config: &DatabaseConfig) -> String {
+    match config {
+        DatabaseConfig::Sqlite(path) => format!("the SQLite file {}", path.display()),
+        DatabaseConfig::Postgres(url) => match url::Url::parse(url) {
+            Ok(mut parsed) => {
+                let _ = parsed.set_password(None);
+                parsed.set_query(None);
+                format!("the PostgreSQL database {parsed}")
+            }
+            Err(_) => "the PostgreSQL database of FLEXAUTH_DATABASE_URL".to_owned(),
+        },
+    }
+}
+
+/// What stands between flexauth and PostgreSQL: `FLEXAUTH_DATABASE_POOLER`, or, when it says
+/// `none`, what the database shows ([`Pooler::detect`]). A transaction pooler nobody named
+/// would lose diesel's named statements and the notifications that end cached API keys: it is
+/// run behind as if named, and the operator told.
+///
+/// # Errors
+/// [`StartupError::Store`] when the database cannot be reached.
+async fn pooler_of(settings: &Settings) -> Result<Pooler, StartupError> {
+    if settings.database_pooler != Pooler::None {
+        return Ok(settings.database_pooler);
+    }
+    let config = settings.database.clone();
+    let seen = tokio::task::spawn_blocking(move || Pooler::detect(&config)).await??;
+    if seen == Pooler::Transaction {
+        tracing::warn!(
+            "FLEXAUTH_DATABASE_URL reaches PostgreSQL through a pooler in transaction mode (two connections were \
+                served by one server process): running as with FLEXAUTH_DATABASE_POOLER=transaction; set it to say so"
+        );
+    }
+    Ok(seen)
 }
 
 async fn read_key_file(path: &std::path::Path) -> Result<SigningKeyPair, StartupError> {
@@ -259,11 +336,23 @@ async fn key_ring(settings: &Settings, store: &Store, clock: &dyn Clock) -> Resu
                 them with `flexauth keys seal` if you stored them"
         );
     }
-    let ring = KeyRing::new(&keys, ring_plan(settings), clock.now(), jwt_settings(settings)).map_err(|error| {
+    let (plan, now) = (ring_plan(settings), clock.now());
+    let ring = KeyRing::new(&keys, plan, now, jwt_settings(settings)).map_err(|error| {
         if in_the_clear > 0 {
-            StartupError::KeysInTheClear(in_the_clear)
-        } else {
-            StartupError::Ring(error)
+            return StartupError::KeysInTheClear(in_the_clear);
+        }
+        // Only scheduled keys: say when the first of them signs.
+        let next = keys
+            .iter()
+            .filter(|key| key.revoked_at.is_none() && key.retired_at.is_none() && plan.activation(key) > now)
+            .min_by_key(|key| plan.activation(key));
+        match next {
+            Some(key) => StartupError::NotSigningYet {
+                kid: key.key.kid().to_owned(),
+                at: crate::admin::instant(plan.activation(key)),
+                seconds: (plan.activation(key) - now).whole_seconds().max(1),
+            },
+            None => StartupError::Ring(error),
         }
     })?;
     tracing::info!(kid = ring.current().signing_kid(), keys = keys.len(), "signing key ring loaded");
@@ -671,7 +760,14 @@ impl Application {
             )
         });
         let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
-        tracing::info!(address = %settings.bind, port, "flexauth listening");
+        tracing::info!(address = %settings.bind, port, public_url = %settings.public_base(), "flexauth listening");
+        if settings.public_url_from_bind && !settings.bind.ip().is_loopback() {
+            tracing::warn!(
+                public_url = %settings.public_base(),
+                "FLEXAUTH_PUBLIC_URL is not set: links in emails and the iss of tokens use the listen address; set it \
+                    to the URL your users and resource servers reach"
+            );
+        }
         let drain = Drain { draining, handle: server.handle(), delay: settings.shutdown_drain.unsigned_abs() };
         Ok(Self { port, server, metrics_server, drain, shutdown, worker, usage_flusher, key_ring_refresher })
     }

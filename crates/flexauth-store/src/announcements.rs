@@ -57,6 +57,22 @@ pub(crate) struct Announcements {
     sessions: Arc<EndedSessionSet>,
     /// The thread that keeps listening; joined when the cache is dropped.
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The server process that ran `LISTEN`; every heartbeat must be answered by it.
+    listening_pid: std::sync::atomic::AtomicI32,
+    /// Set for good once two server processes answered the listening connection: a pooler in
+    /// transaction mode sits in front, through which no notification can be trusted.
+    pooled: AtomicBool,
+}
+
+#[derive(diesel::QueryableByName)]
+struct BackendPid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+/// The server process that answers `connection`.
+fn backend_pid(connection: &mut PgConnection) -> Result<i32, diesel::result::Error> {
+    Ok(diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result::<BackendPid>(connection)?.pid)
 }
 
 /// The process must not exit while the listening thread is inside libpq: a process that ended
@@ -89,6 +105,8 @@ impl Announcements {
             listening: AtomicBool::new(false),
             sessions,
             thread: Mutex::new(None),
+            listening_pid: std::sync::atomic::AtomicI32::new(0),
+            pooled: AtomicBool::new(false),
         });
         cache.reconnect();
         let weak = Arc::downgrade(&cache);
@@ -115,12 +133,17 @@ impl Announcements {
     }
 
     fn reconnect(&self) {
+        if self.pooled.load(Ordering::Acquire) {
+            return;
+        }
         let started = Instant::now();
         let connected =
             PgConnection::establish(&self.url).map_err(|error| error.to_string()).and_then(|mut connection| {
                 connection
                     .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", crate::ended_sessions::CHANNEL))
                     .map_err(|error| error.to_string())?;
+                self.listening_pid
+                    .store(backend_pid(&mut connection).map_err(|error| error.to_string())?, Ordering::Release);
                 // Whatever ended while nobody listened is read after LISTEN: nothing falls
                 // between the two.
                 self.sessions.lose();
@@ -155,7 +178,26 @@ impl Announcements {
         let beat = {
             let mut listener = self.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match listener.as_mut() {
-                Some(connection) => connection.batch_execute("SELECT 1").is_ok(),
+                // The heartbeat asks which server process answers: behind a pooler in
+                // transaction mode it changes, and the process that ran LISTEN may be serving
+                // someone else when a notification arrives.
+                Some(connection) => match backend_pid(connection) {
+                    Ok(pid) if pid == self.listening_pid.load(Ordering::Acquire) => true,
+                    Ok(_) => {
+                        *listener = None;
+                        drop(listener);
+                        self.pooled.store(true, Ordering::Release);
+                        self.lose_listener();
+                        tracing::error!(
+                            "the connection that listens for revocations was answered by two PostgreSQL server \
+                                processes: FLEXAUTH_DATABASE_URL goes through a pooler in transaction mode; set \
+                                FLEXAUTH_DATABASE_POOLER=transaction. API keys and access tokens are checked \
+                                against the database from now on"
+                        );
+                        return;
+                    }
+                    Err(_) => false,
+                },
                 None => return,
             }
         };

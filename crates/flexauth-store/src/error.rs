@@ -20,6 +20,18 @@ pub enum StoreError {
     MigrationsPending,
     #[error("could not prepare the SQLite database file {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// An operator's command was pointed at an SQLite file that does not exist.
+    #[error(
+        "no database at {path}: point FLEXAUTH_DATA_DIR (or FLEXAUTH_DATABASE_URL) at the server's database, or \
+        create one with `flexauth migrate`"
+    )]
+    NoDatabase { path: String },
+    /// PostgreSQL lost a named prepared statement of a connection.
+    #[error(
+        "PostgreSQL lost a prepared statement of this connection: the database is reached through a pooler in \
+        transaction mode (PgBouncer's pool_mode = transaction); set FLEXAUTH_DATABASE_POOLER=transaction"
+    )]
+    StatementsLost,
 }
 
 impl StoreError {

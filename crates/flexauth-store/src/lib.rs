@@ -14,6 +14,7 @@ mod announcements;
 mod api_keys;
 mod audit;
 mod connection;
+mod database_check;
 mod ended_sessions;
 mod error;
 mod housekeeping;
@@ -45,6 +46,7 @@ use diesel::{Connection as _, ConnectionError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
 
 pub(crate) use connection::DbConnection;
+pub use database_check::SchemaState;
 pub use error::StoreError;
 pub use observability::{OutboxBacklog, PoolUsage};
 pub use signing_keys::{StoredSigningKey, GENERATED_SLOT};
@@ -245,6 +247,9 @@ pub struct Store {
     sqlite_path: Option<String>,
     /// Whether the last database call found the database unreachable.
     unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether PostgreSQL lost a prepared statement of a connection: a pooler in transaction
+    /// mode that flexauth was not told of. Readiness says so from then on.
+    statements_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// How many outages were seen; the pool's connections from before the latest are checked.
     outages: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Hears how long each query waited for a connection.
@@ -282,6 +287,21 @@ impl Store {
     /// # Errors
     /// [`StoreError::Pool`] when no connection could be made within ten seconds.
     pub fn connect_for_command(config: DatabaseConfig, pooler: Pooler) -> Result<Self, StoreError> {
+        Self::open(config, pooler, false)
+    }
+
+    /// [`Store::connect_for_command`] on a database that must exist already: an SQLite file
+    /// that is missing is not created ([`StoreError::NoDatabase`]), for the operator's commands
+    /// that read or change what a server holds.
+    ///
+    /// # Errors
+    /// [`StoreError::NoDatabase`], or [`StoreError::Pool`] when no connection could be made.
+    pub fn connect_to_existing(config: DatabaseConfig, pooler: Pooler) -> Result<Self, StoreError> {
+        if let DatabaseConfig::Sqlite(path) = &config {
+            if !path.is_file() {
+                return Err(StoreError::NoDatabase { path: path.display().to_string() });
+            }
+        }
         Self::open(config, pooler, false)
     }
 
@@ -348,6 +368,7 @@ impl Store {
             ended_sessions,
             sqlite_path,
             unreachable: std::sync::Arc::default(),
+            statements_lost: std::sync::Arc::default(),
             outages,
             connection_waits: std::sync::Arc::default(),
         })
@@ -383,9 +404,13 @@ impl Store {
     /// instance of a newer version must not take traffic on a database not migrated for it.
     ///
     /// # Errors
-    /// [`StoreError::MigrationsPending`] when a migration is missing, another [`StoreError`]
-    /// when the database does not answer.
+    /// [`StoreError::MigrationsPending`] when a migration is missing,
+    /// [`StoreError::StatementsLost`] once a query met a pooler in transaction mode that the
+    /// store was not opened for, another [`StoreError`] when the database does not answer.
     pub async fn check_ready(&self) -> Result<(), StoreError> {
+        if self.statements_lost.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::StatementsLost);
+        }
         self.run(|connection| {
             let pending = match connection {
                 DbConnection::Postgres(c) => c.has_pending_migration(POSTGRES_MIGRATIONS),
@@ -513,6 +538,11 @@ impl Store {
             Ok(_) => {
                 if self.unreachable.swap(false, std::sync::atomic::Ordering::AcqRel) {
                     tracing::info!("the database is reachable again");
+                }
+            }
+            Err(error) if database_check::lost_prepared_statement(error) => {
+                if !self.statements_lost.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    tracing::error!(error = %error, "{}", StoreError::StatementsLost);
                 }
             }
             // A query that failed got an answer: the database is there.

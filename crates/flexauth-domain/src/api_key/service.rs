@@ -7,7 +7,7 @@ use super::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository, ApiKeySecret};
 use crate::account::AccountRepository;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::mail::api_key_created_email;
-use crate::newtypes::Scope;
+use crate::newtypes::{ClientInfo, Scope};
 use crate::principal::{LiveSession, Principal, ReauthenticationRequired};
 use crate::session::AuthenticateError;
 use crate::system::{random_uuid, Clock, SecureRandom};
@@ -104,8 +104,9 @@ impl ApiKeyService {
     }
 
     /// Creates a key for the caller's account and tells the owner by email, in the same
-    /// transaction. The session must have proved its password within the re-authentication
-    /// window. The secret is returned here and never again.
+    /// transaction; the security log records it with the `client` that asked. The session must
+    /// have proved its password within the re-authentication window. The secret is returned
+    /// here and never again.
     ///
     /// # Errors
     /// [`CreateApiKeyError`].
@@ -115,6 +116,7 @@ impl ApiKeyService {
         name: ApiKeyName,
         expires_at: Option<OffsetDateTime>,
         scopes: BTreeSet<Scope>,
+        client: ClientInfo,
     ) -> Result<(ApiKey, ApiKeySecret), CreateApiKeyError> {
         let now = self.clock.now();
         caller.require_recent_authentication(now, self.settings.reauthentication_window)?;
@@ -139,7 +141,8 @@ impl ApiKeyService {
         );
         let event = AuditEvent::new(self.random.as_ref(), key.account_id(), AuditKind::ApiKeyCreated, now)
             .of_session(caller.session_id())
-            .of_key(key.id());
+            .of_key(key.id())
+            .from_client(client);
         if !self.keys.create(&key, &secret.hash(), &notice, caller.session_id(), &event).await? {
             return Err(CreateApiKeyError::SessionEnded);
         }
@@ -291,8 +294,10 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _, _, _| Ok(true));
-        let (key, secret) =
-            service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, BTreeSet::new()).await.unwrap();
+        let (key, secret) = service(keys)
+            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, BTreeSet::new(), ClientInfo::default())
+            .await
+            .unwrap();
         assert!(secret.expose().starts_with(key.prefix()));
     }
 
@@ -307,6 +312,7 @@ mod tests {
                 ApiKeyName::parse("ci").unwrap(),
                 None,
                 BTreeSet::new(),
+                ClientInfo::default(),
             )
             .await;
         assert!(matches!(stale, Err(CreateApiKeyError::ReauthenticationRequired(_))));
@@ -316,6 +322,7 @@ mod tests {
                 ApiKeyName::parse("ci").unwrap(),
                 None,
                 BTreeSet::new(),
+                ClientInfo::default(),
             )
             .await
             .unwrap();
@@ -328,8 +335,9 @@ mod tests {
             .withf(|_, _, _, session, _| *session == SessionId::from_uuid(Uuid::from_u128(2)))
             .times(1)
             .returning(|_, _, _, _, _| Ok(false));
-        let outcome =
-            service(keys).create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, BTreeSet::new()).await;
+        let outcome = service(keys)
+            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, BTreeSet::new(), ClientInfo::default())
+            .await;
         assert!(matches!(outcome, Err(CreateApiKeyError::SessionEnded)));
     }
 
@@ -343,11 +351,24 @@ mod tests {
             .returning(|_, _, _, _, _| Ok(true));
         let mut service = service(keys);
         service.settings.scopes = [scope("invoices:read"), scope("invoices:write")].into();
-        let unknown =
-            service.create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, [scope("admin")].into()).await;
+        let unknown = service
+            .create(
+                &jwt_caller(),
+                ApiKeyName::parse("ci").unwrap(),
+                None,
+                [scope("admin")].into(),
+                ClientInfo::default(),
+            )
+            .await;
         assert!(matches!(unknown, Err(CreateApiKeyError::UnknownScope(name)) if name == "admin"));
         let (key, _) = service
-            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, [scope("invoices:read")].into())
+            .create(
+                &jwt_caller(),
+                ApiKeyName::parse("ci").unwrap(),
+                None,
+                [scope("invoices:read")].into(),
+                ClientInfo::default(),
+            )
             .await
             .unwrap();
         assert!(key.grants().allows(&scope("invoices:read"), service.vocabulary()));
@@ -357,7 +378,7 @@ mod tests {
     #[tokio::test]
     async fn an_expiry_in_the_past_is_refused() {
         let outcome = service(MockApiKeyRepository::new())
-            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), Some(NOW), BTreeSet::new())
+            .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), Some(NOW), BTreeSet::new(), ClientInfo::default())
             .await;
         assert!(matches!(outcome, Err(CreateApiKeyError::ExpiryInPast)));
     }

@@ -34,6 +34,22 @@ pub enum EmailKind {
 }
 
 impl EmailKind {
+    /// Every kind, in declaration order (docs/operations.md lists them).
+    pub const ALL: &'static [EmailKind] = &[
+        Self::Verification,
+        Self::AccountExists,
+        Self::PasswordReset,
+        Self::PasswordChanged,
+        Self::PasswordWasReset,
+        Self::ApiKeyCreated,
+        Self::RefreshTokenReuse,
+        Self::EmailChangeConfirmation,
+        Self::EmailChangeAddressTaken,
+        Self::EmailChangeRequested,
+        Self::AccountDeleted,
+        Self::SessionEndedForPasswordFailures,
+    ];
+
     /// The stable name stored in the outbox.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -172,4 +188,37 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// The lease under which this worker holds the entry.
     pub lease: LeaseId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EmailKind;
+
+    /// Fails to compile when a kind is added without a place here, and fails when `ALL` lacks
+    /// it: then `ALL`, the stored names and docs/operations.md must be extended together.
+    fn place(kind: EmailKind) -> usize {
+        match kind {
+            EmailKind::Verification => 0,
+            EmailKind::AccountExists => 1,
+            EmailKind::PasswordReset => 2,
+            EmailKind::PasswordChanged => 3,
+            EmailKind::PasswordWasReset => 4,
+            EmailKind::ApiKeyCreated => 5,
+            EmailKind::RefreshTokenReuse => 6,
+            EmailKind::EmailChangeConfirmation => 7,
+            EmailKind::EmailChangeAddressTaken => 8,
+            EmailKind::EmailChangeRequested => 9,
+            EmailKind::AccountDeleted => 10,
+            EmailKind::SessionEndedForPasswordFailures => 11,
+        }
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_its_stored_name_reads_back() {
+        assert_eq!(EmailKind::ALL.len(), 12);
+        for (index, kind) in EmailKind::ALL.iter().enumerate() {
+            assert_eq!(place(*kind), index);
+            assert_eq!(EmailKind::from_stored(kind.as_str()), Some(*kind));
+        }
+    }
 }

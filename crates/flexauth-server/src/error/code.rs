@@ -264,7 +264,7 @@ impl ErrorCode {
             ),
             Self::NotReady => (
                 S::SERVICE_UNAVAILABLE,
-                "not_ready", "the database is not reachable",
+                "not_ready", "not ready for traffic",
                 "`/readyz`: the database does not answer or lacks a migration this version needs, or the instance \
                     is draining for a shutdown.",
             ),

@@ -1,8 +1,8 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use std::collections::BTreeSet;
 
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName};
-use flexauth_domain::newtypes::Scope;
+use flexauth_domain::newtypes::{ClientInfo, Scope};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -88,14 +88,21 @@ pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn create(
     state: web::Data<AppState>,
+    request: HttpRequest,
     caller: LiveCaller,
     body: JsonAfterCaller<CreateBody>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let body = body?.into_inner();
-    Ok(create_key(&state, &caller, body).await?)
+    let client = state.client_info(&request);
+    Ok(create_key(&state, &caller, body, client).await?)
 }
 
-async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> Result<HttpResponse, ApiError> {
+async fn create_key(
+    state: &AppState,
+    caller: &LiveCaller,
+    body: CreateBody,
+    client: ClientInfo,
+) -> Result<HttpResponse, ApiError> {
     let CreateBody { name, expires_at, scopes } = body;
     let name = ApiKeyName::parse(&name)?;
     let expires_at = expires_at
@@ -107,7 +114,7 @@ async fn create_key(state: &AppState, caller: &LiveCaller, body: CreateBody) -> 
         .map(|text| Scope::parse(&text))
         .collect::<Result<BTreeSet<_>, _>>()
         .map_err(|error| ApiError::with_message(ErrorCode::InvalidScope, error.to_string()))?;
-    let (key, secret) = state.api_keys.create(caller, name, expires_at, scopes).await?;
+    let (key, secret) = state.api_keys.create(caller, name, expires_at, scopes, client).await?;
     tracing::info!(target: "flexauth::audit", event = "api_key_created", account_id = %key.account_id(), key_id = %key.id(), "API key created");
     Ok(HttpResponse::Created()
         .insert_header(("cache-control", "no-store"))

@@ -264,10 +264,18 @@ async fn the_security_log_shows_the_owner_logins_changes_keys_and_reuse() {
         app.post_json_with_bearer("/v1/auth/password/change", &access, change).await.status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "logged key" })).await.status,
-        StatusCode::CREATED
-    );
+    // The key is made from another address and program, which the log names.
+    let created = app
+        .client
+        .post(app.url("/v1/api-keys"))
+        .bearer_auth(&access)
+        .header("x-forwarded-for", "192.0.2.44")
+        .header("user-agent", "billing-setup/1.0")
+        .json(&json!({ "name": "logged key" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
     let first = session["refresh_token"].as_str().unwrap();
     let rotated = app.refresh(first).await.body["data"]["refresh_token"].as_str().unwrap().to_owned();
     app.refresh(&rotated).await;
@@ -303,6 +311,10 @@ async fn the_security_log_shows_the_owner_logins_changes_keys_and_reuse() {
     assert_eq!(events[5]["ip"], "203.0.113.66", "the failed login names its address");
     assert_eq!(events[4]["ip"], "192.0.2.10");
     assert!(events[2]["key_id"].is_string());
+    assert_eq!(
+        (events[2]["ip"].as_str(), events[2]["user_agent"].as_str()),
+        (Some("192.0.2.44"), Some("billing-setup/1.0"))
+    );
     assert_eq!(app.get_with_bearer("/v1/auth/events?after=garbage", &reader).await.code(), "invalid_cursor");
     // Another account sees none of it.
     let stranger = app.verified_login(&env, &unique_email("stranger")).await;

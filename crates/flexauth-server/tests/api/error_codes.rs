@@ -308,3 +308,12 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
     assert!(documented.len() >= 32, "the table was read: {documented:?}");
     app.stop().await;
 }
+
+#[test]
+fn the_table_of_docs_api_md_is_every_code_the_server_has() {
+    let declared: BTreeMap<String, u16> = flexauth_server::error::ErrorCode::ALL
+        .iter()
+        .map(|code| (code.as_str().to_owned(), code.status().as_u16()))
+        .collect();
+    assert_eq!(documented_codes(), declared, "docs/api.md's error codes and statuses are ErrorCode's");
+}

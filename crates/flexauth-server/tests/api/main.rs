@@ -14,6 +14,7 @@ mod check;
 mod connections;
 mod error_codes;
 mod fast_paths;
+mod first_day;
 mod gateways;
 mod guard;
 mod introspection;

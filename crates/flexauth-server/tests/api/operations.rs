@@ -53,6 +53,48 @@ impl Scrape {
     }
 }
 
+/// The outcomes docs/operations.md lists for `metric`, in its metrics table.
+fn documented_outcomes(metric: &str) -> Vec<String> {
+    let operations = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md")).unwrap();
+    let row = operations
+        .lines()
+        .find(|line| line.starts_with(&format!("| `{metric}` |")))
+        .unwrap_or_else(|| panic!("docs/operations.md lists {metric}"));
+    let labels = row.split('|').nth(3).unwrap();
+    let values = labels.split_once("`outcome`:").map_or("", |(_, values)| values);
+    values.split(',').map(|value| value.trim().trim_matches('`').to_owned()).filter(|value| !value.is_empty()).collect()
+}
+
+#[actix_web::test]
+async fn every_documented_outcome_is_a_series_at_zero_before_anything_happened() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_with(&["--metrics-bind", "127.0.0.1:0"]).await;
+    let fresh = Scrape::of(&app).await;
+    for metric in [
+        "flexauth_logins_total",
+        "flexauth_refreshes_total",
+        "flexauth_api_key_authentications_total",
+        "flexauth_mail_sends_total",
+    ] {
+        let documented = documented_outcomes(metric);
+        let mut served: Vec<String> = fresh
+            .0
+            .samples
+            .iter()
+            .filter(|sample| sample.metric == metric)
+            .map(|sample| {
+                assert_eq!(sample.value, prometheus_parse::Value::Counter(0.0), "{metric}");
+                sample.labels.get("outcome").unwrap().to_owned()
+            })
+            .collect();
+        served.sort();
+        let mut expected = documented.clone();
+        expected.sort();
+        assert_eq!(served, expected, "{metric}: the series at start are the outcomes docs/operations.md lists");
+    }
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn metrics_are_served_on_their_own_listener_and_count_what_happened() {
     let env = TestEnv::new().await;
@@ -209,4 +251,22 @@ async fn an_instance_is_not_ready_on_a_database_that_lacks_one_of_its_migrations
     assert_eq!(readiness.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(readiness.code(), "not_ready");
     app.stop().await;
+}
+
+#[test]
+fn the_email_kinds_of_docs_operations_md_are_every_kind_flexauth_sends() {
+    let operations = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md")).unwrap();
+    let table = operations
+        .split("| Kind | Subject | What it is for, and when it is sent |")
+        .nth(1)
+        .expect("docs/operations.md has the table of email kinds");
+    // The rows up to the first line that is not one.
+    let documented: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with("| `"))
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+        .collect();
+    let kinds: Vec<&str> = flexauth_domain::mail::EmailKind::ALL.iter().map(|kind| kind.as_str()).collect();
+    assert_eq!(documented, kinds, "docs/operations.md lists every kind, in the enum's order");
 }

@@ -49,9 +49,24 @@ async fn a_restart_logs_nobody_out() {
     after.stop().await;
 }
 
+/// The PgBouncer of `scripts/pgbouncer-up` (FLEXAUTH_TEST_PGBOUNCER_URL); `None`, said on
+/// stderr, when it is not given, which fails the test when FLEXAUTH_TEST_REQUIRE_PGBOUNCER is
+/// set (as CI sets it).
+pub(crate) fn pgbouncer_url(test: &str) -> Option<String> {
+    let url = std::env::var("FLEXAUTH_TEST_PGBOUNCER_URL").ok().filter(|url| !url.is_empty());
+    if url.is_none() {
+        assert!(
+            std::env::var_os("FLEXAUTH_TEST_REQUIRE_PGBOUNCER").is_none(),
+            "FLEXAUTH_TEST_REQUIRE_PGBOUNCER is set but FLEXAUTH_TEST_PGBOUNCER_URL is not"
+        );
+        eprintln!("skipping {test}: FLEXAUTH_TEST_PGBOUNCER_URL is not set (scripts/pgbouncer-up prints it)");
+    }
+    url
+}
+
 /// The database URL of `env` with its host and port replaced by those of `pooler`, a
 /// `postgres://…` URL of a pooler in front of the same server.
-fn through(env: &TestEnv, pooler: &str) -> String {
+pub(crate) fn through(env: &TestEnv, pooler: &str) -> String {
     let flexauth_store::DatabaseConfig::Postgres(direct) = env.db.config() else {
         unreachable!("checked by the caller")
     };
@@ -65,32 +80,31 @@ fn through(env: &TestEnv, pooler: &str) -> String {
 /// Two instances behind PgBouncer in transaction mode (`scripts/pgbouncer-up`; CI sets
 /// FLEXAUTH_TEST_PGBOUNCER_URL and requires it): the seed flow, concurrent refreshes on both,
 /// API keys revoked at once. Consecutive statements reach different server sessions there, so
-/// any named prepared statement or session state would fail.
+/// any named prepared statement or session state would fail. One instance is told of the pooler
+/// (FLEXAUTH_DATABASE_POOLER=transaction), the other is not and sees it.
 #[actix_web::test]
 async fn two_instances_behind_pgbouncer_in_transaction_mode_run_the_seed_flow_and_agree_on_concurrent_refreshes() {
-    let Some(pooler) = std::env::var("FLEXAUTH_TEST_PGBOUNCER_URL").ok().filter(|url| !url.is_empty()) else {
-        assert!(
-            std::env::var_os("FLEXAUTH_TEST_REQUIRE_PGBOUNCER").is_none(),
-            "FLEXAUTH_TEST_REQUIRE_PGBOUNCER is set but FLEXAUTH_TEST_PGBOUNCER_URL is not"
-        );
-        eprintln!(
-            "skipping the PgBouncer test: FLEXAUTH_TEST_PGBOUNCER_URL is not set (scripts/pgbouncer-up prints it)"
-        );
-        return;
-    };
+    let Some(pooler) = pgbouncer_url("the PgBouncer test") else { return };
     let env = TestEnv::new().await;
     if !env.is_postgres() {
         eprintln!("skipping the PgBouncer test: the API suite runs on SQLite");
         return;
     }
     let url = through(&env, &pooler);
-    let tune = |settings: &mut flexauth_server::config::Settings| {
+    // The second instance is told of the pooler; the first is not, and must see it on its own.
+    let unnamed = |settings: &mut flexauth_server::config::Settings| {
+        settings.database = flexauth_store::DatabaseConfig::Postgres(url.clone());
+        settings.database_pooler = flexauth_store::Pooler::None;
+    };
+    let named = |settings: &mut flexauth_server::config::Settings| {
         settings.database = flexauth_store::DatabaseConfig::Postgres(url.clone());
         settings.database_pooler = flexauth_store::Pooler::Transaction;
     };
     let clock = std::sync::Arc::new(crate::helpers::TestClock::default());
-    let instances =
-        [env.spawn_configured(&[], tune, clock.clone()).await, env.spawn_configured(&[], tune, clock.clone()).await];
+    let instances = [
+        env.spawn_configured(&[], unnamed, clock.clone()).await,
+        env.spawn_configured(&[], named, clock.clone()).await,
+    ];
 
     // Sign up on one, verify and log in on the other.
     let email = unique_email("bounced");
@@ -121,6 +135,8 @@ async fn two_instances_behind_pgbouncer_in_transaction_mode_run_the_seed_flow_an
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let key = created.body["data"]["key"].as_str().unwrap().to_owned();
     assert_eq!(instances[1].get_with_bearer("/v1/usage", &key).await.status, StatusCode::OK);
+    // Used on the first too, where a key cache fed through the pooler would keep it.
+    assert_eq!(instances[0].get_with_bearer("/v1/usage", &key).await.status, StatusCode::OK);
     let id = created.body["data"]["id"].as_str().unwrap();
     assert_eq!(
         instances[1].delete_with_bearer(&format!("/v1/api-keys/{id}"), &fresh).await.status,

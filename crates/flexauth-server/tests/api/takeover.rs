@@ -265,8 +265,12 @@ async fn on_sqlite_nothing_in_the_data_directory_is_readable_by_other_users() {
     let email = unique_email("files");
     signup(&app, &email, OWNER_PASSWORD).await;
     let mail_dir = dir.join("mail");
+    // A written mail, not one still being written (`….eml.partial`, renamed once complete).
     crate::helpers::eventually("a mail file", || {
-        std::fs::read_dir(&mail_dir).ok().and_then(|mut entries| entries.next()).and_then(Result::ok)
+        std::fs::read_dir(&mail_dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|entry| entry.file_name().to_string_lossy().ends_with(".eml"))
     })
     .await;
     let mut checked = Vec::new();
