@@ -152,18 +152,50 @@ mod floors {
         FLOORS.iter().position(|floor| floor.contains(&module))
     }
 
-    /// Every `crate::<module>` a source file names in code (doc comments may link anywhere).
+    /// Every `crate::<module>` a source file names in code (doc comments may link anywhere),
+    /// grouped imports included: `crate::{session::X, account::{A, B}}` names `session` and
+    /// `account`, over as many lines as rustfmt spreads it.
     fn named_modules(source: &str) -> Vec<String> {
+        let code: String =
+            source.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        let identifier = |text: &str| -> String {
+            text.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+        };
         let mut named = Vec::new();
-        for line in source.lines().filter(|line| !line.trim_start().starts_with("//")) {
-            let mut rest = line;
-            while let Some(at) = rest.find("crate::") {
-                rest = &rest[at + "crate::".len()..];
-                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                named.push(name);
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let Some(group) = rest.strip_prefix('{') else {
+                named.push(identifier(rest));
+                continue;
+            };
+            // The first name of each item of the group, at its outermost level.
+            let mut depth = 1;
+            let mut item_start = true;
+            for (index, character) in group.char_indices() {
+                if item_start && !character.is_whitespace() {
+                    item_start = false;
+                    if depth == 1 {
+                        named.push(identifier(&group[index..]));
+                    }
+                }
+                match character {
+                    '{' => depth += 1,
+                    '}' if depth == 1 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 1 => item_start = true,
+                    _ => {}
+                }
             }
         }
+        named.retain(|name| !name.is_empty());
         named
+    }
+
+    #[test]
+    fn grouped_imports_name_each_of_their_modules() {
+        let source = "use crate::{\n    session::Session,\n    account::{Account, EmailAddress},\n};\nuse crate::audit::AuditKind;";
+        assert_eq!(named_modules(source), ["session", "account", "audit"]);
     }
 
     fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {

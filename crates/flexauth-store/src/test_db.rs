@@ -31,12 +31,40 @@ enum Cleanup {
 /// When the variable holds something that is not a yes or a no.
 #[allow(clippy::panic)]
 pub fn postgres_required() -> bool {
-    match std::env::var(REQUIRE_POSTGRES_VAR).map(|value| value.trim().to_ascii_lowercase()) {
+    required(REQUIRE_POSTGRES_VAR)
+}
+
+/// Whether the `FLEXAUTH_TEST_REQUIRE_*` variable `variable` asks for what it names: `1`,
+/// `true` or `yes` (any case) do; `0`, `false`, `no`, empty or unset do not.
+///
+/// # Panics
+/// When the variable holds something that is not a yes or a no, so a typo cannot switch a
+/// requirement off.
+#[allow(clippy::panic)]
+pub fn required(variable: &str) -> bool {
+    match std::env::var(variable).map(|value| value.trim().to_ascii_lowercase()) {
         Err(_) => false,
         Ok(value) if ["1", "true", "yes"].contains(&value.as_str()) => true,
         Ok(value) if ["", "0", "false", "no"].contains(&value.as_str()) => false,
-        Ok(value) => panic!("{REQUIRE_POSTGRES_VAR}={value:?} is neither a yes (1, true, yes) nor a no (0, false, no)"),
+        Ok(value) => panic!("{variable}={value:?} is neither a yes (1, true, yes) nor a no (0, false, no)"),
     }
+}
+
+/// Says that `test` did not run and why, past the test harness's capture of a passing test's
+/// output, so a run that skipped something shows `SKIPPED` lines even when every test passed.
+/// When `require` names a `FLEXAUTH_TEST_REQUIRE_*` variable that is set (as CI sets each),
+/// the test fails instead; `None` is for a test that does not apply by design (a PostgreSQL
+/// test in the suite's SQLite run).
+///
+/// # Panics
+/// When `require` is set.
+#[allow(clippy::panic)]
+pub fn skip(test: &str, reason: &str, require: Option<&str>) {
+    if let Some(variable) = require.filter(|variable| required(variable)) {
+        panic!("{test} cannot run ({reason}), and {variable} is set");
+    }
+    // Straight to the file descriptor: the harness captures `eprintln!`, not this.
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), format!("SKIPPED {test}: {reason}\n").as_bytes());
 }
 
 /// A migrated database that disappears when dropped.
@@ -77,10 +105,7 @@ impl TestDatabase {
     #[allow(clippy::expect_used, clippy::panic)]
     pub async fn postgres() -> Option<Self> {
         let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-            if postgres_required() {
-                panic!("{REQUIRE_POSTGRES_VAR} is set but {POSTGRES_URL_VAR} is not");
-            }
-            eprintln!("skipping a PostgreSQL test: {POSTGRES_URL_VAR} is not set");
+            skip("a PostgreSQL test", &format!("{POSTGRES_URL_VAR} is not set"), Some(REQUIRE_POSTGRES_VAR));
             return None;
         };
         let name = format!("flexauth_test_{}", uuid::Uuid::new_v4().simple());

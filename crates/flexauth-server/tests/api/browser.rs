@@ -493,11 +493,16 @@ async fn page_server(host: &str, page: Shared<String>, reports: Shared<Vec<Value
 }
 
 /// The single-page application in headless Chromium. Skipped unless `FLEXAUTH_TEST_CHROMIUM`
-/// names the browser (`scripts/browser-up` installs it and CI sets it).
+/// names the browser (`scripts/browser-up` installs it and CI sets it, with
+/// FLEXAUTH_TEST_REQUIRE_CHROMIUM).
 #[actix_web::test]
 async fn a_single_page_app_on_an_allowed_origin_logs_in_refreshes_through_the_cookie_and_logs_out_in_chromium() {
     let Some(chromium) = std::env::var_os("FLEXAUTH_TEST_CHROMIUM").filter(|path| !path.is_empty()) else {
-        eprintln!("skipping the Chromium test: FLEXAUTH_TEST_CHROMIUM is not set");
+        flexauth_store::test_db::skip(
+            "the Chromium test",
+            "FLEXAUTH_TEST_CHROMIUM is not set (scripts/browser-up)",
+            Some("FLEXAUTH_TEST_REQUIRE_CHROMIUM"),
+        );
         return;
     };
     let env = TestEnv::new().await;

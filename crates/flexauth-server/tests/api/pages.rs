@@ -277,7 +277,11 @@ fn screenshots_dir() -> PathBuf {
 fn chromium() -> Option<std::ffi::OsString> {
     let path = std::env::var_os("FLEXAUTH_TEST_CHROMIUM").filter(|path| !path.is_empty());
     if path.is_none() {
-        eprintln!("skipping the page test: FLEXAUTH_TEST_CHROMIUM is not set");
+        flexauth_store::test_db::skip(
+            "a page test",
+            "FLEXAUTH_TEST_CHROMIUM is not set (scripts/browser-up)",
+            Some("FLEXAUTH_TEST_REQUIRE_CHROMIUM"),
+        );
     }
     path
 }

@@ -9,7 +9,7 @@ use crate::helpers::{unique_email, TestEnv};
 async fn concurrent_refreshes_across_three_instances_yield_one_lineage() {
     let env = TestEnv::new().await;
     if !env.is_postgres() {
-        eprintln!("skipping the three-instance test: it needs PostgreSQL (FLEXAUTH_TEST_POSTGRES_URL)");
+        flexauth_store::test_db::skip("the three-instance test", "the API suite runs on SQLite", None);
         return;
     }
     let instances = [env.spawn().await, env.spawn().await, env.spawn().await];
@@ -55,11 +55,11 @@ async fn a_restart_logs_nobody_out() {
 pub(crate) fn pgbouncer_url(test: &str) -> Option<String> {
     let url = std::env::var("FLEXAUTH_TEST_PGBOUNCER_URL").ok().filter(|url| !url.is_empty());
     if url.is_none() {
-        assert!(
-            std::env::var_os("FLEXAUTH_TEST_REQUIRE_PGBOUNCER").is_none(),
-            "FLEXAUTH_TEST_REQUIRE_PGBOUNCER is set but FLEXAUTH_TEST_PGBOUNCER_URL is not"
+        flexauth_store::test_db::skip(
+            test,
+            "FLEXAUTH_TEST_PGBOUNCER_URL is not set (scripts/pgbouncer-up prints it)",
+            Some("FLEXAUTH_TEST_REQUIRE_PGBOUNCER"),
         );
-        eprintln!("skipping {test}: FLEXAUTH_TEST_PGBOUNCER_URL is not set (scripts/pgbouncer-up prints it)");
     }
     url
 }
@@ -87,7 +87,7 @@ async fn two_instances_behind_pgbouncer_in_transaction_mode_run_the_seed_flow_an
     let Some(pooler) = pgbouncer_url("the PgBouncer test") else { return };
     let env = TestEnv::new().await;
     if !env.is_postgres() {
-        eprintln!("skipping the PgBouncer test: the API suite runs on SQLite");
+        flexauth_store::test_db::skip("the PgBouncer test", "the API suite runs on SQLite", None);
         return;
     }
     let url = through(&env, &pooler);

@@ -78,6 +78,7 @@ impl SessionService {
             }
         }
         let account_id = found.as_ref().map(Account::id);
+        let attempt = LoginAttempt { address: address.as_deref(), account_key: &account_key, under_attack };
         match self.check_password(found, password, now).await {
             Err(LoginError::InvalidCredentials) => {
                 if let Some(account_id) = account_id {
@@ -87,18 +88,11 @@ impl SessionService {
             }
             Err(other) => {
                 // The right password of an unverified account, or no check at all: no guess.
-                self.refund(address.as_deref(), &account_key, now).await?;
+                self.settle(&attempt, Settlement::NoGuess, now).await?;
                 Err(other)
             }
             Ok(account) => {
-                self.refund(address.as_deref(), &account_key, now).await?;
-                // A success clears a few typos; it does not clear an attack in progress, or
-                // every login of the exempt owner would hand the attacker a fresh allowance.
-                if limits.enabled && !under_attack {
-                    for policy in limits.account_login_limits() {
-                        self.limiter.reset(&account_key, &policy).await?;
-                    }
-                }
+                self.settle(&attempt, Settlement::Success, now).await?;
                 let presented = client.device.clone();
                 let mut pair = self.open_session(&account, client, now).await?;
                 // A device the account knows keeps its token; any other gets a new one.
@@ -117,17 +111,31 @@ impl SessionService {
         }
     }
 
-    /// Takes back the login attempt counted against the address and the account.
-    async fn refund(&self, address: Option<&str>, account_key: &str, now: OffsetDateTime) -> Result<(), InfraError> {
+    /// Settles the counters `attempt` hit, once its outcome is known. An attempt that was no
+    /// guess gives its counts back. A success gives back the address's count and clears the
+    /// account's counters (a few typos are forgiven), unless the account is under attack:
+    /// then it only gives its own count back, or every login of the exempt owner would hand
+    /// the attacker a fresh allowance. Each counter is written once.
+    async fn settle(
+        &self,
+        attempt: &LoginAttempt<'_>,
+        outcome: Settlement,
+        now: OffsetDateTime,
+    ) -> Result<(), InfraError> {
         let limits = &self.settings.limits;
         if !limits.enabled {
             return Ok(());
         }
-        if let Some(address) = address {
+        if let Some(address) = attempt.address {
             self.limiter.refund(address, &limits.login_failures_per_address, now).await?;
         }
+        let clear = outcome == Settlement::Success && !attempt.under_attack;
         for policy in limits.account_login_limits() {
-            self.limiter.refund(account_key, &policy, now).await?;
+            if clear {
+                self.limiter.reset(attempt.account_key, &policy).await?;
+            } else {
+                self.limiter.refund(attempt.account_key, &policy, now).await?;
+            }
         }
         Ok(())
     }
@@ -224,4 +232,24 @@ impl SessionService {
             session.token_expires_at(),
         )?)
     }
+}
+
+/// The counters one login attempt hit before its password was checked.
+struct LoginAttempt<'a> {
+    /// The client's address key, when it has an address.
+    address: Option<&'a str>,
+    /// The key of the address typed.
+    account_key: &'a str,
+    /// Whether the account's limit was reached (the client was let through as a known one).
+    under_attack: bool,
+}
+
+/// How a login attempt that was not a wrong password ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settlement {
+    /// The password was right but no session opened (unverified, disabled), or nothing was
+    /// checked: no guess.
+    NoGuess,
+    /// A session opened.
+    Success,
 }

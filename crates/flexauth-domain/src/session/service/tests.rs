@@ -887,3 +887,33 @@ async fn an_account_under_attack_lets_in_a_device_that_logged_in_before_from_any
     let pair = service.login(&email, &password, client).await.unwrap();
     assert!(pair.new_device.is_none(), "a known device keeps its token");
 }
+
+#[tokio::test]
+async fn a_successful_login_settles_each_counter_once() {
+    let mut ports = Ports::new();
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.hasher.expect_verify().returning(|_, _| Ok(true));
+    ports.sessions.expect_create().returning(|_, _, _| Ok(true));
+    ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
+    ports.sessions.expect_remember_device().returning(|_, _, _| Ok(()));
+    // A strict limiter: a call it was not told of fails the test.
+    let mut limiter = crate::limits::MockRateLimiter::new();
+    limiter.expect_hit().times(3).returning(|_, policy, _| {
+        Ok(crate::limits::LimitDecision {
+            policy: *policy,
+            allowed: true,
+            remaining: policy.limit,
+            reset_after: policy.window,
+        })
+    });
+    // The address gets its count back; the account's two tiers are cleared, not refunded first.
+    limiter
+        .expect_refund()
+        .withf(|_, policy, _| policy.name == "login_failures_per_address")
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    limiter.expect_reset().withf(|key, _| key == email_key(&credentials().0)).times(2).returning(|_, _| Ok(()));
+    ports.limiter = limiter;
+    let (email, password) = credentials();
+    ports.service().login(&email, &password, client_at("192.0.2.8")).await.unwrap();
+}
