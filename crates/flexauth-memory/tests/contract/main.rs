@@ -1,10 +1,7 @@
-//! The port contract (`flexauth-contract`) on a fresh in-memory store per scenario, and the
-//! lifecycle port, which the contract does not cover yet.
+//! The port contract (`flexauth-contract`) on a fresh in-memory store per scenario.
 
 // Test support code outside #[test] functions may unwrap: a failure is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod lifecycle;
 
 use flexauth_memory::MemoryStore;
 use uuid::Uuid;
