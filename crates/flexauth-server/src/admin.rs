@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::{AccountsCommand, ClientsCommand, Settings};
 use crate::startup::{self, StartupError};
-use crate::system::{OsRandom, SystemClock};
+use crate::system::{instant, OsRandom, SystemClock};
 
 /// Why an operator's command failed; its message is the one line printed.
 #[derive(Debug, thiserror::Error)]
@@ -181,10 +181,6 @@ struct KeyView {
     published_until: Option<String>,
     verifies_until: Option<String>,
     sealed: bool,
-}
-
-pub(crate) fn instant(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string())
 }
 
 /// Runs a `flexauth keys` command and returns what to print.

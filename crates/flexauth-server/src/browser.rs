@@ -8,14 +8,8 @@
 //! cross-site form cannot send, and whose `Origin`, when there is one, is flexauth's own or
 //! allowed.
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::http::Method;
-use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse};
-
-use crate::state::AppState;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::HttpRequest;
 
 /// The request header by which a client opts in to the cookie transport, with the value
 /// [`COOKIE_TRANSPORT`].
@@ -28,11 +22,11 @@ pub const COOKIE_TRANSPORT: &str = "cookie";
 /// refresh into (a login CSRF), as it could a `__Secure-` cookie with a longer path.
 pub const REFRESH_COOKIE: &str = "__Host-flexauth_refresh";
 
-const ALLOWED_METHODS: &str = "GET, HEAD, POST, DELETE";
-const ALLOWED_HEADERS: &str = "Authorization, Content-Type, Refresh-Token-Transport, X-Request-Id";
-const EXPOSED_HEADERS: &str = "WWW-Authenticate, Retry-After, RateLimit, RateLimit-Policy, X-Request-Id";
+pub(crate) const ALLOWED_METHODS: &str = "GET, HEAD, POST, DELETE";
+pub(crate) const ALLOWED_HEADERS: &str = "Authorization, Content-Type, Refresh-Token-Transport, X-Request-Id";
+pub(crate) const EXPOSED_HEADERS: &str = "WWW-Authenticate, Retry-After, RateLimit, RateLimit-Policy, X-Request-Id";
 /// How long a browser may reuse a preflight answer.
-const PREFLIGHT_MAX_AGE: &str = "600";
+pub(crate) const PREFLIGHT_MAX_AGE: &str = "600";
 
 /// The origins flexauth serves browsers on, and how the refresh cookie is set.
 #[derive(Debug, Clone)]
@@ -46,7 +40,7 @@ pub struct BrowserPolicy {
 }
 
 impl BrowserPolicy {
-    fn allows_cors(&self, origin: &str) -> bool {
+    pub(crate) fn allows_cors(&self, origin: &str) -> bool {
         self.cors_origins.iter().any(|allowed| allowed == origin)
     }
 
@@ -118,52 +112,6 @@ fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Ite
 /// The value of the cookie `name` in the request's `Cookie` headers.
 pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     cookie_values(headers, name).next().map(str::to_owned)
-}
-
-/// Answers CORS preflights and marks the answers for allowed origins; does nothing for
-/// others.
-///
-/// # Errors
-/// Whatever the wrapped service returns.
-pub async fn cors(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    // A clone of the shared state is a reference count; the policy itself is not copied.
-    let state = request.app_data::<web::Data<AppState>>().cloned();
-    let Some(state) = state.filter(|state| !state.browser.cors_origins.is_empty()) else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
-    };
-    let origin = request
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|value| value.to_str().ok())
-        .filter(|origin| state.browser.allows_cors(origin))
-        .map(str::to_owned);
-    let Some(origin) = origin.and_then(|origin| HeaderValue::from_str(&origin).ok()) else {
-        // The answer depends on the Origin: caches must not hand it to an allowed one.
-        let mut response = next.call(request).await?.map_into_boxed_body();
-        response.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
-        return Ok(response);
-    };
-    if request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        let answer = HttpResponse::NoContent()
-            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOWED_METHODS))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS))
-            .insert_header((header::ACCESS_CONTROL_MAX_AGE, PREFLIGHT_MAX_AGE))
-            .insert_header((header::VARY, "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"))
-            .finish();
-        return Ok(request.into_response(answer));
-    }
-    let mut response = next.call(request).await?.map_into_boxed_body();
-    let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    Ok(response)
 }
 
 /// Parses `FLEXAUTH_CORS_ORIGINS`: comma-separated origins, each `scheme://host[:port]`.

@@ -9,9 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 use flexauth_argon2::Argon2Hasher;
 use flexauth_domain::session::TokenPair;
@@ -23,7 +20,6 @@ use prometheus::{
 };
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Latency buckets, in seconds: from a cached token check to a login behind a full hashing
 /// queue.
@@ -297,7 +293,7 @@ impl Metrics {
         }
     }
 
-    fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         let class = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -371,30 +367,4 @@ pub async fn scrape(sources: web::Data<MetricsSources>) -> HttpResponse {
             HttpResponse::InternalServerError().finish()
         }
     }
-}
-
-/// Counts every API request by the template of the route it matched (`/v1/api-keys/{id}`, not
-/// the id), its method and status class, and times it.
-pub async fn middleware(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-    let method = match *request.method() {
-        actix_web::http::Method::GET => "GET",
-        actix_web::http::Method::HEAD => "HEAD",
-        actix_web::http::Method::POST => "POST",
-        actix_web::http::Method::PUT => "PUT",
-        actix_web::http::Method::PATCH => "PATCH",
-        actix_web::http::Method::DELETE => "DELETE",
-        actix_web::http::Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
-    let state = request.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(request).await?;
-    if let Some(state) = state {
-        state.metrics.http_request(&route, method, response.status().as_u16(), started.elapsed());
-    }
-    Ok(response)
 }

@@ -349,7 +349,7 @@ async fn key_ring(settings: &Settings, store: &Store, clock: &dyn Clock) -> Resu
         match next {
             Some(key) => StartupError::NotSigningYet {
                 kid: key.key.kid().to_owned(),
-                at: crate::admin::instant(plan.activation(key)),
+                at: crate::system::instant(plan.activation(key)),
                 seconds: (plan.activation(key) - now).whole_seconds().max(1),
             },
             None => StartupError::Ring(error),
@@ -715,9 +715,9 @@ impl Application {
                 .wrap(from_fn(crate::body_deadline::middleware))
                 .wrap(ErrorHandlers::new().default_handler(envelope_for_framework_errors))
                 .wrap(from_fn(request_id::middleware))
-                .wrap(from_fn(crate::browser::cors))
+                .wrap(from_fn(crate::middleware::cors))
                 // Outermost, so it counts the status the client really got.
-                .wrap(from_fn(crate::metrics::middleware))
+                .wrap(from_fn(crate::middleware::count_requests))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -27,3 +27,8 @@ impl SecureRandom for OsRandom {
         }
     }
 }
+
+/// An instant as operators read it in the commands' JSON and in start messages: RFC 3339.
+pub(crate) fn instant(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string())
+}
