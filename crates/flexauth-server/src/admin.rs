@@ -239,7 +239,7 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
         }
         KeysCommand::Rotate { delay } => {
             let delay = match delay {
-                Some(text) => crate::config::parse_duration(text).map_err(AdminCommandError::Failed)?,
+                Some(delay) => delay.0,
                 None => settings.jwks_max_age * 2,
             };
             if delay <= settings.jwks_max_age {

@@ -119,23 +119,25 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 /// # Errors
 /// The first entry that is not such an origin, with the reason.
 pub fn parse_origins(text: &str) -> Result<Vec<String>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            let url = url::Url::parse(entry).map_err(|error| format!("`{entry}`: {error}"))?;
-            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(format!("`{entry}` is not an http:// or https:// origin"));
-            }
-            if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-                return Err(format!("`{entry}` is not an origin: give only scheme, host and port"));
-            }
-            if entry.ends_with('/') {
-                return Err(format!("`{entry}` has a trailing slash, which no browser sends in Origin"));
-            }
-            Ok(url.origin().ascii_serialization())
-        })
-        .collect()
+    text.split(',').map(str::trim).filter(|entry| !entry.is_empty()).map(parse_origin).collect()
+}
+
+/// Parses one origin, `scheme://host[:port]`, into the form browsers send in `Origin`.
+///
+/// # Errors
+/// Why `entry` is not such an origin.
+pub fn parse_origin(entry: &str) -> Result<String, String> {
+    let url = url::Url::parse(entry).map_err(|error| format!("`{entry}`: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{entry}` is not an http:// or https:// origin"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!("`{entry}` is not an origin: give only scheme, host and port"));
+    }
+    if entry.ends_with('/') {
+        return Err(format!("`{entry}` has a trailing slash, which no browser sends in Origin"));
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 #[cfg(test)]

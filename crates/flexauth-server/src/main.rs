@@ -59,7 +59,18 @@ fn printed(outcome: Result<String, flexauth_server::admin::AdminCommandError>) -
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => match flexauth_server::config::explain(&error) {
+            // A setting that does not parse: one line naming it, as for those checked later.
+            Some(line) => {
+                eprintln!("flexauth: {line}");
+                return ExitCode::from(2);
+            }
+            // Help, the version, an unknown flag: clap's own answer and status.
+            None => error.exit(),
+        },
+    };
     if cli.command == Some(Command::Openapi) {
         // The document needs no configuration, so that it can be written on any machine.
         return print_out(flexauth_server::routes::openapi_document());

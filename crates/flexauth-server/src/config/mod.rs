@@ -1,11 +1,13 @@
-//! Configuration: environment variables, each overridable by a command-line flag. Values are
-//! taken as text and validated here, so a bad one stops the start with one line that names the
-//! variable and the flag.
+//! Configuration: environment variables, each overridable by a command-line flag. Each setting
+//! is one typed field of [`RawConfig`] with its doc comment: clap parses it with the type's
+//! parser ([`values`]), and a value that does not parse stops the start with one line naming
+//! the variable and the flag ([`explain`]). [`RawConfig::resolve`] keeps only the rules that
+//! span several settings.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser};
 use flexauth_argon2::Argon2Settings;
 use flexauth_store::DatabaseConfig;
 use time::Duration;
@@ -27,126 +29,40 @@ pub struct Cli {
     pub config: RawConfig,
 }
 
-/// What to do; serving is the default.
-#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum Command {
-    /// Apply pending migrations, then serve the API (the default).
-    Serve,
-    /// Apply pending database migrations and exit.
-    Migrate,
-    /// Print the OpenAPI document of this version's API (what `GET /openapi.json` serves).
-    Openapi,
-    /// List, rotate and retire the signing keys stored in the database. Each command prints
-    /// JSON.
-    Keys {
-        #[command(subcommand)]
-        command: KeysCommand,
-    },
-    /// Look up and administer accounts on the configured database. Each command prints JSON.
-    Accounts {
-        #[command(subcommand)]
-        command: AccountsCommand,
-    },
-    /// Register the resource servers that may introspect tokens (POST /v1/auth/introspect).
-    /// Each command prints JSON.
-    Clients {
-        #[command(subcommand)]
-        command: ClientsCommand,
-    },
-}
+pub use commands::{AccountsCommand, ClientsCommand, Command, KeysCommand};
+pub use values::{ConfigDuration, LogFormat};
+use values::{
+    DatabaseUrl, DurationOrZero, ForwardedHeaderSetting, List, OptionalAddress, Origin, PoolerSetting, PublicUrl,
+};
 
-/// An operator's command on the resource servers that may introspect.
-#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum ClientsCommand {
-    /// Register a resource server named NAME; prints its client_id and client_secret, which is
-    /// shown this once (only its digest is stored).
-    Create {
-        #[arg(allow_hyphen_values = true)]
-        name: String,
-    },
-    /// Every registered resource server, oldest first (never a secret).
-    List,
-    /// Delete resource server ID: every instance refuses its credentials within a second.
-    Delete { id: String },
-}
+use crate::client::Network;
+use flexauth_domain::newtypes::Scope;
 
-/// An operator's command on the stored signing keys.
-#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum KeysCommand {
-    /// Every stored key: its id, what it does now, and until when.
-    List,
-    /// Add a key that the JWKS publishes at once and that signs after DELAY (by default twice
-    /// FLEXAUTH_JWKS_MAX_AGE; it must be longer than that cache lifetime), on every instance,
-    /// without a restart.
-    Rotate {
-        /// How long from now the new key signs (`3600`, `90s`, `15m`, `1h`): longer than
-        /// FLEXAUTH_JWKS_MAX_AGE. Default: twice FLEXAUTH_JWKS_MAX_AGE. On a database with no
-        /// key yet, the key signs at once.
-        #[arg(long)]
-        delay: Option<String>,
-    },
-    /// Stop key KID signing. It stays in the JWKS until the access tokens it signed have
-    /// expired, and verifies refresh tokens until those have. The key that signs now can be
-    /// retired only once another key has taken over.
-    Retire {
-        // A key id is URL-safe base64, which may begin with `-`.
-        #[arg(allow_hyphen_values = true)]
-        kid: String,
-    },
-    /// Revoke key KID at once, for a key that leaked: within a second every instance drops it
-    /// from the JWKS and refuses every token it signed (their sessions log in again). When it
-    /// is the last key that can sign, a new key is added that signs at once.
-    Revoke {
-        #[arg(allow_hyphen_values = true)]
-        kid: String,
-    },
-    /// Seal every stored key that is in the clear with FLEXAUTH_KEY_ENCRYPTION_KEY: once, after
-    /// setting that key on a database whose keys were stored without it. Instances with a
-    /// key-encryption key never use a key in the clear, nor seal one themselves: only someone
-    /// writing to the database could have put it there.
-    Seal,
-}
-
-/// An operator's command on one account. Every change is recorded in the account's security
-/// log (which outlives a deletion, under a replaced account id).
-#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum AccountsCommand {
-    /// The account registered under EMAIL.
-    Find { email: String },
-    /// The account ID with its live sessions, API keys and newest security events.
-    Show { id: String },
-    /// Refuse new logins and end every session and API key of account ID at once.
-    Disable { id: String },
-    /// Let account ID log in again (ended sessions and keys stay ended).
-    Enable { id: String },
-    /// Erase account ID and everything that names it or its address.
-    Delete { id: String },
-    /// Everything flexauth holds about account ID, as one JSON document.
-    Export { id: String },
-}
+mod commands;
+pub mod values;
 
 /// The configuration as given, before validation.
 #[derive(Clone, Args)]
 pub struct RawConfig {
     /// Address to listen on.
     #[arg(long, env = "FLEXAUTH_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: String,
+    pub bind: SocketAddr,
     /// Base URL of links in emails and `iss` of tokens, as users and resource servers reach
     /// flexauth. Unset: `http://` and the listen address (a wildcard address as 127.0.0.1),
     /// with a warning when flexauth listens beyond loopback.
     #[arg(long, env = "FLEXAUTH_PUBLIC_URL")]
-    pub public_url: Option<String>,
+    pub public_url: Option<PublicUrl>,
     /// Directory of the SQLite file, the mail files and other local state.
     #[arg(long, env = "FLEXAUTH_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// `postgres://…` selects PostgreSQL; unset, an SQLite file in the data directory is used.
     #[arg(long, env = "FLEXAUTH_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// `transaction` when PostgreSQL is reached through a pooler in transaction mode
     /// (PgBouncer's `pool_mode = transaction`): flexauth then keeps no session state on its
     /// connections. `none` (the default) otherwise.
     #[arg(long, env = "FLEXAUTH_DATABASE_POOLER", default_value = "none")]
-    pub database_pooler: String,
+    pub database_pooler: PoolerSetting,
     /// `smtp://host:port` (lettre URL syntax); unset, mail is written as .eml files.
     #[arg(long, env = "FLEXAUTH_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
@@ -160,114 +76,120 @@ pub struct RawConfig {
     /// Comma-separated PEM files of earlier signing keys: they no longer sign but still verify,
     /// so tokens issued before a key rotation keep working until they expire.
     #[arg(long, env = "FLEXAUTH_RETIRING_KEY_FILES")]
-    pub retiring_key_files: Option<String>,
+    pub retiring_key_files: Option<List<PathBuf>>,
     /// Key-encryption key (32 random bytes in base64: `openssl rand -base64 32`) that seals the
     /// private signing keys stored in the database; without it they are stored in the clear.
-    #[arg(long, env = "FLEXAUTH_KEY_ENCRYPTION_KEY", hide_env_values = true)]
-    pub key_encryption_key: Option<String>,
+    #[arg(long, value_parser = values::key_encryption_key, env = "FLEXAUTH_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<flexauth_jwt::KeyEncryptionKey>,
     /// A file holding the key-encryption key, instead of FLEXAUTH_KEY_ENCRYPTION_KEY.
     #[arg(long, env = "FLEXAUTH_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
     /// How long resource servers may cache the JWKS (its `Cache-Control: max-age`). A rotated
     /// key signs only after a longer delay, so every cache has it first.
     #[arg(long, env = "FLEXAUTH_JWKS_MAX_AGE", default_value = "300s")]
-    pub jwks_max_age: String,
+    pub jwks_max_age: ConfigDuration,
     /// `aud` of access tokens.
-    #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_AUDIENCE", default_value = "flexauth")]
+    #[arg(long, value_parser = values::non_empty, env = "FLEXAUTH_ACCESS_TOKEN_AUDIENCE", default_value = "flexauth")]
     pub access_token_audience: String,
     /// Access token lifetime (seconds, or with a unit: 15m, 1h).
     #[arg(long, env = "FLEXAUTH_ACCESS_TOKEN_TTL", default_value = "3600")]
-    pub access_token_ttl: String,
+    pub access_token_ttl: ConfigDuration,
     /// Refresh token lifetime without rotation.
     #[arg(long, env = "FLEXAUTH_REFRESH_TOKEN_TTL", default_value = "30d")]
-    pub refresh_token_ttl: String,
+    pub refresh_token_ttl: ConfigDuration,
     /// Absolute session lifetime, however often it is refreshed.
     #[arg(long, env = "FLEXAUTH_SESSION_LIFETIME", default_value = "90d")]
-    pub session_lifetime: String,
+    pub session_lifetime: ConfigDuration,
     /// How long after a rotation the previous refresh token still gets the current pair.
     #[arg(long, env = "FLEXAUTH_REFRESH_REUSE_GRACE", default_value = "10s")]
-    pub refresh_reuse_grace: String,
+    pub refresh_reuse_grace: ConfigDuration,
     /// How long a verification link works.
     #[arg(long, env = "FLEXAUTH_VERIFICATION_TTL", default_value = "24h")]
-    pub verification_ttl: String,
+    pub verification_ttl: ConfigDuration,
     /// How long a password reset link works.
     #[arg(long, env = "FLEXAUTH_PASSWORD_RESET_TTL", default_value = "1h")]
-    pub password_reset_ttl: String,
+    pub password_reset_ttl: ConfigDuration,
     /// `true` to look the session up on every request made with an access token, so revoked
     /// sessions are refused at once instead of when their access tokens expire.
-    #[arg(long, env = "FLEXAUTH_VERIFY_SESSION_ON_REQUEST", default_value = "false")]
-    pub verify_session_on_request: String,
+    #[arg(long, action = clap::ArgAction::Set, value_parser = values::switch, env = "FLEXAUTH_VERIFY_SESSION_ON_REQUEST", default_value = "false")]
+    pub verify_session_on_request: bool,
     /// Comma-separated networks (CIDR) of the proxies in front of flexauth whose `Forwarded` /
     /// `X-Forwarded-For` headers name the client; from any other peer they are ignored.
     #[arg(long, env = "FLEXAUTH_TRUSTED_PROXIES", default_value = "")]
-    pub trusted_proxies: String,
+    pub trusted_proxies: List<Network>,
     /// The header the trusted proxies write: `x-forwarded-for` (the default) or `forwarded`.
     /// Only that one is read.
-    #[arg(long, env = "FLEXAUTH_FORWARDED_HEADER", default_value = "x-forwarded-for")]
-    pub forwarded_header: String,
+    #[arg(long, ignore_case = true, env = "FLEXAUTH_FORWARDED_HEADER", default_value = "x-forwarded-for")]
+    pub forwarded_header: ForwardedHeaderSetting,
     /// `on` (the default) or `off`: `off` turns every rate limit and mail cap off, for
     /// benchmarks and tests that need it.
-    #[arg(long, env = "FLEXAUTH_RATE_LIMITS", default_value = "on")]
-    pub rate_limits: String,
+    #[arg(long, action = clap::ArgAction::Set, value_parser = values::switch, env = "FLEXAUTH_RATE_LIMITS", default_value = "on")]
+    pub rate_limits: bool,
     /// How recently a session must have proved its password to create an API key.
     #[arg(long, env = "FLEXAUTH_REAUTHENTICATION_WINDOW", default_value = "10m")]
-    pub reauthentication_window: String,
+    pub reauthentication_window: ConfigDuration,
     /// How long the owners' security log keeps an entry.
     #[arg(long, env = "FLEXAUTH_AUDIT_RETENTION", default_value = "90d")]
-    pub audit_retention: String,
+    pub audit_retention: ConfigDuration,
     /// How long an account that was never verified is kept (once no link of it works).
     #[arg(long, env = "FLEXAUTH_UNVERIFIED_ACCOUNT_RETENTION", default_value = "7d")]
-    pub unverified_account_retention: String,
+    pub unverified_account_retention: ConfigDuration,
     /// argon2id memory cost in KiB.
-    #[arg(long, env = "FLEXAUTH_ARGON2_MEMORY_KIB", default_value = "19456")]
-    pub argon2_memory_kib: String,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..), env = "FLEXAUTH_ARGON2_MEMORY_KIB", default_value = "19456")]
+    pub argon2_memory_kib: u32,
     /// argon2id passes.
-    #[arg(long, env = "FLEXAUTH_ARGON2_ITERATIONS", default_value = "2")]
-    pub argon2_iterations: String,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), env = "FLEXAUTH_ARGON2_ITERATIONS", default_value = "2")]
+    pub argon2_iterations: u32,
     /// Password hashing worker threads, each holding one argon2 block (memory cost) for good;
     /// `0` means one per core. Logins beyond the workers and their queue get 503 at once.
-    #[arg(long, env = "FLEXAUTH_ARGON2_WORKERS", default_value = "0")]
-    pub argon2_workers: String,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=256), env = "FLEXAUTH_ARGON2_WORKERS", default_value = "0")]
+    pub argon2_workers: u16,
     /// Comma-separated origins (`https://app.example.com`) whose pages may call the API from
     /// a browser (CORS, with credentials) and use the refresh cookie. Empty: none.
     #[arg(long, env = "FLEXAUTH_CORS_ORIGINS", default_value = "")]
-    pub cors_origins: String,
+    pub cors_origins: List<Origin>,
     /// How many verified access tokens each instance remembers, so a client reusing its token
     /// skips the signature check; `0` turns the cache off.
-    #[arg(long, env = "FLEXAUTH_VERIFIED_TOKEN_CACHE", default_value = "16384")]
-    pub verified_token_cache: String,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=16_777_216), env = "FLEXAUTH_VERIFIED_TOKEN_CACHE", default_value = "16384")]
+    pub verified_token_cache: u32,
     /// On SIGTERM, how long `/readyz` answers 503 while requests are still served, so a load
     /// balancer stops sending traffic before the server stops; `0` stops at once. SIGINT
     /// (Ctrl-C) always stops at once.
     #[arg(long, env = "FLEXAUTH_SHUTDOWN_DRAIN", default_value = "5s")]
-    pub shutdown_drain: String,
+    pub shutdown_drain: DurationOrZero,
     /// Address of a second listener that serves only `GET /metrics` (Prometheus text format),
     /// so metrics are never exposed with the API by accident. Unset or empty: no metrics
     /// listener.
     #[arg(long, env = "FLEXAUTH_METRICS_BIND", default_value = "")]
-    pub metrics_bind: String,
+    pub metrics_bind: OptionalAddress,
     /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
     #[arg(long, env = "FLEXAUTH_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// How long after a request's head its body may take to arrive; past it the request gets
     /// `408 request_timeout` and the connection is closed.
     #[arg(long, env = "FLEXAUTH_REQUEST_BODY_TIMEOUT", default_value = "10s")]
-    pub request_body_timeout: String,
+    pub request_body_timeout: ConfigDuration,
     /// How many connections one client address (an IPv6 /64) may hold at once; never more than
     /// a quarter of what the open-file limit allows. Trusted proxies are exempt.
-    #[arg(long, env = "FLEXAUTH_MAX_CONNECTIONS_PER_ADDRESS", default_value = "256")]
-    pub max_connections_per_address: String,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), env = "FLEXAUTH_MAX_CONNECTIONS_PER_ADDRESS", default_value = "256")]
+    pub max_connections_per_address: u32,
     /// Comma-separated scopes that API keys may carry (`invoices:read,invoices:write`); an
     /// access token carries all of them. Empty: keys carry none.
     #[arg(long, env = "FLEXAUTH_API_KEY_SCOPES", default_value = "")]
-    pub api_key_scopes: String,
+    pub api_key_scopes: List<Scope>,
 }
 
 impl std::fmt::Debug for RawConfig {
     // The database and SMTP URLs may carry passwords, and the key-encryption key is a secret:
     // none of them is ever written out, only whether it is set.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let set = |value: &Option<String>| if value.is_some() { "<set>" } else { "<unset>" };
+        fn set<T>(value: &Option<T>) -> &'static str {
+            if value.is_some() {
+                "<set>"
+            } else {
+                "<unset>"
+            }
+        }
         f.debug_struct("RawConfig")
             .field("bind", &self.bind)
             .field("public_url", &self.public_url)
@@ -281,13 +203,6 @@ impl std::fmt::Debug for RawConfig {
             .field("metrics_bind", &self.metrics_bind)
             .finish_non_exhaustive()
     }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// Where signing keys come from.
@@ -384,35 +299,6 @@ fn invalid(variable: &'static str, flag: &'static str, reason: impl std::fmt::Di
     ConfigError { variable, flag, reason: reason.to_string() }
 }
 
-/// Parses `3600`, `90s`, `15m`, `1h` or `30d` into a positive duration.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (digits, unit_seconds) = match text.char_indices().last() {
-        Some((index, 's')) => (&text[..index], 1),
-        Some((index, 'm')) => (&text[..index], 60),
-        Some((index, 'h')) => (&text[..index], 3_600),
-        Some((index, 'd')) => (&text[..index], 86_400),
-        _ => (text, 1),
-    };
-    let amount: i64 =
-        digits.parse().map_err(|_| format!("`{text}` is not a duration such as 3600, 90s, 15m, 1h or 30d"))?;
-    if amount <= 0 {
-        return Err(format!("`{text}` must be positive"));
-    }
-    amount
-        .checked_mul(unit_seconds)
-        .filter(|seconds| *seconds <= 10 * 365 * 86_400)
-        .map(Duration::seconds)
-        .ok_or_else(|| format!("`{text}` is longer than ten years"))
-}
-
-fn parse_positive_u32(text: &str) -> Result<u32, String> {
-    match text.trim().parse::<u32>() {
-        Ok(value) if value > 0 => Ok(value),
-        _ => Err(format!("`{text}` is not a positive whole number")),
-    }
-}
-
 /// The public URL of a server that was given only its listen address: `http://` and that
 /// address, a wildcard (`0.0.0.0`, `::`) replaced by the loopback address of its family.
 fn public_url_of(bind: SocketAddr) -> Result<Url, url::ParseError> {
@@ -426,59 +312,22 @@ fn public_url_of(bind: SocketAddr) -> Result<Url, url::ParseError> {
 }
 
 impl RawConfig {
-    /// Validates every value.
+    /// Applies the rules that span several settings; each value was parsed on its own already.
     ///
     /// # Errors
     /// The first [`ConfigError`] found.
     pub fn resolve(&self) -> Result<Settings, ConfigError> {
-        let bind = self
-            .bind
-            .trim()
-            .parse()
-            .map_err(|error| invalid("FLEXAUTH_BIND", "bind", format!("`{}`: {error}", self.bind)))?;
-        let (public_url, public_url_from_bind) = match self.public_url.as_deref().map(str::trim) {
-            Some(text) if !text.is_empty() => (
-                Url::parse(text)
-                    .map_err(|error| invalid("FLEXAUTH_PUBLIC_URL", "public-url", format!("`{text}`: {error}")))?,
-                false,
-            ),
-            _ => (
+        let bind = self.bind;
+        let (public_url, public_url_from_bind) = match &self.public_url {
+            Some(url) => (url.0.clone(), false),
+            None => (
                 public_url_of(bind).map_err(|error| invalid("FLEXAUTH_BIND", "bind", format!("as a URL: {error}")))?,
                 true,
             ),
         };
-        if !matches!(public_url.scheme(), "http" | "https") || public_url.host_str().is_none() {
-            return Err(invalid("FLEXAUTH_PUBLIC_URL", "public-url", "must be an http:// or https:// URL"));
-        }
-        if public_url.query().is_some() || public_url.fragment().is_some() {
-            return Err(invalid("FLEXAUTH_PUBLIC_URL", "public-url", "must not have a query or fragment"));
-        }
-        let database = match self.database_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
+        let database = match &self.database_url {
+            Some(url) => url.0.clone(),
             None => DatabaseConfig::Sqlite(self.data_dir.join("flexauth.sqlite3")),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                DatabaseConfig::Postgres(url.to_owned())
-            }
-            Some(url) if url.starts_with("sqlite://") => {
-                DatabaseConfig::Sqlite(PathBuf::from(&url["sqlite://".len()..]))
-            }
-            Some(_) => {
-                return Err(invalid(
-                    "FLEXAUTH_DATABASE_URL",
-                    "database-url",
-                    "must start with postgres://, postgresql:// or sqlite://",
-                ))
-            }
-        };
-        let database_pooler = match self.database_pooler.trim() {
-            "none" | "" => flexauth_store::Pooler::None,
-            "transaction" => flexauth_store::Pooler::Transaction,
-            other => {
-                return Err(invalid(
-                    "FLEXAUTH_DATABASE_POOLER",
-                    "database-pooler",
-                    format!("`{other}` is neither none nor transaction"),
-                ))
-            }
         };
         let mail = match self.smtp_url.as_deref().map(str::trim).filter(|url| !url.is_empty()) {
             Some(url) => MailConfig::Smtp { url: url.to_owned() },
@@ -488,56 +337,8 @@ impl RawConfig {
             Some(path) => SigningKeySource::File(path.clone()),
             None => SigningKeySource::Generated,
         };
-        let audience = self.access_token_audience.trim().to_owned();
-        if audience.is_empty() {
-            return Err(invalid("FLEXAUTH_ACCESS_TOKEN_AUDIENCE", "access-token-audience", "must not be empty"));
-        }
-        let log_format = match self.log_format.trim() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(invalid("FLEXAUTH_LOG_FORMAT", "log-format", format!("`{other}` is neither text nor json")))
-            }
-        };
-        let argon2 = Argon2Settings {
-            memory_kib: parse_positive_u32(&self.argon2_memory_kib)
-                .map_err(|reason| invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", reason))?,
-            iterations: parse_positive_u32(&self.argon2_iterations)
-                .map_err(|reason| invalid("FLEXAUTH_ARGON2_ITERATIONS", "argon2-iterations", reason))?,
-            workers: match self.argon2_workers.trim().parse::<usize>() {
-                Ok(0) => Argon2Settings::default().workers,
-                Ok(workers) if workers <= 256 => workers,
-                _ => {
-                    return Err(invalid(
-                        "FLEXAUTH_ARGON2_WORKERS",
-                        "argon2-workers",
-                        format!("`{}` is not a number from 0 to 256", self.argon2_workers),
-                    ))
-                }
-            },
-            ..Argon2Settings::default()
-        };
-        let verified_token_cache = match self.verified_token_cache.trim().parse::<usize>() {
-            Ok(entries) if entries <= 16_777_216 => entries,
-            _ => {
-                return Err(invalid(
-                    "FLEXAUTH_VERIFIED_TOKEN_CACHE",
-                    "verified-token-cache",
-                    format!("`{}` is not a number of entries from 0 to 16777216", self.verified_token_cache),
-                ))
-            }
-        };
-        let shutdown_drain = match self.shutdown_drain.trim() {
-            "0" | "0s" => Duration::ZERO,
-            text => {
-                parse_duration(text).map_err(|reason| invalid("FLEXAUTH_SHUTDOWN_DRAIN", "shutdown-drain", reason))?
-            }
-        };
         let key_encryption_key =
-            match (
-                self.key_encryption_key.as_deref().map(str::trim).filter(|key| !key.is_empty()),
-                &self.key_encryption_key_file,
-            ) {
+            match (&self.key_encryption_key, &self.key_encryption_key_file) {
                 (Some(_), Some(_)) => {
                     return Err(invalid(
                         "FLEXAUTH_KEY_ENCRYPTION_KEY",
@@ -545,10 +346,7 @@ impl RawConfig {
                         "set either the key or FLEXAUTH_KEY_ENCRYPTION_KEY_FILE, not both",
                     ))
                 }
-                (Some(text), None) => Some(
-                    flexauth_jwt::KeyEncryptionKey::parse(text)
-                        .map_err(|reason| invalid("FLEXAUTH_KEY_ENCRYPTION_KEY", "key-encryption-key", reason))?,
-                ),
+                (Some(key), None) => Some(key.clone()),
                 (None, Some(path)) => {
                     let text = std::fs::read_to_string(path).map_err(|error| {
                         invalid(
@@ -557,146 +355,105 @@ impl RawConfig {
                             format!("{}: {error}", path.display()),
                         )
                     })?;
-                    Some(flexauth_jwt::KeyEncryptionKey::parse(&text).map_err(|reason| {
+                    Some(values::key_encryption_key(&text).map_err(|reason| {
                         invalid("FLEXAUTH_KEY_ENCRYPTION_KEY_FILE", "key-encryption-key-file", reason)
                     })?)
                 }
                 (None, None) => None,
             };
-        let jwks_max_age = parse_duration(&self.jwks_max_age)
-            .map_err(|reason| invalid("FLEXAUTH_JWKS_MAX_AGE", "jwks-max-age", reason))?;
-        let metrics_bind = match self.metrics_bind.trim() {
-            "" => None,
-            text => {
-                let address: SocketAddr = text
-                    .parse()
-                    .map_err(|error| invalid("FLEXAUTH_METRICS_BIND", "metrics-bind", format!("`{text}`: {error}")))?;
-                if address == bind && address.port() != 0 {
-                    return Err(invalid(
-                        "FLEXAUTH_METRICS_BIND",
-                        "metrics-bind",
-                        "must differ from FLEXAUTH_BIND: metrics are served on a listener of their own",
-                    ));
-                }
-                Some(address)
-            }
-        };
-        let cors_origins = crate::browser::parse_origins(&self.cors_origins)
-            .map_err(|reason| invalid("FLEXAUTH_CORS_ORIGINS", "cors-origins", reason))?;
-        if argon2.memory_kib < 8 {
-            return Err(invalid("FLEXAUTH_ARGON2_MEMORY_KIB", "argon2-memory-kib", "must be at least 8"));
+        let metrics_bind = self.metrics_bind.0;
+        if metrics_bind.is_some_and(|address| address == bind && address.port() != 0) {
+            return Err(invalid(
+                "FLEXAUTH_METRICS_BIND",
+                "metrics-bind",
+                "must differ from FLEXAUTH_BIND: metrics are served on a listener of their own",
+            ));
         }
+        let argon2 = Argon2Settings {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            workers: match self.argon2_workers {
+                0 => Argon2Settings::default().workers,
+                workers => usize::from(workers),
+            },
+            ..Argon2Settings::default()
+        };
         Ok(Settings {
             bind,
             public_url,
             public_url_from_bind,
             data_dir: self.data_dir.clone(),
             database,
-            database_pooler,
+            database_pooler: self.database_pooler.into(),
             mail,
             mail_from: self.mail_from.clone(),
             signing_key,
-            retiring_keys: self
-                .retiring_key_files
-                .iter()
-                .flat_map(|list| list.split(','))
-                .map(str::trim)
-                .filter(|path| !path.is_empty())
-                .map(PathBuf::from)
-                .collect(),
-            audience,
-            access_token_ttl: parse_duration(&self.access_token_ttl)
-                .map_err(|reason| invalid("FLEXAUTH_ACCESS_TOKEN_TTL", "access-token-ttl", reason))?,
-            refresh_token_ttl: parse_duration(&self.refresh_token_ttl)
-                .map_err(|reason| invalid("FLEXAUTH_REFRESH_TOKEN_TTL", "refresh-token-ttl", reason))?,
-            session_lifetime: parse_duration(&self.session_lifetime)
-                .map_err(|reason| invalid("FLEXAUTH_SESSION_LIFETIME", "session-lifetime", reason))?,
-            refresh_reuse_grace: parse_duration(&self.refresh_reuse_grace)
-                .map_err(|reason| invalid("FLEXAUTH_REFRESH_REUSE_GRACE", "refresh-reuse-grace", reason))?,
-            verification_ttl: parse_duration(&self.verification_ttl)
-                .map_err(|reason| invalid("FLEXAUTH_VERIFICATION_TTL", "verification-ttl", reason))?,
-            password_reset_ttl: parse_duration(&self.password_reset_ttl)
-                .map_err(|reason| invalid("FLEXAUTH_PASSWORD_RESET_TTL", "password-reset-ttl", reason))?,
-            verify_session_on_request: match self.verify_session_on_request.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(invalid(
-                        "FLEXAUTH_VERIFY_SESSION_ON_REQUEST",
-                        "verify-session-on-request",
-                        format!("`{other}` is neither true nor false"),
-                    ))
-                }
-            },
-            trusted_proxies: self
-                .trusted_proxies
-                .split(',')
-                .filter(|entry| !entry.trim().is_empty())
-                .map(crate::client::Network::parse)
-                .collect::<Result<_, _>>()
-                .map_err(|reason| invalid("FLEXAUTH_TRUSTED_PROXIES", "trusted-proxies", reason))?,
-            forwarded_header: match self.forwarded_header.trim().to_ascii_lowercase().as_str() {
-                "x-forwarded-for" => crate::client::ForwardedHeader::XForwardedFor,
-                "forwarded" => crate::client::ForwardedHeader::Forwarded,
-                other => {
-                    return Err(invalid(
-                        "FLEXAUTH_FORWARDED_HEADER",
-                        "forwarded-header",
-                        format!("`{other}` is neither x-forwarded-for nor forwarded"),
-                    ))
-                }
-            },
-            rate_limits: match self.rate_limits.trim() {
-                "on" | "true" | "1" => true,
-                "off" | "false" | "0" => false,
-                other => {
-                    return Err(invalid(
-                        "FLEXAUTH_RATE_LIMITS",
-                        "rate-limits",
-                        format!("`{other}` is neither on nor off"),
-                    ))
-                }
-            },
+            retiring_keys: self.retiring_key_files.clone().map(|list| list.0).unwrap_or_default(),
+            audience: self.access_token_audience.clone(),
+            access_token_ttl: self.access_token_ttl.0,
+            refresh_token_ttl: self.refresh_token_ttl.0,
+            session_lifetime: self.session_lifetime.0,
+            refresh_reuse_grace: self.refresh_reuse_grace.0,
+            verification_ttl: self.verification_ttl.0,
+            password_reset_ttl: self.password_reset_ttl.0,
+            verify_session_on_request: self.verify_session_on_request,
+            trusted_proxies: self.trusted_proxies.0.clone(),
+            forwarded_header: self.forwarded_header.into(),
+            rate_limits: self.rate_limits,
             retention: flexauth_domain::housekeeping::RetentionSettings {
-                audit_events: parse_duration(&self.audit_retention)
-                    .map_err(|reason| invalid("FLEXAUTH_AUDIT_RETENTION", "audit-retention", reason))?,
-                unverified_accounts: parse_duration(&self.unverified_account_retention).map_err(|reason| {
-                    invalid("FLEXAUTH_UNVERIFIED_ACCOUNT_RETENTION", "unverified-account-retention", reason)
-                })?,
+                audit_events: self.audit_retention.0,
+                unverified_accounts: self.unverified_account_retention.0,
                 ..flexauth_domain::housekeeping::RetentionSettings::default()
             },
-            reauthentication_window: parse_duration(&self.reauthentication_window)
-                .map_err(|reason| invalid("FLEXAUTH_REAUTHENTICATION_WINDOW", "reauthentication-window", reason))?,
+            reauthentication_window: self.reauthentication_window.0,
             argon2,
-            verified_token_cache,
-            cors_origins,
-            shutdown_drain,
+            verified_token_cache: self.verified_token_cache as usize,
+            cors_origins: self.cors_origins.0.iter().map(|origin| origin.0.clone()).collect(),
+            shutdown_drain: self.shutdown_drain.0,
             metrics_bind,
             key_encryption_key,
-            jwks_max_age,
+            jwks_max_age: self.jwks_max_age.0,
             key_ring_refresh: std::time::Duration::from_secs(1),
-            log_format,
+            log_format: self.log_format,
             outbox_poll_interval: std::time::Duration::from_secs(1),
             usage_flush_interval: std::time::Duration::from_secs(1),
             http_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            request_body_timeout: parse_duration(&self.request_body_timeout)
-                .map(|timeout| timeout.unsigned_abs())
-                .map_err(|reason| invalid("FLEXAUTH_REQUEST_BODY_TIMEOUT", "request-body-timeout", reason))?,
-            api_key_scopes: self
-                .api_key_scopes
-                .split(',')
-                .map(str::trim)
-                .filter(|scope| !scope.is_empty())
-                .map(flexauth_domain::newtypes::Scope::parse)
-                .collect::<Result<_, _>>()
-                .map_err(|error| invalid("FLEXAUTH_API_KEY_SCOPES", "api-key-scopes", error.to_string()))?,
-            max_connections_per_address: parse_positive_u32(&self.max_connections_per_address)
-                .map(|cap| cap as usize)
-                .map_err(|reason| {
-                    invalid("FLEXAUTH_MAX_CONNECTIONS_PER_ADDRESS", "max-connections-per-address", reason)
-                })?,
+            request_body_timeout: self.request_body_timeout.0.unsigned_abs(),
+            api_key_scopes: self.api_key_scopes.0.iter().cloned().collect(),
+            max_connections_per_address: self.max_connections_per_address as usize,
         })
     }
+}
+
+/// The one line that names the variable, the flag and the reason when clap could not parse a
+/// setting (`invalid FLEXAUTH_BIND (--bind): …`); `None` for any other error of the command
+/// line (help, version, an unknown flag), which clap prints itself. The value is quoted unless
+/// the setting is a secret.
+pub fn explain(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(error.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        return None;
+    }
+    let text = |kind| match error.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let flag = text(ContextKind::InvalidArg)?;
+    let long = flag.trim_start_matches('-').split([' ', '=']).next()?.to_owned();
+    let command = <Cli as clap::CommandFactory>::command();
+    let argument = command.get_arguments().find(|argument| argument.get_long() == Some(long.as_str()))?;
+    let variable = argument.get_env()?.to_string_lossy().into_owned();
+    let value = text(ContextKind::InvalidValue).unwrap_or_default();
+    let reason = match error.kind() {
+        ErrorKind::InvalidValue => match error.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(valid)) => format!("expected one of {}", valid.join(", ")),
+            _ => "not one of the values it takes".to_owned(),
+        },
+        _ => std::error::Error::source(error).map_or_else(|| "cannot be used".to_owned(), ToString::to_string),
+    };
+    let secret = argument.is_hide_env_values_set();
+    let reason = if secret || reason.contains(&format!("`{value}`")) { reason } else { format!("`{value}`: {reason}") };
+    Some(format!("invalid {variable} (--{long}): {reason}"))
 }
 
 impl Settings {
@@ -750,6 +507,7 @@ mod tests {
 
     #[test]
     fn durations_accept_units() {
+        let parse_duration = |text: &str| text.parse::<ConfigDuration>().map(|duration| duration.0);
         assert_eq!(parse_duration("90"), Ok(Duration::seconds(90)));
         assert_eq!(parse_duration("15m"), Ok(Duration::minutes(15)));
         assert_eq!(parse_duration("2h"), Ok(Duration::hours(2)));
@@ -762,17 +520,47 @@ mod tests {
         assert_eq!(parse_duration("99999999999d"), Err("`99999999999d` is longer than ten years".to_owned()));
     }
 
+    /// The line `flexauth ARGS` stops with when a setting does not parse.
+    fn refusal(args: &[&str]) -> String {
+        let mut argv = vec!["flexauth"];
+        argv.extend_from_slice(args);
+        let error = Cli::try_parse_from(argv).map(|_| ()).unwrap_err();
+        explain(&error).unwrap_or_else(|| panic!("not a setting's error: {error}"))
+    }
+
     #[test]
     fn a_bad_value_names_the_variable_and_the_flag_in_one_line() {
-        let error = raw(&["--bind", "not-an-address"]).resolve().unwrap_err().to_string();
-        assert!(error.starts_with("invalid FLEXAUTH_BIND (--bind): "), "{error}");
-        assert!(!error.contains('\n'));
-        let error = raw(&["--access-token-ttl", "forever"]).resolve().unwrap_err().to_string();
-        assert!(error.starts_with("invalid FLEXAUTH_ACCESS_TOKEN_TTL (--access-token-ttl): "), "{error}");
-        let error = raw(&["--database-url", "mysql://x"]).resolve().unwrap_err().to_string();
-        assert!(error.starts_with("invalid FLEXAUTH_DATABASE_URL"), "{error}");
-        let error = raw(&["--public-url", "ftp://x"]).resolve().unwrap_err().to_string();
-        assert!(error.starts_with("invalid FLEXAUTH_PUBLIC_URL"), "{error}");
+        let error = refusal(&["--bind", "not-an-address"]);
+        assert_eq!(error, "invalid FLEXAUTH_BIND (--bind): `not-an-address`: invalid socket address syntax");
+        let error = refusal(&["--access-token-ttl", "forever"]);
+        assert_eq!(
+            error,
+            "invalid FLEXAUTH_ACCESS_TOKEN_TTL (--access-token-ttl): `forever` is not a duration such as 3600, 90s, \
+                15m, 1h or 30d"
+        );
+        let error = refusal(&["--database-url", "mysql://x"]);
+        assert!(error.starts_with("invalid FLEXAUTH_DATABASE_URL (--database-url): must start with"), "{error}");
+        assert!(!error.contains("mysql"), "a secret setting's value is never repeated: {error}");
+        let error = refusal(&["--public-url", "ftp://x"]);
+        assert!(error.starts_with("invalid FLEXAUTH_PUBLIC_URL (--public-url): `ftp://x` must be an http"), "{error}");
+        let error = refusal(&["--log-format", "xml"]);
+        assert_eq!(error, "invalid FLEXAUTH_LOG_FORMAT (--log-format): `xml`: expected one of text, json");
+        let error = refusal(&["--argon2-memory-kib", "4"]);
+        assert!(error.starts_with("invalid FLEXAUTH_ARGON2_MEMORY_KIB (--argon2-memory-kib): `4`: "), "{error}");
+        let error = refusal(&["--key-encryption-key", "too-short-secret"]);
+        assert!(error.starts_with("invalid FLEXAUTH_KEY_ENCRYPTION_KEY (--key-encryption-key): "), "{error}");
+        assert!(!error.contains("too-short-secret"), "{error}");
+        let error = refusal(&["--rate-limits", "maybe"]);
+        assert_eq!(
+            error,
+            "invalid FLEXAUTH_RATE_LIMITS (--rate-limits): `maybe` is neither on (true, 1) nor off (false, 0)"
+        );
+    }
+
+    #[test]
+    fn help_and_unknown_flags_are_left_to_clap() {
+        let error = Cli::try_parse_from(["flexauth", "--no-such-flag"]).map(|_| ()).unwrap_err();
+        assert_eq!(explain(&error), None);
     }
 
     #[test]
@@ -785,7 +573,10 @@ mod tests {
     fn migrate_is_a_subcommand_and_serve_the_default() {
         assert_eq!(Cli::try_parse_from(["flexauth"]).unwrap().command, None);
         assert_eq!(Cli::try_parse_from(["flexauth", "migrate"]).unwrap().command, Some(Command::Migrate));
-        assert_eq!(Cli::try_parse_from(["flexauth", "--bind", "0.0.0.0:9", "serve"]).unwrap().config.bind, "0.0.0.0:9");
+        assert_eq!(
+            Cli::try_parse_from(["flexauth", "--bind", "0.0.0.0:9", "serve"]).unwrap().config.bind.to_string(),
+            "0.0.0.0:9"
+        );
     }
 
     /// The help of a command as `flexauth ARGS --help` prints it.
@@ -811,7 +602,7 @@ mod tests {
 
     /// The rows of the README's configuration table: variable, flag, default cell.
     fn readme_configuration_table() -> Vec<(String, String, String)> {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../README.md");
         let section = readme.split("\n## Configuration").nth(1).expect("the README has a Configuration section");
         let section = section.split("\n## ").next().unwrap_or(section);
         let backticked = |cell: &str| cell.split('`').nth(1).map(str::to_owned);
