@@ -53,6 +53,17 @@ impl ApiError {
         Self { code, message: message.into(), cause: None, rate_limit: None, outcome: None, required_scope: None }
     }
 
+    /// The refusal of a request whose access token's session has ended between its check and
+    /// the change it asked for (the caller's session was revoked meanwhile).
+    fn session_ended() -> Self {
+        Self::invalid_token("the session of the access token has ended")
+    }
+
+    /// The refusal of a request whose caller's account was deleted meanwhile.
+    fn account_gone() -> Self {
+        Self::invalid_token("the account no longer exists")
+    }
+
     /// Names the error in the metrics' `outcome` label, when the code alone would say less
     /// than the documented word (several refusals share `invalid_token`).
     fn counted_as(self, outcome: &'static str) -> Self {
@@ -195,7 +206,7 @@ impl ResponseError for ApiError {
 impl From<flexauth_domain::usage::UsageError> for ApiError {
     fn from(error: flexauth_domain::usage::UsageError) -> Self {
         match error {
-            flexauth_domain::usage::UsageError::AccountGone => Self::invalid_token("the account no longer exists"),
+            flexauth_domain::usage::UsageError::AccountGone => Self::account_gone(),
             flexauth_domain::usage::UsageError::Unexpected(cause) => cause.into(),
         }
     }
@@ -297,12 +308,7 @@ impl From<RefreshError> for ApiError {
             RefreshError::Expired => Self::from(ErrorCode::RefreshTokenExpired).counted_as("expired"),
             RefreshError::Revoked => Self::from(ErrorCode::SessionRevoked).counted_as("revoked"),
             RefreshError::Throttled(limited) => limited.into(),
-            RefreshError::Reused { account_id, session_id } => {
-                // An audit event: a spent refresh token came back, so someone else may hold
-                // the session's tokens.
-                tracing::warn!(target: "flexauth::audit", event = "refresh_token_reuse", %account_id, %session_id, "spent refresh token presented; session revoked");
-                Self::from(ErrorCode::RefreshTokenReused).counted_as("reuse_detected")
-            }
+            RefreshError::Reused { .. } => Self::from(ErrorCode::RefreshTokenReused).counted_as("reuse_detected"),
             RefreshError::Unexpected(cause) => cause.into(),
         }
     }
@@ -369,7 +375,7 @@ impl From<LiveSessionError> for ApiError {
     fn from(error: LiveSessionError) -> Self {
         match error {
             LiveSessionError::SessionRequired(required) => required.into(),
-            LiveSessionError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
+            LiveSessionError::SessionEnded => Self::session_ended(),
             LiveSessionError::Unexpected(cause) => cause.into(),
         }
     }
@@ -379,7 +385,7 @@ impl From<ReauthenticateError> for ApiError {
     fn from(error: ReauthenticateError) -> Self {
         match error {
             ReauthenticateError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
-            ReauthenticateError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
+            ReauthenticateError::SessionEnded => Self::session_ended(),
             ReauthenticateError::Throttled(limited) => limited.into(),
             ReauthenticateError::Overloaded => Self::from(ErrorCode::Overloaded),
             ReauthenticateError::Unexpected(cause) => cause.into(),
@@ -397,8 +403,8 @@ impl From<CreateApiKeyError> for ApiError {
     fn from(error: CreateApiKeyError) -> Self {
         match error {
             CreateApiKeyError::ReauthenticationRequired(required) => required.into(),
-            CreateApiKeyError::AccountGone => Self::invalid_token("the account no longer exists"),
-            CreateApiKeyError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
+            CreateApiKeyError::AccountGone => Self::account_gone(),
+            CreateApiKeyError::SessionEnded => Self::session_ended(),
             CreateApiKeyError::ExpiryInPast => Self::from(ErrorCode::InvalidExpiry),
             CreateApiKeyError::UnknownScope(scope) => Self::with_message(
                 ErrorCode::InvalidScope,
@@ -430,7 +436,7 @@ impl From<ManageSessionsError> for ApiError {
     fn from(error: ManageSessionsError) -> Self {
         match error {
             ManageSessionsError::SessionRequired(required) => required.into(),
-            ManageSessionsError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
+            ManageSessionsError::SessionEnded => Self::session_ended(),
             ManageSessionsError::NotFound => Self::from(ErrorCode::SessionNotFound),
             ManageSessionsError::Unexpected(cause) => cause.into(),
         }
@@ -454,7 +460,7 @@ impl From<ChangePasswordError> for ApiError {
         match error {
             ChangePasswordError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
             ChangePasswordError::Throttled(limited) => limited.into(),
-            ChangePasswordError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
+            ChangePasswordError::SessionEnded => Self::session_ended(),
             // A reset won the race and ended this session too.
             ChangePasswordError::CredentialsChanged => Self::from(ErrorCode::SessionRevoked),
             ChangePasswordError::Overloaded => Self::from(ErrorCode::Overloaded),
@@ -467,7 +473,7 @@ impl From<AccountLookupError> for ApiError {
     fn from(error: AccountLookupError) -> Self {
         match error {
             AccountLookupError::SessionRequired(required) => required.into(),
-            AccountLookupError::Gone => Self::invalid_token("the account no longer exists"),
+            AccountLookupError::Gone => Self::account_gone(),
             AccountLookupError::Unexpected(cause) => cause.into(),
         }
     }
@@ -477,7 +483,7 @@ impl From<OwnerError> for ApiError {
     fn from(error: OwnerError) -> Self {
         match error {
             OwnerError::ReauthenticationRequired(required) => required.into(),
-            OwnerError::AccountGone => Self::invalid_token("the account no longer exists"),
+            OwnerError::AccountGone => Self::account_gone(),
             OwnerError::Unexpected(cause) => cause.into(),
         }
     }
@@ -489,8 +495,8 @@ impl From<EmailChangeError> for ApiError {
             EmailChangeError::ReauthenticationRequired(required) => required.into(),
             EmailChangeError::SameAddress => Self::from(ErrorCode::EmailUnchanged),
             EmailChangeError::Throttled(limited) => limited.into(),
-            EmailChangeError::SessionEnded => Self::invalid_token("the session of the access token has ended"),
-            EmailChangeError::AccountGone => Self::invalid_token("the account no longer exists"),
+            EmailChangeError::SessionEnded => Self::session_ended(),
+            EmailChangeError::AccountGone => Self::account_gone(),
             EmailChangeError::Unexpected(cause) => cause.into(),
         }
     }

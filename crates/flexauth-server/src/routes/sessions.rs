@@ -1,7 +1,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flexauth_domain::account::{EmailAddress, Password};
-use flexauth_domain::session::{LogoutScope, SessionId, TokenPair};
+use flexauth_domain::session::{LogoutScope, RefreshError, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
 use super::{rfc3339, Credentials, Data, JsonAfterCaller, JsonObject};
@@ -154,8 +154,12 @@ pub async fn refresh(
 ) -> Result<HttpResponse, ApiError> {
     let cookie_mode = browser::wants_cookie(&request);
     let refresh_token = presented_refresh_token(&state, &request, &body, cookie_mode)?;
-    let outcome =
-        state.sessions.refresh(&refresh_token, state.client_address(&request).as_deref()).await.map_err(ApiError::from);
+    let outcome = state.sessions.refresh(&refresh_token, state.client_address(&request).as_deref()).await;
+    if let Err(RefreshError::Reused { account_id, session_id }) = &outcome {
+        // A spent refresh token came back, so someone else may hold the session's tokens.
+        tracing::warn!(target: "flexauth::audit", event = "refresh_token_reuse", %account_id, %session_id, "spent refresh token presented; session revoked");
+    }
+    let outcome = outcome.map_err(ApiError::from);
     state.metrics.refresh(&outcome);
     let pair = outcome?;
     Ok(tokens(pair, cookie_mode.then_some(&state.browser)))
