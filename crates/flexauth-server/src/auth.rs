@@ -49,7 +49,7 @@ impl FromRequest for Authenticated {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::unexpected("application state is missing"))?;
             let credential = credential?.ok_or(ApiError::from(ErrorCode::MissingToken))?;
-            let outcome = state.bearer.authenticate(&credential).await.map_err(ApiError::from);
+            let outcome = state.bearer.authenticate(&credential).await;
             if flexauth_domain::api_key::ApiKeySecret::looks_like_api_key(&credential) {
                 state.metrics.api_key_authentication(&outcome);
             }

@@ -11,15 +11,14 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use flexauth_argon2::Argon2Hasher;
-use flexauth_domain::session::TokenPair;
+use flexauth_domain::bearer::CheckError;
+use flexauth_domain::session::{AuthenticateError, LoginError, RefreshError, TokenPair};
 use flexauth_domain::system::Clock;
 use flexauth_store::Store;
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-
-use crate::error::ApiError;
 
 /// Latency buckets, in seconds: from a cached token check to a login behind a full hashing
 /// queue.
@@ -35,6 +34,18 @@ pub const REFRESH_OUTCOMES: &[&str] =
 pub const API_KEY_OUTCOMES: &[&str] = &["success", "malformed", "unknown", "expired", "error", "refused"];
 /// The outcomes of `flexauth_mail_sends_total`.
 pub const MAIL_SEND_OUTCOMES: &[&str] = &["sent", "retry_scheduled", "failed"];
+
+/// The outcome of an API key that did not authenticate.
+fn api_key_refusal(error: &AuthenticateError) -> &'static str {
+    match error {
+        AuthenticateError::MalformedApiKey => "malformed",
+        AuthenticateError::UnknownApiKey => "unknown",
+        AuthenticateError::Expired => "expired",
+        AuthenticateError::Unexpected(_) => "error",
+        // What an access token meets; counted for a key all the same, should one appear.
+        _ => "refused",
+    }
+}
 
 /// Every metric of one application.
 pub struct Metrics {
@@ -241,44 +252,49 @@ impl Metrics {
         self.signing_key.with_label_values(&[kid]).set(1);
     }
 
-    /// Counts a login by its outcome. A refusal is counted by [`ApiError::outcome`], so the one
-    /// match that turns a domain error into an answer also names it here.
-    pub fn login(&self, outcome: &Result<TokenPair, ApiError>) {
+    /// Counts a login by its outcome.
+    pub fn login(&self, outcome: &Result<TokenPair, LoginError>) {
         let label = match outcome {
             Ok(_) => "success",
-            Err(error) => error.outcome(),
+            Err(LoginError::InvalidCredentials) => "invalid_credentials",
+            Err(LoginError::EmailNotVerified) => "unverified",
+            Err(LoginError::AccountDisabled) => "disabled",
+            Err(LoginError::Throttled(_)) => "throttled",
+            Err(LoginError::Overloaded) => "overloaded",
+            Err(LoginError::Unexpected(_)) => "error",
         };
         self.logins.with_label_values(&[label]).inc();
     }
 
     /// Counts a refresh by its outcome.
-    pub fn refresh(&self, outcome: &Result<TokenPair, ApiError>) {
+    pub fn refresh(&self, outcome: &Result<TokenPair, RefreshError>) {
         let label = match outcome {
             Ok(pair) if pair.replayed => "grace_replay",
             Ok(_) => "rotated",
-            Err(error) => error.outcome(),
+            Err(RefreshError::InvalidToken(_) | RefreshError::UnknownSession) => "invalid",
+            Err(RefreshError::Expired) => "expired",
+            Err(RefreshError::Revoked) => "revoked",
+            Err(RefreshError::Reused { .. }) => "reuse_detected",
+            Err(RefreshError::Throttled(_)) => "throttled",
+            Err(RefreshError::Unexpected(_)) => "error",
         };
         self.refreshes.with_label_values(&[label]).inc();
     }
 
     /// Counts an authentication by API key by its outcome.
-    pub fn api_key_authentication<T>(&self, outcome: &Result<T, ApiError>) {
-        let label = match outcome {
-            Ok(_) => "success",
-            Err(error) => error.outcome(),
-        };
+    pub fn api_key_authentication<T>(&self, outcome: &Result<T, AuthenticateError>) {
+        let label = outcome.as_ref().map_or_else(api_key_refusal, |_| "success");
         self.api_key_authentications.with_label_values(&[label]).inc();
     }
 
     /// Counts the authentication of an API key by a check that also asked for scopes: a key
     /// that lacks a scope did authenticate.
-    pub fn api_key_check<T>(&self, outcome: &Result<T, ApiError>) {
-        match outcome {
-            Err(error) if error.code() == crate::error::ErrorCode::InsufficientScope => {
-                self.api_key_authentications.with_label_values(&["success"]).inc();
-            }
-            _ => self.api_key_authentication(outcome),
-        }
+    pub fn api_key_check<T>(&self, outcome: &Result<T, CheckError>) {
+        let label = match outcome {
+            Err(CheckError::Authenticate(error)) => api_key_refusal(error),
+            Ok(_) | Err(CheckError::InsufficientScope { .. }) => "success",
+        };
+        self.api_key_authentications.with_label_values(&[label]).inc();
     }
 
     /// Counts an introspection by its outcome.

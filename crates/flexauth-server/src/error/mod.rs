@@ -40,9 +40,6 @@ pub struct ApiError {
     /// The limit and the wait of a `rate_limited` answer, for its headers; boxed, as few
     /// errors carry one and every `Result` of a handler has room for the error.
     rate_limit: Option<Box<LimitDecision>>,
-    /// The `outcome` label of the counters that count this error, where the documented word
-    /// differs from the code (`flexauth_refreshes_total{outcome="reuse_detected"}`).
-    outcome: Option<&'static str>,
     /// The scopes an `insufficient_scope` answer names in its challenge (RFC 6750 §3).
     required_scope: Option<Box<str>>,
 }
@@ -50,7 +47,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error of `code` whose message says more than the code's own sentence.
     pub fn with_message(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), cause: None, rate_limit: None, outcome: None, required_scope: None }
+        Self { code, message: message.into(), cause: None, rate_limit: None, required_scope: None }
     }
 
     /// The refusal of a request whose access token's session has ended between its check and
@@ -62,17 +59,6 @@ impl ApiError {
     /// The refusal of a request whose caller's account was deleted meanwhile.
     fn account_gone() -> Self {
         Self::invalid_token("the account no longer exists")
-    }
-
-    /// Names the error in the metrics' `outcome` label, when the code alone would say less
-    /// than the documented word (several refusals share `invalid_token`).
-    fn counted_as(self, outcome: &'static str) -> Self {
-        Self { outcome: Some(outcome), ..self }
-    }
-
-    /// The `outcome` label that counts this error: its documented word, or else its code.
-    pub fn outcome(&self) -> &'static str {
-        self.outcome.unwrap_or(self.code.as_str())
     }
 
     /// A credential that does not authenticate; the description also goes into
@@ -226,13 +212,12 @@ impl From<crate::browser::CookieRefusal> for ApiError {
 
 impl From<InfraError> for ApiError {
     fn from(error: InfraError) -> Self {
-        let answer = if error.is_unavailable() {
+        if error.is_unavailable() {
             // The store has logged the outage once; the client learns to come back.
             Self::from(ErrorCode::Unavailable)
         } else {
             Self::unexpected(error)
-        };
-        answer.counted_as("error")
+        }
     }
 }
 
@@ -260,7 +245,7 @@ impl From<RateLimited> for ApiError {
             format!("too many attempts; try again in {} seconds", decision.reset_after.whole_seconds()),
         );
         error.rate_limit = Some(Box::new(decision));
-        error.counted_as("throttled")
+        error
     }
 }
 
@@ -290,8 +275,8 @@ impl From<LoginError> for ApiError {
     fn from(error: LoginError) -> Self {
         match error {
             LoginError::InvalidCredentials => Self::from(ErrorCode::InvalidCredentials),
-            LoginError::EmailNotVerified => Self::from(ErrorCode::EmailNotVerified).counted_as("unverified"),
-            LoginError::AccountDisabled => Self::from(ErrorCode::AccountDisabled).counted_as("disabled"),
+            LoginError::EmailNotVerified => Self::from(ErrorCode::EmailNotVerified),
+            LoginError::AccountDisabled => Self::from(ErrorCode::AccountDisabled),
             LoginError::Throttled(limited) => limited.into(),
             LoginError::Overloaded => Self::from(ErrorCode::Overloaded),
             LoginError::Unexpected(cause) => cause.into(),
@@ -302,13 +287,11 @@ impl From<LoginError> for ApiError {
 impl From<RefreshError> for ApiError {
     fn from(error: RefreshError) -> Self {
         match error {
-            RefreshError::InvalidToken(_) | RefreshError::UnknownSession => {
-                Self::from(ErrorCode::InvalidRefreshToken).counted_as("invalid")
-            }
-            RefreshError::Expired => Self::from(ErrorCode::RefreshTokenExpired).counted_as("expired"),
-            RefreshError::Revoked => Self::from(ErrorCode::SessionRevoked).counted_as("revoked"),
+            RefreshError::InvalidToken(_) | RefreshError::UnknownSession => Self::from(ErrorCode::InvalidRefreshToken),
+            RefreshError::Expired => Self::from(ErrorCode::RefreshTokenExpired),
+            RefreshError::Revoked => Self::from(ErrorCode::SessionRevoked),
             RefreshError::Throttled(limited) => limited.into(),
-            RefreshError::Reused { .. } => Self::from(ErrorCode::RefreshTokenReused).counted_as("reuse_detected"),
+            RefreshError::Reused { .. } => Self::from(ErrorCode::RefreshTokenReused),
             RefreshError::Unexpected(cause) => cause.into(),
         }
     }
@@ -316,28 +299,20 @@ impl From<RefreshError> for ApiError {
 
 impl From<AuthenticateError> for ApiError {
     fn from(error: AuthenticateError) -> Self {
-        // The outcome words are those of `flexauth_api_key_authentications_total`, the one
-        // counter of these refusals; an access token's are all `refused` there.
-        let (description, outcome) = match error {
-            AuthenticateError::Expired => ("the credential has expired", "expired"),
-            AuthenticateError::NotYetValid => ("the access token is not valid yet", "refused"),
-            AuthenticateError::SessionRevoked => ("the session of the access token was revoked", "refused"),
-            AuthenticateError::MalformedApiKey => ("the API key is malformed", "malformed"),
-            AuthenticateError::UnknownApiKey => ("the API key is not valid", "unknown"),
-            AuthenticateError::Rejected(TokenRejection::Malformed) => ("the access token is malformed", "refused"),
-            AuthenticateError::Rejected(TokenRejection::WrongType) => ("the token is not an access token", "refused"),
-            AuthenticateError::Rejected(TokenRejection::UnknownKey) => {
-                ("the access token was signed by an unknown key", "refused")
-            }
-            AuthenticateError::Rejected(TokenRejection::BadSignature) => {
-                ("the access token signature is invalid", "refused")
-            }
-            AuthenticateError::Rejected(TokenRejection::WrongParty) => {
-                ("the access token was issued for another party", "refused")
-            }
+        let description = match error {
+            AuthenticateError::Expired => "the credential has expired",
+            AuthenticateError::NotYetValid => "the access token is not valid yet",
+            AuthenticateError::SessionRevoked => "the session of the access token was revoked",
+            AuthenticateError::MalformedApiKey => "the API key is malformed",
+            AuthenticateError::UnknownApiKey => "the API key is not valid",
+            AuthenticateError::Rejected(TokenRejection::Malformed) => "the access token is malformed",
+            AuthenticateError::Rejected(TokenRejection::WrongType) => "the token is not an access token",
+            AuthenticateError::Rejected(TokenRejection::UnknownKey) => "the access token was signed by an unknown key",
+            AuthenticateError::Rejected(TokenRejection::BadSignature) => "the access token signature is invalid",
+            AuthenticateError::Rejected(TokenRejection::WrongParty) => "the access token was issued for another party",
             AuthenticateError::Unexpected(cause) => return cause.into(),
         };
-        Self::invalid_token(description).counted_as(outcome)
+        Self::invalid_token(description)
     }
 }
 

@@ -74,7 +74,7 @@ fn wanted_scopes(query: &str) -> Result<BTreeSet<Scope>, ApiError> {
 pub async fn check(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let wanted = wanted_scopes(request.query_string())?;
     let credential = bearer_token(&request)?.ok_or(ApiError::from(ErrorCode::MissingToken))?;
-    let outcome = state.bearer.check(credential, &wanted).await.map_err(ApiError::from);
+    let outcome = state.bearer.check(credential, &wanted).await;
     if ApiKeySecret::looks_like_api_key(credential) {
         state.metrics.api_key_check(&outcome);
     }

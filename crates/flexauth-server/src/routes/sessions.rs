@@ -112,7 +112,7 @@ pub async fn login(
     let password = Password::parse(password)?;
     let mut client = state.client_info(&request);
     client.device = device_cookie(&request);
-    let outcome = state.sessions.login(&email, &password, client).await.map_err(ApiError::from);
+    let outcome = state.sessions.login(&email, &password, client).await;
     state.metrics.login(&outcome);
     let pair = outcome?;
     let new_device = pair.new_device.clone();
@@ -159,7 +159,6 @@ pub async fn refresh(
         // A spent refresh token came back, so someone else may hold the session's tokens.
         tracing::warn!(target: "flexauth::audit", event = "refresh_token_reuse", %account_id, %session_id, "spent refresh token presented; session revoked");
     }
-    let outcome = outcome.map_err(ApiError::from);
     state.metrics.refresh(&outcome);
     let pair = outcome?;
     Ok(tokens(pair, cookie_mode.then_some(&state.browser)))
