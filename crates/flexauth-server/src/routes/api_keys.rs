@@ -157,8 +157,7 @@ pub async fn revoke(
     caller: LiveCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id =
-        uuid::Uuid::parse_str(&path).map(ApiKeyId::from_uuid).map_err(|_| ApiError::from(ErrorCode::ApiKeyNotFound))?;
+    let id = ApiKeyId::from_uuid(super::path_id(&path, ErrorCode::ApiKeyNotFound)?);
     state.api_keys.revoke(&caller, id).await?;
     tracing::info!(target: "flexauth::audit", event = "api_key_revoked", account_id = %caller.account_id(), key_id = %id, "API key revoked");
     Ok(HttpResponse::NoContent().finish())

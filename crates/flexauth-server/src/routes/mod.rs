@@ -149,6 +149,12 @@ pub struct Message {
 const RESPONSE_INSTANT: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
+/// The id in the path of `DELETE /v1/…/{id}`: a text that is no UUID names nothing the caller
+/// has, so it gets the same `not_found` answer as an id of someone else's.
+fn path_id(path: &str, not_found: crate::error::ErrorCode) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(path).map_err(|_| ApiError::from(not_found))
+}
+
 fn rfc3339(instant: OffsetDateTime) -> Result<String, ApiError> {
     instant.to_offset(time::UtcOffset::UTC).format(RESPONSE_INSTANT).map_err(ApiError::unexpected)
 }

@@ -294,9 +294,7 @@ pub async fn revoke(
     caller: LiveCaller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = uuid::Uuid::parse_str(&path)
-        .map(SessionId::from_uuid)
-        .map_err(|_| ApiError::from(ErrorCode::SessionNotFound))?;
+    let id = SessionId::from_uuid(super::path_id(&path, ErrorCode::SessionNotFound)?);
     state.sessions.revoke(&caller, id).await?;
     tracing::info!(target: "flexauth::audit", event = "session_revoked", account_id = %caller.account_id(), session_id = %id, "session revoked by its owner");
     Ok(HttpResponse::NoContent().finish())
