@@ -21,6 +21,7 @@ mod keys;
 mod provider;
 mod ring;
 mod sealed;
+mod stored;
 
 use std::collections::HashMap;
 
@@ -41,6 +42,7 @@ pub use keys::{Jwk, Jwks, KeyError, SigningKeyPair};
 pub use provider::install_crypto_provider;
 pub use ring::{KeyRing, RingError, RingKey, RingPlan};
 pub use sealed::{is_sealed, open as open_sealed, KeyEncryptionKey, SealError};
+pub use stored::{open_stored, KeyLoad, StoredKey, StoredKeyError};
 
 use claims::{AccessJwt, RefreshJwt};
 

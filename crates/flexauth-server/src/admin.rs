@@ -270,16 +270,11 @@ pub async fn run_keys(settings: &Settings, command: &crate::config::KeysCommand)
                 let without: Vec<_> = keys.iter().filter(|other| other.slot != key.slot).cloned().collect();
                 if plan.signer_at(&without, now).is_none() {
                     // A rotation may be under way already: then the remedy is to wait for it.
-                    let successor = without
-                        .iter()
-                        .filter(|other| other.revoked_at.is_none() && other.retired_at.is_none())
-                        .filter(|other| plan.activation(other) > now)
-                        .min_by_key(|other| plan.activation(other));
-                    return Err(AdminCommandError::Failed(match successor {
-                        Some(successor) => format!(
+                    return Err(AdminCommandError::Failed(match plan.next_signer(&without, now) {
+                        Some((successor, at)) => format!(
                             "{kid} signs now; key {} takes over at {}: retire {kid} after then",
                             successor.key.kid(),
-                            instant(plan.activation(successor))
+                            instant(at)
                         ),
                         None => format!(
                             "{kid} signs now and no other key has taken over: run `flexauth keys rotate`, and retire \

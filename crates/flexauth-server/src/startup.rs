@@ -20,7 +20,11 @@ use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
 use flexauth_domain::session::{SessionService, SessionSettings};
 use flexauth_domain::system::{Clock, SecureRandom};
 use flexauth_domain::usage::UsageService;
-use flexauth_jwt::{JwtSettings, JwtTokens, KeyEncryptionKey, KeyError, KeyRing, RingKey, RingPlan, SigningKeyPair};
+pub use flexauth_jwt::KeyLoad;
+use flexauth_jwt::{
+    JwtSettings, JwtTokens, KeyEncryptionKey, KeyError, KeyRing, RingKey, RingPlan, SigningKeyPair, StoredKey,
+    StoredKeyError,
+};
 use flexauth_mail::{FileMailer, MailConfigError, SmtpMailer};
 use flexauth_store::{DatabaseConfig, Pooler, SchemaState, Store, StoreError, GENERATED_SLOT};
 use tokio::sync::watch;
@@ -234,22 +238,8 @@ fn jwt_settings(settings: &Settings) -> JwtSettings {
     }
 }
 
-/// How the stored signing keys are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyLoad {
-    /// At start: every sealed key must open; with a key-encryption key, a key stored in the
-    /// clear is left out: only someone writing to the database could have put it there (a
-    /// forgery backdoor), unless the operator seals it with `flexauth keys seal`.
-    Start,
-    /// By an operator's command: every key must open, keys in the clear included; nothing is
-    /// written.
-    Command,
-    /// Every second while serving: a key that does not open is left out (and said), so one
-    /// damaged row cannot freeze the ring; a key in the clear is left out as at start.
-    Refresh,
-}
-
-/// The stored signing keys, opened, and how many were left out ([`KeyLoad::Refresh`]).
+/// The stored signing keys, opened by the policy of `flexauth-jwt` ([`flexauth_jwt::open_stored`]),
+/// and how many were left out ([`KeyLoad::Refresh`]).
 ///
 /// # Errors
 /// [`StartupError::Keys`] when a sealed key cannot be opened (no key-encryption key, or the
@@ -259,40 +249,21 @@ pub async fn stored_keys(
     kek: Option<&KeyEncryptionKey>,
     load: KeyLoad,
 ) -> Result<(Vec<RingKey>, usize), StartupError> {
-    let mut keys = Vec::new();
-    let mut left_out = 0;
-    for stored in store.signing_keys().await? {
-        let opened = flexauth_jwt::open_sealed(kek, &stored.slot, &stored.private_key)
-            .map_err(StartupError::Keys)
-            .and_then(|pem| {
-                SigningKeyPair::from_pem(&pem).map(|key| (pem, key)).map_err(|source| StartupError::KeyFile {
-                    path: format!("the database (slot {})", stored.slot),
-                    source,
-                })
-            });
-        let in_the_clear = !flexauth_jwt::is_sealed(&stored.private_key);
-        let key = match (opened, load) {
-            (Ok(_), KeyLoad::Start | KeyLoad::Refresh) if kek.is_some() && in_the_clear => {
-                left_out += 1;
-                continue;
-            }
-            (Ok((_, key)), _) => key,
-            (Err(_), KeyLoad::Refresh) => {
-                left_out += 1;
-                continue;
-            }
-            (Err(error), _) => return Err(error),
-        };
-        keys.push(RingKey {
-            slot: stored.slot,
-            key,
-            published_at: stored.created_at,
-            activates_at: stored.activates_at,
-            retired_at: stored.retired_at,
-            revoked_at: stored.revoked_at,
-        });
-    }
-    Ok((keys, left_out))
+    let rows = store.signing_keys().await?;
+    let records = rows.iter().map(|row| StoredKey {
+        slot: &row.slot,
+        private_key: &row.private_key,
+        created_at: row.created_at,
+        activates_at: row.activates_at,
+        retired_at: row.retired_at,
+        revoked_at: row.revoked_at,
+    });
+    flexauth_jwt::open_stored(records, kek, load).map_err(|error| match error {
+        StoredKeyError::Seal(error) => StartupError::Keys(error),
+        StoredKeyError::Damaged { slot, source } => {
+            StartupError::KeyFile { path: format!("the database (slot {slot})"), source }
+        }
+    })
 }
 
 /// The signing keys: from files (fixed until a restart), or the ring stored in the database
@@ -342,15 +313,11 @@ async fn key_ring(settings: &Settings, store: &Store, clock: &dyn Clock) -> Resu
             return StartupError::KeysInTheClear(in_the_clear);
         }
         // Only scheduled keys: say when the first of them signs.
-        let next = keys
-            .iter()
-            .filter(|key| key.revoked_at.is_none() && key.retired_at.is_none() && plan.activation(key) > now)
-            .min_by_key(|key| plan.activation(key));
-        match next {
-            Some(key) => StartupError::NotSigningYet {
+        match plan.next_signer(&keys, now) {
+            Some((key, at)) => StartupError::NotSigningYet {
                 kid: key.key.kid().to_owned(),
-                at: crate::system::instant(plan.activation(key)),
-                seconds: (plan.activation(key) - now).whole_seconds().max(1),
+                at: crate::system::instant(at),
+                seconds: (at - now).whole_seconds().max(1),
             },
             None => StartupError::Ring(error),
         }
