@@ -76,7 +76,14 @@ pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Res
             .map_err(StartupError::from)?
             .map_err(StartupError::from)?,
     );
-    let lifecycle = startup::lifecycle_service(&store, hasher, Arc::new(SystemClock), Arc::new(OsRandom), settings);
+    let wiring = crate::services::Wiring {
+        store: store.clone(),
+        hasher,
+        clock: Arc::new(SystemClock),
+        random: Arc::new(OsRandom),
+        settings: settings.clone(),
+    };
+    let lifecycle = wiring.lifecycle();
     let (id, done) = match command {
         AccountsCommand::Find { email } => {
             let address =

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod request_id;
 pub mod routes;
+pub mod services;
 pub mod startup;
 pub mod state;
 pub mod system;
@@ -32,7 +33,7 @@ mod floors {
         &["metrics"],
         &["state", "worker"],
         &["auth", "middleware"],
-        &["routes"],
+        &["routes", "services"],
         &["startup"],
         &["admin"],
     ];

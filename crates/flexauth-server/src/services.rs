@@ -1,0 +1,122 @@
+//! The wiring of the domain's services to the adapters: one [`Wiring`] holds what they share
+//! (the store behind every storage port, the password hasher, the clock, the random source, the
+//! settings), and each service is built from it by one named method, so neither the server nor
+//! the operator's commands pass ports by position.
+
+use std::sync::Arc;
+
+use flexauth_domain::account::{AccountService, AccountSettings, PasswordHasher};
+use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
+use flexauth_domain::lifecycle::{LifecycleService, LifecycleSettings};
+use flexauth_domain::limits::LimitSettings;
+use flexauth_domain::session::{SessionService, SessionSettings, TokenSigner};
+use flexauth_domain::system::{Clock, SecureRandom};
+use flexauth_store::Store;
+
+use crate::config::Settings;
+
+/// What the services share.
+#[derive(Clone)]
+pub struct Wiring {
+    /// Every storage port.
+    pub store: Arc<Store>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn SecureRandom>,
+    pub settings: Settings,
+}
+
+impl std::fmt::Debug for Wiring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wiring").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl Wiring {
+    fn limits(&self) -> LimitSettings {
+        LimitSettings { enabled: self.settings.rate_limits, ..LimitSettings::default() }
+    }
+
+    /// Sign-up, verification, resends and password resets.
+    pub fn accounts(&self) -> AccountService {
+        let store = &self.store;
+        AccountService::new(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            self.hasher.clone(),
+            store.clone(),
+            self.clock.clone(),
+            self.random.clone(),
+            AccountSettings {
+                limits: self.limits(),
+                public_url: self.settings.public_base(),
+                verification_ttl: self.settings.verification_ttl,
+                password_reset_ttl: self.settings.password_reset_ttl,
+            },
+        )
+    }
+
+    /// Login, refresh, logout, sessions and access tokens, signed by `tokens`.
+    pub fn sessions(&self, tokens: Arc<dyn TokenSigner>) -> SessionService {
+        let (store, settings) = (&self.store, &self.settings);
+        SessionService::new(
+            store.clone(),
+            store.clone(),
+            self.hasher.clone(),
+            tokens,
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            self.clock.clone(),
+            self.random.clone(),
+            SessionSettings {
+                access_ttl: settings.access_token_ttl,
+                refresh_ttl: settings.refresh_token_ttl,
+                session_lifetime: settings.session_lifetime,
+                reuse_grace: settings.refresh_reuse_grace,
+                verify_session_on_request: settings.verify_session_on_request,
+                public_url: settings.public_base(),
+                limits: self.limits(),
+                ..SessionSettings::default()
+            },
+        )
+    }
+
+    /// API keys.
+    pub fn api_keys(&self) -> ApiKeyService {
+        ApiKeyService::new(
+            self.store.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            self.random.clone(),
+            ApiKeySettings {
+                public_url: self.settings.public_base(),
+                reauthentication_window: self.settings.reauthentication_window,
+                scopes: self.settings.api_key_scopes.clone(),
+            },
+        )
+    }
+
+    /// The account's life after sign-up: disabling, erasing, export, address changes.
+    pub fn lifecycle(&self) -> LifecycleService {
+        let store = &self.store;
+        LifecycleService::new(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            self.hasher.clone(),
+            store.clone(),
+            self.clock.clone(),
+            self.random.clone(),
+            LifecycleSettings {
+                public_url: self.settings.public_base(),
+                reauthentication_window: self.settings.reauthentication_window,
+                limits: self.limits(),
+                ..LifecycleSettings::default()
+            },
+        )
+    }
+}
