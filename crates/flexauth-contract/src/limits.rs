@@ -39,4 +39,22 @@ scenarios! { $ limits_scenarios;
         // Each of the 40 hits saw a different count: none was lost or doubled.
         assert_eq!(remaining, (960..1000).collect::<Vec<u32>>());
     }
+
+    pub async fn a_refund_takes_back_one_attempt_of_the_current_window_only<P: Backend, I: Inspect>(
+        store: &P,
+        _inspect: &I,
+    ) {
+        for _ in 0..3 {
+            store.hit("r", &THREE_A_MINUTE, NOW).await.unwrap();
+        }
+        assert!(!store.peek("r", &THREE_A_MINUTE, NOW).await.unwrap().allowed);
+        store.refund("r", &THREE_A_MINUTE, NOW).await.unwrap();
+        let decision = store.peek("r", &THREE_A_MINUTE, NOW).await.unwrap();
+        assert!(decision.allowed && decision.remaining == 0, "one more fits again: {decision:?}");
+        // A refund of a key never counted, or in a later window, takes nothing below zero.
+        store.refund("never", &THREE_A_MINUTE, NOW).await.unwrap();
+        assert_eq!(store.peek("never", &THREE_A_MINUTE, NOW).await.unwrap().remaining, 2);
+        store.refund("r", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap();
+        assert_eq!(store.peek("r", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap().remaining, 2);
+    }
 }

@@ -230,4 +230,57 @@ scenarios! { $ sessions_scenarios;
         assert_eq!(forgotten, Some(NOW + Duration::days(3)));
         assert_eq!(store.find_by_id(other.id()).await.unwrap().unwrap().clients_forgotten_at(), None);
     }
+
+    pub async fn a_revocation_with_notice_queues_its_mail_and_event_only_when_it_revokes<P: Backend, I: Inspect>(
+        store: &P,
+        _inspect: &I,
+    ) {
+        let account = stored_account(store).await;
+        let session = creator(store, &account).await;
+        let before = claim_all(store, NOW).await.len();
+        let notice = mail_to("owner@example.com");
+        let reason = RevocationReason::RefreshTokenReuse;
+        assert!(store.revoke_with_notice(session, NOW, reason, &notice, &login_event(&account)).await.unwrap());
+        assert_eq!(store.find(session).await.unwrap().unwrap().revoked_at(), Some(NOW));
+        let queued = claim_all(store, NOW + Duration::minutes(11)).await;
+        assert_eq!(queued.iter().filter(|mail| mail.id() == notice.id()).count(), 1, "{before} before");
+        let logged = AuditLog::list(store, account.id(), None, 10).await.unwrap().len();
+        // A second revocation of the same session revokes nothing, so it writes nothing.
+        let again = mail_to("owner@example.com");
+        let reason = RevocationReason::RefreshTokenReuse;
+        assert!(!store.revoke_with_notice(session, NOW, reason, &again, &login_event(&account)).await.unwrap());
+        assert!(claim_all(store, NOW + Duration::minutes(30)).await.iter().all(|mail| mail.id() != again.id()));
+        assert_eq!(AuditLog::list(store, account.id(), None, 10).await.unwrap().len(), logged);
+    }
+
+    pub async fn a_live_session_records_its_reauthentication_and_a_revoked_one_does_not<P: Backend, I: Inspect>(
+        store: &P,
+        _inspect: &I,
+    ) {
+        let account = stored_account(store).await;
+        let session = creator(store, &account).await;
+        let later = NOW + Duration::minutes(5);
+        assert!(store.mark_authenticated(session, later).await.unwrap());
+        assert_eq!(store.find(session).await.unwrap().unwrap().authenticated_at(), later);
+        SessionRepository::revoke(store, session, later, RevocationReason::Logout).await.unwrap();
+        assert!(!store.mark_authenticated(session, later + Duration::minutes(1)).await.unwrap());
+        assert_eq!(store.find(session).await.unwrap().unwrap().authenticated_at(), later);
+        assert!(!store.mark_authenticated(SessionId::from_uuid(Uuid::new_v4()), later).await.unwrap());
+    }
+
+    pub async fn an_address_is_known_to_an_account_that_logged_in_from_it_since<P: Backend, I: Inspect>(
+        store: &P,
+        _inspect: &I,
+    ) {
+        let account = stored_account(store).await;
+        let other = new_account("other@example.com");
+        store.create_unverified(&other, &attempt_for(&other, 8), &mail_to("other@example.com")).await.unwrap();
+        // The sessions of `creator` come from 192.0.2.7, at NOW.
+        creator(store, &account).await;
+        assert!(store.logged_in_from(account.id(), "192.0.2.7", NOW - Duration::days(1)).await.unwrap());
+        assert!(store.logged_in_from(account.id(), "192.0.2.7", NOW).await.unwrap(), "at the instant counts");
+        assert!(!store.logged_in_from(account.id(), "192.0.2.7", NOW + Duration::seconds(1)).await.unwrap());
+        assert!(!store.logged_in_from(account.id(), "192.0.2.8", NOW - Duration::days(1)).await.unwrap());
+        assert!(!store.logged_in_from(other.id(), "192.0.2.7", NOW - Duration::days(1)).await.unwrap());
+    }
 }
