@@ -130,11 +130,14 @@ mod error;
 
 pub use error::InfraError;
 
+#[cfg(test)]
+mod floors;
+
 /// The floors of the domain, lowest first. A module may name a module on a lower floor, never
 /// one on its own floor or above: the ground floor (`system`, `secret`, `newtypes`) names no
 /// concept, and each concept names only what it builds on.
 #[cfg(test)]
-mod floors {
+mod floor_plan {
     const FLOORS: &[&[&str]] = &[
         &["system"],
         &["secret"],
@@ -148,99 +151,10 @@ mod floors {
         &["introspection"],
     ];
 
-    fn floor(module: &str) -> Option<usize> {
-        FLOORS.iter().position(|floor| floor.contains(&module))
-    }
-
-    /// Every `crate::<module>` a source file names in code (doc comments may link anywhere),
-    /// grouped imports included: `crate::{session::X, account::{A, B}}` names `session` and
-    /// `account`, over as many lines as rustfmt spreads it.
-    fn named_modules(source: &str) -> Vec<String> {
-        let code: String =
-            source.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
-        let identifier = |text: &str| -> String {
-            text.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
-        };
-        let mut named = Vec::new();
-        let mut rest = code.as_str();
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            let Some(group) = rest.strip_prefix('{') else {
-                named.push(identifier(rest));
-                continue;
-            };
-            // The first name of each item of the group, at its outermost level.
-            let mut depth = 1;
-            let mut item_start = true;
-            for (index, character) in group.char_indices() {
-                if item_start && !character.is_whitespace() {
-                    item_start = false;
-                    if depth == 1 {
-                        named.push(identifier(&group[index..]));
-                    }
-                }
-                match character {
-                    '{' => depth += 1,
-                    '}' if depth == 1 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 1 => item_start = true,
-                    _ => {}
-                }
-            }
-        }
-        named.retain(|name| !name.is_empty());
-        named
-    }
-
-    #[test]
-    fn grouped_imports_name_each_of_their_modules() {
-        let source = "use crate::{\n    session::Session,\n    account::{Account, EmailAddress},\n};\nuse crate::audit::AuditKind;";
-        assert_eq!(named_modules(source), ["session", "account", "audit"]);
-    }
-
-    fn sources(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                sources(&path, found);
-            } else if path.extension().is_some_and(|extension| extension == "rs") {
-                found.push(path);
-            }
-        }
-    }
-
     #[test]
     fn every_module_names_only_modules_on_lower_floors() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = Vec::new();
-        sources(&root, &mut files);
-        assert!(files.len() > 30);
-        let mut upward = Vec::new();
-        for file in files {
-            let relative = file.strip_prefix(&root).unwrap_or(&file);
-            let Some(module) = relative
-                .components()
-                .next()
-                .and_then(|part| part.as_os_str().to_str())
-                .map(|part| part.trim_end_matches(".rs").to_owned())
-            else {
-                continue;
-            };
-            if module == "lib" || module == "error" {
-                continue;
-            }
-            let own = floor(&module).unwrap_or_else(|| panic!("{module} is on no floor: add it to FLOORS"));
-            let source = std::fs::read_to_string(&file).unwrap_or_default();
-            for named in named_modules(&source) {
-                if let Some(theirs) = floor(&named).filter(|_| named != module) {
-                    if theirs >= own {
-                        upward.push(format!("{} names crate::{named}", relative.display()));
-                    }
-                }
-            }
-        }
-        upward.sort();
-        upward.dedup();
+        let upward = super::floors::upward_imports(&root, FLOORS, &["lib", "error", "floors"], 30);
         assert!(upward.is_empty(), "imports that do not point down: {upward:#?}");
     }
 }
