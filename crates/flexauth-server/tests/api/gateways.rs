@@ -97,68 +97,86 @@ fn localised(config: &str, flexauth: &TestApp, upstream: &Upstream) -> String {
     config.replace("127.0.0.1:8080", flexauth).replace("127.0.0.1:3000", &upstream.address)
 }
 
-async fn wait_until_listening(gateway: &mut Gateway, log: &std::path::Path) {
+/// Waits until `gateway` listens; `Err` with its log when it ended first.
+async fn wait_until_listening(gateway: &mut Gateway, log: &std::path::Path) -> Result<(), String> {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(&gateway.address).await.is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = gateway.child.try_wait() {
-            panic!("the gateway ended with {status}: {}", std::fs::read_to_string(log).unwrap_or_default());
+            return Err(format!(
+                "the gateway ended with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the gateway never listened: {}", std::fs::read_to_string(log).unwrap_or_default());
 }
 
+/// Starts a gateway with `start` on a free port until one listens: the port was free when it
+/// was chosen, but another process of the suite may take it before the gateway binds it.
+async fn started(mut start: impl FnMut(u16) -> (Gateway, std::path::PathBuf)) -> Gateway {
+    for attempt in 1..=3 {
+        let (mut gateway, log) = start(free_port());
+        match wait_until_listening(&mut gateway, &log).await {
+            Ok(()) => return gateway,
+            Err(ended) if attempt < 3 && ended.to_lowercase().contains("address already in use") => continue,
+            Err(ended) => panic!("{ended}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
 async fn nginx(binary: &str, flexauth: &TestApp, upstream: &Upstream) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let root = dir.path().display().to_string();
-    let site =
-        localised(&page_block("nginx"), flexauth, upstream).replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
-    // As root, nginx's workers would run as nobody, who cannot read the test's directory.
-    let user = if rustix::process::geteuid().is_root() { "user root;" } else { "" };
-    let config = format!(
-        "{user}\nworker_processes 1;\nerror_log {root}/error.log warn;\npid {root}/nginx.pid;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {root}/body;\n proxy_temp_path {root}/proxy;\n \
-         fastcgi_temp_path {root}/fastcgi;\n uwsgi_temp_path {root}/uwsgi;\n scgi_temp_path {root}/scgi;\n{site}\n}}\n"
-    );
-    let path = dir.path().join("nginx.conf");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(binary)
-        .args(["-p", &root, "-c", &path.display().to_string(), "-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx starts");
-    let log = dir.path().join("error.log");
-    let mut gateway = Gateway { child, address: format!("127.0.0.1:{port}"), _dir: dir };
-    wait_until_listening(&mut gateway, &log).await;
-    gateway
+    let block = localised(&page_block("nginx"), flexauth, upstream);
+    started(|port| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let site = block.replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+        // As root, nginx's workers would run as nobody, who cannot read the test's directory.
+        let user = if rustix::process::geteuid().is_root() { "user root;" } else { "" };
+        let config = format!(
+            "{user}\nworker_processes 1;\nerror_log {root}/error.log warn;\npid {root}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {root}/body;\n proxy_temp_path {root}/proxy;\n \
+             fastcgi_temp_path {root}/fastcgi;\n uwsgi_temp_path {root}/uwsgi;\n scgi_temp_path {root}/scgi;\n{site}\n}}\n"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(binary)
+            .args(["-p", &root, "-c", &path.display().to_string(), "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let log = dir.path().join("error.log");
+        (Gateway { child, address: format!("127.0.0.1:{port}"), _dir: dir }, log)
+    })
+    .await
 }
 
 async fn caddy(binary: &str, flexauth: &TestApp, upstream: &Upstream) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let site = localised(&page_block("caddyfile"), flexauth, upstream)
-        .replace("api.example.com {", &format!("http://127.0.0.1:{port} {{"));
-    let config = format!("{{\n\tadmin off\n}}\n\n{site}");
-    let path = dir.path().join("Caddyfile");
-    std::fs::write(&path, config).unwrap();
-    let log = dir.path().join("caddy.log");
-    let child = Command::new(binary)
-        .args(["run", "--adapter", "caddyfile", "--config", &path.display().to_string()])
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("caddy starts");
-    let mut gateway = Gateway { child, address: format!("127.0.0.1:{port}"), _dir: dir };
-    wait_until_listening(&mut gateway, &log).await;
-    gateway
+    let block = localised(&page_block("caddyfile"), flexauth, upstream);
+    started(|port| {
+        let dir = tempfile::tempdir().unwrap();
+        let site = block.replace("api.example.com {", &format!("http://127.0.0.1:{port} {{"));
+        let config = format!("{{\n\tadmin off\n}}\n\n{site}");
+        let path = dir.path().join("Caddyfile");
+        std::fs::write(&path, config).unwrap();
+        let log = dir.path().join("caddy.log");
+        let child = Command::new(binary)
+            .args(["run", "--adapter", "caddyfile", "--config", &path.display().to_string()])
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("caddy starts");
+        (Gateway { child, address: format!("127.0.0.1:{port}"), _dir: dir }, log)
+    })
+    .await
 }
 
 /// A request to the API behind `gateway`, with `credential` and any `extra` headers.
