@@ -51,10 +51,15 @@ fn printed(outcome: Result<String, flexauth_server::admin::AdminCommandError>) -
     match outcome {
         Ok(output) => print_out(&output),
         Err(error) => {
-            eprintln!("flexauth: {error}");
+            eprintln!("flexauth: {}", one_line(&error.to_string()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// libpq and others write multi-line messages; the operator gets one line.
+fn one_line(message: &str) -> String {
+    message.lines().map(str::trim).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 #[tokio::main]
@@ -102,9 +107,7 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // libpq and others write multi-line messages; the operator gets one line.
-            let line =
-                error.to_string().lines().map(str::trim).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ");
+            let line = one_line(&error.to_string());
             tracing::error!("{line}");
             eprintln!("flexauth: {line}");
             ExitCode::FAILURE

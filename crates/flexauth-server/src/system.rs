@@ -29,6 +29,9 @@ impl SecureRandom for OsRandom {
 }
 
 /// An instant as operators read it in the commands' JSON and in start messages: RFC 3339.
+/// Milliseconds, as stored and as the API writes instants, so a command prints the same
+/// instant as `keys list` shows later.
 pub(crate) fn instant(at: time::OffsetDateTime) -> String {
+    let at = at.replace_millisecond(at.millisecond()).unwrap_or(at);
     at.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string())
 }

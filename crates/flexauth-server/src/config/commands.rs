@@ -12,8 +12,8 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI document of this version's API (what `GET /openapi.json` serves).
     Openapi,
-    /// List, rotate and retire the signing keys stored in the database. Each command prints
-    /// JSON.
+    /// List, rotate, retire, revoke and seal the signing keys stored in the database. Each
+    /// command prints JSON.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,

@@ -302,6 +302,17 @@ fn a_bad_setting_exits_2_and_one_found_only_by_using_it_exits_1() {
     );
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("is not a mailbox such as `flexauth <no-reply@example.com>`"), "{stderr}");
+    // libpq's message spans lines; an operator's command says it in one, as the server does.
+    for command in [&["clients", "list"][..], &["keys", "list"], &["accounts", "find", "ann@example.com"]] {
+        let (code, _, stderr) = bare_flexauth(
+            folder.path(),
+            command,
+            &[("FLEXAUTH_DATABASE_URL", "postgres://postgres@127.0.0.1:1/nowhere"), ("RUST_LOG", "off")],
+        );
+        assert_eq!(code, Some(1), "{command:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{command:?}: {stderr:?}");
+        assert!(stderr.starts_with("flexauth: database (FLEXAUTH_DATABASE_URL): "), "{command:?}: {stderr}");
+    }
 }
 
 /// A pooler in transaction mode that `FLEXAUTH_DATABASE_POOLER` does not name: flexauth sees
