@@ -20,6 +20,7 @@ mod error;
 mod housekeeping;
 mod introspection_clients;
 mod key_cache;
+mod lease;
 mod lifecycle;
 mod observability;
 mod outbox;

@@ -5,9 +5,10 @@ use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::lease::claim_each;
 use crate::rows::{millis, NewOutboxRow, OutboxRow};
 use crate::schema::outbox;
-use crate::{Store, StoreError};
+use crate::Store;
 
 /// Keeps what operators see of a delivery error short; SMTP replies can be long.
 fn truncate(error: &str) -> String {
@@ -44,28 +45,25 @@ impl Outbox for Store {
                         .limit(i64::from(limit))
                         .select(outbox::id)
                         .load(c)?;
-                    let mut claimed = Vec::with_capacity(candidates.len());
-                    for id in candidates {
-                        // Each claim is a compare-and-swap on the lease, so of several
-                        // workers (in this process or on other instances) exactly one wins
-                        // an entry, on PostgreSQL and SQLite alike. It checks again that the
-                        // entry is due: another worker may have tried it and scheduled a
-                        // retry since the candidates were read.
-                        let won = diesel::update(
-                            outbox::table
-                                .find(&id)
-                                .filter(outbox::sent_at.is_null())
-                                .filter(outbox::failed_at.is_null())
-                                .filter(outbox::next_attempt_at.le(now))
-                                .filter(outbox::lease_until.is_null().or(outbox::lease_until.le(now))),
-                        )
-                        .set((outbox::lease_id.eq(&lease_text), outbox::lease_until.eq(lease_until)))
-                        .execute(c)?;
-                        if won == 1 {
-                            claimed.push(outbox::table.find(&id).select(OutboxRow::as_select()).first(c)?);
-                        }
-                    }
-                    Ok::<_, StoreError>(claimed)
+                    claim_each(
+                        c,
+                        candidates,
+                        |c, id| {
+                            // It checks again that the entry is due: another worker may have
+                            // tried it and scheduled a retry since the candidates were read.
+                            Ok(diesel::update(
+                                outbox::table
+                                    .find(id)
+                                    .filter(outbox::sent_at.is_null())
+                                    .filter(outbox::failed_at.is_null())
+                                    .filter(outbox::next_attempt_at.le(now))
+                                    .filter(outbox::lease_until.is_null().or(outbox::lease_until.le(now))),
+                            )
+                            .set((outbox::lease_id.eq(&lease_text), outbox::lease_until.eq(lease_until)))
+                            .execute(c)?)
+                        },
+                        |c, id| Ok(outbox::table.find(id).select(OutboxRow::as_select()).first(c)?),
+                    )
                 }
             })
             .await?;

@@ -6,9 +6,10 @@ use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::lease::claim_each;
 use crate::rows::{millis, AccountRequestRow};
 use crate::schema::account_requests;
-use crate::{Store, StoreError};
+use crate::Store;
 
 #[async_trait]
 impl AccountRequestQueue for Store {
@@ -30,34 +31,26 @@ impl AccountRequestQueue for Store {
         let lease_text = lease.as_uuid().to_string();
         let rows = self
             .run(move |c| {
-                {
-                    let candidates: Vec<String> = account_requests::table
-                        .filter(account_requests::lease_until.is_null().or(account_requests::lease_until.le(now)))
-                        .order((account_requests::requested_at.asc(), account_requests::id.asc()))
-                        .limit(i64::from(limit))
-                        .select(account_requests::id)
-                        .load(c)?;
-                    let mut claimed = Vec::with_capacity(candidates.len());
-                    for id in candidates {
-                        // A compare-and-swap on the lease, as for the outbox: of several workers
-                        // exactly one takes each request.
-                        let won =
-                            diesel::update(account_requests::table.find(&id).filter(
-                                account_requests::lease_until.is_null().or(account_requests::lease_until.le(now)),
-                            ))
+                let candidates: Vec<String> = account_requests::table
+                    .filter(account_requests::lease_until.is_null().or(account_requests::lease_until.le(now)))
+                    .order((account_requests::requested_at.asc(), account_requests::id.asc()))
+                    .limit(i64::from(limit))
+                    .select(account_requests::id)
+                    .load(c)?;
+                claim_each(
+                    c,
+                    candidates,
+                    |c, id| {
+                        let free = account_requests::lease_until.is_null().or(account_requests::lease_until.le(now));
+                        Ok(diesel::update(account_requests::table.find(id).filter(free))
                             .set((
                                 account_requests::lease_id.eq(&lease_text),
                                 account_requests::lease_until.eq(lease_until),
                             ))
-                            .execute(c)?;
-                        if won == 1 {
-                            claimed.push(
-                                account_requests::table.find(&id).select(AccountRequestRow::as_select()).first(c)?,
-                            );
-                        }
-                    }
-                    Ok::<_, StoreError>(claimed)
-                }
+                            .execute(c)?)
+                    },
+                    |c, id| Ok(account_requests::table.find(id).select(AccountRequestRow::as_select()).first(c)?),
+                )
             })
             .await?;
         Ok(rows
