@@ -80,8 +80,19 @@ struct Gateway {
     _dir: tempfile::TempDir,
 }
 
+/// Stops the gateway as its operator would (SIGTERM): nginx's master then ends its workers. A
+/// SIGKILL would end the master alone and leave each worker behind, still listening on the
+/// test's port, for as long as the machine runs.
 impl Drop for Gateway {
     fn drop(&mut self) {
+        let _ =
+            rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), rustix::process::Signal::TERM);
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
