@@ -18,7 +18,7 @@ use crate::schema::{
     account_requests, accounts, api_keys, audit_events, email_changes, email_verification_tokens, outbox,
     password_reset_tokens, sessions,
 };
-use crate::{per_backend, Store, StoreError};
+use crate::{per_backend, DbConnection, Store, StoreError};
 
 /// Why a transaction below was rolled back on purpose: the outcome it reports.
 #[derive(Clone, Copy)]
@@ -28,6 +28,19 @@ enum Refusal {
 
 fn is_address_taken(error: &StoreError) -> bool {
     matches!(error, StoreError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) if is_email_taken(info.as_ref()))
+}
+
+/// Deletes the unverified account, other than `moving`, that signed up `email`: an address an
+/// account moves to (or back to) is its owner's, and a sign-up nobody confirmed never held it.
+/// Its attempts and their links go with it (foreign keys).
+fn delete_unverified_holder(c: &mut DbConnection, email: &str, moving: &str) -> Result<usize, DieselError> {
+    diesel::delete(
+        accounts::table
+            .filter(accounts::email.eq(email))
+            .filter(accounts::id.ne(moving))
+            .filter(accounts::email_verified_at.is_null()),
+    )
+    .execute(c)
 }
 
 #[async_trait]
@@ -269,13 +282,7 @@ impl LifecycleRepository for Store {
                     }
                     // An unverified sign-up of the new address never held it: it goes. A verified
                     // account there makes the move below fail on the unique address.
-                    diesel::delete(
-                        accounts::table
-                            .filter(accounts::email.eq(&row.new_email))
-                            .filter(accounts::id.ne(&row.account_id))
-                            .filter(accounts::email_verified_at.is_null()),
-                    )
-                    .execute(c)?;
+                    delete_unverified_holder(c, &row.new_email, &row.account_id)?;
                     diesel::update(accounts::table.find(&row.account_id))
                         .set((accounts::email.eq(&row.new_email), accounts::email_verified_at.eq(now)))
                         .execute(c)?;
@@ -347,13 +354,7 @@ impl LifecycleRepository for Store {
                         .set(email_changes::undo_expires_at.eq(now))
                         .execute(c)?;
                         // An unverified sign-up squatting the old address cannot block the owner.
-                        diesel::delete(
-                            accounts::table
-                                .filter(accounts::email.eq(&row.old_email))
-                                .filter(accounts::id.ne(&row.account_id))
-                                .filter(accounts::email_verified_at.is_null()),
-                        )
-                        .execute(c)?;
+                        delete_unverified_holder(c, &row.old_email, &row.account_id)?;
                         // Back to the address the change was asked from, whatever happened since:
                         // whoever holds that address is whom the account belonged to. Whoever asked
                         // had the password: it is replaced by one nobody knows, and the credential

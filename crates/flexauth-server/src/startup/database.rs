@@ -100,3 +100,21 @@ async fn pooler_of(settings: &Settings) -> Result<Pooler, StartupError> {
     }
     Ok(seen)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_is_named_without_its_password_or_query() {
+        let named = database_name(&DatabaseConfig::Postgres(
+            "postgres://flexauth:db-secret@db.example:5432/flexauth?sslmode=require&password=other-secret".into(),
+        ));
+        assert_eq!(named, "the PostgreSQL database postgres://flexauth@db.example:5432/flexauth");
+        // A libpq multi-host URL, for failover: named or not, never with its password.
+        let named = database_name(&DatabaseConfig::Postgres("postgres://u:pw-secret@primary,standby/db".into()));
+        assert!(!named.contains("pw-secret"), "{named}");
+        let named = database_name(&DatabaseConfig::Sqlite("./data/flexauth.sqlite3".into()));
+        assert_eq!(named, "the SQLite file ./data/flexauth.sqlite3");
+    }
+}
