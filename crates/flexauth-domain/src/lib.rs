@@ -2,8 +2,8 @@
 //!
 //! This crate decides who may sign up, log in and refresh, when a refresh token counts as
 //! reused, what expires when and how an email is retried. It performs no I/O of its own: every
-//! effect goes through a port trait (storage, password hashing, token signing, mail transport,
-//! clock, randomness) that an adapter crate implements. It must never depend on a web
+//! effect goes through a port trait (storage, password hashing, token signing, the words of an
+//! email, mail transport, clock, randomness) that an adapter crate implements. It must never depend on a web
 //! framework, a database driver, an async runtime, a mail library, a JWT library or a password
 //! hashing backend, so that services embedding it can supply their own adapters and unit-test
 //! the rules against the `mocks` feature's mockall mocks.
@@ -11,8 +11,8 @@
 //! # Embedding it: the whole flow in one program
 //!
 //! The rules run wherever their ports are implemented. Here every storage port is
-//! `flexauth-memory`, hashing is `flexauth-argon2`, tokens are `flexauth-jwt`, and the mail
-//! transport is a list that keeps what it is given; the clock and the random source are four
+//! `flexauth-memory`, hashing is `flexauth-argon2`, tokens are `flexauth-jwt`, the emails are
+//! written by `flexauth-mail`'s built-in templates, and the mail transport is a list that keeps what it is given; the clock and the random source are four
 //! lines each. Sign-up, confirmation, login, a protected call and a refresh:
 //!
 //! ```
@@ -20,7 +20,7 @@
 //!
 //! use flexauth_domain::account::{AccountService, AccountSettings, EmailAddress, NewPassword, Password};
 //! use flexauth_domain::limits::LimitSettings;
-//! use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport, OutgoingEmail, SendError};
+//! use flexauth_domain::mail::{DeliveryService, DeliverySettings, Letters, MailTransport, OutgoingEmail, SendError};
 //! use flexauth_domain::system::{Clock, SecureRandom};
 //! use flexauth_domain::secret::LinkToken;
 //! use flexauth_domain::session::{ClientInfo, SessionService, SessionSettings};
@@ -63,11 +63,12 @@
 //! let tokens = Arc::new(flexauth_jwt::JwtTokens::new(&key, &[], jwt));
 //! let (clock, random): (Arc<dyn Clock>, Arc<dyn SecureRandom>) = (Arc::new(SystemClock), Arc::new(OsRandom));
 //! let inbox = Arc::new(Inbox::default());
+//! let letters = Letters::new(&public_url, Arc::new(flexauth_mail::EmailTemplates::builtin()?));
 //!
 //! let accounts = AccountService::new(
 //!     store.clone(), store.clone(), store.clone(), hasher.clone(), store.clone(), clock.clone(), random.clone(),
+//!     letters.clone(),
 //!     AccountSettings {
-//!         public_url: public_url.clone(),
 //!         verification_ttl: time::Duration::hours(24),
 //!         password_reset_ttl: time::Duration::hours(1),
 //!         limits: LimitSettings::default(),
@@ -76,7 +77,8 @@
 //! let sessions = SessionService::new(
 //!     store.clone(), store.clone(), hasher, tokens, store.clone(), store.clone(), store.clone(), clock.clone(),
 //!     random.clone(),
-//!     SessionSettings { public_url, ..SessionSettings::default() },
+//!     letters,
+//!     SessionSettings::default(),
 //! );
 //! let delivery = DeliveryService::new(store, inbox.clone(), clock, random, DeliverySettings::default());
 //!
@@ -142,7 +144,8 @@ mod floor_plan {
         &["system"],
         &["secret"],
         &["newtypes"],
-        &["limits", "mail", "usage", "housekeeping", "principal"],
+        &["principal"],
+        &["limits", "mail", "usage", "housekeeping"],
         &["audit"],
         &["account"],
         &["session"],

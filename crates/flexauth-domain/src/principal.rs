@@ -22,6 +22,29 @@ pub struct Principal {
     pub grants: Grants,
 }
 
+/// The caller's session ended (a logout, a reset, a disable, reuse detection) between the check
+/// of its access token and the change it asked for: nothing was changed. Shared by every
+/// operation that needs the caller's session alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", SessionEnded::DESCRIPTION)]
+pub struct SessionEnded;
+
+impl SessionEnded {
+    /// The sentence that tells the client, also in its `WWW-Authenticate` challenge.
+    pub const DESCRIPTION: &'static str = "the session of the access token has ended";
+}
+
+/// The caller's account was deleted while its credential was still valid: nothing was
+/// changed. Shared by every operation on the caller's own account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", AccountGone::DESCRIPTION)]
+pub struct AccountGone;
+
+impl AccountGone {
+    /// The sentence that tells the client, also in its `WWW-Authenticate` challenge.
+    pub const DESCRIPTION: &'static str = "the account no longer exists";
+}
+
 /// The operation is reserved to people logged in with a session (JWT): an API key may not
 /// manage keys, change the password or manage sessions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

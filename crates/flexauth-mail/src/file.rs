@@ -131,7 +131,7 @@ mod tests {
     use super::*;
     use crate::{mime, test_log};
     use flexauth_domain::account::EmailAddress;
-    use flexauth_domain::mail::{account_exists_email, verification_email};
+    use flexauth_domain::mail::{Letter, LinkPage};
     use flexauth_domain::secret::LinkToken;
     use uuid::Uuid;
 
@@ -140,8 +140,10 @@ mod tests {
     fn email(id: u128) -> (OutgoingEmail, String) {
         let token = LinkToken::parse(TOKEN).unwrap();
         let to = EmailAddress::parse("ann@example.com").unwrap();
-        let email =
-            verification_email(Uuid::from_u128(id), to, "http://localhost:8080", &token, time::Duration::hours(24));
+        let letters = crate::templates::test_letters("http://localhost:8080");
+        let letter =
+            Letter::Verification { link: letters.link(LinkPage::Verify, &token), valid_for: time::Duration::hours(24) };
+        let email = letters.email(Uuid::from_u128(id), to, &letter);
         (email, format!("http://localhost:8080/v1/auth/verify?token={TOKEN}"))
     }
 
@@ -172,7 +174,11 @@ mod tests {
         let mailer = FileMailer::new(root.path().to_path_buf(), "no-reply@localhost").unwrap();
         let (verification, link) = email(9);
         let to = EmailAddress::parse("ann@example.com").unwrap();
-        let notice = account_exists_email(Uuid::from_u128(10), to, "http://localhost:8080");
+        let notice = crate::templates::test_letters("http://localhost:8080").email(
+            Uuid::from_u128(10),
+            to,
+            &Letter::AccountExists,
+        );
 
         let (logs, guard) = test_log::capture();
         mailer.send(&verification).await.unwrap();
@@ -198,13 +204,12 @@ mod tests {
         let mailer = FileMailer::new(root.path().to_path_buf(), "no-reply@localhost").unwrap();
         let to = EmailAddress::parse("ann@example.com").unwrap();
         let token = LinkToken::parse(TOKEN).unwrap();
-        let reset = flexauth_domain::mail::password_reset_email(
-            Uuid::from_u128(11),
-            to,
-            "http://localhost:8080",
-            &token,
-            time::Duration::hours(1),
-        );
+        let letters = crate::templates::test_letters("http://localhost:8080");
+        let letter = Letter::PasswordReset {
+            link: letters.link(LinkPage::PasswordReset, &token),
+            valid_for: time::Duration::hours(1),
+        };
+        let reset = letters.email(Uuid::from_u128(11), to, &letter);
         let (logs, guard) = test_log::capture();
         mailer.send(&reset).await.unwrap();
         drop(guard);

@@ -1,5 +1,7 @@
-//! flexauth's mail adapter: the implementations of the domain's [`MailTransport`] port.
+//! flexauth's mail adapter: the implementations of the domain's [`MailTransport`] and
+//! [`EmailWriter`] ports.
 //!
+//! [`EmailTemplates`] writes the emails from Jinja templates, built in or the operator's own.
 //! [`SmtpMailer`] hands messages to an SMTP relay through lettre; [`FileMailer`] writes them
 //! as `.eml` files for development. Both build the same multipart/alternative message from an
 //! [`OutgoingEmail`], whose id becomes the `Message-ID`, and both map every failure to the
@@ -10,6 +12,7 @@
 //! development link is the one documented exception).
 //!
 //! [`MailTransport`]: flexauth_domain::mail::MailTransport
+//! [`EmailWriter`]: flexauth_domain::mail::EmailWriter
 //! [`OutgoingEmail`]: flexauth_domain::mail::OutgoingEmail
 //! [`SendError`]: flexauth_domain::mail::SendError
 
@@ -18,6 +21,7 @@ mod file;
 mod link;
 mod message;
 mod smtp;
+mod templates;
 
 #[cfg(any(test, feature = "test-smtp"))]
 mod mime;
@@ -31,3 +35,4 @@ pub mod test_smtp;
 pub use error::MailConfigError;
 pub use file::FileMailer;
 pub use smtp::{SmtpMailer, SEND_DEADLINE, SMTP_TIMEOUT};
+pub use templates::{EmailTemplates, TemplateError};

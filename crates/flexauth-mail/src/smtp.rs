@@ -255,7 +255,7 @@ mod sink_tests {
     use std::time::{Duration, Instant};
 
     use flexauth_domain::account::EmailAddress;
-    use flexauth_domain::mail::{account_exists_email, verification_email};
+    use flexauth_domain::mail::{Letter, LinkPage};
     use flexauth_domain::secret::LinkToken;
     use uuid::Uuid;
 
@@ -270,7 +270,10 @@ mod sink_tests {
     fn verification(id: u128) -> OutgoingEmail {
         let token = LinkToken::parse(TOKEN).unwrap();
         let to = EmailAddress::parse("Ann@Example.com").unwrap();
-        verification_email(Uuid::from_u128(id), to, PUBLIC_URL, &token, time::Duration::hours(24))
+        let letters = crate::templates::test_letters(PUBLIC_URL);
+        let letter =
+            Letter::Verification { link: letters.link(LinkPage::Verify, &token), valid_for: time::Duration::hours(24) };
+        letters.email(Uuid::from_u128(id), to, &letter)
     }
 
     fn link() -> String {
@@ -342,7 +345,8 @@ mod sink_tests {
 
         let sink = SmtpSink::start_on(addr).await.unwrap();
         let to = EmailAddress::parse("bob@example.org").unwrap();
-        mailer.send(&account_exists_email(Uuid::from_u128(3), to, PUBLIC_URL)).await.unwrap();
+        let notice = crate::templates::test_letters(PUBLIC_URL).email(Uuid::from_u128(3), to, &Letter::AccountExists);
+        mailer.send(&notice).await.unwrap();
         let messages = sink.wait_for(1, Duration::from_secs(5)).await;
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].subject().as_deref(), Some("You already have an account"));

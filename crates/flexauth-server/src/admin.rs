@@ -77,6 +77,7 @@ pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Res
             .map_err(StartupError::from)?,
     );
     let wiring = crate::services::Wiring {
+        letters: crate::startup::letters(settings)?,
         store: store.clone(),
         hasher,
         clock: Arc::new(SystemClock),
@@ -170,6 +171,75 @@ pub async fn run_clients(settings: &Settings, command: &ClientsCommand) -> Resul
             }
             tracing::info!(target: "flexauth::audit", event = "introspection_client_deleted", client_id = %parsed, actor = "operator", "introspection client deleted by an operator");
             json(&serde_json::json!({ "client_id": parsed.to_string(), "done": "deleted" }))
+        }
+    }
+}
+
+/// Runs a `flexauth email-templates` command and returns what to print.
+///
+/// # Errors
+/// An [`AdminCommandError`] naming what failed: a file that cannot be written, a broken
+/// template (with its file and line), an unknown kind.
+pub fn run_email_templates(
+    settings: &Settings,
+    command: &crate::config::EmailTemplatesCommand,
+) -> Result<String, AdminCommandError> {
+    use crate::config::EmailTemplatesCommand;
+    use flexauth_domain::mail::{EmailKind, Letter};
+    use flexauth_mail::EmailTemplates;
+    let write_error = |path: &std::path::Path, error: std::io::Error| {
+        AdminCommandError::Failed(format!("cannot write {}: {error}", path.display()))
+    };
+    match command {
+        EmailTemplatesCommand::Export { dir } => {
+            std::fs::create_dir_all(dir).map_err(|error| write_error(dir, error))?;
+            let (mut written, mut kept) = (Vec::new(), Vec::new());
+            for (name, contents) in EmailTemplates::builtin_files() {
+                let path = dir.join(name);
+                // An operator's edited file is never overwritten.
+                match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                    Ok(mut file) => {
+                        std::io::Write::write_all(&mut file, contents.as_bytes())
+                            .map_err(|error| write_error(&path, error))?;
+                        written.push(name);
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => kept.push(name),
+                    Err(error) => return Err(write_error(&path, error)),
+                }
+            }
+            json(&serde_json::json!({ "dir": dir.display().to_string(), "written": written, "kept": kept }))
+        }
+        EmailTemplatesCommand::Check => {
+            let overridden = match &settings.email_templates {
+                Some(directory) => {
+                    EmailTemplates::with_overrides(directory).map_err(StartupError::from)?.overridden().to_vec()
+                }
+                None => Vec::new(),
+            };
+            json(&serde_json::json!({
+                "dir": settings.email_templates.as_ref().map(|dir| dir.display().to_string()),
+                "overridden": overridden,
+                "valid": true,
+            }))
+        }
+        EmailTemplatesCommand::Preview { kind } => {
+            let kind = EmailKind::from_stored(kind.trim()).ok_or_else(|| {
+                let known: Vec<&str> = EmailKind::ALL.iter().map(EmailKind::as_str).collect();
+                AdminCommandError::Failed(format!(
+                    "`{kind}` is not a kind of email; the kinds are {}",
+                    known.join(", ")
+                ))
+            })?;
+            let letters = startup::letters(settings)?;
+            let to =
+                EmailAddress::parse("ann@example.com").map_err(|error| AdminCommandError::Failed(error.to_string()))?;
+            let email = letters.email(uuid::Uuid::nil(), to, &Letter::example(kind, letters.site()));
+            json(&serde_json::json!({
+                "kind": kind.as_str(),
+                "subject": email.subject(),
+                "text": email.text_body(),
+                "html": email.html_body(),
+            }))
         }
     }
 }

@@ -89,7 +89,15 @@ async fn main() -> ExitCode {
     };
     init_tracing(
         settings.log_format,
-        matches!(cli.command, Some(Command::Accounts { .. } | Command::Keys { .. } | Command::Clients { .. })),
+        matches!(
+            cli.command,
+            Some(
+                Command::Accounts { .. }
+                    | Command::Keys { .. }
+                    | Command::Clients { .. }
+                    | Command::EmailTemplates { .. }
+            )
+        ),
     );
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => Ok(()),
@@ -99,6 +107,9 @@ async fn main() -> ExitCode {
             return printed(flexauth_server::admin::run_accounts(&settings, &command).await)
         }
         Command::Clients { command } => return printed(flexauth_server::admin::run_clients(&settings, &command).await),
+        Command::EmailTemplates { command } => {
+            return printed(flexauth_server::admin::run_email_templates(&settings, &command))
+        }
         Command::Serve => match Application::build(&settings).await {
             Ok(app) => app.run_until_stopped().await.map_err(startup::StartupError::Serve),
             Err(error) => Err(error),

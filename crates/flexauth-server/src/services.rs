@@ -9,6 +9,7 @@ use flexauth_domain::account::{AccountService, AccountSettings, PasswordHasher};
 use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
 use flexauth_domain::lifecycle::{LifecycleService, LifecycleSettings};
 use flexauth_domain::limits::LimitSettings;
+use flexauth_domain::mail::Letters;
 use flexauth_domain::session::{SessionService, SessionSettings, TokenSigner};
 use flexauth_domain::system::{Clock, SecureRandom};
 use flexauth_store::Store;
@@ -23,6 +24,8 @@ pub struct Wiring {
     pub hasher: Arc<dyn PasswordHasher>,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn SecureRandom>,
+    /// The emails: the public URL and the templates.
+    pub letters: Letters,
     pub settings: Settings,
 }
 
@@ -48,9 +51,9 @@ impl Wiring {
             store.clone(),
             self.clock.clone(),
             self.random.clone(),
+            self.letters.clone(),
             AccountSettings {
                 limits: self.limits(),
-                public_url: self.settings.public_base(),
                 verification_ttl: self.settings.verification_ttl,
                 password_reset_ttl: self.settings.password_reset_ttl,
             },
@@ -70,13 +73,13 @@ impl Wiring {
             store.clone(),
             self.clock.clone(),
             self.random.clone(),
+            self.letters.clone(),
             SessionSettings {
                 access_ttl: settings.access_token_ttl,
                 refresh_ttl: settings.refresh_token_ttl,
                 session_lifetime: settings.session_lifetime,
                 reuse_grace: settings.refresh_reuse_grace,
                 verify_session_on_request: settings.verify_session_on_request,
-                public_url: settings.public_base(),
                 limits: self.limits(),
                 ..SessionSettings::default()
             },
@@ -90,8 +93,8 @@ impl Wiring {
             self.store.clone(),
             self.clock.clone(),
             self.random.clone(),
+            self.letters.clone(),
             ApiKeySettings {
-                public_url: self.settings.public_base(),
                 reauthentication_window: self.settings.reauthentication_window,
                 scopes: self.settings.api_key_scopes.clone(),
             },
@@ -111,8 +114,8 @@ impl Wiring {
             store.clone(),
             self.clock.clone(),
             self.random.clone(),
+            self.letters.clone(),
             LifecycleSettings {
-                public_url: self.settings.public_base(),
                 reauthentication_window: self.settings.reauthentication_window,
                 limits: self.limits(),
                 ..LifecycleSettings::default()

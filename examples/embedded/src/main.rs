@@ -17,7 +17,7 @@ use flexauth_domain::account::{
     AccountService, AccountSettings, EmailAddress, NewPassword, Password, SignupError, VerifyEmailError,
 };
 use flexauth_domain::limits::LimitSettings;
-use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport, OutgoingEmail, SendError};
+use flexauth_domain::mail::{DeliveryService, DeliverySettings, Letters, MailTransport, OutgoingEmail, SendError};
 use flexauth_domain::secret::LinkToken;
 use flexauth_domain::session::{
     AuthenticateError, ClientInfo, LoginError, RefreshError, SessionService, SessionSettings, TokenPair,
@@ -219,8 +219,9 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
     let tokens = Arc::new(flexauth_jwt::JwtTokens::new(&key, &[], settings));
     let (clock, random): (Arc<dyn Clock>, Arc<dyn SecureRandom>) = (Arc::new(SystemClock), Arc::new(OsRandom));
     let inbox = Arc::new(Inbox::default());
+    // The emails in the words of flexauth-mail's built-in templates.
+    let letters = Letters::new(&public_url, Arc::new(flexauth_mail::EmailTemplates::builtin()?));
     let account_settings = AccountSettings {
-        public_url: public_url.clone(),
         verification_ttl: time::Duration::hours(24),
         password_reset_ttl: time::Duration::hours(1),
         limits: LimitSettings::default(),
@@ -233,9 +234,10 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
         store.clone(),
         clock.clone(),
         random.clone(),
+        letters.clone(),
         account_settings,
     );
-    let session_settings = SessionSettings { public_url, ..SessionSettings::default() };
+    let session_settings = SessionSettings::default();
     let sessions = SessionService::new(
         store.clone(),
         store.clone(),
@@ -246,6 +248,7 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
         store.clone(),
         clock.clone(),
         random.clone(),
+        letters,
         session_settings,
     );
     let delivery = DeliveryService::new(store, inbox.clone(), clock, random, DeliverySettings::default());

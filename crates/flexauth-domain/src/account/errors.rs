@@ -1,7 +1,7 @@
 //! The errors of the account use cases.
 
 use crate::limits::RateLimited;
-use crate::principal::SessionRequired;
+use crate::principal::{AccountGone, SessionEnded, SessionRequired};
 use crate::InfraError;
 
 /// Why a sign-up (or a resend or forgot request) was not accepted. Only infrastructure can
@@ -78,8 +78,8 @@ pub enum ChangePasswordError {
     #[error(transparent)]
     Throttled(#[from] RateLimited),
     /// The caller's session ended (or its account is gone) before the check.
-    #[error("the session has ended")]
-    SessionEnded,
+    #[error(transparent)]
+    SessionEnded(#[from] SessionEnded),
     /// The password changed (a reset) between the check of the current one and the write;
     /// the reset ended this session too.
     #[error("the password was changed meanwhile")]
@@ -94,8 +94,8 @@ pub enum AccountLookupError {
     #[error(transparent)]
     SessionRequired(#[from] SessionRequired),
     /// The account was deleted after the token was issued.
-    #[error("the account no longer exists")]
-    Gone,
+    #[error(transparent)]
+    AccountGone(#[from] AccountGone),
     #[error("looking up the account failed")]
     Unexpected(#[from] InfraError),
 }

@@ -11,9 +11,9 @@ use super::{
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::limits::{email_key, LimitSettings, RateLimiter};
-use crate::mail::{password_was_reset_email, Outbox};
+use crate::mail::{Letter, Letters, Outbox};
 use crate::newtypes::{ClientInfo, RevocationReason};
-use crate::principal::Principal;
+use crate::principal::{AccountGone, Principal};
 use crate::secret::LinkToken;
 use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -39,8 +39,6 @@ pub struct RequestsReport {
 /// Settings of the account use cases.
 #[derive(Debug, Clone)]
 pub struct AccountSettings {
-    /// Base URL of the links in emails, e.g. `https://auth.example.com`.
-    pub public_url: String,
     /// How long a verification link works.
     pub verification_ttl: Duration,
     /// How long a password reset link works.
@@ -106,6 +104,7 @@ pub struct AccountService {
     limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
+    letters: Letters,
     settings: AccountSettings,
 }
 
@@ -128,9 +127,10 @@ impl AccountService {
         limiter: Arc<dyn RateLimiter>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
+        letters: Letters,
         settings: AccountSettings,
     ) -> Self {
-        Self { accounts, requests, outbox, hasher, limiter, clock, random, settings }
+        Self { accounts, requests, outbox, hasher, limiter, clock, random, letters, settings }
     }
 
     /// What the page behind a verification link shows. Opening the link (as a mail scanner
@@ -216,7 +216,7 @@ impl AccountService {
     /// [`AccountLookupError`].
     pub async fn me(&self, caller: &Principal) -> Result<Account, AccountLookupError> {
         caller.require_session()?;
-        self.accounts.find_by_id(caller.account_id).await?.ok_or(AccountLookupError::Gone)
+        self.accounts.find_by_id(caller.account_id).await?.ok_or(AccountGone.into())
     }
 
     /// Checks a reset link without spending it, so the page behind it can show the form or
@@ -275,10 +275,10 @@ impl AccountService {
             // The reset proves the mailbox of the address the account has now; keys made before
             // that address was proven were made by whoever held the account at another one.
             revoke_keys_made_before: account.email_verified_at(),
-            notice: password_was_reset_email(
+            notice: self.letters.email(
                 random_uuid(self.random.as_ref()),
                 account.email().clone(),
-                &self.settings.public_url,
+                &Letter::PasswordWasReset,
             ),
             at: now,
             event: AuditEvent::new(self.random.as_ref(), account.id(), AuditKind::PasswordReset, now)

@@ -6,9 +6,9 @@ use time::{Duration, OffsetDateTime};
 use super::{ApiKey, ApiKeyId, ApiKeyName, ApiKeyRepository, ApiKeySecret};
 use crate::account::AccountRepository;
 use crate::audit::{AuditEvent, AuditKind};
-use crate::mail::api_key_created_email;
+use crate::mail::{Letter, Letters};
 use crate::newtypes::{ClientInfo, Scope};
-use crate::principal::{LiveSession, Principal, ReauthenticationRequired};
+use crate::principal::{AccountGone, LiveSession, Principal, ReauthenticationRequired, SessionEnded};
 use crate::session::AuthenticateError;
 use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -16,8 +16,6 @@ use crate::InfraError;
 /// Settings of the API key rules.
 #[derive(Debug, Clone)]
 pub struct ApiKeySettings {
-    /// Base URL named in the email that tells the owner of a new key.
-    pub public_url: String,
     /// How recently the session must have proved its password to create a key (10 minutes by
     /// default): a key never expires, so a stolen access token must not be able to mint one.
     pub reauthentication_window: Duration,
@@ -28,11 +26,7 @@ pub struct ApiKeySettings {
 
 impl Default for ApiKeySettings {
     fn default() -> Self {
-        Self {
-            public_url: "http://127.0.0.1:8080".to_owned(),
-            reauthentication_window: Duration::minutes(10),
-            scopes: BTreeSet::new(),
-        }
+        Self { reauthentication_window: Duration::minutes(10), scopes: BTreeSet::new() }
     }
 }
 
@@ -43,11 +37,11 @@ pub enum CreateApiKeyError {
     #[error(transparent)]
     ReauthenticationRequired(#[from] ReauthenticationRequired),
     /// The account was deleted meanwhile.
-    #[error("the account no longer exists")]
-    AccountGone,
+    #[error(transparent)]
+    AccountGone(#[from] AccountGone),
     /// The caller's session ended (a reset, a logout) before the key was stored.
-    #[error("the session has ended")]
-    SessionEnded,
+    #[error(transparent)]
+    SessionEnded(#[from] SessionEnded),
     /// The requested expiry is not in the future.
     #[error("the expiry must be in the future")]
     ExpiryInPast,
@@ -82,6 +76,7 @@ pub struct ApiKeyService {
     accounts: Arc<dyn AccountRepository>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
+    letters: Letters,
     settings: ApiKeySettings,
 }
 
@@ -98,9 +93,10 @@ impl ApiKeyService {
         accounts: Arc<dyn AccountRepository>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
+        letters: Letters,
         settings: ApiKeySettings,
     ) -> Self {
-        Self { keys, accounts, clock, random, settings }
+        Self { keys, accounts, clock, random, letters, settings }
     }
 
     /// Creates a key for the caller's account and tells the owner by email, in the same
@@ -131,20 +127,16 @@ impl ApiKeyService {
         if key.is_expired(now) {
             return Err(CreateApiKeyError::ExpiryInPast);
         }
-        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(CreateApiKeyError::AccountGone)?;
-        let notice = api_key_created_email(
-            random_uuid(self.random.as_ref()),
-            account.email().clone(),
-            &self.settings.public_url,
-            key.name().as_str(),
-            key.prefix(),
-        );
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
+        let letter =
+            Letter::ApiKeyCreated { key_name: key.name().as_str().to_owned(), key_prefix: key.prefix().to_owned() };
+        let notice = self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &letter);
         let event = AuditEvent::new(self.random.as_ref(), key.account_id(), AuditKind::ApiKeyCreated, now)
             .of_session(caller.session_id())
             .of_key(key.id())
             .from_client(client);
         if !self.keys.create(&key, &secret.hash(), &notice, caller.session_id(), &event).await? {
-            return Err(CreateApiKeyError::SessionEnded);
+            return Err(SessionEnded.into());
         }
         Ok((key, secret))
     }
@@ -251,6 +243,7 @@ mod tests {
             Arc::new(accounts),
             Arc::new(clock),
             Arc::new(random),
+            crate::mail::Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),
             ApiKeySettings::default(),
         )
     }
@@ -338,7 +331,7 @@ mod tests {
         let outcome = service(keys)
             .create(&jwt_caller(), ApiKeyName::parse("ci").unwrap(), None, BTreeSet::new(), ClientInfo::default())
             .await;
-        assert!(matches!(outcome, Err(CreateApiKeyError::SessionEnded)));
+        assert!(matches!(outcome, Err(CreateApiKeyError::SessionEnded(_))));
     }
 
     #[tokio::test]

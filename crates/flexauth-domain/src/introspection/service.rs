@@ -241,6 +241,7 @@ mod tests {
             Arc::new(crate::audit::MockAuditLog::new()),
             clock(),
             random(),
+            crate::mail::Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),
             SessionSettings::default(),
         );
         let api_keys = ApiKeyService::new(
@@ -248,6 +249,7 @@ mod tests {
             Arc::new(MockAccountRepository::new()),
             clock(),
             random(),
+            crate::mail::Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),
             ApiKeySettings::default(),
         );
         BearerAuthenticator::new(sessions, api_keys)

@@ -12,12 +12,9 @@ use crate::account::{
 use crate::api_key::ApiKeyRepository;
 use crate::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog, MAX_PAGE};
 use crate::limits::{LimitSettings, RateLimited, RateLimiter};
-use crate::mail::{
-    account_deleted_email, email_change_address_taken_email, email_change_confirmation_email,
-    email_change_requested_email,
-};
+use crate::mail::{Letter, Letters, LinkPage};
 use crate::newtypes::{AccountId, ClientInfo, EmailAddress};
-use crate::principal::{LiveSession, ReauthenticationRequired};
+use crate::principal::{AccountGone, LiveSession, ReauthenticationRequired, SessionEnded};
 use crate::secret::LinkToken;
 use crate::session::SessionRepository;
 use crate::system::{random_uuid, Clock, SecureRandom};
@@ -26,8 +23,6 @@ use crate::InfraError;
 /// What the lifecycle rules need to know.
 #[derive(Debug, Clone)]
 pub struct LifecycleSettings {
-    /// Base of the links in emails.
-    pub public_url: String,
     /// How recently a session must have proved its password to delete the account or move it
     /// to another address.
     pub reauthentication_window: Duration,
@@ -42,7 +37,6 @@ pub struct LifecycleSettings {
 impl Default for LifecycleSettings {
     fn default() -> Self {
         Self {
-            public_url: "http://127.0.0.1:8080".to_owned(),
             reauthentication_window: Duration::minutes(10),
             email_change_ttl: Duration::hours(24),
             email_change_undo_ttl: Duration::days(7),
@@ -70,8 +64,8 @@ pub enum OwnerError {
     #[error(transparent)]
     ReauthenticationRequired(#[from] ReauthenticationRequired),
     /// The account is gone (erased meanwhile).
-    #[error("the account no longer exists")]
-    AccountGone,
+    #[error(transparent)]
+    AccountGone(#[from] AccountGone),
     /// The store failed; nothing was written.
     #[error(transparent)]
     Unexpected(#[from] InfraError),
@@ -90,11 +84,11 @@ pub enum EmailChangeError {
     #[error(transparent)]
     Throttled(#[from] RateLimited),
     /// The account is gone (erased meanwhile).
-    #[error("the account no longer exists")]
-    AccountGone,
+    #[error(transparent)]
+    AccountGone(#[from] AccountGone),
     /// The caller's session ended meanwhile (a disable, an undo, a logout).
-    #[error("the session has ended")]
-    SessionEnded,
+    #[error(transparent)]
+    SessionEnded(#[from] SessionEnded),
     /// The store failed; nothing was written.
     #[error(transparent)]
     Unexpected(#[from] InfraError),
@@ -159,6 +153,7 @@ pub struct LifecycleService {
     limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
+    letters: Letters,
     settings: LifecycleSettings,
 }
 
@@ -182,9 +177,10 @@ impl LifecycleService {
         limiter: Arc<dyn RateLimiter>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
+        letters: Letters,
         settings: LifecycleSettings,
     ) -> Self {
-        Self { accounts, sessions, keys, audit, lifecycle, hasher, limiter, clock, random, settings }
+        Self { accounts, sessions, keys, audit, lifecycle, hasher, limiter, clock, random, letters, settings }
     }
 
     fn event(&self, account_id: AccountId, kind: AuditKind, now: OffsetDateTime) -> AuditEvent {
@@ -237,8 +233,8 @@ impl LifecycleService {
     fn erasure(&self, id: AccountId, goodbye_to: Option<EmailAddress>) -> Erasure {
         let now = self.clock.now();
         let tombstone = AccountId::from_uuid(random_uuid(self.random.as_ref()));
-        let goodbye = goodbye_to
-            .map(|to| account_deleted_email(random_uuid(self.random.as_ref()), to, &self.settings.public_url));
+        let goodbye =
+            goodbye_to.map(|to| self.letters.email(random_uuid(self.random.as_ref()), to, &Letter::AccountDeleted));
         Erasure { account_id: id, tombstone, event: self.event(tombstone, AuditKind::AccountDeleted, now), goodbye }
     }
 
@@ -297,7 +293,7 @@ impl LifecycleService {
     /// [`OwnerError`].
     pub async fn export_own(&self, caller: &LiveSession) -> Result<AccountExport, OwnerError> {
         caller.require_recent_authentication(self.clock.now(), self.settings.reauthentication_window)?;
-        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(OwnerError::AccountGone)?;
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
         Ok(self.collect(account, Some(caller)).await?)
     }
 
@@ -309,9 +305,9 @@ impl LifecycleService {
     /// [`OwnerError`].
     pub async fn delete_own(&self, caller: &LiveSession) -> Result<(), OwnerError> {
         caller.require_recent_authentication(self.clock.now(), self.settings.reauthentication_window)?;
-        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(OwnerError::AccountGone)?;
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
         if !self.lifecycle.erase(&self.erasure(account.id(), Some(account.email().clone()))).await? {
-            return Err(OwnerError::AccountGone);
+            return Err(AccountGone.into());
         }
         Ok(())
     }
@@ -332,7 +328,7 @@ impl LifecycleService {
     ) -> Result<(), EmailChangeError> {
         let now = self.clock.now();
         caller.require_recent_authentication(now, self.settings.reauthentication_window)?;
-        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(EmailChangeError::AccountGone)?;
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
         if &new_email == account.email() {
             return Err(EmailChangeError::SameAddress);
         }
@@ -348,27 +344,22 @@ impl LifecycleService {
         let taken = self.accounts.find_by_email(&new_email).await?.is_some_and(|holder| holder.is_email_verified());
         let confirmation = LinkToken::generate(self.random.as_ref());
         let undo = LinkToken::generate(self.random.as_ref());
-        let public_url = &self.settings.public_url;
         let to_new = if taken {
             // The link of a change to a taken address is stored but never sent: nobody can
             // confirm it, and the row looks like any other.
-            email_change_address_taken_email(random_uuid(self.random.as_ref()), new_email.clone(), public_url)
+            self.letters.email(random_uuid(self.random.as_ref()), new_email.clone(), &Letter::EmailChangeAddressTaken)
         } else {
-            email_change_confirmation_email(
-                random_uuid(self.random.as_ref()),
-                new_email.clone(),
-                public_url,
-                &confirmation,
-                self.settings.email_change_ttl,
-            )
+            let letter = Letter::EmailChangeConfirmation {
+                link: self.letters.link(LinkPage::EmailConfirm, &confirmation),
+                valid_for: self.settings.email_change_ttl,
+            };
+            self.letters.email(random_uuid(self.random.as_ref()), new_email.clone(), &letter)
         };
-        let to_old = email_change_requested_email(
-            random_uuid(self.random.as_ref()),
-            account.email().clone(),
-            public_url,
-            &undo,
-            self.settings.email_change_undo_ttl,
-        );
+        let letter = Letter::EmailChangeRequested {
+            link: self.letters.link(LinkPage::EmailUndo, &undo),
+            undo_for: self.settings.email_change_undo_ttl,
+        };
+        let to_old = self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &letter);
         let change = EmailChange::request(
             &account,
             new_email,
@@ -383,7 +374,7 @@ impl LifecycleService {
             .of_session(caller.session_id())
             .from_client(client);
         if !self.lifecycle.create_email_change(&change, caller.session_id(), &to_new, &to_old, &event).await? {
-            return Err(EmailChangeError::SessionEnded);
+            return Err(SessionEnded.into());
         }
         Ok(())
     }

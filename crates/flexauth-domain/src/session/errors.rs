@@ -3,7 +3,7 @@
 use super::{SessionId, TokenRejection};
 use crate::limits::RateLimited;
 use crate::newtypes::AccountId;
-use crate::principal::SessionRequired;
+use crate::principal::{SessionEnded, SessionRequired};
 use crate::InfraError;
 
 /// Why a login failed.
@@ -97,8 +97,8 @@ pub enum LiveSessionError {
     SessionRequired(#[from] SessionRequired),
     /// The access token's signature is fine, but its session has ended (logout, password
     /// reset or change, reuse detection) or expired.
-    #[error("the session of the access token has ended")]
-    SessionEnded,
+    #[error(transparent)]
+    SessionEnded(#[from] SessionEnded),
     #[error("looking up the session failed")]
     Unexpected(#[from] InfraError),
 }
@@ -114,8 +114,8 @@ pub enum ReauthenticateError {
     #[error("the password is wrong")]
     WrongPassword,
     /// The session ended meanwhile.
-    #[error("the session has ended")]
-    SessionEnded,
+    #[error(transparent)]
+    SessionEnded(#[from] SessionEnded),
     /// Too many re-authentications of this session.
     #[error(transparent)]
     Throttled(#[from] RateLimited),
@@ -130,8 +130,8 @@ pub enum ManageSessionsError {
     #[error(transparent)]
     SessionRequired(#[from] SessionRequired),
     /// The caller's own session has ended.
-    #[error("the session of the access token has ended")]
-    SessionEnded,
+    #[error(transparent)]
+    SessionEnded(#[from] SessionEnded),
     /// No such session belongs to the caller.
     #[error("no such session")]
     NotFound,

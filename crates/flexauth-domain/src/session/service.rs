@@ -12,9 +12,9 @@ use super::{
 use crate::account::{AccountRepository, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
-use crate::mail::refresh_token_reuse_email;
+use crate::mail::{Letter, Letters};
 use crate::newtypes::AccountId;
-use crate::principal::{LiveSession, Principal};
+use crate::principal::{LiveSession, Principal, SessionEnded};
 use crate::system::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
 
@@ -38,8 +38,6 @@ pub struct SessionSettings {
     /// reliance on the announcements. Costs one indexed read per request. The operations that
     /// manage an account look the session up whatever this says.
     pub verify_session_on_request: bool,
-    /// Base URL named in the emails the session rules send (reuse detection).
-    pub public_url: String,
     /// The limits on logins, refreshes and re-authentications.
     pub limits: LimitSettings,
 }
@@ -53,7 +51,6 @@ impl Default for SessionSettings {
             reuse_grace: Duration::seconds(10),
             clock_leeway: Duration::seconds(30),
             verify_session_on_request: false,
-            public_url: "http://127.0.0.1:8080".to_owned(),
             limits: LimitSettings::default(),
         }
     }
@@ -93,6 +90,7 @@ pub struct SessionService {
     audit: Arc<dyn AuditLog>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
+    letters: Letters,
     settings: SessionSettings,
 }
 
@@ -122,9 +120,10 @@ impl SessionService {
         audit: Arc<dyn AuditLog>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
+        letters: Letters,
         settings: SessionSettings,
     ) -> Self {
-        Self { accounts, sessions, hasher, signer, ended, limiter, audit, clock, random, settings }
+        Self { accounts, sessions, hasher, signer, ended, limiter, audit, clock, random, letters, settings }
     }
 
     fn event(
@@ -235,7 +234,7 @@ impl SessionService {
         // Ending other sessions manages the account: a token of an ended session may not.
         let live = self.require_live(caller).await.map_err(|error| match error {
             LiveSessionError::SessionRequired(required) => ManageSessionsError::SessionRequired(required),
-            LiveSessionError::SessionEnded => ManageSessionsError::SessionEnded,
+            LiveSessionError::SessionEnded(ended) => ManageSessionsError::SessionEnded(ended),
             LiveSessionError::Unexpected(cause) => ManageSessionsError::Unexpected(cause),
         })?;
         let keep = if scope == LogoutScope::Others { Some(live.session_id()) } else { None };
@@ -264,7 +263,7 @@ impl SessionService {
             .find(session_id)
             .await?
             .filter(|session| session.account_id() == caller.account_id && session.is_live(now));
-        let session = session.ok_or(LiveSessionError::SessionEnded)?;
+        let session = session.ok_or(SessionEnded)?;
         Ok(LiveSession::new(session.account_id(), session.id(), session.authenticated_at()))
     }
 
@@ -347,10 +346,10 @@ impl SessionService {
     async fn revoke_for_reuse(&self, session: &Session, now: OffsetDateTime) -> RefreshError {
         let revoked = match self.accounts.find_by_id(session.account_id()).await {
             Ok(Some(account)) => {
-                let notice = refresh_token_reuse_email(
+                let notice = self.letters.email(
                     random_uuid(self.random.as_ref()),
                     account.email().clone(),
-                    &self.settings.public_url,
+                    &Letter::RefreshTokenReuse,
                 );
                 let event = self.event(
                     session.account_id(),

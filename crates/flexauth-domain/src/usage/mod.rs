@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use time::{Date, Duration, OffsetDateTime};
 
 use crate::newtypes::AccountId;
+use crate::principal::AccountGone;
 use crate::system::Clock;
 use crate::InfraError;
 
@@ -37,8 +38,8 @@ pub struct UsageReport {
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
     /// The caller's account was deleted while its credential was still valid.
-    #[error("the account no longer exists")]
-    AccountGone,
+    #[error(transparent)]
+    AccountGone(#[from] AccountGone),
     /// The store failed.
     #[error(transparent)]
     Unexpected(#[from] InfraError),
@@ -108,7 +109,7 @@ impl UsageService {
         if let Some(report) = self.count(account_id, day, now, None) {
             return Ok(report);
         }
-        let stored = self.usage.requests_on(account_id, day).await?.ok_or(UsageError::AccountGone)?;
+        let stored = self.usage.requests_on(account_id, day).await?.ok_or(AccountGone)?;
         Ok(self.count(account_id, day, now, Some(stored)).unwrap_or(UsageReport { day, requests_today: stored + 1 }))
     }
 
@@ -308,6 +309,6 @@ mod tests {
         // the store again and learns the same.
         assert_eq!(usage.flush().await.unwrap(), FlushReport::default());
         assert!(usage.counters().is_empty());
-        assert!(matches!(usage.record(account()).await, Err(UsageError::AccountGone)));
+        assert!(matches!(usage.record(account()).await, Err(UsageError::AccountGone(_))));
     }
 }

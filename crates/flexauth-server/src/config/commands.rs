@@ -29,6 +29,27 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Write, check and preview the email templates (FLEXAUTH_EMAIL_TEMPLATES). Each command
+    /// prints JSON.
+    EmailTemplates {
+        #[command(subcommand)]
+        command: EmailTemplatesCommand,
+    },
+}
+
+/// An operator's command on the email templates.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum EmailTemplatesCommand {
+    /// Write the built-in templates into DIR (created if missing), to edit and name in
+    /// FLEXAUTH_EMAIL_TEMPLATES; files already there are kept. Delete the files you do not
+    /// change: the built-in ones stand in for missing files, and keep improving with upgrades.
+    Export { dir: std::path::PathBuf },
+    /// Check the templates of FLEXAUTH_EMAIL_TEMPLATES as the server does at start, and name
+    /// the files that replace built-in ones.
+    Check,
+    /// Print the email of KIND (`verification`, `password_reset`, … as in docs/operations.md)
+    /// as the current templates write it, with made-up facts.
+    Preview { kind: String },
 }
 
 /// An operator's command on the resource servers that may introspect.

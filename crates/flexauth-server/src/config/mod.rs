@@ -29,7 +29,7 @@ pub struct Cli {
     pub config: RawConfig,
 }
 
-pub use commands::{AccountsCommand, ClientsCommand, Command, KeysCommand};
+pub use commands::{AccountsCommand, ClientsCommand, Command, EmailTemplatesCommand, KeysCommand};
 pub use values::{ConfigDuration, LogFormat};
 use values::{
     DatabaseUrl, DurationOrZero, ForwardedHeaderSetting, List, OptionalAddress, Origin, PoolerSetting, PublicUrl,
@@ -69,6 +69,11 @@ pub struct RawConfig {
     /// Sender of every email.
     #[arg(long, env = "FLEXAUTH_MAIL_FROM", default_value = "flexauth <no-reply@localhost>")]
     pub mail_from: String,
+    /// Directory of email templates that replace the built-in ones of the same file name
+    /// (`flexauth email-templates export DIR` writes the built-in set to start from); checked
+    /// at start. Unset, the built-in templates are used.
+    #[arg(long, env = "FLEXAUTH_EMAIL_TEMPLATES")]
+    pub email_templates: Option<PathBuf>,
     /// PEM file with the Ed25519 private key that signs tokens; unset, a key is generated once
     /// and stored in the database.
     #[arg(long, env = "FLEXAUTH_SIGNING_KEY_FILE")]
@@ -243,6 +248,8 @@ pub struct Settings {
     pub database_pooler: flexauth_store::Pooler,
     pub mail: MailConfig,
     pub mail_from: String,
+    /// The operator's email templates, if any.
+    pub email_templates: Option<PathBuf>,
     pub signing_key: SigningKeySource,
     pub retiring_keys: Vec<PathBuf>,
     /// Seals the private keys stored in the database; `None`: stored in the clear.
@@ -387,6 +394,7 @@ impl RawConfig {
             database_pooler: self.database_pooler.into(),
             mail,
             mail_from: self.mail_from.clone(),
+            email_templates: self.email_templates.clone(),
             signing_key,
             retiring_keys: self.retiring_key_files.clone().map(|list| list.0).unwrap_or_default(),
             audience: self.access_token_audience.clone(),

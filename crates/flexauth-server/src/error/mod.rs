@@ -18,7 +18,7 @@ use flexauth_domain::introspection::IntrospectError;
 use flexauth_domain::lifecycle::{EmailChangeError, EmailChangeLinkError, OwnerError};
 use flexauth_domain::limits::{LimitDecision, RateLimited};
 use flexauth_domain::newtypes::space_separated;
-use flexauth_domain::principal::{ReauthenticationRequired, SessionRequired};
+use flexauth_domain::principal::{AccountGone, ReauthenticationRequired, SessionEnded, SessionRequired};
 use flexauth_domain::session::{
     AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
     TokenRejection,
@@ -48,17 +48,6 @@ impl ApiError {
     /// An error of `code` whose message says more than the code's own sentence.
     pub fn with_message(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self { code, message: message.into(), cause: None, rate_limit: None, required_scope: None }
-    }
-
-    /// The refusal of a request whose access token's session has ended between its check and
-    /// the change it asked for (the caller's session was revoked meanwhile).
-    fn session_ended() -> Self {
-        Self::invalid_token("the session of the access token has ended")
-    }
-
-    /// The refusal of a request whose caller's account was deleted meanwhile.
-    fn account_gone() -> Self {
-        Self::invalid_token("the account no longer exists")
     }
 
     /// A credential that does not authenticate; the description also goes into
@@ -192,7 +181,7 @@ impl ResponseError for ApiError {
 impl From<flexauth_domain::usage::UsageError> for ApiError {
     fn from(error: flexauth_domain::usage::UsageError) -> Self {
         match error {
-            flexauth_domain::usage::UsageError::AccountGone => Self::account_gone(),
+            flexauth_domain::usage::UsageError::AccountGone(gone) => gone.into(),
             flexauth_domain::usage::UsageError::Unexpected(cause) => cause.into(),
         }
     }
@@ -340,6 +329,18 @@ impl From<SessionRequired> for ApiError {
     }
 }
 
+impl From<SessionEnded> for ApiError {
+    fn from(_: SessionEnded) -> Self {
+        Self::invalid_token(SessionEnded::DESCRIPTION)
+    }
+}
+
+impl From<AccountGone> for ApiError {
+    fn from(_: AccountGone) -> Self {
+        Self::invalid_token(AccountGone::DESCRIPTION)
+    }
+}
+
 impl From<ReauthenticationRequired> for ApiError {
     fn from(_: ReauthenticationRequired) -> Self {
         Self::from(ErrorCode::ReauthenticationRequired)
@@ -350,7 +351,7 @@ impl From<LiveSessionError> for ApiError {
     fn from(error: LiveSessionError) -> Self {
         match error {
             LiveSessionError::SessionRequired(required) => required.into(),
-            LiveSessionError::SessionEnded => Self::session_ended(),
+            LiveSessionError::SessionEnded(ended) => ended.into(),
             LiveSessionError::Unexpected(cause) => cause.into(),
         }
     }
@@ -360,7 +361,7 @@ impl From<ReauthenticateError> for ApiError {
     fn from(error: ReauthenticateError) -> Self {
         match error {
             ReauthenticateError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
-            ReauthenticateError::SessionEnded => Self::session_ended(),
+            ReauthenticateError::SessionEnded(ended) => ended.into(),
             ReauthenticateError::Throttled(limited) => limited.into(),
             ReauthenticateError::Overloaded => Self::from(ErrorCode::Overloaded),
             ReauthenticateError::Unexpected(cause) => cause.into(),
@@ -378,8 +379,8 @@ impl From<CreateApiKeyError> for ApiError {
     fn from(error: CreateApiKeyError) -> Self {
         match error {
             CreateApiKeyError::ReauthenticationRequired(required) => required.into(),
-            CreateApiKeyError::AccountGone => Self::account_gone(),
-            CreateApiKeyError::SessionEnded => Self::session_ended(),
+            CreateApiKeyError::AccountGone(gone) => gone.into(),
+            CreateApiKeyError::SessionEnded(ended) => ended.into(),
             CreateApiKeyError::ExpiryInPast => Self::from(ErrorCode::InvalidExpiry),
             CreateApiKeyError::UnknownScope(scope) => Self::with_message(
                 ErrorCode::InvalidScope,
@@ -411,7 +412,7 @@ impl From<ManageSessionsError> for ApiError {
     fn from(error: ManageSessionsError) -> Self {
         match error {
             ManageSessionsError::SessionRequired(required) => required.into(),
-            ManageSessionsError::SessionEnded => Self::session_ended(),
+            ManageSessionsError::SessionEnded(ended) => ended.into(),
             ManageSessionsError::NotFound => Self::from(ErrorCode::SessionNotFound),
             ManageSessionsError::Unexpected(cause) => cause.into(),
         }
@@ -435,7 +436,7 @@ impl From<ChangePasswordError> for ApiError {
         match error {
             ChangePasswordError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
             ChangePasswordError::Throttled(limited) => limited.into(),
-            ChangePasswordError::SessionEnded => Self::session_ended(),
+            ChangePasswordError::SessionEnded(ended) => ended.into(),
             // A reset won the race and ended this session too.
             ChangePasswordError::CredentialsChanged => Self::from(ErrorCode::SessionRevoked),
             ChangePasswordError::Overloaded => Self::from(ErrorCode::Overloaded),
@@ -448,7 +449,7 @@ impl From<AccountLookupError> for ApiError {
     fn from(error: AccountLookupError) -> Self {
         match error {
             AccountLookupError::SessionRequired(required) => required.into(),
-            AccountLookupError::Gone => Self::account_gone(),
+            AccountLookupError::AccountGone(gone) => gone.into(),
             AccountLookupError::Unexpected(cause) => cause.into(),
         }
     }
@@ -458,7 +459,7 @@ impl From<OwnerError> for ApiError {
     fn from(error: OwnerError) -> Self {
         match error {
             OwnerError::ReauthenticationRequired(required) => required.into(),
-            OwnerError::AccountGone => Self::account_gone(),
+            OwnerError::AccountGone(gone) => gone.into(),
             OwnerError::Unexpected(cause) => cause.into(),
         }
     }
@@ -470,8 +471,8 @@ impl From<EmailChangeError> for ApiError {
             EmailChangeError::ReauthenticationRequired(required) => required.into(),
             EmailChangeError::SameAddress => Self::from(ErrorCode::EmailUnchanged),
             EmailChangeError::Throttled(limited) => limited.into(),
-            EmailChangeError::SessionEnded => Self::session_ended(),
-            EmailChangeError::AccountGone => Self::account_gone(),
+            EmailChangeError::SessionEnded(ended) => ended.into(),
+            EmailChangeError::AccountGone(gone) => gone.into(),
             EmailChangeError::Unexpected(cause) => cause.into(),
         }
     }

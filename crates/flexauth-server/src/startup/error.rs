@@ -18,6 +18,8 @@ pub enum StartupError {
     KeyFile { path: String, source: KeyError },
     #[error("invalid mail settings (FLEXAUTH_SMTP_URL, FLEXAUTH_MAIL_FROM): {0}")]
     Mail(#[from] MailConfigError),
+    #[error("email templates (FLEXAUTH_EMAIL_TEMPLATES): {0}")]
+    EmailTemplates(#[from] flexauth_mail::TemplateError),
     #[error("invalid argon2 settings (FLEXAUTH_ARGON2_MEMORY_KIB, FLEXAUTH_ARGON2_ITERATIONS): {0}")]
     Argon2(#[from] Argon2ConfigError),
     #[error("the password hashing set-up task failed: {0}")]

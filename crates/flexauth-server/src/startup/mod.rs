@@ -13,11 +13,11 @@ use flexauth_domain::bearer::BearerAuthenticator;
 use flexauth_domain::housekeeping::HousekeepingService;
 use flexauth_domain::introspection::IntrospectionService;
 use flexauth_domain::limits::LimitSettings;
-use flexauth_domain::mail::{DeliveryService, DeliverySettings, MailTransport};
+use flexauth_domain::mail::{DeliveryService, DeliverySettings, Letters, MailTransport};
 use flexauth_domain::session::SessionSettings;
 use flexauth_domain::system::{Clock, SecureRandom};
 use flexauth_domain::usage::UsageService;
-use flexauth_mail::{FileMailer, SmtpMailer};
+use flexauth_mail::{EmailTemplates, FileMailer, SmtpMailer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -84,6 +84,25 @@ fn mail_transport(settings: &Settings) -> Result<Arc<dyn MailTransport>, Startup
             Arc::new(FileMailer::new(dir.clone(), &settings.mail_from)?)
         }
     })
+}
+
+/// The emails of this server: its public URL, in the words of the built-in templates or of
+/// those in `FLEXAUTH_EMAIL_TEMPLATES`, all checked here so that a broken template stops the
+/// start rather than an email.
+pub(crate) fn letters(settings: &Settings) -> Result<Letters, StartupError> {
+    let templates = match &settings.email_templates {
+        Some(directory) => {
+            let templates = EmailTemplates::with_overrides(directory)?;
+            tracing::info!(
+                dir = %directory.display(),
+                overridden = ?templates.overridden(),
+                "email templates: the operator's files replace the built-in ones of the same name"
+            );
+            templates
+        }
+        None => EmailTemplates::builtin()?,
+    };
+    Ok(Letters::new(&settings.public_base(), Arc::new(templates)))
 }
 
 /// Answers actix's own error responses (an oversized or unreadable body…), which are plain
@@ -253,6 +272,7 @@ impl Application {
         };
 
         let wiring = crate::services::Wiring {
+            letters: letters(settings)?,
             store: shared.clone(),
             hasher,
             clock: clock.clone(),

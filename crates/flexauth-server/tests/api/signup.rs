@@ -202,3 +202,31 @@ async fn wrong_password_and_unknown_email_get_the_same_401() {
     assert_eq!(wrong.code(), "invalid_credentials");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn an_operators_email_template_writes_the_verification_email_and_the_rest_stay_built_in() {
+    let env = TestEnv::new().await;
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(
+        templates.path().join("verification.txt"),
+        "Subject: Bestätigen Sie Ihre Adresse\n\nBitte öffnen Sie {{ link }} innerhalb von {{ valid_for_minutes }} \
+         Minuten.\n",
+    )
+    .unwrap();
+    let app = env.spawn_with(&["--email-templates", templates.path().to_str().unwrap()]).await;
+    let email = unique_email("template");
+    app.signup(&email).await;
+    let mail = wait_for_mail_to(env.smtp(), &email).await;
+    assert_eq!(mail.subject().as_deref(), Some("Bestätigen Sie Ihre Adresse"));
+    let link = mail.first_link().unwrap();
+    assert!(link.starts_with("http://auth.flexauth.test/v1/auth/verify?token="), "{link}");
+    assert!(mail.text().contains("innerhalb von 1440 Minuten"), "{}", mail.text());
+    // The link of the operator's email confirms the address like the built-in one.
+    let page = confirm_in_browser(&app, &mail, PASSWORD).await;
+    assert!(page.text.contains("verified"), "{}", page.text);
+    let password_reset = app.post("/v1/auth/password/forgot", json!({ "email": email })).await;
+    assert_eq!(password_reset.status, StatusCode::ACCEPTED);
+    let mails = wait_for_mails(env.smtp(), &email, 2).await;
+    assert!(mails.iter().any(|mail| mail.subject().as_deref() == Some("Reset your password")));
+    app.stop().await;
+}

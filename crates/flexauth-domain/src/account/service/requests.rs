@@ -10,7 +10,7 @@ use crate::account::{
     NewPassword, PasswordHash, SignupAttempt, SignupError,
 };
 use crate::limits::{address_key, email_key, RateLimited};
-use crate::mail::{account_exists_email, password_reset_email, verification_email, EmailKind, LeaseId, OutgoingEmail};
+use crate::mail::{EmailKind, LeaseId, Letter, LinkPage, OutgoingEmail};
 use crate::secret::LinkToken;
 use crate::system::random_uuid;
 use crate::InfraError;
@@ -162,10 +162,10 @@ impl AccountService {
                 self.add_attempt(&account, Some(password_hash.clone()), now).await
             }
             (AccountRequestKind::Signup { .. }, Some(account)) => {
-                let notice = account_exists_email(
+                let notice = self.letters.email(
                     random_uuid(self.random.as_ref()),
                     account.email().clone(),
-                    &self.settings.public_url,
+                    &Letter::AccountExists,
                 );
                 self.outbox.enqueue(&notice, now).await
             }
@@ -175,13 +175,11 @@ impl AccountService {
             (AccountRequestKind::ForgotPassword, Some(account)) => {
                 let token = LinkToken::generate(self.random.as_ref());
                 let record = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.password_reset_ttl);
-                let mail = password_reset_email(
-                    random_uuid(self.random.as_ref()),
-                    account.email().clone(),
-                    &self.settings.public_url,
-                    &token,
-                    self.settings.password_reset_ttl,
-                );
+                let letter = Letter::PasswordReset {
+                    link: self.letters.link(LinkPage::PasswordReset, &token),
+                    valid_for: self.settings.password_reset_ttl,
+                };
+                let mail = self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &letter);
                 self.accounts.create_password_reset(&record, &mail, now).await
             }
             // Nothing to send: an unknown address, or a resend for a verified one.
@@ -197,13 +195,11 @@ impl AccountService {
     ) -> (SignupAttempt, OutgoingEmail) {
         let token = LinkToken::generate(self.random.as_ref());
         let link = LinkTokenRecord::issue(token.hash(), account.id(), now + self.settings.verification_ttl);
-        let mail = verification_email(
-            random_uuid(self.random.as_ref()),
-            account.email().clone(),
-            &self.settings.public_url,
-            &token,
-            self.settings.verification_ttl,
-        );
+        let letter = Letter::Verification {
+            link: self.letters.link(LinkPage::Verify, &token),
+            valid_for: self.settings.verification_ttl,
+        };
+        let mail = self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &letter);
         (SignupAttempt::issue(link, password_hash, now), mail)
     }
 
@@ -221,11 +217,8 @@ impl AccountService {
         // The address was confirmed meanwhile: a sign-up now meets a verified account, and a
         // resend has nothing left to do.
         if signup {
-            let notice = account_exists_email(
-                random_uuid(self.random.as_ref()),
-                account.email().clone(),
-                &self.settings.public_url,
-            );
+            let notice =
+                self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &Letter::AccountExists);
             self.outbox.enqueue(&notice, now).await?;
         }
         Ok(())

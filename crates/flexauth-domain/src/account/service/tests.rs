@@ -51,7 +51,6 @@ impl Ports {
         let mut random = MockSecureRandom::new();
         random.expect_fill().returning(move |buffer| buffer.fill(counter.fetch_add(1, Ordering::Relaxed)));
         let settings = AccountSettings {
-            public_url: "https://auth.example.com".into(),
             verification_ttl: Duration::hours(24),
             password_reset_ttl: Duration::hours(1),
             limits: LimitSettings::default(),
@@ -64,6 +63,7 @@ impl Ports {
             Arc::new(self.limiter),
             Arc::new(clock),
             Arc::new(random),
+            crate::mail::Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),
             settings,
         )
     }

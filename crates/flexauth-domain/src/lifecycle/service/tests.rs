@@ -89,6 +89,7 @@ impl Ports {
             Arc::new(crate::limits::unlimited()),
             Arc::new(clock),
             Arc::new(random),
+            crate::mail::Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),
             LifecycleSettings::default(),
         )
     }

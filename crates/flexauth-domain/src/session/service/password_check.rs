@@ -12,9 +12,9 @@ use crate::account::{
     PasswordChecker, SessionsToEnd,
 };
 use crate::audit::AuditKind;
-use crate::mail::{password_changed_email, session_ended_for_password_failures_email};
+use crate::mail::Letter;
 use crate::newtypes::{ClientInfo, RevocationReason};
-use crate::principal::LiveSession;
+use crate::principal::{LiveSession, SessionEnded};
 use crate::session::ReauthenticateError;
 use crate::system::random_uuid;
 use crate::InfraError;
@@ -23,7 +23,7 @@ impl From<ReauthenticateError> for ChangePasswordError {
     fn from(error: ReauthenticateError) -> Self {
         match error {
             ReauthenticateError::WrongPassword => Self::WrongPassword,
-            ReauthenticateError::SessionEnded => Self::SessionEnded,
+            ReauthenticateError::SessionEnded(ended) => Self::SessionEnded(ended),
             ReauthenticateError::Throttled(limited) => Self::Throttled(limited),
             ReauthenticateError::Overloaded => Self::Overloaded,
             ReauthenticateError::Unexpected(cause) => Self::Unexpected(cause),
@@ -51,7 +51,7 @@ impl SessionService {
         if self.sessions.mark_authenticated(caller.session_id(), now).await? {
             Ok(now)
         } else {
-            Err(ReauthenticateError::SessionEnded)
+            Err(SessionEnded.into())
         }
     }
 
@@ -81,10 +81,10 @@ impl SessionService {
             reason: RevocationReason::PasswordChange,
             verify_email: false,
             revoke_keys_made_before: None,
-            notice: password_changed_email(
+            notice: self.letters.email(
                 random_uuid(self.random.as_ref()),
                 account.email().clone(),
-                &self.settings.public_url,
+                &Letter::PasswordChanged,
             ),
             at: now,
             event: self.event(account.id(), AuditKind::PasswordChanged, now, client, Some(caller.session_id())),
@@ -121,7 +121,7 @@ impl SessionService {
                 self.record_wrong_password(&account, caller, client, now, used_up).await?;
                 Err(ReauthenticateError::WrongPassword)
             }
-            Ok(PasswordCheck::NoAccount) => Err(ReauthenticateError::SessionEnded),
+            Ok(PasswordCheck::NoAccount) => Err(SessionEnded.into()),
             Err(PasswordCheckError::Throttled(limited)) => Err(limited.into()),
             Err(PasswordCheckError::Overloaded) => Err(ReauthenticateError::Overloaded),
             Err(PasswordCheckError::Unexpected(cause)) => Err(cause.into()),
@@ -141,12 +141,10 @@ impl SessionService {
         let session = Some(caller.session_id());
         self.audit.record(&self.event(account.id(), AuditKind::PasswordCheckFailed, now, client, session)).await?;
         if end_session {
-            let notice = session_ended_for_password_failures_email(
-                random_uuid(self.random.as_ref()),
-                account.email().clone(),
-                &self.settings.public_url,
-                client.ip.as_deref(),
-            );
+            let letter = Letter::SessionEndedForPasswordFailures {
+                client_ip: client.ip.as_deref().and_then(|address| address.parse().ok()),
+            };
+            let notice = self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &letter);
             let event = self.event(account.id(), AuditKind::SessionEndedForPasswordFailures, now, client, session);
             self.sessions
                 .revoke_with_notice(caller.session_id(), now, RevocationReason::PasswordFailures, &notice, &event)

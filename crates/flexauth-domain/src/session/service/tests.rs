@@ -99,6 +99,7 @@ impl Ports {
             Arc::new(self.audit),
             Arc::new(clock),
             Arc::new(random),
+            crate::mail::Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),
             SessionSettings::default(),
         )
     }
@@ -549,10 +550,10 @@ async fn a_token_of_an_ended_session_is_not_live_whatever_the_per_request_settin
     ports.sessions.expect_revoke_all().never();
     let service = ports.service();
     assert!(!service.settings.verify_session_on_request);
-    assert!(matches!(service.require_live(&session_caller()).await, Err(LiveSessionError::SessionEnded)));
+    assert!(matches!(service.require_live(&session_caller()).await, Err(LiveSessionError::SessionEnded(_))));
     assert!(matches!(
         service.logout(&session_caller(), LogoutScope::Global).await,
-        Err(ManageSessionsError::SessionEnded)
+        Err(ManageSessionsError::SessionEnded(_))
     ));
 }
 
@@ -650,7 +651,7 @@ async fn the_wrong_password_that_uses_up_the_sessions_checks_ends_the_session_an
         .withf(|id, at, reason, notice, event| {
             (*id, *at, *reason) == (SESSION, NOW, RevocationReason::PasswordFailures)
                 && notice.kind() == EmailKind::SessionEndedForPasswordFailures
-                && notice.text_body().contains("from 203.0.113.9")
+                && notice.text_body().contains("client_ip: 203.0.113.9")
                 && event.kind == AuditKind::SessionEndedForPasswordFailures
         })
         .times(1)
