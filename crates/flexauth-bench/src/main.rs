@@ -46,6 +46,7 @@ fn claims(account: AccountId, session: SessionId, issued_at: OffsetDateTime) -> 
         issued_at,
         not_before: issued_at,
         expires_at: issued_at + time::Duration::hours(1),
+        methods: flexauth_domain::newtypes::AuthenticationMethods::password(),
     }
 }
 

@@ -18,6 +18,7 @@ scenarios! { $ housekeeping_scenarios;
             Duration::days(30),
             Duration::days(90),
             ClientInfo::default(),
+            AuthenticationMethods::password(),
         );
         let live = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
         for session in [&ended, &live] {

@@ -19,7 +19,10 @@ use flexauth_domain::introspection::{
 use flexauth_domain::lifecycle::LifecycleRepository;
 use flexauth_domain::limits::{LimitPolicy, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
-use flexauth_domain::newtypes::Scope;
+use flexauth_domain::mfa::{
+    FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository, MfaChallenge, SealedSecret, StoredFactor,
+};
+use flexauth_domain::newtypes::{AuthenticationMethod, AuthenticationMethods, Scope};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{
     ClientInfo, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository,
@@ -48,6 +51,7 @@ pub trait Backend:
     + RateLimiter
     + Housekeeping
     + LifecycleRepository
+    + FactorRepository
     + Clone
     + Send
     + Sync
@@ -67,6 +71,7 @@ impl<T> Backend for T where
         + RateLimiter
         + Housekeeping
         + LifecycleRepository
+        + FactorRepository
         + Clone
         + Send
         + Sync
@@ -99,6 +104,7 @@ macro_rules! contract_suite {
         $crate::housekeeping_scenarios!($setup);
         $crate::introspection_scenarios!($setup);
         $crate::lifecycle_scenarios!($setup);
+        $crate::mfa_scenarios!($setup);
     };
 }
 
@@ -136,6 +142,7 @@ mod housekeeping;
 mod introspection;
 mod lifecycle;
 mod limits;
+mod mfa;
 mod outbox;
 mod sessions;
 mod usage;
@@ -147,6 +154,7 @@ pub use housekeeping::*;
 pub use introspection::*;
 pub use lifecycle::*;
 pub use limits::*;
+pub use mfa::*;
 pub use outbox::*;
 pub use sessions::*;
 pub use usage::*;
@@ -241,6 +249,7 @@ pub fn new_session(account: &Account, secret: &RefreshSecret) -> Session {
         Duration::days(30),
         Duration::days(90),
         ClientInfo::new(Some("curl/8.0"), Some("192.0.2.7".into())),
+        AuthenticationMethods::password(),
     )
 }
 

@@ -177,6 +177,7 @@ scenarios! { $ sessions_scenarios;
             Duration::days(30),
             Duration::days(90),
             ClientInfo::default(),
+            AuthenticationMethods::password(),
         );
         let revoked = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
         for session in [&older, &newer, &revoked] {

@@ -21,6 +21,7 @@
 //! use flexauth_domain::account::{AccountService, AccountSettings, EmailAddress, NewPassword, Password};
 //! use flexauth_domain::limits::LimitSettings;
 //! use flexauth_domain::mail::{DeliveryService, DeliverySettings, Letters, MailTransport, OutgoingEmail, SendError};
+//! use flexauth_domain::mfa::{MfaService, MfaSettings};
 //! use flexauth_domain::system::{Clock, SecureRandom};
 //! use flexauth_domain::secret::LinkToken;
 //! use flexauth_domain::session::{ClientInfo, SessionService, SessionSettings};
@@ -74,9 +75,15 @@
 //!         limits: LimitSettings::default(),
 //!     },
 //! );
+//! // Second factors: TOTP codes by flexauth-totp; no key-encryption key seals their secrets here.
+//! let mfa = MfaService::new(
+//!     store.clone(), store.clone(), Arc::new(flexauth_totp::Totp), Arc::new(flexauth_jwt::SecretSealing::new(None)),
+//!     clock.clone(), random.clone(), letters.clone(), MfaSettings::default(),
+//! );
 //! let sessions = SessionService::new(
 //!     store.clone(), store.clone(), hasher, tokens, store.clone(), store.clone(), store.clone(), clock.clone(),
 //!     random.clone(),
+//!     mfa,
 //!     letters,
 //!     SessionSettings::default(),
 //! );
@@ -121,6 +128,7 @@ pub mod introspection;
 pub mod lifecycle;
 pub mod limits;
 pub mod mail;
+pub mod mfa;
 pub mod newtypes;
 pub mod principal;
 pub mod secret;
@@ -148,6 +156,7 @@ mod floor_plan {
         &["limits", "mail", "usage", "housekeeping"],
         &["audit"],
         &["account"],
+        &["mfa"],
         &["session"],
         &["api_key"],
         &["bearer", "lifecycle"],

@@ -73,7 +73,17 @@ pub struct LiveSession {
     account_id: AccountId,
     session_id: SessionId,
     authenticated_at: time::OffsetDateTime,
+    /// Whether the account has a confirmed second factor, read with the session.
+    has_second_factor: bool,
+    /// When the session last proved a second factor: its login, or a step-up.
+    second_factor_at: Option<time::OffsetDateTime>,
 }
+
+/// The operation needs a recent second factor: the account has one, and the session has not
+/// proved it within the window (`POST /v1/auth/reauthenticate` with a code does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("this operation needs a recent second factor; re-authenticate with a code")]
+pub struct StepUpRequired;
 
 /// The operation needs a recent authentication: the session must have logged in or re-entered
 /// its password within the window.
@@ -83,7 +93,35 @@ pub struct ReauthenticationRequired;
 
 impl LiveSession {
     pub(crate) fn new(account_id: AccountId, session_id: SessionId, authenticated_at: time::OffsetDateTime) -> Self {
-        Self { account_id, session_id, authenticated_at }
+        Self { account_id, session_id, authenticated_at, has_second_factor: false, second_factor_at: None }
+    }
+
+    /// The same session, of an account that has a second factor or not, which the session
+    /// last proved at `proved_at`.
+    pub(crate) fn with_second_factor(self, has_second_factor: bool, proved_at: Option<time::OffsetDateTime>) -> Self {
+        Self { has_second_factor, second_factor_at: proved_at, ..self }
+    }
+
+    /// Whether the account has a confirmed second factor.
+    pub fn has_second_factor(&self) -> bool {
+        self.has_second_factor
+    }
+
+    /// Whether the session proved a second factor within `window` before `now`, when the
+    /// account has one; an account without a factor needs none.
+    ///
+    /// # Errors
+    /// [`StepUpRequired`] when it did not.
+    pub fn require_recent_second_factor(
+        &self,
+        now: time::OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<(), StepUpRequired> {
+        match (self.has_second_factor, self.second_factor_at) {
+            (false, _) => Ok(()),
+            (true, Some(at)) if now - at <= window => Ok(()),
+            (true, _) => Err(StepUpRequired),
+        }
     }
 
     /// The account acting.
@@ -133,6 +171,23 @@ mod tests {
         assert_eq!(
             live.require_recent_authentication(at + window + time::Duration::seconds(1), window),
             Err(ReauthenticationRequired)
+        );
+    }
+
+    #[test]
+    fn a_second_factor_is_needed_only_by_an_account_that_has_one_and_only_if_not_recent() {
+        let at = datetime!(2026-03-01 09:00 UTC);
+        let window = time::Duration::minutes(10);
+        let live =
+            LiveSession::new(AccountId::from_uuid(uuid::Uuid::nil()), SessionId::from_uuid(uuid::Uuid::nil()), at);
+        assert_eq!(live.require_recent_second_factor(at + window * 10, window), Ok(()));
+        let enrolled = live.with_second_factor(true, None);
+        assert_eq!(enrolled.require_recent_second_factor(at, window), Err(StepUpRequired));
+        let proved = live.with_second_factor(true, Some(at));
+        assert_eq!(proved.require_recent_second_factor(at + window, window), Ok(()));
+        assert_eq!(
+            proved.require_recent_second_factor(at + window + time::Duration::seconds(1), window),
+            Err(StepUpRequired)
         );
     }
 }

@@ -13,6 +13,13 @@ pub(crate) struct AccessJwt {
     pub nbf: i64,
     pub jti: String,
     pub sid: String,
+    /// RFC 8176 methods of the session's login; absent from tokens signed before flexauth
+    /// wrote it, which were password logins.
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// `aal1` or `aal2`.
+    #[serde(default)]
+    pub acr: String,
 }
 
 /// `rti` carries the refresh secret; only its digest is stored server-side.

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use flexauth_domain::account::AccountId;
+use flexauth_domain::newtypes::AuthenticationMethods;
 use flexauth_domain::session::{AccessClaims, RefreshClaims, RefreshSecret, SessionId, TokenRejection, TokenSigner};
 use flexauth_domain::InfraError;
 use hmac::{Hmac, Mac};
@@ -41,7 +42,7 @@ use cache::VerifiedTokens;
 pub use keys::{Jwk, Jwks, KeyError, SigningKeyPair};
 pub use provider::install_crypto_provider;
 pub use ring::{KeyRing, RingError, RingKey, RingPlan};
-pub use sealed::{is_sealed, open as open_sealed, KeyEncryptionKey, SealError};
+pub use sealed::{is_sealed, open as open_sealed, KeyEncryptionKey, SealError, SecretSealing};
 pub use stored::{open_stored, KeyLoad, StoredKey, StoredKeyError};
 
 use claims::{AccessJwt, RefreshJwt};
@@ -236,6 +237,10 @@ impl JwtTokens {
             issued_at: timestamp(jwt.iat)?,
             not_before: timestamp(jwt.nbf)?,
             expires_at: timestamp(jwt.exp)?,
+            methods: match AuthenticationMethods::from_stored(&jwt.amr.join(" ")) {
+                none if none == AuthenticationMethods::default() => AuthenticationMethods::password(),
+                methods => methods,
+            },
         })
     }
 }
@@ -259,6 +264,8 @@ impl TokenSigner for JwtTokens {
             nbf: claims.not_before.unix_timestamp(),
             jti: claims.token_id.to_string(),
             sid: claims.session_id.to_string(),
+            amr: claims.methods.amr().into_iter().map(str::to_owned).collect(),
+            acr: claims.methods.acr().to_owned(),
         };
         jsonwebtoken::encode(
             &Self::header(Algorithm::EdDSA, ACCESS_TOKEN_TYPE, &self.signing_kid),

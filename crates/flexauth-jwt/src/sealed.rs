@@ -116,6 +116,53 @@ pub fn open(kek: Option<&KeyEncryptionKey>, slot: &str, stored: &str) -> Result<
     }
 }
 
+/// Seals the secrets of second factors with the key-encryption key, as the signing keys are;
+/// without one, they are stored as they are (and the server warns at start, as for the keys).
+#[derive(Debug, Clone, Default)]
+pub struct SecretSealing {
+    kek: Option<KeyEncryptionKey>,
+}
+
+impl SecretSealing {
+    /// Sealing with `kek`, or none.
+    pub fn new(kek: Option<KeyEncryptionKey>) -> Self {
+        Self { kek }
+    }
+}
+
+impl flexauth_domain::mfa::SecretSealer for SecretSealing {
+    fn seal(
+        &self,
+        slot: &str,
+        secret: &str,
+    ) -> Result<flexauth_domain::mfa::SealedSecret, flexauth_domain::InfraError> {
+        let sealed = match &self.kek {
+            Some(kek) => kek.seal(slot, secret).map_err(|error| secret_error(&error))?,
+            None => secret.to_owned(),
+        };
+        Ok(flexauth_domain::mfa::SealedSecret(sealed))
+    }
+
+    fn open(
+        &self,
+        slot: &str,
+        sealed: &flexauth_domain::mfa::SealedSecret,
+    ) -> Result<String, flexauth_domain::InfraError> {
+        open(self.kek.as_ref(), slot, &sealed.0).map_err(|error| secret_error(&error))
+    }
+}
+
+/// The failure of a second factor's secret, in words about that secret rather than a key.
+fn secret_error(error: &SealError) -> flexauth_domain::InfraError {
+    flexauth_domain::InfraError::new(match error {
+        SealError::WrongKey => "a second factor's secret was sealed with another key-encryption key",
+        SealError::KeyMissing => "a second factor's secret is sealed, and no key-encryption key is set",
+        SealError::Damaged => "a second factor's secret is damaged (its seal does not open)",
+        SealError::Random => "the random source failed",
+        SealError::InvalidKey => "the key-encryption key is not valid",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +195,19 @@ mod tests {
         assert_eq!(KeyEncryptionKey::parse(&STANDARD.encode([7u8; 16])).unwrap_err(), SealError::InvalidKey);
         assert_eq!(KeyEncryptionKey::parse("not base64!").unwrap_err(), SealError::InvalidKey);
         assert!(!format!("{:?}", kek(3)).contains("cipher"), "no key material in Debug");
+    }
+
+    #[test]
+    fn a_second_factors_secret_is_sealed_in_its_slot_with_the_key_and_as_it_is_without() {
+        use flexauth_domain::mfa::SecretSealer as _;
+        let sealing = SecretSealing::new(Some(kek(3)));
+        let sealed = sealing.seal("totp:1", "c2VjcmV0").unwrap();
+        assert!(is_sealed(&sealed.0) && !sealed.0.contains("c2VjcmV0"));
+        assert_eq!(sealing.open("totp:1", &sealed).unwrap(), "c2VjcmV0");
+        assert!(sealing.open("totp:2", &sealed).is_err(), "moved to another factor");
+        assert!(SecretSealing::new(None).open("totp:1", &sealed).is_err());
+        let clear = SecretSealing::new(None).seal("totp:1", "c2VjcmV0").unwrap();
+        assert_eq!(clear.0, "c2VjcmV0");
+        assert_eq!(sealing.open("totp:1", &clear).unwrap(), "c2VjcmV0", "a secret stored before the key opens");
     }
 }

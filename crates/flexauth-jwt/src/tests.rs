@@ -1,4 +1,5 @@
 use super::*;
+use flexauth_domain::newtypes::{AuthenticationMethod, AuthenticationMethods};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use time::macros::datetime;
 use uuid::Uuid;
@@ -22,6 +23,7 @@ fn access_claims() -> AccessClaims {
         issued_at,
         not_before: issued_at,
         expires_at: issued_at + time::Duration::hours(1),
+        methods: AuthenticationMethods::password(),
     }
 }
 
@@ -59,7 +61,21 @@ fn access_tokens_carry_the_header_and_claims_of_the_contract() {
     assert_eq!(claims["jti"], Uuid::from_u128(3).to_string());
     assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
     assert_eq!(claims["nbf"], claims["iat"]);
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(claims["acr"], "aal1");
     assert_eq!(tokens.verify_access(&token).unwrap(), access_claims());
+}
+
+#[test]
+fn a_multi_factor_login_says_so_in_amr_and_acr_and_a_token_without_them_reads_as_a_password_login() {
+    let tokens = JwtTokens::new(&key(), &[], settings());
+    let both = AuthenticationMethods::password().with(AuthenticationMethod::OneTimeCode);
+    let claims = AccessClaims { methods: both, ..access_claims() };
+    let token = tokens.sign_access(&claims).unwrap();
+    let payload = decode_part(&token, 1);
+    assert_eq!(payload["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(payload["acr"], "aal2");
+    assert_eq!(tokens.verify_access(&token).unwrap(), claims);
 }
 
 #[test]

@@ -40,6 +40,16 @@ const BUILTIN: &[(&str, &str)] = &[
     ("account_deleted.html", include_str!("../templates/account_deleted.html")),
     ("session_ended_for_password_failures.txt", include_str!("../templates/session_ended_for_password_failures.txt")),
     ("session_ended_for_password_failures.html", include_str!("../templates/session_ended_for_password_failures.html")),
+    ("second_factor_added.txt", include_str!("../templates/second_factor_added.txt")),
+    ("second_factor_added.html", include_str!("../templates/second_factor_added.html")),
+    ("second_factor_removed.txt", include_str!("../templates/second_factor_removed.txt")),
+    ("second_factor_removed.html", include_str!("../templates/second_factor_removed.html")),
+    ("recovery_code_used.txt", include_str!("../templates/recovery_code_used.txt")),
+    ("recovery_code_used.html", include_str!("../templates/recovery_code_used.html")),
+    ("recovery_codes_regenerated.txt", include_str!("../templates/recovery_codes_regenerated.txt")),
+    ("recovery_codes_regenerated.html", include_str!("../templates/recovery_codes_regenerated.html")),
+    ("second_factors_reset.txt", include_str!("../templates/second_factors_reset.txt")),
+    ("second_factors_reset.html", include_str!("../templates/second_factors_reset.html")),
 ];
 
 /// The site the templates are checked with.

@@ -15,6 +15,7 @@ mod audit;
 mod housekeeping;
 mod introspection_clients;
 mod lifecycle;
+mod mfa;
 mod outbox;
 mod rate_limits;
 mod requests;

@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use flexauth_domain::account::AccountId;
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
+use flexauth_domain::newtypes::AuthenticationMethods;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{
     EndedSessions, RevocationReason, Rotation, Session, SessionId, SessionRepository, StoredSession,
@@ -89,6 +90,23 @@ impl SessionRepository for MemoryStore {
         match state.sessions.get_mut(&id) {
             Some(session) if session.revoked_at.is_none() => {
                 session.authenticated_at = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn mark_second_factor(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        methods: AuthenticationMethods,
+    ) -> Result<bool, InfraError> {
+        let mut state = self.lock()?;
+        match state.sessions.get_mut(&id) {
+            Some(session) if session.revoked_at.is_none() => {
+                session.second_factor_at = Some(now);
+                session.methods = methods;
                 Ok(true)
             }
             _ => Ok(false),

@@ -11,6 +11,7 @@ use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::introspection::{IntrospectionClient, IntrospectionClientId};
 use flexauth_domain::lifecycle::EmailChange;
 use flexauth_domain::mail::{EmailKind, LeaseId, OutgoingEmail};
+use flexauth_domain::mfa::{FactorId, MfaChallenge, StoredFactor};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{ClientInfo, SessionId, StoredSession};
 use time::{Date, OffsetDateTime};
@@ -103,6 +104,15 @@ pub(crate) struct State {
     /// Address changes by the digest of their confirmation link.
     pub email_changes: HashMap<TokenHash, EmailChange>,
     pub introspection_clients: HashMap<IntrospectionClientId, IntrospectionClient>,
+    pub mfa_factors: HashMap<FactorId, StoredFactor>,
+    pub recovery_codes: HashMap<TokenHash, RecoveryCodeRow>,
+    pub mfa_challenges: HashMap<TokenHash, MfaChallenge>,
+}
+
+/// A recovery code's account, and when it was used.
+pub(crate) struct RecoveryCodeRow {
+    pub account_id: AccountId,
+    pub used_at: Option<OffsetDateTime>,
 }
 
 /// The client of a stored session or event without its device token: the store has no column
@@ -280,6 +290,9 @@ impl State {
         self.known_devices.retain(|_, device| device.account_id != id);
         self.usage.retain(|&(account_id, _), _| account_id != id);
         self.email_changes.retain(|_, change| change.account_id != id);
+        self.mfa_factors.retain(|_, factor| factor.account_id != id);
+        self.recovery_codes.retain(|_, code| code.account_id != id);
+        self.mfa_challenges.retain(|_, challenge| challenge.account_id != id);
         true
     }
 }

@@ -116,6 +116,14 @@ pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Res
             lifecycle.erase(id).await?;
             (id, "deleted")
         }
+        AccountsCommand::MfaReset { id } => {
+            let id = account_id(id)?;
+            wiring.mfa().reset_by_operator(id).await.map_err(|error| match error {
+                flexauth_domain::mfa::MfaError::AccountGone(_) => AdminCommandError::NoSuchAccount,
+                other => AdminCommandError::Failed(crate::error::error_chain(&other)),
+            })?;
+            (id, "mfa_reset")
+        }
     };
     tracing::info!(target: "flexauth::audit", event = done, account_id = %id, actor = "operator", "account {done} by an operator");
     json(&Done { account_id: id.to_string(), done })

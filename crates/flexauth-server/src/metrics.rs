@@ -26,7 +26,7 @@ const LATENCY_BUCKETS: &[f64] = &[0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0
 
 /// The outcomes of `flexauth_logins_total`.
 pub const LOGIN_OUTCOMES: &[&str] =
-    &["success", "invalid_credentials", "unverified", "disabled", "throttled", "overloaded", "error"];
+    &["success", "mfa_required", "invalid_credentials", "unverified", "disabled", "throttled", "overloaded", "error"];
 /// The outcomes of `flexauth_refreshes_total`.
 pub const REFRESH_OUTCOMES: &[&str] =
     &["rotated", "grace_replay", "reuse_detected", "invalid", "expired", "revoked", "throttled", "error"];
@@ -259,6 +259,9 @@ impl Metrics {
             Err(LoginError::InvalidCredentials) => "invalid_credentials",
             Err(LoginError::EmailNotVerified) => "unverified",
             Err(LoginError::AccountDisabled) => "disabled",
+            // A right password on an account with a second factor: the login goes on at its
+            // second step.
+            Err(LoginError::SecondFactorRequired(_)) => "mfa_required",
             Err(LoginError::Throttled(_)) => "throttled",
             Err(LoginError::Overloaded) => "overloaded",
             Err(LoginError::Unexpected(_)) => "error",

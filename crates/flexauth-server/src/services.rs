@@ -10,6 +10,7 @@ use flexauth_domain::api_key::{ApiKeyService, ApiKeySettings};
 use flexauth_domain::lifecycle::{LifecycleService, LifecycleSettings};
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::Letters;
+use flexauth_domain::mfa::{MfaService, MfaSettings};
 use flexauth_domain::session::{SessionService, SessionSettings, TokenSigner};
 use flexauth_domain::system::{Clock, SecureRandom};
 use flexauth_store::Store;
@@ -60,6 +61,28 @@ impl Wiring {
         )
     }
 
+    /// Second factors: TOTP enrolment, recovery codes, and the proofs a login's second step
+    /// and a step-up check.
+    pub fn mfa(&self) -> MfaService {
+        let settings = &self.settings;
+        MfaService::new(
+            self.store.clone(),
+            self.store.clone(),
+            Arc::new(flexauth_totp::Totp),
+            Arc::new(flexauth_jwt::SecretSealing::new(settings.key_encryption_key.clone())),
+            self.clock.clone(),
+            self.random.clone(),
+            self.letters.clone(),
+            MfaSettings {
+                // What an authenticator app shows beside the account: the site's host.
+                issuer: settings.public_url.host_str().unwrap_or("flexauth").to_owned(),
+                reauthentication_window: settings.reauthentication_window,
+                step_up_window: settings.reauthentication_window,
+                ..MfaSettings::default()
+            },
+        )
+    }
+
     /// Login, refresh, logout, sessions and access tokens, signed by `tokens`.
     pub fn sessions(&self, tokens: Arc<dyn TokenSigner>) -> SessionService {
         let (store, settings) = (&self.store, &self.settings);
@@ -73,6 +96,7 @@ impl Wiring {
             store.clone(),
             self.clock.clone(),
             self.random.clone(),
+            self.mfa(),
             self.letters.clone(),
             SessionSettings {
                 access_ttl: settings.access_token_ttl,
@@ -105,6 +129,7 @@ impl Wiring {
     pub fn lifecycle(&self) -> LifecycleService {
         let store = &self.store;
         LifecycleService::new(
+            store.clone(),
             store.clone(),
             store.clone(),
             store.clone(),

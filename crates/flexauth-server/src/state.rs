@@ -15,6 +15,7 @@ use flexauth_store::Store;
 pub struct AppState {
     pub accounts: AccountService,
     pub sessions: SessionService,
+    pub mfa: flexauth_domain::mfa::MfaService,
     pub api_keys: ApiKeyService,
     pub bearer: BearerAuthenticator,
     pub introspection: flexauth_domain::introspection::IntrospectionService,

@@ -22,6 +22,7 @@ mod introspection_clients;
 mod key_cache;
 mod lease;
 mod lifecycle;
+mod mfa;
 mod observability;
 mod outbox;
 mod rate_limits;

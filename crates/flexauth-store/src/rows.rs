@@ -9,7 +9,7 @@ use flexauth_domain::account::{
 use flexauth_domain::api_key::{ApiKey, ApiKeyId, ApiKeyName, StoredApiKey};
 use flexauth_domain::introspection::{ClientName, IntrospectionClient, IntrospectionClientId};
 use flexauth_domain::mail::{EmailKind, LeaseId, OutboxEntry, OutgoingEmail};
-use flexauth_domain::newtypes::{space_separated, Scope};
+use flexauth_domain::newtypes::{space_separated, AuthenticationMethods, Scope};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{ClientInfo, RotationNonce, Session, SessionId, StoredSession};
 use time::OffsetDateTime;
@@ -35,7 +35,7 @@ pub(crate) fn instant(millis: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|_| StoreError::CorruptRow("timestamp out of range"))
 }
 
-fn optional_instant(millis: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+pub(crate) fn optional_instant(millis: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
     millis.map(instant).transpose()
 }
 
@@ -48,7 +48,7 @@ pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::CorruptRow("identifier is not a UUID"))
 }
 
-fn token_hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
+pub(crate) fn token_hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| StoreError::CorruptRow("digest is not 32 bytes"))?;
     Ok(TokenHash::from_storage(bytes))
 }
@@ -286,6 +286,8 @@ pub(crate) struct SessionRow {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub authenticated_at: i64,
+    pub amr: String,
+    pub second_factor_at: Option<i64>,
 }
 
 impl From<&Session> for SessionRow {
@@ -306,6 +308,8 @@ impl From<&Session> for SessionRow {
             user_agent: s.client.user_agent.clone(),
             ip: s.client.ip.clone(),
             authenticated_at: millis(s.authenticated_at),
+            amr: s.methods.to_stored(),
+            second_factor_at: s.second_factor_at.map(millis),
         }
     }
 }
@@ -336,6 +340,8 @@ impl TryFrom<SessionRow> for Session {
             revoked_at: optional_instant(row.revoked_at)?,
             client: ClientInfo { user_agent: row.user_agent, ip: row.ip, device: None },
             authenticated_at: instant(row.authenticated_at)?,
+            methods: AuthenticationMethods::from_stored(&row.amr),
+            second_factor_at: optional_instant(row.second_factor_at)?,
         }))
     }
 }

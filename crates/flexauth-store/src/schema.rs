@@ -41,6 +41,8 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         authenticated_at -> BigInt,
+        amr -> Text,
+        second_factor_at -> Nullable<BigInt>,
     }
 }
 
@@ -184,5 +186,40 @@ diesel::table! {
         name -> Text,
         secret_hash -> Binary,
         created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    mfa_factors (id) {
+        id -> Text,
+        account_id -> Text,
+        kind -> Text,
+        name -> Text,
+        secret -> Text,
+        created_at -> BigInt,
+        confirmed_at -> Nullable<BigInt>,
+        last_step -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    mfa_recovery_codes (code_hash) {
+        code_hash -> Binary,
+        account_id -> Text,
+        created_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Binary,
+        account_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        failures -> Integer,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
     }
 }

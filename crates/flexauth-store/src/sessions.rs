@@ -4,6 +4,7 @@ use diesel::result::Error as DieselError;
 use flexauth_domain::account::AccountId;
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
+use flexauth_domain::newtypes::AuthenticationMethods;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{EndedSessions, RevocationReason, Rotation, Session, SessionId, SessionRepository};
 use flexauth_domain::InfraError;
@@ -100,6 +101,25 @@ impl SessionRepository for Store {
             .run(move |c| {
                 Ok(diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
                     .set(sessions::authenticated_at.eq(now))
+                    .execute(c)?)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn mark_second_factor(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        methods: AuthenticationMethods,
+    ) -> Result<bool, InfraError> {
+        let id = id.to_string();
+        let now = millis(now);
+        let amr = methods.to_stored();
+        let updated = self
+            .run(move |c| {
+                Ok(diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
+                    .set((sessions::second_factor_at.eq(now), sessions::amr.eq(&amr)))
                     .execute(c)?)
             })
             .await?;

@@ -18,6 +18,7 @@ use flexauth_domain::account::{
 };
 use flexauth_domain::limits::LimitSettings;
 use flexauth_domain::mail::{DeliveryService, DeliverySettings, Letters, MailTransport, OutgoingEmail, SendError};
+use flexauth_domain::mfa::{MfaService, MfaSettings};
 use flexauth_domain::secret::LinkToken;
 use flexauth_domain::session::{
     AuthenticateError, ClientInfo, LoginError, RefreshError, SessionService, SessionSettings, TokenPair,
@@ -113,6 +114,8 @@ impl From<LoginError> for Failure {
             LoginError::InvalidCredentials => Self(StatusCode::UNAUTHORIZED, "invalid_credentials"),
             LoginError::EmailNotVerified => Self(StatusCode::FORBIDDEN, "email_not_verified"),
             LoginError::AccountDisabled => Self(StatusCode::FORBIDDEN, "account_disabled"),
+            // This example enrols no second factor, so a login never needs one.
+            LoginError::SecondFactorRequired(_) => Self(StatusCode::FORBIDDEN, "mfa_required"),
             LoginError::Throttled(_) => Self(StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             LoginError::Overloaded => Self(StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             LoginError::Unexpected(_) => Self(StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -238,6 +241,18 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
         account_settings,
     );
     let session_settings = SessionSettings::default();
+    // Second factors: TOTP codes by flexauth-totp, secrets stored as they are (no
+    // key-encryption key in this example).
+    let mfa = MfaService::new(
+        store.clone(),
+        store.clone(),
+        Arc::new(flexauth_totp::Totp),
+        Arc::new(flexauth_jwt::SecretSealing::new(None)),
+        clock.clone(),
+        random.clone(),
+        letters.clone(),
+        MfaSettings::default(),
+    );
     let sessions = SessionService::new(
         store.clone(),
         store.clone(),
@@ -248,6 +263,7 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
         store.clone(),
         clock.clone(),
         random.clone(),
+        mfa,
         letters,
         session_settings,
     );

@@ -1,7 +1,7 @@
 //! The errors of the account use cases.
 
 use crate::limits::RateLimited;
-use crate::principal::{AccountGone, SessionEnded, SessionRequired};
+use crate::principal::{AccountGone, SessionEnded, SessionRequired, StepUpRequired};
 use crate::InfraError;
 
 /// Why a sign-up (or a resend or forgot request) was not accepted. Only infrastructure can
@@ -68,6 +68,9 @@ pub enum ChangePasswordError {
     /// The password hashing pool is overloaded; nothing was done.
     #[error("the server is overloaded")]
     Overloaded,
+    /// The account has a second factor and the session has not proved it recently enough.
+    #[error(transparent)]
+    StepUpRequired(#[from] StepUpRequired),
 
     /// The current password given is wrong. The check counted against the session's limit;
     /// the one that reaches it ends the session.

@@ -8,7 +8,7 @@ use crate::account::AccountRepository;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::mail::{Letter, Letters};
 use crate::newtypes::{ClientInfo, Scope};
-use crate::principal::{AccountGone, LiveSession, Principal, ReauthenticationRequired, SessionEnded};
+use crate::principal::{AccountGone, LiveSession, Principal, ReauthenticationRequired, SessionEnded, StepUpRequired};
 use crate::session::AuthenticateError;
 use crate::system::{random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -36,6 +36,9 @@ pub enum CreateApiKeyError {
     /// The session has not proved its password recently enough.
     #[error(transparent)]
     ReauthenticationRequired(#[from] ReauthenticationRequired),
+    /// The account has a second factor and the session has not proved it recently enough.
+    #[error(transparent)]
+    StepUpRequired(#[from] StepUpRequired),
     /// The account was deleted meanwhile.
     #[error(transparent)]
     AccountGone(#[from] AccountGone),
@@ -116,6 +119,7 @@ impl ApiKeyService {
     ) -> Result<(ApiKey, ApiKeySecret), CreateApiKeyError> {
         let now = self.clock.now();
         caller.require_recent_authentication(now, self.settings.reauthentication_window)?;
+        caller.require_recent_second_factor(now, self.settings.reauthentication_window)?;
         if let Some(unknown) = scopes.iter().find(|scope| !self.settings.scopes.contains(scope)) {
             return Err(CreateApiKeyError::UnknownScope(unknown.as_str().to_owned()));
         }

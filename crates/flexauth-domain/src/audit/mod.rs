@@ -55,6 +55,18 @@ pub enum AuditKind {
     /// A session was ended because it reached its limit of password checks with a wrong
     /// password: whoever held it was guessing.
     SessionEndedForPasswordFailures,
+    /// A second factor was confirmed and counts from now on.
+    SecondFactorAdded,
+    /// A second factor was removed by the owner.
+    SecondFactorRemoved,
+    /// A wrong second-factor code was entered, after the right password.
+    SecondFactorFailed,
+    /// A recovery code was spent.
+    RecoveryCodeUsed,
+    /// A new set of recovery codes replaced the old one.
+    RecoveryCodesRegenerated,
+    /// An operator removed every second factor of the account.
+    SecondFactorsReset,
 }
 
 impl AuditKind {
@@ -78,6 +90,12 @@ impl AuditKind {
             Self::AccountExported => "account_exported",
             Self::PasswordCheckFailed => "password_check_failed",
             Self::SessionEndedForPasswordFailures => "session_ended_for_password_failures",
+            Self::SecondFactorAdded => "second_factor_added",
+            Self::SecondFactorRemoved => "second_factor_removed",
+            Self::SecondFactorFailed => "second_factor_failed",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::SecondFactorsReset => "second_factors_reset",
         }
     }
 
@@ -101,6 +119,12 @@ impl AuditKind {
             Self::AccountExported,
             Self::PasswordCheckFailed,
             Self::SessionEndedForPasswordFailures,
+            Self::SecondFactorAdded,
+            Self::SecondFactorRemoved,
+            Self::SecondFactorFailed,
+            Self::RecoveryCodeUsed,
+            Self::RecoveryCodesRegenerated,
+            Self::SecondFactorsReset,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == name)

@@ -241,6 +241,7 @@ mod tests {
             Arc::new(crate::audit::MockAuditLog::new()),
             clock(),
             random(),
+            crate::mfa::test_mfa(false),
             crate::mail::Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),
             SessionSettings::default(),
         );

@@ -1,3 +1,4 @@
+use crate::mfa::Factor;
 use time::{Duration, OffsetDateTime};
 
 use crate::account::Account;
@@ -21,6 +22,10 @@ pub struct AccountExport {
     pub api_keys: Vec<ApiKey>,
     /// Its security log, newest first.
     pub security_events: Vec<AuditEvent>,
+    /// Its confirmed second factors (never their secrets), oldest first.
+    pub second_factors: Vec<Factor>,
+    /// How many unused recovery codes it has.
+    pub recovery_codes_left: u32,
 }
 
 /// What erasing an account writes, in one transaction.

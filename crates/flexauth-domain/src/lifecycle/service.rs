@@ -13,8 +13,9 @@ use crate::api_key::ApiKeyRepository;
 use crate::audit::{AuditCursor, AuditEvent, AuditKind, AuditLog, MAX_PAGE};
 use crate::limits::{LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{Letter, Letters, LinkPage};
+use crate::mfa::{Factor, FactorRepository};
 use crate::newtypes::{AccountId, ClientInfo, EmailAddress};
-use crate::principal::{AccountGone, LiveSession, ReauthenticationRequired, SessionEnded};
+use crate::principal::{AccountGone, LiveSession, ReauthenticationRequired, SessionEnded, StepUpRequired};
 use crate::secret::LinkToken;
 use crate::session::SessionRepository;
 use crate::system::{random_uuid, Clock, SecureRandom};
@@ -63,6 +64,9 @@ pub enum OwnerError {
     /// can neither delete the account nor take a copy of its history.
     #[error(transparent)]
     ReauthenticationRequired(#[from] ReauthenticationRequired),
+    /// The account has a second factor and the session has not proved it recently enough.
+    #[error(transparent)]
+    StepUpRequired(#[from] StepUpRequired),
     /// The account is gone (erased meanwhile).
     #[error(transparent)]
     AccountGone(#[from] AccountGone),
@@ -77,6 +81,9 @@ pub enum EmailChangeError {
     /// The session has not proved its password recently enough.
     #[error(transparent)]
     ReauthenticationRequired(#[from] ReauthenticationRequired),
+    /// The account has a second factor and the session has not proved it recently enough.
+    #[error(transparent)]
+    StepUpRequired(#[from] StepUpRequired),
     /// The new address is the account's address already.
     #[error("the account has this address already")]
     SameAddress,
@@ -149,6 +156,7 @@ pub struct LifecycleService {
     keys: Arc<dyn ApiKeyRepository>,
     audit: Arc<dyn AuditLog>,
     lifecycle: Arc<dyn LifecycleRepository>,
+    factors: Arc<dyn FactorRepository>,
     hasher: Arc<dyn PasswordHasher>,
     limiter: Arc<dyn RateLimiter>,
     clock: Arc<dyn Clock>,
@@ -173,6 +181,7 @@ impl LifecycleService {
         keys: Arc<dyn ApiKeyRepository>,
         audit: Arc<dyn AuditLog>,
         lifecycle: Arc<dyn LifecycleRepository>,
+        factors: Arc<dyn FactorRepository>,
         hasher: Arc<dyn PasswordHasher>,
         limiter: Arc<dyn RateLimiter>,
         clock: Arc<dyn Clock>,
@@ -180,7 +189,7 @@ impl LifecycleService {
         letters: Letters,
         settings: LifecycleSettings,
     ) -> Self {
-        Self { accounts, sessions, keys, audit, lifecycle, hasher, limiter, clock, random, letters, settings }
+        Self { accounts, sessions, keys, audit, lifecycle, factors, hasher, limiter, clock, random, letters, settings }
     }
 
     fn event(&self, account_id: AccountId, kind: AuditKind, now: OffsetDateTime) -> AuditEvent {
@@ -248,7 +257,8 @@ impl LifecycleService {
         let sessions = self.sessions.list_live(id, self.clock.now()).await?;
         let api_keys = self.keys.list(id).await?;
         let security_events = self.audit.list(id, None, 20).await?;
-        Ok(AccountExport { account, sessions, api_keys, security_events })
+        let (second_factors, recovery_codes_left) = self.second_factors(id).await?;
+        Ok(AccountExport { account, sessions, api_keys, security_events, second_factors, recovery_codes_left })
     }
 
     /// Everything flexauth holds about the account, for an operator; recorded in its log.
@@ -282,7 +292,15 @@ impl LifecycleService {
                 break;
             }
         }
-        Ok(AccountExport { account, sessions, api_keys, security_events })
+        let (second_factors, recovery_codes_left) = self.second_factors(id).await?;
+        Ok(AccountExport { account, sessions, api_keys, security_events, second_factors, recovery_codes_left })
+    }
+
+    /// The account's confirmed factors and unused recovery codes.
+    async fn second_factors(&self, id: AccountId) -> Result<(Vec<Factor>, u32), InfraError> {
+        let factors = self.factors.factors(id).await?;
+        let confirmed = factors.iter().filter(|factor| factor.confirmed_at.is_some()).map(Factor::from).collect();
+        Ok((confirmed, self.factors.recovery_codes_left(id).await?))
     }
 
     /// The caller's own data, as one document. The session must have proved its password
@@ -293,6 +311,7 @@ impl LifecycleService {
     /// [`OwnerError`].
     pub async fn export_own(&self, caller: &LiveSession) -> Result<AccountExport, OwnerError> {
         caller.require_recent_authentication(self.clock.now(), self.settings.reauthentication_window)?;
+        caller.require_recent_second_factor(self.clock.now(), self.settings.reauthentication_window)?;
         let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
         Ok(self.collect(account, Some(caller)).await?)
     }
@@ -305,6 +324,7 @@ impl LifecycleService {
     /// [`OwnerError`].
     pub async fn delete_own(&self, caller: &LiveSession) -> Result<(), OwnerError> {
         caller.require_recent_authentication(self.clock.now(), self.settings.reauthentication_window)?;
+        caller.require_recent_second_factor(self.clock.now(), self.settings.reauthentication_window)?;
         let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
         if !self.lifecycle.erase(&self.erasure(account.id(), Some(account.email().clone()))).await? {
             return Err(AccountGone.into());
@@ -328,6 +348,7 @@ impl LifecycleService {
     ) -> Result<(), EmailChangeError> {
         let now = self.clock.now();
         caller.require_recent_authentication(now, self.settings.reauthentication_window)?;
+        caller.require_recent_second_factor(now, self.settings.reauthentication_window)?;
         let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
         if &new_email == account.email() {
             return Err(EmailChangeError::SameAddress);

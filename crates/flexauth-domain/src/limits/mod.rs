@@ -59,6 +59,11 @@ impl LimitSettings {
         [self.login_failures_per_account, self.login_failures_per_account_daily]
     }
 
+    /// The two tiers of wrong second-factor codes per account.
+    pub fn second_factor_limits(&self) -> [LimitPolicy; 2] {
+        [self.second_factor_failures_per_account, self.second_factor_failures_per_account_daily]
+    }
+
     /// The counters a check of an account's password counts against: the session's first
     /// (when a session asks), then the account's and the client address's. None when limits
     /// are off.
@@ -117,6 +122,12 @@ pub struct LimitSettings {
     pub emails_per_recipient: LimitPolicy,
     /// Address-change requests per account (each mails two addresses).
     pub email_changes_per_account: LimitPolicy,
+    /// Wrong second-factor codes per account in 15 minutes, and per day: with the
+    /// per-challenge limit they bound a guesser who has the password to a few hundred of a
+    /// million codes a year. A client that logged in to the account before is exempt, as at
+    /// login, so a guesser never locks the owner out.
+    pub second_factor_failures_per_account: LimitPolicy,
+    pub second_factor_failures_per_account_daily: LimitPolicy,
     /// How long a successful login keeps its client address known to the account, exempt
     /// from the per-account limit.
     pub known_client_for: Duration,
@@ -176,6 +187,16 @@ impl Default for LimitSettings {
                 name: "email_changes_per_account",
                 limit: 5,
                 window: Duration::hours(1),
+            },
+            second_factor_failures_per_account: LimitPolicy {
+                name: "second_factor_failures_per_account",
+                limit: 10,
+                window: Duration::minutes(15),
+            },
+            second_factor_failures_per_account_daily: LimitPolicy {
+                name: "second_factor_failures_per_account_daily",
+                limit: 30,
+                window: Duration::days(1),
             },
             known_client_for: Duration::days(30),
         }

@@ -69,6 +69,27 @@ pub enum Letter {
         /// text is the owner's to trust, and a forwarded header that is not an address is not.
         client_ip: Option<IpAddr>,
     },
+    /// A second factor was added to the account.
+    SecondFactorAdded {
+        /// The name its owner gave it.
+        factor_name: String,
+        /// `totp` or `passkey`.
+        factor_kind: &'static str,
+    },
+    /// A second factor was removed from the account.
+    SecondFactorRemoved {
+        /// The name its owner gave it.
+        factor_name: String,
+    },
+    /// A recovery code was used to log in or to prove a second factor.
+    RecoveryCodeUsed {
+        /// How many unused codes are left.
+        codes_left: u32,
+    },
+    /// A new set of recovery codes replaced the old one.
+    RecoveryCodesRegenerated,
+    /// An operator removed every second factor of the account.
+    SecondFactorsReset,
 }
 
 impl Letter {
@@ -87,6 +108,11 @@ impl Letter {
             Self::EmailChangeRequested { .. } => EmailKind::EmailChangeRequested,
             Self::AccountDeleted => EmailKind::AccountDeleted,
             Self::SessionEndedForPasswordFailures { .. } => EmailKind::SessionEndedForPasswordFailures,
+            Self::SecondFactorAdded { .. } => EmailKind::SecondFactorAdded,
+            Self::SecondFactorRemoved { .. } => EmailKind::SecondFactorRemoved,
+            Self::RecoveryCodeUsed { .. } => EmailKind::RecoveryCodeUsed,
+            Self::RecoveryCodesRegenerated => EmailKind::RecoveryCodesRegenerated,
+            Self::SecondFactorsReset => EmailKind::SecondFactorsReset,
         }
     }
 
@@ -114,7 +140,14 @@ impl Letter {
             Self::SessionEndedForPasswordFailures { client_ip } => {
                 vec![("client_ip", client_ip.map(|ip| ip.to_string()).unwrap_or_default())]
             }
-            Self::AccountExists
+            Self::SecondFactorAdded { factor_name, factor_kind } => {
+                vec![("factor_name", factor_name.clone()), ("factor_kind", (*factor_kind).to_owned())]
+            }
+            Self::SecondFactorRemoved { factor_name } => vec![("factor_name", factor_name.clone())],
+            Self::RecoveryCodeUsed { codes_left } => vec![("codes_left", codes_left.to_string())],
+            Self::RecoveryCodesRegenerated
+            | Self::SecondFactorsReset
+            | Self::AccountExists
             | Self::PasswordChanged
             | Self::PasswordWasReset
             | Self::RefreshTokenReuse
@@ -152,6 +185,13 @@ impl Letter {
             EmailKind::SessionEndedForPasswordFailures => {
                 Self::SessionEndedForPasswordFailures { client_ip: Some(IpAddr::from([203, 0, 113, 9])) }
             }
+            EmailKind::SecondFactorAdded => {
+                Self::SecondFactorAdded { factor_name: "phone".to_owned(), factor_kind: "totp" }
+            }
+            EmailKind::SecondFactorRemoved => Self::SecondFactorRemoved { factor_name: "phone".to_owned() },
+            EmailKind::RecoveryCodeUsed => Self::RecoveryCodeUsed { codes_left: 9 },
+            EmailKind::RecoveryCodesRegenerated => Self::RecoveryCodesRegenerated,
+            EmailKind::SecondFactorsReset => Self::SecondFactorsReset,
         }
     }
 }

@@ -31,6 +31,16 @@ pub enum EmailKind {
     AccountDeleted,
     /// Tells the owner that a session was ended after wrong passwords were tried through it.
     SessionEndedForPasswordFailures,
+    /// Tells the owner that a second factor was added.
+    SecondFactorAdded,
+    /// Tells the owner that a second factor was removed.
+    SecondFactorRemoved,
+    /// Tells the owner that a recovery code was used, and how many are left.
+    RecoveryCodeUsed,
+    /// Tells the owner that a new set of recovery codes replaced the old one.
+    RecoveryCodesRegenerated,
+    /// Tells the owner that an operator removed every second factor of the account.
+    SecondFactorsReset,
 }
 
 impl EmailKind {
@@ -48,6 +58,11 @@ impl EmailKind {
         Self::EmailChangeRequested,
         Self::AccountDeleted,
         Self::SessionEndedForPasswordFailures,
+        Self::SecondFactorAdded,
+        Self::SecondFactorRemoved,
+        Self::RecoveryCodeUsed,
+        Self::RecoveryCodesRegenerated,
+        Self::SecondFactorsReset,
     ];
 
     /// The stable name stored in the outbox.
@@ -65,6 +80,11 @@ impl EmailKind {
             Self::EmailChangeRequested => "email_change_requested",
             Self::AccountDeleted => "account_deleted",
             Self::SessionEndedForPasswordFailures => "session_ended_for_password_failures",
+            Self::SecondFactorAdded => "second_factor_added",
+            Self::SecondFactorRemoved => "second_factor_removed",
+            Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::SecondFactorsReset => "second_factors_reset",
         }
     }
 
@@ -89,6 +109,11 @@ impl EmailKind {
             "email_change_requested" => Some(Self::EmailChangeRequested),
             "account_deleted" => Some(Self::AccountDeleted),
             "session_ended_for_password_failures" => Some(Self::SessionEndedForPasswordFailures),
+            "second_factor_added" => Some(Self::SecondFactorAdded),
+            "second_factor_removed" => Some(Self::SecondFactorRemoved),
+            "recovery_code_used" => Some(Self::RecoveryCodeUsed),
+            "recovery_codes_regenerated" => Some(Self::RecoveryCodesRegenerated),
+            "second_factors_reset" => Some(Self::SecondFactorsReset),
             _ => None,
         }
     }
@@ -210,12 +235,17 @@ mod tests {
             EmailKind::EmailChangeRequested => 9,
             EmailKind::AccountDeleted => 10,
             EmailKind::SessionEndedForPasswordFailures => 11,
+            EmailKind::SecondFactorAdded => 12,
+            EmailKind::SecondFactorRemoved => 13,
+            EmailKind::RecoveryCodeUsed => 14,
+            EmailKind::RecoveryCodesRegenerated => 15,
+            EmailKind::SecondFactorsReset => 16,
         }
     }
 
     #[test]
     fn every_kind_is_listed_once_and_its_stored_name_reads_back() {
-        assert_eq!(EmailKind::ALL.len(), 12);
+        assert_eq!(EmailKind::ALL.len(), 17);
         for (index, kind) in EmailKind::ALL.iter().enumerate() {
             assert_eq!(place(*kind), index);
             assert_eq!(EmailKind::from_stored(kind.as_str()), Some(*kind));

@@ -3,11 +3,13 @@
 //! ended). They depend on nothing above them, so every concept can use them and still depend
 //! only downward.
 
+mod amr;
 mod client;
 mod email;
 mod ids;
 mod scope;
 
+pub use amr::{AuthenticationMethod, AuthenticationMethods};
 pub use client::{ClientInfo, RevocationReason};
 pub use email::{EmailAddress, EmailError};
 pub use ids::{AccountId, ApiKeyId, SessionId};

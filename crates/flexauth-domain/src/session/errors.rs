@@ -22,6 +22,10 @@ pub enum LoginError {
     /// The password is right but an operator disabled the account.
     #[error("the account is disabled")]
     AccountDisabled,
+    /// The password is right and the account has a second factor: no tokens yet, but a
+    /// challenge for the second step (`SessionService::login_second_step`).
+    #[error("a second factor is required")]
+    SecondFactorRequired(crate::mfa::ChallengeIssued),
     /// Too many failed logins from this address, or on this account from clients it does not
     /// know; nothing was checked.
     #[error(transparent)]

@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::newtypes::{AccountId, ClientInfo, SessionId};
+use crate::newtypes::{AccountId, AuthenticationMethods, ClientInfo, SessionId};
 use crate::secret::TokenHash;
 
 /// The secret inside a refresh token: 256 bits. Only its [`TokenHash`] is stored.
@@ -100,6 +100,10 @@ pub struct StoredSession {
     pub client: ClientInfo,
     /// When the session last proved the password: its login, or a re-authentication.
     pub authenticated_at: OffsetDateTime,
+    /// How the login was made (the `amr` of its tokens), kept across refreshes.
+    pub methods: AuthenticationMethods,
+    /// When the session last proved a second factor: its login, or a step-up.
+    pub second_factor_at: Option<OffsetDateTime>,
 }
 
 impl StoredSession {
@@ -162,7 +166,10 @@ pub struct Rotation {
 }
 
 impl Session {
-    /// A session opened at `now` with `secret` as its first refresh secret.
+    /// A session opened at `now` with `secret` as its first refresh secret, for a login made
+    /// with `methods`.
+    // Each argument is a distinct fact of the login; a struct would only rename the list.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         id: SessionId,
         account_id: AccountId,
@@ -171,6 +178,7 @@ impl Session {
         refresh_ttl: Duration,
         lifetime: Duration,
         client: ClientInfo,
+        methods: AuthenticationMethods,
     ) -> Self {
         let expires_at = now + lifetime;
         Self(StoredSession {
@@ -187,6 +195,8 @@ impl Session {
             revoked_at: None,
             client,
             authenticated_at: now,
+            methods,
+            second_factor_at: methods.is_multi_factor().then_some(now),
         })
     }
 
@@ -249,6 +259,16 @@ impl Session {
     /// When the session last proved the password: its login, or a re-authentication.
     pub fn authenticated_at(&self) -> OffsetDateTime {
         self.0.authenticated_at
+    }
+
+    /// How the login was made.
+    pub fn methods(&self) -> AuthenticationMethods {
+        self.0.methods
+    }
+
+    /// When the session last proved a second factor.
+    pub fn second_factor_at(&self) -> Option<OffsetDateTime> {
+        self.0.second_factor_at
     }
 
     /// Whether the session can still be refreshed at `now` (not revoked, not past its
@@ -324,6 +344,7 @@ mod tests {
             Duration::days(30),
             Duration::days(90),
             ClientInfo::default(),
+            AuthenticationMethods::password(),
         )
     }
 

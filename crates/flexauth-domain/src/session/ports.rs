@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use super::{AccessClaims, RefreshClaims, RevocationReason, Rotation, Session, SessionId, TokenRejection};
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
-use crate::newtypes::AccountId;
+use crate::newtypes::{AccountId, AuthenticationMethods};
 use crate::secret::TokenHash;
 use crate::InfraError;
 
@@ -66,6 +66,18 @@ pub trait SessionRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn mark_authenticated(&self, id: SessionId, now: OffsetDateTime) -> Result<bool, InfraError>;
+
+    /// Records that session `id` proved a second factor at `now`, its login now counting as
+    /// made with `methods`, unless it is revoked. Returns whether it did.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn mark_second_factor(
+        &self,
+        id: SessionId,
+        now: OffsetDateTime,
+        methods: AuthenticationMethods,
+    ) -> Result<bool, InfraError>;
 
     /// Whether the account logged in from client address `ip` (as stored with its sessions) at
     /// or after `since`: such a client is known to the account.

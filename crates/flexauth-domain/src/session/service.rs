@@ -13,7 +13,8 @@ use crate::account::{AccountRepository, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{Letter, Letters};
-use crate::newtypes::AccountId;
+use crate::mfa::MfaService;
+use crate::newtypes::{AccountId, AuthenticationMethods};
 use crate::principal::{LiveSession, Principal, SessionEnded};
 use crate::system::{random_array, random_uuid, Clock, SecureRandom};
 use crate::InfraError;
@@ -90,6 +91,8 @@ pub struct SessionService {
     audit: Arc<dyn AuditLog>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
+    /// The second factors: a login's second step and the step-up of a session.
+    mfa: MfaService,
     letters: Letters,
     settings: SessionSettings,
 }
@@ -120,10 +123,11 @@ impl SessionService {
         audit: Arc<dyn AuditLog>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
+        mfa: MfaService,
         letters: Letters,
         settings: SessionSettings,
     ) -> Self {
-        Self { accounts, sessions, hasher, signer, ended, limiter, audit, clock, random, letters, settings }
+        Self { accounts, sessions, hasher, signer, ended, limiter, audit, clock, random, mfa, letters, settings }
     }
 
     fn event(
@@ -180,6 +184,7 @@ impl SessionService {
                         return Ok(self.issue_pair(
                             claims.account_id,
                             claims.session_id,
+                            session.methods(),
                             &child,
                             rotation.issued_at,
                             rotation.expires_at,
@@ -191,6 +196,7 @@ impl SessionService {
                         let pair = self.issue_pair(
                             claims.account_id,
                             claims.session_id,
+                            session.methods(),
                             &current,
                             session.last_refreshed_at(),
                             session.token_expires_at(),
@@ -264,7 +270,9 @@ impl SessionService {
             .await?
             .filter(|session| session.account_id() == caller.account_id && session.is_live(now));
         let session = session.ok_or(SessionEnded)?;
-        Ok(LiveSession::new(session.account_id(), session.id(), session.authenticated_at()))
+        let has_second_factor = self.mfa.has_factor(session.account_id()).await?;
+        Ok(LiveSession::new(session.account_id(), session.id(), session.authenticated_at())
+            .with_second_factor(has_second_factor, session.second_factor_at()))
     }
 
     /// The caller's live sessions, the current one marked.
@@ -375,6 +383,7 @@ impl SessionService {
         &self,
         account_id: AccountId,
         session_id: SessionId,
+        methods: AuthenticationMethods,
         secret: &RefreshSecret,
         issued_at: OffsetDateTime,
         refresh_expires_at: OffsetDateTime,
@@ -386,6 +395,7 @@ impl SessionService {
             issued_at,
             not_before: issued_at,
             expires_at: issued_at + self.settings.access_ttl,
+            methods,
         };
         let refresh =
             RefreshClaims { account_id, session_id, secret: secret.clone(), issued_at, expires_at: refresh_expires_at };
@@ -401,5 +411,6 @@ impl SessionService {
 
 mod login;
 mod password_check;
+mod second_factor;
 #[cfg(test)]
 mod tests;

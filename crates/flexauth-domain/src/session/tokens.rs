@@ -2,7 +2,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{RefreshSecret, SessionId};
-use crate::newtypes::{AccountId, Grants};
+use crate::newtypes::{AccountId, AuthenticationMethods, Grants};
 use crate::principal::{AuthMethod, Principal};
 
 /// The claims of an access token that the domain decides on. The signer adds the issuer and
@@ -22,6 +22,8 @@ pub struct AccessClaims {
     pub not_before: OffsetDateTime,
     /// `exp`.
     pub expires_at: OffsetDateTime,
+    /// `amr` and `acr`: how the session's login was made.
+    pub methods: AuthenticationMethods,
 }
 
 /// The claims of a refresh token.
@@ -146,6 +148,7 @@ mod tests {
             issued_at,
             not_before: issued_at,
             expires_at: issued_at + Duration::hours(1),
+            methods: AuthenticationMethods::password(),
         }
     }
 

@@ -120,4 +120,7 @@ pub enum AccountsCommand {
     Delete { id: String },
     /// Everything flexauth holds about account ID, as one JSON document.
     Export { id: String },
+    /// Remove every second factor and recovery code of account ID, for an owner who lost both
+    /// (check who is asking first); the owner is emailed and the security log records it.
+    MfaReset { id: String },
 }

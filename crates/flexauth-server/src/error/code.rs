@@ -36,6 +36,8 @@ error_codes! {
     ResetTokenExpired,
     InvalidCurrentPassword,
     InvalidApiKeyName,
+    InvalidFactorName,
+    InvalidCode,
     InvalidExpiry,
     InvalidCursor,
     InvalidScope,
@@ -44,6 +46,7 @@ error_codes! {
     InvalidLink,
     LinkExpired,
     InvalidCredentials,
+    InvalidMfaToken,
     EmailNotVerified,
     AccountDisabled,
     InvalidRefreshToken,
@@ -56,12 +59,18 @@ error_codes! {
     OriginNotAllowed,
     JwtRequired,
     ReauthenticationRequired,
+    MfaRequired,
+    MfaStepUpRequired,
     InsufficientScope,
     ApiKeyNotFound,
     SessionNotFound,
+    FactorNotFound,
     NotFound,
     MethodNotAllowed,
     EmailChangeConflict,
+    FactorAlreadyConfirmed,
+    NoSecondFactor,
+    TooManyFactors,
     RateLimited,
     Overloaded,
     NotReady,
@@ -141,6 +150,15 @@ impl ErrorCode {
                 (S::BAD_REQUEST, "invalid_api_key_name", "the API key name is not valid", "The key name is empty \
                     after trimming, over 100 characters, or holds control characters.")
             }
+            Self::InvalidFactorName => (S::BAD_REQUEST, "invalid_factor_name", "the factor name is not valid", "The \
+                factor name is empty after trimming, over 64 characters, or holds control characters."),
+            Self::InvalidCode => (
+                S::BAD_REQUEST,
+                "invalid_code", "the code is wrong or was used already",
+                "The authenticator code or recovery code is not one the account accepts now: wrong, used before (a \
+                    code passes once), or outside one 30-second step of now. A login's challenge survives 4 of \
+                    them; the 5th ends it.",
+            ),
             Self::InvalidExpiry => (S::BAD_REQUEST, "invalid_expiry", "expires_at must be an RFC 3339 instant in \
                 the future", "`expires_at` is not an RFC 3339 instant in the future."),
             Self::InvalidCursor => (
@@ -187,6 +205,12 @@ impl ErrorCode {
                 "Right password, but an operator disabled the account (`flexauth accounts disable ID`). A wrong \
                     password gets `invalid_credentials`.",
             ),
+            Self::InvalidMfaToken => (
+                S::UNAUTHORIZED,
+                "invalid_mfa_token", "the login challenge is not valid; log in again",
+                "`POST /v1/auth/login/mfa`: the `mfa_token` is unknown, expired (5 minutes), spent by a login, or \
+                    ended by 5 wrong codes. Log in with the password again.",
+            ),
             Self::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "the refresh token is \
                 invalid", "Not a refresh token flexauth issued, or its session is unknown."),
             Self::RefreshTokenExpired => (S::UNAUTHORIZED, "refresh_token_expired", "the refresh token has expired; \
@@ -231,6 +255,19 @@ impl ErrorCode {
                     `FLEXAUTH_API_KEY_SCOPES`; a scope not declared there is held by nobody). `WWW-Authenticate` \
                     names the scopes asked for.",
             ),
+            Self::MfaRequired => (
+                S::FORBIDDEN,
+                "mfa_required", "the account has a second factor; finish the login at /v1/auth/login/mfa",
+                "`POST /v1/auth/login`: the password is right and the account has a second factor. The error \
+                    carries `mfa_token` (single use, 5 minutes) and `methods` (`totp`, `recovery_code`); send it \
+                    with a code to `POST /v1/auth/login/mfa` for the tokens.",
+            ),
+            Self::MfaStepUpRequired => (
+                S::FORBIDDEN,
+                "mfa_step_up_required", "prove your second factor at /v1/auth/reauthenticate, then try again",
+                "The account has a second factor and the session has not proved it within \
+                    `FLEXAUTH_REAUTHENTICATION_WINDOW`. Send a code to `/v1/auth/reauthenticate`.",
+            ),
             Self::ReauthenticationRequired => (
                 S::FORBIDDEN,
                 "reauthentication_required", "re-enter your password at /v1/auth/reauthenticate, then try again",
@@ -241,6 +278,8 @@ impl ErrorCode {
                 caller's account, or it is already revoked."),
             Self::SessionNotFound => (S::NOT_FOUND, "session_not_found", "no such session", "No such session of the \
                 caller's account."),
+            Self::FactorNotFound => (S::NOT_FOUND, "factor_not_found", "no such second factor", "No such second \
+                factor of the caller's account, or its enrolment waited more than an hour for its first code."),
             Self::NotFound => (S::NOT_FOUND, "not_found", "no such endpoint", "No such endpoint."),
             Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this \
                 endpoint", "The path exists, but not with this method."),
@@ -250,6 +289,12 @@ impl ErrorCode {
                 "`POST /v1/auth/email/confirm`: a verified account has the new address now, or the account's \
                     address or password changed since the link was sent. `POST /v1/auth/email/undo`: another account holds the old address now. Nothing was changed.",
             ),
+            Self::FactorAlreadyConfirmed => (S::CONFLICT, "factor_already_confirmed", "the factor is confirmed \
+                already", "`POST /v1/auth/mfa/totp/{factor_id}/confirm`: the factor was confirmed before."),
+            Self::NoSecondFactor => (S::CONFLICT, "no_second_factor", "the account has no second factor", "`POST \
+                /v1/auth/mfa/recovery-codes`: recovery codes come with a confirmed factor; add one first."),
+            Self::TooManyFactors => (S::CONFLICT, "too_many_factors", "the account has the most factors it may have",
+                "`POST /v1/auth/mfa/totp`: the account has 10 confirmed factors; remove one first."),
             Self::RateLimited => (
                 S::TOO_MANY_REQUESTS,
                 "rate_limited", "too many attempts; try again later",

@@ -17,8 +17,11 @@ use flexauth_domain::bearer::CheckError;
 use flexauth_domain::introspection::IntrospectError;
 use flexauth_domain::lifecycle::{EmailChangeError, EmailChangeLinkError, OwnerError};
 use flexauth_domain::limits::{LimitDecision, RateLimited};
+use flexauth_domain::mfa::{FactorNameError, MfaError, SecondStepError};
 use flexauth_domain::newtypes::space_separated;
-use flexauth_domain::principal::{AccountGone, ReauthenticationRequired, SessionEnded, SessionRequired};
+use flexauth_domain::principal::{
+    AccountGone, ReauthenticationRequired, SessionEnded, SessionRequired, StepUpRequired,
+};
 use flexauth_domain::session::{
     AuthenticateError, LiveSessionError, LoginError, ManageSessionsError, ReauthenticateError, RefreshError,
     TokenRejection,
@@ -42,12 +45,15 @@ pub struct ApiError {
     rate_limit: Option<Box<LimitDecision>>,
     /// The scopes an `insufficient_scope` answer names in its challenge (RFC 6750 §3).
     required_scope: Option<Box<str>>,
+    /// Fields of the error object beside `code` and `message`: the challenge of an
+    /// `mfa_required` answer.
+    fields: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl ApiError {
     /// An error of `code` whose message says more than the code's own sentence.
     pub fn with_message(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), cause: None, rate_limit: None, required_scope: None }
+        Self { code, message: message.into(), cause: None, rate_limit: None, required_scope: None, fields: None }
     }
 
     /// A credential that does not authenticate; the description also goes into
@@ -174,7 +180,13 @@ impl ResponseError for ApiError {
             response.insert_header(("ratelimit", format!("\"{}\";r={};t={seconds}", policy.name, decision.remaining)));
         }
         response.insert_header((header::CACHE_CONTROL, "no-store"));
-        response.json(json!({ "error": { "code": self.code.as_str(), "message": self.client_message() } }))
+        let mut error = serde_json::Map::new();
+        error.insert("code".to_owned(), json!(self.code.as_str()));
+        error.insert("message".to_owned(), json!(self.client_message()));
+        if let Some(fields) = &self.fields {
+            error.extend(fields.iter().map(|(name, value)| (name.clone(), value.clone())));
+        }
+        response.json(json!({ "error": error }))
     }
 }
 
@@ -266,6 +278,13 @@ impl From<LoginError> for ApiError {
             LoginError::InvalidCredentials => Self::from(ErrorCode::InvalidCredentials),
             LoginError::EmailNotVerified => Self::from(ErrorCode::EmailNotVerified),
             LoginError::AccountDisabled => Self::from(ErrorCode::AccountDisabled),
+            LoginError::SecondFactorRequired(challenge) => {
+                let mut fields = serde_json::Map::new();
+                fields.insert("mfa_token".to_owned(), json!(challenge.token.expose()));
+                fields.insert("methods".to_owned(), json!(challenge.methods));
+                fields.insert("expires_in".to_owned(), json!(challenge.expires_in));
+                Self { fields: Some(Box::new(fields)), ..Self::from(ErrorCode::MfaRequired) }
+            }
             LoginError::Throttled(limited) => limited.into(),
             LoginError::Overloaded => Self::from(ErrorCode::Overloaded),
             LoginError::Unexpected(cause) => cause.into(),
@@ -341,6 +360,47 @@ impl From<AccountGone> for ApiError {
     }
 }
 
+impl From<StepUpRequired> for ApiError {
+    fn from(_: StepUpRequired) -> Self {
+        Self::from(ErrorCode::MfaStepUpRequired)
+    }
+}
+
+impl From<FactorNameError> for ApiError {
+    fn from(error: FactorNameError) -> Self {
+        Self::with_message(ErrorCode::InvalidFactorName, error.to_string())
+    }
+}
+
+impl From<MfaError> for ApiError {
+    fn from(error: MfaError) -> Self {
+        match error {
+            MfaError::ReauthenticationRequired(required) => required.into(),
+            MfaError::StepUpRequired(required) => required.into(),
+            MfaError::AccountGone(gone) => gone.into(),
+            MfaError::NotFound => Self::from(ErrorCode::FactorNotFound),
+            MfaError::AlreadyConfirmed => Self::from(ErrorCode::FactorAlreadyConfirmed),
+            MfaError::WrongCode => Self::from(ErrorCode::InvalidCode),
+            MfaError::NoFactor => Self::from(ErrorCode::NoSecondFactor),
+            MfaError::TooManyFactors => Self::from(ErrorCode::TooManyFactors),
+            MfaError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
+impl From<SecondStepError> for ApiError {
+    fn from(error: SecondStepError) -> Self {
+        match error {
+            SecondStepError::InvalidChallenge => Self::from(ErrorCode::InvalidMfaToken),
+            SecondStepError::WrongCode => Self::from(ErrorCode::InvalidCode),
+            SecondStepError::AccountDisabled => Self::from(ErrorCode::AccountDisabled),
+            SecondStepError::SessionEnded(ended) => ended.into(),
+            SecondStepError::Throttled(limited) => limited.into(),
+            SecondStepError::Unexpected(cause) => cause.into(),
+        }
+    }
+}
+
 impl From<ReauthenticationRequired> for ApiError {
     fn from(_: ReauthenticationRequired) -> Self {
         Self::from(ErrorCode::ReauthenticationRequired)
@@ -379,6 +439,7 @@ impl From<CreateApiKeyError> for ApiError {
     fn from(error: CreateApiKeyError) -> Self {
         match error {
             CreateApiKeyError::ReauthenticationRequired(required) => required.into(),
+            CreateApiKeyError::StepUpRequired(required) => required.into(),
             CreateApiKeyError::AccountGone(gone) => gone.into(),
             CreateApiKeyError::SessionEnded(ended) => ended.into(),
             CreateApiKeyError::ExpiryInPast => Self::from(ErrorCode::InvalidExpiry),
@@ -435,6 +496,7 @@ impl From<ChangePasswordError> for ApiError {
     fn from(error: ChangePasswordError) -> Self {
         match error {
             ChangePasswordError::WrongPassword => Self::from(ErrorCode::InvalidCurrentPassword),
+            ChangePasswordError::StepUpRequired(required) => required.into(),
             ChangePasswordError::Throttled(limited) => limited.into(),
             ChangePasswordError::SessionEnded(ended) => ended.into(),
             // A reset won the race and ended this session too.
@@ -459,6 +521,7 @@ impl From<OwnerError> for ApiError {
     fn from(error: OwnerError) -> Self {
         match error {
             OwnerError::ReauthenticationRequired(required) => required.into(),
+            OwnerError::StepUpRequired(required) => required.into(),
             OwnerError::AccountGone(gone) => gone.into(),
             OwnerError::Unexpected(cause) => cause.into(),
         }
@@ -469,6 +532,7 @@ impl From<EmailChangeError> for ApiError {
     fn from(error: EmailChangeError) -> Self {
         match error {
             EmailChangeError::ReauthenticationRequired(required) => required.into(),
+            EmailChangeError::StepUpRequired(required) => required.into(),
             EmailChangeError::SameAddress => Self::from(ErrorCode::EmailUnchanged),
             EmailChangeError::Throttled(limited) => limited.into(),
             EmailChangeError::SessionEnded(ended) => ended.into(),

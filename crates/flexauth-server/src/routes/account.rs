@@ -51,6 +51,9 @@ pub struct ExportView {
     sessions: Vec<ExportedSession>,
     api_keys: Vec<super::api_keys::KeyView>,
     security_events: Vec<super::events::EventView>,
+    /// The confirmed second factors (never their secrets), oldest first.
+    second_factors: Vec<super::mfa::FactorView>,
+    recovery_codes_left: u32,
 }
 
 impl std::fmt::Debug for ExportView {
@@ -90,6 +93,8 @@ pub fn export_view(export: AccountExport) -> Result<ExportView, ApiError> {
             .collect::<Result<_, ApiError>>()?,
         api_keys: export.api_keys.iter().map(super::api_keys::view).collect::<Result<_, _>>()?,
         security_events: export.security_events.into_iter().map(super::events::view).collect::<Result<_, _>>()?,
+        second_factors: export.second_factors.iter().map(super::mfa::factor_view).collect::<Result<_, _>>()?,
+        recovery_codes_left: export.recovery_codes_left,
     })
 }
 
@@ -110,7 +115,7 @@ pub fn export_view(export: AccountExport) -> Result<ExportView, ApiError> {
 #[utoipa::path(
     get, path = "/v1/auth/account/export", operation_id = "exportAccount", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, description = "Everything flexauth holds about the account.", body = Data<ExportView>, headers(("cache-control" = String, description = "`no-store`."), ("content-disposition" = String, description = "`attachment; filename=\"flexauth-account.json\"`: browsers save the export as a file.")))),
-    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "reauthentication_required", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "reauthentication_required", "mfa_step_up_required", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn export(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
@@ -140,7 +145,7 @@ pub async fn export(state: web::Data<AppState>, caller: LiveCaller) -> Result<Ht
 #[utoipa::path(
     delete, path = "/v1/auth/account", operation_id = "deleteAccount", tag = "accounts", security(("bearer" = [])),
     responses((status = 204, description = "The account is erased. No body.")),
-    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "reauthentication_required", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "reauthentication_required", "mfa_step_up_required", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn delete(state: web::Data<AppState>, caller: LiveCaller) -> Result<HttpResponse, ApiError> {
@@ -180,7 +185,7 @@ pub struct EmailChangeBody {
     request_body = EmailChangeBody,
     responses((status = 202, description = "Accepted: the same answer whether or not the new address has an \
         account.", body = Data<Message>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_email", "email_unchanged", "reauthentication_required", "rate_limited", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_email", "email_unchanged", "reauthentication_required", "mfa_step_up_required", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn request_change(

@@ -83,7 +83,7 @@ pub(crate) fn view(key: &ApiKey) -> Result<KeyView, ApiError> {
     post, path = "/v1/api-keys", operation_id = "createApiKey", tag = "api-keys", security(("bearer" = [])),
     request_body = CreateBody,
     responses((status = 201, description = "The key, with its secret, shown this once.", body = Data<CreatedKey>, headers(("cache-control" = String, description = "`no-store`.")))),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_api_key_name", "invalid_expiry", "invalid_scope", "reauthentication_required", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_api_key_name", "invalid_expiry", "invalid_scope", "reauthentication_required", "mfa_step_up_required", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn create(

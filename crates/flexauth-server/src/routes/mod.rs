@@ -11,6 +11,7 @@ mod fallback;
 mod health;
 mod introspect;
 mod jwks;
+mod mfa;
 mod openapi;
 mod pages;
 mod passwords;
@@ -63,12 +64,18 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/v1/auth/verify/resend", "POST").route(web::post().to(accounts::resend_verification)))
         .service(resource("/v1/auth/me", "GET, HEAD").route(get().to(accounts::me)))
         .service(resource("/v1/auth/login", "POST").route(web::post().to(sessions::login)))
+        .service(resource("/v1/auth/login/mfa", "POST").route(web::post().to(mfa::login_second_step)))
         .service(resource("/v1/auth/refresh", "POST").route(web::post().to(sessions::refresh)))
         .service(resource("/v1/auth/logout", "POST").route(web::post().to(sessions::logout)))
         .service(resource("/v1/auth/reauthenticate", "POST").route(web::post().to(sessions::reauthenticate)))
         .service(resource("/v1/auth/sessions", "GET, HEAD").route(get().to(sessions::list)))
         .service(resource("/v1/auth/events", "GET, HEAD").route(get().to(events::list)))
         .service(resource("/v1/auth/sessions/{id}", "DELETE").route(web::delete().to(sessions::revoke)))
+        .service(resource("/v1/auth/mfa", "GET, HEAD").route(get().to(mfa::list)))
+        .service(resource("/v1/auth/mfa/totp", "POST").route(web::post().to(mfa::enrol_totp)))
+        .service(resource("/v1/auth/mfa/recovery-codes", "POST").route(web::post().to(mfa::regenerate_recovery_codes)))
+        .service(resource("/v1/auth/mfa/totp/{factor_id}/confirm", "POST").route(web::post().to(mfa::confirm_totp)))
+        .service(resource("/v1/auth/mfa/{factor_id}", "DELETE").route(web::delete().to(mfa::remove)))
         .service(resource("/v1/auth/password/forgot", "POST").route(web::post().to(passwords::forgot)))
         .service(
             resource("/v1/auth/password/reset", "GET, HEAD, POST")

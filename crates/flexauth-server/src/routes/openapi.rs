@@ -11,7 +11,7 @@ use actix_web::HttpResponse;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use super::{account, accounts, api_keys, check, events, health, introspect, jwks, passwords, sessions, usage};
+use super::{account, accounts, api_keys, check, events, health, introspect, jwks, mfa, passwords, sessions, usage};
 use crate::error::ErrorCode;
 
 /// The extension in which an operation lists the codes of its error answers.
@@ -52,6 +52,12 @@ const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is 
         sessions::list,
         sessions::revoke,
         sessions::reauthenticate,
+        mfa::login_second_step,
+        mfa::list,
+        mfa::enrol_totp,
+        mfa::confirm_totp,
+        mfa::remove,
+        mfa::regenerate_recovery_codes,
         events::list,
         passwords::forgot,
         passwords::reset_form,
@@ -80,6 +86,7 @@ const DESCRIPTION: &str = "The HTTP API of flexauth, v1. The prose reference is 
             change, export and deletion."),
         (name = "sessions", description = "Login, refresh, logout and session management."),
         (name = "passwords", description = "Forgotten and changed passwords."),
+        (name = "mfa", description = "Second factors: authenticator apps (TOTP) and recovery codes."),
         (name = "api-keys", description = "API keys for servers."),
         (name = "usage", description = "The example protected endpoint."),
         (name = "gateway", description = "Checks of bearer credentials for the operator's own API: gateways and \

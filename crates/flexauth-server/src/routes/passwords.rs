@@ -212,7 +212,7 @@ pub async fn reset_from_form(
     post, path = "/v1/auth/password/change", operation_id = "changePassword", tag = "passwords", security(("bearer" = [])),
     request_body = ChangeBody,
     responses((status = 204, description = "The password is changed. No body.")),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_short", "password_too_long", "password_too_common", "invalid_current_password", "session_revoked", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_short", "password_too_long", "password_too_common", "invalid_current_password", "mfa_step_up_required", "session_revoked", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn change(

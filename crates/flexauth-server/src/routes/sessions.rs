@@ -92,14 +92,17 @@ fn cookie_refresh_token(state: &AppState, request: &HttpRequest) -> Result<Strin
 /// disabled (`flexauth accounts disable ID`), the right password gets `403 account_disabled` and opens no
 /// session; a wrong password still gets `401 invalid_credentials`. A login counts as a recent authentication (for
 /// `POST /v1/api-keys`, `DELETE /v1/auth/account` and `POST /v1/auth/email/change`) during
-/// `FLEXAUTH_REAUTHENTICATION_WINDOW`.
+/// `FLEXAUTH_REAUTHENTICATION_WINDOW`. On an account with a second factor, the right password gets no tokens but
+/// `403 mfa_required`, whose error object also holds `mfa_token` (single use, valid `expires_in` = 300 seconds)
+/// and `methods` (`totp`, and `recovery_code` while unused ones are left): finish at `POST /v1/auth/login/mfa`. A
+/// wrong password answers the same whether or not the account has a factor.
 #[utoipa::path(
     post, path = "/v1/auth/login", operation_id = "login", tag = "sessions",
     params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie` (any case): keep the \
         refresh token in the `__Host-flexauth_refresh` cookie (Secure, HttpOnly, SameSite=Strict, `Path=/`, no `Domain`; a request carrying two of them gets `401 invalid_refresh_token`) instead of the body, where `refresh_token` is then `null`; refresh and logout then read it from that cookie, only with this header and from flexauth's own origin or one on `FLEXAUTH_CORS_ORIGINS` (else `403 origin_not_allowed`). Any other value, or none, keeps the refresh token in the body.")),
     request_body = Credentials,
     responses((status = 200, description = "A new session's tokens.", body = Data<TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "With `Refresh-Token-Transport: cookie`, the refresh cookie; after a login, the `flexauth_device` cookie of a new device.")))),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_email", "password_too_long", "invalid_credentials", "email_not_verified", "account_disabled", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_email", "password_too_long", "invalid_credentials", "mfa_required", "email_not_verified", "account_disabled", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn login(
@@ -114,19 +117,24 @@ pub async fn login(
     client.device = device_cookie(&request);
     let outcome = state.sessions.login(&email, &password, client).await;
     state.metrics.login(&outcome);
-    let pair = outcome?;
+    Ok(login_response(&state, &request, outcome?))
+}
+
+/// The answer to a login that opened a session: the tokens, in the body or the refresh cookie
+/// as the client asked, and the cookie of a new device.
+pub(crate) fn login_response(state: &AppState, request: &HttpRequest, pair: TokenPair) -> HttpResponse {
     let new_device = pair.new_device.clone();
-    let mut response = tokens(pair, browser::wants_cookie(&request).then_some(&state.browser));
+    let mut response = tokens(pair, browser::wants_cookie(request).then_some(&state.browser));
     if let Some(device) = new_device {
         if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&state.device_cookie.set(&device)) {
             response.headers_mut().append(actix_web::http::header::SET_COOKIE, value);
         }
     }
-    Ok(response)
+    response
 }
 
 /// The device token of the `flexauth_device` cookie, if the request carries a well-formed one.
-fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::DeviceToken> {
+pub(crate) fn device_cookie(request: &HttpRequest) -> Option<flexauth_domain::secret::DeviceToken> {
     browser::cookie_value(request.headers(), crate::state::DEVICE_COOKIE)
         .and_then(|value| flexauth_domain::secret::DeviceToken::parse(&value).ok())
 }
@@ -242,6 +250,9 @@ pub struct SessionView {
     user_agent: Option<String>,
     ip: Option<String>,
     current: bool,
+    /// How the session's login was made (RFC 8176), as its access tokens say: `["pwd"]`, or
+    /// `["pwd", "otp", "mfa"]` with a second factor.
+    amr: Vec<&'static str>,
 }
 
 /// List the account's live sessions
@@ -268,6 +279,7 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<Http
                 user_agent: session.client().user_agent.clone(),
                 ip: session.client().ip.clone(),
                 current: summary.current,
+                amr: session.methods().amr(),
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
@@ -302,19 +314,37 @@ pub async fn revoke(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ReauthenticateBody {
+    /// The account's password; or else `code` or `recovery_code`.
     #[schema(max_length = 256, format = Password)]
-    password: String,
+    password: Option<String>,
+    /// A code of the account's authenticator: a step-up.
+    #[schema(max_length = 64)]
+    code: Option<String>,
+    /// One of the account's recovery codes: a step-up.
+    #[schema(max_length = 64)]
+    recovery_code: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Reauthenticated {
+    /// After a password: when the session proved it.
     #[schema(format = DateTime)]
-    authenticated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authenticated_at: Option<String>,
+    /// After a code: when the session proved the second factor.
+    #[schema(format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    second_factor_at: Option<String>,
 }
 
-/// Re-enter the password
+/// Re-enter the password, or prove the second factor
 ///
-/// Renews the recent authentication of the caller's session by checking the account's password. `POST
+/// With `password`: renews the recent authentication of the caller's session by checking the account's password.
+/// With `code` (the authenticator's) or `recovery_code` instead: a step-up, which renews the session's recent second
+/// factor; on an account with a factor, the operations that need a recent authentication need one too (`403
+/// mfa_step_up_required`), as do a password change and the changes of factors. A wrong code gets `400
+/// invalid_code` and counts against the account's limit of wrong codes; a code passes once. Exactly one of the
+/// three fields (else `400 invalid_request`). `POST
 /// /v1/api-keys`, `DELETE /v1/auth/account`, `GET /v1/auth/account/export` and `POST /v1/auth/email/change` need a
 /// session that logged in or re-authenticated within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default).
 /// Each check of the password counts, before the hash, against three limits shared with `POST
@@ -329,7 +359,7 @@ pub struct Reauthenticated {
     post, path = "/v1/auth/reauthenticate", operation_id = "reauthenticate", tag = "sessions", security(("bearer" = [])),
     request_body = ReauthenticateBody,
     responses((status = 200, description = "The session's recent authentication is renewed.", body = Data<Reauthenticated>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_long", "invalid_current_password", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_request", "password_too_long", "invalid_current_password", "invalid_code", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn reauthenticate(
@@ -348,7 +378,24 @@ async fn reauthenticate_caller(
     caller: &LiveCaller,
     body: ReauthenticateBody,
 ) -> Result<HttpResponse, ApiError> {
-    let password = Password::parse(body.password)?;
-    let authenticated_at = state.sessions.reauthenticate(caller, &password, &state.client_info(request)).await?;
-    Ok(HttpResponse::Ok().json(Data { data: Reauthenticated { authenticated_at: rfc3339(authenticated_at)? } }))
+    let client = state.client_info(request);
+    let data = match body {
+        ReauthenticateBody { password: Some(password), code: None, recovery_code: None } => {
+            let password = Password::parse(password)?;
+            let at = state.sessions.reauthenticate(caller, &password, &client).await?;
+            Reauthenticated { authenticated_at: Some(rfc3339(at)?), second_factor_at: None }
+        }
+        ReauthenticateBody { password: None, code, recovery_code } => {
+            let proof = super::mfa::proof_of(code, recovery_code)?;
+            let at = state.sessions.step_up(caller, &proof, &client).await?;
+            Reauthenticated { authenticated_at: None, second_factor_at: Some(rfc3339(at)?) }
+        }
+        _ => {
+            return Err(ApiError::with_message(
+                ErrorCode::InvalidRequest,
+                "send one of `password`, `code` or `recovery_code`",
+            ))
+        }
+    };
+    Ok(HttpResponse::Ok().json(Data { data }))
 }

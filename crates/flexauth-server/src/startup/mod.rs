@@ -297,6 +297,7 @@ impl Application {
             draining: draining.clone(),
             accounts: accounts.clone(),
             sessions,
+            mfa: wiring.mfa(),
             api_keys,
             bearer,
             introspection,

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::helpers::{
     token_of, unique_email, wait_for_mail_to, wait_for_mails, wait_for_subject, Reply, TestClock, TestEnv, PASSWORD,
 };
+use flexauth_domain::system::Clock as _;
 
 /// The error codes of the table in docs/api.md, with their statuses.
 fn documented_codes() -> BTreeMap<String, u16> {
@@ -138,6 +139,62 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         .post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "old", "expires_at": "2001-01-01T00:00:00Z" }))
         .await;
     seen.record("expiry in the past", &past, "invalid_expiry");
+
+    // Second factors, on an account of their own. Its second session logged in with the
+    // password alone before the factor counted.
+    let holder = unique_email("factors");
+    let enrolling = app.verified_login(&env, &holder).await["access_token"].as_str().unwrap().to_owned();
+    let password_only = app.login(&holder).await.body["data"]["access_token"].as_str().unwrap().to_owned();
+    seen.record(
+        "a blank factor name",
+        &app.post_json_with_bearer("/v1/auth/mfa/totp", &enrolling, json!({ "name": " " })).await,
+        "invalid_factor_name",
+    );
+    seen.record(
+        "recovery codes without a factor",
+        &app.post_with_bearer("/v1/auth/mfa/recovery-codes", &enrolling).await,
+        "no_second_factor",
+    );
+    seen.record(
+        "an unknown factor",
+        &app.delete_with_bearer("/v1/auth/mfa/nothing", &enrolling).await,
+        "factor_not_found",
+    );
+    let confirm = |enrolment: &crate::helpers::Reply| {
+        format!("/v1/auth/mfa/totp/{}/confirm", enrolment.body["data"]["factor_id"].as_str().unwrap())
+    };
+    let first = app.post_with_bearer("/v1/auth/mfa/totp", &enrolling).await;
+    seen.record(
+        "a wrong code",
+        &app.post_json_with_bearer(&confirm(&first), &enrolling, json!({ "code": "000000" })).await,
+        "invalid_code",
+    );
+    // Ten factors are the most an account may have.
+    let first_confirm = confirm(&first);
+    let mut enrolment = first;
+    for _ in 0..10 {
+        let code = crate::mfa::code_at(enrolment.body["data"]["secret"].as_str().unwrap(), clock.now());
+        let confirmed = app.post_json_with_bearer(&confirm(&enrolment), &enrolling, json!({ "code": code })).await;
+        assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+        enrolment = app.post_with_bearer("/v1/auth/mfa/totp", &enrolling).await;
+    }
+    seen.record("an eleventh factor", &enrolment, "too_many_factors");
+    seen.record(
+        "a factor confirmed twice",
+        &app.post_json_with_bearer(&first_confirm, &enrolling, json!({ "code": "000000" })).await,
+        "factor_already_confirmed",
+    );
+    seen.record("the password of an account with a factor", &app.login(&holder).await, "mfa_required");
+    seen.record(
+        "an unknown login challenge",
+        &app.post("/v1/auth/login/mfa", json!({ "mfa_token": "A".repeat(43), "code": "123456" })).await,
+        "invalid_mfa_token",
+    );
+    seen.record(
+        "a session that never proved the factor",
+        &app.post_json_with_bearer("/v1/api-keys", &password_only, json!({ "name": "ci" })).await,
+        "mfa_step_up_required",
+    );
     seen.record("bad cursor", &app.get_with_bearer("/v1/auth/events?after=nope", &access).await, "invalid_cursor");
     seen.record(
         "bad scope",

@@ -21,6 +21,7 @@ mod introspection;
 mod keys;
 mod lifecycle;
 mod mail;
+mod mfa;
 mod operations;
 mod pages;
 mod passwords;

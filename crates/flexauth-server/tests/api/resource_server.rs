@@ -19,6 +19,13 @@ pub struct AccessClaims {
     pub sid: String,
     pub exp: i64,
     pub iat: i64,
+    /// How the login was made (RFC 8176): `["pwd"]`, or `["pwd", "otp", "mfa"]` after a second
+    /// factor. Require `mfa` for what only a two-factor login may do.
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// `aal1` for a password alone, `aal2` with a second factor.
+    #[serde(default)]
+    pub acr: String,
 }
 
 /// Verifies a flexauth access token against the JWKS fetched from
@@ -74,6 +81,7 @@ async fn the_recipe_accepts_an_access_token_and_refuses_refresh_tokens_tampering
     let claims = verify_access_token(access, &jwks, PUBLIC_URL, "flexauth").unwrap();
     assert_eq!(claims.sub, me.body["data"]["id"].as_str().unwrap());
     assert!(claims.exp > claims.iat && !claims.sid.is_empty());
+    assert_eq!((claims.amr, claims.acr.as_str()), (vec!["pwd".to_owned()], "aal1"), "a password-only login");
 
     let refresh = login["refresh_token"].as_str().unwrap();
     assert!(

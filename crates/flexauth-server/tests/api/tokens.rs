@@ -113,6 +113,7 @@ async fn forged_and_misused_tokens_get_401_invalid_token() {
         issued_at: OffsetDateTime::now_utc(),
         not_before: OffsetDateTime::now_utc(),
         expires_at: OffsetDateTime::now_utc() + Duration::hours(1),
+        methods: flexauth_domain::newtypes::AuthenticationMethods::password(),
     };
     assert_invalid_token(&usage_with(&app, &foreign.sign_access(&claims).unwrap()).await);
 

@@ -40,6 +40,7 @@ struct Ports {
     lifecycle: MockLifecycleRepository,
     hasher: crate::account::MockPasswordHasher,
     audit: MockAuditLog,
+    factors: crate::mfa::MockFactorRepository,
     holder_verified: bool,
 }
 
@@ -54,6 +55,7 @@ impl Ports {
             lifecycle: MockLifecycleRepository::new(),
             hasher,
             audit: MockAuditLog::new(),
+            factors: crate::mfa::MockFactorRepository::new(),
             holder_verified: true,
         }
     }
@@ -85,6 +87,7 @@ impl Ports {
             Arc::new(MockApiKeyRepository::new()),
             Arc::new(self.audit),
             Arc::new(self.lifecycle),
+            Arc::new(self.factors),
             Arc::new(self.hasher),
             Arc::new(crate::limits::unlimited()),
             Arc::new(clock),

@@ -7,7 +7,7 @@ use super::SessionService;
 use crate::account::{newest_pending_password, Account, Password};
 use crate::audit::AuditKind;
 use crate::limits::{address_key, email_key, LimitDecision, LimitPolicy, RateLimited};
-use crate::newtypes::{AccountId, EmailAddress};
+use crate::newtypes::{AccountId, AuthenticationMethods, EmailAddress};
 use crate::secret::DeviceToken;
 use crate::session::{ClientInfo, LoginError, RefreshSecret, Session, SessionId, TokenPair};
 use crate::system::{random_array, random_uuid};
@@ -93,22 +93,39 @@ impl SessionService {
             }
             Ok(account) => {
                 self.settle(&attempt, Settlement::Success, now).await?;
-                let presented = client.device.clone();
-                let mut pair = self.open_session(&account, client, now).await?;
-                // A device the account knows keeps its token; any other gets a new one.
-                let since = account.clients_known_since(limits.known_clients_since(now));
-                let device = match presented {
-                    Some(device) if self.sessions.device_known(account.id(), &device.hash(), since).await? => device,
-                    _ => {
-                        let fresh = DeviceToken::generate(self.random.as_ref());
-                        pair.new_device = Some(fresh.clone());
-                        fresh
-                    }
-                };
-                self.sessions.remember_device(account.id(), &device.hash(), now).await?;
-                Ok(pair)
+                // A right password is not enough for an account with a second factor: the
+                // client gets a challenge for the second step, never tokens.
+                if self.mfa.has_factor(account.id()).await? {
+                    let challenge = self.mfa.open_challenge(account.id(), client).await?;
+                    return Err(LoginError::SecondFactorRequired(challenge));
+                }
+                self.open_session_on_device(&account, client, AuthenticationMethods::password(), now).await
             }
         }
+    }
+
+    /// Opens a session for a login made with `methods`, and keeps the client's device token
+    /// (a device the account knows keeps its token; any other gets a new one).
+    pub(super) async fn open_session_on_device(
+        &self,
+        account: &Account,
+        client: ClientInfo,
+        methods: AuthenticationMethods,
+        now: OffsetDateTime,
+    ) -> Result<TokenPair, LoginError> {
+        let presented = client.device.clone();
+        let mut pair = self.open_session(account, client, methods, now).await?;
+        let since = account.clients_known_since(self.settings.limits.known_clients_since(now));
+        let device = match presented {
+            Some(device) if self.sessions.device_known(account.id(), &device.hash(), since).await? => device,
+            _ => {
+                let fresh = DeviceToken::generate(self.random.as_ref());
+                pair.new_device = Some(fresh.clone());
+                fresh
+            }
+        };
+        self.sessions.remember_device(account.id(), &device.hash(), now).await?;
+        Ok(pair)
     }
 
     /// Settles the counters `attempt` hit, once its outcome is known. An attempt that was no
@@ -201,10 +218,11 @@ impl SessionService {
     }
 
     /// Opens a session for `account`, whose password was just checked.
-    async fn open_session(
+    pub(super) async fn open_session(
         &self,
         account: &Account,
         client: ClientInfo,
+        methods: AuthenticationMethods,
         now: OffsetDateTime,
     ) -> Result<TokenPair, LoginError> {
         let secret = RefreshSecret::from_bytes(random_array(self.random.as_ref()));
@@ -218,6 +236,7 @@ impl SessionService {
             self.settings.refresh_ttl,
             self.settings.session_lifetime,
             client,
+            methods,
         );
         if !self.sessions.create(&session, account.credential_version(), &event).await? {
             // The password was reset while this one was being checked: it is not the
@@ -227,6 +246,7 @@ impl SessionService {
         Ok(self.issue_pair(
             account.id(),
             session_id,
+            methods,
             &secret,
             session.last_refreshed_at(),
             session.token_expires_at(),

@@ -69,6 +69,9 @@ impl SessionService {
         new: &NewPassword,
         client: &ClientInfo,
     ) -> Result<(), ChangePasswordError> {
+        // A thief with the password and a session must not lock the owner out by changing
+        // it: with a second factor, the session must have proved it recently.
+        caller.require_recent_second_factor(self.clock.now(), self.mfa.settings().step_up_window)?;
         let account = self.check_current_password(caller, current, client).await?;
         let password_hash = self.hasher.hash(new.as_password()).await?;
         let now = self.clock.now();

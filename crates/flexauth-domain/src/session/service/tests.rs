@@ -5,7 +5,7 @@ use crate::account::{
 };
 use crate::limits::email_key;
 use crate::mail::EmailKind;
-use crate::newtypes::EmailAddress;
+use crate::newtypes::{AuthenticationMethods, EmailAddress};
 use crate::principal::AuthMethod;
 use crate::session::{MockSessionRepository, MockTokenSigner, StoredSession, TokenRejection};
 use crate::system::{MockClock, MockSecureRandom};
@@ -58,6 +58,8 @@ struct Ports {
     limiter: crate::limits::MockRateLimiter,
     audit: crate::audit::MockAuditLog,
     now: OffsetDateTime,
+    /// Whether the account has a confirmed second factor.
+    has_second_factor: bool,
 }
 
 impl Ports {
@@ -80,6 +82,7 @@ impl Ports {
                 audit
             },
             now: NOW,
+            has_second_factor: false,
         }
     }
 
@@ -99,6 +102,7 @@ impl Ports {
             Arc::new(self.audit),
             Arc::new(clock),
             Arc::new(random),
+            crate::mfa::test_mfa(self.has_second_factor),
             crate::mail::Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),
             SessionSettings::default(),
         )
@@ -239,6 +243,39 @@ async fn a_login_whose_password_was_reset_during_the_check_opens_no_session() {
 }
 
 #[tokio::test]
+async fn the_right_password_of_an_account_with_a_second_factor_opens_no_session_but_a_challenge() {
+    let mut ports = Ports::new();
+    ports.has_second_factor = true;
+    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.hasher.expect_verify().returning(|_, _| Ok(true));
+    ports.sessions.expect_create().never();
+    ports.sessions.expect_remember_device().never();
+    let (email, password) = credentials();
+    match ports.service().login(&email, &password, ClientInfo::default()).await {
+        Err(LoginError::SecondFactorRequired(challenge)) => {
+            assert_eq!(challenge.methods, vec!["totp"]);
+            assert_eq!(challenge.expires_in, 300);
+        }
+        other => panic!("expected a challenge, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_answers_the_same_with_or_without_a_second_factor() {
+    for has_second_factor in [false, true] {
+        let mut ports = Ports::new();
+        ports.has_second_factor = has_second_factor;
+        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        ports.hasher.expect_verify().returning(|_, _| Ok(false));
+        let (email, password) = credentials();
+        assert!(matches!(
+            ports.service().login(&email, &password, ClientInfo::default()).await,
+            Err(LoginError::InvalidCredentials)
+        ));
+    }
+}
+
+#[tokio::test]
 async fn login_opens_a_session_and_returns_a_one_hour_pair() {
     let mut ports = Ports::new();
     ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
@@ -278,6 +315,7 @@ fn live_session(secret: &RefreshSecret) -> Session {
         Duration::days(30),
         Duration::days(90),
         ClientInfo::default(),
+        AuthenticationMethods::password(),
     )
 }
 
@@ -406,6 +444,7 @@ fn access_claims(issued_at: OffsetDateTime) -> AccessClaims {
         issued_at,
         not_before: issued_at,
         expires_at: issued_at + Duration::hours(1),
+        methods: AuthenticationMethods::password(),
     }
 }
 

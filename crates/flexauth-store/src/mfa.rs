@@ -1,0 +1,426 @@
+//! Second factors, recovery codes and login challenges. Each use of a code is a
+//! compare-and-swap on its row, so that one code passes once whatever the instance or the race.
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use flexauth_domain::account::AccountId;
+use flexauth_domain::audit::AuditEvent;
+use flexauth_domain::mail::OutgoingEmail;
+use flexauth_domain::mfa::{
+    FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository, MfaChallenge, SealedSecret, StoredFactor,
+};
+use flexauth_domain::newtypes::ClientInfo;
+use flexauth_domain::secret::TokenHash;
+use flexauth_domain::InfraError;
+use time::OffsetDateTime;
+
+use crate::rows::{
+    instant, millis, optional_instant, parse_uuid, stored_count, token_hash, AuditEventRow, NewOutboxRow,
+};
+use crate::schema::{audit_events, mfa_challenges, mfa_factors, mfa_recovery_codes, outbox};
+use crate::{guarded, Store, StoreError};
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = mfa_factors)]
+struct FactorRow {
+    id: String,
+    account_id: String,
+    kind: String,
+    name: String,
+    secret: String,
+    created_at: i64,
+    confirmed_at: Option<i64>,
+    last_step: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+impl From<&StoredFactor> for FactorRow {
+    fn from(factor: &StoredFactor) -> Self {
+        Self {
+            id: factor.id.to_string(),
+            account_id: factor.account_id.to_string(),
+            kind: factor.kind.as_str().to_owned(),
+            name: factor.name.as_str().to_owned(),
+            secret: factor.secret.0.clone(),
+            created_at: millis(factor.created_at),
+            confirmed_at: factor.confirmed_at.map(millis),
+            last_step: factor.last_step,
+            last_used_at: factor.last_used_at.map(millis),
+        }
+    }
+}
+
+impl TryFrom<FactorRow> for StoredFactor {
+    type Error = StoreError;
+
+    fn try_from(row: FactorRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: FactorId::from_uuid(parse_uuid(&row.id)?),
+            account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
+            kind: FactorKind::from_stored(&row.kind).ok_or(StoreError::CorruptRow("unknown kind of second factor"))?,
+            name: FactorName::from_storage(row.name),
+            secret: SealedSecret(row.secret),
+            created_at: instant(row.created_at)?,
+            confirmed_at: optional_instant(row.confirmed_at)?,
+            last_step: row.last_step,
+            last_used_at: optional_instant(row.last_used_at)?,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = mfa_challenges)]
+struct ChallengeRow {
+    token_hash: Vec<u8>,
+    account_id: String,
+    created_at: i64,
+    expires_at: i64,
+    failures: i32,
+    user_agent: Option<String>,
+    ip: Option<String>,
+}
+
+impl TryFrom<ChallengeRow> for MfaChallenge {
+    type Error = StoreError;
+
+    fn try_from(row: ChallengeRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            token_hash: token_hash(&row.token_hash)?,
+            account_id: AccountId::from_uuid(parse_uuid(&row.account_id)?),
+            created_at: instant(row.created_at)?,
+            expires_at: instant(row.expires_at)?,
+            failures: stored_count(row.failures)?,
+            client: ClientInfo { user_agent: row.user_agent, ip: row.ip, device: None },
+        })
+    }
+}
+
+/// The rows of a new set of recovery codes.
+fn code_rows(account_id: &str, codes: &[TokenHash], at: i64) -> Vec<(Vec<u8>, String, i64)> {
+    codes.iter().map(|code| (code.as_bytes().to_vec(), account_id.to_owned(), at)).collect()
+}
+
+fn insert_codes(c: &mut crate::connection::DbConnection, rows: &[(Vec<u8>, String, i64)]) -> Result<(), DieselError> {
+    for (hash, account_id, at) in rows {
+        diesel::insert_into(mfa_recovery_codes::table)
+            .values((
+                mfa_recovery_codes::code_hash.eq(hash),
+                mfa_recovery_codes::account_id.eq(account_id),
+                mfa_recovery_codes::created_at.eq(at),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl FactorRepository for Store {
+    async fn factors(&self, account_id: AccountId) -> Result<Vec<StoredFactor>, InfraError> {
+        let account = account_id.to_string();
+        let rows = self
+            .run(move |c| {
+                Ok(mfa_factors::table
+                    .filter(mfa_factors::account_id.eq(&account))
+                    .order((mfa_factors::created_at.asc(), mfa_factors::id.asc()))
+                    .select(FactorRow::as_select())
+                    .load(c)?)
+            })
+            .await?;
+        Ok(rows.into_iter().map(StoredFactor::try_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn has_confirmed_factor(&self, account_id: AccountId) -> Result<bool, InfraError> {
+        let account = account_id.to_string();
+        let found = self
+            .run(move |c| {
+                Ok(mfa_factors::table
+                    .filter(mfa_factors::account_id.eq(&account).and(mfa_factors::confirmed_at.is_not_null()))
+                    .select(mfa_factors::id)
+                    .first::<String>(c)
+                    .optional()?)
+            })
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn add_factor(&self, factor: &StoredFactor, stale_before: OffsetDateTime) -> Result<(), InfraError> {
+        let row = FactorRow::from(factor);
+        let stale_before = millis(stale_before);
+        self.run(move |c| {
+            c.transaction(|c| {
+                diesel::delete(
+                    mfa_factors::table.filter(
+                        mfa_factors::account_id
+                            .eq(&row.account_id)
+                            .and(mfa_factors::confirmed_at.is_null())
+                            .and(mfa_factors::created_at.lt(stale_before)),
+                    ),
+                )
+                .execute(c)?;
+                diesel::insert_into(mfa_factors::table).values(&row).execute(c)?;
+                Ok::<_, DieselError>(())
+            })?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn confirm_factor(&self, confirmation: &FactorConfirmation) -> Result<bool, InfraError> {
+        let (account_id, id, step, at) =
+            (confirmation.account_id, confirmation.factor_id, confirmation.step, confirmation.at);
+        let recovery_codes = &confirmation.recovery_codes;
+        let (event, notice) = (&confirmation.event, &confirmation.notice);
+        let (account, id) = (account_id.to_string(), id.to_string());
+        let at_millis = millis(at);
+        let codes = code_rows(&account, recovery_codes, at_millis);
+        let event = AuditEventRow::from(event);
+        let notice = NewOutboxRow::new(notice, at);
+        let outcome = self
+            .run(move |c| {
+                c.transaction(|c| {
+                    let confirmed = diesel::update(
+                        mfa_factors::table
+                            .find(&id)
+                            .filter(mfa_factors::account_id.eq(&account).and(mfa_factors::confirmed_at.is_null())),
+                    )
+                    .set((
+                        mfa_factors::confirmed_at.eq(at_millis),
+                        mfa_factors::last_step.eq(step),
+                        mfa_factors::last_used_at.eq(at_millis),
+                    ))
+                    .execute(c)?;
+                    if confirmed == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    if !codes.is_empty() {
+                        diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
+                            .execute(c)?;
+                        insert_codes(c, &codes)?;
+                    }
+                    diesel::insert_into(outbox::table).values(&notice).execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    Ok(())
+                })
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(guarded(outcome)?)
+    }
+
+    async fn spend_step(&self, id: FactorId, step: i64, at: OffsetDateTime) -> Result<bool, InfraError> {
+        let id = id.to_string();
+        let at = millis(at);
+        let updated = self
+            .run(move |c| {
+                Ok(diesel::update(
+                    mfa_factors::table.find(&id).filter(
+                        mfa_factors::confirmed_at
+                            .is_not_null()
+                            .and(mfa_factors::last_step.is_null().or(mfa_factors::last_step.lt(step))),
+                    ),
+                )
+                .set((mfa_factors::last_step.eq(step), mfa_factors::last_used_at.eq(at)))
+                .execute(c)?)
+            })
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn remove_factor(
+        &self,
+        account_id: AccountId,
+        id: FactorId,
+        event: &AuditEvent,
+        notice: &OutgoingEmail,
+    ) -> Result<bool, InfraError> {
+        let (account, id) = (account_id.to_string(), id.to_string());
+        let at = event.at;
+        let event = AuditEventRow::from(event);
+        let notice = NewOutboxRow::new(notice, at);
+        let outcome = self
+            .run(move |c| {
+                c.transaction(|c| {
+                    let removed =
+                        diesel::delete(mfa_factors::table.find(&id).filter(mfa_factors::account_id.eq(&account)))
+                            .execute(c)?;
+                    if removed == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    let confirmed_left = mfa_factors::table
+                        .filter(mfa_factors::account_id.eq(&account).and(mfa_factors::confirmed_at.is_not_null()))
+                        .select(mfa_factors::id)
+                        .first::<String>(c)
+                        .optional()?;
+                    if confirmed_left.is_none() {
+                        diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
+                            .execute(c)?;
+                    }
+                    diesel::insert_into(outbox::table).values(&notice).execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    Ok(())
+                })
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(guarded(outcome)?)
+    }
+
+    async fn remove_all(
+        &self,
+        account_id: AccountId,
+        event: &AuditEvent,
+        notice: &OutgoingEmail,
+    ) -> Result<(), InfraError> {
+        let account = account_id.to_string();
+        let at = event.at;
+        let event = AuditEventRow::from(event);
+        let notice = NewOutboxRow::new(notice, at);
+        self.run(move |c| {
+            c.transaction(|c| {
+                diesel::delete(mfa_factors::table.filter(mfa_factors::account_id.eq(&account))).execute(c)?;
+                diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
+                    .execute(c)?;
+                diesel::delete(mfa_challenges::table.filter(mfa_challenges::account_id.eq(&account))).execute(c)?;
+                diesel::insert_into(outbox::table).values(&notice).execute(c)?;
+                diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                Ok::<_, DieselError>(())
+            })?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        account_id: AccountId,
+        codes: &[TokenHash],
+        at: OffsetDateTime,
+        event: &AuditEvent,
+        notice: &OutgoingEmail,
+    ) -> Result<(), InfraError> {
+        let account = account_id.to_string();
+        let rows = code_rows(&account, codes, millis(at));
+        let event = AuditEventRow::from(event);
+        let notice = NewOutboxRow::new(notice, at);
+        self.run(move |c| {
+            c.transaction(|c| {
+                diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
+                    .execute(c)?;
+                insert_codes(c, &rows)?;
+                diesel::insert_into(outbox::table).values(&notice).execute(c)?;
+                diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                Ok::<_, DieselError>(())
+            })?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn recovery_codes_left(&self, account_id: AccountId) -> Result<u32, InfraError> {
+        let account = account_id.to_string();
+        let count: i64 = self
+            .run(move |c| {
+                Ok(mfa_recovery_codes::table
+                    .filter(mfa_recovery_codes::account_id.eq(&account).and(mfa_recovery_codes::used_at.is_null()))
+                    .count()
+                    .get_result(c)?)
+            })
+            .await?;
+        Ok(stored_count(count)?)
+    }
+
+    async fn spend_recovery_code(
+        &self,
+        account_id: AccountId,
+        code: &TokenHash,
+        at: OffsetDateTime,
+        event: &AuditEvent,
+        notice: &OutgoingEmail,
+    ) -> Result<bool, InfraError> {
+        let account = account_id.to_string();
+        let code = code.as_bytes().to_vec();
+        let at_millis = millis(at);
+        let event = AuditEventRow::from(event);
+        let notice = NewOutboxRow::new(notice, at);
+        let outcome = self
+            .run(move |c| {
+                c.transaction(|c| {
+                    let spent = diesel::update(mfa_recovery_codes::table.find(&code).filter(
+                        mfa_recovery_codes::account_id.eq(&account).and(mfa_recovery_codes::used_at.is_null()),
+                    ))
+                    .set(mfa_recovery_codes::used_at.eq(at_millis))
+                    .execute(c)?;
+                    if spent == 0 {
+                        return Err(DieselError::RollbackTransaction);
+                    }
+                    diesel::insert_into(outbox::table).values(&notice).execute(c)?;
+                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    Ok(())
+                })
+                .map_err(StoreError::from)
+            })
+            .await;
+        Ok(guarded(outcome)?)
+    }
+
+    async fn create_challenge(&self, challenge: &MfaChallenge) -> Result<(), InfraError> {
+        let row = ChallengeRow {
+            token_hash: challenge.token_hash.as_bytes().to_vec(),
+            account_id: challenge.account_id.to_string(),
+            created_at: millis(challenge.created_at),
+            expires_at: millis(challenge.expires_at),
+            failures: i32::try_from(challenge.failures).unwrap_or(i32::MAX),
+            user_agent: challenge.client.user_agent.clone(),
+            ip: challenge.client.ip.clone(),
+        };
+        self.run(move |c| {
+            diesel::insert_into(mfa_challenges::table).values(&row).execute(c)?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn find_challenge(&self, hash: &TokenHash) -> Result<Option<MfaChallenge>, InfraError> {
+        let hash = hash.as_bytes().to_vec();
+        let row = self
+            .run(move |c| {
+                Ok(mfa_challenges::table.find(&hash).select(ChallengeRow::as_select()).first(c).optional()?)
+            })
+            .await?;
+        Ok(row.map(MfaChallenge::try_from).transpose()?)
+    }
+
+    async fn fail_challenge(&self, hash: &TokenHash, max_failures: u32) -> Result<Option<u32>, InfraError> {
+        let hash = hash.as_bytes().to_vec();
+        let max = i32::try_from(max_failures).unwrap_or(i32::MAX);
+        let failures = self
+            .run(move |c| {
+                Ok(c.transaction(|c| {
+                    let counted = diesel::update(mfa_challenges::table.find(&hash))
+                        .set(mfa_challenges::failures.eq(mfa_challenges::failures + 1))
+                        .execute(c)?;
+                    if counted == 0 {
+                        return Ok::<_, DieselError>(None);
+                    }
+                    let failures: i32 = mfa_challenges::table.find(&hash).select(mfa_challenges::failures).first(c)?;
+                    if failures >= max {
+                        diesel::delete(mfa_challenges::table.find(&hash)).execute(c)?;
+                    }
+                    Ok(Some(failures))
+                })?)
+            })
+            .await?;
+        Ok(failures.map(stored_count).transpose()?)
+    }
+
+    async fn spend_challenge(&self, hash: &TokenHash) -> Result<bool, InfraError> {
+        let hash = hash.as_bytes().to_vec();
+        let deleted = self.run(move |c| Ok(diesel::delete(mfa_challenges::table.find(&hash)).execute(c)?)).await?;
+        Ok(deleted == 1)
+    }
+}
