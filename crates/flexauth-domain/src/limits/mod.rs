@@ -128,6 +128,9 @@ pub struct LimitSettings {
     /// login, so a guesser never locks the owner out.
     pub second_factor_failures_per_account: LimitPolicy,
     pub second_factor_failures_per_account_daily: LimitPolicy,
+    /// Wrong codes per session in a step-up (`POST /v1/auth/reauthenticate` with a code): a
+    /// stolen access token gets five tries in 15 minutes, and is refused past them.
+    pub second_factor_failures_per_session: LimitPolicy,
     /// How long a successful login keeps its client address known to the account, exempt
     /// from the per-account limit.
     pub known_client_for: Duration,
@@ -197,6 +200,11 @@ impl Default for LimitSettings {
                 name: "second_factor_failures_per_account_daily",
                 limit: 30,
                 window: Duration::days(1),
+            },
+            second_factor_failures_per_session: LimitPolicy {
+                name: "second_factor_failures_per_session",
+                limit: 5,
+                window: Duration::minutes(15),
             },
             known_client_for: Duration::days(30),
         }

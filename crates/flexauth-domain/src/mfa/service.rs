@@ -79,7 +79,8 @@ pub enum MfaError {
     /// Recovery codes need a confirmed factor first.
     #[error("the account has no second factor")]
     NoFactor,
-    /// The account has as many factors as it may.
+    /// The account has as many factors as it may, or as many enrolments waiting for their
+    /// first code.
     #[error("the account has the most factors it may have")]
     TooManyFactors,
     /// The store failed; nothing was written.
@@ -254,7 +255,14 @@ impl MfaService {
         self.require_recent_proof(caller, now)?;
         let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
         let existing = self.factors.factors(account.id()).await?;
-        if existing.iter().filter(|factor| factor.confirmed_at.is_some()).count() >= self.settings.max_factors {
+        let confirmed = existing.iter().filter(|factor| factor.confirmed_at.is_some()).count();
+        // Enrolments still waiting for their first code count too, so that a session cannot
+        // fill the table with them.
+        let waiting = existing
+            .iter()
+            .filter(|factor| factor.confirmed_at.is_none() && factor.created_at >= now - self.settings.enrolment_ttl)
+            .count();
+        if confirmed >= self.settings.max_factors || waiting >= self.settings.max_factors {
             return Err(MfaError::TooManyFactors);
         }
         let id = FactorId::from_uuid(random_uuid(self.random.as_ref()));

@@ -179,7 +179,9 @@ impl ErrorCode {
                 S::BAD_REQUEST,
                 "invalid_request", "the introspection request needs one token parameter",
                 "`POST /v1/auth/introspect`: the form has no `token`, more than one, a `token` over 1024 characters, \
-                    or a `token_type_hint` over 64 characters or given twice.",
+                    or a `token_type_hint` over 64 characters or given twice. `POST /v1/auth/login/mfa` or \
+                    `/v1/auth/reauthenticate`: not exactly one of `code` and `recovery_code` (and `password`); \
+                    the message says which fields.",
             ),
             Self::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged", "the account has this email address \
                 already", "`POST /v1/auth/email/change`: the account has this address already."),
@@ -294,7 +296,8 @@ impl ErrorCode {
             Self::NoSecondFactor => (S::CONFLICT, "no_second_factor", "the account has no second factor", "`POST \
                 /v1/auth/mfa/recovery-codes`: recovery codes come with a confirmed factor; add one first."),
             Self::TooManyFactors => (S::CONFLICT, "too_many_factors", "the account has the most factors it may have",
-                "`POST /v1/auth/mfa/totp`: the account has 10 confirmed factors; remove one first."),
+                "`POST /v1/auth/mfa/totp`: the account has 10 confirmed factors, or 10 enrolments waiting for \
+                    their first code within the hour; remove one first."),
             Self::RateLimited => (
                 S::TOO_MANY_REQUESTS,
                 "rate_limited", "too many attempts; try again later",

@@ -323,3 +323,35 @@ async fn guarded_operations_need_a_recent_second_factor_and_accept_one_proved_by
     assert_eq!(listed.body["data"], json!({ "factors": [], "recovery_codes_left": 0 }));
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn a_stolen_access_token_gets_five_guesses_at_a_step_up_then_none() {
+    let env = TestEnv::new().await;
+    let clock = Arc::new(TestClock::frozen());
+    let app = env.spawn_with_clock(&[], clock.clone()).await;
+    let email = unique_email("guesser");
+    let (secret, _, session) = enrolled(&app, &env, &email, &clock).await;
+    let stolen = session["access_token"].as_str().unwrap();
+    for guess in 0..5 {
+        let wrong = app
+            .post_json_with_bearer("/v1/auth/reauthenticate", stolen, json!({ "code": format!("{guess:06}") }))
+            .await;
+        assert_eq!(wrong.code(), "invalid_code");
+    }
+    clock.advance(time::Duration::seconds(30));
+    let right = app
+        .post_json_with_bearer("/v1/auth/reauthenticate", stolen, json!({ "code": code_at(&secret, clock.now()) }))
+        .await;
+    assert_eq!((right.status, right.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"), "{}", right.text);
+    let log = app.get_with_bearer("/v1/auth/events", stolen).await;
+    let failures =
+        log.body["data"]["events"].as_array().unwrap().iter().filter(|event| event["type"] == "second_factor_failed");
+    assert_eq!(failures.count(), 5, "every wrong code is in the owner's security log");
+    // The owner's own login is not locked out by it.
+    let token = mfa_token(&app, &email).await;
+    clock.advance(time::Duration::seconds(30));
+    let owner =
+        app.post("/v1/auth/login/mfa", json!({ "mfa_token": token, "code": code_at(&secret, clock.now()) })).await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.text);
+    app.stop().await;
+}

@@ -228,3 +228,22 @@ async fn a_recovery_code_is_spent_once_and_the_owner_is_told_how_many_are_left()
     let proof = SecondFactorProof::RecoveryCode("ABCDE FGHJK".to_owned());
     assert!(mfa.prove(ACCOUNT, &proof, None, &ClientInfo::default()).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn enrolments_left_waiting_are_bounded_like_factors() {
+    let mut factors = MockFactorRepository::new();
+    factors.expect_factors().returning(|_| {
+        Ok((0..10u128)
+            .map(|n| StoredFactor {
+                id: FactorId::from_uuid(Uuid::from_u128(100 + n)),
+                confirmed_at: None,
+                created_at: NOW - Duration::minutes(5),
+                ..confirmed_factor(None)
+            })
+            .collect())
+    });
+    factors.expect_add_factor().never();
+    let mfa = service(factors);
+    let caller = caller(Duration::minutes(1), None, false);
+    assert!(matches!(mfa.begin_totp(&caller, None).await, Err(MfaError::TooManyFactors)));
+}

@@ -80,16 +80,35 @@ impl SessionService {
     ) -> Result<OffsetDateTime, SecondStepError> {
         let now = self.clock.now();
         let account_id = caller.account_id();
-        // The caller holds a live session of the account: a known client, exempt from the
-        // account's counters, as the owner logging in is. A thief of that session is bounded
-        // by the session's own end (a wrong password ends it) and by the codes' replay rule.
-        let counted = self.count_second_factor_try(account_id, true, now).await?;
+        // A stolen access token is enough to ask: the session gets five wrong codes in 15
+        // minutes, and the account's counters refuse past their limits with no exemption (a
+        // session is not a client the owner proved; the owner's logins stay exempt).
+        let session_key = format!("second-factor-session:{}", caller.session_id());
+        let limits = &self.settings.limits;
+        if limits.enabled {
+            let decision = self.limiter.hit(&session_key, &limits.second_factor_failures_per_session, now).await?;
+            if !decision.allowed {
+                return Err(RateLimited(decision).into());
+            }
+        }
+        let counted = match self.count_second_factor_try(account_id, false, now).await {
+            Ok(counted) => counted,
+            Err(refused) => {
+                if limits.enabled {
+                    self.limiter.refund(&session_key, &limits.second_factor_failures_per_session, now).await?;
+                }
+                return Err(refused);
+            }
+        };
         let Some(proved) = self.mfa.prove(account_id, proof, Some(caller.session_id()), client).await? else {
             let event = self.event(account_id, AuditKind::SecondFactorFailed, now, client, Some(caller.session_id()));
             self.audit.record(&event).await?;
             return Err(SecondStepError::WrongCode);
         };
         self.refund_second_factor_try(account_id, counted, now).await?;
+        if limits.enabled {
+            self.limiter.refund(&session_key, &limits.second_factor_failures_per_session, now).await?;
+        }
         let methods = AuthenticationMethods::password().with(proved.method);
         if self.sessions.mark_second_factor(caller.session_id(), now, methods).await? {
             Ok(now)
