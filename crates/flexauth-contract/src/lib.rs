@@ -20,7 +20,8 @@ use flexauth_domain::lifecycle::LifecycleRepository;
 use flexauth_domain::limits::{LimitPolicy, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::mfa::{
-    FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository, MfaChallenge, SealedSecret, StoredFactor,
+    CeremonyId, CeremonyPurpose, FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository, MfaChallenge,
+    PasskeyAddition, PasskeyCeremony, SealedSecret, StoredFactor,
 };
 use flexauth_domain::newtypes::{AuthenticationMethod, AuthenticationMethods, Scope};
 use flexauth_domain::secret::TokenHash;

@@ -10,6 +10,7 @@ fn factor(account: &Account, id: u128, created_at: OffsetDateTime) -> StoredFact
         kind: FactorKind::Totp,
         name: FactorName::parse("phone").unwrap(),
         secret: SealedSecret(format!("sealed secret {id}")),
+        credential_id: None,
         created_at,
         confirmed_at: None,
         last_step: None,
@@ -250,5 +251,113 @@ scenarios! { $ mfa_scenarios;
         assert_eq!((found.methods(), found.second_factor_at()), (both, Some(NOW)));
         SessionRepository::revoke(store, session.id(), NOW, RevocationReason::Logout).await.unwrap();
         assert!(!store.mark_second_factor(session.id(), NOW, both).await.unwrap());
+    }
+
+    pub async fn a_passkey_is_found_by_its_unique_credential_id_and_keeps_its_new_counter<P: Backend, I: Inspect>(
+        store: &P,
+        _inspect: &I,
+    ) {
+        let account = stored_account(store).await;
+        let passkey = StoredFactor {
+            kind: FactorKind::Passkey,
+            secret: SealedSecret("passkey counter 0".into()),
+            credential_id: Some("Y3JlZGVudGlhbA".into()),
+            confirmed_at: Some(NOW),
+            ..factor(&account, 5, NOW)
+        };
+        let addition = |factor: StoredFactor, codes: Vec<TokenHash>| PasskeyAddition {
+            factor,
+            recovery_codes: codes,
+            event: event(&account, AuditKind::SecondFactorAdded),
+            notice: mail_to("owner@example.com"),
+        };
+        store.add_passkey(&addition(passkey.clone(), codes(&[4, 5]))).await.unwrap();
+        assert!(store.has_confirmed_factor(account.id()).await.unwrap());
+        assert_eq!(store.recovery_codes_left(account.id()).await.unwrap(), 2);
+        assert_eq!(store.factor_by_credential("Y3JlZGVudGlhbA").await.unwrap(), Some(passkey.clone()));
+        assert_eq!(store.factor_by_credential("b3RoZXI").await.unwrap(), None);
+        let copy = StoredFactor { id: FactorId::from_uuid(Uuid::from_u128(6)), ..passkey.clone() };
+        assert!(store.add_passkey(&addition(copy, Vec::new())).await.is_err(), "a credential id is registered once");
+
+        store.record_passkey_use(passkey.id, Some("passkey counter 3".into()), NOW + Duration::minutes(1)).await.unwrap();
+        let used = store.factor_by_credential("Y3JlZGVudGlhbA").await.unwrap().unwrap();
+        assert_eq!((used.secret.0.as_str(), used.last_used_at), ("passkey counter 3", Some(NOW + Duration::minutes(1))));
+        store.record_passkey_use(passkey.id, None, NOW + Duration::minutes(2)).await.unwrap();
+        let used = store.factor_by_credential("Y3JlZGVudGlhbA").await.unwrap().unwrap();
+        assert_eq!((used.secret.0.as_str(), used.last_used_at), ("passkey counter 3", Some(NOW + Duration::minutes(2))));
+    }
+
+    pub async fn a_passkey_ceremony_is_taken_once_by_requests_that_race<P: Backend, I: Inspect>(
+        store: &P,
+        _inspect: &I,
+    ) {
+        let account = stored_account(store).await;
+        let ceremony = PasskeyCeremony {
+            id: CeremonyId::from_uuid(Uuid::new_v4()),
+            purpose: CeremonyPurpose::SecondFactor,
+            account_id: Some(account.id()),
+            challenge: Some(TokenHash::of(b"challenge")),
+            state: "{\"state\":1}".into(),
+            created_at: NOW,
+            expires_at: NOW + Duration::minutes(5),
+        };
+        store.create_ceremony(&ceremony).await.unwrap();
+        let racers: Vec<_> = (0..6)
+            .map(|_| {
+                let store = store.clone();
+                let id = ceremony.id;
+                tokio::spawn(async move { store.take_ceremony(id).await.unwrap() })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        for racer in racers {
+            taken.extend(racer.await.unwrap());
+        }
+        assert_eq!(taken, vec![ceremony.clone()], "one request gets it, whole");
+        let passwordless = PasskeyCeremony {
+            id: CeremonyId::from_uuid(Uuid::new_v4()),
+            purpose: CeremonyPurpose::Passwordless,
+            account_id: None,
+            challenge: None,
+            ..ceremony
+        };
+        store.create_ceremony(&passwordless).await.unwrap();
+        assert_eq!(store.take_ceremony(passwordless.id).await.unwrap(), Some(passwordless.clone()));
+        assert_eq!(store.take_ceremony(passwordless.id).await.unwrap(), None);
+    }
+
+    pub async fn the_purge_takes_expired_challenges_and_ceremonies_and_abandoned_enrolments<P: Backend, I: Inspect>(
+        store: &P,
+        _inspect: &I,
+    ) {
+        let account = stored_account(store).await;
+        let expired = MfaChallenge { expires_at: NOW - Duration::seconds(1), ..challenge(&account, 7) };
+        let live = challenge(&account, 8);
+        store.create_challenge(&expired).await.unwrap();
+        store.create_challenge(&live).await.unwrap();
+        let ceremony = |expires_at| PasskeyCeremony {
+            id: CeremonyId::from_uuid(Uuid::new_v4()),
+            purpose: CeremonyPurpose::Passwordless,
+            account_id: None,
+            challenge: None,
+            state: "{}".into(),
+            created_at: NOW - Duration::minutes(10),
+            expires_at,
+        };
+        let (old_ceremony, new_ceremony) = (ceremony(NOW - Duration::minutes(5)), ceremony(NOW + Duration::minutes(5)));
+        store.create_ceremony(&old_ceremony).await.unwrap();
+        store.create_ceremony(&new_ceremony).await.unwrap();
+        let abandoned = factor(&account, 1, NOW - Duration::hours(2));
+        let waiting = factor(&account, 2, NOW - Duration::minutes(10));
+        store.add_factor(&abandoned, NOW - Duration::days(1)).await.unwrap();
+        store.add_factor(&waiting, NOW - Duration::days(1)).await.unwrap();
+
+        let report = store.purge(&RetentionSettings::default().cutoffs(NOW)).await.unwrap();
+        assert_eq!(report.ceremonies, 3, "{report:?}");
+        assert_eq!(store.find_challenge(&expired.token_hash).await.unwrap(), None);
+        assert_eq!(store.find_challenge(&live.token_hash).await.unwrap(), Some(live));
+        assert_eq!(store.take_ceremony(old_ceremony.id).await.unwrap(), None);
+        assert_eq!(store.take_ceremony(new_ceremony.id).await.unwrap(), Some(new_ceremony));
+        assert_eq!(store.factors(account.id()).await.unwrap(), vec![waiting]);
     }
 }

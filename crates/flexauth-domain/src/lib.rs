@@ -75,9 +75,11 @@
 //!         limits: LimitSettings::default(),
 //!     },
 //! );
-//! // Second factors: TOTP codes by flexauth-totp; no key-encryption key seals their secrets here.
+//! // Second factors: TOTP codes by flexauth-totp (no key-encryption key seals their secrets
+//! // here) and passkeys by flexauth-webauthn, for pages of the public URL.
 //! let mfa = MfaService::new(
 //!     store.clone(), store.clone(), Arc::new(flexauth_totp::Totp), Arc::new(flexauth_jwt::SecretSealing::new(None)),
+//!     Some(Arc::new(flexauth_webauthn::WebauthnPasskeys::new("auth.example.com", "Example", &[public_url.parse()?])?)),
 //!     clock.clone(), random.clone(), letters.clone(), MfaSettings::default(),
 //! );
 //! let sessions = SessionService::new(

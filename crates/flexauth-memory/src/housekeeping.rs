@@ -55,7 +55,23 @@ impl Housekeeping for MemoryStore {
         let devices = purge_batch(&mut state.known_devices, batch, |device| device.last_seen_at < ended);
         let counters =
             purge_batch(&mut state.rate_limits, batch, |counter| counter.window_start < cutoffs.counters_before);
+        let now = cutoffs.now;
+        let stale_enrolments = now - flexauth_domain::mfa::MfaSettings::default().enrolment_ttl;
+        let ceremonies = purge_batch(&mut state.mfa_challenges, batch, |challenge| challenge.expires_at <= now)
+            + purge_batch(&mut state.passkey_ceremonies, batch, |ceremony| ceremony.expires_at <= now)
+            + purge_batch(&mut state.mfa_factors, batch, |factor| {
+                factor.confirmed_at.is_none() && factor.created_at < stale_enrolments
+            });
         // The memory store keeps no record of endings: its sessions table answers at once.
-        Ok(PurgeReport { audit_events, sessions, unverified_accounts, links, counters, devices, session_endings: 0 })
+        Ok(PurgeReport {
+            audit_events,
+            sessions,
+            unverified_accounts,
+            links,
+            counters,
+            devices,
+            session_endings: 0,
+            ceremonies,
+        })
     }
 }

@@ -2,7 +2,10 @@ use async_trait::async_trait;
 use flexauth_domain::account::AccountId;
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
-use flexauth_domain::mfa::{FactorConfirmation, FactorId, FactorRepository, MfaChallenge, StoredFactor};
+use flexauth_domain::mfa::{
+    CeremonyId, FactorConfirmation, FactorId, FactorRepository, MfaChallenge, PasskeyAddition, PasskeyCeremony,
+    SealedSecret, StoredFactor,
+};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
@@ -222,5 +225,67 @@ impl FactorRepository for MemoryStore {
 
     async fn spend_challenge(&self, hash: &TokenHash) -> Result<bool, InfraError> {
         Ok(self.lock()?.mfa_challenges.remove(hash).is_some())
+    }
+
+    async fn add_passkey(&self, addition: &PasskeyAddition) -> Result<(), InfraError> {
+        let mut state = self.lock()?;
+        let factor = &addition.factor;
+        if !state.account_exists(factor.account_id) {
+            return Err(MemoryError::UnknownAccount("mfa_factors").into());
+        }
+        let taken = state.mfa_factors.contains_key(&factor.id)
+            || state
+                .mfa_factors
+                .values()
+                .any(|stored| stored.credential_id.is_some() && stored.credential_id == factor.credential_id);
+        if taken {
+            return Err(MemoryError::Duplicate("mfa_factors").into());
+        }
+        state.check_event_free(&addition.event)?;
+        state.check_outbox_free(&addition.notice)?;
+        if !addition.recovery_codes.is_empty() {
+            state.replace_codes(factor.account_id, &addition.recovery_codes)?;
+        }
+        state.mfa_factors.insert(factor.id, factor.clone());
+        state.record(&addition.event);
+        state.queue(&addition.notice, factor.created_at);
+        Ok(())
+    }
+
+    async fn factor_by_credential(&self, credential_id: &str) -> Result<Option<StoredFactor>, InfraError> {
+        let state = self.lock()?;
+        Ok(state.mfa_factors.values().find(|factor| factor.credential_id.as_deref() == Some(credential_id)).cloned())
+    }
+
+    async fn record_passkey_use(
+        &self,
+        id: FactorId,
+        stored: Option<String>,
+        at: OffsetDateTime,
+    ) -> Result<(), InfraError> {
+        let mut state = self.lock()?;
+        if let Some(factor) = state.mfa_factors.get_mut(&id) {
+            if let Some(stored) = stored {
+                factor.secret = SealedSecret(stored);
+            }
+            factor.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn create_ceremony(&self, ceremony: &PasskeyCeremony) -> Result<(), InfraError> {
+        let mut state = self.lock()?;
+        if ceremony.account_id.is_some_and(|account| !state.account_exists(account)) {
+            return Err(MemoryError::UnknownAccount("passkey_ceremonies").into());
+        }
+        if state.passkey_ceremonies.contains_key(&ceremony.id) {
+            return Err(MemoryError::Duplicate("passkey_ceremonies").into());
+        }
+        state.passkey_ceremonies.insert(ceremony.id, ceremony.clone());
+        Ok(())
+    }
+
+    async fn take_ceremony(&self, id: CeremonyId) -> Result<Option<PasskeyCeremony>, InfraError> {
+        Ok(self.lock()?.passkey_ceremonies.remove(&id))
     }
 }

@@ -11,7 +11,7 @@ use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::introspection::{IntrospectionClient, IntrospectionClientId};
 use flexauth_domain::lifecycle::EmailChange;
 use flexauth_domain::mail::{EmailKind, LeaseId, OutgoingEmail};
-use flexauth_domain::mfa::{FactorId, MfaChallenge, StoredFactor};
+use flexauth_domain::mfa::{CeremonyId, FactorId, MfaChallenge, PasskeyCeremony, StoredFactor};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{ClientInfo, SessionId, StoredSession};
 use time::{Date, OffsetDateTime};
@@ -107,6 +107,7 @@ pub(crate) struct State {
     pub mfa_factors: HashMap<FactorId, StoredFactor>,
     pub recovery_codes: HashMap<TokenHash, RecoveryCodeRow>,
     pub mfa_challenges: HashMap<TokenHash, MfaChallenge>,
+    pub passkey_ceremonies: HashMap<CeremonyId, PasskeyCeremony>,
 }
 
 /// A recovery code's account, and when it was used.
@@ -293,6 +294,7 @@ impl State {
         self.mfa_factors.retain(|_, factor| factor.account_id != id);
         self.recovery_codes.retain(|_, code| code.account_id != id);
         self.mfa_challenges.retain(|_, challenge| challenge.account_id != id);
+        self.passkey_ceremonies.retain(|_, ceremony| ceremony.account_id != Some(id));
         true
     }
 }

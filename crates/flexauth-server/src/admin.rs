@@ -78,6 +78,8 @@ pub async fn run_accounts(settings: &Settings, command: &AccountsCommand) -> Res
     );
     let wiring = crate::services::Wiring {
         letters: crate::startup::letters(settings)?,
+        // The operator's commands run no passkey ceremony.
+        passkeys: None,
         store: store.clone(),
         hasher,
         clock: Arc::new(SystemClock),

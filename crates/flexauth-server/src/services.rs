@@ -27,6 +27,8 @@ pub struct Wiring {
     pub random: Arc<dyn SecureRandom>,
     /// The emails: the public URL and the templates.
     pub letters: Letters,
+    /// The passkey ceremonies of the relying party; `None` when passkeys are off.
+    pub passkeys: Option<Arc<dyn flexauth_domain::mfa::Passkeys>>,
     pub settings: Settings,
 }
 
@@ -70,6 +72,7 @@ impl Wiring {
             self.store.clone(),
             Arc::new(flexauth_totp::Totp),
             Arc::new(flexauth_jwt::SecretSealing::new(settings.key_encryption_key.clone())),
+            self.passkeys.clone(),
             self.clock.clone(),
             self.random.clone(),
             self.letters.clone(),

@@ -49,6 +49,7 @@ pub fn spawn(
                             unverified_accounts = report.unverified_accounts,
                             links = report.links,
                             counters = report.counters,
+                            ceremonies = report.ceremonies,
                             "purge pass"
                         );
                         // More may be due: the next pass purges again at once.

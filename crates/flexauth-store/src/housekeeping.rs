@@ -6,8 +6,8 @@ use flexauth_domain::InfraError;
 
 use crate::rows::millis;
 use crate::schema::{
-    accounts, audit_events, email_verification_tokens, known_devices, password_reset_tokens, rate_limits,
-    session_endings, sessions,
+    accounts, audit_events, email_verification_tokens, known_devices, mfa_challenges, mfa_factors, passkey_ceremonies,
+    password_reset_tokens, rate_limits, session_endings, sessions,
 };
 use crate::{Store, StoreError};
 
@@ -26,6 +26,7 @@ impl Housekeeping for Store {
         let counters_before = millis(cutoffs.counters_before);
         let endings_before = millis(cutoffs.session_endings_before);
         let batch = i64::from(cutoffs.batch);
+        let enrolments_before = millis(cutoffs.now - flexauth_domain::mfa::MfaSettings::default().enrolment_ttl);
         // Each kind: read one batch of keys, delete those. Another instance purging at once
         // only finds less to delete.
         let report = self
@@ -121,6 +122,32 @@ impl Housekeeping for Store {
                         diesel::delete(session_endings::table.filter(session_endings::session_id.eq_any(old_endings)))
                             .execute(c)?;
 
+                    // Login challenges and passkey ceremonies past their lifetime, and
+                    // enrolments never confirmed within theirs.
+                    let expired = mfa_challenges::table
+                        .filter(mfa_challenges::expires_at.le(now))
+                        .select(mfa_challenges::token_hash)
+                        .limit(batch)
+                        .load::<Vec<u8>>(c)?;
+                    let mut ceremonies =
+                        diesel::delete(mfa_challenges::table.filter(mfa_challenges::token_hash.eq_any(expired)))
+                            .execute(c)?;
+                    let expired = passkey_ceremonies::table
+                        .filter(passkey_ceremonies::expires_at.le(now))
+                        .select(passkey_ceremonies::id)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    ceremonies +=
+                        diesel::delete(passkey_ceremonies::table.filter(passkey_ceremonies::id.eq_any(expired)))
+                            .execute(c)?;
+                    let abandoned = mfa_factors::table
+                        .filter(mfa_factors::confirmed_at.is_null().and(mfa_factors::created_at.lt(enrolments_before)))
+                        .select(mfa_factors::id)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    ceremonies +=
+                        diesel::delete(mfa_factors::table.filter(mfa_factors::id.eq_any(abandoned))).execute(c)?;
+
                     Ok::<_, StoreError>(PurgeReport {
                         session_endings: count(session_endings),
                         audit_events: count(audit_events),
@@ -129,6 +156,7 @@ impl Housekeeping for Store {
                         links: count(links),
                         counters: count(counters),
                         devices: count(devices),
+                        ceremonies: count(ceremonies),
                     })
                 }
             })

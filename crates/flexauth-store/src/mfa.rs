@@ -8,7 +8,8 @@ use flexauth_domain::account::AccountId;
 use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::mfa::{
-    FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository, MfaChallenge, SealedSecret, StoredFactor,
+    CeremonyId, CeremonyPurpose, FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository, MfaChallenge,
+    PasskeyAddition, PasskeyCeremony, SealedSecret, StoredFactor,
 };
 use flexauth_domain::newtypes::ClientInfo;
 use flexauth_domain::secret::TokenHash;
@@ -18,7 +19,7 @@ use time::OffsetDateTime;
 use crate::rows::{
     instant, millis, optional_instant, parse_uuid, stored_count, token_hash, AuditEventRow, NewOutboxRow,
 };
-use crate::schema::{audit_events, mfa_challenges, mfa_factors, mfa_recovery_codes, outbox};
+use crate::schema::{audit_events, mfa_challenges, mfa_factors, mfa_recovery_codes, outbox, passkey_ceremonies};
 use crate::{guarded, Store, StoreError};
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -33,6 +34,7 @@ struct FactorRow {
     confirmed_at: Option<i64>,
     last_step: Option<i64>,
     last_used_at: Option<i64>,
+    credential_id: Option<String>,
 }
 
 impl From<&StoredFactor> for FactorRow {
@@ -47,6 +49,7 @@ impl From<&StoredFactor> for FactorRow {
             confirmed_at: factor.confirmed_at.map(millis),
             last_step: factor.last_step,
             last_used_at: factor.last_used_at.map(millis),
+            credential_id: factor.credential_id.clone(),
         }
     }
 }
@@ -65,6 +68,63 @@ impl TryFrom<FactorRow> for StoredFactor {
             confirmed_at: optional_instant(row.confirmed_at)?,
             last_step: row.last_step,
             last_used_at: optional_instant(row.last_used_at)?,
+            credential_id: row.credential_id,
+        })
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = passkey_ceremonies)]
+struct CeremonyRow {
+    id: String,
+    purpose: String,
+    account_id: Option<String>,
+    challenge_hash: Option<String>,
+    state: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<TokenHash, StoreError> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|at| text.get(at..at + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect::<Option<_>>()
+        .ok_or(StoreError::CorruptRow("a challenge digest is not hexadecimal"))?;
+    token_hash(&bytes)
+}
+
+impl From<&PasskeyCeremony> for CeremonyRow {
+    fn from(ceremony: &PasskeyCeremony) -> Self {
+        Self {
+            id: ceremony.id.to_string(),
+            purpose: ceremony.purpose.as_str().to_owned(),
+            account_id: ceremony.account_id.map(|id| id.to_string()),
+            challenge_hash: ceremony.challenge.map(|hash| hex(hash.as_bytes())),
+            state: ceremony.state.clone(),
+            created_at: millis(ceremony.created_at),
+            expires_at: millis(ceremony.expires_at),
+        }
+    }
+}
+
+impl TryFrom<CeremonyRow> for PasskeyCeremony {
+    type Error = StoreError;
+
+    fn try_from(row: CeremonyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: CeremonyId::from_uuid(parse_uuid(&row.id)?),
+            purpose: CeremonyPurpose::from_stored(&row.purpose)
+                .ok_or(StoreError::CorruptRow("unknown purpose of a passkey ceremony"))?,
+            account_id: row.account_id.as_deref().map(parse_uuid).transpose()?.map(AccountId::from_uuid),
+            challenge: row.challenge_hash.as_deref().map(unhex).transpose()?,
+            state: row.state,
+            created_at: instant(row.created_at)?,
+            expires_at: instant(row.expires_at)?,
         })
     }
 }
@@ -422,5 +482,93 @@ impl FactorRepository for Store {
         let hash = hash.as_bytes().to_vec();
         let deleted = self.run(move |c| Ok(diesel::delete(mfa_challenges::table.find(&hash)).execute(c)?)).await?;
         Ok(deleted == 1)
+    }
+
+    async fn add_passkey(&self, addition: &PasskeyAddition) -> Result<(), InfraError> {
+        let row = FactorRow::from(&addition.factor);
+        let codes = code_rows(&row.account_id, &addition.recovery_codes, millis(addition.factor.created_at));
+        let event = AuditEventRow::from(&addition.event);
+        let notice = NewOutboxRow::new(&addition.notice, addition.factor.created_at);
+        self.run(move |c| {
+            c.transaction(|c| {
+                diesel::insert_into(mfa_factors::table).values(&row).execute(c)?;
+                if !codes.is_empty() {
+                    diesel::delete(
+                        mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&row.account_id)),
+                    )
+                    .execute(c)?;
+                    insert_codes(c, &codes)?;
+                }
+                diesel::insert_into(outbox::table).values(&notice).execute(c)?;
+                diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                Ok::<_, DieselError>(())
+            })?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn factor_by_credential(&self, credential_id: &str) -> Result<Option<StoredFactor>, InfraError> {
+        let credential_id = credential_id.to_owned();
+        let row = self
+            .run(move |c| {
+                Ok(mfa_factors::table
+                    .filter(mfa_factors::credential_id.eq(&credential_id))
+                    .select(FactorRow::as_select())
+                    .first(c)
+                    .optional()?)
+            })
+            .await?;
+        Ok(row.map(StoredFactor::try_from).transpose()?)
+    }
+
+    async fn record_passkey_use(
+        &self,
+        id: FactorId,
+        stored: Option<String>,
+        at: OffsetDateTime,
+    ) -> Result<(), InfraError> {
+        let id = id.to_string();
+        let at = millis(at);
+        self.run(move |c| {
+            match &stored {
+                Some(stored) => diesel::update(mfa_factors::table.find(&id))
+                    .set((mfa_factors::secret.eq(stored), mfa_factors::last_used_at.eq(at)))
+                    .execute(c)?,
+                None => {
+                    diesel::update(mfa_factors::table.find(&id)).set(mfa_factors::last_used_at.eq(at)).execute(c)?
+                }
+            };
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn create_ceremony(&self, ceremony: &PasskeyCeremony) -> Result<(), InfraError> {
+        let row = CeremonyRow::from(ceremony);
+        self.run(move |c| {
+            diesel::insert_into(passkey_ceremonies::table).values(&row).execute(c)?;
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn take_ceremony(&self, id: CeremonyId) -> Result<Option<PasskeyCeremony>, InfraError> {
+        let id = id.to_string();
+        let row = self
+            .run(move |c| {
+                Ok(c.transaction(|c| {
+                    let row =
+                        passkey_ceremonies::table.find(&id).select(CeremonyRow::as_select()).first(c).optional()?;
+                    // Whoever deletes it has it: of two requests, the second deletes nothing.
+                    let deleted = diesel::delete(passkey_ceremonies::table.find(&id)).execute(c)?;
+                    Ok::<_, DieselError>(row.filter(|_| deleted == 1))
+                })?)
+            })
+            .await?;
+        Ok(row.map(PasskeyCeremony::try_from).transpose()?)
     }
 }

@@ -200,6 +200,7 @@ diesel::table! {
         confirmed_at -> Nullable<BigInt>,
         last_step -> Nullable<BigInt>,
         last_used_at -> Nullable<BigInt>,
+        credential_id -> Nullable<Text>,
     }
 }
 
@@ -221,5 +222,17 @@ diesel::table! {
         failures -> Integer,
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    passkey_ceremonies (id) {
+        id -> Text,
+        purpose -> Text,
+        account_id -> Nullable<Text>,
+        challenge_hash -> Nullable<Text>,
+        state -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
     }
 }

@@ -242,12 +242,19 @@ fn build() -> Result<App, Box<dyn std::error::Error>> {
     );
     let session_settings = SessionSettings::default();
     // Second factors: TOTP codes by flexauth-totp, secrets stored as they are (no
-    // key-encryption key in this example).
+    // key-encryption key in this example), passkeys by flexauth-webauthn.
     let mfa = MfaService::new(
         store.clone(),
         store.clone(),
         Arc::new(flexauth_totp::Totp),
         Arc::new(flexauth_jwt::SecretSealing::new(None)),
+        // This example serves no passkey ceremony; the relying party is a placeholder a page
+        // on localhost:3000 would use.
+        Some(Arc::new(flexauth_webauthn::WebauthnPasskeys::new(
+            "localhost",
+            "embedded example",
+            &[url::Url::parse("http://localhost:3000")?],
+        )?)),
         clock.clone(),
         random.clone(),
         letters.clone(),

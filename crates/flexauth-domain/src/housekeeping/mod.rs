@@ -100,6 +100,9 @@ pub struct PurgeReport {
     pub devices: u64,
     /// Records of sessions' endings older than every access token.
     pub session_endings: u64,
+    /// Login challenges and passkey ceremonies past their lifetime, and enrolments of
+    /// factors never confirmed within theirs.
+    pub ceremonies: u64,
 }
 
 impl PurgeReport {
@@ -112,6 +115,7 @@ impl PurgeReport {
             + self.counters
             + self.devices
             + self.session_endings
+            + self.ceremonies
     }
 }
 

@@ -7,17 +7,18 @@ mod ports;
 mod service;
 
 pub use model::{
-    Factor, FactorConfirmation, FactorId, FactorKind, FactorName, FactorNameError, MfaChallenge, RecoveryCode,
-    SealedSecret, SecondFactorProof, StoredFactor, TotpEnrolment, TotpSecret, RECOVERY_CODE_COUNT,
+    CeremonyId, CeremonyPurpose, Factor, FactorConfirmation, FactorId, FactorKind, FactorName, FactorNameError,
+    MfaChallenge, NewPasskey, PasskeyAddition, PasskeyCeremony, PasskeyRefusal, PasskeyUse, PresentedPasskey,
+    RecoveryCode, SealedSecret, SecondFactorProof, StoredFactor, TotpEnrolment, TotpSecret, RECOVERY_CODE_COUNT,
 };
-pub use ports::{FactorRepository, OneTimeCodes, SecretSealer};
+pub use ports::{FactorRepository, OneTimeCodes, Passkeys, SecretSealer};
 pub use service::{
-    ChallengeIssued, ConfirmedFactor, MfaError, MfaOverview, MfaService, MfaSettings, ProvedSecondFactor,
-    SecondStepError, StepUpRequired,
+    CeremonyStarted, ChallengeIssued, ConfirmedFactor, MfaError, MfaOverview, MfaService, MfaSettings, PasskeyLogin,
+    PasskeysUnavailable, ProvedSecondFactor, SecondStepError, StepUpRequired,
 };
 
 #[cfg(test)]
 pub(crate) use service::test_mfa;
 
 #[cfg(any(test, feature = "mocks"))]
-pub use ports::{MockFactorRepository, MockOneTimeCodes, MockSecretSealer};
+pub use ports::{MockFactorRepository, MockOneTimeCodes, MockPasskeys, MockSecretSealer};

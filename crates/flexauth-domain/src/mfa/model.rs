@@ -44,6 +44,8 @@ impl fmt::Display for FactorId {
 pub enum FactorKind {
     /// An authenticator app's time-based codes (RFC 6238).
     Totp,
+    /// A WebAuthn credential: a security key, a platform authenticator or a synced passkey.
+    Passkey,
 }
 
 impl FactorKind {
@@ -51,6 +53,7 @@ impl FactorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Totp => "totp",
+            Self::Passkey => "passkey",
         }
     }
 
@@ -58,6 +61,7 @@ impl FactorKind {
     pub fn from_stored(name: &str) -> Option<Self> {
         match name {
             "totp" => Some(Self::Totp),
+            "passkey" => Some(Self::Passkey),
             _ => None,
         }
     }
@@ -173,8 +177,12 @@ pub struct StoredFactor {
     pub account_id: AccountId,
     pub kind: FactorKind,
     pub name: FactorName,
-    /// The TOTP secret, sealed.
+    /// A TOTP factor's secret, sealed; a passkey's public key and signature counter, as the
+    /// WebAuthn adapter stores them (public, stored as they are).
     pub secret: SealedSecret,
+    /// A passkey's credential id (base64url), unique: a passwordless login finds the passkey
+    /// by it.
+    pub credential_id: Option<String>,
     pub created_at: OffsetDateTime,
     /// When the first code was entered; the factor counts from then on.
     pub confirmed_at: Option<OffsetDateTime>,
@@ -293,6 +301,150 @@ pub struct FactorConfirmation {
     pub event: AuditEvent,
     /// The email that tells the owner.
     pub notice: OutgoingEmail,
+}
+
+/// The identifier of a passkey ceremony in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CeremonyId(Uuid);
+
+impl CeremonyId {
+    /// Wraps a stored identifier.
+    pub const fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+
+    /// Reads the identifier of a path, `None` if it is not a UUID.
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::parse_str(text).ok().map(Self)
+    }
+}
+
+impl fmt::Display for CeremonyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a passkey ceremony is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyPurpose {
+    /// Adding a passkey to the account of `account_id`.
+    Registration,
+    /// The second step of a login, after the password (the challenge is named).
+    SecondFactor,
+    /// A login with a discoverable passkey and nothing typed.
+    Passwordless,
+}
+
+impl CeremonyPurpose {
+    /// The stable name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registration => "registration",
+            Self::SecondFactor => "second_factor",
+            Self::Passwordless => "passwordless",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        match name {
+            "registration" => Some(Self::Registration),
+            "second_factor" => Some(Self::SecondFactor),
+            "passwordless" => Some(Self::Passwordless),
+            _ => None,
+        }
+    }
+}
+
+/// A passkey ceremony in progress: the state the WebAuthn adapter keeps between the options
+/// it sent and the credential that answers them. Single use and short-lived, and kept in
+/// storage, so that any instance finishes a ceremony another began.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasskeyCeremony {
+    pub id: CeremonyId,
+    pub purpose: CeremonyPurpose,
+    /// The registering account, or the account of the login's challenge.
+    pub account_id: Option<AccountId>,
+    /// The digest of the login challenge a second-factor ceremony belongs to.
+    pub challenge: Option<TokenHash>,
+    /// The adapter's state (it holds the WebAuthn challenge).
+    pub state: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+impl fmt::Debug for PasskeyCeremony {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasskeyCeremony")
+            .field("id", &self.id)
+            .field("purpose", &self.purpose)
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What adding a passkey writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct PasskeyAddition {
+    /// The passkey, confirmed: a ceremony that verified is its own first proof.
+    pub factor: StoredFactor,
+    /// The new recovery codes, when this is the account's first factor; empty otherwise.
+    pub recovery_codes: Vec<TokenHash>,
+    pub event: AuditEvent,
+    pub notice: OutgoingEmail,
+}
+
+/// A passkey the WebAuthn adapter verified at registration.
+#[derive(Clone)]
+pub struct NewPasskey {
+    /// Its credential id, base64url.
+    pub credential_id: String,
+    /// Its public key and counter, as the adapter stores them.
+    pub stored: String,
+}
+
+impl fmt::Debug for NewPasskey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewPasskey").field("credential_id", &self.credential_id).finish_non_exhaustive()
+    }
+}
+
+/// The credential a browser presented, before it is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedPasskey {
+    /// Its credential id, base64url.
+    pub credential_id: String,
+    /// The user handle of a discoverable credential: the account id it was registered for.
+    pub user: Option<Uuid>,
+}
+
+/// A verified use of a passkey.
+#[derive(Debug, Clone)]
+pub struct PasskeyUse {
+    /// The passkey's stored form with its new counter, when it changed.
+    pub stored: Option<String>,
+    /// Whether the passkey may be synced between devices (backup eligible): `swk` rather than
+    /// `hwk` in the tokens' `amr`.
+    pub synced: bool,
+}
+
+/// Why the WebAuthn adapter refused a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasskeyRefusal {
+    /// Not an answer to this ceremony: malformed, another origin or relying party, another
+    /// challenge, a bad signature, no user verification.
+    #[error("the passkey credential does not verify: {0}")]
+    Invalid(String),
+    /// A non-zero signature counter that did not go up: a copy of the authenticator may
+    /// exist. (A counter of 0, which synced passkeys report, is normal.)
+    #[error("the passkey's signature counter went backwards")]
+    CounterWentBackwards,
 }
 
 /// What the second step of a login, or a step-up, offers as proof.

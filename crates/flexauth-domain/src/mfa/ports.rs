@@ -1,7 +1,12 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{FactorConfirmation, FactorId, MfaChallenge, SealedSecret, StoredFactor, TotpSecret};
+use uuid::Uuid;
+
+use super::{
+    CeremonyId, FactorConfirmation, FactorId, MfaChallenge, NewPasskey, PasskeyAddition, PasskeyCeremony,
+    PasskeyRefusal, PasskeyUse, PresentedPasskey, SealedSecret, StoredFactor, TotpSecret,
+};
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
 use crate::newtypes::AccountId;
@@ -135,6 +140,90 @@ pub trait FactorRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn spend_challenge(&self, hash: &TokenHash) -> Result<bool, InfraError>;
+
+    /// Stores a confirmed passkey, with the account's new recovery codes when it brings
+    /// them, the event and the notice, in one transaction.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails (also when the credential id is taken); nothing
+    /// is written then.
+    async fn add_passkey(&self, addition: &PasskeyAddition) -> Result<(), InfraError>;
+
+    /// The passkey whose credential id is `credential_id`, if one is stored.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn factor_by_credential(&self, credential_id: &str) -> Result<Option<StoredFactor>, InfraError>;
+
+    /// Records a use of passkey `id` at `at`, with its new stored form when its counter moved.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn record_passkey_use(
+        &self,
+        id: FactorId,
+        stored: Option<String>,
+        at: OffsetDateTime,
+    ) -> Result<(), InfraError>;
+
+    /// Stores a passkey ceremony in progress.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn create_ceremony(&self, ceremony: &PasskeyCeremony) -> Result<(), InfraError>;
+
+    /// Takes ceremony `id` out of storage: of two requests that finish one ceremony, only one
+    /// gets it. Expired or not: the caller checks.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn take_ceremony(&self, id: CeremonyId) -> Result<Option<PasskeyCeremony>, InfraError>;
+}
+
+/// The WebAuthn ceremonies of passkeys: options for the browser, and the verification of
+/// what it answers. The state between the two steps is text the caller keeps.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Passkeys: Send + Sync {
+    /// The `publicKey` creation options (JSON) for registering a passkey of account `user`
+    /// named `user_name`, excluding the credentials it has already, and the state to keep.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the options cannot be made.
+    fn start_registration(
+        &self,
+        user: Uuid,
+        user_name: &str,
+        exclude: &[String],
+    ) -> Result<(String, String), InfraError>;
+
+    /// Verifies the browser's answer (`credential`, the JSON of `PublicKeyCredential`) to the
+    /// registration whose state is `state`.
+    ///
+    /// # Errors
+    /// [`PasskeyRefusal`] when it does not verify.
+    fn finish_registration(&self, credential: &str, state: &str) -> Result<NewPasskey, PasskeyRefusal>;
+
+    /// The `publicKey` request options (JSON) for an authentication with one of `passkeys`
+    /// (their stored forms), or, with none, with any discoverable passkey of this relying
+    /// party; and the state to keep.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the options cannot be made.
+    fn start_authentication(&self, passkeys: &[String]) -> Result<(String, String), InfraError>;
+
+    /// The credential id and user handle of a presented credential, before it is verified.
+    ///
+    /// # Errors
+    /// [`PasskeyRefusal::Invalid`] when it cannot be read.
+    fn presented(&self, credential: &str) -> Result<PresentedPasskey, PasskeyRefusal>;
+
+    /// Verifies `credential` against the authentication whose state is `state`, for the
+    /// stored passkey `passkey`.
+    ///
+    /// # Errors
+    /// [`PasskeyRefusal`] when it does not verify.
+    fn finish_authentication(&self, credential: &str, state: &str, passkey: &str)
+        -> Result<PasskeyUse, PasskeyRefusal>;
 }
 
 /// Computes the codes of a TOTP authenticator (RFC 6238: HMAC-SHA-1, 6 digits, 30-second

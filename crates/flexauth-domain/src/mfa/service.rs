@@ -4,9 +4,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use time::{Duration, OffsetDateTime};
 
+use super::SealedSecret;
 use super::{
-    Factor, FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository, MfaChallenge, OneTimeCodes,
-    RecoveryCode, SecondFactorProof, SecretSealer, StoredFactor, TotpEnrolment, TotpSecret, RECOVERY_CODE_COUNT,
+    CeremonyId, CeremonyPurpose, Factor, FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository,
+    MfaChallenge, OneTimeCodes, PasskeyAddition, PasskeyCeremony, PasskeyRefusal, Passkeys, RecoveryCode,
+    SecondFactorProof, SecretSealer, StoredFactor, TotpEnrolment, TotpSecret, RECOVERY_CODE_COUNT,
 };
 use crate::account::AccountRepository;
 use crate::audit::{AuditEvent, AuditKind};
@@ -39,6 +41,8 @@ pub struct MfaSettings {
     pub enrolment_ttl: Duration,
     /// The most confirmed factors an account may have (10).
     pub max_factors: usize,
+    /// How long a passkey ceremony may wait for the browser's answer (5 minutes).
+    pub ceremony_ttl: Duration,
 }
 
 impl Default for MfaSettings {
@@ -51,6 +55,7 @@ impl Default for MfaSettings {
             step_up_window: Duration::minutes(10),
             enrolment_ttl: Duration::hours(1),
             max_factors: 10,
+            ceremony_ttl: Duration::minutes(5),
         }
     }
 }
@@ -79,6 +84,15 @@ pub enum MfaError {
     /// Recovery codes need a confirmed factor first.
     #[error("the account has no second factor")]
     NoFactor,
+    /// The passkey ceremony is unknown, used, expired or another account's.
+    #[error("no such passkey ceremony")]
+    InvalidCeremony,
+    /// The server has no WebAuthn relying party.
+    #[error(transparent)]
+    PasskeysUnavailable(#[from] PasskeysUnavailable),
+    /// The passkey credential does not verify, or is registered already.
+    #[error(transparent)]
+    PasskeyRefused(#[from] PasskeyRefusal),
     /// The account has as many factors as it may, or as many enrolments waiting for their
     /// first code.
     #[error("the account has the most factors it may have")]
@@ -104,6 +118,15 @@ pub enum SecondStepError {
     /// The caller's session ended before the step-up was recorded.
     #[error(transparent)]
     SessionEnded(#[from] crate::principal::SessionEnded),
+    /// The passkey ceremony is unknown, used, expired, or not of this login.
+    #[error("no such passkey ceremony")]
+    InvalidCeremony,
+    /// The server has no WebAuthn relying party.
+    #[error(transparent)]
+    PasskeysUnavailable(#[from] PasskeysUnavailable),
+    /// The passkey credential does not verify, or is no passkey of the account.
+    #[error(transparent)]
+    PasskeyRefused(#[from] PasskeyRefusal),
     /// Too many wrong codes for this account.
     #[error(transparent)]
     Throttled(#[from] crate::limits::RateLimited),
@@ -127,6 +150,31 @@ impl std::fmt::Debug for ChallengeIssued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChallengeIssued").field("methods", &self.methods).finish_non_exhaustive()
     }
+}
+
+/// The server has no WebAuthn relying party (its public URL is on an IP address and no id was
+/// named), so passkeys are off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("passkeys are not available on this server")]
+pub struct PasskeysUnavailable;
+
+/// A passkey ceremony begun: the options for `navigator.credentials`, and the id that the
+/// browser's answer is sent to.
+#[derive(Debug, Clone)]
+pub struct CeremonyStarted {
+    pub ceremony_id: CeremonyId,
+    /// The `publicKey` options, JSON.
+    pub options: String,
+}
+
+/// A passkey that verified for a login.
+#[derive(Debug, Clone)]
+pub struct PasskeyLogin {
+    pub account_id: AccountId,
+    /// `hwk` or `swk`.
+    pub method: AuthenticationMethod,
+    /// The login challenge it is the second step of; `None` for a passwordless login.
+    pub challenge: Option<TokenHash>,
 }
 
 /// The factors of an account, as its owner sees them.
@@ -161,6 +209,8 @@ pub struct MfaService {
     accounts: Arc<dyn AccountRepository>,
     codes: Arc<dyn OneTimeCodes>,
     sealer: Arc<dyn SecretSealer>,
+    /// `None` when the server has no WebAuthn relying party.
+    passkeys: Option<Arc<dyn Passkeys>>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
     letters: Letters,
@@ -198,12 +248,13 @@ impl MfaService {
         accounts: Arc<dyn AccountRepository>,
         codes: Arc<dyn OneTimeCodes>,
         sealer: Arc<dyn SecretSealer>,
+        passkeys: Option<Arc<dyn Passkeys>>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn SecureRandom>,
         letters: Letters,
         settings: MfaSettings,
     ) -> Self {
-        Self { factors, accounts, codes, sealer, clock, random, letters, settings }
+        Self { factors, accounts, codes, sealer, passkeys, clock, random, letters, settings }
     }
 
     /// The settings.
@@ -278,6 +329,7 @@ impl MfaService {
             kind: FactorKind::Totp,
             name,
             secret: sealed,
+            credential_id: None,
             created_at: now,
             confirmed_at: None,
             last_step: None,
@@ -470,7 +522,16 @@ impl MfaService {
             client,
         };
         self.factors.create_challenge(&challenge).await?;
-        let mut methods = vec!["totp"];
+        let factors = self.factors.factors(account_id).await?;
+        let confirmed =
+            |kind: FactorKind| factors.iter().any(|factor| factor.kind == kind && factor.confirmed_at.is_some());
+        let mut methods = Vec::new();
+        if confirmed(FactorKind::Totp) {
+            methods.push("totp");
+        }
+        if confirmed(FactorKind::Passkey) {
+            methods.push("passkey");
+        }
         if self.factors.recovery_codes_left(account_id).await? > 0 {
             methods.push("recovery_code");
         }
@@ -495,6 +556,14 @@ impl MfaService {
     /// [`InfraError`] when the store fails.
     pub async fn fail_challenge(&self, token: &LinkToken) -> Result<(), InfraError> {
         self.factors.fail_challenge(&token.hash(), self.settings.challenge_failures).await.map(|_| ())
+    }
+
+    /// Spends the challenge whose token has digest `hash`; says whether this call did.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    pub async fn spend_challenge_digest(&self, hash: &TokenHash) -> Result<bool, InfraError> {
+        self.factors.spend_challenge(hash).await
     }
 
     /// Spends the challenge of `token`; says whether this call did.
@@ -522,7 +591,8 @@ impl MfaService {
         match proof {
             SecondFactorProof::Code(code) => {
                 let factors = self.factors.factors(account_id).await?;
-                for factor in factors.iter().filter(|factor| factor.confirmed_at.is_some()) {
+                let totps = factors.iter().filter(|factor| factor.kind == FactorKind::Totp);
+                for factor in totps.filter(|factor| factor.confirmed_at.is_some()) {
                     if let Some(step) = self.matching_step(factor, code, now)? {
                         // The compare-and-swap decides between two requests with one code.
                         return Ok(self
@@ -556,6 +626,199 @@ impl MfaService {
     }
 }
 
+impl MfaService {
+    fn passkeys(&self) -> Result<&dyn Passkeys, PasskeysUnavailable> {
+        self.passkeys.as_deref().ok_or(PasskeysUnavailable)
+    }
+
+    /// Begins adding a passkey to the caller's account: the creation options for the browser.
+    /// Needs a recent password, and a recent second factor when the account has one.
+    ///
+    /// # Errors
+    /// [`MfaError::ReauthenticationRequired`], [`MfaError::StepUpRequired`],
+    /// [`MfaError::TooManyFactors`], [`MfaError::AccountGone`] or [`MfaError::Unexpected`].
+    pub async fn begin_passkey_registration(&self, caller: &LiveSession) -> Result<CeremonyStarted, MfaError> {
+        let now = self.clock.now();
+        self.require_recent_proof(caller, now)?;
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
+        let factors = self.factors.factors(account.id()).await?;
+        if factors.iter().filter(|factor| factor.confirmed_at.is_some()).count() >= self.settings.max_factors {
+            return Err(MfaError::TooManyFactors);
+        }
+        let exclude: Vec<String> = factors.iter().filter_map(|factor| factor.credential_id.clone()).collect();
+        let (options, state) =
+            self.passkeys()?.start_registration(account.id().as_uuid(), account.email().as_str(), &exclude)?;
+        let ceremony = self.ceremony(CeremonyPurpose::Registration, Some(account.id()), None, state, now);
+        self.factors.create_ceremony(&ceremony).await?;
+        Ok(CeremonyStarted { ceremony_id: ceremony.id, options })
+    }
+
+    /// Finishes adding a passkey with the browser's answer. A passkey that verifies counts at
+    /// once; the account's first factor comes with ten recovery codes. The owner is told by
+    /// email.
+    ///
+    /// # Errors
+    /// [`MfaError::InvalidCeremony`], [`MfaError::PasskeyRefused`],
+    /// [`MfaError::ReauthenticationRequired`], [`MfaError::StepUpRequired`] or
+    /// [`MfaError::Unexpected`].
+    pub async fn finish_passkey_registration(
+        &self,
+        caller: &LiveSession,
+        id: CeremonyId,
+        name: Option<FactorName>,
+        credential: &str,
+        client: ClientInfo,
+    ) -> Result<ConfirmedFactor, MfaError> {
+        let now = self.clock.now();
+        self.require_recent_proof(caller, now)?;
+        let ceremony = self.factors.take_ceremony(id).await?.ok_or(MfaError::InvalidCeremony)?;
+        let ours = ceremony.purpose == CeremonyPurpose::Registration
+            && ceremony.account_id == Some(caller.account_id())
+            && ceremony.expires_at > now;
+        if !ours {
+            return Err(MfaError::InvalidCeremony);
+        }
+        let account = self.accounts.find_by_id(caller.account_id()).await?.ok_or(AccountGone)?;
+        let passkey = self.passkeys()?.finish_registration(credential, &ceremony.state)?;
+        if self.factors.factor_by_credential(&passkey.credential_id).await?.is_some() {
+            return Err(PasskeyRefusal::Invalid("the passkey is registered already".to_owned()).into());
+        }
+        let first = !self.factors.has_confirmed_factor(account.id()).await?;
+        let recovery_codes: Option<Vec<RecoveryCode>> = first.then(|| self.new_recovery_codes());
+        let name = name.unwrap_or_else(|| FactorName::from_storage("passkey".to_owned()));
+        let factor_id = FactorId::from_uuid(random_uuid(self.random.as_ref()));
+        let event = self
+            .event(account.id(), AuditKind::SecondFactorAdded, now)
+            .of_session(caller.session_id())
+            .from_client(client);
+        let letter = Letter::SecondFactorAdded { factor_name: name.as_str().to_owned(), factor_kind: "passkey" };
+        let notice = self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &letter);
+        let addition = PasskeyAddition {
+            factor: StoredFactor {
+                id: factor_id,
+                account_id: account.id(),
+                kind: FactorKind::Passkey,
+                name,
+                secret: SealedSecret(passkey.stored),
+                credential_id: Some(passkey.credential_id),
+                created_at: now,
+                confirmed_at: Some(now),
+                last_step: None,
+                last_used_at: None,
+            },
+            recovery_codes: recovery_codes.iter().flatten().map(RecoveryCode::hash).collect(),
+            event,
+            notice,
+        };
+        self.factors.add_passkey(&addition).await?;
+        Ok(ConfirmedFactor { factor_id, recovery_codes })
+    }
+
+    /// Begins a login with a passkey: as the second step of the login whose challenge token
+    /// is `mfa_token` (with one of that account's passkeys), or, without one, passwordless
+    /// (with any discoverable passkey, nothing typed).
+    ///
+    /// # Errors
+    /// [`SecondStepError::InvalidChallenge`] for a challenge that is not live or whose account
+    /// has no passkey; [`SecondStepError::Unexpected`].
+    pub async fn begin_passkey_authentication(
+        &self,
+        mfa_token: Option<&LinkToken>,
+    ) -> Result<CeremonyStarted, SecondStepError> {
+        let now = self.clock.now();
+        let ceremony = match mfa_token {
+            Some(token) => {
+                let challenge = self.challenge(token).await?;
+                let factors = self.factors.factors(challenge.account_id).await?;
+                let passkeys: Vec<String> = factors
+                    .iter()
+                    .filter(|factor| factor.kind == FactorKind::Passkey && factor.confirmed_at.is_some())
+                    .map(|factor| factor.secret.0.clone())
+                    .collect();
+                if passkeys.is_empty() {
+                    return Err(SecondStepError::InvalidChallenge);
+                }
+                let (options, state) = self.passkeys()?.start_authentication(&passkeys)?;
+                let ceremony = self.ceremony(
+                    CeremonyPurpose::SecondFactor,
+                    Some(challenge.account_id),
+                    Some(challenge.token_hash),
+                    state,
+                    now,
+                );
+                (ceremony, options)
+            }
+            None => {
+                let (options, state) = self.passkeys()?.start_authentication(&[])?;
+                (self.ceremony(CeremonyPurpose::Passwordless, None, None, state, now), options)
+            }
+        };
+        let (ceremony, options) = ceremony;
+        self.factors.create_ceremony(&ceremony).await?;
+        Ok(CeremonyStarted { ceremony_id: ceremony.id, options })
+    }
+
+    /// Verifies the browser's answer to a login ceremony: which account's passkey signed, and
+    /// how. A counter that went backwards is logged and refused; a counter of 0 is normal.
+    ///
+    /// # Errors
+    /// [`SecondStepError::InvalidCeremony`], [`SecondStepError::PasskeyRefused`] or
+    /// [`SecondStepError::Unexpected`].
+    pub async fn finish_passkey_authentication(
+        &self,
+        id: CeremonyId,
+        credential: &str,
+    ) -> Result<PasskeyLogin, SecondStepError> {
+        let now = self.clock.now();
+        let ceremony = self.factors.take_ceremony(id).await?.ok_or(SecondStepError::InvalidCeremony)?;
+        let login = matches!(ceremony.purpose, CeremonyPurpose::SecondFactor | CeremonyPurpose::Passwordless);
+        if !login || ceremony.expires_at <= now {
+            return Err(SecondStepError::InvalidCeremony);
+        }
+        let presented = self.passkeys()?.presented(credential)?;
+        let factor = self
+            .factors
+            .factor_by_credential(&presented.credential_id)
+            .await?
+            .filter(|factor| factor.kind == FactorKind::Passkey && factor.confirmed_at.is_some())
+            .ok_or_else(|| PasskeyRefusal::Invalid("no account has this passkey".to_owned()))?;
+        // The second step is for the challenge's account only; a passwordless login's user
+        // handle must name the passkey's own account.
+        let account_matches = match ceremony.purpose {
+            CeremonyPurpose::SecondFactor => ceremony.account_id == Some(factor.account_id),
+            _ => presented.user.is_none_or(|user| user == factor.account_id.as_uuid()),
+        };
+        if !account_matches {
+            return Err(PasskeyRefusal::Invalid("the passkey is another account's".to_owned()).into());
+        }
+        // A counter that went backwards is refused here and logged by the server, which sees
+        // the refusal's reason.
+        let used = self.passkeys()?.finish_authentication(credential, &ceremony.state, &factor.secret.0)?;
+        self.factors.record_passkey_use(factor.id, used.stored, now).await?;
+        let method = if used.synced { AuthenticationMethod::SoftwareKey } else { AuthenticationMethod::HardwareKey };
+        Ok(PasskeyLogin { account_id: factor.account_id, method, challenge: ceremony.challenge })
+    }
+
+    fn ceremony(
+        &self,
+        purpose: CeremonyPurpose,
+        account_id: Option<AccountId>,
+        challenge: Option<TokenHash>,
+        state: String,
+        now: OffsetDateTime,
+    ) -> PasskeyCeremony {
+        PasskeyCeremony {
+            id: CeremonyId::from_uuid(random_uuid(self.random.as_ref())),
+            purpose,
+            account_id,
+            challenge,
+            state,
+            created_at: now,
+            expires_at: now + self.settings.ceremony_ttl,
+        }
+    }
+}
+
 /// A service whose accounts have a confirmed factor or not, which opens login challenges, and
 /// must not be asked anything else: for the tests of the rules that only ask that.
 #[cfg(test)]
@@ -563,6 +826,20 @@ pub(crate) fn test_mfa(has_factor: bool) -> MfaService {
     let mut factors = super::MockFactorRepository::new();
     factors.expect_has_confirmed_factor().returning(move |_| Ok(has_factor));
     factors.expect_create_challenge().returning(|_| Ok(()));
+    factors.expect_factors().returning(|account_id| {
+        Ok(vec![StoredFactor {
+            id: FactorId::from_uuid(uuid::Uuid::from_u128(1)),
+            account_id,
+            kind: FactorKind::Totp,
+            name: FactorName::from_storage("phone".to_owned()),
+            secret: SealedSecret(String::new()),
+            credential_id: None,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            confirmed_at: Some(time::OffsetDateTime::UNIX_EPOCH),
+            last_step: None,
+            last_used_at: None,
+        }])
+    });
     factors.expect_recovery_codes_left().returning(|_| Ok(0));
     let mut clock = crate::system::MockClock::new();
     clock.expect_now().returning(time::OffsetDateTime::now_utc);
@@ -573,6 +850,7 @@ pub(crate) fn test_mfa(has_factor: bool) -> MfaService {
         Arc::new(crate::account::MockAccountRepository::new()),
         Arc::new(super::MockOneTimeCodes::new()),
         Arc::new(super::MockSecretSealer::new()),
+        None,
         Arc::new(clock),
         Arc::new(random),
         Letters::new("https://auth.example.com", Arc::new(crate::mail::FactSheetWriter)),

@@ -56,9 +56,13 @@ impl AuthenticationMethods {
         self.0 & method.bit() != 0
     }
 
-    /// Whether the login used more than one method.
+    /// Whether the login used more than one factor: two methods, or a passkey alone (flexauth
+    /// asks for user verification, so a passkey proves what the person has and what they know
+    /// or are).
     pub fn is_multi_factor(self) -> bool {
         self.0.count_ones() >= 2
+            || self.contains(AuthenticationMethod::HardwareKey)
+            || self.contains(AuthenticationMethod::SoftwareKey)
     }
 
     /// The `amr` claim: each method's value, then `mfa` for a multi-factor login.
@@ -119,5 +123,7 @@ mod tests {
         assert_eq!((both.amr(), both.acr()), (vec!["pwd", "otp", "mfa"], "aal2"));
         assert_eq!(AuthenticationMethods::from_stored(&both.to_stored()), both);
         assert_eq!(AuthenticationMethods::from_stored("pwd unknown mfa"), password);
+        let passkey = AuthenticationMethods::default().with(AuthenticationMethod::SoftwareKey);
+        assert_eq!((passkey.amr(), passkey.acr()), (vec!["swk", "mfa"], "aal2"));
     }
 }

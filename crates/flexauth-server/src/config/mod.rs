@@ -153,6 +153,15 @@ pub struct RawConfig {
     /// a browser (CORS, with credentials) and use the refresh cookie. Empty: none.
     #[arg(long, env = "FLEXAUTH_CORS_ORIGINS", default_value = "")]
     pub cors_origins: List<Origin>,
+    /// The WebAuthn relying party id of passkeys: a domain, the public URL's host or one of
+    /// its parents (`example.com` lets passkeys work on every subdomain). Unset: the public
+    /// URL's host. Changing it later strands every passkey registered under the old one.
+    #[arg(long, env = "FLEXAUTH_WEBAUTHN_RP_ID")]
+    pub webauthn_rp_id: Option<String>,
+    /// Comma-separated origins whose pages may register and use passkeys, each on the relying
+    /// party id or below it. Unset: the public URL's origin and FLEXAUTH_CORS_ORIGINS.
+    #[arg(long, env = "FLEXAUTH_WEBAUTHN_ORIGINS")]
+    pub webauthn_origins: Option<List<Origin>>,
     /// How many verified access tokens each instance remembers, so a client reusing its token
     /// skips the signature check; `0` turns the cache off.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=16_777_216), env = "FLEXAUTH_VERIFIED_TOKEN_CACHE", default_value = "16384")]
@@ -275,6 +284,11 @@ pub struct Settings {
     pub argon2: Argon2Settings,
     pub verified_token_cache: usize,
     pub cors_origins: Vec<String>,
+    /// The passkeys' relying party id; `None` (passkeys off) when the public URL is on an IP
+    /// address and no id was named.
+    pub webauthn_rp_id: Option<String>,
+    /// The origins whose pages may run passkey ceremonies.
+    pub webauthn_origins: Vec<String>,
     pub shutdown_drain: Duration,
     /// The metrics listener's address; `None`: no metrics listener.
     pub metrics_bind: Option<SocketAddr>,
@@ -385,6 +399,19 @@ impl RawConfig {
             },
             ..Argon2Settings::default()
         };
+        // WebAuthn needs a domain: a public URL on an IP address leaves passkeys off unless an
+        // id is named.
+        let webauthn_rp_id = match (&self.webauthn_rp_id, public_url.host()) {
+            (Some(id), _) => Some(id.trim().to_owned()),
+            (None, Some(url::Host::Domain(domain))) => Some(domain.to_owned()),
+            (None, _) => None,
+        };
+        let webauthn_origins = match &self.webauthn_origins {
+            Some(origins) => origins.0.iter().map(|origin| origin.0.clone()).collect(),
+            None => std::iter::once(public_url.origin().ascii_serialization())
+                .chain(self.cors_origins.0.iter().map(|origin| origin.0.clone()))
+                .collect(),
+        };
         Ok(Settings {
             bind,
             public_url,
@@ -417,6 +444,8 @@ impl RawConfig {
             argon2,
             verified_token_cache: self.verified_token_cache as usize,
             cors_origins: self.cors_origins.0.iter().map(|origin| origin.0.clone()).collect(),
+            webauthn_rp_id,
+            webauthn_origins,
             shutdown_drain: self.shutdown_drain.0,
             metrics_bind,
             key_encryption_key,

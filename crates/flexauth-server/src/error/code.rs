@@ -38,6 +38,8 @@ error_codes! {
     InvalidApiKeyName,
     InvalidFactorName,
     InvalidCode,
+    InvalidCeremony,
+    PasskeyRefused,
     InvalidExpiry,
     InvalidCursor,
     InvalidScope,
@@ -65,6 +67,7 @@ error_codes! {
     ApiKeyNotFound,
     SessionNotFound,
     FactorNotFound,
+    PasskeysUnavailable,
     NotFound,
     MethodNotAllowed,
     EmailChangeConflict,
@@ -159,6 +162,20 @@ impl ErrorCode {
                     code passes once), or outside one 30-second step of now. A login's challenge survives 4 of \
                     them; the 5th ends it.",
             ),
+            Self::InvalidCeremony => (
+                S::NOT_FOUND,
+                "invalid_ceremony", "the passkey ceremony is not valid; start again",
+                "A passkey ceremony id that is unknown, was finished already (each finishes once), is older than \
+                    5 minutes, or is another account's or of another kind. Start the ceremony again.",
+            ),
+            Self::PasskeyRefused => (
+                S::BAD_REQUEST,
+                "passkey_refused", "the passkey was refused",
+                "The browser's credential does not answer the ceremony (another origin or relying party, another \
+                    challenge, a bad signature, no user verification), the passkey is no account's or another \
+                    account's, is registered already, or its non-zero signature counter went backwards (a copy \
+                    may exist; logged for the operator). A counter of 0, as synced passkeys report, is fine.",
+            ),
             Self::InvalidExpiry => (S::BAD_REQUEST, "invalid_expiry", "expires_at must be an RFC 3339 instant in \
                 the future", "`expires_at` is not an RFC 3339 instant in the future."),
             Self::InvalidCursor => (
@@ -179,9 +196,7 @@ impl ErrorCode {
                 S::BAD_REQUEST,
                 "invalid_request", "the introspection request needs one token parameter",
                 "`POST /v1/auth/introspect`: the form has no `token`, more than one, a `token` over 1024 characters, \
-                    or a `token_type_hint` over 64 characters or given twice. `POST /v1/auth/login/mfa` or \
-                    `/v1/auth/reauthenticate`: not exactly one of `code` and `recovery_code` (and `password`); \
-                    the message says which fields.",
+                    or a `token_type_hint` over 64 characters or given twice.",
             ),
             Self::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged", "the account has this email address \
                 already", "`POST /v1/auth/email/change`: the account has this address already."),
@@ -282,6 +297,13 @@ impl ErrorCode {
                 caller's account."),
             Self::FactorNotFound => (S::NOT_FOUND, "factor_not_found", "no such second factor", "No such second \
                 factor of the caller's account, or its enrolment waited more than an hour for its first code."),
+            Self::PasskeysUnavailable => (
+                S::NOT_FOUND,
+                "passkeys_unavailable", "passkeys are not available on this server",
+                "The server has no WebAuthn relying party: its public URL is on an IP address and \
+                    `FLEXAUTH_WEBAUTHN_RP_ID` names none (WebAuthn needs a domain; `localhost` works for \
+                    development).",
+            ),
             Self::NotFound => (S::NOT_FOUND, "not_found", "no such endpoint", "No such endpoint."),
             Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this \
                 endpoint", "The path exists, but not with this method."),

@@ -17,7 +17,7 @@ use flexauth_domain::bearer::CheckError;
 use flexauth_domain::introspection::IntrospectError;
 use flexauth_domain::lifecycle::{EmailChangeError, EmailChangeLinkError, OwnerError};
 use flexauth_domain::limits::{LimitDecision, RateLimited};
-use flexauth_domain::mfa::{FactorNameError, MfaError, SecondStepError};
+use flexauth_domain::mfa::{FactorNameError, MfaError, PasskeyRefusal, SecondStepError};
 use flexauth_domain::newtypes::space_separated;
 use flexauth_domain::principal::{
     AccountGone, ReauthenticationRequired, SessionEnded, SessionRequired, StepUpRequired,
@@ -383,8 +383,21 @@ impl From<MfaError> for ApiError {
             MfaError::WrongCode => Self::from(ErrorCode::InvalidCode),
             MfaError::NoFactor => Self::from(ErrorCode::NoSecondFactor),
             MfaError::TooManyFactors => Self::from(ErrorCode::TooManyFactors),
+            MfaError::InvalidCeremony => Self::from(ErrorCode::InvalidCeremony),
+            MfaError::PasskeysUnavailable(_) => Self::from(ErrorCode::PasskeysUnavailable),
+            MfaError::PasskeyRefused(refusal) => refusal.into(),
             MfaError::Unexpected(cause) => cause.into(),
         }
+    }
+}
+
+impl From<PasskeyRefusal> for ApiError {
+    fn from(refusal: PasskeyRefusal) -> Self {
+        if refusal == PasskeyRefusal::CounterWentBackwards {
+            // A copy of the authenticator may exist: worth an operator's attention.
+            tracing::warn!(target: "flexauth::audit", event = "passkey_counter_went_backwards", "a passkey's signature counter went backwards; the login was refused");
+        }
+        Self::with_message(ErrorCode::PasskeyRefused, refusal.to_string())
     }
 }
 
@@ -396,6 +409,9 @@ impl From<SecondStepError> for ApiError {
             SecondStepError::AccountDisabled => Self::from(ErrorCode::AccountDisabled),
             SecondStepError::SessionEnded(ended) => ended.into(),
             SecondStepError::Throttled(limited) => limited.into(),
+            SecondStepError::InvalidCeremony => Self::from(ErrorCode::InvalidCeremony),
+            SecondStepError::PasskeysUnavailable(_) => Self::from(ErrorCode::PasskeysUnavailable),
+            SecondStepError::PasskeyRefused(refusal) => refusal.into(),
             SecondStepError::Unexpected(cause) => cause.into(),
         }
     }

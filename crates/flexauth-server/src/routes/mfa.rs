@@ -2,7 +2,7 @@
 //! step of a login.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use flexauth_domain::mfa::{Factor, FactorId, FactorName, MfaOverview, RecoveryCode, SecondFactorProof};
+use flexauth_domain::mfa::{CeremonyId, Factor, FactorId, FactorName, MfaOverview, RecoveryCode, SecondFactorProof};
 use flexauth_domain::secret::LinkToken;
 use serde::{Deserialize, Serialize};
 
@@ -100,8 +100,12 @@ pub async fn enrol_totp(
     caller: LiveCaller,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body: EnrolBody =
-        if body.is_empty() { EnrolBody::default() } else { super::body::json_object(&request, &body)? };
+    // No body, or a JSON `null`, asks for the default name.
+    let body: EnrolBody = if body.is_empty() || body.as_ref() == b"null" {
+        EnrolBody::default()
+    } else {
+        super::body::json_object(&request, &body)?
+    };
     let name = body.name.as_deref().map(FactorName::parse).transpose()?;
     let enrolment = state.mfa.begin_totp(&caller, name).await?;
     Ok(HttpResponse::Created().insert_header(("cache-control", "no-store")).json(Data {
@@ -220,33 +224,43 @@ pub async fn regenerate_recovery_codes(
         .json(Data { data: RecoveryCodesView { recovery_codes: exposed(&codes) } }))
 }
 
+/// The second step with the authenticator's code.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct SecondStepBody {
+#[serde(deny_unknown_fields)]
+pub struct CodeStep {
     /// The `mfa_token` of the login's `403 mfa_required` answer.
     #[schema(max_length = 256)]
     mfa_token: String,
-    /// The authenticator's current code; or else `recovery_code`.
+    /// The authenticator's current code.
     #[schema(max_length = 64)]
-    code: Option<String>,
-    /// One of the account's unused recovery codes; or else `code`.
-    #[schema(max_length = 64)]
-    recovery_code: Option<String>,
+    code: String,
 }
 
-/// The proof of a body that holds a code or a recovery code, exactly one.
-pub(crate) fn proof_of(code: Option<String>, recovery_code: Option<String>) -> Result<SecondFactorProof, ApiError> {
-    match (code, recovery_code) {
-        (Some(code), None) => Ok(SecondFactorProof::Code(code)),
-        (None, Some(code)) => Ok(SecondFactorProof::RecoveryCode(code)),
-        _ => Err(ApiError::with_message(ErrorCode::InvalidRequest, "send either `code` or `recovery_code`")),
-    }
+/// The second step with a recovery code.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCodeStep {
+    /// The `mfa_token` of the login's `403 mfa_required` answer.
+    #[schema(max_length = 256)]
+    mfa_token: String,
+    /// One of the account's unused recovery codes.
+    #[schema(max_length = 64)]
+    recovery_code: String,
+}
+
+/// A code or a recovery code, exactly one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum SecondStepBody {
+    Code(CodeStep),
+    RecoveryCode(RecoveryCodeStep),
 }
 
 /// Finish a login with a second factor
 ///
 /// The second step of a login on an account with a second factor: the `mfa_token` of the login's `403
 /// mfa_required` answer, and a code of the account's authenticator (`code`) or one of its recovery codes
-/// (`recovery_code`). Answers exactly as a login does, headers and cookies included; the access token's `amr` is
+/// (`recovery_code`), not both (`400 invalid_json`). Answers exactly as a login does, headers and cookies included; the access token's `amr` is
 /// `["pwd","otp","mfa"]`. A code passes once. A wrong code gets `400 invalid_code` and counts against the
 /// challenge (the 5th ends it: `401 invalid_mfa_token`) and against the account (10 in 15 minutes, 30 a day, `429
 /// rate_limited` past them, except for a client that logged in to the account before). A recovery code emails the
@@ -256,7 +270,7 @@ pub(crate) fn proof_of(code: Option<String>, recovery_code: Option<String>) -> R
     params(("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie`: as for `POST /v1/auth/login`.")),
     request_body = SecondStepBody,
     responses((status = 200, description = "A new session's tokens.", body = Data<super::sessions::TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "As for `POST /v1/auth/login`.")))),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_request", "invalid_mfa_token", "invalid_code", "account_disabled", "rate_limited", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_mfa_token", "invalid_code", "account_disabled", "rate_limited", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn login_second_step(
@@ -264,11 +278,173 @@ pub async fn login_second_step(
     request: HttpRequest,
     body: super::JsonObject<SecondStepBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let SecondStepBody { mfa_token, code, recovery_code } = body.into_inner();
-    let proof = proof_of(code, recovery_code)?;
+    let (mfa_token, proof) = match body.into_inner() {
+        SecondStepBody::Code(CodeStep { mfa_token, code }) => (mfa_token, SecondFactorProof::Code(code)),
+        SecondStepBody::RecoveryCode(RecoveryCodeStep { mfa_token, recovery_code }) => {
+            (mfa_token, SecondFactorProof::RecoveryCode(recovery_code))
+        }
+    };
     let token = LinkToken::parse(mfa_token.trim()).map_err(|_| ApiError::from(ErrorCode::InvalidMfaToken))?;
     let mut client = state.client_info(&request);
     client.device = super::sessions::device_cookie(&request);
     let pair = state.sessions.login_second_step(&token, &proof, client).await?;
+    Ok(super::sessions::login_response(&state, &request, pair))
+}
+
+/// A passkey ceremony begun: what `navigator.credentials` needs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CeremonyView {
+    /// Where the browser's answer goes.
+    ceremony_id: String,
+    /// The `publicKey` options, as `PublicKeyCredential.parseCreationOptionsFromJSON` (or
+    /// `parseRequestOptionsFromJSON`) reads them.
+    #[schema(value_type = Object)]
+    options: serde_json::Value,
+}
+
+fn ceremony_view(started: flexauth_domain::mfa::CeremonyStarted) -> Result<HttpResponse, ApiError> {
+    let options = serde_json::from_str(&started.options).map_err(ApiError::unexpected)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(Data { data: CeremonyView { ceremony_id: started.ceremony_id.to_string(), options } }))
+}
+
+/// Start adding a passkey
+///
+/// Begins a passkey registration for the caller's account: the creation options for
+/// `navigator.credentials.create`, valid 5 minutes, and the ceremony to send the browser's answer to. The
+/// relying party is `FLEXAUTH_WEBAUTHN_RP_ID`; the page must be on one of `FLEXAUTH_WEBAUTHN_ORIGINS`. Needs a
+/// recent authentication, and a recent second factor when the account has one. JWT only.
+#[utoipa::path(
+    post, path = "/v1/auth/passkeys/registration", operation_id = "startPasskeyRegistration", tag = "mfa", security(("bearer" = [])),
+    responses((status = 200, description = "The ceremony and its options.", body = Data<CeremonyView>)),
+    extensions(("x-flexauth-errors" = json!(["missing_token", "invalid_token", "jwt_required", "reauthentication_required", "mfa_step_up_required", "too_many_factors", "passkeys_unavailable", "unavailable", "internal_error"])))
+)]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
+pub async fn start_passkey_registration(
+    state: web::Data<AppState>,
+    caller: LiveCaller,
+) -> Result<HttpResponse, ApiError> {
+    ceremony_view(state.mfa.begin_passkey_registration(&caller).await?)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PasskeyRegistrationBody {
+    /// A label to tell factors apart ("laptop"): 1 to 64 characters. Without it, "passkey".
+    #[schema(min_length = 1, max_length = 64)]
+    name: Option<String>,
+    /// The browser's answer: `credential.toJSON()` of `navigator.credentials.create`.
+    #[schema(value_type = Object)]
+    credential: serde_json::Value,
+}
+
+/// Finish adding a passkey
+///
+/// Verifies the browser's answer to a registration ceremony; the passkey counts at once (no attestation is
+/// asked). The account's first factor comes with ten recovery codes, shown this once. The owner is emailed "A
+/// second factor was added to your account". A ceremony finishes once. JWT only.
+#[utoipa::path(
+    post, path = "/v1/auth/passkeys/registration/{ceremony_id}", operation_id = "finishPasskeyRegistration", tag = "mfa", security(("bearer" = [])),
+    params(("ceremony_id" = String, Path, description = "The ceremony of the registration (a UUID); anything else \
+        answers `404 invalid_ceremony`.")),
+    request_body = PasskeyRegistrationBody,
+    responses((status = 201, description = "The passkey counts now.", body = Data<ConfirmedView>, headers(("cache-control" = String, description = "`no-store`.")))),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_factor_name", "reauthentication_required", "mfa_step_up_required", "invalid_ceremony", "passkey_refused", "passkeys_unavailable", "unavailable", "internal_error"])))
+)]
+#[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
+pub async fn finish_passkey_registration(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    caller: LiveCaller,
+    path: web::Path<String>,
+    body: super::JsonAfterCaller<PasskeyRegistrationBody>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let body = body?.into_inner();
+    let id = CeremonyId::parse(&path).ok_or_else(|| ApiError::from(ErrorCode::InvalidCeremony))?;
+    let name = body.name.as_deref().map(FactorName::parse).transpose().map_err(ApiError::from)?;
+    let client = state.client_info(&request);
+    let credential = body.credential.to_string();
+    let confirmed =
+        state.mfa.finish_passkey_registration(&caller, id, name, &credential, client).await.map_err(ApiError::from)?;
+    Ok(HttpResponse::Created().insert_header(("cache-control", "no-store")).json(Data {
+        data: ConfirmedView {
+            factor_id: confirmed.factor_id.to_string(),
+            recovery_codes: confirmed.recovery_codes.as_deref().map(exposed),
+        },
+    }))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+pub struct PasskeyAuthenticationBody {
+    /// The `mfa_token` of a login's `403 mfa_required` answer, for a passkey as its second
+    /// step; without it, a passwordless login with any discoverable passkey.
+    #[schema(max_length = 256)]
+    mfa_token: Option<String>,
+}
+
+/// Start a passkey login
+///
+/// Begins a login with a passkey: with the `mfa_token` of a login's `403 mfa_required` answer, as its second step
+/// (the options list the account's passkeys); without one, passwordless (any discoverable passkey of this relying
+/// party, nothing typed). The body is optional. The request options are for `navigator.credentials.get`, valid 5
+/// minutes.
+#[utoipa::path(
+    post, path = "/v1/auth/passkeys/authentication", operation_id = "startPasskeyAuthentication", tag = "sessions",
+    request_body(content = Option<PasskeyAuthenticationBody>, description = "Optional."),
+    responses((status = 200, description = "The ceremony and its options.", body = Data<CeremonyView>)),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_mfa_token", "passkeys_unavailable", "unavailable", "internal_error"])))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn start_passkey_authentication(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let body: PasskeyAuthenticationBody = if body.is_empty() || body.as_ref() == b"null" {
+        PasskeyAuthenticationBody::default()
+    } else {
+        super::body::json_object(&request, &body)?
+    };
+    let token = body
+        .mfa_token
+        .map(|token| LinkToken::parse(token.trim()).map_err(|_| ApiError::from(ErrorCode::InvalidMfaToken)))
+        .transpose()?;
+    ceremony_view(state.mfa.begin_passkey_authentication(token.as_ref()).await?)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PasskeyAssertionBody {
+    /// The browser's answer: `credential.toJSON()` of `navigator.credentials.get`.
+    #[schema(value_type = Object)]
+    credential: serde_json::Value,
+}
+
+/// Finish a passkey login
+///
+/// Verifies the browser's answer to a login ceremony and answers exactly as a login does, headers and cookies
+/// included. As a second step it spends the login's challenge, and the access token's `amr` is `["pwd","hwk","mfa"]`
+/// (`swk` for a synced passkey); passwordless, `["hwk","mfa"]` or `["swk","mfa"]`: the passkey verified its user.
+/// A signature counter of 0 (synced passkeys) is accepted; a non-zero counter that went backwards is refused
+/// (`400 passkey_refused`) and logged.
+#[utoipa::path(
+    post, path = "/v1/auth/passkeys/authentication/{ceremony_id}", operation_id = "finishPasskeyAuthentication", tag = "sessions",
+    params(("ceremony_id" = String, Path, description = "The ceremony of the login (a UUID); anything else answers \
+        `400 invalid_ceremony`."), ("Refresh-Token-Transport" = Option<String>, Header, description = "`cookie`: as for `POST /v1/auth/login`.")),
+    request_body = PasskeyAssertionBody,
+    responses((status = 200, description = "A new session's tokens.", body = Data<super::sessions::TokenResponse>, headers(("cache-control" = String, description = "`no-store` (RFC 6749 §5.1)."), ("pragma" = String, description = "`no-cache`."), ("set-cookie" = String, description = "As for `POST /v1/auth/login`.")))),
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_ceremony", "passkey_refused", "invalid_mfa_token", "account_disabled", "passkeys_unavailable", "unavailable", "internal_error"])))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn finish_passkey_authentication(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: super::JsonObject<PasskeyAssertionBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = CeremonyId::parse(&path).ok_or_else(|| ApiError::from(ErrorCode::InvalidCeremony))?;
+    let credential = body.into_inner().credential.to_string();
+    let mut client = state.client_info(&request);
+    client.device = super::sessions::device_cookie(&request);
+    let pair = state.sessions.login_with_passkey(id, &credential, client).await?;
     Ok(super::sessions::login_response(&state, &request, pair))
 }

@@ -65,6 +65,21 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource("/v1/auth/me", "GET, HEAD").route(get().to(accounts::me)))
         .service(resource("/v1/auth/login", "POST").route(web::post().to(sessions::login)))
         .service(resource("/v1/auth/login/mfa", "POST").route(web::post().to(mfa::login_second_step)))
+        .service(
+            resource("/v1/auth/passkeys/authentication", "POST")
+                .route(web::post().to(mfa::start_passkey_authentication)),
+        )
+        .service(
+            resource("/v1/auth/passkeys/authentication/{ceremony_id}", "POST")
+                .route(web::post().to(mfa::finish_passkey_authentication)),
+        )
+        .service(
+            resource("/v1/auth/passkeys/registration", "POST").route(web::post().to(mfa::start_passkey_registration)),
+        )
+        .service(
+            resource("/v1/auth/passkeys/registration/{ceremony_id}", "POST")
+                .route(web::post().to(mfa::finish_passkey_registration)),
+        )
         .service(resource("/v1/auth/refresh", "POST").route(web::post().to(sessions::refresh)))
         .service(resource("/v1/auth/logout", "POST").route(web::post().to(sessions::logout)))
         .service(resource("/v1/auth/reauthenticate", "POST").route(web::post().to(sessions::reauthenticate)))

@@ -1,6 +1,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use flexauth_domain::account::{EmailAddress, Password};
+use flexauth_domain::mfa::SecondFactorProof;
 use flexauth_domain::session::{LogoutScope, RefreshError, SessionId, TokenPair};
 use serde::{Deserialize, Serialize};
 
@@ -312,17 +313,37 @@ pub async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The account's password.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct ReauthenticateBody {
-    /// The account's password; or else `code` or `recovery_code`.
+#[serde(deny_unknown_fields)]
+pub struct PasswordProof {
     #[schema(max_length = 256, format = Password)]
-    password: Option<String>,
-    /// A code of the account's authenticator: a step-up.
+    password: String,
+}
+
+/// A code of the account's authenticator: a step-up.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeProof {
     #[schema(max_length = 64)]
-    code: Option<String>,
-    /// One of the account's recovery codes: a step-up.
+    code: String,
+}
+
+/// One of the account's recovery codes: a step-up.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCodeProof {
     #[schema(max_length = 64)]
-    recovery_code: Option<String>,
+    recovery_code: String,
+}
+
+/// The password, a code or a recovery code: exactly one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ReauthenticateBody {
+    Password(PasswordProof),
+    Code(CodeProof),
+    RecoveryCode(RecoveryCodeProof),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -344,7 +365,7 @@ pub struct Reauthenticated {
 /// factor; on an account with a factor, the operations that need a recent authentication need one too (`403
 /// mfa_step_up_required`), as do a password change and the changes of factors. A wrong code gets `400
 /// invalid_code` and counts against the account's limit of wrong codes; a code passes once. Exactly one of the
-/// three fields (else `400 invalid_request`). `POST
+/// three fields (else `400 invalid_json`). `POST
 /// /v1/api-keys`, `DELETE /v1/auth/account`, `GET /v1/auth/account/export` and `POST /v1/auth/email/change` need a
 /// session that logged in or re-authenticated within `FLEXAUTH_REAUTHENTICATION_WINDOW` (10 minutes by default).
 /// Each check of the password counts, before the hash, against three limits shared with `POST
@@ -359,7 +380,7 @@ pub struct Reauthenticated {
     post, path = "/v1/auth/reauthenticate", operation_id = "reauthenticate", tag = "sessions", security(("bearer" = [])),
     request_body = ReauthenticateBody,
     responses((status = 200, description = "The session's recent authentication is renewed.", body = Data<Reauthenticated>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "invalid_request", "password_too_long", "invalid_current_password", "invalid_code", "rate_limited", "overloaded", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "missing_token", "invalid_token", "jwt_required", "password_too_long", "invalid_current_password", "invalid_code", "rate_limited", "overloaded", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all, fields(account_id = %caller.account_id()))]
 pub async fn reauthenticate(
@@ -379,23 +400,19 @@ async fn reauthenticate_caller(
     body: ReauthenticateBody,
 ) -> Result<HttpResponse, ApiError> {
     let client = state.client_info(request);
-    let data = match body {
-        ReauthenticateBody { password: Some(password), code: None, recovery_code: None } => {
+    let proof = match body {
+        ReauthenticateBody::Password(PasswordProof { password }) => {
             let password = Password::parse(password)?;
             let at = state.sessions.reauthenticate(caller, &password, &client).await?;
-            Reauthenticated { authenticated_at: Some(rfc3339(at)?), second_factor_at: None }
+            let data = Reauthenticated { authenticated_at: Some(rfc3339(at)?), second_factor_at: None };
+            return Ok(HttpResponse::Ok().json(Data { data }));
         }
-        ReauthenticateBody { password: None, code, recovery_code } => {
-            let proof = super::mfa::proof_of(code, recovery_code)?;
-            let at = state.sessions.step_up(caller, &proof, &client).await?;
-            Reauthenticated { authenticated_at: None, second_factor_at: Some(rfc3339(at)?) }
-        }
-        _ => {
-            return Err(ApiError::with_message(
-                ErrorCode::InvalidRequest,
-                "send one of `password`, `code` or `recovery_code`",
-            ))
+        ReauthenticateBody::Code(CodeProof { code }) => SecondFactorProof::Code(code),
+        ReauthenticateBody::RecoveryCode(RecoveryCodeProof { recovery_code }) => {
+            SecondFactorProof::RecoveryCode(recovery_code)
         }
     };
+    let at = state.sessions.step_up(caller, &proof, &client).await?;
+    let data = Reauthenticated { authenticated_at: None, second_factor_at: Some(rfc3339(at)?) };
     Ok(HttpResponse::Ok().json(Data { data }))
 }

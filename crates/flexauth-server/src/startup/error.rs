@@ -18,6 +18,8 @@ pub enum StartupError {
     KeyFile { path: String, source: KeyError },
     #[error("invalid mail settings (FLEXAUTH_SMTP_URL, FLEXAUTH_MAIL_FROM): {0}")]
     Mail(#[from] MailConfigError),
+    #[error("passkeys: {0}")]
+    Webauthn(String),
     #[error("email templates (FLEXAUTH_EMAIL_TEMPLATES): {0}")]
     EmailTemplates(#[from] flexauth_mail::TemplateError),
     #[error("invalid argon2 settings (FLEXAUTH_ARGON2_MEMORY_KIB, FLEXAUTH_ARGON2_ITERATIONS): {0}")]

@@ -105,6 +105,29 @@ pub(crate) fn letters(settings: &Settings) -> Result<Letters, StartupError> {
     Ok(Letters::new(&settings.public_base(), Arc::new(templates)))
 }
 
+/// The passkey ceremonies of `FLEXAUTH_WEBAUTHN_RP_ID`, from the pages of
+/// `FLEXAUTH_WEBAUTHN_ORIGINS`.
+pub(crate) fn passkeys(settings: &Settings) -> Result<Option<Arc<dyn flexauth_domain::mfa::Passkeys>>, StartupError> {
+    let Some(rp_id) = &settings.webauthn_rp_id else {
+        tracing::warn!(
+            public_url = %settings.public_url,
+            "passkeys are off: WebAuthn needs a domain, and the public URL is on an IP address; set FLEXAUTH_PUBLIC_URL \
+                or FLEXAUTH_WEBAUTHN_RP_ID (localhost works for development)"
+        );
+        return Ok(None);
+    };
+    let origins = settings
+        .webauthn_origins
+        .iter()
+        .map(|origin| url::Url::parse(origin).map_err(|error| StartupError::Webauthn(format!("{origin}: {error}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let name = settings.public_url.host_str().unwrap_or("flexauth");
+    Ok(Some(Arc::new(
+        flexauth_webauthn::WebauthnPasskeys::new(rp_id, name, &origins)
+            .map_err(|error| StartupError::Webauthn(error.to_string()))?,
+    )))
+}
+
 /// Answers actix's own error responses (an oversized or unreadable body…), which are plain
 /// text, in the error envelope too; flexauth's JSON errors and HTML pages pass unchanged.
 fn envelope_for_framework_errors<B>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
@@ -273,6 +296,7 @@ impl Application {
 
         let wiring = crate::services::Wiring {
             letters: letters(settings)?,
+            passkeys: passkeys(settings)?,
             store: shared.clone(),
             hasher,
             clock: clock.clone(),

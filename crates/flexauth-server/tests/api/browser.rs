@@ -437,11 +437,11 @@ Promise.all([
 }).finally(() => { parent.postMessage("reported", "*"); document.getElementById("attack").submit(); });
 </script></body></html>"#;
 
-type Shared<T> = std::sync::Arc<std::sync::Mutex<T>>;
+pub(crate) type Shared<T> = std::sync::Arc<std::sync::Mutex<T>>;
 
 /// Serves `page` (set once every address is known) at `/` and collects the bodies posted to
 /// `/report`.
-async fn page_server(host: &str, page: Shared<String>, reports: Shared<Vec<Value>>) -> String {
+pub(crate) async fn page_server(host: &str, page: Shared<String>, reports: Shared<Vec<Value>>) -> String {
     use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
     let origin = format!("http://{host}:{}", listener.local_addr().unwrap().port());

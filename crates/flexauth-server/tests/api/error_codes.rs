@@ -191,6 +191,26 @@ async fn every_documented_error_code_is_answered_over_http_with_its_status() {
         "invalid_mfa_token",
     );
     seen.record(
+        "a passkey ceremony that never was",
+        &app.post("/v1/auth/passkeys/authentication/nothing", json!({ "credential": {} })).await,
+        "invalid_ceremony",
+    );
+    let ceremony = app.post("/v1/auth/passkeys/authentication", json!({})).await;
+    let ceremony = ceremony.body["data"]["ceremony_id"].as_str().unwrap().to_owned();
+    seen.record(
+        "an answer that is no passkey credential",
+        &app.post(&format!("/v1/auth/passkeys/authentication/{ceremony}"), json!({ "credential": {} })).await,
+        "passkey_refused",
+    );
+    // A server whose public URL is on an IP address has no WebAuthn relying party.
+    let on_an_address = env.spawn_tuned(|settings| settings.webauthn_rp_id = None).await;
+    seen.record(
+        "passkeys on a server without a domain",
+        &on_an_address.post("/v1/auth/passkeys/authentication", json!({})).await,
+        "passkeys_unavailable",
+    );
+    on_an_address.stop().await;
+    seen.record(
         "a session that never proved the factor",
         &app.post_json_with_bearer("/v1/api-keys", &password_only, json!({ "name": "ci" })).await,
         "mfa_step_up_required",

@@ -24,6 +24,7 @@ mod mail;
 mod mfa;
 mod operations;
 mod pages;
+mod passkeys;
 mod passwords;
 mod resource_server;
 mod revocation;

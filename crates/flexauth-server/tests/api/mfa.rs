@@ -247,7 +247,11 @@ async fn a_challenge_works_once_within_five_minutes_and_five_wrong_codes_end_it(
         app.post("/v1/auth/login/mfa", json!({ "mfa_token": guessed, "code": code_at(&secret, clock.now()) })).await;
     assert_eq!(after.code(), "invalid_mfa_token", "the fifth wrong code ended the challenge");
     let neither = app.post("/v1/auth/login/mfa", json!({ "mfa_token": guessed })).await;
-    assert_eq!((neither.status, neither.code()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!((neither.status, neither.code()), (StatusCode::BAD_REQUEST, "invalid_json"));
+    let both = app
+        .post("/v1/auth/login/mfa", json!({ "mfa_token": guessed, "code": "123456", "recovery_code": "abcde-fghjk" }))
+        .await;
+    assert_eq!((both.status, both.code()), (StatusCode::BAD_REQUEST, "invalid_json"));
     app.stop().await;
 }
 

@@ -24,7 +24,7 @@ use crate::helpers::{
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One headless Chromium with one page, driven over the DevTools protocol.
-struct Browser {
+pub(crate) struct Browser {
     socket: Socket,
     session: String,
     next_id: u64,
@@ -34,7 +34,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start(chromium: &std::ffi::OsStr) -> Self {
+    pub(crate) async fn start(chromium: &std::ffi::OsStr) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let mut process = tokio::process::Command::new(chromium)
             .args([
@@ -135,7 +135,7 @@ impl Browser {
         self.send(None, method, params).await
     }
 
-    async fn call(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) async fn call(&mut self, method: &str, params: Value) -> Value {
         let session = self.session.clone();
         self.send(Some(&session), method, params).await
     }
@@ -155,10 +155,19 @@ impl Browser {
         }
     }
 
-    async fn open(&mut self, url: &str) {
+    pub(crate) async fn open(&mut self, url: &str) {
         self.events.clear();
         self.call("Page.navigate", json!({ "url": url })).await;
         self.loaded().await;
+    }
+
+    /// The value of `script`, a promise awaited.
+    pub(crate) async fn eval_async(&mut self, script: &str) -> Value {
+        let result = self
+            .call("Runtime.evaluate", json!({ "expression": script, "returnByValue": true, "awaitPromise": true }))
+            .await;
+        assert!(result.get("exceptionDetails").is_none(), "{script}: {result}");
+        result["result"]["value"].clone()
     }
 
     async fn eval(&mut self, script: &str) -> Value {
@@ -274,7 +283,7 @@ fn screenshots_dir() -> PathBuf {
     }
 }
 
-fn chromium() -> Option<std::ffi::OsString> {
+pub(crate) fn chromium() -> Option<std::ffi::OsString> {
     let path = std::env::var_os("FLEXAUTH_TEST_CHROMIUM").filter(|path| !path.is_empty());
     if path.is_none() {
         flexauth_store::test_db::skip(

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use super::SessionService;
 use crate::audit::AuditKind;
 use crate::limits::{LimitDecision, RateLimited};
-use crate::mfa::{ConfirmedFactor, FactorId, MfaError, SecondFactorProof, SecondStepError};
+use crate::mfa::{CeremonyId, ConfirmedFactor, FactorId, MfaError, SecondFactorProof, SecondStepError};
 use crate::newtypes::{AccountId, AuthenticationMethod, AuthenticationMethods, ClientInfo};
 use crate::principal::{LiveSession, SessionEnded};
 use crate::secret::LinkToken;
@@ -135,6 +135,44 @@ impl SessionService {
         // A session that ended meanwhile keeps nothing; the factor counts all the same.
         self.sessions.mark_second_factor(caller.session_id(), self.clock.now(), methods).await?;
         Ok(confirmed)
+    }
+
+    /// A login with a passkey: the browser's answer to ceremony `id`, begun with
+    /// [`crate::mfa::MfaService::begin_passkey_authentication`]. As the second step of a
+    /// password login it spends that login's challenge, and the tokens say `pwd` and the
+    /// passkey; passwordless, they say the passkey alone (a multi-factor login: the passkey
+    /// verified its user).
+    ///
+    /// # Errors
+    /// [`SecondStepError::InvalidCeremony`], [`SecondStepError::PasskeyRefused`],
+    /// [`SecondStepError::InvalidChallenge`] when the login's challenge was spent or ended
+    /// meanwhile, [`SecondStepError::AccountDisabled`] or [`SecondStepError::Unexpected`].
+    pub async fn login_with_passkey(
+        &self,
+        id: CeremonyId,
+        credential: &str,
+        client: ClientInfo,
+    ) -> Result<TokenPair, SecondStepError> {
+        let now = self.clock.now();
+        let login = self.mfa.finish_passkey_authentication(id, credential).await?;
+        let account = self.accounts.find_by_id(login.account_id).await?.ok_or(SecondStepError::InvalidChallenge)?;
+        if account.is_disabled() {
+            return Err(SecondStepError::AccountDisabled);
+        }
+        let methods = match login.challenge {
+            Some(challenge) => {
+                if !self.mfa.spend_challenge_digest(&challenge).await? {
+                    return Err(SecondStepError::InvalidChallenge);
+                }
+                AuthenticationMethods::password().with(login.method)
+            }
+            None => AuthenticationMethods::default().with(login.method),
+        };
+        self.open_session_on_device(&account, client, methods, now).await.map_err(|error| match error {
+            LoginError::InvalidCredentials => SecondStepError::InvalidChallenge,
+            LoginError::Unexpected(cause) => SecondStepError::Unexpected(cause),
+            other => SecondStepError::Unexpected(InfraError::new(other.to_string())),
+        })
     }
 
     async fn is_known_client(
