@@ -299,6 +299,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_account_with_a_second_factor_creates_keys_only_from_a_session_that_proved_it_recently() {
+        let mut keys = MockApiKeyRepository::new();
+        keys.expect_create().times(1).returning(|_, _, _, _, _| Ok(true));
+        let service = service(keys);
+        let create = |caller: LiveSession| {
+            let service = service.clone();
+            async move {
+                service
+                    .create(&caller, ApiKeyName::parse("ci").unwrap(), None, BTreeSet::new(), ClientInfo::default())
+                    .await
+            }
+        };
+        let recent = jwt_caller_authenticated(Duration::minutes(1));
+        let never = recent.with_second_factor(true, None);
+        assert!(matches!(create(never).await, Err(CreateApiKeyError::StepUpRequired(_))));
+        let long_ago = recent.with_second_factor(true, Some(NOW - Duration::minutes(11)));
+        assert!(matches!(create(long_ago).await, Err(CreateApiKeyError::StepUpRequired(_))));
+        let proved = recent.with_second_factor(true, Some(NOW - Duration::minutes(2)));
+        assert!(create(proved).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn creating_a_key_needs_an_authentication_within_ten_minutes() {
         let mut keys = MockApiKeyRepository::new();
         keys.expect_create().times(1).returning(|_, _, _, _, _| Ok(true));

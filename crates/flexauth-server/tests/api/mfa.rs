@@ -359,3 +359,36 @@ async fn a_stolen_access_token_gets_five_guesses_at_a_step_up_then_none() {
     assert_eq!(owner.status, StatusCode::OK, "{}", owner.text);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn an_operator_resets_the_factors_of_an_owner_who_lost_them_and_the_owner_is_told() {
+    let env = TestEnv::new().await;
+    let clock = Arc::new(TestClock::frozen());
+    let app = env.spawn_with_clock(&[], clock.clone()).await;
+    let email = unique_email("lost");
+    let (_, _, session) = enrolled(&app, &env, &email, &clock).await;
+    let access = session["access_token"].as_str().unwrap();
+    let id = app.get_with_bearer("/v1/auth/me", access).await.body["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.login(&email).await.code(), "mfa_required");
+
+    let (ok, printed, stderr) = crate::lifecycle::flexauth(&env, &["accounts", "mfa-reset", &id]);
+    assert!(ok, "{stderr}");
+    assert_eq!(printed, json!({ "account_id": id, "done": "mfa_reset" }));
+    // The command queued the email at the real time; the frozen clock of the instance that
+    // delivers it moves past that.
+    clock.advance(time::Duration::minutes(1));
+    wait_for_subject(env.smtp(), &email, "Your second factors were removed by an administrator").await;
+    assert_eq!(app.login(&email).await.status, StatusCode::OK, "the password alone logs in again");
+    let listed = app.get_with_bearer("/v1/auth/mfa", access).await;
+    assert_eq!(listed.body["data"], json!({ "factors": [], "recovery_codes_left": 0 }));
+    let log = app.get_with_bearer("/v1/auth/events", access).await;
+    let kinds: Vec<&str> =
+        log.body["data"]["events"].as_array().unwrap().iter().map(|event| event["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"second_factors_reset"), "{kinds:?}");
+
+    let (ok, _, stderr) =
+        crate::lifecycle::flexauth(&env, &["accounts", "mfa-reset", "7b4f9c3e-0000-4000-8000-000000000000"]);
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "flexauth: no such account");
+    app.stop().await;
+}

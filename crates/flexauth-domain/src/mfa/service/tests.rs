@@ -63,6 +63,10 @@ fn confirmed_factor(last_step: Option<i64>) -> StoredFactor {
 }
 
 fn service(factors: MockFactorRepository) -> MfaService {
+    service_with_passkeys(factors, None)
+}
+
+fn service_with_passkeys(factors: MockFactorRepository, passkeys: Option<crate::mfa::MockPasskeys>) -> MfaService {
     let mut accounts = MockAccountRepository::new();
     accounts.expect_find_by_id().returning(|_| Ok(Some(account())));
     let mut clock = MockClock::new();
@@ -75,7 +79,7 @@ fn service(factors: MockFactorRepository) -> MfaService {
         Arc::new(accounts),
         Arc::new(step_codes()),
         Arc::new(open_sealer()),
-        None,
+        passkeys.map(|passkeys| Arc::new(passkeys) as Arc<dyn crate::mfa::Passkeys>),
         Arc::new(clock),
         Arc::new(random),
         Letters::new("https://auth.example.com", Arc::new(FactSheetWriter)),
@@ -248,4 +252,87 @@ async fn enrolments_left_waiting_are_bounded_like_factors() {
     let mfa = service(factors);
     let caller = caller(Duration::minutes(1), None, false);
     assert!(matches!(mfa.begin_totp(&caller, None).await, Err(MfaError::TooManyFactors)));
+}
+
+fn ceremony(purpose: crate::mfa::CeremonyPurpose, expires_at: OffsetDateTime) -> crate::mfa::PasskeyCeremony {
+    crate::mfa::PasskeyCeremony {
+        id: crate::mfa::CeremonyId::from_uuid(Uuid::from_u128(9)),
+        purpose,
+        account_id: None,
+        challenge: None,
+        state: "state".to_owned(),
+        created_at: NOW - Duration::minutes(1),
+        expires_at,
+    }
+}
+
+fn passkey_factor() -> StoredFactor {
+    StoredFactor {
+        kind: FactorKind::Passkey,
+        secret: SealedSecret("passkey".to_owned()),
+        credential_id: Some("cred".to_owned()),
+        ..confirmed_factor(None)
+    }
+}
+
+#[tokio::test]
+async fn a_passkey_whose_counter_went_backwards_is_refused_and_its_use_not_recorded() {
+    let mut factors = MockFactorRepository::new();
+    factors
+        .expect_take_ceremony()
+        .returning(|_| Ok(Some(ceremony(crate::mfa::CeremonyPurpose::Passwordless, NOW + Duration::minutes(4)))));
+    factors.expect_factor_by_credential().returning(|_| Ok(Some(passkey_factor())));
+    factors.expect_record_passkey_use().never();
+    let mut passkeys = crate::mfa::MockPasskeys::new();
+    passkeys.expect_presented().returning(|_| {
+        Ok(crate::mfa::PresentedPasskey { credential_id: "cred".to_owned(), user: Some(ACCOUNT.as_uuid()) })
+    });
+    passkeys.expect_finish_authentication().returning(|_, _, _| Err(crate::mfa::PasskeyRefusal::CounterWentBackwards));
+    let mfa = service_with_passkeys(factors, Some(passkeys));
+    let id = crate::mfa::CeremonyId::from_uuid(Uuid::from_u128(9));
+    assert!(matches!(
+        mfa.finish_passkey_authentication(id, "{}").await,
+        Err(SecondStepError::PasskeyRefused(crate::mfa::PasskeyRefusal::CounterWentBackwards))
+    ));
+}
+
+#[tokio::test]
+async fn an_expired_or_registration_ceremony_finishes_no_login() {
+    for taken in [
+        ceremony(crate::mfa::CeremonyPurpose::Passwordless, NOW),
+        ceremony(crate::mfa::CeremonyPurpose::Registration, NOW + Duration::minutes(4)),
+    ] {
+        let mut factors = MockFactorRepository::new();
+        factors.expect_take_ceremony().returning(move |_| Ok(Some(taken.clone())));
+        factors.expect_factor_by_credential().never();
+        let mfa = service_with_passkeys(factors, Some(crate::mfa::MockPasskeys::new()));
+        let id = crate::mfa::CeremonyId::from_uuid(Uuid::from_u128(9));
+        assert!(matches!(mfa.finish_passkey_authentication(id, "{}").await, Err(SecondStepError::InvalidCeremony)));
+    }
+}
+
+#[tokio::test]
+async fn a_passkey_of_another_account_does_not_finish_a_passwordless_login_for_its_user_handle() {
+    let mut factors = MockFactorRepository::new();
+    factors
+        .expect_take_ceremony()
+        .returning(|_| Ok(Some(ceremony(crate::mfa::CeremonyPurpose::Passwordless, NOW + Duration::minutes(4)))));
+    factors.expect_factor_by_credential().returning(|_| Ok(Some(passkey_factor())));
+    let mut passkeys = crate::mfa::MockPasskeys::new();
+    passkeys.expect_presented().returning(|_| {
+        Ok(crate::mfa::PresentedPasskey { credential_id: "cred".to_owned(), user: Some(Uuid::from_u128(99)) })
+    });
+    passkeys.expect_finish_authentication().never();
+    let mfa = service_with_passkeys(factors, Some(passkeys));
+    let id = crate::mfa::CeremonyId::from_uuid(Uuid::from_u128(9));
+    assert!(matches!(
+        mfa.finish_passkey_authentication(id, "{}").await,
+        Err(SecondStepError::PasskeyRefused(crate::mfa::PasskeyRefusal::Invalid(_)))
+    ));
+}
+
+#[tokio::test]
+async fn without_a_relying_party_passkeys_are_unavailable() {
+    let mfa = service(MockFactorRepository::new());
+    assert!(matches!(mfa.begin_passkey_authentication(None).await, Err(SecondStepError::PasskeysUnavailable(_))));
 }
