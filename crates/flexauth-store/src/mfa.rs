@@ -161,7 +161,13 @@ fn code_rows(account_id: &str, codes: &[TokenHash], at: i64) -> Vec<(Vec<u8>, St
     codes.iter().map(|code| (code.as_bytes().to_vec(), account_id.to_owned(), at)).collect()
 }
 
-fn insert_codes(c: &mut crate::connection::DbConnection, rows: &[(Vec<u8>, String, i64)]) -> Result<(), DieselError> {
+/// Replaces the recovery codes of `account_id` by `rows`: the old set dies.
+fn replace_codes(
+    c: &mut crate::connection::DbConnection,
+    account_id: &str,
+    rows: &[(Vec<u8>, String, i64)],
+) -> Result<(), DieselError> {
+    diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(account_id))).execute(c)?;
     for (hash, account_id, at) in rows {
         diesel::insert_into(mfa_recovery_codes::table)
             .values((
@@ -171,6 +177,18 @@ fn insert_codes(c: &mut crate::connection::DbConnection, rows: &[(Vec<u8>, Strin
             ))
             .execute(c)?;
     }
+    Ok(())
+}
+
+/// Queues `notice` and records `event`, in the caller's transaction: every change to a factor
+/// is told to the owner and kept in the security log with it.
+fn record(
+    c: &mut crate::connection::DbConnection,
+    notice: &NewOutboxRow,
+    event: &AuditEventRow,
+) -> Result<(), DieselError> {
+    diesel::insert_into(outbox::table).values(notice).execute(c)?;
+    diesel::insert_into(audit_events::table).values(event).execute(c)?;
     Ok(())
 }
 
@@ -255,12 +273,9 @@ impl FactorRepository for Store {
                         return Err(DieselError::RollbackTransaction);
                     }
                     if !codes.is_empty() {
-                        diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
-                            .execute(c)?;
-                        insert_codes(c, &codes)?;
+                        replace_codes(c, &account, &codes)?;
                     }
-                    diesel::insert_into(outbox::table).values(&notice).execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    record(c, &notice, &event)?;
                     Ok(())
                 })
                 .map_err(StoreError::from)
@@ -317,8 +332,7 @@ impl FactorRepository for Store {
                         diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
                             .execute(c)?;
                     }
-                    diesel::insert_into(outbox::table).values(&notice).execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    record(c, &notice, &event)?;
                     Ok(())
                 })
                 .map_err(StoreError::from)
@@ -343,8 +357,7 @@ impl FactorRepository for Store {
                 diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
                     .execute(c)?;
                 diesel::delete(mfa_challenges::table.filter(mfa_challenges::account_id.eq(&account))).execute(c)?;
-                diesel::insert_into(outbox::table).values(&notice).execute(c)?;
-                diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                record(c, &notice, &event)?;
                 Ok::<_, DieselError>(())
             })?;
             Ok(())
@@ -367,11 +380,8 @@ impl FactorRepository for Store {
         let notice = NewOutboxRow::new(notice, at);
         self.run(move |c| {
             c.transaction(|c| {
-                diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
-                    .execute(c)?;
-                insert_codes(c, &rows)?;
-                diesel::insert_into(outbox::table).values(&notice).execute(c)?;
-                diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                replace_codes(c, &account, &rows)?;
+                record(c, &notice, &event)?;
                 Ok::<_, DieselError>(())
             })?;
             Ok(())
@@ -417,8 +427,7 @@ impl FactorRepository for Store {
                     if spent == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
-                    diesel::insert_into(outbox::table).values(&notice).execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    record(c, &notice, &event)?;
                     Ok(())
                 })
                 .map_err(StoreError::from)
@@ -493,14 +502,9 @@ impl FactorRepository for Store {
             c.transaction(|c| {
                 diesel::insert_into(mfa_factors::table).values(&row).execute(c)?;
                 if !codes.is_empty() {
-                    diesel::delete(
-                        mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&row.account_id)),
-                    )
-                    .execute(c)?;
-                    insert_codes(c, &codes)?;
+                    replace_codes(c, &row.account_id, &codes)?;
                 }
-                diesel::insert_into(outbox::table).values(&notice).execute(c)?;
-                diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                record(c, &notice, &event)?;
                 Ok::<_, DieselError>(())
             })?;
             Ok(())

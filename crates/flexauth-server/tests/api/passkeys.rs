@@ -63,10 +63,18 @@ fn amr(tokens: &Value) -> Value {
     claims["amr"].clone()
 }
 
-#[actix_web::test]
-async fn a_passkey_is_registered_in_chromium_and_logs_in_as_a_second_factor_and_passwordless() {
-    let Some(chromium) = chromium() else { return };
-    let env = TestEnv::new().await;
+/// flexauth with a relying party of `localhost`, the operator's page on a `localhost` origin,
+/// a verified account's fresh session, and Chromium on the page with a virtual authenticator of
+/// `options` (merged into a CTAP2 platform authenticator that verifies its user).
+struct Setup {
+    app: crate::helpers::TestApp,
+    browser: Browser,
+    authenticator: String,
+    email: String,
+    access: String,
+}
+
+async fn setup(env: &TestEnv, chromium: &std::ffi::OsStr, options: Value) -> Setup {
     let page: Shared<String> = Shared::default();
     let origin = page_server("localhost", page.clone(), Shared::default()).await;
     let app = env
@@ -74,24 +82,41 @@ async fn a_passkey_is_registered_in_chromium_and_logs_in_as_a_second_factor_and_
         .await;
     *page.lock().unwrap() = PAGE.replace("FLEXAUTH", &app.address);
     let email = unique_email("passkey");
-    let session = app.verified_login(&env, &email).await;
+    let session = app.verified_login(env, &email).await;
     let access = session["access_token"].as_str().unwrap().to_owned();
-
-    let mut browser = Browser::start(&chromium).await;
+    let mut browser = Browser::start(chromium).await;
     browser.call("WebAuthn.enable", json!({})).await;
-    let authenticator = browser
-        .call(
-            "WebAuthn.addVirtualAuthenticator",
-            json!({ "options": {
-                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
-                "hasUserVerification": true, "isUserVerified": true, "automaticPresenceSimulation": true
-            } }),
-        )
-        .await["authenticatorId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut authenticator = json!({
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+        "hasUserVerification": true, "isUserVerified": true, "automaticPresenceSimulation": true
+    });
+    authenticator.as_object_mut().unwrap().extend(options.as_object().unwrap().clone());
+    let added = browser.call("WebAuthn.addVirtualAuthenticator", json!({ "options": authenticator })).await;
+    let authenticator = added["authenticatorId"].as_str().unwrap().to_owned();
     browser.open(&format!("{origin}/")).await;
+    Setup { app, browser, authenticator, email, access }
+}
+
+/// Replaces the authenticator's credential by the same one with `sign_count`.
+async fn set_sign_count(browser: &mut Browser, authenticator: &str, sign_count: i64) {
+    let credentials = browser.call("WebAuthn.getCredentials", json!({ "authenticatorId": authenticator })).await;
+    let credential = credentials["credentials"][0].clone();
+    let mut changed = credential.clone();
+    changed["signCount"] = json!(sign_count);
+    browser
+        .call(
+            "WebAuthn.removeCredential",
+            json!({ "authenticatorId": authenticator, "credentialId": credential["credentialId"] }),
+        )
+        .await;
+    browser.call("WebAuthn.addCredential", json!({ "authenticatorId": authenticator, "credential": changed })).await;
+}
+
+#[actix_web::test]
+async fn a_passkey_is_registered_in_chromium_and_logs_in_as_a_second_factor_and_passwordless() {
+    let Some(chromium) = chromium() else { return };
+    let env = TestEnv::new().await;
+    let Setup { app, mut browser, authenticator, email, access } = setup(&env, &chromium, json!({})).await;
 
     let registered = browser.eval_async(&format!("register({access:?})")).await;
     assert_eq!(registered["status"], 201, "{registered}");
@@ -119,18 +144,7 @@ async fn a_passkey_is_registered_in_chromium_and_logs_in_as_a_second_factor_and_
 
     // An authenticator whose counter stays at 0, as a synced passkey's does, keeps working;
     // one whose non-zero counter goes backwards is refused.
-    let credentials = browser.call("WebAuthn.getCredentials", json!({ "authenticatorId": authenticator })).await;
-    let credential = credentials["credentials"][0].clone();
-    eprintln!("sign count after two logins: {}", credential["signCount"]);
-    let mut rewound = credential.clone();
-    rewound["signCount"] = json!(0);
-    browser
-        .call(
-            "WebAuthn.removeCredential",
-            json!({ "authenticatorId": authenticator, "credentialId": credential["credentialId"] }),
-        )
-        .await;
-    browser.call("WebAuthn.addCredential", json!({ "authenticatorId": authenticator, "credential": rewound })).await;
+    set_sign_count(&mut browser, &authenticator, 0).await;
     let backwards = browser.eval_async("logIn(null)").await;
     assert_eq!(
         (backwards["status"].clone(), backwards["body"]["error"]["code"].clone()),
@@ -151,48 +165,15 @@ async fn a_passkey_is_registered_in_chromium_and_logs_in_as_a_second_factor_and_
 async fn a_synced_passkey_whose_counter_stays_at_zero_keeps_logging_in() {
     let Some(chromium) = chromium() else { return };
     let env = TestEnv::new().await;
-    let page: Shared<String> = Shared::default();
-    let origin = page_server("localhost", page.clone(), Shared::default()).await;
-    let app = env
-        .spawn_with(&["--cors-origins", &origin, "--webauthn-rp-id", "localhost", "--webauthn-origins", &origin])
-        .await;
-    *page.lock().unwrap() = PAGE.replace("FLEXAUTH", &app.address);
-    let email = unique_email("synced");
-    let session = app.verified_login(&env, &email).await;
-    let access = session["access_token"].as_str().unwrap().to_owned();
-    let mut browser = Browser::start(&chromium).await;
-    browser.call("WebAuthn.enable", json!({})).await;
-    let authenticator = browser
-        .call(
-            "WebAuthn.addVirtualAuthenticator",
-            json!({ "options": {
-                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
-                "hasUserVerification": true, "isUserVerified": true, "automaticPresenceSimulation": true,
-                "defaultBackupEligibility": true, "defaultBackupState": true
-            } }),
-        )
-        .await["authenticatorId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    browser.open(&format!("{origin}/")).await;
+    let synced = json!({ "defaultBackupEligibility": true, "defaultBackupState": true });
+    let Setup { app, mut browser, authenticator, access, .. } = setup(&env, &chromium, synced).await;
     let registered = browser.eval_async(&format!("register({access:?}, true)")).await;
     assert_eq!(registered["status"], 201, "{registered}");
     for _ in 0..3 {
         // A synced passkey reports a counter of 0 on every use. The virtual authenticator adds
         // one before it signs, in 32 unsigned bits: set to -1 (the protocol's int32 for the
         // largest value), it signs with 0.
-        let credentials = browser.call("WebAuthn.getCredentials", json!({ "authenticatorId": authenticator })).await;
-        let credential = credentials["credentials"][0].clone();
-        let mut zeroed = credential.clone();
-        zeroed["signCount"] = json!(-1);
-        browser
-            .call(
-                "WebAuthn.removeCredential",
-                json!({ "authenticatorId": authenticator, "credentialId": credential["credentialId"] }),
-            )
-            .await;
-        browser.call("WebAuthn.addCredential", json!({ "authenticatorId": authenticator, "credential": zeroed })).await;
+        set_sign_count(&mut browser, &authenticator, -1).await;
         let login = browser.eval_async("logIn(null)").await;
         assert_eq!(login["status"], 200, "{login}");
         assert_eq!(amr(&login), json!(["swk", "mfa"]));
