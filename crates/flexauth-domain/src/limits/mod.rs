@@ -128,6 +128,9 @@ pub struct LimitSettings {
     /// login, so a guesser never locks the owner out.
     pub second_factor_failures_per_account: LimitPolicy,
     pub second_factor_failures_per_account_daily: LimitPolicy,
+    /// Passkey login ceremonies begun per client address: a passwordless start needs no
+    /// credential, and each stores its state for 5 minutes.
+    pub passkey_ceremonies_per_address: LimitPolicy,
     /// Wrong codes per session in a step-up (`POST /v1/auth/reauthenticate` with a code): a
     /// stolen access token gets five tries in 15 minutes, and is refused past them.
     pub second_factor_failures_per_session: LimitPolicy,
@@ -200,6 +203,11 @@ impl Default for LimitSettings {
                 name: "second_factor_failures_per_account_daily",
                 limit: 30,
                 window: Duration::days(1),
+            },
+            passkey_ceremonies_per_address: LimitPolicy {
+                name: "passkey_ceremonies_per_address",
+                limit: 30,
+                window: Duration::minutes(1),
             },
             second_factor_failures_per_session: LimitPolicy {
                 name: "second_factor_failures_per_session",

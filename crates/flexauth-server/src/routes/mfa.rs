@@ -387,12 +387,12 @@ pub struct PasskeyAuthenticationBody {
 /// Begins a login with a passkey: with the `mfa_token` of a login's `403 mfa_required` answer, as its second step
 /// (the options list the account's passkeys); without one, passwordless (any discoverable passkey of this relying
 /// party, nothing typed). The body is optional. The request options are for `navigator.credentials.get`, valid 5
-/// minutes.
+/// minutes. One client address may begin 30 a minute (`429 rate_limited` past them).
 #[utoipa::path(
     post, path = "/v1/auth/passkeys/authentication", operation_id = "startPasskeyAuthentication", tag = "sessions",
     request_body(content = Option<PasskeyAuthenticationBody>, description = "Optional."),
     responses((status = 200, description = "The ceremony and its options.", body = Data<CeremonyView>)),
-    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_mfa_token", "passkeys_unavailable", "unavailable", "internal_error"])))
+    extensions(("x-flexauth-errors" = json!(["invalid_json", "payload_too_large", "request_timeout", "unsupported_media_type", "invalid_mfa_token", "rate_limited", "passkeys_unavailable", "unavailable", "internal_error"])))
 )]
 #[tracing::instrument(skip_all)]
 pub async fn start_passkey_authentication(
@@ -409,7 +409,8 @@ pub async fn start_passkey_authentication(
         .mfa_token
         .map(|token| LinkToken::parse(token.trim()).map_err(|_| ApiError::from(ErrorCode::InvalidMfaToken)))
         .transpose()?;
-    ceremony_view(state.mfa.begin_passkey_authentication(token.as_ref()).await?)
+    let client = state.client_info(&request);
+    ceremony_view(state.sessions.begin_passkey_login(token.as_ref(), &client).await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -187,3 +187,19 @@ async fn a_synced_passkey_whose_counter_stays_at_zero_keeps_logging_in() {
     assert_eq!(passkey["cred"]["counter"], 0, "{passkey}");
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn one_address_begins_thirty_passwordless_ceremonies_a_minute_and_no_more() {
+    let env = TestEnv::new().await;
+    // Frozen: the counter counts in minutes aligned to the epoch, and real time crossing one's
+    // end would start the count over.
+    let app = env.spawn_with_clock(&[], std::sync::Arc::new(crate::helpers::TestClock::frozen())).await;
+    for _ in 0..30 {
+        let started = app.post("/v1/auth/passkeys/authentication", json!({})).await;
+        assert_eq!(started.status.as_u16(), 200, "{}", started.text);
+    }
+    let flood = app.post("/v1/auth/passkeys/authentication", json!({})).await;
+    assert_eq!((flood.status.as_u16(), flood.code()), (429, "rate_limited"), "{}", flood.text);
+    assert!(flood.headers.contains_key("retry-after"));
+    app.stop().await;
+}

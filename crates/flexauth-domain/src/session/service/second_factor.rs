@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::SessionService;
 use crate::audit::AuditKind;
-use crate::limits::{LimitDecision, RateLimited};
+use crate::limits::{address_key, LimitDecision, RateLimited};
 use crate::mfa::{CeremonyId, ConfirmedFactor, FactorId, MfaError, SecondFactorProof, SecondStepError};
 use crate::newtypes::{AccountId, AuthenticationMethod, AuthenticationMethods, ClientInfo};
 use crate::principal::{LiveSession, SessionEnded};
@@ -135,6 +135,28 @@ impl SessionService {
         // A session that ended meanwhile keeps nothing; the factor counts all the same.
         self.sessions.mark_second_factor(caller.session_id(), self.clock.now(), methods).await?;
         Ok(confirmed)
+    }
+
+    /// Begins a login with a passkey ([`crate::mfa::MfaService::begin_passkey_authentication`]),
+    /// counted against the client address: a passwordless start needs no credential and stores
+    /// a ceremony, so one address may begin 30 a minute.
+    ///
+    /// # Errors
+    /// [`SecondStepError::Throttled`], and those of the ceremony's start.
+    pub async fn begin_passkey_login(
+        &self,
+        mfa_token: Option<&LinkToken>,
+        client: &ClientInfo,
+    ) -> Result<crate::mfa::CeremonyStarted, SecondStepError> {
+        let limits = &self.settings.limits;
+        if let (true, Some(ip)) = (limits.enabled, &client.ip) {
+            let key = format!("passkey-ceremonies:{}", address_key(ip));
+            let decision = self.limiter.hit(&key, &limits.passkey_ceremonies_per_address, self.clock.now()).await?;
+            if !decision.allowed {
+                return Err(RateLimited(decision).into());
+            }
+        }
+        self.mfa.begin_passkey_authentication(mfa_token).await
     }
 
     /// A login with a passkey: the browser's answer to ceremony `id`, begun with
