@@ -53,6 +53,7 @@ fn challenge(account: &Account, seed: u8) -> MfaChallenge {
         created_at: NOW,
         expires_at: NOW + Duration::minutes(5),
         failures: 0,
+        credential_version: 3,
         client: ClientInfo::new(Some("curl/8.0"), Some("192.0.2.7".into())),
     }
 }

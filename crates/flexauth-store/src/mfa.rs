@@ -139,6 +139,7 @@ struct ChallengeRow {
     failures: i32,
     user_agent: Option<String>,
     ip: Option<String>,
+    credential_version: i64,
 }
 
 impl TryFrom<ChallengeRow> for MfaChallenge {
@@ -151,6 +152,7 @@ impl TryFrom<ChallengeRow> for MfaChallenge {
             created_at: instant(row.created_at)?,
             expires_at: instant(row.expires_at)?,
             failures: stored_count(row.failures)?,
+            credential_version: row.credential_version,
             client: ClientInfo { user_agent: row.user_agent, ip: row.ip, device: None },
         })
     }
@@ -445,6 +447,7 @@ impl FactorRepository for Store {
             failures: i32::try_from(challenge.failures).unwrap_or(i32::MAX),
             user_agent: challenge.client.user_agent.clone(),
             ip: challenge.client.ip.clone(),
+            credential_version: challenge.credential_version,
         };
         self.run(move |c| {
             diesel::insert_into(mfa_challenges::table).values(&row).execute(c)?;

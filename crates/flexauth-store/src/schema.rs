@@ -222,6 +222,7 @@ diesel::table! {
         failures -> Integer,
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
+        credential_version -> BigInt,
     }
 }
 

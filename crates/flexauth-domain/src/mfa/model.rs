@@ -283,6 +283,9 @@ pub struct MfaChallenge {
     pub expires_at: OffsetDateTime,
     /// Wrong codes entered against it so far.
     pub failures: u32,
+    /// The account's credential version when its password was checked: a password reset or
+    /// change since then ends the challenge.
+    pub credential_version: i64,
     /// Where the password came from.
     pub client: ClientInfo,
 }

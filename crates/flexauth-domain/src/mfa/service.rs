@@ -173,8 +173,9 @@ pub struct PasskeyLogin {
     pub account_id: AccountId,
     /// `hwk` or `swk`.
     pub method: AuthenticationMethod,
-    /// The login challenge it is the second step of; `None` for a passwordless login.
-    pub challenge: Option<TokenHash>,
+    /// The login challenge it is the second step of, with the credential version its password
+    /// was checked at; `None` for a passwordless login.
+    pub challenge: Option<(TokenHash, i64)>,
 }
 
 /// The factors of an account, as its owner sees them.
@@ -502,13 +503,15 @@ impl MfaService {
             .ok_or_else(|| InfraError::new(format!("the stored secret of second factor {} is damaged", factor.id)))
     }
 
-    /// Opens a login challenge for an account whose password was just proved.
+    /// Opens a login challenge for an account whose password was just proved at
+    /// `credential_version`.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
     pub async fn open_challenge(
         &self,
         account_id: AccountId,
+        credential_version: i64,
         client: ClientInfo,
     ) -> Result<ChallengeIssued, InfraError> {
         let now = self.clock.now();
@@ -519,6 +522,7 @@ impl MfaService {
             created_at: now,
             expires_at: now + self.settings.challenge_ttl,
             failures: 0,
+            credential_version,
             client,
         };
         self.factors.create_challenge(&challenge).await?;
@@ -796,7 +800,19 @@ impl MfaService {
         let used = self.passkeys()?.finish_authentication(credential, &ceremony.state, &factor.secret.0)?;
         self.factors.record_passkey_use(factor.id, used.stored, now).await?;
         let method = if used.synced { AuthenticationMethod::SoftwareKey } else { AuthenticationMethod::HardwareKey };
-        Ok(PasskeyLogin { account_id: factor.account_id, method, challenge: ceremony.challenge })
+        let challenge = match ceremony.challenge {
+            Some(hash) => {
+                let challenge = self
+                    .factors
+                    .find_challenge(&hash)
+                    .await?
+                    .filter(|challenge| challenge.expires_at > now)
+                    .ok_or(SecondStepError::InvalidChallenge)?;
+                Some((hash, challenge.credential_version))
+            }
+            None => None,
+        };
+        Ok(PasskeyLogin { account_id: factor.account_id, method, challenge })
     }
 
     fn ceremony(

@@ -225,8 +225,9 @@ impl ErrorCode {
             Self::InvalidMfaToken => (
                 S::UNAUTHORIZED,
                 "invalid_mfa_token", "the login challenge is not valid; log in again",
-                "`POST /v1/auth/login/mfa`: the `mfa_token` is unknown, expired (5 minutes), spent by a login, or \
-                    ended by 5 wrong codes. Log in with the password again.",
+                "`POST /v1/auth/login/mfa`: the `mfa_token` is unknown, expired (5 minutes), spent by a login, \
+                    ended by 5 wrong codes, or ended by a password reset or change since the password step. Log in \
+                    with the password again.",
             ),
             Self::InvalidRefreshToken => (S::UNAUTHORIZED, "invalid_refresh_token", "the refresh token is \
                 invalid", "Not a refresh token flexauth issued, or its session is unknown."),

@@ -274,6 +274,31 @@ async fn a_password_reset_by_email_does_not_skip_the_second_factor() {
 }
 
 #[actix_web::test]
+async fn a_password_reset_ends_the_login_challenges_opened_with_the_old_password() {
+    let env = TestEnv::new().await;
+    let clock = Arc::new(TestClock::frozen());
+    let app = env.spawn_with_clock(&[], clock.clone()).await;
+    let email = unique_email("pending");
+    let (secret, codes, _) = enrolled(&app, &env, &email, &clock).await;
+    // Someone with the old password holds a challenge and waits for a code (a real-time
+    // phishing relay, or a second factor to come); the owner resets the password meanwhile.
+    let pending = mfa_token(&app, &email).await;
+    app.post("/v1/auth/password/forgot", json!({ "email": email })).await;
+    let mail = wait_for_subject(env.smtp(), &email, "Reset your password").await;
+    let reset = app
+        .post("/v1/auth/password/reset", json!({ "token": token_of(&mail), "password": "a brand new passphrase" }))
+        .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.text);
+    clock.advance(time::Duration::seconds(30));
+    let code =
+        app.post("/v1/auth/login/mfa", json!({ "mfa_token": pending, "code": code_at(&secret, clock.now()) })).await;
+    assert_eq!((code.status, code.code()), (StatusCode::UNAUTHORIZED, "invalid_mfa_token"), "{}", code.text);
+    let recovery = app.post("/v1/auth/login/mfa", json!({ "mfa_token": pending, "recovery_code": codes[0] })).await;
+    assert_eq!(recovery.code(), "invalid_mfa_token", "{}", recovery.text);
+    app.stop().await;
+}
+
+#[actix_web::test]
 async fn guarded_operations_need_a_recent_second_factor_and_accept_one_proved_by_reauthenticate() {
     let env = TestEnv::new().await;
     let clock = Arc::new(TestClock::frozen());

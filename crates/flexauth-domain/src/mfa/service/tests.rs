@@ -209,6 +209,7 @@ async fn an_expired_challenge_is_refused() {
             created_at: NOW - Duration::minutes(5),
             expires_at: NOW,
             failures: 0,
+            credential_version: 1,
             client: ClientInfo::default(),
         }))
     });

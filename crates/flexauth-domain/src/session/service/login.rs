@@ -96,7 +96,7 @@ impl SessionService {
                 // A right password is not enough for an account with a second factor: the
                 // client gets a challenge for the second step, never tokens.
                 if self.mfa.has_factor(account.id()).await? {
-                    let challenge = self.mfa.open_challenge(account.id(), client).await?;
+                    let challenge = self.mfa.open_challenge(account.id(), account.credential_version(), client).await?;
                     return Err(LoginError::SecondFactorRequired(challenge));
                 }
                 self.open_session_on_device(&account, client, AuthenticationMethods::password(), now).await

@@ -42,6 +42,11 @@ impl SessionService {
         if account.is_disabled() {
             return Err(SecondStepError::AccountDisabled);
         }
+        // A password reset or change since the password step ends the challenge, as it ends
+        // sessions; the session below opens only at this version.
+        if account.credential_version() != challenge.credential_version {
+            return Err(SecondStepError::InvalidChallenge);
+        }
         let since = account.clients_known_since(self.settings.limits.known_clients_since(now));
         let known = self.is_known_client(account.id(), &client, since).await?;
         let counted = self.count_second_factor_try(account.id(), known, now).await?;
@@ -182,7 +187,10 @@ impl SessionService {
             return Err(SecondStepError::AccountDisabled);
         }
         let methods = match login.challenge {
-            Some(challenge) => {
+            Some((challenge, credential_version)) => {
+                if account.credential_version() != credential_version {
+                    return Err(SecondStepError::InvalidChallenge);
+                }
                 if !self.mfa.spend_challenge_digest(&challenge).await? {
                     return Err(SecondStepError::InvalidChallenge);
                 }
