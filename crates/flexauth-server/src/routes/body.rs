@@ -71,6 +71,19 @@ pub(crate) fn json_object<T: DeserializeOwned>(request: &HttpRequest, body: &[u8
     any_object(body)
 }
 
+/// The optional JSON object body of `body`: none, or a JSON `null` (which an OpenAPI client
+/// sends for a body the document calls optional), gives `T::default()`; anything else is held
+/// to [`json_object`]'s rules.
+pub(crate) fn optional_json_object<T: DeserializeOwned + Default>(
+    request: &HttpRequest,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.is_empty() || body == b"null" {
+        return Ok(T::default());
+    }
+    json_object(request, body)
+}
+
 /// A JSON object read from bytes whatever the `Content-Type`, for logout, which has always
 /// read its optional body so.
 pub(crate) fn any_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

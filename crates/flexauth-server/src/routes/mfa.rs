@@ -100,12 +100,7 @@ pub async fn enrol_totp(
     caller: LiveCaller,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // No body, or a JSON `null`, asks for the default name.
-    let body: EnrolBody = if body.is_empty() || body.as_ref() == b"null" {
-        EnrolBody::default()
-    } else {
-        super::body::json_object(&request, &body)?
-    };
+    let body: EnrolBody = super::body::optional_json_object(&request, &body)?;
     let name = body.name.as_deref().map(FactorName::parse).transpose()?;
     let enrolment = state.mfa.begin_totp(&caller, name).await?;
     Ok(HttpResponse::Created().insert_header(("cache-control", "no-store")).json(Data {
@@ -400,11 +395,7 @@ pub async fn start_passkey_authentication(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body: PasskeyAuthenticationBody = if body.is_empty() || body.as_ref() == b"null" {
-        PasskeyAuthenticationBody::default()
-    } else {
-        super::body::json_object(&request, &body)?
-    };
+    let body: PasskeyAuthenticationBody = super::body::optional_json_object(&request, &body)?;
     let token = body
         .mfa_token
         .map(|token| LinkToken::parse(token.trim()).map_err(|_| ApiError::from(ErrorCode::InvalidMfaToken)))

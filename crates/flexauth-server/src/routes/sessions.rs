@@ -67,11 +67,7 @@ fn presented_refresh_token(
         let body: RefreshBody = super::body::json_object(request, body)?;
         return Ok(body.refresh_token);
     }
-    let from_body = if body.is_empty() {
-        CookieRefreshBody::default()
-    } else {
-        super::body::json_object::<CookieRefreshBody>(request, body)?
-    };
+    let from_body: CookieRefreshBody = super::body::optional_json_object(request, body)?;
     if let Some(token) = from_body.refresh_token {
         return Ok(token);
     }
