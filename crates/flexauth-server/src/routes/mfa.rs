@@ -65,7 +65,11 @@ pub async fn list(state: web::Data<AppState>, caller: LiveCaller) -> Result<Http
 pub struct EnrolBody {
     /// A label to tell factors apart ("phone"): 1 to 64 characters, no control characters.
     /// Without it, "authenticator app".
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: Option<String>,
 }
 
@@ -326,7 +330,11 @@ pub async fn start_passkey_registration(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasskeyRegistrationBody {
     /// A label to tell factors apart ("laptop"): 1 to 64 characters. Without it, "passkey".
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: Option<String>,
     /// The browser's answer: `credential.toJSON()` of `navigator.credentials.create`.
     #[schema(value_type = Object)]
