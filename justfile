@@ -55,6 +55,11 @@ bench-limiter-cost:
     cargo build --release -p flexauth-server
     ./scripts/bench-limiter-cost
 
+# Logins with no webhook endpoint, a healthy receiver and one that hangs: logins/s and latency as ratios to no endpoint, in one run (release build, PostgreSQL, wrk). Args: rounds, seconds per configuration.
+bench-webhooks rounds="3" seconds="8": db-up
+    cargo build --release -p flexauth-server
+    FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" ./scripts/bench-webhooks {{rounds}} {{seconds}}
+
 # Formatting, the domain's dependency rule, clippy with warnings denied, and rustdoc without a warning.
 lint:
     ./scripts/lint

@@ -29,6 +29,7 @@ use flexauth_domain::session::{
     ClientInfo, RefreshSecret, RevocationReason, RotationNonce, Session, SessionId, SessionRepository,
 };
 use flexauth_domain::usage::{UsageCount, UsageRepository};
+use flexauth_domain::webhook::{WebhookEndpoints, WebhookQueue};
 use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -53,6 +54,8 @@ pub trait Backend:
     + Housekeeping
     + LifecycleRepository
     + FactorRepository
+    + WebhookEndpoints
+    + WebhookQueue
     + Clone
     + Send
     + Sync
@@ -73,6 +76,8 @@ impl<T> Backend for T where
         + Housekeeping
         + LifecycleRepository
         + FactorRepository
+        + WebhookEndpoints
+        + WebhookQueue
         + Clone
         + Send
         + Sync
@@ -106,6 +111,7 @@ macro_rules! contract_suite {
         $crate::introspection_scenarios!($setup);
         $crate::lifecycle_scenarios!($setup);
         $crate::mfa_scenarios!($setup);
+        $crate::webhooks_scenarios!($setup);
     };
 }
 
@@ -147,6 +153,7 @@ mod mfa;
 mod outbox;
 mod sessions;
 mod usage;
+mod webhooks;
 
 pub use accounts::*;
 pub use api_keys::*;
@@ -159,6 +166,7 @@ pub use mfa::*;
 pub use outbox::*;
 pub use sessions::*;
 pub use usage::*;
+pub use webhooks::*;
 
 #[doc(hidden)]
 #[macro_export]
@@ -186,6 +194,8 @@ pub fn login_event(account: &Account) -> AuditEvent {
         client: ClientInfo::new(Some("curl/8.0"), Some("192.0.2.7".into())),
         session_id: None,
         key_id: None,
+        email: None,
+        factor_id: None,
     }
 }
 
@@ -226,8 +236,7 @@ pub fn attempt_for(account: &Account, seed: u8) -> SignupAttempt {
 
 pub async fn claim_all<P: Backend>(store: &P, at: OffsetDateTime) -> Vec<OutgoingEmail> {
     let lease = LeaseId::from_uuid(Uuid::new_v4());
-    store
-        .claim_due(at, lease, at + Duration::minutes(5), 100)
+    Outbox::claim_due(store, at, lease, at + Duration::minutes(5), 100)
         .await
         .unwrap()
         .into_iter()

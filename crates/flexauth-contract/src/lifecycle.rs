@@ -55,7 +55,7 @@ scenarios! { $ lifecycle_scenarios;
         assert!(!store.device_known(account.id(), &TokenHash::of(b"device"), NOW - Duration::days(1)).await.unwrap());
         assert_eq!(store.find(session).await.unwrap().unwrap().revoked_at(), Some(NOW));
         assert_eq!(store.find_active_by_hash(&TokenHash::of(b"k")).await.unwrap(), None);
-        assert!(store.enable(account.id(), &login_event(&account)).await.unwrap());
+        assert!(LifecycleRepository::enable(store, account.id(), &login_event(&account)).await.unwrap());
         assert_eq!(store.find_by_id(account.id()).await.unwrap().unwrap().disabled_at(), None);
         assert!(!store.disable(AccountId::from_uuid(Uuid::new_v4()), NOW, &login_event(&account)).await.unwrap());
     }

@@ -25,7 +25,7 @@ scenarios! { $ outbox_scenarios;
                 let mut mine = Vec::new();
                 loop {
                     let lease = LeaseId::from_uuid(Uuid::new_v4());
-                    let batch = store.claim_due(NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
+                    let batch = Outbox::claim_due(&store, NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
                     if batch.is_empty() {
                         break mine;
                     }
@@ -48,7 +48,7 @@ scenarios! { $ outbox_scenarios;
         let mail = mail_to("a@example.com");
         store.enqueue(&mail, NOW).await.unwrap();
         let lease = LeaseId::from_uuid(Uuid::new_v4());
-        let entries = store.claim_due(NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
+        let entries = Outbox::claim_due(store, NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
         assert_eq!(entries[0].email, mail);
         // A worker whose lease was taken over cannot mark the entry.
         store.mark_sent(mail.id(), LeaseId::from_uuid(Uuid::new_v4()), NOW).await.unwrap();
@@ -61,7 +61,7 @@ scenarios! { $ outbox_scenarios;
             "unsent, the bodies stay"
         );
         let lease = LeaseId::from_uuid(Uuid::new_v4());
-        store.claim_due(NOW + Duration::minutes(12), lease, NOW + Duration::minutes(17), 10).await.unwrap();
+        Outbox::claim_due(store, NOW + Duration::minutes(12), lease, NOW + Duration::minutes(17), 10).await.unwrap();
         store.mark_sent(mail.id(), lease, NOW + Duration::minutes(12)).await.unwrap();
         assert_eq!(inspect.outbox_bodies(mail.id()).await, Some((None, None)), "the link-bearing bodies are gone");
         assert!(claim_all(store, NOW + Duration::days(1)).await.is_empty());
@@ -71,11 +71,11 @@ scenarios! { $ outbox_scenarios;
         let mail = mail_to("a@example.com");
         store.enqueue(&mail, NOW).await.unwrap();
         let lease = LeaseId::from_uuid(Uuid::new_v4());
-        store.claim_due(NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
+        Outbox::claim_due(store, NOW, lease, NOW + Duration::minutes(5), 10).await.unwrap();
         store.schedule_retry(mail.id(), lease, NOW + Duration::seconds(2), "connection refused").await.unwrap();
         assert!(claim_all(store, NOW + Duration::seconds(1)).await.is_empty());
         let lease = LeaseId::from_uuid(Uuid::new_v4());
-        let entries = store.claim_due(NOW + Duration::seconds(2), lease, NOW + Duration::minutes(5), 10).await.unwrap();
+        let entries = Outbox::claim_due(store, NOW + Duration::seconds(2), lease, NOW + Duration::minutes(5), 10).await.unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].attempts, 1);
         store.mark_failed(mail.id(), lease, NOW, "550 no such user").await.unwrap();

@@ -137,6 +137,7 @@ pub mod secret;
 pub mod session;
 pub mod system;
 pub mod usage;
+pub mod webhook;
 
 mod error;
 
@@ -161,6 +162,7 @@ mod floor_plan {
         &["mfa"],
         &["session"],
         &["api_key"],
+        &["webhook"],
         &["bearer", "lifecycle"],
         &["introspection"],
     ];

@@ -10,6 +10,8 @@ use time::OffsetDateTime;
 
 use crate::state::{digest_order, spent_attempt, spent_link};
 use crate::{MemoryError, MemoryStore};
+use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
+use uuid::Uuid;
 
 #[async_trait]
 impl AccountRepository for MemoryStore {
@@ -31,6 +33,12 @@ impl AccountRepository for MemoryStore {
         state.insert_account(account.stored());
         state.signup_attempts.insert(*attempt.link().hash(), attempt.clone());
         state.queue(email, account.created_at());
+        state.announce(&WebhookEvent::account_created(
+            Uuid::new_v4(),
+            account.id(),
+            account.email().clone(),
+            account.created_at(),
+        ));
         Ok(())
     }
 
@@ -130,6 +138,7 @@ impl AccountRepository for MemoryStore {
             *attempt = spent_attempt(attempt, now);
         }
         state.delete_unused_attempts(confirmation.account_id);
+        state.announce_verified(confirmation.account_id, now);
         Ok(true)
     }
 
@@ -170,12 +179,17 @@ impl AccountRepository for MemoryStore {
         }
         state.check_outbox_free(&change.notice)?;
         state.check_event_free(&change.event)?;
+        let mut verified = false;
         if let Some(account) = state.accounts.get_mut(&change.account_id) {
             account.password_hash = change.password_hash.clone();
             account.credential_version += 1;
             if change.verify_email && account.email_verified_at.is_none() {
                 account.email_verified_at = Some(now);
+                verified = true;
             }
+        }
+        if verified {
+            state.announce_verified(change.account_id, now);
         }
         if let Some(link) = change.reset_link.and_then(|link| state.password_resets.get_mut(&link)) {
             *link = spent_link(link, now);
@@ -187,9 +201,9 @@ impl AccountRepository for MemoryStore {
             SessionsToEnd::All => None,
             SessionsToEnd::AllExcept(id) => Some(id),
         };
-        state.revoke_sessions(change.account_id, keep, now);
+        state.revoke_sessions(change.account_id, keep, now, change.reason);
         if let Some(before) = change.revoke_keys_made_before {
-            state.revoke_api_keys(change.account_id, Some(before), now);
+            state.revoke_api_keys(change.account_id, Some(before), now, KeyRevocationReason::PasswordReset);
         }
         state.forget_known_clients(change.account_id, now);
         state.queue(&change.notice, now);

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::state::ApiKeyRow;
 use crate::{MemoryError, MemoryStore};
+use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
 
 #[async_trait]
 impl ApiKeyRepository for MemoryStore {
@@ -84,6 +85,10 @@ impl ApiKeyRepository for MemoryStore {
             row.revoked_at = Some(now);
         }
         state.record(event);
+        state.announce(
+            &WebhookEvent::key_revoked(event.id, account_id, id, KeyRevocationReason::Revoked, now)
+                .from_client(event.client.clone()),
+        );
         Ok(true)
     }
 

@@ -3,6 +3,10 @@ use flexauth_domain::account::AccountId;
 use flexauth_domain::housekeeping::{Housekeeping, PurgeCutoffs, PurgeReport};
 use flexauth_domain::InfraError;
 
+use flexauth_domain::session::{ClientInfo, RevocationReason, SessionId};
+use flexauth_domain::webhook::WebhookEvent;
+
+use crate::state::{stored_client, State};
 use crate::MemoryStore;
 
 /// Removes at most `batch` entries of `map` that `due` selects; returns how many.
@@ -25,6 +29,9 @@ impl Housekeeping for MemoryStore {
         let audit_events = purge_batch(&mut state.audit_events, batch, |event| event.at < cutoffs.audit_events_before);
         let ended = cutoffs.sessions_ended_before;
         let sessions = purge_batch(&mut state.sessions, batch, |session| session.ended_before(ended));
+        // The marks of announced expiries go with their sessions.
+        let State { sessions: live, expiries_announced, .. } = &mut *state;
+        expiries_announced.retain(|id| live.contains_key(id));
         let spent = cutoffs.links_spent_before;
         let mut links = purge_batch(&mut state.signup_attempts, batch, |attempt| attempt.link().spent_before(spent));
         links += purge_batch(&mut state.password_resets, batch, |link| link.spent_before(spent));
@@ -49,6 +56,9 @@ impl Housekeeping for MemoryStore {
             .collect();
         let mut unverified_accounts = 0;
         for id in abandoned {
+            // A receiver told of the sign-up learns that it is gone.
+            let event = WebhookEvent::account_deleted(uuid::Uuid::new_v4(), id, cutoffs.now, Default::default());
+            state.announce(&WebhookEvent { reason: Some("never_verified".to_owned()), ..event });
             unverified_accounts += u64::from(state.delete_account(id));
         }
 
@@ -62,8 +72,44 @@ impl Housekeeping for MemoryStore {
             + purge_batch(&mut state.mfa_factors, batch, |factor| {
                 factor.confirmed_at.is_none() && factor.created_at < stale_enrolments
             });
+        let history = cutoffs.webhook_history_before;
+        let attempts_before = state.webhook_attempts.len();
+        state.webhook_attempts.retain(|attempt| attempt.at >= history);
+        let mut webhook_records = u64::try_from(attempts_before - state.webhook_attempts.len()).unwrap_or(u64::MAX);
+        webhook_records +=
+            purge_batch(&mut state.webhook_messages, batch, |message| message.failed_at.is_some_and(|at| at < history));
+
+        // Sessions that expired without being ended are announced once each.
+        let expired: Vec<(AccountId, SessionId, time::OffsetDateTime, ClientInfo)> = state
+            .sessions
+            .values()
+            .filter(|session| {
+                session.revoked_at.is_none()
+                    && session.current_expires_at <= now
+                    && session.current_expires_at > cutoffs.expiries_announced_after
+                    && !state.expiries_announced.contains(&session.id)
+            })
+            .map(|session| (session.account_id, session.id, session.current_expires_at, stored_client(&session.client)))
+            .take(batch)
+            .collect();
+        let expiries_announced = u64::try_from(expired.len()).unwrap_or(u64::MAX);
+        for (account_id, session_id, at, client) in expired {
+            state.expiries_announced.insert(session_id);
+            let event = WebhookEvent::session_ended(
+                uuid::Uuid::new_v4(),
+                account_id,
+                session_id,
+                RevocationReason::Expired,
+                at,
+                client,
+            );
+            state.announce(&event);
+        }
+
         // The memory store keeps no record of endings: its sessions table answers at once.
         Ok(PurgeReport {
+            webhook_records,
+            expiries_announced,
             audit_events,
             sessions,
             unverified_accounts,

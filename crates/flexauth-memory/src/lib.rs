@@ -22,6 +22,7 @@ mod requests;
 mod sessions;
 mod state;
 mod usage;
+mod webhooks;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -11,6 +11,8 @@ use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::{MemoryError, MemoryStore};
+use flexauth_domain::session::RevocationReason;
+use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
 
 #[async_trait]
 impl LifecycleRepository for MemoryStore {
@@ -26,8 +28,8 @@ impl LifecycleRepository for MemoryStore {
             account.credential_version += 1;
             account.disabled_at = account.disabled_at.or(Some(now));
         }
-        state.revoke_sessions(id, None, now);
-        state.revoke_api_keys(id, None, now);
+        state.revoke_sessions(id, None, now, RevocationReason::AccountDisabled);
+        state.revoke_api_keys(id, None, now, KeyRevocationReason::AccountDisabled);
         state.forget_known_clients(id, now);
         state.record(event);
         Ok(true)
@@ -85,6 +87,15 @@ impl LifecycleRepository for MemoryStore {
         }
         state.outbox.retain(|_, row| !addresses.iter().any(|address| address == row.recipient.as_str()));
         state.account_requests.retain(|_, row| row.request.email.as_str() != email);
+        let at = erasure.event.at;
+        state.revoke_sessions(erasure.account_id, None, at, RevocationReason::AccountDeleted);
+        state.revoke_api_keys(erasure.account_id, None, at, KeyRevocationReason::AccountDeleted);
+        state.announce(&WebhookEvent::account_deleted(
+            erasure.event.id,
+            erasure.account_id,
+            at,
+            erasure.event.client.clone(),
+        ));
         state.delete_account(erasure.account_id);
         state.record(&erasure.event);
         if let Some(goodbye) = &erasure.goodbye {
@@ -237,16 +248,24 @@ impl LifecycleRepository for MemoryStore {
         // Back to the address the change was asked from, whatever happened since. Whoever
         // asked had the password: it is replaced by one nobody knows, and the credential
         // version moves on, so no login under way keeps a session.
+        let moved_back =
+            state.accounts.get(&change.account_id).is_some_and(|account| account.email != change.old_email);
         state.move_account(change.account_id, &change.old_email);
         if let Some(account) = state.accounts.get_mut(&change.account_id) {
             account.password_hash = unusable_password.clone();
             account.credential_version += 1;
         }
-        state.revoke_sessions(change.account_id, None, now);
-        state.revoke_api_keys(change.account_id, None, now);
+        state.revoke_sessions(change.account_id, None, now, RevocationReason::EmailChangeUndone);
+        state.revoke_api_keys(change.account_id, None, now, KeyRevocationReason::EmailChangeUndone);
         state.spend_reset_links(change.account_id, now);
         state.forget_known_clients(change.account_id, now);
-        state.record(event);
+        // Announced only when the account moved: an undo before the change was confirmed
+        // leaves the address as it was.
+        if moved_back {
+            state.record(event);
+        } else {
+            state.record_only(event);
+        }
         Ok(UndoEmailChangeOutcome::Undone)
     }
 }

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::state::{stored_client, DeviceRow};
 use crate::{MemoryError, MemoryStore};
+use flexauth_domain::webhook::WebhookEvent;
 
 /// The sessions table is in this process's memory: it knows of every ending at once.
 impl EndedSessions for MemoryStore {
@@ -59,16 +60,16 @@ impl SessionRepository for MemoryStore {
         Ok(state.sessions.get_mut(&rotation.session_id).is_some_and(|session| session.apply(rotation)))
     }
 
-    async fn revoke(&self, id: SessionId, now: OffsetDateTime, _reason: RevocationReason) -> Result<bool, InfraError> {
+    async fn revoke(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> Result<bool, InfraError> {
         let mut state = self.lock()?;
-        Ok(revoke_one(state.sessions.get_mut(&id), now))
+        Ok(revoke_one(&mut state, id, now, reason))
     }
 
     async fn revoke_with_notice(
         &self,
         id: SessionId,
         now: OffsetDateTime,
-        _reason: RevocationReason,
+        reason: RevocationReason,
         notice: &OutgoingEmail,
         event: &AuditEvent,
     ) -> Result<bool, InfraError> {
@@ -79,7 +80,7 @@ impl SessionRepository for MemoryStore {
         }
         state.check_outbox_free(notice)?;
         state.check_event_free(event)?;
-        revoke_one(state.sessions.get_mut(&id), now);
+        revoke_one(&mut state, id, now, reason);
         state.queue(notice, now);
         state.record(event);
         Ok(true)
@@ -181,19 +182,28 @@ impl SessionRepository for MemoryStore {
         account_id: AccountId,
         keep: Option<SessionId>,
         now: OffsetDateTime,
-        _reason: RevocationReason,
+        reason: RevocationReason,
     ) -> Result<u64, InfraError> {
-        Ok(self.lock()?.revoke_sessions(account_id, keep, now))
+        Ok(self.lock()?.revoke_sessions(account_id, keep, now, reason))
     }
 }
 
-/// Revokes `session` at `now` unless it is revoked already; returns whether this call did.
-fn revoke_one(session: Option<&mut StoredSession>, now: OffsetDateTime) -> bool {
-    match session {
+/// Revokes session `id` at `now` unless it is revoked already, and announces it; returns
+/// whether this call did.
+fn revoke_one(state: &mut crate::state::State, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> bool {
+    let ended = match state.sessions.get_mut(&id) {
         Some(session) if session.revoked_at.is_none() => {
             session.revoked_at = Some(now);
-            true
+            Some(WebhookEvent::session_ended(
+                uuid::Uuid::new_v4(),
+                session.account_id,
+                id,
+                reason,
+                now,
+                crate::state::stored_client(&session.client),
+            ))
         }
-        _ => false,
-    }
+        _ => None,
+    };
+    ended.map(|event| state.announce(&event)).is_some()
 }

@@ -11,9 +11,11 @@ use flexauth_domain::audit::AuditEvent;
 use flexauth_domain::introspection::{IntrospectionClient, IntrospectionClientId};
 use flexauth_domain::lifecycle::EmailChange;
 use flexauth_domain::mail::{EmailKind, LeaseId, OutgoingEmail};
+use flexauth_domain::mfa::SealedSecret;
 use flexauth_domain::mfa::{CeremonyId, FactorId, MfaChallenge, PasskeyCeremony, StoredFactor};
 use flexauth_domain::secret::TokenHash;
-use flexauth_domain::session::{ClientInfo, SessionId, StoredSession};
+use flexauth_domain::session::{ClientInfo, RevocationReason, SessionId, StoredSession};
+use flexauth_domain::webhook::{DeliveryAttempt, Endpoint, EndpointId, KeyRevocationReason, WebhookEvent};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -108,6 +110,30 @@ pub(crate) struct State {
     pub recovery_codes: HashMap<TokenHash, RecoveryCodeRow>,
     pub mfa_challenges: HashMap<TokenHash, MfaChallenge>,
     pub passkey_ceremonies: HashMap<CeremonyId, PasskeyCeremony>,
+    pub webhook_endpoints: HashMap<EndpointId, EndpointRow>,
+    /// One message per event and endpoint, by both ids.
+    pub webhook_messages: HashMap<(EndpointId, Uuid), MessageRow>,
+    pub webhook_attempts: Vec<DeliveryAttempt>,
+    /// Sessions whose expiry was announced.
+    pub expiries_announced: std::collections::HashSet<SessionId>,
+}
+
+/// A webhook endpoint with its sealed secrets.
+pub(crate) struct EndpointRow {
+    pub endpoint: Endpoint,
+    pub secret: SealedSecret,
+    pub previous_secret: Option<SealedSecret>,
+}
+
+/// A webhook message and its lease.
+pub(crate) struct MessageRow {
+    pub event: WebhookEvent,
+    pub queued_at: OffsetDateTime,
+    pub next_attempt_at: OffsetDateTime,
+    pub attempts: u32,
+    pub lease_id: Option<LeaseId>,
+    pub lease_until: Option<OffsetDateTime>,
+    pub failed_at: Option<OffsetDateTime>,
 }
 
 /// A recovery code's account, and when it was used.
@@ -195,9 +221,48 @@ impl State {
         self.outbox.insert(email.id(), row);
     }
 
-    /// Stores `event`. The caller checked [`State::check_event_free`].
+    /// Stores `event` and queues the webhook event it makes. The caller checked
+    /// [`State::check_event_free`].
     pub fn record(&mut self, event: &AuditEvent) {
-        self.audit_events.insert(event.id, AuditEvent { client: stored_client(&event.client), ..event.clone() });
+        if let Some(announced) = WebhookEvent::from_audit(event) {
+            self.announce(&announced);
+        }
+        self.record_only(event);
+    }
+
+    /// Stores `event` without its webhook event. The security log keeps neither the address
+    /// nor the factor an entry is about.
+    pub fn record_only(&mut self, event: &AuditEvent) {
+        let stored = AuditEvent { client: stored_client(&event.client), email: None, factor_id: None, ..event.clone() };
+        self.audit_events.insert(event.id, stored);
+    }
+
+    /// Queues `event` for every endpoint that subscribes to its type and is not disabled.
+    pub fn announce(&mut self, event: &WebhookEvent) {
+        for row in self.webhook_endpoints.values() {
+            let endpoint = &row.endpoint;
+            if endpoint.disabled_at.is_none() && endpoint.filter.accepts(event.event_type) {
+                self.webhook_messages.insert(
+                    (endpoint.id, event.id),
+                    MessageRow {
+                        event: event.clone(),
+                        queued_at: event.at,
+                        next_attempt_at: event.at,
+                        attempts: 0,
+                        lease_id: None,
+                        lease_until: None,
+                        failed_at: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Queues `account.verified` for `id`, at the address it has now.
+    pub fn announce_verified(&mut self, id: AccountId, at: OffsetDateTime) {
+        if let Some(email) = self.accounts.get(&id).map(|account| account.email.clone()) {
+            self.announce(&WebhookEvent::account_verified(Uuid::new_v4(), id, email, at));
+        }
     }
 
     /// Stores a new account row and its address in the unique index. The caller checked that
@@ -235,27 +300,54 @@ impl State {
 
     /// Revokes at `now` every unrevoked session of the account except `keep`; returns how
     /// many.
-    pub fn revoke_sessions(&mut self, account_id: AccountId, keep: Option<SessionId>, now: OffsetDateTime) -> u64 {
-        let mut revoked = 0;
+    pub fn revoke_sessions(
+        &mut self,
+        account_id: AccountId,
+        keep: Option<SessionId>,
+        now: OffsetDateTime,
+        reason: RevocationReason,
+    ) -> u64 {
+        let mut ended = Vec::new();
         for session in self.sessions.values_mut() {
             if session.account_id == account_id && Some(session.id) != keep && session.revoked_at.is_none() {
                 session.revoked_at = Some(now);
-                revoked += 1;
+                ended.push(WebhookEvent::session_ended(
+                    Uuid::new_v4(),
+                    account_id,
+                    session.id,
+                    reason,
+                    now,
+                    stored_client(&session.client),
+                ));
             }
         }
-        revoked
+        for event in &ended {
+            self.announce(event);
+        }
+        ended.len() as u64
     }
 
     /// Revokes at `now` every unrevoked API key of the account made before `made_before`
     /// (every one, when it is `None`).
-    pub fn revoke_api_keys(&mut self, account_id: AccountId, made_before: Option<OffsetDateTime>, now: OffsetDateTime) {
+    pub fn revoke_api_keys(
+        &mut self,
+        account_id: AccountId,
+        made_before: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+        reason: KeyRevocationReason,
+    ) {
+        let mut revoked = Vec::new();
         for row in self.api_keys.values_mut() {
             if row.key.account_id() == account_id
                 && row.revoked_at.is_none()
                 && made_before.is_none_or(|before| row.key.created_at() < before)
             {
                 row.revoked_at = Some(now);
+                revoked.push(WebhookEvent::key_revoked(Uuid::new_v4(), account_id, row.key.id(), reason, now));
             }
+        }
+        for event in &revoked {
+            self.announce(event);
         }
     }
 

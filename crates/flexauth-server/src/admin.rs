@@ -455,3 +455,135 @@ async fn add_key(
     store.add_signing_key(&slot, stored, now, activates_at).await.map_err(StartupError::from)?;
     Ok(slot)
 }
+
+#[derive(Serialize)]
+struct EndpointView {
+    id: String,
+    url: String,
+    /// The event types it receives; `["*"]` for all.
+    events: Vec<&'static str>,
+    /// `active`, `failing` (the last deliveries failed) or `disabled` (failed for too long).
+    state: &'static str,
+    created_at: String,
+    failing_since: Option<String>,
+    disabled_at: Option<String>,
+    /// Until when the secret it replaced still signs beside the current one.
+    previous_secret_until: Option<String>,
+    /// Only when it was just made: shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+}
+
+impl EndpointView {
+    fn of(
+        endpoint: &flexauth_domain::webhook::Endpoint,
+        secret: Option<&flexauth_domain::webhook::SigningSecret>,
+    ) -> Self {
+        let state = match (endpoint.disabled_at, endpoint.failing_since) {
+            (Some(_), _) => "disabled",
+            (None, Some(_)) => "failing",
+            (None, None) => "active",
+        };
+        Self {
+            id: endpoint.id.to_string(),
+            url: endpoint.url.clone(),
+            events: endpoint.filter.names(),
+            state,
+            created_at: instant(endpoint.created_at),
+            failing_since: endpoint.failing_since.map(instant),
+            disabled_at: endpoint.disabled_at.map(instant),
+            previous_secret_until: endpoint.previous_secret_until.map(instant),
+            secret: secret.map(|secret| secret.expose().to_owned()),
+        }
+    }
+}
+
+/// Runs a `flexauth webhooks` command and returns what to print.
+///
+/// # Errors
+/// An [`AdminCommandError`] naming what failed: a URL the destination policy refuses, an
+/// unknown event type or endpoint.
+pub async fn run_webhooks(
+    settings: &Settings,
+    command: &crate::config::WebhooksCommand,
+) -> Result<String, AdminCommandError> {
+    use crate::config::WebhooksCommand;
+    use flexauth_domain::webhook::{EndpointId, EventFilter, WebhookAdmin, WebhookAdminError, DEFAULT_SECRET_OVERLAP};
+    let store = Arc::new(startup::open_for_command(settings).await?);
+    let transport = Arc::new(
+        flexauth_webhooks::HttpWebhookTransport::new(settings.webhook_destinations, settings.webhook_timeout)
+            .map_err(AdminCommandError::Failed)?,
+    );
+    let sealer = Arc::new(flexauth_jwt::SecretSealing::new(settings.key_encryption_key.clone()));
+    let admin = WebhookAdmin::new(store, transport, sealer, Arc::new(SystemClock), Arc::new(OsRandom));
+    let failed = |error: WebhookAdminError| match error {
+        WebhookAdminError::Unexpected(cause) => AdminCommandError::Failed(crate::error::error_chain(&cause)),
+        other => AdminCommandError::Failed(other.to_string()),
+    };
+    let endpoint_id = |text: &str| {
+        EndpointId::parse(text)
+            .ok_or_else(|| AdminCommandError::Failed(format!("`{text}` is not a webhook endpoint id (a UUID)")))
+    };
+    match command {
+        WebhooksCommand::Add { url, events } => {
+            let filter = EventFilter::parse(events).map_err(|error| AdminCommandError::Failed(error.to_string()))?;
+            let added = admin.add(url, filter).await.map_err(|error| match error {
+                WebhookAdminError::Destination(refused) => {
+                    AdminCommandError::Failed(format!("`{url}` cannot receive webhooks: {refused}"))
+                }
+                other => failed(other),
+            })?;
+            tracing::info!(target: "flexauth::audit", event = "webhook_endpoint_added", endpoint_id = %added.endpoint.id, actor = "operator", "webhook endpoint added");
+            json(&EndpointView::of(&added.endpoint, Some(&added.secret)))
+        }
+        WebhooksCommand::List => {
+            let endpoints = admin.list().await.map_err(failed)?;
+            json(&endpoints.iter().map(|endpoint| EndpointView::of(endpoint, None)).collect::<Vec<_>>())
+        }
+        WebhooksCommand::Remove { id } => {
+            let id = endpoint_id(id)?;
+            admin.remove(id).await.map_err(failed)?;
+            tracing::info!(target: "flexauth::audit", event = "webhook_endpoint_removed", endpoint_id = %id, actor = "operator", "webhook endpoint removed");
+            json(&serde_json::json!({ "id": id.to_string(), "done": "removed" }))
+        }
+        WebhooksCommand::RotateSecret { id, overlap } => {
+            let id = endpoint_id(id)?;
+            let overlap = overlap.as_ref().map_or(DEFAULT_SECRET_OVERLAP, |overlap| overlap.0);
+            let secret = admin.rotate_secret(id, overlap).await.map_err(failed)?;
+            let until = time::OffsetDateTime::now_utc() + overlap;
+            tracing::info!(target: "flexauth::audit", event = "webhook_secret_rotated", endpoint_id = %id, actor = "operator", "webhook signing secret rotated");
+            json(&serde_json::json!({
+                "id": id.to_string(),
+                "secret": secret.expose(),
+                "previous_secret_until": instant(until),
+            }))
+        }
+        WebhooksCommand::Enable { id } => {
+            let id = endpoint_id(id)?;
+            admin.enable(id).await.map_err(failed)?;
+            tracing::info!(target: "flexauth::audit", event = "webhook_endpoint_enabled", endpoint_id = %id, actor = "operator", "webhook endpoint enabled");
+            json(&serde_json::json!({ "id": id.to_string(), "done": "enabled" }))
+        }
+        WebhooksCommand::Deliveries { id, limit } => {
+            let id = endpoint_id(id)?;
+            let attempts = admin.attempts(id, (*limit).clamp(1, 1000)).await.map_err(failed)?;
+            json(
+                &attempts
+                    .iter()
+                    .map(|attempt| {
+                        serde_json::json!({
+                            "webhook_id": attempt.event_id.to_string(),
+                            "type": attempt.event_type.as_str(),
+                            "attempt": attempt.attempt,
+                            "at": instant(attempt.at),
+                            "duration_ms": attempt.duration.whole_milliseconds(),
+                            "status": attempt.status,
+                            "error": attempt.error,
+                            "outcome": attempt.result.as_str(),
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+    }
+}

@@ -96,6 +96,7 @@ async fn main() -> ExitCode {
                     | Command::Keys { .. }
                     | Command::Clients { .. }
                     | Command::EmailTemplates { .. }
+                    | Command::Webhooks { .. }
             )
         ),
     );
@@ -109,6 +110,9 @@ async fn main() -> ExitCode {
         Command::Clients { command } => return printed(flexauth_server::admin::run_clients(&settings, &command).await),
         Command::EmailTemplates { command } => {
             return printed(flexauth_server::admin::run_email_templates(&settings, &command))
+        }
+        Command::Webhooks { command } => {
+            return printed(flexauth_server::admin::run_webhooks(&settings, &command).await)
         }
         Command::Serve => match Application::build(&settings).await {
             Ok(app) => app.run_until_stopped().await.map_err(startup::StartupError::Serve),

@@ -69,6 +69,10 @@ pub struct Metrics {
     signing_key: IntGaugeVec,
     session_end_checks: IntCounterVec,
     introspections: IntCounterVec,
+    webhook_attempts: IntCounterVec,
+    webhook_backlog: IntGauge,
+    webhook_oldest_age: prometheus::Gauge,
+    webhook_endpoints_disabled: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -213,6 +217,30 @@ impl Metrics {
                 }
                 checks
             },
+            webhook_attempts: counter_vec(
+                &registry,
+                "flexauth_webhook_deliveries_total",
+                "Webhook delivery attempts, by endpoint id and outcome: `delivered` (2xx), `retrying` (failed, \
+                    due again later) or `failed` (the last attempt failed; the message is kept, marked failed).",
+                &["endpoint", "outcome"],
+            )?,
+            webhook_backlog: gauge(
+                &registry,
+                "flexauth_webhook_backlog",
+                "Webhook messages neither delivered nor given up, over every endpoint.",
+            )?,
+            webhook_oldest_age: registered(
+                &registry,
+                prometheus::Gauge::new(
+                    "flexauth_webhook_oldest_undelivered_age_seconds",
+                    "Age of the oldest webhook message not delivered yet; 0 when none waits.",
+                )?,
+            )?,
+            webhook_endpoints_disabled: gauge(
+                &registry,
+                "flexauth_webhook_endpoints_disabled",
+                "Webhook endpoints disabled after failing every delivery for too long.",
+            )?,
             signing_key: registered(
                 &registry,
                 IntGaugeVec::new(
@@ -305,6 +333,11 @@ impl Metrics {
         self.introspections.with_label_values(&[outcome]).inc();
     }
 
+    /// Counts one webhook attempt by endpoint and outcome (`delivered`, `retrying`, `failed`).
+    pub fn webhook_attempt(&self, endpoint: &str, outcome: &str) {
+        self.webhook_attempts.with_label_values(&[endpoint, outcome]).inc();
+    }
+
     /// Counts one delivery pass's results.
     pub fn mail_sent(&self, sent: u32, rescheduled: u32, failed: u32) {
         for (label, count) in [("sent", sent), ("retry_scheduled", rescheduled), ("failed", failed)] {
@@ -352,6 +385,15 @@ impl Metrics {
             }
             // The gauges keep their last reading; the scrape still answers.
             Err(error) => tracing::warn!(error = %error, "metrics: the outbox backlog could not be read"),
+        }
+        match flexauth_domain::webhook::WebhookQueue::backlog(&sources.store).await {
+            Ok(backlog) => {
+                self.webhook_backlog.set(i64::try_from(backlog.pending).unwrap_or(i64::MAX));
+                let age = backlog.oldest.map_or(0.0, |queued| (sources.clock.now() - queued).as_seconds_f64().max(0.0));
+                self.webhook_oldest_age.set(age);
+                self.webhook_endpoints_disabled.set(i64::try_from(backlog.disabled_endpoints).unwrap_or(i64::MAX));
+            }
+            Err(error) => tracing::warn!(error = %error, "metrics: the webhook backlog could not be read"),
         }
         let mut text = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut text)?;

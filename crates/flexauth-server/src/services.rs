@@ -13,6 +13,7 @@ use flexauth_domain::mail::Letters;
 use flexauth_domain::mfa::{MfaService, MfaSettings};
 use flexauth_domain::session::{SessionService, SessionSettings, TokenSigner};
 use flexauth_domain::system::{Clock, SecureRandom};
+use flexauth_domain::webhook::{WebhookAdmin, WebhookDelivery, WebhookTransport};
 use flexauth_store::Store;
 
 use crate::config::Settings;
@@ -111,6 +112,39 @@ impl Wiring {
                 ..SessionSettings::default()
             },
         )
+    }
+
+    /// The transport that posts webhooks, with the operator's destination policy.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be set up (its TLS backend).
+    pub fn webhook_transport(&self) -> Result<Arc<dyn WebhookTransport>, String> {
+        let transport = flexauth_webhooks::HttpWebhookTransport::new(
+            self.settings.webhook_destinations,
+            self.settings.webhook_timeout,
+        )?;
+        Ok(Arc::new(transport))
+    }
+
+    fn webhook_sealer(&self) -> Arc<dyn flexauth_domain::mfa::SecretSealer> {
+        Arc::new(flexauth_jwt::SecretSealing::new(self.settings.key_encryption_key.clone()))
+    }
+
+    /// The delivery of webhook messages, by the worker of every instance.
+    pub fn webhook_delivery(&self, transport: Arc<dyn WebhookTransport>) -> WebhookDelivery {
+        WebhookDelivery::new(
+            self.store.clone(),
+            transport,
+            self.webhook_sealer(),
+            self.clock.clone(),
+            self.random.clone(),
+            self.settings.webhook_delivery.clone(),
+        )
+    }
+
+    /// The operator's management of webhook endpoints.
+    pub fn webhook_admin(&self, transport: Arc<dyn WebhookTransport>) -> WebhookAdmin {
+        WebhookAdmin::new(self.store.clone(), transport, self.webhook_sealer(), self.clock.clone(), self.random.clone())
     }
 
     /// API keys.

@@ -8,6 +8,7 @@ use flexauth_domain::account::AccountService;
 use flexauth_domain::housekeeping::HousekeepingService;
 use flexauth_domain::mail::DeliveryService;
 use flexauth_domain::usage::UsageService;
+use flexauth_domain::webhook::WebhookDelivery;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -126,5 +127,69 @@ pub fn spawn_usage_flusher(
                 break;
             }
         }
+    })
+}
+
+/// Delivers webhook messages until `shutdown` turns true: claims the due messages this
+/// instance has room for and posts each on its own task, so a receiver that hangs holds up
+/// only its own messages, never this loop, a request, or another endpoint. Claims again at
+/// once after a full batch, else after `interval`. At shutdown it waits for the posts under
+/// way (each ends within the transport's deadline) so their outcomes are recorded.
+pub fn spawn_webhooks(
+    delivery: WebhookDelivery,
+    metrics: Arc<crate::metrics::Metrics>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut in_flight = tokio::task::JoinSet::new();
+        loop {
+            let full = match delivery.claim().await {
+                Ok(claimed) => {
+                    let full = claimed.len() >= delivery.settings().batch_size as usize;
+                    for message in claimed {
+                        let (delivery, metrics) = (delivery.clone(), metrics.clone());
+                        in_flight.spawn(async move {
+                            let endpoint = message.message.endpoint_id;
+                            match delivery.deliver(message).await {
+                                Ok((result, disabled)) => {
+                                    metrics.webhook_attempt(&endpoint.to_string(), result.as_str());
+                                    if disabled {
+                                        tracing::error!(
+                                            endpoint_id = %endpoint,
+                                            "webhook endpoint disabled: every delivery failed for too long; its \
+                                                messages wait until `flexauth webhooks enable {endpoint}`"
+                                        );
+                                    }
+                                }
+                                Err(error) => tracing::error!(
+                                    endpoint_id = %endpoint,
+                                    error.chain = %error_chain(&error),
+                                    "a webhook attempt could not be recorded; the message is tried again after its \
+                                        lease"
+                                ),
+                            }
+                        });
+                    }
+                    full
+                }
+                Err(error) => {
+                    tracing::error!(error.chain = %error_chain(&error), "webhook claim failed");
+                    false
+                }
+            };
+            // Finished posts leave the set, so it holds only those under way.
+            while in_flight.try_join_next().is_some() {}
+            let pause = if full { Duration::ZERO } else { interval };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+        tracing::info!("webhook worker stopped");
     })
 }

@@ -10,11 +10,16 @@ use flexauth_domain::secret::TokenHash;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, AccountRow, AuditEventRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
+use crate::rows::{millis, AccountRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
 use crate::schema::{
-    accounts, api_keys, audit_events, email_verification_tokens, known_devices, outbox, password_reset_tokens, sessions,
+    accounts, api_keys, email_verification_tokens, known_devices, outbox, password_reset_tokens, sessions,
 };
-use crate::{guarded, DbConnection, Store, StoreError};
+use crate::webhooks::{
+    announce, announce_keys_revoked, announce_sessions_ended, announce_verified, EndedSession, Recorded, ENDED_SESSION,
+};
+use crate::{guarded, per_backend, DbConnection, Store, StoreError};
+use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
+use uuid::Uuid;
 
 /// Forgets the clients account `account_id` knew, at `now`: its known devices are deleted, and
 /// its `clients_forgotten_at` says that no login from before counts any more. Part of the
@@ -43,12 +48,15 @@ impl AccountRepository for Store {
         let account_row = AccountRow::from(account);
         let attempt_row = SignupAttemptRow::from(attempt);
         let outbox_row = NewOutboxRow::new(email, account.created_at());
+        let created =
+            WebhookEvent::account_created(Uuid::new_v4(), account.id(), account.email().clone(), account.created_at());
         let outcome = self
             .run(move |c| {
                 (c.transaction(|c| {
                     diesel::insert_into(accounts::table).values(&account_row).execute(c)?;
                     diesel::insert_into(email_verification_tokens::table).values(&attempt_row).execute(c)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
+                    announce(c, &created)?;
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -179,6 +187,7 @@ impl AccountRepository for Store {
         let account_id = confirmation.account_id.to_string();
         let attempt = confirmation.attempt.as_bytes().to_vec();
         let password_hash = confirmation.password_hash.as_phc().to_owned();
+        let (confirmed_at, account) = (confirmation.confirmed_at, confirmation.account_id);
         let now = millis(confirmation.confirmed_at);
         let outcome = self
             .run(move |c| {
@@ -215,6 +224,7 @@ impl AccountRepository for Store {
                             .filter(email_verification_tokens::used_at.is_null()),
                     )
                     .execute(c)?;
+                    announce_verified(c, account, confirmed_at)?;
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -267,11 +277,13 @@ impl AccountRepository for Store {
             SessionsToEnd::All => String::new(),
             SessionsToEnd::AllExcept(id) => id.to_string(),
         };
+        let revocation = change.reason;
         let reason = change.reason.as_str();
+        let (at, account) = (change.at, change.account_id);
         let verify_email = change.verify_email;
         let revoke_keys_made_before = change.revoke_keys_made_before.map(millis);
         let outbox_row = NewOutboxRow::new(&change.notice, change.at);
-        let event = AuditEventRow::from(&change.event);
+        let event = Recorded::from(&change.event);
         let now = millis(change.at);
         let outcome = self
             .run(move |c| {
@@ -305,10 +317,15 @@ impl AccountRepository for Store {
                             return Err(DieselError::RollbackTransaction);
                         }
                     }
-                    if verify_email {
-                        diesel::update(accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()))
-                            .set(accounts::email_verified_at.eq(now))
-                            .execute(c)?;
+                    if verify_email
+                        && diesel::update(
+                            accounts::table.find(&account_id).filter(accounts::email_verified_at.is_null()),
+                        )
+                        .set(accounts::email_verified_at.eq(now))
+                        .execute(c)?
+                            == 1
+                    {
+                        announce_verified(c, account, at)?;
                     }
                     diesel::update(
                         password_reset_tokens::table
@@ -323,29 +340,36 @@ impl AccountRepository for Store {
                             .filter(email_verification_tokens::used_at.is_null()),
                     )
                     .execute(c)?;
-                    diesel::update(
+                    let ended: Vec<EndedSession> = per_backend!(c, |c| diesel::update(
                         sessions::table
                             .filter(sessions::account_id.eq(&account_id))
                             .filter(sessions::id.ne(&keep))
                             .filter(sessions::revoked_at.is_null()),
                     )
                     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
-                    .execute(c)?;
+                    .returning(ENDED_SESSION)
+                    .get_results(c))?;
+                    announce_sessions_ended(c, &ended, revocation, at)?;
                     // The trigger of migration 7 tells every instance's key cache at commit.
                     let keys_revoked = match revoke_keys_made_before {
-                        Some(before) => diesel::update(
-                            api_keys::table
-                                .filter(api_keys::account_id.eq(&account_id))
-                                .filter(api_keys::revoked_at.is_null())
-                                .filter(api_keys::created_at.lt(before)),
-                        )
-                        .set(api_keys::revoked_at.eq(now))
-                        .execute(c)?,
+                        Some(before) => {
+                            let revoked: Vec<(String, String)> = per_backend!(c, |c| diesel::update(
+                                api_keys::table
+                                    .filter(api_keys::account_id.eq(&account_id))
+                                    .filter(api_keys::revoked_at.is_null())
+                                    .filter(api_keys::created_at.lt(before)),
+                            )
+                            .set(api_keys::revoked_at.eq(now))
+                            .returning((api_keys::id, api_keys::account_id))
+                            .get_results(c))?;
+                            announce_keys_revoked(c, &revoked, KeyRevocationReason::PasswordReset, at)?;
+                            revoked.len()
+                        }
                         None => 0,
                     };
                     forget_known_clients(c, &account_id, now)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    event.insert(c)?;
                     Ok::<_, DieselError>(keys_revoked > 0)
                 }))
                 .map_err(StoreError::from)

@@ -9,9 +9,11 @@ use flexauth_domain::session::SessionId;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, ApiKeyRow, AuditEventRow, NewOutboxRow};
-use crate::schema::{accounts, api_keys, audit_events, outbox, sessions};
+use crate::rows::{millis, ApiKeyRow, NewOutboxRow};
+use crate::schema::{accounts, api_keys, outbox, sessions};
+use crate::webhooks::{announce, Recorded};
 use crate::{Store, StoreError};
+use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
 
 #[async_trait]
 impl ApiKeyRepository for Store {
@@ -23,7 +25,7 @@ impl ApiKeyRepository for Store {
         created_by: SessionId,
         event: &AuditEvent,
     ) -> Result<bool, InfraError> {
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let row = ApiKeyRow::from(key);
         let hash = hash.as_bytes().to_vec();
         let outbox_row = NewOutboxRow::new(notice, key.created_at());
@@ -42,7 +44,7 @@ impl ApiKeyRepository for Store {
                     }
                     diesel::insert_into(api_keys::table).values((&row, api_keys::key_hash.eq(&hash))).execute(c)?;
                     diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    event.insert(c)?;
                     Ok::<_, diesel::result::Error>(())
                 }))
                 .map_err(StoreError::from)
@@ -100,8 +102,10 @@ impl ApiKeyRepository for Store {
         now: OffsetDateTime,
         event: &AuditEvent,
     ) -> Result<bool, InfraError> {
+        let revoked_event = WebhookEvent::key_revoked(event.id, account_id, id, KeyRevocationReason::Revoked, now)
+            .from_client(event.client.clone());
         let (account_id, id, now) = (account_id.to_string(), id.to_string(), millis(now));
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let updated = self
             .run(move |c| {
                 (c.transaction(|c| {
@@ -114,7 +118,8 @@ impl ApiKeyRepository for Store {
                     .set(api_keys::revoked_at.eq(now))
                     .execute(c)?;
                     if updated == 1 {
-                        diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                        event.insert(c)?;
+                        announce(c, &revoked_event)?;
                     }
                     Ok::<_, diesel::result::Error>(updated)
                 }))

@@ -6,13 +6,14 @@ use flexauth_domain::InfraError;
 
 use crate::rows::{millis, AuditEventRow};
 use crate::schema::audit_events;
-use crate::Store;
+use crate::webhooks::Recorded;
+use crate::{Store, StoreError};
 
 #[async_trait]
 impl AuditLog for Store {
     async fn record(&self, event: &AuditEvent) -> Result<(), InfraError> {
-        let row = AuditEventRow::from(event);
-        self.run(move |c| Ok(diesel::insert_into(audit_events::table).values(&row).execute(c)?)).await?;
+        let row = Recorded::from(event);
+        self.run(move |c| c.transaction(|c| row.insert(c)).map_err(StoreError::from)).await?;
         Ok(())
     }
 

@@ -7,9 +7,12 @@ use flexauth_domain::InfraError;
 use crate::rows::millis;
 use crate::schema::{
     accounts, audit_events, email_verification_tokens, known_devices, mfa_challenges, mfa_factors, passkey_ceremonies,
-    password_reset_tokens, rate_limits, session_endings, sessions,
+    password_reset_tokens, rate_limits, session_endings, sessions, webhook_attempts, webhook_messages,
 };
+use crate::webhooks::{announce, announce_sessions_ended, EndedSession, ENDED_SESSION};
 use crate::{Store, StoreError};
+use flexauth_domain::session::RevocationReason;
+use flexauth_domain::webhook::WebhookEvent;
 
 fn count(deleted: usize) -> u64 {
     u64::try_from(deleted).unwrap_or(u64::MAX)
@@ -26,6 +29,9 @@ impl Housekeeping for Store {
         let counters_before = millis(cutoffs.counters_before);
         let endings_before = millis(cutoffs.session_endings_before);
         let batch = i64::from(cutoffs.batch);
+        let history_before = millis(cutoffs.webhook_history_before);
+        let announce_after = millis(cutoffs.expiries_announced_after);
+        let cutoffs_now = cutoffs.now;
         let enrolments_before = millis(cutoffs.now - flexauth_domain::mfa::MfaSettings::default().enrolment_ttl);
         // Each kind: read one batch of keys, delete those. Another instance purging at once
         // only finds less to delete.
@@ -93,8 +99,22 @@ impl Housekeeping for Store {
                         .select(accounts::id)
                         .limit(batch)
                         .load::<String>(c)?;
-                    let unverified_accounts =
-                        diesel::delete(accounts::table.filter(accounts::id.eq_any(abandoned))).execute(c)?;
+                    let unverified_accounts = c.transaction(|c| {
+                        // A receiver told of the sign-up learns that it is gone.
+                        for id in &abandoned {
+                            if let Ok(uuid) = uuid::Uuid::parse_str(id) {
+                                let account = flexauth_domain::newtypes::AccountId::from_uuid(uuid);
+                                let event = WebhookEvent::account_deleted(
+                                    uuid::Uuid::new_v4(),
+                                    account,
+                                    cutoffs_now,
+                                    Default::default(),
+                                );
+                                announce(c, &WebhookEvent { reason: Some("never_verified".to_owned()), ..event })?;
+                            }
+                        }
+                        diesel::delete(accounts::table.filter(accounts::id.eq_any(&abandoned))).execute(c)
+                    })?;
 
                     let forgotten = known_devices::table
                         .filter(known_devices::last_seen_at.lt(ended_before))
@@ -148,7 +168,56 @@ impl Housekeeping for Store {
                     ceremonies +=
                         diesel::delete(mfa_factors::table.filter(mfa_factors::id.eq_any(abandoned))).execute(c)?;
 
+                    let old_attempts = webhook_attempts::table
+                        .filter(webhook_attempts::at.lt(history_before))
+                        .select(webhook_attempts::id)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    let mut webhook_records =
+                        diesel::delete(webhook_attempts::table.filter(webhook_attempts::id.eq_any(old_attempts)))
+                            .execute(c)?;
+                    let given_up = webhook_messages::table
+                        .filter(webhook_messages::failed_at.lt(history_before))
+                        .select(webhook_messages::id)
+                        .limit(batch)
+                        .load::<String>(c)?;
+                    webhook_records +=
+                        diesel::delete(webhook_messages::table.filter(webhook_messages::id.eq_any(given_up)))
+                            .execute(c)?;
+
+                    // Sessions that expired without being ended are announced once each, by
+                    // whichever instance marks them first.
+                    let expired = sessions::table
+                        .filter(sessions::revoked_at.is_null())
+                        .filter(sessions::expiry_announced_at.is_null())
+                        .filter(sessions::current_expires_at.le(now))
+                        .filter(sessions::current_expires_at.gt(announce_after))
+                        .select((ENDED_SESSION, sessions::current_expires_at))
+                        .limit(batch)
+                        .load::<(EndedSession, i64)>(c)?;
+                    let mut expiries_announced = 0;
+                    for (session, expired_at) in expired {
+                        let announced = c.transaction(|c| {
+                            let marked = diesel::update(
+                                sessions::table
+                                    .find(&session.0)
+                                    .filter(sessions::revoked_at.is_null())
+                                    .filter(sessions::expiry_announced_at.is_null()),
+                            )
+                            .set(sessions::expiry_announced_at.eq(now))
+                            .execute(c)?;
+                            if marked == 1 {
+                                let at = crate::rows::instant(expired_at).unwrap_or(cutoffs_now);
+                                announce_sessions_ended(c, &[session], RevocationReason::Expired, at)?;
+                            }
+                            Ok::<_, diesel::result::Error>(marked)
+                        })?;
+                        expiries_announced += announced;
+                    }
+
                     Ok::<_, StoreError>(PurgeReport {
+                        webhook_records: count(webhook_records),
+                        expiries_announced: count(expiries_announced),
                         session_endings: count(session_endings),
                         audit_events: count(audit_events),
                         sessions: count(sessions),

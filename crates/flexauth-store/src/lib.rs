@@ -33,6 +33,7 @@ mod sessions;
 mod signing_keys;
 mod sqlite_watch;
 mod usage;
+mod webhooks;
 
 #[cfg(feature = "test-db")]
 pub mod test_db;

@@ -13,12 +13,42 @@ use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::accounts::{forget_known_clients, is_email_taken};
-use crate::rows::{millis, AuditEventRow, EmailChangeRow, NewOutboxRow};
+use crate::rows::{millis, EmailChangeRow, NewOutboxRow};
 use crate::schema::{
     account_requests, accounts, api_keys, audit_events, email_changes, email_verification_tokens, outbox,
     password_reset_tokens, sessions,
 };
+use crate::webhooks::{
+    announce, announce_keys_revoked, announce_sessions_ended, EndedSession, Recorded, ENDED_SESSION,
+};
 use crate::{per_backend, DbConnection, Store, StoreError};
+use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
+
+/// Ends every live session and revokes every API key of account `id`, announcing each.
+fn end_sessions_and_keys(
+    c: &mut DbConnection,
+    id: &str,
+    now: i64,
+    at: OffsetDateTime,
+    session_reason: RevocationReason,
+    key_reason: KeyRevocationReason,
+) -> Result<(), DieselError> {
+    let ended: Vec<EndedSession> = per_backend!(c, |c| diesel::update(
+        sessions::table.filter(sessions::account_id.eq(id)).filter(sessions::revoked_at.is_null())
+    )
+    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(session_reason.as_str())))
+    .returning(ENDED_SESSION)
+    .get_results(c))?;
+    announce_sessions_ended(c, &ended, session_reason, at)?;
+    // The trigger of migration 7 tells every instance's key cache at commit.
+    let revoked: Vec<(String, String)> = per_backend!(c, |c| diesel::update(
+        api_keys::table.filter(api_keys::account_id.eq(id)).filter(api_keys::revoked_at.is_null())
+    )
+    .set(api_keys::revoked_at.eq(now))
+    .returning((api_keys::id, api_keys::account_id))
+    .get_results(c))?;
+    announce_keys_revoked(c, &revoked, key_reason, at)
+}
 
 /// Why a transaction below was rolled back on purpose: the outcome it reports.
 #[derive(Clone, Copy)]
@@ -46,7 +76,8 @@ fn delete_unverified_holder(c: &mut DbConnection, email: &str, moving: &str) -> 
 #[async_trait]
 impl LifecycleRepository for Store {
     async fn disable(&self, id: AccountId, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, InfraError> {
-        let (id, now, event) = (id.to_string(), millis(now), AuditEventRow::from(event));
+        let at = now;
+        let (id, now, event) = (id.to_string(), millis(now), Recorded::from(event));
         let outcome = self
             .run(move |c| {
                 (c.transaction(|c| {
@@ -61,22 +92,16 @@ impl LifecycleRepository for Store {
                     diesel::update(accounts::table.find(&id).filter(accounts::disabled_at.is_null()))
                         .set(accounts::disabled_at.eq(now))
                         .execute(c)?;
-                    diesel::update(
-                        sessions::table.filter(sessions::account_id.eq(&id)).filter(sessions::revoked_at.is_null()),
-                    )
-                    .set((
-                        sessions::revoked_at.eq(now),
-                        sessions::revoked_reason.eq(RevocationReason::AccountDisabled.as_str()),
-                    ))
-                    .execute(c)?;
-                    // The trigger of migration 7 tells every instance's key cache at commit.
-                    diesel::update(
-                        api_keys::table.filter(api_keys::account_id.eq(&id)).filter(api_keys::revoked_at.is_null()),
-                    )
-                    .set(api_keys::revoked_at.eq(now))
-                    .execute(c)?;
+                    end_sessions_and_keys(
+                        c,
+                        &id,
+                        now,
+                        at,
+                        RevocationReason::AccountDisabled,
+                        KeyRevocationReason::AccountDisabled,
+                    )?;
                     forget_known_clients(c, &id, now)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    event.insert(c)?;
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -90,7 +115,7 @@ impl LifecycleRepository for Store {
     }
 
     async fn enable(&self, id: AccountId, event: &AuditEvent) -> Result<bool, InfraError> {
-        let (id, event) = (id.to_string(), AuditEventRow::from(event));
+        let (id, event) = (id.to_string(), Recorded::from(event));
         let outcome = self
             .run(move |c| {
                 (c.transaction(|c| {
@@ -101,7 +126,7 @@ impl LifecycleRepository for Store {
                     {
                         return Err(DieselError::RollbackTransaction);
                     }
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    event.insert(c)?;
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -113,7 +138,10 @@ impl LifecycleRepository for Store {
     async fn erase(&self, erasure: &Erasure) -> Result<bool, InfraError> {
         let id = erasure.account_id.to_string();
         let tombstone = erasure.tombstone.to_string();
-        let event = AuditEventRow::from(&erasure.event);
+        let event = Recorded::from(&erasure.event);
+        let at = erasure.event.at;
+        let deleted =
+            WebhookEvent::account_deleted(erasure.event.id, erasure.account_id, at, erasure.event.client.clone());
         let goodbye = erasure.goodbye.as_ref().map(|email| NewOutboxRow::new(email, erasure.event.at));
         let outcome = self
             .run(move |c| {
@@ -147,10 +175,20 @@ impl LifecycleRepository for Store {
                         .execute(c)?;
                     diesel::delete(outbox::table.filter(outbox::recipient.eq_any(&addresses))).execute(c)?;
                     diesel::delete(account_requests::table.filter(account_requests::email.eq(&email))).execute(c)?;
+                    // Ended explicitly before the rows go, so that each is announced.
+                    end_sessions_and_keys(
+                        c,
+                        &id,
+                        millis(at),
+                        at,
+                        RevocationReason::AccountDeleted,
+                        KeyRevocationReason::AccountDeleted,
+                    )?;
+                    announce(c, &deleted)?;
                     // Sessions, keys, links, devices, counters and address changes follow the
                     // account row (ON DELETE CASCADE); the key trigger tells the caches.
                     diesel::delete(accounts::table.find(&id)).execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    event.insert(c)?;
                     if let Some(goodbye) = &goodbye {
                         diesel::insert_into(outbox::table).values(goodbye).execute(c)?;
                     }
@@ -177,11 +215,11 @@ impl LifecycleRepository for Store {
         let row = EmailChangeRow::from(change);
         let now = millis(change.requested_at);
         let messages = [NewOutboxRow::new(to_new, change.requested_at), NewOutboxRow::new(to_old, change.requested_at)];
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let session = requested_by.to_string();
         let outcome = self
             .run(move |c| {
-                per_backend!(c, |c| c.transaction(|c| {
+                (c.transaction(|c| {
                     // A no-op write locks the session row until commit: a disable or an undo
                     // that ends the session either commits first (and this finds it ended) or
                     // waits, and then ends the session and spends this change's links.
@@ -202,8 +240,10 @@ impl LifecycleRepository for Store {
                     .set(email_changes::expires_at.eq(now))
                     .execute(c)?;
                     diesel::insert_into(email_changes::table).values(&row).execute(c)?;
-                    diesel::insert_into(outbox::table).values(&messages[..]).execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    for message in &messages {
+                        diesel::insert_into(outbox::table).values(message).execute(c)?;
+                    }
+                    event.insert(c)?;
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -248,7 +288,7 @@ impl LifecycleRepository for Store {
         event: &AuditEvent,
     ) -> Result<ConfirmEmailChangeOutcome, InfraError> {
         let row = EmailChangeRow::from(change);
-        let (now, event) = (millis(now), AuditEventRow::from(event));
+        let (now, event) = (millis(now), Recorded::from(event));
         let outcome = self
             .run(move |c| {
                 let mut refusal = None;
@@ -299,7 +339,7 @@ impl LifecycleRepository for Store {
                             .filter(email_verification_tokens::used_at.is_null()),
                     )
                     .execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    event.insert(c)?;
                     Ok(ConfirmEmailChangeOutcome::Confirmed)
                 }))
                 .map_err(StoreError::from);
@@ -323,7 +363,8 @@ impl LifecycleRepository for Store {
         event: &AuditEvent,
     ) -> Result<UndoEmailChangeOutcome, InfraError> {
         let row = EmailChangeRow::from(change);
-        let (now, event) = (millis(now), AuditEventRow::from(event));
+        let at = now;
+        let (now, event) = (millis(now), Recorded::from(event));
         let unusable = unusable_password.as_phc().to_owned();
         let outcome = self
             .run(move |c| {
@@ -355,6 +396,9 @@ impl LifecycleRepository for Store {
                         .execute(c)?;
                         // An unverified sign-up squatting the old address cannot block the owner.
                         delete_unverified_holder(c, &row.old_email, &row.account_id)?;
+                        let moved_back =
+                            accounts::table.find(&row.account_id).select(accounts::email).first::<String>(c)?
+                                != row.old_email;
                         // Back to the address the change was asked from, whatever happened since:
                         // whoever holds that address is whom the account belonged to. Whoever asked
                         // had the password: it is replaced by one nobody knows, and the credential
@@ -374,23 +418,14 @@ impl LifecycleRepository for Store {
                         )
                         .set(email_changes::expires_at.eq(now))
                         .execute(c)?;
-                        diesel::update(
-                            sessions::table
-                                .filter(sessions::account_id.eq(&row.account_id))
-                                .filter(sessions::revoked_at.is_null()),
-                        )
-                        .set((
-                            sessions::revoked_at.eq(now),
-                            sessions::revoked_reason.eq(RevocationReason::EmailChangeUndone.as_str()),
-                        ))
-                        .execute(c)?;
-                        diesel::update(
-                            api_keys::table
-                                .filter(api_keys::account_id.eq(&row.account_id))
-                                .filter(api_keys::revoked_at.is_null()),
-                        )
-                        .set(api_keys::revoked_at.eq(now))
-                        .execute(c)?;
+                        end_sessions_and_keys(
+                            c,
+                            &row.account_id,
+                            now,
+                            at,
+                            RevocationReason::EmailChangeUndone,
+                            KeyRevocationReason::EmailChangeUndone,
+                        )?;
                         diesel::update(
                             password_reset_tokens::table.filter(password_reset_tokens::account_id.eq(&row.account_id)),
                         )
@@ -398,7 +433,12 @@ impl LifecycleRepository for Store {
                         .set(password_reset_tokens::used_at.eq(now))
                         .execute(c)?;
                         forget_known_clients(c, &row.account_id, now)?;
-                        diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                        diesel::insert_into(audit_events::table).values(event.audit()).execute(c)?;
+                        // Announced only when the account moved: an undo before the change was
+                        // confirmed leaves the address as it was.
+                        if moved_back {
+                            event.announce(c)?;
+                        }
                         Ok(UndoEmailChangeOutcome::Undone)
                     }))
                     .map_err(StoreError::from);

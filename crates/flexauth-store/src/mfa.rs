@@ -16,10 +16,9 @@ use flexauth_domain::secret::TokenHash;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{
-    instant, millis, optional_instant, parse_uuid, stored_count, token_hash, AuditEventRow, NewOutboxRow,
-};
-use crate::schema::{audit_events, mfa_challenges, mfa_factors, mfa_recovery_codes, outbox, passkey_ceremonies};
+use crate::rows::{instant, millis, optional_instant, parse_uuid, stored_count, token_hash, NewOutboxRow};
+use crate::schema::{mfa_challenges, mfa_factors, mfa_recovery_codes, outbox, passkey_ceremonies};
+use crate::webhooks::Recorded;
 use crate::{guarded, Store, StoreError};
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -184,13 +183,9 @@ fn replace_codes(
 
 /// Queues `notice` and records `event`, in the caller's transaction: every change to a factor
 /// is told to the owner and kept in the security log with it.
-fn record(
-    c: &mut crate::connection::DbConnection,
-    notice: &NewOutboxRow,
-    event: &AuditEventRow,
-) -> Result<(), DieselError> {
+fn record(c: &mut crate::connection::DbConnection, notice: &NewOutboxRow, event: &Recorded) -> Result<(), DieselError> {
     diesel::insert_into(outbox::table).values(notice).execute(c)?;
-    diesel::insert_into(audit_events::table).values(event).execute(c)?;
+    event.insert(c)?;
     Ok(())
 }
 
@@ -255,7 +250,7 @@ impl FactorRepository for Store {
         let (account, id) = (account_id.to_string(), id.to_string());
         let at_millis = millis(at);
         let codes = code_rows(&account, recovery_codes, at_millis);
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let notice = NewOutboxRow::new(notice, at);
         let outcome = self
             .run(move |c| {
@@ -314,7 +309,7 @@ impl FactorRepository for Store {
     ) -> Result<bool, InfraError> {
         let (account, id) = (account_id.to_string(), id.to_string());
         let at = event.at;
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let notice = NewOutboxRow::new(notice, at);
         let outcome = self
             .run(move |c| {
@@ -351,7 +346,7 @@ impl FactorRepository for Store {
     ) -> Result<(), InfraError> {
         let account = account_id.to_string();
         let at = event.at;
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let notice = NewOutboxRow::new(notice, at);
         self.run(move |c| {
             c.transaction(|c| {
@@ -378,7 +373,7 @@ impl FactorRepository for Store {
     ) -> Result<(), InfraError> {
         let account = account_id.to_string();
         let rows = code_rows(&account, codes, millis(at));
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let notice = NewOutboxRow::new(notice, at);
         self.run(move |c| {
             c.transaction(|c| {
@@ -416,7 +411,7 @@ impl FactorRepository for Store {
         let account = account_id.to_string();
         let code = code.as_bytes().to_vec();
         let at_millis = millis(at);
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let notice = NewOutboxRow::new(notice, at);
         let outcome = self
             .run(move |c| {
@@ -499,7 +494,7 @@ impl FactorRepository for Store {
     async fn add_passkey(&self, addition: &PasskeyAddition) -> Result<(), InfraError> {
         let row = FactorRow::from(&addition.factor);
         let codes = code_rows(&row.account_id, &addition.recovery_codes, millis(addition.factor.created_at));
-        let event = AuditEventRow::from(&addition.event);
+        let event = Recorded::from(&addition.event);
         let notice = NewOutboxRow::new(&addition.notice, addition.factor.created_at);
         self.run(move |c| {
             c.transaction(|c| {

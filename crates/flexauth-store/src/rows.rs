@@ -448,6 +448,8 @@ impl TryFrom<AuditEventRow> for flexauth_domain::audit::AuditEvent {
             client: ClientInfo { user_agent: row.user_agent, ip: row.ip, device: None },
             session_id: row.session_id.as_deref().map(parse_uuid).transpose()?.map(SessionId::from_uuid),
             key_id: row.key_id.as_deref().map(parse_uuid).transpose()?.map(ApiKeyId::from_uuid),
+            email: None,
+            factor_id: None,
         })
     }
 }

@@ -43,6 +43,7 @@ diesel::table! {
         authenticated_at -> BigInt,
         amr -> Text,
         second_factor_at -> Nullable<BigInt>,
+        expiry_announced_at -> Nullable<BigInt>,
     }
 }
 
@@ -237,3 +238,67 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Text,
+        url -> Text,
+        secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_secret_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+        failing_since -> Nullable<BigInt>,
+        disabled_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webhook_subscriptions (event_type, endpoint_id) {
+        event_type -> Text,
+        endpoint_id -> Text,
+    }
+}
+
+diesel::table! {
+    webhook_messages (id) {
+        id -> Text,
+        endpoint_id -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        occurred_at -> BigInt,
+        account_id -> Text,
+        email -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        key_id -> Nullable<Text>,
+        factor_id -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        queued_at -> BigInt,
+        next_attempt_at -> BigInt,
+        attempts -> Integer,
+        lease_id -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        failed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Text,
+        endpoint_id -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        attempt -> Integer,
+        at -> BigInt,
+        duration_ms -> BigInt,
+        status -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        result -> Text,
+    }
+}
+
+diesel::joinable!(webhook_messages -> webhook_endpoints (endpoint_id));
+diesel::joinable!(webhook_subscriptions -> webhook_endpoints (endpoint_id));
+diesel::allow_tables_to_appear_in_same_query!(webhook_messages, webhook_endpoints);
+diesel::allow_tables_to_appear_in_same_query!(webhook_subscriptions, webhook_endpoints);

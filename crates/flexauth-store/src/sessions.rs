@@ -10,8 +10,9 @@ use flexauth_domain::session::{EndedSessions, RevocationReason, Rotation, Sessio
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, AuditEventRow, NewOutboxRow, SessionRow};
-use crate::schema::{accounts, audit_events, known_devices, outbox, sessions};
+use crate::rows::{millis, NewOutboxRow, SessionRow};
+use crate::schema::{accounts, known_devices, outbox, sessions};
+use crate::webhooks::{announce_sessions_ended, EndedSession, Recorded, ENDED_SESSION};
 use crate::{guarded, per_backend, Store, StoreError};
 
 /// Answered from the sessions that ended recently, kept in memory by the store.
@@ -33,7 +34,7 @@ impl EndedSessions for Store {
 impl SessionRepository for Store {
     async fn create(&self, session: &Session, credential_version: i64, event: &AuditEvent) -> Result<bool, InfraError> {
         let row = SessionRow::from(session);
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let outcome = self
             .run(move |c| {
                 (c.transaction(|c| {
@@ -52,7 +53,7 @@ impl SessionRepository for Store {
                         return Err(DieselError::RollbackTransaction);
                     }
                     diesel::insert_into(sessions::table).values(&row).execute(c)?;
-                    diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                    event.insert(c)?;
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -70,18 +71,24 @@ impl SessionRepository for Store {
         event: &AuditEvent,
     ) -> Result<bool, InfraError> {
         let id = id.to_string();
-        let event = AuditEventRow::from(event);
+        let event = Recorded::from(event);
         let outbox_row = NewOutboxRow::new(notice, now);
+        let at = now;
         let now = millis(now);
         let revoked = self
             .run(move |c| {
                 (c.transaction(|c| {
-                    let revoked = diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
-                        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
-                        .execute(c)?;
+                    let ended: Vec<EndedSession> = per_backend!(c, |c| diesel::update(
+                        sessions::table.find(&id).filter(sessions::revoked_at.is_null())
+                    )
+                    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
+                    .returning(ENDED_SESSION)
+                    .get_results(c))?;
+                    announce_sessions_ended(c, &ended, reason, at)?;
+                    let revoked = ended.len();
                     if revoked == 1 {
                         diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
-                        diesel::insert_into(audit_events::table).values(&event).execute(c)?;
+                        event.insert(c)?;
                     }
                     Ok::<_, DieselError>(revoked == 1)
                 }))
@@ -168,12 +175,21 @@ impl SessionRepository for Store {
 
     async fn revoke(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> Result<bool, InfraError> {
         let id = id.to_string();
+        let at = now;
         let now = millis(now);
         let updated = self
             .run(move |c| {
-                Ok(diesel::update(sessions::table.find(&id).filter(sessions::revoked_at.is_null()))
+                (c.transaction(|c| {
+                    let ended: Vec<EndedSession> = per_backend!(c, |c| diesel::update(
+                        sessions::table.find(&id).filter(sessions::revoked_at.is_null())
+                    )
                     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
-                    .execute(c)?)
+                    .returning(ENDED_SESSION)
+                    .get_results(c))?;
+                    announce_sessions_ended(c, &ended, reason, at)?;
+                    Ok::<_, DieselError>(ended.len())
+                }))
+                .map_err(StoreError::from)
             })
             .await?;
         if updated == 1 {
@@ -281,18 +297,26 @@ impl SessionRepository for Store {
         reason: RevocationReason,
     ) -> Result<u64, InfraError> {
         let account_id = account_id.to_string();
-        let keep = keep.map(|id| id.to_string());
+        // No session is kept when none is named: an id no session has.
+        let keep = keep.map(|id| id.to_string()).unwrap_or_default();
+        let at = now;
         let now = millis(now);
         let revoked = self
             .run(move |c| {
-                let live = sessions::account_id.eq(account_id).and(sessions::revoked_at.is_null());
-                let ended = (sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str()));
-                Ok(match &keep {
-                    Some(keep) => diesel::update(sessions::table.filter(live.clone()).filter(sessions::id.ne(keep)))
-                        .set(ended)
-                        .execute(c),
-                    None => diesel::update(sessions::table.filter(live.clone())).set(ended).execute(c),
-                }?)
+                (c.transaction(|c| {
+                    let ended: Vec<EndedSession> = per_backend!(c, |c| diesel::update(
+                        sessions::table
+                            .filter(sessions::account_id.eq(&account_id))
+                            .filter(sessions::revoked_at.is_null())
+                            .filter(sessions::id.ne(&keep))
+                    )
+                    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
+                    .returning(ENDED_SESSION)
+                    .get_results(c))?;
+                    announce_sessions_ended(c, &ended, reason, at)?;
+                    Ok::<_, DieselError>(ended.len())
+                }))
+                .map_err(StoreError::from)
             })
             .await?;
         // A count of rows changed: usize always fits u64 on the platforms flexauth builds for.

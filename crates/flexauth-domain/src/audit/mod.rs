@@ -11,7 +11,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::newtypes::{AccountId, ApiKeyId, ClientInfo, SessionId};
+use crate::newtypes::{AccountId, ApiKeyId, ClientInfo, EmailAddress, FactorId, SessionId};
 use crate::principal::LiveSession;
 use crate::system::{random_uuid, SecureRandom};
 use crate::InfraError;
@@ -148,6 +148,12 @@ pub struct AuditEvent {
     pub session_id: Option<SessionId>,
     /// The API key concerned, if any.
     pub key_id: Option<ApiKeyId>,
+    /// The address the entry is about (the one the account moved to), for the
+    /// webhook event it makes; the security log does not keep it.
+    pub email: Option<EmailAddress>,
+    /// The second factor concerned, for the webhook event it makes; the security log does not
+    /// keep it.
+    pub factor_id: Option<FactorId>,
 }
 
 impl AuditEvent {
@@ -162,6 +168,8 @@ impl AuditEvent {
             client: ClientInfo::default(),
             session_id: None,
             key_id: None,
+            email: None,
+            factor_id: None,
         }
     }
 
@@ -178,6 +186,16 @@ impl AuditEvent {
     /// The same entry, naming the API key concerned.
     pub fn of_key(self, key_id: ApiKeyId) -> Self {
         Self { key_id: Some(key_id), ..self }
+    }
+
+    /// The same entry, naming the address it is about.
+    pub fn about_address(self, email: EmailAddress) -> Self {
+        Self { email: Some(email), ..self }
+    }
+
+    /// The same entry, naming the second factor concerned.
+    pub fn of_factor(self, factor_id: FactorId) -> Self {
+        Self { factor_id: Some(factor_id), ..self }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct RetentionSettings {
     /// The record of a session's ending, which instances read to refuse its access tokens at
     /// once (1 day; never less than an access-token lifetime).
     pub session_endings: Duration,
+    /// Webhook attempts, and messages given up on (30 days).
+    pub webhook_history: Duration,
     /// Rows one statement deletes at most, so a purge never holds long locks.
     pub batch: u32,
 }
@@ -46,6 +48,7 @@ impl Default for RetentionSettings {
             spent_links: Duration::days(1),
             rate_limit_counters: Duration::days(1),
             session_endings: Duration::days(1),
+            webhook_history: Duration::days(30),
             batch: 500,
         }
     }
@@ -68,6 +71,12 @@ pub struct PurgeCutoffs {
     pub counters_before: OffsetDateTime,
     /// Records of sessions that ended before this go.
     pub session_endings_before: OffsetDateTime,
+    /// Webhook attempts made, and messages given up, before this go.
+    pub webhook_history_before: OffsetDateTime,
+    /// Sessions that expired (never revoked) after this and before `now` are announced as
+    /// `session.ended` with the reason `expired`, once each; older expiries are not (an
+    /// instance that was stopped for days does not announce a backlog).
+    pub expiries_announced_after: OffsetDateTime,
     /// Rows per statement at most.
     pub batch: u32,
 }
@@ -83,6 +92,8 @@ impl RetentionSettings {
             links_spent_before: now - self.spent_links,
             counters_before: now - self.rate_limit_counters,
             session_endings_before: now - self.session_endings,
+            webhook_history_before: now - self.webhook_history,
+            expiries_announced_after: now - Duration::days(1),
             batch: self.batch,
         }
     }
@@ -103,6 +114,11 @@ pub struct PurgeReport {
     /// Login challenges and passkey ceremonies past their lifetime, and enrolments of
     /// factors never confirmed within theirs.
     pub ceremonies: u64,
+    /// Webhook attempts and given-up messages past their retention.
+    pub webhook_records: u64,
+    /// Sessions whose expiry was announced to webhooks (not deleted: they go with the other
+    /// ended sessions).
+    pub expiries_announced: u64,
 }
 
 impl PurgeReport {
@@ -116,6 +132,8 @@ impl PurgeReport {
             + self.devices
             + self.session_endings
             + self.ceremonies
+            + self.webhook_records
+            + self.expiries_announced
     }
 }
 

@@ -452,7 +452,10 @@ impl LifecycleService {
             Err(PasswordCheckError::Overloaded) => return Err(EmailChangeLinkError::Overloaded),
             Err(PasswordCheckError::Unexpected(cause)) => return Err(cause.into()),
         };
-        let event = self.event(change.account_id, AuditKind::EmailChanged, now).from_client(client.clone());
+        let event = self
+            .event(change.account_id, AuditKind::EmailChanged, now)
+            .from_client(client.clone())
+            .about_address(change.new_email.clone());
         match self.lifecycle.confirm_email_change(&change, account.credential_version(), now, &event).await? {
             ConfirmEmailChangeOutcome::Confirmed => Ok(change.new_email),
             ConfirmEmailChangeOutcome::Spent => Err(EmailChangeLinkError::Used),
@@ -483,7 +486,8 @@ impl LifecycleService {
     pub async fn undo_email_change(&self, token: &LinkToken) -> Result<EmailAddress, EmailChangeLinkError> {
         let change = self.email_change_to_undo(token).await?;
         let now = self.clock.now();
-        let event = self.event(change.account_id, AuditKind::EmailChangeUndone, now);
+        let event =
+            self.event(change.account_id, AuditKind::EmailChangeUndone, now).about_address(change.old_email.clone());
         let secret = LinkToken::generate(self.random.as_ref()).expose();
         let unusable = self
             .hasher

@@ -5,39 +5,13 @@ use uuid::Uuid;
 
 use crate::audit::AuditEvent;
 use crate::mail::OutgoingEmail;
+pub use crate::newtypes::FactorId;
 use crate::newtypes::{AccountId, ClientInfo};
 use crate::secret::TokenHash;
 use crate::system::SecureRandom;
 
 /// How many recovery codes a set has.
 pub const RECOVERY_CODE_COUNT: usize = 10;
-
-/// The identifier of a second factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FactorId(Uuid);
-
-impl FactorId {
-    /// Wraps a stored identifier.
-    pub const fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
-
-    /// The underlying UUID.
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-
-    /// Reads the identifier of a path, `None` if it is not a UUID.
-    pub fn parse(text: &str) -> Option<Self> {
-        Uuid::parse_str(text).ok().map(Self)
-    }
-}
-
-impl fmt::Display for FactorId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// What kind of second factor it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -375,6 +375,7 @@ impl MfaService {
         let event = self
             .event(account.id(), AuditKind::SecondFactorAdded, now)
             .of_session(caller.session_id())
+            .of_factor(factor.id)
             .from_client(client);
         let letter = Letter::SecondFactorAdded {
             factor_name: factor.name.as_str().to_owned(),
@@ -412,6 +413,7 @@ impl MfaService {
         let event = self
             .event(account.id(), AuditKind::SecondFactorRemoved, now)
             .of_session(caller.session_id())
+            .of_factor(id)
             .from_client(client);
         let letter = Letter::SecondFactorRemoved { factor_name: factor.name.as_str().to_owned() };
         let notice = self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &letter);
@@ -694,6 +696,7 @@ impl MfaService {
         let event = self
             .event(account.id(), AuditKind::SecondFactorAdded, now)
             .of_session(caller.session_id())
+            .of_factor(factor_id)
             .from_client(client);
         let letter = Letter::SecondFactorAdded { factor_name: name.as_str().to_owned(), factor_kind: "passkey" };
         let notice = self.letters.email(random_uuid(self.random.as_ref()), account.email().clone(), &letter);

@@ -40,6 +40,13 @@ pub enum RevocationReason {
     EmailChangeUndone,
     /// The session reached its limit of password checks with a wrong password.
     PasswordFailures,
+    /// The owner ended it from another session (one session, or every other one).
+    Revoked,
+    /// It reached the end of its lifetime, or went unused for longer than its refresh token
+    /// lives, without being ended first.
+    Expired,
+    /// The account was deleted.
+    AccountDeleted,
 }
 
 impl RevocationReason {
@@ -53,6 +60,9 @@ impl RevocationReason {
             Self::AccountDisabled => "account_disabled",
             Self::EmailChangeUndone => "email_change_undone",
             Self::PasswordFailures => "password_failures",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 }

@@ -46,3 +46,15 @@ uuid_id!(
     /// The identifier of an API key; public, used to list and revoke it.
     ApiKeyId
 );
+
+uuid_id!(
+    /// The identifier of a second factor (an authenticator app or a passkey).
+    FactorId
+);
+
+impl FactorId {
+    /// Reads the identifier of a path, `None` if it is not a UUID.
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::parse_str(text).ok().map(Self)
+    }
+}

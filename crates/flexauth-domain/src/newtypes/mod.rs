@@ -12,5 +12,5 @@ mod scope;
 pub use amr::{AuthenticationMethod, AuthenticationMethods};
 pub use client::{ClientInfo, RevocationReason};
 pub use email::{EmailAddress, EmailError};
-pub use ids::{AccountId, ApiKeyId, SessionId};
+pub use ids::{AccountId, ApiKeyId, FactorId, SessionId};
 pub use scope::{space_separated, Grants, Scope, ScopeError};

@@ -243,8 +243,13 @@ impl SessionService {
             LiveSessionError::SessionEnded(ended) => ManageSessionsError::SessionEnded(ended),
             LiveSessionError::Unexpected(cause) => ManageSessionsError::Unexpected(cause),
         })?;
-        let keep = if scope == LogoutScope::Others { Some(live.session_id()) } else { None };
-        self.sessions.revoke_all(live.account_id(), keep, now, RevocationReason::Logout).await?;
+        // The caller's own session ends by logout; the others were ended by their owner from
+        // here, which is how a webhook receiver tells them apart.
+        let (keep, reason) = match scope {
+            LogoutScope::Others => (Some(live.session_id()), RevocationReason::Revoked),
+            _ => (None, RevocationReason::Logout),
+        };
+        self.sessions.revoke_all(live.account_id(), keep, now, reason).await?;
         if scope == LogoutScope::Global {
             // Logging out everywhere is how an owner throws someone out: their address and
             // device lose the exemption from the per-account login limit too.
@@ -297,7 +302,9 @@ impl SessionService {
             .await?
             .filter(|session| session.account_id() == caller.account_id())
             .ok_or(ManageSessionsError::NotFound)?;
-        self.sessions.revoke(session.id(), self.clock.now(), RevocationReason::Logout).await?;
+        let reason =
+            if session.id() == caller.session_id() { RevocationReason::Logout } else { RevocationReason::Revoked };
+        self.sessions.revoke(session.id(), self.clock.now(), reason).await?;
         Ok(())
     }
 

@@ -35,6 +35,48 @@ pub enum Command {
         #[command(subcommand)]
         command: EmailTemplatesCommand,
     },
+    /// Manage the endpoints that receive signed events (Standard Webhooks). Each command prints
+    /// JSON.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+/// An operator's command on the webhook endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum WebhooksCommand {
+    /// Add an endpoint at URL; prints its id and its signing secret (`whsec_…`), shown this
+    /// once. It receives the events queued from now on.
+    Add {
+        url: String,
+        /// Comma-separated event types (`account.created,session.ended`), or `*` for all of
+        /// them, including types added by later versions.
+        #[arg(long, default_value = "*")]
+        events: String,
+    },
+    /// Every endpoint, with its events and health (never a secret).
+    List,
+    /// Remove endpoint ID and the messages still waiting for it.
+    Remove { id: String },
+    /// Give endpoint ID a new signing secret, printed this once; the old one keeps signing
+    /// beside it for the overlap, so receivers can switch without refusing a message.
+    RotateSecret {
+        id: String,
+        /// How long the old secret keeps signing (`3600`, `90s`, `15m`, `24h`). Default: 24h.
+        #[arg(long)]
+        overlap: Option<super::ConfigDuration>,
+    },
+    /// Deliver to endpoint ID again after flexauth disabled it for failing too long; its
+    /// waiting messages are due at once.
+    Enable { id: String },
+    /// The newest attempts to deliver to endpoint ID: event, attempt, status, error, outcome.
+    Deliveries {
+        id: String,
+        /// How many attempts to show.
+        #[arg(long, default_value = "50")]
+        limit: u32,
+    },
 }
 
 /// An operator's command on the email templates.

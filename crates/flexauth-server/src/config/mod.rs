@@ -29,7 +29,7 @@ pub struct Cli {
     pub config: RawConfig,
 }
 
-pub use commands::{AccountsCommand, ClientsCommand, Command, EmailTemplatesCommand, KeysCommand};
+pub use commands::{AccountsCommand, ClientsCommand, Command, EmailTemplatesCommand, KeysCommand, WebhooksCommand};
 pub use values::{ConfigDuration, LogFormat};
 use values::{
     DatabaseUrl, DurationOrZero, ForwardedHeaderSetting, List, OptionalAddress, Origin, PoolerSetting, PublicUrl,
@@ -191,6 +191,11 @@ pub struct RawConfig {
     /// access token carries all of them. Empty: keys carry none.
     #[arg(long, env = "FLEXAUTH_API_KEY_SCOPES", default_value = "")]
     pub api_key_scopes: List<Scope>,
+    /// Let webhook endpoints (`flexauth webhooks add`) be on loopback, private, link-local or
+    /// metadata addresses, and use plain http: for receivers on the same private network, and
+    /// tests. Off, such URLs are refused when added and every delivery checks again.
+    #[arg(long, env = "FLEXAUTH_WEBHOOKS_ALLOW_PRIVATE", default_value = "false", action = clap::ArgAction::Set)]
+    pub webhooks_allow_private: bool,
 }
 
 impl std::fmt::Debug for RawConfig {
@@ -305,6 +310,14 @@ pub struct Settings {
     pub max_connections_per_address: usize,
     /// The scopes API keys may carry.
     pub api_key_scopes: std::collections::BTreeSet<flexauth_domain::newtypes::Scope>,
+    /// Where webhooks may be posted.
+    pub webhook_destinations: flexauth_domain::webhook::DestinationPolicy,
+    /// How webhook deliveries are paced and retried.
+    pub webhook_delivery: flexauth_domain::webhook::WebhookDeliverySettings,
+    /// How long one webhook attempt may take in all.
+    pub webhook_timeout: std::time::Duration,
+    /// How often the webhook worker looks for due messages when the last look found few.
+    pub webhook_poll_interval: std::time::Duration,
 }
 
 /// A configuration value that cannot be used; its message is the one line printed at start.
@@ -458,6 +471,12 @@ impl RawConfig {
             request_body_timeout: self.request_body_timeout.0.unsigned_abs(),
             api_key_scopes: self.api_key_scopes.0.iter().cloned().collect(),
             max_connections_per_address: self.max_connections_per_address as usize,
+            webhook_destinations: flexauth_domain::webhook::DestinationPolicy {
+                allow_private: self.webhooks_allow_private,
+            },
+            webhook_delivery: flexauth_domain::webhook::WebhookDeliverySettings::default(),
+            webhook_timeout: std::time::Duration::from_secs(10),
+            webhook_poll_interval: std::time::Duration::from_secs(1),
         })
     }
 }

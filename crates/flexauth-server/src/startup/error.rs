@@ -42,6 +42,8 @@ pub enum StartupError {
     KeysInTheClear(usize),
     #[error("cannot register the metrics: {0}")]
     Metrics(String),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
     #[error("cannot create the data directory {path} (FLEXAUTH_DATA_DIR): {source}")]
     DataDir { path: String, source: std::io::Error },
     #[error("database: {0}")]

@@ -65,6 +65,8 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
     worker: JoinHandle<()>,
     usage_flusher: JoinHandle<()>,
+    /// Delivers webhook messages.
+    webhook_worker: JoinHandle<()>,
     /// Reads the stored signing keys again every second; `None` with key files.
     key_ring_refresher: Option<JoinHandle<()>>,
 }
@@ -313,6 +315,8 @@ impl Application {
         let audit = AuditService::new(shared.clone());
         let shared_housekeeping: Arc<dyn flexauth_domain::housekeeping::Housekeeping> = shared.clone();
         let clock_for_purge = clock.clone();
+        let webhook_transport = wiring.webhook_transport().map_err(StartupError::Webhooks)?;
+        let webhooks = wiring.webhook_delivery(webhook_transport);
         let delivery = DeliveryService::new(shared, transport, clock, random, DeliverySettings::default());
         let worker_wakeup = Arc::new(tokio::sync::Notify::new());
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -393,6 +397,7 @@ impl Application {
 
         let (shutdown, stopped) = watch::channel(false);
         let housekeeping = HousekeepingService::new(shared_housekeeping, clock_for_purge, retention);
+        let metrics_for_webhooks = metrics.clone();
         let jobs = worker::Jobs { accounts, delivery, housekeeping, metrics };
         let usage_flusher = worker::spawn_usage_flusher(usage, settings.usage_flush_interval, stopped.clone());
         let key_ring_refresher = stored_ring.then(|| {
@@ -405,6 +410,8 @@ impl Application {
                 stopped.clone(),
             )
         });
+        let webhook_worker =
+            worker::spawn_webhooks(webhooks, metrics_for_webhooks, settings.webhook_poll_interval, stopped.clone());
         let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, public_url = %settings.public_base(), "flexauth listening");
         if settings.public_url_from_bind && !settings.bind.ip().is_loopback() {
@@ -415,7 +422,17 @@ impl Application {
             );
         }
         let drain = Drain { draining, handle: server.handle(), delay: settings.shutdown_drain.unsigned_abs() };
-        Ok(Self { port, server, metrics_server, drain, shutdown, worker, usage_flusher, key_ring_refresher })
+        Ok(Self {
+            port,
+            server,
+            metrics_server,
+            drain,
+            shutdown,
+            worker,
+            usage_flusher,
+            webhook_worker,
+            key_ring_refresher,
+        })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -458,6 +475,7 @@ impl Application {
         let _ = self.shutdown.send(true);
         let _ = self.worker.await;
         let _ = self.usage_flusher.await;
+        let _ = self.webhook_worker.await;
         if let Some(refresher) = self.key_ring_refresher {
             let _ = refresher.await;
         }

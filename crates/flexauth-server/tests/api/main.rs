@@ -35,3 +35,4 @@ mod sessions;
 mod signup;
 mod takeover;
 mod tokens;
+mod webhooks;

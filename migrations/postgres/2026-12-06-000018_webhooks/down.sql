@@ -1,0 +1,6 @@
+DROP INDEX sessions_unannounced_expiry;
+ALTER TABLE sessions DROP COLUMN expiry_announced_at;
+DROP TABLE webhook_attempts;
+DROP TABLE webhook_messages;
+DROP TABLE webhook_subscriptions;
+DROP TABLE webhook_endpoints;
