@@ -157,7 +157,7 @@ scenarios! { $ webhooks_scenarios;
         assert_eq!(attempts[1].error.as_deref(), Some("HTTP 503"));
     }
 
-    pub async fn a_disabled_endpoint_gets_nothing_new_until_enabled_and_a_given_up_message_stays<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
+    pub async fn a_disabled_endpoint_gets_nothing_new_and_enabling_it_revives_what_was_kept<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
         let hook = endpoint(EventFilter::All, "whsec_a");
         store.add(&hook).await.unwrap();
         let account = stored_account(store).await;
@@ -177,8 +177,11 @@ scenarios! { $ webhooks_scenarios;
         assert!(!WebhookEndpoints::enable(store, EndpointId::from_uuid(Uuid::new_v4()), NOW).await.unwrap());
         SessionRepository::revoke(store, session.id(), NOW, RevocationReason::Revoked).await.unwrap();
         let after = claim_webhooks(store, NOW).await;
-        assert_eq!(types(&after), vec![(hook.id, "session.ended")]);
-        assert_eq!(after[0].event.reason.as_deref(), Some("revoked"));
+        assert_eq!(types(&after), vec![(hook.id, "account.created"), (hook.id, "session.ended")], "the given-up message, revived");
+        let revived = after.iter().find(|message| message.event.event_type == EventType::AccountCreated).unwrap();
+        assert_eq!(revived.attempts, 0, "its retry schedule starts over");
+        let ended = after.iter().find(|message| message.event.event_type == EventType::SessionEnded).unwrap();
+        assert_eq!(ended.event.reason.as_deref(), Some("revoked"));
         assert!(WebhookEndpoints::remove(store, hook.id).await.unwrap());
         assert!(WebhookEndpoints::list(store).await.unwrap().is_empty());
         assert!(claim_webhooks(store, NOW + Duration::hours(1)).await.is_empty(), "its messages went with it");
@@ -238,6 +241,72 @@ scenarios! { $ webhooks_scenarios;
         assert_eq!(
             (announced[0].event.session_id, announced[0].event.reason.as_deref(), announced[0].event.at),
             (Some(session.id()), Some("expired"), NOW + Duration::days(30))
+        );
+        // Ending the sessions of the account later announces it no more: once per session.
+        let later = NOW + Duration::days(30) + Duration::hours(1);
+        store.revoke_all(account.id(), None, later, RevocationReason::Logout).await.unwrap();
+        // (Within the lease of the message claimed above.)
+        assert!(claim_webhooks(store, NOW + Duration::days(31) + Duration::minutes(1)).await.is_empty());
+    }
+
+    pub async fn a_session_that_expired_unannounced_is_announced_as_expired_by_whatever_ends_it<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
+        let hook = endpoint(EventFilter::Only(vec![EventType::SessionEnded, EventType::AccountDisabled]), "whsec_a");
+        store.add(&hook).await.unwrap();
+        let account = stored_account(store).await;
+        let expired = new_session(&account, &RefreshSecret::from_bytes([8; 32]));
+        assert!(SessionRepository::create(store, &expired, 0, &login_event(&account)).await.unwrap());
+        // Expired ten minutes ago, before any purge announced it; the account is disabled now.
+        let at = NOW + Duration::days(30) + Duration::minutes(10);
+        let event = AuditEvent { kind: AuditKind::AccountDisabled, at, ..login_event(&account) };
+        assert!(store.disable(account.id(), at, &event).await.unwrap());
+        let announced = claim_webhooks(store, at).await;
+        let ended = announced.iter().find(|message| message.event.event_type == EventType::SessionEnded).unwrap();
+        assert_eq!((ended.event.reason.as_deref(), ended.event.at), (Some("expired"), NOW + Duration::days(30)));
+        // Disabled again: nothing new to announce (the log still records the operator's try).
+        let again = AuditEvent { id: Uuid::new_v4(), at: at + Duration::minutes(1), ..event };
+        assert!(store.disable(account.id(), at + Duration::minutes(1), &again).await.unwrap());
+        assert!(claim_webhooks(store, at + Duration::minutes(1)).await.is_empty());
+        assert_eq!(types(&announced).len(), 2, "account.disabled and the one session: {:?}", types(&announced));
+    }
+
+    pub async fn an_erased_account_is_announced_and_its_waiting_messages_lose_its_address<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
+        let hook = endpoint(EventFilter::All, "whsec_a");
+        store.add(&hook).await.unwrap();
+        let account = stored_account(store).await;
+        let session = new_session(&account, &RefreshSecret::from_bytes([9; 32]));
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        let erasure = flexauth_domain::lifecycle::Erasure {
+            account_id: account.id(),
+            tombstone: AccountId::from_uuid(Uuid::new_v4()),
+            event: AuditEvent { kind: AuditKind::AccountDeleted, ..login_event(&account) },
+            goodbye: None,
+        };
+        assert!(store.erase(&erasure).await.unwrap());
+        let announced = claim_webhooks(store, NOW).await;
+        let kinds: Vec<_> = types(&announced).into_iter().map(|(_, kind)| kind).collect();
+        assert_eq!(kinds, vec!["account.created", "account.deleted", "session.created", "session.ended"]);
+        assert!(announced.iter().all(|message| message.event.account_id == account.id()), "the real id, not the tombstone");
+        let created = announced.iter().find(|message| message.event.event_type == EventType::AccountCreated).unwrap();
+        assert_eq!(created.event.email, None, "the address went with the account");
+        let logged_in = announced.iter().find(|message| message.event.event_type == EventType::SessionCreated).unwrap();
+        assert_eq!((logged_in.event.client.ip.clone(), logged_in.event.client.user_agent.clone()), (None, None));
+        let ended = announced.iter().find(|message| message.event.event_type == EventType::SessionEnded).unwrap();
+        assert_eq!(ended.event.reason.as_deref(), Some("account_deleted"));
+    }
+
+    pub async fn an_unverified_sign_up_that_is_purged_is_announced_deleted_once<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
+        let hook = endpoint(EventFilter::Only(vec![EventType::AccountDeleted]), "whsec_a");
+        store.add(&hook).await.unwrap();
+        let account = stored_account(store).await;
+        // Its link expired a day after NOW; eight days later it is purged.
+        let cutoffs = RetentionSettings::default().cutoffs(NOW + Duration::days(8));
+        assert_eq!(store.purge(&cutoffs).await.unwrap().unverified_accounts, 1);
+        assert_eq!(store.purge(&cutoffs).await.unwrap().unverified_accounts, 0);
+        let announced = claim_webhooks(store, NOW + Duration::days(9)).await;
+        assert_eq!(types(&announced), vec![(hook.id, "account.deleted")]);
+        assert_eq!(
+            (announced[0].event.account_id, announced[0].event.reason.as_deref()),
+            (account.id(), Some("never_verified"))
         );
     }
 }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::state::ApiKeyRow;
 use crate::{MemoryError, MemoryStore};
-use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
+use flexauth_domain::webhook::KeyRevocationReason;
 
 #[async_trait]
 impl ApiKeyRepository for MemoryStore {
@@ -81,14 +81,14 @@ impl ApiKeyRepository for MemoryStore {
             return Ok(false);
         }
         state.check_event_free(event)?;
-        if let Some(row) = state.api_keys.get_mut(&id) {
+        let revoked = state.api_keys.get_mut(&id).map(|row| {
             row.revoked_at = Some(now);
-        }
+            row.key.clone()
+        });
         state.record(event);
-        state.announce(
-            &WebhookEvent::key_revoked(event.id, account_id, id, KeyRevocationReason::Revoked, now)
-                .from_client(event.client.clone()),
-        );
+        if let Some(key) = revoked {
+            state.announce_revoked(&key, KeyRevocationReason::Revoked, now);
+        }
         Ok(true)
     }
 

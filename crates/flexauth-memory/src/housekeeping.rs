@@ -3,10 +3,11 @@ use flexauth_domain::account::AccountId;
 use flexauth_domain::housekeeping::{Housekeeping, PurgeCutoffs, PurgeReport};
 use flexauth_domain::InfraError;
 
-use flexauth_domain::session::{ClientInfo, RevocationReason, SessionId};
-use flexauth_domain::webhook::WebhookEvent;
+use flexauth_domain::api_key::ApiKey;
+use flexauth_domain::session::{RevocationReason, StoredSession};
+use flexauth_domain::webhook::KeyRevocationReason;
 
-use crate::state::{stored_client, State};
+use crate::state::State;
 use crate::MemoryStore;
 
 /// Removes at most `batch` entries of `map` that `due` selects; returns how many.
@@ -57,9 +58,10 @@ impl Housekeeping for MemoryStore {
         let mut unverified_accounts = 0;
         for id in abandoned {
             // A receiver told of the sign-up learns that it is gone.
-            let event = WebhookEvent::account_deleted(uuid::Uuid::new_v4(), id, cutoffs.now, Default::default());
-            state.announce(&WebhookEvent { reason: Some("never_verified".to_owned()), ..event });
-            unverified_accounts += u64::from(state.delete_account(id));
+            if state.delete_account(id) {
+                state.announce_never_verified(id, cutoffs.now);
+                unverified_accounts += 1;
+            }
         }
 
         let devices = purge_batch(&mut state.known_devices, batch, |device| device.last_seen_at < ended);
@@ -80,7 +82,7 @@ impl Housekeeping for MemoryStore {
             purge_batch(&mut state.webhook_messages, batch, |message| message.failed_at.is_some_and(|at| at < history));
 
         // Sessions that expired without being ended are announced once each.
-        let expired: Vec<(AccountId, SessionId, time::OffsetDateTime, ClientInfo)> = state
+        let expired: Vec<StoredSession> = state
             .sessions
             .values()
             .filter(|session| {
@@ -89,21 +91,30 @@ impl Housekeeping for MemoryStore {
                     && session.current_expires_at > cutoffs.expiries_announced_after
                     && !state.expiries_announced.contains(&session.id)
             })
-            .map(|session| (session.account_id, session.id, session.current_expires_at, stored_client(&session.client)))
             .take(batch)
+            .cloned()
             .collect();
-        let expiries_announced = u64::try_from(expired.len()).unwrap_or(u64::MAX);
-        for (account_id, session_id, at, client) in expired {
-            state.expiries_announced.insert(session_id);
-            let event = WebhookEvent::session_ended(
-                uuid::Uuid::new_v4(),
-                account_id,
-                session_id,
-                RevocationReason::Expired,
-                at,
-                client,
-            );
-            state.announce(&event);
+        let mut expiries_announced = u64::try_from(expired.len()).unwrap_or(u64::MAX);
+        for session in expired {
+            state.announce_ended(&session, RevocationReason::Expired, now);
+            state.expiries_announced.insert(session.id);
+        }
+        // Keys that expired, likewise.
+        let expired_keys: Vec<ApiKey> = state
+            .api_keys
+            .values()
+            .filter(|row| {
+                row.revoked_at.is_none()
+                    && row.key.expires_at().is_some_and(|at| at <= now && at > cutoffs.expiries_announced_after)
+                    && !state.key_expiries_announced.contains(&row.key.id())
+            })
+            .take(batch)
+            .map(|row| row.key.clone())
+            .collect();
+        expiries_announced += u64::try_from(expired_keys.len()).unwrap_or(u64::MAX);
+        for key in expired_keys {
+            state.announce_revoked(&key, KeyRevocationReason::Expired, now);
+            state.key_expiries_announced.insert(key.id());
         }
 
         // The memory store keeps no record of endings: its sessions table answers at once.

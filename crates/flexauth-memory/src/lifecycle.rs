@@ -22,16 +22,23 @@ impl LifecycleRepository for MemoryStore {
             return Ok(false);
         }
         state.check_event_free(event)?;
+        let mut newly_disabled = false;
         if let Some(account) = state.accounts.get_mut(&id) {
             // The new credential version makes a login whose password check is under way
             // commit no session.
             account.credential_version += 1;
+            newly_disabled = account.disabled_at.is_none();
             account.disabled_at = account.disabled_at.or(Some(now));
         }
         state.revoke_sessions(id, None, now, RevocationReason::AccountDisabled);
         state.revoke_api_keys(id, None, now, KeyRevocationReason::AccountDisabled);
         state.forget_known_clients(id, now);
-        state.record(event);
+        // Disabling a disabled account changes nothing to announce, as in the store.
+        if newly_disabled {
+            state.record(event);
+        } else {
+            state.record_only(event);
+        }
         Ok(true)
     }
 
@@ -41,10 +48,12 @@ impl LifecycleRepository for MemoryStore {
             return Ok(false);
         }
         state.check_event_free(event)?;
-        if let Some(account) = state.accounts.get_mut(&id) {
-            account.disabled_at = None;
+        let was_disabled = state.accounts.get_mut(&id).and_then(|account| account.disabled_at.take()).is_some();
+        if was_disabled {
+            state.record(event);
+        } else {
+            state.record_only(event);
         }
-        state.record(event);
         Ok(true)
     }
 
@@ -87,6 +96,14 @@ impl LifecycleRepository for MemoryStore {
         }
         state.outbox.retain(|_, row| !addresses.iter().any(|address| address == row.recipient.as_str()));
         state.account_requests.retain(|_, row| row.request.email.as_str() != email);
+        // Webhook messages still waiting are delivered, but without the address and the client
+        // they named.
+        for message in state.webhook_messages.values_mut() {
+            if message.event.account_id == erasure.account_id {
+                message.event.email = None;
+                message.event.client = Default::default();
+            }
+        }
         let at = erasure.event.at;
         state.revoke_sessions(erasure.account_id, None, at, RevocationReason::AccountDeleted);
         state.revoke_api_keys(erasure.account_id, None, at, KeyRevocationReason::AccountDeleted);
@@ -186,7 +203,10 @@ impl LifecycleRepository for MemoryStore {
         }
         state.check_event_free(event)?;
         if let Some(id) = squatter {
-            state.delete_account(id);
+            // Receivers told of its sign-up learn that it is gone.
+            if state.delete_account(id) {
+                state.announce_never_verified(id, now);
+            }
         }
         if let Some(stored) = state.email_changes.get_mut(&change.confirmation) {
             stored.confirmed_at = Some(now);
@@ -243,7 +263,10 @@ impl LifecycleRepository for MemoryStore {
             }
         }
         if let Some(id) = squatter {
-            state.delete_account(id);
+            // Receivers told of its sign-up learn that it is gone.
+            if state.delete_account(id) {
+                state.announce_never_verified(id, now);
+            }
         }
         // Back to the address the change was asked from, whatever happened since. Whoever
         // asked had the password: it is replaced by one nobody knows, and the credential

@@ -136,10 +136,17 @@ impl FactorRepository for MemoryStore {
         let mut state = self.lock()?;
         state.check_event_free(event)?;
         state.check_outbox_free(notice)?;
+        let confirmed =
+            state.mfa_factors.values().any(|factor| factor.account_id == account_id && factor.confirmed_at.is_some());
         state.mfa_factors.retain(|_, factor| factor.account_id != account_id);
         state.recovery_codes.retain(|_, row| row.account_id != account_id);
         state.mfa_challenges.retain(|_, challenge| challenge.account_id != account_id);
-        state.record(event);
+        // Announced only when a factor that counted went, as the store does.
+        if confirmed {
+            state.record(event);
+        } else {
+            state.record_only(event);
+        }
         state.queue(notice, event.at);
         Ok(())
     }

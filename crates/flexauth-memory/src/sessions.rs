@@ -12,7 +12,6 @@ use time::OffsetDateTime;
 
 use crate::state::{stored_client, DeviceRow};
 use crate::{MemoryError, MemoryStore};
-use flexauth_domain::webhook::WebhookEvent;
 
 /// The sessions table is in this process's memory: it knows of every ending at once.
 impl EndedSessions for MemoryStore {
@@ -194,16 +193,10 @@ fn revoke_one(state: &mut crate::state::State, id: SessionId, now: OffsetDateTim
     let ended = match state.sessions.get_mut(&id) {
         Some(session) if session.revoked_at.is_none() => {
             session.revoked_at = Some(now);
-            Some(WebhookEvent::session_ended(
-                uuid::Uuid::new_v4(),
-                session.account_id,
-                id,
-                reason,
-                now,
-                crate::state::stored_client(&session.client),
-            ))
+            session.clone()
         }
-        _ => None,
+        _ => return false,
     };
-    ended.map(|event| state.announce(&event)).is_some()
+    state.announce_ended(&ended, reason, now);
+    true
 }

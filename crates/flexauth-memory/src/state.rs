@@ -116,6 +116,8 @@ pub(crate) struct State {
     pub webhook_attempts: Vec<DeliveryAttempt>,
     /// Sessions whose expiry was announced.
     pub expiries_announced: std::collections::HashSet<SessionId>,
+    /// API keys whose expiry was announced.
+    pub key_expiries_announced: std::collections::HashSet<ApiKeyId>,
 }
 
 /// A webhook endpoint with its sealed secrets.
@@ -237,6 +239,47 @@ impl State {
         self.audit_events.insert(event.id, stored);
     }
 
+    /// Queues `session.ended` for `session`, which a write at `now` ended for `reason`: for
+    /// `reason` when it was live, as `expired` at its expiry when it had expired already
+    /// (unless that was announced, or is older than a day), as the store does.
+    pub fn announce_ended(&mut self, session: &StoredSession, reason: RevocationReason, now: OffsetDateTime) {
+        let expires_at = session.current_expires_at;
+        let (reason, at) = if self.expiries_announced.contains(&session.id) {
+            return;
+        } else if expires_at > now {
+            (reason, now)
+        } else if expires_at > now - time::Duration::days(1) {
+            (RevocationReason::Expired, expires_at)
+        } else {
+            return;
+        };
+        let client = stored_client(&session.client);
+        let event = WebhookEvent::session_ended(Uuid::new_v4(), session.account_id, session.id, reason, at, client);
+        self.announce(&event);
+    }
+
+    /// Queues `api_key.revoked` for `key`, which a write at `now` revoked for `reason`: for
+    /// `reason` when it still worked, as `expired` at its expiry when it had expired already
+    /// (unless that was announced, or is older than a day), as the store does.
+    pub fn announce_revoked(&mut self, key: &ApiKey, reason: KeyRevocationReason, now: OffsetDateTime) {
+        let (reason, at) = match key.expires_at() {
+            _ if self.key_expiries_announced.contains(&key.id()) => return,
+            Some(expired) if expired <= now && expired > now - time::Duration::days(1) => {
+                (KeyRevocationReason::Expired, expired)
+            }
+            Some(expired) if expired <= now => return,
+            _ => (reason, now),
+        };
+        self.announce(&WebhookEvent::key_revoked(Uuid::new_v4(), key.account_id(), key.id(), reason, at));
+    }
+
+    /// Queues `account.deleted` with the reason `never_verified` for account `id`, an
+    /// unverified sign-up removed at `at`.
+    pub fn announce_never_verified(&mut self, id: AccountId, at: OffsetDateTime) {
+        let event = WebhookEvent::account_deleted(Uuid::new_v4(), id, at, ClientInfo::default());
+        self.announce(&WebhookEvent { reason: Some("never_verified".to_owned()), ..event });
+    }
+
     /// Queues `event` for every endpoint that subscribes to its type and is not disabled.
     pub fn announce(&mut self, event: &WebhookEvent) {
         for row in self.webhook_endpoints.values() {
@@ -311,18 +354,11 @@ impl State {
         for session in self.sessions.values_mut() {
             if session.account_id == account_id && Some(session.id) != keep && session.revoked_at.is_none() {
                 session.revoked_at = Some(now);
-                ended.push(WebhookEvent::session_ended(
-                    Uuid::new_v4(),
-                    account_id,
-                    session.id,
-                    reason,
-                    now,
-                    stored_client(&session.client),
-                ));
+                ended.push(session.clone());
             }
         }
-        for event in &ended {
-            self.announce(event);
+        for session in &ended {
+            self.announce_ended(session, reason, now);
         }
         ended.len() as u64
     }
@@ -343,11 +379,11 @@ impl State {
                 && made_before.is_none_or(|before| row.key.created_at() < before)
             {
                 row.revoked_at = Some(now);
-                revoked.push(WebhookEvent::key_revoked(Uuid::new_v4(), account_id, row.key.id(), reason, now));
+                revoked.push(row.key.clone());
             }
         }
-        for event in &revoked {
-            self.announce(event);
+        for key in &revoked {
+            self.announce_revoked(key, reason, now);
         }
     }
 

@@ -69,8 +69,10 @@ impl WebhookEndpoints for MemoryStore {
         row.endpoint.disabled_at = None;
         row.endpoint.failing_since = None;
         for ((endpoint, _), message) in &mut state.webhook_messages {
-            if *endpoint == id && message.failed_at.is_none() {
+            if *endpoint == id {
                 message.next_attempt_at = now;
+                message.failed_at = None;
+                message.attempts = 0;
             }
         }
         Ok(true)
@@ -98,7 +100,7 @@ impl WebhookQueue for MemoryStore {
         now: OffsetDateTime,
         lease: LeaseId,
         lease_until: OffsetDateTime,
-        limit: u32,
+        per_endpoint: u32,
         skip: &[EndpointId],
     ) -> Result<Vec<QueuedMessage>, InfraError> {
         let mut state = self.lock()?;
@@ -115,7 +117,13 @@ impl WebhookQueue for MemoryStore {
             .map(|(key, message)| (message.next_attempt_at, *key))
             .collect();
         due.sort_by_key(|(at, (endpoint, event))| (*at, endpoint.as_uuid(), *event));
-        due.truncate(limit as usize);
+        // A few of each endpoint, the oldest first.
+        let mut taken: std::collections::HashMap<EndpointId, u32> = std::collections::HashMap::new();
+        due.retain(|(_, (endpoint, _))| {
+            let count = taken.entry(*endpoint).or_default();
+            *count += 1;
+            *count <= per_endpoint
+        });
         let mut claimed = Vec::with_capacity(due.len());
         for (_, key) in due {
             let Some(row) = state.webhook_endpoints.get(&key.0) else { continue };

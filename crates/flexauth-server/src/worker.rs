@@ -132,9 +132,9 @@ pub fn spawn_usage_flusher(
 
 /// Delivers webhook messages until `shutdown` turns true: claims the due messages this
 /// instance has room for and posts each on its own task, so a receiver that hangs holds up
-/// only its own messages, never this loop, a request, or another endpoint. Claims again at
-/// once after a full batch, else after `interval`. At shutdown it waits for the posts under
-/// way (each ends within the transport's deadline) so their outcomes are recorded.
+/// only its own messages, never this loop, a request, or another endpoint. Claims again as soon
+/// as a post ends (room was made), else after `interval`. At shutdown it waits for the posts
+/// under way (each ends within the transport's deadline) so their outcomes are recorded.
 pub fn spawn_webhooks(
     delivery: WebhookDelivery,
     metrics: Arc<crate::metrics::Metrics>,
@@ -143,12 +143,12 @@ pub fn spawn_webhooks(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut in_flight = tokio::task::JoinSet::new();
+        let finished = Arc::new(Notify::new());
         loop {
-            let full = match delivery.claim().await {
+            match delivery.claim().await {
                 Ok(claimed) => {
-                    let full = claimed.len() >= delivery.settings().batch_size as usize;
                     for message in claimed {
-                        let (delivery, metrics) = (delivery.clone(), metrics.clone());
+                        let (delivery, metrics, finished) = (delivery.clone(), metrics.clone(), finished.clone());
                         in_flight.spawn(async move {
                             let endpoint = message.message.endpoint_id;
                             match delivery.deliver(message).await {
@@ -169,20 +169,17 @@ pub fn spawn_webhooks(
                                         lease"
                                 ),
                             }
+                            finished.notify_one();
                         });
                     }
-                    full
                 }
-                Err(error) => {
-                    tracing::error!(error.chain = %error_chain(&error), "webhook claim failed");
-                    false
-                }
-            };
+                Err(error) => tracing::error!(error.chain = %error_chain(&error), "webhook claim failed"),
+            }
             // Finished posts leave the set, so it holds only those under way.
             while in_flight.try_join_next().is_some() {}
-            let pause = if full { Duration::ZERO } else { interval };
             tokio::select! {
-                () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep(interval) => {}
+                () = finished.notified() => {}
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {

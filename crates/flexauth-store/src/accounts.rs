@@ -15,7 +15,8 @@ use crate::schema::{
     accounts, api_keys, email_verification_tokens, known_devices, outbox, password_reset_tokens, sessions,
 };
 use crate::webhooks::{
-    announce, announce_keys_revoked, announce_sessions_ended, announce_verified, EndedSession, Recorded, ENDED_SESSION,
+    announce, announce_keys_revoked, announce_sessions_ended, announce_verified, EndedSession, Recorded, RevokedKey,
+    ENDED_SESSION, REVOKED_KEY,
 };
 use crate::{guarded, per_backend, DbConnection, Store, StoreError};
 use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
@@ -353,14 +354,14 @@ impl AccountRepository for Store {
                     // The trigger of migration 7 tells every instance's key cache at commit.
                     let keys_revoked = match revoke_keys_made_before {
                         Some(before) => {
-                            let revoked: Vec<(String, String)> = per_backend!(c, |c| diesel::update(
+                            let revoked: Vec<RevokedKey> = per_backend!(c, |c| diesel::update(
                                 api_keys::table
                                     .filter(api_keys::account_id.eq(&account_id))
                                     .filter(api_keys::revoked_at.is_null())
                                     .filter(api_keys::created_at.lt(before)),
                             )
                             .set(api_keys::revoked_at.eq(now))
-                            .returning((api_keys::id, api_keys::account_id))
+                            .returning(REVOKED_KEY)
                             .get_results(c))?;
                             announce_keys_revoked(c, &revoked, KeyRevocationReason::PasswordReset, at)?;
                             revoked.len()

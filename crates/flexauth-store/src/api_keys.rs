@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 
 use crate::rows::{millis, ApiKeyRow, NewOutboxRow};
 use crate::schema::{accounts, api_keys, outbox, sessions};
-use crate::webhooks::{announce, Recorded};
-use crate::{Store, StoreError};
-use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
+use crate::webhooks::{announce_keys_revoked, Recorded, RevokedKey, REVOKED_KEY};
+use crate::{per_backend, Store, StoreError};
+use flexauth_domain::webhook::KeyRevocationReason;
 
 #[async_trait]
 impl ApiKeyRepository for Store {
@@ -102,26 +102,26 @@ impl ApiKeyRepository for Store {
         now: OffsetDateTime,
         event: &AuditEvent,
     ) -> Result<bool, InfraError> {
-        let revoked_event = WebhookEvent::key_revoked(event.id, account_id, id, KeyRevocationReason::Revoked, now)
-            .from_client(event.client.clone());
+        let at = now;
         let (account_id, id, now) = (account_id.to_string(), id.to_string(), millis(now));
         let event = Recorded::from(event);
         let updated = self
             .run(move |c| {
                 (c.transaction(|c| {
-                    let updated = diesel::update(
+                    let revoked: Vec<RevokedKey> = per_backend!(c, |c| diesel::update(
                         api_keys::table
                             .find(&id)
                             .filter(api_keys::account_id.eq(&account_id))
                             .filter(api_keys::revoked_at.is_null()),
                     )
                     .set(api_keys::revoked_at.eq(now))
-                    .execute(c)?;
-                    if updated == 1 {
+                    .returning(REVOKED_KEY)
+                    .get_results(c))?;
+                    if revoked.len() == 1 {
                         event.insert(c)?;
-                        announce(c, &revoked_event)?;
+                        announce_keys_revoked(c, &revoked, KeyRevocationReason::Revoked, at)?;
                     }
-                    Ok::<_, diesel::result::Error>(updated)
+                    Ok::<_, diesel::result::Error>(revoked.len())
                 }))
                 .map_err(StoreError::from)
             })

@@ -6,13 +6,17 @@ use flexauth_domain::InfraError;
 
 use crate::rows::millis;
 use crate::schema::{
-    accounts, audit_events, email_verification_tokens, known_devices, mfa_challenges, mfa_factors, passkey_ceremonies,
-    password_reset_tokens, rate_limits, session_endings, sessions, webhook_attempts, webhook_messages,
+    accounts, api_keys, audit_events, email_verification_tokens, known_devices, mfa_challenges, mfa_factors,
+    passkey_ceremonies, password_reset_tokens, rate_limits, session_endings, sessions, webhook_attempts,
+    webhook_messages,
 };
-use crate::webhooks::{announce, announce_sessions_ended, EndedSession, ENDED_SESSION};
-use crate::{Store, StoreError};
+use crate::webhooks::{
+    announce_keys_revoked, announce_never_verified, announce_sessions_ended, EndedSession, RevokedKey, ENDED_SESSION,
+    REVOKED_KEY,
+};
+use crate::{per_backend, Store, StoreError};
 use flexauth_domain::session::RevocationReason;
-use flexauth_domain::webhook::WebhookEvent;
+use flexauth_domain::webhook::KeyRevocationReason;
 
 fn count(deleted: usize) -> u64 {
     u64::try_from(deleted).unwrap_or(u64::MAX)
@@ -100,20 +104,17 @@ impl Housekeeping for Store {
                         .limit(batch)
                         .load::<String>(c)?;
                     let unverified_accounts = c.transaction(|c| {
-                        // A receiver told of the sign-up learns that it is gone.
-                        for id in &abandoned {
-                            if let Ok(uuid) = uuid::Uuid::parse_str(id) {
-                                let account = flexauth_domain::newtypes::AccountId::from_uuid(uuid);
-                                let event = WebhookEvent::account_deleted(
-                                    uuid::Uuid::new_v4(),
-                                    account,
-                                    cutoffs_now,
-                                    Default::default(),
-                                );
-                                announce(c, &WebhookEvent { reason: Some("never_verified".to_owned()), ..event })?;
-                            }
-                        }
-                        diesel::delete(accounts::table.filter(accounts::id.eq_any(&abandoned))).execute(c)
+                        // Still unverified at the delete (a reset link may have verified one
+                        // since the read); each deleted one announced by whoever deleted it.
+                        let deleted: Vec<String> = per_backend!(c, |c| diesel::delete(
+                            accounts::table
+                                .filter(accounts::id.eq_any(&abandoned))
+                                .filter(accounts::email_verified_at.is_null())
+                        )
+                        .returning(accounts::id)
+                        .get_results(c))?;
+                        announce_never_verified(c, &deleted, cutoffs_now)?;
+                        Ok::<_, diesel::result::Error>(deleted.len())
                     })?;
 
                     let forgotten = known_devices::table
@@ -192,11 +193,11 @@ impl Housekeeping for Store {
                         .filter(sessions::expiry_announced_at.is_null())
                         .filter(sessions::current_expires_at.le(now))
                         .filter(sessions::current_expires_at.gt(announce_after))
-                        .select((ENDED_SESSION, sessions::current_expires_at))
+                        .select(ENDED_SESSION)
                         .limit(batch)
-                        .load::<(EndedSession, i64)>(c)?;
+                        .load::<EndedSession>(c)?;
                     let mut expiries_announced = 0;
-                    for (session, expired_at) in expired {
+                    for session in expired {
                         let announced = c.transaction(|c| {
                             let marked = diesel::update(
                                 sessions::table
@@ -207,8 +208,35 @@ impl Housekeeping for Store {
                             .set(sessions::expiry_announced_at.eq(now))
                             .execute(c)?;
                             if marked == 1 {
-                                let at = crate::rows::instant(expired_at).unwrap_or(cutoffs_now);
-                                announce_sessions_ended(c, &[session], RevocationReason::Expired, at)?;
+                                // Read before the mark: announced once, as expired at its expiry.
+                                announce_sessions_ended(c, &[session], RevocationReason::Expired, cutoffs_now)?;
+                            }
+                            Ok::<_, diesel::result::Error>(marked)
+                        })?;
+                        expiries_announced += announced;
+                    }
+
+                    // Keys that expired, likewise.
+                    let expired_keys = api_keys::table
+                        .filter(api_keys::revoked_at.is_null())
+                        .filter(api_keys::expiry_announced_at.is_null())
+                        .filter(api_keys::expires_at.le(now))
+                        .filter(api_keys::expires_at.gt(announce_after))
+                        .select(REVOKED_KEY)
+                        .limit(batch)
+                        .load::<RevokedKey>(c)?;
+                    for key in expired_keys {
+                        let announced = c.transaction(|c| {
+                            let marked = diesel::update(
+                                api_keys::table
+                                    .find(&key.0)
+                                    .filter(api_keys::revoked_at.is_null())
+                                    .filter(api_keys::expiry_announced_at.is_null()),
+                            )
+                            .set(api_keys::expiry_announced_at.eq(now))
+                            .execute(c)?;
+                            if marked == 1 {
+                                announce_keys_revoked(c, &[key], KeyRevocationReason::Expired, cutoffs_now)?;
                             }
                             Ok::<_, diesel::result::Error>(marked)
                         })?;

@@ -16,10 +16,11 @@ use crate::accounts::{forget_known_clients, is_email_taken};
 use crate::rows::{millis, EmailChangeRow, NewOutboxRow};
 use crate::schema::{
     account_requests, accounts, api_keys, audit_events, email_changes, email_verification_tokens, outbox,
-    password_reset_tokens, sessions,
+    password_reset_tokens, sessions, webhook_messages,
 };
 use crate::webhooks::{
-    announce, announce_keys_revoked, announce_sessions_ended, EndedSession, Recorded, ENDED_SESSION,
+    announce, announce_keys_revoked, announce_never_verified, announce_sessions_ended, EndedSession, Recorded,
+    RevokedKey, ENDED_SESSION, REVOKED_KEY,
 };
 use crate::{per_backend, DbConnection, Store, StoreError};
 use flexauth_domain::webhook::{KeyRevocationReason, WebhookEvent};
@@ -41,11 +42,11 @@ fn end_sessions_and_keys(
     .get_results(c))?;
     announce_sessions_ended(c, &ended, session_reason, at)?;
     // The trigger of migration 7 tells every instance's key cache at commit.
-    let revoked: Vec<(String, String)> = per_backend!(c, |c| diesel::update(
+    let revoked: Vec<RevokedKey> = per_backend!(c, |c| diesel::update(
         api_keys::table.filter(api_keys::account_id.eq(id)).filter(api_keys::revoked_at.is_null())
     )
     .set(api_keys::revoked_at.eq(now))
-    .returning((api_keys::id, api_keys::account_id))
+    .returning(REVOKED_KEY)
     .get_results(c))?;
     announce_keys_revoked(c, &revoked, key_reason, at)
 }
@@ -63,14 +64,23 @@ fn is_address_taken(error: &StoreError) -> bool {
 /// Deletes the unverified account, other than `moving`, that signed up `email`: an address an
 /// account moves to (or back to) is its owner's, and a sign-up nobody confirmed never held it.
 /// Its attempts and their links go with it (foreign keys).
-fn delete_unverified_holder(c: &mut DbConnection, email: &str, moving: &str) -> Result<usize, DieselError> {
-    diesel::delete(
+/// Receivers told of its sign-up learn that it is gone.
+fn delete_unverified_holder(
+    c: &mut DbConnection,
+    email: &str,
+    moving: &str,
+    at: OffsetDateTime,
+) -> Result<usize, DieselError> {
+    let deleted: Vec<String> = per_backend!(c, |c| diesel::delete(
         accounts::table
             .filter(accounts::email.eq(email))
             .filter(accounts::id.ne(moving))
             .filter(accounts::email_verified_at.is_null()),
     )
-    .execute(c)
+    .returning(accounts::id)
+    .get_results(c))?;
+    announce_never_verified(c, &deleted, at)?;
+    Ok(deleted.len())
 }
 
 #[async_trait]
@@ -89,9 +99,10 @@ impl LifecycleRepository for Store {
                     if found == 0 {
                         return Err(DieselError::RollbackTransaction);
                     }
-                    diesel::update(accounts::table.find(&id).filter(accounts::disabled_at.is_null()))
-                        .set(accounts::disabled_at.eq(now))
-                        .execute(c)?;
+                    let newly_disabled =
+                        diesel::update(accounts::table.find(&id).filter(accounts::disabled_at.is_null()))
+                            .set(accounts::disabled_at.eq(now))
+                            .execute(c)?;
                     end_sessions_and_keys(
                         c,
                         &id,
@@ -101,7 +112,11 @@ impl LifecycleRepository for Store {
                         KeyRevocationReason::AccountDisabled,
                     )?;
                     forget_known_clients(c, &id, now)?;
-                    event.insert(c)?;
+                    diesel::insert_into(audit_events::table).values(event.audit()).execute(c)?;
+                    // Disabling a disabled account changes nothing to announce.
+                    if newly_disabled == 1 {
+                        event.announce(c)?;
+                    }
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -119,14 +134,19 @@ impl LifecycleRepository for Store {
         let outcome = self
             .run(move |c| {
                 (c.transaction(|c| {
-                    if diesel::update(accounts::table.find(&id))
-                        .set(accounts::disabled_at.eq(None::<i64>))
-                        .execute(c)?
-                        == 0
-                    {
+                    let found = accounts::table.find(&id).select(accounts::id).first::<String>(c).optional()?;
+                    if found.is_none() {
                         return Err(DieselError::RollbackTransaction);
                     }
-                    event.insert(c)?;
+                    let was_disabled =
+                        diesel::update(accounts::table.find(&id).filter(accounts::disabled_at.is_not_null()))
+                            .set(accounts::disabled_at.eq(None::<i64>))
+                            .execute(c)?;
+                    diesel::insert_into(audit_events::table).values(event.audit()).execute(c)?;
+                    // Enabling an account that was not disabled changes nothing to announce.
+                    if was_disabled == 1 {
+                        event.announce(c)?;
+                    }
                     Ok::<_, DieselError>(())
                 }))
                 .map_err(StoreError::from)
@@ -175,6 +195,15 @@ impl LifecycleRepository for Store {
                         .execute(c)?;
                     diesel::delete(outbox::table.filter(outbox::recipient.eq_any(&addresses))).execute(c)?;
                     diesel::delete(account_requests::table.filter(account_requests::email.eq(&email))).execute(c)?;
+                    // Webhook messages still waiting are delivered, but without the address and the
+                    // client they named.
+                    diesel::update(webhook_messages::table.filter(webhook_messages::account_id.eq(&id)))
+                        .set((
+                            webhook_messages::email.eq(None::<String>),
+                            webhook_messages::ip.eq(None::<String>),
+                            webhook_messages::user_agent.eq(None::<String>),
+                        ))
+                        .execute(c)?;
                     // Ended explicitly before the rows go, so that each is announced.
                     end_sessions_and_keys(
                         c,
@@ -288,6 +317,7 @@ impl LifecycleRepository for Store {
         event: &AuditEvent,
     ) -> Result<ConfirmEmailChangeOutcome, InfraError> {
         let row = EmailChangeRow::from(change);
+        let at = now;
         let (now, event) = (millis(now), Recorded::from(event));
         let outcome = self
             .run(move |c| {
@@ -322,7 +352,7 @@ impl LifecycleRepository for Store {
                     }
                     // An unverified sign-up of the new address never held it: it goes. A verified
                     // account there makes the move below fail on the unique address.
-                    delete_unverified_holder(c, &row.new_email, &row.account_id)?;
+                    delete_unverified_holder(c, &row.new_email, &row.account_id, at)?;
                     diesel::update(accounts::table.find(&row.account_id))
                         .set((accounts::email.eq(&row.new_email), accounts::email_verified_at.eq(now)))
                         .execute(c)?;
@@ -395,7 +425,7 @@ impl LifecycleRepository for Store {
                         .set(email_changes::undo_expires_at.eq(now))
                         .execute(c)?;
                         // An unverified sign-up squatting the old address cannot block the owner.
-                        delete_unverified_holder(c, &row.old_email, &row.account_id)?;
+                        delete_unverified_holder(c, &row.old_email, &row.account_id, at)?;
                         let moved_back =
                             accounts::table.find(&row.account_id).select(accounts::email).first::<String>(c)?
                                 != row.old_email;

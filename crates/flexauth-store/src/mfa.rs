@@ -350,11 +350,23 @@ impl FactorRepository for Store {
         let notice = NewOutboxRow::new(notice, at);
         self.run(move |c| {
             c.transaction(|c| {
+                let confirmed = diesel::delete(
+                    mfa_factors::table
+                        .filter(mfa_factors::account_id.eq(&account))
+                        .filter(mfa_factors::confirmed_at.is_not_null()),
+                )
+                .execute(c)?;
                 diesel::delete(mfa_factors::table.filter(mfa_factors::account_id.eq(&account))).execute(c)?;
                 diesel::delete(mfa_recovery_codes::table.filter(mfa_recovery_codes::account_id.eq(&account)))
                     .execute(c)?;
                 diesel::delete(mfa_challenges::table.filter(mfa_challenges::account_id.eq(&account))).execute(c)?;
-                record(c, &notice, &event)?;
+                diesel::insert_into(outbox::table).values(&notice).execute(c)?;
+                diesel::insert_into(crate::schema::audit_events::table).values(event.audit()).execute(c)?;
+                // Announced only when a factor that counted went: an account without one lost
+                // nothing.
+                if confirmed > 0 {
+                    event.announce(c)?;
+                }
                 Ok::<_, DieselError>(())
             })?;
             Ok(())

@@ -68,6 +68,7 @@ diesel::table! {
         expires_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
         scopes -> Text,
+        expiry_announced_at -> Nullable<BigInt>,
     }
 }
 

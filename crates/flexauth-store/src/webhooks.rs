@@ -150,8 +150,10 @@ impl Recorded {
     }
 }
 
-/// A session as an `UPDATE … RETURNING` that ended it reads it back.
-pub(crate) type EndedSession = (String, String, Option<String>, Option<String>);
+/// A session as an `UPDATE … RETURNING` that ended it reads it back: id, account id, client
+/// address, user agent, when its refresh token expired or expires, and when its expiry was
+/// announced.
+pub(crate) type EndedSession = (String, String, Option<String>, Option<String>, i64, Option<i64>);
 
 /// The columns of [`EndedSession`].
 pub(crate) const ENDED_SESSION: (
@@ -159,23 +161,40 @@ pub(crate) const ENDED_SESSION: (
     crate::schema::sessions::account_id,
     crate::schema::sessions::ip,
     crate::schema::sessions::user_agent,
+    crate::schema::sessions::current_expires_at,
+    crate::schema::sessions::expiry_announced_at,
 ) = (
     crate::schema::sessions::id,
     crate::schema::sessions::account_id,
     crate::schema::sessions::ip,
     crate::schema::sessions::user_agent,
+    crate::schema::sessions::current_expires_at,
+    crate::schema::sessions::expiry_announced_at,
 );
 
-/// Queues `session.ended` for each of `ended`, which ended at `at` for `reason`.
+/// Queues one `session.ended` for each of `ended`, which a write at `at` ended for `reason`:
+/// a session that was live then, for `reason`; one that had expired already, as `expired` at
+/// its expiry, unless its expiry was announced (or is older than a day, as the purge would
+/// not announce it either). So every session is announced once, whichever ends it first.
 pub(crate) fn announce_sessions_ended(
     c: &mut DbConnection,
     ended: &[EndedSession],
     reason: RevocationReason,
     at: OffsetDateTime,
 ) -> Result<(), diesel::result::Error> {
-    for (id, account_id, ip, user_agent) in ended {
+    let now = millis(at);
+    for (id, account_id, ip, user_agent, expires_at, announced) in ended {
         let (Ok(id), Ok(account_id)) = (Uuid::parse_str(id), Uuid::parse_str(account_id)) else {
             continue;
+        };
+        let (reason, at) = match (announced, *expires_at <= now) {
+            (Some(_), _) => continue,
+            (None, false) => (reason, at),
+            (None, true) if *expires_at > now - DAY_MILLIS => match instant(*expires_at) {
+                Ok(expired) => (RevocationReason::Expired, expired),
+                Err(_) => continue,
+            },
+            (None, true) => continue,
         };
         let client = ClientInfo { ip: ip.clone(), user_agent: user_agent.clone(), device: None };
         let event = WebhookEvent::session_ended(
@@ -191,16 +210,49 @@ pub(crate) fn announce_sessions_ended(
     Ok(())
 }
 
-/// Queues `api_key.revoked` for each of `revoked` (key id, account id).
+/// A day in milliseconds: expiries older than this are not announced.
+const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
+
+/// A key as an `UPDATE … RETURNING` that revoked it reads it back: id, account id, when it
+/// expires, and when its expiry was announced.
+pub(crate) type RevokedKey = (String, String, Option<i64>, Option<i64>);
+
+/// The columns of [`RevokedKey`].
+pub(crate) const REVOKED_KEY: (
+    crate::schema::api_keys::id,
+    crate::schema::api_keys::account_id,
+    crate::schema::api_keys::expires_at,
+    crate::schema::api_keys::expiry_announced_at,
+) = (
+    crate::schema::api_keys::id,
+    crate::schema::api_keys::account_id,
+    crate::schema::api_keys::expires_at,
+    crate::schema::api_keys::expiry_announced_at,
+);
+
+/// Queues one `api_key.revoked` for each of `revoked`, which a write at `at` revoked for
+/// `reason`: a key that still worked, for `reason`; one that had expired already, as
+/// `expired` at its expiry, unless that was announced (or is older than a day). So every key
+/// is announced once, whichever stops it first.
 pub(crate) fn announce_keys_revoked(
     c: &mut DbConnection,
-    revoked: &[(String, String)],
+    revoked: &[RevokedKey],
     reason: KeyRevocationReason,
     at: OffsetDateTime,
 ) -> Result<(), diesel::result::Error> {
-    for (id, account_id) in revoked {
+    let now = millis(at);
+    for (id, account_id, expires_at, announced) in revoked {
         let (Ok(id), Ok(account_id)) = (Uuid::parse_str(id), Uuid::parse_str(account_id)) else {
             continue;
+        };
+        let (reason, at) = match (announced, expires_at.filter(|expires| *expires <= now)) {
+            (Some(_), _) => continue,
+            (None, None) => (reason, at),
+            (None, Some(expired)) if expired > now - DAY_MILLIS => match instant(expired) {
+                Ok(expired_at) => (KeyRevocationReason::Expired, expired_at),
+                Err(_) => continue,
+            },
+            (None, Some(_)) => continue,
         };
         let event = WebhookEvent::key_revoked(
             Uuid::new_v4(),
@@ -213,6 +265,24 @@ pub(crate) fn announce_keys_revoked(
     }
     Ok(())
 }
+
+/// Queues `account.deleted` with the reason `never_verified` for each unverified account of
+/// `deleted`, removed at `at` (by the purge, or because another account took its address).
+pub(crate) fn announce_never_verified(
+    c: &mut DbConnection,
+    deleted: &[String],
+    at: OffsetDateTime,
+) -> Result<(), diesel::result::Error> {
+    for id in deleted {
+        let Ok(id) = Uuid::parse_str(id) else { continue };
+        let event = WebhookEvent::account_deleted(Uuid::new_v4(), AccountId::from_uuid(id), at, ClientInfo::default());
+        announce(c, &WebhookEvent { reason: Some(NEVER_VERIFIED.to_owned()), ..event })?;
+    }
+    Ok(())
+}
+
+/// The reason of `account.deleted` for a sign-up nobody confirmed.
+pub(crate) const NEVER_VERIFIED: &str = "never_verified";
 
 /// Queues `account.verified` for `account`, confirmed at `at`, with the address it has now.
 pub(crate) fn announce_verified(
@@ -360,13 +430,15 @@ impl WebhookEndpoints for Store {
                             webhook_endpoints::failing_since.eq(None::<i64>),
                         ))
                         .execute(c)?;
-                    diesel::update(
-                        webhook_messages::table
-                            .filter(webhook_messages::endpoint_id.eq(&id))
-                            .filter(webhook_messages::failed_at.is_null()),
-                    )
-                    .set(webhook_messages::next_attempt_at.eq(now))
-                    .execute(c)?;
+                    // Every message kept for it, given up on or not, is due again, with the
+                    // whole retry schedule ahead of it.
+                    diesel::update(webhook_messages::table.filter(webhook_messages::endpoint_id.eq(&id)))
+                        .set((
+                            webhook_messages::next_attempt_at.eq(now),
+                            webhook_messages::failed_at.eq(None::<i64>),
+                            webhook_messages::attempts.eq(0),
+                        ))
+                        .execute(c)?;
                     Ok::<_, diesel::result::Error>(found)
                 })
                 .map_err(StoreError::from)
@@ -492,24 +564,40 @@ impl WebhookQueue for Store {
         now: OffsetDateTime,
         lease: LeaseId,
         lease_until: OffsetDateTime,
-        limit: u32,
+        per_endpoint: u32,
         skip: &[EndpointId],
     ) -> Result<Vec<QueuedMessage>, InfraError> {
         let (now, lease_until, lease) = (millis(now), millis(lease_until), lease.as_uuid().to_string());
         let skip: Vec<String> = skip.iter().map(ToString::to_string).collect();
         let rows = self
             .run(move |c| {
-                let candidates: Vec<String> = webhook_messages::table
+                let due = webhook_messages::failed_at
+                    .is_null()
+                    .and(webhook_messages::next_attempt_at.le(now))
+                    .and(webhook_messages::lease_until.is_null().or(webhook_messages::lease_until.le(now)));
+                // The endpoints with something due, then a few of each: an endpoint with a
+                // backlog cannot fill the batch.
+                let endpoints: Vec<String> = webhook_messages::table
                     .inner_join(webhook_endpoints::table)
                     .filter(webhook_endpoints::disabled_at.is_null())
-                    .filter(webhook_messages::failed_at.is_null())
-                    .filter(webhook_messages::next_attempt_at.le(now))
-                    .filter(webhook_messages::lease_until.is_null().or(webhook_messages::lease_until.le(now)))
+                    .filter(due)
                     .filter(webhook_messages::endpoint_id.ne_all(&skip))
-                    .order(webhook_messages::next_attempt_at.asc())
-                    .limit(i64::from(limit))
-                    .select(webhook_messages::id)
+                    .select(webhook_messages::endpoint_id)
+                    .distinct()
+                    .limit(100)
                     .load(c)?;
+                let mut candidates: Vec<String> = Vec::new();
+                for endpoint in &endpoints {
+                    candidates.extend(
+                        webhook_messages::table
+                            .filter(webhook_messages::endpoint_id.eq(endpoint))
+                            .filter(due)
+                            .order(webhook_messages::next_attempt_at.asc())
+                            .limit(i64::from(per_endpoint))
+                            .select(webhook_messages::id)
+                            .load::<String>(c)?,
+                    );
+                }
                 claim_each(
                     c,
                     candidates,
@@ -557,7 +645,8 @@ impl WebhookQueue for Store {
             })
             .await?;
         // A message this instance cannot read (a type added by a newer version during a rolling
-        // upgrade) stays leased, and another instance takes it once the lease runs out.
+        // upgrade) stays leased, and another instance takes it once the lease runs out; one
+        // that no instance reads keeps coming back, and the log says so each time.
         Ok(rows
             .into_iter()
             .filter_map(|row| {

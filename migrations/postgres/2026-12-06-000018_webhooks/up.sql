@@ -44,7 +44,7 @@ CREATE TABLE webhook_messages (
     lease_until BIGINT,
     failed_at BIGINT
 );
-CREATE INDEX webhook_messages_due ON webhook_messages (next_attempt_at) WHERE failed_at IS NULL;
+CREATE INDEX webhook_messages_due ON webhook_messages (endpoint_id, next_attempt_at) WHERE failed_at IS NULL;
 CREATE INDEX webhook_messages_failed ON webhook_messages (failed_at) WHERE failed_at IS NOT NULL;
 
 -- Every attempt, for `flexauth webhooks deliveries`.
@@ -67,3 +67,8 @@ CREATE INDEX webhook_attempts_at ON webhook_attempts (at);
 ALTER TABLE sessions ADD COLUMN expiry_announced_at BIGINT;
 CREATE INDEX sessions_unannounced_expiry ON sessions (current_expires_at)
     WHERE revoked_at IS NULL AND expiry_announced_at IS NULL;
+
+-- When the expiry of an API key (never revoked) was announced as `api_key.revoked`.
+ALTER TABLE api_keys ADD COLUMN expiry_announced_at BIGINT;
+CREATE INDEX api_keys_unannounced_expiry ON api_keys (expires_at)
+    WHERE revoked_at IS NULL AND expiry_announced_at IS NULL AND expires_at IS NOT NULL;

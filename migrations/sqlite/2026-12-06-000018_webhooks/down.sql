@@ -1,3 +1,5 @@
+DROP INDEX api_keys_unannounced_expiry;
+ALTER TABLE api_keys DROP COLUMN expiry_announced_at;
 DROP INDEX sessions_unannounced_expiry;
 ALTER TABLE sessions DROP COLUMN expiry_announced_at;
 DROP TABLE webhook_attempts;

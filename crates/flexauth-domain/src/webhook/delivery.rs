@@ -24,10 +24,9 @@ pub struct WebhookDeliverySettings {
     /// How long a claimed message stays reserved: longer than the transport's deadline, so a
     /// worker still posting is never overtaken by another.
     pub lease: Duration,
-    /// How many messages one pass claims.
-    pub batch_size: u32,
-    /// How many messages to one endpoint are in flight at once on this instance: an endpoint
-    /// that hangs ties up no more than these, and the others are delivered beside it.
+    /// How many messages to one endpoint are in flight at once on this instance (and how many
+    /// of each endpoint one pass claims): an endpoint that hangs ties up no more than these,
+    /// and the others are delivered beside it.
     pub in_flight_per_endpoint: usize,
 }
 
@@ -37,7 +36,6 @@ impl Default for WebhookDeliverySettings {
             retry_delays: [5, 300, 1800, 7200, 18_000, 36_000, 36_000].map(Duration::seconds).to_vec(),
             disable_after: Duration::days(5),
             lease: Duration::minutes(2),
-            batch_size: 32,
             in_flight_per_endpoint: 4,
         }
     }
@@ -126,8 +124,8 @@ impl WebhookDelivery {
             .filter(|(_, count)| **count >= self.settings.in_flight_per_endpoint)
             .map(|(endpoint, _)| *endpoint)
             .collect();
-        let messages =
-            self.queue.claim_due(now, lease, now + self.settings.lease, self.settings.batch_size, &full).await?;
+        let per_endpoint = u32::try_from(self.settings.in_flight_per_endpoint).unwrap_or(u32::MAX);
+        let messages = self.queue.claim_due(now, lease, now + self.settings.lease, per_endpoint, &full).await?;
         let mut claimed = Vec::with_capacity(messages.len());
         let mut overflow = Vec::new();
         {

@@ -238,6 +238,8 @@ fn is_public_v4(address: Ipv4Addr) -> bool {
         || a == 0
         // Shared address space (RFC 6598), used inside providers' networks.
         || (a == 100 && (64..128).contains(&b))
+        // Azure's platform endpoint (metadata and DNS of its virtual machines).
+        || (a == 168 && b == 63 && c == 129 && address.octets()[3] == 16)
         // IETF protocol assignments (RFC 6890), benchmarking (RFC 2544), reserved (240/4).
         || (a == 192 && b == 0 && c == 0)
         || (a == 198 && (b == 18 || b == 19))
@@ -253,9 +255,12 @@ fn is_public_v6(address: Ipv6Addr) -> bool {
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
         || (first & 0xffc0) == 0xfec0
-        // Documentation (2001:db8::/32), and IPv4-compatible or NAT64 forms of any address.
+        // Documentation (2001:db8::/32), and IPv4-compatible, translated (::ffff:0:0/96),
+        // NAT64 (64:ff9b::/96) or 6to4 (2002::/16) forms of any address.
         || (first == 0x2001 && address.segments()[1] == 0x0db8)
         || (first == 0x64 && address.segments()[1] == 0xff9b)
+        || first == 0x2002
+        || address.segments()[..4] == [0, 0, 0, 0] && address.segments()[4] == 0xffff && address.segments()[5] == 0
         || address.to_ipv4().is_some())
 }
 
@@ -282,6 +287,9 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "::ffff:0:7f00:1",
+            "2002:a9fe:a9fe::1",
+            "168.63.129.16",
             "2001:db8::1",
         ] {
             assert!(!is_public(text.parse().unwrap()), "{text}");

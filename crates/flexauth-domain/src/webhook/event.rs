@@ -109,6 +109,8 @@ pub enum KeyRevocationReason {
     EmailChangeUndone,
     /// The account was deleted.
     AccountDeleted,
+    /// It reached its expiry.
+    Expired,
 }
 
 impl KeyRevocationReason {
@@ -120,6 +122,7 @@ impl KeyRevocationReason {
             Self::AccountDisabled => "account_disabled",
             Self::EmailChangeUndone => "email_change_undone",
             Self::AccountDeleted => "account_deleted",
+            Self::Expired => "expired",
         }
     }
 }

@@ -51,8 +51,8 @@ pub trait WebhookEndpoints: Send + Sync {
     ) -> Result<bool, InfraError>;
 
     /// Delivers to endpoint `id` again after it was disabled: clears `disabled_at` and
-    /// `failing_since`; its messages that were waiting are due at once. Returns whether it
-    /// exists.
+    /// `failing_since`; every message kept for it, waiting or given up on, is due at once with
+    /// its retry schedule started over. Returns whether it exists.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
@@ -69,11 +69,14 @@ pub trait WebhookEndpoints: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait WebhookQueue: Send + Sync {
-    /// Claims up to `limit` messages that are due at `now`, not delivered, not given up on, not
-    /// leased by another worker, of endpoints that are not disabled and not in `skip` (the
-    /// endpoints this worker has enough messages in flight for), leasing each to the caller
-    /// until `lease_until`. Two workers, in this process or another instance, never claim the
-    /// same message while its lease runs.
+    /// Claims, for each endpoint with messages due at `now` (at most 100 endpoints a call),
+    /// its `per_endpoint` oldest due messages that are not given up on and not leased by
+    /// another worker, skipping endpoints that are disabled or in `skip` (the endpoints this
+    /// worker has enough messages in flight for), and leases each to the caller until
+    /// `lease_until`. Taking a few of each endpoint, not the oldest of all, keeps an endpoint
+    /// with a backlog from holding up the others. Two workers, in this process or another
+    /// instance, never claim the same message while its lease runs. A message that cannot be
+    /// read back (a type of a newer version) is not returned.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
@@ -82,7 +85,7 @@ pub trait WebhookQueue: Send + Sync {
         now: OffsetDateTime,
         lease: LeaseId,
         lease_until: OffsetDateTime,
-        limit: u32,
+        per_endpoint: u32,
         skip: &[EndpointId],
     ) -> Result<Vec<QueuedMessage>, InfraError>;
 

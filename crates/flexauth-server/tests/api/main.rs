@@ -13,6 +13,7 @@ mod browser;
 mod check;
 mod connections;
 mod error_codes;
+mod failover;
 mod fast_paths;
 mod first_day;
 mod gateways;
