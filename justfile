@@ -60,6 +60,10 @@ bench-webhooks rounds="3" seconds="8": db-up
     cargo build --release -p flexauth-server
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" ./scripts/bench-webhooks {{rounds}} {{seconds}}
 
+# A fresh PostgreSQL primary (127.0.0.1:5441) with a synchronous streaming standby (5442), for the failover test and for trying a failover by hand; prints the variables the test reads.
+replica-up:
+    ./scripts/pg-replica-up
+
 # Formatting, the domain's dependency rule, clippy with warnings denied, and rustdoc without a warning.
 lint:
     ./scripts/lint

@@ -21,11 +21,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 webhook = Webhook(os.environ["FLEXAUTH_WEBHOOK_SECRET"])
 seen = set()
 seen_lock = Lock()
+print_lock = Lock()
 
 
 def handle(event):
-    """Apply the event to your application: here, print it."""
-    print(json.dumps(event), flush=True)
+    """Apply the event to your application: here, print it (one line at a time: requests are
+    served on several threads)."""
+    with print_lock:
+        print(json.dumps(event), flush=True)
 
 
 class Receiver(BaseHTTPRequestHandler):

@@ -188,7 +188,8 @@ async fn a_failover_loses_no_acknowledged_write_and_both_instances_write_again_w
     tokio::time::sleep(Duration::from_secs(2)).await;
     pg_ctlcluster(&rig.primary_cluster, &["stop", "-m", "immediate"]);
     let stopped_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Longer than the pool waits for a connection (1.5 s): some requests meet no writable host.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     pg_ctlcluster(&rig.standby_cluster, &["promote"]);
     *promoted_at.lock().unwrap() = Some(Instant::now());
     // The stream goes on until both instances have written again, for at most 60 seconds.
@@ -216,6 +217,9 @@ async fn a_failover_loses_no_acknowledged_write_and_both_instances_write_again_w
     );
     let failures: Vec<_> = tally.statuses.iter().filter(|((_, status), _)| *status >= 500 && *status != 503).collect();
     assert!(failures.is_empty(), "answers other than 503 while the database switched: {failures:?}");
+    let unavailable: usize =
+        tally.statuses.iter().filter(|((_, status), _)| *status == 503).map(|(_, count)| count).sum();
+    assert!(unavailable > 0, "no request met the switch, so the test proved nothing: {:?}", tally.statuses);
     assert!(tally.wrote_again.iter().all(Option::is_some), "an instance never wrote again: {again:?}");
 
     // Every acknowledged sign-up is there (its request, or the account it made).
