@@ -15,7 +15,9 @@ use flexauth_domain::mfa::SealedSecret;
 use flexauth_domain::mfa::{CeremonyId, FactorId, MfaChallenge, PasskeyCeremony, StoredFactor};
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{ClientInfo, RevocationReason, SessionId, StoredSession};
-use flexauth_domain::webhook::{DeliveryAttempt, Endpoint, EndpointId, KeyRevocationReason, WebhookEvent};
+use flexauth_domain::webhook::{
+    ending_announcement, DeliveryAttempt, Endpoint, EndpointId, KeyRevocationReason, WebhookEvent,
+};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -243,14 +245,10 @@ impl State {
     /// `reason` when it was live, as `expired` at its expiry when it had expired already
     /// (unless that was announced, or is older than a day), as the store does.
     pub fn announce_ended(&mut self, session: &StoredSession, reason: RevocationReason, now: OffsetDateTime) {
-        let expires_at = session.current_expires_at;
-        let (reason, at) = if self.expiries_announced.contains(&session.id) {
-            return;
-        } else if expires_at > now {
-            (reason, now)
-        } else if expires_at > now - time::Duration::days(1) {
-            (RevocationReason::Expired, expires_at)
-        } else {
+        let announced = self.expiries_announced.contains(&session.id);
+        let Some((reason, at)) =
+            ending_announcement(Some(session.current_expires_at), announced, now, reason, RevocationReason::Expired)
+        else {
             return;
         };
         let client = stored_client(&session.client);
@@ -262,13 +260,11 @@ impl State {
     /// `reason` when it still worked, as `expired` at its expiry when it had expired already
     /// (unless that was announced, or is older than a day), as the store does.
     pub fn announce_revoked(&mut self, key: &ApiKey, reason: KeyRevocationReason, now: OffsetDateTime) {
-        let (reason, at) = match key.expires_at() {
-            _ if self.key_expiries_announced.contains(&key.id()) => return,
-            Some(expired) if expired <= now && expired > now - time::Duration::days(1) => {
-                (KeyRevocationReason::Expired, expired)
-            }
-            Some(expired) if expired <= now => return,
-            _ => (reason, now),
+        let announced = self.key_expiries_announced.contains(&key.id());
+        let Some((reason, at)) =
+            ending_announcement(key.expires_at(), announced, now, reason, KeyRevocationReason::Expired)
+        else {
+            return;
         };
         self.announce(&WebhookEvent::key_revoked(Uuid::new_v4(), key.account_id(), key.id(), reason, at));
     }

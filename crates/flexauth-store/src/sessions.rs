@@ -13,7 +13,20 @@ use time::OffsetDateTime;
 use crate::rows::{millis, NewOutboxRow, SessionRow};
 use crate::schema::{accounts, known_devices, outbox, sessions};
 use crate::webhooks::{announce_sessions_ended, EndedSession, Recorded, ENDED_SESSION};
-use crate::{guarded, per_backend, Store, StoreError};
+use crate::{guarded, per_backend, DbConnection, Store, StoreError};
+
+/// Ends session `id` at `at` for `reason` unless it ended already, and announces it, in the
+/// caller's transaction; returns how many sessions it ended (0 or 1).
+fn end_one(c: &mut DbConnection, id: &str, reason: RevocationReason, at: OffsetDateTime) -> Result<usize, DieselError> {
+    let now = millis(at);
+    let ended: Vec<EndedSession> =
+        per_backend!(c, |c| diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
+            .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
+            .returning(ENDED_SESSION)
+            .get_results(c))?;
+    announce_sessions_ended(c, &ended, reason, at)?;
+    Ok(ended.len())
+}
 
 /// Answered from the sessions that ended recently, kept in memory by the store.
 impl EndedSessions for Store {
@@ -74,18 +87,10 @@ impl SessionRepository for Store {
         let event = Recorded::from(event);
         let outbox_row = NewOutboxRow::new(notice, now);
         let at = now;
-        let now = millis(now);
         let revoked = self
             .run(move |c| {
                 (c.transaction(|c| {
-                    let ended: Vec<EndedSession> = per_backend!(c, |c| diesel::update(
-                        sessions::table.find(&id).filter(sessions::revoked_at.is_null())
-                    )
-                    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
-                    .returning(ENDED_SESSION)
-                    .get_results(c))?;
-                    announce_sessions_ended(c, &ended, reason, at)?;
-                    let revoked = ended.len();
+                    let revoked = end_one(c, &id, reason, at)?;
                     if revoked == 1 {
                         diesel::insert_into(outbox::table).values(&outbox_row).execute(c)?;
                         event.insert(c)?;
@@ -176,22 +181,8 @@ impl SessionRepository for Store {
     async fn revoke(&self, id: SessionId, now: OffsetDateTime, reason: RevocationReason) -> Result<bool, InfraError> {
         let id = id.to_string();
         let at = now;
-        let now = millis(now);
-        let updated = self
-            .run(move |c| {
-                (c.transaction(|c| {
-                    let ended: Vec<EndedSession> = per_backend!(c, |c| diesel::update(
-                        sessions::table.find(&id).filter(sessions::revoked_at.is_null())
-                    )
-                    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason.as_str())))
-                    .returning(ENDED_SESSION)
-                    .get_results(c))?;
-                    announce_sessions_ended(c, &ended, reason, at)?;
-                    Ok::<_, DieselError>(ended.len())
-                }))
-                .map_err(StoreError::from)
-            })
-            .await?;
+        let updated =
+            self.run(move |c| (c.transaction(|c| end_one(c, &id, reason, at))).map_err(StoreError::from)).await?;
         if updated == 1 {
             self.announce_sessions_ended().await;
         }

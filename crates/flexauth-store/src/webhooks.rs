@@ -10,8 +10,8 @@ use flexauth_domain::mail::LeaseId;
 use flexauth_domain::mfa::SealedSecret;
 use flexauth_domain::newtypes::{AccountId, ApiKeyId, ClientInfo, EmailAddress, FactorId, RevocationReason, SessionId};
 use flexauth_domain::webhook::{
-    AttemptResult, DeliveryAttempt, Endpoint, EndpointId, EventFilter, EventType, KeyRevocationReason, NewEndpoint,
-    QueuedMessage, WebhookBacklog, WebhookEndpoints, WebhookEvent, WebhookQueue,
+    ending_announcement, AttemptResult, DeliveryAttempt, Endpoint, EndpointId, EventFilter, EventType,
+    KeyRevocationReason, NewEndpoint, QueuedMessage, WebhookBacklog, WebhookEndpoints, WebhookEvent, WebhookQueue,
 };
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
@@ -182,19 +182,16 @@ pub(crate) fn announce_sessions_ended(
     reason: RevocationReason,
     at: OffsetDateTime,
 ) -> Result<(), diesel::result::Error> {
-    let now = millis(at);
     for (id, account_id, ip, user_agent, expires_at, announced) in ended {
-        let (Ok(id), Ok(account_id)) = (Uuid::parse_str(id), Uuid::parse_str(account_id)) else {
+        let (Ok(id), Ok(account_id), Ok(expires_at)) =
+            (Uuid::parse_str(id), Uuid::parse_str(account_id), instant(*expires_at))
+        else {
             continue;
         };
-        let (reason, at) = match (announced, *expires_at <= now) {
-            (Some(_), _) => continue,
-            (None, false) => (reason, at),
-            (None, true) if *expires_at > now - DAY_MILLIS => match instant(*expires_at) {
-                Ok(expired) => (RevocationReason::Expired, expired),
-                Err(_) => continue,
-            },
-            (None, true) => continue,
+        let Some((reason, at)) =
+            ending_announcement(Some(expires_at), announced.is_some(), at, reason, RevocationReason::Expired)
+        else {
+            continue;
         };
         let client = ClientInfo { ip: ip.clone(), user_agent: user_agent.clone(), device: None };
         let event = WebhookEvent::session_ended(
@@ -209,9 +206,6 @@ pub(crate) fn announce_sessions_ended(
     }
     Ok(())
 }
-
-/// A day in milliseconds: expiries older than this are not announced.
-const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
 /// A key as an `UPDATE … RETURNING` that revoked it reads it back: id, account id, when it
 /// expires, and when its expiry was announced.
@@ -240,19 +234,16 @@ pub(crate) fn announce_keys_revoked(
     reason: KeyRevocationReason,
     at: OffsetDateTime,
 ) -> Result<(), diesel::result::Error> {
-    let now = millis(at);
     for (id, account_id, expires_at, announced) in revoked {
-        let (Ok(id), Ok(account_id)) = (Uuid::parse_str(id), Uuid::parse_str(account_id)) else {
+        let (Ok(id), Ok(account_id), Ok(expires_at)) =
+            (Uuid::parse_str(id), Uuid::parse_str(account_id), expires_at.map(instant).transpose())
+        else {
             continue;
         };
-        let (reason, at) = match (announced, expires_at.filter(|expires| *expires <= now)) {
-            (Some(_), _) => continue,
-            (None, None) => (reason, at),
-            (None, Some(expired)) if expired > now - DAY_MILLIS => match instant(expired) {
-                Ok(expired_at) => (KeyRevocationReason::Expired, expired_at),
-                Err(_) => continue,
-            },
-            (None, Some(_)) => continue,
+        let Some((reason, at)) =
+            ending_announcement(expires_at, announced.is_some(), at, reason, KeyRevocationReason::Expired)
+        else {
+            continue;
         };
         let event = WebhookEvent::key_revoked(
             Uuid::new_v4(),

@@ -127,6 +127,27 @@ impl KeyRevocationReason {
     }
 }
 
+/// How a write at `now` that stops a session or an API key announces it, if at all: for
+/// `reason` when it still worked (its `expires_at` later than `now`, or none); as `expired`
+/// at its expiry when it had expired already within the last day and that expiry was not
+/// announced yet; not at all when its expiry was announced, or is older than a day (the purge
+/// announces no older expiry either). So each session and each key is announced once,
+/// whichever write stops it first.
+pub fn ending_announcement<R>(
+    expires_at: Option<OffsetDateTime>,
+    expiry_announced: bool,
+    now: OffsetDateTime,
+    reason: R,
+    expired: R,
+) -> Option<(R, OffsetDateTime)> {
+    match expires_at {
+        _ if expiry_announced => None,
+        Some(at) if at <= now && at > now - time::Duration::days(1) => Some((expired, at)),
+        Some(at) if at <= now => None,
+        _ => Some((reason, now)),
+    }
+}
+
 /// One event for the operator's application: written in the same transaction as the change
 /// that caused it, then delivered to every endpoint that subscribes to its type.
 ///
@@ -288,6 +309,19 @@ mod tests {
         let mut random = MockSecureRandom::new();
         random.expect_fill().returning(|buffer| buffer.fill(3));
         random
+    }
+
+    #[test]
+    fn a_stopped_session_or_key_is_announced_once_for_its_reason_or_as_expired() {
+        let ending = |expires: Option<OffsetDateTime>, announced| {
+            ending_announcement(expires, announced, AT, "revoked", "expired")
+        };
+        assert_eq!(ending(None, false), Some(("revoked", AT)));
+        assert_eq!(ending(Some(AT + time::Duration::hours(1)), false), Some(("revoked", AT)));
+        let earlier = AT - time::Duration::hours(2);
+        assert_eq!(ending(Some(earlier), false), Some(("expired", earlier)));
+        assert_eq!(ending(Some(earlier), true), None, "its expiry was announced");
+        assert_eq!(ending(Some(AT - time::Duration::days(2)), false), None, "too old to announce");
     }
 
     #[test]

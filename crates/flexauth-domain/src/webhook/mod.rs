@@ -18,7 +18,7 @@ pub use delivery::{ClaimedMessage, WebhookDelivery, WebhookDeliverySettings};
 pub use endpoint::{
     is_public, DestinationError, DestinationPolicy, Endpoint, EndpointId, EventFilter, EventFilterError, SigningSecret,
 };
-pub use event::{EventType, KeyRevocationReason, WebhookEvent};
+pub use event::{ending_announcement, EventType, KeyRevocationReason, WebhookEvent};
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{MockWebhookEndpoints, MockWebhookQueue, MockWebhookTransport};
 pub use ports::{TransportOutcome, WebhookEndpoints, WebhookQueue, WebhookTransport};
