@@ -36,6 +36,9 @@ mod sqlite {
     flexauth_contract::contract_suite!(on(Some(TestDatabase::sqlite().await)).await);
 }
 
+#[path = "contract/plans.rs"]
+mod plans;
+
 mod postgres {
     use super::*;
     flexauth_contract::contract_suite!(on(TestDatabase::postgres().await).await);

@@ -63,10 +63,11 @@ CREATE TABLE webhook_attempts (
 CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint_id, at);
 CREATE INDEX webhook_attempts_at ON webhook_attempts (at);
 
--- When the end of a session that expired (never revoked) was announced as `session.ended`.
+-- When the end of a session that expired (never revoked) was announced as `session.ended`. The
+-- purge finds the sessions that expired by their refresh token's expiry, which is never later
+-- than the session's own.
 ALTER TABLE sessions ADD COLUMN expiry_announced_at BIGINT;
-CREATE INDEX sessions_unannounced_expiry ON sessions (current_expires_at)
-    WHERE revoked_at IS NULL AND expiry_announced_at IS NULL;
+CREATE INDEX sessions_current_expires_at ON sessions (current_expires_at);
 
 -- When the expiry of an API key (never revoked) was announced as `api_key.revoked`.
 ALTER TABLE api_keys ADD COLUMN expiry_announced_at BIGINT;

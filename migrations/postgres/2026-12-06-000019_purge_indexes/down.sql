@@ -1,0 +1,10 @@
+DROP INDEX mfa_factors_unconfirmed_created_at;
+DROP INDEX rate_limits_window_start;
+DROP INDEX known_devices_last_seen_at;
+DROP INDEX accounts_unverified_created_at;
+DROP INDEX password_reset_tokens_expires_at;
+DROP INDEX password_reset_tokens_used_at;
+DROP INDEX email_verification_tokens_expires_at;
+DROP INDEX email_verification_tokens_used_at;
+DROP INDEX sessions_revoked_at;
+DROP INDEX audit_events_at;
