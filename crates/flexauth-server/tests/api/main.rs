@@ -34,6 +34,7 @@ mod secrets_at_rest;
 mod session_management;
 mod sessions;
 mod signup;
+mod statements;
 mod takeover;
 mod tokens;
 mod webhooks;

@@ -1,0 +1,130 @@
+//! How many database statements each call costs, counted on PostgreSQL by diesel's
+//! instrumentation (every statement a connection of the test's database sends, `BEGIN`,
+//! `COMMIT` and the workers' polls included), printed, and held to what they are today so that
+//! none grows unnoticed.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use flexauth_store::DatabaseConfig;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{unique_email, TestEnv};
+
+/// The database whose statements are counted, and the statements.
+static WATCHED: Mutex<Option<String>> = Mutex::new(None);
+static RECORDED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Recorder {
+    watched: bool,
+}
+
+impl Instrumentation for Recorder {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartEstablishConnection { url, .. } => {
+                let watched = WATCHED.lock().unwrap();
+                self.watched = watched.as_deref().is_some_and(|name| url.contains(name));
+            }
+            InstrumentationEvent::StartQuery { query, .. } if self.watched => {
+                RECORDED.lock().unwrap().push(query.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn recorder() -> Option<Box<dyn Instrumentation>> {
+    Some(Box::new(Recorder { watched: false }))
+}
+
+/// The fewest statements `call` took over five runs: the workers' polls land in some of them.
+async fn fewest<F, Fut>(mut call: F) -> usize
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut fewest = usize::MAX;
+    for _ in 0..5 {
+        RECORDED.lock().unwrap().clear();
+        call().await;
+        fewest = fewest.min(RECORDED.lock().unwrap().len());
+    }
+    fewest
+}
+
+#[actix_web::test]
+async fn statements_per_call_are_counted_and_none_grows_unnoticed() {
+    let env = TestEnv::new().await;
+    let DatabaseConfig::Postgres(url) = env.db.config().clone() else {
+        flexauth_store::test_db::skip("the statement count", "the API suite runs on SQLite", None);
+        return;
+    };
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| diesel::connection::set_default_instrumentation(recorder).unwrap());
+    *WATCHED.lock().unwrap() = Some(url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned());
+    // Every connection of this instance is made after the recorder is in place; the workers
+    // poll as in production (the other tests make them poll ten times as often).
+    let app = env.spawn_tuned(|settings| settings.outbox_poll_interval = std::time::Duration::from_secs(1)).await;
+    let email = unique_email("counted");
+    let session = app.verified_login(&env, &email).await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let key = app.post_json_with_bearer("/v1/api-keys", &access, json!({ "name": "counted" })).await;
+    let key = key.body["data"]["key"].as_str().unwrap().to_owned();
+    // Warm: the key and the token are in the caches.
+    assert_eq!(app.get_with_bearer("/v1/auth/check", &key).await.status, StatusCode::OK);
+    assert_eq!(app.get_with_bearer("/v1/auth/check", &access).await.status, StatusCode::OK);
+
+    let login = fewest(|| async { assert_eq!(app.login(&email).await.status, StatusCode::OK) }).await;
+    let refresh_token = std::cell::RefCell::new(session["refresh_token"].as_str().unwrap().to_owned());
+    let refresh = fewest(|| async {
+        let current = refresh_token.borrow().clone();
+        let refreshed = app.refresh(&current).await;
+        assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+        *refresh_token.borrow_mut() = refreshed.body["data"]["refresh_token"].as_str().unwrap().to_owned();
+    })
+    .await;
+    let signup =
+        fewest(|| async { assert_eq!(app.signup(&unique_email("counted-signup")).await.status, StatusCode::ACCEPTED) })
+            .await;
+    let check_key =
+        fewest(|| async { assert_eq!(app.get_with_bearer("/v1/auth/check", &key).await.status, StatusCode::OK) }).await;
+    let check_jwt =
+        fewest(|| async { assert_eq!(app.get_with_bearer("/v1/auth/check", &access).await.status, StatusCode::OK) })
+            .await;
+    // Idle: no request for three seconds, after the sign-ups' work is done.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    RECORDED.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_statements = RECORDED.lock().unwrap().clone();
+    let idle = idle_statements.len() as f64 / 3.0;
+    let mut kinds: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for statement in &idle_statements {
+        *kinds.entry(statement.chars().take(60).collect()).or_default() += 1;
+    }
+    eprintln!("idle for 3 s: {kinds:#?}");
+    app.stop().await;
+    *WATCHED.lock().unwrap() = None;
+
+    eprintln!(
+        "statements per call on PostgreSQL: login {login}, refresh {refresh}, sign-up (its request) {signup}, \
+            /v1/auth/check with a cached key {check_key}, with a cached access token {check_jwt}; idle {idle:.1} a \
+            second"
+    );
+    // Today's counts: a change that adds statements to a call fails here and says so.
+    for (call, counted, today) in [
+        ("login", login, 16),
+        ("refresh", refresh, 4),
+        ("sign-up", signup, 3),
+        ("check with a cached key", check_key, 0),
+        ("check with a cached access token", check_jwt, 0),
+    ] {
+        assert!(counted <= today, "{call} sends {counted} statements, more than the {today} it sent before");
+    }
+    // Idle today: the listening connection's heartbeat (`SELECT pg_backend_pid()` every 50 ms,
+    // which also brings the notifications in) and one poll a second by each worker (account
+    // requests, mail, webhooks, the key ring).
+    assert!(idle <= 25.0, "an idle instance sends {idle:.1} statements a second");
+}
