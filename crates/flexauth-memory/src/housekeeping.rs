@@ -31,8 +31,9 @@ impl Housekeeping for MemoryStore {
         let ended = cutoffs.sessions_ended_before;
         let sessions = purge_batch(&mut state.sessions, batch, |session| session.ended_before(ended));
         // The marks of announced expiries go with their sessions.
-        let State { sessions: live, expiries_announced, .. } = &mut *state;
+        let State { sessions: live, expiries_announced, api_keys, key_expiries_announced, .. } = &mut *state;
         expiries_announced.retain(|id| live.contains_key(id));
+        key_expiries_announced.retain(|id| api_keys.contains_key(id));
         let spent = cutoffs.links_spent_before;
         let mut links = purge_batch(&mut state.signup_attempts, batch, |attempt| attempt.link().spent_before(spent));
         links += purge_batch(&mut state.password_resets, batch, |link| link.spent_before(spent));

@@ -272,8 +272,7 @@ impl State {
     /// Queues `account.deleted` with the reason `never_verified` for account `id`, an
     /// unverified sign-up removed at `at`.
     pub fn announce_never_verified(&mut self, id: AccountId, at: OffsetDateTime) {
-        let event = WebhookEvent::account_deleted(Uuid::new_v4(), id, at, ClientInfo::default());
-        self.announce(&WebhookEvent { reason: Some("never_verified".to_owned()), ..event });
+        self.announce(&WebhookEvent::never_verified_deleted(Uuid::new_v4(), id, at));
     }
 
     /// Queues `event` for every endpoint that subscribes to its type and is not disabled.

@@ -266,14 +266,10 @@ pub(crate) fn announce_never_verified(
 ) -> Result<(), diesel::result::Error> {
     for id in deleted {
         let Ok(id) = Uuid::parse_str(id) else { continue };
-        let event = WebhookEvent::account_deleted(Uuid::new_v4(), AccountId::from_uuid(id), at, ClientInfo::default());
-        announce(c, &WebhookEvent { reason: Some(NEVER_VERIFIED.to_owned()), ..event })?;
+        announce(c, &WebhookEvent::never_verified_deleted(Uuid::new_v4(), AccountId::from_uuid(id), at))?;
     }
     Ok(())
 }
-
-/// The reason of `account.deleted` for a sign-up nobody confirmed.
-pub(crate) const NEVER_VERIFIED: &str = "never_verified";
 
 /// Queues `account.verified` for `account`, confirmed at `at`, with the address it has now.
 pub(crate) fn announce_verified(

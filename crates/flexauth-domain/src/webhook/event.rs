@@ -290,6 +290,14 @@ impl WebhookEvent {
         event
     }
 
+    /// `account.deleted` with the reason `never_verified` for `account_id`, a sign-up nobody
+    /// confirmed, removed at `at` (by the purge, or because another account took its address).
+    pub fn never_verified_deleted(id: Uuid, account_id: AccountId, at: OffsetDateTime) -> Self {
+        let mut event = Self::bare(id, EventType::AccountDeleted, account_id, at);
+        event.reason = Some("never_verified".to_owned());
+        event
+    }
+
     /// The same event, naming the client of the request that caused it.
     #[must_use]
     pub fn from_client(self, client: ClientInfo) -> Self {
