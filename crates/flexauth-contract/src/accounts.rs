@@ -93,7 +93,12 @@ scenarios! { $ accounts_scenarios;
     pub async fn a_session_is_refused_once_the_credential_version_moved<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
         let account = stored_account(store).await;
         let first = new_session(&account, &RefreshSecret::from_bytes([1; 32]));
-        assert!(SessionRepository::create(store, &first, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &first, 0, &login_event(&account), &device_of(&first)).await.unwrap());
+        let owner = &EmailAddress::parse("owner@example.com").unwrap();
+        let seen = |device: TokenHash| async move {
+            store.find_for_login(owner, Some(device)).await.unwrap().unwrap().device_last_seen_at
+        };
+        assert_eq!(seen(device_of(&first)).await, Some(NOW), "a login remembers its device with its session");
         let change = CredentialChange {
             account_id: account.id(),
             password_hash: PasswordHash::from_phc("changed".into()),
@@ -110,11 +115,22 @@ scenarios! { $ accounts_scenarios;
         assert!(store.apply_credential_change(&change).await.unwrap());
         let late = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
         assert!(
-            !SessionRepository::create(store, &late, 0, &login_event(&account)).await.unwrap(),
+            !SessionRepository::create(store, &late, 0, &login_event(&account), &device_of(&late)).await.unwrap(),
             "the password checked is no longer the account's"
         );
         assert_eq!(store.find(late.id()).await.unwrap(), None);
-        assert!(SessionRepository::create(store, &late, 1, &login_event(&account)).await.unwrap());
+        assert_eq!(seen(device_of(&late)).await, None, "a refused login remembers no device");
+        assert!(SessionRepository::create(store, &late, 1, &login_event(&account), &device_of(&late)).await.unwrap());
+        assert_eq!(seen(device_of(&late)).await, Some(NOW));
+        // A device another account holds is not this account's, and an unknown address is
+        // no candidate.
+        let other = new_account("other@example.com");
+        store.create_unverified(&other, &attempt_for(&other, 7), &mail_to("other@example.com")).await.unwrap();
+        let theirs = EmailAddress::parse("other@example.com").unwrap();
+        let candidate = store.find_for_login(&theirs, Some(device_of(&late))).await.unwrap().unwrap();
+        assert_eq!((candidate.account.id(), candidate.device_last_seen_at), (other.id(), None));
+        let nobody = EmailAddress::parse("nobody@example.com").unwrap();
+        assert!(store.find_for_login(&nobody, None).await.unwrap().is_none());
         assert!(!store.apply_credential_change(&change).await.unwrap(), "a change against a stale version writes nothing");
         assert_eq!(store.find(late.id()).await.unwrap().unwrap().revoked_at(), None);
     }

@@ -22,7 +22,7 @@ scenarios! { $ housekeeping_scenarios;
         );
         let live = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
         for session in [&ended, &live] {
-            assert!(SessionRepository::create(store, session, 0, &login_event(&account)).await.unwrap());
+            assert!(SessionRepository::create(store, session, 0, &login_event(&account), &device_of(session)).await.unwrap());
         }
         // Two accounts never verified, created eight days ago: one with only an expired link, one
         // with a link resent yesterday that still works.

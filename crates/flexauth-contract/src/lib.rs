@@ -17,7 +17,7 @@ use flexauth_domain::introspection::{
     ClientName, IntrospectionClient, IntrospectionClientId, IntrospectionClientRepository,
 };
 use flexauth_domain::lifecycle::LifecycleRepository;
-use flexauth_domain::limits::{LimitPolicy, RateLimiter};
+use flexauth_domain::limits::{LimitCounter, LimitPolicy, LimitSettlement, RateLimiter};
 use flexauth_domain::mail::{EmailKind, LeaseId, Outbox, OutgoingEmail};
 use flexauth_domain::mfa::{
     CeremonyId, CeremonyPurpose, FactorConfirmation, FactorId, FactorKind, FactorName, FactorRepository, MfaChallenge,
@@ -185,6 +185,11 @@ macro_rules! contract_tests {
 }
 
 /// A security log entry for `account` (the kind does not matter to the store).
+/// The digest of a device token of its own for each session, remembered by the login.
+pub fn device_of(session: &Session) -> TokenHash {
+    TokenHash::of(session.id().to_string().as_bytes())
+}
+
 pub fn login_event(account: &Account) -> AuditEvent {
     AuditEvent {
         id: Uuid::new_v4(),
@@ -279,6 +284,6 @@ pub fn api_key(account: &Account, name: &str) -> ApiKey {
 /// A live session of `account` to create keys with.
 pub async fn creator<P: Backend>(store: &P, account: &Account) -> SessionId {
     let session = new_session(account, &RefreshSecret::from_bytes([9; 32]));
-    assert!(SessionRepository::create(store, &session, 0, &login_event(account)).await.unwrap());
+    assert!(SessionRepository::create(store, &session, 0, &login_event(account), &device_of(&session)).await.unwrap());
     session.id()
 }

@@ -57,4 +57,51 @@ scenarios! { $ limits_scenarios;
         store.refund("r", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap();
         assert_eq!(store.peek("r", &THREE_A_MINUTE, NOW + Duration::minutes(1)).await.unwrap().remaining, 2);
     }
+
+    pub async fn counters_hit_together_count_each_and_settle_together<P: Backend, I: Inspect>(
+        store: &P,
+        _inspect: &I,
+    ) {
+        let daily = LimitPolicy { name: "contract_daily", limit: 5, window: Duration::days(1) };
+        let counters = [
+            LimitCounter::new("address", THREE_A_MINUTE),
+            LimitCounter::new("account", THREE_A_MINUTE),
+            LimitCounter::new("account", daily),
+        ];
+        store.hit("account", &THREE_A_MINUTE, NOW).await.unwrap();
+        let decisions = store.hit_all(&counters, NOW).await.unwrap();
+        // In the order asked, each counted as `hit` counts it.
+        assert_eq!(decisions.iter().map(|decision| decision.remaining).collect::<Vec<_>>(), [2, 1, 4]);
+        assert_eq!(decisions.iter().map(|decision| decision.policy).collect::<Vec<_>>(), [THREE_A_MINUTE, THREE_A_MINUTE, daily]);
+        for _ in 0..2 {
+            store.hit_all(&counters, NOW).await.unwrap();
+        }
+        let over = store.hit_all(&counters, NOW).await.unwrap();
+        assert_eq!(over.iter().map(|decision| decision.allowed).collect::<Vec<_>>(), [false, false, true]);
+        // A refund takes one attempt back in the current window; a clear forgets them all.
+        store
+            .settle(
+                &[
+                    LimitSettlement::Refund(counters[0].clone()),
+                    LimitSettlement::Clear(counters[1].clone()),
+                    LimitSettlement::Refund(counters[2].clone()),
+                ],
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.peek("address", &THREE_A_MINUTE, NOW).await.unwrap().remaining, 0);
+        assert_eq!(store.peek("account", &THREE_A_MINUTE, NOW).await.unwrap().remaining, 2);
+        assert_eq!(store.peek("account", &daily, NOW).await.unwrap().remaining, 1);
+        assert!(store.hit_all(&counters[1..2], NOW).await.unwrap()[0].allowed, "a cleared counter starts over");
+        // A refund in a later window takes nothing, and no count goes below zero.
+        let later = NOW + Duration::minutes(1);
+        store.settle(&[LimitSettlement::Refund(LimitCounter::new("never", THREE_A_MINUTE))], NOW).await.unwrap();
+        store.settle(&[LimitSettlement::Refund(counters[0].clone())], later).await.unwrap();
+        assert_eq!(store.peek("never", &THREE_A_MINUTE, NOW).await.unwrap().remaining, 2);
+        assert_eq!(store.peek("address", &THREE_A_MINUTE, NOW).await.unwrap().remaining, 0);
+        // The next window starts over for each counter of a batch.
+        let next = store.hit_all(&counters, later).await.unwrap();
+        assert_eq!(next.iter().map(|decision| decision.remaining).collect::<Vec<_>>(), [2, 2, 1]);
+    }
 }

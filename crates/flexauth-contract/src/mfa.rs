@@ -68,6 +68,10 @@ scenarios! { $ mfa_scenarios;
         store.add_factor(&stale, NOW - Duration::hours(3)).await.unwrap();
         let fresh = factor(&account, 2, NOW);
         assert!(!store.has_confirmed_factor(account.id()).await.unwrap());
+        let owner = EmailAddress::parse("owner@example.com").unwrap();
+        let login_sees_factor =
+            || async { store.find_for_login(&owner, None).await.unwrap().unwrap().has_second_factor };
+        assert!(!login_sees_factor().await, "an enrolment not confirmed is no second factor");
         // The enrolment older than the cut-off goes with the next one.
         store.add_factor(&fresh, NOW - Duration::hours(1)).await.unwrap();
         assert_eq!(store.factors(account.id()).await.unwrap(), vec![fresh.clone()]);
@@ -79,6 +83,7 @@ scenarios! { $ mfa_scenarios;
             .confirm_factor(&confirmation(account.id(), fresh.id, 100, NOW, &codes(&[1, 2, 3]), &added, &notice)).await
             .unwrap());
         assert!(store.has_confirmed_factor(account.id()).await.unwrap());
+        assert!(login_sees_factor().await, "a login reads the confirmed factor with the account");
         let stored = store.factors(account.id()).await.unwrap();
         assert_eq!(stored[0].confirmed_at, Some(NOW));
         assert_eq!(stored[0].last_step, Some(100));
@@ -243,7 +248,7 @@ scenarios! { $ mfa_scenarios;
     ) {
         let account = stored_account(store).await;
         let session = new_session(&account, &RefreshSecret::from_bytes([4; 32]));
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         let found = SessionRepository::find(store, session.id()).await.unwrap().unwrap();
         assert_eq!((found.methods(), found.second_factor_at()), (AuthenticationMethods::password(), None));
         let both = AuthenticationMethods::password().with(AuthenticationMethod::OneTimeCode);

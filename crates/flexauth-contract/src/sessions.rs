@@ -6,7 +6,7 @@ scenarios! { $ sessions_scenarios;
     pub async fn a_session_round_trips<P: Backend, I: Inspect>(store: &P, _inspect: &I) {
         let account = stored_account(store).await;
         let session = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         assert_eq!(store.find(session.id()).await.unwrap(), Some(session));
         assert_eq!(store.find(SessionId::from_uuid(Uuid::new_v4())).await.unwrap(), None);
     }
@@ -15,7 +15,7 @@ scenarios! { $ sessions_scenarios;
         let account = stored_account(store).await;
         let parent = RefreshSecret::from_bytes([3; 32]);
         let session = new_session(&account, &parent);
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         let nonce = RotationNonce::from_bytes([4; 16]);
         let child = parent.child(&nonce);
         let rotation = session.rotation(&child, nonce, NOW + Duration::minutes(1), Duration::days(30));
@@ -34,7 +34,7 @@ scenarios! { $ sessions_scenarios;
         let account = stored_account(store).await;
         let parent = RefreshSecret::from_bytes([3; 32]);
         let session = new_session(&account, &parent);
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         let mut tasks = Vec::new();
         for i in 0..20u8 {
             let store = store.clone();
@@ -54,7 +54,7 @@ scenarios! { $ sessions_scenarios;
         let account = stored_account(store).await;
         let parent = RefreshSecret::from_bytes([3; 32]);
         let session = new_session(&account, &parent);
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         assert!(SessionRepository::revoke(store, session.id(), NOW, RevocationReason::RefreshTokenReuse).await.unwrap());
         assert!(!SessionRepository::revoke(store, session.id(), NOW + Duration::hours(1), RevocationReason::Logout)
             .await
@@ -74,7 +74,7 @@ scenarios! { $ sessions_scenarios;
             new_session(&account, &RefreshSecret::from_bytes([2; 32])),
         ];
         for session in &sessions {
-            assert!(SessionRepository::create(store, session, 0, &login_event(&account)).await.unwrap());
+            assert!(SessionRepository::create(store, session, 0, &login_event(&account), &device_of(session)).await.unwrap());
         }
         let token = LinkTokenRecord::issue(TokenHash::of(b"reset"), account.id(), NOW + Duration::hours(1));
         store.create_password_reset(&token, &mail_to("owner@example.com"), NOW).await.unwrap();
@@ -144,8 +144,8 @@ scenarios! { $ sessions_scenarios;
         let account = stored_account(store).await;
         let mine = new_session(&account, &RefreshSecret::from_bytes([1; 32]));
         let other = new_session(&account, &RefreshSecret::from_bytes([2; 32]));
-        assert!(SessionRepository::create(store, &mine, 0, &login_event(&account)).await.unwrap());
-        assert!(SessionRepository::create(store, &other, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &mine, 0, &login_event(&account), &device_of(&mine)).await.unwrap());
+        assert!(SessionRepository::create(store, &other, 0, &login_event(&account), &device_of(&other)).await.unwrap());
         let new_hash = PasswordHash::from_phc("$argon2id$changed".into());
         let change = CredentialChange {
             account_id: account.id(),
@@ -181,7 +181,7 @@ scenarios! { $ sessions_scenarios;
         );
         let revoked = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
         for session in [&older, &newer, &revoked] {
-            assert!(SessionRepository::create(store, session, 0, &login_event(&account)).await.unwrap());
+            assert!(SessionRepository::create(store, session, 0, &login_event(&account), &device_of(session)).await.unwrap());
         }
         SessionRepository::revoke(store, revoked.id(), NOW, RevocationReason::Logout).await.unwrap();
         let live = store.list_live(account.id(), NOW + Duration::minutes(2)).await.unwrap();

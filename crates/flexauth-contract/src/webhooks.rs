@@ -68,7 +68,7 @@ scenarios! { $ webhooks_scenarios;
         // A password reset that fails at its last write (its log entry's id is taken) ends no
         // session and queues nothing.
         let session = new_session(&account, &RefreshSecret::from_bytes([3; 32]));
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         let logged = AuditEvent { kind: AuditKind::LoginFailed, ..login_event(&account) };
         store.record(&logged).await.unwrap();
         let before = claim_webhooks(store, NOW).await;
@@ -171,7 +171,7 @@ scenarios! { $ webhooks_scenarios;
 
         // Disabled: a new event is not queued for it at all.
         let session = new_session(&account, &RefreshSecret::from_bytes([4; 32]));
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         assert!(claim_webhooks(store, NOW + Duration::hours(1)).await.is_empty());
         assert!(WebhookEndpoints::enable(store, hook.id, NOW).await.unwrap());
         assert!(!WebhookEndpoints::enable(store, EndpointId::from_uuid(Uuid::new_v4()), NOW).await.unwrap());
@@ -207,7 +207,7 @@ scenarios! { $ webhooks_scenarios;
         let mut sessions = Vec::new();
         for seed in [5, 6] {
             let session = new_session(&account, &RefreshSecret::from_bytes([seed; 32]));
-            assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+            assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
             sessions.push(session);
         }
         let key = api_key(&account, "ci");
@@ -227,7 +227,7 @@ scenarios! { $ webhooks_scenarios;
         store.add(&hook).await.unwrap();
         let account = stored_account(store).await;
         let session = new_session(&account, &RefreshSecret::from_bytes([7; 32]));
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         // The account is unverified: kept here, so that its session is.
         let retention = RetentionSettings { unverified_accounts: Duration::days(365), ..RetentionSettings::default() };
         let live = retention.cutoffs(NOW + Duration::days(29));
@@ -254,7 +254,7 @@ scenarios! { $ webhooks_scenarios;
         store.add(&hook).await.unwrap();
         let account = stored_account(store).await;
         let expired = new_session(&account, &RefreshSecret::from_bytes([8; 32]));
-        assert!(SessionRepository::create(store, &expired, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &expired, 0, &login_event(&account), &device_of(&expired)).await.unwrap());
         // Expired ten minutes ago, before any purge announced it; the account is disabled now.
         let at = NOW + Duration::days(30) + Duration::minutes(10);
         let event = AuditEvent { kind: AuditKind::AccountDisabled, at, ..login_event(&account) };
@@ -274,7 +274,7 @@ scenarios! { $ webhooks_scenarios;
         store.add(&hook).await.unwrap();
         let account = stored_account(store).await;
         let session = new_session(&account, &RefreshSecret::from_bytes([9; 32]));
-        assert!(SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap());
+        assert!(SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap());
         let erasure = flexauth_domain::lifecycle::Erasure {
             account_id: account.id(),
             tombstone: AccountId::from_uuid(Uuid::new_v4()),

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use flexauth_domain::account::{
     Account, AccountId, AccountRepository, CreateAccountError, CredentialChange, EmailAddress, EmailConfirmation,
-    LinkTokenRecord, SessionsToEnd, SignupAttempt,
+    LinkTokenRecord, LoginCandidate, SessionsToEnd, SignupAttempt,
 };
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
@@ -49,6 +49,25 @@ impl AccountRepository for MemoryStore {
             .and_then(|id| state.accounts.get(&id))
             .cloned()
             .map(Account::from_storage))
+    }
+
+    async fn find_for_login(
+        &self,
+        email: &EmailAddress,
+        device: Option<TokenHash>,
+    ) -> Result<Option<LoginCandidate>, InfraError> {
+        let state = self.lock()?;
+        let Some(stored) = state.account_id_by_email(email.as_str()).and_then(|id| state.accounts.get(&id)) else {
+            return Ok(None);
+        };
+        let account = Account::from_storage(stored.clone());
+        let has_second_factor =
+            state.mfa_factors.values().any(|factor| factor.account_id == account.id() && factor.confirmed_at.is_some());
+        let device_last_seen_at = device
+            .and_then(|device| state.known_devices.get(&device))
+            .filter(|known| known.account_id == account.id())
+            .map(|known| known.last_seen_at);
+        Ok(Some(LoginCandidate { account, has_second_factor, device_last_seen_at }))
     }
 
     async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, InfraError> {

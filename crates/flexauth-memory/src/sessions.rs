@@ -10,7 +10,7 @@ use flexauth_domain::session::{
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::state::{stored_client, DeviceRow};
+use crate::state::stored_client;
 use crate::{MemoryError, MemoryStore};
 
 /// The sessions table is in this process's memory: it knows of every ending at once.
@@ -27,7 +27,13 @@ impl EndedSessions for MemoryStore {
 
 #[async_trait]
 impl SessionRepository for MemoryStore {
-    async fn create(&self, session: &Session, credential_version: i64, event: &AuditEvent) -> Result<bool, InfraError> {
+    async fn create(
+        &self,
+        session: &Session,
+        credential_version: i64,
+        event: &AuditEvent,
+        device: &TokenHash,
+    ) -> Result<bool, InfraError> {
         let mut state = self.lock()?;
         // Checked and inserted under the one lock: a password change either ran before (and
         // this finds the version moved) or runs after and ends this session.
@@ -45,6 +51,7 @@ impl SessionRepository for MemoryStore {
         let stored = StoredSession { client: stored_client(&session.stored().client), ..session.stored().clone() };
         state.sessions.insert(session.id(), stored);
         state.record(event);
+        state.remember_device(session.account_id(), device, session.created_at());
         Ok(true)
     }
 
@@ -140,20 +147,10 @@ impl SessionRepository for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<(), InfraError> {
         let mut state = self.lock()?;
-        match state.known_devices.get_mut(device) {
-            // A token another account holds is left alone: it is never this device's.
-            Some(known) => {
-                if known.account_id == account_id {
-                    known.last_seen_at = now;
-                }
-            }
-            None => {
-                if !state.account_exists(account_id) {
-                    return Err(MemoryError::UnknownAccount("known_devices").into());
-                }
-                state.known_devices.insert(*device, DeviceRow { account_id, last_seen_at: now });
-            }
+        if !state.known_devices.contains_key(device) && !state.account_exists(account_id) {
+            return Err(MemoryError::UnknownAccount("known_devices").into());
         }
+        state.remember_device(account_id, device, now);
         Ok(())
     }
 

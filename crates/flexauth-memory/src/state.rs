@@ -167,6 +167,15 @@ impl State {
         self.accounts.contains_key(&id)
     }
 
+    /// Records that `device` logged in to the account at `now`. A token another account holds
+    /// is left alone: it is never this device's.
+    pub fn remember_device(&mut self, account_id: AccountId, device: &TokenHash, now: OffsetDateTime) {
+        let known = self.known_devices.entry(*device).or_insert(DeviceRow { account_id, last_seen_at: now });
+        if known.account_id == account_id {
+            known.last_seen_at = now;
+        }
+    }
+
     /// The account holding `email`, if any.
     pub fn account_id_by_email(&self, email: &str) -> Option<AccountId> {
         self.account_by_email.get(email).copied()

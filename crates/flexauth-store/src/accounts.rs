@@ -3,16 +3,16 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use flexauth_domain::account::{
     Account, AccountId, AccountRepository, CreateAccountError, CredentialChange, EmailAddress, EmailConfirmation,
-    LinkTokenRecord, SessionsToEnd, SignupAttempt,
+    LinkTokenRecord, LoginCandidate, SessionsToEnd, SignupAttempt,
 };
 use flexauth_domain::mail::OutgoingEmail;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
-use crate::rows::{millis, AccountRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
+use crate::rows::{instant, millis, AccountRow, NewOutboxRow, PasswordResetRow, SignupAttemptRow};
 use crate::schema::{
-    accounts, api_keys, email_verification_tokens, known_devices, outbox, password_reset_tokens, sessions,
+    accounts, api_keys, email_verification_tokens, known_devices, mfa_factors, outbox, password_reset_tokens, sessions,
 };
 use crate::webhooks::{
     announce, announce_keys_revoked, announce_sessions_ended, announce_verified, EndedSession, Recorded, RevokedKey,
@@ -86,6 +86,43 @@ impl AccountRepository for Store {
             })
             .await?;
         Ok(row.map(Account::try_from).transpose()?)
+    }
+
+    async fn find_for_login(
+        &self,
+        email: &EmailAddress,
+        device: Option<TokenHash>,
+    ) -> Result<Option<LoginCandidate>, InfraError> {
+        let email = email.as_str().to_owned();
+        // No device is looked up as an empty digest, which no device has.
+        let device = device.map(|device| device.as_bytes().to_vec()).unwrap_or_default();
+        let row: Option<(AccountRow, bool, Option<i64>)> = self
+            .run(move |c| {
+                let has_second_factor = diesel::dsl::exists(
+                    mfa_factors::table
+                        .filter(mfa_factors::account_id.eq(accounts::id))
+                        .filter(mfa_factors::confirmed_at.is_not_null()),
+                );
+                let device_last_seen_at = known_devices::table
+                    .filter(known_devices::token_hash.eq(&device))
+                    .filter(known_devices::account_id.eq(accounts::id))
+                    .select(known_devices::last_seen_at)
+                    .single_value();
+                Ok(accounts::table
+                    .filter(accounts::email.eq(&email))
+                    .select((AccountRow::as_select(), has_second_factor, device_last_seen_at))
+                    .first(c)
+                    .optional()?)
+            })
+            .await?;
+        let Some((account, has_second_factor, device_last_seen_at)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(LoginCandidate {
+            account: Account::try_from(account)?,
+            has_second_factor,
+            device_last_seen_at: device_last_seen_at.map(instant).transpose()?,
+        }))
     }
 
     async fn find_by_id(&self, id: AccountId) -> Result<Option<Account>, InfraError> {

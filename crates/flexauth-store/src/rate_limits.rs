@@ -1,13 +1,13 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use flexauth_domain::limits::{window_start, LimitDecision, LimitPolicy, RateLimiter};
+use flexauth_domain::limits::{window_start, LimitCounter, LimitDecision, LimitPolicy, LimitSettlement, RateLimiter};
 use flexauth_domain::InfraError;
 use time::OffsetDateTime;
 
 use crate::rows::{instant, millis};
 use crate::schema::rate_limits;
-use crate::Store;
+use crate::{per_backend, Store, StoreError};
 
 #[derive(QueryableByName)]
 struct Hits {
@@ -28,6 +28,60 @@ const HIT: &str = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1,
      hits = CASE WHEN excluded.window_start > rate_limits.window_start THEN 1 ELSE rate_limits.hits + 1 END, \
      window_start = CASE WHEN excluded.window_start > rate_limits.window_start THEN excluded.window_start ELSE rate_limits.window_start END \
      RETURNING hits, window_start";
+
+/// [`HIT`] for several counters in one statement: one row of values per counter, the same
+/// rule for each, and each counter's key read back with its count (`RETURNING` promises no
+/// order).
+fn hit_all_statement(counters: usize) -> String {
+    let values: Vec<String> = (0..counters).map(|i| format!("(${}, ${}, 1)", 2 * i + 1, 2 * i + 2)).collect();
+    let upsert = &HIT[HIT.find(" ON CONFLICT").unwrap_or(HIT.len())..HIT.find(" RETURNING").unwrap_or(HIT.len())];
+    format!(
+        "INSERT INTO rate_limits (key, window_start, hits) VALUES {}{upsert} RETURNING key, hits, window_start",
+        values.join(", ")
+    )
+}
+
+#[derive(QueryableByName)]
+struct KeyedHits {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = BigInt)]
+    hits: i64,
+    #[diesel(sql_type = BigInt)]
+    window_start: i64,
+}
+
+/// One statement that settles several counters: each `(key, window or none, clear)` either
+/// loses one attempt counted in that window (a refund) or every attempt (a clear, which leaves
+/// the row at zero for the purge, as good as none to the next hit). Parameters are numbered in
+/// the order they appear, as SQLite assigns them.
+fn settle_statement(clears: &[bool]) -> String {
+    let mut next = 0;
+    let mut parameter = || {
+        next += 1;
+        format!("${next}")
+    };
+    let cases: Vec<String> = clears
+        .iter()
+        .map(|clear| format!("WHEN key = {} THEN {}", parameter(), if *clear { "0" } else { "hits - 1" }))
+        .collect();
+    let filters: Vec<String> = clears
+        .iter()
+        .map(|clear| {
+            let key = parameter();
+            if *clear {
+                format!("key = {key}")
+            } else {
+                format!("(key = {key} AND window_start = {})", parameter())
+            }
+        })
+        .collect();
+    format!(
+        "UPDATE rate_limits SET hits = CASE {} ELSE hits END WHERE hits > 0 AND ({})",
+        cases.join(" "),
+        filters.join(" OR ")
+    )
+}
 
 /// Takes back one attempt of the current window (a login that turned out right).
 const REFUND: &str = "UPDATE rate_limits SET hits = hits - 1 WHERE key = $1 AND window_start = $2 AND hits > 0";
@@ -79,6 +133,80 @@ impl RateLimiter for Store {
     async fn reset(&self, key: &str, policy: &LimitPolicy) -> Result<(), InfraError> {
         let key = format!("{}:{key}", policy.name);
         self.run(move |c| Ok(diesel::delete(rate_limits::table.find(&key)).execute(c)?)).await?;
+        Ok(())
+    }
+
+    async fn hit_all(&self, counters: &[LimitCounter], now: OffsetDateTime) -> Result<Vec<LimitDecision>, InfraError> {
+        if counters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, i64)> = counters
+            .iter()
+            .map(|counter| {
+                (format!("{}:{}", counter.policy.name, counter.key), millis(window_start(&counter.policy, now)))
+            })
+            .collect();
+        let statement = hit_all_statement(rows.len());
+        let bound = rows.clone();
+        let counted: Vec<KeyedHits> = self
+            .run(move |c| {
+                per_backend!(c, |c| {
+                    let mut query = diesel::sql_query(&statement).into_boxed();
+                    for (key, start) in &bound {
+                        query = query.bind::<Text, _>(key.clone()).bind::<BigInt, _>(*start);
+                    }
+                    Ok::<_, StoreError>(query.load::<KeyedHits>(c)?)
+                })
+            })
+            .await?;
+        counters
+            .iter()
+            .zip(&rows)
+            .map(|(counter, (key, _))| {
+                let row = counted
+                    .iter()
+                    .find(|row| &row.key == key)
+                    .ok_or(StoreError::CorruptRow("a counter was not read back"))?;
+                let start = window_start(&counter.policy, now);
+                let stored_start = instant(row.window_start)?.max(start);
+                Ok(LimitDecision::of_count(counter.policy, crate::rows::stored_count(row.hits)?, stored_start, now))
+            })
+            .collect::<Result<_, StoreError>>()
+            .map_err(InfraError::from)
+    }
+
+    async fn settle(&self, settlements: &[LimitSettlement], now: OffsetDateTime) -> Result<(), InfraError> {
+        if settlements.is_empty() {
+            return Ok(());
+        }
+        let counted = |counter: &LimitCounter| format!("{}:{}", counter.policy.name, counter.key);
+        // Each counter's key, its window when it is refunded, and whether it is cleared.
+        let settled: Vec<(String, Option<i64>)> = settlements
+            .iter()
+            .map(|settlement| match settlement {
+                LimitSettlement::Refund(counter) => {
+                    (counted(counter), Some(millis(window_start(&counter.policy, now))))
+                }
+                LimitSettlement::Clear(counter) => (counted(counter), None),
+            })
+            .collect();
+        let statement = settle_statement(&settled.iter().map(|(_, window)| window.is_none()).collect::<Vec<_>>());
+        self.run(move |c| {
+            per_backend!(c, |c| {
+                let mut query = diesel::sql_query(&statement).into_boxed();
+                for (key, _) in &settled {
+                    query = query.bind::<Text, _>(key.clone());
+                }
+                for (key, window) in &settled {
+                    query = query.bind::<Text, _>(key.clone());
+                    if let Some(window) = window {
+                        query = query.bind::<BigInt, _>(*window);
+                    }
+                }
+                Ok::<_, StoreError>(query.execute(c)?)
+            })
+        })
+        .await?;
         Ok(())
     }
 }

@@ -174,6 +174,9 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(accounts, email_changes);
+// A login reads its account with whether it has a second factor and when its device was seen.
+diesel::allow_tables_to_appear_in_same_query!(accounts, mfa_factors);
+diesel::allow_tables_to_appear_in_same_query!(accounts, known_devices);
 
 diesel::table! {
     session_endings (session_id) {

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::rows::{millis, NewOutboxRow, SessionRow};
 use crate::schema::{accounts, known_devices, outbox, sessions};
-use crate::webhooks::{announce_sessions_ended, EndedSession, Recorded, ENDED_SESSION};
+use crate::webhooks::{announce_sessions_ended, EndedSession, Recorded, ALL_TYPES, ENDED_SESSION};
 use crate::{guarded, per_backend, DbConnection, Store, StoreError};
 
 /// Ends session `id` at `at` for `reason` unless it ended already, and announces it, in the
@@ -26,6 +26,124 @@ fn end_one(c: &mut DbConnection, id: &str, reason: RevocationReason, at: OffsetD
             .get_results(c))?;
     announce_sessions_ended(c, &ended, reason, at)?;
     Ok(ended.len())
+}
+
+/// Records that `device` logged in to the account at `now`, in the caller's transaction. A
+/// token another account holds is left alone: it is never this device's.
+fn remember_device_on(c: &mut DbConnection, account_id: &str, device: &[u8], now: i64) -> Result<(), DieselError> {
+    per_backend!(c, |c| {
+        diesel::insert_into(known_devices::table)
+            .values((
+                known_devices::token_hash.eq(device),
+                known_devices::account_id.eq(account_id),
+                known_devices::created_at.eq(now),
+                known_devices::last_seen_at.eq(now),
+            ))
+            .on_conflict(known_devices::token_hash)
+            .do_nothing()
+            .execute(c)
+    })?;
+    diesel::update(known_devices::table.find(device).filter(known_devices::account_id.eq(account_id)))
+        .set(known_devices::last_seen_at.eq(now))
+        .execute(c)?;
+    Ok(())
+}
+
+/// The columns a new session writes, in [`OPEN_SESSION`]'s order.
+const NEW_SESSION_COLUMNS: &str = "id, account_id, created_at, expires_at, current_hash, current_issued_at, \
+    current_expires_at, generation, user_agent, ip, authenticated_at, amr, second_factor_at";
+
+/// A login's writes on PostgreSQL, as one statement: the guard on the account's credential
+/// version, the session, the security log entry, the device, and (when an endpoint
+/// subscribes) the webhook messages, each step reading what the one before wrote, so that
+/// nothing is written unless the guard passed. The guard's `FOR SHARE` lock holds the account
+/// row until commit, as a write to it would: a password change or reset, which writes that
+/// row first, waits for this session and then ends it, or it committed first and the guard,
+/// re-checked on the new row, finds the version moved. Concurrent logins of one account share
+/// the lock and do not wait for each other.
+fn open_session_in_one_statement(
+    c: &mut diesel::pg::PgConnection,
+    row: &SessionRow,
+    credential_version: i64,
+    event: &Recorded,
+    device: &[u8],
+) -> Result<bool, DieselError> {
+    use diesel::sql_types::{BigInt, Binary, Nullable, Text};
+    let audit = event.audit();
+    let mut statement = format!(
+        "WITH guard AS (SELECT id FROM accounts WHERE id = $1 AND credential_version = $2 FOR SHARE), \
+         opened AS (INSERT INTO sessions ({NEW_SESSION_COLUMNS}) \
+            SELECT $3, guard.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 FROM guard \
+            RETURNING account_id, created_at), \
+         logged AS (INSERT INTO audit_events (id, account_id, kind, at, ip, user_agent, session_id, key_id) \
+            SELECT $15, opened.account_id, $16, $17, $18, $19, $20, $21 FROM opened RETURNING id), \
+         remembered AS (INSERT INTO known_devices (token_hash, account_id, created_at, last_seen_at) \
+            SELECT $22, opened.account_id, opened.created_at, opened.created_at FROM opened \
+            ON CONFLICT (token_hash) DO UPDATE SET last_seen_at = excluded.last_seen_at \
+            WHERE known_devices.account_id = excluded.account_id)"
+    );
+    if event.webhook().is_some() {
+        statement.push_str(
+            ", queued AS (INSERT INTO webhook_messages (id, endpoint_id, event_id, event_type, occurred_at, \
+                account_id, email, session_id, key_id, factor_id, reason, ip, user_agent, queued_at, \
+                next_attempt_at, attempts) \
+            SELECT endpoint.id || ':' || $23, endpoint.id, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, \
+                $25, $25, 0 \
+            FROM webhook_endpoints endpoint, logged \
+            WHERE endpoint.disabled_at IS NULL AND endpoint.id IN \
+                (SELECT endpoint_id FROM webhook_subscriptions WHERE event_type IN ($24, $34)))",
+        );
+    }
+    statement.push_str(" SELECT count(*) AS opened FROM opened");
+    let query = diesel::sql_query(statement)
+        .into_boxed::<diesel::pg::Pg>()
+        .bind::<Text, _>(&row.account_id)
+        .bind::<BigInt, _>(credential_version)
+        .bind::<Text, _>(&row.id)
+        .bind::<BigInt, _>(row.created_at)
+        .bind::<BigInt, _>(row.expires_at)
+        .bind::<Binary, _>(&row.current_hash)
+        .bind::<BigInt, _>(row.current_issued_at)
+        .bind::<BigInt, _>(row.current_expires_at)
+        .bind::<BigInt, _>(row.generation)
+        .bind::<Nullable<Text>, _>(&row.user_agent)
+        .bind::<Nullable<Text>, _>(&row.ip)
+        .bind::<BigInt, _>(row.authenticated_at)
+        .bind::<Text, _>(&row.amr)
+        .bind::<Nullable<BigInt>, _>(row.second_factor_at)
+        .bind::<Text, _>(&audit.id)
+        .bind::<Text, _>(&audit.kind)
+        .bind::<BigInt, _>(audit.at)
+        .bind::<Nullable<Text>, _>(&audit.ip)
+        .bind::<Nullable<Text>, _>(&audit.user_agent)
+        .bind::<Nullable<Text>, _>(&audit.session_id)
+        .bind::<Nullable<Text>, _>(&audit.key_id)
+        .bind::<Binary, _>(device);
+    let query = match event.webhook() {
+        Some(webhook) => query
+            .bind::<Text, _>(&webhook.id)
+            .bind::<Text, _>(webhook.event_type)
+            .bind::<BigInt, _>(webhook.occurred_at)
+            .bind::<Text, _>(&webhook.account_id)
+            .bind::<Nullable<Text>, _>(&webhook.email)
+            .bind::<Nullable<Text>, _>(&webhook.session_id)
+            .bind::<Nullable<Text>, _>(&webhook.key_id)
+            .bind::<Nullable<Text>, _>(&webhook.factor_id)
+            .bind::<Nullable<Text>, _>(&webhook.reason)
+            .bind::<Nullable<Text>, _>(&webhook.ip)
+            .bind::<Nullable<Text>, _>(&webhook.user_agent)
+            .bind::<Text, _>(ALL_TYPES),
+        None => query,
+    };
+    let opened: Opened = diesel::RunQueryDsl::get_result(query, c)?;
+    Ok(opened.opened == 1)
+}
+
+/// How many sessions [`open_session_in_one_statement`] stored (0 or 1).
+#[derive(QueryableByName)]
+struct Opened {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    opened: i64,
 }
 
 /// Answered from the sessions that ended recently, kept in memory by the store.
@@ -45,31 +163,44 @@ impl EndedSessions for Store {
 
 #[async_trait]
 impl SessionRepository for Store {
-    async fn create(&self, session: &Session, credential_version: i64, event: &AuditEvent) -> Result<bool, InfraError> {
+    async fn create(
+        &self,
+        session: &Session,
+        credential_version: i64,
+        event: &AuditEvent,
+        device: &TokenHash,
+    ) -> Result<bool, InfraError> {
         let row = SessionRow::from(session);
         let event = Recorded::from(event);
+        let device = device.as_bytes().to_vec();
         let outcome = self
-            .run(move |c| {
-                (c.transaction(|c| {
-                    // A write to the account row, even one that changes nothing, locks it until
-                    // commit on PostgreSQL (SQLite serialises writers): a password change or
-                    // reset, which writes that row first, waits for this session and then ends
-                    // it, or it committed first and this guard finds the version moved.
-                    let current = diesel::update(
-                        accounts::table
-                            .find(&row.account_id)
-                            .filter(accounts::credential_version.eq(credential_version)),
-                    )
-                    .set(accounts::credential_version.eq(credential_version))
-                    .execute(c)?;
-                    if current == 0 {
+            .run(move |c| match c {
+                DbConnection::Postgres(c) => {
+                    if open_session_in_one_statement(c, &row, credential_version, &event, &device)? {
+                        Ok(())
+                    } else {
+                        Err(StoreError::Query(DieselError::RollbackTransaction))
+                    }
+                }
+                DbConnection::Sqlite(_) => (c.transaction(|c| {
+                    // SQLite serialises writers: a password change or reset either committed
+                    // before this transaction (the guard finds the version moved) or waits for
+                    // it and then ends this session.
+                    let current = accounts::table
+                        .find(&row.account_id)
+                        .filter(accounts::credential_version.eq(credential_version))
+                        .select(accounts::id)
+                        .first::<String>(c)
+                        .optional()?;
+                    if current.is_none() {
                         return Err(DieselError::RollbackTransaction);
                     }
                     diesel::insert_into(sessions::table).values(&row).execute(c)?;
                     event.insert(c)?;
+                    remember_device_on(c, &row.account_id, &device, row.created_at)?;
                     Ok::<_, DieselError>(())
                 }))
-                .map_err(StoreError::from)
+                .map_err(StoreError::from),
             })
             .await;
         Ok(guarded(outcome)?)
@@ -233,26 +364,7 @@ impl SessionRepository for Store {
         now: OffsetDateTime,
     ) -> Result<(), InfraError> {
         let (account_id, device, now) = (account_id.to_string(), device.as_bytes().to_vec(), millis(now));
-        self.run(move |c| {
-            per_backend!(c, |c| {
-                // A token another account holds is left alone: it is never this device's.
-                diesel::insert_into(known_devices::table)
-                    .values((
-                        known_devices::token_hash.eq(&device),
-                        known_devices::account_id.eq(&account_id),
-                        known_devices::created_at.eq(now),
-                        known_devices::last_seen_at.eq(now),
-                    ))
-                    .on_conflict(known_devices::token_hash)
-                    .do_nothing()
-                    .execute(c)?;
-                diesel::update(known_devices::table.find(&device).filter(known_devices::account_id.eq(&account_id)))
-                    .set(known_devices::last_seen_at.eq(now))
-                    .execute(c)?;
-                Ok::<_, StoreError>(())
-            })
-        })
-        .await?;
+        self.run(move |c| Ok(remember_device_on(c, &account_id, &device, now)?)).await?;
         Ok(())
     }
 

@@ -23,22 +23,22 @@ use crate::schema::{audit_events, webhook_attempts, webhook_endpoints, webhook_m
 use crate::{per_backend, DbConnection, Store, StoreError};
 
 /// The subscription that receives every type.
-const ALL_TYPES: &str = "*";
+pub(crate) const ALL_TYPES: &str = "*";
 
 /// An event as its messages store it.
 #[derive(Debug, Clone)]
 pub(crate) struct EventRow {
-    id: String,
-    event_type: &'static str,
-    occurred_at: i64,
-    account_id: String,
-    email: Option<String>,
-    session_id: Option<String>,
-    key_id: Option<String>,
-    factor_id: Option<String>,
-    reason: Option<String>,
-    ip: Option<String>,
-    user_agent: Option<String>,
+    pub(crate) id: String,
+    pub(crate) event_type: &'static str,
+    pub(crate) occurred_at: i64,
+    pub(crate) account_id: String,
+    pub(crate) email: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) factor_id: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
 impl From<&WebhookEvent> for EventRow {
@@ -139,6 +139,11 @@ impl Recorded {
     /// The security log row alone.
     pub(crate) fn audit(&self) -> &AuditEventRow {
         &self.audit
+    }
+
+    /// The webhook event, when the entry makes one.
+    pub(crate) fn webhook(&self) -> Option<&EventRow> {
+        self.webhook.as_ref()
     }
 
     /// Queues only the event, when the caller stored the entry with [`Recorded::audit`].

@@ -20,7 +20,7 @@ pub use password::{
 };
 pub(crate) use password_check::{PasswordCheck, PasswordCheckError, PasswordChecker};
 pub use plan::{CredentialChange, EmailConfirmation, SessionsToEnd};
-pub use ports::{AccountRepository, AccountRequestQueue, CreateAccountError, PasswordHasher};
+pub use ports::{AccountRepository, AccountRequestQueue, CreateAccountError, LoginCandidate, PasswordHasher};
 pub use request::{AccountRequest, AccountRequestKind};
 pub use service::{
     newest_pending_password, AccountService, AccountSettings, ConfirmationPage, RequestsReport, VerifyOutcome,

@@ -10,6 +10,18 @@ use crate::mail::{LeaseId, OutgoingEmail};
 use crate::secret::TokenHash;
 use crate::InfraError;
 
+/// An account a login names, with what the login decides on besides the password.
+#[derive(Debug, Clone)]
+pub struct LoginCandidate {
+    /// The account.
+    pub account: Account,
+    /// Whether it has a confirmed second factor (the login then asks for it).
+    pub has_second_factor: bool,
+    /// When the device the client presented last logged in to this account; `None` for no
+    /// device, one it never logged in to, or one another account holds.
+    pub device_last_seen_at: Option<OffsetDateTime>,
+}
+
 /// Why an account could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateAccountError {
@@ -46,6 +58,19 @@ pub trait AccountRepository: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn find_by_email(&self, email: &EmailAddress) -> Result<Option<Account>, InfraError>;
+
+    /// The account registered under `email`, if any, with what a login decides on besides
+    /// the password, read together (one statement on the store): whether it has a confirmed
+    /// second factor, and when the device whose token has digest `device` last logged in to
+    /// it.
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn find_for_login(
+        &self,
+        email: &EmailAddress,
+        device: Option<TokenHash>,
+    ) -> Result<Option<LoginCandidate>, InfraError>;
 
     /// The account with identifier `id`, if any.
     ///

@@ -20,6 +20,31 @@ pub struct LimitPolicy {
     pub window: Duration,
 }
 
+/// One counter: the attempts under `key` counted against `policy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitCounter {
+    /// The caller's key (an address, an account, a session), without the policy's name.
+    pub key: String,
+    /// The limit the attempts count against.
+    pub policy: LimitPolicy,
+}
+
+impl LimitCounter {
+    /// The counter of `key` under `policy`.
+    pub fn new(key: impl Into<String>, policy: LimitPolicy) -> Self {
+        Self { key: key.into(), policy }
+    }
+}
+
+/// What becomes of a counter once the attempt it counted turned out not to be a guess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitSettlement {
+    /// Take back the one attempt counted in the current window.
+    Refund(LimitCounter),
+    /// Forget every attempt counted (a successful login clears its account's failures).
+    Clear(LimitCounter),
+}
+
 /// What a counter said about one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitDecision {
@@ -286,6 +311,8 @@ pub fn unlimited() -> MockRateLimiter {
     limiter.expect_peek().returning(move |_, policy, _| Ok(allowed(policy)));
     limiter.expect_reset().returning(|_, _| Ok(()));
     limiter.expect_refund().returning(|_, _, _| Ok(()));
+    limiter.expect_hit_all().returning(move |counters, _| Ok(counters.iter().map(|c| allowed(&c.policy)).collect()));
+    limiter.expect_settle().returning(|_, _| Ok(()));
     limiter
 }
 

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{LimitDecision, LimitPolicy};
+use super::{LimitCounter, LimitDecision, LimitPolicy, LimitSettlement};
 use crate::InfraError;
 
 /// Counters of attempts, shared by every instance on the same database.
@@ -35,4 +35,25 @@ pub trait RateLimiter: Send + Sync {
     /// # Errors
     /// [`InfraError`] when the store fails.
     async fn reset(&self, key: &str, policy: &LimitPolicy) -> Result<(), InfraError>;
+
+    /// Counts one attempt on each of `counters` (distinct counters) in one step, and says of
+    /// each, in the same order, whether the attempt is within its limit: what [`hit`] does for
+    /// one, in one statement for all on the store, so that a call that counts against several
+    /// limits (a login: its address and its account's two tiers) costs one round trip.
+    ///
+    /// [`hit`]: RateLimiter::hit
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn hit_all(&self, counters: &[LimitCounter], now: OffsetDateTime) -> Result<Vec<LimitDecision>, InfraError>;
+
+    /// Applies each of `settlements` (a [`refund`] or a [`reset`] per counter, distinct
+    /// counters) in one step: one statement on the store.
+    ///
+    /// [`refund`]: RateLimiter::refund
+    /// [`reset`]: RateLimiter::reset
+    ///
+    /// # Errors
+    /// [`InfraError`] when the store fails.
+    async fn settle(&self, settlements: &[LimitSettlement], now: OffsetDateTime) -> Result<(), InfraError>;
 }

@@ -17,11 +17,20 @@ pub trait SessionRepository: Send + Sync {
     /// false, storing nothing, when the password changed in between (a reset committed during
     /// the login). The check and the insert are one transaction that locks the account row, so
     /// a concurrent reset either sees the new session (and ends it) or makes this return false.
-    /// `event` (the successful login) is stored in the same transaction.
+    /// `event` (the successful login) is stored in the same transaction, and the device
+    /// whose token has digest `device` is remembered as having logged in to the account (as
+    /// [`remember_device`](Self::remember_device) does), only if the session was stored. On
+    /// PostgreSQL all of it is one statement.
     ///
     /// # Errors
     /// [`InfraError`] when the store fails.
-    async fn create(&self, session: &Session, credential_version: i64, event: &AuditEvent) -> Result<bool, InfraError>;
+    async fn create(
+        &self,
+        session: &Session,
+        credential_version: i64,
+        event: &AuditEvent,
+        device: &TokenHash,
+    ) -> Result<bool, InfraError>;
 
     /// The session with identifier `id`, revoked or not, if it exists.
     ///

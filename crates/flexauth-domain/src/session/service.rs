@@ -11,7 +11,7 @@ use super::{
 };
 use crate::account::{AccountRepository, PasswordHasher};
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
-use crate::limits::{address_key, LimitSettings, RateLimited, RateLimiter};
+use crate::limits::{address_key, LimitCounter, LimitSettings, RateLimited, RateLimiter};
 use crate::mail::{Letter, Letters};
 use crate::mfa::MfaService;
 use crate::newtypes::{AccountId, AuthenticationMethods};
@@ -161,15 +161,14 @@ impl SessionService {
         }
         let limits = &self.settings.limits;
         if limits.enabled {
-            let decision = self.limiter.hit(&claims.session_id.to_string(), &limits.refreshes_per_session, now).await?;
-            if !decision.allowed {
-                return Err(RateLimited(decision).into());
-            }
-            if let Some(address) = client_address {
-                let decision = self.limiter.hit(&address_key(address), &limits.refreshes_per_address, now).await?;
-                if !decision.allowed {
-                    return Err(RateLimited(decision).into());
-                }
+            // The session's counter and the address's, in one step.
+            let session_counter = LimitCounter::new(claims.session_id.to_string(), limits.refreshes_per_session);
+            let address_counter =
+                client_address.map(|address| LimitCounter::new(address_key(address), limits.refreshes_per_address));
+            let counters: Vec<LimitCounter> = std::iter::once(session_counter).chain(address_counter).collect();
+            let decisions = self.limiter.hit_all(&counters, now).await?;
+            if let Some(refused) = decisions.into_iter().find(|decision| !decision.allowed) {
+                return Err(RateLimited(refused).into());
             }
         }
         let presented = claims.secret.hash();

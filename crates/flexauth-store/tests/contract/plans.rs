@@ -8,14 +8,13 @@
 use std::sync::{Mutex, OnceLock};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
-use flexauth_contract::{api_key, login_event, new_session, stored_account, NOW, THREE_A_MINUTE};
+use flexauth_contract::{api_key, device_of, login_event, new_session, stored_account, NOW, THREE_A_MINUTE};
 use flexauth_domain::account::{AccountRepository, AccountRequestQueue, EmailAddress};
 use flexauth_domain::api_key::ApiKeyRepository;
 use flexauth_domain::audit::AuditLog;
 use flexauth_domain::housekeeping::{Housekeeping, RetentionSettings};
-use flexauth_domain::limits::RateLimiter;
+use flexauth_domain::limits::{LimitCounter, LimitPolicy, LimitSettlement, RateLimiter};
 use flexauth_domain::mail::{LeaseId, Outbox};
-use flexauth_domain::mfa::FactorRepository;
 use flexauth_domain::secret::TokenHash;
 use flexauth_domain::session::{RefreshSecret, SessionRepository};
 use flexauth_domain::webhook::WebhookQueue;
@@ -240,20 +239,30 @@ async fn on_postgres_every_statement_of_a_hot_path_and_of_the_purge_uses_an_inde
             statements.extend(recorded.into_iter().map(|sql| ($name.to_owned(), sql)));
         }};
     }
-    operation!("login: the account", store.find_by_email(&address).await.unwrap());
-    operation!("login: a limit counted", store.hit("login:owner", &THREE_A_MINUTE, NOW).await.unwrap());
+    let login_counters = [
+        LimitCounter::new("192.0.2.7", THREE_A_MINUTE),
+        LimitCounter::new("owner", THREE_A_MINUTE),
+        LimitCounter::new("owner", LimitPolicy { name: "daily", ..THREE_A_MINUTE }),
+    ];
+    operation!("login: the limits counted", store.hit_all(&login_counters, NOW).await.unwrap());
+    operation!(
+        "login: the account, its factors and device",
+        store.find_for_login(&address, Some(TokenHash::of(b"device"))).await.unwrap()
+    );
     operation!(
         "login: a known client",
         store.logged_in_from(account.id(), "192.0.2.7", NOW - Duration::days(30)).await.unwrap()
     );
-    operation!(
-        "login: a known device",
-        store.device_known(account.id(), &TokenHash::of(b"device"), NOW).await.unwrap()
-    );
-    operation!("login: second factors", store.has_confirmed_factor(account.id()).await.unwrap());
+    let settlements = [
+        LimitSettlement::Refund(login_counters[0].clone()),
+        LimitSettlement::Clear(login_counters[1].clone()),
+        LimitSettlement::Clear(login_counters[2].clone()),
+    ];
+    operation!("login: the limits settled", store.settle(&settlements, NOW).await.unwrap());
+    operation!("a limit counted", store.hit("login:owner", &THREE_A_MINUTE, NOW).await.unwrap());
     operation!(
         "login: the session",
-        SessionRepository::create(store, &session, 0, &login_event(&account)).await.unwrap()
+        SessionRepository::create(store, &session, 0, &login_event(&account), &device_of(&session)).await.unwrap()
     );
     operation!("refresh: the session", SessionRepository::find(store, session.id()).await.unwrap());
     operation!("protected call: an API key", store.find_active_by_hash(&TokenHash::of(b"no such key")).await.unwrap());

@@ -62,7 +62,8 @@ impl SessionService {
             return Err(SecondStepError::InvalidChallenge);
         }
         let methods = AuthenticationMethods::password().with(proved.method);
-        self.open_session_on_device(&account, client, methods, now).await.map_err(|error| match error {
+        let device_known = self.device_known(&account, &client, now).await?;
+        self.open_session_on_device(&account, client, methods, now, device_known).await.map_err(|error| match error {
             // The password was reset between the steps.
             LoginError::InvalidCredentials => SecondStepError::InvalidChallenge,
             LoginError::Unexpected(cause) => SecondStepError::Unexpected(cause),
@@ -198,7 +199,8 @@ impl SessionService {
             }
             None => AuthenticationMethods::default().with(login.method),
         };
-        self.open_session_on_device(&account, client, methods, now).await.map_err(|error| match error {
+        let device_known = self.device_known(&account, &client, now).await?;
+        self.open_session_on_device(&account, client, methods, now, device_known).await.map_err(|error| match error {
             LoginError::InvalidCredentials => SecondStepError::InvalidChallenge,
             LoginError::Unexpected(cause) => SecondStepError::Unexpected(cause),
             other => SecondStepError::Unexpected(InfraError::new(other.to_string())),

@@ -3,7 +3,7 @@ use crate::account::{
     Account, ChangePasswordError, LinkTokenRecord, MockAccountRepository, MockPasswordHasher, NewPassword, Password,
     PasswordHash, SessionsToEnd, SignupAttempt,
 };
-use crate::limits::email_key;
+use crate::limits::{email_key, LimitSettlement};
 use crate::mail::EmailKind;
 use crate::newtypes::{AuthenticationMethods, EmailAddress};
 use crate::principal::AuthMethod;
@@ -141,6 +141,16 @@ fn session_caller() -> Principal {
     Principal { account_id: ACCOUNT, method: AuthMethod::Session(SESSION), grants: crate::newtypes::Grants::Every }
 }
 
+/// What the store answers a login that names `account` (or nothing): no second factor, no
+/// device it knows.
+fn found(account: Option<Account>) -> Result<Option<crate::account::LoginCandidate>, crate::InfraError> {
+    Ok(account.map(|account| crate::account::LoginCandidate {
+        account,
+        has_second_factor: false,
+        device_last_seen_at: None,
+    }))
+}
+
 fn credentials() -> (EmailAddress, Password) {
     (EmailAddress::parse("ann@example.com").unwrap(), Password::parse("a long enough passphrase".into()).unwrap())
 }
@@ -148,7 +158,7 @@ fn credentials() -> (EmailAddress, Password) {
 #[tokio::test]
 async fn login_with_an_unknown_email_spends_a_dummy_verification_and_fails_like_a_wrong_password() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_by_email().returning(|_| Ok(None));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(None));
     ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
     ports.sessions.expect_create().never();
     let (email, password) = credentials();
@@ -161,7 +171,7 @@ async fn login_with_an_unknown_email_spends_a_dummy_verification_and_fails_like_
 #[tokio::test]
 async fn a_wrong_password_on_an_address_with_pending_sign_ups_costs_the_one_verification_every_login_does() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(Some(account(false))));
     ports.accounts.expect_pending_signup_attempts().returning(|_, _| {
         Ok(vec![attempt_made("first", NOW - Duration::hours(1)), attempt_made("second", NOW), attempt("third")])
     });
@@ -178,7 +188,7 @@ async fn a_wrong_password_on_an_address_with_pending_sign_ups_costs_the_one_veri
 async fn login_says_email_not_verified_for_the_password_of_the_newest_pending_sign_up_only() {
     for (right, expected) in [("newest", true), ("older", false)] {
         let mut ports = Ports::new();
-        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+        ports.accounts.expect_find_for_login().returning(|_, _| found(Some(account(false))));
         ports
             .accounts
             .expect_pending_signup_attempts()
@@ -197,9 +207,9 @@ async fn login_says_email_not_verified_for_the_password_of_the_newest_pending_si
 async fn a_disabled_account_is_told_so_only_after_the_right_password_and_opens_no_session() {
     for (right, expected) in [(true, "disabled"), (false, "invalid")] {
         let mut ports = Ports::new();
-        ports.accounts.expect_find_by_email().returning(|_| {
+        ports.accounts.expect_find_for_login().returning(|_, _| {
             let disabled = Some(NOW - Duration::hours(1));
-            Ok(Some(Account::from_storage(crate::account::StoredAccount {
+            found(Some(Account::from_storage(crate::account::StoredAccount {
                 disabled_at: disabled,
                 ..stored_account(true)
             })))
@@ -217,7 +227,7 @@ async fn a_disabled_account_is_told_so_only_after_the_right_password_and_opens_n
 #[tokio::test]
 async fn login_on_an_unverified_account_without_pending_attempts_costs_one_dummy_hash() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(false))));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(Some(account(false))));
     ports.accounts.expect_pending_signup_attempts().returning(|_, _| Ok(vec![]));
     ports.hasher.expect_verify().never();
     ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
@@ -231,10 +241,10 @@ async fn login_on_an_unverified_account_without_pending_attempts_costs_one_dummy
 #[tokio::test]
 async fn a_login_whose_password_was_reset_during_the_check_opens_no_session() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(Some(account(true))));
     ports.hasher.expect_verify().returning(|_, _| Ok(true));
     // The store refuses the insert: the credential version is no longer 4.
-    ports.sessions.expect_create().withf(|_, version, _| *version == 4).times(1).returning(|_, _, _| Ok(false));
+    ports.sessions.expect_create().withf(|_, version, _, _| *version == 4).times(1).returning(|_, _, _, _| Ok(false));
     let (email, password) = credentials();
     assert!(matches!(
         ports.service().login(&email, &password, ClientInfo::default()).await,
@@ -246,7 +256,13 @@ async fn a_login_whose_password_was_reset_during_the_check_opens_no_session() {
 async fn the_right_password_of_an_account_with_a_second_factor_opens_no_session_but_a_challenge() {
     let mut ports = Ports::new();
     ports.has_second_factor = true;
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.accounts.expect_find_for_login().returning(|_, _| {
+        Ok(Some(crate::account::LoginCandidate {
+            account: account(true),
+            has_second_factor: true,
+            device_last_seen_at: None,
+        }))
+    });
     ports.hasher.expect_verify().returning(|_, _| Ok(true));
     ports.sessions.expect_create().never();
     ports.sessions.expect_remember_device().never();
@@ -265,7 +281,13 @@ async fn a_wrong_password_answers_the_same_with_or_without_a_second_factor() {
     for has_second_factor in [false, true] {
         let mut ports = Ports::new();
         ports.has_second_factor = has_second_factor;
-        ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+        ports.accounts.expect_find_for_login().returning(move |_, _| {
+            Ok(Some(crate::account::LoginCandidate {
+                account: account(true),
+                has_second_factor,
+                device_last_seen_at: None,
+            }))
+        });
         ports.hasher.expect_verify().returning(|_, _| Ok(false));
         let (email, password) = credentials();
         assert!(matches!(
@@ -278,12 +300,12 @@ async fn a_wrong_password_answers_the_same_with_or_without_a_second_factor() {
 #[tokio::test]
 async fn login_opens_a_session_and_returns_a_one_hour_pair() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(Some(account(true))));
     ports.hasher.expect_verify().returning(|_, _| Ok(true));
     ports
         .sessions
         .expect_create()
-        .withf(|session, version, event| {
+        .withf(|session, version, event, _| {
             let s = session.stored();
             event.kind == AuditKind::LoginSucceeded
                 && event.session_id == Some(session.id())
@@ -295,9 +317,10 @@ async fn login_opens_a_session_and_returns_a_one_hour_pair() {
                 && *version == 4
         })
         .times(1)
-        .returning(|_, _, _| Ok(true));
-    ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
-    ports.sessions.expect_remember_device().times(1).returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _| Ok(true));
+    // The device is remembered with the session, not by a write of its own.
+    ports.sessions.expect_device_known().never();
+    ports.sessions.expect_remember_device().never();
     let (email, password) = credentials();
     let pair = ports.service().login(&email, &password, ClientInfo::default()).await.unwrap();
     assert!(pair.new_device.is_some(), "a device the account does not know gets a token");
@@ -791,12 +814,19 @@ fn limiter_over(over: &'static str, hits: Arc<Mutex<Vec<String>>>) -> crate::lim
     };
     let mut limiter = crate::limits::MockRateLimiter::new();
     limiter.expect_peek().returning(move |key, policy, _| Ok(decide(key, policy)));
+    let each = hits.clone();
     limiter.expect_hit().returning(move |key, policy, _| {
-        hits.lock().unwrap().push(format!("{}:{key}", policy.name));
+        each.lock().unwrap().push(format!("{}:{key}", policy.name));
         Ok(decide(key, policy))
+    });
+    limiter.expect_hit_all().returning(move |counters, _| {
+        let mut hits = hits.lock().unwrap();
+        hits.extend(counters.iter().map(|counter| format!("{}:{}", counter.policy.name, counter.key)));
+        Ok(counters.iter().map(|counter| decide(&counter.key, &counter.policy)).collect())
     });
     limiter.expect_reset().returning(|_, _| Ok(()));
     limiter.expect_refund().returning(|_, _, _| Ok(()));
+    limiter.expect_settle().returning(|_, _| Ok(()));
     limiter
 }
 
@@ -813,7 +843,7 @@ fn client_at(ip: &str) -> ClientInfo {
 async fn an_address_past_its_failed_login_limit_is_refused_before_any_hashing() {
     let mut ports = Ports::new();
     ports.limiter = limiter_over("192.0.2.7", Arc::default());
-    ports.accounts.expect_find_by_email().never();
+    ports.accounts.expect_find_for_login().never();
     ports.hasher.expect_verify().never();
     ports.hasher.expect_verify_against_dummy().never();
     let (email, password) = credentials();
@@ -822,11 +852,49 @@ async fn an_address_past_its_failed_login_limit_is_refused_before_any_hashing() 
 }
 
 #[tokio::test]
+async fn an_address_past_its_limit_gives_the_account_its_counts_back() {
+    // The counters are hit together; an attacker's address that is over its limit must not
+    // wear down the per-account limit of whatever address it types.
+    let mut limiter = crate::limits::MockRateLimiter::new();
+    limiter.expect_hit_all().times(1).returning(|counters, _| {
+        Ok(counters
+            .iter()
+            .map(|counter| crate::limits::LimitDecision {
+                policy: counter.policy,
+                allowed: counter.policy.name != "login_failures_per_address",
+                remaining: 0,
+                reset_after: Duration::seconds(42),
+            })
+            .collect())
+    });
+    limiter
+        .expect_settle()
+        .withf(|settlements, _| {
+            let account = email_key(&credentials().0);
+            settlements.len() == 2
+                && settlements
+                    .iter()
+                    .all(|settlement| matches!(settlement, LimitSettlement::Refund(counter) if counter.key == account))
+        })
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let mut ports = Ports::new();
+    ports.limiter = limiter;
+    ports.accounts.expect_find_for_login().never();
+    ports.hasher.expect_verify_against_dummy().never();
+    let (email, password) = credentials();
+    let outcome = ports.service().login(&email, &password, client_at("192.0.2.7")).await;
+    assert!(
+        matches!(outcome, Err(LoginError::Throttled(limited)) if limited.0.policy.name == "login_failures_per_address")
+    );
+}
+
+#[tokio::test]
 async fn a_failed_login_counts_against_the_address_and_the_account_typed_known_or_not() {
     let hits = Arc::new(Mutex::new(Vec::new()));
     let mut ports = Ports::new();
     ports.limiter = limiter_over("nothing", hits.clone());
-    ports.accounts.expect_find_by_email().returning(|_| Ok(None));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(None));
     ports.hasher.expect_verify_against_dummy().times(1).returning(|_| Ok(()));
     let (email, password) = credentials();
     let outcome = ports.service().login(&email, &password, client_at("2001:db8:1:2::77")).await;
@@ -846,15 +914,13 @@ async fn a_failed_login_counts_against_the_address_and_the_account_typed_known_o
 async fn an_account_under_attack_refuses_unknown_clients_but_not_one_that_logged_in_before() {
     let mut ports = Ports::new();
     ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(Some(account(true))));
     ports
         .sessions
         .expect_logged_in_from()
         .returning(|_, ip, since| Ok(ip == "198.51.100.1" && since == NOW - Duration::days(30)));
     ports.hasher.expect_verify().returning(|_, _| Ok(true));
-    ports.sessions.expect_create().times(1).returning(|_, _, _| Ok(true));
-    ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
-    ports.sessions.expect_remember_device().returning(|_, _, _| Ok(()));
+    ports.sessions.expect_create().times(1).returning(|_, _, _, _| Ok(true));
     let service = ports.service();
     let (email, password) = credentials();
     let stranger = service.login(&email, &password, client_at("203.0.113.9")).await;
@@ -867,16 +933,21 @@ async fn a_client_known_only_from_before_the_account_forgot_its_clients_is_a_str
     let mut ports = Ports::new();
     ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
     let forgotten = NOW - Duration::hours(2);
-    ports.accounts.expect_find_by_email().returning(move |_| {
-        Ok(Some(Account::from_storage(crate::account::StoredAccount {
-            clients_forgotten_at: Some(forgotten),
-            ..stored_account(true)
-        })))
+    // The device last logged in to the account just before the owner made it forget its
+    // clients.
+    ports.accounts.expect_find_for_login().returning(move |_, device| {
+        Ok(Some(crate::account::LoginCandidate {
+            account: Account::from_storage(crate::account::StoredAccount {
+                clients_forgotten_at: Some(forgotten),
+                ..stored_account(true)
+            }),
+            has_second_factor: false,
+            device_last_seen_at: device.map(|_| forgotten - Duration::minutes(1)),
+        }))
     });
     // The store answers for the window it is asked about: after the forgetting, not 30 days.
     let after = forgotten + Duration::milliseconds(1);
     ports.sessions.expect_logged_in_from().withf(move |_, _, since| *since == after).returning(|_, _, _| Ok(false));
-    ports.sessions.expect_device_known().withf(move |_, _, since| *since == after).returning(|_, _, _| Ok(false));
     ports.hasher.expect_verify().never();
     let (email, password) = credentials();
     let mut client = client_at("198.51.100.1");
@@ -890,14 +961,16 @@ async fn an_attack_that_waits_out_the_short_window_is_told_to_wait_for_the_daily
     use crate::limits::{LimitDecision, LimitPolicy};
     let mut limiter = crate::limits::MockRateLimiter::new();
     // The fifteen-minute tier has room again; the daily one is full.
-    limiter.expect_hit().returning(|_, policy: &LimitPolicy, _| {
+    let decide = |policy: &LimitPolicy| {
         let daily = policy.name == "login_failures_per_account_daily";
         let reset_after = if daily { Duration::hours(9) } else { Duration::minutes(4) };
-        Ok(LimitDecision { policy: *policy, allowed: !daily, remaining: 0, reset_after })
-    });
+        LimitDecision { policy: *policy, allowed: !daily, remaining: 0, reset_after }
+    };
+    limiter.expect_hit().returning(move |_, policy: &LimitPolicy, _| Ok(decide(policy)));
+    limiter.expect_hit_all().returning(move |counters, _| Ok(counters.iter().map(|c| decide(&c.policy)).collect()));
     let mut ports = Ports::new();
     ports.limiter = limiter;
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(Some(account(true))));
     ports.sessions.expect_logged_in_from().returning(|_, _, _| Ok(false));
     ports.hasher.expect_verify().never();
     let (email, password) = credentials();
@@ -911,14 +984,24 @@ async fn an_attack_that_waits_out_the_short_window_is_told_to_wait_for_the_daily
 async fn an_account_under_attack_lets_in_a_device_that_logged_in_before_from_any_address() {
     let mut ports = Ports::new();
     ports.limiter = limiter_over(leak(email_key(&credentials().0)), Arc::default());
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
     let known = crate::secret::DeviceToken::parse(&"A".repeat(43)).unwrap();
     let known_hash = known.hash();
-    ports.sessions.expect_device_known().returning(move |_, device, _| Ok(*device == known_hash));
+    ports.accounts.expect_find_for_login().returning(move |_, device| {
+        Ok(Some(crate::account::LoginCandidate {
+            account: account(true),
+            has_second_factor: false,
+            device_last_seen_at: (device == Some(known_hash)).then_some(NOW - Duration::days(2)),
+        }))
+    });
     ports.sessions.expect_logged_in_from().returning(|_, _, _| Ok(false));
     ports.hasher.expect_verify().returning(|_, _| Ok(true));
-    ports.sessions.expect_create().times(1).returning(|_, _, _| Ok(true));
-    ports.sessions.expect_remember_device().times(1).returning(|_, _, _| Ok(()));
+    // The known device is remembered again with the session.
+    ports
+        .sessions
+        .expect_create()
+        .withf(move |_, _, _, device| *device == known_hash)
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
     let service = ports.service();
     let (email, password) = credentials();
     let mut client = client_at("203.0.113.200");
@@ -931,28 +1014,39 @@ async fn an_account_under_attack_lets_in_a_device_that_logged_in_before_from_any
 #[tokio::test]
 async fn a_successful_login_settles_each_counter_once() {
     let mut ports = Ports::new();
-    ports.accounts.expect_find_by_email().returning(|_| Ok(Some(account(true))));
+    ports.accounts.expect_find_for_login().returning(|_, _| found(Some(account(true))));
     ports.hasher.expect_verify().returning(|_, _| Ok(true));
-    ports.sessions.expect_create().returning(|_, _, _| Ok(true));
-    ports.sessions.expect_device_known().returning(|_, _, _| Ok(false));
-    ports.sessions.expect_remember_device().returning(|_, _, _| Ok(()));
-    // A strict limiter: a call it was not told of fails the test.
+    ports.sessions.expect_create().returning(|_, _, _, _| Ok(true));
+    // A strict limiter: a call it was not told of fails the test. The three counters are hit
+    // in one call and settled in one call.
     let mut limiter = crate::limits::MockRateLimiter::new();
-    limiter.expect_hit().times(3).returning(|_, policy, _| {
-        Ok(crate::limits::LimitDecision {
-            policy: *policy,
-            allowed: true,
-            remaining: policy.limit,
-            reset_after: policy.window,
-        })
+    limiter.expect_hit_all().times(1).returning(|counters, _| {
+        Ok(counters
+            .iter()
+            .map(|counter| crate::limits::LimitDecision {
+                policy: counter.policy,
+                allowed: true,
+                remaining: counter.policy.limit,
+                reset_after: counter.policy.window,
+            })
+            .collect())
     });
     // The address gets its count back; the account's two tiers are cleared, not refunded first.
     limiter
-        .expect_refund()
-        .withf(|_, policy, _| policy.name == "login_failures_per_address")
+        .expect_settle()
+        .withf(|settlements, _| {
+            let account = email_key(&credentials().0);
+            matches!(settlements, [
+                LimitSettlement::Refund(address),
+                LimitSettlement::Clear(short),
+                LimitSettlement::Clear(daily),
+            ] if address.policy.name == "login_failures_per_address"
+                && short.key == account && daily.key == account
+                && short.policy.name == "login_failures_per_account"
+                && daily.policy.name == "login_failures_per_account_daily")
+        })
         .times(1)
-        .returning(|_, _, _| Ok(()));
-    limiter.expect_reset().withf(|key, _| key == email_key(&credentials().0)).times(2).returning(|_, _| Ok(()));
+        .returning(|_, _| Ok(()));
     ports.limiter = limiter;
     let (email, password) = credentials();
     ports.service().login(&email, &password, client_at("192.0.2.8")).await.unwrap();
