@@ -7,7 +7,8 @@ use flexauth_domain::webhook::{
 
 use super::*;
 
-fn endpoint(filter: EventFilter, secret: &str) -> NewEndpoint {
+/// A new endpoint that receives what `filter` lets through, signed with `secret`.
+pub fn endpoint(filter: EventFilter, secret: &str) -> NewEndpoint {
     NewEndpoint {
         id: EndpointId::from_uuid(Uuid::new_v4()),
         url: "https://hooks.example.com/flexauth".into(),

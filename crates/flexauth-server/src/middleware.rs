@@ -77,6 +77,13 @@ pub async fn count_requests(
         _ => "other",
     };
     let state = request.app_data::<web::Data<AppState>>().cloned();
+    // A request other than a probe keeps the key cache and the ended sessions answering from
+    // memory; probes, which arrive every few seconds, would keep an idle instance busy.
+    if let Some(state) = &state {
+        if !matches!(route.as_str(), "/healthz" | "/readyz") {
+            state.store.note_request();
+        }
+    }
     let response = next.call(request).await?;
     if let Some(state) = state {
         state.metrics.http_request(&route, method, response.status().as_u16(), started.elapsed());

@@ -9,6 +9,7 @@ use flexauth_domain::housekeeping::HousekeepingService;
 use flexauth_domain::mail::DeliveryService;
 use flexauth_domain::usage::UsageService;
 use flexauth_domain::webhook::WebhookDelivery;
+use flexauth_store::WorkSignals;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -26,14 +27,25 @@ pub struct Jobs {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// Waits until `signal` is notified, or forever when there is none (the database announces
+/// nothing: SQLite, or behind a pooler in transaction mode).
+pub(crate) async fn heard(signal: Option<&Notify>) {
+    match signal {
+        Some(signal) => signal.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs passes every `interval`, at once again after a pass that did work (so a backlog drains
-/// quickly), and at once when `wakeup` is notified (a request was just accepted on this
-/// instance), until `shutdown` turns true. Every ten minutes a pass also purges what retention
+/// quickly), at once when `wakeup` is notified (a request was just accepted on this
+/// instance), and at once when the database announces new mail or account requests (`heard`),
+/// until `shutdown` turns true. Every ten minutes a pass also purges what retention
 /// says is due, batch after batch until nothing is left.
 pub fn spawn(
     jobs: Jobs,
     interval: Duration,
     wakeup: Arc<Notify>,
+    announced: Option<Arc<WorkSignals>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let Jobs { accounts, delivery, housekeeping, metrics } = jobs;
@@ -93,6 +105,7 @@ pub fn spawn(
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = wakeup.notified() => {}
+                () = heard(announced.as_ref().map(|signals| &signals.jobs)) => {}
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {
@@ -133,12 +146,14 @@ pub fn spawn_usage_flusher(
 /// Delivers webhook messages until `shutdown` turns true: claims the due messages this
 /// instance has room for and posts each on its own task, so a receiver that hangs holds up
 /// only its own messages, never this loop, a request, or another endpoint. Claims again as soon
-/// as a post ends (room was made), else after `interval`. At shutdown it waits for the posts
+/// as a post ends (room was made) or the database announces new messages (`announced`), else
+/// after `interval`. At shutdown it waits for the posts
 /// under way (each ends within the transport's deadline) so their outcomes are recorded.
 pub fn spawn_webhooks(
     delivery: WebhookDelivery,
     metrics: Arc<crate::metrics::Metrics>,
     interval: Duration,
+    announced: Option<Arc<WorkSignals>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -180,6 +195,7 @@ pub fn spawn_webhooks(
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = finished.notified() => {}
+                () = heard(announced.as_ref().map(|signals| &signals.webhooks)) => {}
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {

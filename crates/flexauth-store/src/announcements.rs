@@ -21,6 +21,13 @@
 //! has a heartbeat that started after the commit, so it has the notification in hand and
 //! drops the key. Revocations are rare; the wait costs each of them 150 ms.
 //!
+//! The heartbeat keeps that pace only while requests arrive (within [`DEMAND_WINDOW`] of the
+//! last one); an idle instance beats every [`IDLE_HEARTBEAT`], which leaves its memory untrusted
+//! until the next request wakes the thread: that request reads the database, as on a cache
+//! miss, and the ones after it are answered from memory again. The same connection hears
+//! migration 20's announcements of new background work, which wake the workers
+//! ([`WorkSignals`]), so that they need not ask the database every second.
+//!
 //! A connection that silently stopped delivering (a network partition sends no close) fails
 //! its heartbeat or leaves it old, and the cache goes unused. While the listening connection
 //! is down, the cache is empty and not used: every lookup goes to the database until it is
@@ -43,8 +50,52 @@ use crate::key_cache::KeyCache;
 /// The notification channel of ended API keys; the trigger of migration 7 names it too.
 pub(crate) const CHANNEL: &str = "flexauth_api_keys";
 
-/// How often the listening connection gets a heartbeat and, when it was lost, is opened again.
+/// How often the listening connection gets a heartbeat and, when it was lost, is opened again,
+/// while requests arrive.
 const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// How long after the last request the heartbeat keeps the pace of [`POLL_EVERY`].
+const DEMAND_WINDOW: Duration = Duration::from_secs(2);
+
+/// The heartbeat of an idle instance: nothing is answered from memory while the heartbeat is
+/// older than the announcement delay, so an idle instance needs none to stay correct; this one
+/// notices a lost connection and hears announced work. The first request after a rest wakes
+/// the thread and is answered from the database, as a cache miss is.
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The channel on which migration 20's triggers announce new background work.
+const WORK_CHANNEL: &str = "flexauth_work";
+
+/// What the listening connection heard of new background work, for the workers to wait on:
+/// each is notified when a statement committed work for it, on any instance, or by an
+/// operator's command.
+#[derive(Debug, Default)]
+pub struct WorkSignals {
+    /// New mail in the outbox or a new account request.
+    pub jobs: tokio::sync::Notify,
+    /// New webhook messages.
+    pub webhooks: tokio::sync::Notify,
+    /// A change to the stored signing keys.
+    pub keys: tokio::sync::Notify,
+}
+
+impl WorkSignals {
+    fn heard(&self, payload: &str) {
+        match payload {
+            "mail" | "requests" => self.jobs.notify_one(),
+            "webhooks" => self.webhooks.notify_one(),
+            "keys" => self.keys.notify_one(),
+            _ => {}
+        }
+    }
+
+    /// Wakes every worker: work may have been announced while nobody listened.
+    fn all(&self) {
+        self.jobs.notify_one();
+        self.webhooks.notify_one();
+        self.keys.notify_one();
+    }
+}
 
 pub(crate) struct Announcements {
     url: String,
@@ -62,6 +113,14 @@ pub(crate) struct Announcements {
     /// Set for good once two server processes answered the listening connection: a pooler in
     /// transaction mode sits in front, through which no notification can be trusted.
     pooled: AtomicBool,
+    /// What the workers wait on.
+    work: Arc<WorkSignals>,
+    /// The instant the milliseconds below count from.
+    epoch: Instant,
+    /// When a request last arrived, in milliseconds after `epoch` plus one (0: never).
+    last_demand: AtomicU64,
+    /// Whether the thread rests (an idle heartbeat) and must be woken by the next request.
+    resting: AtomicBool,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -77,13 +136,16 @@ fn backend_pid(connection: &mut PgConnection) -> Result<i32, diesel::result::Err
 
 /// The process must not exit while the listening thread is inside libpq: a process that ended
 /// with it there (an operator's command, a start that failed) crashed now and then as the C
-/// library's exit handlers ran. Dropping the cache waits for the thread, which notices within
-/// [`POLL_EVERY`] (or its connection attempt's two-second timeout) that the cache is gone.
+/// library's exit handlers ran. Dropping the cache wakes the thread and waits for it, which
+/// notices at once (or after its connection attempt's two-second timeout) that the cache is
+/// gone.
 impl Drop for Announcements {
     fn drop(&mut self) {
         let handle = self.thread.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         // The thread itself may hold the last reference for a moment: it cannot wait for itself.
         if let Some(handle) = handle.filter(|handle| handle.thread().id() != std::thread::current().id()) {
+            // A resting thread would otherwise sleep out its idle heartbeat first.
+            handle.thread().unpark();
             let _ = handle.join();
         }
     }
@@ -107,6 +169,10 @@ impl Announcements {
             thread: Mutex::new(None),
             listening_pid: std::sync::atomic::AtomicI32::new(0),
             pooled: AtomicBool::new(false),
+            work: Arc::new(WorkSignals::default()),
+            epoch: Instant::now(),
+            last_demand: AtomicU64::new(0),
+            resting: AtomicBool::new(false),
         });
         cache.reconnect();
         let weak = Arc::downgrade(&cache);
@@ -126,6 +192,34 @@ impl Announcements {
         self.keys.clone()
     }
 
+    /// What the workers wait on.
+    pub(crate) fn work(&self) -> Arc<WorkSignals> {
+        self.work.clone()
+    }
+
+    /// A request arrived: the heartbeat keeps its fast pace for [`DEMAND_WINDOW`], and a
+    /// resting thread is woken at once.
+    pub(crate) fn note_demand(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1);
+        self.last_demand.store(now, Ordering::Relaxed);
+        if self.resting.swap(false, Ordering::AcqRel) {
+            if let Some(handle) = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
+                handle.thread().unpark();
+            }
+        }
+    }
+
+    /// Whether a request arrived within [`DEMAND_WINDOW`].
+    fn in_demand(&self) -> bool {
+        match self.last_demand.load(Ordering::Relaxed) {
+            0 => false,
+            noted => {
+                let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1);
+                now.saturating_sub(noted) < u64::try_from(DEMAND_WINDOW.as_millis()).unwrap_or(u64::MAX)
+            }
+        }
+    }
+
     fn lose_listener(&self) {
         self.listening.store(false, Ordering::Release);
         self.keys.lose();
@@ -140,7 +234,10 @@ impl Announcements {
         let connected =
             PgConnection::establish(&self.url).map_err(|error| error.to_string()).and_then(|mut connection| {
                 connection
-                    .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", crate::ended_sessions::CHANNEL))
+                    .batch_execute(&format!(
+                        "LISTEN {CHANNEL}; LISTEN {}; LISTEN {WORK_CHANNEL}",
+                        crate::ended_sessions::CHANNEL
+                    ))
                     .map_err(|error| error.to_string())?;
                 self.listening_pid
                     .store(backend_pid(&mut connection).map_err(|error| error.to_string())?, Ordering::Release);
@@ -161,6 +258,8 @@ impl Announcements {
                 self.keys.clear();
                 self.keys.confirm(started);
                 self.listening.store(true, Ordering::Release);
+                // And whatever work was announced meanwhile: each worker looks once.
+                self.work.all();
             }
             Err(error) => {
                 if self.listening.load(Ordering::Acquire) {
@@ -246,6 +345,7 @@ impl Announcements {
                 Ok(notice) if notice.channel == crate::ended_sessions::CHANNEL => {
                     self.sessions.notified(&notice.payload)
                 }
+                Ok(notice) if notice.channel == WORK_CHANNEL => self.work.heard(&notice.payload),
                 Ok(_) => revoked = true,
                 Err(_) => {
                     lost = true;
@@ -275,10 +375,25 @@ impl Announcements {
 
 fn poll_until_dropped(cache: &Weak<Announcements>) {
     loop {
-        std::thread::sleep(POLL_EVERY);
+        // The thread holds no strong reference while it waits, so that dropping the store
+        // ends it (the drop wakes it).
+        let resting = match cache.upgrade() {
+            Some(cache) => {
+                let resting = !cache.in_demand();
+                cache.resting.store(resting, Ordering::Release);
+                resting
+            }
+            None => return,
+        };
+        if resting {
+            std::thread::park_timeout(IDLE_HEARTBEAT);
+        } else {
+            std::thread::sleep(POLL_EVERY);
+        }
         let Some(cache) = cache.upgrade() else {
             return;
         };
+        cache.resting.store(false, Ordering::Release);
         if cache.listening.load(Ordering::Acquire) {
             cache.heartbeat();
         } else {

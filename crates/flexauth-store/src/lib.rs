@@ -48,6 +48,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection as _, ConnectionError};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
 
+pub use announcements::WorkSignals;
 pub(crate) use connection::DbConnection;
 pub use database_check::SchemaState;
 pub use error::StoreError;
@@ -455,6 +456,9 @@ impl Store {
     /// [`Store::announce_api_keys_ended`] and [`Store::announce_sessions_ended`] for one change
     /// that ended either or both, waiting once.
     pub(crate) async fn announce_endings(&self, keys: bool, sessions: bool) {
+        // The instance that ended them answers from memory right after: its heartbeat must
+        // run, and it does within the delay below.
+        self.note_request();
         if keys {
             if let Some(cache) = &self.key_cache {
                 cache.clear();
@@ -478,6 +482,23 @@ impl Store {
             if let Err(error) = read {
                 tracing::warn!(%error, "cannot read the sessions just ended; other requests see them within a second");
             }
+        }
+    }
+
+    /// What the workers may wait on instead of asking the database every second: on
+    /// PostgreSQL without a transaction pooler, the listening connection hears new work
+    /// announced by any instance (migration 20). `None` elsewhere: SQLite, behind a pooler in
+    /// transaction mode, and in an operator's command; the workers then poll.
+    pub fn work_signals(&self) -> Option<std::sync::Arc<WorkSignals>> {
+        self.announcements.as_ref().map(|announcements| announcements.work())
+    }
+
+    /// Says that a request arrived: the listening connection keeps the heartbeat that lets the
+    /// key cache and the ended sessions answer from memory while requests arrive, and rests
+    /// when none did for a while.
+    pub fn note_request(&self) {
+        if let Some(announcements) = &self.announcements {
+            announcements.note_demand();
         }
     }
 

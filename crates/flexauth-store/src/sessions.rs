@@ -149,6 +149,7 @@ struct Opened {
 /// Answered from the sessions that ended recently, kept in memory by the store.
 impl EndedSessions for Store {
     fn has_ended(&self, id: SessionId) -> Option<bool> {
+        self.note_request();
         let trusted = match &self.announcements {
             Some(announcements) => announcements.sessions_trusted(),
             None => self.sqlite_path.is_some() && self.ended_sessions.read_recently(),

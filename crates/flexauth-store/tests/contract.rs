@@ -293,3 +293,63 @@ async fn on_postgres_an_ended_session_is_known_from_memory_to_every_instance_eve
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// Work committed through another connection (another instance, an operator's command) wakes
+/// the workers of an idle instance through its listening connection (migration 20): new mail,
+/// new webhook messages and a changed signing key, and nothing wakes the webhook worker when an
+/// event found no endpoint to queue for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_announced_work_wakes_the_workers_of_an_idle_instance() {
+    use flexauth_domain::webhook::{EventFilter, WebhookEndpoints as _};
+    use std::time::Duration;
+    use tokio::time::timeout;
+
+    let Some(db) = TestDatabase::postgres().await else { return };
+    let listening = Store::connect(db.config().clone()).unwrap();
+    let signals = listening.work_signals().expect("PostgreSQL without a pooler announces work");
+    // Each worker looks once when the connection starts listening.
+    for signal in [&signals.jobs, &signals.webhooks, &signals.keys] {
+        timeout(Duration::from_secs(5), signal.notified()).await.expect("a first look when listening starts");
+    }
+    let command = Store::connect_for_command(db.config().clone(), flexauth_store::Pooler::None).unwrap();
+    assert!(command.work_signals().is_none(), "an operator's command listens to nothing");
+    // Idle for longer than the demand window: the listening thread rests.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A sign-up queues its mail: the idle instance hears of it within its idle heartbeat (5 s).
+    let account = stored_account(&command).await;
+    timeout(Duration::from_secs(7), signals.jobs.notified()).await.expect("new mail wakes an idle instance");
+
+    // While requests arrive the heartbeat is fast: an event nobody subscribes to queues no
+    // message and wakes nobody; once an endpoint subscribes, the same event wakes the webhook
+    // worker.
+    listening.note_request();
+    let login = || async {
+        let session = flexauth_contract::new_session(
+            &account,
+            &flexauth_domain::session::RefreshSecret::from_bytes(rand_bytes()),
+        );
+        let device = flexauth_contract::device_of(&session);
+        assert!(SessionRepository::create(&command, &session, 0, &login_event(&account), &device).await.unwrap());
+    };
+    login().await;
+    assert!(
+        timeout(Duration::from_millis(800), signals.webhooks.notified()).await.is_err(),
+        "an event queued for no endpoint woke the webhook worker"
+    );
+    command.add(&flexauth_contract::endpoint(EventFilter::All, "whsec_announced")).await.unwrap();
+    listening.note_request();
+    login().await;
+    timeout(Duration::from_secs(2), signals.webhooks.notified()).await.expect("a queued message wakes the worker");
+
+    // A key stored by `flexauth keys rotate` reaches the ring at once.
+    listening.note_request();
+    command.add_signing_key("announced", "not a key".into(), NOW, NOW).await.unwrap();
+    timeout(Duration::from_secs(2), signals.keys.notified()).await.expect("a stored key wakes the key ring");
+}
+
+/// Fresh bytes for a refresh secret, so that each session of a test is distinct.
+fn rand_bytes() -> [u8; 32] {
+    let mut bytes = [0; 32];
+    bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    bytes
+}

@@ -318,7 +318,23 @@ pub struct Settings {
     pub webhook_timeout: std::time::Duration,
     /// How often the webhook worker looks for due messages when the last look found few.
     pub webhook_poll_interval: std::time::Duration,
+    /// How often the workers and the key ring look anyway when the database announces new
+    /// work and key changes (PostgreSQL without a transaction pooler, migration 20): for
+    /// retries that fall due, and as the bound on how late a missed announcement is noticed.
+    /// Elsewhere they look every `outbox_poll_interval`, `webhook_poll_interval` and
+    /// `key_ring_refresh`.
+    pub announced_work_poll_interval: std::time::Duration,
 }
+
+/// How often the workers look for due mail, account requests and webhook messages, and read
+/// the stored signing keys, where the database announces nothing (SQLite, or behind a pooler in
+/// transaction mode).
+pub const WORK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often they look anyway where the database announces new work (PostgreSQL without a
+/// pooler in transaction mode): for retries that fall due, and as the bound on how late a
+/// missed announcement is noticed.
+pub const ANNOUNCED_WORK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A configuration value that cannot be used; its message is the one line printed at start.
 #[derive(Debug, thiserror::Error)]
@@ -463,9 +479,9 @@ impl RawConfig {
             metrics_bind,
             key_encryption_key,
             jwks_max_age: self.jwks_max_age.0,
-            key_ring_refresh: std::time::Duration::from_secs(1),
+            key_ring_refresh: WORK_POLL_INTERVAL,
             log_format: self.log_format,
-            outbox_poll_interval: std::time::Duration::from_secs(1),
+            outbox_poll_interval: WORK_POLL_INTERVAL,
             usage_flush_interval: std::time::Duration::from_secs(1),
             http_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             request_body_timeout: self.request_body_timeout.0.unsigned_abs(),
@@ -476,7 +492,8 @@ impl RawConfig {
             },
             webhook_delivery: flexauth_domain::webhook::WebhookDeliverySettings::default(),
             webhook_timeout: std::time::Duration::from_secs(10),
-            webhook_poll_interval: std::time::Duration::from_secs(1),
+            webhook_poll_interval: WORK_POLL_INTERVAL,
+            announced_work_poll_interval: ANNOUNCED_WORK_POLL_INTERVAL,
         })
     }
 }

@@ -28,8 +28,11 @@ pub fn ring_plan(settings: &Settings) -> RingPlan {
     RingPlan {
         access_ttl: settings.access_token_ttl,
         refresh_ttl: settings.refresh_token_ttl,
+        // However an instance learns of a new key (an announcement, or its own look), it does
+        // within the longer of the two intervals.
         publish_before_signing: settings.jwks_max_age
-            + time::Duration::try_from(settings.key_ring_refresh).unwrap_or(time::Duration::SECOND),
+            + time::Duration::try_from(settings.key_ring_refresh.max(settings.announced_work_poll_interval))
+                .unwrap_or(time::Duration::SECOND),
     }
 }
 
@@ -133,9 +136,10 @@ pub(super) async fn key_ring(
     Ok((ring, true))
 }
 
-/// Reads the stored keys every `settings.key_ring_refresh` and brings the ring up to date: a
-/// rotated key is published within a second, and signs from its activation on, without a
-/// restart.
+/// Reads the stored keys when the database announces a change to them (PostgreSQL without a
+/// transaction pooler), and anyway every `settings.announced_work_poll_interval` there or every
+/// `settings.key_ring_refresh` elsewhere, and brings the ring up to date: a rotated key is
+/// published within that interval, and signs from its activation on, without a restart.
 pub(super) fn spawn_key_ring_refresher(
     ring: Arc<KeyRing>,
     store: Store,
@@ -144,7 +148,12 @@ pub(super) fn spawn_key_ring_refresher(
     metrics: Arc<crate::metrics::Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let (kek, plan, every) = (settings.key_encryption_key.clone(), ring_plan(settings), settings.key_ring_refresh);
+    let signals = store.work_signals();
+    let every = match signals {
+        Some(_) => settings.announced_work_poll_interval,
+        None => settings.key_ring_refresh,
+    };
+    let (kek, plan) = (settings.key_encryption_key.clone(), ring_plan(settings));
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -152,6 +161,7 @@ pub(super) fn spawn_key_ring_refresher(
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
+                () = crate::worker::heard(signals.as_ref().map(|signals| &signals.keys)) => {}
                 _ = shutdown.changed() => break,
             }
             let outcome = match stored_keys(&store, kek.as_ref(), KeyLoad::Refresh).await {

@@ -285,6 +285,7 @@ impl Application {
             clock: clock.clone(),
         };
         let shared = Arc::new(store.clone());
+        let work_signals = store.work_signals();
         // An ended session's access tokens are refused from memory for as long as any of them
         // can be valid: the access-token lifetime, the clock difference tolerated between
         // instances, and a minute more.
@@ -410,9 +411,21 @@ impl Application {
                 stopped.clone(),
             )
         });
-        let webhook_worker =
-            worker::spawn_webhooks(webhooks, metrics_for_webhooks, settings.webhook_poll_interval, stopped.clone());
-        let worker = worker::spawn(jobs, settings.outbox_poll_interval, worker_wakeup, stopped);
+        // Where the database announces new work, the workers wait for it and look anyway only
+        // now and then; elsewhere they look every poll interval.
+        let announced = work_signals;
+        let (jobs_interval, webhooks_interval) = match announced {
+            Some(_) => (settings.announced_work_poll_interval, settings.announced_work_poll_interval),
+            None => (settings.outbox_poll_interval, settings.webhook_poll_interval),
+        };
+        let webhook_worker = worker::spawn_webhooks(
+            webhooks,
+            metrics_for_webhooks,
+            webhooks_interval,
+            announced.clone(),
+            stopped.clone(),
+        );
+        let worker = worker::spawn(jobs, jobs_interval, worker_wakeup, announced, stopped);
         tracing::info!(address = %settings.bind, port, public_url = %settings.public_base(), "flexauth listening");
         if settings.public_url_from_bind && !settings.bind.ip().is_loopback() {
             tracing::warn!(
