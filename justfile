@@ -60,10 +60,10 @@ bench-webhooks rounds="3" seconds="8": db-up
     cargo build --release -p flexauth-server
     FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" ./scripts/bench-webhooks {{rounds}} {{seconds}}
 
-# The hot paths on a large database (SCALE × 1M accounts, 5M sessions, 10M security events, …) against an empty one, in one run, with the first purge's backlog timed (release build, PostgreSQL, wrk). Args: scale, seconds per scenario.
-bench-scale scale="1" seconds="5": db-up
+# The hot paths on a large database (SCALE × 1M accounts, 5M sessions, 10M security events, …) against an empty one, alternating, with the first purge's backlog timed, the statements and transactions per operation and per idle second (PostgreSQL's log), and the sizing figures: CPU per operation of the server and PostgreSQL, memory (release build, PostgreSQL, wrk). Args: scale, seconds per scenario, rounds.
+bench-scale scale="1" seconds="5" rounds="3": db-up
     cargo build --release -p flexauth-server
-    FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" ./scripts/bench-scale {{scale}} {{seconds}}
+    FLEXAUTH_TEST_POSTGRES_URL="{{pg_url}}" ./scripts/bench-scale {{scale}} {{seconds}} {{rounds}}
 
 # A fresh PostgreSQL primary (127.0.0.1:5441) with a synchronous streaming standby (5442), for the failover test and for trying a failover by hand; prints the variables the test reads.
 replica-up:

@@ -27,27 +27,41 @@ pub struct Jobs {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// Waits until `signal` is notified, or forever when there is none (the database announces
-/// nothing: SQLite, or behind a pooler in transaction mode).
-pub(crate) async fn heard(signal: Option<&Notify>) {
-    match signal {
-        Some(signal) => signal.notified().await,
-        None => std::future::pending().await,
+/// How often a worker looks for work: every `polling` where the database announces nothing
+/// (SQLite, a pooler in transaction mode) or while the connection that hears the announcements
+/// is down; every `announced` while it is up, woken between by the announcements.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    pub polling: Duration,
+    pub announced: Duration,
+    pub signals: Option<Arc<WorkSignals>>,
+}
+
+impl Pace {
+    /// The pause before the next look.
+    pub fn interval(&self) -> Duration {
+        match &self.signals {
+            Some(signals) if signals.listening() => self.announced,
+            _ => self.polling,
+        }
+    }
+
+    /// Waits until `signal` of the announcements is notified, or forever when nothing is
+    /// announced.
+    pub async fn heard(&self, signal: impl Fn(&WorkSignals) -> &Notify) {
+        match &self.signals {
+            Some(signals) => signal(signals).notified().await,
+            None => std::future::pending().await,
+        }
     }
 }
 
-/// Runs passes every `interval`, at once again after a pass that did work (so a backlog drains
+/// Runs passes at `pace`, at once again after a pass that did work (so a backlog drains
 /// quickly), at once when `wakeup` is notified (a request was just accepted on this
 /// instance), and at once when the database announces new mail or account requests (`heard`),
 /// until `shutdown` turns true. Every ten minutes a pass also purges what retention
 /// says is due, batch after batch until nothing is left.
-pub fn spawn(
-    jobs: Jobs,
-    interval: Duration,
-    wakeup: Arc<Notify>,
-    announced: Option<Arc<WorkSignals>>,
-    mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+pub fn spawn(jobs: Jobs, pace: Pace, wakeup: Arc<Notify>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     let Jobs { accounts, delivery, housekeeping, metrics } = jobs;
     tokio::spawn(async move {
         let mut last_purge: Option<tokio::time::Instant> = None;
@@ -101,11 +115,11 @@ pub fn spawn(
                 }
                 Err(error) => tracing::error!(error.chain = %error_chain(&error), "delivery pass failed"),
             }
-            let pause = if busy { Duration::ZERO } else { interval };
+            let pause = if busy { Duration::ZERO } else { pace.interval() };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = wakeup.notified() => {}
-                () = heard(announced.as_ref().map(|signals| &signals.jobs)) => {}
+                () = pace.heard(|signals| &signals.jobs) => {}
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {
@@ -147,13 +161,12 @@ pub fn spawn_usage_flusher(
 /// instance has room for and posts each on its own task, so a receiver that hangs holds up
 /// only its own messages, never this loop, a request, or another endpoint. Claims again as soon
 /// as a post ends (room was made) or the database announces new messages (`announced`), else
-/// after `interval`. At shutdown it waits for the posts
+/// after the interval of `pace`. At shutdown it waits for the posts
 /// under way (each ends within the transport's deadline) so their outcomes are recorded.
 pub fn spawn_webhooks(
     delivery: WebhookDelivery,
     metrics: Arc<crate::metrics::Metrics>,
-    interval: Duration,
-    announced: Option<Arc<WorkSignals>>,
+    pace: Pace,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -193,9 +206,9 @@ pub fn spawn_webhooks(
             // Finished posts leave the set, so it holds only those under way.
             while in_flight.try_join_next().is_some() {}
             tokio::select! {
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(pace.interval()) => {}
                 () = finished.notified() => {}
-                () = heard(announced.as_ref().map(|signals| &signals.webhooks)) => {}
+                () = pace.heard(|signals| &signals.webhooks) => {}
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {

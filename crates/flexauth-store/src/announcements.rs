@@ -77,6 +77,9 @@ pub struct WorkSignals {
     pub webhooks: tokio::sync::Notify,
     /// A change to the stored signing keys.
     pub keys: tokio::sync::Notify,
+    /// Whether the connection that hears the announcements is up: while it is not, nothing is
+    /// heard, and the workers must look as often as where nothing is announced.
+    listening: AtomicBool,
 }
 
 impl WorkSignals {
@@ -87,6 +90,11 @@ impl WorkSignals {
             "keys" => self.keys.notify_one(),
             _ => {}
         }
+    }
+
+    /// Whether the announcements are heard now.
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 
     /// Wakes every worker: work may have been announced while nobody listened.
@@ -222,6 +230,7 @@ impl Announcements {
 
     fn lose_listener(&self) {
         self.listening.store(false, Ordering::Release);
+        self.work.listening.store(false, Ordering::Release);
         self.keys.lose();
         self.sessions.lose();
     }
@@ -259,6 +268,7 @@ impl Announcements {
                 self.keys.confirm(started);
                 self.listening.store(true, Ordering::Release);
                 // And whatever work was announced meanwhile: each worker looks once.
+                self.work.listening.store(true, Ordering::Release);
                 self.work.all();
             }
             Err(error) => {

@@ -353,3 +353,39 @@ fn rand_bytes() -> [u8; 32] {
     bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
     bytes
 }
+
+/// A login's one-statement write on PostgreSQL locks the account row as a write would: while
+/// a password change is under way (it wrote the row and has not committed), the login waits,
+/// and once the change commits the login finds the version moved and opens nothing; a change
+/// that keeps the version (another column) lets it through once committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_login_waits_for_a_password_change_under_way_and_then_opens_nothing() {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::Connection as _;
+    use flexauth_domain::session::RefreshSecret;
+
+    let Some(db) = TestDatabase::postgres().await else { return };
+    let store = db.store().clone();
+    let account = stored_account(&store).await;
+    let flexauth_store::DatabaseConfig::Postgres(url) = db.config().clone() else { unreachable!() };
+    for (change, opens) in
+        [("credential_version = credential_version + 1", false), ("clients_forgotten_at = clients_forgotten_at", true)]
+    {
+        let mut other = diesel::PgConnection::establish(&url).unwrap();
+        other.batch_execute(&format!("BEGIN; UPDATE accounts SET {change} WHERE id = '{}'", account.id())).unwrap();
+        let version: i64 = if opens { 1 } else { 0 };
+        let session = flexauth_contract::new_session(&account, &RefreshSecret::from_bytes(rand_bytes()));
+        let login = tokio::spawn({
+            let (store, session, event) = (store.clone(), session.clone(), login_event(&account));
+            async move {
+                let device = flexauth_contract::device_of(&session);
+                SessionRepository::create(&store, &session, version, &event, &device).await.unwrap()
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert!(!login.is_finished(), "the login waits for the change under way ({change})");
+        other.batch_execute("COMMIT").unwrap();
+        assert_eq!(login.await.unwrap(), opens, "after {change}");
+        assert_eq!(store.find(session.id()).await.unwrap().is_some(), opens);
+    }
+}

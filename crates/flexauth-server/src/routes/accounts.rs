@@ -32,16 +32,16 @@ const RESEND_ACCEPTED: Message =
 
 /// Sign up
 ///
-/// Accepts a sign-up: the input is checked (the email address first, then the password, under the sign-up policy:
-/// at least 8 characters, at most 256 characters, not a common password), the password is hashed, and flexauth
-/// stores one request and answers `202` with the same body for every address, so neither the answer nor its
-/// timing tells whether the address has an account; a background worker handles the request a moment later
-/// (usually within milliseconds; at most the worker poll interval, 1 s). For an address without an account the
-/// worker creates an unverified account with one sign-up attempt and sends a verification email; for an
-/// unverified account it adds a sign-up attempt (its own verification link and the password chosen in this
-/// sign-up; up to 3 pending attempts, a fourth drops the oldest) and sends its link; for a verified account nothing
-/// changes and the owner gets a "You already have an account" email. A login right after the sign-up can briefly
-/// answer `401 invalid_credentials` before the account exists.
+/// Accepts a sign-up: the input is checked (the email address first, then the password, under the sign-up policy: at
+/// least 8 characters, at most 256 characters, not a common password), the password is hashed, and flexauth stores one
+/// request and answers `202` with the same body for every address, so neither the answer nor its timing tells whether
+/// the address has an account; a background worker handles the request a moment later (within milliseconds: the
+/// instance that accepted it wakes its worker at once). For an address without an account the worker creates an
+/// unverified account with one sign-up attempt and sends a verification email; for an unverified account it adds a
+/// sign-up attempt (its own verification link and the password chosen in this sign-up; up to 3 pending attempts, a
+/// fourth drops the oldest) and sends its link; for a verified account nothing changes and the owner gets a "You
+/// already have an account" email. A login right after the sign-up can briefly answer `401 invalid_credentials` before
+/// the account exists.
 #[utoipa::path(
     post, path = "/v1/auth/signup", operation_id = "signup", tag = "accounts",
     request_body = SignupBody,
@@ -225,11 +225,11 @@ fn link_error_page(error: VerifyEmailError) -> HttpResponse {
 /// Send a new verification email
 ///
 /// Asks for a new verification link. flexauth stores one request and answers `202` with the same body for every
-/// address, so neither the answer nor its timing tells whether the address has an account; a background worker
-/// handles the request a moment later (usually within milliseconds; at most the worker poll interval, 1 s). For
-/// an unverified account the worker adds a sign-up attempt without a password and sends its link; confirming with
-/// that link needs a chosen password. Earlier links keep working (up to 3 pending attempts; a fourth drops the
-/// oldest). For an unknown or verified address it does nothing.
+/// address, so neither the answer nor its timing tells whether the address has an account; a background worker handles
+/// the request a moment later (within milliseconds: the instance that accepted it wakes its worker at once). For an
+/// unverified account the worker adds a sign-up attempt without a password and sends its link; confirming with that
+/// link needs a chosen password. Earlier links keep working (up to 3 pending attempts; a fourth drops the oldest). For
+/// an unknown or verified address it does nothing.
 #[utoipa::path(
     post, path = "/v1/auth/verify/resend", operation_id = "resendVerification", tag = "accounts",
     request_body = EmailBody,

@@ -47,12 +47,12 @@ const FORGOT_ACCEPTED: Message =
 
 /// Send a password reset link
 ///
-/// Asks for a password reset link. flexauth stores one request and answers `202` with the same body for every
-/// address, so neither the answer nor its timing tells whether the address has an account; a background worker
-/// handles the request a moment later (usually within milliseconds; at most the worker poll interval, 1 s). If
-/// the address has an account (verified or not), the worker sends it a reset link, which works once and expires
-/// after `FLEXAUTH_PASSWORD_RESET_TTL` (1 hour by default). Earlier links keep working until one of them is used
-/// (a reset spends them all), the password is changed, or they expire.
+/// Asks for a password reset link. flexauth stores one request and answers `202` with the same body for every address,
+/// so neither the answer nor its timing tells whether the address has an account; a background worker handles the
+/// request a moment later (within milliseconds: the instance that accepted it wakes its worker at once). If the address
+/// has an account (verified or not), the worker sends it a reset link, which works once and expires after
+/// `FLEXAUTH_PASSWORD_RESET_TTL` (1 hour by default). Earlier links keep working until one of them is used (a reset
+/// spends them all), the password is changed, or they expire.
 #[utoipa::path(
     post, path = "/v1/auth/password/forgot", operation_id = "forgotPassword", tag = "passwords",
     request_body = ForgotBody,

@@ -1,5 +1,5 @@
 //! The signing keys an instance uses: from files (fixed until a restart), or the ring stored
-//! in the database, read again every second. Which stored keys may be used is
+//! in the database, read again whenever it changes (see [`spawn_key_ring_refresher`]). Which stored keys may be used is
 //! `flexauth-jwt`'s policy ([`flexauth_jwt::open_stored`]); this reads the rows and the files.
 
 use std::sync::Arc;
@@ -73,7 +73,7 @@ pub async fn stored_keys(
 }
 
 /// The signing keys: from files (fixed until a restart), or the ring stored in the database
-/// (created on first start), which each instance reads again every second.
+/// (created on first start), which each instance reads again whenever it changes.
 pub(super) async fn key_ring(
     settings: &Settings,
     store: &Store,
@@ -148,20 +148,18 @@ pub(super) fn spawn_key_ring_refresher(
     metrics: Arc<crate::metrics::Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let signals = store.work_signals();
-    let every = match signals {
-        Some(_) => settings.announced_work_poll_interval,
-        None => settings.key_ring_refresh,
+    let pace = crate::worker::Pace {
+        polling: settings.key_ring_refresh,
+        announced: settings.announced_work_poll_interval,
+        signals: store.work_signals(),
     };
     let (kek, plan) = (settings.key_encryption_key.clone(), ring_plan(settings));
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
             tokio::select! {
-                _ = ticks.tick() => {}
-                () = crate::worker::heard(signals.as_ref().map(|signals| &signals.keys)) => {}
+                () = tokio::time::sleep(pace.interval()) => {}
+                () = pace.heard(|signals| &signals.keys) => {}
                 _ = shutdown.changed() => break,
             }
             let outcome = match stored_keys(&store, kek.as_ref(), KeyLoad::Refresh).await {

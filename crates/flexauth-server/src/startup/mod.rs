@@ -412,20 +412,20 @@ impl Application {
             )
         });
         // Where the database announces new work, the workers wait for it and look anyway only
-        // now and then; elsewhere they look every poll interval.
-        let announced = work_signals;
-        let (jobs_interval, webhooks_interval) = match announced {
-            Some(_) => (settings.announced_work_poll_interval, settings.announced_work_poll_interval),
-            None => (settings.outbox_poll_interval, settings.webhook_poll_interval),
+        // now and then; elsewhere, and while the announcements are not heard, they look every
+        // poll interval.
+        let pace = |polling| worker::Pace {
+            polling,
+            announced: settings.announced_work_poll_interval,
+            signals: work_signals.clone(),
         };
         let webhook_worker = worker::spawn_webhooks(
             webhooks,
             metrics_for_webhooks,
-            webhooks_interval,
-            announced.clone(),
+            pace(settings.webhook_poll_interval),
             stopped.clone(),
         );
-        let worker = worker::spawn(jobs, jobs_interval, worker_wakeup, announced, stopped);
+        let worker = worker::spawn(jobs, pace(settings.outbox_poll_interval), worker_wakeup, stopped);
         tracing::info!(address = %settings.bind, port, public_url = %settings.public_base(), "flexauth listening");
         if settings.public_url_from_bind && !settings.bind.ip().is_loopback() {
             tracing::warn!(
