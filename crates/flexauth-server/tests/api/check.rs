@@ -150,7 +150,15 @@ async fn a_refused_check_says_why_in_the_status_the_code_and_the_challenge() {
 #[actix_web::test]
 async fn checks_read_no_database_per_request() {
     let env = TestEnv::new().await;
-    let app = env.spawn_with(&[SCOPES, "--metrics-bind", "127.0.0.1:0"]).await;
+    // The workers look for work at production's pace where it is announced (every 10 s, not
+    // the suite's 100 ms): their looks are not the checks' and would blur the count.
+    let app = env
+        .spawn_configured(
+            &[SCOPES, "--metrics-bind", "127.0.0.1:0"],
+            |settings| settings.announced_work_poll_interval = flexauth_server::config::ANNOUNCED_WORK_POLL_INTERVAL,
+            std::sync::Arc::new(crate::helpers::TestClock::default()),
+        )
+        .await;
     let login = app.verified_login(&env, &unique_email("cached")).await;
     let jwt = login["access_token"].as_str().unwrap();
     let (key, _) = key_with_scopes(&app, jwt, "cached", &["reports:read"]).await;
