@@ -205,12 +205,22 @@ impl Announcements {
         self.work.clone()
     }
 
+    /// Milliseconds since `epoch`, plus one, so that 0 can mean "never".
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
     /// A request arrived: the heartbeat keeps its fast pace for [`DEMAND_WINDOW`], and a
-    /// resting thread is woken at once.
+    /// resting thread is woken at once. Called on every request, so it only reads shared state
+    /// unless something changes: the time is written at most every [`POLL_EVERY`], and the
+    /// resting flag only when the thread rests.
     pub(crate) fn note_demand(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1);
-        self.last_demand.store(now, Ordering::Relaxed);
-        if self.resting.swap(false, Ordering::AcqRel) {
+        let now = self.now_millis();
+        let every = u64::try_from(POLL_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(self.last_demand.load(Ordering::Relaxed)) >= every {
+            self.last_demand.store(now, Ordering::Relaxed);
+        }
+        if self.resting.load(Ordering::Acquire) && self.resting.swap(false, Ordering::AcqRel) {
             if let Some(handle) = self.thread.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
                 handle.thread().unpark();
             }
@@ -222,8 +232,7 @@ impl Announcements {
         match self.last_demand.load(Ordering::Relaxed) {
             0 => false,
             noted => {
-                let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1);
-                now.saturating_sub(noted) < u64::try_from(DEMAND_WINDOW.as_millis()).unwrap_or(u64::MAX)
+                self.now_millis().saturating_sub(noted) < u64::try_from(DEMAND_WINDOW.as_millis()).unwrap_or(u64::MAX)
             }
         }
     }

@@ -9,34 +9,26 @@ use crate::rows::{instant, millis};
 use crate::schema::rate_limits;
 use crate::{per_backend, Store, StoreError};
 
-#[derive(QueryableByName)]
-struct Hits {
-    #[diesel(sql_type = BigInt)]
-    hits: i64,
-    #[diesel(sql_type = BigInt)]
-    window_start: i64,
+/// The stored key of the counter of `key` under `policy`.
+fn counter_key(policy: &LimitPolicy, key: &str) -> String {
+    format!("{}:{key}", policy.name)
 }
 
-/// The attempt counter, in one statement that both backends run alike: a new key, or a key
-/// whose stored window is older than this attempt's, starts at 1 in the new window; otherwise
-/// the count goes up by one and the stored window stays (an attempt that computed its window a
-/// moment before the boundary, then waited, can never move the window back and reset the
-/// count). PostgreSQL serialises concurrent upserts of one key on its row, SQLite serialises
-/// writers, so no attempt is lost between instances.
-const HIT: &str = "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $2, 1) \
-     ON CONFLICT (key) DO UPDATE SET \
-     hits = CASE WHEN excluded.window_start > rate_limits.window_start THEN 1 ELSE rate_limits.hits + 1 END, \
-     window_start = CASE WHEN excluded.window_start > rate_limits.window_start THEN excluded.window_start ELSE rate_limits.window_start END \
-     RETURNING hits, window_start";
-
-/// [`HIT`] for several counters in one statement: one row of values per counter, the same
-/// rule for each, and each counter's key read back with its count (`RETURNING` promises no
-/// order).
-fn hit_all_statement(counters: usize) -> String {
+/// The attempt counter, in one statement that both backends run alike, with one row of values
+/// per counter: a new key, or a key whose stored window is older than this attempt's, starts at
+/// 1 in the new window; otherwise the count goes up by one and the stored window stays (an
+/// attempt that computed its window a moment before the boundary, then waited, can never move
+/// the window back and reset the count). PostgreSQL serialises concurrent upserts of one key on
+/// its row, SQLite serialises writers, so no attempt is lost between instances. Each counter's
+/// key is read back with its count: `RETURNING` promises no order.
+fn hit_statement(counters: usize) -> String {
     let values: Vec<String> = (0..counters).map(|i| format!("(${}, ${}, 1)", 2 * i + 1, 2 * i + 2)).collect();
-    let upsert = &HIT[HIT.find(" ON CONFLICT").unwrap_or(HIT.len())..HIT.find(" RETURNING").unwrap_or(HIT.len())];
     format!(
-        "INSERT INTO rate_limits (key, window_start, hits) VALUES {}{upsert} RETURNING key, hits, window_start",
+        "INSERT INTO rate_limits (key, window_start, hits) VALUES {} \
+         ON CONFLICT (key) DO UPDATE SET \
+         hits = CASE WHEN excluded.window_start > rate_limits.window_start THEN 1 ELSE rate_limits.hits + 1 END, \
+         window_start = CASE WHEN excluded.window_start > rate_limits.window_start THEN excluded.window_start ELSE rate_limits.window_start END \
+         RETURNING key, hits, window_start",
         values.join(", ")
     )
 }
@@ -83,36 +75,21 @@ fn settle_statement(clears: &[bool]) -> String {
     )
 }
 
-/// Takes back one attempt of the current window (a login that turned out right).
-const REFUND: &str = "UPDATE rate_limits SET hits = hits - 1 WHERE key = $1 AND window_start = $2 AND hits > 0";
-
+/// A single hit or refund is a batch of one: one statement and one rule for both.
 #[async_trait]
 impl RateLimiter for Store {
     async fn hit(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError> {
-        let start = window_start(policy, now);
-        let (key, start_millis) = (format!("{}:{key}", policy.name), millis(start));
-        let row: Hits = self
-            .run(move |c| {
-                Ok(diesel::sql_query(HIT)
-                    .bind::<Text, _>(&key)
-                    .bind::<BigInt, _>(start_millis)
-                    .get_result::<Hits>(c)?)
-            })
-            .await?;
-        let stored_start = instant(row.window_start)?.max(start);
-        Ok(LimitDecision::of_count(*policy, crate::rows::stored_count(row.hits)?, stored_start, now))
+        let decisions = self.hit_all(&[LimitCounter::new(key, *policy)], now).await?;
+        decisions.into_iter().next().ok_or_else(|| StoreError::CorruptRow("a counter was not read back").into())
     }
 
     async fn refund(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<(), InfraError> {
-        let (key, start) = (format!("{}:{key}", policy.name), millis(window_start(policy, now)));
-        self.run(move |c| Ok(diesel::sql_query(REFUND).bind::<Text, _>(&key).bind::<BigInt, _>(start).execute(c)?))
-            .await?;
-        Ok(())
+        self.settle(&[LimitSettlement::Refund(LimitCounter::new(key, *policy))], now).await
     }
 
     async fn peek(&self, key: &str, policy: &LimitPolicy, now: OffsetDateTime) -> Result<LimitDecision, InfraError> {
         let start = window_start(policy, now);
-        let key = format!("{}:{key}", policy.name);
+        let key = counter_key(policy, key);
         let row: Option<(i64, i64)> = self
             .run(move |c| {
                 Ok(rate_limits::table
@@ -131,7 +108,7 @@ impl RateLimiter for Store {
     }
 
     async fn reset(&self, key: &str, policy: &LimitPolicy) -> Result<(), InfraError> {
-        let key = format!("{}:{key}", policy.name);
+        let key = counter_key(policy, key);
         self.run(move |c| Ok(diesel::delete(rate_limits::table.find(&key)).execute(c)?)).await?;
         Ok(())
     }
@@ -142,11 +119,9 @@ impl RateLimiter for Store {
         }
         let rows: Vec<(String, i64)> = counters
             .iter()
-            .map(|counter| {
-                (format!("{}:{}", counter.policy.name, counter.key), millis(window_start(&counter.policy, now)))
-            })
+            .map(|counter| (counter_key(&counter.policy, &counter.key), millis(window_start(&counter.policy, now))))
             .collect();
-        let statement = hit_all_statement(rows.len());
+        let statement = hit_statement(rows.len());
         let bound = rows.clone();
         let counted: Vec<KeyedHits> = self
             .run(move |c| {
@@ -179,15 +154,14 @@ impl RateLimiter for Store {
         if settlements.is_empty() {
             return Ok(());
         }
-        let counted = |counter: &LimitCounter| format!("{}:{}", counter.policy.name, counter.key);
-        // Each counter's key, its window when it is refunded, and whether it is cleared.
+        // Each counter's key, and its window when it is refunded (none when it is cleared).
         let settled: Vec<(String, Option<i64>)> = settlements
             .iter()
             .map(|settlement| match settlement {
                 LimitSettlement::Refund(counter) => {
-                    (counted(counter), Some(millis(window_start(&counter.policy, now))))
+                    (counter_key(&counter.policy, &counter.key), Some(millis(window_start(&counter.policy, now))))
                 }
-                LimitSettlement::Clear(counter) => (counted(counter), None),
+                LimitSettlement::Clear(counter) => (counter_key(&counter.policy, &counter.key), None),
             })
             .collect();
         let statement = settle_statement(&settled.iter().map(|(_, window)| window.is_none()).collect::<Vec<_>>());
